@@ -1,0 +1,7 @@
+"""`python -m studio <verb>`: the command line (serve, generate, models, dataset, train, animal, evaluate)."""
+
+import sys
+
+from studio.cli import main
+
+sys.exit(main())

@@ -1,0 +1,266 @@
+"""The model cache: the only holder of loaded weights. Callers borrow pipelines; it shares, switches and evicts."""
+
+from __future__ import annotations
+
+import gc
+import re
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.models.adapters import check_lora_fits, embedding_token
+from studio.models.store import ModelStore
+from studio.settings import Settings
+
+TASKS = ("txt2img", "img2img")  # with controlnets given, the same tasks use their ControlNet pipelines
+
+
+@dataclass
+class LoraWeight:
+    path: Path
+    weight: float = 1.0
+
+
+@dataclass
+class CachedModel:
+    """One line of what the cache holds, for the Models tab."""
+
+    kind: str  # "base" | "controlnet"
+    model_id: str
+    device: str
+    dtype: str
+    nbytes: int
+    in_use: bool
+    last_used: float
+    loras: list[str]
+    pipelines: list[str]
+
+
+@dataclass
+class _Entry:
+    kind: str
+    model_id: str
+    device: str
+    dtype: object
+    model: object  # the base txt2img pipeline, or a ControlNetModel
+    nbytes: int
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    borrowers: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    derived: dict = field(default_factory=dict)  # (task, controlnet ids) -> pipeline sharing the base's modules
+    adapters: dict = field(default_factory=dict)  # LoRA file -> adapter name, loaded once per base
+    embeddings: dict = field(default_factory=dict)  # embedding file -> tokens added to the tokenizer(s)
+
+
+def module_bytes(obj) -> int:
+    """Bytes of parameters and buffers in a module or in every module of a pipeline, each tensor counted once."""
+    import torch
+
+    modules = [obj] if isinstance(obj, torch.nn.Module) else [
+        m for m in getattr(obj, "components", {}).values() if isinstance(m, torch.nn.Module)
+    ]
+    seen, total = set(), 0
+    for m in modules:
+        for t in list(m.parameters()) + list(m.buffers()):
+            if t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
+    return total
+
+
+class ModelCache:
+    def __init__(self, store: ModelStore, settings: Settings):
+        self.store = store
+        self.settings = settings
+        self._entries: dict[tuple, _Entry] = {}
+        self._lock = threading.RLock()  # guards _entries; held while loading, never while a pipeline runs
+
+    # ---- borrowing -----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def pipeline(self, model_id: str, *, task: str = "txt2img", loras: list[LoraWeight] = (),
+                 embeddings: list[Path] = (), controlnets: list[str] = ()):
+        """Borrow a pipeline of `model_id` for `task`, with exactly the given LoRAs active at their weights.
+
+        The pipeline is the caller's alone until the block ends (two callers of one base take turns).
+        """
+        if task not in TASKS:
+            raise ValueError(f"`task` must be one of {', '.join(TASKS)} but is {task!r}")
+        device = self.settings.resolve_device()
+        dtype = self.settings.resolve_dtype(device)
+        # 1. Find or load the base and any ControlNets, and mark them borrowed so eviction passes them over.
+        with self._lock:
+            base = self._get("base", model_id, device, dtype)
+            nets = [self._get("controlnet", cn, device, dtype) for cn in controlnets]
+            for e in (base, *nets):
+                e.borrowers += 1
+        try:
+            with base.lock:
+                # 2. The task's pipeline, made once from the base's modules (no copy of the weights).
+                pipe = self._derived(base, task, nets)
+                # 3. LoRAs and embeddings are loaded once per base; then only their weights switch.
+                self._apply_loras(base, pipe, loras)
+                for path in embeddings:
+                    self._load_embedding(base, Path(path))
+                yield pipe
+        finally:
+            with self._lock:
+                now = time.monotonic()
+                for e in (base, *nets):
+                    e.borrowers -= 1
+                    e.last_used = now
+
+    def _get(self, kind: str, model_id: str, device: str, dtype) -> _Entry:
+        key = (kind, model_id, device, str(dtype))
+        entry = self._entries.get(key)
+        if entry is None:
+            if kind == "base":
+                ref = self.store.resolve(model_id)
+                model = self.store.load_base(ref, dtype=dtype, device=device)
+            else:
+                ref = self.store.resolve(model_id, subfolder="controlnet")
+                model = self.store.load_controlnet(ref, dtype=dtype, device=device)
+            entry = _Entry(kind, model_id, device, dtype, model, module_bytes(model))
+            self._entries[key] = entry
+            self._evict_to_budget(keep=entry)
+        entry.last_used = time.monotonic()
+        return entry
+
+    def _derived(self, base: _Entry, task: str, nets: list[_Entry]):
+        if task == "txt2img" and not nets:
+            return base.model
+        key = (task, tuple(n.model_id for n in nets))
+        if key not in base.derived:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
+
+            if nets:
+                unet_dim = base.model.unet.config.cross_attention_dim
+                for n in nets:
+                    if n.model.config.cross_attention_dim != unet_dim:
+                        raise ValueError(
+                            f"ControlNet {n.model_id!r} does not fit base {base.model_id!r}: its cross-attention width is "
+                            f"{n.model.config.cross_attention_dim}, the base's is {unet_dim} (made for another family)"
+                        )
+                extra = {"controlnet": nets[0].model if len(nets) == 1 else [n.model for n in nets]}
+            else:
+                extra = {}
+            auto = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForText2Image
+            pipe = auto.from_pipe(base.model, **extra)
+            pipe.set_progress_bar_config(disable=True)
+            base.derived[key] = pipe
+        return base.derived[key]
+
+    # ---- LoRAs and embeddings -----------------------------------------------------------------------------
+
+    def _apply_loras(self, base: _Entry, pipe, loras: list[LoraWeight]) -> None:
+        for lw in loras:
+            path = Path(lw.path).resolve()
+            if path not in base.adapters:
+                check_lora_fits(path, base.model, base.model_id)
+                name = _adapter_name(path, base.adapters.values())
+                base.model.load_lora_weights(str(path), adapter_name=name)
+                base.adapters[path] = name
+                base.nbytes = module_bytes(base.model)
+        if not base.adapters:
+            return
+        if loras:
+            pipe.enable_lora()
+            pipe.set_adapters([base.adapters[Path(lw.path).resolve()] for lw in loras],
+                              adapter_weights=[float(lw.weight) for lw in loras])
+        else:
+            pipe.disable_lora()
+
+    def unload_lora(self, model_id: str, path: Path) -> bool:
+        """Remove a LoRA from every cached copy of `model_id`; True if one was loaded."""
+        path, removed = Path(path).resolve(), False
+        for e in self._base_entries(model_id):
+            with e.lock:
+                name = e.adapters.pop(path, None)
+                if name is not None:
+                    e.model.delete_adapters(name)
+                    e.nbytes = module_bytes(e.model)
+                    removed = True
+        return removed
+
+    def _load_embedding(self, base: _Entry, path: Path) -> None:
+        path = path.resolve()
+        if path in base.embeddings:
+            return
+        pipe = base.model
+        tokens = embedding_token(path, pipe, base.model_id)
+        if hasattr(pipe, "text_encoder_2") and pipe.text_encoder_2 is not None:
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))  # SDXL embeddings hold one vector set per text encoder
+            pipe.load_textual_inversion(state["clip_l"], token=tokens, text_encoder=pipe.text_encoder,
+                                        tokenizer=pipe.tokenizer)
+            pipe.load_textual_inversion(state["clip_g"], token=tokens, text_encoder=pipe.text_encoder_2,
+                                        tokenizer=pipe.tokenizer_2)
+        else:
+            pipe.load_textual_inversion(str(path), token=tokens)
+        base.embeddings[path] = tokens
+
+    # ---- memory ------------------------------------------------------------------------------------------
+
+    def _base_entries(self, model_id: str) -> list[_Entry]:
+        with self._lock:
+            return [e for e in self._entries.values() if e.kind == "base" and e.model_id == model_id]
+
+    def _evict_to_budget(self, keep: _Entry) -> None:
+        """Drop least recently used, unborrowed models until the held bytes fit the budget."""
+        budget = self.settings.cache_budget_bytes
+        while sum(e.nbytes for e in self._entries.values()) > budget:
+            idle = [e for e in self._entries.values() if e is not keep and e.borrowers == 0]
+            if not idle:
+                break  # everything else is in use; the newly loaded model stays regardless
+            self._drop(min(idle, key=lambda e: e.last_used))
+
+    def _drop(self, entry: _Entry) -> None:
+        self._entries = {k: e for k, e in self._entries.items() if e is not entry}
+        if entry.kind == "controlnet":  # pipelines built around it go too
+            for e in self._entries.values():
+                e.derived = {k: p for k, p in e.derived.items() if entry.model_id not in k[1]}
+        entry.model = None
+        entry.derived.clear()
+        _free_memory()
+
+    def release(self) -> int:
+        """Free every model not in use (before a training job takes the GPU); returns how many stay in use."""
+        with self._lock:
+            for e in [e for e in self._entries.values() if e.borrowers == 0]:
+                self._drop(e)
+            return len(self._entries)
+
+    def holdings(self) -> list[CachedModel]:
+        with self._lock:
+            entries = sorted(self._entries.values(), key=lambda e: -e.last_used)
+            return [
+                CachedModel(e.kind, e.model_id, e.device, str(e.dtype).replace("torch.", ""), e.nbytes, e.borrowers > 0,
+                            e.last_used, [p.name for p in e.adapters], [f"{t}{'+controlnet' if c else ''}" for t, c in e.derived])
+                for e in entries
+            ]
+
+    @property
+    def held_bytes(self) -> int:
+        with self._lock:
+            return sum(e.nbytes for e in self._entries.values())
+
+
+def _adapter_name(path: Path, taken) -> str:
+    # peft adapter names become module attribute names: letters, digits and underscores only.
+    stem = re.sub(r"\W", "_", path.stem) or "lora"
+    name, n = stem, 1
+    while name in set(taken):
+        n += 1
+        name = f"{stem}_{n}"
+    return name
+
+
+def _free_memory() -> None:
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

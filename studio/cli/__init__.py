@@ -1,0 +1,63 @@
+"""The command line: one module per verb, each with `register(subparsers)` that sets `run(args, studio) -> int`
+(and optionally `adjust_settings(args, settings) -> Settings`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+# Verb modules under studio/cli/; each adds its subparser and sets defaults(run=...).
+VERBS = ("serve", "generate", "models")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit code 2, as for every bad argument
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m studio", description="Likeness Studio: personal image models, end to end.")
+    parser.add_argument("--root", type=Path, default=None, help="folder holding models/ and workspace/ (default: cwd)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="model store folder (default: ROOT/models)")
+    parser.add_argument("--workspace", type=Path, default=None, help="datasets, runs and outputs (default: ROOT/workspace)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16 (default: fp16 on GPU)")
+    parser.add_argument("--cache-gb", type=float, default=12.0, help="weights the model cache may hold, in GiB")
+    parser.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.bin/.pt files (they can run code)")
+    parser.add_argument("--offline", action="store_true", help="never download from the hub")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    for verb in VERBS:
+        importlib.import_module(f"studio.cli.{verb}").register(sub)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace):
+    from studio.settings import Settings
+
+    kwargs = dict(device=args.device, dtype=args.dtype, cache_budget_bytes=int(args.cache_gb * 1024**3),
+                  allow_pickle=args.allow_pickle, allow_downloads=not args.offline,
+                  models_dir=args.models_dir, workspace_dir=args.workspace)
+    if args.root is not None:
+        kwargs["root"] = args.root
+    return Settings(**kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from studio.context import Studio
+
+        settings = settings_from_args(args)
+        if hasattr(args, "adjust_settings"):  # a verb may add settings of its own (serve: host, port, auth)
+            settings = args.adjust_settings(args, settings)
+        studio = Studio.open(settings)
+        return int(args.run(args, studio) or 0)
+    except ValueError as e:  # bad input found past argparse: one line, exit 2
+        print(f"python -m studio {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130

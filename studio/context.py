@@ -1,0 +1,22 @@
+"""The Studio: one settings object, one model store and one model cache, shared by the UI, the CLI and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from studio.cache import ModelCache
+from studio.models import ModelStore
+from studio.settings import Settings
+
+
+@dataclass
+class Studio:
+    settings: Settings
+    store: ModelStore
+    cache: ModelCache
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> "Studio":
+        settings = settings or Settings()
+        store = ModelStore(settings)
+        return cls(settings, store, ModelCache(store, settings))

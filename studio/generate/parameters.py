@@ -1,0 +1,100 @@
+"""A1111-style "parameters" text: write it into PNGs, read it back (ours or A1111's), and turn it into a request."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from studio.generate.request import LoraChoice
+from studio.generate.samplers import SAMPLERS
+
+_LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([-+]?\d*\.?\d+))?(?::[^>]*)?>")
+# One "Key: value" pair of the last line; a value in quotes may hold commas (A1111's own pattern).
+_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+
+def split_lora_tags(prompt: str) -> tuple[str, list[LoraChoice]]:
+    """Take A1111's `<lora:name:weight>` tags out of a prompt: (prompt without them, the LoRAs they name)."""
+    loras = [LoraChoice(m.group(1), float(m.group(2)) if m.group(2) else 1.0) for m in _LORA_TAG.finditer(prompt)]
+    clean = re.sub(r"\s{2,}", " ", _LORA_TAG.sub("", prompt)).strip(" ,")
+    return clean, loras
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def format_parameters(*, prompt: str, negative_prompt: str, fields: dict[str, object]) -> str:
+    """Three parts as A1111 writes them: prompt, `Negative prompt: ...`, and one line of `Key: value` pairs."""
+    parts = []
+    for key, value in fields.items():
+        if value is None or value == "":
+            continue
+        text = _fmt(value) if isinstance(value, float) else str(value)
+        parts.append(f"{key}: {_quote(text) if ',' in text or ':' in text else text}")
+    lines = [prompt]
+    if negative_prompt:
+        lines.append(f"Negative prompt: {negative_prompt}")
+    lines.append(", ".join(parts))
+    return "\n".join(lines)
+
+
+def parse_parameters(text: str) -> dict:
+    """Parse A1111 parameters text into {"prompt", "negative_prompt", and each Key: value of the last line}."""
+    lines = text.strip().split("\n")
+    last = lines[-1].strip()
+    fields: dict[str, str] = {}
+    if len(_PARAM.findall(last)) >= 3:  # a settings line, not a prompt line that happens to contain a colon
+        lines = lines[:-1]
+        for key, value in _PARAM.findall(last):
+            if value.startswith('"') and value.endswith('"'):
+                value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            fields[key.strip()] = value.strip()
+    prompt_lines, negative_lines, in_negative = [], [], False
+    for line in lines:
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:"):].strip()
+        (negative_lines if in_negative else prompt_lines).append(line)
+    return {"prompt": "\n".join(prompt_lines).strip(), "negative_prompt": "\n".join(negative_lines).strip(), **fields}
+
+
+def request_fields(parsed: dict) -> dict:
+    """Turn parsed parameters into GenerationRequest keyword arguments (those it understands)."""
+    out: dict = {"prompt": parsed.get("prompt", ""), "negative_prompt": parsed.get("negative_prompt", "")}
+    if "Steps" in parsed:
+        out["steps"] = int(parsed["Steps"])
+    if "CFG scale" in parsed:
+        out["cfg"] = float(parsed["CFG scale"])
+    if "Seed" in parsed:
+        out["seed"] = int(parsed["Seed"])
+    if "Size" in parsed and (m := _SIZE.match(parsed["Size"])):
+        out["width"], out["height"] = int(m.group(1)), int(m.group(2))
+    if "Sampler" in parsed:
+        sampler = parsed["Sampler"]
+        # A1111 1.9+ writes the schedule apart: "Sampler: DPM++ 2M, Schedule type: Karras".
+        if parsed.get("Schedule type", "").lower() == "karras" and f"{sampler} Karras" in SAMPLERS:
+            sampler = f"{sampler} Karras"
+        if sampler not in SAMPLERS:
+            raise ValueError(f"the image's sampler {sampler!r} is not available here; valid samplers are: "
+                             f"{', '.join(SAMPLERS)}")
+        out["sampler"] = sampler
+    if "Denoising strength" in parsed:
+        out["strength"] = float(parsed["Denoising strength"])
+    return out
+
+
+def read_png_parameters(source) -> str:
+    """The parameters text of a PNG (path or PIL image); ValueError when it has none."""
+    from PIL import Image
+
+    image = Image.open(source) if isinstance(source, (str, Path)) else source
+    text = image.info.get("parameters")
+    if not text:
+        raise ValueError("this image carries no generation parameters (no PNG `parameters` text)")
+    return text

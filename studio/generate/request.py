@@ -1,0 +1,98 @@
+"""What a generation asks for and what it gives back: typed, checked at the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.generate.samplers import DEFAULT_SAMPLER, check_sampler
+
+MAX_SEED = 2**32 - 1
+
+
+@dataclass
+class LoraChoice:
+    name: str  # a file in models/lora/ (stem or file name) or a path
+    weight: float = 1.0
+
+
+@dataclass
+class ControlUnit:
+    """One ControlNet applied to a generation, in A1111's terms."""
+
+    model: str  # ControlNet id: builtin:tiny-controlnet, hub id, folder or file
+    image: object  # PIL.Image control image (already preprocessed: face mesh, keypoints, edges...)
+    module: str = "none"  # which preprocessor made `image`, recorded in the parameters text
+    weight: float = 1.0  # conditioning scale
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str
+    model: str = ""  # "" means the studio's default base model
+    negative_prompt: str = ""
+    seed: int = -1  # -1: a random seed, reported in the result
+    steps: int = 20
+    cfg: float = 7.0
+    width: int | None = None  # None: the model's native size
+    height: int | None = None
+    batch_size: int = 1
+    sampler: str = DEFAULT_SAMPLER
+    loras: list[LoraChoice] = field(default_factory=list)
+    embeddings: list[str] = field(default_factory=list)  # textual-inversion files; their names are prompt tokens
+    init_image: object | None = None  # PIL.Image: img2img when given
+    strength: float = 0.75  # img2img denoising strength
+    controls: list[ControlUnit] = field(default_factory=list)
+    control_mode: str = "Balanced"  # A1111: Balanced | My prompt is more important | ControlNet is more important
+    save: bool = True  # write PNGs to workspace/outputs/<day>/
+
+    def check(self) -> "GenerationRequest":
+        """Raise ValueError naming the first bad argument and its value."""
+        if not self.prompt or not self.prompt.strip():
+            raise ValueError("`prompt` is empty")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if v is not None and (v % 8 or not 64 <= v <= 4096):
+                raise ValueError(f"`height` and `width` have to be divisible by 8 and between 64 and 4096 but "
+                                 f"`{name}` is {v}")
+        if not 1 <= self.steps <= 150:
+            raise ValueError(f"`steps` must be between 1 and 150 but is {self.steps}")
+        if not 0 <= self.cfg <= 30:
+            raise ValueError(f"`cfg` must be between 0 and 30 but is {self.cfg}")
+        if not 1 <= self.batch_size <= 16:
+            raise ValueError(f"`batch_size` must be between 1 and 16 but is {self.batch_size}")
+        if self.seed != -1 and not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"`seed` must be -1 (random) or between 0 and {MAX_SEED} but is {self.seed}")
+        check_sampler(self.sampler)
+        if self.init_image is not None and not 0 < self.strength <= 1:
+            raise ValueError(f"`strength` must be in (0, 1] but is {self.strength}")
+        for lora in self.loras:
+            if not -4 <= lora.weight <= 4:
+                raise ValueError(f"LoRA weight for {lora.name!r} must be between -4 and 4 but is {lora.weight}")
+        for unit in self.controls:
+            if not 0 <= unit.guidance_start < unit.guidance_end <= 1:
+                raise ValueError(f"ControlNet guidance start/end must satisfy 0 <= start < end <= 1 but are "
+                                 f"{unit.guidance_start} and {unit.guidance_end}")
+        if self.control_mode not in CONTROL_MODES:
+            raise ValueError(f"`control_mode` must be one of {', '.join(CONTROL_MODES)} but is {self.control_mode!r}")
+        return self
+
+
+CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
+
+
+@dataclass
+class GeneratedImage:
+    image: object  # PIL.Image
+    seed: int
+    parameters: str  # A1111 "parameters" text, also stored in the PNG
+    path: Path | None  # where it was saved, if saved
+
+
+@dataclass
+class GenerationResult:
+    images: list[GeneratedImage]
+    request: GenerationRequest  # as run: model resolved, seed and size filled in
+    seconds: float

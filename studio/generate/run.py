@@ -1,0 +1,146 @@
+"""Runs a GenerationRequest: txt2img, img2img or ControlNet on a borrowed pipeline, then saves PNGs with parameters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from dataclasses import replace
+
+from studio import __version__, fileio
+from studio.cache import LoraWeight
+from studio.generate.parameters import format_parameters, split_lora_tags
+from studio.generate.request import GeneratedImage, GenerationRequest, GenerationResult, LoraChoice
+from studio.generate.samplers import make_scheduler
+from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
+
+
+def effective_loras(request: GenerationRequest) -> tuple[str, list[LoraChoice]]:
+    """The prompt without `<lora:...>` tags and the LoRAs to apply: the request's own, then tags not already chosen."""
+    prompt, tagged = split_lora_tags(request.prompt)
+    chosen = {lc.name for lc in request.loras}
+    return prompt, list(request.loras) + [t for t in tagged if t.name not in chosen]
+
+
+def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_progress,
+             should_stop: StopFn = never_stop) -> GenerationResult:
+    import torch
+
+    started = time.perf_counter()
+    # 1. Check inputs and resolve every name to a file before anything is loaded.
+    request = replace(request, model=request.model or studio.settings.model).check()
+    prompt, loras = effective_loras(request)
+    ref = studio.store.resolve(request.model)
+    lora_files = [(lc, studio.store.lora_file(lc.name)) for lc in loras]
+    embedding_files = [studio.store.embedding_file(e) for e in request.embeddings]
+    seed = request.seed if request.seed != -1 else random.randint(0, 2**32 - 1)
+    seeds = [(seed + i) % 2**32 for i in range(request.batch_size)]  # A1111: seed, seed+1, ... across a batch
+    task = "img2img" if request.init_image is not None else "txt2img"
+
+    # 2. Borrow the pipeline with exactly these LoRAs active.
+    with studio.cache.pipeline(
+        request.model,
+        task=task,
+        loras=[LoraWeight(path, lc.weight) for lc, path in lora_files],
+        embeddings=embedding_files,
+        controlnets=[u.model for u in request.controls],
+    ) as pipe:
+        native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        width, height = request.width or native, request.height or native
+        request = replace(request, seed=seed, width=width, height=height)
+        total = int(request.steps * (request.strength if task == "img2img" else 1)) or 1
+
+        def on_step(p, step, timestep, kwargs):
+            progress((step + 1) / total, f"step {step + 1}/{total}")
+            if should_stop():
+                p._interrupt = True
+            return kwargs
+
+        # 3. Arguments for this task; noise comes from CPU generators so a seed gives the same image on any device.
+        kwargs = dict(
+            prompt=prompt,
+            negative_prompt=request.negative_prompt or None,
+            num_inference_steps=request.steps,
+            guidance_scale=request.cfg,
+            num_images_per_prompt=request.batch_size,
+            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+            callback_on_step_end=on_step,
+        )
+        if task == "img2img":
+            kwargs.update(image=request.init_image.convert("RGB").resize((width, height)), strength=request.strength)
+        else:
+            kwargs.update(width=width, height=height)
+        if request.controls:
+            kwargs.update(_control_kwargs(request, task, width, height))
+
+        # 4. Run with the request's sampler, then put the model's own scheduler back for the next borrower.
+        original_scheduler = pipe.scheduler
+        pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config)
+        try:
+            images = pipe(**kwargs).images
+        finally:
+            pipe.scheduler = original_scheduler
+        if getattr(pipe, "_interrupt", False):
+            pipe._interrupt = False
+            raise Cancelled("generation cancelled")
+
+    # 5. Parameters text and PNGs.
+    model_hash = studio.store.model_hash(ref)
+    lora_hashes = ", ".join(f"{path.stem}: {studio.store.hashes.lora_hash(path)}" for _, path in lora_files)
+    tags = " ".join(f"<lora:{path.stem}:{lc.weight:g}>" for lc, path in lora_files)
+    shown_prompt = f"{prompt} {tags}".strip()
+    out_dir = studio.settings.outputs_dir / dt.date.today().isoformat()
+    results = []
+    for image, s in zip(images, seeds):
+        fields = {
+            "Steps": request.steps,
+            "Sampler": request.sampler,
+            "CFG scale": float(request.cfg),
+            "Seed": s,
+            "Size": f"{width}x{height}",
+            "Model hash": model_hash,
+            "Model": ref.name,
+            "Denoising strength": float(request.strength) if task == "img2img" else None,
+        }
+        for i, unit in enumerate(request.controls):
+            fields[f"ControlNet {i}"] = (
+                f"Module: {unit.module}, Model: {unit.model}, Weight: {unit.weight:g}, Guidance Start: "
+                f"{unit.guidance_start:g}, Guidance End: {unit.guidance_end:g}, Control Mode: {request.control_mode}"
+            )
+        fields["Lora hashes"] = lora_hashes
+        fields["TI"] = ", ".join(p.stem for p in embedding_files)
+        fields["Version"] = f"likeness-studio {__version__}"
+        text = format_parameters(prompt=shown_prompt, negative_prompt=request.negative_prompt, fields=fields)
+        path = save_png(image, text, out_dir, s) if request.save else None
+        results.append(GeneratedImage(image=image, seed=s, parameters=text, path=path))
+    return GenerationResult(images=results, request=request, seconds=time.perf_counter() - started)
+
+
+def _control_kwargs(request: GenerationRequest, task: str, width: int, height: int) -> dict:
+    units = request.controls
+    images = [u.image.convert("RGB").resize((width, height)) for u in units]
+    one = len(units) == 1
+    kwargs = dict(
+        controlnet_conditioning_scale=units[0].weight if one else [u.weight for u in units],
+        control_guidance_start=units[0].guidance_start if one else [u.guidance_start for u in units],
+        control_guidance_end=units[0].guidance_end if one else [u.guidance_end for u in units],
+        # diffusers' guess mode is its form of A1111's "ControlNet is more important": the control acts on the
+        # conditional pass only, with its residuals weighted up from the shallow to the deep layers.
+        guess_mode=request.control_mode == "ControlNet is more important",
+    )
+    if request.control_mode == "My prompt is more important":
+        raise ValueError("control mode 'My prompt is more important' is not supported yet; use Balanced or "
+                         "'ControlNet is more important'")
+    kwargs["control_image" if task == "img2img" else "image"] = images[0] if one else images
+    return kwargs
+
+
+def save_png(image, parameters: str, folder, seed: int):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", parameters)
+    path = fileio.reserve_unique(folder, str(seed), ".png")
+    with fileio.atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", pnginfo=info)
+    return path

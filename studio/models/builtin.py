@@ -1,0 +1,200 @@
+"""Builtin models: tiny SD 1.x / SDXL / ControlNet pipelines built from configs with a fixed seed, for offline use and tests.
+
+They draw noise (random weights) but exercise every code path a real model does. `builtin:pocket` is different:
+its trained weights ship in models/builtin/pocket/ and are loaded, never built.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+BUILDER_VERSION = 1  # bump when a builder changes, so saved copies are rebuilt
+SHIPPED = ("pocket",)  # trained by the project and committed; cannot be rebuilt on the fly
+_build_lock = threading.Lock()
+
+# Words that become single tokens in the tiny tokenizer (keeps test prompts well inside 77 tokens).
+_TINY_WORDS = "a photo of the an in on with and person man woman dog cat face portrait close up red blue green".split()
+
+
+def builtin_names() -> list[str]:
+    return sorted([*_BUILDERS, *SHIPPED])
+
+
+def ensure_builtin(name: str, models_dir: Path) -> Path:
+    """Return the folder of builtin model `name`, building and saving it under models/builtin/ on first use."""
+    folder = models_dir / "builtin" / name
+    if name in SHIPPED:
+        if not (folder / "model_index.json").is_file() and not (folder / "config.json").is_file():
+            raise ValueError(f"builtin model {name!r} is not installed: expected its weights in {folder}")
+        return folder
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown builtin model {name!r}; builtin models are: {', '.join(builtin_names())}")
+    stamp = folder / "studio_builtin.json"
+    with _build_lock:
+        if stamp.is_file() and json.loads(stamp.read_text()).get("version") == BUILDER_VERSION:
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+        try:
+            _BUILDERS[name](tmp)
+            (tmp / "studio_builtin.json").write_text(json.dumps({"name": name, "version": BUILDER_VERSION}))
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp.rename(folder)  # atomic on one filesystem: other processes see all or nothing
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+    return folder
+
+
+def _text_config(vocab_size: int, projection_dim: int | None = None):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        bos_token_id=vocab_size - 2,  # the tokenizer writer puts the two special tokens last
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        vocab_size=vocab_size,
+        max_position_embeddings=77,
+        hidden_act="gelu",
+        projection_dim=projection_dim or 32,
+    )
+
+
+def _tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        sample_size=64,
+    )
+
+
+def _sd_scheduler_config() -> dict:
+    # The noise schedule of SD 1.x/SDXL, so samplers and training behave as on real models.
+    return dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                steps_offset=1, timestep_spacing="leading")
+
+
+def _build_tiny_sd1(out: Path) -> None:
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from studio.models.tokenizer import write_clip_tokenizer
+
+    vocab_size = write_clip_tokenizer(out / "tokenizer", _TINY_WORDS)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+    )
+    torch.manual_seed(0)
+    vae = _tiny_vae()
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_text_config(vocab_size))
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=_tokenizer(out / "tokenizer"),
+        scheduler=EulerDiscreteScheduler(**_sd_scheduler_config()),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+
+
+def _build_tiny_sdxl(out: Path) -> None:
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from studio.models.tokenizer import write_clip_tokenizer
+
+    vocab_size = write_clip_tokenizer(out / "tokenizer", _TINY_WORDS)
+    write_clip_tokenizer(out / "tokenizer_2", _TINY_WORDS)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 time ids * 8 + 32 pooled text
+        cross_attention_dim=64,  # the two text encoders' hidden states side by side
+    )
+    torch.manual_seed(0)
+    vae = _tiny_vae()
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_text_config(vocab_size))
+    torch.manual_seed(0)
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(vocab_size, projection_dim=32))
+
+    pipe = StableDiffusionXLPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=_tokenizer(out / "tokenizer"),
+        tokenizer_2=_tokenizer(out / "tokenizer_2"),
+        scheduler=EulerDiscreteScheduler(**_sd_scheduler_config()),
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+
+
+def _build_tiny_controlnet(out: Path) -> None:
+    import torch
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(0)
+    controlnet = ControlNetModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        in_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        cross_attention_dim=32,  # pairs with builtin:tiny (SD 1.x)
+        conditioning_embedding_out_channels=(16, 32),  # one stride-2 step: matches the tiny VAE's factor 2
+    )
+    controlnet.save_pretrained(out, safe_serialization=True)
+
+
+_BUILDERS = {
+    "tiny": _build_tiny_sd1,
+    "tiny-xl": _build_tiny_sdxl,
+    "tiny-controlnet": _build_tiny_controlnet,
+}

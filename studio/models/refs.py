@@ -1,0 +1,38 @@
+"""What a model id names: its kind, where its files are, and which family (SD 1.x, SD 2.x, SDXL) it belongs to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+
+class Family(str, Enum):
+    SD1 = "sd1"
+    SD2 = "sd2"
+    SDXL = "sdxl"
+
+    @property
+    def label(self) -> str:
+        return {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}[self.value]
+
+    @property
+    def native_resolution(self) -> int:
+        return {"sd1": 512, "sd2": 768, "sdxl": 1024}[self.value]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    id: str  # what the user typed: builtin:tiny, owner/name, or a path
+    kind: str  # "builtin" | "hub" | "folder" | "file"
+    path: Path | None  # local folder or file; None for a hub id not yet downloaded
+    family: Family | None  # None when it cannot be told without downloading
+
+    @property
+    def name(self) -> str:
+        """Short name for A1111's `Model:` field and file names."""
+        if self.kind == "builtin":
+            return self.id.split(":", 1)[1]
+        if self.path is not None:
+            return self.path.stem if self.kind == "file" else self.path.name
+        return self.id.rsplit("/", 1)[-1]

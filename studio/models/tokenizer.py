@@ -1,0 +1,59 @@
+"""Writes a CLIP byte-level BPE tokenizer (vocab.json + merges.txt) for builtin models, so nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # The same reversible byte -> printable character table CLIP and GPT-2 use, so any text round-trips.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(printable, chars)}
+
+
+def write_clip_tokenizer(folder: Path, words: list[str] = ()) -> int:
+    """Write vocab.json, merges.txt and tokenizer_config.json into `folder`; return the vocabulary size.
+
+    Every byte is a token (with and without the end-of-word mark), so any prompt can be encoded; each word in
+    `words` gets merges that make it one token, which keeps prompts short for the 77-token window.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    byte_chars = list(_bytes_to_unicode().values())
+    vocab: list[str] = byte_chars + [c + "</w>" for c in byte_chars]
+    merges: list[str] = []
+    known = set(vocab)
+    for word in dict.fromkeys(w.lower() for w in words if w):
+        symbols = [_bytes_to_unicode()[b] for b in word.encode("utf-8")]
+        symbols[-1] += "</w>"
+        current = symbols[0]
+        for nxt in symbols[1:]:
+            merged = current + nxt
+            if merged not in known:
+                merges.append(f"{current} {nxt}")
+                vocab.append(merged)
+                known.add(merged)
+            current = merged
+    vocab += list(SPECIAL_TOKENS)
+    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": 77,
+        "bos_token": SPECIAL_TOKENS[0],
+        "eos_token": SPECIAL_TOKENS[1],
+        "unk_token": SPECIAL_TOKENS[1],
+        "pad_token": SPECIAL_TOKENS[1],
+        "do_lower_case": True,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return len(vocab)

@@ -1,0 +1,83 @@
+"""Settings: where things live on disk, which device and dtype to use, and how much the model cache may hold."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_MODEL = "builtin:tiny"  # replaced by builtin:pocket once its weights ship (see models/builtin/)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Project root: models/ and workspace/ live below it unless set explicitly.
+    root: Path = field(default_factory=lambda: Path(os.environ.get("STUDIO_ROOT", Path.cwd())))
+    models_dir: Path | None = None  # default: <root>/models
+    workspace_dir: Path | None = None  # default: <root>/workspace
+    # "auto" picks cuda when torch sees a GPU, else cpu; decided when first asked, never at import.
+    device: str = "auto"
+    # "auto" means float16 on cuda and float32 on cpu (cpu kernels for half precision are slow or missing).
+    dtype: str = "auto"
+    # Bytes of weights the model cache may keep loaded before it evicts the least recently used model.
+    cache_budget_bytes: int = 12 * 1024**3
+    # Base model used when the user names none.
+    default_model: str = ""
+    # Pickle checkpoints (.ckpt/.bin/.pt) can run code when loaded; refused unless the user opts in.
+    allow_pickle: bool = False
+    # Hub downloads; off means local files and builtin models only.
+    allow_downloads: bool = True
+    # Optional "user:password" for the web UI.
+    auth: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 7860
+
+    def __post_init__(self) -> None:
+        root = Path(self.root).resolve()
+        object.__setattr__(self, "root", root)
+        object.__setattr__(self, "models_dir", Path(self.models_dir or root / "models").resolve())
+        object.__setattr__(self, "workspace_dir", Path(self.workspace_dir or root / "workspace").resolve())
+        if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
+            raise ValueError(f"`device` must be auto, cpu, mps or cuda[:N] but is {self.device!r}")
+        if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
+            raise ValueError(f"`dtype` must be auto, float32, float16 or bfloat16 but is {self.dtype!r}")
+        if self.cache_budget_bytes <= 0:
+            raise ValueError(f"`cache_budget_bytes` must be positive but is {self.cache_budget_bytes}")
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def model(self) -> str:
+        """The base model id to use when none is given: the configured one, else the best builtin."""
+        if self.default_model:
+            return self.default_model
+        pocket = self.models_dir / "builtin" / "pocket" / "model_index.json"
+        return "builtin:pocket" if pocket.is_file() else DEFAULT_MODEL
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.workspace_dir / "outputs"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.workspace_dir / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.workspace_dir / "runs"
+
+    def resolve_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def resolve_dtype(self, device: str | None = None):
+        import torch
+
+        device = device or self.resolve_device()
+        if self.dtype == "auto":
+            return torch.float16 if device.startswith("cuda") else torch.float32
+        return getattr(torch, self.dtype)

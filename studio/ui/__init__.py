@@ -1,0 +1,38 @@
+"""The web studio: build_app() assembles one gradio Blocks from the tab modules; launch() serves it."""
+
+from __future__ import annotations
+
+import importlib
+
+import gradio as gr
+
+from studio.context import Studio
+from studio.settings import Settings
+
+# (tab title, module under studio/ui/ with build(studio)); a tab is listed only once it works.
+TABS = (
+    ("Generate", "generate_tab"),
+    ("Models", "models_tab"),
+)
+
+
+def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
+    if not isinstance(studio, Studio):
+        studio = Studio.open(studio)
+    with gr.Blocks(title="Likeness Studio") as app:
+        gr.Markdown("## Likeness Studio\nMake a personal image model: dataset, training, generation, evaluation.")
+        with gr.Tabs():
+            for title, module in TABS:
+                with gr.Tab(title, id=module):
+                    importlib.import_module(f"studio.ui.{module}").build(studio)
+    app.queue(default_concurrency_limit=4)
+    return app
+
+
+def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = False):
+    app = build_app(studio)
+    s = studio.settings
+    auth = tuple(s.auth.split(":", 1)) if s.auth else None
+    app.launch(server_name=s.host, server_port=s.port, auth=auth, share=share,
+               prevent_thread_lock=prevent_thread_lock, allowed_paths=[str(s.workspace_dir)])
+    return app

@@ -1,0 +1,44 @@
+"""Shared fixtures: a Studio on a temporary root whose builtin models are built once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Two CPU cores: one thread per process keeps parallel work (a launched app, a child process) from thrashing.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def shared_models_dir(tmp_path_factory):
+    """One models/ folder for the whole session, so builtin:tiny and friends are built once."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture
+def settings(tmp_path, shared_models_dir):
+    from studio.settings import Settings
+
+    return Settings(root=tmp_path, models_dir=shared_models_dir, workspace_dir=tmp_path / "workspace",
+                    allow_downloads=False, default_model="builtin:tiny")
+
+
+@pytest.fixture
+def studio(settings):
+    from studio.context import Studio
+
+    return Studio.open(settings)
+
+
+@pytest.fixture(scope="session")
+def session_studio(tmp_path_factory, shared_models_dir):
+    """A Studio shared by tests that only read (its cache stays warm across them)."""
+    from studio.context import Studio
+    from studio.settings import Settings
+
+    root = tmp_path_factory.mktemp("studio")
+    return Studio.open(Settings(root=root, models_dir=shared_models_dir, workspace_dir=root / "workspace",
+                                allow_downloads=False, default_model="builtin:tiny"))
