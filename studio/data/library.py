@@ -1,0 +1,221 @@
+"""Datasets on disk (workspace/datasets/<name>/): list, load, save captions, drop images, export as zip, delete."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from studio.data.captions import CaptionEdit, edit_caption, starts_with_trigger
+from studio.faces.detect import Face
+from studio.fileio import atomic_path, write_json, write_text
+from studio.settings import Settings
+
+FORMAT_VERSION = 1
+ORIGINALS = ".originals"  # hidden, so diffusers' imagefolder loader does not take the uploads for training images
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not _NAME.match(name) or name.endswith("."):
+        raise ValueError(f"`name` must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit, "
+                         f"but is {name!r}")
+    return name
+
+
+def dataset_folder(settings: Settings, name: str) -> Path:
+    return settings.datasets_dir / check_name(name)
+
+
+@dataclass
+class DatasetImage:
+    """One training picture and everything known about it."""
+
+    file_name: str  # e.g. 0001.png, beside 0001.txt
+    caption: str
+    source: str  # the name it was uploaded under
+    original: str | None  # path of the kept upload, relative to the dataset folder
+    sha256: str  # of the original bytes
+    crop_box: tuple[int, int, int, int]  # (left, top, right, bottom) in the upright original
+    size: tuple[int, int]  # of the training picture
+    faces: list[Face] = field(default_factory=list)  # in the upright original's coordinates
+    subject: int | None = None  # index into faces; None when no face was found
+    blurred: int = 0  # bystanders' faces blurred in the training picture
+    to_set: float | None = None  # median face distance to the other pictures' subjects
+    to_reference: float | None = None  # sim-score against the reference pictures
+    flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def encoding(self) -> np.ndarray | None:
+        return None if self.subject is None else self.faces[self.subject].encoding
+
+    def to_json(self) -> dict:
+        return {"file_name": self.file_name, "caption": self.caption, "source": self.source, "original": self.original,
+                "sha256": self.sha256, "crop_box": list(self.crop_box), "size": list(self.size),
+                "faces": [f.to_json() for f in self.faces], "subject": self.subject, "blurred": self.blurred,
+                "to_set": self.to_set, "to_reference": self.to_reference, "flags": self.flags, "notes": self.notes}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "DatasetImage":
+        return cls(d["file_name"], d["caption"], d["source"], d.get("original"), d["sha256"], tuple(d["crop_box"]),
+                   tuple(d["size"]), [Face.from_json(f) for f in d.get("faces", [])], d.get("subject"),
+                   d.get("blurred", 0), d.get("to_set"), d.get("to_reference"), d.get("flags", []), d.get("notes", []))
+
+
+@dataclass
+class Dataset:
+    name: str
+    folder: Path
+    trigger: str
+    class_word: str
+    settings: dict  # how it was prepared (size, crop, margin, tolerance, captioner, ...)
+    images: list[DatasetImage]
+    refused: list[dict] = field(default_factory=list)  # [{"name", "reason"}]
+    ignored: list[dict] = field(default_factory=list)
+    reference: np.ndarray = field(default_factory=lambda: np.zeros((0, 128)))  # (K, 128) encodings
+
+    def path(self, image: DatasetImage) -> Path:
+        return self.folder / image.file_name
+
+    @property
+    def encodings(self) -> np.ndarray:
+        """(N, 128) subject encodings of the pictures that have a face: what generated pictures are scored against."""
+        rows = [im.encoding for im in self.images if im.encoding is not None]
+        return np.stack(rows) if rows else np.zeros((0, 128))
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT_VERSION, "name": self.name, "trigger": self.trigger, "class_word": self.class_word,
+                "settings": self.settings, "images": [im.to_json() for im in self.images], "refused": self.refused,
+                "ignored": self.ignored, "reference_encodings": np.round(self.reference, 8).tolist()}
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    name: str
+    images: int
+    trigger: str
+    size: int
+    flagged: int
+
+
+def read_dataset(folder: Path) -> Dataset:
+    """Load the dataset stored in `folder` (anywhere: a workspace dataset or an unpacked export)."""
+    meta = folder / "dataset.json"
+    if not meta.is_file():
+        raise ValueError(f"dataset folder {folder} has no dataset.json")
+    d = json.loads(meta.read_text(encoding="utf-8"))
+    if d.get("format") != FORMAT_VERSION:
+        raise ValueError(f"dataset {folder.name} has format {d.get('format')!r}; this studio reads {FORMAT_VERSION}")
+    ref = np.asarray(d.get("reference_encodings") or np.zeros((0, 128)), dtype=np.float64).reshape(-1, 128)
+    return Dataset(d["name"], folder, d["trigger"], d["class_word"], d["settings"],
+                   [DatasetImage.from_json(im) for im in d["images"]], d.get("refused", []), d.get("ignored", []), ref)
+
+
+def load_dataset(settings: Settings, name: str) -> Dataset:
+    folder = dataset_folder(settings, name)
+    if not folder.is_dir():
+        known = ", ".join(s.name for s in list_datasets(settings)) or "none yet"
+        raise ValueError(f"dataset {name!r} not found in {settings.datasets_dir} (datasets: {known})")
+    return read_dataset(folder)
+
+
+def list_datasets(settings: Settings) -> list[DatasetSummary]:
+    """Every dataset under workspace/datasets/, by name."""
+    out = []
+    root = settings.datasets_dir
+    for meta in sorted(root.glob("*/dataset.json")) if root.is_dir() else []:
+        if meta.parent.name.startswith("."):  # a dataset being built or replaced
+            continue
+        d = json.loads(meta.read_text(encoding="utf-8"))
+        out.append(DatasetSummary(d["name"], len(d["images"]), d["trigger"], int(d["settings"].get("size", 0)),
+                                  sum(1 for im in d["images"] if im.get("flags"))))
+    return out
+
+
+def metadata_csv(images: list[DatasetImage]) -> str:
+    """diffusers imagefolder captions: file_name,text."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file_name", "text"])
+    for im in images:
+        writer.writerow([im.file_name, im.caption])
+    return buffer.getvalue()
+
+
+def save_dataset(dataset: Dataset) -> None:
+    """Write captions (kohya <stem>.txt sidecars), metadata.csv and dataset.json; the pictures are already there."""
+    for im in dataset.images:
+        write_text(dataset.folder / (Path(im.file_name).stem + ".txt"), im.caption + "\n")
+    write_text(dataset.folder / "metadata.csv", metadata_csv(dataset.images))
+    write_json(dataset.folder / "dataset.json", dataset.to_json())
+
+
+def set_captions(settings: Settings, name: str, captions: dict[str, str]) -> Dataset:
+    """Replace the captions of the named pictures; each must still start with the trigger word."""
+    dataset = load_dataset(settings, name)
+    by_name = {im.file_name: im for im in dataset.images}
+    for file_name, caption in captions.items():
+        if file_name not in by_name:
+            raise ValueError(f"dataset {name!r} has no picture {file_name!r}")
+        caption = " ".join(str(caption).split())
+        if not starts_with_trigger(caption, dataset.trigger):
+            raise ValueError(f"caption of {file_name} must start with the trigger word {dataset.trigger!r} "
+                             f"but is {caption!r}")
+        by_name[file_name].caption = caption
+    save_dataset(dataset)
+    return dataset
+
+
+def edit_captions(settings: Settings, name: str, edit: CaptionEdit) -> Dataset:
+    """Apply one bulk edit (prefix, suffix, find and replace) to every caption, or to none if any would break."""
+    dataset = load_dataset(settings, name)
+    edited = [edit_caption(im.caption, dataset.trigger, edit) for im in dataset.images]
+    for im, caption in zip(dataset.images, edited):
+        im.caption = caption
+    save_dataset(dataset)
+    return dataset
+
+
+def drop_images(settings: Settings, name: str, file_names: list[str]) -> Dataset:
+    """Remove pictures (and their captions) from a dataset; the kept originals stay in .originals/."""
+    dataset = load_dataset(settings, name)
+    unknown = set(file_names) - {im.file_name for im in dataset.images}
+    if unknown:
+        raise ValueError(f"dataset {name!r} has no picture(s) {', '.join(sorted(unknown))}")
+    dropped = [im for im in dataset.images if im.file_name in file_names]
+    dataset.images = [im for im in dataset.images if im.file_name not in file_names]
+    save_dataset(dataset)  # the list first, so a crash never leaves a caption naming a missing picture
+    for im in dropped:
+        for path in (dataset.path(im), dataset.folder / (Path(im.file_name).stem + ".txt")):
+            path.unlink(missing_ok=True)
+    return dataset
+
+
+def delete_dataset(settings: Settings, name: str) -> None:
+    folder = load_dataset(settings, name).folder
+    trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.deleted-", dir=folder.parent))
+    folder.rename(trash / folder.name)  # one rename: it vanishes from listings at once
+    shutil.rmtree(trash)
+
+
+def export_dataset(settings: Settings, name: str, include_originals: bool = False) -> Path:
+    """Zip the dataset to workspace/exports/<name>.zip; uploads (with unblurred bystanders) only when asked."""
+    dataset = load_dataset(settings, name)
+    target = settings.workspace_dir / "exports" / f"{dataset.name}.zip"
+    with atomic_path(target) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(dataset.folder.rglob("*")):
+                rel = path.relative_to(dataset.folder)
+                if path.is_file() and (include_originals or rel.parts[0] != ORIGINALS):
+                    archive.write(path, f"{dataset.name}/{rel.as_posix()}")
+    return target

@@ -1,0 +1,249 @@
+"""Turn uploaded photos into a training set: ingest, faces, identity, crop, blur, captions, written to disk at once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from studio.data.captions import DEFAULT_TEMPLATE, CaptionRequest, caption_images
+from studio.data.crop import CropSettings, blur_faces, frame, inside
+from studio.data.facecache import DetectSettings, FaceCache
+from studio.data.ingest import Limits, LoadedImage, Refusal, Refused, collect, load_image, near_duplicates, perceptual_hash
+from studio.data.library import ORIGINALS, Dataset, DatasetImage, check_name, dataset_folder, save_dataset
+from studio.faces.detect import Face
+from studio.faces.identity import DEFAULT_TOLERANCE, check_identity, encode_reference, face_distance, sim_score
+from studio.fileio import write_bytes
+from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
+from studio.settings import Settings
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    inputs: tuple[Path, ...]  # files, folders and .zip files
+    name: str  # the dataset's folder name under workspace/datasets/
+    trigger: str  # the rare word every caption starts with
+    class_word: str = "person"
+    size: int = 512  # 512 (SD 1.x), 768 (SD 2.x) or 1024 (SDXL)
+    crop: str = "face"  # face | center | keep-aspect
+    margin: float = 1.0  # room around the face, in face widths
+    blur_bystanders: bool = False
+    reference: tuple[Path, ...] = ()  # pictures (or folders) of the subject, to tell them from bystanders
+    tolerance: float = DEFAULT_TOLERANCE
+    captioner: str = "template"  # template | blip | florence2
+    template: str = DEFAULT_TEMPLATE
+    keep_originals: bool = True  # copy each upload, as uploaded, to .originals/
+    limits: Limits = Limits()
+    detect: DetectSettings = DetectSettings()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(Path(p) for p in self.inputs))
+        object.__setattr__(self, "reference", tuple(Path(p) for p in self.reference))
+        if not self.inputs:
+            raise ValueError("`inputs` is empty: give image files, folders or a .zip")
+        check_name(self.name)
+        if not 0.0 < self.tolerance < 2.0:
+            raise ValueError(f"`tolerance` must be between 0 and 2 but is {self.tolerance}")
+        self.crop_settings  # noqa: B018 -- validates size, crop and margin
+        self.caption_request  # noqa: B018 -- validates trigger, class word and captioner
+
+    @property
+    def crop_settings(self) -> CropSettings:
+        return CropSettings(self.size, self.crop, self.margin)
+
+    @property
+    def caption_request(self) -> CaptionRequest:
+        return CaptionRequest(self.trigger.strip(), self.class_word.strip(), self.captioner, self.template)
+
+    def recorded(self) -> dict:
+        """The settings written to dataset.json (no input paths: they are machine-specific)."""
+        d = asdict(self)
+        for key in ("inputs", "reference", "limits", "detect"):
+            d.pop(key)
+        d.update(detect=asdict(self.detect), reference_count=len(self.reference))
+        return d
+
+
+@dataclass
+class PrepareResult:
+    dataset: Dataset
+    refused: list[Refusal]
+    ignored: list[Refusal]
+    faces_detected: int  # pictures whose faces were computed in this run
+    faces_cached: int  # pictures whose faces came from the cache
+
+    @property
+    def flagged(self) -> list[DatasetImage]:
+        return [im for im in self.dataset.images if im.flags]
+
+    def summary(self) -> str:
+        lines = [f"dataset {self.dataset.name}: {len(self.dataset.images)} kept, {len(self.refused)} refused, "
+                 f"{len(self.flagged)} flagged, {len(self.ignored)} ignored ({self.dataset.folder})"]
+        lines += [f"refused  {r.name}: {r.reason}" for r in self.refused]
+        lines += [f"flagged  {im.file_name} ({im.source}): {'; '.join(im.flags)}" for im in self.flagged]
+        lines += [f"ignored  {r.name}: {r.reason}" for r in self.ignored]
+        return "\n".join(lines)
+
+
+@dataclass
+class _Accepted:
+    source: str
+    sha256: str
+    faces: list[Face]
+    phash: int
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_dataset(settings: Settings, request: PrepareRequest, progress: ProgressFn = no_progress,
+                    should_stop: StopFn = never_stop) -> PrepareResult:
+    """Build workspace/datasets/<name>/ from the request's inputs; an existing dataset of that name is replaced
+    only once the new one is complete. The same inputs and settings give the same files."""
+    # 1. Find the files and the subject's reference encodings
+    sources, refused, ignored = collect(list(request.inputs), request.limits)
+    if not sources:
+        raise ValueError(f"`inputs` hold no files to use ({len(refused)} refused, {len(ignored)} ignored)")
+    reference = encode_reference(list(request.reference)) if request.reference else None
+    cache = FaceCache(settings.workspace_dir / ".cache" / "faces", request.detect)
+    by_name = {s.name: s for s in sources}
+
+    # 2. Check and decode every file; faces from the cache or detected now (pictures are not kept in memory)
+    accepted: list[_Accepted] = []
+    for i, source in enumerate(sources):
+        _step(should_stop, progress, 0.6 * i / len(sources), f"checking {source.name}")
+        try:
+            loaded = load_image(source, request.limits)
+        except Refused as e:
+            refused.append(Refusal(source.name, str(e)))
+            continue
+        faces = cache.faces(loaded.sha256, loaded.image)
+        accepted.append(_Accepted(source.name, loaded.sha256, faces, perceptual_hash(loaded.image), loaded.notes))
+    if not accepted:
+        raise ValueError(f"none of the {len(sources)} files is a usable picture: "
+                         + "; ".join(f"{r.name}: {r.reason}" for r in refused[:5]))
+
+    # 3. Who the subject is in each picture, and how far each picture is from the rest (and the reference)
+    rows = check_identity([a.faces for a in accepted], reference, request.tolerance)
+    duplicates = near_duplicates([a.phash for a in accepted])
+
+    # 4. Frame, blur and write each picture into a folder beside the final one
+    final = dataset_folder(settings, request.name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{request.name}.building-", dir=final.parent))
+    build.chmod(0o755)  # mkdtemp makes it private; datasets are shared with the training process and the user
+    try:
+        images: list[DatasetImage] = []
+        for i, (item, row) in enumerate(zip(accepted, rows)):
+            _step(should_stop, progress, 0.6 + 0.3 * i / len(accepted), f"cropping {item.source}")
+            loaded = load_image(by_name[item.source], request.limits)
+            images.append(_frame_one(i, item, row, loaded, rows, accepted, reference, request, build))
+            if i in duplicates:
+                images[-1].flags.append(f"near-duplicate of {images[duplicates[i]].file_name} "
+                                        f"({accepted[duplicates[i]].source})")
+
+        # 5. Captions, then the dataset files, then one rename puts it in place
+        _step(should_stop, progress, 0.9, "captioning")
+        captions = _captions(settings, request, build, images, progress, should_stop)
+        for im, caption in zip(images, captions):
+            im.caption = caption
+        dataset = Dataset(request.name, build, request.caption_request.trigger, request.caption_request.class_word,
+                          request.recorded(), images, [r.__dict__ for r in refused], [r.__dict__ for r in ignored],
+                          reference if reference is not None else np.zeros((0, 128)))
+        save_dataset(dataset)
+        _replace(build, final)
+    finally:
+        if build.exists():
+            shutil.rmtree(build)
+    dataset.folder = final
+    progress(1.0, f"dataset {request.name}: {len(images)} pictures")
+    return PrepareResult(dataset, refused, ignored, cache.misses, cache.hits)
+
+
+def _step(should_stop: StopFn, progress: ProgressFn, fraction: float, message: str) -> None:
+    if should_stop():
+        raise Cancelled()
+    progress(fraction, message)
+
+
+def _frame_one(i: int, item: _Accepted, row, loaded: LoadedImage, rows, accepted, reference, request: PrepareRequest,
+               build: Path) -> DatasetImage:
+    """Crop, blur and save picture `i`; returns its record (caption still empty)."""
+    subject = item.faces[row.subject] if row.subject is not None else None
+    bystanders = _bystanders(i, item.faces, row.subject, rows, accepted, reference, request.tolerance)
+    image = blur_faces(loaded.image, bystanders) if request.blur_bystanders and bystanders else loaded.image
+    framed = frame(image, subject, request.crop_settings)
+    file_name = f"{i + 1:04d}.png"
+    write_bytes(build / file_name, _png(framed.image))
+    original = None
+    if request.keep_originals:
+        original = f"{ORIGINALS}/{i + 1:04d}-{_safe(Path(item.source).stem)}{loaded.suffix}"
+        write_bytes(build / original, loaded.data)
+    flags = [f for f in row.flags if not (f == "no face" and "no face found: centre crop" in framed.flags)]
+    blurred = sum(inside(f, framed.box) for f in bystanders) if request.blur_bystanders else 0
+    notes = list(item.notes)
+    if bystanders and not request.blur_bystanders:
+        notes.append(f"{len(bystanders)} other people's faces not blurred (blur is off)")
+    return DatasetImage(file_name, "", item.source, original, item.sha256, framed.box, framed.image.size,
+                        item.faces, row.subject, blurred, row.to_set, row.to_reference, flags + framed.flags, notes)
+
+
+def _bystanders(i: int, faces: list[Face], subject: int | None, rows, accepted, reference, tolerance: float) -> list[Face]:
+    """Faces in picture `i` that are not the subject: farther than `tolerance` from the reference (sim-score) or,
+    without one, from the subjects of the other pictures (median distance), or from this picture's subject alone."""
+    others = [a.faces[r.subject].encoding for j, (a, r) in enumerate(zip(accepted, rows))
+              if j != i and r.subject is not None]
+    out = []
+    for k, face in enumerate(faces):
+        if k == subject:
+            continue
+        if reference is not None:
+            distance = sim_score(face.encoding, reference)
+        elif others:
+            distance = float(np.median(face_distance(np.stack(others), face.encoding)))
+        else:
+            distance = float(face_distance(faces[subject].encoding[None], face.encoding)[0])
+        if distance > tolerance:
+            out.append(face)
+    return out
+
+
+def _captions(settings, request: PrepareRequest, build: Path, images: list[DatasetImage], progress, should_stop):
+    from PIL import Image
+
+    if request.captioner == "template":
+        return caption_images(settings, [None] * len(images), request.caption_request)
+    pictures = []
+    for im in images:
+        with Image.open(build / im.file_name) as p:
+            pictures.append(p.convert("RGB"))
+    return caption_images(settings, pictures, request.caption_request,
+                          lambda f, m: progress(0.9 + 0.1 * f, m), should_stop)
+
+
+def _png(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+def _safe(stem: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:40]
+    return cleaned or "image"
+
+
+def _replace(build: Path, final: Path) -> None:
+    """Put the finished folder in place; an older dataset of that name goes away only after."""
+    if final.exists():
+        old = final.parent / f".{final.name}.replaced-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+        build.rename(final)
+        shutil.rmtree(old)
+    else:
+        build.rename(final)
