@@ -162,6 +162,15 @@ def prepare_dataset(settings: Settings, request: PrepareRequest, progress: Progr
     return PrepareResult(dataset, refused, ignored, cache.misses, cache.hits)
 
 
+def default_size(studio) -> int:
+    """The default model family's native resolution (SD 1.x 512, SD 2.x 768, SDXL 1024); 512 when it is unknown."""
+    try:
+        family = studio.store.resolve(studio.settings.model).family
+    except ValueError:
+        return 512
+    return family.native_resolution if family is not None else 512
+
+
 def _step(should_stop: StopFn, progress: ProgressFn, fraction: float, message: str) -> None:
     if should_stop():
         raise Cancelled()

@@ -1,0 +1,129 @@
+"""`python -m studio dataset prepare|list|show|check|export|delete`: build and inspect training sets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _unit_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def register(sub) -> None:
+    p = sub.add_parser("dataset", help="prepare and inspect training datasets (workspace/datasets/)")
+    verbs = p.add_subparsers(dest="dataset_verb", required=True, parser_class=type(p))
+
+    prep = verbs.add_parser("prepare", help="ingest photos, crop around the face, caption, write the dataset")
+    prep.add_argument("--input", type=Path, action="append", required=True,
+                      help="a folder, a .zip or an image file (repeatable)")
+    prep.add_argument("--name", required=True, help="dataset name (folder under workspace/datasets/)")
+    prep.add_argument("--trigger", required=True, help="the rare word every caption starts with, e.g. ohwx")
+    prep.add_argument("--class-word", default="person", help="what the subject is (default: person)")
+    prep.add_argument("--size", type=int, choices=(512, 768, 1024), default=None,
+                      help="training resolution (default: the default model's native one)")
+    prep.add_argument("--crop", choices=("face", "center", "keep-aspect"), default="face",
+                      help="square around the face (default), centre square, or aspect-ratio bucket")
+    prep.add_argument("--margin", type=_unit_float, default=1.0, help="room around the face in face widths (default 1)")
+    prep.add_argument("--blur-bystanders", action="store_true", help="blur faces that are not the subject")
+    prep.add_argument("--reference", type=Path, action="append", default=[],
+                      help="folder or picture of the subject, to tell them from others (repeatable)")
+    prep.add_argument("--tolerance", type=_unit_float, default=0.4,
+                      help="face distance above which a picture is flagged (default 0.4)")
+    prep.add_argument("--captioner", choices=("template", "blip", "florence2"), default="template")
+    prep.add_argument("--template", default=None, help="caption template with {trigger} and {class_word}")
+    prep.set_defaults(run=run_prepare)
+
+    ls = verbs.add_parser("list", help="list datasets")
+    ls.set_defaults(run=run_list)
+
+    show = verbs.add_parser("show", help="show a dataset's pictures, captions and flags")
+    show.add_argument("name")
+    show.set_defaults(run=run_show)
+
+    check = verbs.add_parser("check", help="identity check: which pictures may not show the subject")
+    check.add_argument("name")
+    check.add_argument("--tolerance", type=_unit_float, default=0.4)
+    check.add_argument("--reference", type=Path, action="append", default=[])
+    check.add_argument("--drop", action="store_true", help="remove the flagged pictures (no face, far from set)")
+    check.set_defaults(run=run_check)
+
+    export = verbs.add_parser("export", help="zip a dataset to workspace/exports/NAME.zip")
+    export.add_argument("name")
+    export.add_argument("--with-originals", action="store_true", help="include the uploads (unblurred)")
+    export.set_defaults(run=run_export)
+
+    delete = verbs.add_parser("delete", help="delete a dataset")
+    delete.add_argument("name")
+    delete.set_defaults(run=run_delete)
+
+
+def run_prepare(args, studio) -> int:
+    from studio.data import PrepareRequest, prepare_dataset
+    from studio.data.captions import DEFAULT_TEMPLATE
+    from studio.data.prepare import default_size
+
+    request = PrepareRequest(tuple(args.input), args.name, args.trigger, args.class_word,
+                             args.size or default_size(studio), args.crop, args.margin, args.blur_bystanders,
+                             tuple(args.reference), args.tolerance, args.captioner, args.template or DEFAULT_TEMPLATE)
+    result = prepare_dataset(studio.settings, request)
+    print(result.summary())
+    return 0
+
+
+def run_list(args, studio) -> int:
+    from studio.data import list_datasets
+
+    rows = list_datasets(studio.settings)
+    if not rows:
+        print(f"no datasets in {studio.settings.datasets_dir}")
+    for d in rows:
+        print(f"{d.name}\t{d.images} pictures\t{d.size} px\ttrigger {d.trigger}\t{d.flagged} flagged")
+    return 0
+
+
+def run_show(args, studio) -> int:
+    from studio.data import load_dataset
+
+    d = load_dataset(studio.settings, args.name)
+    print(f"dataset {d.name}: {len(d.images)} pictures, trigger {d.trigger!r}, class {d.class_word!r}, "
+          f"{d.settings.get('size')} px, crop {d.settings.get('crop')} ({d.folder})")
+    for im in d.images:
+        score = "no face" if im.to_set is None and im.to_reference is None else \
+            f"{im.to_reference if im.to_reference is not None else im.to_set:.3f}"
+        print(f"{im.file_name}\t{im.source}\t{score}\tblurred {im.blurred}\t{im.caption}"
+              + (f"\t[{'; '.join(im.flags)}]" if im.flags else ""))
+    for r in d.refused:
+        print(f"refused {r['name']}: {r['reason']}")
+    return 0
+
+
+def run_check(args, studio) -> int:
+    from studio.data import CheckRequest, check_dataset, drop_flagged
+
+    result = check_dataset(studio.settings, CheckRequest(args.name, args.tolerance, tuple(args.reference)))
+    for r in result.rows:
+        score = "-" if r.score is None else f"{r.score:.3f}"
+        print(f"{r.file_name}\t{r.source}\t{score}\t{r.faces} faces\t{'; '.join(r.flags)}")
+    if args.drop:
+        dropped = drop_flagged(studio.settings, args.name)
+        print(f"dropped {len(dropped)}: {', '.join(dropped) or 'none'}")
+    return 0
+
+
+def run_export(args, studio) -> int:
+    from studio.data import export_dataset
+
+    print(export_dataset(studio.settings, args.name, include_originals=args.with_originals))
+    return 0
+
+
+def run_delete(args, studio) -> int:
+    from studio.data import delete_dataset
+
+    delete_dataset(studio.settings, args.name)
+    print(f"deleted dataset {args.name}")
+    return 0
