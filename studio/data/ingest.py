@@ -98,7 +98,17 @@ def collect(inputs: list[Path], limits: Limits = Limits()) -> tuple[list[SourceF
                 files.append(SourceFile(path.name, path.stat().st_size, path.read_bytes))
         else:
             raise ValueError(f"`input` {str(path)!r} is not a file, folder or .zip")
-    return sorted(files, key=lambda f: f.name), refused, ignored
+    return _unique(sorted(files, key=lambda f: f.name)), refused, ignored
+
+
+def _unique(files: list[SourceFile]) -> list[SourceFile]:
+    """Two uploads with one name (from two folders) get " (2)", " (3)" ... so every name tells one file."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in files:
+        seen[f.name] = seen.get(f.name, 0) + 1
+        out.append(f if seen[f.name] == 1 else SourceFile(f"{f.name} ({seen[f.name]})", f.size, f.read))
+    return out
 
 
 def _collect_zip(path: Path, limits: Limits, files: list, refused: list, ignored: list) -> None:

@@ -11,6 +11,7 @@ from studio.settings import Settings
 
 # (tab title, module under studio/ui/ with build(studio)); a tab is listed only once it works.
 TABS = (
+    ("Dataset", "dataset_tab"),
     ("Generate", "generate_tab"),
     ("Models", "models_tab"),
 )
