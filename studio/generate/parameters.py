@@ -44,6 +44,25 @@ def format_parameters(*, prompt: str, negative_prompt: str, fields: dict[str, ob
     return "\n".join(lines)
 
 
+def format_control_unit(unit, control_mode: str) -> str:
+    """One `ControlNet N` value as A1111 writes it: "Module: canny, Model: ..., Weight: 1, ..., Control Mode: ..."."""
+    pairs = [("Module", unit.module), ("Model", unit.model), ("Weight", _fmt(unit.weight)),
+             ("Resize Mode", "Just Resize"),  # control images are stretched to the output size
+             ("Processor Res", unit.processor_res), ("Threshold A", unit.threshold_a), ("Threshold B", unit.threshold_b),
+             ("Guidance Start", _fmt(unit.guidance_start)), ("Guidance End", _fmt(unit.guidance_end)),
+             ("Control Mode", control_mode)]
+    return ", ".join(f"{key}: {_fmt(v) if isinstance(v, float) else v}" for key, v in pairs if v is not None)
+
+
+def parse_control_units(parsed: dict) -> list[dict[str, str]]:
+    """The `ControlNet 0`, `ControlNet 1`, ... fields of parsed parameters, each as {"Module": ..., "Weight": ...}."""
+    units = []
+    while (value := parsed.get(f"ControlNet {len(units)}")) is not None:
+        pairs = (part.split(": ", 1) for part in value.split(", "))
+        units.append({p[0].strip(): p[1].strip() for p in pairs if len(p) == 2})
+    return units
+
+
 def parse_parameters(text: str) -> dict:
     """Parse A1111 parameters text into {"prompt", "negative_prompt", and each Key: value of the last line}."""
     lines = text.strip().split("\n")

@@ -26,6 +26,11 @@ class ControlUnit:
     weight: float = 1.0  # conditioning scale
     guidance_start: float = 0.0
     guidance_end: float = 1.0
+    # How the preprocessor ran, recorded as A1111 does (its meaning depends on the module: canny's low and high
+    # thresholds, mediapipe_face's max faces and min confidence); None when not applicable.
+    processor_res: int | None = None
+    threshold_a: float | None = None
+    threshold_b: float | None = None
 
 
 @dataclass
@@ -72,6 +77,8 @@ class GenerationRequest:
             if not -4 <= lora.weight <= 4:
                 raise ValueError(f"LoRA weight for {lora.name!r} must be between -4 and 4 but is {lora.weight}")
         for unit in self.controls:
+            if not 0 <= unit.weight <= 2:
+                raise ValueError(f"ControlNet weight for {unit.model!r} must be between 0 and 2 but is {unit.weight}")
             if not 0 <= unit.guidance_start < unit.guidance_end <= 1:
                 raise ValueError(f"ControlNet guidance start/end must satisfy 0 <= start < end <= 1 but are "
                                  f"{unit.guidance_start} and {unit.guidance_end}")

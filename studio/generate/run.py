@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 from studio import __version__, fileio
 from studio.cache import LoraWeight
-from studio.generate.parameters import format_parameters, split_lora_tags
+from studio.generate.parameters import format_control_unit, format_parameters, split_lora_tags
 from studio.generate.request import GeneratedImage, GenerationRequest, GenerationResult, LoraChoice
 from studio.generate.samplers import make_scheduler
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
@@ -77,7 +78,8 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         original_scheduler = pipe.scheduler
         pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config)
         try:
-            images = pipe(**kwargs).images
+            with _prompt_first(pipe, request):
+                images = pipe(**kwargs).images
         finally:
             pipe.scheduler = original_scheduler
         if getattr(pipe, "_interrupt", False):
@@ -103,10 +105,7 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
             "Denoising strength": float(request.strength) if task == "img2img" else None,
         }
         for i, unit in enumerate(request.controls):
-            fields[f"ControlNet {i}"] = (
-                f"Module: {unit.module}, Model: {unit.model}, Weight: {unit.weight:g}, Guidance Start: "
-                f"{unit.guidance_start:g}, Guidance End: {unit.guidance_end:g}, Control Mode: {request.control_mode}"
-            )
+            fields[f"ControlNet {i}"] = format_control_unit(unit, request.control_mode)
         fields["Lora hashes"] = lora_hashes
         fields["TI"] = ", ".join(p.stem for p in embedding_files)
         fields["Version"] = f"likeness-studio {__version__}"
@@ -117,22 +116,51 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
 
 
 def _control_kwargs(request: GenerationRequest, task: str, width: int, height: int) -> dict:
+    """The pipeline arguments of the request's ControlNets: images at the output size, weights, guidance window, mode.
+
+    A1111's control modes in diffusers' terms. Balanced: every residual at the unit's weight, on both the
+    conditional and unconditional passes. "ControlNet is more important": soft weights (below) on the conditional
+    pass only, which is exactly diffusers' guess mode. "My prompt is more important": soft weights on both passes,
+    which `_prompt_first` arranges around the call.
+    """
     units = request.controls
     images = [u.image.convert("RGB").resize((width, height)) for u in units]
     one = len(units) == 1
     kwargs = dict(
-        controlnet_conditioning_scale=units[0].weight if one else [u.weight for u in units],
-        control_guidance_start=units[0].guidance_start if one else [u.guidance_start for u in units],
-        control_guidance_end=units[0].guidance_end if one else [u.guidance_end for u in units],
-        # diffusers' guess mode is its form of A1111's "ControlNet is more important": the control acts on the
-        # conditional pass only, with its residuals weighted up from the shallow to the deep layers.
+        controlnet_conditioning_scale=float(units[0].weight) if one else [float(u.weight) for u in units],
+        control_guidance_start=float(units[0].guidance_start) if one else [float(u.guidance_start) for u in units],
+        control_guidance_end=float(units[0].guidance_end) if one else [float(u.guidance_end) for u in units],
         guess_mode=request.control_mode == "ControlNet is more important",
     )
-    if request.control_mode == "My prompt is more important":
-        raise ValueError("control mode 'My prompt is more important' is not supported yet; use Balanced or "
-                         "'ControlNet is more important'")
     kwargs["control_image" if task == "img2img" else "image"] = images[0] if one else images
     return kwargs
+
+
+@contextmanager
+def _prompt_first(pipe, request: GenerationRequest):
+    """For "My prompt is more important", scale each ControlNet's residuals by A1111's soft weights while the pipeline
+    still runs the ControlNet on both classifier-free-guidance passes.
+
+    A1111 multiplies the 13 residuals of an SD 1.x ControlNet by 0.825**(12 - i) (0.1 for the shallowest to 1 for the
+    middle block). A ControlNet called with guess_mode=True scales them by logspace(-1, 0): the same numbers to
+    0.1%. So a pre-forward hook turns that on inside the ControlNet, while the pipeline, called without guess mode,
+    keeps feeding it the unconditional pass as well.
+    """
+    if not request.controls or request.control_mode != "My prompt is more important":
+        yield
+        return
+    controlnet = pipe.controlnet
+    nets = list(getattr(controlnet, "nets", [controlnet]))
+    handles = [net.register_forward_pre_hook(_soft_weights_hook, with_kwargs=True) for net in nets]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _soft_weights_hook(module, args, kwargs):
+    return args, {**kwargs, "guess_mode": True}
 
 
 def save_png(image, parameters: str, folder, seed: int):

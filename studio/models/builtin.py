@@ -12,7 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-BUILDER_VERSION = 1  # bump when a builder changes, so saved copies are rebuilt
+BUILDER_VERSION = 2  # bump when a builder changes, so saved copies are rebuilt
 SHIPPED = ("pocket",)  # trained by the project and committed; cannot be rebuilt on the fly
 _build_lock = threading.Lock()
 
@@ -190,6 +190,13 @@ def _build_tiny_controlnet(out: Path) -> None:
         cross_attention_dim=32,  # pairs with builtin:tiny (SD 1.x)
         conditioning_embedding_out_channels=(16, 32),  # one stride-2 step: matches the tiny VAE's factor 2
     )
+    # diffusers starts a ControlNet's output convolutions at zero (training grows them), so an untrained one changes
+    # nothing. Seeded weights in them make the tiny ControlNet steer generation, so tests can see it is applied.
+    zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                  controlnet.controlnet_cond_embedding.conv_out]
+    with torch.no_grad():
+        for conv in zero_convs:
+            torch.nn.init.normal_(conv.weight, std=0.2)
     controlnet.save_pretrained(out, safe_serialization=True)
 
 
