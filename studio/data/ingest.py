@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -155,7 +156,9 @@ def load_image(source: SourceFile, limits: Limits = Limits()) -> LoadedImage:
         raise Refused(f"file is {source.size} bytes, more than the limit of {limits.max_file_bytes}")
     data = source.read()
     try:
-        im = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # our own pixel limit below refuses bombs with a clearer reason
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise Refused(f"not an image (starts with {data[:12]!r})") from None
     except Image.DecompressionBombError as e:
