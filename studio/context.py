@@ -20,3 +20,8 @@ class Studio:
         settings = settings or Settings()
         store = ModelStore(settings)
         return cls(settings, store, ModelCache(store, settings))
+
+    def set_default_model(self, model_id: str) -> None:
+        """Make `model_id` the base every tab uses when the user names none (checked before it is taken)."""
+        self.store.resolve(model_id)
+        self.settings = self.settings.with_(default_model=model_id)

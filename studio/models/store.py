@@ -120,7 +120,7 @@ class ModelStore:
         folder = self.settings.models_dir / sub
         candidates = [Path(name_or_path).expanduser(), folder / name_or_path]
         candidates += [folder / f"{name_or_path}{s}" for s in WEIGHT_SUFFIXES]
-        if folder.is_dir():
+        if folder.is_dir() and "/" not in name_or_path:
             candidates += sorted(folder.rglob(f"{name_or_path}.safetensors"))
         for c in candidates:
             if c.is_file():
@@ -152,6 +152,7 @@ class ModelStore:
         """Load a txt2img pipeline (StableDiffusionPipeline or StableDiffusionXLPipeline) for `ref`."""
         import diffusers
 
+        _quiet_loaders()
         common = dict(dtype=dtype)
         no_safety = dict(safety_checker=None, requires_safety_checker=False)
         try:
@@ -193,6 +194,7 @@ class ModelStore:
     def load_controlnet(self, ref: ModelRef, *, dtype, device: str):
         from diffusers import ControlNetModel
 
+        _quiet_loaders()
         try:
             if ref.kind == "file":
                 model = ControlNetModel.from_single_file(str(ref.path), dtype=dtype,
@@ -207,6 +209,15 @@ class ModelStore:
         except (OSError, EnvironmentError) as e:
             raise ValueError(f"could not load ControlNet {ref.id!r}: {e}") from e
         return model.to(device)
+
+
+def _quiet_loaders() -> None:
+    # Loading bars from diffusers/transformers would interleave with the studio's own progress lines.
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def safetensors_keys(path: Path) -> list[str]:
