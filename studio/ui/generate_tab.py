@@ -87,8 +87,8 @@ def build(studio) -> None:
             png_drop = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], type="filepath")
         with gr.Column(scale=2):
             gallery = gr.Gallery(label="Images", columns=2, height=520, format="png")
-            parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"])
-    last_seed = gr.State(-1)
+            parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"], elem_id="generate-parameters")
+            last_seed = gr.Number(label="Seed used", value=-1, precision=0, interactive=False)
 
     @shows_errors
     def run(prompt_text, negative_prompt, model_id, seed_value, sampler_name, steps_value, cfg_scale, width_px,

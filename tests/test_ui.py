@@ -1,0 +1,81 @@
+"""The web studio: build_app() without launching, one gradio_client call, and the Generate tab in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+
+import pytest
+
+from studio.context import Studio
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_build_app_builds_every_tab_without_launching(settings):
+    import gradio as gr
+
+    from studio.ui import TABS, build_app
+
+    app = build_app(settings)
+    assert isinstance(app, gr.Blocks)
+    titles = {b.label for b in app.blocks.values() if isinstance(b, gr.Tab)}
+    assert {title for title, _ in TABS} <= titles
+    api = {d.get("api_name") for d in app.config["dependencies"]}
+    assert "generate" in api
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, shared_models_dir):
+    from studio.settings import Settings
+    from studio.ui import launch
+
+    root = tmp_path_factory.mktemp("served")
+    studio = Studio.open(Settings(root=root, models_dir=shared_models_dir, workspace_dir=root / "workspace",
+                                  allow_downloads=False, default_model="builtin:tiny", port=free_port()))
+    app = launch(studio, prevent_thread_lock=True)
+    yield studio, f"http://127.0.0.1:{studio.settings.port}/"
+    app.close()
+
+
+def test_gradio_client_generate(served):
+    from gradio_client import Client
+
+    studio, url = served
+    client = Client(url, verbose=False)
+    images, parameters, seed = client.predict(prompt_text="a photo of a dog", negative_prompt="", model_id="builtin:tiny",
+                                              seed_value=42, steps_value=2, api_name="/generate")
+    assert seed == 42 and "Seed: 42," in parameters and len(images) == 1
+    saved = list(studio.settings.outputs_dir.rglob("*.png"))
+    assert len(saved) == 1
+    with pytest.raises(Exception, match="divisible by 8"):
+        client.predict(prompt_text="a dog", negative_prompt="", width_px=100, steps_value=2, api_name="/generate")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium (.ci/run installs it)")
+def test_generate_tab_in_a_real_browser(served, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    _, url = served
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Generate").click()
+        page.get_by_label("Prompt", exact=True).fill("a photo of a red dog")
+        page.get_by_role("button", name="Generate", exact=True).click()
+        expect(page.get_by_role("img", name=re.compile(r"^seed \d+$"))).to_be_visible(timeout=120_000)
+        params = page.locator("#generate-parameters textarea")
+        expect(params).to_have_value(re.compile(r"^a photo of a red dog\nSteps: 20, Sampler: Euler a"), timeout=30_000)
+        page.screenshot(path=str(tmp_path / "generate.png"))
+        browser.close()
