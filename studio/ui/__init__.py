@@ -13,6 +13,7 @@ from studio.settings import Settings
 TABS = (
     ("Dataset", "dataset_tab"),
     ("Generate", "generate_tab"),
+    ("Face to animal", "animal_tab"),
     ("Models", "models_tab"),
 )
 

@@ -1,0 +1,333 @@
+"""Face to animal: animal presets, and the transform (face, control images, ControlNet img2img over seeds, paste-back)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from PIL import Image, ImageFilter, ImageOps
+
+from studio import fileio
+from studio.faces.control import FACE_MODULES, ControlOptions, check_module, control_image, is_blank
+from studio.generate.request import MAX_SEED, ControlUnit, GenerationRequest
+from studio.generate.run import generate, save_png
+from studio.generate.samplers import check_sampler
+from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
+
+NO_CONTROLNET = "none"  # a control whose image is previewed but not sent to a ControlNet (plain img2img)
+# ControlNets for SD 1.5 on the hub. CrucibleAI's repository holds its SD 2.1 model at the top and the SD 1.5 one
+# in diffusion_sd15/ (download that folder into models/controlnet/ and pick it by name for SD 1.5 bases).
+HUB_CONTROLNETS = {
+    "mediapipe_face": "CrucibleAI/ControlNetMediaPipeFace",
+    "openpose_face": "lllyasviel/control_v11p_sd15_openpose",
+    "canny": "lllyasviel/control_v11p_sd15_canny",
+}
+_NEGATIVE = ("human, person, human face, human skin, hair, glasses, text, watermark, signature, blurry, lowres, "
+             "deformed, bad anatomy, extra eyes")
+
+
+@dataclass(frozen=True)
+class AnimalPreset:
+    name: str
+    prompt: str  # template: {breed} becomes the chosen breed, or nothing
+    negative_prompt: str
+    breeds: tuple[str, ...] = ()
+
+
+# Seed 003's prompt ("dog, close up, face portrait") with a breed slot; every preset follows its pattern.
+ANIMALS: dict[str, AnimalPreset] = {p.name: p for p in (
+    AnimalPreset("dog", "{breed} dog, close up, face portrait", _NEGATIVE, (
+        "golden retriever", "labrador retriever", "shiba inu", "pug", "corgi", "siberian husky", "dalmatian",
+        "french bulldog", "beagle", "poodle", "border collie", "german shepherd", "chihuahua", "samoyed",
+        "dachshund", "pomeranian")),
+    AnimalPreset("cat", "{breed} cat, close up, face portrait", _NEGATIVE + ", dog", (
+        "tabby", "siamese", "maine coon", "persian", "british shorthair", "ragdoll", "sphynx", "black", "calico")),
+    AnimalPreset("fox", "{breed} fox, close up, face portrait", _NEGATIVE + ", dog", ("red", "arctic", "fennec")),
+    AnimalPreset("bear", "{breed} bear, close up, face portrait", _NEGATIVE, (
+        "brown", "polar", "panda", "black", "grizzly")),
+    AnimalPreset("rabbit", "{breed} rabbit, close up, face portrait", _NEGATIVE, (
+        "white", "lop-eared", "dutch", "angora")),
+    AnimalPreset("lion", "{breed} lion, close up, face portrait", _NEGATIVE, ("male", "white", "young")),
+    AnimalPreset("tiger", "{breed} tiger, close up, face portrait", _NEGATIVE, ("bengal", "white", "siberian")),
+    AnimalPreset("wolf", "{breed} wolf, close up, face portrait", _NEGATIVE + ", dog", ("grey", "arctic", "timber")),
+)}
+
+
+def animal_prompt(animal: str, breed: str = "") -> tuple[str, str]:
+    """The preset (prompt, negative prompt) for `animal`, with `breed` (any text; the preset's list is a menu)."""
+    preset = ANIMALS.get(animal)
+    if preset is None:
+        raise ValueError(f"`animal` {animal!r} is unknown; valid animals are: {', '.join(ANIMALS)}")
+    return " ".join(preset.prompt.format(breed=breed.strip()).split()), preset.negative_prompt
+
+
+@dataclass
+class ControlChoice:
+    """One control: which preprocessor, which ControlNet gets its image, and how strongly."""
+
+    module: str = "mediapipe_face"  # mediapipe_face | openpose_face | canny
+    model: str = ""  # ControlNet id; "" = the default for the base model, "none" = preview only
+    weight: float = 1.0  # conditioning scale
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+
+
+@dataclass
+class AnimalRequest:
+    image: object  # PIL.Image: the face photo
+    animal: str = "dog"
+    breed: str = ""
+    prompt: str = ""  # "" = the animal's preset template with the breed
+    negative_prompt: str | None = None  # None = the preset's
+    controls: list[ControlChoice] = field(default_factory=lambda: [ControlChoice()])
+    options: ControlOptions = field(default_factory=ControlOptions)
+    model: str = ""  # base model; "" = the studio's default
+    task: str = "img2img"  # img2img starts from the photo; txt2img follows the control images only
+    strength: float = 0.75  # img2img denoising strength
+    control_mode: str = "ControlNet is more important"  # seed 003's choice
+    seed: int = -1
+    n_seeds: int = 1  # results for seed, seed+1, ...
+    steps: int = 20
+    sampler: str = "DPM++ 2S a"
+    cfg: float = 7.0
+    size: int = 512  # longer side of the picture the model works on
+    crop_to_face: bool = False  # transform a square around the face instead of the whole photo
+    paste_back: bool = True  # with crop_to_face: put the result back into the full photo
+    face_index: int = 0  # which face when there are several, largest first
+    max_input_side: int = 2048  # larger photos are scaled down to this before anything else
+    save: bool = True
+    out_dir: Path | None = None  # where PNGs go; None = workspace/outputs/<day>/
+
+    def check(self) -> "AnimalRequest":
+        """Raise ValueError naming the first bad argument and its value."""
+        if not isinstance(self.image, Image.Image):
+            raise ValueError(f"`image` must be a picture but is {type(self.image).__name__}")
+        animal_prompt(self.animal, self.breed)
+        if not self.controls:
+            raise ValueError("`controls` is empty: choose at least one of mediapipe_face, openpose_face, canny")
+        for c in self.controls:
+            check_module(c.module)
+        self.options.check()
+        if self.task not in ("img2img", "txt2img"):
+            raise ValueError(f"`task` must be img2img or txt2img but is {self.task!r}")
+        if not 1 <= self.n_seeds <= 16:
+            raise ValueError(f"`n_seeds` must be between 1 and 16 but is {self.n_seeds}")
+        if self.seed != -1 and not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"`seed` must be -1 (random) or between 0 and {MAX_SEED} but is {self.seed}")
+        if not 64 <= self.size <= 2048:
+            raise ValueError(f"`size` must be between 64 and 2048 but is {self.size}")
+        if self.face_index < 0:
+            raise ValueError(f"`face_index` must be 0 or more but is {self.face_index}")
+        if self.max_input_side < 256:
+            raise ValueError(f"`max_input_side` must be at least 256 but is {self.max_input_side}")
+        check_sampler(self.sampler)
+        return self
+
+
+class NoFaceFound(ValueError):
+    """No face where one is needed; `photo` is the picture as looked at, so the UI can show it."""
+
+    def __init__(self, message: str, photo: Image.Image):
+        super().__init__(message)
+        self.photo = photo
+
+
+@dataclass
+class ControlPreview:
+    """What the model will see: the photo, its faces, the region transformed and the control images."""
+
+    photo: Image.Image  # the input, upright, RGB, scaled down if it was huge
+    faces: list  # list[Face] in photo coordinates, largest first
+    face: object | None  # the chosen Face
+    crop_box: tuple[int, int, int, int] | None  # region of photo transformed; None = the whole photo
+    work: Image.Image  # that region at the model's size
+    controls: list[tuple[ControlChoice, Image.Image]]  # each control with its image, at the model's size
+    notes: list[str]  # what was decided for the user (scaled down, which face...)
+
+
+@dataclass
+class AnimalImage:
+    image: Image.Image  # the result; pasted back into the photo when cropping with paste_back
+    raw: Image.Image  # what the model made, at the model's size
+    seed: int
+    parameters: str
+    path: Path | None
+
+
+@dataclass
+class AnimalResult:
+    preview: ControlPreview
+    images: list[AnimalImage]
+    sheet: Image.Image  # original | control image(s) | one result per seed
+    sheet_path: Path | None
+    prompt: str
+    negative_prompt: str
+    seconds: float
+
+
+def preview_controls(request: AnimalRequest) -> ControlPreview:
+    """Find the face and make the control images, without loading any model. Raises NoFaceFound when a face
+    module or the face crop needs a face and there is none."""
+    from studio.faces import detect_faces
+
+    request.check()
+    notes = []
+    # 1. Upright RGB, huge photos scaled down first (detection and preprocessors would only be slow on them).
+    photo = ImageOps.exif_transpose(request.image).convert("RGB")
+    if max(photo.size) > request.max_input_side:
+        before = photo.size
+        photo.thumbnail((request.max_input_side, request.max_input_side), Image.Resampling.LANCZOS)
+        notes.append(f"photo scaled down from {before[0]}x{before[1]} to {photo.width}x{photo.height}")
+
+    # 2. Faces, largest first; the chosen one.
+    modules = [c.module for c in request.controls]
+    needs_face = request.crop_to_face or any(m in FACE_MODULES for m in modules)
+    faces = detect_faces(photo, encode=False) if needs_face else []
+    faces = [f for f in faces if f.is_candidate] or faces  # weak detections (a badge, a pattern) are not faces
+    if needs_face and not faces:
+        needing = [m for m in modules if m in FACE_MODULES] or ["crop to face"]
+        raise NoFaceFound(f"no face found in the photo, and {', '.join(needing)} needs one; use the canny control "
+                          f"(edges of the whole picture) without crop to face instead", photo)
+    face = None
+    if faces:
+        if request.face_index >= len(faces):
+            raise ValueError(f"`face_index` is {request.face_index} but only {len(faces)} face(s) were found "
+                             f"(0 is the largest)")
+        face = faces[request.face_index]
+        faces = [face] + [f for f in faces if f is not face]
+        if len(faces) > 1:
+            notes.append(f"{len(faces)} faces found; using face {request.face_index} (0 is the largest)")
+
+    # 3. The region to transform, at the model's size.
+    crop_box = face_square(face.box, photo.size) if request.crop_to_face else None
+    region = photo.crop(crop_box) if crop_box else photo
+    work_size = model_size(region.size, request.size)
+    offset = crop_box[:2] if crop_box else (0, 0)
+    region_faces = [f.scaled(1.0, offset) for f in faces]
+
+    # 4. One control image per control, made from the full-resolution region.
+    controls = []
+    for choice in request.controls:
+        image = control_image(choice.module, region, region_faces, work_size, request.options)
+        if choice.module == "mediapipe_face" and is_blank(image):
+            raise NoFaceFound(f"MediaPipe found no face (min confidence {request.options.min_confidence:g}); lower "
+                              f"the confidence, or use openpose_face or canny instead", photo)
+        controls.append((choice, image))
+    work = region.resize(work_size, Image.Resampling.LANCZOS)
+    return ControlPreview(photo, faces, face, crop_box, work, controls, notes)
+
+
+def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_progress,
+                   should_stop: StopFn = never_stop) -> AnimalResult:
+    """Transform the face in `request.image` into the animal over `n_seeds` seeds; save PNGs with parameters."""
+    started = time.perf_counter()
+    # 1. Check inputs and look at the photo.
+    request = replace(request, model=request.model or studio.settings.model).check()
+    preview = preview_controls(request)
+    default_prompt, default_negative = animal_prompt(request.animal, request.breed)
+    prompt = request.prompt.strip() or default_prompt
+    negative = default_negative if request.negative_prompt is None else request.negative_prompt
+    units = []
+    for choice, image in preview.controls:
+        model = choice.model.strip() or default_controlnet(studio, request.model, choice.module)
+        if model == NO_CONTROLNET:
+            continue
+        threshold_a, threshold_b = request.options.thresholds(choice.module)
+        units.append(ControlUnit(model, image, choice.module, choice.weight, choice.guidance_start,
+                                 choice.guidance_end, request.options.processor_res, threshold_a, threshold_b))
+    if not units and request.task == "txt2img":
+        raise ValueError("`task` txt2img needs a ControlNet: with every control's model 'none' nothing would "
+                         "follow the face; use img2img or choose a ControlNet")
+    seed = request.seed if request.seed != -1 else random.randint(0, MAX_SEED)
+    seeds = [(seed + i) % (MAX_SEED + 1) for i in range(request.n_seeds)]
+
+    # 2. One generation per seed, so a seed gives the same animal whatever the batch.
+    images = []
+    out_dir = Path(request.out_dir or studio.settings.outputs_dir / dt.date.today().isoformat())
+    for i, s in enumerate(seeds):
+        if should_stop():
+            raise Cancelled("face to animal cancelled")
+        generation = GenerationRequest(
+            prompt=prompt, model=request.model, negative_prompt=negative, seed=s, steps=request.steps,
+            cfg=request.cfg, width=preview.work.width, height=preview.work.height, sampler=request.sampler,
+            init_image=preview.work if request.task == "img2img" else None, strength=request.strength,
+            controls=units, control_mode=request.control_mode, save=False,
+        )
+        result = generate(studio, generation, should_stop=should_stop,
+                          progress=lambda f, m, i=i, s=s: progress((i + f) / len(seeds), f"seed {s}: {m}"))
+        made = result.images[0]
+        # 3. Back into the photo when a face crop was transformed, then saved with its parameters.
+        image = made.image
+        if preview.crop_box and request.paste_back:
+            image = paste_back(preview.photo, made.image, preview.crop_box)
+        path = save_png(image, made.parameters, out_dir, s) if request.save else None
+        images.append(AnimalImage(image, made.image, s, made.parameters, path))
+
+    # 4. Original | controls | results, side by side.
+    original = preview.photo if preview.crop_box and request.paste_back else preview.work
+    sheet = side_by_side([original] + [im for _, im in preview.controls] + [a.image for a in images],
+                         height=preview.work.height)
+    sheet_path = None
+    if request.save:
+        sheet_path = fileio.reserve_unique(out_dir, f"{seeds[0]}-{request.animal}-sheet", ".png")
+        with fileio.atomic_path(sheet_path) as tmp:
+            sheet.save(tmp, format="PNG")
+    progress(1.0, "done")
+    return AnimalResult(preview, images, sheet, sheet_path, prompt, negative, time.perf_counter() - started)
+
+
+def default_controlnet(studio, model_id: str, module: str) -> str:
+    """The ControlNet a `module` control uses when none is named: the tiny one for builtin:tiny, none for the
+    other builtins (no ControlNet fits them: plain img2img), else the module's SD 1.5 model on the hub."""
+    ref = studio.store.resolve(model_id)
+    if ref.id == "builtin:tiny":
+        return "builtin:tiny-controlnet"
+    if ref.kind == "builtin":
+        return NO_CONTROLNET
+    return HUB_CONTROLNETS[check_module(module)]
+
+
+def face_square(box: tuple[int, int, int, int], size: tuple[int, int], scale: float = 2.2) -> tuple[int, int, int, int]:
+    """A square around a face box, `scale` times its larger side, moved up a little (ears and forehead) and
+    shifted to stay inside a `size` picture (and shrunk if the picture is smaller)."""
+    left, top, right, bottom = box
+    side = min(round(scale * max(right - left, bottom - top)), *size)
+    cx, cy = (left + right) / 2, (top + bottom) / 2 - 0.1 * (bottom - top)
+    x0 = min(max(0, round(cx - side / 2)), size[0] - side)
+    y0 = min(max(0, round(cy - side / 2)), size[1] - side)
+    return x0, y0, x0 + side, y0 + side
+
+
+def model_size(size: tuple[int, int], longer: int) -> tuple[int, int]:
+    """(width, height) with the longer side `longer`, the aspect kept, both multiples of 8; a very wide picture
+    gets a longer side past `longer` so that its shorter one reaches the models' minimum of 64."""
+    scale = max(longer / max(size), 64 / min(size))
+    return tuple(max(64, round(v * scale / 8) * 8) for v in size)
+
+
+def paste_back(photo: Image.Image, result: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """`photo` with `result` resized into `box`, its edges feathered so no seam shows."""
+    width, height = box[2] - box[0], box[3] - box[1]
+    feather = max(2, round(0.06 * min(width, height)))
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, (feather, feather, width - feather, height - feather))
+    mask = mask.filter(ImageFilter.GaussianBlur(feather / 2))
+    out = photo.copy()
+    out.paste(result.convert("RGB").resize((width, height), Image.Resampling.LANCZOS), box[:2], mask)
+    return out
+
+
+def side_by_side(images: list[Image.Image], *, height: int) -> Image.Image:
+    """The images in one row, each scaled to `height`, on a dark background."""
+    tiles = [im.convert("RGB").resize((max(1, round(im.width * height / im.height)), height),
+                                      Image.Resampling.LANCZOS) for im in images]
+    gap = max(2, height // 64)
+    sheet = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), height), (24, 24, 24))
+    x = 0
+    for tile in tiles:
+        sheet.paste(tile, (x, 0))
+        x += tile.width + gap
+    return sheet
