@@ -1,0 +1,89 @@
+"""The Face to animal tab: registered after Generate, /animal through gradio_client, the no-face preview offering canny."""
+
+from __future__ import annotations
+
+import inspect
+import socket
+
+import pytest
+
+from fixtures_faces import astronaut
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def animal_app(tmp_path_factory, shared_models_dir):
+    import gradio as gr
+
+    from studio.context import Studio
+    from studio.settings import Settings
+    from studio.ui import animal_tab
+
+    root = tmp_path_factory.mktemp("animal_ui")
+    studio = Studio.open(Settings(root=root, models_dir=shared_models_dir, workspace_dir=root / "workspace",
+                                  allow_downloads=False, default_model="builtin:tiny"))
+    with gr.Blocks() as app:
+        animal_tab.build(studio)
+    return studio, app
+
+
+def test_tab_is_listed_after_generate():
+    from studio.ui import TABS
+
+    modules = [module for _, module in TABS]
+    assert modules.index("animal_tab") == modules.index("generate_tab") + 1
+
+
+def test_no_face_preview_shows_the_photo_and_offers_canny(animal_app):
+    from PIL import Image
+    from skimage import data
+
+    from studio.ui.animal_tab import request_from_widgets
+
+    _, app = animal_app
+    preview = next(f.fn for f in app.fns.values() if f.name == "preview")
+    names = inspect.signature(request_from_widgets).parameters
+    defaults = _widget_defaults(app)
+    coffee = Image.fromarray(data.coffee())
+    gallery, message, *enabled = preview(*[coffee if name == "image" else defaults[name] for name in names])
+    assert gallery[0][0].size == coffee.size and gallery[0][1] == "no face found"
+    assert "no face found" in message and "Canny is selected instead" in message
+    assert [e["value"] for e in enabled] == [False, False, True]  # mediapipe_face, openpose_face, canny
+
+
+def _widget_defaults(app) -> dict:
+    """The /animal endpoint's parameter defaults, by name, as the page starts."""
+    info = app.get_api_info()["named_endpoints"]["/animal"]
+    return {p["parameter_name"]: p.get("parameter_default") for p in info["parameters"]}
+
+
+def test_gradio_client_animal(animal_app, tmp_path):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+    from skimage import data
+
+    studio, app = animal_app
+    photo = tmp_path / "astronaut.png"
+    astronaut().save(photo)
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
+    app.launch(prevent_thread_lock=True, server_port=_free_port(), show_error=True)
+    try:
+        client = Client(app.local_url, verbose=False)
+        controls, sheet, results, parameters, status = client.predict(
+            image=handle_file(str(photo)), animal="fox", breed="arctic", openpose_face=True, openpose_face_weight=0.5,
+            seed=3, n_seeds=2, steps=2, size=64, api_name="/animal")
+        assert [c["caption"] for c in controls] == ["mediapipe_face", "openpose_face"]
+        assert [r["caption"] for r in results] == ["seed 3", "seed 4"]
+        assert parameters.startswith("arctic fox, close up, face portrait\n")
+        assert 'ControlNet 1: "Module: openpose_face, Model: builtin:tiny-controlnet, Weight: 0.5' in parameters
+        assert "2 result(s)" in status and sheet.endswith(".png")
+        assert len(list(studio.settings.outputs_dir.rglob("*.png"))) == 3  # two results and the sheet
+        with pytest.raises(Exception, match="no face found"):
+            client.predict(image=handle_file(str(tmp_path / "coffee.png")), size=64, steps=2, api_name="/animal")
+    finally:
+        app.close()
