@@ -160,7 +160,8 @@ class ModelCache:
             if path not in base.adapters:
                 check_lora_fits(path, base.model, base.model_id)
                 name = _adapter_name(path, base.adapters.values())
-                base.model.load_lora_weights(str(path), adapter_name=name)
+                with _quiet_diffusers():  # it warns for every LoRA that leaves the text encoder alone
+                    base.model.load_lora_weights(str(path), adapter_name=name)
                 base.adapters[path] = name
                 base.nbytes = module_bytes(base.model)
         if not base.adapters:
@@ -256,6 +257,18 @@ def _adapter_name(path: Path, taken) -> str:
         n += 1
         name = f"{stem}_{n}"
     return name
+
+
+@contextmanager
+def _quiet_diffusers():
+    from diffusers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
 
 
 def _free_memory() -> None:
