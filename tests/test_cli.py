@@ -56,3 +56,10 @@ def test_python_dash_m_studio_runs_as_a_program(settings):
                                                                 "--width", "12", "--out", "o")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "`width` is 12" in done.stderr
+
+
+def test_global_options_work_after_the_verb_too(settings, capsys):
+    code = main(["models", "--root", str(settings.root), "--models-dir", str(settings.models_dir), "--dtype", "float64"])
+    assert code == 2 and "`dtype` must be auto, float32, float16 or bfloat16 but is 'float64'" in capsys.readouterr().err
+    assert main(["models", "--models-dir", str(settings.models_dir), "--offline"]) == 0
+    assert f"models folder: {settings.models_dir}" in capsys.readouterr().out

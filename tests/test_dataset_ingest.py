@@ -40,6 +40,18 @@ def test_truncated_jpeg_is_refused():
         load_image(_source("cut.jpg", data[: len(data) // 2]))
 
 
+def test_truncated_jpeg_is_refused_after_face_detection_ran():
+    from PIL import ImageFile
+
+    from studio.faces import detect_faces
+
+    detect_faces(Image.new("RGB", (64, 64)))  # imports face_recognition, which flips a PIL global on import
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    data = _encode(astronaut(), "PNG")
+    with pytest.raises(Refused, match="truncated or corrupt"):
+        load_image(_source("cut.png", data[: len(data) - 5000]))
+
+
 def test_html_named_png_is_not_an_image():
     with pytest.raises(Refused, match="not an image"):
         load_image(_source("page.png", b"<!DOCTYPE html><html><body>hello</body></html>"))

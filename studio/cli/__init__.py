@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # Verb modules under studio/cli/; each adds its subparser and sets defaults(run=...).
-VERBS = ("serve", "generate", "models", "dataset", "animal")
+VERBS = ("serve", "generate", "models", "dataset", "train", "animal")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -17,19 +17,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    # The same options before or after the verb; after it they only override what was given before.
+    d = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
+    parser.add_argument("--root", type=Path, default=d(None), help="folder holding models/ and workspace/ (default: cwd)")
+    parser.add_argument("--models-dir", type=Path, default=d(None), help="model store folder (default: ROOT/models)")
+    parser.add_argument("--workspace", type=Path, default=d(None),
+                        help="datasets, runs and outputs (default: ROOT/workspace)")
+    parser.add_argument("--device", default=d("auto"), help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--dtype", default=d("auto"), help="auto, float32, float16 or bfloat16 (default: fp16 on GPU)")
+    parser.add_argument("--cache-gb", type=float, default=d(12.0), help="weights the model cache may hold, in GiB")
+    parser.add_argument("--allow-pickle", action="store_true", default=d(False),
+                        help="allow .ckpt/.bin/.pt files (they can run code)")
+    parser.add_argument("--offline", action="store_true", default=d(False), help="never download from the hub")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m studio", description="Likeness Studio: personal image models, end to end.")
-    parser.add_argument("--root", type=Path, default=None, help="folder holding models/ and workspace/ (default: cwd)")
-    parser.add_argument("--models-dir", type=Path, default=None, help="model store folder (default: ROOT/models)")
-    parser.add_argument("--workspace", type=Path, default=None, help="datasets, runs and outputs (default: ROOT/workspace)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    parser.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16 (default: fp16 on GPU)")
-    parser.add_argument("--cache-gb", type=float, default=12.0, help="weights the model cache may hold, in GiB")
-    parser.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.bin/.pt files (they can run code)")
-    parser.add_argument("--offline", action="store_true", help="never download from the hub")
+    _add_global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     for verb in VERBS:
         importlib.import_module(f"studio.cli.{verb}").register(sub)
+    for verb_parser in sub.choices.values():
+        _add_global_options(verb_parser, suppress=True)
     return parser
 
 

@@ -74,7 +74,8 @@ def caption_images(settings: Settings, images: list[Image.Image], request: Capti
         if should_stop():
             raise Cancelled()
         progress(start / max(len(images), 1), f"captioning {start + 1} of {len(images)}")
-        captions += [lead(f"{head}, {text}", request.trigger) for text in model(images[start:start + request.batch_size])]
+        texts = model(images[start:start + request.batch_size])
+        captions += [lead(f"{head}, {text}" if text.strip() else head, request.trigger) for text in texts]
     return captions
 
 

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 FORMATS = ("JPEG", "PNG", "WEBP")
 # Operating-system clutter found in folders and zips: skipped with a note, not refused.
@@ -169,7 +169,9 @@ def load_image(source: SourceFile, limits: Limits = Limits()) -> LoadedImage:
     if pixels > limits.max_pixels:
         raise Refused(f"decompression bomb: {im.width}x{im.height} = {pixels} pixels, more than {limits.max_pixels}")
 
-    # 2. Decode fully: truncated and corrupt files fail here
+    # 2. Decode fully: truncated and corrupt files fail here (Pillow's default; face_recognition's import turns it off)
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         im.load()
     except (OSError, SyntaxError, ValueError, EOFError) as e:

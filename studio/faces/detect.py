@@ -97,8 +97,13 @@ class Face:
 @functools.lru_cache(maxsize=1)
 def _models():
     """dlib's detector, landmark predictors and encoder, loaded on first use (face_recognition loads them on import)."""
+    from PIL import ImageFile
+
+    # face_recognition sets PIL's LOAD_TRUNCATED_IMAGES on import, which would let truncated uploads through ingest
+    truncated_ok = ImageFile.LOAD_TRUNCATED_IMAGES
     import face_recognition.api as fr
 
+    ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
     return fr.face_detector, fr.pose_predictor_68_point, fr.pose_predictor_5_point, fr.face_encoder
 
 

@@ -64,7 +64,8 @@ def load_captioner(settings: Settings, name: str) -> Captioner:
     except OSError as e:
         how = "" if settings.allow_downloads else ", or allow downloads (no --offline) to fetch it from the hub"
         raise ValueError(f"{name} captioner weights not found: put the files of {spec.hub_id} (config.json, "
-                         f"model.safetensors, tokenizer and preprocessor files) in {folder}{how} ({e})") from e
+                         f"model.safetensors, tokenizer and preprocessor files) in {folder}{how} "
+                         f"({' '.join(str(e).split())[:160]})") from e
     device = settings.resolve_device()
     model = model.to(device=device, dtype=settings.resolve_dtype(device)).eval()
 

@@ -1,0 +1,86 @@
+"""The Dataset tab through gradio_client (/dataset_prepare, /dataset_check) and in headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+import pytest
+
+from fixtures_faces import astronaut_variants, hopper
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, shared_models_dir):
+    from studio.context import Studio
+    from studio.settings import Settings
+    from studio.ui import launch
+
+    root = tmp_path_factory.mktemp("served_dataset")
+    studio = Studio.open(Settings(root=root, models_dir=shared_models_dir, workspace_dir=root / "workspace",
+                                  allow_downloads=False, default_model="builtin:tiny", port=_free_port()))
+    app = launch(studio, prevent_thread_lock=True)
+    photos = root / "photos"
+    photos.mkdir()
+    for i, im in enumerate(astronaut_variants(3)):
+        im.save(photos / f"astro_{i}.jpg", quality=90)
+    hopper().save(photos / "hopper.jpg", quality=90)
+    yield studio, f"http://127.0.0.1:{studio.settings.port}/", sorted(photos.iterdir())
+    app.close()
+
+
+def test_dataset_tab_is_first():
+    from studio.ui import TABS
+
+    assert TABS[0] == ("Dataset", "dataset_tab")
+
+
+def test_prepare_and_check_through_the_api(served):
+    from gradio_client import Client, handle_file
+
+    studio, url, photos = served
+    client = Client(url, verbose=False)
+    report, chosen, gallery, captions = client.predict(
+        [handle_file(str(p)) for p in photos], "api-set", "ohwx", "person", 512, "face", 1.0, True, [], 0.4,
+        "template", "{trigger} {class_word}, a photo", api_name="/dataset_prepare")
+    assert report.startswith("dataset api-set: 4 kept, 0 refused") and len(gallery) == 4
+    assert [row[1] for row in captions["data"]] == ["ohwx person, a photo"] * 4
+    assert (studio.settings.datasets_dir / "api-set" / "metadata.csv").is_file()
+
+    check_gallery, table, summary = client.predict("api-set", 0.4, [], api_name="/dataset_check")
+    assert summary == "1 of 4 photos flagged"
+    assert table["data"][0][1] == "hopper.jpg" and "far from set" in table["data"][0][6]
+    with pytest.raises(Exception, match="`trigger`"):
+        client.predict([handle_file(str(photos[0]))], "x", "two words", "person", 512, "face", 1.0, True, [], 0.4,
+                       "template", "", api_name="/dataset_prepare")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium")
+def test_dataset_tab_in_a_real_browser(served, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    _, url, photos = served
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(url)
+        page.get_by_role("tab", name="Dataset").click()
+        page.locator("input[type=file]").first.set_input_files([str(p) for p in photos])
+        page.get_by_label("Dataset name").fill("browser-set")
+        page.get_by_label("Trigger word").fill("ohwx")
+        page.get_by_role("button", name="Prepare dataset").click()
+        report = page.get_by_label("Report")
+        expect(report).to_have_value(__import__("re").compile(r"^dataset browser-set: 4 kept"), timeout=120_000)
+        page.screenshot(path=str(tmp_path / "dataset.png"))
+        browser.close()
