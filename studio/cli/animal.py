@@ -35,7 +35,8 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--cfg", type=float, default=d.cfg)
     p.add_argument("--sampler", default=d.sampler)
-    p.add_argument("--size", type=int, default=d.size, help="longer side of the picture the model works on")
+    p.add_argument("--size", type=int, default=None,
+                   help="longer side of the picture the model works on (default: the model's native size)")
     p.add_argument("--crop-face", action="store_true", help="transform a square around the face only")
     p.add_argument("--no-paste-back", action="store_true", help="with --crop-face: keep the crop, not the photo")
     p.add_argument("--face-index", type=int, default=0, help="which face when there are several (0: largest)")

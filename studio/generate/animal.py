@@ -17,6 +17,7 @@ from studio.generate.run import generate, save_png
 from studio.generate.samplers import check_sampler
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
+PREVIEW_SIZE = 512  # the model's size when a preview has none (SD 1.5's native size)
 NO_CONTROLNET = "none"  # a control whose image is previewed but not sent to a ControlNet (plain img2img)
 # ControlNets for SD 1.5 on the hub. CrucibleAI's repository holds its SD 2.1 model at the top and the SD 1.5 one
 # in diffusion_sd15/ (download that folder into models/controlnet/ and pick it by name for SD 1.5 bases).
@@ -93,7 +94,7 @@ class AnimalRequest:
     steps: int = 20
     sampler: str = "DPM++ 2S a"
     cfg: float = 7.0
-    size: int = 512  # longer side of the picture the model works on
+    size: int | None = None  # longer side of the picture the model works on; None = the model's native size
     crop_to_face: bool = False  # transform a square around the face instead of the whole photo
     paste_back: bool = True  # with crop_to_face: put the result back into the full photo
     face_index: int = 0  # which face when there are several, largest first
@@ -117,7 +118,7 @@ class AnimalRequest:
             raise ValueError(f"`n_seeds` must be between 1 and 16 but is {self.n_seeds}")
         if self.seed != -1 and not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"`seed` must be -1 (random) or between 0 and {MAX_SEED} but is {self.seed}")
-        if not 64 <= self.size <= 2048:
+        if self.size is not None and not 64 <= self.size <= 2048:
             raise ValueError(f"`size` must be between 64 and 2048 but is {self.size}")
         if self.face_index < 0:
             raise ValueError(f"`face_index` must be 0 or more but is {self.face_index}")
@@ -204,7 +205,7 @@ def preview_controls(request: AnimalRequest) -> ControlPreview:
     # 3. The region to transform, at the model's size.
     crop_box = face_square(face.box, photo.size) if request.crop_to_face else None
     region = photo.crop(crop_box) if crop_box else photo
-    work_size = model_size(region.size, request.size)
+    work_size = model_size(region.size, request.size or PREVIEW_SIZE)
     offset = crop_box[:2] if crop_box else (0, 0)
     region_faces = [f.scaled(1.0, offset) for f in faces]
 
@@ -226,6 +227,8 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
     started = time.perf_counter()
     # 1. Check inputs and look at the photo.
     request = replace(request, model=request.model or studio.settings.model).check()
+    if request.size is None:
+        request = replace(request, size=native_size(studio, request.model))
     preview = preview_controls(request)
     default_prompt, default_negative = animal_prompt(request.animal, request.breed)
     prompt = request.prompt.strip() or default_prompt
@@ -277,6 +280,12 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
             sheet.save(tmp, format="PNG")
     progress(1.0, "done")
     return AnimalResult(preview, images, sheet, sheet_path, prompt, negative, time.perf_counter() - started)
+
+
+def native_size(studio, model_id: str) -> int:
+    """The picture side a base model was trained at (512 for SD 1.5, 1024 for SDXL, 64 for the builtins)."""
+    with studio.cache.pipeline(model_id) as pipe:
+        return pipe.unet.config.sample_size * pipe.vae_scale_factor
 
 
 def default_controlnet(studio, model_id: str, module: str) -> str:

@@ -66,7 +66,7 @@ def request_from_widgets(image, animal, breed, prompt, negative_prompt,
                                canny_low=int(canny_low), canny_high=int(canny_high)),
         model="" if model in (None, DEFAULT_CHOICE) else model, task=task, strength=float(strength),
         control_mode=control_mode, seed=int(seed if seed is not None else -1), n_seeds=int(n_seeds),
-        steps=int(steps), cfg=float(cfg), sampler=sampler, size=int(size), crop_to_face=bool(crop_to_face),
+        steps=int(steps), cfg=float(cfg), sampler=sampler, size=int(size or 0) or None, crop_to_face=bool(crop_to_face),
         paste_back=bool(paste_back), face_index=int(face_index or 0),
     )
 
@@ -114,7 +114,7 @@ def build(studio) -> None:
                     steps = gr.Slider(1, 150, value=_DEFAULTS.steps, step=1, label="Steps")
                     cfg = gr.Slider(0, 30, value=_DEFAULTS.cfg, step=0.5, label="CFG scale")
                 with gr.Row():
-                    size = gr.Slider(64, 1024, value=_DEFAULTS.size, step=64, label="Size (longer side)")
+                    size = gr.Number(0, label="Size (longer side)", precision=0, info="0: the model's native size")
                     crop = gr.Checkbox(False, label="Crop to the face first")
                     paste = gr.Checkbox(True, label="Paste back into the photo")
                     face_index = gr.Number(0, label="Face (0: largest)", precision=0)
