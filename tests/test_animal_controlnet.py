@@ -118,3 +118,15 @@ def test_controlnet_parameters_round_trip(session_studio):
     assert unit == {"Module": "canny", "Model": "builtin:tiny-controlnet", "Weight": "1.25",
                     "Resize Mode": "Just Resize", "Processor Res": "512", "Threshold A": "1", "Threshold B": "0.5",
                     "Guidance Start": "0", "Guidance End": "0.9", "Control Mode": "ControlNet is more important"}
+
+
+def test_controlnet_from_a_local_folder_is_the_same_model(session_studio, tmp_path):
+    import shutil
+
+    builtin = session_studio.store.resolve("builtin:tiny-controlnet", subfolder="controlnet").path
+    folder = shutil.copytree(builtin, tmp_path / "my-controlnet")
+    request = GenerationRequest(prompt="a dog face", model="builtin:tiny", seed=7, steps=3, width=64, height=64,
+                                save=False, controls=[ControlUnit(str(folder), _control_image(), "canny")])
+    from_folder = np.asarray(generate(session_studio, request).images[0].image, dtype=np.float64)
+    from_builtin, _ = _run(session_studio, init=False)
+    np.testing.assert_array_equal(from_folder, from_builtin)
