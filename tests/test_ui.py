@@ -79,3 +79,21 @@ def test_generate_tab_in_a_real_browser(served, tmp_path):
         expect(params).to_have_value(re.compile(r"^a photo of a red dog\nSteps: 20, Sampler: Euler a"), timeout=30_000)
         page.screenshot(path=str(tmp_path / "generate.png"))
         browser.close()
+
+
+def test_dropping_an_a1111_png_restores_its_settings(served, tmp_path):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", "a castle, <lora:old:0.5>\nNegative prompt: fog\nSteps: 31, Sampler: DPM++ 2M, "
+                                "Schedule type: Karras, CFG scale: 6.5, Seed: 1234, Size: 640x448, Model: sd15")
+    png = tmp_path / "from_a1111.png"
+    Image.new("RGB", (8, 8)).save(png, pnginfo=info)
+    _, url = served
+    restored = Client(url, verbose=False).predict(handle_file(str(png)), api_name="/restore_parameters")
+    prompt, negative, seed, sampler, steps, cfg, width, height, text = restored
+    assert (prompt, negative, seed, sampler, steps, cfg, width, height) == (
+        "a castle, <lora:old:0.5>", "fog", 1234, "DPM++ 2M Karras", 31, 6.5, 640, 448)
+    assert text.startswith("a castle")
