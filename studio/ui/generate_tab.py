@@ -69,8 +69,8 @@ def build(studio) -> None:
         with gr.Column(scale=1):
             with gr.Row():
                 seed = gr.Number(label="Seed", value=-1, precision=0, info="-1: random")
-                random_btn = gr.Button("🎲 Random", size="sm")
-                reuse_btn = gr.Button("♻️ Reuse last", size="sm")
+                random_btn = gr.Button("Random", size="sm", min_width=80)
+                reuse_btn = gr.Button("Reuse last", size="sm", min_width=80)
             sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler")
             steps = gr.Slider(1, 150, value=20, step=1, label="Steps")
             cfg = gr.Slider(0, 30, value=7, step=0.5, label="CFG scale")
