@@ -236,7 +236,7 @@ def _png(image) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", optimize=False, compress_level=6)
+    image.save(buffer, "PNG", compress_level=1)  # level 6 costs ~5x the time for ~10% smaller photos
     return buffer.getvalue()
 
 
