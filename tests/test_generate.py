@@ -115,3 +115,28 @@ def test_saved_png_carries_parameters_and_names_never_collide(studio):
     # The restored request makes the same image again.
     again = generate(studio, GenerationRequest(model="builtin:tiny", save=False, **fields))
     assert np.array_equal(pixels(a), pixels(again))
+
+
+def test_bfloat16_path_runs_on_cpu_and_stays_close_to_float32(settings):
+    # The half-precision path a GPU takes (dtype from settings through the store and cache), exercised on the CPU.
+    from studio.context import Studio
+
+    fp32 = generate(Studio.open(settings), quick(steps=4))
+    bf16_studio = Studio.open(settings.with_(dtype="bfloat16"))
+    bf16 = generate(bf16_studio, quick(steps=4))
+    assert bf16_studio.cache.holdings()[0].dtype == "bfloat16"
+    assert np.abs(pixels(bf16) - pixels(fp32)).mean() < 20  # same picture, coarser arithmetic
+
+
+@pytest.mark.gpu
+def test_cuda_fp16_is_deterministic_and_matches_the_seed(settings):
+    import torch
+
+    from studio.context import Studio
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    studio = Studio.open(settings.with_(device="cuda"))
+    a, b = generate(studio, quick(steps=8)), generate(studio, quick(steps=8))
+    assert studio.cache.holdings()[0].dtype == "float16"
+    assert np.array_equal(pixels(a), pixels(b))
