@@ -148,6 +148,21 @@ def test_no_face_gets_a_centre_crop_and_says_so(settings, tmp_path):
     assert "no face found: centre crop" in im.flags and "no face" not in im.flags
 
 
+def test_near_duplicates_and_exif_rotation_in_a_batch(settings, tmp_path):
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    astronaut().save(folder / "a.png")
+    astronaut().resize((400, 400)).save(folder / "b_copy.jpg", quality=80)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored sideways: "rotate 90 CCW to view"
+    astronaut().rotate(-90).save(folder / "c_sideways.jpg", exif=exif, quality=92)
+    result = prepare_dataset(settings, PrepareRequest((folder,), "dups", "ohwx"))
+    a, b, c = result.dataset.images
+    assert b.flags[-1] == "near-duplicate of 0001.png (a.png)" and not any("duplicate" in f for f in a.flags)
+    assert any("EXIF orientation 8" in n for n in c.notes) and c.subject is not None
+    assert abs(c.faces[c.subject].center[0] - a.faces[a.subject].center[0]) < 8  # found upright, like a.png
+
+
 def test_check_with_reference_and_drop_flagged(settings, prepared, tmp_path):
     ref = tmp_path / "ref"
     ref.mkdir()

@@ -41,9 +41,12 @@ def test_distances_tell_two_people_apart():
 
 def test_reference_and_sim_scores():
     ref = encode_reference([astronaut_variants(1)[0]])
-    scores = sim_scores([astronaut(), hopper(), two_faces()], ref)
+    from PIL import Image
+
+    scores = sim_scores([astronaut(), hopper(), two_faces(), Image.new("RGB", (128, 128), (40, 40, 40))], ref)
     assert scores[0] < 0.4 and scores[1] > 0.6
     assert scores[2] < 0.4  # the composite holds the astronaut too: the closest face counts
+    assert scores[3] is None  # no face found
 
 
 def test_encode_reference_without_faces_names_the_argument():
