@@ -211,7 +211,7 @@ class ModelCache:
 
     def _evict_to_budget(self, keep: _Entry) -> None:
         """Drop least recently used, unborrowed models until the held bytes fit the budget."""
-        budget = self.settings.cache_budget_bytes
+        budget = self.settings.resolve_cache_budget()
         while sum(e.nbytes for e in self._entries.values()) > budget:
             idle = [e for e in self._entries.values() if e is not keep and e.borrowers == 0]
             if not idle:

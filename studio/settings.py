@@ -19,8 +19,9 @@ class Settings:
     device: str = "auto"
     # "auto" means float16 on cuda and float32 on cpu (cpu kernels for half precision are slow or missing).
     dtype: str = "auto"
-    # Bytes of weights the model cache may keep loaded before it evicts the least recently used model.
-    cache_budget_bytes: int = 12 * 1024**3
+    # Bytes of weights the model cache may keep loaded before it evicts the least recently used model;
+    # 0 means 3/4 of the GPU's memory on CUDA, half the RAM on the CPU (decided when first asked).
+    cache_budget_bytes: int = 0
     # Base model used when the user names none.
     default_model: str = ""
     # Pickle checkpoints (.ckpt/.bin/.pt) can run code when loaded; refused unless the user opts in.
@@ -41,8 +42,8 @@ class Settings:
             raise ValueError(f"`device` must be auto, cpu, mps or cuda[:N] but is {self.device!r}")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ValueError(f"`dtype` must be auto, float32, float16 or bfloat16 but is {self.dtype!r}")
-        if self.cache_budget_bytes <= 0:
-            raise ValueError(f"`cache_budget_bytes` must be positive but is {self.cache_budget_bytes}")
+        if self.cache_budget_bytes < 0:
+            raise ValueError(f"`cache_budget_bytes` must be positive (or 0 for automatic) but is {self.cache_budget_bytes}")
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
@@ -73,6 +74,19 @@ class Settings:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def resolve_cache_budget(self) -> int:
+        if self.cache_budget_bytes:
+            return self.cache_budget_bytes
+        device = self.resolve_device()
+        if device.startswith("cuda"):
+            import torch
+
+            index = torch.device(device).index or 0
+            return int(torch.cuda.get_device_properties(index).total_memory * 0.75)
+        import psutil
+
+        return int(psutil.virtual_memory().total * 0.5)
 
     def resolve_dtype(self, device: str | None = None):
         import torch

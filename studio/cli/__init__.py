@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # Verb modules under studio/cli/; each adds its subparser and sets defaults(run=...).
-VERBS = ("serve", "generate", "models", "dataset", "train", "animal")
+VERBS = ("serve", "generate", "models", "dataset", "train", "animal", "evaluate")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,7 +26,8 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
                         help="datasets, runs and outputs (default: ROOT/workspace)")
     parser.add_argument("--device", default=d("auto"), help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--dtype", default=d("auto"), help="auto, float32, float16 or bfloat16 (default: fp16 on GPU)")
-    parser.add_argument("--cache-gb", type=float, default=d(12.0), help="weights the model cache may hold, in GiB")
+    parser.add_argument("--cache-gb", type=float, default=d(0.0),
+                        help="weights the model cache may hold, in GiB (default: 3/4 of GPU memory, half the RAM on CPU)")
     parser.add_argument("--allow-pickle", action="store_true", default=d(False),
                         help="allow .ckpt/.bin/.pt files (they can run code)")
     parser.add_argument("--offline", action="store_true", default=d(False), help="never download from the hub")

@@ -22,7 +22,7 @@ def _cache_rows(studio) -> list[list]:
 
 
 def _cache_summary(studio) -> str:
-    held, budget = studio.cache.held_bytes / _MB, studio.settings.cache_budget_bytes / _MB
+    held, budget = studio.cache.held_bytes / _MB, studio.settings.resolve_cache_budget() / _MB
     return f"The cache holds **{held:,.1f} MB** of weights (budget {budget:,.0f} MB; least recently used goes first)."
 
 
