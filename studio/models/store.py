@@ -91,7 +91,8 @@ class ModelStore:
 
     def list_models(self) -> ModelListing:
         root = self.settings.models_dir
-        listing = ModelListing(base=[f"builtin:{n}" for n in builtin.builtin_names() if n != "tiny-controlnet"])
+        not_bases = ("tiny-controlnet", "tiny-clip")
+        listing = ModelListing(base=[f"builtin:{n}" for n in builtin.builtin_names() if n not in not_bases])
         if not (root / "builtin" / "pocket" / "model_index.json").is_file():
             listing.base.remove("builtin:pocket")
         listing.controlnet = ["builtin:tiny-controlnet"]
@@ -176,7 +177,11 @@ class ModelStore:
                     **extra,
                 )
         except (OSError, EnvironmentError) as e:
-            raise ValueError(f"could not load model {ref.id!r}: {e}") from e
+            hint = ""
+            if ref.kind == "file" and not self.settings.allow_downloads:
+                hint = (f" (a single-file checkpoint takes its {ref.family.label if ref.family else 'model'} configs from "
+                        "the hub: run once without --offline so they are cached)")
+            raise ValueError(f"could not load model {ref.id!r}{hint}: {e}") from e
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device)
 
@@ -209,6 +214,12 @@ class ModelStore:
         except (OSError, EnvironmentError) as e:
             raise ValueError(f"could not load ControlNet {ref.id!r}: {e}") from e
         return model.to(device)
+
+    def load_clip(self, model_id: str, *, device: str | None = None):
+        """A CLIP model with its tokenizer and image processor, for CLIP scores (see models/clip.py)."""
+        from studio.models.clip import load_clip
+
+        return load_clip(self, model_id, device=device)
 
 
 def _quiet_loaders() -> None:
