@@ -74,7 +74,7 @@ def request_from_widgets(image, animal, breed, prompt, negative_prompt,
 def build(studio) -> None:
     stops: dict[str, threading.Event] = {}  # per browser session: one user's Stop never stops another's run
     with gr.Row():
-        with gr.Column(scale=2):
+        with gr.Column(scale=1):
             photo = gr.Image(type="pil", label="Face photo", height=320)
             with gr.Row():
                 animal = gr.Dropdown(list(ANIMALS), value=_DEFAULTS.animal, label="Animal")
@@ -82,22 +82,32 @@ def build(studio) -> None:
             default_prompt, default_negative = animal_prompt(_DEFAULTS.animal)
             prompt = gr.Textbox(default_prompt, label="Prompt", lines=2, info="filled from the animal and breed; edit freely")
             negative = gr.Textbox(default_negative, label="Negative prompt", lines=2)
+            with gr.Row():
+                n_seeds = gr.Slider(1, 8, value=1, step=1, label="Seeds (seed, seed+1, ...)")
+                crop = gr.Checkbox(False, label="Crop to the face first")
+                paste = gr.Checkbox(True, label="Paste back into the photo")
+            with gr.Row():
+                preview_btn = gr.Button("Preview controls")
+                transform_btn = gr.Button("Transform", variant="primary")
+                stop_btn = gr.Button("Stop")
             with gr.Accordion("Controls (several at once, each with its ControlNet and weight)", open=True):
                 control_widgets = []
                 for module in CONTROL_MODULES:
-                    with gr.Row():
-                        enabled = gr.Checkbox(module == "mediapipe_face", label=module, info=_HELP[module], scale=2)
-                        model = gr.Dropdown(_controlnet_choices(studio), value=DEFAULT_CHOICE, label="ControlNet",
-                                            allow_custom_value=True, scale=2)
-                        weight = gr.Slider(0, 2, value=1.0, step=0.05, label="Weight", scale=1)
-                        start = gr.Slider(0, 1, value=0.0, step=0.05, label="Guidance start", scale=1)
-                        end = gr.Slider(0, 1, value=1.0, step=0.05, label="Guidance end", scale=1)
+                    with gr.Group():
+                        enabled = gr.Checkbox(module == "mediapipe_face", label=module, info=_HELP[module])
+                        with gr.Row():
+                            model = gr.Dropdown(_controlnet_choices(studio), value=DEFAULT_CHOICE, label="ControlNet",
+                                                allow_custom_value=True, min_width=160)
+                            weight = gr.Slider(0, 2, value=1.0, step=0.05, label="Weight", min_width=100)
+                            start = gr.Slider(0, 1, value=0.0, step=0.05, label="Guidance start", min_width=100)
+                            end = gr.Slider(0, 1, value=1.0, step=0.05, label="Guidance end", min_width=100)
                     control_widgets.append((enabled, model, weight, start, end))
                 with gr.Row():
-                    max_faces = gr.Slider(1, 10, value=1, step=1, label="Max faces")
-                    min_confidence = gr.Slider(0.05, 1, value=0.5, step=0.05, label="Min confidence (mediapipe)")
-                    canny_low = gr.Slider(1, 254, value=100, step=1, label="Canny low")
-                    canny_high = gr.Slider(2, 255, value=200, step=1, label="Canny high")
+                    max_faces = gr.Slider(1, 10, value=1, step=1, label="Max faces", min_width=120)
+                    min_confidence = gr.Slider(0.05, 1, value=0.5, step=0.05, label="Min confidence (mediapipe)",
+                                               min_width=120)
+                    canny_low = gr.Slider(1, 254, value=100, step=1, label="Canny low", min_width=120)
+                    canny_high = gr.Slider(2, 255, value=200, step=1, label="Canny high", min_width=120)
             with gr.Accordion("Generation", open=False):
                 base = gr.Dropdown(_base_choices(studio), value=DEFAULT_CHOICE, label="Base model",
                                    allow_custom_value=True)
@@ -108,21 +118,13 @@ def build(studio) -> None:
                 control_mode = gr.Radio(list(CONTROL_MODES), value=_DEFAULTS.control_mode, label="Control mode")
                 with gr.Row():
                     seed = gr.Number(-1, label="Seed", precision=0, info="-1: random")
-                    n_seeds = gr.Slider(1, 8, value=1, step=1, label="Seeds (seed, seed+1, ...)")
+                    size = gr.Number(0, label="Size (longer side)", precision=0, info="0: the model's native size")
+                    face_index = gr.Number(0, label="Face", precision=0, info="0: the largest")
                 with gr.Row():
                     sampler = gr.Dropdown(list(SAMPLERS), value=_DEFAULTS.sampler, label="Sampler")
                     steps = gr.Slider(1, 150, value=_DEFAULTS.steps, step=1, label="Steps")
                     cfg = gr.Slider(0, 30, value=_DEFAULTS.cfg, step=0.5, label="CFG scale")
-                with gr.Row():
-                    size = gr.Number(0, label="Size (longer side)", precision=0, info="0: the model's native size")
-                    crop = gr.Checkbox(False, label="Crop to the face first")
-                    paste = gr.Checkbox(True, label="Paste back into the photo")
-                    face_index = gr.Number(0, label="Face (0: largest)", precision=0)
-            with gr.Row():
-                preview_btn = gr.Button("Preview controls")
-                transform_btn = gr.Button("Transform", variant="primary")
-                stop_btn = gr.Button("Stop")
-        with gr.Column(scale=3):
+        with gr.Column(scale=1):
             status = gr.Markdown("Upload a face photo, then preview its control images or press Transform.")
             controls_view = gr.Gallery(label="Control images", columns=3, height=240, format="png")
             sheet = gr.Image(label="Original | control | results", type="pil", format="png")
