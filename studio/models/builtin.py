@@ -200,8 +200,34 @@ def _build_tiny_controlnet(out: Path) -> None:
     controlnet.save_pretrained(out, safe_serialization=True)
 
 
+def _build_tiny_clip(out: Path) -> None:
+    """A tiny CLIP (text + vision towers, random seeded weights) for offline CLIP-score tests: its scores mean nothing."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPVisionConfig
+
+    from studio.models.tokenizer import write_clip_tokenizer
+
+    vocab_size = write_clip_tokenizer(out, _TINY_WORDS)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                              image_size=32, patch_size=8, projection_dim=32)
+    config = CLIPConfig(text_config=_text_config(vocab_size).to_dict(), vision_config=vision.to_dict(), projection_dim=32)
+    torch.manual_seed(0)
+    model = CLIPModel(config)
+    # Random towers embed images and prompts in unrelated directions, so most cosines would be negative and every
+    # CLIP score 0. One shared offset after both final layer norms, through one shared projection, puts the pairs
+    # at a positive cosine that still moves with the image and the prompt, so tests can see scores change.
+    with torch.no_grad():
+        offset = torch.randn(32)
+        model.vision_model.post_layernorm.bias.copy_(offset)
+        model.text_model.final_layer_norm.bias.copy_(offset)
+        model.text_projection.weight.copy_(model.visual_projection.weight)
+    model.save_pretrained(out)  # safetensors
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
+
+
 _BUILDERS = {
     "tiny": _build_tiny_sd1,
     "tiny-xl": _build_tiny_sdxl,
     "tiny-controlnet": _build_tiny_controlnet,
+    "tiny-clip": _build_tiny_clip,
 }

@@ -1,0 +1,145 @@
+"""What an evaluation asks for: prompts x seeds x variants (base + LoRAs + embeddings), a reference set, CLIP or not."""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import asdict, dataclass, field
+
+from studio.faces.identity import DEFAULT_TOLERANCE
+from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice
+from studio.generate.samplers import DEFAULT_SAMPLER
+
+# Seed 000's four prompts and five seeds (its [sd1]..[sd5] commands); "amari" stands for the subject's trigger word.
+STUDY_PROMPTS = (
+    "a photo of amari",
+    "a photograph of amari walking outside",
+    "a side profile image of amari",
+    "an extremely detailed photograph of amari",
+)
+STUDY_SEEDS = (335728730, 691007764, 1295044561, 2565311105, 1995053400)
+_LABEL = re.compile(r"^[A-Za-z0-9][\w.@ -]{0,39}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class Variant:
+    """One column of the grid: a base model with optional LoRAs and embeddings, generated with the same settings."""
+
+    label: str  # what the grid, charts and tables call it: "control", "my-lora@0.6"
+    model: str = ""  # "" means the studio's default base model
+    loras: list[LoraChoice] = field(default_factory=list)
+    embeddings: list[str] = field(default_factory=list)
+
+    def spec(self) -> str:
+        """The variant as one line of text, the form parse_variant reads back."""
+        parts = [self.model] + [f"lora:{lc.name}:{lc.weight:g}" for lc in self.loras]
+        return f"{self.label}=" + "+".join(parts + [f"embedding:{e}" for e in self.embeddings])
+
+
+def parse_variant(text: str) -> Variant:
+    """Read `label=MODEL[+lora:NAME:W][+embedding:NAME]`; MODEL may be empty (the default base).
+
+    Without `label=` the label is the text itself: "lora:mine:0.6" alone is the default base with that LoRA.
+    """
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("`variant` is empty: write label=MODEL[+lora:NAME:WEIGHT][+embedding:NAME]")
+    label, sep, body = text.partition("=")
+    if not sep:
+        label, body = text, text
+    label, parts = label.strip(), [p.strip() for p in body.split("+")]
+    model, loras, embeddings = "", [], []
+    for i, part in enumerate(parts):
+        kind, _, rest = part.partition(":")
+        if kind == "lora" and rest:
+            name, _, weight = rest.rpartition(":")
+            try:
+                loras.append(LoraChoice(name, float(weight)) if name else LoraChoice(rest, 1.0))
+            except ValueError:
+                loras.append(LoraChoice(rest, 1.0))  # a name with a colon in it and no weight
+        elif kind == "embedding" and rest:
+            embeddings.append(rest)
+        elif i == 0:
+            model = part
+        else:
+            raise ValueError(f"`variant` {text!r}: part {part!r} is neither lora:NAME:WEIGHT nor embedding:NAME "
+                             f"(the model comes first)")
+    return Variant(label, model, loras, embeddings)
+
+
+def study_seeds(n: int) -> list[int]:
+    """`n` fixed seeds: seed 000's five first, then more from a seeded generator (the same list every time)."""
+    if not 1 <= n <= 100:
+        raise ValueError(f"`n_seeds` must be between 1 and 100 but is {n}")
+    seeds = list(STUDY_SEEDS[:n])
+    extra = random.Random(0)
+    while len(seeds) < n:
+        s = extra.randint(0, MAX_SEED)
+        if s not in seeds:
+            seeds.append(s)
+    return seeds
+
+
+@dataclass
+class EvaluationRequest:
+    name: str  # folder under workspace/evaluations/
+    prompts: list[str]
+    seeds: list[int]  # fixed seeds: every variant draws the same noise for a prompt and seed
+    variants: list[Variant]
+    reference: str  # a dataset name (workspace/datasets/) or a folder of photos of the subject
+    clip_model: str = ""  # "" means no CLIP score
+    negative_prompt: str = ""
+    steps: int = 20
+    cfg: float = 7.0
+    width: int | None = None  # None: the model's native size
+    height: int | None = None
+    sampler: str = DEFAULT_SAMPLER
+    tolerance: float = DEFAULT_TOLERANCE  # sim-score at or below which a face counts as the subject (seed 000: 0.40)
+
+    def check(self) -> "EvaluationRequest":
+        """Raise ValueError naming the first bad argument and its value."""
+        if not _NAME.match(self.name or "") or self.name.endswith("."):
+            raise ValueError(f"`name` must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit, "
+                             f"but is {self.name!r}")
+        if not self.prompts or any(not p or not p.strip() for p in self.prompts):
+            raise ValueError(f"`prompts` must hold at least one non-empty prompt but is {self.prompts!r}")
+        if len(set(self.prompts)) != len(self.prompts):
+            raise ValueError(f"`prompts` has a prompt twice: {self.prompts!r}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"`seeds` must be one or more distinct seeds but is {self.seeds!r}")
+        for s in self.seeds:
+            if not 0 <= s <= MAX_SEED:
+                raise ValueError(f"`seeds` must be between 0 and {MAX_SEED} (fixed, not -1) but holds {s}")
+        if len(self.variants) < 2:
+            raise ValueError(f"`variants` must hold at least 2 variants to compare but holds {len(self.variants)}")
+        labels = [v.label for v in self.variants]
+        for label in labels:
+            if not _LABEL.match(label or ""):
+                raise ValueError(f"variant label must be 1-40 letters, digits, '_', '-', '.', '@' or spaces, "
+                                 f"starting with a letter or digit, but is {label!r}")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"variant labels must differ but are {labels!r}")
+        if not (self.reference or "").strip():
+            raise ValueError("`reference` is empty: give a dataset name or a folder of photos of the subject")
+        if not 0.0 < self.tolerance < 2.0:
+            raise ValueError(f"`tolerance` must be between 0 and 2 but is {self.tolerance}")
+        for variant in self.variants:  # the generation checks: size, steps, cfg, sampler, LoRA weights
+            self.generation(variant, self.prompts[0], self.seeds[0]).check()
+        return self
+
+    def generation(self, variant: Variant, prompt: str, seed: int) -> GenerationRequest:
+        """The one generation behind a cell of the grid: the same settings for every variant."""
+        return GenerationRequest(prompt=prompt, model=variant.model, negative_prompt=self.negative_prompt, seed=seed,
+                                 steps=self.steps, cfg=self.cfg, width=self.width, height=self.height,
+                                 sampler=self.sampler, loras=list(variant.loras), embeddings=list(variant.embeddings),
+                                 save=False)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "EvaluationRequest":
+        variants = [Variant(v["label"], v["model"], [LoraChoice(**lc) for lc in v["loras"]], list(v["embeddings"]))
+                    for v in d["variants"]]
+        return cls(**{**d, "variants": variants})

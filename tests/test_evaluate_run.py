@@ -1,0 +1,200 @@
+"""An evaluation end to end on builtin:tiny: base vs a real LoRA file, 2 prompts x 2 seeds, the astronaut as reference."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fixtures_faces import astronaut
+from weights_files import make_lora
+
+PROMPTS = ["a photo of a man", "a close up portrait of a woman"]
+SEEDS = [335728730, 691007764]
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, shared_models_dir):
+    """One evaluation made once for the module: its studio, request, report and progress messages."""
+    from studio.context import Studio
+    from studio.evaluate import EvaluationRequest, evaluate, parse_variant
+    from studio.settings import Settings
+
+    root = tmp_path_factory.mktemp("evaluate")
+    studio = Studio.open(Settings(root=root, models_dir=shared_models_dir, workspace_dir=root / "workspace",
+                                  allow_downloads=False, default_model="builtin:tiny"))
+    make_lora(studio, "builtin:tiny", root / "models_extra" / "mine.safetensors", seed=1)
+    reference = root / "reference"
+    reference.mkdir()
+    astronaut().save(reference / "astronaut.png")
+    request = EvaluationRequest(
+        name="base-vs-lora", prompts=PROMPTS, seeds=SEEDS, reference=str(reference), steps=2, width=64, height=64,
+        variants=[parse_variant("control=builtin:tiny"),
+                  parse_variant(f"mine@0.8=builtin:tiny+lora:{root / 'models_extra' / 'mine.safetensors'}:0.8")],
+    )
+    messages = []
+    report = evaluate(studio, request, progress=lambda f, m: messages.append((f, m)))
+    return studio, request, report, messages
+
+
+def test_every_variant_prompt_and_seed_is_generated_and_saved(evaluated):
+    from studio.generate.parameters import read_png_parameters
+
+    studio, request, report, _ = evaluated
+    assert report.status == "complete" and report.folder == studio.settings.workspace_dir / "evaluations" / "base-vs-lora"
+    cells = [(r.variant, r.prompt, r.seed) for r in report.rows]
+    assert cells == [(v, p, s) for v in ("control", "mine@0.8") for p in PROMPTS for s in SEEDS]
+    for row in report.rows:
+        path = report.folder / row.file
+        with Image.open(path) as im:
+            assert im.size == (64, 64)
+            parameters = read_png_parameters(im)
+        assert f"Seed: {row.seed}," in parameters and row.prompt in parameters
+        assert ("<lora:mine:0.8>" in parameters) == (row.variant == "mine@0.8")
+
+
+def test_tiny_model_pictures_have_no_face_and_are_counted(evaluated):
+    _, _, report, _ = evaluated
+    assert all(r.sim_score is None for r in report.rows)  # random weights draw noise, never a face
+    summary = {s.variant: s for s in report.by_variant()}
+    assert [(s.images, s.faces, s.no_face, s.mean_sim) for s in summary.values()] == [(4, 0, 4, None)] * 2
+    per_prompt = report.by_prompt()
+    assert [(s.prompt, s.variant, s.no_face) for s in per_prompt] == [
+        (p, v, 2) for p in PROMPTS for v in ("control", "mine@0.8")]
+    assert all(r.caption.endswith(" : no face") for r in report.rows)
+    assert "No CLIP model chosen" in report.clip_note and not report.has_clip
+
+
+def test_the_lora_changes_the_pictures_and_the_base_matches_plain_generation(evaluated):
+    from studio.generate import GenerationRequest, generate
+
+    studio, request, report, _ = evaluated
+    pixels = {(r.variant, r.prompt, r.seed): np.asarray(Image.open(report.folder / r.file), dtype=np.int16)
+              for r in report.rows}
+    for p in PROMPTS:
+        for s in SEEDS:
+            assert np.abs(pixels[("control", p, s)] - pixels[("mine@0.8", p, s)]).mean() > 1.0
+    plain = generate(studio, GenerationRequest(PROMPTS[0], model="builtin:tiny", seed=SEEDS[0], steps=2, width=64,
+                                               height=64, save=False)).images[0].image
+    assert np.array_equal(np.asarray(plain, dtype=np.int16), pixels[("control", PROMPTS[0], SEEDS[0])])
+
+
+def test_same_request_gives_the_same_images(evaluated):
+    from dataclasses import replace
+
+    from studio.evaluate import evaluate
+
+    studio, request, report, _ = evaluated
+    again = evaluate(studio, replace(request, name="base-vs-lora-again"))
+    for first, second in zip(report.rows, again.rows):
+        assert (first.variant, first.prompt, first.seed) == (second.variant, second.prompt, second.seed)
+        a = np.asarray(Image.open(report.folder / first.file))
+        b = np.asarray(Image.open(again.folder / second.file))
+        assert np.array_equal(a, b)
+
+
+def test_report_files_are_written_and_read_back(evaluated):
+    from studio.evaluate import list_evaluations, load_evaluation
+    from studio.evaluate.report import CSV_COLUMNS
+
+    studio, request, report, _ = evaluated
+    names = sorted(p.name for p in report.folder.iterdir())
+    assert names == ["chart_no_face_per_prompt.png", "chart_sim_per_prompt.png", "chart_sim_per_variant.png",
+                     "grid.png", "images", "report.csv", "report.json"]
+    assert not [p for p in report.folder.parent.iterdir() if p.name.startswith(".")]  # no work folder left behind
+    back = load_evaluation(studio.settings, "base-vs-lora")
+    assert back.request == request and back.rows == report.rows and back.charts == report.charts
+    d = json.loads((report.folder / "report.json").read_text())
+    assert d["summary"][0]["no_face"] == 4 and len(d["per_prompt"]) == 4
+    with open(report.folder / "report.csv", newline="") as f:
+        lines = list(csv.reader(f))
+    assert tuple(lines[0]) == CSV_COLUMNS and len(lines) == 9
+    assert lines[1][:5] == ["control", PROMPTS[0], str(SEEDS[0]), "", "1"]
+    listed = {e.name: e for e in list_evaluations(studio.settings)}
+    assert listed["base-vs-lora"].variants == ["control", "mine@0.8"] and listed["base-vs-lora"].images == 8
+
+
+def test_grid_has_a_row_per_prompt_and_seed_and_a_column_per_variant(evaluated):
+    from studio.evaluate.grid import CAPTION_H, HEADER_H, LABEL_W, cell_width
+
+    _, _, report, _ = evaluated
+    with Image.open(report.folder / report.grid) as grid:
+        w = cell_width(64)
+        assert grid.size == (LABEL_W + 2 * w, HEADER_H + 4 * (w + CAPTION_H))
+        # The first cell holds the first picture, scaled up.
+        first = Image.open(report.folder / report.rows[0].file).convert("RGB").resize((w, w), Image.Resampling.NEAREST)
+        cell = grid.convert("RGB").crop((LABEL_W, HEADER_H, LABEL_W + w, HEADER_H + w))
+        assert np.array_equal(np.asarray(cell), np.asarray(first))
+
+
+def test_progress_reaches_the_end_and_never_goes_back(evaluated):
+    _, _, _, messages = evaluated
+    fractions = [f for f, _ in messages]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("image 8/8" in m for _, m in messages)
+
+
+def test_a_taken_name_and_bad_inputs_are_refused_before_generating(evaluated, tmp_path):
+    from dataclasses import replace
+
+    from studio.evaluate import evaluate, parse_variant
+
+    studio, request, _, _ = evaluated
+    with pytest.raises(ValueError, match="`name` 'base-vs-lora' is taken"):
+        evaluate(studio, request)
+    with pytest.raises(ValueError, match="lora file 'missing' not found"):
+        evaluate(studio, replace(request, name="other", variants=[request.variants[0], parse_variant("x=+lora:missing")]))
+    empty = tmp_path / "no-faces"
+    empty.mkdir()
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(empty / "grey.png")
+    with pytest.raises(ValueError, match="`reference` has no picture with a face"):
+        evaluate(studio, replace(request, name="other", reference=str(empty)))
+    assert not (studio.settings.workspace_dir / "evaluations" / "other").exists()
+
+
+def test_cancel_keeps_the_finished_images_as_a_cancelled_evaluation(evaluated):
+    from dataclasses import replace
+
+    from studio.evaluate import EvaluationCancelled, evaluate, load_evaluation
+
+    studio, request, _, _ = evaluated
+    made = []
+
+    def progress(fraction, message):
+        made.append(message)
+
+    with pytest.raises(EvaluationCancelled) as stopped:
+        evaluate(studio, replace(request, name="stopped"), progress=progress,
+                 should_stop=lambda: any("image 3/8" in m for m in made))
+    partial = stopped.value.report
+    assert partial.status == "cancelled" and len(partial.rows) == 2
+    assert load_evaluation(studio.settings, "stopped").rows == partial.rows
+    assert (partial.folder / "grid.png").is_file()
+
+
+def test_a_real_face_scores_near_zero_against_itself(evaluated, monkeypatch):
+    """A variant whose 'generated' picture is the astronaut: the real sim-score path, end to end."""
+    from dataclasses import replace
+
+    import studio.evaluate.run as run
+    from studio.evaluate import evaluate
+
+    studio, request, _, _ = evaluated
+    real_generate = run.generate
+
+    def generate(studio_, generation, **kwargs):
+        result = real_generate(studio_, generation, **kwargs)
+        if generation.loras:  # the LoRA variant "draws" the reference face
+            result.images[0].image = astronaut()
+        return result
+
+    monkeypatch.setattr(run, "generate", generate)
+    report = evaluate(studio, replace(request, name="with-a-face", prompts=PROMPTS[:1], seeds=SEEDS[:1]))
+    control, face = report.rows
+    assert control.sim_score is None and face.sim_score is not None and face.sim_score < 0.05
+    summary = {s.variant: s for s in report.by_variant()}
+    assert summary["mine@0.8"].alike == 1 and summary["mine@0.8"].mean_sim == pytest.approx(face.sim_score)
+    assert summary["control"].no_face == 1 and face.caption == f"mine@0.8 : {face.sim_score:.4f}"
