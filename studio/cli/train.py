@@ -1,0 +1,97 @@
+"""`python -m studio train`: train a LoRA, DreamBooth model or textual-inversion embedding, streaming progress."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+# command-line flag -> RunConfig field, for flags that map one to one
+_FIELDS = {"method": "method", "model": "model", "dataset": "dataset", "out": "name", "steps": "max_steps",
+           "epochs": "epochs", "lr": "lr", "text_encoder_lr": "text_encoder_lr", "rank": "rank", "alpha": "alpha",
+           "resolution": "resolution", "batch_size": "batch_size", "grad_accum": "grad_accum", "repeats": "repeats",
+           "trigger": "trigger", "seed": "seed", "validation_prompt": "validation_prompts",
+           "validation_every": "validation_every", "lr_scheduler": "lr_scheduler", "init_word": "init_word",
+           "class_prompt": "class_prompt", "mixed_precision": "mixed_precision"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a LoRA, DreamBooth model or textual-inversion embedding")
+    p.add_argument("--method", choices=("lora", "dreambooth", "textual-inversion"), default=None)
+    p.add_argument("--model", default=None, help="base model id (default: the studio's default model)")
+    p.add_argument("--dataset", default=None, help="dataset name under workspace/datasets/ or a folder")
+    p.add_argument("--out", default=None, help="run name; also the name of the exported files")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="UNet (or embedding) learning rate")
+    p.add_argument("--text-encoder-lr", type=float, default=None, help="0 keeps the text encoder frozen")
+    p.add_argument("--rank", type=int, default=None)
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--grad-accum", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--trigger", default=None, help="the word that names the subject (default: the run name)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--validation-prompt", nargs="+", default=None, help="validation prompts ({trigger} is filled in)")
+    p.add_argument("--validation-every", type=int, default=None, help="epochs between validation grids; 0 never")
+    p.add_argument("--lr-scheduler", default=None)
+    p.add_argument("--init-word", default=None, help="textual inversion: the word the new token starts from")
+    p.add_argument("--class-prompt", default=None, help="DreamBooth: turns on prior preservation with this prompt")
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None)
+    p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
+    p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
+    p.set_defaults(run=run)
+
+
+def config_from_args(args):
+    from studio.train.config import RunConfig
+
+    given = {field: getattr(args, flag) for flag, field in _FIELDS.items() if getattr(args, flag) is not None}
+    if args.steps is not None:
+        given.setdefault("epochs", 0)
+    if args.class_prompt is not None:
+        given["prior_preservation"] = True
+    if args.config is not None:
+        return replace(RunConfig.load(args.config), **given)
+    for flag, field in (("out", "name"), ("dataset", "dataset")):
+        if field not in given and not args.resume:
+            raise ValueError(f"`--{flag}` is required (or give --config run.json)")
+    if args.resume and "dataset" not in given:
+        given["dataset"] = "-"  # taken from the saved run.json
+    return RunConfig(**given)
+
+
+def run(args, studio) -> int:
+    from studio.train import jobs
+
+    config = config_from_args(args)
+    status = jobs.start_run(studio, config, resume=args.resume)
+    print(f"run {status.name}: {status.run_dir}", flush=True)
+    seen, last_print = 0, 0.0
+    try:
+        while True:
+            status = jobs.run_status(studio, config.name)
+            for text in status.messages[seen:]:
+                print(text, flush=True)
+            seen = len(status.messages)
+            if time.monotonic() - last_print > 1.0 and status.step:
+                print(status.line(), flush=True)
+                last_print = time.monotonic()
+            if not status.active:
+                break
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        print("cancelling (a checkpoint is written first)...", flush=True)
+        status = jobs.cancel_run(studio, config.name, wait_s=120)
+    status = jobs.wait_run(studio, config.name)
+    print(status.line(), flush=True)
+    for v in status.validations:
+        if v.get("grid"):
+            score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
+            print(f"epoch {v['epoch']}: {v['grid']}{score}")
+    if status.best_epoch is not None:
+        print(f"best epoch (lowest mean sim-score): {status.best_epoch}")
+    for f in status.files:
+        print(f"wrote {f}")
+    return {"done": 0, "cancelled": 130}.get(status.state, 1)

@@ -1,0 +1,1 @@
+"""Training: run configs, the one loop for LoRA/DreamBooth/textual inversion, checkpoints, validation, export, jobs."""

@@ -1,0 +1,87 @@
+"""Checkpoints: trained weights, optimizer and schedule state at a step, written as a whole folder or not at all.
+
+A checkpoint folder is built under a temporary name and renamed into place, so a run killed mid-write keeps its
+previous checkpoint; only then are older ones removed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio import fileio
+
+KEEP = 1  # complete checkpoints kept per run (epoch weights for LoRA/TI are kept separately, see epoch_file)
+
+
+@dataclass
+class Checkpoint:
+    folder: Path
+    step: int
+    epoch: int  # epochs completed when it was written
+    meta: dict
+
+
+def save_checkpoint(run_dir: Path, step: int, epoch: int, weights: dict, training_state: dict, meta: dict) -> Path:
+    """Write checkpoints/step-NNNNNNN/ (weights.safetensors, training.pt, state.json) atomically."""
+    import torch
+    from safetensors.torch import save_file
+
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
+        torch.save(training_state, tmp / "training.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "epoch": epoch, **meta}, indent=2, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    older = sorted(p for p in root.glob("step-*") if p != final)
+    for old in older[:max(0, len(older) - (KEEP - 1))]:
+        shutil.rmtree(old)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Checkpoint | None:
+    folders = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step-*") if (p / "state.json").is_file())
+    if not folders:
+        return None
+    meta = json.loads((folders[-1] / "state.json").read_text())
+    return Checkpoint(folders[-1], int(meta.pop("step")), int(meta.pop("epoch")), meta)
+
+
+def load_checkpoint(checkpoint: Checkpoint) -> tuple[dict, dict]:
+    """(weights, training state) of a checkpoint, on the CPU."""
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(str(checkpoint.folder / "weights.safetensors"))
+    training = torch.load(checkpoint.folder / "training.pt", map_location="cpu", weights_only=True)
+    return weights, training
+
+
+def epoch_file(run_dir: Path, epoch: int) -> Path:
+    return Path(run_dir) / "epochs" / f"epoch-{epoch:03d}.safetensors"
+
+
+def save_epoch_weights(run_dir: Path, epoch: int, weights: dict, meta: dict) -> Path:
+    """The trained weights after an epoch (LoRA or embedding, small), for choosing and exporting an epoch later."""
+    from safetensors.torch import save_file
+
+    path = epoch_file(run_dir, epoch)
+    with fileio.atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp),
+                  metadata={k: str(v) for k, v in meta.items()})
+    return path
+
+
+def saved_epochs(run_dir: Path) -> list[int]:
+    return sorted(int(p.stem.split("-")[1]) for p in (Path(run_dir) / "epochs").glob("epoch-*.safetensors"))

@@ -1,0 +1,82 @@
+"""The training child process: `python -m studio.train.child RUN_DIR ...` runs one run.json and records how it ended.
+
+Started by studio.train.jobs (through `accelerate launch` when several GPUs are present), so a crash or an
+out-of-memory here never takes the studio down. SIGTERM or a `cancel` file in the run folder stops it after the
+current step, with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+CANCEL_FILE = "cancel"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studio.train.child")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--models-dir", type=Path, required=True)
+    parser.add_argument("--workspace", type=Path, required=True)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--offline", action="store_true")
+    parser.add_argument("--allow-pickle", action="store_true")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    from studio.models import ModelStore
+    from studio.progress import Cancelled
+    from studio.settings import Settings
+    from studio.train.config import RunConfig
+    from studio.train.loop import TrainingDiverged, train
+    from studio.train.runlog import RunLog
+
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    settings = Settings(root=args.root, models_dir=args.models_dir, workspace_dir=args.workspace, device=args.device,
+                        allow_downloads=not args.offline, allow_pickle=args.allow_pickle)
+    log = RunLog(args.run_dir, enabled=main_process)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(now=True))
+    cancel = args.run_dir / CANCEL_FILE
+
+    def should_stop() -> bool:
+        return stop["now"] or cancel.exists()
+
+    log.status("running", pid=os.getpid(), message="loading the base model")
+    try:
+        config = RunConfig.load(args.run_dir / "run.json").check()
+        result = train(ModelStore(settings), settings, config, args.run_dir, log=log, should_stop=should_stop,
+                       resume=args.resume, progress=lambda f, m: log.event("message", text=m))
+    except Cancelled as e:
+        log.event("message", text=str(e))
+        log.status("cancelled", str(e))
+        return 0
+    except TrainingDiverged as e:
+        log.event("message", text=str(e))
+        log.status("failed", str(e))
+        return 1
+    except ValueError as e:
+        log.event("message", text=str(e))
+        log.status("failed", str(e))
+        return 2
+    except Exception as e:  # recorded for the UI, then re-raised so the traceback lands in log.txt
+        log.status("failed", f"{type(e).__name__}: {e} (see log.txt)")
+        traceback.print_exc()
+        raise
+    files = [str(f) for f in result.files]
+    log.event("done", steps=result.steps, files=files, best_epoch=result.best_epoch)
+    log.status("done", f"finished {result.steps} steps", files=files, best_epoch=result.best_epoch, step=result.steps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The run config: one typed dataclass for every method, its defaults per method and family, and named presets."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+METHODS = ("lora", "dreambooth", "textual-inversion")
+SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
+PRECISIONS = ("no", "fp16", "bf16")
+OPTIMIZERS = ("adamw", "adamw8bit")
+_NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,63}$")
+
+# Learning rates that work out of the box: LoRA as kohya's default, DreamBooth as seed 004 (5e-6, 400 steps),
+# textual inversion as diffusers' example (5e-4 on batch 1 with scale_lr off is slow; 5e-3 learns in a few hundred steps).
+DEFAULT_LR = {"lora": 1e-4, "dreambooth": 5e-6, "textual-inversion": 5e-3}
+
+# Seed 002's validation prompts, shortened; `{trigger}` becomes the run's trigger word.
+DEFAULT_VALIDATION_PROMPTS = (
+    "a photo of {trigger} sitting in an office chair, working on a laptop",
+    "a photo of {trigger} in a dark suit at a formal gala evening",
+    "a photo of {trigger} presenting on a large screen in a conference room",
+)
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; saved as run.json so a run can be resumed or repeated exactly."""
+
+    name: str  # run folder under workspace/runs/ and the name of the exported files
+    dataset: str  # dataset name under workspace/datasets/, or a folder of images with .txt captions
+    method: str = "lora"  # lora | dreambooth | textual-inversion
+    model: str = ""  # base model id; "" means the studio's default model
+    # The word that names the subject in captions and prompts. For textual inversion it is the new token.
+    # "" means the run name.
+    trigger: str = ""
+
+    # ---- data ----
+    resolution: int = 0  # training side in pixels; 0 means the family's native size (512 SD 1.x, 1024 SDXL)
+    buckets: bool = True  # aspect-ratio buckets (same area, sides in steps of 64) instead of square crops
+    repeats: int = 1  # each image is seen this many times per epoch (kohya's numRepeats)
+    flip: bool = False  # random left-right flips; seed 002 found they hurt lettering, so off by default
+    shuffle_captions: bool = False  # shuffle comma-separated caption tags each step...
+    keep_tokens: int = 1  # ...keeping this many leading tags in place (the trigger word stays first)
+    cache: bool = True  # cache VAE latents (and text embeddings when nothing trains the text) once per dataset
+
+    # ---- schedule ----
+    batch_size: int = 1
+    grad_accum: int = 1  # micro-batches per optimizer step
+    epochs: int = 10
+    max_steps: int = 0  # optimizer steps; > 0 overrides `epochs`
+    lr: float = 0.0  # UNet (or embedding) learning rate; 0 means DEFAULT_LR of the method
+    text_encoder_lr: float = 0.0  # 0 leaves the text encoder frozen (LoRA, DreamBooth)
+    lr_scheduler: str = "constant"
+    warmup_steps: int = 0
+    lr_cycles: int = 1  # restarts of cosine_with_restarts
+    seed: int = 0
+
+    # ---- LoRA ----
+    rank: int = 4
+    alpha: float = 4.0  # the update is scaled by alpha / rank; alpha == rank means no scaling
+    dropout: float = 0.0
+
+    # ---- loss ----
+    min_snr_gamma: float = 0.0  # 0 off; 5 as in seed 002 (Hang et al. 2023) weighs down easy, low-noise steps
+    noise_offset: float = 0.0  # 0.1 in seed 002: lets the model learn darker and brighter images
+
+    # ---- DreamBooth ----
+    prior_preservation: bool = False
+    class_prompt: str = "a photo of a person"  # what the class looks like without the subject
+    class_images: int = 50  # generated once by the base model and kept for later runs
+    prior_loss_weight: float = 1.0
+
+    # ---- textual inversion ----
+    init_word: str = "person"  # the new token starts as this word's embedding
+    vectors: int = 1  # vectors per token
+
+    # ---- validation ----
+    validation_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_VALIDATION_PROMPTS))
+    validation_every: int = 1  # epochs between validation grids; 0 never
+    validation_seed: int = 1234  # prompt i uses seed validation_seed + i, the same every epoch
+    validation_steps: int = 20
+    validation_cfg: float = 7.0
+    checkpoint_every_steps: int = 0  # 0: a checkpoint at each epoch end (and when cancelled)
+
+    # ---- hardware ----
+    mixed_precision: str = "no"  # fp16 | bf16 autocast on a GPU (bf16 also works on a CPU); weights stay fp32
+    gradient_checkpointing: bool = False
+    optimizer: str = "adamw"  # adamw8bit: 8-bit AdamW when bitsandbytes and a CUDA GPU are present, else AdamW
+    device: str = ""  # "" means the studio's device
+
+    def check(self) -> "RunConfig":
+        """Raise ValueError naming the first bad argument and its value."""
+        if not _NAME.match(self.name or ""):
+            raise ValueError(f"`name` must be 1-64 letters, digits, '_', '-' or '.' but is {self.name!r}")
+        if not (self.dataset or "").strip():
+            raise ValueError("`dataset` is empty")
+        if self.method not in METHODS:
+            raise ValueError(f"`method` must be one of {', '.join(METHODS)} but is {self.method!r}")
+        if self.resolution and (self.resolution % 64 or not 64 <= self.resolution <= 4096):
+            raise ValueError(f"`resolution` has to be divisible by 64 and between 64 and 4096 but is {self.resolution}")
+        for name in ("repeats", "batch_size", "grad_accum", "rank", "vectors", "lr_cycles"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1 but is {getattr(self, name)}")
+        for name in ("epochs", "max_steps", "warmup_steps", "keep_tokens", "class_images", "validation_every",
+                     "checkpoint_every_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
+        if self.epochs == 0 and self.max_steps == 0:
+            raise ValueError("`epochs` and `max_steps` are both 0: give one of them")
+        for name in ("lr", "text_encoder_lr", "alpha", "min_snr_gamma", "noise_offset", "prior_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"`dropout` must be in [0, 1) but is {self.dropout}")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ValueError(f"`lr_scheduler` must be one of {', '.join(SCHEDULERS)} but is {self.lr_scheduler!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"`mixed_precision` must be one of {', '.join(PRECISIONS)} but is {self.mixed_precision!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"`optimizer` must be one of {', '.join(OPTIMIZERS)} but is {self.optimizer!r}")
+        if self.method == "textual-inversion" and not re.match(r"^[\w-]+$", self.token):
+            raise ValueError(f"`trigger` must be one word for textual inversion but is {self.token!r}")
+        if self.method == "textual-inversion" and not self.init_word.strip():
+            raise ValueError("`init_word` is empty")
+        if self.method == "dreambooth" and self.prior_preservation and not self.class_prompt.strip():
+            raise ValueError("`class_prompt` is empty but `prior_preservation` is on")
+        if not 1 <= self.validation_steps <= 150:
+            raise ValueError(f"`validation_steps` must be between 1 and 150 but is {self.validation_steps}")
+        return self
+
+    # ---- derived values ----
+
+    @property
+    def token(self) -> str:
+        """The trigger word as used in captions and prompts."""
+        return (self.trigger or self.name).strip()
+
+    @property
+    def unet_lr(self) -> float:
+        return self.lr or DEFAULT_LR[self.method]
+
+    def prompts(self) -> list[str]:
+        """Validation prompts with `{trigger}` filled in; empty lines dropped."""
+        return [p.replace("{trigger}", self.token) for p in self.validation_prompts if p.strip()]
+
+    # ---- files ----
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"run config has unknown keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read run config {path}: {e}") from e
+
+
+def family_defaults(config: RunConfig, family) -> RunConfig:
+    """Fill the values that depend on the base family: resolution (512 SD 1.x, 768 SD 2.x, 1024 SDXL)."""
+    if not config.resolution:
+        config = replace(config, resolution=family.native_resolution)
+    return config
+
+
+# Seed 002's kohya settings (FLUX LoRA of a person, carried over to SD): rank 2, alpha 16, 30 repeats,
+# 13 epochs, cosine with 3 restarts, min-SNR 5, noise offset 0.1, flip, buckets, batch 4, UNet lr 5e-4,
+# text encoder frozen, 8-bit AdamW where a GPU allows it.
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "seed-002 (kohya person LoRA)": dict(
+        method="lora", rank=2, alpha=16.0, repeats=30, epochs=13, lr=5e-4, text_encoder_lr=0.0,
+        lr_scheduler="cosine_with_restarts", lr_cycles=3, min_snr_gamma=5.0, noise_offset=0.1, flip=True,
+        buckets=True, batch_size=4, shuffle_captions=False, keep_tokens=0, optimizer="adamw8bit",
+    ),
+    "seed-004 (DreamBooth, prior preservation)": dict(
+        method="dreambooth", lr=5e-6, max_steps=400, batch_size=1, lr_scheduler="constant",
+        prior_preservation=True, prior_loss_weight=1.0,
+    ),
+    "seed-000 (textual inversion of a face)": dict(method="textual-inversion", init_word="woman", lr=5e-3),
+}
+
+
+def apply_preset(config: RunConfig, preset: str) -> RunConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"`preset` must be one of {', '.join(PRESETS)} but is {preset!r}")
+    return replace(config, **PRESETS[preset])

@@ -1,0 +1,146 @@
+"""Training data: images and captions from a dataset folder, aspect-ratio buckets, augmentations, and the epoch plan."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+BUCKET_STEP = 64  # bucket sides are multiples of this, as in kohya
+
+
+@dataclass(frozen=True)
+class TrainItem:
+    path: Path
+    caption: str
+    width: int
+    height: int
+
+    def bucket(self, resolution: int, buckets: bool) -> tuple[int, int]:
+        return bucket_for(self.width, self.height, resolution) if buckets else (resolution, resolution)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a micro-batch: which item, flipped or not, and its caption for this step."""
+
+    index: int
+    flip: bool
+    caption: str
+
+
+def dataset_folder(datasets_dir: Path, dataset: str) -> Path:
+    """A dataset by name under workspace/datasets/, or a folder path."""
+    for candidate in (Path(datasets_dir) / dataset, Path(dataset).expanduser()):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise ValueError(f"`dataset` {dataset!r} not found: not a folder and not in {datasets_dir}")
+
+
+def load_items(folder: Path, trigger: str) -> list[TrainItem]:
+    """Images of a dataset folder with their captions: kohya's `<stem>.txt` sidecar, else metadata.csv's text,
+    else the trigger word alone. A caption that lacks the trigger word gets it in front, so it is always learnt."""
+    from PIL import Image
+
+    table = {}
+    metadata = folder / "metadata.csv"
+    if metadata.is_file():
+        with open(metadata, newline="", encoding="utf-8") as f:
+            table = {row["file_name"]: row.get("text", "") for row in csv.DictReader(f) if row.get("file_name")}
+    items = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")):
+        sidecar = path.with_suffix(".txt")
+        caption = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else table.get(path.name, "").strip()
+        if trigger and trigger.lower() not in caption.lower().replace(",", " ").split():
+            caption = f"{trigger}, {caption}" if caption else trigger
+        with Image.open(path) as im:
+            width, height = im.size
+        items.append(TrainItem(path, caption, width, height))
+    if not items:
+        raise ValueError(f"`dataset` folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+    return items
+
+
+def bucket_for(width: int, height: int, resolution: int) -> tuple[int, int]:
+    """The (width, height) bucket closest in aspect ratio with about resolution**2 pixels, sides multiples of 64."""
+    area, aspect = resolution * resolution, width / height
+    best, best_err = (resolution, resolution), float("inf")
+    side = BUCKET_STEP
+    while side <= resolution * 2:
+        other = max(BUCKET_STEP, (area // side) // BUCKET_STEP * BUCKET_STEP)
+        for w, h in ((side, other), (other, side)):
+            if w * h <= area:
+                err = abs(w / h - aspect)
+                if err < best_err - 1e-9:
+                    best, best_err = (w, h), err
+        side += BUCKET_STEP
+    return best
+
+
+def load_pixels(item: TrainItem, size: tuple[int, int], flip: bool):
+    """The image resized to cover `size` (LANCZOS, as seed 002), center-cropped, maybe flipped: a (3, H, W) tensor
+    in [-1, 1], plus SDXL's size conditioning (original h, w, crop top, crop left)."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    width, height = size
+    with Image.open(item.path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+    scale = max(width / im.width, height / im.height)
+    resized = im.resize((max(width, round(im.width * scale)), max(height, round(im.height * scale))), Image.LANCZOS)
+    left, top = (resized.width - width) // 2, (resized.height - height) // 2
+    im = resized.crop((left, top, left + width, top + height))
+    if flip:
+        im = ImageOps.mirror(im)
+    pixels = torch.from_numpy(np.asarray(im, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)  # (3, H, W)
+    return pixels.contiguous(), (item.height, item.width, top, left)
+
+
+def shuffled_caption(caption: str, keep_tokens: int, rng: random.Random) -> str:
+    """kohya's caption shuffle: comma-separated tags after the first `keep_tokens` are put in random order."""
+    tags = [t.strip() for t in caption.split(",") if t.strip()]
+    head, tail = tags[:keep_tokens], tags[keep_tokens:]
+    rng.shuffle(tail)
+    return ", ".join(head + tail)
+
+
+def epoch_plan(items: list[TrainItem], *, epoch: int, seed: int, repeats: int, batch_size: int, resolution: int,
+               buckets: bool, flip: bool, shuffle_captions: bool, keep_tokens: int) -> list[list[Sample]]:
+    """The micro-batches of one epoch, the same for the same seed and epoch (what makes resume exact).
+    Every micro-batch holds images of one bucket; the last of a bucket may be smaller."""
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = [i for i in range(len(items)) for _ in range(repeats)]
+    rng.shuffle(order)
+    by_bucket: dict[tuple[int, int], list[Sample]] = {}
+    for i in order:
+        caption = shuffled_caption(items[i].caption, keep_tokens, rng) if shuffle_captions else items[i].caption
+        sample = Sample(i, flip and rng.random() < 0.5, caption)
+        by_bucket.setdefault(items[i].bucket(resolution, buckets), []).append(sample)
+    batches = [samples[k:k + batch_size] for samples in by_bucket.values() for k in range(0, len(samples), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def steps_per_epoch(items: list[TrainItem], *, repeats: int, batch_size: int, grad_accum: int, resolution: int,
+                    buckets: bool, processes: int = 1) -> int:
+    """Optimizer steps in one epoch (at least 1); with several processes each takes its share of micro-batches."""
+    counts: dict[tuple[int, int], int] = {}
+    for item in items:
+        key = item.bucket(resolution, buckets)
+        counts[key] = counts.get(key, 0) + repeats
+    micro = sum(-(-n // batch_size) for n in counts.values())
+    return max(1, micro // processes // grad_accum)
+
+
+def dataset_hash(items: list[TrainItem]) -> str:
+    """A short hash of the images' bytes and captions: which data a model was trained on (goes in the header)."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update(item.path.name.encode())
+        h.update(item.path.read_bytes())
+        h.update(item.caption.encode())
+    return h.hexdigest()[:16]

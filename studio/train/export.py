@@ -1,0 +1,131 @@
+"""Exports of a run: LoRA (kohya/A1111 in models/lora/, diffusers/peft in the run folder), textual-inversion
+embeddings (A1111 in models/embeddings/, diffusers in the run folder), DreamBooth (diffusers folder and single file
+in models/base/). Training facts go in every safetensors header."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from studio import fileio
+from studio.models.checkpoint import pipeline_to_original
+from studio.models.kohya import peft_to_kohya
+
+
+@dataclass
+class Facts:
+    base_model: str
+    method: str
+    trigger: str
+    name: str
+    dataset: str
+    dataset_hash: str
+    resolution: int
+    rank: int
+    alpha: float
+    family: str
+
+    def header(self, steps: int, epoch: int) -> dict[str, str]:
+        """safetensors metadata (strings only): studio.* keys, and kohya's ss_* keys A1111 shows."""
+        meta = {f"studio.{k}": str(v) for k, v in asdict(self).items()}
+        meta.update({"studio.steps": str(steps), "studio.epoch": str(epoch), "ss_output_name": self.name,
+                     "ss_sd_model_name": self.base_model, "ss_steps": str(steps), "ss_epoch": str(epoch),
+                     "ss_resolution": str(self.resolution), "ss_tag_frequency": json.dumps({self.trigger: 1})})
+        if self.method == "lora":
+            meta.update({"ss_network_module": "networks.lora", "ss_network_dim": str(self.rank),
+                         "ss_network_alpha": str(self.alpha),
+                         "ss_base_model_version": "sdxl_base_v1-0" if self.family == "sdxl" else "sd_v1"})
+        return meta
+
+
+def _save(state: dict, path: Path, meta: dict) -> Path:
+    from safetensors.torch import save_file
+
+    with fileio.atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
+    return path
+
+
+def export_lora(state: dict, meta: dict, *, models_dir: Path, run_dir: Path, unet_config, sdxl: bool,
+                out_name: str | None = None) -> list[Path]:
+    """models/lora/<name>.safetensors (kohya) and <run>/export/<name>/pytorch_lora_weights.safetensors (diffusers)."""
+    name = out_name or meta["studio.name"]
+    alpha, rank = float(meta["studio.alpha"]), int(meta["studio.rank"])
+    adapter_meta = {}
+    for prefix in sorted({k.split(".", 1)[0] for k in state}):
+        modules = sorted({k.split(".", 1)[1].split(".lora_")[0] for k in state if k.startswith(prefix + ".")})
+        adapter_meta.update({f"{prefix}.r": rank, f"{prefix}.lora_alpha": alpha, f"{prefix}.target_modules": modules})
+    diffusers_meta = dict(meta, format="pt", lora_adapter_metadata=json.dumps(adapter_meta, sort_keys=True))
+    kohya = peft_to_kohya(state, alpha=alpha, unet_config=unet_config, sdxl=sdxl)
+    return [_save(kohya, Path(models_dir) / "lora" / f"{name}.safetensors", meta),
+            _save(state, Path(run_dir) / "export" / name / "pytorch_lora_weights.safetensors", diffusers_meta)]
+
+
+def export_embedding(vectors: list, token: str, meta: dict, *, models_dir: Path, run_dir: Path,
+                     out_name: str | None = None) -> list[Path]:
+    """models/embeddings/<token>.safetensors in A1111's layout (`emb_params`, or SDXL's `clip_l` + `clip_g`),
+    and diffusers' learned_embeds.safetensors ({token: vectors}; SDXL adds learned_embeds_2.safetensors)."""
+    name = out_name or token
+    a1111 = {"emb_params": vectors[0]} if len(vectors) == 1 else {"clip_l": vectors[0], "clip_g": vectors[1]}
+    files = [_save(a1111, Path(models_dir) / "embeddings" / f"{name}.safetensors", meta)]
+    folder = Path(run_dir) / "export" / name
+    for i, v in enumerate(vectors):
+        files.append(_save({token: v}, folder / f"learned_embeds{'' if i == 0 else '_2'}.safetensors", meta))
+    return files
+
+
+def export_dreambooth(pipe, meta: dict, *, models_dir: Path, name: str) -> list[Path]:
+    """models/base/<name>/ (diffusers folder, renamed into place whole) and models/base/<name>.safetensors
+    (original single-file layout; `studio.base_model` tells the store where to find configs offline)."""
+    base = Path(models_dir) / "base"
+    base.mkdir(parents=True, exist_ok=True)
+    folder = base / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=base))
+    try:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        fileio.write_json(tmp / "studio_training.json", meta)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    single = _save(pipeline_to_original(pipe), base / f"{name}.safetensors", meta)
+    return [folder, single]
+
+
+def export_final(method, parts, config, models_dir: Path, run_dir: Path, meta: dict) -> list[Path]:
+    """Export the weights the run ends with, by method."""
+    if config.method == "lora":
+        return export_lora(method.state(), meta, models_dir=models_dir, run_dir=run_dir,
+                           unet_config=parts.unet.config, sdxl=parts.sdxl)
+    if config.method == "textual-inversion":
+        return export_embedding(method.vectors(), method.token, meta, models_dir=models_dir, run_dir=run_dir)
+    return export_dreambooth(parts.pipe, meta, models_dir=models_dir, name=config.name)
+
+
+def export_epoch(run_dir: Path, epoch: int, models_dir: Path) -> list[Path]:
+    """Export the weights saved after `epoch` (LoRA or embedding), named `<run>-e<epoch>`, for the epoch picker."""
+    from types import SimpleNamespace
+
+    from safetensors import safe_open
+
+    from studio.train.checkpoints import epoch_file
+
+    path = epoch_file(run_dir, epoch)
+    if not path.is_file():
+        raise ValueError(f"`epoch` {epoch} has no saved weights in {run_dir} (DreamBooth keeps only the final model)")
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    name = f"{meta['studio.name']}-e{epoch:03d}"
+    if meta["studio.method"] == "lora":
+        unet_config = SimpleNamespace(**json.loads((Path(run_dir) / "unet_config.json").read_text()))
+        return export_lora(state, meta, models_dir=models_dir, run_dir=run_dir, unet_config=unet_config,
+                           sdxl=meta["studio.family"] == "sdxl", out_name=name)
+    vectors = [state[f"emb.{i}"] for i in range(len(state))]
+    return export_embedding(vectors, meta["studio.trigger"].lower(), meta, models_dir=models_dir, run_dir=run_dir,
+                            out_name=name)

@@ -1,0 +1,202 @@
+"""Training jobs: start a run in a child process, read its status, cancel it, list every run on disk.
+
+The studio frees the GPU (model cache) before a child starts. A run's folder is its whole record, so runs and their
+status are listed again after the studio restarts; a child that died without a word shows as `stopped`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from studio import fileio
+from studio.train import checkpoints, data
+from studio.train.child import CANCEL_FILE
+from studio.train.config import RunConfig
+from studio.train.runlog import read_events, read_status
+
+_children: dict[Path, subprocess.Popen] = {}  # children this process started (polled so none stays a zombie)
+_lock = threading.Lock()
+
+
+@dataclass
+class RunStatus:
+    name: str
+    state: str  # starting | running | done | failed | cancelled | stopped (died without a word)
+    message: str
+    config: RunConfig
+    run_dir: Path
+    step: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+    epochs: int = 0
+    loss: float | None = None
+    it_s: float | None = None
+    eta_s: float | None = None
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) for the loss plot
+    validations: list[dict] = field(default_factory=list)  # epoch events with grid, scores, mean_score
+    best_epoch: int | None = None
+    files: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    checkpoint_step: int | None = None  # the step a resume continues from
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("starting", "running")
+
+    def line(self) -> str:
+        """One line for the CLI and the run list."""
+        parts = [f"{self.name}: {self.state}"]
+        if self.total_steps:
+            parts.append(f"step {self.step}/{self.total_steps}, epoch {self.epoch}/{self.epochs}")
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.4f}")
+        if self.it_s:
+            parts.append(f"{self.it_s:.2f} it/s")
+        if self.eta_s is not None and self.active:
+            parts.append(f"ETA {int(self.eta_s) // 60}:{int(self.eta_s) % 60:02d}")
+        if self.message and not self.active:
+            parts.append(self.message)
+        return ", ".join(parts)
+
+
+def run_dir(settings, name: str) -> Path:
+    return settings.runs_dir / name
+
+
+def start_run(studio, config: RunConfig, *, resume: bool = False) -> RunStatus:
+    """Check `config`, write run.json, free the GPU and start the child. With `resume`, continue the run of the
+    same name from its last complete checkpoint (run.json on disk wins over `config` for everything but epochs
+    and steps, so a resumed run trains what it trained before)."""
+    # 1. Check inputs before anything starts
+    config = replace(config, model=config.model or studio.settings.model).check()
+    folder = run_dir(studio.settings, config.name)
+    saved = folder / "run.json"
+    if resume:
+        if not saved.is_file():
+            raise ValueError(f"`name` {config.name!r} has no run to resume in {folder}")
+        config = replace(RunConfig.load(saved), epochs=config.epochs, max_steps=config.max_steps).check()
+    elif saved.is_file():
+        raise ValueError(f"`name` {config.name!r} is taken by an earlier run; resume it or choose another name")
+    current = run_status(studio, config.name) if saved.is_file() else None
+    if current is not None and current.active:
+        raise ValueError(f"run {config.name!r} is already {current.state}")
+    studio.store.resolve(config.model)  # an unknown model fails here, not in the child
+    data.load_items(data.dataset_folder(studio.settings.datasets_dir, config.dataset), config.token)
+    if not (config.device or studio.settings.resolve_device()).startswith("cuda"):
+        if config.mixed_precision == "fp16":
+            raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
+
+    # 2. Record the run, free the GPU, start the child
+    fileio.write_json(saved, config.to_json())
+    (folder / CANCEL_FILE).unlink(missing_ok=True)
+    fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "updated": time.time()})
+    studio.cache.release()
+    s = studio.settings
+    args = ["-m", "studio.train.child", str(folder), "--root", str(s.root), "--models-dir", str(s.models_dir),
+            "--workspace", str(s.workspace_dir), "--device", config.device or s.device]
+    args += ["--offline"] * (not s.allow_downloads) + ["--allow-pickle"] * s.allow_pickle + ["--resume"] * resume
+    gpus = _gpu_count() if not config.device or config.device == "cuda" else 1
+    if gpus > 1:  # one process per GPU; the child shards the epoch's micro-batches across them
+        args = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus), *args]
+        args[args.index("studio.train.child") - 1] = "--module"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(folder / "log.txt", "ab") as out:
+        child = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                 cwd=str(s.root), start_new_session=True)
+    with _lock:
+        _children[folder] = child
+    fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "pid": child.pid,
+                                               "updated": time.time()})
+    return run_status(studio, config.name)
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _alive(folder: Path, pid: int | None) -> bool:
+    with _lock:
+        child = _children.get(folder)
+    if child is not None:
+        return child.poll() is None
+    if not pid:
+        return False
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def run_status(studio, name: str) -> RunStatus:
+    """What run `name` is doing or how it ended, from its folder."""
+    folder = run_dir(studio.settings, name)
+    if not (folder / "run.json").is_file():
+        raise ValueError(f"`name` {name!r} is not a run (no {folder / 'run.json'})")
+    config = RunConfig.load(folder / "run.json")
+    status = read_status(folder)
+    state = status.get("state", "stopped")
+    result = RunStatus(name, state, status.get("message", ""), config, folder,
+                       total_steps=status.get("total_steps", 0), epochs=status.get("epochs", 0),
+                       files=status.get("files", []), best_epoch=status.get("best_epoch"))
+    for event in read_events(folder):
+        if event["type"] == "step":
+            result.step, result.total_steps, result.epoch = event["step"], event["total"], event["epoch"]
+            result.loss, result.it_s, result.eta_s = event["loss"], event["it_s"], event["eta_s"]
+            result.losses = [(s, l) for s, l in result.losses if s < event["step"]]  # a resume rewinds the curve
+            result.losses.append((event["step"], event["loss"]))
+        elif event["type"] == "epoch":
+            result.validations = [v for v in result.validations if v["epoch"] != event["epoch"]] + [event]
+        elif event["type"] == "message":
+            result.messages.append(event["text"])
+    if result.state in ("starting", "running") and not _alive(folder, status.get("pid")):
+        result.state, result.message = "stopped", "the training process ended without a word (see log.txt)"
+    scored = [v for v in result.validations if v.get("mean_score") is not None]
+    if result.best_epoch is None and scored:
+        result.best_epoch = min(scored, key=lambda v: v["mean_score"])["epoch"]
+    last = checkpoints.latest_checkpoint(folder)
+    result.checkpoint_step = last.step if last else None
+    return result
+
+
+def cancel_run(studio, name: str, *, wait_s: float = 0.0) -> RunStatus:
+    """Ask run `name` to stop after its current step (it writes a checkpoint first); optionally wait for it."""
+    folder = run_dir(studio.settings, name)
+    status = run_status(studio, name)
+    if not status.active:
+        return status
+    fileio.write_text(folder / CANCEL_FILE, "cancel\n")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and run_status(studio, name).active:
+        time.sleep(0.2)
+    return run_status(studio, name)
+
+
+def wait_run(studio, name: str, *, poll_s: float = 0.5, timeout_s: float | None = None) -> RunStatus:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while (status := run_status(studio, name)).active:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"run {name!r} still {status.state} after {timeout_s} s")
+        time.sleep(poll_s)
+    with _lock:
+        child = _children.pop(run_dir(studio.settings, name), None)
+    if child is not None:
+        child.wait()
+    return status
+
+
+def list_runs(studio) -> list[RunStatus]:
+    """Every run on disk, newest first."""
+    root = studio.settings.runs_dir
+    folders = sorted((p for p in root.glob("*") if (p / "run.json").is_file()) if root.is_dir() else [],
+                     key=lambda p: -(p / "run.json").stat().st_mtime)
+    return [run_status(studio, p.name) for p in folders]

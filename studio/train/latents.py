@@ -1,0 +1,126 @@
+"""VAE latents and text embeddings of a dataset, computed once and kept on disk while the data and settings stay the same.
+
+The cache key covers the base model, the images (name, size, mtime), the resolution and bucketing, and whether flipped
+copies are needed, so changing any of them computes a new cache rather than reusing a wrong one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from studio import fileio
+from studio.train.data import TrainItem, load_pixels
+from studio.train.parts import Parts, encode_text
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _model_stamp(parts: Parts) -> list:
+    """What identifies the base's weights: its id and, for local files, the path and mtime."""
+    index = getattr(parts.pipe, "name_or_path", "") or ""
+    path = Path(index)
+    return [parts.base_id, str(path), path.stat().st_mtime if path.exists() else 0]
+
+
+class Latents:
+    """Latent distributions (mean, std), each (4, h, w), per (item, flipped). Encoded on demand when not cached."""
+
+    def __init__(self, parts: Parts, items: list[TrainItem], *, resolution: int, buckets: bool):
+        self.parts, self.items, self.resolution, self.buckets = parts, items, resolution, buckets
+        self.table: dict[tuple[int, bool], tuple] = {}
+        self.sizes: dict[int, tuple] = {}  # SDXL size conditioning per item
+
+    def cache_file(self, cache_dir: Path, flips: bool) -> Path:
+        images = [[i.path.name, i.path.stat().st_size, i.path.stat().st_mtime] for i in self.items]
+        return cache_dir / f"latents-{_key(_model_stamp(self.parts), images, self.resolution, self.buckets, flips)}.safetensors"
+
+    def fill(self, cache_dir: Path, flips: bool, progress) -> bool:
+        """Load the cache file or encode every image (and its mirror when `flips`) and write it; True if it was read."""
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        path = self.cache_file(cache_dir, flips)
+        if path.is_file():
+            state = load_file(str(path))
+            for key, value in state.items():
+                index, flip, what = key.split(":")
+                if what == "size":
+                    self.sizes[int(index)] = tuple(int(x) for x in value.tolist())
+                else:
+                    entry = self.table.setdefault((int(index), flip == "1"), [None, None])
+                    entry[0 if what == "mean" else 1] = value
+            self.table = {k: tuple(v) for k, v in self.table.items()}
+            return True
+        state = {}
+        variants = (False, True) if flips else (False,)
+        for n, index in enumerate(range(len(self.items))):
+            for flip in variants:
+                mean, std = self.encode(index, flip)
+                self.table[(index, flip)] = (mean, std)
+                state[f"{index}:{int(flip)}:mean"], state[f"{index}:{int(flip)}:std"] = mean, std
+            state[f"{index}:0:size"] = torch.tensor(self.sizes[index])
+            progress((n + 1) / len(self.items), f"caching latents {n + 1}/{len(self.items)}")
+        with fileio.atomic_path(path) as tmp:
+            save_file(state, str(tmp))
+        return False
+
+    def encode(self, index: int, flip: bool):
+        """Encode one image: the latent distribution's mean and std, (4, h, w) each, on the CPU."""
+        import torch
+
+        item = self.items[index]
+        pixels, size = load_pixels(item, item.bucket(self.resolution, self.buckets), flip)
+        self.sizes[index] = size
+        vae = self.parts.vae
+        with torch.no_grad():
+            dist = vae.encode(pixels[None].to(vae.device, vae.dtype)).latent_dist
+        return dist.mean[0].float().cpu().contiguous(), dist.std[0].float().cpu().contiguous()
+
+    def batch(self, indices: list[int], flips: list[bool]):
+        """(mean, std), each (B, 4, h, w), for a micro-batch; from the cache or freshly encoded."""
+        import torch
+
+        pairs = [self.table.get((i, f)) or self.encode(i, f) for i, f in zip(indices, flips)]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+class TextEmbeddings:
+    """Hidden states (77, D) and pooled (P,) per caption, for runs whose text encoders stay frozen."""
+
+    def __init__(self, parts: Parts):
+        self.parts = parts
+        self.table: dict[str, tuple] = {}
+
+    def fill(self, cache_dir: Path, captions: list[str]) -> bool:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        captions = sorted(set(captions))
+        path = cache_dir / f"text-{_key(_model_stamp(self.parts), captions)}.safetensors"
+        if path.is_file():
+            state = load_file(str(path))
+            for i, caption in enumerate(captions):
+                self.table[caption] = (state[f"{i}:hidden"], state.get(f"{i}:pooled"))
+            return True
+        state = {}
+        with torch.no_grad():
+            for i, caption in enumerate(captions):
+                hidden, pooled = encode_text(self.parts, [caption])
+                state[f"{i}:hidden"] = hidden[0].float().cpu().contiguous()
+                if pooled is not None:
+                    state[f"{i}:pooled"] = pooled[0].float().cpu().contiguous()
+                self.table[caption] = (state[f"{i}:hidden"], state.get(f"{i}:pooled"))
+        with fileio.atomic_path(path) as tmp:
+            save_file(state, str(tmp))
+        return False
+
+    def batch(self, captions: list[str]):
+        import torch
+
+        rows = [self.table[c] for c in captions]
+        pooled = torch.stack([r[1] for r in rows]) if rows[0][1] is not None else None
+        return torch.stack([r[0] for r in rows]), pooled

@@ -1,0 +1,291 @@
+"""The one training loop for LoRA, DreamBooth and textual inversion, on SD 1.x and SDXL.
+
+Every random draw of a step comes from a generator seeded by (seed, micro-step) and every epoch's order from
+(seed, epoch), so a run resumed from a checkpoint ends with the same weights as one never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from studio import fileio
+from studio.progress import Cancelled
+from studio.train import checkpoints, data, export, sampling
+from studio.train.config import RunConfig, family_defaults
+from studio.train.latents import Latents, TextEmbeddings
+from studio.train.methods import make_method
+from studio.train.parts import Parts, encode_text, load_parts, time_ids
+from studio.train.runlog import RunLog
+
+MAX_GRAD_NORM = 1.0
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class RunResult:
+    steps: int
+    epochs: int
+    files: list[Path] = field(default_factory=list)
+    validations: list[sampling.EpochValidation] = field(default_factory=list)
+    best_epoch: int | None = None
+    first_loss: float | None = None  # mean loss over the first epoch
+    last_loss: float | None = None  # mean loss over the last epoch
+
+
+def diffusion_loss(unet, parts: Parts, latents, hidden, added, generator, config: RunConfig, autocast):
+    """Mean denoising loss of one micro-batch. latents (B, 4, h, w), hidden (B, 77, D)."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers.training_utils import compute_snr
+
+    scheduler = parts.noise_scheduler
+    b, c = latents.shape[:2]
+    noise = torch.randn(latents.shape, generator=generator)
+    if config.noise_offset:  # a per-channel shift: lets the model move an image's overall brightness
+        noise = noise + config.noise_offset * torch.randn((b, c, 1, 1), generator=generator)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator)
+    noise, t = noise.to(latents.device), t.to(latents.device)
+    noisy = scheduler.add_noise(latents, noise, t)
+    target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, t)
+    with autocast():
+        pred = unet(noisy, t, hidden, added_cond_kwargs=added).sample  # (B, 4, h, w)
+    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])  # (B,)
+    if config.min_snr_gamma:
+        snr = compute_snr(scheduler, t)
+        weight = snr.clamp(max=config.min_snr_gamma) / (snr if scheduler.config.prediction_type == "epsilon" else snr + 1)
+        loss = loss * weight
+    return loss.mean()
+
+
+def make_optimizer(groups: list[dict], config: RunConfig, device: str, log: RunLog):
+    """AdamW; 8-bit AdamW (bitsandbytes) when asked for and both bitsandbytes and a CUDA GPU are present."""
+    import importlib.util
+
+    import torch
+
+    if config.optimizer == "adamw8bit":
+        if device.startswith("cuda") and importlib.util.find_spec("bitsandbytes") is not None:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(groups, weight_decay=1e-2)
+        log.event("message", text="8-bit AdamW needs bitsandbytes and a CUDA GPU; using AdamW")
+    return torch.optim.AdamW(groups, weight_decay=1e-2)
+
+
+def _accelerator(config: RunConfig, device: str):
+    """accelerate handles autocast, fp16 loss scaling and, under `accelerate launch`, DDP across GPUs."""
+    import os
+
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    if config.mixed_precision == "fp16" and not device.startswith("cuda"):
+        raise ValueError(f"`mixed_precision` fp16 needs a CUDA GPU but the device is {device!r}; use bf16 or no")
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # accelerate keeps one global state per process; a second run in the same process (tests, notebooks)
+        # with another precision would be refused, so a single-process run starts from a clean state
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    return Accelerator(mixed_precision=config.mixed_precision, cpu=device == "cpu")
+
+
+def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, should_stop, resume: bool = False,
+          progress=lambda fraction, message: None) -> RunResult:
+    """Train `config` in `run_dir`, writing events, checkpoints, epoch weights, samples and exports there.
+
+    Raises Cancelled (after a checkpoint) when `should_stop()` turns true, TrainingDiverged on a NaN/inf loss.
+    """
+    import torch
+
+    # 1. Device, precision, data and the base's parts
+    device = config.device or settings.resolve_device()
+    accelerator = _accelerator(config, device)
+    device = str(accelerator.device)
+    parts = load_parts(store, config.model or settings.model, device)
+    config = family_defaults(replace(config, model=config.model or settings.model), parts.family)
+    items = data.load_items(data.dataset_folder(settings.datasets_dir, config.dataset), config.token)
+    method = make_method(parts, config)
+    if config.gradient_checkpointing:
+        parts.unet.enable_gradient_checkpointing()
+        for encoder in parts.text_encoders if method.trains_text else []:
+            encoder.gradient_checkpointing_enable()
+    cache_dir = settings.workspace_dir / ".cache" / "train"
+    fileio.write_json(Path(run_dir) / "unet_config.json", dict(parts.unet.config))
+    log.event("message", text=f"{len(items)} images, {config.method} on {config.model} ({parts.family.label}), "
+                              f"{config.resolution} px, device {device}")
+
+    # 2. DreamBooth's class images, made once by the untouched base
+    class_items = []
+    if config.method == "dreambooth" and config.prior_preservation:
+        paths = sampling.class_images(parts, config, cache_dir, progress)
+        class_items = [data.TrainItem(p, config.class_prompt, config.resolution, config.resolution) for p in paths]
+
+    # 3. Latents and text embeddings: cached once when the augmentations allow it
+    latents = Latents(parts, items, resolution=config.resolution, buckets=config.buckets)
+    class_latents = Latents(parts, class_items, resolution=config.resolution, buckets=False)
+    texts = None
+    if config.cache:
+        found = latents.fill(cache_dir, config.flip, progress)
+        if class_items:
+            class_latents.fill(cache_dir, False, progress)
+        log.event("message", text=f"latents {'read from cache' if found else 'cached'}")
+        if not method.trains_text and not config.shuffle_captions:
+            texts = TextEmbeddings(parts)
+            texts.fill(cache_dir, [method.caption(i.caption) for i in items + class_items])
+
+    # 4. Optimizer and learning-rate schedule
+    from diffusers.optimization import get_scheduler
+
+    per_epoch = data.steps_per_epoch(items, repeats=config.repeats, batch_size=config.batch_size,
+                                     grad_accum=config.grad_accum, resolution=config.resolution, buckets=config.buckets,
+                                     processes=accelerator.num_processes)
+    total = config.max_steps or per_epoch * config.epochs
+    epochs = math.ceil(total / per_epoch)
+    optimizer = make_optimizer(method.param_groups(), config, device, log)
+    schedule = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps,
+                             num_training_steps=total, num_cycles=config.lr_cycles)
+    trained = {name: accelerator.prepare(module) for name, module in method.modules().items()}
+    unet = trained.get("unet", parts.unet)
+    optimizer = accelerator.prepare(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    # 5. Resume from the last complete checkpoint
+    step, history = 0, {"epoch_loss": {}, "validations": []}
+    ckpt = checkpoints.latest_checkpoint(run_dir) if resume else None
+    if ckpt is not None:
+        weights, state = checkpoints.load_checkpoint(ckpt)
+        method.load_state({k: v.to(device) for k, v in weights.items()})
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        if state.get("scaler") and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(state["scaler"])
+        step, history = ckpt.step, state["history"]
+        log.event("message", text=f"resumed from step {step}")
+    validate_reference = None
+    if config.validation_every and config.prompts():
+        validate_reference = sampling.reference_encodings([i.path for i in items])
+        if validate_reference is None:
+            log.event("message", text="no face in the dataset: validation grids get no sim-scores")
+    facts = export.Facts(base_model=config.model, method=config.method, trigger=config.token, name=config.name,
+                         dataset=config.dataset, dataset_hash=data.dataset_hash(items), resolution=config.resolution,
+                         rank=config.rank, alpha=config.alpha, family=parts.family.value)
+
+    def save(epoch_done: int) -> None:
+        training = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history,
+                    "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None}
+        if accelerator.is_main_process:
+            checkpoints.save_checkpoint(run_dir, step, epoch_done, method.state(), training, {"total": total})
+
+    def conditioning(samples, sizes, target, loader, generator):
+        """Latents (B, 4, h, w) sampled from the cached distribution, text (B, 77, D), SDXL's added inputs."""
+        mean, std = loader.batch([s.index for s in samples], [s.flip for s in samples])
+        captions = [method.caption(s.caption) for s in samples]
+        if texts is not None:
+            hidden, pooled = texts.batch(captions)
+            hidden = hidden.to(device)
+        else:
+            hidden, pooled = encode_text(parts, captions)
+        eps = torch.randn(mean.shape, generator=generator)
+        lat = ((mean + std * eps) * parts.vae_scale).to(device)
+        added = None
+        if parts.sdxl:
+            added = {"text_embeds": pooled.to(device),
+                     "time_ids": time_ids([sizes[s.index] for s in samples], target, device)}
+        return lat, hidden, added
+
+    # 6. The loop: epochs of micro-batches, `grad_accum` of them per optimizer step
+    started, start_step = time.perf_counter(), step
+    log.status("running", total_steps=total, epochs=epochs, steps_per_epoch=per_epoch)
+    for module in trained.values():
+        module.train()
+    for epoch in range(step // per_epoch, epochs):
+        plan = data.epoch_plan(items, epoch=epoch, seed=config.seed, repeats=config.repeats,
+                               batch_size=config.batch_size, resolution=config.resolution, buckets=config.buckets,
+                               flip=config.flip, shuffle_captions=config.shuffle_captions,
+                               keep_tokens=config.keep_tokens)
+        # each process of a multi-GPU run takes every num_processes-th micro-batch
+        plan = plan[accelerator.process_index::accelerator.num_processes][:per_epoch * config.grad_accum]
+        losses = []
+        for k in range((step - epoch * per_epoch) * config.grad_accum, len(plan), config.grad_accum):
+            step_loss = 0.0
+            for j, samples in enumerate(plan[k:k + config.grad_accum]):
+                micro = step * config.grad_accum + j
+                torch.manual_seed(config.seed * 1_000_003 + micro)  # LoRA dropout draws from the global generator
+                generator = torch.Generator().manual_seed(config.seed * 1_000_003 + micro)
+                target = items[samples[0].index].bucket(config.resolution, config.buckets)
+                lat, hidden, added = conditioning(samples, latents.sizes, target, latents, generator)
+                loss = diffusion_loss(unet, parts, lat, hidden, added, generator, config, accelerator.autocast)
+                if class_items:  # prior preservation: the class images keep what the base knew
+                    n = len(class_items)
+                    prior = [data.Sample((micro * len(samples) + i) % n, False, config.class_prompt)
+                             for i in range(len(samples))]
+                    sizes = {s.index: class_latents.sizes.get(s.index, (config.resolution,) * 2 + (0, 0)) for s in prior}
+                    c_lat, c_hidden, c_added = conditioning(prior, sizes, (config.resolution,) * 2, class_latents,
+                                                             generator)
+                    loss = loss + config.prior_loss_weight * diffusion_loss(
+                        unet, parts, c_lat, c_hidden, c_added, generator, config, accelerator.autocast)
+                if not torch.isfinite(loss):
+                    last = checkpoints.latest_checkpoint(run_dir)
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at step {step + 1}; stopped without saving. "
+                        f"{'The checkpoint of step ' + str(last.step) + ' is kept' if last else 'No checkpoint yet'}. "
+                        f"Lower the learning rate (now {config.unet_lr:g}).")
+                accelerator.backward(loss / config.grad_accum)
+                step_loss += loss.item() / config.grad_accum
+            accelerator.clip_grad_norm_(params, MAX_GRAD_NORM)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            method.after_step()
+            step += 1
+            losses.append(step_loss)
+            elapsed = time.perf_counter() - started
+            rate = (step - start_step) / elapsed if elapsed > 0 else 0.0
+            log.event("step", step=step, total=total, epoch=epoch + 1, loss=step_loss, lr=schedule.get_last_lr()[0],
+                      it_s=rate, eta_s=(total - step) / rate if rate else None)
+            if step >= total:
+                break
+            if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+                save(epoch)
+            if should_stop():
+                save(epoch)
+                raise Cancelled(f"cancelled at step {step}; resume continues from there")
+
+        # 7. Epoch end: loss, checkpoint, epoch weights, validation grid and scores
+        history["epoch_loss"][str(epoch + 1)] = sum(losses) / len(losses) if losses else None
+        save(epoch + 1)
+        if accelerator.is_main_process and config.method != "dreambooth":
+            checkpoints.save_epoch_weights(run_dir, epoch + 1, method.state(), facts.header(step, epoch + 1))
+        if config.validation_every and config.prompts() and (
+                (epoch + 1) % config.validation_every == 0 or step >= total) and accelerator.is_main_process:
+            result = sampling.validate(parts, config, epoch + 1, run_dir, validate_reference, method.caption)
+            history["validations"].append(result.__dict__)
+            log.event("epoch", epoch=epoch + 1, grid=result.grid, scores=result.scores, mean_score=result.mean_score,
+                      loss=history["epoch_loss"][str(epoch + 1)])
+        else:
+            log.event("epoch", epoch=epoch + 1, loss=history["epoch_loss"][str(epoch + 1)])
+        if step >= total:
+            break
+        if should_stop():
+            raise Cancelled(f"cancelled after epoch {epoch + 1}; resume continues from there")
+
+    # 8. Export the final weights where Generate, A1111 and ComfyUI find them
+    files = []
+    if accelerator.is_main_process:
+        files = export.export_final(method, parts, config, settings.models_dir, Path(run_dir), facts.header(step, epochs))
+    losses_by_epoch = [v for v in history["epoch_loss"].values() if v is not None]
+    validations = [sampling.EpochValidation(**v) for v in history["validations"]]
+    return RunResult(step, epochs, files, validations, best_epoch(validations),
+                     losses_by_epoch[0] if losses_by_epoch else None, losses_by_epoch[-1] if losses_by_epoch else None)
+
+
+def best_epoch(validations: list[sampling.EpochValidation]) -> int | None:
+    """The epoch whose validation images look most like the dataset (lowest mean sim-score)."""
+    scored = [v for v in validations if v.mean_score is not None]
+    return min(scored, key=lambda v: v.mean_score).epoch if scored else None

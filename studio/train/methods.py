@@ -1,0 +1,175 @@
+"""What each method trains: LoRA adapters (peft), the whole UNet (DreamBooth), or a new token's embedding (TI).
+
+Each method names its trainable parameters, gives and takes their state (checkpoints, epoch weights, export),
+and may fix things up after an optimizer step.
+"""
+
+from __future__ import annotations
+
+import re
+
+from studio.train.config import RunConfig
+from studio.train.parts import Parts
+
+# LoRA targets as in diffusers' training examples: the attention projections of the UNet and the text encoders.
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+TEXT_PREFIXES = ("text_encoder", "text_encoder_2")
+
+
+class LoraMethod:
+    def __init__(self, parts: Parts, config: RunConfig):
+        import torch
+        from peft import LoraConfig
+
+        self.parts, self.config = parts, config
+        self.trains_text = config.text_encoder_lr > 0
+        torch.manual_seed(config.seed)  # peft draws lora_A from the global generator
+        parts.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                          init_lora_weights="gaussian", target_modules=UNET_TARGETS))
+        if self.trains_text:
+            for encoder in parts.text_encoders:
+                encoder.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                               init_lora_weights="gaussian", target_modules=TEXT_TARGETS))
+
+    def modules(self) -> dict:
+        found = {"unet": self.parts.unet}
+        if self.trains_text:
+            found.update(zip(TEXT_PREFIXES, self.parts.text_encoders))
+        return found
+
+    def param_groups(self) -> list[dict]:
+        groups = [{"params": [p for p in self.parts.unet.parameters() if p.requires_grad], "lr": self.config.unet_lr}]
+        if self.trains_text:
+            params = [p for e in self.parts.text_encoders for p in e.parameters() if p.requires_grad]
+            groups.append({"params": params, "lr": self.config.text_encoder_lr})
+        return groups
+
+    def state(self) -> dict:
+        """diffusers' LoRA layout: `unet.<module>.lora_A.weight`, `text_encoder.<module>.lora_B.weight`, ..."""
+        from peft.utils import get_peft_model_state_dict
+
+        return {f"{prefix}.{k}": v.detach().clone().contiguous()
+                for prefix, module in self.modules().items() for k, v in get_peft_model_state_dict(module).items()}
+
+    def load_state(self, state: dict) -> None:
+        from peft.utils import set_peft_model_state_dict
+
+        for prefix, module in self.modules().items():
+            part = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+            set_peft_model_state_dict(module, part)
+
+    def caption(self, caption: str) -> str:
+        return caption
+
+    def after_step(self) -> None:
+        return None
+
+
+class DreamBoothMethod:
+    def __init__(self, parts: Parts, config: RunConfig):
+        self.parts, self.config = parts, config
+        self.trains_text = config.text_encoder_lr > 0
+        parts.unet.requires_grad_(True)
+        if self.trains_text:
+            for encoder in parts.text_encoders:
+                encoder.requires_grad_(True)
+
+    def modules(self) -> dict:
+        found = {"unet": self.parts.unet}
+        if self.trains_text:
+            found.update(zip(TEXT_PREFIXES, self.parts.text_encoders))
+        return found
+
+    def param_groups(self) -> list[dict]:
+        groups = [{"params": list(self.parts.unet.parameters()), "lr": self.config.unet_lr}]
+        if self.trains_text:
+            groups.append({"params": [p for e in self.parts.text_encoders for p in e.parameters()],
+                           "lr": self.config.text_encoder_lr})
+        return groups
+
+    def state(self) -> dict:
+        return {f"{prefix}.{k}": v.detach().clone().contiguous()
+                for prefix, module in self.modules().items() for k, v in module.state_dict().items()}
+
+    def load_state(self, state: dict) -> None:
+        for prefix, module in self.modules().items():
+            module.load_state_dict({k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")})
+
+    def caption(self, caption: str) -> str:
+        return caption
+
+    def after_step(self) -> None:
+        return None
+
+
+class TextualInversionMethod:
+    """A new token (`vectors` of them: tok, tok_1, ... as diffusers names them) starting from `init_word`'s
+    embedding; every other row of the embedding table is put back after each step, so only the token learns."""
+
+    trains_text = True
+
+    def __init__(self, parts: Parts, config: RunConfig):
+        import torch
+
+        self.parts, self.config = parts, config
+        self.token = config.token.lower()  # CLIP lower-cases prompts
+        self.tokens = [self.token] + [f"{self.token}_{i}" for i in range(1, config.vectors)]
+        self.ids, self.frozen = [], []
+        for tokenizer, encoder in zip(parts.tokenizers, parts.text_encoders):
+            init = tokenizer.encode(config.init_word, add_special_tokens=False)
+            if not init:
+                raise ValueError(f"`init_word` {config.init_word!r} gives no tokens")
+            if tokenizer.add_tokens(self.tokens) != len(self.tokens):
+                raise ValueError(f"`trigger` {self.token!r} is already a word of the base's tokenizer; pick a new word")
+            encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+            ids = tokenizer.convert_tokens_to_ids(self.tokens)
+            table = encoder.get_input_embeddings().weight
+            with torch.no_grad():
+                start = table[init].mean(0)  # (D,): the init word's embedding (mean when it is several tokens)
+                for i in ids:
+                    table[i] = start
+            table.requires_grad_(True)
+            self.ids.append(torch.tensor(ids))
+            self.frozen.append(table.detach().clone())
+
+    def modules(self) -> dict:
+        return {}
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": [e.get_input_embeddings().weight for e in self.parts.text_encoders],
+                 "lr": self.config.unet_lr, "weight_decay": 0.0}]
+
+    def vectors(self) -> list:
+        """The learnt vectors per text encoder: (vectors, D) each."""
+        return [e.get_input_embeddings().weight[ids].detach().clone()
+                for e, ids in zip(self.parts.text_encoders, self.ids)]
+
+    def state(self) -> dict:
+        return {f"emb.{i}": v.contiguous() for i, v in enumerate(self.vectors())}
+
+    def load_state(self, state: dict) -> None:
+        import torch
+
+        with torch.no_grad():
+            for i, (encoder, ids) in enumerate(zip(self.parts.text_encoders, self.ids)):
+                encoder.get_input_embeddings().weight[ids] = state[f"emb.{i}"].to(encoder.device)
+
+    def caption(self, caption: str) -> str:
+        """The trigger word becomes the token sequence (tok tok_1 ...)."""
+        return re.sub(rf"\b{re.escape(self.token)}\b", " ".join(self.tokens), caption, flags=re.IGNORECASE)
+
+    def after_step(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for encoder, ids, frozen in zip(self.parts.text_encoders, self.ids, self.frozen):
+                table = encoder.get_input_embeddings().weight
+                keep = torch.ones(table.shape[0], dtype=torch.bool)
+                keep[ids] = False
+                table[keep] = frozen[keep].to(table.device)
+
+
+def make_method(parts: Parts, config: RunConfig):
+    cls = {"lora": LoraMethod, "dreambooth": DreamBoothMethod, "textual-inversion": TextualInversionMethod}
+    return cls[config.method](parts, config)

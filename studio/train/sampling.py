@@ -1,0 +1,106 @@
+"""Images a run generates with the model it is training: per-epoch validation grids with sim-scores, and
+DreamBooth's class images (made once by the untouched base and kept for later runs)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio import fileio
+from studio.train.config import RunConfig
+from studio.train.parts import Parts, validation_pipeline
+
+
+@dataclass
+class EpochValidation:
+    epoch: int
+    grid: str  # path of the stitched grid PNG
+    images: list[str]
+    prompts: list[str]
+    scores: list[float | None] = field(default_factory=list)  # sim-score per image; None: no face found
+    mean_score: float | None = None  # mean over images with a face; lower is more alike
+
+
+def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: float, caption_fn):
+    import torch
+
+    pipe = validation_pipeline(parts)
+    generator = torch.Generator("cpu").manual_seed(seed)
+    was_training = parts.unet.training
+    parts.unet.eval()
+    try:
+        with torch.no_grad():
+            image = pipe(caption_fn(prompt), num_inference_steps=steps, guidance_scale=cfg, width=size, height=size,
+                         generator=generator, output_type="pil").images[0]
+    finally:
+        parts.unet.train(was_training)
+    return image
+
+
+def stitch(images: list) -> object:
+    """Images side by side (seed 002's Prompt_N_stitched.png, one column per prompt)."""
+    from PIL import Image
+
+    width, height = sum(im.width for im in images), max(im.height for im in images)
+    grid = Image.new("RGB", (width, height), "white")
+    x = 0
+    for im in images:
+        grid.paste(im, (x, 0))
+        x += im.width
+    return grid
+
+
+def _save_png(image, path: Path) -> None:
+    with fileio.atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def reference_encodings(image_paths: list[Path]):
+    """The dataset's face encodings (N, 128) for sim-scores, or None when no image shows a face."""
+    from studio.faces import encode_reference
+
+    try:
+        return encode_reference(image_paths)
+    except ValueError:  # no picture with a face: this dataset gets no likeness scores, which the UI says
+        return None
+
+
+def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, reference, caption_fn) -> EpochValidation:
+    """Generate each validation prompt with its fixed seed, save the images and the grid, score faces."""
+    prompts = config.prompts()
+    folder = Path(run_dir) / "samples" / f"epoch-{epoch:03d}"
+    images, paths = [], []
+    for i, prompt in enumerate(prompts):
+        image = _generate(parts, prompt, config.validation_seed + i, config.resolution, config.validation_steps,
+                          config.validation_cfg, caption_fn)
+        path = folder / f"{i:02d}.png"
+        _save_png(image, path)
+        images.append(image)
+        paths.append(str(path))
+    grid_path = Path(run_dir) / "samples" / f"epoch-{epoch:03d}.png"
+    _save_png(stitch(images), grid_path)
+    result = EpochValidation(epoch, str(grid_path), paths, prompts)
+    if reference is not None:
+        from studio.faces import sim_scores
+
+        result.scores = sim_scores(images, reference)
+        found = [s for s in result.scores if s is not None]
+        result.mean_score = sum(found) / len(found) if found else None
+    return result
+
+
+def class_images(parts: Parts, config: RunConfig, cache_dir: Path, progress) -> list[Path]:
+    """DreamBooth's prior-preservation images: `class_images` pictures of `class_prompt` by the base model,
+    kept in a folder named by model, prompt and size so later runs reuse them and add only what is missing."""
+    key = hashlib.sha256(json.dumps([parts.base_id, config.class_prompt, config.resolution]).encode()).hexdigest()[:16]
+    folder = Path(cache_dir) / "class_images" / key
+    have = sorted(folder.glob("*.png"))
+    for n in range(len(have), config.class_images):
+        image = _generate(parts, config.class_prompt, config.seed * 100_003 + n, config.resolution,
+                          config.validation_steps, config.validation_cfg, lambda p: p)
+        _save_png(image, folder / f"{n:05d}.png")
+        progress((n + 1) / config.class_images, f"class image {n + 1}/{config.class_images}")
+    fileio.write_text(folder / "prompt.txt", config.class_prompt)
+    return sorted(folder.glob("*.png"))[:config.class_images]

@@ -1,0 +1,155 @@
+"""The training loop on tiny SD 1.x and SDXL models: every method runs, it learns, resume is exact, cancel keeps a
+checkpoint, a NaN stops cleanly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from studio.progress import Cancelled
+from studio.train import checkpoints
+from tests.train_helpers import astronaut, chelsea, make_dataset, tiny_config, train_in_process
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("model", ["builtin:tiny", "builtin:tiny-xl"])
+@pytest.mark.parametrize("method", ["lora", "dreambooth", "textual-inversion"])
+def test_each_method_trains_and_exports(studio, method, model):
+    make_dataset(studio.settings, "ds", [astronaut(), chelsea()], ["sks, a photo", None])
+    config = tiny_config(name=f"{method}-{model[8:]}", method=method, model=model, text_encoder_lr=1e-4,
+                         prior_preservation=method == "dreambooth", class_images=1, validation_every=1)
+    result = train_in_process(studio, config)
+    assert result.steps == 2
+    assert all(p.exists() for p in result.files)
+    models = studio.settings.models_dir
+    expected = {"lora": models / "lora" / f"{config.name}.safetensors",
+                "textual-inversion": models / "embeddings" / "sks.safetensors",
+                "dreambooth": models / "base" / f"{config.name}.safetensors"}[method]
+    assert expected in result.files
+    assert result.validations and all(v.grid for v in result.validations)
+    if method != "dreambooth":
+        from safetensors import safe_open
+
+        with safe_open(str(expected), "pt") as f:
+            meta = f.metadata()
+        assert meta["studio.base_model"] == model and meta["studio.trigger"] == "sks" and meta["studio.steps"] == "2"
+        assert len(meta["studio.dataset_hash"]) == 16
+
+
+def _fixed_loss(pipe, image, prompt: str) -> float:
+    """Denoising loss of `image` at fixed timesteps and noise: comparable before and after training."""
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        latents = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
+        ids = pipe.tokenizer([prompt], padding="max_length", max_length=77, return_tensors="pt").input_ids
+        hidden = pipe.text_encoder(ids)[0]
+        g = torch.Generator().manual_seed(0)
+        losses = []
+        for t in (50, 200, 400, 600, 800):
+            noise = torch.randn(latents.shape, generator=g)
+            noisy = pipe.scheduler.add_noise(latents, noise, torch.tensor([t]))
+            pred = pipe.unet(noisy, t, hidden).sample
+            losses.append(torch.nn.functional.mse_loss(pred, noise).item())
+    return float(np.mean(losses))
+
+
+def _image(pipe) -> np.ndarray:
+    out = pipe("sks", num_inference_steps=10, guidance_scale=1.0, width=64, height=64, output_type="np",
+               generator=torch.Generator().manual_seed(1))
+    return out.images[0]
+
+
+def test_lora_learns_one_image(studio):
+    from diffusers import DDPMScheduler
+
+    image = astronaut()
+    make_dataset(studio.settings, "ds", [image], ["sks"])
+    pipe = studio.store.load_base(studio.store.resolve("builtin:tiny"), dtype=torch.float32, device="cpu")
+    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    target = np.asarray(image, dtype=np.float32) / 255
+    loss_before, distance_before = _fixed_loss(pipe, image, "sks"), ((_image(pipe) - target) ** 2).mean()
+
+    result = train_in_process(studio, tiny_config(max_steps=40, lr=1e-2, rank=8, alpha=8))
+
+    pipe.load_lora_weights(str(result.files[1]))  # the diffusers/peft export
+    loss_after, distance_after = _fixed_loss(pipe, image, "sks"), ((_image(pipe) - target) ** 2).mean()
+    assert loss_after < loss_before * 0.98, (loss_before, loss_after)
+    assert distance_after < distance_before, (distance_before, distance_after)
+
+
+def test_resume_equals_an_uninterrupted_run(studio):
+    make_dataset(studio.settings, "ds", [astronaut(), chelsea()], ["sks, red, face, photo", "sks, cat"])
+    # flips, caption shuffle, dropout, two micro-batches per step and a cosine schedule all draw random numbers
+    common = dict(max_steps=6, repeats=3, flip=True, shuffle_captions=True, dropout=0.1, grad_accum=2,
+                  lr_scheduler="cosine_with_restarts", lr_cycles=2, lr=1e-3, cache=True)
+    whole = train_in_process(studio, tiny_config(name="whole", **common))
+
+    calls = {"n": 0}
+
+    def stop_after_two_steps():  # asked after every step: epochs are 3 steps, so this stops mid-epoch
+        calls["n"] += 1
+        return calls["n"] >= 2
+
+    with pytest.raises(Cancelled):
+        train_in_process(studio, tiny_config(name="parts", **common), should_stop=stop_after_two_steps)
+    kept = checkpoints.latest_checkpoint(studio.settings.runs_dir / "parts")
+    assert kept is not None and kept.step == 2
+    resumed = train_in_process(studio, tiny_config(name="parts", **common), resume=True)
+    assert resumed.steps == whole.steps == 6
+
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(whole.files[1])), load_file(str(resumed.files[1]))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    assert not torch.equal(a[next(iter(a))], torch.zeros_like(a[next(iter(a))]))
+
+
+def test_cancel_leaves_a_loadable_checkpoint(studio):
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    with pytest.raises(Cancelled):
+        train_in_process(studio, tiny_config(max_steps=50), should_stop=lambda: True)
+    kept = checkpoints.latest_checkpoint(studio.settings.runs_dir / "run")
+    assert kept.step == 1
+    weights, training = checkpoints.load_checkpoint(kept)
+    pipe = studio.store.load_base(studio.store.resolve("builtin:tiny"), dtype=torch.float32, device="cpu")
+    pipe.load_lora_weights(weights)  # diffusers' own loader takes the checkpoint's LoRA as it is
+    assert "optimizer" in training and training["history"] is not None
+
+
+def test_nan_loss_stops_cleanly_and_keeps_the_good_checkpoint(studio, monkeypatch):
+    from studio.train import loop
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    run_dir = studio.settings.runs_dir / "run"
+    real = loop.diffusion_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(loop, "diffusion_loss", poisoned)
+    with pytest.raises(loop.TrainingDiverged, match=r"loss became nan at step 3.*step 2 is kept"):
+        train_in_process(studio, tiny_config(max_steps=5))  # one image: a checkpoint after every 1-step epoch
+    kept = checkpoints.latest_checkpoint(run_dir)
+    assert kept.step == 2
+    weights, _ = checkpoints.load_checkpoint(kept)
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert not (studio.settings.models_dir / "lora" / "run.safetensors").exists()
+
+
+def test_bf16_autocast_on_the_cpu(studio):
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    result = train_in_process(studio, tiny_config(mixed_precision="bf16", gradient_checkpointing=True))
+    assert result.steps == 2
+
+
+def test_fp16_needs_a_gpu(studio):
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    with pytest.raises(ValueError, match="mixed_precision"):
+        train_in_process(studio, tiny_config(mixed_precision="fp16", device="cpu"))
