@@ -55,7 +55,8 @@ def test_prepare_and_check_through_the_api(served):
 
     check_gallery, table, summary = client.predict("api-set", 0.4, [], api_name="/dataset_check")
     assert summary == "1 of 4 photos flagged"
-    assert table["data"][0][1] == "hopper.jpg" and "far from set" in table["data"][0][6]
+    assert table["data"][0][2] == "hopper.jpg" and "far from set" in table["data"][0][7]
+    assert table["data"][0][0].startswith('<img src="/gradio_api/file=')
     with pytest.raises(Exception, match="`trigger`"):
         client.predict([handle_file(str(photos[0]))], "x", "two words", "person", 512, "face", 1.0, True, [], 0.4,
                        "template", "", api_name="/dataset_prepare")
@@ -82,5 +83,11 @@ def test_dataset_tab_in_a_real_browser(served, tmp_path):
         page.get_by_role("button", name="Prepare dataset").click()
         report = page.get_by_label("Report")
         expect(report).to_have_value(__import__("re").compile(r"^dataset browser-set: 4 kept"), timeout=120_000)
-        page.screenshot(path=str(tmp_path / "dataset.png"))
+        page.get_by_role("button", name="Check identity").click()
+        expect(report).to_have_value("1 of 4 photos flagged", timeout=60_000)
+        thumb = page.locator("img[alt='0004.png']").first  # the outlier's thumbnail, first in the table
+        thumb.scroll_into_view_if_needed(timeout=30_000)
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=thumb.element_handle(),
+                               timeout=30_000)  # the picture was served from the workspace
+        page.screenshot(path=str(tmp_path / "dataset.png"), full_page=True)
         browser.close()

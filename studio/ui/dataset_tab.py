@@ -37,14 +37,19 @@ def _captions_table(dataset) -> list[list[str]]:
     return [[im.file_name, im.caption] for im in dataset.images]
 
 
+def _thumbnail(path: Path) -> str:
+    """A small picture in a table cell: served by gradio from the workspace (launch() allows that folder)."""
+    return f'<img src="/gradio_api/file={path}" alt="{path.name}" style="height:64px">'
+
+
 def _check_views(result) -> tuple[list, list]:
     def fmt(v):
         return "" if v is None else round(v, 3)
 
     gallery = [(str(r.path), f"{'no face' if r.score is None else f'{r.score:.3f}'} {r.file_name} "
                 + "; ".join(r.flags)) for r in result.rows]
-    table = [[r.file_name, r.source, fmt(r.score), fmt(r.to_set), fmt(r.to_reference), r.faces, "; ".join(r.flags)]
-             for r in result.rows]
+    table = [[_thumbnail(r.path), r.file_name, r.source, fmt(r.score), fmt(r.to_set), fmt(r.to_reference), r.faces,
+              "; ".join(r.flags)] for r in result.rows]
     return gallery, table
 
 
@@ -110,8 +115,9 @@ def build(studio) -> None:
         several = gr.Checkbox(False, label="Also drop photos with several faces")
         drop_btn = gr.Button("Drop flagged photos", variant="stop")
     check_gallery = gr.Gallery(label="Sorted by face distance", columns=6, height=300)
-    check_table = gr.Dataframe(headers=["file_name", "source", "score", "to set", "to reference", "faces", "flags"],
-                               interactive=False)
+    check_table = gr.Dataframe(headers=["photo", "file_name", "source", "score", "to set", "to reference", "faces",
+                                        "flags"], datatype=["html", "str", "str", "number", "number", "number",
+                                                            "number", "str"], interactive=False)
 
     # Callbacks: widget values -> one studio.data call -> widget values
     @shows_errors
