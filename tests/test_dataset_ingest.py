@@ -161,3 +161,17 @@ def test_perceptual_hash_finds_near_duplicates_only():
     other = Image.fromarray(np.asarray(a)[::-1].copy())
     hashes = [perceptual_hash(im) for im in (a, reencoded, mirrored, other)]
     assert near_duplicates(hashes) == {1: 0}
+
+
+def test_a_malformed_file_only_refuses_itself(tmp_path):
+    good = _encode(astronaut(), "PNG")
+    broken = bytearray(good)
+    broken[16:24] = b"\xff" * 8  # IHDR width and height: absurd values
+    files = [_source("a_good.png", good), _source("b_broken.png", bytes(broken)), _source("c_empty.jpg", b"")]
+    outcomes = []
+    for f in files:
+        try:
+            outcomes.append(load_image(f).format)
+        except Refused as e:
+            outcomes.append(str(e).split(" (")[0])
+    assert outcomes == ["PNG", "not an image", "not an image"]

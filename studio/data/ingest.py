@@ -163,6 +163,8 @@ def load_image(source: SourceFile, limits: Limits = Limits()) -> LoadedImage:
         raise Refused(f"not an image (starts with {data[:12]!r})") from None
     except Image.DecompressionBombError as e:
         raise Refused(f"decompression bomb: {e}") from None
+    except Exception as e:  # a malformed header can make a Pillow plugin fail in any way; refuse, never stop the batch
+        raise Refused(f"unreadable image header ({type(e).__name__}: {e})") from None
     if im.format not in FORMATS:
         raise Refused(f"format {im.format} is not taken; use JPEG, PNG or WebP")
     pixels = im.width * im.height
@@ -176,10 +178,15 @@ def load_image(source: SourceFile, limits: Limits = Limits()) -> LoadedImage:
         im.load()
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise Refused(f"truncated or corrupt image ({e})") from None
+    except Exception as e:  # as above: a decoder failing in an unexpected way still only refuses this file
+        raise Refused(f"corrupt image ({type(e).__name__}: {e})") from None
 
     # 3. Upright 8-bit RGB
     notes: list[str] = []
-    rgb = to_rgb(im, notes)
+    try:
+        rgb = to_rgb(im, notes)
+    except Exception as e:  # e.g. malformed EXIF
+        raise Refused(f"could not convert to RGB ({type(e).__name__}: {e})") from None
     return LoadedImage(source.name, data, hashlib.sha256(data).hexdigest(), im.format, rgb, notes)
 
 
