@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_faces import astronaut
+from fixtures_faces import astronaut, two_faces
 from studio.faces import detect_faces, main_face
 from studio.faces.control import ControlOptions, control_image, is_blank, openpose_face
 
@@ -43,6 +43,16 @@ def test_mediapipe_face_mesh_is_drawn_on_her_face(astronaut_faces):
     (face,) = astronaut_faces
     box = tuple(v / 2 for v in face.box)  # the photo is 512 px, the control image 256 px
     assert _inside(_drawn_box(image), box, slack=20)
+
+
+@pytest.mark.parametrize("module", ["mediapipe_face", "openpose_face"])
+def test_with_two_faces_the_chosen_one_is_drawn(module):
+    photo = two_faces()
+    faces = [f for f in detect_faces(photo, encode=False) if f.is_candidate]
+    assert len(faces) == 2
+    for chosen in (faces, faces[::-1]):
+        drawn = _drawn_box(control_image(module, photo, chosen, photo.size))
+        assert _inside(drawn, chosen[0].box, slack=25)  # the chosen face only, not the other one
 
 
 def test_openpose_face_draws_70_white_dots_inside_the_face(astronaut_faces):

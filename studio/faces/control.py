@@ -66,8 +66,14 @@ def control_image(module: str, image: Image.Image, faces: list[Face], size: tupl
     options = (options or ControlOptions()).check()
     check_module(module)
     if module == "mediapipe_face":
-        return mediapipe_face(image, size, max_faces=options.max_faces, min_confidence=options.min_confidence,
-                              processor_res=options.processor_res)
+        if not faces:
+            return mediapipe_face(image, size, max_faces=options.max_faces, min_confidence=options.min_confidence,
+                                  processor_res=options.processor_res)
+        # MediaPipe picks faces in its own order; let it find them all, then keep the ones dlib's list chose.
+        drawn = mediapipe_face(image, size, max_faces=min(10, max(len(faces), options.max_faces)),
+                               min_confidence=options.min_confidence, processor_res=options.processor_res)
+        factor = (size[0] / image.width, size[1] / image.height)
+        return _keep_around(drawn, [_scaled(f, factor) for f in faces[:options.max_faces]])
     if module == "openpose_face":
         factor = (size[0] / image.width, size[1] / image.height)
         return openpose_face([_scaled(f, factor) for f in faces[:options.max_faces]], size)
@@ -123,6 +129,18 @@ def canny(image: Image.Image, size: tuple[int, int], *, low: int = 100, high: in
 def is_blank(image: Image.Image) -> bool:
     """True when a control image has nothing drawn on it (a face module that found no face)."""
     return not np.asarray(image.convert("L")).any()
+
+
+def _keep_around(image: Image.Image, faces: list[Face], margin: float = 0.4) -> Image.Image:
+    """`image` blacked out except near `faces` (each box grown by `margin` of its size on every side)."""
+    pixels = np.asarray(image).copy()
+    keep = np.zeros(pixels.shape[:2], dtype=bool)
+    for face in faces:
+        left, top, right, bottom = face.box
+        dx, dy = margin * (right - left), margin * (bottom - top)
+        keep[max(0, round(top - dy)):max(0, round(bottom + dy)), max(0, round(left - dx)):max(0, round(right + dx))] = True
+    pixels[~keep] = 0
+    return Image.fromarray(pixels)
 
 
 def _scaled(face: Face, factor: tuple[float, float]) -> Face:
