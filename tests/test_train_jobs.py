@@ -1,0 +1,152 @@
+"""Runs in child processes (start, status, cancel, resume, list after a restart), the command line, the run config,
+and the data pieces (buckets, epoch plans, caption shuffle, the latent cache key)."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from tests.train_helpers import astronaut, chelsea, make_dataset, tiny_config
+
+
+def _wait_for_step(studio, name, step, timeout=120):
+    from studio.train import jobs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = jobs.run_status(studio, name)
+        if status.step >= step or not status.active:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"run {name} did not reach step {step}")
+
+
+def test_child_run_cancel_resume_and_listing(studio):
+    from studio.context import Studio
+    from studio.train import jobs
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    # 1. Start a long run in a child process and cancel it once it is under way
+    status = jobs.start_run(studio, tiny_config(name="job", max_steps=500, validation_every=1))
+    assert status.state in ("starting", "running")
+    with pytest.raises(ValueError, match="taken by an earlier run"):
+        jobs.start_run(studio, tiny_config(name="job"))
+    reached = _wait_for_step(studio, "job", 2)
+    assert reached.state == "running" and reached.losses and reached.it_s > 0
+    status = jobs.cancel_run(studio, "job", wait_s=60)
+    assert status.state == "cancelled", status.message
+    assert status.checkpoint_step is not None and status.checkpoint_step >= 2
+    # 2. A new studio (a restart) lists the run with its status
+    listed = jobs.list_runs(Studio.open(studio.settings))
+    assert [r.name for r in listed] == ["job"] and listed[0].state == "cancelled"
+    # 3. Resume to a few steps past the checkpoint; the exports appear in the model store
+    status = jobs.start_run(studio, tiny_config(name="job", max_steps=status.checkpoint_step + 2), resume=True)
+    status = jobs.wait_run(studio, "job", timeout_s=180)
+    assert status.state == "done", (status.message, (status.run_dir / "log.txt").read_text()[-2000:])
+    assert status.step == status.total_steps and status.files
+    assert status.validations and status.validations[-1]["grid"]
+    assert studio.settings.models_dir / "lora" / "job.safetensors" in studio.store.list_models().lora
+
+
+def test_start_checks_inputs_before_starting(studio):
+    from studio.train import jobs
+
+    with pytest.raises(ValueError, match="`dataset` 'nowhere' not found"):
+        jobs.start_run(studio, tiny_config(dataset="nowhere"))
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    with pytest.raises(ValueError, match="mixed_precision"):
+        jobs.start_run(studio, tiny_config(mixed_precision="fp16", device="cpu"))
+    with pytest.raises(ValueError, match="has no run to resume"):
+        jobs.start_run(studio, tiny_config(name="never"), resume=True)
+    assert jobs.list_runs(studio) == []
+
+
+def test_cli_bad_input_exits_2(settings, capsys):
+    from studio.cli import main
+
+    code = main(["--root", str(settings.root), "--models-dir", str(settings.models_dir), "--offline", "train",
+                 "--dataset", "missing", "--out", "x", "--steps", "2"])
+    assert code == 2
+    assert "`dataset` 'missing' not found" in capsys.readouterr().err
+
+
+def test_cli_config_file_and_flags(tmp_path):
+    from studio.cli import build_parser
+    from studio.cli.train import config_from_args
+    from studio.train.config import RunConfig
+
+    path = tmp_path / "run.json"
+    path.write_text(__import__("json").dumps(RunConfig(name="a", dataset="d", rank=8).to_json()))
+    args = build_parser().parse_args(["train", "--config", str(path), "--rank", "2", "--steps", "7",
+                                      "--validation-prompt", "p1", "p2"])
+    config = config_from_args(args)
+    assert (config.rank, config.max_steps, config.epochs, config.validation_prompts) == (2, 7, 0, ["p1", "p2"])
+    assert config.name == "a" and config.dataset == "d"
+
+
+def test_config_errors_name_the_argument():
+    from studio.train.config import PRESETS, apply_preset
+
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        tiny_config(method="hypernetwork").check()
+    with pytest.raises(ValueError, match="`resolution` has to be divisible by 64 .* is 100"):
+        tiny_config(resolution=100).check()
+    with pytest.raises(ValueError, match="`dropout`"):
+        tiny_config(dropout=1.5).check()
+    seed2 = apply_preset(tiny_config(), "seed-002 (kohya person LoRA)").check()
+    assert (seed2.rank, seed2.alpha, seed2.min_snr_gamma, seed2.noise_offset, seed2.lr_cycles) == (2, 16.0, 5.0, 0.1, 3)
+    assert all(apply_preset(tiny_config(), p).check() for p in PRESETS)
+
+
+def test_buckets_keep_area_and_aspect():
+    from studio.train.data import bucket_for
+
+    assert bucket_for(512, 512, 512) == (512, 512)
+    w, h = bucket_for(1200, 800, 512)
+    assert w > h and w % 64 == 0 and h % 64 == 0 and w * h <= 512 * 512
+    assert abs(w / h - 1.5) < 0.2
+    assert bucket_for(800, 1200, 512) == (h, w)
+
+
+def test_epoch_plan_is_deterministic_and_keeps_tokens(settings):
+    from studio.train.data import epoch_plan, load_items, shuffled_caption
+
+    folder = make_dataset(settings, "ds", [astronaut(), chelsea((96, 64))], ["sks, red, face, photo", None])
+    items = load_items(folder, "sks")
+    assert [i.caption for i in items] == ["sks, red, face, photo", "sks"]
+    kwargs = dict(seed=3, repeats=4, batch_size=2, resolution=64, buckets=True, flip=True, shuffle_captions=True,
+                  keep_tokens=1)
+    plan = epoch_plan(items, epoch=1, **kwargs)
+    assert plan == epoch_plan(items, epoch=1, **kwargs) and plan != epoch_plan(items, epoch=2, **kwargs)
+    assert sum(len(b) for b in plan) == 8
+    for batch in plan:  # a micro-batch never mixes buckets
+        assert len({items[s.index].bucket(64, True) for s in batch}) == 1
+    assert shuffled_caption("sks, a, b, c, d", 1, random.Random(0)).startswith("sks, ")
+
+
+def test_latent_cache_key_follows_data_and_settings(studio):
+    from studio.train.data import load_items
+    from studio.train.latents import Latents
+    from studio.train.parts import load_parts
+
+    folder = make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    parts = load_parts(studio.store, "builtin:tiny", "cpu")
+    items = load_items(folder, "sks")
+    cache_dir = studio.settings.workspace_dir / ".cache" / "train"
+    first = Latents(parts, items, resolution=64, buckets=True)
+    assert first.fill(cache_dir, False, lambda f, m: None) is False  # computed and written
+    again = Latents(parts, items, resolution=64, buckets=True)
+    assert again.fill(cache_dir, False, lambda f, m: None) is True  # read back
+    mean, std = again.batch([0], [False])
+    fresh_mean, _ = first.encode(0, False)
+    assert mean.shape == (1, 4, 32, 32) and (std > 0).all()
+    assert (mean[0] - fresh_mean).abs().max() < 1e-5
+    base = first.cache_file(cache_dir, False)
+    assert Latents(parts, items, resolution=128, buckets=True).cache_file(cache_dir, False) != base
+    assert first.cache_file(cache_dir, True) != base
+    time.sleep(0.01)
+    astronaut((64, 48)).save(items[0].path)  # the image changed: a new cache
+    changed = load_items(folder, "sks")
+    assert Latents(parts, changed, resolution=64, buckets=True).cache_file(cache_dir, False) != base
