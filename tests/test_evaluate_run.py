@@ -1,4 +1,4 @@
-"""An evaluation end to end on builtin:tiny: base vs a real LoRA file, 2 prompts x 2 seeds, the astronaut as reference."""
+"""An evaluation end to end on builtin:tiny: base vs a LoRA file, 2 prompts x 2 seeds, the astronaut as reference."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def test_every_variant_prompt_and_seed_is_generated_and_saved(evaluated):
     from studio.generate.parameters import read_png_parameters
 
     studio, request, report, _ = evaluated
-    assert report.status == "complete" and report.folder == studio.settings.workspace_dir / "evaluations" / "base-vs-lora"
+    assert report.status == "complete"
+    assert report.folder == studio.settings.workspace_dir / "evaluations" / "base-vs-lora"
     cells = [(r.variant, r.prompt, r.seed) for r in report.rows]
     assert cells == [(v, p, s) for v in ("control", "mine@0.8") for p in PROMPTS for s in SEEDS]
     for row in report.rows:
@@ -146,7 +147,8 @@ def test_a_taken_name_and_bad_inputs_are_refused_before_generating(evaluated, tm
     with pytest.raises(ValueError, match="`name` 'base-vs-lora' is taken"):
         evaluate(studio, request)
     with pytest.raises(ValueError, match="lora file 'missing' not found"):
-        evaluate(studio, replace(request, name="other", variants=[request.variants[0], parse_variant("x=+lora:missing")]))
+        evaluate(studio, replace(request, name="other",
+                                 variants=[request.variants[0], parse_variant("x=+lora:missing")]))
     empty = tmp_path / "no-faces"
     empty.mkdir()
     Image.new("RGB", (64, 64), (90, 90, 90)).save(empty / "grey.png")

@@ -1,4 +1,4 @@
-"""Evaluation: prompt x seed x variant grids scored by likeness (sim-score) and CLIP score, with charts, kept on disk."""
+"""Evaluation: prompt x seed x variant grids scored by likeness (sim-score) and CLIP score, charted, kept on disk."""
 
 from studio.evaluate.report import EvaluationReport, list_evaluations, load_evaluation
 from studio.evaluate.request import STUDY_PROMPTS, STUDY_SEEDS, EvaluationRequest, Variant, parse_variant, study_seeds

@@ -1,4 +1,4 @@
-"""Seed 000's charts as PNGs: mean sim-score per variant, per prompt per variant, faces not found, CLIP score per variant.
+"""Seed 000's charts as PNGs: mean sim-score per variant and per prompt, faces not found, CLIP score per variant.
 
 matplotlib's object API (Figure + the Agg canvas), imported when a chart is drawn: no pyplot, so no global backend
 state and no display is needed, and charts drawn from two threads never share a figure.

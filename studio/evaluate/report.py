@@ -1,4 +1,4 @@
-"""Evaluations on disk (workspace/evaluations/<name>/): report.json and report.csv written atomically, read back, listed."""
+"""Evaluations on disk (workspace/evaluations/<name>/): report.json and report.csv written atomically, read, listed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Runs an evaluation: every variant x prompt x seed generated with the same settings, scored, gridded, charted, saved."""
+"""Runs an evaluation: every variant x prompt x seed made with the same settings, scored, gridded, charted, saved."""
 
 from __future__ import annotations
 

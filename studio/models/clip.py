@@ -85,6 +85,6 @@ def load_clip(store, model_id: str, *, device: str | None = None) -> ClipModel:
                 else "its files could not be read")
         raise ValueError(f"could not load CLIP {ref.id!r}: {hint}. Put a transformers CLIP folder (config.json, "
                          f"model.safetensors, tokenizer and preprocessor files) in {where} and choose "
-                         f"{where.name!r} ({type(e).__name__}: {e})") from e
+                         f"{where.name!r} ({type(e).__name__}: {str(e).splitlines()[0]})") from e
     model.eval().to(device)
     return ClipModel(ref, model, tokenizer, image_processor, device)
