@@ -14,6 +14,7 @@ TABS = (
     ("Dataset", "dataset_tab"),
     ("Generate", "generate_tab"),
     ("Face to animal", "animal_tab"),
+    ("Evaluate", "evaluate_tab"),
     ("Models", "models_tab"),
 )
 
