@@ -40,6 +40,26 @@ def dataset_folder(datasets_dir: Path, dataset: str) -> Path:
     raise ValueError(f"`dataset` {dataset!r} not found: not a folder and not in {datasets_dir}")
 
 
+def list_datasets(settings) -> list[str]:
+    """Names of the folders under workspace/datasets/ that hold images."""
+    root = Path(settings.datasets_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()))
+
+
+def dataset_trigger(settings, dataset: str) -> str:
+    """The trigger word a prepared dataset records in dataset.json ("" when there is none)."""
+    import json
+
+    meta = Path(settings.datasets_dir) / (dataset or "") / "dataset.json"
+    try:
+        return str(json.loads(meta.read_text(encoding="utf-8")).get("trigger", "")) if dataset else ""
+    except (FileNotFoundError, json.JSONDecodeError):
+        return ""
+
+
 def load_items(folder: Path, trigger: str) -> list[TrainItem]:
     """Images of a dataset folder with their captions: kohya's `<stem>.txt` sidecar, else metadata.csv's text,
     else the trigger word alone. A caption that lacks the trigger word gets it in front, so it is always learnt."""

@@ -12,6 +12,7 @@ from studio.settings import Settings
 # (tab title, module under studio/ui/ with build(studio)); a tab is listed only once it works.
 TABS = (
     ("Dataset", "dataset_tab"),
+    ("Train", "train_tab"),
     ("Generate", "generate_tab"),
     ("Face to animal", "animal_tab"),
     ("Evaluate", "evaluate_tab"),

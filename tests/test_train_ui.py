@@ -1,0 +1,78 @@
+"""The Train tab: listed after Dataset, widgets become a checked RunConfig, and /train_start, /train_status and
+/train_cancel work through gradio_client."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from tests.train_helpers import astronaut, make_dataset
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _widget_values(**changes) -> list:
+    from studio.train.config import RunConfig
+    from studio.ui.train_tab import _KNOBS
+
+    first = dict(name="uirun", dataset="ds", model="builtin:tiny", method="lora", trigger="sks",
+                 prompts="a photo of {trigger}")
+    knobs = {k: getattr(RunConfig(name="x", dataset="x"), k) for k in _KNOBS}
+    knobs.update(resolution=64, max_steps=3, epochs=0, validation_steps=2)
+    for key, value in changes.items():
+        (first if key in first else knobs)[key] = value
+    return list(first.values()) + [knobs[k] for k in _KNOBS]
+
+
+def test_tab_is_listed_after_dataset():
+    from studio.ui import TABS
+
+    modules = [module for _, module in TABS]
+    assert modules.index("train_tab") == modules.index("dataset_tab") + 1
+
+
+def test_widgets_become_a_checked_config():
+    from studio.ui.train_tab import DEFAULT_CHOICE, config_from_widgets
+
+    values = _widget_values(model=DEFAULT_CHOICE, rank=8.0, prompts="one\n\n two ")
+    config = config_from_widgets(*values)
+    assert config.model == "" and config.rank == 8 and isinstance(config.rank, int)
+    assert config.validation_prompts == ["one", "two"]
+    with pytest.raises(ValueError, match="`batch_size` must be at least 1"):
+        config_from_widgets(*_widget_values(batch_size=0))
+
+
+def test_start_status_cancel_through_the_api(studio):
+    import gradio as gr
+    from gradio_client import Client
+
+    from studio.ui import train_tab
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    with gr.Blocks() as app:
+        train_tab.build(studio)
+    app.queue()
+    app.launch(prevent_thread_lock=True, server_port=_free_port(), show_error=True)
+    try:
+        client = Client(app.local_url, verbose=False)
+        run, line = client.predict(*_widget_values(), api_name="/train_start")
+        assert line.startswith("uirun: starting")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            text, *_ = client.predict("uirun", api_name="/train_status")
+            if "uirun: done" in text or "failed" in text or "stopped" in text:
+                break
+            time.sleep(1)
+        assert "uirun: done" in text, text
+        assert "step 3/3" in text and "uirun.safetensors" in text
+        assert client.predict("uirun", api_name="/train_cancel").startswith("uirun: done")  # nothing to cancel
+        with pytest.raises(Exception, match="taken by an earlier run"):
+            client.predict(*_widget_values(), api_name="/train_start")
+    finally:
+        app.close()
