@@ -129,9 +129,10 @@ def build(studio) -> None:
                 refresh_btn = gr.Button("Refresh", scale=1)
         with gr.Column(scale=3):
             status = gr.Markdown("Name the evaluation, choose the variants and the reference, then press Evaluate.")
-            grid = gr.Image(label="Grid: rows prompt x seed, columns variants", type="filepath", format="png")
-            charts = gr.Gallery(label="Charts", columns=2, height=360, format="png")
             summary = gr.Dataframe(label="Per variant", interactive=False, wrap=True)
+            charts = gr.Gallery(label="Charts", columns=2, height="auto", object_fit="contain", format="png")
+            grid = gr.Image(label="Grid: rows prompt x seed, columns variants", type="filepath", format="png",
+                            height=640)
             images = gr.Dataframe(label="Per image", interactive=False, wrap=True, max_height=320)
             files = gr.File(label="report.csv and report.json", file_count="multiple", interactive=False)
 
