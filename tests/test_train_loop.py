@@ -153,3 +153,37 @@ def test_fp16_needs_a_gpu(studio):
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
     with pytest.raises(ValueError, match="mixed_precision"):
         train_in_process(studio, tiny_config(mixed_precision="fp16", device="cpu"))
+
+
+def test_validation_scores_faces_and_marks_the_best_epoch(studio, monkeypatch):
+    """With a dataset that has a face, each validation image gets a sim-score and the best epoch is the one whose
+    images are closest (the tiny model draws no faces, so generation is replaced by real photos here)."""
+    from skimage import data as skdata
+    from PIL import Image
+
+    from studio.train import sampling
+    from studio.train.loop import best_epoch
+
+    face = Image.fromarray(skdata.astronaut())
+    make_dataset(studio.settings, "ds", [face], ["sks"])
+    reference = sampling.reference_encodings([studio.settings.datasets_dir / "ds" / "000.png"])
+    assert reference is not None and reference.shape == (1, 128)
+    cat = studio.settings.root / "cat.png"
+    chelsea((256, 256)).save(cat)
+    assert sampling.reference_encodings([cat]) is None  # no face: the run gets grids without scores
+
+    pictures = {1: [chelsea((256, 256)), face], 2: [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]}
+    parts = object()
+    results = []
+    for epoch, images in pictures.items():
+        served = iter(images)
+        monkeypatch.setattr(sampling, "_generate", lambda *args, **kwargs: next(served))
+        config = tiny_config(validation_prompts=["a photo of {trigger}", "{trigger} smiling"])
+        results.append(sampling.validate(parts, config, epoch, studio.settings.runs_dir / "run", reference,
+                                         lambda p: p))
+        assert next(served, None) is None  # one picture per prompt
+    first, second = results
+    assert first.scores[0] is None and first.scores[1] < 0.1  # the cat has no face; the astronaut is herself
+    assert second.mean_score is not None and len(second.scores) == 2
+    assert Image.open(second.grid).size == (2 * face.width, face.height)
+    assert best_epoch(results) == min(results, key=lambda r: r.mean_score).epoch

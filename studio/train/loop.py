@@ -111,6 +111,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     config = family_defaults(replace(config, model=config.model or settings.model), parts.family)
     items = data.load_items(data.dataset_folder(settings.datasets_dir, config.dataset), config.token)
     method = make_method(parts, config)
+    parts.unet.to(memory_format=torch.channels_last)  # faster convolutions on CPUs (oneDNN) and GPUs alike
     if config.gradient_checkpointing:
         parts.unet.enable_gradient_checkpointing()
         for encoder in parts.text_encoders if method.trains_text else []:
@@ -192,7 +193,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         else:
             hidden, pooled = encode_text(parts, captions)
         eps = torch.randn(mean.shape, generator=generator)
-        lat = ((mean + std * eps) * parts.vae_scale).to(device)
+        lat = ((mean + std * eps) * parts.vae_scale).to(device, memory_format=torch.channels_last)
         added = None
         if parts.sdxl:
             added = {"text_embeds": pooled.to(device),
