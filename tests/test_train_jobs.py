@@ -72,6 +72,27 @@ def test_cli_bad_input_exits_2(settings, capsys):
     assert "`dataset` 'missing' not found" in capsys.readouterr().err
 
 
+def test_cli_resume_without_a_run_exits_2(settings, capsys):
+    from studio.cli import main
+
+    code = main(["--root", str(settings.root), "--models-dir", str(settings.models_dir), "--offline", "train",
+                 "--out", "nothing", "--resume"])
+    assert code == 2 and "has no run to resume" in capsys.readouterr().err
+
+
+def test_cli_trains_streams_and_lists_files(settings, capsys):
+    from studio.cli import main
+
+    make_dataset(settings, "ds", [astronaut()], ["sks"])
+    code = main(["--root", str(settings.root), "--models-dir", str(settings.models_dir), "--offline", "train",
+                 "--method", "textual-inversion", "--model", "builtin:tiny", "--dataset", "ds", "--out", "cli",
+                 "--trigger", "clitoken", "--steps", "3", "--resolution", "64", "--validation-every", "0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "cli: done, step 3/3" in out
+    assert f"wrote {settings.models_dir / 'embeddings' / 'clitoken.safetensors'}" in out
+
+
 def test_cli_config_file_and_flags(tmp_path):
     from studio.cli import build_parser
     from studio.cli.train import config_from_args

@@ -44,7 +44,8 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def config_from_args(args):
+def config_from_args(args, saved=None):
+    """RunConfig from the flags given, over `--config run.json` or (with --resume) the run's saved run.json."""
     from studio.train.config import RunConfig
 
     given = {field: getattr(args, flag) for flag, field in _FIELDS.items() if getattr(args, flag) is not None}
@@ -52,20 +53,29 @@ def config_from_args(args):
         given.setdefault("epochs", 0)
     if args.class_prompt is not None:
         given["prior_preservation"] = True
-    if args.config is not None:
-        return replace(RunConfig.load(args.config), **given)
+    base = RunConfig.load(args.config) if args.config is not None else saved
+    if base is not None:
+        return replace(base, **given)
     for flag, field in (("out", "name"), ("dataset", "dataset")):
-        if field not in given and not args.resume:
+        if field not in given:
             raise ValueError(f"`--{flag}` is required (or give --config run.json)")
-    if args.resume and "dataset" not in given:
-        given["dataset"] = "-"  # taken from the saved run.json
     return RunConfig(**given)
 
 
 def run(args, studio) -> int:
     from studio.train import jobs
 
-    config = config_from_args(args)
+    saved = None
+    if args.resume:
+        if not args.out:
+            raise ValueError("`--out` is required with --resume: the name of the run to continue")
+        path = jobs.run_dir(studio.settings, args.out) / "run.json"
+        if not path.is_file():
+            raise ValueError(f"`--out` {args.out!r} has no run to resume in {path.parent}")
+        from studio.train.config import RunConfig
+
+        saved = RunConfig.load(path)
+    config = config_from_args(args, saved)
     status = jobs.start_run(studio, config, resume=args.resume)
     print(f"run {status.name}: {status.run_dir}", flush=True)
     seen, last_print = 0, 0.0

@@ -165,7 +165,9 @@ def build(studio) -> None:
         if not run:
             raise ValueError("`run` is empty: pick a run to resume")
         saved = train.run_status(studio, run).config
-        config = replace(saved, epochs=int(epochs_value or 0) or saved.epochs, max_steps=int(max_steps_value or 0))
+        # a resume continues the saved run; larger Epochs or Max steps here make it train longer
+        config = replace(saved, epochs=max(saved.epochs, int(epochs_value or 0)),
+                         max_steps=max(saved.max_steps, int(max_steps_value or 0)) if saved.max_steps else 0)
         return train.start_run(studio, config, resume=True).line()
 
     @shows_errors
