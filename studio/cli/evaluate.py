@@ -31,8 +31,8 @@ def register(sub) -> None:
                         "control=builtin:tiny or mine=+lora:mine:0.8")
     p.add_argument("--reference", required=True, help="a dataset name or a folder of photos of the subject")
     p.add_argument("--clip", default="", help="CLIP model for CLIP scores (builtin:tiny-clip, a models/clip/ folder, "
-                                              "a path or a hub id such as openai/clip-vit-base-patch16); none: no "
-                                              "CLIP score")
+                                              "a path or a hub id such as openai/clip-vit-base-patch16); default: "
+                                              "no CLIP score")
     p.add_argument("--negative", default="", help="negative prompt")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--cfg", type=float, default=d.cfg)
