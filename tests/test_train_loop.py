@@ -143,10 +143,21 @@ def test_nan_loss_stops_cleanly_and_keeps_the_good_checkpoint(studio, monkeypatc
     assert not (studio.settings.models_dir / "lora" / "run.safetensors").exists()
 
 
-def test_bf16_autocast_on_the_cpu(studio):
+@pytest.mark.parametrize("method,model", [("lora", "builtin:tiny"), ("lora", "builtin:tiny-xl"),
+                                          ("textual-inversion", "builtin:tiny"), ("dreambooth", "builtin:tiny-xl")])
+def test_bf16_mixed_precision_on_the_cpu(studio, method, model):
+    """The GPU's mixed-precision path (frozen weights in half precision, trained ones in float32, autocast),
+    exercised with bfloat16, which CPUs run too."""
+    from safetensors.torch import load_file
+
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
-    result = train_in_process(studio, tiny_config(mixed_precision="bf16", gradient_checkpointing=True))
-    assert result.steps == 2
+    config = tiny_config(method=method, model=model, mixed_precision="bf16", gradient_checkpointing=True,
+                         text_encoder_lr=1e-4, validation_every=1)
+    result = train_in_process(studio, config)
+    assert result.steps == 2 and result.validations
+    if method != "dreambooth":
+        weights = load_file(str(result.files[0]))
+        assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in weights.values())
 
 
 def test_fp16_needs_a_gpu(studio):

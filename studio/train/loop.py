@@ -17,7 +17,7 @@ from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
 from studio.train.latents import Latents, TextEmbeddings
 from studio.train.methods import make_method
-from studio.train.parts import Parts, encode_text, load_parts, time_ids
+from studio.train.parts import Parts, encode_text, keep_frozen_in, load_parts, time_ids
 from studio.train.runlog import RunLog
 
 MAX_GRAD_NORM = 1.0
@@ -111,6 +111,10 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     config = family_defaults(replace(config, model=config.model or settings.model), parts.family)
     items = data.load_items(data.dataset_folder(settings.datasets_dir, config.dataset), config.token)
     method = make_method(parts, config)
+    if config.mixed_precision != "no":
+        keep_frozen_in(parts, torch.float16 if config.mixed_precision == "fp16" else torch.bfloat16,
+                       lora=config.method == "lora", trains_text=method.trains_text,
+                       trains_unet=config.method != "textual-inversion")
     parts.unet.to(memory_format=torch.channels_last)  # faster convolutions on CPUs (oneDNN) and GPUs alike
     if config.gradient_checkpointing:
         parts.unet.enable_gradient_checkpointing()

@@ -57,6 +57,23 @@ def load_parts(store, model_id: str, device: str) -> Parts:
     return Parts(model_id, family, pipe, noise_scheduler)
 
 
+def keep_frozen_in(parts: Parts, dtype, *, lora: bool, trains_text: bool, trains_unet: bool) -> None:
+    """With mixed precision, weights that do not train are kept in `dtype` (half the memory, as diffusers' scripts
+    do); trained weights, LoRA layers included, stay float32 so small updates are not lost to rounding."""
+    import torch
+    from diffusers.training_utils import cast_training_params
+
+    if not parts.sdxl:  # SDXL's VAE overflows in fp16; SD 1.x's does not
+        parts.vae.to(dtype)
+    for encoder in parts.text_encoders:
+        if not trains_text or lora:
+            encoder.to(dtype)
+            cast_training_params(encoder, torch.float32)
+    if lora or not trains_unet:
+        parts.unet.to(dtype)
+        cast_training_params(parts.unet, torch.float32)
+
+
 def encode_text(parts: Parts, captions: list[str]):
     """Text conditioning for `captions`: hidden states (B, 77, D) and, for SDXL, pooled embeddings (B, P)."""
     import torch

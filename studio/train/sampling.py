@@ -30,8 +30,9 @@ def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: 
     generator = torch.Generator("cpu").manual_seed(seed)
     was_training = parts.unet.training
     parts.unet.eval()
-    try:
-        with torch.no_grad():
+    half = parts.unet.dtype if parts.unet.dtype in (torch.float16, torch.bfloat16) else None
+    try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
+        with torch.no_grad(), torch.autocast(parts.unet.device.type, dtype=half, enabled=half is not None):
             image = pipe(caption_fn(prompt), num_inference_steps=steps, guidance_scale=cfg, width=size, height=size,
                          generator=generator, output_type="pil").images[0]
     finally:
