@@ -94,6 +94,12 @@ def test_dataset_json_and_originals(settings, prepared):
 def test_listed_after_restart_and_rerun_uses_the_face_cache(settings, prepared_once, prepared):
     again = Settings(root=settings.root, allow_downloads=False)  # a new process would build new Settings
     assert [(d.name, d.images) for d in list_datasets(again)] == [("amari", 6)]
+    broken = settings.datasets_dir / "broken"
+    broken.mkdir()
+    (broken / "dataset.json").write_text("{not json")
+    listed = list_datasets(again)
+    assert [d.name for d in listed] == ["amari", "broken"] and "unreadable" in listed[1].problem
+    shutil.rmtree(broken)
     assert prepared.faces_detected == 6 and prepared.faces_cached == 0
     photos = prepared_once[1]
     rerun = prepare_dataset(again, PrepareRequest((photos,), "amari2", "ohwx", blur_bystanders=True))

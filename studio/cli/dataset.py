@@ -81,7 +81,8 @@ def run_list(args, studio) -> int:
     if not rows:
         print(f"no datasets in {studio.settings.datasets_dir}")
     for d in rows:
-        print(f"{d.name}\t{d.images} pictures\t{d.size} px\ttrigger {d.trigger}\t{d.flagged} flagged")
+        print(f"{d.name}\t{d.problem}" if d.problem else
+              f"{d.name}\t{d.images} pictures\t{d.size} px\ttrigger {d.trigger}\t{d.flagged} flagged")
     return 0
 
 

@@ -106,6 +106,7 @@ class DatasetSummary:
     trigger: str
     size: int
     flagged: int
+    problem: str = ""  # why dataset.json could not be read; one broken dataset must not hide the others
 
 
 def read_dataset(folder: Path) -> Dataset:
@@ -136,9 +137,12 @@ def list_datasets(settings: Settings) -> list[DatasetSummary]:
     for meta in sorted(root.glob("*/dataset.json")) if root.is_dir() else []:
         if meta.parent.name.startswith("."):  # a dataset being built or replaced
             continue
-        d = json.loads(meta.read_text(encoding="utf-8"))
-        out.append(DatasetSummary(d["name"], len(d["images"]), d["trigger"], int(d["settings"].get("size", 0)),
-                                  sum(1 for im in d["images"] if im.get("flags"))))
+        try:
+            d = json.loads(meta.read_text(encoding="utf-8"))
+            out.append(DatasetSummary(d["name"], len(d["images"]), d["trigger"], int(d["settings"].get("size", 0)),
+                                      sum(1 for im in d["images"] if im.get("flags"))))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            out.append(DatasetSummary(meta.parent.name, 0, "", 0, 0, f"dataset.json unreadable ({type(e).__name__}: {e})"))
     return out
 
 
