@@ -124,7 +124,7 @@ def test_nan_loss_stops_cleanly_and_keeps_the_good_checkpoint(studio, monkeypatc
     from studio.train import loop
 
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
-    run_dir = studio.settings.runs_dir / "run"
+    run_dir = studio.settings.runs_dir / "nanrun"
     real = loop.diffusion_loss
     calls = {"n": 0}
 
@@ -135,12 +135,12 @@ def test_nan_loss_stops_cleanly_and_keeps_the_good_checkpoint(studio, monkeypatc
 
     monkeypatch.setattr(loop, "diffusion_loss", poisoned)
     with pytest.raises(loop.TrainingDiverged, match=r"loss became nan at step 3.*step 2 is kept"):
-        train_in_process(studio, tiny_config(max_steps=5))  # one image: a checkpoint after every 1-step epoch
+        train_in_process(studio, tiny_config(name="nanrun", max_steps=5))  # one image: 1-step epochs
     kept = checkpoints.latest_checkpoint(run_dir)
     assert kept.step == 2
     weights, _ = checkpoints.load_checkpoint(kept)
     assert all(torch.isfinite(v).all() for v in weights.values())
-    assert not (studio.settings.models_dir / "lora" / "run.safetensors").exists()
+    assert not (studio.settings.models_dir / "lora" / "nanrun.safetensors").exists()
 
 
 @pytest.mark.parametrize("method,model", [("lora", "builtin:tiny"), ("lora", "builtin:tiny-xl"),

@@ -258,7 +258,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                 break
             if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                 save(epoch)
-            if should_stop():
+            if k + config.grad_accum < len(plan) and should_stop():  # at an epoch's end, the epoch is finished first
                 save(epoch)
                 raise Cancelled(f"cancelled at step {step}; resume continues from there")
 
