@@ -57,6 +57,12 @@ def test_prepare_and_check_through_the_api(served):
     assert summary == "1 of 4 photos flagged"
     assert table["data"][0][2] == "hopper.jpg" and "far from set" in table["data"][0][7]
     assert table["data"][0][0].startswith('<img src="/gradio_api/file=')
+    table = {"headers": ["file_name", "caption"], "data": [["0001.png", "ohwx person, in orange"]], "metadata": None}
+    _, edited = client.predict("api-set", table, api_name="/dataset_captions")
+    assert edited["data"][0] == ["0001.png", "ohwx person, in orange"]
+    _, edited = client.predict("api-set", "", "studio light", "", "", api_name="/dataset_edit_captions")
+    assert edited["data"][1] == ["0002.png", "ohwx person, a photo, studio light"]
+    assert (studio.settings.datasets_dir / "api-set" / "0002.txt").read_text().strip().endswith("studio light")
     with pytest.raises(Exception, match="`trigger`"):
         client.predict([handle_file(str(photos[0]))], "x", "two words", "person", 512, "face", 1.0, True, [], 0.4,
                        "template", "", api_name="/dataset_prepare")
