@@ -57,13 +57,13 @@ class Latents:
             return True
         state = {}
         variants = (False, True) if flips else (False,)
-        for n, index in enumerate(range(len(self.items))):
+        for index in range(len(self.items)):
             for flip in variants:
                 mean, std = self.encode(index, flip)
                 self.table[(index, flip)] = (mean, std)
                 state[f"{index}:{int(flip)}:mean"], state[f"{index}:{int(flip)}:std"] = mean, std
             state[f"{index}:0:size"] = torch.tensor(self.sizes[index])
-            progress((n + 1) / len(self.items), f"caching latents {n + 1}/{len(self.items)}")
+            progress((index + 1) / len(self.items), f"caching latents {index + 1}/{len(self.items)}")
         with fileio.atomic_path(path) as tmp:
             save_file(state, str(tmp))
         return False
