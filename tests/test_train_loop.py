@@ -198,3 +198,24 @@ def test_validation_scores_faces_and_marks_the_best_epoch(studio, monkeypatch):
     assert second.mean_score is not None and len(second.scores) == 2
     assert Image.open(second.grid).size == (2 * face.width, face.height)
     assert best_epoch(results) == min(results, key=lambda r: r.mean_score).epoch
+
+
+def test_trains_on_a_dataset_prepared_by_the_dataset_tab(studio, tmp_path):
+    """The Dataset tab's output (face crops, kohya captions, dataset.json) trains as it is; its faces become the
+    reference the validation images are scored against."""
+    from studio.data import PrepareRequest, prepare_dataset
+    from studio.train import dataset_trigger, list_datasets
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    photo = astronaut((512, 512))
+    photo.save(uploads / "a.png")
+    photo.transpose(0).save(uploads / "b.png")  # mirrored: a second picture of the same face
+    prepare_dataset(studio.settings, PrepareRequest(inputs=(uploads,), name="prepared", trigger="ohwx"))
+    assert "prepared" in list_datasets(studio.settings)
+    assert dataset_trigger(studio.settings, "prepared") == "ohwx"
+
+    result = train_in_process(studio, tiny_config(name="prep", dataset="prepared", trigger="ohwx", validation_every=1))
+    assert result.steps == 2
+    assert result.validations[-1].scores == [None]  # the tiny model draws no face, but the dataset had them
+    assert result.best_epoch is None
