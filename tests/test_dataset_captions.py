@@ -46,6 +46,18 @@ def test_missing_captioner_weights_say_where_to_put_them(tmp_path, name, monkeyp
     assert "\n" not in message
 
 
+def test_prepare_fails_fast_when_captioner_weights_are_missing(tmp_path, monkeypatch):
+    from fixtures_faces import astronaut
+    from studio.data import PrepareRequest, prepare_dataset
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings = Settings(root=tmp_path, allow_downloads=False)
+    astronaut().save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="florence2 captioner weights not found"):
+        prepare_dataset(settings, PrepareRequest((tmp_path / "a.png",), "x", "ohwx", captioner="florence2"))
+    assert not (settings.workspace_dir / ".cache" / "faces").exists()  # no face work was wasted
+
+
 def _tiny_blip(folder: Path) -> None:
     """A randomly initialised BLIP a few kB big, saved like a real one (the loader cannot tell the difference)."""
     import torch
@@ -75,6 +87,20 @@ def test_a_local_captioner_folder_is_used(tmp_path, monkeypatch):
                               progress=lambda f, m: calls.append(m))
     assert len(captions) == 3 and all(c.startswith("ohwx person") for c in captions)
     assert calls[0].startswith("loading the blip captioner") and len(calls) == 3
+
+
+def test_prepare_with_a_local_captioner(tmp_path, monkeypatch):
+    from fixtures_faces import astronaut
+    from studio.data import PrepareRequest, prepare_dataset
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings = Settings(root=tmp_path, allow_downloads=False, device="cpu")
+    _tiny_blip(settings.models_dir / "captioners" / "blip")
+    astronaut().save(tmp_path / "a.png")
+    result = prepare_dataset(settings, PrepareRequest((tmp_path / "a.png",), "capt", "ohwx", "woman", captioner="blip"))
+    caption = result.dataset.images[0].caption
+    assert caption.startswith("ohwx woman")
+    assert (result.dataset.folder / "0001.txt").read_text().strip() == caption
 
 
 @pytest.mark.weights

@@ -60,14 +60,16 @@ class CaptionRequest:
 
 
 def caption_images(settings: Settings, images: list[Image.Image], request: CaptionRequest,
-                   progress: ProgressFn = no_progress, should_stop: StopFn = never_stop) -> list[str]:
-    """One caption per picture, each starting with the trigger word ("<trigger> <class word>, <what the model saw>")."""
+                   progress: ProgressFn = no_progress, should_stop: StopFn = never_stop, model=None) -> list[str]:
+    """One caption per picture, each starting with the trigger word ("<trigger> <class word>, <what the model saw>").
+    `model`: a Captioner already loaded (prepare_dataset loads it first, so missing weights fail before the slow part)."""
     if request.captioner == "template":
         return [template_caption(request.template, request.trigger, request.class_word)] * len(images)
-    from studio.models.captioners import load_captioner
+    if model is None:
+        from studio.models.captioners import load_captioner
 
-    progress(0.0, f"loading the {request.captioner} captioner")
-    model = load_captioner(settings, request.captioner)
+        progress(0.0, f"loading the {request.captioner} captioner")
+        model = load_captioner(settings, request.captioner)
     head = f"{request.trigger} {request.class_word}".strip()
     captions: list[str] = []
     for start in range(0, len(images), request.batch_size):

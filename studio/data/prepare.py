@@ -107,6 +107,12 @@ def prepare_dataset(settings: Settings, request: PrepareRequest, progress: Progr
     if not sources:
         raise ValueError(f"`inputs` hold no files to use ({len(refused)} refused, {len(ignored)} ignored)")
     reference = encode_reference(list(request.reference)) if request.reference else None
+    captioner = None
+    if request.captioner != "template":  # load first: missing weights should fail before minutes of face work
+        from studio.models.captioners import load_captioner
+
+        progress(0.0, f"loading the {request.captioner} captioner")
+        captioner = load_captioner(settings, request.captioner)
     cache = FaceCache(settings.workspace_dir / ".cache" / "faces", request.detect)
     by_name = {s.name: s for s in sources}
 
@@ -146,7 +152,7 @@ def prepare_dataset(settings: Settings, request: PrepareRequest, progress: Progr
 
         # 5. Captions, then the dataset files, then one rename puts it in place
         _step(should_stop, progress, 0.9, "captioning")
-        captions = _captions(settings, request, build, images, progress, should_stop)
+        captions = _captions(settings, request, build, images, progress, should_stop, captioner)
         for im, caption in zip(images, captions):
             im.caption = caption
         dataset = Dataset(request.name, build, request.caption_request.trigger, request.caption_request.class_word,
@@ -219,7 +225,8 @@ def _bystanders(i: int, faces: list[Face], subject: int | None, rows, accepted, 
     return out
 
 
-def _captions(settings, request: PrepareRequest, build: Path, images: list[DatasetImage], progress, should_stop):
+def _captions(settings, request: PrepareRequest, build: Path, images: list[DatasetImage], progress, should_stop,
+              captioner):
     from PIL import Image
 
     if request.captioner == "template":
@@ -229,7 +236,7 @@ def _captions(settings, request: PrepareRequest, build: Path, images: list[Datas
         with Image.open(build / im.file_name) as p:
             pictures.append(p.convert("RGB"))
     return caption_images(settings, pictures, request.caption_request,
-                          lambda f, m: progress(0.9 + 0.1 * f, m), should_stop)
+                          lambda f, m: progress(0.9 + 0.1 * f, m), should_stop, captioner)
 
 
 def _png(image) -> bytes:
