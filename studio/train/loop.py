@@ -16,7 +16,7 @@ from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
 from studio.train.latents import Latents, TextEmbeddings
-from studio.train.methods import make_method
+from studio.train.methods import TEXT_PREFIXES, make_method
 from studio.train.parts import Parts, encode_text, keep_frozen_in, load_parts, time_ids
 from studio.train.runlog import RunLog
 
@@ -157,6 +157,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                              num_training_steps=total, num_cycles=config.lr_cycles)
     trained = {name: accelerator.prepare(module) for name, module in method.modules().items()}
     unet = trained.get("unet", parts.unet)
+    encoders = [trained.get(prefix, e) for prefix, e in zip(TEXT_PREFIXES, parts.text_encoders)]
     optimizer = accelerator.prepare(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
@@ -195,7 +196,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             hidden, pooled = texts.batch(captions)
             hidden = hidden.to(device)
         else:
-            hidden, pooled = encode_text(parts, captions)
+            hidden, pooled = encode_text(parts, captions, encoders)
         eps = torch.randn(mean.shape, generator=generator)
         lat = ((mean + std * eps) * parts.vae_scale).to(device, memory_format=torch.channels_last)
         added = None

@@ -134,7 +134,7 @@ class TextualInversionMethod:
             self.frozen.append(table.detach().clone())
 
     def modules(self) -> dict:
-        return {}
+        return dict(zip(TEXT_PREFIXES, self.parts.text_encoders))
 
     def param_groups(self) -> list[dict]:
         return [{"params": [e.get_input_embeddings().weight for e in self.parts.text_encoders],

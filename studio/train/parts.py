@@ -74,13 +74,14 @@ def keep_frozen_in(parts: Parts, dtype, *, lora: bool, trains_text: bool, trains
         cast_training_params(parts.unet, torch.float32)
 
 
-def encode_text(parts: Parts, captions: list[str]):
-    """Text conditioning for `captions`: hidden states (B, 77, D) and, for SDXL, pooled embeddings (B, P)."""
+def encode_text(parts: Parts, captions: list[str], encoders: list | None = None):
+    """Text conditioning for `captions`: hidden states (B, 77, D) and, for SDXL, pooled embeddings (B, P).
+    `encoders` replaces the text encoders (their multi-GPU wrappers, so gradients are shared)."""
     import torch
 
     device = parts.unet.device
     hidden, pooled = [], None
-    for tokenizer, encoder in zip(parts.tokenizers, parts.text_encoders):
+    for tokenizer, encoder in zip(parts.tokenizers, encoders or parts.text_encoders):
         ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                         return_tensors="pt").input_ids.to(device)  # (B, 77)
         if parts.sdxl:
