@@ -1,4 +1,4 @@
-"""The Face to animal tab: registered after Generate, /animal through gradio_client, the no-face preview offering canny."""
+"""The Face to animal tab: listed after Generate, /animal through gradio_client, the no-face preview offering canny."""
 
 from __future__ import annotations
 

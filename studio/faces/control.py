@@ -138,7 +138,8 @@ def _keep_around(image: Image.Image, faces: list[Face], margin: float = 0.4) -> 
     for face in faces:
         left, top, right, bottom = face.box
         dx, dy = margin * (right - left), margin * (bottom - top)
-        keep[max(0, round(top - dy)):max(0, round(bottom + dy)), max(0, round(left - dx)):max(0, round(right + dx))] = True
+        rows = slice(max(0, round(top - dy)), max(0, round(bottom + dy)))
+        keep[rows, max(0, round(left - dx)):max(0, round(right + dx))] = True
     pixels[~keep] = 0
     return Image.fromarray(pixels)
 

@@ -1,4 +1,4 @@
-"""Face to animal: animal presets, and the transform (face, control images, ControlNet img2img over seeds, paste-back)."""
+"""Face to animal: animal presets and the transform (face, controls, ControlNet img2img over seeds, paste-back)."""
 
 from __future__ import annotations
 

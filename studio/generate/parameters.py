@@ -48,7 +48,8 @@ def format_control_unit(unit, control_mode: str) -> str:
     """One `ControlNet N` value as A1111 writes it: "Module: canny, Model: ..., Weight: 1, ..., Control Mode: ..."."""
     pairs = [("Module", unit.module), ("Model", unit.model), ("Weight", _fmt(unit.weight)),
              ("Resize Mode", "Just Resize"),  # control images are stretched to the output size
-             ("Processor Res", unit.processor_res), ("Threshold A", unit.threshold_a), ("Threshold B", unit.threshold_b),
+             ("Processor Res", unit.processor_res),
+             ("Threshold A", unit.threshold_a), ("Threshold B", unit.threshold_b),
              ("Guidance Start", _fmt(unit.guidance_start)), ("Guidance End", _fmt(unit.guidance_end)),
              ("Control Mode", control_mode)]
     return ", ".join(f"{key}: {_fmt(v) if isinstance(v, float) else v}" for key, v in pairs if v is not None)

@@ -46,7 +46,8 @@ def request_from_widgets(image, animal, breed, prompt, negative_prompt,
                          control_mode, seed, n_seeds, sampler, steps, cfg, size, crop_to_face, paste_back,
                          face_index) -> AnimalRequest:
     """The tab's widget values, in the order of its inputs, as an AnimalRequest."""
-    rows = [(mediapipe_face, mediapipe_face_controlnet, mediapipe_face_weight, mediapipe_face_start, mediapipe_face_end),
+    rows = [(mediapipe_face, mediapipe_face_controlnet, mediapipe_face_weight, mediapipe_face_start,
+             mediapipe_face_end),
             (openpose_face, openpose_face_controlnet, openpose_face_weight, openpose_face_start, openpose_face_end),
             (canny, canny_controlnet, canny_weight, canny_start, canny_end)]
     controls = [ControlChoice(module, "" if controlnet in (None, DEFAULT_CHOICE) else controlnet, float(weight),
@@ -80,7 +81,8 @@ def build(studio) -> None:
                 animal = gr.Dropdown(list(ANIMALS), value=_DEFAULTS.animal, label="Animal")
                 breed = gr.Dropdown(_breed_choices(_DEFAULTS.animal), value="", label="Breed", allow_custom_value=True)
             default_prompt, default_negative = animal_prompt(_DEFAULTS.animal)
-            prompt = gr.Textbox(default_prompt, label="Prompt", lines=2, info="filled from the animal and breed; edit freely")
+            prompt = gr.Textbox(default_prompt, label="Prompt", lines=2,
+                                info="filled from the animal and breed; edit freely")
             negative = gr.Textbox(default_negative, label="Negative prompt", lines=2)
             with gr.Row():
                 n_seeds = gr.Slider(1, 8, value=1, step=1, label="Seeds (seed, seed+1, ...)")
@@ -146,7 +148,8 @@ def build(studio) -> None:
         except NoFaceFound as e:
             # Say so, show the picture looked at, and offer the control that needs no face.
             offer = [gr.update(value=m == "canny") for m in CONTROL_MODULES]
-            return [(e.photo, "no face found")], f"**{e}**\n\nCanny is selected instead: press Transform to use it.", *offer
+            message = f"**{e}**\n\nCanny is selected instead: press Transform to use it."
+            return [(e.photo, "no face found")], message, *offer
         gallery = [(im, choice.module) for choice, im in shown.controls]
         notes = "; ".join(shown.notes) or "Face found."
         return gallery, f"{notes} The model will work at {shown.work.width}x{shown.work.height}.", *keep
