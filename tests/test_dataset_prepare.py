@@ -133,6 +133,7 @@ def test_bystander_is_blurred_and_subject_kept(settings, tmp_path):
     assert all(face_distance(hopper_enc[None], f.encoding)[0] > 0.5 for f in found)  # her face is gone
     assert min(face_distance(astro_enc[None], f.encoding)[0] for f in found) < 0.3  # the subject is intact
     assert group.to_reference < 0.2
+    assert f"blurred  {group.file_name} (group.png): {group.blurred} other face" in result.summary()
 
 
 def test_without_blur_bystanders_are_only_noted(settings, tmp_path):

@@ -85,6 +85,8 @@ class PrepareResult:
                  f"{len(self.flagged)} flagged, {len(self.ignored)} ignored ({self.dataset.folder})"]
         lines += [f"refused  {r.name}: {r.reason}" for r in self.refused]
         lines += [f"flagged  {im.file_name} ({im.source}): {'; '.join(im.flags)}" for im in self.flagged]
+        lines += [f"blurred  {im.file_name} ({im.source}): {im.blurred} other {'face' if im.blurred == 1 else 'faces'}"
+                  for im in self.dataset.images if im.blurred]
         lines += [f"ignored  {r.name}: {r.reason}" for r in self.ignored]
         return "\n".join(lines)
 
