@@ -141,7 +141,7 @@ class ControlPreview:
     """What the model will see: the photo, its faces, the region transformed and the control images."""
 
     photo: Image.Image  # the input, upright, RGB, scaled down if it was huge
-    faces: list  # list[Face] in photo coordinates, largest first
+    faces: list  # list[Face] in photo coordinates: the chosen one first, then the others largest first
     face: object | None  # the chosen Face
     crop_box: tuple[int, int, int, int] | None  # region of photo transformed; None = the whole photo
     work: Image.Image  # that region at the model's size
