@@ -48,8 +48,8 @@ class PrepareRequest:
         check_name(self.name)
         if not 0.0 < self.tolerance < 2.0:
             raise ValueError(f"`tolerance` must be between 0 and 2 but is {self.tolerance}")
-        self.crop_settings  # noqa: B018 -- validates size, crop and margin
-        self.caption_request  # noqa: B018 -- validates trigger, class word and captioner
+        # building these checks size, crop and margin, then trigger, class word and captioner (ValueError)
+        _ = (self.crop_settings, self.caption_request)
 
     @property
     def crop_settings(self) -> CropSettings:
