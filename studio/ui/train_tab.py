@@ -46,7 +46,7 @@ def config_from_widgets(name, dataset, model, method, trigger, prompts, *knobs) 
 
 
 def _status_views(status):
-    """RunStatus -> (status markdown, loss plot data, score plot data, grids, epoch choices)."""
+    """RunStatus -> (status markdown, loss plot data, score plot data, grids, epoch table, epoch choices)."""
     import pandas as pd
 
     lines = [f"**{status.line()}**"]
@@ -67,7 +67,13 @@ def _status_views(status):
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             star = " (best)" if v["epoch"] == status.best_epoch else ""
             grids.append((v["grid"], f"epoch {v['epoch']}{score}{star}"))
-    return "\n\n".join(lines), loss, scores, grids, [str(v["epoch"]) for v in status.validations]
+    def fmt(value):
+        return "" if value is None else round(value, 4)
+
+    table = [[v["epoch"], fmt(v.get("loss")), fmt(v.get("mean_score")),
+              " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
+              "best" if v["epoch"] == status.best_epoch else ""] for v in status.validations]
+    return "\n\n".join(lines), loss, scores, grids, table, [str(v["epoch"]) for v in status.validations]
 
 
 def build(studio) -> None:
@@ -145,11 +151,15 @@ def build(studio) -> None:
         loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
         score_plot = gr.LinePlot(x="epoch", y="mean sim-score", title="Likeness (mean sim-score, lower is better)",
                                  height=260)
-    grids = gr.Gallery(label="Validation grids per epoch", columns=1, height=420, format="png")
     with gr.Row():
-        epoch_pick = gr.Dropdown([], label="Epoch to export")
-        export_btn = gr.Button("Export epoch")
-        export_md = gr.Markdown()
+        grids = gr.Gallery(label="Validation grids per epoch (one column per prompt)", columns=2, height=380,
+                           object_fit="contain", format="png", scale=3)
+        with gr.Column(scale=2):
+            epoch_table = gr.Dataframe(headers=["epoch", "loss", "mean sim-score", "sim-score per prompt", ""],
+                                       label="Epochs", interactive=False)
+            epoch_pick = gr.Dropdown([], label="Epoch to export")
+            export_btn = gr.Button("Export epoch")
+            export_md = gr.Markdown()
     timer = gr.Timer(1.0)
     seen = gr.State(None)  # (run, events read) last shown, so unchanged views are not re-sent every tick
 
@@ -179,13 +189,13 @@ def build(studio) -> None:
     @shows_errors
     def status(run, last):
         if not run:
-            return NO_RUN, gr.skip(), gr.skip(), gr.skip(), gr.skip(), last
+            return (NO_RUN, *[gr.skip()] * 5, last)
         current = train.run_status(studio, run)
         key = (run, current.state, current.step, len(current.validations), len(current.messages))
         if key == last:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), last
-        text, loss, scores, grid_items, epochs_done = _status_views(current)
-        return text, loss, scores, grid_items, gr.update(choices=epochs_done), key
+            return (*[gr.skip()] * 6, last)
+        text, loss, scores, grid_items, table, epochs_done = _status_views(current)
+        return text, loss, scores, grid_items, table, gr.update(choices=epochs_done), key
 
     @shows_errors
     def export(run, epoch):
@@ -205,10 +215,9 @@ def build(studio) -> None:
     start_btn.click(start, first_row + knobs, [run_pick, status_md], api_name="train_start", **GPU_QUEUE)
     resume_btn.click(resume, [run_pick, epochs, max_steps], status_md, api_name="train_resume", **GPU_QUEUE)
     cancel_btn.click(cancel, run_pick, status_md, api_name="train_cancel")
-    run_pick.change(status, [run_pick, gr.State(None)], [status_md, loss_plot, score_plot, grids, epoch_pick, seen],
-                    api_name="train_status")
-    timer.tick(status, [run_pick, seen], [status_md, loss_plot, score_plot, grids, epoch_pick, seen], api_name=False,
-               show_progress="hidden")
+    views = [status_md, loss_plot, score_plot, grids, epoch_table, epoch_pick, seen]
+    run_pick.change(status, [run_pick, gr.State(None)], views, api_name="train_status")
+    timer.tick(status, [run_pick, seen], views, api_name=False, show_progress="hidden")
     export_btn.click(export, [run_pick, epoch_pick], export_md, api_name="train_export_epoch")
     preset.change(apply_preset, preset, [method, *knobs], api_name=False, queue=False)
     dataset.change(dataset_chosen, dataset, trigger, api_name=False, queue=False)
