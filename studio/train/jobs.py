@@ -59,7 +59,8 @@ class RunStatus:
         if self.it_s:
             parts.append(f"{self.it_s:.2f} it/s")
         if self.eta_s is not None and self.active:
-            parts.append(f"ETA {int(self.eta_s) // 60}:{int(self.eta_s) % 60:02d}")
+            hours, rest = divmod(int(self.eta_s), 3600)
+            parts.append(f"ETA {hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"ETA {rest // 60}:{rest % 60:02d}")
         if self.message and not self.active:
             parts.append(self.message)
         return ", ".join(parts)

@@ -107,6 +107,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     device = config.device or settings.resolve_device()
     accelerator = _accelerator(config, device)
     device = str(accelerator.device)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and later: faster, same training
     parts = load_parts(store, config.model or settings.model, device)
     config = family_defaults(replace(config, model=config.model or settings.model), parts.family)
     items = data.load_items(data.dataset_folder(settings.datasets_dir, config.dataset), config.token)

@@ -58,7 +58,8 @@ def _status_views(status):
         lines.append(f"Best epoch by likeness (lowest mean sim-score): **{status.best_epoch}**")
     if status.files:
         lines.append("Files: " + ", ".join(f"`{f}`" for f in status.files))
-    loss = pd.DataFrame(status.losses, columns=["step", "loss"])
+    every = max(1, len(status.losses) // 2000)  # a long run's curve is thinned to what a plot can show
+    loss = pd.DataFrame(status.losses[::every], columns=["step", "loss"])
     scored = [(v["epoch"], v["mean_score"]) for v in status.validations if v.get("mean_score") is not None]
     scores = pd.DataFrame(scored, columns=["epoch", "mean sim-score"])
     grids = []
