@@ -13,6 +13,7 @@ from pathlib import Path
 from studio import fileio
 from studio.models.checkpoint import pipeline_to_original
 from studio.models.kohya import peft_to_kohya
+from studio.models.refs import Family
 
 
 @dataclass
@@ -77,7 +78,7 @@ def export_embedding(vectors: list, token: str, meta: dict, *, models_dir: Path,
     return files
 
 
-def export_dreambooth(pipe, meta: dict, *, models_dir: Path, name: str) -> list[Path]:
+def export_dreambooth(pipe, meta: dict, *, models_dir: Path, name: str, single_file: bool = True) -> list[Path]:
     """models/base/<name>/ (diffusers folder, renamed into place whole) and models/base/<name>.safetensors
     (original single-file layout; `studio.base_model` tells the store where to find configs offline)."""
     base = Path(models_dir) / "base"
@@ -93,8 +94,9 @@ def export_dreambooth(pipe, meta: dict, *, models_dir: Path, name: str) -> list[
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    single = _save(pipeline_to_original(pipe), base / f"{name}.safetensors", meta)
-    return [folder, single]
+    if not single_file:
+        return [folder]
+    return [folder, _save(pipeline_to_original(pipe), base / f"{name}.safetensors", meta)]
 
 
 def export_final(method, parts, config, models_dir: Path, run_dir: Path, meta: dict) -> list[Path]:
@@ -104,7 +106,9 @@ def export_final(method, parts, config, models_dir: Path, run_dir: Path, meta: d
                            unet_config=parts.unet.config, sdxl=parts.sdxl)
     if config.method == "textual-inversion":
         return export_embedding(method.vectors(), method.token, meta, models_dir=models_dir, run_dir=run_dir)
-    return export_dreambooth(parts.pipe, meta, models_dir=models_dir, name=config.name)
+    # SD 2.x's original text encoder has a layer diffusers drops, so its single file could not be complete
+    return export_dreambooth(parts.pipe, meta, models_dir=models_dir, name=config.name,
+                             single_file=parts.family != Family.SD2)
 
 
 def export_epoch(run_dir: Path, epoch: int, models_dir: Path) -> list[Path]:

@@ -287,6 +287,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     files = []
     if accelerator.is_main_process:
         files = export.export_final(method, parts, config, settings.models_dir, Path(run_dir), facts.header(step, epochs))
+        if config.method == "dreambooth" and len(files) == 1:
+            log.event("message", text=f"{parts.family.label}: exported as a diffusers folder only (no single file)")
     losses_by_epoch = [v for v in history["epoch_loss"].values() if v is not None]
     validations = [sampling.EpochValidation(**v) for v in history["validations"]]
     return RunResult(step, epochs, files, validations, best_epoch(validations),
