@@ -57,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--workers", type=int, default=-1, help="face detection processes (-1: automatic)")
     args = parser.parse_args()
 
     from studio.data import PrepareRequest
@@ -67,9 +68,13 @@ def main() -> None:
     make_photos(photos, args.count, args.size)
     settings = Settings(root=root, allow_downloads=False)
 
+    from studio.data.scan import auto_workers
+
+    print(f"face detection processes: {auto_workers(args.count) if args.workers < 0 else args.workers} "
+          f"(0 = in this process)")
     runs = []
     for name in ("first", "cached"):
-        request = PrepareRequest((photos,), name, "ohwx", size=512, blur_bystanders=True)
+        request = PrepareRequest((photos,), name, "ohwx", size=512, blur_bystanders=True, workers=args.workers)
         total, faces, result = timed_prepare(settings, request)
         runs.append((total, faces))
         print(f"{name:>6} run: {args.count} photos, faces detected {result.faces_detected}, cached "

@@ -1,6 +1,7 @@
 """prepare_dataset end to end on real face photos: crops, identity flags, blur, captions, disk format, cache, library."""
 
 import csv
+import dataclasses
 import json
 import shutil
 import zipfile
@@ -40,8 +41,7 @@ def prepared_once(tmp_path_factory):
 def prepared(settings, prepared_once):
     source, _, result = prepared_once
     shutil.copytree(source.workspace_dir, settings.workspace_dir)
-    result.dataset = load_dataset(settings, "amari")
-    return result
+    return dataclasses.replace(result, dataset=load_dataset(settings, "amari"))  # the shared result stays as it was
 
 
 def test_prepare_keeps_refuses_and_flags(prepared):
@@ -111,6 +111,16 @@ def test_listed_after_restart_and_rerun_uses_the_face_cache(settings, prepared_o
     for j in (ja, jb):
         j.pop("name"), j["settings"].pop("name")
     assert ja == jb
+
+
+def test_worker_processes_give_the_same_dataset(settings, prepared_once):
+    source_settings, photos, _ = prepared_once
+    result = prepare_dataset(settings, PrepareRequest((photos,), "amari", "ohwx", blur_bystanders=True, workers=2))
+    assert result.faces_detected == 6 and [r.name for r in result.refused] == ["broken.png"]
+    a, b = source_settings.datasets_dir / "amari", result.dataset.folder
+    assert a != b
+    for name in ["0001.png", "0006.png", "0003.txt", "metadata.csv", "dataset.json"]:
+        assert (a / name).read_bytes() == (b / name).read_bytes()
 
 
 def test_bystander_is_blurred_and_subject_kept(settings, tmp_path):

@@ -35,6 +35,8 @@ def register(sub) -> None:
                       help="face distance above which a picture is flagged (default 0.4)")
     prep.add_argument("--captioner", choices=("template", "blip", "florence2"), default="template")
     prep.add_argument("--template", default=None, help="caption template with {trigger} and {class_word}")
+    prep.add_argument("--workers", type=int, default=-1,
+                      help="processes for face detection (default -1: one per core, up to 4, for 16+ photos)")
     prep.set_defaults(run=run_prepare)
 
     ls = verbs.add_parser("list", help="list datasets")
@@ -68,7 +70,8 @@ def run_prepare(args, studio) -> int:
 
     request = PrepareRequest(tuple(args.input), args.name, args.trigger, args.class_word,
                              args.size or default_size(studio), args.crop, args.margin, args.blur_bystanders,
-                             tuple(args.reference), args.tolerance, args.captioner, args.template or DEFAULT_TEMPLATE)
+                             tuple(args.reference), args.tolerance, args.captioner, args.template or DEFAULT_TEMPLATE,
+                             workers=args.workers)
     result = prepare_dataset(studio.settings, request)
     print(result.summary())
     return 0

@@ -37,6 +37,9 @@ class FaceCache:
     def _path(self, sha256: str) -> Path:
         return self.folder / sha256[:2] / f"{sha256}-{self.settings.key}.json"
 
+    def has(self, sha256: str) -> bool:
+        return self._path(sha256).is_file()
+
     def faces(self, sha256: str, image) -> list[Face]:
         """The faces of `image` (whose source bytes hash to `sha256`), from the cache or detected now."""
         path = self._path(sha256)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from studio.data.captions import DEFAULT_TEMPLATE, CaptionRequest, caption_images
 from studio.data.crop import CropSettings, blur_faces, frame, inside
-from studio.data.facecache import DetectSettings, FaceCache
-from studio.data.ingest import Limits, LoadedImage, Refusal, Refused, collect, load_image, near_duplicates, perceptual_hash
+from studio.data.facecache import DetectSettings
+from studio.data.ingest import Limits, LoadedImage, Refusal, collect, load_image, near_duplicates
+from studio.data.scan import Scanned, auto_workers, scan
 from studio.data.library import ORIGINALS, Dataset, DatasetImage, check_name, dataset_folder, save_dataset
 from studio.faces.detect import Face
 from studio.faces.identity import DEFAULT_TOLERANCE, check_identity, encode_reference, face_distance, sim_score
@@ -39,6 +40,7 @@ class PrepareRequest:
     keep_originals: bool = True  # copy each upload, as uploaded, to .originals/
     limits: Limits = Limits()
     detect: DetectSettings = DetectSettings()
+    workers: int = -1  # processes for the face work: -1 decides by batch size and cores, 0 this process only
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(Path(p) for p in self.inputs))
@@ -46,6 +48,8 @@ class PrepareRequest:
         if not self.inputs:
             raise ValueError("`inputs` is empty: give image files, folders or a .zip")
         check_name(self.name)
+        if not -1 <= self.workers <= 32:
+            raise ValueError(f"`workers` must be -1 (automatic), 0 (none) or up to 32 but is {self.workers}")
         if not 0.0 < self.tolerance < 2.0:
             raise ValueError(f"`tolerance` must be between 0 and 2 but is {self.tolerance}")
         # building these checks size, crop and margin, then trigger, class word and captioner (ValueError)
@@ -62,7 +66,7 @@ class PrepareRequest:
     def recorded(self) -> dict:
         """The settings written to dataset.json (no input paths: they are machine-specific)."""
         d = asdict(self)
-        for key in ("inputs", "reference", "limits", "detect"):
+        for key in ("inputs", "reference", "limits", "detect", "workers"):
             d.pop(key)
         d.update(detect=asdict(self.detect), reference_count=len(self.reference))
         return d
@@ -91,15 +95,6 @@ class PrepareResult:
         return "\n".join(lines)
 
 
-@dataclass
-class _Accepted:
-    source: str
-    sha256: str
-    faces: list[Face]
-    phash: int
-    notes: list[str] = field(default_factory=list)
-
-
 def prepare_dataset(settings: Settings, request: PrepareRequest, progress: ProgressFn = no_progress,
                     should_stop: StopFn = never_stop) -> PrepareResult:
     """Build workspace/datasets/<name>/ from the request's inputs; an existing dataset of that name is replaced
@@ -115,20 +110,13 @@ def prepare_dataset(settings: Settings, request: PrepareRequest, progress: Progr
 
         progress(0.0, f"loading the {request.captioner} captioner")
         captioner = load_captioner(settings, request.captioner)
-    cache = FaceCache(settings.workspace_dir / ".cache" / "faces", request.detect)
     by_name = {s.name: s for s in sources}
 
     # 2. Check and decode every file; faces from the cache or detected now (pictures are not kept in memory)
-    accepted: list[_Accepted] = []
-    for i, source in enumerate(sources):
-        _step(should_stop, progress, 0.6 * i / len(sources), f"checking {source.name}")
-        try:
-            loaded = load_image(source, request.limits)
-        except Refused as e:
-            refused.append(Refusal(source.name, str(e)))
-            continue
-        faces = cache.faces(loaded.sha256, loaded.image)
-        accepted.append(_Accepted(source.name, loaded.sha256, faces, perceptual_hash(loaded.image), loaded.notes))
+    workers = auto_workers(len(sources)) if request.workers < 0 else request.workers
+    scanned = scan(sources, request.limits, request.detect, settings.workspace_dir / ".cache" / "faces", workers,
+                   progress, should_stop, share=0.6)
+    accepted, refused = scanned.accepted, refused + scanned.refused
     if not accepted:
         raise ValueError(f"none of the {len(sources)} files is a usable picture: "
                          + "; ".join(f"{r.name}: {r.reason}" for r in refused[:5]))
@@ -167,7 +155,7 @@ def prepare_dataset(settings: Settings, request: PrepareRequest, progress: Progr
             shutil.rmtree(build)
     dataset.folder = final
     progress(1.0, f"dataset {request.name}: {len(images)} pictures")
-    return PrepareResult(dataset, refused, ignored, cache.misses, cache.hits)
+    return PrepareResult(dataset, refused, ignored, scanned.detected, scanned.cached)
 
 
 def default_size(studio) -> int:
@@ -185,7 +173,7 @@ def _step(should_stop: StopFn, progress: ProgressFn, fraction: float, message: s
     progress(fraction, message)
 
 
-def _frame_one(i: int, item: _Accepted, row, loaded: LoadedImage, rows, accepted, reference, request: PrepareRequest,
+def _frame_one(i: int, item: Scanned, row, loaded: LoadedImage, rows, accepted, reference, request: PrepareRequest,
                build: Path) -> DatasetImage:
     """Crop, blur and save picture `i`; returns its record (caption still empty)."""
     subject = item.faces[row.subject] if row.subject is not None else None
