@@ -84,9 +84,10 @@ def start_run(studio, config: RunConfig, *, resume: bool = False) -> RunStatus:
         config = replace(RunConfig.load(saved), epochs=config.epochs, max_steps=config.max_steps).check()
     elif saved.is_file():
         raise ValueError(f"`name` {config.name!r} is taken by an earlier run; resume it or choose another name")
-    current = run_status(studio, config.name) if saved.is_file() else None
-    if current is not None and current.active:
-        raise ValueError(f"run {config.name!r} is already {current.state}")
+    busy = [r for r in list_runs(studio) if r.active]
+    if busy:  # one device, one run: a second would fight the first for memory and time
+        raise ValueError(f"run {busy[0].name!r} is {busy[0].state}; cancel it or wait for it before starting "
+                         f"{config.name!r}")
     studio.store.resolve(config.model)  # an unknown model fails here, not in the child
     data.load_items(data.dataset_folder(studio.settings.datasets_dir, config.dataset), config.token)
     if not (config.device or studio.settings.resolve_device()).startswith("cuda"):

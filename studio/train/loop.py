@@ -85,6 +85,10 @@ def _accelerator(config: RunConfig, device: str):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"`device` is {device!r} but torch sees no CUDA GPU")
     if config.mixed_precision == "fp16" and not device.startswith("cuda"):
         raise ValueError(f"`mixed_precision` fp16 needs a CUDA GPU but the device is {device!r}; use bf16 or no")
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
