@@ -90,9 +90,14 @@ def start_run(studio, config: RunConfig, *, resume: bool = False) -> RunStatus:
                          f"{config.name!r}")
     studio.store.resolve(config.model)  # an unknown model fails here, not in the child
     data.load_items(data.dataset_folder(studio.settings.datasets_dir, config.dataset), config.token)
-    if not (config.device or studio.settings.resolve_device()).startswith("cuda"):
-        if config.mixed_precision == "fp16":
-            raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
+    device = config.device or studio.settings.resolve_device()
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"`device` is {device!r} but torch sees no CUDA GPU")
+    elif config.mixed_precision == "fp16":
+        raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
 
     # 2. Record the run, free the GPU, start the child
     fileio.write_json(saved, config.to_json())
