@@ -7,10 +7,10 @@ its trained weights ship in models/builtin/pocket/ and are loaded, never built.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import threading
 from pathlib import Path
+
+from studio import fileio
 
 BUILDER_VERSION = 2  # bump when a builder changes, so saved copies are rebuilt
 SHIPPED = ("pocket",)  # trained by the project and committed; cannot be rebuilt on the fly
@@ -37,17 +37,9 @@ def ensure_builtin(name: str, models_dir: Path) -> Path:
     with _build_lock:
         if stamp.is_file() and json.loads(stamp.read_text()).get("version") == BUILDER_VERSION:
             return folder
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
-        try:
+        with fileio.atomic_dir(folder) as tmp:  # other processes see all of the model or none
             _BUILDERS[name](tmp)
             (tmp / "studio_builtin.json").write_text(json.dumps({"name": name, "version": BUILDER_VERSION}))
-            if folder.exists():
-                shutil.rmtree(folder)
-            tmp.rename(folder)  # atomic on one filesystem: other processes see all or nothing
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
     return folder
 
 
