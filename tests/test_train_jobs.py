@@ -3,7 +3,9 @@ and the data pieces (buckets, epoch plans, caption shuffle, the latent cache key
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import time
 
 import pytest
@@ -25,7 +27,8 @@ def _wait_for_step(studio, name, step, timeout=120):
 
 def test_child_run_cancel_resume_and_listing(studio):
     from studio.context import Studio
-    from studio.train import jobs
+    from studio.train import checkpoints, jobs
+    from studio.train.runlog import read_status
 
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
     # 1. Start a long run in a child process and cancel it once it is under way
@@ -41,7 +44,16 @@ def test_child_run_cancel_resume_and_listing(studio):
     # 2. A new studio (a restart) lists the run with its status
     listed = jobs.list_runs(Studio.open(studio.settings))
     assert [r.name for r in listed] == ["job"] and listed[0].state == "cancelled"
-    # 3. Resume to a few steps past the checkpoint; the exports appear in the model store
+    # 3. Resume, then kill the child outright: it shows as stopped and keeps its last complete checkpoint
+    jobs.start_run(studio, tiny_config(name="job", max_steps=500), resume=True)
+    _wait_for_step(studio, "job", status.checkpoint_step + 2)
+    os.kill(read_status(status.run_dir)["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while (status := jobs.run_status(studio, "job")).active and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status.state == "stopped" and status.checkpoint_step is not None
+    checkpoints.load_checkpoint(checkpoints.latest_checkpoint(status.run_dir))
+    # 4. Resume to a few steps past the checkpoint; the exports appear in the model store
     status = jobs.start_run(studio, tiny_config(name="job", max_steps=status.checkpoint_step + 2), resume=True)
     status = jobs.wait_run(studio, "job", timeout_s=180)
     assert status.state == "done", (status.message, (status.run_dir / "log.txt").read_text()[-2000:])
