@@ -28,19 +28,22 @@ def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: 
 
     pipe = validation_pipeline(parts)
     generator = torch.Generator("cpu").manual_seed(seed)
-    was_training = parts.unet.training
-    parts.unet.eval()
+    modules = [parts.unet, *parts.text_encoders]
+    was_training = [m.training for m in modules]
+    for m in modules:  # LoRA dropout is off while sampling
+        m.eval()
     half = parts.unet.dtype if parts.unet.dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
         with torch.no_grad(), torch.autocast(parts.unet.device.type, dtype=half, enabled=half is not None):
             image = pipe(caption_fn(prompt), num_inference_steps=steps, guidance_scale=cfg, width=size, height=size,
                          generator=generator, output_type="pil").images[0]
     finally:
-        parts.unet.train(was_training)
+        for m, mode in zip(modules, was_training):
+            m.train(mode)
     return image
 
 
-def stitch(images: list) -> object:
+def stitch(images: list):
     """Images side by side (seed 002's Prompt_N_stitched.png, one column per prompt)."""
     from PIL import Image
 
