@@ -19,6 +19,7 @@ def atomic_path(path: Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); what the studio writes is the user's to share
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -17,6 +17,7 @@ def test_failed_file_write_keeps_the_old_file(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "good" and [p.name for p in tmp_path.iterdir()] == ["run.json"]
+    assert target.stat().st_mode & 0o777 == 0o644
 
 
 def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
