@@ -97,3 +97,21 @@ def test_dropping_an_a1111_png_restores_its_settings(served, tmp_path):
     assert (prompt, negative, seed, sampler, steps, cfg, width, height) == (
         "a castle, <lora:old:0.5>", "fog", 1234, "DPM++ 2M Karras", 31, 6.5, 640, 448)
     assert text.startswith("a castle")
+
+
+def test_opening_generate_lists_new_loras_and_keeps_chosen_weights(settings):
+    import pandas as pd
+
+    from studio.ui import build_app
+    from tests.weights_files import make_lora
+
+    app = build_app(Studio.open(settings))
+    refresh = next(d for d in app.fns.values() if d.name == "refresh" and len(d.inputs) == 1)
+    make_lora(Studio.open(settings), "builtin:tiny", settings.models_dir / "lora" / "fresh_one.safetensors", seed=4)
+    current = pd.DataFrame([["kept_lora", 0.7]], columns=["LoRA", "weight"])
+    _, table, _ = refresh.fn(current)
+    assert ["fresh_one", 0.0] in table
+    (settings.models_dir / "lora" / "kept_lora.safetensors").write_bytes(
+        (settings.models_dir / "lora" / "fresh_one.safetensors").read_bytes())
+    _, table, _ = refresh.fn(current)
+    assert ["kept_lora", 0.7] in table

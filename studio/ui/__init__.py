@@ -8,8 +8,10 @@ import gradio as gr
 
 from studio.context import Studio
 from studio.settings import Settings
+from studio.ui.common import TabRefresh
 
-# (tab title, module under studio/ui/ with build(studio)); a tab is listed only once it works.
+# (tab title, module under studio/ui/ with build(studio)); a tab is listed only once it works. build() may return
+# a TabRefresh: what to re-read (model lists, runs...) each time the user opens the tab.
 TABS = (
     ("Dataset", "dataset_tab"),
     ("Train", "train_tab"),
@@ -27,8 +29,10 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
         gr.Markdown("## Likeness Studio\nMake a personal image model: dataset, training, generation, evaluation.")
         with gr.Tabs():
             for title, module in TABS:
-                with gr.Tab(title, id=module):
-                    importlib.import_module(f"studio.ui.{module}").build(studio)
+                with gr.Tab(title, id=module) as tab:
+                    refresh = importlib.import_module(f"studio.ui.{module}").build(studio)
+                if isinstance(refresh, TabRefresh):
+                    tab.select(refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False)
     app.queue(default_concurrency_limit=4)
     return app
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import dataclass, field
+from typing import Callable
 
 import gradio as gr
 
@@ -32,3 +34,12 @@ def shows_errors(fn):
             raise gr.Error(str(e)) from e
 
     return wrapper
+
+
+@dataclass
+class TabRefresh:
+    """Returned by a tab's build(): `fn(*inputs)` gives new values for `outputs` whenever the tab is opened."""
+
+    fn: Callable
+    outputs: list
+    inputs: list = field(default_factory=list)

@@ -10,7 +10,7 @@ from studio.generate import GenerationRequest, LoraChoice, generate
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
 from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
 from studio.progress import Cancelled
-from studio.ui.common import GPU_QUEUE, shows_errors
+from studio.ui.common import GPU_QUEUE, TabRefresh, shows_errors
 
 DEFAULT_CHOICE = "(studio default)"
 
@@ -120,11 +120,14 @@ def build(studio) -> None:
     random_btn.click(lambda: -1, None, seed, api_name=False, queue=False)
     reuse_btn.click(lambda s: s, last_seed, seed, api_name=False, queue=False)
 
-    def refresh():
-        return (gr.update(choices=_model_choices(studio)), _lora_rows(studio),
-                gr.update(choices=_embedding_choices(studio)))
+    def refresh(current_loras):
+        # New files appear with weight 0; weights the user already set are kept.
+        rows = current_loras.values.tolist() if hasattr(current_loras, "values") else (current_loras or [])
+        weights = {str(r[0]): r[1] for r in rows if len(r) >= 2}
+        table = [[name, weights.get(name, weight)] for name, weight in _lora_rows(studio)]
+        return (gr.update(choices=_model_choices(studio)), table, gr.update(choices=_embedding_choices(studio)))
 
-    refresh_btn.click(refresh, None, [model, loras, embeddings], api_name=False, queue=False)
+    refresh_btn.click(refresh, loras, [model, loras, embeddings], api_name=False, queue=False)
 
     @shows_errors
     def restore(path):
@@ -138,6 +141,8 @@ def build(studio) -> None:
 
     png_drop.upload(restore, png_drop, [prompt, negative, seed, sampler, steps, cfg, width, height, parameters],
                     api_name="restore_parameters")
+
+    return TabRefresh(refresh, [model, loras, embeddings], inputs=[loras])
 
 
 def _stopper(stops: _StopFlags):
