@@ -53,8 +53,9 @@ class Settings:
         """The base model id to use when none is given: the configured one, else the best builtin."""
         if self.default_model:
             return self.default_model
-        pocket = self.models_dir / "builtin" / "pocket" / "model_index.json"
-        return "builtin:pocket" if pocket.is_file() else DEFAULT_MODEL
+        from studio.models.builtin import shipped_folder
+
+        return "builtin:pocket" if shipped_folder("pocket", self.models_dir) else DEFAULT_MODEL
 
     @property
     def outputs_dir(self) -> Path:

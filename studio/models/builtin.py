@@ -14,6 +14,7 @@ from studio import fileio
 
 BUILDER_VERSION = 2  # bump when a builder changes, so saved copies are rebuilt
 SHIPPED = ("pocket",)  # trained by the project and committed; cannot be rebuilt on the fly
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models" / "builtin"  # the checkout's own models/builtin/
 _build_lock = threading.Lock()
 
 # Words that become single tokens in the tiny tokenizer (keeps test prompts well inside 77 tokens).
@@ -24,13 +25,23 @@ def builtin_names() -> list[str]:
     return sorted([*_BUILDERS, *SHIPPED])
 
 
+def shipped_folder(name: str, models_dir: Path) -> Path | None:
+    """Where a shipped builtin's weights are: the user's models/builtin/, else the ones beside this checkout."""
+    for folder in (models_dir / "builtin" / name, SHIPPED_DIR / name):
+        if (folder / "model_index.json").is_file():
+            return folder
+    return None
+
+
 def ensure_builtin(name: str, models_dir: Path) -> Path:
     """Return the folder of builtin model `name`, building and saving it under models/builtin/ on first use."""
     folder = models_dir / "builtin" / name
     if name in SHIPPED:
-        if not (folder / "model_index.json").is_file() and not (folder / "config.json").is_file():
-            raise ValueError(f"builtin model {name!r} is not installed: expected its weights in {folder}")
-        return folder
+        found = shipped_folder(name, models_dir)
+        if found is None:
+            raise ValueError(f"builtin model {name!r} is not installed: expected its weights in {folder} "
+                             f"or {SHIPPED_DIR / name}")
+        return found
     if name not in _BUILDERS:
         raise ValueError(f"unknown builtin model {name!r}; builtin models are: {', '.join(builtin_names())}")
     stamp = folder / "studio_builtin.json"

@@ -93,7 +93,7 @@ class ModelStore:
         root = self.settings.models_dir
         not_bases = ("tiny-controlnet", "tiny-clip")
         listing = ModelListing(base=[f"builtin:{n}" for n in builtin.builtin_names() if n not in not_bases])
-        if not (root / "builtin" / "pocket" / "model_index.json").is_file():
+        if builtin.shipped_folder("pocket", root) is None:
             listing.base.remove("builtin:pocket")
         listing.controlnet = ["builtin:tiny-controlnet"]
         for sub, out in (("base", listing.base), ("controlnet", listing.controlnet)):
