@@ -38,9 +38,20 @@ def test_hub_ids_and_unknown_names(session_studio):
 
 
 def test_offline_hub_id_fails_clearly(session_studio):
-    with pytest.raises(ValueError, match="could not load model 'someone/not-downloaded'"):
+    with pytest.raises(ValueError, match="could not load model 'someone/not-downloaded' \\(downloads are off"):
         with session_studio.cache.pipeline("someone/not-downloaded"):
             pass
+    with pytest.raises(ValueError, match="could not load ControlNet 'someone/cn/diffusion_sd15' \\(downloads are off"):
+        with session_studio.cache.pipeline("builtin:tiny", controlnets=["someone/cn/diffusion_sd15"]):
+            pass
+
+
+def test_hub_ids_may_name_a_subfolder():
+    from studio.models.store import hub_repo_and_subfolder
+
+    assert hub_repo_and_subfolder("CrucibleAI/ControlNetMediaPipeFace/diffusion_sd15") == (
+        "CrucibleAI/ControlNetMediaPipeFace", "diffusion_sd15")
+    assert hub_repo_and_subfolder("lllyasviel/control_v11p_sd15_canny") == ("lllyasviel/control_v11p_sd15_canny", None)
 
 
 def test_pickle_checkpoints_need_opt_in(settings, tmp_path):

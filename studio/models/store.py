@@ -14,7 +14,8 @@ from studio.settings import Settings
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 WEIGHT_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# owner/name, optionally followed by a subfolder of the repo (CrucibleAI/ControlNetMediaPipeFace/diffusion_sd15).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w.-]+)*$")
 # Cross-attention width of each family's UNet (and ControlNet): how LoRAs and ControlNets are matched to a base.
 CROSS_ATTENTION_FAMILY = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL}
 
@@ -181,9 +182,15 @@ class ModelStore:
             if ref.kind == "file" and not self.settings.allow_downloads:
                 hint = (f" (a single-file checkpoint takes its {ref.family.label if ref.family else 'model'} configs from "
                         "the hub: run once without --offline so they are cached)")
-            raise ValueError(f"could not load model {ref.id!r}{hint}: {e}") from e
+            raise ValueError(f"could not load model {ref.id!r}{hint or self._offline_hint(ref)}: {e}") from e
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device)
+
+    def _offline_hint(self, ref: ModelRef) -> str:
+        if ref.kind == "hub" and not self.settings.allow_downloads:
+            return (" (downloads are off and it is not in the local hub cache: run once without --offline, or put "
+                    "its files in a folder and give that path)")
+        return ""
 
     def _single_file_config(self, path: Path) -> str | None:
         """A local diffusers folder to take configs from: the base a studio export names in its header, if any."""
@@ -205,14 +212,15 @@ class ModelStore:
                 model = ControlNetModel.from_single_file(str(ref.path), dtype=dtype,
                                                          local_files_only=not self.settings.allow_downloads)
             else:
-                model = ControlNetModel.from_pretrained(
-                    str(ref.path) if ref.path is not None else ref.id,
-                    dtype=dtype,
-                    use_safetensors=not self.settings.allow_pickle,
-                    local_files_only=not self.settings.allow_downloads,
-                )
+                source, subfolder = (str(ref.path), None) if ref.path is not None else hub_repo_and_subfolder(ref.id)
+                common = dict(subfolder=subfolder, dtype=dtype, use_safetensors=not self.settings.allow_pickle,
+                              local_files_only=not self.settings.allow_downloads)
+                try:
+                    model = ControlNetModel.from_pretrained(source, **common)
+                except OSError:  # some repos ship only the half-precision variant of the weights
+                    model = ControlNetModel.from_pretrained(source, variant="fp16", **common)
         except (OSError, EnvironmentError) as e:
-            raise ValueError(f"could not load ControlNet {ref.id!r}: {e}") from e
+            raise ValueError(f"could not load ControlNet {ref.id!r}{self._offline_hint(ref)}: {e}") from e
         return model.to(device)
 
     def load_clip(self, model_id: str, *, device: str | None = None):
@@ -220,6 +228,12 @@ class ModelStore:
         from studio.models.clip import load_clip
 
         return load_clip(self, model_id, device=device)
+
+
+def hub_repo_and_subfolder(model_id: str) -> tuple[str, str | None]:
+    """Split owner/name[/sub/folder] into the repo id and the subfolder inside it."""
+    parts = model_id.split("/")
+    return "/".join(parts[:2]), "/".join(parts[2:]) or None
 
 
 def _quiet_loaders() -> None:
