@@ -12,7 +12,7 @@ from pathlib import Path
 
 from studio import fileio
 
-BUILDER_VERSION = 2  # bump when a builder changes, so saved copies are rebuilt
+BUILDER_VERSION = 3  # bump when a builder changes, so saved copies are rebuilt
 SHIPPED = ("pocket",)  # trained by the project and committed; cannot be rebuilt on the fly
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models" / "builtin"  # the checkout's own models/builtin/
 _build_lock = threading.Lock()

@@ -21,6 +21,26 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(printable, chars)}
 
 
+def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """CLIP's byte-pair encoding of one word: merge the lowest-ranked adjacent pair, everywhere, until none is left."""
+    pieces = list(symbols)
+    while len(pieces) > 1:
+        pairs = [(ranks.get((a, b), len(ranks) + 1), a, b) for a, b in zip(pieces, pieces[1:])]
+        rank, a, b = min(pairs)
+        if rank > len(ranks):
+            break
+        merged, i = [], 0
+        while i < len(pieces):
+            if i + 1 < len(pieces) and pieces[i] == a and pieces[i + 1] == b:
+                merged.append(a + b)
+                i += 2
+            else:
+                merged.append(pieces[i])
+                i += 1
+        pieces = merged
+    return pieces
+
+
 def write_clip_tokenizer(folder: Path, words: list[str] = ()) -> int:
     """Write vocab.json, merges.txt and tokenizer_config.json into `folder`; return the vocabulary size.
 
@@ -32,17 +52,24 @@ def write_clip_tokenizer(folder: Path, words: list[str] = ()) -> int:
     vocab: list[str] = byte_chars + [c + "</w>" for c in byte_chars]
     merges: list[str] = []
     known = set(vocab)
+    ranks: dict[tuple[str, str], int] = {}
+    table = _bytes_to_unicode()
     for word in dict.fromkeys(w.lower() for w in words if w):
-        symbols = [_bytes_to_unicode()[b] for b in word.encode("utf-8")]
+        symbols = [table[b] for b in word.encode("utf-8")]
         symbols[-1] += "</w>"
-        current = symbols[0]
-        for nxt in symbols[1:]:
-            merged = current + nxt
-            if merged not in known:
-                merges.append(f"{current} {nxt}")
-                vocab.append(merged)
-                known.add(merged)
-            current = merged
+        # Merges are applied by rank, so another word's earlier merges can split this one; add merges after all
+        # existing ones until the word comes out whole. Words done before are unaffected: their merges rank lower.
+        while len(pieces := _bpe(symbols, ranks)) > 1:
+            # No adjacent pair of `pieces` has a merge (BPE stopped), so the first one below is new: progress.
+            current = pieces[0]
+            for nxt in pieces[1:]:
+                if (current, nxt) not in ranks:
+                    ranks[(current, nxt)] = len(ranks)
+                    merges.append(f"{current} {nxt}")
+                    if current + nxt not in known:
+                        vocab.append(current + nxt)
+                        known.add(current + nxt)
+                current += nxt
     vocab += list(SPECIAL_TOKENS)
     (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
