@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,17 +32,10 @@ def save_checkpoint(run_dir: Path, step: int, epoch: int, weights: dict, trainin
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
-    try:
+    with fileio.atomic_dir(final) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
         torch.save(training_state, tmp / "training.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, "epoch": epoch, **meta}, indent=2, default=str))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     older = sorted(p for p in root.glob("step-*") if p != final)
     for old in older[:max(0, len(older) - (KEEP - 1))]:
         shutil.rmtree(old)

@@ -5,8 +5,6 @@ in models/base/). Training facts go in every safetensors header."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,16 +82,9 @@ def export_dreambooth(pipe, meta: dict, *, models_dir: Path, name: str, single_f
     base = Path(models_dir) / "base"
     base.mkdir(parents=True, exist_ok=True)
     folder = base / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=base))
-    try:
+    with fileio.atomic_dir(folder) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         fileio.write_json(tmp / "studio_training.json", meta)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     if not single_file:
         return [folder]
     return [folder, _save(pipeline_to_original(pipe), base / f"{name}.safetensors", meta)]
