@@ -52,7 +52,8 @@ class ModelStore:
                 return ModelRef(model_id, "folder", path, self._folder_family(path))
             self._check_weight_file(path)
             return ModelRef(model_id, "file", path, single_file_family(path))
-        if _HUB_ID.match(model_id):
+        # A repo subfolder can hold one model component (a ControlNet), not a whole pipeline.
+        if _HUB_ID.match(model_id) and (model_id.count("/") == 1 or subfolder == "controlnet"):
             return ModelRef(model_id, "hub", None, None)
         raise ValueError(
             f"model {model_id!r} not found: it is not a builtin ({', '.join('builtin:' + n for n in builtin.builtin_names())}), "
