@@ -112,7 +112,10 @@ def start_run(studio, config: RunConfig, *, resume: bool = False) -> RunStatus:
     if gpus > 1:  # one process per GPU; the child shards the epoch's micro-batches across them
         args = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus), *args]
         args[args.index("studio.train.child") - 1] = "--module"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # The child runs from the user's root, so it must find this checkout's `studio` package whether installed or not.
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
     with open(folder / "log.txt", "ab") as out:
         child = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=env,
                                  cwd=str(s.root), start_new_session=True)
