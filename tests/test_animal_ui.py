@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import inspect
-import socket
 
 import pytest
 
 from fixtures_faces import astronaut
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from served import free_port, studio_settings
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +15,9 @@ def animal_app(tmp_path_factory, shared_models_dir):
     import gradio as gr
 
     from studio.context import Studio
-    from studio.settings import Settings
     from studio.ui import animal_tab
 
-    root = tmp_path_factory.mktemp("animal_ui")
-    studio = Studio.open(Settings(root=root, models_dir=shared_models_dir, workspace_dir=root / "workspace",
-                                  allow_downloads=False, default_model="builtin:tiny"))
+    studio = Studio.open(studio_settings(tmp_path_factory.mktemp("animal_ui"), shared_models_dir))
     with gr.Blocks() as app:
         animal_tab.build(studio)
     return studio, app
@@ -71,7 +62,7 @@ def test_gradio_client_animal(animal_app, tmp_path):
     photo = tmp_path / "astronaut.png"
     astronaut().save(photo)
     Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
-    app.launch(prevent_thread_lock=True, server_port=_free_port(), show_error=True)
+    app.launch(prevent_thread_lock=True, server_port=free_port(), show_error=True)
     try:
         client = Client(app.local_url, verbose=False)
         controls, sheet, results, parameters, status = client.predict(

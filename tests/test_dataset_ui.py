@@ -3,35 +3,23 @@
 from __future__ import annotations
 
 import shutil
-import socket
 
 import pytest
 
 from fixtures_faces import astronaut_variants, hopper
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from served import serve_studio
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, shared_models_dir):
-    from studio.context import Studio
-    from studio.settings import Settings
-    from studio.ui import launch
-
     root = tmp_path_factory.mktemp("served_dataset")
-    studio = Studio.open(Settings(root=root, models_dir=shared_models_dir, workspace_dir=root / "workspace",
-                                  allow_downloads=False, default_model="builtin:tiny", port=_free_port()))
-    app = launch(studio, prevent_thread_lock=True)
+    studio, app, url = serve_studio(root, shared_models_dir)
     photos = root / "photos"
     photos.mkdir()
     for i, im in enumerate(astronaut_variants(3)):
         im.save(photos / f"astro_{i}.jpg", quality=90)
     hopper().save(photos / "hopper.jpg", quality=90)
-    yield studio, f"http://127.0.0.1:{studio.settings.port}/", sorted(photos.iterdir())
+    yield studio, url, sorted(photos.iterdir())
     app.close()
 
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 
 import pytest
 
+from served import serve_studio
 from studio.context import Studio
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_build_app_builds_every_tab_without_launching(settings):
@@ -32,14 +26,8 @@ def test_build_app_builds_every_tab_without_launching(settings):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, shared_models_dir):
-    from studio.settings import Settings
-    from studio.ui import launch
-
-    root = tmp_path_factory.mktemp("served")
-    studio = Studio.open(Settings(root=root, models_dir=shared_models_dir, workspace_dir=root / "workspace",
-                                  allow_downloads=False, default_model="builtin:tiny", port=free_port()))
-    app = launch(studio, prevent_thread_lock=True)
-    yield studio, f"http://127.0.0.1:{studio.settings.port}/"
+    studio, app, url = serve_studio(tmp_path_factory.mktemp("served"), shared_models_dir)
+    yield studio, url
     app.close()
 
 
