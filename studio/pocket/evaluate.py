@@ -73,11 +73,11 @@ def face_to_dog(pipe, face: Image.Image, seeds: list[int], strength: float = 0.7
                 sampling: Sampling = Sampling()) -> list[Image.Image]:
     """Turn a cartoon human face into a cartoon dog face with img2img on the pocket model, one image per seed."""
     import torch
-    from diffusers import StableDiffusionImg2ImgPipeline
+    from diffusers import AutoPipelineForImage2Image
 
     if not 0 < strength <= 1:
         raise ValueError(f"`strength` must be in (0, 1] but is {strength}")
-    img2img = StableDiffusionImg2ImgPipeline.from_pipe(pipe)  # shares the weights, loads nothing
+    img2img = AutoPipelineForImage2Image.from_pipe(pipe)  # shares the weights, loads nothing (and warns of nothing)
     img2img.set_progress_bar_config(disable=True)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     return img2img([prompt] * len(seeds), image=[face] * len(seeds), strength=strength,
