@@ -21,13 +21,14 @@ def _image(pipe, prompt="a photo of sks"):
                 generator=torch.Generator().manual_seed(0)).images[0]
 
 
-@pytest.mark.parametrize("model", ["builtin:tiny", "builtin:tiny-xl"])
-def test_kohya_export_gives_the_same_images_as_the_peft_export(studio, model):
+@pytest.mark.parametrize("model, layers", [("builtin:tiny", "attention"), ("builtin:tiny-xl", "attention"),
+                                           ("builtin:tiny", "all"), ("builtin:tiny-xl", "all")])
+def test_kohya_export_gives_the_same_images_as_the_peft_export(studio, model, layers):
     from safetensors import safe_open
 
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
     result = train_in_process(studio, tiny_config(model=model, max_steps=3, lr=5e-2, text_encoder_lr=5e-2,
-                                                  alpha=8.0))
+                                                  alpha=8.0, lora_layers=layers))
     kohya, peft = result.files
     with safe_open(str(kohya), "pt") as f:
         keys = list(f.keys())
@@ -37,6 +38,12 @@ def test_kohya_export_gives_the_same_images_as_the_peft_export(studio, model):
     if model == "builtin:tiny-xl":  # kohya's SDXL names are the original SGM ones
         assert any(k.startswith("lora_unet_input_blocks_") for k in keys)
         assert any(k.startswith("lora_te2_") for k in keys)
+    convs = [k for k in keys if k.endswith(("_conv1.lora_down.weight", "_in_layers_2.lora_down.weight"))]
+    assert bool(convs) == (layers == "all")  # 3x3 LoCon convs only when asked for
+    if convs:
+        with safe_open(str(kohya), "pt") as f:
+            assert f.get_tensor(convs[0]).shape[-2:] == (3, 3)
+            assert "conv_dim" in f.metadata()["ss_network_args"]
 
     pipe = _pipe(studio, model)
     base = _image(pipe)

@@ -119,6 +119,25 @@ def test_cli_config_file_and_flags(tmp_path):
     assert config.name == "a" and config.dataset == "d"
 
 
+def test_cli_preset_by_short_name_with_flags_over_it():
+    from studio.cli import build_parser
+    from studio.cli.train import config_from_args
+
+    def config(*flags):
+        return config_from_args(build_parser().parse_args(["train", "--dataset", "d", "--out", "o", *flags]))
+
+    pocket = config("--preset", "pocket", "--trigger", "zq")
+    assert (pocket.model, pocket.lora_layers, pocket.max_steps, pocket.batch_size, pocket.trigger) == \
+        ("builtin:pocket", "all", 300, 8, "zq")
+    assert pocket.check().prompts()[0] == "a red zq on a white background"
+    assert config("--preset", "pocket", "--lora-layers", "transformer", "--steps", "50").lora_layers == "transformer"
+    by_epochs = config("--preset", "pocket", "--epochs", "4")
+    assert (by_epochs.epochs, by_epochs.max_steps) == (4, 0)  # epochs asked for by name win over the preset's steps
+    assert config("--preset", "seed-002 (kohya person LoRA)").rank == 2
+    with pytest.raises(ValueError, match="`preset` must be one of default, seed-002, .*pocket but is 'nope'"):
+        config("--preset", "nope")
+
+
 def test_config_errors_name_the_argument():
     from studio.train.config import PRESETS, apply_preset
 
@@ -128,6 +147,10 @@ def test_config_errors_name_the_argument():
         tiny_config(resolution=100).check()
     with pytest.raises(ValueError, match="`dropout`"):
         tiny_config(dropout=1.5).check()
+    with pytest.raises(ValueError, match="`lora_layers` must be one of attention, transformer, all but is 'convs'"):
+        tiny_config(lora_layers="convs").check()
+    with pytest.raises(ValueError, match="`validation_cfg` must be between 0 and 30 but is 31"):
+        tiny_config(validation_cfg=31).check()
     seed2 = apply_preset(tiny_config(), "seed-002 (kohya person LoRA)").check()
     assert (seed2.rank, seed2.alpha, seed2.min_snr_gamma, seed2.noise_offset, seed2.lr_cycles) == (2, 16.0, 5.0, 0.1, 3)
     assert all(apply_preset(tiny_config(), p).check() for p in PRESETS)

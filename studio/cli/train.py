@@ -12,10 +12,13 @@ _FIELDS = {"method": "method", "model": "model", "dataset": "dataset", "out": "n
            "resolution": "resolution", "batch_size": "batch_size", "grad_accum": "grad_accum", "repeats": "repeats",
            "trigger": "trigger", "seed": "seed", "validation_prompt": "validation_prompts",
            "validation_every": "validation_every", "lr_scheduler": "lr_scheduler", "init_word": "init_word",
-           "class_prompt": "class_prompt", "mixed_precision": "mixed_precision"}
+           "class_prompt": "class_prompt", "mixed_precision": "mixed_precision", "lora_layers": "lora_layers"}
 
 
 def register(sub) -> None:
+    from studio.train.config import LORA_LAYERS, PRESETS
+
+    presets = [name.split(" (")[0] for name in PRESETS]
     p = sub.add_parser("train", help="train a LoRA, DreamBooth model or textual-inversion embedding")
     p.add_argument("--method", choices=("lora", "dreambooth", "textual-inversion"), default=None)
     p.add_argument("--model", default=None, help="base model id (default: the studio's default model)")
@@ -39,6 +42,9 @@ def register(sub) -> None:
     p.add_argument("--init-word", default=None, help="textual inversion: the word the new token starts from")
     p.add_argument("--class-prompt", default=None, help="DreamBooth: turns on prior preservation with this prompt")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None)
+    p.add_argument("--lora-layers", choices=LORA_LAYERS, default=None,
+                   help="attention (default), transformer (kohya's default), all (adds ResNet convs, as LoCon)")
+    p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(presets)} (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
     p.set_defaults(run=run)
@@ -51,15 +57,23 @@ def config_from_args(args, saved=None):
     given = {field: getattr(args, flag) for flag, field in _FIELDS.items() if getattr(args, flag) is not None}
     if args.steps is not None:
         given.setdefault("epochs", 0)
+    elif args.epochs is not None:
+        given["max_steps"] = 0  # epochs asked for by name rule over a preset's or config's step count
     if args.class_prompt is not None:
         given["prior_preservation"] = True
     base = RunConfig.load(args.config) if args.config is not None else saved
-    if base is not None:
-        return replace(base, **given)
-    for flag, field in (("out", "name"), ("dataset", "dataset")):
-        if field not in given:
-            raise ValueError(f"`--{flag}` is required (or give --config run.json)")
-    return RunConfig(**given)
+    if base is None:
+        for flag, field in (("out", "name"), ("dataset", "dataset")):
+            if field not in given:
+                raise ValueError(f"`--{flag}` is required (or give --config run.json)")
+        base = RunConfig(name=given["name"], dataset=given["dataset"])
+    if getattr(args, "preset", None):
+        if saved is not None:
+            raise ValueError("`--preset` cannot change a run being resumed: resume continues its saved settings")
+        from studio.train.config import apply_preset
+
+        base = apply_preset(base, args.preset)
+    return replace(base, **given)
 
 
 def run(args, studio) -> int:

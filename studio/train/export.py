@@ -26,6 +26,7 @@ class Facts:
     rank: int
     alpha: float
     family: str
+    lora_layers: str = "attention"
 
     def header(self, steps: int, epoch: int) -> dict[str, str]:
         """safetensors metadata (strings only): studio.* keys, and kohya's ss_* keys A1111 shows."""
@@ -37,6 +38,8 @@ class Facts:
             meta.update({"ss_network_module": "networks.lora", "ss_network_dim": str(self.rank),
                          "ss_network_alpha": str(self.alpha),
                          "ss_base_model_version": "sdxl_base_v1-0" if self.family == "sdxl" else "sd_v1"})
+            if self.lora_layers == "all":  # kohya records LoCon's 3x3 convs as network args
+                meta["ss_network_args"] = json.dumps({"conv_dim": str(self.rank), "conv_alpha": str(self.alpha)})
         return meta
 
 

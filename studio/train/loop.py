@@ -186,7 +186,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             log.event("message", text="no face in the dataset: validation grids get no sim-scores")
     facts = export.Facts(base_model=config.model, method=config.method, trigger=config.token, name=config.name,
                          dataset=config.dataset, dataset_hash=data.dataset_hash(items), resolution=config.resolution,
-                         rank=config.rank, alpha=config.alpha, family=parts.family.value)
+                         rank=config.rank, alpha=config.alpha, family=parts.family.value,
+                         lora_layers=config.lora_layers)
 
     def save(epoch_done: int) -> None:
         training = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history,

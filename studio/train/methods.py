@@ -11,9 +11,15 @@ import re
 from studio.train.config import RunConfig
 from studio.train.parts import Parts
 
-# LoRA targets as in diffusers' training examples: the attention projections of the UNet and the text encoders.
-UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+# LoRA targets by `lora_layers`, as (UNet modules, text encoder modules):
+# - attention: the attention projections, as diffusers' training examples;
+# - transformer: every linear (and 1x1 conv) layer of the transformer blocks and text MLPs, as kohya's default LoRA;
+# - all: also the ResNet blocks and resamplers with their 3x3 convs, as kohya's LoCon (conv_dim). Convs draw shapes
+#   and textures that attention alone only rearranges, so a concept the base has never drawn needs them.
+_ATTENTION = (["to_q", "to_k", "to_v", "to_out.0"], ["q_proj", "k_proj", "v_proj", "out_proj"])
+_TRANSFORMER = (_ATTENTION[0] + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"], _ATTENTION[1] + ["fc1", "fc2"])
+_RESNET = ["conv1", "conv2", "conv_shortcut", "time_emb_proj", "downsamplers.0.conv", "upsamplers.0.conv"]
+LORA_TARGETS = {"attention": _ATTENTION, "transformer": _TRANSFORMER, "all": (_TRANSFORMER[0] + _RESNET, _TRANSFORMER[1])}
 TEXT_PREFIXES = ("text_encoder", "text_encoder_2")
 
 
@@ -24,13 +30,14 @@ class LoraMethod:
 
         self.parts, self.config = parts, config
         self.trains_text = config.text_encoder_lr > 0
+        unet_targets, text_targets = LORA_TARGETS[config.lora_layers]
         torch.manual_seed(config.seed)  # peft draws lora_A from the global generator
         parts.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                          init_lora_weights="gaussian", target_modules=UNET_TARGETS))
+                                          init_lora_weights="gaussian", target_modules=unet_targets))
         if self.trains_text:
             for encoder in parts.text_encoders:
                 encoder.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                               init_lora_weights="gaussian", target_modules=TEXT_TARGETS))
+                                               init_lora_weights="gaussian", target_modules=text_targets))
 
     def modules(self) -> dict:
         found = {"unet": self.parts.unet}

@@ -8,7 +8,7 @@ from dataclasses import fields, replace
 import gradio as gr
 
 from studio import train
-from studio.train.config import METHODS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS, RunConfig
+from studio.train.config import LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS, RunConfig
 from studio.ui.common import GPU_QUEUE, shows_errors
 
 DEFAULT_CHOICE = "(studio default)"
@@ -19,7 +19,7 @@ _KNOBS = ("resolution", "buckets", "repeats", "epochs", "max_steps", "batch_size
           "text_encoder_lr", "lr_scheduler", "warmup_steps", "lr_cycles", "rank", "alpha", "dropout", "min_snr_gamma",
           "noise_offset", "flip", "shuffle_captions", "keep_tokens", "mixed_precision", "gradient_checkpointing",
           "optimizer", "seed", "cache", "prior_preservation", "class_prompt", "class_images", "prior_loss_weight",
-          "init_word", "vectors", "validation_every", "validation_steps")
+          "init_word", "vectors", "validation_every", "validation_steps", "lora_layers", "validation_cfg")
 _INTS = {f.name for f in fields(RunConfig) if f.type in ("int", int)}
 _FLOATS = {f.name for f in fields(RunConfig) if f.type in ("float", float)}
 
@@ -115,6 +115,8 @@ def build(studio) -> None:
             rank = gr.Number(d.rank, precision=0, label="LoRA rank")
             alpha = gr.Number(d.alpha, label="LoRA alpha")
             dropout = gr.Number(d.dropout, label="LoRA dropout")
+            lora_layers = gr.Dropdown(list(LORA_LAYERS), value=d.lora_layers, label="LoRA layers",
+                                      info="all adds the ResNet convs (LoCon): for shapes the base cannot draw")
             min_snr_gamma = gr.Number(d.min_snr_gamma, label="Min-SNR gamma", info="0 off, 5 in seed 002")
             noise_offset = gr.Number(d.noise_offset, label="Noise offset")
         with gr.Row():
@@ -135,11 +137,12 @@ def build(studio) -> None:
             vectors = gr.Number(d.vectors, precision=0, label="TI: vectors per token")
             validation_every = gr.Number(d.validation_every, precision=0, label="Validate every N epochs")
             validation_steps = gr.Number(d.validation_steps, precision=0, label="Validation sampling steps")
+            validation_cfg = gr.Number(d.validation_cfg, label="Validation CFG scale")
     knobs = [resolution, buckets, repeats, epochs, max_steps, batch_size, grad_accum, lr, text_encoder_lr,
              lr_scheduler, warmup_steps, lr_cycles, rank, alpha, dropout, min_snr_gamma, noise_offset, flip,
              shuffle_captions, keep_tokens, mixed_precision, gradient_checkpointing, optimizer, seed, cache,
              prior_preservation, class_prompt, class_images, prior_loss_weight, init_word, vectors, validation_every,
-             validation_steps]
+             validation_steps, lora_layers, validation_cfg]
 
     # 3. Run controls and what a run shows
     with gr.Row():
@@ -207,7 +210,9 @@ def build(studio) -> None:
 
     def apply_preset(choice):
         chosen = replace(_DEFAULTS, **PRESETS[choice])
-        return [gr.update(value=chosen.method)] + [gr.update(value=getattr(chosen, k)) for k in _KNOBS]
+        model_value = gr.update(value=chosen.model) if chosen.model else gr.skip()  # a preset made for one base
+        return ([gr.update(value=chosen.method), model_value, gr.update(value="\n".join(chosen.validation_prompts))]
+                + [gr.update(value=getattr(chosen, k)) for k in _KNOBS])
 
     def dataset_chosen(chosen):
         return train.dataset_trigger(studio.settings, chosen) or gr.skip()
@@ -220,7 +225,7 @@ def build(studio) -> None:
     run_pick.change(status, [run_pick, gr.State(None)], views, api_name="train_status")
     timer.tick(status, [run_pick, seen], views, api_name=False, show_progress="hidden")
     export_btn.click(export, [run_pick, epoch_pick], export_md, api_name="train_export_epoch")
-    preset.change(apply_preset, preset, [method, *knobs], api_name=False, queue=False)
+    preset.change(apply_preset, preset, [method, model, prompts, *knobs], api_name=False, queue=False)
     dataset.change(dataset_chosen, dataset, trigger, api_name=False, queue=False)
     refresh_btn.click(lambda: (gr.update(choices=train.list_datasets(studio.settings)),
                                gr.update(choices=_model_choices(studio)), gr.update(choices=_run_names(studio))),
