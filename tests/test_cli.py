@@ -63,3 +63,6 @@ def test_global_options_work_after_the_verb_too(settings, capsys):
     assert code == 2 and "`dtype` must be auto, float32, float16 or bfloat16 but is 'float64'" in capsys.readouterr().err
     assert main(["models", "--models-dir", str(settings.models_dir), "--offline"]) == 0
     assert f"models folder: {settings.models_dir}" in capsys.readouterr().out
+    # ...and after a verb's own sub-command
+    assert main(["dataset", "list", "--workspace", str(settings.root / "elsewhere")]) == 0
+    assert f"no datasets in {settings.root / 'elsewhere' / 'datasets'}" in capsys.readouterr().out

@@ -54,12 +54,13 @@ def test_pocket_folder_is_small_safetensors_and_loads(pipe):
     assert pipe.safety_checker is None and pipe.config.requires_safety_checker is False
     assert pipe.vae_scale_factor == 4
     tokenizer = pipe.tokenizer
-    # The shipped tokenizer is the one the text encoder was trained with (written before the writer made every
-    # listed word a single token, so some words are two): it must match the encoder and fit every caption.
+    # The tokenizer the text encoder learnt: every caption word is one token, and the special tokens agree.
     assert len(tokenizer) == pipe.text_encoder.config.vocab_size
-    for scene in make_scenes(40, seed=3):
-        assert len(tokenizer(scene.caption).input_ids) <= 77, scene.caption
-    assert tokenizer.bos_token_id == len(tokenizer) - 2 and tokenizer.eos_token_id == len(tokenizer) - 1
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id) == (pipe.text_encoder.config.bos_token_id,
+                                                                pipe.text_encoder.config.eos_token_id)
+    words = {w for scene in make_scenes(200, seed=3) for w in scene.caption.replace(",", " ").split()}
+    split = [w for w in sorted(words) if len(tokenizer(w).input_ids) != 3]
+    assert not split, f"caption words of more than one token: {split}"
 
 
 def test_checker_reads_drawings(checker):
@@ -96,13 +97,42 @@ def test_face_turns_into_dog_with_img2img(pipe, checker):
 
 
 @pytest.mark.slow
-def test_lora_teaches_a_new_shape_by_trigger_word(checker):
-    from studio.pocket.evaluate import generate
-    from studio.pocket.lora import ConceptLora, concept_images, train_concept_lora
+def test_studio_lora_teaches_a_new_shape_by_trigger_word(studio):
+    # Issue 6, item 4: the studio's own LoRA training (the pocket preset: 300 steps on 8 drawings) makes the
+    # trigger word draw a shape the pocket model never saw; checked through Generate, as a user would see it.
+    from studio.generate import LoraChoice
+    from studio.pocket.concept import check_prompt, write_concept_dataset
+    from studio.train.config import RunConfig, apply_preset
+    from tests.train_helpers import train_in_process
 
-    pipe = load_pocket_pipeline()  # its own copy: the adapter stays in this UNet
-    prompt, seeds = "a red zq on a white background", list(range(10))
-    before = sum(label == "star" for label, _ in checker.labels(generate(pipe, prompt, seeds)))
-    train_concept_lora(pipe, concept_images("zq", "star", count=8), ConceptLora(steps=300))
-    after = sum(label == "star" for label, _ in checker.labels(generate(pipe, prompt, seeds)))
-    assert before <= 2 and after >= 7, (before, after)
+    write_concept_dataset(studio.settings.datasets_dir / "zq", trigger="zq", shape="star", count=8)
+    prompt = "a red zq on a white background"
+    before = check_prompt(studio, prompt, seeds=10)
+    config = apply_preset(RunConfig(name="zq", dataset="zq", trigger="zq"), "pocket")
+    result = train_in_process(studio, config)
+    lora = studio.settings.models_dir / "lora" / "zq.safetensors"
+    assert lora in result.files
+    after = check_prompt(studio, prompt, seeds=10, loras=[LoraChoice("zq", 1.0)])
+    assert before.labels["star"] <= 2 and after.labels["star"] >= 7, (before.labels, after.labels)
+    assert after.colors["red"] >= 7  # the colour word still works on the new shape
+
+
+def test_concept_dataset_and_check_from_the_command_line(studio, tmp_path, capsys):
+    from studio.cli import main
+
+    root = ["--root", str(studio.settings.root), "--workspace", str(studio.settings.workspace_dir)]
+    assert main(["pocket", "concept", "zz", "--count", "5", *root]) == 0
+    folder = studio.settings.datasets_dir / "zz"
+    assert sorted(p.name for p in folder.iterdir())[:2] == ["zz_00.png", "zz_00.txt"]
+    assert len(list(folder.glob("*.png"))) == 5 and (folder / "zz_00.txt").read_text() == "a red zz on a white background\n"
+    assert main(["pocket", "concept", "zz", *root]) == 2  # never writes into a dataset that is there
+    assert "is not empty: choose a new dataset name" in capsys.readouterr().err
+    assert len(list(folder.glob("*.png"))) == 5
+    grid = tmp_path / "grid.png"
+    assert main(["pocket", "check", "a blue circle on a black background", "--seeds", "3", "--steps", "8",
+                 "--grid", str(grid), *root]) == 0
+    out = capsys.readouterr().out
+    assert "without LoRA: 'a blue circle on a black background' over 3 seeds: circle" in out and grid.is_file()
+    with pytest.raises(SystemExit) as exit_info:  # a shape the model knows is no new concept
+        main(["pocket", "concept", "zz2", "--shape", "circle", *root])
+    assert exit_info.value.code == 2 and "invalid choice: 'circle'" in capsys.readouterr().err

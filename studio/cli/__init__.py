@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # Verb modules under studio/cli/; each adds its subparser and sets defaults(run=...).
-VERBS = ("serve", "generate", "models", "dataset", "train", "animal", "evaluate")
+VERBS = ("serve", "generate", "models", "dataset", "train", "animal", "evaluate", "pocket")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,8 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     for verb in VERBS:
         importlib.import_module(f"studio.cli.{verb}").register(sub)
     for verb_parser in sub.choices.values():
-        _add_global_options(verb_parser, suppress=True)
+        for leaf in _with_nested(verb_parser):  # `dataset list --root X` as well as `train --root X`
+            _add_global_options(leaf, suppress=True)
     return parser
+
+
+def _with_nested(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """A parser and the parsers of its sub-commands, at any depth."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found += _with_nested(child)
+    return found
 
 
 def settings_from_args(args: argparse.Namespace):

@@ -69,7 +69,7 @@ def score_prompt(pipe, checker: PocketChecker, prompt: str, seeds: list[int], sa
     return score, images
 
 
-def face_to_dog(pipe, face: Image.Image, seeds: list[int], strength: float = 0.7, prompt: str = DOG_PROMPT,
+def face_to_dog(pipe, face: Image.Image, seeds: list[int], strength: float = 0.75, prompt: str = DOG_PROMPT,
                 sampling: Sampling = Sampling()) -> list[Image.Image]:
     """Turn a cartoon human face into a cartoon dog face with img2img on the pocket model, one image per seed."""
     import torch

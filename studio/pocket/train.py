@@ -197,10 +197,11 @@ def save_pipeline(out: Path, tmp: Path, vae, unet, text_encoder, tokenizer, arch
 
 
 def train(cfg: PocketTraining, out: Path, vae_from: Path | None = None, init_from: Path | None = None,
-          log=print) -> dict:
+          fresh_tokenizer: bool = False, log=print) -> dict:
     """Train every part of the pocket model and write it as a diffusers folder at `out` (replaced atomically).
 
-    `vae_from` reuses a pocket folder's VAE; `init_from` also continues from its UNet and text encoder.
+    `vae_from` reuses a pocket folder's VAE; `init_from` also continues from its UNet, text encoder and tokenizer
+    (or, with `fresh_tokenizer`, from a newly written tokenizer whose ids the text encoder then learns again).
     """
     import torch
 
@@ -212,8 +213,15 @@ def train(cfg: PocketTraining, out: Path, vae_from: Path | None = None, init_fro
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the model folder is for everyone
     try:
-        # 1. Tokenizer: every caption word one token, plus spare and reserved trigger words.
-        tokenizer = write_tokenizer(tmp)
+        # 1. Tokenizer: every caption word one token, plus spare and reserved trigger words; a continued run keeps
+        #    the one its text encoder learnt, since the ids are what the embeddings mean.
+        if init_from is not None and not fresh_tokenizer:
+            from transformers import CLIPTokenizer
+
+            tokenizer = CLIPTokenizer.from_pretrained(init_from / "tokenizer")
+            tokenizer.save_pretrained(tmp / "tokenizer")
+        else:
+            tokenizer = write_tokenizer(tmp)
         figures: dict = {"vocab_size": len(tokenizer)}
         # 2. VAE (or reuse one, when iterating on the diffusion stage).
         vae_from = vae_from or init_from
@@ -237,7 +245,11 @@ def train(cfg: PocketTraining, out: Path, vae_from: Path | None = None, init_fro
 
             init = (UNet2DConditionModel.from_pretrained(init_from / "unet"),
                     CLIPTextModel.from_pretrained(init_from / "text_encoder"))
+            init[1].resize_token_embeddings(len(tokenizer))  # a fresh tokenizer may have fewer or more ids...
+            init[1].config.update(dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                       pad_token_id=tokenizer.pad_token_id))  # ...and its special tokens elsewhere
             figures["continued_from"] = json.loads((init_from / "training.json").read_text())
+            figures["fresh_tokenizer"] = fresh_tokenizer
         unet, text_encoder, unet_figures = train_unet(cfg, mean, std, ids, empty_ids, enc_figures["scaling_factor"],
                                                       len(tokenizer), log, init)
         figures.update(unet_figures)
@@ -271,12 +283,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--offset-noise", type=float, default=PocketTraining.offset_noise)
     parser.add_argument("--vae-from", type=Path, default=None, help="reuse the VAE of a pocket folder (for iterating)")
     parser.add_argument("--init-from", type=Path, default=None, help="continue from a pocket folder's weights")
+    parser.add_argument("--fresh-tokenizer", action="store_true",
+                        help="with --init-from: write a new tokenizer instead of keeping the earlier run's")
     args = parser.parse_args(argv)
     cfg = PocketTraining(seed=args.seed, threads=args.threads, vae_steps=args.vae_steps,
                          vae_full_steps=min(PocketTraining.vae_full_steps, args.vae_steps // 5),
                          unet_steps=args.unet_steps, scenes=args.scenes,
                          checker_steps=args.checker_steps, unet_lr=args.unet_lr, offset_noise=args.offset_noise)
-    train(cfg, args.out, vae_from=args.vae_from, init_from=args.init_from, log=lambda msg: print(msg, flush=True))
+    if args.fresh_tokenizer and args.init_from is None:
+        raise SystemExit("--fresh-tokenizer only makes sense with --init-from (a new run always writes one)")
+    train(cfg, args.out, vae_from=args.vae_from, init_from=args.init_from, fresh_tokenizer=args.fresh_tokenizer,
+          log=lambda msg: print(msg, flush=True))
 
 
 if __name__ == "__main__":
