@@ -78,3 +78,26 @@ def test_gradio_client_animal(animal_app, tmp_path):
             client.predict(image=handle_file(str(tmp_path / "coffee.png")), size=64, steps=2, api_name="/animal")
     finally:
         app.close()
+
+
+def test_offline_demo_turns_the_cartoon_face_into_dogs(animal_app):
+    # Issue 6, item 5: the tab's offline demo, through the tab's own widget-to-request path, on builtin:pocket.
+    import gradio as gr
+    from PIL import Image
+
+    from studio.generate.animal import face_to_animal
+    from studio.pocket import POCKET_DIR
+    from studio.pocket.checker import PocketChecker
+    from studio.ui.animal_tab import POCKET_DEMO, request_from_widgets
+
+    studio, app = animal_app
+    examples = [b for b in app.blocks.values() if isinstance(b, gr.Dataset)]  # what gr.Examples puts on the page
+    assert len(examples) == 1 and "cartoon face into a dog" in examples[0].label
+    values = {**_widget_defaults(app), **POCKET_DEMO, "image": Image.open(POCKET_DEMO["image"]).convert("RGB")}
+    checker = PocketChecker(POCKET_DIR / "checker")
+    assert checker.labels([values["image"].resize((64, 64))])[0][0] == "human"
+    result = face_to_animal(studio, request_from_widgets(**values))
+    labels = [label for label, _ in checker.labels([a.image.resize((64, 64), Image.LANCZOS) for a in result.images])]
+    assert len(labels) == 4 and labels.count("dog") >= 3, labels
+    assert "Model: pocket, Denoising strength: 0.75" in result.images[0].parameters
+    assert "ControlNet" not in result.images[0].parameters  # pocket has none: canny is previewed, img2img draws

@@ -76,3 +76,20 @@ def test_start_status_cancel_through_the_api(studio):
             client.predict(*_widget_values(), api_name="/train_start")
     finally:
         app.close()
+
+
+def test_preset_fills_the_model_prompts_and_knobs(studio):
+    import gradio as gr
+
+    from studio.ui import train_tab
+
+    with gr.Blocks() as app:
+        train_tab.build(studio)
+    apply = next(f.fn for f in app.fns.values() if f.name == "apply_preset")
+    method, model, prompts, *knobs = apply("pocket (teach builtin:pocket a new shape)")
+    values = dict(zip(train_tab._KNOBS, (k["value"] for k in knobs)))
+    assert (method["value"], model["value"]) == ("lora", "builtin:pocket")
+    assert prompts["value"].splitlines()[0] == "a red {trigger} on a white background"
+    assert (values["lora_layers"], values["max_steps"], values["validation_cfg"]) == ("all", 300, 4.0)
+    _, model, _, *_ = apply("default")
+    assert model == gr.skip()  # a preset for any base leaves the chosen base alone

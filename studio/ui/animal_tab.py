@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from pathlib import Path
 
 import gradio as gr
 
@@ -16,6 +17,13 @@ from studio.progress import Cancelled
 from studio.ui.common import GPU_QUEUE, shows_errors
 
 DEFAULT_CHOICE = "(default)"
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+# The offline demo: a cartoon face (a pocket drawing) into a cartoon dog on builtin:pocket, which has no ControlNet,
+# so canny is only previewed and img2img does the work. Widget values by request_from_widgets' parameter names.
+POCKET_DEMO = {"image": str(EXAMPLES_DIR / "cartoon_face.png"),
+               "prompt": "a cartoon dog face with brown fur, on a white background", "negative_prompt": "",
+               "mediapipe_face": False, "canny": True, "model": "builtin:pocket", "strength": 0.75, "cfg": 4.0,
+               "sampler": "Euler a", "seed": 0, "n_seeds": 4}
 _DEFAULTS = AnimalRequest(image=None)
 _HELP = {
     "mediapipe_face": "MediaPipe face mesh: contours, eyes, brows and lips, for the MediaPipe face ControlNet",
@@ -88,6 +96,7 @@ def build(studio) -> None:
                 n_seeds = gr.Slider(1, 8, value=1, step=1, label="Seeds (seed, seed+1, ...)")
                 crop = gr.Checkbox(False, label="Crop to the face first")
                 paste = gr.Checkbox(True, label="Paste back into the photo")
+            demo_slot = gr.Column()  # the demo example goes here once every widget it fills exists
             with gr.Row():
                 preview_btn = gr.Button("Preview controls")
                 transform_btn = gr.Button("Transform", variant="primary")
@@ -137,6 +146,10 @@ def build(studio) -> None:
     inputs = [photo, animal, breed, prompt, negative, *flat_controls, max_faces, min_confidence, canny_low,
               canny_high, base, task, strength, control_mode, seed, n_seeds, sampler, steps, cfg, size, crop, paste,
               face_index]
+    by_name = dict(zip(inspect.signature(request_from_widgets).parameters, inputs))
+    with demo_slot:
+        gr.Examples([list(POCKET_DEMO.values())], [by_name[name] for name in POCKET_DEMO],
+                    label="Offline demo: a cartoon face into a dog on builtin:pocket (pick it, then Transform)")
 
     enable_boxes = [row[0] for row in control_widgets]
 
