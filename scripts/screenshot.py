@@ -1,6 +1,7 @@
 """Takes README's screenshot: serves the studio on a scratch workspace, generates once in headless Chromium.
 
-    .venv/bin/python scripts/screenshot.py [--prompt "a red circle on a white background"] [--out docs/images/studio.png]
+    .venv/bin/python scripts/screenshot.py [--prompt "a red circle on a white background"] [--cfg 4] [--seed 0]
+        [--batch 4] [--out docs/images/studio.png]
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompt", default="a red circle on a white background")
+    parser.add_argument("--cfg", type=float, default=4.0, help="builtin:pocket draws best at CFG 4")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "studio.png")
     args = parser.parse_args()
 
@@ -43,6 +47,11 @@ def main() -> None:
             page.goto(f"http://127.0.0.1:{port}/")
             page.get_by_role("tab", name="Generate").click()
             page.get_by_label("Prompt", exact=True).fill(args.prompt)
+            page.get_by_label("Seed", exact=True).fill(str(args.seed))
+            for label, value in (("CFG scale", args.cfg), ("Batch size", args.batch)):
+                box = page.get_by_label(f"number input for {label}")
+                box.fill(f"{value:g}")
+                box.press("Enter")
             page.get_by_role("button", name="Generate", exact=True).click()
             expect(page.get_by_role("img", name=re.compile(r"^seed \d+$")).first).to_be_visible(timeout=300_000)
             page.wait_for_timeout(1000)
