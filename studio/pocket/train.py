@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from studio.pocket import load_pocket_pipeline
 from studio.pocket.model import (PocketArchitecture, build_scheduler, build_text_encoder, build_unet, build_vae,
                                  write_tokenizer)
 from studio.pocket.scenes import make_scenes
@@ -213,22 +214,20 @@ def train(cfg: PocketTraining, out: Path, vae_from: Path | None = None, init_fro
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the model folder is for everyone
     try:
+        # An earlier run's folder, loaded through the model store like any model (the VAE, or every part).
+        vae_from = vae_from or init_from
+        earlier = load_pocket_pipeline(vae_from) if vae_from is not None else None
         # 1. Tokenizer: every caption word one token, plus spare and reserved trigger words; a continued run keeps
         #    the one its text encoder learnt, since the ids are what the embeddings mean.
         if init_from is not None and not fresh_tokenizer:
-            from transformers import CLIPTokenizer
-
-            tokenizer = CLIPTokenizer.from_pretrained(init_from / "tokenizer")
+            tokenizer = earlier.tokenizer
             tokenizer.save_pretrained(tmp / "tokenizer")
         else:
             tokenizer = write_tokenizer(tmp)
         figures: dict = {"vocab_size": len(tokenizer)}
         # 2. VAE (or reuse one, when iterating on the diffusion stage).
-        vae_from = vae_from or init_from
-        if vae_from is not None:
-            from diffusers import AutoencoderKL
-
-            vae = AutoencoderKL.from_pretrained(vae_from / "vae").eval()
+        if earlier is not None:
+            vae = earlier.vae.eval()
         else:
             vae, vae_figures = train_vae(cfg, log)
             figures.update(vae_figures)
@@ -240,11 +239,7 @@ def train(cfg: PocketTraining, out: Path, vae_from: Path | None = None, init_fro
         # 4. UNet + text encoder.
         init = None
         if init_from is not None:
-            from diffusers import UNet2DConditionModel
-            from transformers import CLIPTextModel
-
-            init = (UNet2DConditionModel.from_pretrained(init_from / "unet"),
-                    CLIPTextModel.from_pretrained(init_from / "text_encoder"))
+            init = (earlier.unet, earlier.text_encoder)
             init[1].resize_token_embeddings(len(tokenizer))  # a fresh tokenizer may have fewer or more ids...
             init[1].config.update(dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                        pad_token_id=tokenizer.pad_token_id))  # ...and its special tokens elsewhere
