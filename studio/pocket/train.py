@@ -221,7 +221,7 @@ def train(cfg: PocketTraining, out: Path, vae_from: Path | None = None, init_fro
         #    the one its text encoder learnt, since the ids are what the embeddings mean.
         if init_from is not None and not fresh_tokenizer:
             tokenizer = earlier.tokenizer
-            tokenizer.save_pretrained(tmp / "tokenizer")
+            shutil.copytree(init_from / "tokenizer", tmp / "tokenizer")  # its files as they are (vocab, merges)
         else:
             tokenizer = write_tokenizer(tmp)
         figures: dict = {"vocab_size": len(tokenizer)}
