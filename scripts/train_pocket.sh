@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Trains builtin:pocket from scratch in the four stages the shipped weights went through (docs/pocket.md), then
-# measures it. About 1 h 55 min on one core of a 2-core CPU; OUT defaults to a scratch folder, so the shipped
-# weights in models/builtin/pocket are only replaced when you copy the result there yourself.
+# measures it: 54 min of training with both cores of a quiet 2-core CPU (THREADS=2, the default here), about twice
+# that on one busy core. OUT defaults to a scratch folder, so the shipped weights in models/builtin/pocket are only
+# replaced when you copy the result there yourself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-workspace/pocket}
-THREADS=${THREADS:-1}
+THREADS=${THREADS:-2}
 py=.venv/bin/python
 train() { "$py" -m studio.pocket.train --threads "$THREADS" "$@"; }
 
