@@ -16,9 +16,7 @@ _FIELDS = {"method": "method", "model": "model", "dataset": "dataset", "out": "n
 
 
 def register(sub) -> None:
-    from studio.train.config import LORA_LAYERS, PRESETS
-
-    presets = [name.split(" (")[0] for name in PRESETS]
+    from studio.train.config import LORA_LAYERS, PRESET_KEYS
     p = sub.add_parser("train", help="train a LoRA, DreamBooth model or textual-inversion embedding")
     p.add_argument("--method", choices=("lora", "dreambooth", "textual-inversion"), default=None)
     p.add_argument("--model", default=None, help="base model id (default: the studio's default model)")
@@ -44,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None)
     p.add_argument("--lora-layers", choices=LORA_LAYERS, default=None,
                    help="attention (default), transformer (kohya's default), all (adds ResNet convs, as LoCon)")
-    p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(presets)} (flags override it)")
+    p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
     p.set_defaults(run=run)
@@ -67,7 +65,7 @@ def config_from_args(args, saved=None):
             if field not in given:
                 raise ValueError(f"`--{flag}` is required (or give --config run.json)")
         base = RunConfig(name=given["name"], dataset=given["dataset"])
-    if getattr(args, "preset", None):
+    if args.preset:
         if saved is not None:
             raise ValueError("`--preset` cannot change a run being resumed: resume continues its saved settings")
         from studio.train.config import apply_preset

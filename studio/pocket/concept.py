@@ -64,9 +64,6 @@ class CheckResult:
     colors: Counter  # the foreground colour named, per colour (None: nothing stands out)
     images: list  # PIL images, seed order
 
-    def share(self, label: str) -> float:
-        return self.labels[label] / len(self.seeds)
-
 
 def check_prompt(studio, prompt: str, *, seeds: int = 20, first_seed: int = 0, loras: list | None = None,
                  steps: int = 20, cfg: float = 4.0, model: str = "builtin:pocket") -> CheckResult:

@@ -209,12 +209,17 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# Each preset's first word ("seed-002", "pocket"), as the command line takes it.
+PRESET_KEYS = {name.split(" (")[0]: name for name in PRESETS}
+
+
 def preset_name(text: str) -> str:
-    """A preset by its full name or its first word ("seed-002", "pocket"), for the command line."""
-    for name in PRESETS:
-        if text in (name, name.split(" (")[0]):
-            return name
-    raise ValueError(f"`preset` must be one of {', '.join(n.split(' (')[0] for n in PRESETS)} but is {text!r}")
+    """A preset by its full name or its first word."""
+    if text in PRESETS:
+        return text
+    if text in PRESET_KEYS:
+        return PRESET_KEYS[text]
+    raise ValueError(f"`preset` must be one of {', '.join(PRESET_KEYS)} but is {text!r}")
 
 
 def apply_preset(config: RunConfig, preset: str) -> RunConfig:
