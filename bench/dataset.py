@@ -38,7 +38,7 @@ def make_photos(folder: Path, count: int, size: int) -> None:
         im.rotate((i % 5 - 2) * 3, resample=Image.Resampling.BICUBIC).save(folder / f"photo_{i:03d}.jpg", quality=90)
 
 
-def timed_prepare(settings, request):
+def timed_prepare(studio, request):
     """Seconds for the whole preparation and for ingest + face work (up to the first crop)."""
     from studio.data import prepare_dataset
 
@@ -49,7 +49,7 @@ def timed_prepare(settings, request):
         if message.startswith("cropping") and "faces" not in marks:
             marks["faces"] = time.perf_counter() - start
 
-    result = prepare_dataset(settings, request, progress=progress)
+    result = prepare_dataset(studio, request, progress=progress)
     return time.perf_counter() - start, marks["faces"], result
 
 
@@ -61,12 +61,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from studio.data import PrepareRequest
+    from studio.context import Studio
     from studio.settings import Settings
 
     root = Path(tempfile.mkdtemp(prefix="bench-dataset-"))
     photos = root / "photos"
     make_photos(photos, args.count, args.size)
     settings = Settings(root=root, allow_downloads=False)
+    studio = Studio.open(settings)
 
     from studio.data.scan import auto_workers
 
@@ -75,7 +77,7 @@ def main() -> None:
     runs = []
     for name in ("first", "cached"):
         request = PrepareRequest((photos,), name, "ohwx", size=512, blur_bystanders=True, workers=args.workers)
-        total, faces, result = timed_prepare(settings, request)
+        total, faces, result = timed_prepare(studio, request)
         runs.append((total, faces))
         print(f"{name:>6} run: {args.count} photos, faces detected {result.faces_detected}, cached "
               f"{result.faces_cached}; ingest + faces {faces:.2f}s = {args.count / faces:.1f} img/s; whole "

@@ -46,7 +46,7 @@ def main() -> None:
     import torch
     from diffusers import AutoPipelineForImage2Image
 
-    from studio.cache import LoraWeight, module_bytes
+    from studio.cache import module_bytes
     from studio.context import Studio
     from studio.generate import GenerationRequest, LoraChoice, generate
     from studio.settings import Settings
@@ -104,17 +104,17 @@ def main() -> None:
     generate(studio, with_b)  # both adapters now loaded once
 
     def switch():  # the switch itself: borrow the base with B active after A was
-        with studio.cache.pipeline(args.model, loras=[LoraWeight(lora_dir / "bench_a.safetensors")]):
+        with studio.cache.pipeline(args.model, loras=[LoraChoice(str(lora_dir / "bench_a.safetensors"))]):
             pass
         t = time.perf_counter()
-        with studio.cache.pipeline(args.model, loras=[LoraWeight(lora_dir / "bench_b.safetensors")]):
+        with studio.cache.pipeline(args.model, loras=[LoraChoice(str(lora_dir / "bench_b.safetensors"))]):
             pass
         return time.perf_counter() - t
 
     def reload():  # the alternative: load the base afresh and put B on it
         t = time.perf_counter()
         fresh = Studio.open(settings)
-        with fresh.cache.pipeline(args.model, loras=[LoraWeight(lora_dir / "bench_b.safetensors")]):
+        with fresh.cache.pipeline(args.model, loras=[LoraChoice(str(lora_dir / "bench_b.safetensors"))]):
             pass
         return time.perf_counter() - t, fresh
 

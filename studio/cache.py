@@ -11,23 +11,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.models.adapters import check_lora_fits, embedding_token
+from studio.models.refs import LoraChoice
 from studio.models.store import ModelStore
 from studio.settings import Settings
 
 TASKS = ("txt2img", "img2img")  # with controlnets given, the same tasks use their ControlNet pipelines
-
-
-@dataclass
-class LoraWeight:
-    path: Path
-    weight: float = 1.0
+# Weights besides base pipelines and ControlNets, each loaded by the store's loader of that name and borrowed with
+# `cache.borrow(kind, id)`: they count in the same budget and are freed by release() like any model.
+HELPER_LOADERS = {"clip": "load_clip", "captioner": "load_captioner", "checker": "load_checker"}
 
 
 @dataclass
 class CachedModel:
     """One line of what the cache holds, for the Models tab."""
 
-    kind: str  # "base" | "controlnet"
+    kind: str  # "base" | "controlnet" | one of HELPER_LOADERS
     model_id: str
     device: str
     dtype: str
@@ -44,7 +42,7 @@ class _Entry:
     model_id: str
     device: str
     dtype: object
-    model: object  # the base txt2img pipeline, or a ControlNetModel
+    model: object  # the base txt2img pipeline, a ControlNetModel, or what a helper loader returns
     nbytes: int
     lock: threading.RLock = field(default_factory=threading.RLock)
     borrowers: int = 0
@@ -54,15 +52,20 @@ class _Entry:
     embeddings: dict = field(default_factory=dict)  # embedding file -> tokens added to the tokenizer(s)
 
 
-def module_bytes(obj) -> int:
-    """Bytes of parameters and buffers in a module or in every module of a pipeline, each tensor counted once."""
+def _modules(obj) -> list:
+    """The torch modules of a module, of a pipeline, or held as attributes by a loaded helper (CLIP, captioner...)."""
     import torch
 
-    modules = [obj] if isinstance(obj, torch.nn.Module) else [
-        m for m in getattr(obj, "components", {}).values() if isinstance(m, torch.nn.Module)
-    ]
+    if isinstance(obj, torch.nn.Module):
+        return [obj]
+    parts = obj.components if hasattr(obj, "components") else vars(obj)
+    return [m for m in parts.values() if isinstance(m, torch.nn.Module)]
+
+
+def module_bytes(obj) -> int:
+    """Bytes of parameters and buffers in `obj`'s modules (see _modules), each tensor counted once."""
     seen, total = set(), 0
-    for m in modules:
+    for m in _modules(obj):
         for t in list(m.parameters()) + list(m.buffers()):
             if t.data_ptr() not in seen:
                 seen.add(t.data_ptr())
@@ -80,7 +83,7 @@ class ModelCache:
     # ---- borrowing -----------------------------------------------------------------------------------------
 
     @contextmanager
-    def pipeline(self, model_id: str, *, task: str = "txt2img", loras: list[LoraWeight] = (),
+    def pipeline(self, model_id: str, *, task: str = "txt2img", loras: list[LoraChoice] = (),
                  embeddings: list[Path] = (), controlnets: list[str] = ()):
         """Borrow a pipeline of `model_id` for `task`, with exactly the given LoRAs active at their weights.
 
@@ -112,6 +115,24 @@ class ModelCache:
                     e.borrowers -= 1
                     e.last_used = now
 
+    @contextmanager
+    def borrow(self, kind: str, model_id: str):
+        """Borrow a helper model (`kind` one of HELPER_LOADERS: "clip", "captioner", "checker"), loading it once.
+        Two callers of one helper take turns, as for pipelines."""
+        if kind not in HELPER_LOADERS:
+            raise ValueError(f"`kind` must be one of {', '.join(HELPER_LOADERS)} but is {kind!r}")
+        device = self.settings.resolve_device()
+        with self._lock:
+            entry = self._get(kind, model_id, device, None)
+            entry.borrowers += 1
+        try:
+            with entry.lock:
+                yield entry.model
+        finally:
+            with self._lock:
+                entry.borrowers -= 1
+                entry.last_used = time.monotonic()
+
     def _get(self, kind: str, model_id: str, device: str, dtype) -> _Entry:
         key = (kind, model_id, device, str(dtype))
         entry = self._entries.get(key)
@@ -119,9 +140,12 @@ class ModelCache:
             if kind == "base":
                 ref = self.store.resolve(model_id)
                 model = self.store.load_base(ref, dtype=dtype, device=device)
-            else:
+            elif kind == "controlnet":
                 ref = self.store.resolve(model_id, subfolder="controlnet")
                 model = self.store.load_controlnet(ref, dtype=dtype, device=device)
+            else:
+                model = getattr(self.store, HELPER_LOADERS[kind])(model_id, device=device)
+                dtype = next((p.dtype for m in _modules(model) for p in m.parameters()), None)
             entry = _Entry(kind, model_id, device, dtype, model, module_bytes(model))
             self._entries[key] = entry
             self._evict_to_budget(keep=entry)
@@ -154,9 +178,9 @@ class ModelCache:
 
     # ---- LoRAs and embeddings -----------------------------------------------------------------------------
 
-    def _apply_loras(self, base: _Entry, pipe, loras: list[LoraWeight]) -> None:
-        for lw in loras:
-            path = Path(lw.path).resolve()
+    def _apply_loras(self, base: _Entry, pipe, loras: list[LoraChoice]) -> None:
+        paths = [self.store.lora_file(lc.name) for lc in loras]  # a name in models/lora/ or a path
+        for path in paths:
             if path not in base.adapters:
                 check_lora_fits(path, base.model, base.model_id)
                 name = _adapter_name(path, base.adapters.values())
@@ -168,8 +192,8 @@ class ModelCache:
             return
         if loras:
             pipe.enable_lora()
-            pipe.set_adapters([base.adapters[Path(lw.path).resolve()] for lw in loras],
-                              adapter_weights=[float(lw.weight) for lw in loras])
+            pipe.set_adapters([base.adapters[path] for path in paths],
+                              adapter_weights=[float(lc.weight) for lc in loras])
         else:
             pipe.disable_lora()
 

@@ -25,3 +25,4 @@ class Studio:
         """Make `model_id` the base every tab uses when the user names none (checked before it is taken)."""
         self.store.resolve(model_id)
         self.settings = self.settings.with_(default_model=model_id)
+        self.store.settings = self.cache.settings = self.settings  # one settings object, seen by every part

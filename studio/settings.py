@@ -6,9 +6,6 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-DEFAULT_MODEL = "builtin:tiny"  # replaced by builtin:pocket once its weights ship (see models/builtin/)
-
-
 @dataclass(frozen=True)
 class Settings:
     # Project root: models/ and workspace/ live below it unless set explicitly.
@@ -22,7 +19,7 @@ class Settings:
     # Bytes of weights the model cache may keep loaded before it evicts the least recently used model;
     # 0 means 3/4 of the GPU's memory on CUDA, half the RAM on the CPU (decided when first asked).
     cache_budget_bytes: int = 0
-    # Base model used when the user names none.
+    # Base model used when the user names none; "" lets the model store pick the best builtin.
     default_model: str = ""
     # Pickle checkpoints (.ckpt/.bin/.pt) can run code when loaded; refused unless the user opts in.
     allow_pickle: bool = False
@@ -47,15 +44,6 @@ class Settings:
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
-
-    @property
-    def model(self) -> str:
-        """The base model id to use when none is given: the configured one, else the best builtin."""
-        if self.default_model:
-            return self.default_model
-        from studio.models.builtin import shipped_folder
-
-        return "builtin:pocket" if shipped_folder("pocket", self.models_dir) else DEFAULT_MODEL
 
     @property
     def outputs_dir(self) -> Path:

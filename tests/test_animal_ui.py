@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 
 from fixtures_faces import astronaut
@@ -16,10 +14,11 @@ def animal_app(tmp_path_factory, shared_models_dir):
 
     from studio.context import Studio
     from studio.ui import animal_tab
+    from studio.ui.common import TabContext
 
     studio = Studio.open(studio_settings(tmp_path_factory.mktemp("animal_ui"), shared_models_dir))
     with gr.Blocks() as app:
-        animal_tab.build(studio)
+        animal_tab.build(TabContext(studio))
     return studio, app
 
 
@@ -34,17 +33,19 @@ def test_no_face_preview_shows_the_photo_and_offers_canny(animal_app):
     from PIL import Image
     from skimage import data
 
-    from studio.ui.animal_tab import request_from_widgets
+    from types import SimpleNamespace
 
-    _, app = animal_app
-    preview = next(f.fn for f in app.fns.values() if f.name == "preview")
-    names = inspect.signature(request_from_widgets).parameters
-    defaults = _widget_defaults(app)
+    from studio.ui.animal_tab import preview
+    from studio.ui.common import TabContext
+
+    studio, app = animal_app
     coffee = Image.fromarray(data.coffee())
-    gallery, message, *enabled = preview(*[coffee if name == "image" else defaults[name] for name in names])
+    shown = preview(TabContext(studio), SimpleNamespace(**{**_widget_defaults(app), "image": coffee}))
+    gallery, message = shown["controls"], shown["status"]
     assert gallery[0][0].size == coffee.size and gallery[0][1] == "no face found"
     assert "no face found" in message and "Canny is selected instead" in message
-    assert [e["value"] for e in enabled] == [False, False, True]  # mediapipe_face, openpose_face, canny
+    enabled = [shown[f"use_{m}"]["value"] for m in ("mediapipe_face", "openpose_face", "canny")]
+    assert enabled == [False, False, True]
 
 
 def _widget_defaults(app) -> dict:
@@ -86,7 +87,7 @@ def test_offline_demo_turns_the_cartoon_face_into_dogs(animal_app):
     from PIL import Image
 
     from studio.generate.animal import face_to_animal
-    from studio.pocket import POCKET_DIR
+    from studio.pocket import CHECKER_DIR
     from studio.pocket.checker import PocketChecker
     from studio.ui.animal_tab import POCKET_DEMO, request_from_widgets
 
@@ -94,7 +95,7 @@ def test_offline_demo_turns_the_cartoon_face_into_dogs(animal_app):
     examples = [b for b in app.blocks.values() if isinstance(b, gr.Dataset)]  # what gr.Examples puts on the page
     assert len(examples) == 1 and "cartoon face into a dog" in examples[0].label
     values = {**_widget_defaults(app), **POCKET_DEMO, "image": Image.open(POCKET_DEMO["image"]).convert("RGB")}
-    checker = PocketChecker(POCKET_DIR / "checker")
+    checker = PocketChecker(studio.store.load_checker(str(CHECKER_DIR)))
     assert checker.labels([values["image"].resize((64, 64))])[0][0] == "human"
     result = face_to_animal(studio, request_from_widgets(**values))
     labels = [label for label, _ in checker.labels([a.image.resize((64, 64), Image.LANCZOS) for a in result.images])]

@@ -7,6 +7,7 @@ from PIL import Image
 
 from studio.data.captions import (CaptionEdit, CaptionRequest, caption_images, edit_caption, lead, template_caption)
 from studio.settings import Settings
+from studio.context import Studio
 
 
 def test_templates_lead_with_the_trigger():
@@ -39,7 +40,7 @@ def test_missing_captioner_weights_say_where_to_put_them(tmp_path, name, monkeyp
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     settings = Settings(root=tmp_path, allow_downloads=False)
     with pytest.raises(ValueError) as err:
-        caption_images(settings, [Image.new("RGB", (32, 32))], CaptionRequest("ohwx", captioner=name))
+        caption_images(Studio.open(settings), [Image.new("RGB", (32, 32))], CaptionRequest("ohwx", captioner=name))
     message = str(err.value)
     assert f"{name} captioner weights not found" in message
     assert str(tmp_path / "models" / "captioners" / name) in message and "allow downloads" in message
@@ -54,7 +55,7 @@ def test_prepare_fails_fast_when_captioner_weights_are_missing(tmp_path, monkeyp
     settings = Settings(root=tmp_path, allow_downloads=False)
     astronaut().save(tmp_path / "a.png")
     with pytest.raises(ValueError, match="florence2 captioner weights not found"):
-        prepare_dataset(settings, PrepareRequest((tmp_path / "a.png",), "x", "ohwx", captioner="florence2"))
+        prepare_dataset(Studio.open(settings), PrepareRequest((tmp_path / "a.png",), "x", "ohwx", captioner="florence2"))
     assert not (settings.workspace_dir / ".cache" / "faces").exists()  # no face work was wasted
 
 
@@ -82,7 +83,7 @@ def test_a_local_captioner_folder_is_used(tmp_path, monkeypatch):
     settings = Settings(root=tmp_path, allow_downloads=False, device="cpu")
     _tiny_blip(settings.models_dir / "captioners" / "blip")
     calls = []
-    captions = caption_images(settings, [Image.new("RGB", (64, 64), (200, 90, 0))] * 3,
+    captions = caption_images(Studio.open(settings), [Image.new("RGB", (64, 64), (200, 90, 0))] * 3,
                               CaptionRequest("ohwx", "person", captioner="blip", batch_size=2),
                               progress=lambda f, m: calls.append(m))
     assert len(captions) == 3 and all(c.startswith("ohwx person") for c in captions)
@@ -97,7 +98,7 @@ def test_prepare_with_a_local_captioner(tmp_path, monkeypatch):
     settings = Settings(root=tmp_path, allow_downloads=False, device="cpu")
     _tiny_blip(settings.models_dir / "captioners" / "blip")
     astronaut().save(tmp_path / "a.png")
-    result = prepare_dataset(settings, PrepareRequest((tmp_path / "a.png",), "capt", "ohwx", "woman", captioner="blip"))
+    result = prepare_dataset(Studio.open(settings), PrepareRequest((tmp_path / "a.png",), "capt", "ohwx", "woman", captioner="blip"))
     caption = result.dataset.images[0].caption
     assert caption.startswith("ohwx woman")
     assert (result.dataset.folder / "0001.txt").read_text().strip() == caption
@@ -108,5 +109,5 @@ def test_real_blip_describes_the_astronaut():
     from fixtures_faces import astronaut
 
     settings = Settings(allow_downloads=True)
-    [caption] = caption_images(settings, [astronaut()], CaptionRequest("ohwx", "woman", captioner="blip"))
+    [caption] = caption_images(Studio.open(settings), [astronaut()], CaptionRequest("ohwx", "woman", captioner="blip"))
     assert caption.startswith("ohwx woman, ") and len(caption.split()) > 4

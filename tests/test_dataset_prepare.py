@@ -16,6 +16,7 @@ from studio.data import (CaptionEdit, CheckRequest, PrepareRequest, check_datase
 from studio.faces import detect_faces, face_distance, main_face
 from studio.progress import Cancelled
 from studio.settings import Settings
+from studio.context import Studio
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def prepared_once(tmp_path_factory):
     hopper().save(photos / "zz_hopper.jpg", quality=92)
     (photos / "broken.png").write_text("<html>not a picture</html>")
     settings = Settings(root=root, allow_downloads=False)
-    return settings, photos, prepare_dataset(settings, PrepareRequest((photos,), "amari", "ohwx", blur_bystanders=True))
+    return settings, photos, prepare_dataset(Studio.open(settings), PrepareRequest((photos,), "amari", "ohwx", blur_bystanders=True))
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_listed_after_restart_and_rerun_uses_the_face_cache(settings, prepared_o
     shutil.rmtree(broken)
     assert prepared.faces_detected == 6 and prepared.faces_cached == 0
     photos = prepared_once[1]
-    rerun = prepare_dataset(again, PrepareRequest((photos,), "amari2", "ohwx", blur_bystanders=True))
+    rerun = prepare_dataset(Studio.open(again), PrepareRequest((photos,), "amari2", "ohwx", blur_bystanders=True))
     assert rerun.faces_detected == 0 and rerun.faces_cached == 6
     a, b = prepared.dataset.folder, rerun.dataset.folder
     for name in ["0001.png", "0006.png", "0003.txt", "metadata.csv"]:
@@ -115,7 +116,7 @@ def test_listed_after_restart_and_rerun_uses_the_face_cache(settings, prepared_o
 
 def test_worker_processes_give_the_same_dataset(settings, prepared_once):
     source_settings, photos, _ = prepared_once
-    result = prepare_dataset(settings, PrepareRequest((photos,), "amari", "ohwx", blur_bystanders=True, workers=2))
+    result = prepare_dataset(Studio.open(settings), PrepareRequest((photos,), "amari", "ohwx", blur_bystanders=True, workers=2))
     assert result.faces_detected == 6 and [r.name for r in result.refused] == ["broken.png"]
     a, b = source_settings.datasets_dir / "amari", result.dataset.folder
     assert a != b
@@ -131,7 +132,7 @@ def test_bystander_is_blurred_and_subject_kept(settings, tmp_path):
         im.save(folder / f"astro_{i}.png")
     ref = tmp_path / "ref.png"
     astronaut().save(ref)
-    result = prepare_dataset(settings, PrepareRequest((folder,), "group", "ohwx", crop="keep-aspect",
+    result = prepare_dataset(Studio.open(settings), PrepareRequest((folder,), "group", "ohwx", crop="keep-aspect",
                                                       blur_bystanders=True, reference=(ref,)))
     group = next(im for im in result.dataset.images if im.source == "group.png")
     assert group.blurred >= 1 and "several faces" in group.flags
@@ -150,7 +151,7 @@ def test_without_blur_bystanders_are_only_noted(settings, tmp_path):
     folder = tmp_path / "g"
     folder.mkdir()
     two_faces().save(folder / "group.png")
-    result = prepare_dataset(settings, PrepareRequest((folder,), "g", "ohwx", crop="center"))
+    result = prepare_dataset(Studio.open(settings), PrepareRequest((folder,), "g", "ohwx", crop="center"))
     im = result.dataset.images[0]
     assert im.blurred == 0 and any("not blurred" in n for n in im.notes)
 
@@ -159,7 +160,7 @@ def test_no_face_gets_a_centre_crop_and_says_so(settings, tmp_path):
     folder = tmp_path / "plain"
     folder.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 900, 3), dtype=np.uint8)).save(folder / "n.png")
-    result = prepare_dataset(settings, PrepareRequest((folder,), "plain", "ohwx"))
+    result = prepare_dataset(Studio.open(settings), PrepareRequest((folder,), "plain", "ohwx"))
     im = result.dataset.images[0]
     assert im.crop_box == (150, 44, 750, 556) or im.crop_box == (150, 0, 750, 600)
     assert "no face found: centre crop" in im.flags and "no face" not in im.flags
@@ -173,7 +174,7 @@ def test_near_duplicates_and_exif_rotation_in_a_batch(settings, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 8  # stored sideways: "rotate 90 CCW to view"
     astronaut().rotate(-90).save(folder / "c_sideways.jpg", exif=exif, quality=92)
-    result = prepare_dataset(settings, PrepareRequest((folder,), "dups", "ohwx"))
+    result = prepare_dataset(Studio.open(settings), PrepareRequest((folder,), "dups", "ohwx"))
     a, b, c = result.dataset.images
     assert b.flags[-1] == "near-duplicate of 0001.png (a.png)" and not any("duplicate" in f for f in a.flags)
     assert any("EXIF orientation 8" in n for n in c.notes) and c.subject is not None
@@ -224,7 +225,7 @@ def test_export_and_delete(settings, prepared):
 def test_cancel_leaves_nothing_behind(settings, face_photos):  # noqa: F811
     calls = []
     with pytest.raises(Cancelled):
-        prepare_dataset(settings, PrepareRequest((face_photos,), "stopped", "ohwx"),
+        prepare_dataset(Studio.open(settings), PrepareRequest((face_photos,), "stopped", "ohwx"),
                         progress=lambda f, m: calls.append(f), should_stop=lambda: len(calls) >= 3)
     assert not settings.datasets_dir.exists() or list(settings.datasets_dir.iterdir()) == []
 

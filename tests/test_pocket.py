@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from studio.pocket import POCKET_DIR, load_pocket_pipeline
+from studio.pocket import CHECKER_DIR, POCKET_DIR
 from studio.pocket.scenes import SHAPE_COLORS, SHAPES, human_face_scene, make_scenes, shape_scene
 
-CHECKER_DIR = POCKET_DIR / "checker"
+
+@pytest.fixture(scope="module")
+def pocket_studio(tmp_path_factory):
+    """A studio whose default base is the shipped pocket model (loaded once, through the model cache)."""
+    from studio.context import Studio
+    from studio.settings import Settings
+
+    root = tmp_path_factory.mktemp("pocket")
+    return Studio.open(Settings(root=root, allow_downloads=False, default_model="builtin:pocket"))
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    import torch
-
-    torch.manual_seed(0)
-    return load_pocket_pipeline()
+def pipe(pocket_studio):
+    with pocket_studio.cache.pipeline("builtin:pocket") as pipe:
+        return pipe
 
 
 @pytest.fixture(scope="module")
-def checker():
+def checker(pocket_studio):
     from studio.pocket.checker import PocketChecker
 
-    return PocketChecker(CHECKER_DIR)
+    with pocket_studio.cache.borrow("checker", str(CHECKER_DIR)) as classifier:
+        return PocketChecker(classifier)
 
 
 def test_scenes_are_seeded_and_captioned():
@@ -80,19 +86,19 @@ def test_checker_reads_drawings(checker):
 
 @pytest.mark.parametrize("prompt", ["a red circle on a white background", "a blue square on a black background",
                                     "a yellow triangle on a gray background"])
-def test_pocket_follows_colour_and_shape_prompts(pipe, checker, prompt):
+def test_pocket_follows_colour_and_shape_prompts(pocket_studio, checker, prompt):
     from studio.pocket.evaluate import Sampling, score_prompt
 
-    score, _ = score_prompt(pipe, checker, prompt, list(range(10)), Sampling(steps=15))
+    score, _ = score_prompt(pocket_studio, checker, prompt, list(range(10)), Sampling(steps=15))
     assert score.both_right >= 0.8, score
 
 
-def test_face_turns_into_dog_with_img2img(pipe, checker):
+def test_face_turns_into_dog_with_img2img(pocket_studio, checker):
     from studio.pocket.evaluate import face_to_dog
 
     faces = [human_face_scene(random.Random(100 + i)).image for i in range(6)]
     assert [label for label, _ in checker.labels(faces)] == ["human"] * 6
-    dogs = [face_to_dog(pipe, face, [i])[0] for i, face in enumerate(faces)]
+    dogs = [face_to_dog(pocket_studio, face, [i])[0] for i, face in enumerate(faces)]
     assert sum(label == "dog" for label, _ in checker.labels(dogs)) >= 5
 
 

@@ -47,11 +47,11 @@ def test_offline_hub_id_fails_clearly(session_studio):
 
 
 def test_hub_ids_may_name_a_subfolder():
-    from studio.models.store import hub_repo_and_subfolder
+    from studio.models.hub import repo_and_subfolder
 
-    assert hub_repo_and_subfolder("CrucibleAI/ControlNetMediaPipeFace/diffusion_sd15") == (
+    assert repo_and_subfolder("CrucibleAI/ControlNetMediaPipeFace/diffusion_sd15") == (
         "CrucibleAI/ControlNetMediaPipeFace", "diffusion_sd15")
-    assert hub_repo_and_subfolder("lllyasviel/control_v11p_sd15_canny") == ("lllyasviel/control_v11p_sd15_canny", None)
+    assert repo_and_subfolder("lllyasviel/control_v11p_sd15_canny") == ("lllyasviel/control_v11p_sd15_canny", None)
 
 
 def test_pickle_checkpoints_need_opt_in(settings, tmp_path):

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from PIL import Image
 
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
-from studio.settings import Settings
 
 CAPTIONER_NAMES = ("template", "blip", "florence2")
 # Trigger phrase first (kohya style, seed 002's "always beginning with JefPajot"), then what the picture shows.
@@ -59,17 +58,19 @@ class CaptionRequest:
             raise ValueError(f"`class_word` must be a word or two without commas but is {self.class_word!r}")
 
 
-def caption_images(settings: Settings, images: list[Image.Image], request: CaptionRequest,
-                   progress: ProgressFn = no_progress, should_stop: StopFn = never_stop, model=None) -> list[str]:
+def caption_images(studio, images: list[Image.Image], request: CaptionRequest, progress: ProgressFn = no_progress,
+                   should_stop: StopFn = never_stop) -> list[str]:
     """One caption per picture, each starting with the trigger word ("<trigger> <class word>, <what the model saw>").
-    `model`: a Captioner already loaded (prepare_dataset loads it first, so missing weights fail before the slow part)."""
+    A captioning model is borrowed from the model cache (loaded once, counted in its budget)."""
     if request.captioner == "template":
         return [template_caption(request.template, request.trigger, request.class_word)] * len(images)
-    if model is None:
-        from studio.models.captioners import load_captioner
+    progress(0.0, f"loading the {request.captioner} captioner")
+    with studio.cache.borrow("captioner", request.captioner) as model:
+        return _model_captions(model, images, request, progress, should_stop)
 
-        progress(0.0, f"loading the {request.captioner} captioner")
-        model = load_captioner(settings, request.captioner)
+
+def _model_captions(model, images: list[Image.Image], request: CaptionRequest, progress: ProgressFn,
+                    should_stop: StopFn) -> list[str]:
     head = f"{request.trigger} {request.class_word}".strip()
     captions: list[str] = []
     for start in range(0, len(images), request.batch_size):

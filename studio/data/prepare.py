@@ -20,7 +20,6 @@ from studio.faces.detect import Face
 from studio.faces.identity import DEFAULT_TOLERANCE, check_identity, encode_reference, face_distance, sim_score
 from studio.fileio import write_bytes
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
-from studio.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -95,21 +94,20 @@ class PrepareResult:
         return "\n".join(lines)
 
 
-def prepare_dataset(settings: Settings, request: PrepareRequest, progress: ProgressFn = no_progress,
+def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_progress,
                     should_stop: StopFn = never_stop) -> PrepareResult:
     """Build workspace/datasets/<name>/ from the request's inputs; an existing dataset of that name is replaced
     only once the new one is complete. The same inputs and settings give the same files."""
+    settings = studio.settings
     # 1. Find the files and the subject's reference encodings
     sources, refused, ignored = collect(list(request.inputs), request.limits)
     if not sources:
         raise ValueError(f"`inputs` hold no files to use ({len(refused)} refused, {len(ignored)} ignored)")
     reference = encode_reference(list(request.reference)) if request.reference else None
-    captioner = None
     if request.captioner != "template":  # load first: missing weights should fail before minutes of face work
-        from studio.models.captioners import load_captioner
-
         progress(0.0, f"loading the {request.captioner} captioner")
-        captioner = load_captioner(settings, request.captioner)
+        with studio.cache.borrow("captioner", request.captioner):
+            pass
     by_name = {s.name: s for s in sources}
 
     # 2. Check and decode every file; faces from the cache or detected now (pictures are not kept in memory)
@@ -142,7 +140,7 @@ def prepare_dataset(settings: Settings, request: PrepareRequest, progress: Progr
 
         # 5. Captions, then the dataset files, then one rename puts it in place
         _step(should_stop, progress, 0.9, "captioning")
-        captions = _captions(settings, request, build, images, progress, should_stop, captioner)
+        captions = _captions(studio, request, build, images, progress, should_stop)
         for im, caption in zip(images, captions):
             im.caption = caption
         dataset = Dataset(request.name, build, request.caption_request.trigger, request.caption_request.class_word,
@@ -161,7 +159,7 @@ def prepare_dataset(settings: Settings, request: PrepareRequest, progress: Progr
 def default_size(studio) -> int:
     """The default model family's native resolution (SD 1.x 512, SD 2.x 768, SDXL 1024); 512 when it is unknown."""
     try:
-        family = studio.store.resolve(studio.settings.model).family
+        family = studio.store.resolve(studio.store.default_model).family
     except ValueError:
         return 512
     return family.native_resolution if family is not None else 512
@@ -215,18 +213,17 @@ def _bystanders(i: int, faces: list[Face], subject: int | None, rows, accepted, 
     return out
 
 
-def _captions(settings, request: PrepareRequest, build: Path, images: list[DatasetImage], progress, should_stop,
-              captioner):
+def _captions(studio, request: PrepareRequest, build: Path, images: list[DatasetImage], progress, should_stop):
     from PIL import Image
 
     if request.captioner == "template":
-        return caption_images(settings, [None] * len(images), request.caption_request)
+        return caption_images(studio, [None] * len(images), request.caption_request)
     pictures = []
     for im in images:
         with Image.open(build / im.file_name) as p:
             pictures.append(p.convert("RGB"))
-    return caption_images(settings, pictures, request.caption_request,
-                          lambda f, m: progress(0.9 + 0.1 * f, m), should_stop, captioner)
+    return caption_images(studio, pictures, request.caption_request,
+                          lambda f, m: progress(0.9 + 0.1 * f, m), should_stop)
 
 
 def _png(image) -> bytes:

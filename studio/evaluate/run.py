@@ -43,7 +43,7 @@ def evaluate(studio, request: EvaluationRequest, *, progress: ProgressFn = no_pr
     if final.exists():
         raise ValueError(f"`name` {request.name!r} is taken: {final} exists (choose another name or delete it)")
     for variant in request.variants:
-        studio.store.resolve(variant.model or studio.settings.model)
+        studio.store.resolve(variant.model or studio.store.default_model)
         for lora in variant.loras:
             studio.store.lora_file(lora.name)
         for embedding in variant.embeddings:
@@ -68,9 +68,9 @@ def evaluate(studio, request: EvaluationRequest, *, progress: ProgressFn = no_pr
             clip_note = "CLIP score not computed: the run was cancelled."
         else:
             progress(GENERATION_SHARE, f"CLIP scores with {request.clip_model}")
-            clip = studio.store.load_clip(request.clip_model)
-            scores = clip_scores(clip, [images[(r.variant, r.prompt, r.seed)] for r in rows], [r.prompt for r in rows])
-            del clip
+            with studio.cache.borrow("clip", request.clip_model) as clip:
+                scores = clip_scores(clip, [images[(r.variant, r.prompt, r.seed)] for r in rows],
+                                     [r.prompt for r in rows])
             for row, score in zip(rows, scores):
                 row.clip_score = score
             clip_note = (f"CLIP score by {request.clip_model}." if clip_ref.meaningful else

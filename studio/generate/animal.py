@@ -226,7 +226,7 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
     """Transform the face in `request.image` into the animal over `n_seeds` seeds; save PNGs with parameters."""
     started = time.perf_counter()
     # 1. Check inputs and look at the photo.
-    request = replace(request, model=request.model or studio.settings.model).check()
+    request = replace(request, model=request.model or studio.store.default_model).check()
     if request.size is None:
         request = replace(request, size=native_size(studio, request.model))
     preview = preview_controls(request)

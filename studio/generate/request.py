@@ -6,14 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.generate.samplers import DEFAULT_SAMPLER, check_sampler
+from studio.models.refs import LoraChoice, parse_lora  # noqa: F401 (the generate package's own names for them)
 
 MAX_SEED = 2**32 - 1
-
-
-@dataclass
-class LoraChoice:
-    name: str  # a file in models/lora/ (stem or file name) or a path
-    weight: float = 1.0
 
 
 @dataclass

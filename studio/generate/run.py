@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from studio import __version__, fileio
-from studio.cache import LoraWeight
 from studio.generate.parameters import format_control_unit, format_parameters, split_lora_tags
 from studio.generate.request import GeneratedImage, GenerationRequest, GenerationResult, LoraChoice
 from studio.generate.samplers import make_scheduler
@@ -29,7 +28,7 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
 
     started = time.perf_counter()
     # 1. Check inputs and resolve every name to a file before anything is loaded.
-    request = replace(request, model=request.model or studio.settings.model).check()
+    request = replace(request, model=request.model or studio.store.default_model).check()
     prompt, loras = effective_loras(request)
     ref = studio.store.resolve(request.model)
     lora_files = [(lc, studio.store.lora_file(lc.name)) for lc in loras]
@@ -42,7 +41,7 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     with studio.cache.pipeline(
         request.model,
         task=task,
-        loras=[LoraWeight(path, lc.weight) for lc, path in lora_files],
+        loras=[LoraChoice(str(path), lc.weight) for lc, path in lora_files],
         embeddings=embedding_files,
         controlnets=[u.model for u in request.controls],
     ) as pipe:

@@ -1,4 +1,4 @@
-"""CLIP models for scoring images against prompts: ids -> folders (builtin, models/clip/, a path, a hub id) and loading.
+"""CLIP models for scoring images against prompts: ids -> folders (builtin, models/clip/, a path, a hub id).
 
 A CLIP id is `builtin:tiny-clip` (random weights, for offline tests: its scores mean nothing), a folder name in
 models/clip/, a path to a transformers CLIP folder, or a hub id such as openai/clip-vit-base-patch16 (downloaded
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from studio.models import builtin, hub
 
 TINY_CLIP = "builtin:tiny-clip"
 HUB_CLIP = "openai/clip-vit-base-patch16"  # torchmetrics' default CLIP-score model
@@ -43,9 +45,6 @@ def list_clip_models(settings) -> list[str]:
 
 def resolve_clip(settings, model_id: str) -> ClipRef:
     """Where the CLIP named `model_id` lives; ValueError saying where to put the weights when it is not found."""
-    from studio.models import builtin
-    from studio.models.store import _HUB_ID
-
     model_id = (model_id or "").strip()
     if not model_id:
         raise ValueError("`clip_model` is empty: give builtin:tiny-clip, a folder in models/clip/, a path or a hub id")
@@ -58,33 +57,7 @@ def resolve_clip(settings, model_id: str) -> ClipRef:
                 raise ValueError(f"CLIP folder {candidate} needs config.json and model.safetensors (a transformers "
                                  f"CLIPModel saved with save_pretrained, with its tokenizer and preprocessor files)")
             return ClipRef(model_id, str(candidate.resolve()), True, meaningful=True)
-    if _HUB_ID.match(model_id):
+    if hub.is_hub_id(model_id):
         return ClipRef(model_id, model_id, False, meaningful=True)
     raise ValueError(f"`clip_model` {model_id!r} not found: not {TINY_CLIP}, not a folder in "
                      f"{settings.models_dir / 'clip'}, not a path and not a hub id (owner/name)")
-
-
-def load_clip(store, model_id: str, *, device: str | None = None) -> ClipModel:
-    """Load the CLIP named `model_id` with its tokenizer and image processor (float32; scores are a comparison)."""
-    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
-    from studio.models.store import _quiet_loaders
-
-    _quiet_loaders()
-    settings = store.settings
-    ref = resolve_clip(settings, model_id)
-    device = device or settings.resolve_device()
-    local_only = ref.local or not settings.allow_downloads
-    try:
-        model = CLIPModel.from_pretrained(ref.source, local_files_only=local_only)
-        tokenizer = CLIPTokenizer.from_pretrained(ref.source, local_files_only=local_only)
-        image_processor = CLIPImageProcessor.from_pretrained(ref.source, local_files_only=local_only)
-    except OSError as e:
-        where = settings.models_dir / "clip" / ref.id.rsplit("/", 1)[-1]
-        hint = ("downloads are off (--offline)" if not settings.allow_downloads and not ref.local
-                else "its files could not be read")
-        raise ValueError(f"could not load CLIP {ref.id!r}: {hint}. Put a transformers CLIP folder (config.json, "
-                         f"model.safetensors, tokenizer and preprocessor files) in {where} and choose "
-                         f"{where.name!r} ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-    model.eval().to(device)
-    return ClipModel(ref, model, tokenizer, image_processor, device)

@@ -36,3 +36,26 @@ class ModelRef:
         if self.path is not None:
             return self.path.stem if self.kind == "file" else self.path.name
         return self.id.rsplit("/", 1)[-1]
+
+
+@dataclass
+class LoraChoice:
+    """A LoRA to apply and its weight: a file in models/lora/ (stem or file name) or a path."""
+
+    name: str
+    weight: float = 1.0
+
+
+def parse_lora(text: str) -> LoraChoice:
+    """`NAME[:WEIGHT]` (the command line's and the Evaluate variants' form) as a LoraChoice; a name may hold colons
+    (a path), so only a number after the last one is a weight."""
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("a LoRA is empty: write NAME or NAME:WEIGHT")
+    name, _, weight = text.rpartition(":")
+    if name:
+        try:
+            return LoraChoice(name, float(weight))
+        except ValueError:
+            pass
+    return LoraChoice(text, 1.0)

@@ -1,21 +1,20 @@
-"""The model store: turns a model id into a ModelRef, lists models/ on disk, and loads weights (the only loader)."""
+"""The model store: turns a model id into a ModelRef, lists models/ on disk, hashes files; its loaders (the only
+place weights are read) are in models/loaders.py."""
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.models import builtin
+from studio.models import builtin, hub
 from studio.models.hashes import HashCache
+from studio.models.loaders import ModelLoading
 from studio.models.refs import Family, ModelRef
 from studio.settings import Settings
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 WEIGHT_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
-# owner/name, optionally followed by a subfolder of the repo (CrucibleAI/ControlNetMediaPipeFace/diffusion_sd15).
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w.-]+)*$")
 # Cross-attention width of each family's UNet (and ControlNet): how LoRAs and ControlNets are matched to a base.
 CROSS_ATTENTION_FAMILY = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL}
 
@@ -28,12 +27,20 @@ class ModelListing:
     controlnet: list[str] = field(default_factory=list)
 
 
-class ModelStore:
+class ModelStore(ModelLoading):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.hashes = HashCache(settings.workspace_dir / ".cache" / "hashes.json")
 
     # ---- identifying ----------------------------------------------------------------------------------------
+
+    @property
+    def default_model(self) -> str:
+        """The base model id every tab uses when the user names none: the configured one, else the best builtin
+        (builtin:pocket when its weights are installed, which they are in a checkout)."""
+        if self.settings.default_model:
+            return self.settings.default_model
+        return "builtin:pocket" if builtin.shipped_folder("pocket", self.settings.models_dir) else "builtin:tiny"
 
     def resolve(self, model_id: str, *, subfolder: str = "base") -> ModelRef:
         """Resolve a base model (or, with subfolder="controlnet", a ControlNet) id to a ModelRef."""
@@ -53,7 +60,7 @@ class ModelStore:
             self._check_weight_file(path)
             return ModelRef(model_id, "file", path, single_file_family(path))
         # A repo subfolder can hold one model component (a ControlNet), not a whole pipeline.
-        if _HUB_ID.match(model_id) and (model_id.count("/") == 1 or subfolder == "controlnet"):
+        if hub.is_hub_id(model_id) and (model_id.count("/") == 1 or subfolder == "controlnet"):
             return ModelRef(model_id, "hub", None, None)
         raise ValueError(
             f"model {model_id!r} not found: it is not a builtin ({', '.join('builtin:' + n for n in builtin.builtin_names())}), "
@@ -148,102 +155,6 @@ class ModelStore:
 
         cached = try_to_load_from_cache(ref.id, "unet/diffusion_pytorch_model.safetensors")
         return Path(cached) if isinstance(cached, str) else None
-
-    # ---- loading (the only place weights are read from disk or the hub) --------------------------------------
-
-    def load_base(self, ref: ModelRef, *, dtype, device: str):
-        """Load a txt2img pipeline (StableDiffusionPipeline or StableDiffusionXLPipeline) for `ref`."""
-        import diffusers
-
-        _quiet_loaders()
-        common = dict(dtype=dtype)
-        no_safety = dict(safety_checker=None, requires_safety_checker=False)
-        try:
-            if ref.kind == "file":
-                cls = diffusers.StableDiffusionXLPipeline if ref.family == Family.SDXL else diffusers.StableDiffusionPipeline
-                extra = {} if ref.family == Family.SDXL else no_safety
-                config = self._single_file_config(ref.path)
-                pipe = cls.from_single_file(
-                    str(ref.path), config=config, local_files_only=config is not None or not self.settings.allow_downloads,
-                    **common, **extra,
-                )
-            else:
-                source = str(ref.path) if ref.path is not None else ref.id
-                index = diffusers.DiffusionPipeline.load_config(source, local_files_only=not self.settings.allow_downloads)
-                extra = no_safety if "safety_checker" in index else {}
-                pipe = diffusers.DiffusionPipeline.from_pretrained(
-                    source,
-                    use_safetensors=not self.settings.allow_pickle,
-                    local_files_only=not self.settings.allow_downloads,
-                    **common,
-                    **extra,
-                )
-        except (OSError, EnvironmentError) as e:
-            hint = ""
-            if ref.kind == "file" and not self.settings.allow_downloads:
-                hint = (f" (a single-file checkpoint takes its {ref.family.label if ref.family else 'model'} configs from "
-                        "the hub: run once without --offline so they are cached)")
-            raise ValueError(f"could not load model {ref.id!r}{hint or self._offline_hint(ref)}: {e}") from e
-        pipe.set_progress_bar_config(disable=True)
-        return pipe.to(device)
-
-    def _offline_hint(self, ref: ModelRef) -> str:
-        if ref.kind == "hub" and not self.settings.allow_downloads:
-            return (" (downloads are off and it is not in the local hub cache: run once without --offline, or put "
-                    "its files in a folder and give that path)")
-        return ""
-
-    def _single_file_config(self, path: Path) -> str | None:
-        """A local diffusers folder to take configs from: the base a studio export names in its header, if any."""
-        base_id = safetensors_metadata(path).get("studio.base_model")
-        if base_id:
-            try:
-                ref = self.resolve(base_id)
-            except ValueError:
-                return None
-            return str(ref.path) if ref.path is not None else None
-        return None
-
-    def load_controlnet(self, ref: ModelRef, *, dtype, device: str):
-        from diffusers import ControlNetModel
-
-        _quiet_loaders()
-        try:
-            if ref.kind == "file":
-                model = ControlNetModel.from_single_file(str(ref.path), dtype=dtype,
-                                                         local_files_only=not self.settings.allow_downloads)
-            else:
-                source, subfolder = (str(ref.path), None) if ref.path is not None else hub_repo_and_subfolder(ref.id)
-                common = dict(subfolder=subfolder, dtype=dtype, use_safetensors=not self.settings.allow_pickle,
-                              local_files_only=not self.settings.allow_downloads)
-                try:
-                    model = ControlNetModel.from_pretrained(source, **common)
-                except OSError:  # some repos ship only the half-precision variant of the weights
-                    model = ControlNetModel.from_pretrained(source, variant="fp16", **common)
-        except (OSError, EnvironmentError) as e:
-            raise ValueError(f"could not load ControlNet {ref.id!r}{self._offline_hint(ref)}: {e}") from e
-        return model.to(device)
-
-    def load_clip(self, model_id: str, *, device: str | None = None):
-        """A CLIP model with its tokenizer and image processor, for CLIP scores (see models/clip.py)."""
-        from studio.models.clip import load_clip
-
-        return load_clip(self, model_id, device=device)
-
-
-def hub_repo_and_subfolder(model_id: str) -> tuple[str, str | None]:
-    """Split owner/name[/sub/folder] into the repo id and the subfolder inside it."""
-    parts = model_id.split("/")
-    return "/".join(parts[:2]), "/".join(parts[2:]) or None
-
-
-def _quiet_loaders() -> None:
-    # Loading bars from diffusers/transformers would interleave with the studio's own progress lines.
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def safetensors_keys(path: Path) -> list[str]:

@@ -1,6 +1,6 @@
 """builtin:pocket, the small SD 1.x model the project trains itself on procedural scenes, so the studio works offline.
 
-Its weights load through the model store, like every model's (`load_pocket_pipeline` is a shortcut to it).
+Its weights load through the model store and model cache like every model's; pictures come from studio.generate.
 """
 
 from __future__ import annotations
@@ -8,17 +8,23 @@ from __future__ import annotations
 from pathlib import Path
 
 POCKET_DIR = Path(__file__).resolve().parents[2] / "models" / "builtin" / "pocket"
+CHECKER_DIR = POCKET_DIR / "checker"
 
 
-def load_pocket_pipeline(folder: Path | None = None):
-    """Load the pocket model (txt2img) from `folder`, by default models/builtin/pocket, on the CPU in float32."""
-    import torch
+def pocket_images(studio, prompt: str, *, first_seed: int = 0, count: int = 1, steps: int = 20, cfg: float = 4.0,
+                  sampler: str = "Euler a", loras: list | None = None, model: str = "builtin:pocket",
+                  init_image=None, strength: float = 0.75) -> list:
+    """`count` pictures of `prompt` for seeds first_seed, first_seed+1, ... through the studio's generator (txt2img,
+    or img2img from `init_image`); seed i gives the same picture whatever the batch around it."""
+    from studio.generate import GenerationRequest, generate
 
-    from studio.models import ModelStore
-    from studio.settings import Settings
-
-    folder = Path(folder or POCKET_DIR)
-    if not (folder / "model_index.json").is_file():
-        raise ValueError(f"`folder` must be a pocket model folder with model_index.json but is {folder}")
-    store = ModelStore(Settings(root=folder, allow_downloads=False))
-    return store.load_base(store.resolve(str(folder)), dtype=torch.float32, device="cpu")
+    if not 1 <= count <= 1000:
+        raise ValueError(f"`count` must be in 1..1000 but is {count}")
+    images = []
+    for start in range(first_seed, first_seed + count, 16):  # Generate's batch limit
+        batch = min(16, first_seed + count - start)
+        request = GenerationRequest(prompt=prompt, model=model, seed=start, batch_size=batch, steps=steps, cfg=cfg,
+                                    sampler=sampler, loras=list(loras or []), init_image=init_image,
+                                    strength=strength, save=False)
+        images += [made.image for made in generate(studio, request).images]
+    return images

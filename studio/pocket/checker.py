@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from studio.pocket.scenes import (FUR_COLORS, HAIR_COLORS, NEW_SHAPES, SHAPE_COLORS, SHAPES, dog_face_scene,
+from studio.models.classifier import ImageClassifier, classifier_net, to_tensor
+from studio.pocket.scenes import (NEW_SHAPES, SHAPE_COLORS, SHAPES, dog_face_scene,
                                   human_face_scene, shape_scene)
 
 LABELS = (*SHAPES, *NEW_SHAPES, "human", "dog")  # what the classifier tells apart
@@ -37,23 +38,6 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.color_ok is not False and self.label_ok is not False
-
-
-def _classifier_net():
-    import torch.nn as nn
-
-    def block(cin, cout):
-        return [nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(), nn.MaxPool2d(2)]
-
-    return nn.Sequential(*block(3, 16), *block(16, 32), *block(32, 64), *block(64, 64),  # 64 -> 4 px
-                         nn.Flatten(), nn.Dropout(0.2), nn.Linear(64 * 16, len(LABELS)))
-
-
-def _to_tensor(images: list[Image.Image]):
-    import torch
-
-    array = np.stack([np.asarray(im.convert("RGB").resize((64, 64)), dtype=np.float32) for im in images])
-    return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0  # (B, 3, 64, 64)
 
 
 def _training_example(rng: random.Random) -> tuple[Image.Image, int]:
@@ -82,13 +66,13 @@ def train_classifier(folder: Path, seed: int = 0, cfg: ClassifierTraining | None
     cfg = cfg or ClassifierTraining(seed=seed)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed + 10)
-    net = _classifier_net()
+    net = classifier_net(len(LABELS))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
     start = time.time()
     for step in range(cfg.steps):
         examples = [_training_example(rng) for _ in range(cfg.batch)]
-        x = _to_tensor([im for im, _ in examples])
+        x = to_tensor([im for im, _ in examples])
         y = torch.tensor([label for _, label in examples])
         loss = torch.nn.functional.cross_entropy(net(x), y)
         opt.zero_grad(set_to_none=True)
@@ -100,7 +84,7 @@ def train_classifier(folder: Path, seed: int = 0, cfg: ClassifierTraining | None
     net.eval()
     held_out = [_training_example(random.Random(cfg.seed + 1000 + i)) for i in range(700)]
     with torch.no_grad():
-        pred = net(_to_tensor([im for im, _ in held_out])).argmax(1)
+        pred = net(to_tensor([im for im, _ in held_out])).argmax(1)
     accuracy = float((pred == torch.tensor([label for _, label in held_out])).float().mean())
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "classifier.safetensors"))
@@ -110,26 +94,15 @@ def train_classifier(folder: Path, seed: int = 0, cfg: ClassifierTraining | None
 
 
 class PocketChecker:
-    """Checks images against prompts: `checker.verdict(image, "a red circle on a white background")`."""
+    """Checks images against prompts: `checker.verdict(image, "a red circle on a white background")`. The
+    classifier is borrowed from the model cache (`studio.cache.borrow("checker", CHECKER_DIR)`)."""
 
-    def __init__(self, folder: Path):
-        import torch
-        from safetensors.torch import load_file
-
-        path = Path(folder) / "classifier.safetensors"
-        if not path.is_file():
-            raise ValueError(f"`folder` must hold classifier.safetensors but is {folder}")
-        self._net = _classifier_net()
-        self._net.load_state_dict(load_file(str(path)))
-        self._net.eval()
-        self._torch = torch
+    def __init__(self, classifier: ImageClassifier):
+        self.classifier = classifier
 
     def labels(self, images: list[Image.Image]) -> list[tuple[str, float]]:
         """The best label and its probability for each image."""
-        with self._torch.no_grad():
-            probs = self._net(_to_tensor(images)).softmax(1)
-        best = probs.max(1)
-        return [(LABELS[i], float(p)) for p, i in zip(best.values, best.indices)]
+        return self.classifier.classify(images)
 
     def verdict(self, image: Image.Image, prompt: str) -> Verdict:
         return self.verdicts([image], prompt)[0]

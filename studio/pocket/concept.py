@@ -69,19 +69,14 @@ def check_prompt(studio, prompt: str, *, seeds: int = 20, first_seed: int = 0, l
                  steps: int = 20, cfg: float = 4.0, model: str = "builtin:pocket") -> CheckResult:
     """Generate `prompt` on the pocket model through the studio (LoRAs as in Generate) for `seeds` seeds, and
     tell what the pocket checker sees in each picture."""
-    from studio.generate import GenerationRequest, generate
-    from studio.pocket import POCKET_DIR
+    from studio.pocket import CHECKER_DIR, pocket_images
     from studio.pocket.checker import PocketChecker, foreground_color
 
     if not 1 <= seeds <= 1000:
         raise ValueError(f"`seeds` must be in 1..1000 but is {seeds}")
-    images = []
-    for start in range(first_seed, first_seed + seeds, 16):  # Generate's batch limit
-        batch = min(16, first_seed + seeds - start)
-        result = generate(studio, GenerationRequest(prompt=prompt, model=model, seed=start, batch_size=batch,
-                                                    steps=steps, cfg=cfg, loras=list(loras or []), save=False))
-        images += [made.image for made in result.images]
-    checker = PocketChecker(POCKET_DIR / "checker")
-    labels = Counter(label for label, _ in checker.labels(images))
+    images = pocket_images(studio, prompt, first_seed=first_seed, count=seeds, steps=steps, cfg=cfg, loras=loras,
+                           model=model)
+    with studio.cache.borrow("checker", str(CHECKER_DIR)) as classifier:
+        labels = Counter(label for label, _ in PocketChecker(classifier).labels(images))
     colors = Counter(foreground_color(im) for im in images)
     return CheckResult(prompt, list(range(first_seed, first_seed + seeds)), labels, colors, images)

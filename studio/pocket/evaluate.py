@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from studio.pocket import pocket_images
 from studio.pocket.checker import PocketChecker
 from studio.pocket.scenes import SHAPE_COLORS, SHAPES, human_face_scene
 
@@ -49,18 +50,18 @@ class PromptScore:
     both_right: float
 
 
-def generate(pipe, prompt: str, seeds: list[int], sampling: Sampling = Sampling()) -> list[Image.Image]:
-    """One image per seed; seed i gives the same image whatever the batch around it."""
-    import torch
+def generate(studio, prompt: str, seeds: list[int], sampling: Sampling = Sampling(),
+             model: str = "builtin:pocket") -> list[Image.Image]:
+    """One image per seed (consecutive seeds) through the studio's generator with the model's own sampler (Euler)."""
+    _check_consecutive(seeds)
+    return pocket_images(studio, prompt, first_seed=seeds[0], count=len(seeds), steps=sampling.steps,
+                         cfg=sampling.guidance, sampler="Euler", model=model)
 
-    generators = [torch.Generator().manual_seed(s) for s in seeds]
-    return pipe([prompt] * len(seeds), num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
-                height=sampling.size, width=sampling.size, generator=generators).images
 
-
-def score_prompt(pipe, checker: PocketChecker, prompt: str, seeds: list[int], sampling: Sampling = Sampling()) -> tuple:
+def score_prompt(studio, checker: PocketChecker, prompt: str, seeds: list[int], sampling: Sampling = Sampling(),
+                 model: str = "builtin:pocket") -> tuple:
     """Generate `prompt` for every seed and check it; return (PromptScore, images)."""
-    images = generate(pipe, prompt, seeds, sampling)
+    images = generate(studio, prompt, seeds, sampling, model)
     verdicts = checker.verdicts(images, prompt)
     n = len(verdicts)
     colors = [v.color_ok for v in verdicts if v.color_ok is not None]
@@ -69,19 +70,17 @@ def score_prompt(pipe, checker: PocketChecker, prompt: str, seeds: list[int], sa
     return score, images
 
 
-def face_to_dog(pipe, face: Image.Image, seeds: list[int], strength: float = 0.75, prompt: str = DOG_PROMPT,
-                sampling: Sampling = Sampling()) -> list[Image.Image]:
+def face_to_dog(studio, face: Image.Image, seeds: list[int], strength: float = 0.75, prompt: str = DOG_PROMPT,
+                sampling: Sampling = Sampling(), model: str = "builtin:pocket") -> list[Image.Image]:
     """Turn a cartoon human face into a cartoon dog face with img2img on the pocket model, one image per seed."""
-    import torch
-    from diffusers import AutoPipelineForImage2Image
+    _check_consecutive(seeds)
+    return pocket_images(studio, prompt, first_seed=seeds[0], count=len(seeds), steps=sampling.steps,
+                         cfg=sampling.guidance, sampler="Euler", model=model, init_image=face, strength=strength)
 
-    if not 0 < strength <= 1:
-        raise ValueError(f"`strength` must be in (0, 1] but is {strength}")
-    img2img = AutoPipelineForImage2Image.from_pipe(pipe)  # shares the weights, loads nothing (and warns of nothing)
-    img2img.set_progress_bar_config(disable=True)
-    generators = [torch.Generator().manual_seed(s) for s in seeds]
-    return img2img([prompt] * len(seeds), image=[face] * len(seeds), strength=strength,
-                   num_inference_steps=sampling.steps, guidance_scale=sampling.guidance, generator=generators).images
+
+def _check_consecutive(seeds: list[int]) -> None:
+    if not seeds or list(seeds) != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise ValueError(f"`seeds` must be consecutive (seed, seed+1, ...) but are {seeds!r}")
 
 
 def image_grid(rows: list[list[Image.Image]], scale: int = 2, gap: int = 2) -> Image.Image:
@@ -93,10 +92,43 @@ def image_grid(rows: list[list[Image.Image]], scale: int = 2, gap: int = 2) -> I
     return grid
 
 
+@dataclass
+class _Measured:
+    scores: list[PromptScore]
+    rows: list[list[Image.Image]]  # showcase prompts' first 8 pictures, for the grid
+    faces: list[Image.Image]
+    dogs: list[Image.Image]
+    dog_rate: float
+    started: float
+
+
+def _measure(studio, checker: PocketChecker, model: str, args, sampling: Sampling) -> _Measured:
+    seeds = list(range(args.seeds))
+    start, scores, rows = time.time(), [], []
+    # 1. Every colour x shape on white, then the showcase prompts with other backgrounds, then faces.
+    prompts = [f"a {c} {s} on a white background" for c in SHAPE_COLORS for s in SHAPES]
+    prompts += [p for p in SHAPE_PROMPTS if p not in prompts] + list(FACE_PROMPTS)
+    for prompt in prompts:
+        score, images = score_prompt(studio, checker, prompt, seeds, sampling, model)
+        scores.append(score)
+        if prompt in SHAPE_PROMPTS + FACE_PROMPTS:
+            rows.append(images[:8])
+        print(f"{score.both_right:5.0%}  colour {score.color_right if score.color_right is None else f'{score.color_right:.0%}'}"
+              f"  label {score.label_right:.0%}  {prompt}", flush=True)
+    # 2. Face to dog: procedural human faces (never seen as such by img2img) turned into dogs.
+    faces = [human_face_scene(random.Random(1000 + i)).image for i in range(min(args.seeds, 10))]
+    dogs = [face_to_dog(studio, face, [i], model=model)[0] for i, face in enumerate(faces)]
+    dog_rate = sum(label == "dog" for label, _ in checker.labels(dogs)) / len(dogs)
+    print(f"face to dog: {dog_rate:.0%} of {len(dogs)} faces become dogs", flush=True)
+    return _Measured(scores, rows, faces, dogs, dog_rate, start)
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from studio.pocket import POCKET_DIR, load_pocket_pipeline
+    from studio.context import Studio
+    from studio.pocket import POCKET_DIR
+    from studio.settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=POCKET_DIR)
@@ -111,24 +143,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--seeds must be positive but is {args.seeds}")
     torch.set_num_threads(args.threads)
     sampling = Sampling(steps=args.steps, guidance=args.guidance)
-    pipe, checker = load_pocket_pipeline(args.model), PocketChecker(args.model / "checker")
-    seeds = list(range(args.seeds))
-    start, scores, rows = time.time(), [], []
-    # 1. Every colour x shape on white, then the showcase prompts with other backgrounds, then faces.
-    prompts = [f"a {c} {s} on a white background" for c in SHAPE_COLORS for s in SHAPES]
-    prompts += [p for p in SHAPE_PROMPTS if p not in prompts] + list(FACE_PROMPTS)
-    for prompt in prompts:
-        score, images = score_prompt(pipe, checker, prompt, seeds, sampling)
-        scores.append(score)
-        if prompt in SHAPE_PROMPTS + FACE_PROMPTS:
-            rows.append(images[:8])
-        print(f"{score.both_right:5.0%}  colour {score.color_right if score.color_right is None else f'{score.color_right:.0%}'}"
-              f"  label {score.label_right:.0%}  {prompt}", flush=True)
-    # 2. Face to dog: procedural human faces (never seen as such by img2img) turned into dogs.
-    faces = [human_face_scene(random.Random(1000 + i)).image for i in range(min(args.seeds, 10))]
-    dogs = [face_to_dog(pipe, face, [i])[0] for i, face in enumerate(faces)]
-    dog_rate = sum(label == "dog" for label, _ in checker.labels(dogs)) / len(dogs)
-    print(f"face to dog: {dog_rate:.0%} of {len(dogs)} faces become dogs", flush=True)
+    studio = Studio.open(Settings(allow_downloads=False, device="cpu", dtype="float32"))
+    model = str(args.model.resolve())
+    with studio.cache.borrow("checker", str(args.model / "checker")) as classifier:
+        measured = _measure(studio, PocketChecker(classifier), model, args, sampling)
+    scores, rows, faces, dogs, dog_rate = (measured.scores, measured.rows, measured.faces, measured.dogs,
+                                           measured.dog_rate)
     shape_scores = [s for s in scores if s.color_right is not None]
     summary = {
         "sampling": asdict(sampling),
@@ -137,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         "prompts_at_least_80": sum(s.both_right >= 0.8 for s in shape_scores),
         "shape_prompts": len(shape_scores),
         "face_to_dog": dog_rate,
-        "minutes": (time.time() - start) / 60,
+        "minutes": (time.time() - measured.started) / 60,
         "scores": [asdict(s) for s in scores],
     }
     print(f"colour+shape right: {summary['shape_prompts_both_right']:.1%} over {len(shape_scores)} prompts x {args.seeds} seeds; "

@@ -18,7 +18,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from studio.pocket import load_pocket_pipeline
 from studio.pocket.model import (PocketArchitecture, build_scheduler, build_text_encoder, build_unet, build_vae,
                                  write_tokenizer)
 from studio.pocket.scenes import make_scenes
@@ -197,6 +196,19 @@ def save_pipeline(out: Path, tmp: Path, vae, unet, text_encoder, tokenizer, arch
     pipe.save_pretrained(tmp, safe_serialization=True)
 
 
+def _load_earlier(folder: Path):
+    """An earlier pocket run's pipeline, read through the model store (on the CPU, float32)."""
+    import torch
+
+    from studio.models import ModelStore
+    from studio.settings import Settings
+
+    if not (Path(folder) / "model_index.json").is_file():
+        raise ValueError(f"`folder` must be a pocket model folder with model_index.json but is {folder}")
+    store = ModelStore(Settings(root=Path(folder), allow_downloads=False))
+    return store.load_base(store.resolve(str(folder)), dtype=torch.float32, device="cpu")
+
+
 def train(cfg: PocketTraining, out: Path, vae_from: Path | None = None, init_from: Path | None = None,
           fresh_tokenizer: bool = False, log=print) -> dict:
     """Train every part of the pocket model and write it as a diffusers folder at `out` (replaced atomically).
@@ -216,7 +228,7 @@ def train(cfg: PocketTraining, out: Path, vae_from: Path | None = None, init_fro
     try:
         # An earlier run's folder, loaded through the model store like any model (the VAE, or every part).
         vae_from = vae_from or init_from
-        earlier = load_pocket_pipeline(vae_from) if vae_from is not None else None
+        earlier = _load_earlier(vae_from) if vae_from is not None else None
         # 1. Tokenizer: every caption word one token, plus spare and reserved trigger words; a continued run keeps
         #    the one its text encoder learnt, since the ids are what the embeddings mean.
         if init_from is not None and not fresh_tokenizer:

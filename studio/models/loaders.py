@@ -1,0 +1,171 @@
+"""Loading weights: the only place they are read from disk or the hub. The model cache calls these (and the
+training child, which holds its own copy); nothing else does.
+
+One pickle policy for every loader: `.safetensors` always; pickle files (`.bin`, `.ckpt`, `.pt`) only when the user
+passed --allow-pickle, and then only where no safetensors file is offered beside them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from studio.models import hub
+from studio.models.refs import Family, ModelRef
+
+
+class ModelLoading:
+    """Mixed into ModelStore: loaders for each kind of weight, keyed by the kinds the cache knows (KINDS)."""
+
+    settings: object  # Settings, set by ModelStore
+
+    # ---- the pickle policy ---------------------------------------------------------------------------------
+
+    def use_safetensors(self) -> bool | None:
+        """What diffusers' and transformers' `use_safetensors` gets: True (safetensors or nothing) unless the user
+        allowed pickles; then None (safetensors first, pickle files where a folder has no safetensors)."""
+        return None if self.settings.allow_pickle else True
+
+    def _load_error(self, what: str, ref_id: str, error: Exception, *, local: bool) -> ValueError:
+        """A ValueError for a failed load that says why in words: pickle weights refused, downloads off, or the
+        loader's own message."""
+        text = " ".join(str(error).split())
+        if not self.settings.allow_pickle and local and (".bin" in text or "safetensors" in text):
+            return ValueError(f"could not load {what} {ref_id!r}: its folder holds no .safetensors weights (only "
+                              f"pickle files such as .bin, which can run code when loaded); convert them to "
+                              f".safetensors or opt in with --allow-pickle ({text[:200]})")
+        hint = "" if local else hub.offline_hint(self.settings.allow_downloads)
+        return ValueError(f"could not load {what} {ref_id!r}{hint}: {text[:400]}")
+
+    # ---- base pipelines and ControlNets ---------------------------------------------------------------------
+
+    def load_base(self, ref: ModelRef, *, dtype, device: str):
+        """Load a txt2img pipeline (StableDiffusionPipeline or StableDiffusionXLPipeline) for `ref`."""
+        import diffusers
+
+        hub.quiet_loaders()
+        no_safety = dict(safety_checker=None, requires_safety_checker=False)
+        try:
+            if ref.kind == "file":
+                cls = diffusers.StableDiffusionXLPipeline if ref.family == Family.SDXL else diffusers.StableDiffusionPipeline
+                extra = {} if ref.family == Family.SDXL else no_safety
+                config = self._single_file_config(ref.path)
+                pipe = cls.from_single_file(
+                    str(ref.path), config=config, local_files_only=config is not None or not self.settings.allow_downloads,
+                    dtype=dtype, **extra,
+                )
+            else:
+                source = str(ref.path) if ref.path is not None else ref.id
+                index = diffusers.DiffusionPipeline.load_config(source, local_files_only=not self.settings.allow_downloads)
+                extra = no_safety if "safety_checker" in index else {}
+                pipe = diffusers.DiffusionPipeline.from_pretrained(
+                    source, use_safetensors=self.use_safetensors(), local_files_only=not self.settings.allow_downloads,
+                    dtype=dtype, **extra,
+                )
+        except (OSError, EnvironmentError) as e:
+            if ref.kind == "file" and not self.settings.allow_downloads:
+                family = ref.family.label if ref.family else "model"
+                raise ValueError(f"could not load model {ref.id!r} (a single-file checkpoint takes its {family} "
+                                 f"configs from the hub: run once without --offline so they are cached): {e}") from e
+            raise self._load_error("model", ref.id, e, local=ref.path is not None) from e
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
+
+    def _single_file_config(self, path: Path) -> str | None:
+        """A local diffusers folder to take configs from: the base a studio export names in its header, if any."""
+        from studio.models.store import safetensors_metadata
+
+        if path.suffix != ".safetensors":
+            return None  # a pickle checkpoint the user opted into carries no readable header
+        base_id = safetensors_metadata(path).get("studio.base_model")
+        if base_id:
+            try:
+                ref = self.resolve(base_id)
+            except ValueError:
+                return None
+            return str(ref.path) if ref.path is not None else None
+        return None
+
+    def load_controlnet(self, ref: ModelRef, *, dtype, device: str):
+        from diffusers import ControlNetModel
+
+        hub.quiet_loaders()
+        try:
+            if ref.kind == "file":
+                model = ControlNetModel.from_single_file(str(ref.path), dtype=dtype,
+                                                         local_files_only=not self.settings.allow_downloads)
+            else:
+                source, subfolder = (str(ref.path), None) if ref.path is not None else hub.repo_and_subfolder(ref.id)
+                common = dict(subfolder=subfolder, dtype=dtype, use_safetensors=self.use_safetensors(),
+                              local_files_only=not self.settings.allow_downloads)
+                try:
+                    model = ControlNetModel.from_pretrained(source, **common)
+                except OSError:  # some repos ship only the half-precision variant of the weights
+                    model = ControlNetModel.from_pretrained(source, variant="fp16", **common)
+        except (OSError, EnvironmentError) as e:
+            raise self._load_error("ControlNet", ref.id, e, local=ref.path is not None) from e
+        return model.to(device)
+
+    # ---- helper models: CLIP, captioners, the pocket checker ------------------------------------------------
+
+    def load_clip(self, model_id: str, *, device: str | None = None):
+        """A CLIP model with its tokenizer and image processor, for CLIP scores (float32: scores are a comparison)."""
+        from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+        from studio.models.clip import ClipModel, resolve_clip
+
+        hub.quiet_loaders()
+        ref = resolve_clip(self.settings, model_id)
+        device = device or self.settings.resolve_device()
+        local_only = ref.local or not self.settings.allow_downloads
+        try:
+            model = CLIPModel.from_pretrained(ref.source, local_files_only=local_only,
+                                              use_safetensors=self.use_safetensors())
+            tokenizer = CLIPTokenizer.from_pretrained(ref.source, local_files_only=local_only)
+            image_processor = CLIPImageProcessor.from_pretrained(ref.source, local_files_only=local_only)
+        except OSError as e:
+            where = self.settings.models_dir / "clip" / ref.id.rsplit("/", 1)[-1]
+            hint = ("downloads are off (--offline)" if not self.settings.allow_downloads and not ref.local
+                    else "its files could not be read")
+            if ref.local and not self.settings.allow_pickle and any(Path(ref.source).glob("*.bin")):
+                hint = "it holds pickle weights (.bin) and pickles need --allow-pickle"
+            raise ValueError(f"could not load CLIP {ref.id!r}: {hint}. Put a transformers CLIP folder (config.json, "
+                             f"model.safetensors, tokenizer and preprocessor files) in {where} and choose "
+                             f"{where.name!r} ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+        model.eval().to(device)
+        return ClipModel(ref, model, tokenizer, image_processor, device)
+
+    def load_captioner(self, name: str, *, device: str | None = None):
+        """A captioner (BLIP, Florence-2) from models/captioners/<name>/, else its hub id (the local hub cache only,
+        unless downloads are allowed). A ValueError says where to put the weights when they are missing."""
+        import transformers
+
+        from studio.models.captioners import CAPTIONERS, Captioner, captioner_folder
+
+        if name not in CAPTIONERS:
+            raise ValueError(f"`captioner` must be one of template, {', '.join(CAPTIONERS)} but is {name!r}")
+        hub.quiet_loaders()
+        spec = CAPTIONERS[name]
+        folder = captioner_folder(self.settings, name)
+        source = str(folder) if (folder / "config.json").is_file() else spec.hub_id
+        local_only = source == str(folder) or not self.settings.allow_downloads
+        model_class = (transformers.BlipForConditionalGeneration if name == "blip"
+                       else transformers.Florence2ForConditionalGeneration)
+        try:
+            processor = transformers.AutoProcessor.from_pretrained(source, local_files_only=local_only)
+            model = model_class.from_pretrained(source, local_files_only=local_only,
+                                                use_safetensors=self.use_safetensors())
+        except OSError as e:
+            how = "" if self.settings.allow_downloads else ", or allow downloads (no --offline) to fetch it from the hub"
+            raise ValueError(f"{name} captioner weights not found: put the files of {spec.hub_id} (config.json, "
+                             f"model.safetensors, tokenizer and preprocessor files) in {folder}{how} "
+                             f"({' '.join(str(e).split())[:160]})") from e
+        device = device or self.settings.resolve_device()
+        model = model.to(device=device, dtype=self.settings.resolve_dtype(device)).eval()
+        return Captioner(spec, model, processor, device)
+
+    def load_checker(self, folder: str, *, device: str | None = None):
+        """A small image classifier saved as classifier.safetensors + classifier.json (the pocket checker), on
+        the CPU: it is a few hundred kB and answers in milliseconds."""
+        from studio.models.classifier import load_classifier
+
+        return load_classifier(Path(folder))
