@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from fixtures_faces import astronaut, hopper
+from studio.context import Studio
 
 
 def _request(**changes):
@@ -114,12 +115,12 @@ def test_reference_can_be_a_dataset_name(settings, tmp_path):
     photos.mkdir()
     for i, im in enumerate(astronaut_variants(2)):
         im.save(photos / f"{i}.jpg", quality=92)
-    prepare_dataset(settings, PrepareRequest((photos,), "amari", "ohwx"))
+    prepare_dataset(Studio.open(settings), PrepareRequest((photos,), "amari", "ohwx"))
     reference = load_reference(settings, "amari")
     assert reference.encodings.shape == (2, 128) and reference.source == "dataset amari (2 faces)"
-    with pytest.raises(ValueError, match="dataset 'nobody' not found"):
+    with pytest.raises(ValueError, match="`reference` 'nobody' not found"):
         load_reference(settings, "nobody")
-    with pytest.raises(ValueError, match="neither a folder of photos nor a dataset name"):
+    with pytest.raises(ValueError, match="neither a dataset in .* nor a folder of photos"):
         load_reference(settings, "no/such/folder")
 
 

@@ -9,8 +9,6 @@ import torch
 
 from tests.train_helpers import astronaut, chelsea, make_dataset, tiny_config, train_in_process
 
-torch.set_num_threads(1)
-
 
 def _pipe(studio, model):
     return studio.store.load_base(studio.store.resolve(model), dtype=torch.float32, device="cpu")

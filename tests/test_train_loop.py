@@ -11,8 +11,6 @@ from studio.progress import Cancelled
 from studio.train import checkpoints
 from tests.train_helpers import astronaut, chelsea, make_dataset, tiny_config, train_in_process
 
-torch.set_num_threads(1)
-
 
 @pytest.mark.parametrize("model", ["builtin:tiny", "builtin:tiny-xl"])
 @pytest.mark.parametrize("method", ["lora", "dreambooth", "textual-inversion"])
@@ -204,15 +202,15 @@ def test_trains_on_a_dataset_prepared_by_the_dataset_tab(studio, tmp_path):
     """The Dataset tab's output (face crops, kohya captions, dataset.json) trains as it is; its faces become the
     reference the validation images are scored against."""
     from studio.data import PrepareRequest, prepare_dataset
-    from studio.train import dataset_trigger, list_datasets
+    from studio.data import dataset_trigger, list_datasets
 
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     photo = astronaut((512, 512))
     photo.save(uploads / "a.png")
     photo.transpose(0).save(uploads / "b.png")  # mirrored: a second picture of the same face
-    prepare_dataset(studio.settings, PrepareRequest(inputs=(uploads,), name="prepared", trigger="ohwx"))
-    assert "prepared" in list_datasets(studio.settings)
+    prepare_dataset(studio, PrepareRequest(inputs=(uploads,), name="prepared", trigger="ohwx"))
+    assert "prepared" in [d.name for d in list_datasets(studio.settings)]
     assert dataset_trigger(studio.settings, "prepared") == "ohwx"
 
     result = train_in_process(studio, tiny_config(name="prep", dataset="prepared", trigger="ohwx", validation_every=1))

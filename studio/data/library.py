@@ -21,6 +21,7 @@ from studio.settings import Settings
 
 FORMAT_VERSION = 1
 ORIGINALS = ".originals"  # hidden, so diffusers' imagefolder loader does not take the uploads for training images
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what a dataset folder's training pictures may be
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -33,7 +34,71 @@ def check_name(name: str) -> str:
 
 
 def dataset_folder(settings: Settings, name: str) -> Path:
+    """Where dataset `name` lives (or would): workspace/datasets/<name>/."""
     return settings.datasets_dir / check_name(name)
+
+
+def find_dataset(settings: Settings, dataset: str, *, argument: str = "dataset") -> Path:
+    """The folder of an existing dataset: a name under workspace/datasets/ (prepared by the Dataset tab, or any
+    folder of pictures with kohya .txt captions dropped there), else a folder path. `argument` names the input in
+    the error."""
+    dataset = (dataset or "").strip()
+    if not dataset:
+        raise ValueError(f"`{argument}` is empty: choose a dataset from the Dataset tab's list")
+    for candidate in (settings.datasets_dir / dataset, Path(dataset).expanduser()):
+        if candidate.is_dir() and not candidate.name.startswith("."):
+            return candidate.resolve()
+    known = ", ".join(d.name for d in list_datasets(settings)) or "none yet"
+    raise ValueError(f"`{argument}` {dataset!r} not found: it is neither a dataset in {settings.datasets_dir} "
+                     f"(datasets: {known}) nor a folder of photos")
+
+
+def _pictures(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not p.name.startswith("."))
+
+
+@dataclass(frozen=True)
+class CaptionedImage:
+    """A training picture and its caption, as every trainer reads a dataset folder."""
+
+    path: Path
+    caption: str
+    width: int
+    height: int
+
+
+def captioned_images(folder: Path, trigger: str) -> list[CaptionedImage]:
+    """The pictures of a dataset folder with their captions: kohya's `<stem>.txt` sidecar, else metadata.csv's text,
+    else the trigger word alone. A caption that lacks the trigger word gets it in front, so it is always learnt."""
+    from PIL import Image
+
+    table = {}
+    metadata = folder / "metadata.csv"
+    if metadata.is_file():
+        with open(metadata, newline="", encoding="utf-8") as f:
+            table = {row["file_name"]: row.get("text", "") for row in csv.DictReader(f) if row.get("file_name")}
+    items = []
+    for path in _pictures(folder):
+        sidecar = path.with_suffix(".txt")
+        caption = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else table.get(path.name, "").strip()
+        if trigger and trigger.lower() not in caption.lower().replace(",", " ").split():
+            caption = f"{trigger}, {caption}" if caption else trigger
+        with Image.open(path) as im:
+            width, height = im.size
+        items.append(CaptionedImage(path, caption, width, height))
+    if not items:
+        raise ValueError(f"`dataset` folder {folder} has no pictures ({', '.join(IMAGE_SUFFIXES)})")
+    return items
+
+
+def dataset_trigger(settings: Settings, dataset: str) -> str:
+    """The trigger word a prepared dataset records in dataset.json ("" for a plain folder or an unknown name)."""
+    meta = settings.datasets_dir / (dataset or "") / "dataset.json"
+    try:
+        return str(json.loads(meta.read_text(encoding="utf-8")).get("trigger", "")) if dataset else ""
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 @dataclass
@@ -107,6 +172,7 @@ class DatasetSummary:
     size: int
     flagged: int
     problem: str = ""  # why dataset.json could not be read; one broken dataset must not hide the others
+    prepared: bool = True  # False: a plain folder of pictures and captions, not made by the Dataset tab
 
 
 def read_dataset(folder: Path) -> Dataset:
@@ -131,18 +197,25 @@ def load_dataset(settings: Settings, name: str) -> Dataset:
 
 
 def list_datasets(settings: Settings) -> list[DatasetSummary]:
-    """Every dataset under workspace/datasets/, by name."""
+    """Every dataset under workspace/datasets/, by name: those the Dataset tab prepared (dataset.json) and plain
+    folders of pictures (with kohya .txt captions) that were dropped there."""
     out = []
     root = settings.datasets_dir
-    for meta in sorted(root.glob("*/dataset.json")) if root.is_dir() else []:
-        if meta.parent.name.startswith("."):  # a dataset being built or replaced
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        if folder.name.startswith("."):  # a dataset being built or replaced
+            continue
+        meta = folder / "dataset.json"
+        if not meta.is_file():
+            pictures = _pictures(folder)
+            if pictures:
+                out.append(DatasetSummary(folder.name, len(pictures), "", 0, 0, prepared=False))
             continue
         try:
             d = json.loads(meta.read_text(encoding="utf-8"))
             out.append(DatasetSummary(d["name"], len(d["images"]), d["trigger"], int(d["settings"].get("size", 0)),
                                       sum(1 for im in d["images"] if im.get("flags"))))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            out.append(DatasetSummary(meta.parent.name, 0, "", 0, 0, f"dataset.json unreadable ({type(e).__name__}: {e})"))
+            out.append(DatasetSummary(folder.name, 0, "", 0, 0, f"dataset.json unreadable ({type(e).__name__}: {e})"))
     return out
 
 

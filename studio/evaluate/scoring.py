@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -49,24 +48,15 @@ class Reference:
 
 
 def load_reference(settings, reference: str) -> Reference:
-    """The subject's encodings from a dataset name (workspace/datasets/) or a folder of photos."""
-    from studio.data.library import dataset_folder, load_dataset
+    """The subject's encodings from a dataset (by name, as listed, or a folder path): a prepared dataset's stored
+    encodings, else the faces found in a folder's photos."""
+    from studio.data.library import find_dataset, read_dataset
 
-    reference = (reference or "").strip()
-    folder = Path(reference).expanduser()
-    if folder.is_dir() and not (folder / "dataset.json").is_file():
+    folder = find_dataset(settings, reference, argument="reference")
+    if not (folder / "dataset.json").is_file():
         encodings = encode_reference(folder)  # ValueError when no photo has a face
         return Reference(encodings, f"folder {folder} ({len(encodings)} faces)")
-    if folder.is_dir():  # a dataset folder given by path
-        from studio.data.library import read_dataset
-
-        dataset = read_dataset(folder)
-    else:
-        try:
-            dataset_folder(settings, reference)
-        except ValueError as e:
-            raise ValueError(f"`reference` {reference!r} is neither a folder of photos nor a dataset name") from e
-        dataset = load_dataset(settings, reference)
+    dataset = read_dataset(folder)
     encodings = dataset.encodings
     if len(encodings) == 0:
         raise ValueError(f"`reference` dataset {dataset.name!r} has no picture with a face")

@@ -1,14 +1,14 @@
-"""Training data: images and captions from a dataset folder, aspect-ratio buckets, augmentations, and the epoch plan."""
+"""Training data: a dataset's pictures as training items, aspect-ratio buckets, augmentations, and the epoch plan."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+from studio.data.library import captioned_images
+
 BUCKET_STEP = 64  # bucket sides are multiples of this, as in kohya
 
 
@@ -32,56 +32,9 @@ class Sample:
     caption: str
 
 
-def dataset_folder(datasets_dir: Path, dataset: str) -> Path:
-    """A dataset by name under workspace/datasets/, or a folder path."""
-    for candidate in (Path(datasets_dir) / dataset, Path(dataset).expanduser()):
-        if candidate.is_dir():
-            return candidate.resolve()
-    raise ValueError(f"`dataset` {dataset!r} not found: not a folder and not in {datasets_dir}")
-
-
-def list_datasets(settings) -> list[str]:
-    """Names of the folders under workspace/datasets/ that hold images."""
-    root = Path(settings.datasets_dir)
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()))
-
-
-def dataset_trigger(settings, dataset: str) -> str:
-    """The trigger word a prepared dataset records in dataset.json ("" when there is none)."""
-    import json
-
-    meta = Path(settings.datasets_dir) / (dataset or "") / "dataset.json"
-    try:
-        return str(json.loads(meta.read_text(encoding="utf-8")).get("trigger", "")) if dataset else ""
-    except (FileNotFoundError, json.JSONDecodeError):
-        return ""
-
-
 def load_items(folder: Path, trigger: str) -> list[TrainItem]:
-    """Images of a dataset folder with their captions: kohya's `<stem>.txt` sidecar, else metadata.csv's text,
-    else the trigger word alone. A caption that lacks the trigger word gets it in front, so it is always learnt."""
-    from PIL import Image
-
-    table = {}
-    metadata = folder / "metadata.csv"
-    if metadata.is_file():
-        with open(metadata, newline="", encoding="utf-8") as f:
-            table = {row["file_name"]: row.get("text", "") for row in csv.DictReader(f) if row.get("file_name")}
-    items = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")):
-        sidecar = path.with_suffix(".txt")
-        caption = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else table.get(path.name, "").strip()
-        if trigger and trigger.lower() not in caption.lower().replace(",", " ").split():
-            caption = f"{trigger}, {caption}" if caption else trigger
-        with Image.open(path) as im:
-            width, height = im.size
-        items.append(TrainItem(path, caption, width, height))
-    if not items:
-        raise ValueError(f"`dataset` folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
-    return items
+    """The dataset folder's pictures and captions (read by studio.data.library, as every tab reads them)."""
+    return [TrainItem(c.path, c.caption, c.width, c.height) for c in captioned_images(Path(folder), trigger)]
 
 
 def bucket_for(width: int, height: int, resolution: int) -> tuple[int, int]:

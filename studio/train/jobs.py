@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from studio import fileio
+from studio.data.library import find_dataset
 from studio.train import checkpoints, data
 from studio.train.child import CANCEL_FILE
 from studio.train.config import RunConfig
-from studio.train.runlog import read_events, read_status
+from studio.train.runlog import RunLog, read_events, read_status
 
 _children: dict[Path, subprocess.Popen] = {}  # children this process started (polled so none stays a zombie)
 _lock = threading.Lock()
@@ -70,26 +71,50 @@ def run_dir(settings, name: str) -> Path:
     return settings.runs_dir / name
 
 
+# What a resumed run may change: it can train longer, or go on at another learning rate.
+RESUME_CHANGES = ("epochs", "max_steps", "lr")
+
+
+def resume_run(studio, name: str, **changes) -> RunStatus:
+    """Continue run `name` from its last complete checkpoint with the settings in its run.json. `changes` may give
+    epochs, max_steps or lr (None keeps the saved value); each change is said in the run's log. This is the one
+    resume rule: the Train tab, the command line and the API all resume through it."""
+    folder = run_dir(studio.settings, name)
+    if not (folder / "run.json").is_file():
+        raise ValueError(f"`name` {name!r} has no run to resume in {folder}")
+    unknown = sorted(set(changes) - set(RESUME_CHANGES))
+    if unknown:
+        raise ValueError(f"a resumed run keeps its settings; only {', '.join(RESUME_CHANGES)} can change, not "
+                         f"{', '.join(unknown)} (start a new run for that)")
+    saved = RunConfig.load(folder / "run.json")
+    given = {k: v for k, v in changes.items() if v is not None and v != getattr(saved, k)}
+    config = replace(saved, **given)
+    said = [f"{k} {getattr(saved, k)!r} -> {v!r}" for k, v in given.items()]
+    return _start(studio, config, resume=True, note=f"resumed with {', '.join(said)}" if said else "")
+
+
 def start_run(studio, config: RunConfig, *, resume: bool = False) -> RunStatus:
     """Check `config`, write run.json, free the GPU and start the child. With `resume`, continue the run of the
-    same name from its last complete checkpoint (run.json on disk wins over `config` for everything but epochs
-    and steps, so a resumed run trains what it trained before)."""
+    same name from its last complete checkpoint (see resume_run: its saved settings, with this config's epochs
+    and max_steps)."""
+    if resume:
+        return resume_run(studio, config.name, epochs=config.epochs, max_steps=config.max_steps)
+    return _start(studio, config, resume=False)
+
+
+def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunStatus:
     # 1. Check inputs before anything starts
-    config = replace(config, model=config.model or studio.settings.model).check()
+    config = replace(config, model=config.model or studio.store.default_model).check()
     folder = run_dir(studio.settings, config.name)
     saved = folder / "run.json"
-    if resume:
-        if not saved.is_file():
-            raise ValueError(f"`name` {config.name!r} has no run to resume in {folder}")
-        config = replace(RunConfig.load(saved), epochs=config.epochs, max_steps=config.max_steps).check()
-    elif saved.is_file():
+    if not resume and saved.is_file():
         raise ValueError(f"`name` {config.name!r} is taken by an earlier run; resume it or choose another name")
     busy = [r for r in list_runs(studio) if r.active]
     if busy:  # one device, one run: a second would fight the first for memory and time
         raise ValueError(f"run {busy[0].name!r} is {busy[0].state}; cancel it or wait for it before starting "
                          f"{config.name!r}")
     studio.store.resolve(config.model)  # an unknown model fails here, not in the child
-    data.load_items(data.dataset_folder(studio.settings.datasets_dir, config.dataset), config.token)
+    data.load_items(find_dataset(studio.settings, config.dataset), config.token)
     device = config.device or studio.settings.resolve_device()
     if device.startswith("cuda"):
         import torch
@@ -101,6 +126,10 @@ def start_run(studio, config: RunConfig, *, resume: bool = False) -> RunStatus:
 
     # 2. Record the run, free the GPU, start the child
     fileio.write_json(saved, config.to_json())
+    if note:
+        log = RunLog(folder)
+        log.event("message", text=note)
+        log.close()
     (folder / CANCEL_FILE).unlink(missing_ok=True)
     fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "updated": time.time()})
     studio.cache.release()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from studio import fileio
+from studio.data.library import find_dataset
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
@@ -113,9 +114,9 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     device = str(accelerator.device)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and later: faster, same training
-    parts = load_parts(store, config.model or settings.model, device)
-    config = family_defaults(replace(config, model=config.model or settings.model), parts.family)
-    items = data.load_items(data.dataset_folder(settings.datasets_dir, config.dataset), config.token)
+    parts = load_parts(store, config.model or store.default_model, device)
+    config = family_defaults(replace(config, model=config.model or store.default_model), parts.family)
+    items = data.load_items(find_dataset(settings, config.dataset), config.token)
     method = make_method(parts, config)
     if config.mixed_precision != "no":
         keep_frozen_in(parts, torch.float16 if config.mixed_precision == "fp16" else torch.bfloat16,
