@@ -17,4 +17,4 @@ COPY . .
 RUN mkdir -p models workspace
 VOLUME ["/app/models", "/app/workspace"]
 EXPOSE 7860
-CMD [".venv/bin/python", "-m", "studio", "serve", "--host", "0.0.0.0", "--port", "7860"]
+CMD [".venv/bin/python", "app.py", "--host", "0.0.0.0", "--port", "7860"]

@@ -6,10 +6,13 @@ import os
 
 import pytest
 
-# Two CPU cores: one thread per process keeps parallel work (a launched app, a child process) from thrashing.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+def pytest_configure(config):
+    # Set once for the session, before any test module imports torch or gradio: two CPU cores, so one thread per
+    # process keeps parallel work (a launched app, a training child) from thrashing; no hub, no analytics.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
 @pytest.fixture(scope="session")

@@ -17,17 +17,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _widget_values(**changes) -> list:
+def _widget_values(**changes) -> dict:
+    """/train_start's inputs by name: the first row, then every knob at RunConfig's default."""
     from studio.train.config import RunConfig
-    from studio.ui.train_tab import _KNOBS
+    from studio.ui.train_tab import KNOBS
 
-    first = dict(name="uirun", dataset="ds", model="builtin:tiny", method="lora", trigger="sks",
-                 prompts="a photo of {trigger}")
-    knobs = {k: getattr(RunConfig(name="x", dataset="x"), k) for k in _KNOBS}
-    knobs.update(resolution=64, max_steps=3, epochs=0, validation_steps=2)
-    for key, value in changes.items():
-        (first if key in first else knobs)[key] = value
-    return list(first.values()) + [knobs[k] for k in _KNOBS]
+    values = dict(name="uirun", dataset="ds", model="builtin:tiny", method="lora", trigger="sks",
+                  prompts="a photo of {trigger}")
+    values.update({k: getattr(RunConfig(name="x", dataset="x"), k) for k in KNOBS})
+    values.update(resolution=64, max_steps=3, epochs=0, validation_steps=2)
+    return {**values, **changes}
 
 
 def test_tab_is_listed_after_dataset():
@@ -38,14 +37,15 @@ def test_tab_is_listed_after_dataset():
 
 
 def test_widgets_become_a_checked_config():
-    from studio.ui.train_tab import DEFAULT_CHOICE, config_from_widgets
+    from studio.ui.common import DEFAULT_MODEL
+    from studio.ui.train_tab import config_from_widgets
 
-    values = _widget_values(model=DEFAULT_CHOICE, rank=8.0, prompts="one\n\n two ")
-    config = config_from_widgets(*values)
+    values = _widget_values(model=DEFAULT_MODEL, rank=8.0, prompts="one\n\n two ")
+    config = config_from_widgets(**values)
     assert config.model == "" and config.rank == 8 and isinstance(config.rank, int)
     assert config.validation_prompts == ["one", "two"]
     with pytest.raises(ValueError, match="`batch_size` must be at least 1"):
-        config_from_widgets(*_widget_values(batch_size=0))
+        config_from_widgets(**_widget_values(batch_size=0))
 
 
 def test_start_status_cancel_through_the_api(studio):
@@ -53,15 +53,16 @@ def test_start_status_cancel_through_the_api(studio):
     from gradio_client import Client
 
     from studio.ui import train_tab
+    from studio.ui.common import TabContext
 
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
     with gr.Blocks() as app:
-        train_tab.build(studio)
+        train_tab.build(TabContext(studio))
     app.queue()
     app.launch(prevent_thread_lock=True, server_port=_free_port(), show_error=True)
     try:
         client = Client(app.local_url, verbose=False)
-        run, line = client.predict(*_widget_values(), api_name="/train_start")
+        run, line = client.predict(**_widget_values(), api_name="/train_start")
         assert line.startswith("uirun: starting")
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -73,23 +74,21 @@ def test_start_status_cancel_through_the_api(studio):
         assert "step 3/3" in text and "uirun.safetensors" in text
         assert client.predict("uirun", api_name="/train_cancel").startswith("uirun: done")  # nothing to cancel
         with pytest.raises(Exception, match="taken by an earlier run"):
-            client.predict(*_widget_values(), api_name="/train_start")
+            client.predict(**_widget_values(), api_name="/train_start")
     finally:
         app.close()
 
 
 def test_preset_fills_the_model_prompts_and_knobs(studio):
-    import gradio as gr
+    from types import SimpleNamespace
 
-    from studio.ui import train_tab
+    from studio.ui.common import TabContext
+    from studio.ui.train_tab import KNOBS, apply_preset
 
-    with gr.Blocks() as app:
-        train_tab.build(studio)
-    apply = next(f.fn for f in app.fns.values() if f.name == "apply_preset")
-    method, model, prompts, *knobs = apply("pocket (teach builtin:pocket a new shape)")
-    values = dict(zip(train_tab._KNOBS, (k["value"] for k in knobs)))
-    assert (method["value"], model["value"]) == ("lora", "builtin:pocket")
-    assert prompts["value"].splitlines()[0] == "a red {trigger} on a white background"
+    ctx = TabContext(studio)
+    updates = apply_preset(ctx, SimpleNamespace(choice="pocket (teach builtin:pocket a new shape)"))
+    values = {k: updates[k]["value"] for k in KNOBS}
+    assert (updates["method"]["value"], updates["model"]["value"]) == ("lora", "builtin:pocket")
+    assert updates["prompts"]["value"].splitlines()[0] == "a red {trigger} on a white background"
     assert (values["lora_layers"], values["max_steps"], values["validation_cfg"]) == ("all", 300, 4.0)
-    _, model, _, *_ = apply("default")
-    assert model == gr.skip()  # a preset for any base leaves the chosen base alone
+    assert "model" not in apply_preset(ctx, SimpleNamespace(choice="default"))  # a preset for any base leaves it be

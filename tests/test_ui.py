@@ -14,14 +14,17 @@ from studio.context import Studio
 def test_build_app_builds_every_tab_without_launching(settings):
     import gradio as gr
 
-    from studio.ui import TABS, build_app
+    from studio.ui import build_app
 
     app = build_app(settings)
     assert isinstance(app, gr.Blocks)
-    titles = {b.label for b in app.blocks.values() if isinstance(b, gr.Tab)}
-    assert {title for title, _ in TABS} <= titles
+    tabs = [b for b in app.blocks.values() if isinstance(b, gr.Tab)]
+    assert [t.label for t in tabs] == ["Dataset", "Train", "Generate", "Face to animal", "Evaluate", "Models"]
+    assert all(t.children for t in tabs)  # each tab's module put its widgets in it
     api = {d.get("api_name") for d in app.config["dependencies"]}
-    assert "generate" in api
+    # the endpoints README promises to scripts
+    assert {"generate", "dataset_prepare", "dataset_check", "train_start", "train_status", "train_cancel", "animal",
+            "evaluate"} <= api
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +93,18 @@ def test_dropping_an_a1111_png_restores_its_settings(served, tmp_path):
 def test_opening_generate_lists_new_loras_and_keeps_chosen_weights(settings):
     import pandas as pd
 
-    from studio.ui import build_app
+    from types import SimpleNamespace
+
+    from studio.ui.common import TabContext
+    from studio.ui.generate_tab import refresh_lists
     from tests.weights_files import make_lora
 
-    app = build_app(Studio.open(settings))
-    refresh = next(d for d in app.fns.values() if d.name == "refresh" and len(d.inputs) == 1)
+    ctx = TabContext(Studio.open(settings))
     make_lora(Studio.open(settings), "builtin:tiny", settings.models_dir / "lora" / "fresh_one.safetensors", seed=4)
     current = pd.DataFrame([["kept_lora", 0.7]], columns=["LoRA", "weight"])
-    _, table, _ = refresh.fn(current)
+    table = refresh_lists(ctx, SimpleNamespace(loras=current))["loras"]
     assert ["fresh_one", 0.0] in table
     (settings.models_dir / "lora" / "kept_lora.safetensors").write_bytes(
         (settings.models_dir / "lora" / "fresh_one.safetensors").read_bytes())
-    _, table, _ = refresh.fn(current)
+    table = refresh_lists(ctx, SimpleNamespace(loras=current))["loras"]
     assert ["kept_lora", 0.7] in table

@@ -14,6 +14,10 @@ def _unit_float(text: str) -> float:
 
 
 def register(sub) -> None:
+    from studio.data.captions import CAPTIONER_NAMES
+    from studio.data.crop import CROP_MODES, SIZES
+    from studio.faces import DEFAULT_TOLERANCE
+
     p = sub.add_parser("dataset", help="prepare and inspect training datasets (workspace/datasets/)")
     verbs = p.add_subparsers(dest="dataset_verb", required=True, parser_class=type(p))
 
@@ -23,17 +27,17 @@ def register(sub) -> None:
     prep.add_argument("--name", required=True, help="dataset name (folder under workspace/datasets/)")
     prep.add_argument("--trigger", required=True, help="the rare word every caption starts with, e.g. ohwx")
     prep.add_argument("--class-word", default="person", help="what the subject is (default: person)")
-    prep.add_argument("--size", type=int, choices=(512, 768, 1024), default=None,
+    prep.add_argument("--size", type=int, choices=SIZES, default=None,
                       help="training resolution (default: the default model's native one)")
-    prep.add_argument("--crop", choices=("face", "center", "keep-aspect"), default="face",
+    prep.add_argument("--crop", choices=CROP_MODES, default="face",
                       help="square around the face (default), centre square, or aspect-ratio bucket")
     prep.add_argument("--margin", type=_unit_float, default=1.0, help="room around the face in face widths (default 1)")
     prep.add_argument("--blur-bystanders", action="store_true", help="blur faces that are not the subject")
     prep.add_argument("--reference", type=Path, action="append", default=[],
                       help="folder or picture of the subject, to tell them from others (repeatable)")
-    prep.add_argument("--tolerance", type=_unit_float, default=0.4,
-                      help="face distance above which a picture is flagged (default 0.4)")
-    prep.add_argument("--captioner", choices=("template", "blip", "florence2"), default="template")
+    prep.add_argument("--tolerance", type=_unit_float, default=DEFAULT_TOLERANCE,
+                      help=f"face distance above which a picture is flagged (default {DEFAULT_TOLERANCE:g})")
+    prep.add_argument("--captioner", choices=CAPTIONER_NAMES, default="template")
     prep.add_argument("--template", default=None, help="caption template with {trigger} and {class_word}")
     prep.add_argument("--workers", type=int, default=-1,
                       help="processes for face detection (default -1: one per core, up to 4, for 16+ photos)")
@@ -48,7 +52,7 @@ def register(sub) -> None:
 
     check = verbs.add_parser("check", help="identity check: which pictures may not show the subject")
     check.add_argument("name")
-    check.add_argument("--tolerance", type=_unit_float, default=0.4)
+    check.add_argument("--tolerance", type=_unit_float, default=DEFAULT_TOLERANCE)
     check.add_argument("--reference", type=Path, action="append", default=[])
     check.add_argument("--drop", action="store_true", help="remove the flagged pictures (no face, far from set)")
     check.set_defaults(run=run_check)
@@ -68,11 +72,12 @@ def run_prepare(args, studio) -> int:
     from studio.data.captions import DEFAULT_TEMPLATE
     from studio.data.prepare import default_size
 
-    request = PrepareRequest(tuple(args.input), args.name, args.trigger, args.class_word,
-                             args.size or default_size(studio), args.crop, args.margin, args.blur_bystanders,
-                             tuple(args.reference), args.tolerance, args.captioner, args.template or DEFAULT_TEMPLATE,
-                             workers=args.workers)
-    result = prepare_dataset(studio.settings, request)
+    request = PrepareRequest(
+        inputs=tuple(args.input), name=args.name, trigger=args.trigger, class_word=args.class_word,
+        size=args.size or default_size(studio), crop=args.crop, margin=args.margin,
+        blur_bystanders=args.blur_bystanders, reference=tuple(args.reference), tolerance=args.tolerance,
+        captioner=args.captioner, template=args.template or DEFAULT_TEMPLATE, workers=args.workers)
+    result = prepare_dataset(studio, request)
     print(result.summary())
     return 0
 

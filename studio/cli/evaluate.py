@@ -8,10 +8,12 @@ import sys
 def _seeds(text: str) -> list[int]:
     import argparse
 
+    from studio.evaluate import parse_seeds
+
     try:
-        return [int(s) for s in text.replace(" ", "").split(",") if s]
+        return parse_seeds(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, not {text!r}") from e
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def register(sub) -> None:

@@ -5,19 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _lora(text: str):
-    from studio.generate import LoraChoice
-
-    name, _, weight = text.rpartition(":")
-    if not name:  # no weight given
-        return LoraChoice(text, 1.0)
-    try:
-        return LoraChoice(name, float(weight))
-    except ValueError:
-        return LoraChoice(text, 1.0)  # a path with a colon in it and no weight
-
-
 def register(sub) -> None:
+    from studio.generate.request import parse_lora
     from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
 
     p = sub.add_parser("generate", help="generate images from a prompt")
@@ -30,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--width", type=int, default=None, help="default: the model's native size")
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--sampler", default=DEFAULT_SAMPLER, help=f"one of: {', '.join(SAMPLERS)}")
-    p.add_argument("--lora", action="append", default=[], type=_lora, metavar="PATH:WEIGHT",
+    p.add_argument("--lora", action="append", default=[], type=parse_lora, metavar="NAME:WEIGHT",
                    help="a LoRA file or models/lora name, with an optional weight (repeatable)")
     p.add_argument("--embedding", action="append", default=[], help="a textual-inversion file (repeatable)")
     p.add_argument("--init-image", type=Path, default=None, help="img2img from this image")

@@ -11,7 +11,7 @@ def register(sub) -> None:
 def run(args, studio) -> int:
     listing = studio.store.list_models()
     print(f"models folder: {studio.settings.models_dir}")
-    print(f"default base: {studio.settings.model}")
+    print(f"default base: {studio.store.default_model}")
     for title, items in (("base", listing.base), ("lora", listing.lora), ("embeddings", listing.embeddings),
                          ("controlnet", listing.controlnet)):
         print(f"{title}:")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from studio.cli.generate import _lora
+    from studio.generate.request import parse_lora
     from studio.pocket.scenes import NEW_SHAPES
 
     p = sub.add_parser("pocket", help="builtin:pocket: write a new-shape dataset, check what a prompt draws")
@@ -21,7 +21,7 @@ def register(sub) -> None:
     check = actions.add_parser("check", help="generate a prompt on builtin:pocket over seeds and say what the "
                                              "pocket checker sees (shape or face kind, colour)")
     check.add_argument("prompt")
-    check.add_argument("--lora", action="append", default=[], type=_lora, metavar="NAME:WEIGHT",
+    check.add_argument("--lora", action="append", default=[], type=parse_lora, metavar="NAME:WEIGHT",
                        help="a LoRA file or models/lora name (repeatable); the prompt is also checked without")
     check.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1")
     check.add_argument("--steps", type=int, default=20)

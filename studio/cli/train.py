@@ -16,9 +16,10 @@ _FIELDS = {"method": "method", "model": "model", "dataset": "dataset", "out": "n
 
 
 def register(sub) -> None:
-    from studio.train.config import LORA_LAYERS, PRESET_KEYS
+    from studio.train.config import LORA_LAYERS, METHODS, PRECISIONS, PRESET_KEYS
+
     p = sub.add_parser("train", help="train a LoRA, DreamBooth model or textual-inversion embedding")
-    p.add_argument("--method", choices=("lora", "dreambooth", "textual-inversion"), default=None)
+    p.add_argument("--method", choices=METHODS, default=None)
     p.add_argument("--model", default=None, help="base model id (default: the studio's default model)")
     p.add_argument("--dataset", default=None, help="dataset name under workspace/datasets/ or a folder")
     p.add_argument("--out", default=None, help="run name; also the name of the exported files")
@@ -39,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("--lr-scheduler", default=None)
     p.add_argument("--init-word", default=None, help="textual inversion: the word the new token starts from")
     p.add_argument("--class-prompt", default=None, help="DreamBooth: turns on prior preservation with this prompt")
-    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None)
+    p.add_argument("--mixed-precision", choices=PRECISIONS, default=None)
     p.add_argument("--lora-layers", choices=LORA_LAYERS, default=None,
                    help="attention (default), transformer (kohya's default), all (adds ResNet convs, as LoCon)")
     p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (flags override it)")
@@ -48,8 +49,25 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def config_from_args(args, saved=None):
-    """RunConfig from the flags given, over `--config run.json` or (with --resume) the run's saved run.json."""
+def _resume(args, studio):
+    """`--resume --out NAME [--epochs N | --steps N] [--lr X]`: the run's own settings, trained longer or at
+    another learning rate (studio.train.jobs.resume_run: the one resume rule)."""
+    from studio.train import jobs
+
+    if not args.out:
+        raise ValueError("`--out` is required with --resume: the name of the run to continue")
+    others = [f"--{flag.replace('_', '-')}" for flag in _FIELDS if flag not in ("out", "epochs", "steps", "lr")
+              and getattr(args, flag) is not None]
+    others += ["--preset"] * bool(args.preset) + ["--config"] * (args.config is not None)
+    if others:
+        raise ValueError(f"a resumed run keeps its settings: only --epochs, --steps and --lr can change, not "
+                         f"{', '.join(others)}")
+    max_steps = args.steps if args.steps is not None else (0 if args.epochs is not None else None)
+    return jobs.resume_run(studio, args.out, epochs=args.epochs, max_steps=max_steps, lr=args.lr)
+
+
+def config_from_args(args):
+    """RunConfig from the flags given, over `--config run.json` and `--preset`."""
     from studio.train.config import RunConfig
 
     given = {field: getattr(args, flag) for flag, field in _FIELDS.items() if getattr(args, flag) is not None}
@@ -59,15 +77,13 @@ def config_from_args(args, saved=None):
         given["max_steps"] = 0  # epochs asked for by name rule over a preset's or config's step count
     if args.class_prompt is not None:
         given["prior_preservation"] = True
-    base = RunConfig.load(args.config) if args.config is not None else saved
+    base = RunConfig.load(args.config) if args.config is not None else None
     if base is None:
         for flag, field in (("out", "name"), ("dataset", "dataset")):
             if field not in given:
                 raise ValueError(f"`--{flag}` is required (or give --config run.json)")
         base = RunConfig(name=given["name"], dataset=given["dataset"])
     if args.preset:
-        if saved is not None:
-            raise ValueError("`--preset` cannot change a run being resumed: resume continues its saved settings")
         from studio.train.config import apply_preset
 
         base = apply_preset(base, args.preset)
@@ -77,18 +93,11 @@ def config_from_args(args, saved=None):
 def run(args, studio) -> int:
     from studio.train import jobs
 
-    saved = None
     if args.resume:
-        if not args.out:
-            raise ValueError("`--out` is required with --resume: the name of the run to continue")
-        path = jobs.run_dir(studio.settings, args.out) / "run.json"
-        if not path.is_file():
-            raise ValueError(f"`--out` {args.out!r} has no run to resume in {path.parent}")
-        from studio.train.config import RunConfig
-
-        saved = RunConfig.load(path)
-    config = config_from_args(args, saved)
-    status = jobs.start_run(studio, config, resume=args.resume)
+        status = _resume(args, studio)
+    else:
+        status = jobs.start_run(studio, config_from_args(args))
+    config = status.config
     print(f"run {status.name}: {status.run_dir}", flush=True)
     seen, last_print = 0, 0.0
     try:

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from studio.faces.identity import DEFAULT_TOLERANCE
-from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice
+from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice, parse_lora
 from studio.generate.samplers import DEFAULT_SAMPLER
 
 # Seed 000's four prompts and five seeds (its [sd1]..[sd5] commands); "amari" stands for the subject's trigger word.
@@ -53,11 +53,7 @@ def parse_variant(text: str) -> Variant:
     for i, part in enumerate(parts):
         kind, _, rest = part.partition(":")
         if kind == "lora" and rest:
-            name, _, weight = rest.rpartition(":")
-            try:
-                loras.append(LoraChoice(name, float(weight)) if name else LoraChoice(rest, 1.0))
-            except ValueError:
-                loras.append(LoraChoice(rest, 1.0))  # a name with a colon in it and no weight
+            loras.append(parse_lora(rest))
         elif kind == "embedding" and rest:
             embeddings.append(rest)
         elif i == 0:
@@ -66,6 +62,15 @@ def parse_variant(text: str) -> Variant:
             raise ValueError(f"`variant` {text!r}: part {part!r} is neither lora:NAME:WEIGHT nor embedding:NAME "
                              f"(the model comes first)")
     return Variant(label, model, loras, embeddings)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Fixed seeds written as whole numbers separated by commas and/or spaces ("1, 2 3")."""
+    pieces = [p for p in re.split(r"[\s,]+", text or "") if p]
+    try:
+        return [int(p) for p in pieces]
+    except ValueError as e:
+        raise ValueError(f"`seeds` must be whole numbers separated by commas but are {text!r}") from e
 
 
 def study_seeds(n: int) -> list[int]:

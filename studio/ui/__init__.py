@@ -8,9 +8,9 @@ import gradio as gr
 
 from studio.context import Studio
 from studio.settings import Settings
-from studio.ui.common import TabRefresh
+from studio.ui.common import TabContext, TabRefresh, bind
 
-# (tab title, module under studio/ui/ with build(studio)); a tab is listed only once it works. build() may return
+# (tab title, module under studio/ui/ with build(ctx)); a tab is listed only once it works. build() may return
 # a TabRefresh: what to re-read (model lists, runs...) each time the user opens the tab.
 TABS = (
     ("Dataset", "dataset_tab"),
@@ -25,14 +25,15 @@ TABS = (
 def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     if not isinstance(studio, Studio):
         studio = Studio.open(studio)
+    ctx = TabContext(studio)
     with gr.Blocks(title="Likeness Studio") as app:
         gr.Markdown("## Likeness Studio\nMake a personal image model: dataset, training, generation, evaluation.")
         with gr.Tabs():
             for title, module in TABS:
                 with gr.Tab(title, id=module) as tab:
-                    refresh = importlib.import_module(f"studio.ui.{module}").build(studio)
+                    refresh = importlib.import_module(f"studio.ui.{module}").build(ctx)
                 if isinstance(refresh, TabRefresh):
-                    tab.select(refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False)
+                    bind(ctx, tab.select, refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False)
     app.queue(default_concurrency_limit=4)
     return app
 

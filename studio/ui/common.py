@@ -1,45 +1,168 @@
-"""What every tab shares: the GPU queue, turning ValueError into gr.Error, and small widget helpers."""
+"""What every tab shares: the tab context (studio + stop flags), `bind` (module-level callbacks wired by input and
+output names), the GPU queue, ValueError -> gr.Error, choice builders, number formatting, the progress adapter.
+
+A tab module reads as layout + wiring: build(ctx) makes the widgets and binds callbacks defined at module level,
+
+    inputs = {"prompt_text": prompt, "seed_value": seed}          # names -> widgets, declared once
+    bind(ctx, button.click, run, inputs, {"gallery": gallery, "seed": last_seed}, api_name="generate", gpu=True)
+
+    def run(ctx, v, request, progress):                          # v.prompt_text, v.seed_value
+        ...
+        return {"gallery": images, "seed": result.seed}          # outputs by name; a missing one is left as it is
+
+and the API endpoint's parameters are the input names, so scripts can pass them by keyword.
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Callable
 
 import gradio as gr
 
 # Every event that runs a model uses these, so GPU work from all tabs and users goes through one queue slot.
 GPU_QUEUE = dict(concurrency_id="gpu", concurrency_limit=1)
+DEFAULT_MODEL = "(studio default)"  # the base-model choice that means "the studio's default base"
+
+
+class SessionStops:
+    """One stop flag per browser session and job: one user's Stop never stops another's job, and two apps in one
+    process share nothing."""
+
+    def __init__(self):
+        self._flags: dict[tuple[str, str], threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def _event(self, request: gr.Request | None, job: str) -> threading.Event:
+        key = (request.session_hash if request is not None and request.session_hash else "", job)
+        with self._lock:
+            return self._flags.setdefault(key, threading.Event())
+
+    def begin(self, request: gr.Request | None, job: str) -> Callable[[], bool]:
+        """Clear this session's flag for `job` and return its should_stop()."""
+        event = self._event(request, job)
+        event.clear()
+        return event.is_set
+
+    def stop(self, request: gr.Request | None, job: str) -> None:
+        self._event(request, job).set()
+
+
+@dataclass
+class TabContext:
+    """What a tab's build() and callbacks get: the studio and the app's stop flags."""
+
+    studio: object  # studio.context.Studio
+    stops: SessionStops = field(default_factory=SessionStops)
+
+
+@dataclass
+class TabRefresh:
+    """Returned by a tab's build(): `fn(ctx, v)` gives new values for `outputs` whenever the tab is opened."""
+
+    fn: Callable
+    outputs: dict
+    inputs: dict = field(default_factory=dict)
+
+
+def bind(ctx: TabContext, event, fn: Callable, inputs: dict | None, outputs: dict | None, *, api_name: str | bool,
+         gpu: bool = False, **event_kwargs):
+    """Wire `fn(ctx, v[, request][, progress])` to a gradio `event` (e.g. button.click).
+
+    `inputs` maps names to widgets; `fn` gets their values as `v.<name>`, and the API endpoint takes them by those
+    names. `outputs` maps names to widgets; `fn` returns a dict by name (a missing name keeps its widget as it is).
+    A ValueError from `fn` is shown as gr.Error. `gpu` puts the event in the one GPU queue slot.
+    """
+    return event(_callback(ctx, fn, list(inputs or {}), list(outputs or {})), list((inputs or {}).values()),
+                 list((outputs or {}).values()), api_name=api_name, **(GPU_QUEUE if gpu else {}), **event_kwargs)
+
+
+def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[str]) -> Callable:
+    wants = inspect.signature(fn).parameters
+
+    def call(*args):
+        # gradio passes the widget values, then the Request and the Progress its signature (below) asks for
+        values, request, progress = args[:len(names)], *(list(args[len(names):]) + [None, gr.Progress()])[:2]
+        extras = {k: x for k, x in (("request", request), ("progress", progress)) if k in wants}
+        try:
+            result = fn(ctx, SimpleNamespace(**dict(zip(names, values))), **extras)
+        except ValueError as e:  # bad input: the user sees why; the server log needs no stack trace for it
+            raise gr.Error(str(e), print_exception=False) from e
+        if not out_names:
+            return None
+        if not isinstance(result, dict) or set(result) - set(out_names):
+            raise TypeError(f"{fn.__name__} must return a dict with keys among {out_names}, not {result!r:.200}")
+        values = [result.get(name, gr.skip()) for name in out_names]
+        return values[0] if len(values) == 1 else values
+
+    # gradio reads parameter names (the API's) and the Request/Progress parameters from the signature.
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    params += [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request),
+               inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress())]
+    call.__signature__ = inspect.Signature(params)
+    call.__annotations__ = {"request": gr.Request}
+    call.__name__ = call.__qualname__ = fn.__name__
+    call.__doc__ = fn.__doc__
+    return call
 
 
 def shows_errors(fn):
-    """Show a ValueError (bad input, with the argument and value) to the user as a gr.Error, not a stack trace."""
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def gen_wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except ValueError as e:
-                raise gr.Error(str(e)) from e
-
-        return gen_wrapper
+    """For a plain gradio callback: show a ValueError (bad input, with the argument and value) as gr.Error."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except ValueError as e:
-            raise gr.Error(str(e)) from e
+            raise gr.Error(str(e), print_exception=False) from e
 
     return wrapper
 
 
-@dataclass
-class TabRefresh:
-    """Returned by a tab's build(): `fn(*inputs)` gives new values for `outputs` whenever the tab is opened."""
+def progress_fn(progress) -> Callable[[float, str], None]:
+    """The studio's progress(fraction, message) on a gradio Progress bar."""
+    return lambda fraction, message: progress(fraction, desc=message)
 
-    fn: Callable
-    outputs: list
-    inputs: list = field(default_factory=list)
+
+# ---- choices every tab lists ---------------------------------------------------------------------------------------
+
+def model_choices(studio) -> list[str]:
+    """Base models to pick from: the studio's default first, then what the store lists."""
+    return [DEFAULT_MODEL, *studio.store.list_models().base]
+
+
+def chosen_model(value: str | None) -> str:
+    """A model picked in a dropdown as a model id ("" for the studio's default)."""
+    value = (value or "").strip()
+    return "" if value == DEFAULT_MODEL else value
+
+
+def lora_names(studio) -> list[str]:
+    return [p.stem for p in studio.store.list_models().lora]
+
+
+def embedding_names(studio) -> list[str]:
+    return [p.stem for p in studio.store.list_models().embeddings]
+
+
+def dataset_names(studio) -> list[str]:
+    """Every dataset under workspace/datasets/ (prepared ones and plain folders of pictures), as each tab lists them."""
+    from studio.data import list_datasets
+
+    return [d.name for d in list_datasets(studio.settings)]
+
+
+def table_rows(table) -> list[list]:
+    """A gr.Dataframe's value (a pandas DataFrame, or a list of rows from the API) as a list of rows."""
+    if table is None:
+        return []
+    return table.values.tolist() if hasattr(table, "values") else list(table)
+
+
+def number(value: float | None, digits: int = 3):
+    """A number for a table cell: rounded, or "" when there is none."""
+    return "" if value is None else round(value, digits)

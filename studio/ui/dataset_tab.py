@@ -2,59 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import gradio as gr
 
 from studio import data
-from studio.data.captions import DEFAULT_TEMPLATE
+from studio.data.captions import CAPTIONER_NAMES, DEFAULT_TEMPLATE
 from studio.data.check import DROP_FLAGS
+from studio.data.crop import CROP_MODES, SIZES
 from studio.data.prepare import default_size
+from studio.faces import DEFAULT_TOLERANCE
 from studio.progress import Cancelled
-from studio.ui.common import GPU_QUEUE, shows_errors
-
-_STOPS: dict[str, threading.Event] = {}  # session -> its running preparation's stop flag
+from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, number, progress_fn, table_rows
 
 
-def _paths(files) -> tuple[Path, ...]:
-    if not files:
-        return ()
-    files = files if isinstance(files, list) else [files]
-    return tuple(Path(f if isinstance(f, str) else f.name) for f in files)
-
-
-def _names(studio) -> list[str]:
-    return [d.name for d in data.list_datasets(studio.settings)]
-
-
-def _gallery(dataset) -> list[tuple[str, str]]:
-    return [(str(dataset.path(im)), f"{im.file_name}: {im.caption}" + (f"  [{'; '.join(im.flags)}]" if im.flags else ""))
-            for im in dataset.images]
-
-
-def _captions_table(dataset) -> list[list[str]]:
-    return [[im.file_name, im.caption] for im in dataset.images]
-
-
-def _thumbnail(path: Path) -> str:
-    """A small picture in a table cell: served by gradio from the workspace (launch() allows that folder)."""
-    return f'<img src="/gradio_api/file={path}" alt="{path.name}" style="height:64px">'
-
-
-def _check_views(result) -> tuple[list, list]:
-    def fmt(v):
-        return "" if v is None else round(v, 3)
-
-    gallery = [(str(r.path), f"{'no face' if r.score is None else f'{r.score:.3f}'} {r.file_name} "
-                + "; ".join(r.flags)) for r in result.rows]
-    table = [[_thumbnail(r.path), r.file_name, r.source, fmt(r.score), fmt(r.to_set), fmt(r.to_reference), r.faces,
-              "; ".join(r.flags)] for r in result.rows]
-    return gallery, table
-
-
-def build(studio) -> None:
-    settings = studio.settings
+def build(ctx: TabContext) -> TabRefresh:
+    studio = ctx.studio
     # 1. Prepare
     gr.Markdown("Drop 5 to 300 photos of one subject (or a .zip). You get square crops around the subject's face, "
                 "other people's faces blurred, a caption per picture that starts with your trigger word, "
@@ -71,16 +34,16 @@ def build(studio) -> None:
                 trigger = gr.Textbox(label="Trigger word", placeholder="e.g. ohwx", info="starts every caption")
                 class_word = gr.Textbox("person", label="Class word", info="what the subject is: person, dog, ...")
             with gr.Row():
-                size = gr.Radio([512, 768, 1024], value=default_size(studio), label="Resolution",
+                size = gr.Radio(list(SIZES), value=default_size(studio), label="Resolution",
                                 info="default: the base model's native size")
-                crop = gr.Radio(["face", "center", "keep-aspect"], value="face", label="Crop")
+                crop = gr.Radio(list(CROP_MODES), value="face", label="Crop")
             with gr.Row():
                 margin = gr.Slider(0.0, 4.0, value=1.0, step=0.25, label="Margin around the face (face widths)")
-                tolerance = gr.Slider(0.2, 0.8, value=0.4, step=0.01, label="Face distance tolerance",
+                tolerance = gr.Slider(0.2, 0.8, value=DEFAULT_TOLERANCE, step=0.01, label="Face distance tolerance",
                                       info="above it a photo is flagged as maybe someone else (seed: 0.40)")
             blur = gr.Checkbox(True, label="Blur other people's faces")
             with gr.Row():
-                captioner = gr.Radio(["template", "blip", "florence2"], value="template", label="Captions from",
+                captioner = gr.Radio(list(CAPTIONER_NAMES), value="template", label="Captions from",
                                      info="blip / florence2 need their weights in models/captioners/<name>/")
                 template = gr.Textbox(DEFAULT_TEMPLATE, label="Caption template")
     with gr.Row():
@@ -91,7 +54,7 @@ def build(studio) -> None:
     # 2. Datasets on disk: pictures, captions, bulk edits, export, delete
     gr.Markdown("### Datasets")
     with gr.Row():
-        chosen = gr.Dropdown(_names(studio), label="Dataset", allow_custom_value=False)
+        chosen = gr.Dropdown(dataset_names(studio), label="Dataset", allow_custom_value=False)
         refresh_btn = gr.Button("Refresh list")
         export_btn = gr.Button("Export .zip")
         delete_btn = gr.Button("Delete", variant="stop")
@@ -119,76 +82,126 @@ def build(studio) -> None:
                                         "flags"], datatype=["html", "str", "str", "number", "number", "number",
                                                             "number", "str"], interactive=False)
 
-    # Callbacks: widget values -> one studio.data call -> widget values
-    @shows_errors
-    def prepare(files_, name_, trigger_, class_word_, size_, crop_, margin_, blur_, reference_, tolerance_,
-                captioner_, template_, request: gr.Request, progress=gr.Progress()):
-        request_ = data.PrepareRequest(_paths(files_), name_, trigger_, class_word_, int(size_), crop_, float(margin_),
-                                       bool(blur_), _paths(reference_), float(tolerance_), captioner_,
-                                       template_ or DEFAULT_TEMPLATE)
-        stop = _STOPS.setdefault(request.session_hash if request else "", threading.Event())
-        stop.clear()
-        try:
-            result = data.prepare_dataset(settings, request_, lambda f, m: progress(f, desc=m), stop.is_set)
-        except Cancelled:
-            return "Stopped: nothing was written.", gr.update(), [], []
-        return (result.summary(), gr.update(choices=_names(studio), value=result.dataset.name),
-                _gallery(result.dataset), _captions_table(result.dataset))
+    # 4. Wiring: the API endpoints take these names
+    pictures = {"gallery": gallery, "captions": captions}
+    checked = {"check_gallery": check_gallery, "check_table": check_table, "report": report}
+    inputs = {"files_": files, "name_": name, "trigger_": trigger, "class_word_": class_word, "size_": size,
+              "crop_": crop, "margin_": margin, "blur_": blur, "reference_": reference, "tolerance_": tolerance,
+              "captioner_": captioner, "template_": template}
+    bind(ctx, prepare_btn.click, prepare, inputs, {"report": report, "chosen": chosen, **pictures},
+         api_name="dataset_prepare", gpu=True)
+    bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
+    bind(ctx, refresh_btn.click, refresh_list, None, {"chosen": chosen}, api_name=False, queue=False)
+    bind(ctx, chosen.change, show, {"name_": chosen}, pictures, api_name=False)
+    bind(ctx, save_btn.click, save, {"name_": chosen, "table": captions}, pictures, api_name="dataset_captions")
+    bind(ctx, bulk_btn.click, bulk, {"name_": chosen, "prefix_": prefix, "suffix_": suffix, "find_": find,
+                                     "replace_": replace}, pictures, api_name="dataset_edit_captions")
+    bind(ctx, check_btn.click, check, {"name_": chosen, "tolerance_": tolerance, "reference_": reference}, checked,
+         api_name="dataset_check")
+    bind(ctx, drop_btn.click, drop, {"name_": chosen, "several_": several, "tolerance_": tolerance},
+         {**checked, **pictures}, api_name="dataset_drop_flagged")
+    bind(ctx, export_btn.click, export, {"name_": chosen}, {"exported": exported}, api_name="dataset_export")
+    bind(ctx, delete_btn.click, delete, {"name_": chosen}, {"chosen": chosen, **pictures, "report": report},
+         api_name="dataset_delete")
+    return TabRefresh(refresh_list, {"chosen": chosen})
 
-    def stop_(request: gr.Request):
-        _STOPS.setdefault(request.session_hash if request else "", threading.Event()).set()
 
-    @shows_errors
-    def show(name_):
-        if not name_:
-            return [], []
-        dataset = data.load_dataset(settings, name_)
-        return _gallery(dataset), _captions_table(dataset)
+# ---- callbacks: widget values -> one studio.data call -> widget values ---------------------------------------------
 
-    @shows_errors
-    def save(name_, table):
-        rows = table.values.tolist() if hasattr(table, "values") else table
-        dataset = data.set_captions(settings, name_, {str(r[0]): str(r[1]) for r in rows if r and r[0]})
-        return _gallery(dataset), _captions_table(dataset)
+def request_from_widgets(v) -> data.PrepareRequest:
+    return data.PrepareRequest(
+        inputs=_paths(v.files_), name=v.name_, trigger=v.trigger_, class_word=v.class_word_, size=int(v.size_),
+        crop=v.crop_, margin=float(v.margin_), blur_bystanders=bool(v.blur_), reference=_paths(v.reference_),
+        tolerance=float(v.tolerance_), captioner=v.captioner_, template=v.template_ or DEFAULT_TEMPLATE,
+    )
 
-    @shows_errors
-    def bulk(name_, prefix_, suffix_, find_, replace_):
-        dataset = data.edit_captions(settings, name_, data.CaptionEdit(prefix_, suffix_, find_, replace_))
-        return _gallery(dataset), _captions_table(dataset)
 
-    @shows_errors
-    def check(name_, tolerance_, reference_):
-        if not name_:
-            raise ValueError("`name` is empty: choose a dataset first")
-        result = data.check_dataset(settings, data.CheckRequest(name_, float(tolerance_), _paths(reference_)))
-        return (*_check_views(result), f"{len(result.flagged)} of {len(result.rows)} photos flagged")
+def prepare(ctx: TabContext, v, request: gr.Request, progress):
+    should_stop = ctx.stops.begin(request, "prepare")
+    try:
+        result = data.prepare_dataset(ctx.studio, request_from_widgets(v), progress_fn(progress), should_stop)
+    except Cancelled:
+        return {"report": "Stopped: nothing was written.", "gallery": [], "captions": []}
+    return {"report": result.summary(), "chosen": gr.update(choices=dataset_names(ctx.studio),
+                                                            value=result.dataset.name),
+            **_pictures(result.dataset)}
 
-    @shows_errors
-    def drop(name_, several_, tolerance_):
-        flags = DROP_FLAGS + (("several faces",) if several_ else ())
-        dropped = data.drop_flagged(settings, name_, flags)
-        result = data.check_dataset(settings, data.CheckRequest(name_, float(tolerance_)))
-        return (*_check_views(result), f"Dropped {len(dropped)}: {', '.join(dropped) or 'none'}",
-                _gallery(result.dataset), _captions_table(result.dataset))
 
-    @shows_errors
-    def export(name_):
-        return str(data.export_dataset(settings, name_))
+def stop(ctx: TabContext, v, request: gr.Request):
+    ctx.stops.stop(request, "prepare")
 
-    @shows_errors
-    def delete(name_):
-        data.delete_dataset(settings, name_)
-        return gr.update(choices=_names(studio), value=None), [], [], f"Deleted dataset {name_}."
 
-    inputs = [files, name, trigger, class_word, size, crop, margin, blur, reference, tolerance, captioner, template]
-    prepare_btn.click(prepare, inputs, [report, chosen, gallery, captions], api_name="dataset_prepare", **GPU_QUEUE)
-    stop_btn.click(stop_, None, None, api_name=False, queue=False)
-    refresh_btn.click(lambda: gr.update(choices=_names(studio)), None, chosen, api_name=False, queue=False)
-    chosen.change(show, chosen, [gallery, captions], api_name=False)
-    save_btn.click(save, [chosen, captions], [gallery, captions], api_name="dataset_captions")
-    bulk_btn.click(bulk, [chosen, prefix, suffix, find, replace], [gallery, captions], api_name="dataset_edit_captions")
-    check_btn.click(check, [chosen, tolerance, reference], [check_gallery, check_table, report], api_name="dataset_check")
-    drop_btn.click(drop, [chosen, several, tolerance], [check_gallery, check_table, report, gallery, captions],
-                   api_name="dataset_drop_flagged")
-    export_btn.click(export, chosen, exported, api_name="dataset_export")
-    delete_btn.click(delete, chosen, [chosen, gallery, captions, report], api_name="dataset_delete")
+def refresh_list(ctx: TabContext, v):
+    return {"chosen": gr.update(choices=dataset_names(ctx.studio))}
+
+
+def show(ctx: TabContext, v):
+    if not v.name_:
+        return {"gallery": [], "captions": []}
+    return _pictures(data.load_dataset(ctx.studio.settings, v.name_))
+
+
+def save(ctx: TabContext, v):
+    captions = {str(r[0]): str(r[1]) for r in table_rows(v.table) if r and r[0]}
+    return _pictures(data.set_captions(ctx.studio.settings, v.name_, captions))
+
+
+def bulk(ctx: TabContext, v):
+    edit = data.CaptionEdit(v.prefix_, v.suffix_, v.find_, v.replace_)
+    return _pictures(data.edit_captions(ctx.studio.settings, v.name_, edit))
+
+
+def check(ctx: TabContext, v):
+    if not v.name_:
+        raise ValueError("`name` is empty: choose a dataset first")
+    result = data.check_dataset(ctx.studio.settings, data.CheckRequest(v.name_, float(v.tolerance_),
+                                                                       _paths(v.reference_)))
+    return {**_check_views(result), "report": f"{len(result.flagged)} of {len(result.rows)} photos flagged"}
+
+
+def drop(ctx: TabContext, v):
+    settings = ctx.studio.settings
+    flags = DROP_FLAGS + (("several faces",) if v.several_ else ())
+    dropped = data.drop_flagged(settings, v.name_, flags)
+    result = data.check_dataset(settings, data.CheckRequest(v.name_, float(v.tolerance_)))
+    return {**_check_views(result), "report": f"Dropped {len(dropped)}: {', '.join(dropped) or 'none'}",
+            **_pictures(result.dataset)}
+
+
+def export(ctx: TabContext, v):
+    return {"exported": str(data.export_dataset(ctx.studio.settings, v.name_))}
+
+
+def delete(ctx: TabContext, v):
+    data.delete_dataset(ctx.studio.settings, v.name_)
+    return {"chosen": gr.update(choices=dataset_names(ctx.studio), value=None), "gallery": [], "captions": [],
+            "report": f"Deleted dataset {v.name_}."}
+
+
+# ---- views -----------------------------------------------------------------------------------------------------
+
+def _paths(files) -> tuple[Path, ...]:
+    if not files:
+        return ()
+    files = files if isinstance(files, list) else [files]
+    return tuple(Path(f if isinstance(f, str) else f.name) for f in files)
+
+
+def _pictures(dataset) -> dict:
+    """The training pictures with captions and flags, and the caption table."""
+    gallery = [(str(dataset.path(im)), f"{im.file_name}: {im.caption}" + (f"  [{'; '.join(im.flags)}]" if im.flags
+                                                                           else "")) for im in dataset.images]
+    return {"gallery": gallery, "captions": [[im.file_name, im.caption] for im in dataset.images]}
+
+
+def _thumbnail(path: Path) -> str:
+    """A small picture in a table cell: served by gradio from the workspace (launch() allows that folder)."""
+    return f'<img src="/gradio_api/file={path}" alt="{path.name}" style="height:64px">'
+
+
+def _check_views(result) -> dict:
+    gallery = [(str(r.path), f"{'no face' if r.score is None else f'{r.score:.3f}'} {r.file_name} "
+                + "; ".join(r.flags)) for r in result.rows]
+    table = [[_thumbnail(r.path), r.file_name, r.source, number(r.score), number(r.to_set), number(r.to_reference),
+              r.faces, "; ".join(r.flags)] for r in result.rows]
+    return {"check_gallery": gallery, "check_table": table}

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
-import threading
-
 import gradio as gr
 import pandas as pd
 
-from studio.data.library import list_datasets
 from studio.evaluate import (STUDY_PROMPTS, STUDY_SEEDS, EvaluationCancelled, EvaluationReport, EvaluationRequest,
-                             evaluate, list_evaluations, load_evaluation, parse_variant)
+                             evaluate, list_evaluations, load_evaluation, parse_seeds, parse_variant)
 from studio.evaluate.charts import CLIP_PER_VARIANT, NO_FACE_PER_PROMPT, SIM_PER_PROMPT, SIM_PER_VARIANT
 from studio.generate.samplers import SAMPLERS
 from studio.models.clip import TINY_CLIP, list_clip_models
-from studio.ui.common import GPU_QUEUE, shows_errors
+from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, lora_names, number, progress_fn
 
 NO_CLIP = "(no CLIP score)"
 _DEFAULTS = EvaluationRequest(name="", prompts=[], seeds=[], variants=[], reference="")
@@ -34,21 +30,16 @@ def _clip_note(clip_model: str) -> str:
 
 
 def _default_variants(studio) -> str:
-    loras = [p.stem for p in studio.store.list_models().lora][:2]
+    loras = lora_names(studio)[:2]
     return "\n".join(["control="] + [f"{name}=+lora:{name}:1" for name in loras])
 
 
 def request_from_widgets(name, prompts, seeds, variants, reference, clip_model, negative_prompt, sampler, steps, cfg,
                          width, height, tolerance) -> EvaluationRequest:
     """The tab's widget values, in the order of its inputs, as an EvaluationRequest."""
-    seed_texts = [s for s in re.split(r"[\s,]+", seeds or "") if s]
-    try:
-        seed_list = [int(s) for s in seed_texts]
-    except ValueError as e:
-        raise ValueError(f"`seeds` must be whole numbers separated by commas but are {seeds!r}") from e
     return EvaluationRequest(
         name=(name or "").strip(), prompts=[p.strip() for p in (prompts or "").splitlines() if p.strip()],
-        seeds=seed_list, variants=[parse_variant(line) for line in (variants or "").splitlines() if line.strip()],
+        seeds=parse_seeds(seeds), variants=[parse_variant(line) for line in (variants or "").splitlines() if line.strip()],
         reference=(reference or "").strip(), clip_model="" if clip_model in (None, NO_CLIP) else clip_model,
         negative_prompt=negative_prompt or "", sampler=sampler, steps=int(steps), cfg=float(cfg),
         width=int(width or 0) or None, height=int(height or 0) or None, tolerance=float(tolerance),
@@ -57,9 +48,6 @@ def request_from_widgets(name, prompts, seeds, variants, reference, clip_model, 
 
 def _tables(report: EvaluationReport) -> tuple[list[list], list[list], list[str], list[str]]:
     """The summary (one row per variant) and the per-image table; CLIP columns only when there are CLIP scores."""
-    def number(x, digits):
-        return "" if x is None else round(x, digits)
-
     clip = report.has_clip
     tol = report.request.tolerance
     summary_headers = ["variant", "images", "faces found", "no face", f"sim <= {tol:g}", "mean sim-score",
@@ -79,8 +67,8 @@ def _view(report: EvaluationReport, status: str, settings):
     grid = str(report.folder / report.grid) if report.grid else None
     past = gr.update(choices=[e.name for e in list_evaluations(settings)], value=report.name)
     files = [str(report.folder / "report.csv"), str(report.folder / "report.json")]
-    return (status, grid, charts, pd.DataFrame(summary, columns=summary_headers),
-            pd.DataFrame(images, columns=image_headers), past, files)
+    return {"status": status, "grid": grid, "charts": charts, "summary": pd.DataFrame(summary, columns=summary_headers),
+            "images": pd.DataFrame(images, columns=image_headers), "past": past, "files": files}
 
 
 def _status(report: EvaluationReport, prefix: str) -> str:
@@ -91,8 +79,8 @@ def _status(report: EvaluationReport, prefix: str) -> str:
             f"Saved in `{report.folder}` ({report.seconds:.1f} s).")
 
 
-def build(studio) -> None:
-    stops: dict[str, threading.Event] = {}  # per browser session: one user's Stop never stops another's run
+def build(ctx: TabContext) -> TabRefresh:
+    studio = ctx.studio
     settings = studio.settings
     with gr.Row():
         with gr.Column(scale=2):
@@ -104,7 +92,7 @@ def build(studio) -> None:
                                info="fixed seeds, comma separated: every variant gets the same noise")
             variants = gr.Textbox(_default_variants(studio), label="Variants to compare (2 or more)", lines=3,
                                   info=_VARIANT_HELP)
-            reference = gr.Dropdown([d.name for d in list_datasets(settings)], value=None, allow_custom_value=True,
+            reference = gr.Dropdown(dataset_names(studio), value=None, allow_custom_value=True,
                                     label="Reference: a dataset, or a folder of photos of the subject")
             clip = gr.Dropdown([NO_CLIP, *list_clip_models(settings)], value=NO_CLIP, allow_custom_value=True,
                                label="CLIP model (optional)")
@@ -136,41 +124,45 @@ def build(studio) -> None:
             images = gr.Dataframe(label="Per image", interactive=False, wrap=True, max_height=320)
             files = gr.File(label="report.csv and report.json", file_count="multiple", interactive=False)
 
-    inputs = [name, prompts, seeds, variants, reference, clip, negative, sampler, steps, cfg, width, height, tolerance]
-    outputs = [status, grid, charts, summary, images, past, files]
-
-    @shows_errors
-    def run(name, prompts, seeds, variants, reference, clip_model, negative_prompt, sampler, steps, cfg, width, height,
-            tolerance, request: gr.Request, progress=gr.Progress()):
-        # The API endpoint /evaluate: named parameters, in the order of `inputs`.
-        evaluation = request_from_widgets(name, prompts, seeds, variants, reference, clip_model, negative_prompt,
-                                          sampler, steps, cfg, width, height, tolerance)
-        stop = stops.setdefault(request.session_hash if request else "", threading.Event())
-        stop.clear()
-        try:
-            report = evaluate(studio, evaluation, should_stop=stop.is_set,
-                              progress=lambda f, msg: progress(f, desc=msg))
-        except EvaluationCancelled as e:
-            return _view(e.report, _status(e.report, "Stopped; the finished images are kept as"), settings)
-        return _view(report, _status(report, "Done:"), settings)
-
-    @shows_errors
-    def show_past(chosen):
-        if not chosen:
-            return (gr.update(),) * len(outputs)
-        report = load_evaluation(settings, chosen)
-        return _view(report, _status(report, "Evaluation" if report.status == "complete" else "Cancelled evaluation"),
-                     settings)
-
-    def stop_run(request: gr.Request):
-        stops.setdefault(request.session_hash if request else "", threading.Event()).set()
-
-    def refresh():
-        return gr.update(choices=[e.name for e in list_evaluations(settings)]), gr.update(
-            choices=[d.name for d in list_datasets(settings)])
-
-    run_btn.click(run, inputs, outputs, api_name="evaluate", **GPU_QUEUE)
-    stop_btn.click(stop_run, None, None, api_name=False, queue=False)
-    past.input(show_past, past, outputs, api_name="evaluation")
-    refresh_btn.click(refresh, None, [past, reference], api_name=False, queue=False)
+    # The API endpoint /evaluate takes these names.
+    inputs = {"name": name, "prompts": prompts, "seeds": seeds, "variants": variants, "reference": reference,
+              "clip_model": clip, "negative_prompt": negative, "sampler": sampler, "steps": steps, "cfg": cfg,
+              "width": width, "height": height, "tolerance": tolerance}
+    outputs = {"status": status, "grid": grid, "charts": charts, "summary": summary, "images": images, "past": past,
+               "files": files}
+    bind(ctx, run_btn.click, run, inputs, outputs, api_name="evaluate", gpu=True)
+    bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
+    bind(ctx, past.input, show_past, {"chosen": past}, outputs, api_name="evaluation")
+    lists = {"past": past, "reference": reference}
+    bind(ctx, refresh_btn.click, refresh_lists, None, lists, api_name=False, queue=False)
     clip.change(_clip_note, clip, clip_note, api_name=False, queue=False)
+    return TabRefresh(refresh_lists, lists)
+
+
+def run(ctx: TabContext, v, request: gr.Request, progress):
+    settings = ctx.studio.settings
+    evaluation = request_from_widgets(**vars(v))
+    should_stop = ctx.stops.begin(request, "evaluate")
+    try:
+        report = evaluate(ctx.studio, evaluation, should_stop=should_stop, progress=progress_fn(progress))
+    except EvaluationCancelled as e:
+        return _view(e.report, _status(e.report, "Stopped; the finished images are kept as"), settings)
+    return _view(report, _status(report, "Done:"), settings)
+
+
+def stop(ctx: TabContext, v, request: gr.Request):
+    ctx.stops.stop(request, "evaluate")
+
+
+def show_past(ctx: TabContext, v):
+    if not v.chosen:
+        return {}
+    settings = ctx.studio.settings
+    report = load_evaluation(settings, v.chosen)
+    return _view(report, _status(report, "Evaluation" if report.status == "complete" else "Cancelled evaluation"),
+                 settings)
+
+
+def refresh_lists(ctx: TabContext, v):
+    return {"past": gr.update(choices=[e.name for e in list_evaluations(ctx.studio.settings)]),
+            "reference": gr.update(choices=dataset_names(ctx.studio))}

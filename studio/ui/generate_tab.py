@@ -2,65 +2,24 @@
 
 from __future__ import annotations
 
-import threading
-
 import gradio as gr
 
 from studio.generate import GenerationRequest, LoraChoice, generate
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
 from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
 from studio.progress import Cancelled
-from studio.ui.common import GPU_QUEUE, TabRefresh, shows_errors
-
-DEFAULT_CHOICE = "(studio default)"
-
-
-class _StopFlags:
-    """Per-browser-session cancel flags: the Stop button of one user never stops another's generation."""
-
-    def __init__(self):
-        self._flags: dict[str, threading.Event] = {}
-
-    def event(self, session: str) -> threading.Event:
-        return self._flags.setdefault(session, threading.Event())
+from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, lora_names,
+                              model_choices, progress_fn, table_rows)
 
 
-def _model_choices(studio) -> list[str]:
-    return [DEFAULT_CHOICE, *studio.store.list_models().base]
-
-
-def _lora_rows(studio) -> list[list]:
-    return [[p.stem, 0.0] for p in studio.store.list_models().lora]
-
-
-def _embedding_choices(studio) -> list[str]:
-    return [p.stem for p in studio.store.list_models().embeddings]
-
-
-def loras_from_table(table) -> list[LoraChoice]:
-    """Rows of (LoRA name, weight) -> the LoRAs to apply: those with a non-zero weight."""
-    rows = table.values.tolist() if hasattr(table, "values") else (table or [])
-    chosen = []
-    for row in rows:
-        if len(row) < 2 or not str(row[0]).strip() or row[1] in (None, ""):
-            continue
-        try:
-            weight = float(row[1])
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"LoRA weight for {row[0]!r} must be a number but is {row[1]!r}") from e
-        if weight != 0:
-            chosen.append(LoraChoice(str(row[0]).strip(), weight))
-    return chosen
-
-
-def build(studio) -> None:
-    stops = _StopFlags()
+def build(ctx: TabContext) -> TabRefresh:
+    studio = ctx.studio
     with gr.Row():
         with gr.Column(scale=3):
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a photo of sks person, close up, <lora:name:0.8>")
             negative = gr.Textbox("", label="Negative prompt", lines=2)
         with gr.Column(scale=1):
-            model = gr.Dropdown(_model_choices(studio), value=DEFAULT_CHOICE, label="Base model",
+            model = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model",
                                 allow_custom_value=True, info="builtin, a hub id, or a path to a folder or .safetensors")
             with gr.Row():
                 generate_btn = gr.Button("Generate", variant="primary")
@@ -78,10 +37,10 @@ def build(studio) -> None:
                 width = gr.Number(label="Width", value=0, precision=0, info="0: the model's native size")
                 height = gr.Number(label="Height", value=0, precision=0, info="multiples of 8")
             batch = gr.Slider(1, 8, value=1, step=1, label="Batch size")
-            loras = gr.Dataframe(_lora_rows(studio), headers=["LoRA", "weight"], datatype=["str", "number"],
+            loras = gr.Dataframe(lora_rows(studio, None), headers=["LoRA", "weight"], datatype=["str", "number"],
                                  label="LoRAs (a non-zero weight applies one)", interactive=True,
                                  column_count=(2, "fixed"))
-            embeddings = gr.Dropdown(_embedding_choices(studio), multiselect=True, label="Embeddings",
+            embeddings = gr.Dropdown(embedding_names(studio), multiselect=True, label="Embeddings",
                                      info="textual inversions; use their names in the prompt")
             refresh_btn = gr.Button("Refresh model lists", size="sm")
             png_drop = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], type="filepath")
@@ -90,63 +49,79 @@ def build(studio) -> None:
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"], elem_id="generate-parameters")
             last_seed = gr.Number(label="Seed used", value=-1, precision=0, interactive=False)
 
-    @shows_errors
-    def run(prompt_text, negative_prompt, model_id, seed_value, sampler_name, steps_value, cfg_scale, width_px,
-            height_px, batch_size, lora_weights, embedding_names, request: gr.Request, progress=gr.Progress()):
-        stop = stops.event(request.session_hash if request else "")
-        stop.clear()
-        req = GenerationRequest(
-            prompt=prompt_text or "", negative_prompt=negative_prompt or "",
-            model="" if model_id in (None, "", DEFAULT_CHOICE) else model_id,
-            seed=int(seed_value if seed_value is not None else -1), steps=int(steps_value), cfg=float(cfg_scale),
-            width=int(width_px or 0) or None, height=int(height_px or 0) or None, batch_size=int(batch_size),
-            sampler=sampler_name, loras=loras_from_table(lora_weights), embeddings=list(embedding_names or []),
-        )
-        try:
-            result = generate(studio, req, progress=lambda f, msg: progress(f, desc=msg), should_stop=stop.is_set)
-        except Cancelled:
-            raise gr.Error("Generation stopped.")
-        images = [(str(item.path) if item.path else item.image, f"seed {item.seed}") for item in result.images]
-        return images, result.images[0].parameters, result.images[0].seed
-
-    generate_btn.click(
-        run,
-        [prompt, negative, model, seed, sampler, steps, cfg, width, height, batch, loras, embeddings],
-        [gallery, parameters, last_seed],
-        api_name="generate",
-        **GPU_QUEUE,
-    )
-    stop_btn.click(_stopper(stops), None, None, api_name=False, queue=False)
+    # The API endpoint /generate takes these names.
+    inputs = {"prompt_text": prompt, "negative_prompt": negative, "model_id": model, "seed_value": seed,
+              "sampler_name": sampler, "steps_value": steps, "cfg_scale": cfg, "width_px": width, "height_px": height,
+              "batch_size": batch, "lora_weights": loras, "embedding_names": embeddings}
+    bind(ctx, generate_btn.click, run, inputs, {"gallery": gallery, "parameters": parameters, "seed": last_seed},
+         api_name="generate", gpu=True)
+    bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
     random_btn.click(lambda: -1, None, seed, api_name=False, queue=False)
     reuse_btn.click(lambda s: s, last_seed, seed, api_name=False, queue=False)
-
-    def refresh(current_loras):
-        # New files appear with weight 0; weights the user already set are kept.
-        rows = current_loras.values.tolist() if hasattr(current_loras, "values") else (current_loras or [])
-        weights = {str(r[0]): r[1] for r in rows if len(r) >= 2}
-        table = [[name, weights.get(name, weight)] for name, weight in _lora_rows(studio)]
-        return (gr.update(choices=_model_choices(studio)), table, gr.update(choices=_embedding_choices(studio)))
-
-    refresh_btn.click(refresh, loras, [model, loras, embeddings], api_name=False, queue=False)
-
-    @shows_errors
-    def restore(path):
-        if not path:
-            return [gr.update()] * 9
-        fields = request_fields(parse_parameters(read_png_parameters(path)))
-        return (fields.get("prompt", ""), fields.get("negative_prompt", ""), fields.get("seed", -1),
-                fields.get("sampler", gr.update()), fields.get("steps", gr.update()), fields.get("cfg", gr.update()),
-                fields.get("width", gr.update()), fields.get("height", gr.update()),
-                read_png_parameters(path))
-
-    png_drop.upload(restore, png_drop, [prompt, negative, seed, sampler, steps, cfg, width, height, parameters],
-                    api_name="restore_parameters")
-
-    return TabRefresh(refresh, [model, loras, embeddings], inputs=[loras])
+    lists = {"model": model, "loras": loras, "embeddings": embeddings}
+    bind(ctx, refresh_btn.click, refresh_lists, {"loras": loras}, lists, api_name=False, queue=False)
+    restored = {"prompt": prompt, "negative_prompt": negative, "seed": seed, "sampler": sampler, "steps": steps,
+                "cfg": cfg, "width": width, "height": height, "parameters": parameters}
+    bind(ctx, png_drop.upload, restore, {"path": png_drop}, restored, api_name="restore_parameters")
+    return TabRefresh(refresh_lists, lists, inputs={"loras": loras})
 
 
-def _stopper(stops: _StopFlags):
-    def stop(request: gr.Request):
-        stops.event(request.session_hash if request else "").set()
+def request_from_widgets(v) -> GenerationRequest:
+    """The /generate inputs (by name) as a GenerationRequest."""
+    return GenerationRequest(
+        prompt=v.prompt_text or "", negative_prompt=v.negative_prompt or "", model=chosen_model(v.model_id),
+        seed=int(v.seed_value if v.seed_value is not None else -1), steps=int(v.steps_value), cfg=float(v.cfg_scale),
+        width=int(v.width_px or 0) or None, height=int(v.height_px or 0) or None, batch_size=int(v.batch_size),
+        sampler=v.sampler_name, loras=loras_from_table(v.lora_weights), embeddings=list(v.embedding_names or []),
+    )
 
-    return stop
+
+def run(ctx: TabContext, v, request: gr.Request, progress):
+    should_stop = ctx.stops.begin(request, "generate")
+    try:
+        result = generate(ctx.studio, request_from_widgets(v), progress=progress_fn(progress), should_stop=should_stop)
+    except Cancelled:
+        raise gr.Error("Generation stopped.")
+    images = [(str(item.path) if item.path else item.image, f"seed {item.seed}") for item in result.images]
+    return {"gallery": images, "parameters": result.images[0].parameters, "seed": result.images[0].seed}
+
+
+def stop(ctx: TabContext, v, request: gr.Request):
+    ctx.stops.stop(request, "generate")
+
+
+def loras_from_table(table) -> list[LoraChoice]:
+    """Rows of (LoRA name, weight) -> the LoRAs to apply: those with a non-zero weight."""
+    chosen = []
+    for row in table_rows(table):
+        if len(row) < 2 or not str(row[0]).strip() or row[1] in (None, ""):
+            continue
+        try:
+            weight = float(row[1])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"LoRA weight for {row[0]!r} must be a number but is {row[1]!r}") from e
+        if weight != 0:
+            chosen.append(LoraChoice(str(row[0]).strip(), weight))
+    return chosen
+
+
+def lora_rows(studio, current) -> list[list]:
+    """One row per LoRA on disk; new files appear with weight 0, weights the user already set are kept."""
+    weights = {str(r[0]): r[1] for r in table_rows(current) if len(r) >= 2}
+    return [[name, weights.get(name, 0.0)] for name in lora_names(studio)]
+
+
+def refresh_lists(ctx: TabContext, v):
+    studio = ctx.studio
+    return {"model": gr.update(choices=model_choices(studio)), "loras": lora_rows(studio, v.loras),
+            "embeddings": gr.update(choices=embedding_names(studio))}
+
+
+def restore(ctx: TabContext, v):
+    if not v.path:
+        return {}
+    text = read_png_parameters(v.path)
+    fields = request_fields(parse_parameters(text))
+    return {**{k: fields[k] for k in ("sampler", "steps", "cfg", "width", "height") if k in fields},
+            "prompt": fields.get("prompt", ""), "negative_prompt": fields.get("negative_prompt", ""),
+            "seed": fields.get("seed", -1), "parameters": text}

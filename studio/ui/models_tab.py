@@ -4,9 +4,58 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.ui.common import GPU_QUEUE, shows_errors
+from studio.ui.common import TabContext, TabRefresh, bind, progress_fn
 
 _MB = 1024**2
+
+
+def build(ctx: TabContext) -> TabRefresh:
+    studio = ctx.studio
+    with gr.Row():
+        base = gr.Dropdown(studio.store.list_models().base, value=studio.store.default_model, allow_custom_value=True,
+                           label="Studio base model", info="used by every tab when no other is chosen: builtin, "
+                           "hub id (owner/name), diffusers folder or .safetensors checkpoint")
+        use_btn = gr.Button("Use as default", variant="primary")
+        load_btn = gr.Button("Load into memory")
+    status = gr.Markdown()
+    gr.Markdown("### On disk")
+    disk = gr.Dataframe(_disk_rows(studio), headers=["kind", "model"], interactive=False)
+    gr.Markdown("### In memory")
+    summary = gr.Markdown(_cache_summary(studio))
+    cache = gr.Dataframe(_cache_rows(studio), headers=["kind", "model", "device", "dtype", "MB", "in use", "LoRAs",
+                                                       "pipelines"], interactive=False)
+    with gr.Row():
+        refresh_btn = gr.Button("Refresh")
+        release_btn = gr.Button("Free memory")
+
+    shown = {"disk": disk, "summary": summary, "cache": cache}
+    bind(ctx, use_btn.click, use, {"model_id": base}, {"status": status, **shown}, api_name="models_use")
+    bind(ctx, load_btn.click, load, {"model_id": base}, {"status": status, **shown}, api_name="models_load", gpu=True)
+    bind(ctx, refresh_btn.click, views, None, shown, api_name=False, queue=False)
+    bind(ctx, release_btn.click, release, None, {"status": status, **shown}, api_name="models_release")
+    return TabRefresh(views, shown)
+
+
+def views(ctx: TabContext, v) -> dict:
+    studio = ctx.studio
+    return {"disk": _disk_rows(studio), "summary": _cache_summary(studio), "cache": _cache_rows(studio)}
+
+
+def use(ctx: TabContext, v):
+    ctx.studio.set_default_model(v.model_id)
+    return {"status": f"Base model is now `{v.model_id}`.", **views(ctx, v)}
+
+
+def load(ctx: TabContext, v, progress):
+    progress_fn(progress)(0.1, f"loading {v.model_id}")
+    with ctx.studio.cache.pipeline(v.model_id):
+        pass
+    return {"status": f"`{v.model_id}` is loaded.", **views(ctx, v)}
+
+
+def release(ctx: TabContext, v):
+    still = ctx.studio.cache.release()
+    return {"status": f"Freed the cache ({still} model(s) still in use).", **views(ctx, v)}
 
 
 def _disk_rows(studio) -> list[list[str]]:
@@ -24,47 +73,3 @@ def _cache_rows(studio) -> list[list]:
 def _cache_summary(studio) -> str:
     held, budget = studio.cache.held_bytes / _MB, studio.settings.resolve_cache_budget() / _MB
     return f"The cache holds **{held:,.1f} MB** of weights (budget {budget:,.0f} MB; least recently used goes first)."
-
-
-def build(studio) -> None:
-    with gr.Row():
-        base = gr.Dropdown(studio.store.list_models().base, value=studio.settings.model, allow_custom_value=True,
-                           label="Studio base model", info="used by every tab when no other is chosen: builtin, "
-                           "hub id (owner/name), diffusers folder or .safetensors checkpoint")
-        use_btn = gr.Button("Use as default", variant="primary")
-        load_btn = gr.Button("Load into memory")
-    status = gr.Markdown()
-    gr.Markdown("### On disk")
-    disk = gr.Dataframe(_disk_rows(studio), headers=["kind", "model"], interactive=False)
-    gr.Markdown("### In memory")
-    summary = gr.Markdown(_cache_summary(studio))
-    cache = gr.Dataframe(_cache_rows(studio), headers=["kind", "model", "device", "dtype", "MB", "in use", "LoRAs",
-                                                       "pipelines"], interactive=False)
-    with gr.Row():
-        refresh_btn = gr.Button("Refresh")
-        release_btn = gr.Button("Free memory")
-
-    def views():
-        return _disk_rows(studio), _cache_summary(studio), _cache_rows(studio)
-
-    @shows_errors
-    def use(model_id):
-        studio.set_default_model(model_id)
-        return f"Base model is now `{model_id}`.", *views()
-
-    @shows_errors
-    def load(model_id, progress=gr.Progress()):
-        progress(0.1, desc=f"loading {model_id}")
-        with studio.cache.pipeline(model_id):
-            pass
-        return f"`{model_id}` is loaded.", *views()
-
-    def release():
-        still = studio.cache.release()
-        return f"Freed the cache ({still} model(s) still in use).", *views()
-
-    outputs = [status, disk, summary, cache]
-    use_btn.click(use, base, outputs, api_name="models_use")
-    load_btn.click(load, base, outputs, api_name="models_load", **GPU_QUEUE)
-    refresh_btn.click(views, None, [disk, summary, cache], api_name=False, queue=False)
-    release_btn.click(release, None, outputs, api_name="models_release")

@@ -9,81 +9,75 @@ import gradio as gr
 
 from studio import train
 from studio.train.config import LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS, RunConfig
-from studio.ui.common import GPU_QUEUE, shows_errors
+from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, dataset_names, model_choices,
+                              number)
 
-DEFAULT_CHOICE = "(studio default)"
 NO_RUN = "(no run yet)"
 _DEFAULTS = RunConfig(name="x", dataset="x")
-# RunConfig fields the knob widgets set, in the order of the event inputs after the first row.
-_KNOBS = ("resolution", "buckets", "repeats", "epochs", "max_steps", "batch_size", "grad_accum", "lr",
-          "text_encoder_lr", "lr_scheduler", "warmup_steps", "lr_cycles", "rank", "alpha", "dropout", "min_snr_gamma",
-          "noise_offset", "flip", "shuffle_captions", "keep_tokens", "mixed_precision", "gradient_checkpointing",
-          "optimizer", "seed", "cache", "prior_preservation", "class_prompt", "class_images", "prior_loss_weight",
-          "init_word", "vectors", "validation_every", "validation_steps", "lora_layers", "validation_cfg")
-_INTS = {f.name for f in fields(RunConfig) if f.type in ("int", int)}
-_FLOATS = {f.name for f in fields(RunConfig) if f.type in ("float", float)}
+# The Settings accordion: (RunConfig field, row, label, widget options), in the order /train_start takes them. A
+# field's type picks its widget (bool: checkbox, choices: dropdown, str: text, int/float: number); its default is
+# RunConfig's.
+KNOB_SPECS = (
+    ("resolution", 0, "Resolution", dict(info="0: the family's native size")),
+    ("buckets", 0, "Aspect-ratio buckets", {}),
+    ("repeats", 0, "Repeats", {}),
+    ("epochs", 0, "Epochs", {}),
+    ("max_steps", 0, "Max steps", dict(info="> 0 overrides epochs")),
+    ("batch_size", 0, "Batch size", {}),
+    ("grad_accum", 0, "Gradient accumulation", {}),
+    ("lr", 1, "Learning rate", dict(info="0: the method's default")),
+    ("text_encoder_lr", 1, "Text encoder lr", dict(info="0: frozen")),
+    ("lr_scheduler", 1, "LR scheduler", dict(choices=SCHEDULERS)),
+    ("warmup_steps", 1, "Warmup steps", {}),
+    ("lr_cycles", 1, "Restarts (cycles)", {}),
+    ("rank", 2, "LoRA rank", {}),
+    ("alpha", 2, "LoRA alpha", {}),
+    ("dropout", 2, "LoRA dropout", {}),
+    ("min_snr_gamma", 2, "Min-SNR gamma", dict(info="0 off, 5 in seed 002")),
+    ("noise_offset", 2, "Noise offset", {}),
+    ("flip", 3, "Flip augmentation", {}),
+    ("shuffle_captions", 3, "Shuffle caption tags", {}),
+    ("keep_tokens", 3, "Keep tokens", {}),
+    ("mixed_precision", 3, "Mixed precision", dict(choices=PRECISIONS)),
+    ("gradient_checkpointing", 3, "Gradient checkpointing", {}),
+    ("optimizer", 3, "Optimizer", dict(choices=OPTIMIZERS)),
+    ("seed", 3, "Seed", {}),
+    ("cache", 3, "Cache latents and text", {}),
+    ("prior_preservation", 4, "DreamBooth: prior preservation", {}),
+    ("class_prompt", 4, "Class prompt", {}),
+    ("class_images", 4, "Class images", {}),
+    ("prior_loss_weight", 4, "Prior loss weight", {}),
+    ("init_word", 4, "TI: init word", {}),
+    ("vectors", 4, "TI: vectors per token", {}),
+    ("validation_every", 4, "Validate every N epochs", {}),
+    ("validation_steps", 4, "Validation sampling steps", {}),
+    ("lora_layers", 2, "LoRA layers", dict(choices=LORA_LAYERS,
+                                           info="all adds the ResNet convs (LoCon): for shapes the base cannot draw")),
+    ("validation_cfg", 4, "Validation CFG scale", {}),
+)
+KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
+_TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 
-def _run_names(studio) -> list[str]:
-    return [r.name for r in train.list_runs(studio)]
+def _knob(name: str, label: str, options: dict):
+    kind, value = _TYPES[name], getattr(_DEFAULTS, name)
+    if kind in ("bool", bool):
+        return gr.Checkbox(value, label=label, **options)
+    if "choices" in options:
+        return gr.Dropdown(list(options.pop("choices")), value=value, label=label, **options)
+    if kind in ("str", str):
+        return gr.Textbox(value, label=label, **options)
+    return gr.Number(value, precision=0 if kind in ("int", int) else None, label=label, **options)
 
 
-def _model_choices(studio) -> list[str]:
-    return [DEFAULT_CHOICE, *studio.store.list_models().base]
-
-
-def config_from_widgets(name, dataset, model, method, trigger, prompts, *knobs) -> RunConfig:
-    """Widget values -> a checked RunConfig (numbers from gradio may arrive as floats or None)."""
-    values = {}
-    for key, value in zip(_KNOBS, knobs):
-        if value is None:
-            continue
-        values[key] = int(value) if key in _INTS else float(value) if key in _FLOATS else value
-    return RunConfig(name=(name or "").strip(), dataset=dataset or "", method=method,
-                     model="" if model in (None, "", DEFAULT_CHOICE) else model, trigger=(trigger or "").strip(),
-                     validation_prompts=[p.strip() for p in (prompts or "").splitlines() if p.strip()],
-                     **values).check()
-
-
-def _status_views(status):
-    """RunStatus -> (status markdown, loss plot data, score plot data, grids, epoch table, epoch choices)."""
-    import pandas as pd
-
-    lines = [f"**{status.line()}**"]
-    if status.messages:
-        lines.append("\n".join(f"- {m}" for m in status.messages[-4:]))
-    if status.checkpoint_step and status.state in ("cancelled", "stopped", "failed"):
-        lines.append(f"Resume continues from the checkpoint at step {status.checkpoint_step}.")
-    if status.best_epoch is not None:
-        lines.append(f"Best epoch by likeness (lowest mean sim-score): **{status.best_epoch}**")
-    if status.files:
-        lines.append("Files: " + ", ".join(f"`{f}`" for f in status.files))
-    every = max(1, len(status.losses) // 2000)  # a long run's curve is thinned to what a plot can show
-    loss = pd.DataFrame(status.losses[::every], columns=["step", "loss"])
-    scored = [(v["epoch"], v["mean_score"]) for v in status.validations if v.get("mean_score") is not None]
-    scores = pd.DataFrame(scored, columns=["epoch", "mean sim-score"])
-    grids = []
-    for v in status.validations:
-        if v.get("grid"):
-            score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
-            star = " (best)" if v["epoch"] == status.best_epoch else ""
-            grids.append((v["grid"], f"epoch {v['epoch']}{score}{star}"))
-    def fmt(value):
-        return "" if value is None else round(value, 4)
-
-    table = [[v["epoch"], fmt(v.get("loss")), fmt(v.get("mean_score")),
-              " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
-              "best" if v["epoch"] == status.best_epoch else ""] for v in status.validations]
-    return "\n\n".join(lines), loss, scores, grids, table, [str(v["epoch"]) for v in status.validations]
-
-
-def build(studio) -> None:
-    runs = _run_names(studio)
+def build(ctx: TabContext) -> TabRefresh:
+    studio = ctx.studio
+    runs = run_names(studio)
     # 1. What to train
     with gr.Row():
-        dataset = gr.Dropdown(train.list_datasets(studio.settings), label="Dataset", allow_custom_value=True,
+        dataset = gr.Dropdown(dataset_names(studio), label="Dataset", allow_custom_value=True,
                               info="a dataset from the Dataset tab, or a folder of images with .txt captions")
-        model = gr.Dropdown(_model_choices(studio), value=DEFAULT_CHOICE, label="Base model", allow_custom_value=True)
+        model = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model", allow_custom_value=True)
         method = gr.Radio(list(METHODS), value="lora", label="Method")
         preset = gr.Dropdown(list(PRESETS), value="default", label="Preset")
     with gr.Row():
@@ -95,54 +89,13 @@ def build(studio) -> None:
                          info="{trigger} becomes the trigger word; prompt i always uses seed 1234 + i")
 
     # 2. Knobs, with the RunConfig defaults
-    d = _DEFAULTS
+    knobs = {}
     with gr.Accordion("Settings", open=False):
-        with gr.Row():
-            resolution = gr.Number(0, precision=0, label="Resolution", info="0: the family's native size")
-            buckets = gr.Checkbox(d.buckets, label="Aspect-ratio buckets")
-            repeats = gr.Number(d.repeats, precision=0, label="Repeats")
-            epochs = gr.Number(d.epochs, precision=0, label="Epochs")
-            max_steps = gr.Number(d.max_steps, precision=0, label="Max steps", info="> 0 overrides epochs")
-            batch_size = gr.Number(d.batch_size, precision=0, label="Batch size")
-            grad_accum = gr.Number(d.grad_accum, precision=0, label="Gradient accumulation")
-        with gr.Row():
-            lr = gr.Number(d.lr, label="Learning rate", info="0: the method's default")
-            text_encoder_lr = gr.Number(d.text_encoder_lr, label="Text encoder lr", info="0: frozen")
-            lr_scheduler = gr.Dropdown(list(SCHEDULERS), value=d.lr_scheduler, label="LR scheduler")
-            warmup_steps = gr.Number(d.warmup_steps, precision=0, label="Warmup steps")
-            lr_cycles = gr.Number(d.lr_cycles, precision=0, label="Restarts (cycles)")
-        with gr.Row():
-            rank = gr.Number(d.rank, precision=0, label="LoRA rank")
-            alpha = gr.Number(d.alpha, label="LoRA alpha")
-            dropout = gr.Number(d.dropout, label="LoRA dropout")
-            lora_layers = gr.Dropdown(list(LORA_LAYERS), value=d.lora_layers, label="LoRA layers",
-                                      info="all adds the ResNet convs (LoCon): for shapes the base cannot draw")
-            min_snr_gamma = gr.Number(d.min_snr_gamma, label="Min-SNR gamma", info="0 off, 5 in seed 002")
-            noise_offset = gr.Number(d.noise_offset, label="Noise offset")
-        with gr.Row():
-            flip = gr.Checkbox(d.flip, label="Flip augmentation")
-            shuffle_captions = gr.Checkbox(d.shuffle_captions, label="Shuffle caption tags")
-            keep_tokens = gr.Number(d.keep_tokens, precision=0, label="Keep tokens")
-            mixed_precision = gr.Dropdown(list(PRECISIONS), value=d.mixed_precision, label="Mixed precision")
-            gradient_checkpointing = gr.Checkbox(d.gradient_checkpointing, label="Gradient checkpointing")
-            optimizer = gr.Dropdown(list(OPTIMIZERS), value=d.optimizer, label="Optimizer")
-            seed = gr.Number(d.seed, precision=0, label="Seed")
-            cache = gr.Checkbox(d.cache, label="Cache latents and text")
-        with gr.Row():
-            prior_preservation = gr.Checkbox(d.prior_preservation, label="DreamBooth: prior preservation")
-            class_prompt = gr.Textbox(d.class_prompt, label="Class prompt")
-            class_images = gr.Number(d.class_images, precision=0, label="Class images")
-            prior_loss_weight = gr.Number(d.prior_loss_weight, label="Prior loss weight")
-            init_word = gr.Textbox(d.init_word, label="TI: init word")
-            vectors = gr.Number(d.vectors, precision=0, label="TI: vectors per token")
-            validation_every = gr.Number(d.validation_every, precision=0, label="Validate every N epochs")
-            validation_steps = gr.Number(d.validation_steps, precision=0, label="Validation sampling steps")
-            validation_cfg = gr.Number(d.validation_cfg, label="Validation CFG scale")
-    knobs = [resolution, buckets, repeats, epochs, max_steps, batch_size, grad_accum, lr, text_encoder_lr,
-             lr_scheduler, warmup_steps, lr_cycles, rank, alpha, dropout, min_snr_gamma, noise_offset, flip,
-             shuffle_captions, keep_tokens, mixed_precision, gradient_checkpointing, optimizer, seed, cache,
-             prior_preservation, class_prompt, class_images, prior_loss_weight, init_word, vectors, validation_every,
-             validation_steps, lora_layers, validation_cfg]
+        for row in sorted({spec[1] for spec in KNOB_SPECS}):
+            with gr.Row():
+                for field_name, _, label, options in (spec for spec in KNOB_SPECS if spec[1] == row):
+                    knobs[field_name] = _knob(field_name, label, dict(options))
+    knobs = {name: knobs[name] for name in KNOBS}  # the API's order, whatever the rows
 
     # 3. Run controls and what a run shows
     with gr.Row():
@@ -167,66 +120,136 @@ def build(studio) -> None:
     timer = gr.Timer(1.0)
     seen = gr.State(None)  # (run, events read) last shown, so unchanged views are not re-sent every tick
 
-    # 4. Events
-    @shows_errors
-    def start(*values):
-        config = config_from_widgets(*values)
-        status = train.start_run(studio, config)
-        return gr.update(choices=_run_names(studio), value=status.name), status.line()
+    # 4. Wiring: the API endpoints take these names
+    first = {"name": name, "dataset": dataset, "model": model, "method": method, "trigger": trigger,
+             "prompts": prompts}
+    bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md},
+         api_name="train_start", gpu=True)
+    bind(ctx, resume_btn.click, resume, {"run": run_pick, "epochs_value": knobs["epochs"],
+                                         "max_steps_value": knobs["max_steps"]}, {"status": status_md},
+         api_name="train_resume", gpu=True)
+    bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
+    views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
+             "epochs": epoch_pick, "seen": seen, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"]}
+    bind(ctx, run_pick.change, status, {"run": run_pick, "last": gr.State(None)}, views, api_name="train_status")
+    bind(ctx, timer.tick, status, {"run": run_pick, "last": seen}, views, api_name=False, show_progress="hidden")
+    bind(ctx, export_btn.click, export, {"run": run_pick, "epoch": epoch_pick}, {"message": export_md},
+         api_name="train_export_epoch")
+    bind(ctx, preset.change, apply_preset, {"choice": preset}, {"method": method, "model": model, "prompts": prompts,
+                                                                **knobs}, api_name=False, queue=False)
+    bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger}, api_name=False, queue=False)
+    lists = {"dataset": dataset, "model": model, "run": run_pick}
+    bind(ctx, refresh_btn.click, refresh_lists, None, lists, api_name=False, queue=False)
+    return TabRefresh(refresh_lists, lists)
 
-    @shows_errors
-    def resume(run, epochs_value, max_steps_value):
-        if not run:
-            raise ValueError("`run` is empty: pick a run to resume")
-        saved = train.run_status(studio, run).config
-        # a resume continues the saved run; larger Epochs or Max steps here make it train longer
-        config = replace(saved, epochs=max(saved.epochs, int(epochs_value or 0)),
-                         max_steps=max(saved.max_steps, int(max_steps_value or 0)) if saved.max_steps else 0)
-        return train.start_run(studio, config, resume=True).line()
 
-    @shows_errors
-    def cancel(run):
-        if not run:
-            raise ValueError("`run` is empty: pick a run to cancel")
-        return train.cancel_run(studio, run).line()
+def run_names(studio) -> list[str]:
+    return [r.name for r in train.list_runs(studio)]
 
-    @shows_errors
-    def status(run, last):
-        if not run:
-            return (NO_RUN, *[gr.skip()] * 5, last)
-        current = train.run_status(studio, run)
-        key = (run, current.state, current.step, len(current.validations), len(current.messages))
-        if key == last:
-            return (*[gr.skip()] * 6, last)
-        text, loss, scores, grid_items, table, epochs_done = _status_views(current)
-        return text, loss, scores, grid_items, table, gr.update(choices=epochs_done), key
 
-    @shows_errors
-    def export(run, epoch):
-        if not run or not epoch:
-            raise ValueError(f"pick a run and an epoch to export (run {run!r}, epoch {epoch!r})")
-        files = train.export_epoch(studio.settings.runs_dir / run, int(epoch), studio.settings.models_dir)
-        return "Exported: " + ", ".join(f"`{f}`" for f in files)
+def config_from_widgets(name, dataset, model, method, trigger, prompts, **knobs) -> RunConfig:
+    """/train_start's inputs (by name) -> a checked RunConfig (numbers from gradio may arrive as floats or None)."""
+    values = {}
+    for key, value in knobs.items():
+        if value is None:
+            continue
+        kind = _TYPES[key]
+        values[key] = int(value) if kind in ("int", int) else float(value) if kind in ("float", float) else value
+    return RunConfig(name=(name or "").strip(), dataset=dataset or "", method=method, model=chosen_model(model),
+                     trigger=(trigger or "").strip(),
+                     validation_prompts=[p.strip() for p in (prompts or "").splitlines() if p.strip()],
+                     **values).check()
 
-    def apply_preset(choice):
-        chosen = replace(_DEFAULTS, **PRESETS[choice])
-        model_value = gr.update(value=chosen.model) if chosen.model else gr.skip()  # a preset made for one base
-        return ([gr.update(value=chosen.method), model_value, gr.update(value="\n".join(chosen.validation_prompts))]
-                + [gr.update(value=getattr(chosen, k)) for k in _KNOBS])
 
-    def dataset_chosen(chosen):
-        return train.dataset_trigger(studio.settings, chosen) or gr.skip()
+# ---- callbacks ---------------------------------------------------------------------------------------------------
 
-    first_row = [name, dataset, model, method, trigger, prompts]
-    start_btn.click(start, first_row + knobs, [run_pick, status_md], api_name="train_start", **GPU_QUEUE)
-    resume_btn.click(resume, [run_pick, epochs, max_steps], status_md, api_name="train_resume", **GPU_QUEUE)
-    cancel_btn.click(cancel, run_pick, status_md, api_name="train_cancel")
-    views = [status_md, loss_plot, score_plot, grids, epoch_table, epoch_pick, seen]
-    run_pick.change(status, [run_pick, gr.State(None)], views, api_name="train_status")
-    timer.tick(status, [run_pick, seen], views, api_name=False, show_progress="hidden")
-    export_btn.click(export, [run_pick, epoch_pick], export_md, api_name="train_export_epoch")
-    preset.change(apply_preset, preset, [method, model, prompts, *knobs], api_name=False, queue=False)
-    dataset.change(dataset_chosen, dataset, trigger, api_name=False, queue=False)
-    refresh_btn.click(lambda: (gr.update(choices=train.list_datasets(studio.settings)),
-                               gr.update(choices=_model_choices(studio)), gr.update(choices=_run_names(studio))),
-                      None, [dataset, model, run_pick], api_name=False, queue=False)
+def start(ctx: TabContext, v):
+    status = train.start_run(ctx.studio, config_from_widgets(**vars(v)))
+    return {"run": gr.update(choices=run_names(ctx.studio), value=status.name), "status": status.line()}
+
+
+def resume(ctx: TabContext, v):
+    if not v.run:
+        raise ValueError("`run` is empty: pick a run to resume")
+    epochs = None if v.epochs_value is None else int(v.epochs_value)
+    max_steps = None if v.max_steps_value is None else int(v.max_steps_value)
+    return {"status": train.resume_run(ctx.studio, v.run, epochs=epochs, max_steps=max_steps).line()}
+
+
+def cancel(ctx: TabContext, v):
+    if not v.run:
+        raise ValueError("`run` is empty: pick a run to cancel")
+    return {"status": train.cancel_run(ctx.studio, v.run).line()}
+
+
+def status(ctx: TabContext, v):
+    if not v.run:
+        return {"status": NO_RUN, "seen": v.last}
+    current = train.run_status(ctx.studio, v.run)
+    key = (v.run, current.state, current.step, len(current.validations), len(current.messages))
+    if key == v.last:
+        return {}
+    views = {**status_views(current), "seen": key}
+    if v.last is None or v.last[0] != v.run:  # a run was picked: Resume starts from its own length
+        views.update(run_epochs=current.config.epochs, run_max_steps=current.config.max_steps)
+    return views
+
+
+def export(ctx: TabContext, v):
+    if not v.run or not v.epoch:
+        raise ValueError(f"pick a run and an epoch to export (run {v.run!r}, epoch {v.epoch!r})")
+    settings = ctx.studio.settings
+    files = train.export_epoch(settings.runs_dir / v.run, int(v.epoch), settings.models_dir)
+    return {"message": "Exported: " + ", ".join(f"`{f}`" for f in files)}
+
+
+def apply_preset(ctx: TabContext, v):
+    chosen = replace(_DEFAULTS, **PRESETS[v.choice])
+    updates = {"method": gr.update(value=chosen.method), "prompts": gr.update(value="\n".join(chosen.validation_prompts)),
+               **{k: gr.update(value=getattr(chosen, k)) for k in KNOBS}}
+    if chosen.model:  # a preset made for one base; the others leave the chosen base alone
+        updates["model"] = gr.update(value=chosen.model)
+    return updates
+
+
+def dataset_chosen(ctx: TabContext, v):
+    from studio.data import dataset_trigger
+
+    found = dataset_trigger(ctx.studio.settings, v.chosen)
+    return {"trigger": found} if found else {}
+
+
+def refresh_lists(ctx: TabContext, v):
+    studio = ctx.studio
+    return {"dataset": gr.update(choices=dataset_names(studio)), "model": gr.update(choices=model_choices(studio)),
+            "run": gr.update(choices=run_names(studio))}
+
+
+def status_views(status) -> dict:
+    """RunStatus -> the status text, loss and score plots, grids, epoch table and epoch choices."""
+    import pandas as pd
+
+    lines = [f"**{status.line()}**"]
+    if status.messages:
+        lines.append("\n".join(f"- {m}" for m in status.messages[-4:]))
+    if status.checkpoint_step and status.state in ("cancelled", "stopped", "failed"):
+        lines.append(f"Resume continues from the checkpoint at step {status.checkpoint_step}.")
+    if status.best_epoch is not None:
+        lines.append(f"Best epoch by likeness (lowest mean sim-score): **{status.best_epoch}**")
+    if status.files:
+        lines.append("Files: " + ", ".join(f"`{f}`" for f in status.files))
+    every = max(1, len(status.losses) // 2000)  # a long run's curve is thinned to what a plot can show
+    loss = pd.DataFrame(status.losses[::every], columns=["step", "loss"])
+    scored = [(v["epoch"], v["mean_score"]) for v in status.validations if v.get("mean_score") is not None]
+    scores = pd.DataFrame(scored, columns=["epoch", "mean sim-score"])
+    grids = []
+    for v in status.validations:
+        if v.get("grid"):
+            score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
+            star = " (best)" if v["epoch"] == status.best_epoch else ""
+            grids.append((v["grid"], f"epoch {v['epoch']}{score}{star}"))
+    table = [[v["epoch"], number(v.get("loss"), 4), number(v.get("mean_score"), 4),
+              " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
+              "best" if v["epoch"] == status.best_epoch else ""] for v in status.validations]
+    return {"status": "\n\n".join(lines), "loss": loss, "scores": scores, "grids": grids, "table": table,
+            "epochs": gr.update(choices=[str(v["epoch"]) for v in status.validations])}
