@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -91,6 +93,15 @@ def test_two_controlnets_with_weights(session_studio):
     units = parse_control_units(parse_parameters(result.images[0].parameters))
     assert [u["Module"] for u in units] == ["mediapipe_face", "canny"]
     assert units[1]["Weight"] == "0.5" and units[1]["Guidance Start"] == "0.2" and units[1]["Guidance End"] == "0.8"
+    # Both nets steer the pixels, each at its weight: the second at weight 0 is the first alone.
+    first, second = two.controls
+
+    def image(*controls):
+        return np.asarray(generate(session_studio, replace(two, controls=list(controls))).images[0].image, dtype=float)
+
+    both, only_first = np.asarray(result.images[0].image, dtype=float), image(first)
+    assert np.abs(both - only_first).mean() > 0.5 and np.abs(both - image(second)).mean() > 0.5
+    np.testing.assert_allclose(image(first, replace(second, weight=0.0)), only_first, atol=1)
 
 
 def test_controlnet_of_another_family_is_a_clear_error(session_studio):

@@ -146,3 +146,35 @@ def test_controlnet_for_another_family_is_refused(studio):
     with pytest.raises(ValueError, match="does not fit base 'builtin:tiny-xl'"):
         with studio.cache.pipeline("builtin:tiny-xl", controlnets=["builtin:tiny-controlnet"]):
             pass
+
+
+def test_helper_models_are_borrowed_counted_and_released(settings):
+    from studio.pocket import CHECKER_DIR
+
+    studio = Studio.open(settings)
+    with studio.cache.borrow("clip", "builtin:tiny-clip") as clip:
+        assert clip.model.training is False
+        with studio.cache.borrow("checker", str(CHECKER_DIR)) as checker:
+            assert checker.labels[-2:] == ("human", "dog")
+            held = {h.kind: h for h in studio.cache.holdings()}
+            assert held["clip"].in_use and held["checker"].in_use
+    assert studio.cache.held_bytes == held["clip"].nbytes + held["checker"].nbytes > 0
+    with studio.cache.borrow("clip", "builtin:tiny-clip") as again:
+        assert again is clip  # loaded once
+    assert studio.cache.release() == 0 and studio.cache.held_bytes == 0
+    with pytest.raises(ValueError, match="`kind` must be one of clip, captioner, checker"):
+        with studio.cache.borrow("upscaler", "x"):
+            pass
+
+
+def test_helper_models_count_in_the_budget(settings):
+    studio = Studio.open(settings)
+    with studio.cache.borrow("clip", "builtin:tiny-clip"):
+        pass
+    clip_bytes = studio.cache.held_bytes
+    tight = Studio.open(settings.with_(cache_budget_bytes=clip_bytes + 1))
+    with tight.cache.borrow("clip", "builtin:tiny-clip"):
+        pass
+    with tight.cache.pipeline("builtin:tiny"):  # over budget: the idle CLIP goes first
+        pass
+    assert [h.kind for h in tight.cache.holdings()] == ["base"]

@@ -47,11 +47,52 @@ def test_batch_uses_consecutive_seeds_like_a1111(session_studio):
     assert np.abs(pixels(batch, 0) - pixels(single)).mean() > 5
 
 
-@pytest.mark.parametrize("sampler", list(SAMPLERS))
-def test_every_sampler_runs_and_is_recorded(session_studio, sampler):
+# A1111's sampler names and the diffusers schedulers that implement them, written out here rather than read from
+# the studio's table, so a wrong mapping fails.
+A1111_SAMPLERS = {
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "LMS Karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "DPM++ 2M SDE Karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++",
+                                                            "use_karras_sigmas": True}),
+    "DPM++ SDE Karras": ("DPMSolverSDEScheduler", {"use_karras_sigmas": True}),
+    "DPM++ 2S a": ("DPMSolverSinglestepScheduler", {"solver_order": 2}),
+    "DDIM": ("DDIMScheduler", {}),
+    "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+}
+
+
+def test_the_sampler_list_is_a1111s():
+    assert list(SAMPLERS) == list(A1111_SAMPLERS)
+
+
+@pytest.mark.parametrize("sampler", list(A1111_SAMPLERS))
+def test_each_sampler_is_its_diffusers_scheduler(session_studio, sampler):
+    """The studio's image equals a bare diffusers call with the scheduler the name stands for."""
+    import diffusers
+    import torch
+
     result = generate(session_studio, quick(sampler=sampler, steps=3))
     assert f"Sampler: {sampler}," in result.images[0].parameters
-    assert pixels(result).std() > 0
+    assert np.array_equal(pixels(result), pixels(generate(session_studio, quick(sampler=sampler, steps=3))))
+    class_name, options = A1111_SAMPLERS[sampler]
+    pipe = session_studio.store.load_base(session_studio.store.resolve("builtin:tiny"), dtype=torch.float32,
+                                          device="cpu")
+    seeded = {"noise_sampler_seed": 7} if class_name == "DPMSolverSDEScheduler" else {}  # A1111 seeds its noise too
+    scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **options, **seeded)
+    for key, value in options.items():
+        assert scheduler.config[key] == value
+    pipe.scheduler = scheduler
+    bare = pipe("a photo of a dog", num_inference_steps=3, guidance_scale=7.0, width=64, height=64,
+                generator=[torch.Generator("cpu").manual_seed(7)]).images[0]
+    assert np.array_equal(pixels(result), np.asarray(bare, dtype=np.int16))
 
 
 def test_samplers_differ_and_model_scheduler_is_restored(session_studio):

@@ -35,3 +35,12 @@ def test_requirements_keep_the_pins_that_matter():
     for pin in ("torch==2.14.1", "numpy<2", "mediapipe==0.10.21", "pandas<3", "setuptools<81", "dlib-bin"):
         assert pin in pins
     assert "\ndlib" not in pins.replace("dlib-bin", "")  # the source release would start a long C++ build
+
+
+def test_app_py_is_the_studio_entry_and_start_sh_uses_it():
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "app.py"), "--help"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and "--port" in done.stdout and "--auth" in done.stdout
+    assert "app.py" in (ROOT / "start.sh").read_text() and "app.py" in (ROOT / "Dockerfile").read_text()

@@ -171,7 +171,6 @@ def test_validation_scores_faces_and_marks_the_best_epoch(studio, monkeypatch):
     from PIL import Image
 
     from studio.train import sampling
-    from studio.train.loop import best_epoch
 
     face = Image.fromarray(skdata.astronaut())
     make_dataset(studio.settings, "ds", [face], ["sks"])
@@ -195,7 +194,12 @@ def test_validation_scores_faces_and_marks_the_best_epoch(studio, monkeypatch):
     assert first.scores[0] is None and first.scores[1] < 0.1  # the cat has no face; the astronaut is herself
     assert second.mean_score is not None and len(second.scores) == 2
     assert Image.open(second.grid).size == (2 * face.width, face.height)
-    assert best_epoch(results) == min(results, key=lambda r: r.mean_score).epoch
+    # Epoch 1's one face is closer (it is the reference itself), but its other picture has none: epoch 2 keeps the
+    # subject in every picture, so it is the best.
+    assert first.mean_score < second.mean_score
+    assert sampling.best_epoch([(r.epoch, r.scores) for r in results]) == 2
+    assert sampling.best_epoch([(1, [0.3, 0.5]), (2, [0.2, 0.6]), (3, [None, None])]) == 1
+    assert sampling.best_epoch([(1, [None])]) is None
 
 
 def test_trains_on_a_dataset_prepared_by_the_dataset_tab(studio, tmp_path):

@@ -108,3 +108,21 @@ def test_opening_generate_lists_new_loras_and_keeps_chosen_weights(settings):
         (settings.models_dir / "lora" / "fresh_one.safetensors").read_bytes())
     table = refresh_lists(ctx, SimpleNamespace(loras=current))["loras"]
     assert ["kept_lora", 0.7] in table
+
+
+def test_train_and_evaluate_list_the_same_datasets(settings):
+    from types import SimpleNamespace
+
+    from fixtures_faces import astronaut
+    from studio.ui import evaluate_tab, train_tab
+    from studio.ui.common import TabContext
+
+    plain = settings.datasets_dir / "plain-folder"  # pictures and kohya captions dropped in by hand
+    plain.mkdir(parents=True)
+    astronaut().save(plain / "a.png")
+    (plain / "a.txt").write_text("sks, a photo")
+    (settings.datasets_dir / ".half-built").mkdir()  # a dataset being written is never listed
+    ctx = TabContext(Studio.open(settings))
+    in_train = train_tab.refresh_lists(ctx, SimpleNamespace())["dataset"]["choices"]
+    in_evaluate = evaluate_tab.refresh_lists(ctx, SimpleNamespace())["reference"]["choices"]
+    assert in_train == in_evaluate == ["plain-folder"]

@@ -122,7 +122,7 @@ def run(args, studio) -> int:
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             print(f"epoch {v['epoch']}: {v['grid']}{score}")
     if status.best_epoch is not None:
-        print(f"best epoch (lowest mean sim-score): {status.best_epoch}")
+        print(f"best epoch (most faces found, then lowest mean sim-score): {status.best_epoch}")
     for f in status.files:
         print(f"wrote {f}")
     return {"done": 0, "cancelled": 130}.get(status.state, 1)

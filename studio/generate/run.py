@@ -75,7 +75,7 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
 
         # 4. Run with the request's sampler, then put the model's own scheduler back for the next borrower.
         original_scheduler = pipe.scheduler
-        pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config)
+        pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config, seed=seed)
         try:
             with _prompt_first(pipe, request):
                 images = pipe(**kwargs).images

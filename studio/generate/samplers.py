@@ -30,11 +30,19 @@ def check_sampler(name: str) -> str:
     return name
 
 
-def make_scheduler(name: str, base_config):
-    """A fresh scheduler for sampler `name` with the base model's noise schedule (betas, timestep spacing...)."""
+def make_scheduler(name: str, base_config, seed: int | None = None):
+    """A fresh scheduler for sampler `name` with the base model's noise schedule (betas, timestep spacing...).
+
+    `seed`: SDE samplers draw their Brownian noise from a generator of their own, which diffusers seeds at random
+    unless told; A1111 seeds it from the image's seed, so a seed gives the same picture every time.
+    """
+    import inspect
+
     import diffusers
 
     class_name, extra = SAMPLERS[check_sampler(name)]
     cls = getattr(diffusers, class_name)
     config = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
+    if seed is not None and "noise_sampler_seed" in inspect.signature(cls.__init__).parameters:
+        extra = {**extra, "noise_sampler_seed": seed}
     return cls.from_config({**config, **extra})

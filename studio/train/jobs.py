@@ -16,7 +16,7 @@ from pathlib import Path
 
 from studio import fileio
 from studio.data.library import find_dataset
-from studio.train import checkpoints, data
+from studio.train import checkpoints, data, sampling
 from studio.train.child import CANCEL_FILE
 from studio.train.config import RunConfig
 from studio.train.runlog import RunLog, read_events, read_status
@@ -199,9 +199,8 @@ def run_status(studio, name: str) -> RunStatus:
             result.messages.append(event["text"])
     if result.state in ("starting", "running") and not _alive(folder, status.get("pid")):
         result.state, result.message = "stopped", "the training process ended without a word (see log.txt)"
-    scored = [v for v in result.validations if v.get("mean_score") is not None]
-    if result.best_epoch is None and scored:
-        result.best_epoch = min(scored, key=lambda v: v["mean_score"])["epoch"]
+    if result.best_epoch is None:  # a run under way: the best so far
+        result.best_epoch = sampling.best_epoch([(v["epoch"], v.get("scores") or []) for v in result.validations])
     last = checkpoints.latest_checkpoint(folder)
     result.checkpoint_step = last.step if last else None
     return result

@@ -297,11 +297,6 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             log.event("message", text=f"{parts.family.label}: exported as a diffusers folder only (no single file)")
     losses_by_epoch = [v for v in history["epoch_loss"].values() if v is not None]
     validations = [sampling.EpochValidation(**v) for v in history["validations"]]
-    return RunResult(step, epochs, files, validations, best_epoch(validations),
+    best = sampling.best_epoch([(v.epoch, v.scores) for v in validations])
+    return RunResult(step, epochs, files, validations, best,
                      losses_by_epoch[0] if losses_by_epoch else None, losses_by_epoch[-1] if losses_by_epoch else None)
-
-
-def best_epoch(validations: list[sampling.EpochValidation]) -> int | None:
-    """The epoch whose validation images look most like the dataset (lowest mean sim-score)."""
-    scored = [v for v in validations if v.mean_score is not None]
-    return min(scored, key=lambda v: v.mean_score).epoch if scored else None

@@ -23,6 +23,15 @@ class EpochValidation:
     mean_score: float | None = None  # mean over images with a face; lower is more alike
 
 
+def best_epoch(scores: list[tuple[int, list[float | None]]]) -> int | None:
+    """The epoch whose validation images keep the subject best: most images with a face found (a picture with no
+    face kept nothing of it), then the lowest mean sim-score. `scores`: (epoch, sim-score per image, None where no
+    face was found). None when no epoch had a face."""
+    ranked = [((sum(s is None for s in row), sum(found) / len(found)), epoch) for epoch, row in scores
+              if (found := [s for s in row if s is not None])]
+    return min(ranked)[1] if ranked else None
+
+
 def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: float, caption_fn):
     import torch
 

@@ -235,7 +235,7 @@ def status_views(status) -> dict:
     if status.checkpoint_step and status.state in ("cancelled", "stopped", "failed"):
         lines.append(f"Resume continues from the checkpoint at step {status.checkpoint_step}.")
     if status.best_epoch is not None:
-        lines.append(f"Best epoch by likeness (lowest mean sim-score): **{status.best_epoch}**")
+        lines.append(f"Best epoch by likeness (most faces found, then lowest mean sim-score): **{status.best_epoch}**")
     if status.files:
         lines.append("Files: " + ", ".join(f"`{f}`" for f in status.files))
     every = max(1, len(status.losses) // 2000)  # a long run's curve is thinned to what a plot can show

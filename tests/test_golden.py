@@ -1,0 +1,63 @@
+"""Golden output slices on builtin:tiny (diffusers' style): a change that shifts every output alike, which the
+relative tests (same seed same image, A differs from B) cannot see, fails here.
+
+The values were produced by this code on the pinned torch/diffusers (requirements.txt) on an x86-64 CPU; when a pin
+changes, check the new outputs by eye and update them here in the same commit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.generate import ControlUnit, GenerationRequest, generate
+
+BASE = dict(prompt="a photo of a dog", model="builtin:tiny", steps=2, seed=7, save=False)
+LEVELS = 2  # pixel levels of slack: CPU kernels may round the last bit differently on other processors
+
+
+def _corner(result) -> list[list[int]]:
+    """The bottom-right 3x3 of the blue channel, as diffusers' tests take `image[0, -3:, -3:, -1]`."""
+    return np.asarray(result.images[0].image)[-3:, -3:, -1].astype(int).tolist()
+
+
+def _ring() -> Image.Image:
+    pixels = np.zeros((64, 64, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:64, :64]
+    pixels[np.abs(np.hypot(xx - 32, yy - 30) - 18) < 2] = 255
+    return Image.fromarray(pixels)
+
+
+def _close(got, expected):
+    np.testing.assert_allclose(np.array(got), np.array(expected), atol=LEVELS, rtol=0)
+
+
+def test_txt2img_slice(session_studio):
+    _close(_corner(generate(session_studio, GenerationRequest(**BASE))),
+           [[95, 137, 104], [113, 138, 125], [80, 135, 124]])
+
+
+def test_img2img_slice(session_studio):
+    ramp = Image.fromarray(np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (64, 1))).convert("RGB")
+    request = GenerationRequest(**{**BASE, "steps": 4}, init_image=ramp, strength=0.5)
+    _close(_corner(generate(session_studio, request)), [[122, 145, 94], [143, 164, 114], [115, 112, 115]])
+
+
+def test_controlnet_slice(session_studio):
+    request = GenerationRequest(**BASE, controls=[ControlUnit("builtin:tiny-controlnet", _ring(), "canny", 1.0)])
+    _close(_corner(generate(session_studio, request)), [[94, 140, 102], [122, 136, 125], [81, 133, 125]])
+
+
+def test_one_lora_training_step(studio):
+    from safetensors.torch import load_file
+
+    from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    result = train_in_process(studio, tiny_config(name="golden", max_steps=1, lr=1e-2))
+    assert result.first_loss == pytest.approx(1.10963, abs=1e-4)
+    weights = load_file(str(result.files[1]))  # the diffusers/peft export
+    up = weights["unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.lora_B.weight"].flatten()[:6]
+    # lora_B starts at zero, and AdamW's first step moves each weight by about lr against its gradient's sign.
+    np.testing.assert_allclose(up.numpy(), [0.009955, -0.009950, -0.009966, 0.009996, 0.009992, -0.009999], atol=2e-5)
