@@ -21,8 +21,16 @@ class Studio:
         store = ModelStore(settings)
         return cls(settings, store, ModelCache(store, settings))
 
+    def for_web(self) -> "Studio":
+        """Serve the web: from now on inputs name only what the studio lists (server paths stay a CLI feature)."""
+        self._change(server_paths=False)
+        return self
+
+    def _change(self, **changes) -> None:
+        self.settings = self.settings.with_(**changes)
+        self.store.settings = self.cache.settings = self.settings  # one settings object, seen by every part
+
     def set_default_model(self, model_id: str) -> None:
         """Make `model_id` the base every tab uses when the user names none (checked before it is taken)."""
         self.store.resolve(model_id)
-        self.settings = self.settings.with_(default_model=model_id)
-        self.store.settings = self.cache.settings = self.settings  # one settings object, seen by every part
+        self._change(default_model=model_id)

@@ -25,8 +25,16 @@ class Settings:
     allow_pickle: bool = False
     # Hub downloads; off means local files and builtin models only.
     allow_downloads: bool = True
+    # Paths on this machine may name models, datasets and folders (the command line). The web studio turns this off:
+    # there, only names the studio lists (and uploads) are taken, so no one can probe or read the server's files.
+    server_paths: bool = True
     # Optional "user:password" for the web UI.
     auth: str | None = None
+    # Largest file one upload may be, in MB (a zip of a few hundred photos fits the default).
+    max_upload_mb: int = 1024
+    # Largest picture decoded, in pixels (after JPEG's draft scaling): about 500 MB of memory at most with the
+    # conversions; bigger photos are refused with the reason, bombs before any decoding.
+    max_image_pixels: int = 40_000_000
     host: str = "127.0.0.1"
     port: int = 7860
 
@@ -39,6 +47,10 @@ class Settings:
             raise ValueError(f"`device` must be auto, cpu, mps or cuda[:N] but is {self.device!r}")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ValueError(f"`dtype` must be auto, float32, float16 or bfloat16 but is {self.dtype!r}")
+        if self.max_upload_mb < 1:
+            raise ValueError(f"`max_upload_mb` must be at least 1 but is {self.max_upload_mb}")
+        if self.max_image_pixels < 1_000_000:
+            raise ValueError(f"`max_image_pixels` must be at least 1000000 but is {self.max_image_pixels}")
         if self.cache_budget_bytes < 0:
             raise ValueError(f"`cache_budget_bytes` must be positive (or 0 for automatic) but is {self.cache_budget_bytes}")
 

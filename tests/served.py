@@ -20,11 +20,11 @@ def studio_settings(root: Path, models_dir: Path, **changes):
                     default_model="builtin:tiny", **changes)
 
 
-def serve_studio(root: Path, models_dir: Path):
+def serve_studio(root: Path, models_dir: Path, **changes):
     """Launch the whole studio without blocking; returns (studio, app, url). Close with app.close()."""
     from studio.context import Studio
     from studio.ui import launch
 
-    studio = Studio.open(studio_settings(root, models_dir, port=free_port()))
+    studio = Studio.open(studio_settings(root, models_dir, port=free_port(), **changes))
     app = launch(studio, prevent_thread_lock=True)
     return studio, app, f"http://127.0.0.1:{studio.settings.port}/"

@@ -44,7 +44,7 @@ def test_prepare_and_check_through_the_api(served):
     check_gallery, table, summary = client.predict("api-set", 0.4, [], api_name="/dataset_check")
     assert summary == "1 of 4 photos flagged"
     assert table["data"][0][2] == "hopper.jpg" and "far from set" in table["data"][0][7]
-    assert table["data"][0][0].startswith('<img src="/gradio_api/file=')
+    assert table["data"][0][0].startswith('<img src="data:image/jpeg;base64,')  # inline: no file URL
     table = {"headers": ["file_name", "caption"], "data": [["0001.png", "ohwx person, in orange"]], "metadata": None}
     _, edited = client.predict("api-set", table, api_name="/dataset_captions")
     assert edited["data"][0] == ["0001.png", "ohwx person, in orange"]

@@ -120,7 +120,7 @@ def test_reference_can_be_a_dataset_name(settings, tmp_path):
     assert reference.encodings.shape == (2, 128) and reference.source == "dataset amari (2 faces)"
     with pytest.raises(ValueError, match="`reference` 'nobody' not found"):
         load_reference(settings, "nobody")
-    with pytest.raises(ValueError, match="neither a dataset in .* nor a folder of photos"):
+    with pytest.raises(ValueError, match="not a dataset in .* nor a folder of photos"):
         load_reference(settings, "no/such/folder")
 
 

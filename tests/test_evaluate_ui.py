@@ -63,13 +63,13 @@ def test_gradio_client_evaluate_then_reopen(served, tmp_path):
     from gradio_client import Client
 
     studio, app = served
-    reference = tmp_path / "reference"
-    reference.mkdir()
+    reference = studio.settings.datasets_dir / "reference"  # the web takes dataset names, never server paths
+    reference.mkdir(parents=True)
     astronaut().save(reference / "astronaut.png")
     client = Client(app.local_url, verbose=False)
     status, grid, charts, summary, images, past, files = client.predict(
         name="ui-run", prompts="a photo of a man\na dog", seeds="5, 6", variants="control=\nagain=builtin:tiny",
-        reference=str(reference), clip_model="builtin:tiny-clip", steps=2, width=64, height=64,
+        reference="reference", clip_model="builtin:tiny-clip", steps=2, width=64, height=64,
         api_name="/evaluate")
     assert "**ui-run**: 8 image(s), 0 with a face, 8 with no face found" in status and "mean nothing" in status
     assert grid.endswith(".png") and len(charts) == 4
@@ -86,5 +86,5 @@ def test_gradio_client_evaluate_then_reopen(served, tmp_path):
     assert "Evaluation **ui-run**: 8 image(s)" in status and len(images["data"]) == 8
 
     with pytest.raises(Exception, match="`name` 'ui-run' is taken"):
-        client.predict(name="ui-run", prompts="a dog", seeds="5", variants="a=\nb=", reference=str(reference),
+        client.predict(name="ui-run", prompts="a dog", seeds="5", variants="a=\nb=", reference="reference",
                        steps=2, width=64, height=64, api_name="/evaluate")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,21 +14,13 @@ import numpy as np
 
 from studio.data.captions import CaptionEdit, edit_caption, starts_with_trigger
 from studio.faces.detect import Face
-from studio.fileio import atomic_path, write_json, write_text
+from studio.fileio import atomic_path, temp_dir, write_json, write_text
+from studio.names import check_name
 from studio.settings import Settings
 
 FORMAT_VERSION = 1
 ORIGINALS = ".originals"  # hidden, so diffusers' imagefolder loader does not take the uploads for training images
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what a dataset folder's training pictures may be
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def check_name(name: str) -> str:
-    name = (name or "").strip()
-    if not _NAME.match(name) or name.endswith("."):
-        raise ValueError(f"`name` must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit, "
-                         f"but is {name!r}")
-    return name
 
 
 def dataset_folder(settings: Settings, name: str) -> Path:
@@ -45,12 +35,24 @@ def find_dataset(settings: Settings, dataset: str, *, argument: str = "dataset")
     dataset = (dataset or "").strip()
     if not dataset:
         raise ValueError(f"`{argument}` is empty: choose a dataset from the Dataset tab's list")
-    for candidate in (settings.datasets_dir / dataset, Path(dataset).expanduser()):
+    candidates = [settings.datasets_dir / check_name(dataset, argument)] if _is_name(dataset) else []
+    if settings.server_paths:  # the command line may name any folder; the web studio only its datasets
+        candidates.append(Path(dataset).expanduser())
+    for candidate in candidates:
         if candidate.is_dir() and not candidate.name.startswith("."):
             return candidate.resolve()
     known = ", ".join(d.name for d in list_datasets(settings)) or "none yet"
-    raise ValueError(f"`{argument}` {dataset!r} not found: it is neither a dataset in {settings.datasets_dir} "
-                     f"(datasets: {known}) nor a folder of photos")
+    folder = " nor a folder of photos" if settings.server_paths else ""
+    raise ValueError(f"`{argument}` {dataset!r} not found: it is not a dataset in {settings.datasets_dir} "
+                     f"(datasets: {known}){folder}")
+
+
+def _is_name(text: str) -> bool:
+    try:
+        check_name(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _pictures(folder: Path) -> list[Path]:
@@ -280,7 +282,7 @@ def drop_images(settings: Settings, name: str, file_names: list[str]) -> Dataset
 
 def delete_dataset(settings: Settings, name: str) -> None:
     folder = load_dataset(settings, name).folder
-    trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.deleted-", dir=folder.parent))
+    trash = temp_dir(folder, "deleted")
     folder.rename(trash / folder.name)  # one rename: it vanishes from listings at once
     shutil.rmtree(trash)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from studio.evaluate.request import EvaluationRequest
 from studio.evaluate.scoring import GroupSummary, ImageScore, summarise
 from studio.fileio import write_json, write_text
+from studio.names import check_name
 
 FORMAT_VERSION = 1
 CSV_COLUMNS = ("variant", "prompt", "seed", "sim_score", "no_face", "clip_score", "file")
@@ -90,8 +91,8 @@ def read_report(folder: Path) -> EvaluationReport:
 
 
 def load_evaluation(settings, name: str) -> EvaluationReport:
-    folder = evaluations_dir(settings) / (name or "").strip()
-    if not name or not (folder / "report.json").is_file():
+    folder = evaluations_dir(settings) / check_name(name, "evaluation")
+    if not (folder / "report.json").is_file():
         known = ", ".join(e.name for e in list_evaluations(settings)) or "none yet"
         raise ValueError(f"evaluation {name!r} not found in {evaluations_dir(settings)} (evaluations: {known})")
     return read_report(folder)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from studio.faces.identity import DEFAULT_TOLERANCE
 from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice, parse_lora
 from studio.generate.samplers import DEFAULT_SAMPLER
+from studio.names import check_name
 
 # Seed 000's four prompts and five seeds (its [sd1]..[sd5] commands); "amari" stands for the subject's trigger word.
 STUDY_PROMPTS = (
@@ -19,7 +20,6 @@ STUDY_PROMPTS = (
 )
 STUDY_SEEDS = (335728730, 691007764, 1295044561, 2565311105, 1995053400)
 _LABEL = re.compile(r"^[A-Za-z0-9][\w.@ -]{0,39}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass
@@ -104,9 +104,7 @@ class EvaluationRequest:
 
     def check(self) -> "EvaluationRequest":
         """Raise ValueError naming the first bad argument and its value."""
-        if not _NAME.match(self.name or "") or self.name.endswith("."):
-            raise ValueError(f"`name` must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit, "
-                             f"but is {self.name!r}")
+        self.name = check_name(self.name)
         if not self.prompts or any(not p or not p.strip() for p in self.prompts):
             raise ValueError(f"`prompts` must hold at least one non-empty prompt but is {self.prompts!r}")
         if len(set(self.prompts)) != len(self.prompts):

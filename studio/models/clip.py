@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.fileio import inside
 from studio.models import builtin, hub
 
 TINY_CLIP = "builtin:tiny-clip"
@@ -51,8 +52,11 @@ def resolve_clip(settings, model_id: str) -> ClipRef:
     if model_id.startswith("builtin:"):
         folder = builtin.ensure_builtin(model_id.split(":", 1)[1], settings.models_dir)
         return ClipRef(model_id, str(folder), True, meaningful=False)
-    for candidate in (Path(model_id).expanduser(), settings.models_dir / "clip" / model_id):
-        if candidate.is_dir():
+    candidates = [inside(settings.models_dir / "clip", model_id)]
+    if settings.server_paths:
+        candidates.insert(0, Path(model_id).expanduser())
+    for candidate in candidates:
+        if candidate is not None and candidate.is_dir():
             if not (candidate / "config.json").is_file() or not any((candidate / w).is_file() for w in _WEIGHT_FILES):
                 raise ValueError(f"CLIP folder {candidate} needs config.json and model.safetensors (a transformers "
                                  f"CLIPModel saved with save_pretrained, with its tokenizer and preprocessor files)")

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.fileio import inside
 from studio.models import builtin, hub
 from studio.models.hashes import HashCache
 from studio.models.loaders import ModelLoading
@@ -62,14 +63,20 @@ class ModelStore(ModelLoading):
         # A repo subfolder can hold one model component (a ControlNet), not a whole pipeline.
         if hub.is_hub_id(model_id) and (model_id.count("/") == 1 or subfolder == "controlnet"):
             return ModelRef(model_id, "hub", None, None)
-        raise ValueError(
-            f"model {model_id!r} not found: it is not a builtin ({', '.join('builtin:' + n for n in builtin.builtin_names())}), "
-            f"not a file or folder (also looked in {self.settings.models_dir / subfolder}), and not a hub id (owner/name)"
-        )
+        builtins = ", ".join("builtin:" + n for n in builtin.builtin_names())
+        where = (f"not a file or folder (also looked in {self.settings.models_dir / subfolder})"
+                 if self.settings.server_paths else f"not a name in {subfolder}/ of the model store")
+        raise ValueError(f"model {model_id!r} not found: it is not a builtin ({builtins}), {where}, and not a hub id "
+                         f"(owner/name)")
 
     def _local_path(self, model_id: str, subfolder: str) -> Path | None:
-        for candidate in (Path(model_id).expanduser(), self.settings.models_dir / subfolder / model_id):
-            if candidate.exists():
+        """A file or folder by name in models/<subfolder>/, or (server paths allowed, or the default the studio was
+        started with) any path."""
+        candidates = [inside(self.settings.models_dir / subfolder, model_id)]
+        if self.settings.server_paths or model_id == self.settings.default_model:
+            candidates.insert(0, Path(model_id).expanduser())
+        for candidate in candidates:
+            if candidate is not None and candidate.exists():
                 return candidate.resolve()
         return None
 
@@ -126,17 +133,20 @@ class ModelStore(ModelLoading):
         return self._named_file(name_or_path, "embeddings")
 
     def _named_file(self, name_or_path: str, sub: str) -> Path:
-        """A LoRA/embedding by path, by file name in models/<sub>/, or by stem (A1111's `<lora:name:w>`)."""
+        """A LoRA/embedding by file name in models/<sub>/, by stem (A1111's `<lora:name:w>`), or (server paths
+        allowed) by path."""
         folder = self.settings.models_dir / sub
-        candidates = [Path(name_or_path).expanduser(), folder / name_or_path]
-        candidates += [folder / f"{name_or_path}{s}" for s in WEIGHT_SUFFIXES]
-        if folder.is_dir() and "/" not in name_or_path:
+        candidates = [inside(folder, name_or_path)] + [inside(folder, f"{name_or_path}{s}") for s in WEIGHT_SUFFIXES]
+        if self.settings.server_paths:
+            candidates.insert(0, Path(name_or_path).expanduser())
+        if folder.is_dir() and "/" not in name_or_path and ".." not in name_or_path:
             candidates += sorted(folder.rglob(f"{name_or_path}.safetensors"))
         for c in candidates:
-            if c.is_file():
+            if c is not None and c.is_file():
                 self._check_weight_file(c)
                 return c.resolve()
-        raise ValueError(f"{sub} file {name_or_path!r} not found (looked for a path and in {folder})")
+        raise ValueError(f"{sub} file {name_or_path!r} not found (looked in {folder}"
+                         f"{' and for a path' if self.settings.server_paths else ''})")
 
     # ---- hashing -------------------------------------------------------------------------------------------
 
@@ -177,11 +187,25 @@ def safetensors_metadata(path: Path) -> dict[str, str]:
         raise ValueError(f"file {path} is not a valid safetensors file ({type(e).__name__}: {e})") from e
 
 
+def checkpoint_keys(path: Path) -> list[str]:
+    """The tensor names of a single-file checkpoint: read from a safetensors header, or (a pickle the user opted
+    into) by torch's weights-only unpickler, memory-mapped so the weights are not read."""
+    if path.suffix == ".safetensors":
+        return safetensors_keys(path)
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # a damaged or hostile pickle: torch raises many kinds; none of them may run code
+        raise ValueError(f"model file {path} could not be read as a checkpoint ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:200]})") from e
+    state = state.get("state_dict", state) if isinstance(state, dict) else {}
+    return [k for k in state if isinstance(k, str)]
+
+
 def single_file_family(path: Path) -> Family | None:
-    """Tell an A1111-style checkpoint's family from its key names (only safetensors can be read without loading)."""
-    if path.suffix != ".safetensors":
-        return None
-    keys = safetensors_keys(path)
+    """Tell an A1111-style checkpoint's family from its key names."""
+    keys = checkpoint_keys(path)
     if any(k.startswith("conditioner.embedders.1.") for k in keys):
         return Family.SDXL
     if any(k.startswith("cond_stage_model.model.") for k in keys):

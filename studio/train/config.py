@@ -7,12 +7,13 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from studio.names import check_name
+
 METHODS = ("lora", "dreambooth", "textual-inversion")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 PRECISIONS = ("no", "fp16", "bf16")
 OPTIMIZERS = ("adamw", "adamw8bit")
 LORA_LAYERS = ("attention", "transformer", "all")  # which layers a LoRA adapts: see train/methods.py
-_NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,63}$")
 
 # Learning rates that work out of the box: LoRA as kohya's default, DreamBooth as seed 004 (5e-6, 400 steps),
 # textual inversion as diffusers' example (5e-4 on batch 1 with scale_lr off is slow; 5e-3 learns in a few hundred steps).
@@ -87,7 +88,11 @@ class RunConfig:
     validation_seed: int = 1234  # prompt i uses seed validation_seed + i, the same every epoch
     validation_steps: int = 20
     validation_cfg: float = 7.0
-    checkpoint_every_steps: int = 0  # 0: a checkpoint at each epoch end (and when cancelled)
+    checkpoint_every_steps: int = 0  # > 0: also a checkpoint every this many steps inside an epoch
+    # Epochs between checkpoints and saved epoch weights (the epochs one can export); 0: at each validation epoch,
+    # or every epoch when validation is off. Always after the last epoch and when cancelled.
+    save_every_epochs: int = 0
+    keep_epochs: int = 0  # keep only the newest this many saved epoch weights; 0 keeps them all
 
     # ---- hardware ----
     mixed_precision: str = "no"  # fp16 | bf16 autocast on a GPU (bf16 also works on a CPU); weights stay fp32
@@ -97,8 +102,7 @@ class RunConfig:
 
     def check(self) -> "RunConfig":
         """Raise ValueError naming the first bad argument and its value."""
-        if not _NAME.match(self.name or ""):
-            raise ValueError(f"`name` must be 1-64 letters, digits, '_', '-' or '.' but is {self.name!r}")
+        self.name = check_name(self.name)
         if not (self.dataset or "").strip():
             raise ValueError("`dataset` is empty")
         if self.method not in METHODS:
@@ -109,7 +113,7 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1 but is {getattr(self, name)}")
         for name in ("epochs", "max_steps", "warmup_steps", "keep_tokens", "class_images", "validation_every",
-                     "checkpoint_every_steps"):
+                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:
@@ -149,6 +153,11 @@ class RunConfig:
     @property
     def unet_lr(self) -> float:
         return self.lr or DEFAULT_LR[self.method]
+
+    @property
+    def save_every(self) -> int:
+        """Epochs between checkpoints and saved epoch weights (see save_every_epochs)."""
+        return self.save_every_epochs or self.validation_every or 1
 
     def prompts(self) -> list[str]:
         """Validation prompts with `{trigger}` filled in; empty lines dropped."""

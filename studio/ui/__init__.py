@@ -25,8 +25,9 @@ TABS = (
 def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     if not isinstance(studio, Studio):
         studio = Studio.open(studio)
-    ctx = TabContext(studio)
-    with gr.Blocks(title="Likeness Studio") as app:
+    ctx = TabContext(studio.for_web())
+    # Uploads and gradio's copies of what it showed go after an hour: the photos people drop must not linger in /tmp.
+    with gr.Blocks(title="Likeness Studio", delete_cache=(600, 3600)) as app:
         gr.Markdown("## Likeness Studio\nMake a personal image model: dataset, training, generation, evaluation.")
         with gr.Tabs():
             for title, module in TABS:
@@ -39,9 +40,15 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
 
 
 def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = False):
+    """Serve the studio. Nothing of the workspace is reachable by URL but what a callback returns (studio.ui.serving);
+    uploads are capped; a login, when asked for, waits longer after each wrong password (studio.ui.access)."""
+    from studio.fileio import clean_stale_files
+    from studio.ui.access import PasswordCheck
+
+    s = studio.for_web().settings
+    clean_stale_files(s.workspace_dir)
     app = build_app(studio)
-    s = studio.settings
-    auth = tuple(s.auth.split(":", 1)) if s.auth else None
-    app.launch(server_name=s.host, server_port=s.port, auth=auth, share=share,
-               prevent_thread_lock=prevent_thread_lock, allowed_paths=[str(s.workspace_dir)])
+    app.launch(server_name=s.host, server_port=s.port, auth=PasswordCheck(s.auth).login if s.auth else None, share=share,
+               prevent_thread_lock=prevent_thread_lock, allowed_paths=[],
+               blocked_paths=[str(s.models_dir), str(s.workspace_dir / ".cache")], max_file_size=f"{s.max_upload_mb}mb")
     return app

@@ -13,6 +13,7 @@ from studio.generate.request import CONTROL_MODES
 from studio.generate.samplers import SAMPLERS
 from studio.progress import Cancelled
 from studio.ui.common import DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, model_choices, progress_fn
+from studio.ui.serving import served
 
 DEFAULT_CONTROLNET = "(default)"  # the ControlNet that fits the base model (see default_controlnet)
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -177,7 +178,8 @@ def transform(ctx: TabContext, v, request: gr.Request, progress):
                                 progress=progress_fn(progress))
     except Cancelled:
         raise gr.Error("Transform stopped.")
-    images = [(str(a.path) if a.path else a.image, f"seed {a.seed}") for a in result.images]
+    settings = ctx.studio.settings
+    images = [(served(settings, a.path) if a.path else a.image, f"seed {a.seed}") for a in result.images]
     notes = " ".join(f"{n}." for n in result.preview.notes)
     return {"controls": [(im, choice.module) for choice, im in result.preview.controls], "sheet": result.sheet,
             "results": images, "parameters": result.images[0].parameters,

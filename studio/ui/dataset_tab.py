@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 from pathlib import Path
 
 import gradio as gr
@@ -14,6 +17,7 @@ from studio.data.prepare import default_size
 from studio.faces import DEFAULT_TOLERANCE
 from studio.progress import Cancelled
 from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, number, progress_fn, table_rows
+from studio.ui.serving import served
 
 
 def build(ctx: TabContext) -> TabRefresh:
@@ -124,7 +128,7 @@ def prepare(ctx: TabContext, v, request: gr.Request, progress):
         return {"report": "Stopped: nothing was written.", "gallery": [], "captions": []}
     return {"report": result.summary(), "chosen": gr.update(choices=dataset_names(ctx.studio),
                                                             value=result.dataset.name),
-            **_pictures(result.dataset)}
+            **_pictures(ctx, result.dataset)}
 
 
 def stop(ctx: TabContext, v, request: gr.Request):
@@ -138,17 +142,17 @@ def refresh_list(ctx: TabContext, v):
 def show(ctx: TabContext, v):
     if not v.name_:
         return {"gallery": [], "captions": []}
-    return _pictures(data.load_dataset(ctx.studio.settings, v.name_))
+    return _pictures(ctx, data.load_dataset(ctx.studio.settings, v.name_))
 
 
 def save(ctx: TabContext, v):
     captions = {str(r[0]): str(r[1]) for r in table_rows(v.table) if r and r[0]}
-    return _pictures(data.set_captions(ctx.studio.settings, v.name_, captions))
+    return _pictures(ctx, data.set_captions(ctx.studio.settings, v.name_, captions))
 
 
 def bulk(ctx: TabContext, v):
     edit = data.CaptionEdit(v.prefix_, v.suffix_, v.find_, v.replace_)
-    return _pictures(data.edit_captions(ctx.studio.settings, v.name_, edit))
+    return _pictures(ctx, data.edit_captions(ctx.studio.settings, v.name_, edit))
 
 
 def check(ctx: TabContext, v):
@@ -156,7 +160,7 @@ def check(ctx: TabContext, v):
         raise ValueError("`name` is empty: choose a dataset first")
     result = data.check_dataset(ctx.studio.settings, data.CheckRequest(v.name_, float(v.tolerance_),
                                                                        _paths(v.reference_)))
-    return {**_check_views(result), "report": f"{len(result.flagged)} of {len(result.rows)} photos flagged"}
+    return {**_check_views(ctx, result), "report": f"{len(result.flagged)} of {len(result.rows)} photos flagged"}
 
 
 def drop(ctx: TabContext, v):
@@ -164,12 +168,13 @@ def drop(ctx: TabContext, v):
     flags = DROP_FLAGS + (("several faces",) if v.several_ else ())
     dropped = data.drop_flagged(settings, v.name_, flags)
     result = data.check_dataset(settings, data.CheckRequest(v.name_, float(v.tolerance_)))
-    return {**_check_views(result), "report": f"Dropped {len(dropped)}: {', '.join(dropped) or 'none'}",
-            **_pictures(result.dataset)}
+    return {**_check_views(ctx, result), "report": f"Dropped {len(dropped)}: {', '.join(dropped) or 'none'}",
+            **_pictures(ctx, result.dataset)}
 
 
 def export(ctx: TabContext, v):
-    return {"exported": str(data.export_dataset(ctx.studio.settings, v.name_))}
+    settings = ctx.studio.settings
+    return {"exported": served(settings, data.export_dataset(settings, v.name_))}
 
 
 def delete(ctx: TabContext, v):
@@ -187,20 +192,31 @@ def _paths(files) -> tuple[Path, ...]:
     return tuple(Path(f if isinstance(f, str) else f.name) for f in files)
 
 
-def _pictures(dataset) -> dict:
+def _pictures(ctx: TabContext, dataset) -> dict:
     """The training pictures with captions and flags, and the caption table."""
-    gallery = [(str(dataset.path(im)), f"{im.file_name}: {im.caption}" + (f"  [{'; '.join(im.flags)}]" if im.flags
-                                                                           else "")) for im in dataset.images]
+    settings = ctx.studio.settings
+    gallery = [(served(settings, dataset.path(im)),
+                f"{im.file_name}: {im.caption}" + (f"  [{'; '.join(im.flags)}]" if im.flags else ""))
+               for im in dataset.images]
     return {"gallery": gallery, "captions": [[im.file_name, im.caption] for im in dataset.images]}
 
 
 def _thumbnail(path: Path) -> str:
-    """A small picture in a table cell: served by gradio from the workspace (launch() allows that folder)."""
-    return f'<img src="/gradio_api/file={path}" alt="{path.name}" style="height:64px">'
+    """A small picture in a table cell, inline (a data: URL), so no file of the dataset needs a URL of its own."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((96, 96))
+        buffer = io.BytesIO()
+        im.save(buffer, format="JPEG", quality=85)
+    data_url = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="{data_url}" alt="{html.escape(path.name)}" style="height:64px">'
 
 
-def _check_views(result) -> dict:
-    gallery = [(str(r.path), f"{'no face' if r.score is None else f'{r.score:.3f}'} {r.file_name} "
+def _check_views(ctx: TabContext, result) -> dict:
+    settings = ctx.studio.settings
+    gallery = [(served(settings, r.path), f"{'no face' if r.score is None else f'{r.score:.3f}'} {r.file_name} "
                 + "; ".join(r.flags)) for r in result.rows]
     table = [[_thumbnail(r.path), r.file_name, r.source, number(r.score), number(r.to_set), number(r.to_reference),
               r.faces, "; ".join(r.flags)] for r in result.rows]

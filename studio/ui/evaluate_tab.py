@@ -11,6 +11,7 @@ from studio.evaluate.charts import CLIP_PER_VARIANT, NO_FACE_PER_PROMPT, SIM_PER
 from studio.generate.samplers import SAMPLERS
 from studio.models.clip import TINY_CLIP, list_clip_models
 from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, lora_names, number, progress_fn
+from studio.ui.serving import served
 
 NO_CLIP = "(no CLIP score)"
 _DEFAULTS = EvaluationRequest(name="", prompts=[], seeds=[], variants=[], reference="")
@@ -63,10 +64,10 @@ def _tables(report: EvaluationReport) -> tuple[list[list], list[list], list[str]
 def _view(report: EvaluationReport, status: str, settings):
     """Widget values for a report: status, grid, charts, summary, images, past runs, files."""
     summary, images, summary_headers, image_headers = _tables(report)
-    charts = [(str(report.folder / c), _CHART_TITLES.get(c, c)) for c in report.charts]
-    grid = str(report.folder / report.grid) if report.grid else None
+    charts = [(served(settings, report.folder / c), _CHART_TITLES.get(c, c)) for c in report.charts]
+    grid = served(settings, report.folder / report.grid) if report.grid else None
     past = gr.update(choices=[e.name for e in list_evaluations(settings)], value=report.name)
-    files = [str(report.folder / "report.csv"), str(report.folder / "report.json")]
+    files = [served(settings, report.folder / "report.csv"), served(settings, report.folder / "report.json")]
     return {"status": status, "grid": grid, "charts": charts, "summary": pd.DataFrame(summary, columns=summary_headers),
             "images": pd.DataFrame(images, columns=image_headers), "past": past, "files": files}
 

@@ -10,6 +10,7 @@ from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
 from studio.progress import Cancelled
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, lora_names,
                               model_choices, progress_fn, table_rows)
+from studio.ui.serving import served
 
 
 def build(ctx: TabContext) -> TabRefresh:
@@ -82,7 +83,8 @@ def run(ctx: TabContext, v, request: gr.Request, progress):
         result = generate(ctx.studio, request_from_widgets(v), progress=progress_fn(progress), should_stop=should_stop)
     except Cancelled:
         raise gr.Error("Generation stopped.")
-    images = [(str(item.path) if item.path else item.image, f"seed {item.seed}") for item in result.images]
+    settings = ctx.studio.settings
+    images = [(served(settings, item.path) if item.path else item.image, f"seed {item.seed}") for item in result.images]
     return {"gallery": images, "parameters": result.images[0].parameters, "seed": result.images[0].seed}
 
 

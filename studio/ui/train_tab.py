@@ -11,6 +11,7 @@ from studio import train
 from studio.train.config import LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS, RunConfig
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, dataset_names, model_choices,
                               number)
+from studio.ui.serving import served
 
 NO_RUN = "(no run yet)"
 _DEFAULTS = RunConfig(name="x", dataset="x")
@@ -54,6 +55,8 @@ KNOB_SPECS = (
     ("lora_layers", 2, "LoRA layers", dict(choices=LORA_LAYERS,
                                            info="all adds the ResNet convs (LoCon): for shapes the base cannot draw")),
     ("validation_cfg", 4, "Validation CFG scale", {}),
+    ("save_every_epochs", 4, "Save every N epochs", dict(info="0: at each validation")),
+    ("keep_epochs", 4, "Keep last N epochs", dict(info="0: all")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
@@ -126,11 +129,12 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md},
          api_name="train_start", gpu=True)
     bind(ctx, resume_btn.click, resume, {"run": run_pick, "epochs_value": knobs["epochs"],
-                                         "max_steps_value": knobs["max_steps"]}, {"status": status_md},
-         api_name="train_resume", gpu=True)
+                                         "max_steps_value": knobs["max_steps"], "lr_value": knobs["lr"]},
+         {"status": status_md}, api_name="train_resume", gpu=True)
     bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
     views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
-             "epochs": epoch_pick, "seen": seen, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"]}
+             "epochs": epoch_pick, "seen": seen, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
+             "run_lr": knobs["lr"]}
     bind(ctx, run_pick.change, status, {"run": run_pick, "last": gr.State(None)}, views, api_name="train_status")
     bind(ctx, timer.tick, status, {"run": run_pick, "last": seen}, views, api_name=False, show_progress="hidden")
     bind(ctx, export_btn.click, export, {"run": run_pick, "epoch": epoch_pick}, {"message": export_md},
@@ -173,7 +177,8 @@ def resume(ctx: TabContext, v):
         raise ValueError("`run` is empty: pick a run to resume")
     epochs = None if v.epochs_value is None else int(v.epochs_value)
     max_steps = None if v.max_steps_value is None else int(v.max_steps_value)
-    return {"status": train.resume_run(ctx.studio, v.run, epochs=epochs, max_steps=max_steps).line()}
+    lr = None if v.lr_value is None else float(v.lr_value)
+    return {"status": train.resume_run(ctx.studio, v.run, epochs=epochs, max_steps=max_steps, lr=lr).line()}
 
 
 def cancel(ctx: TabContext, v):
@@ -189,9 +194,10 @@ def status(ctx: TabContext, v):
     key = (v.run, current.state, current.step, len(current.validations), len(current.messages))
     if key == v.last:
         return {}
-    views = {**status_views(current), "seen": key}
+    views = {**status_views(ctx, current), "seen": key}
     if v.last is None or v.last[0] != v.run:  # a run was picked: Resume starts from its own length
-        views.update(run_epochs=current.config.epochs, run_max_steps=current.config.max_steps)
+        views.update(run_epochs=current.config.epochs, run_max_steps=current.config.max_steps,
+                     run_lr=current.config.lr)
     return views
 
 
@@ -199,7 +205,7 @@ def export(ctx: TabContext, v):
     if not v.run or not v.epoch:
         raise ValueError(f"pick a run and an epoch to export (run {v.run!r}, epoch {v.epoch!r})")
     settings = ctx.studio.settings
-    files = train.export_epoch(settings.runs_dir / v.run, int(v.epoch), settings.models_dir)
+    files = train.export_epoch(train.jobs.run_dir(settings, v.run), int(v.epoch), settings.models_dir)
     return {"message": "Exported: " + ", ".join(f"`{f}`" for f in files)}
 
 
@@ -225,7 +231,7 @@ def refresh_lists(ctx: TabContext, v):
             "run": gr.update(choices=run_names(studio))}
 
 
-def status_views(status) -> dict:
+def status_views(ctx: TabContext, status) -> dict:
     """RunStatus -> the status text, loss and score plots, grids, epoch table and epoch choices."""
     import pandas as pd
 
@@ -247,7 +253,7 @@ def status_views(status) -> dict:
         if v.get("grid"):
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             star = " (best)" if v["epoch"] == status.best_epoch else ""
-            grids.append((v["grid"], f"epoch {v['epoch']}{score}{star}"))
+            grids.append((served(ctx.studio.settings, v["grid"]), f"epoch {v['epoch']}{score}{star}"))
     table = [[v["epoch"], number(v.get("loss"), 4), number(v.get("mean_score"), 4),
               " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
               "best" if v["epoch"] == status.best_epoch else ""] for v in status.validations]

@@ -1,0 +1,69 @@
+"""What the web server may hand out: generated outputs, validation samples, dataset pictures (blurred, as trained),
+evaluation reports and exports the user asked for. Never originals, masks, encodings, caches, run state or models.
+
+gradio serves only what a callback returns (copied into its own cache) and its uploads; nothing of the workspace is
+reachable by URL otherwise (launch() allows no folder). Callbacks pass every workspace file they return through
+`served()`, which checks it against the rules below, so a slip cannot hand out a private file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from studio.data.library import IMAGE_SUFFIXES
+
+PICTURES = tuple(IMAGE_SUFFIXES)
+# workspace sub-folder -> the files under it that may be served: (depth below the sub-folder, allowed suffixes).
+# depth None: any depth. Hidden names (a leading ".") are never served at any depth.
+_RULES = {
+    "outputs": (None, PICTURES),  # outputs/<day>/NNNNN-seed.png
+    "evaluations": (None, PICTURES + (".csv", ".json")),  # grids, charts, images, report.csv/json
+    "exports": (1, (".zip",)),  # exports/<dataset>.zip (without the originals unless the CLI asked)
+    "datasets": (2, PICTURES),  # datasets/<name>/<picture>: the training pictures, blurred as trained
+    "runs": (None, PICTURES),  # only under runs/<name>/samples/ (see below)
+    "mining": (None, PICTURES),  # mined candidates and group faces (generated or the user's folder)
+}
+_NEVER = (".mask.png",)  # bystander masks beside dataset pictures: what they mark is private
+
+
+def servable(workspace: Path, path: Path) -> bool:
+    """Whether `path` is a file the web studio may hand out, by the rules above."""
+    workspace, path = Path(os.path.abspath(workspace)), Path(os.path.abspath(path))
+    if not path.is_file() or not path.is_relative_to(workspace):
+        return False
+    parts = path.relative_to(workspace).parts
+    if len(parts) < 2 or any(p.startswith(".") for p in parts) or path.name.lower().endswith(_NEVER):
+        return False
+    rule = _RULES.get(parts[0])
+    if rule is None:
+        return False
+    depth, suffixes = rule
+    if depth is not None and len(parts) - 1 != depth:
+        return False
+    if parts[0] == "runs" and (len(parts) < 4 or parts[2] != "samples"):
+        return False
+    return path.suffix.lower() in suffixes
+
+
+def served(settings, path) -> str:
+    """`path` as something a gradio output may carry: checked against the rules (ValueError otherwise), and
+    copied beside gradio's cache when it lies where gradio would not take it from (a workspace outside the
+    working folder)."""
+    path = Path(path)
+    if not servable(settings.workspace_dir, path):
+        raise ValueError(f"{path.name} is not something the web studio hands out")
+    if Path(os.path.abspath(path)).is_relative_to(Path.cwd()):
+        return str(path)
+    stat = path.stat()
+    key = hashlib.sha256(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
+    copy = Path(tempfile.gettempdir()) / "likeness-served" / key / path.name
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, copy)
+    return str(copy)
