@@ -31,6 +31,8 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     parser.add_argument("--allow-pickle", action="store_true", default=d(False),
                         help="allow .ckpt/.bin/.pt files (they can run code)")
     parser.add_argument("--offline", action="store_true", default=d(False), help="never download from the hub")
+    parser.add_argument("--max-image-mp", type=float, default=d(None),
+                        help="largest picture decoded, in megapixels (default 40; bigger ones are refused)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +65,8 @@ def settings_from_args(args: argparse.Namespace):
                   models_dir=args.models_dir, workspace_dir=args.workspace)
     if args.root is not None:
         kwargs["root"] = args.root
+    if args.max_image_mp is not None:
+        kwargs["max_image_pixels"] = int(args.max_image_mp * 1_000_000)
     return Settings(**kwargs)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +50,10 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
+def _as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _resume(args, studio):
     """`--resume --out NAME [--epochs N | --steps N] [--lr X]`: the run's own settings, trained longer or at
     another learning rate (studio.train.jobs.resume_run: the one resume rule)."""
@@ -91,8 +96,10 @@ def config_from_args(args):
 
 
 def run(args, studio) -> int:
+    from studio.fileio import clean_stale_files
     from studio.train import jobs
 
+    clean_stale_files(studio.settings.runs_dir)  # what a killed run left half-written
     if args.resume:
         status = _resume(args, studio)
     else:
@@ -100,6 +107,9 @@ def run(args, studio) -> int:
     config = status.config
     print(f"run {status.name}: {status.run_dir}", flush=True)
     seen, last_print = 0, 0.0
+    # SIGTERM (a service manager, `kill`) stops the run like Ctrl-C: the child is told, writes its checkpoint and
+    # stops; otherwise it would train on, orphaned.
+    previous = signal.signal(signal.SIGTERM, _as_interrupt)
     try:
         while True:
             status = jobs.run_status(studio, config.name)
@@ -115,6 +125,8 @@ def run(args, studio) -> int:
     except KeyboardInterrupt:
         print("cancelling (a checkpoint is written first)...", flush=True)
         status = jobs.cancel_run(studio, config.name, wait_s=120)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     status = jobs.wait_run(studio, config.name)
     print(status.line(), flush=True)
     for v in status.validations:
@@ -125,4 +137,4 @@ def run(args, studio) -> int:
         print(f"best epoch (most faces found, then lowest mean sim-score): {status.best_epoch}")
     for f in status.files:
         print(f"wrote {f}")
-    return {"done": 0, "cancelled": 130}.get(status.state, 1)
+    return status.exit_code

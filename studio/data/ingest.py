@@ -21,8 +21,10 @@ JUNK_FOLDERS = {"__macosx", ".git", ".thumbnails"}
 
 @dataclass(frozen=True)
 class Limits:
-    # Pixels (width x height) an image may have; a small file that decodes to more is a decompression bomb.
-    max_pixels: int = 120_000_000
+    # Pixels (width x height) a picture may be decoded at (Settings.max_image_pixels): about 500 MB of memory at most
+    # with the conversions. Read from the header first, so a bomb is refused before any decoding; JPEGs larger than
+    # this are decoded at 1/2, 1/4 or 1/8 of their size instead (JPEG's own draft mode, nearly free).
+    max_pixels: int = 40_000_000
     # Bytes one file (or one zip entry, uncompressed) may have.
     max_file_bytes: int = 100 * 1024**2
     # A zip entry that inflates more than this many times is treated as a zip bomb.
@@ -60,6 +62,7 @@ class LoadedImage:
     format: str
     image: Image.Image = field(repr=False)
     notes: list[str] = field(default_factory=list)  # conversions done: "EXIF rotation applied", "CMYK -> RGB" ...
+    flags: list[str] = field(default_factory=list)  # what the user should look at: "animated (12 frames): ..."
 
     @property
     def suffix(self) -> str:
@@ -167,9 +170,21 @@ def load_image(source: SourceFile, limits: Limits = Limits()) -> LoadedImage:
         raise Refused(f"unreadable image header ({type(e).__name__}: {e})") from None
     if im.format not in FORMATS:
         raise Refused(f"format {im.format} is not taken; use JPEG, PNG or WebP")
+    notes: list[str] = []
+    flags: list[str] = []
+    if im.format == "JPEG" and im.width * im.height > limits.max_pixels:
+        full = im.size
+        im.draft("RGB", _draft_size(im.size, limits.max_pixels))
+        if im.size != full:
+            notes.append(f"decoded at {im.width}x{im.height} (JPEG draft) from {full[0]}x{full[1]}")
     pixels = im.width * im.height
     if pixels > limits.max_pixels:
-        raise Refused(f"decompression bomb: {im.width}x{im.height} = {pixels} pixels, more than {limits.max_pixels}")
+        raise Refused(f"picture is {im.width}x{im.height} = {pixels} pixels, more than the {limits.max_pixels} the "
+                      f"studio decodes (a decompression bomb, or a photo to scale down first; --max-image-mp raises "
+                      f"the limit)")
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        flags.append(f"animated ({frames} frames): the first frame is used")
 
     # 2. Decode fully: truncated and corrupt files fail here (Pillow's default; face_recognition's import turns it off)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -182,12 +197,20 @@ def load_image(source: SourceFile, limits: Limits = Limits()) -> LoadedImage:
         raise Refused(f"corrupt image ({type(e).__name__}: {e})") from None
 
     # 3. Upright 8-bit RGB
-    notes: list[str] = []
     try:
         rgb = to_rgb(im, notes)
     except Exception as e:  # e.g. malformed EXIF
         raise Refused(f"could not convert to RGB ({type(e).__name__}: {e})") from None
-    return LoadedImage(source.name, data, hashlib.sha256(data).hexdigest(), im.format, rgb, notes)
+    return LoadedImage(source.name, data, hashlib.sha256(data).hexdigest(), im.format, rgb, notes, flags)
+
+
+def _draft_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    """The size to ask JPEG's draft mode for: the largest 1/2, 1/4 or 1/8 reduction within `max_pixels`."""
+    width, height = size
+    for scale in (2, 4, 8):
+        if (width // scale) * (height // scale) <= max_pixels:
+            return -(-width // scale), -(-height // scale)
+    return -(-width // 8), -(-height // 8)
 
 
 def to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
@@ -201,21 +224,34 @@ def to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # 16-bit and float greyscale: scale to 0-255 (PIL's own convert("L") clips instead of scaling)
-        values = np.asarray(im, dtype=np.float64)
+        values = np.asarray(im)
         top = 65535.0 if mode.startswith("I;16") or values.max() > 255 else 255.0
         if mode == "F":
             top = max(float(values.max()), 1.0)
-        im = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        im = Image.fromarray(_scaled_to_8_bits(values, top), "L")
         notes.append(f"{mode} (high bit depth) scaled to 8 bits")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = im.convert("RGBA")
-        if rgba.getextrema()[3][0] < 255:
+        rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+        transparent = ImageOps.invert(rgba.getchannel("A"))
+        if transparent.getextrema()[1] > 0:
             notes.append("transparency placed on white")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(white, rgba)
+        # rgb * alpha + white * (1 - alpha), in place: no second full-size RGBA picture at the pixel limit
+        rgb = rgba.convert("RGB")
+        rgb.paste((255, 255, 255), mask=transparent)
+        return rgb
     if mode not in ("RGB", "RGBA", "LA", "P", "L") and not mode.startswith("I") and mode != "F":
         notes.append(f"{mode} -> RGB")
     return im.convert("RGB") if im.mode != "RGB" else im
+
+
+def _scaled_to_8_bits(values: np.ndarray, top: float, rows: int = 512) -> np.ndarray:
+    """values * 255 / top, rounded and clipped to uint8, a band of rows at a time (a 40 MP 16-bit picture would
+    need several GB as one float array)."""
+    out = np.empty(values.shape, dtype=np.uint8)
+    for start in range(0, values.shape[0], rows):
+        band = values[start:start + rows].astype(np.float32) * np.float32(255.0 / top) + np.float32(0.5)
+        out[start:start + rows] = np.clip(band, 0, 255)
+    return out
 
 
 def perceptual_hash(image: Image.Image) -> int:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,10 +13,11 @@ from studio.data.crop import CropSettings, blur_faces, frame, inside
 from studio.data.facecache import DetectSettings
 from studio.data.ingest import Limits, LoadedImage, Refusal, collect, load_image, near_duplicates
 from studio.data.scan import Scanned, auto_workers, scan
-from studio.data.library import ORIGINALS, Dataset, DatasetImage, check_name, dataset_folder, save_dataset
+from studio.data.library import ORIGINALS, Dataset, DatasetImage, dataset_folder, save_dataset
+from studio.names import check_name
 from studio.faces.detect import Face
 from studio.faces.identity import DEFAULT_TOLERANCE, check_identity, encode_reference, face_distance, sim_score
-from studio.fileio import write_bytes
+from studio.fileio import temp_dir, write_bytes
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 
@@ -37,7 +36,7 @@ class PrepareRequest:
     captioner: str = "template"  # template | blip | florence2
     template: str = DEFAULT_TEMPLATE
     keep_originals: bool = True  # copy each upload, as uploaded, to .originals/
-    limits: Limits = Limits()
+    limits: Limits | None = None  # None: Limits(max_pixels=the studio's Settings.max_image_pixels)
     detect: DetectSettings = DetectSettings()
     workers: int = -1  # processes for the face work: -1 decides by batch size and cores, 0 this process only
 
@@ -46,7 +45,7 @@ class PrepareRequest:
         object.__setattr__(self, "reference", tuple(Path(p) for p in self.reference))
         if not self.inputs:
             raise ValueError("`inputs` is empty: give image files, folders or a .zip")
-        check_name(self.name)
+        object.__setattr__(self, "name", check_name(self.name))
         if not -1 <= self.workers <= 32:
             raise ValueError(f"`workers` must be -1 (automatic), 0 (none) or up to 32 but is {self.workers}")
         if not 0.0 < self.tolerance < 2.0:
@@ -99,8 +98,9 @@ def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_p
     """Build workspace/datasets/<name>/ from the request's inputs; an existing dataset of that name is replaced
     only once the new one is complete. The same inputs and settings give the same files."""
     settings = studio.settings
+    limits = request.limits or Limits(max_pixels=settings.max_image_pixels)
     # 1. Find the files and the subject's reference encodings
-    sources, refused, ignored = collect(list(request.inputs), request.limits)
+    sources, refused, ignored = collect(list(request.inputs), limits)
     if not sources:
         raise ValueError(f"`inputs` hold no files to use ({len(refused)} refused, {len(ignored)} ignored)")
     reference = encode_reference(list(request.reference)) if request.reference else None
@@ -112,7 +112,7 @@ def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_p
 
     # 2. Check and decode every file; faces from the cache or detected now (pictures are not kept in memory)
     workers = auto_workers(len(sources)) if request.workers < 0 else request.workers
-    scanned = scan(sources, request.limits, request.detect, settings.workspace_dir / ".cache" / "faces", workers,
+    scanned = scan(sources, limits, request.detect, settings.workspace_dir / ".cache" / "faces", workers,
                    progress, should_stop, share=0.6)
     accepted, refused = scanned.accepted, refused + scanned.refused
     if not accepted:
@@ -126,13 +126,12 @@ def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_p
     # 4. Frame, blur and write each picture into a folder beside the final one
     final = dataset_folder(settings, request.name)
     final.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{request.name}.building-", dir=final.parent))
-    build.chmod(0o755)  # mkdtemp makes it private; datasets are shared with the training process and the user
+    build = temp_dir(final, "building")
     try:
         images: list[DatasetImage] = []
         for i, (item, row) in enumerate(zip(accepted, rows)):
             _step(should_stop, progress, 0.6 + 0.3 * i / len(accepted), f"cropping {item.source}")
-            loaded = load_image(by_name[item.source], request.limits)
+            loaded = load_image(by_name[item.source], limits)
             images.append(_frame_one(i, item, row, loaded, rows, accepted, reference, request, build))
             if i in duplicates:
                 images[-1].flags.append(f"near-duplicate of {images[duplicates[i]].file_name} "
@@ -190,7 +189,8 @@ def _frame_one(i: int, item: Scanned, row, loaded: LoadedImage, rows, accepted, 
     if bystanders and not request.blur_bystanders:
         notes.append(f"{len(bystanders)} other people's faces not blurred (blur is off)")
     return DatasetImage(file_name, "", item.source, original, item.sha256, framed.box, framed.image.size,
-                        item.faces, row.subject, blurred, row.to_set, row.to_reference, flags + framed.flags, notes)
+                        item.faces, row.subject, blurred, row.to_set, row.to_reference,
+                        flags + framed.flags + item.flags, notes)
 
 
 def _bystanders(i: int, faces: list[Face], subject: int | None, rows, accepted, reference, tolerance: float) -> list[Face]:
@@ -242,10 +242,8 @@ def _safe(stem: str) -> str:
 def _replace(build: Path, final: Path) -> None:
     """Put the finished folder in place; an older dataset of that name goes away only after."""
     if final.exists():
-        old = final.parent / f".{final.name}.replaced-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
+        old = temp_dir(final, "old")
+        final.rename(old / final.name)
         build.rename(final)
         shutil.rmtree(old)
     else:

@@ -16,6 +16,8 @@ from studio.progress import Cancelled, ProgressFn, StopFn
 
 # Below this many files, starting worker processes (each loads dlib's models, ~2 s) costs more than it saves.
 MIN_FILES_FOR_WORKERS = 16
+# Memory one worker may need at the default pixel limit: a decoded picture, its conversions, dlib's copies.
+WORKER_BYTES = 700 * 1024**2
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Scanned:
     faces: list[Face]
     phash: int
     notes: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -39,9 +42,14 @@ class ScanResult:
 
 def auto_workers(files: int) -> int:
     """Worker processes for `files` uploads: none for small batches or machines with under 4 cores (two shared
-    cores ran slower with workers than without), else one per core but one, up to 4."""
+    cores ran slower with workers than without), else one per core but one, up to 4, and no more than the free
+    memory holds (each may decode one picture at the limit, about WORKER_BYTES)."""
+    import psutil
+
     cores = os.cpu_count() or 1
-    return 0 if files < MIN_FILES_FOR_WORKERS or cores < 4 else min(4, cores - 1)
+    if files < MIN_FILES_FOR_WORKERS or cores < 4:
+        return 0
+    return max(0, min(4, cores - 1, psutil.virtual_memory().available // WORKER_BYTES - 1))
 
 
 def _scan_one(name: str, data: bytes, limits: Limits, detect: DetectSettings, cache_folder: Path):
@@ -52,7 +60,8 @@ def _scan_one(name: str, data: bytes, limits: Limits, detect: DetectSettings, ca
     except Refused as e:
         return name, None, str(e), 0
     faces = cache.faces(loaded.sha256, loaded.image)
-    return name, Scanned(name, loaded.sha256, faces, perceptual_hash(loaded.image), loaded.notes), "", cache.misses
+    scanned = Scanned(name, loaded.sha256, faces, perceptual_hash(loaded.image), loaded.notes, loaded.flags)
+    return name, scanned, "", cache.misses
 
 
 def scan(sources: list[SourceFile], limits: Limits, detect: DetectSettings, cache_folder: Path, workers: int,

@@ -6,16 +6,14 @@ import datetime as dt
 import os
 import re
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
 from studio.evaluate.charts import write_charts
 from studio.evaluate.grid import make_grid
 from studio.evaluate.report import EvaluationReport, evaluations_dir, write_report
 from studio.evaluate.request import EvaluationRequest
 from studio.evaluate.scoring import ImageScore, clip_scores, face_scores, load_reference
-from studio.fileio import atomic_path
+from studio.fileio import atomic_path, temp_dir
 from studio.generate.run import generate, save_png
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
@@ -57,7 +55,7 @@ def evaluate(studio, request: EvaluationRequest, *, progress: ProgressFn = no_pr
 
     # 2. Work in a hidden folder that becomes workspace/evaluations/<name>/ in one rename at the end
     root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{request.name}.", dir=root))
+    work = temp_dir(final)
     try:
         rows, images, cancelled = _generate_all(studio, request, reference, work, progress, should_stop)
 

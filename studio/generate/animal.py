@@ -276,7 +276,7 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
     sheet_path = None
     if request.save:
         sheet_path = fileio.reserve_unique(out_dir, f"{seeds[0]}-{request.animal}-sheet", ".png")
-        with fileio.atomic_path(sheet_path) as tmp:
+        with fileio.fill_reserved(sheet_path) as tmp:
             sheet.save(tmp, format="PNG")
     progress(1.0, "done")
     return AnimalResult(preview, images, sheet, sheet_path, prompt, negative, time.perf_counter() - started)

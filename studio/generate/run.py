@@ -168,6 +168,6 @@ def save_png(image, parameters: str, folder, seed: int):
     info = PngInfo()
     info.add_text("parameters", parameters)
     path = fileio.reserve_unique(folder, str(seed), ".png")
-    with fileio.atomic_path(path) as tmp:
+    with fileio.fill_reserved(path) as tmp:
         image.save(tmp, format="PNG", pnginfo=info)
     return path

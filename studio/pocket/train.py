@@ -13,11 +13,11 @@ import json
 import math
 import random
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from studio.fileio import temp_dir
 from studio.pocket.model import (PocketArchitecture, build_scheduler, build_text_encoder, build_unet, build_vae,
                                  write_tokenizer)
 from studio.pocket.scenes import make_scenes
@@ -223,8 +223,7 @@ def train(cfg: PocketTraining, out: Path, vae_from: Path | None = None, init_fro
     torch.set_num_threads(cfg.threads)
     began = time.time()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the model folder is for everyone
+    tmp = temp_dir(out)
     try:
         # An earlier run's folder, loaded through the model store like any model (the VAE, or every part).
         vae_from = vae_from or init_from

@@ -75,5 +75,21 @@ def save_epoch_weights(run_dir: Path, epoch: int, weights: dict, meta: dict) -> 
     return path
 
 
+def prune_epoch_weights(run_dir: Path, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` saved epoch weights (keep 0: none removed); returns what went."""
+    if keep <= 0:
+        return []
+    gone = [epoch_file(run_dir, e) for e in saved_epochs(run_dir)[:-keep]]
+    for path in gone:
+        path.unlink(missing_ok=True)
+    return gone
+
+
+def all_finite(weights: dict) -> bool:
+    import torch
+
+    return all(bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point())
+
+
 def saved_epochs(run_dir: Path) -> list[int]:
     return sorted(int(p.stem.split("-")[1]) for p in (Path(run_dir) / "epochs").glob("epoch-*.safetensors"))

@@ -62,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except TrainingDiverged as e:
         log.event("message", text=str(e))
-        log.status("failed", str(e))
-        return 1
-    except ValueError as e:
+        log.status("failed", str(e), exit_code=3)
+        return 3
+    except ValueError as e:  # bad input found late, or a full/read-only disk (fileio.WriteError): said in one line
         log.event("message", text=str(e))
-        log.status("failed", str(e))
+        log.status("failed", str(e), exit_code=2)
         return 2
     except Exception as e:  # recorded for the UI, then re-raised so the traceback lands in log.txt
-        log.status("failed", f"{type(e).__name__}: {e} (see log.txt)")
+        log.status("failed", f"{type(e).__name__}: {e} (see log.txt)", exit_code=1)
         traceback.print_exc()
         raise
     files = [str(f) for f in result.files]

@@ -11,11 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from studio import fileio
 from studio.data.library import find_dataset
+from studio.names import check_name
 from studio.train import checkpoints, data, sampling
 from studio.train.child import CANCEL_FILE
 from studio.train.config import RunConfig
@@ -45,10 +47,16 @@ class RunStatus:
     files: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     checkpoint_step: int | None = None  # the step a resume continues from
+    failure_code: int = 1  # how a failed run ended: 2 bad input or a full disk, 3 stopped by a guard (NaN...), 1 else
 
     @property
     def active(self) -> bool:
         return self.state in ("starting", "running")
+
+    @property
+    def exit_code(self) -> int:
+        """The `train` command's exit code for how the run ended."""
+        return {"done": 0, "cancelled": 130}.get(self.state, self.failure_code if self.state == "failed" else 1)
 
     def line(self) -> str:
         """One line for the CLI and the run list."""
@@ -68,7 +76,8 @@ class RunStatus:
 
 
 def run_dir(settings, name: str) -> Path:
-    return settings.runs_dir / name
+    """Where run `name` lives: workspace/runs/<name>/ (a name, never a path)."""
+    return settings.runs_dir / check_name(name, "run")
 
 
 # What a resumed run may change: it can train longer, or go on at another learning rate.
@@ -79,13 +88,13 @@ def resume_run(studio, name: str, **changes) -> RunStatus:
     """Continue run `name` from its last complete checkpoint with the settings in its run.json. `changes` may give
     epochs, max_steps or lr (None keeps the saved value); each change is said in the run's log. This is the one
     resume rule: the Train tab, the command line and the API all resume through it."""
-    folder = run_dir(studio.settings, name)
-    if not (folder / "run.json").is_file():
-        raise ValueError(f"`name` {name!r} has no run to resume in {folder}")
     unknown = sorted(set(changes) - set(RESUME_CHANGES))
     if unknown:
         raise ValueError(f"a resumed run keeps its settings; only {', '.join(RESUME_CHANGES)} can change, not "
                          f"{', '.join(unknown)} (start a new run for that)")
+    folder = run_dir(studio.settings, name)
+    if not (folder / "run.json").is_file():
+        raise ValueError(f"`name` {name!r} has no run to resume in {folder}")
     saved = RunConfig.load(folder / "run.json")
     given = {k: v for k, v in changes.items() if v is not None and v != getattr(saved, k)}
     config = replace(saved, **given)
@@ -106,13 +115,6 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
     # 1. Check inputs before anything starts
     config = replace(config, model=config.model or studio.store.default_model).check()
     folder = run_dir(studio.settings, config.name)
-    saved = folder / "run.json"
-    if not resume and saved.is_file():
-        raise ValueError(f"`name` {config.name!r} is taken by an earlier run; resume it or choose another name")
-    busy = [r for r in list_runs(studio) if r.active]
-    if busy:  # one device, one run: a second would fight the first for memory and time
-        raise ValueError(f"run {busy[0].name!r} is {busy[0].state}; cancel it or wait for it before starting "
-                         f"{config.name!r}")
     studio.store.resolve(config.model)  # an unknown model fails here, not in the child
     data.load_items(find_dataset(studio.settings, config.dataset), config.token)
     device = config.device or studio.settings.resolve_device()
@@ -124,7 +126,35 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
     elif config.mixed_precision == "fp16":
         raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
 
-    # 2. Record the run, free the GPU, start the child
+    # 2. One run at a time (one device: a second would fight the first for memory and time). The lock makes the
+    #    check and the start one step, so two `train` commands started at the same instant cannot both train.
+    with _one_at_a_time(studio.settings.runs_dir):
+        if not resume and (folder / "run.json").is_file():
+            raise ValueError(f"`name` {config.name!r} is taken by an earlier run; resume it or choose another name")
+        busy = [r for r in list_runs(studio) if r.active]
+        if busy:
+            raise ValueError(f"run {busy[0].name!r} is {busy[0].state}; cancel it or wait for it before starting "
+                             f"{config.name!r}")
+        _launch(studio, config, folder, resume=resume, note=note)
+    return run_status(studio, config.name)
+
+
+@contextmanager
+def _one_at_a_time(runs_dir: Path):
+    import fcntl
+
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(runs_dir / ".start.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _launch(studio, config: RunConfig, folder: Path, *, resume: bool, note: str) -> None:
+    """Record the run, free the GPU, start the child (its pid in status.json before the start lock is let go)."""
+    saved = folder / "run.json"
     fileio.write_json(saved, config.to_json())
     if note:
         log = RunLog(folder)
@@ -152,7 +182,6 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
         _children[folder] = child
     fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "pid": child.pid,
                                                "updated": time.time()})
-    return run_status(studio, config.name)
 
 
 def _gpu_count() -> int:
@@ -186,7 +215,8 @@ def run_status(studio, name: str) -> RunStatus:
     state = status.get("state", "stopped")
     result = RunStatus(name, state, status.get("message", ""), config, folder,
                        total_steps=status.get("total_steps", 0), epochs=status.get("epochs", 0),
-                       files=status.get("files", []), best_epoch=status.get("best_epoch"))
+                       files=status.get("files", []), best_epoch=status.get("best_epoch"),
+                       failure_code=int(status.get("exit_code", 1)))
     for event in read_events(folder):
         if event["type"] == "step":
             result.step, result.total_steps, result.epoch = event["step"], event["total"], event["epoch"]

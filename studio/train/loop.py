@@ -39,6 +39,25 @@ class RunResult:
     last_loss: float | None = None  # mean loss over the last epoch
 
 
+def _diverged(what: str, run_dir: Path, config: RunConfig) -> str:
+    last = checkpoints.latest_checkpoint(run_dir)
+    kept = f"the checkpoint of step {last.step} is kept (its weights are finite)" if last else "no checkpoint yet"
+    return f"{what}; stopped, {kept}. Lower the learning rate (now {config.unet_lr:g}) and resume or start again."
+
+
+def _take_new_learning_rates(optimizer, schedule, asked: list[dict]) -> list[str]:
+    """After a resume restored the optimizer and schedule, use the learning rates the run asks for now (a resume
+    may change lr): the schedule goes on from where it was, at the new base rate. Returns what changed, in words."""
+    said = []
+    for i, (group, want) in enumerate(zip(optimizer.param_groups, asked)):
+        had = schedule.base_lrs[i]
+        if abs(had - want["lr"]) > 1e-12 * max(abs(had), 1.0):
+            schedule.base_lrs[i] = group["initial_lr"] = want["lr"]
+            group["lr"] = want["lr"] * schedule.lr_lambdas[i](schedule.last_epoch)
+            said.append(f"learning rate {want['lr']:g} from step {schedule.last_epoch} on (it was {had:g})")
+    return said
+
+
 def diffusion_loss(unet, parts: Parts, latents, hidden, added, generator, config: RunConfig, autocast):
     """Mean denoising loss of one micro-batch. latents (B, 4, h, w), hidden (B, 77, D)."""
     import torch
@@ -180,6 +199,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             accelerator.scaler.load_state_dict(state["scaler"])
         step, history = ckpt.step, state["history"]
         log.event("message", text=f"resumed from step {step}")
+        for changed in _take_new_learning_rates(optimizer, schedule, method.param_groups()):
+            log.event("message", text=changed)
     validate_reference = None
     if config.validation_every and config.prompts():
         validate_reference = sampling.reference_encodings([i.path for i in items])
@@ -191,10 +212,14 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                          lora_layers=config.lora_layers)
 
     def save(epoch_done: int) -> None:
+        """A checkpoint, but only of finite weights: the one kept is always one a resume can go on from."""
+        weights = method.state()
+        if not checkpoints.all_finite(weights):
+            raise TrainingDiverged(_diverged(f"the weights became NaN or infinite at step {step}", run_dir, config))
         training = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history,
                     "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None}
         if accelerator.is_main_process:
-            checkpoints.save_checkpoint(run_dir, step, epoch_done, method.state(), training, {"total": total})
+            checkpoints.save_checkpoint(run_dir, step, epoch_done, weights, training, {"total": total})
 
     def conditioning(samples, sizes, target, loader, generator):
         """Latents (B, 4, h, w) sampled from the cached distribution, text (B, 77, D), SDXL's added inputs."""
@@ -245,11 +270,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                     loss = loss + config.prior_loss_weight * diffusion_loss(
                         unet, parts, c_lat, c_hidden, c_added, generator, config, accelerator.autocast)
                 if not torch.isfinite(loss):
-                    last = checkpoints.latest_checkpoint(run_dir)
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at step {step + 1}; stopped without saving. "
-                        f"{'The checkpoint of step ' + str(last.step) + ' is kept' if last else 'No checkpoint yet'}. "
-                        f"Lower the learning rate (now {config.unet_lr:g}).")
+                    raise TrainingDiverged(_diverged(f"the loss became {loss.item()} at step {step + 1}", run_dir,
+                                                     config))
                 accelerator.backward(loss / config.grad_accum)
                 step_loss += loss.item() / config.grad_accum
             accelerator.clip_grad_norm_(params, MAX_GRAD_NORM)
@@ -271,11 +293,14 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                 save(epoch)
                 raise Cancelled(f"cancelled at step {step}; resume continues from there")
 
-        # 7. Epoch end: loss, checkpoint, epoch weights, validation grid and scores
+        # 7. Epoch end: loss, checkpoint and epoch weights (every save_every epochs), validation grid and scores
         history["epoch_loss"][str(epoch + 1)] = sum(losses) / len(losses) if losses else None
-        save(epoch + 1)
-        if accelerator.is_main_process and config.method != "dreambooth":
-            checkpoints.save_epoch_weights(run_dir, epoch + 1, method.state(), facts.header(step, epoch + 1))
+        stopping = step < total and should_stop()
+        if (epoch + 1) % config.save_every == 0 or step >= total or stopping:
+            save(epoch + 1)
+            if accelerator.is_main_process and config.method != "dreambooth":
+                checkpoints.save_epoch_weights(run_dir, epoch + 1, method.state(), facts.header(step, epoch + 1))
+                checkpoints.prune_epoch_weights(run_dir, config.keep_epochs)
         if config.validation_every and config.prompts() and (
                 (epoch + 1) % config.validation_every == 0 or step >= total) and accelerator.is_main_process:
             result = sampling.validate(parts, config, epoch + 1, run_dir, validate_reference, method.caption)
@@ -286,7 +311,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             log.event("epoch", epoch=epoch + 1, loss=history["epoch_loss"][str(epoch + 1)])
         if step >= total:
             break
-        if should_stop():
+        if stopping:
             raise Cancelled(f"cancelled after epoch {epoch + 1}; resume continues from there")
 
     # 8. Export the final weights where Generate, A1111 and ComfyUI find them
