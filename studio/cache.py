@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.models.adapters import check_lora_fits, embedding_token
+from studio.models.adapters import check_lora_fits, embedding_token, lora_weights
+from studio.models.families import family_of_pipeline
 from studio.models.refs import LoraChoice
 from studio.models.store import ModelStore
 from studio.settings import Settings
@@ -96,6 +97,10 @@ class ModelCache:
         # 1. Find or load the base and any ControlNets, and mark them borrowed so eviction passes them over.
         with self._lock:
             base = self._get("base", model_id, device, dtype)
+            family = family_of_pipeline(base.model)
+            if controlnets and not family.spec.controlnet:
+                raise ValueError(f"base {model_id!r} is {family.label}: the studio's ControlNets (SD 1.x, SD 2.x and "
+                                 f"SDXL ones) do not fit it; use img2img without a ControlNet")
             nets = [self._get("controlnet", cn, device, dtype) for cn in controlnets]
             for e in (base, *nets):
                 e.borrowers += 1
@@ -185,7 +190,7 @@ class ModelCache:
                 check_lora_fits(path, base.model, base.model_id)
                 name = _adapter_name(path, base.adapters.values())
                 with _quiet_diffusers():  # it warns for every LoRA that leaves the text encoder alone
-                    base.model.load_lora_weights(str(path), adapter_name=name)
+                    base.model.load_lora_weights(lora_weights(path, base.model), adapter_name=name)
                 base.adapters[path] = name
                 base.nbytes = module_bytes(base.model)
         if not base.adapters:

@@ -76,7 +76,7 @@ def test_corrupt_and_wrong_files_are_named(settings, tmp_path):
         store.resolve(str(truncated))
     not_sd = tmp_path / "random.safetensors"
     save_file({"weight": torch.zeros(2)}, str(not_sd))
-    with pytest.raises(ValueError, match="is not a Stable Diffusion checkpoint"):
+    with pytest.raises(ValueError, match="is not a Stable Diffusion or FLUX.1 checkpoint"):
         store.resolve(str(not_sd))
     folder = tmp_path / "empty_model"
     folder.mkdir()

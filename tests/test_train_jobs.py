@@ -134,7 +134,7 @@ def test_cli_preset_by_short_name_with_flags_over_it():
     by_epochs = config("--preset", "pocket", "--epochs", "4")
     assert (by_epochs.epochs, by_epochs.max_steps) == (4, 0)  # epochs asked for by name win over the preset's steps
     assert config("--preset", "seed-002 (kohya person LoRA)").rank == 2
-    with pytest.raises(ValueError, match="`preset` must be one of default, seed-002, .*pocket but is 'nope'"):
+    with pytest.raises(ValueError, match="`preset` must be one of default, seed-002, .*pocket, .*flux-24gb.* but is 'nope'"):
         config("--preset", "nope")
 
 

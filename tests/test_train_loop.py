@@ -123,7 +123,7 @@ def test_nan_loss_stops_cleanly_and_keeps_the_good_checkpoint(studio, monkeypatc
 
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
     run_dir = studio.settings.runs_dir / "nanrun"
-    real = loop.diffusion_loss
+    real = loop.reduce  # the step's loss, from the family's objective
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -131,7 +131,7 @@ def test_nan_loss_stops_cleanly_and_keeps_the_good_checkpoint(studio, monkeypatc
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(loop, "diffusion_loss", poisoned)
+    monkeypatch.setattr(loop, "reduce", poisoned)
     with pytest.raises(loop.TrainingDiverged, match=r"loss became nan at step 3.*step 2 is kept"):
         train_in_process(studio, tiny_config(name="nanrun", max_steps=5))  # one image: 1-step epochs
     kept = checkpoints.latest_checkpoint(run_dir)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from studio.generate.request import LoraChoice
-from studio.generate.samplers import SAMPLERS
+from studio.generate.samplers import FLOW_SAMPLERS, SAMPLERS
 
 _LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([-+]?\d*\.?\d+))?(?::[^>]*)?>")
 # One "Key: value" pair of the last line; a value in quotes may hold commas (A1111's own pattern).
@@ -95,14 +95,19 @@ def request_fields(parsed: dict) -> dict:
         out["seed"] = int(parsed["Seed"])
     if "Size" in parsed and (m := _SIZE.match(parsed["Size"])):
         out["width"], out["height"] = int(m.group(1)), int(m.group(2))
+    if "Distilled CFG Scale" in parsed:  # Forge's FLUX.1-dev guidance
+        out["distilled_cfg"] = float(parsed["Distilled CFG Scale"])
     if "Sampler" in parsed:
         sampler = parsed["Sampler"]
-        # A1111 1.9+ writes the schedule apart: "Sampler: DPM++ 2M, Schedule type: Karras".
-        if parsed.get("Schedule type", "").lower() == "karras" and f"{sampler} Karras" in SAMPLERS:
-            sampler = f"{sampler} Karras"
-        if sampler not in SAMPLERS:
+        flux = "Distilled CFG Scale" in parsed or parsed.get("Schedule type", "").lower() in ("simple", "beta")
+        known = FLOW_SAMPLERS if flux and sampler in ("Euler",) else SAMPLERS
+        # A1111 1.9+ and Forge write the schedule apart: "Sampler: DPM++ 2M, Schedule type: Karras".
+        schedule = parsed.get("Schedule type", "").strip().title()
+        if schedule and schedule != "Simple" and f"{sampler} {schedule}" in known:
+            sampler = f"{sampler} {schedule}"
+        if sampler not in known:
             raise ValueError(f"the image's sampler {sampler!r} is not available here; valid samplers are: "
-                             f"{', '.join(SAMPLERS)}")
+                             f"{', '.join(known)}")
         out["sampler"] = sampler
     if "Denoising strength" in parsed:
         out["strength"] = float(parsed["Denoising strength"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.generate.samplers import DEFAULT_SAMPLER, check_sampler
+from studio.generate.samplers import check_sampler
 from studio.models.refs import LoraChoice, parse_lora  # noqa: F401 (the generate package's own names for them)
 
 MAX_SEED = 2**32 - 1
@@ -35,11 +35,14 @@ class GenerationRequest:
     negative_prompt: str = ""
     seed: int = -1  # -1: a random seed, reported in the result
     steps: int = 20
-    cfg: float = 7.0
+    cfg: float | None = None  # CFG scale; None: the family's default (7 for SD; 1 for FLUX, whose real CFG is off)
     width: int | None = None  # None: the model's native size
     height: int | None = None
     batch_size: int = 1
-    sampler: str = DEFAULT_SAMPLER
+    sampler: str | None = None  # A1111/Forge name; None: the family's default (Euler a for SD, Euler for FLUX.1)
+    # FLUX.1-dev's distilled guidance (Forge's "Distilled CFG Scale"); None: 3.5. Schnell takes none.
+    distilled_cfg: float | None = None
+    max_sequence_length: int | None = None  # FLUX.1's T5 prompt tokens; None: 512 (dev) or 256 (schnell)
     loras: list[LoraChoice] = field(default_factory=list)
     embeddings: list[str] = field(default_factory=list)  # textual-inversion files; their names are prompt tokens
     init_image: object | None = None  # PIL.Image: img2img when given
@@ -59,13 +62,18 @@ class GenerationRequest:
                                  f"`{name}` is {v}")
         if not 1 <= self.steps <= 150:
             raise ValueError(f"`steps` must be between 1 and 150 but is {self.steps}")
-        if not 0 <= self.cfg <= 30:
+        if self.cfg is not None and not 0 <= self.cfg <= 30:
             raise ValueError(f"`cfg` must be between 0 and 30 but is {self.cfg}")
+        if self.distilled_cfg is not None and not 0 <= self.distilled_cfg <= 30:
+            raise ValueError(f"`distilled_cfg` must be between 0 and 30 but is {self.distilled_cfg}")
+        if self.max_sequence_length is not None and not 16 <= self.max_sequence_length <= 512:
+            raise ValueError(f"`max_sequence_length` must be between 16 and 512 but is {self.max_sequence_length}")
         if not 1 <= self.batch_size <= 16:
             raise ValueError(f"`batch_size` must be between 1 and 16 but is {self.batch_size}")
         if self.seed != -1 and not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"`seed` must be -1 (random) or between 0 and {MAX_SEED} but is {self.seed}")
-        check_sampler(self.sampler)
+        if self.sampler is not None:
+            check_sampler(self.sampler)
         if self.init_image is not None and not 0 < self.strength <= 1:
             raise ValueError(f"`strength` must be in (0, 1] but is {self.strength}")
         for lora in self.loras:
@@ -96,5 +104,6 @@ class GeneratedImage:
 @dataclass
 class GenerationResult:
     images: list[GeneratedImage]
-    request: GenerationRequest  # as run: model resolved, seed and size filled in
+    request: GenerationRequest  # as run: model resolved, seed, size, sampler and guidance filled in
     seconds: float
+    notes: list[str] = field(default_factory=list)  # what was asked for and not done, in words (shown to the user)

@@ -11,7 +11,8 @@ from dataclasses import replace
 from studio import __version__, fileio
 from studio.generate.parameters import format_control_unit, format_parameters, split_lora_tags
 from studio.generate.request import GeneratedImage, GenerationRequest, GenerationResult, LoraChoice
-from studio.generate.samplers import make_scheduler
+from studio.generate.samplers import check_sampler, default_sampler, make_scheduler, schedule_type
+from studio.models.families import DISTILLED_CFG, family_of_pipeline, has_distilled_guidance, native_size
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 
@@ -45,9 +46,19 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         embeddings=embedding_files,
         controlnets=[u.model for u in request.controls],
     ) as pipe:
-        native = pipe.unet.config.sample_size * pipe.vae_scale_factor
-        width, height = request.width or native, request.height or native
-        request = replace(request, seed=seed, width=width, height=height)
+        # 3. What the family takes: its sampler names, CFG default, size steps, guidance
+        spec = family_of_pipeline(pipe).spec
+        native = native_size(pipe)
+        request = replace(request, seed=seed, width=request.width or native, height=request.height or native,
+                          sampler=request.sampler or default_sampler(spec.flow),
+                          cfg=spec.default_cfg if request.cfg is None else request.cfg)
+        check_sampler(request.sampler, spec.flow)
+        width, height = request.width, request.height
+        if width % spec.size_multiple or height % spec.size_multiple:
+            raise ValueError(f"`height` and `width` have to be divisible by {spec.size_multiple} for {spec.label} but "
+                             f"are {height} and {width}")
+        guidance, notes = _guidance(spec, pipe, request)
+        request = replace(request, distilled_cfg=guidance["guidance_scale"] if has_distilled_guidance(pipe) else None)
         total = int(request.steps * (request.strength if task == "img2img" else 1)) or 1
 
         def on_step(p, step, timestep, kwargs):
@@ -56,26 +67,20 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
                 p._interrupt = True
             return kwargs
 
-        # 3. Arguments for this task; noise comes from CPU generators so a seed gives the same image on any device.
-        kwargs = dict(
-            prompt=prompt,
-            negative_prompt=request.negative_prompt or None,
-            num_inference_steps=request.steps,
-            guidance_scale=request.cfg,
-            num_images_per_prompt=request.batch_size,
-            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-            callback_on_step_end=on_step,
-        )
+        # 4. Arguments for this task; noise comes from CPU generators so a seed gives the same image on any device.
+        kwargs = dict(prompt=prompt, num_inference_steps=request.steps, num_images_per_prompt=request.batch_size,
+                      generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], callback_on_step_end=on_step,
+                      **guidance)
         if task == "img2img":
             kwargs.update(image=request.init_image.convert("RGB").resize((width, height)), strength=request.strength)
-        else:
+        if task == "txt2img" or spec.flow:  # FLUX's img2img makes 1024 px unless told the size
             kwargs.update(width=width, height=height)
         if request.controls:
             kwargs.update(_control_kwargs(request, task, width, height))
 
-        # 4. Run with the request's sampler, then put the model's own scheduler back for the next borrower.
+        # 5. Run with the request's sampler, then put the model's own scheduler back for the next borrower.
         original_scheduler = pipe.scheduler
-        pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config, seed=seed)
+        pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config, seed=seed, flow=spec.flow)
         try:
             with _prompt_first(pipe, request):
                 images = pipe(**kwargs).images
@@ -85,7 +90,7 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
             pipe._interrupt = False
             raise Cancelled("generation cancelled")
 
-    # 5. Parameters text and PNGs.
+    # 6. Parameters text (A1111's, with Forge's FLUX fields) and PNGs.
     model_hash = studio.store.model_hash(ref)
     lora_hashes = ", ".join(f"{path.stem}: {studio.store.hashes.lora_hash(path)}" for _, path in lora_files)
     tags = " ".join(f"<lora:{path.stem}:{lc.weight:g}>" for lc, path in lora_files)
@@ -95,8 +100,10 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     for image, s in zip(images, seeds):
         fields = {
             "Steps": request.steps,
-            "Sampler": request.sampler,
+            "Sampler": request.sampler.split(" ")[0] if spec.flow else request.sampler,
+            "Schedule type": schedule_type(request.sampler, spec.flow),
             "CFG scale": float(request.cfg),
+            "Distilled CFG Scale": None if request.distilled_cfg is None else float(request.distilled_cfg),
             "Seed": s,
             "Size": f"{width}x{height}",
             "Model hash": model_hash,
@@ -111,7 +118,35 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         text = format_parameters(prompt=shown_prompt, negative_prompt=request.negative_prompt, fields=fields)
         path = save_png(image, text, out_dir, s) if request.save else None
         results.append(GeneratedImage(image=image, seed=s, parameters=text, path=path))
-    return GenerationResult(images=results, request=request, seconds=time.perf_counter() - started)
+    return GenerationResult(images=results, request=request, seconds=time.perf_counter() - started, notes=notes)
+
+
+def _guidance(spec, pipe, request: GenerationRequest) -> tuple[dict, list[str]]:
+    """The pipeline's guidance arguments, and what the user asked for that the model will not do, in words.
+
+    UNet families: classifier-free guidance at `cfg` with the negative prompt. FLUX.1-dev: its distilled guidance
+    (`distilled_cfg`, 3.5 by default) as an input, and real CFG only when `cfg` > 1 (then the negative prompt counts,
+    at twice the time); schnell has no guidance input at all.
+    """
+    if spec.guidance == "cfg":
+        if request.distilled_cfg is not None:
+            raise ValueError(f"`distilled_cfg` is FLUX.1-dev's guidance input; {spec.label} models take `cfg` only")
+        return dict(guidance_scale=request.cfg, negative_prompt=request.negative_prompt or None), []
+    notes = []
+    if has_distilled_guidance(pipe):
+        kwargs = dict(guidance_scale=DISTILLED_CFG if request.distilled_cfg is None else request.distilled_cfg)
+    elif request.distilled_cfg is not None:
+        raise ValueError(f"this FLUX.1 model is schnell-like: it has no guidance input, so `distilled_cfg` "
+                         f"{request.distilled_cfg:g} would do nothing; leave it empty (schnell needs 1 to 4 steps)")
+    else:
+        kwargs = dict(guidance_scale=0.0)
+    kwargs["max_sequence_length"] = request.max_sequence_length or (512 if has_distilled_guidance(pipe) else 256)
+    if request.cfg > 1:
+        kwargs.update(true_cfg_scale=request.cfg, negative_prompt=request.negative_prompt or "")
+    elif request.negative_prompt:
+        notes.append("the negative prompt was not used: FLUX.1 takes one only with a CFG scale above 1 (real "
+                     "classifier-free guidance, which takes twice the time)")
+    return kwargs, notes
 
 
 def _control_kwargs(request: GenerationRequest, task: str, width: int, height: int) -> dict:

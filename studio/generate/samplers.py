@@ -1,4 +1,5 @@
-"""Samplers by their A1111 names, each mapped to the diffusers scheduler (and options) that implements it."""
+"""Samplers by their A1111/Forge names, each mapped to the diffusers scheduler (and options) that implements it: the
+UNet families' (SD 1.x, SD 2.x, SDXL) and the flow-matching ones FLUX.1 takes."""
 
 from __future__ import annotations
 
@@ -22,15 +23,40 @@ SAMPLERS: dict[str, tuple[str, dict]] = {
     "UniPC": ("UniPCMultistepScheduler", {}),
 }
 DEFAULT_SAMPLER = "Euler a"
+# FLUX.1: Euler over flow-matching sigmas, with Forge's schedule types (Simple is Forge's and diffusers' default).
+FLOW_SAMPLERS: dict[str, tuple[str, dict]] = {
+    "Euler": ("FlowMatchEulerDiscreteScheduler", {}),
+    "Euler Beta": ("FlowMatchEulerDiscreteScheduler", {"use_beta_sigmas": True}),
+    "Euler Karras": ("FlowMatchEulerDiscreteScheduler", {"use_karras_sigmas": True}),
+}
+DEFAULT_FLOW_SAMPLER = "Euler"
 
 
-def check_sampler(name: str) -> str:
-    if name not in SAMPLERS:
-        raise ValueError(f"`sampler` {name!r} is unknown; valid samplers are: {', '.join(SAMPLERS)}")
+def samplers_for(flow: bool) -> dict[str, tuple[str, dict]]:
+    return FLOW_SAMPLERS if flow else SAMPLERS
+
+
+def default_sampler(flow: bool) -> str:
+    return DEFAULT_FLOW_SAMPLER if flow else DEFAULT_SAMPLER
+
+
+def check_sampler(name: str, flow: bool | None = None) -> str:
+    """`name` if it is a sampler (of the flow-matching or the UNet families, or of either when `flow` is None)."""
+    known = {**SAMPLERS, **FLOW_SAMPLERS} if flow is None else samplers_for(flow)
+    if name not in known:
+        family = "" if flow is None else " for FLUX.1" if flow else " for SD 1.x, SD 2.x and SDXL"
+        raise ValueError(f"`sampler` {name!r} is unknown{family}; valid samplers are: {', '.join(known)}")
     return name
 
 
-def make_scheduler(name: str, base_config, seed: int | None = None):
+def schedule_type(name: str, flow: bool) -> str | None:
+    """A1111/Forge's `Schedule type` of a sampler (FLUX.1's are always written: Simple, Beta, Karras)."""
+    if not flow:
+        return None
+    return name.split(" ", 1)[1] if " " in name else "Simple"
+
+
+def make_scheduler(name: str, base_config, seed: int | None = None, flow: bool = False):
     """A fresh scheduler for sampler `name` with the base model's noise schedule (betas, timestep spacing...).
 
     `seed`: SDE samplers draw their Brownian noise from a generator of their own, which diffusers seeds at random
@@ -40,7 +66,7 @@ def make_scheduler(name: str, base_config, seed: int | None = None):
 
     import diffusers
 
-    class_name, extra = SAMPLERS[check_sampler(name)]
+    class_name, extra = samplers_for(flow)[check_sampler(name, flow)]
     cls = getattr(diffusers, class_name)
     config = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
     if seed is not None and "noise_sampler_seed" in inspect.signature(cls.__init__).parameters:

@@ -1,4 +1,5 @@
-"""Builtin models: tiny SD 1.x / SDXL / ControlNet pipelines built from configs with a fixed seed, for offline use and tests.
+"""Builtin models: tiny SD 1.x / SDXL / FLUX.1 / ControlNet pipelines built from configs with a fixed seed, for offline
+use and tests.
 
 They draw noise (random weights) but exercise every code path a real model does. `builtin:pocket` is different:
 its trained weights ship in models/builtin/pocket/ and are loaded, never built.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from studio import fileio
 
-BUILDER_VERSION = 3  # bump when a builder changes, so saved copies are rebuilt
+BUILDER_VERSION = 4  # bump when a builder changes, so saved copies are rebuilt
 SHIPPED = ("pocket",)  # trained by the project and committed; cannot be rebuilt on the fly
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models" / "builtin"  # the checkout's own models/builtin/
 _build_lock = threading.Lock()
@@ -180,6 +181,49 @@ def _build_tiny_sdxl(out: Path) -> None:
     pipe.save_pretrained(out, safe_serialization=True)
 
 
+def _build_tiny_flux(out: Path, guidance_embeds: bool = True) -> None:
+    """A FLUX.1-shaped pipeline at toy widths: CLIP + T5 text encoders with tokenizers the project writes, a
+    transformer of one double and one single block, a 16-channel VAE (factor 2, so 64 px -> 16 x 16 packed tokens),
+    and FLUX.1-dev's flow-matching scheduler. `guidance_embeds` False is schnell's shape (no guidance input)."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
+
+    from studio.models.tokenizer import write_clip_tokenizer, write_t5_tokenizer
+
+    vocab_size = write_clip_tokenizer(out / "tokenizer", _TINY_WORDS)
+    t5_size = write_t5_tokenizer(out / "tokenizer_2", _TINY_WORDS)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_text_config(vocab_size))
+    torch.manual_seed(0)
+    text_encoder_2 = T5EncoderModel(T5Config(vocab_size=t5_size, d_model=32, d_kv=8, d_ff=37, num_layers=2,
+                                             num_heads=4, relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
+                                             is_encoder_decoder=False, use_cache=False, decoder_start_token_id=0,
+                                             pad_token_id=0, eos_token_id=1))
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=32, axes_dims_rope=(4, 6, 6),
+                                         guidance_embeds=guidance_embeds)
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
+                        up_block_types=["UpDecoderBlock2D"] * 2, block_out_channels=(8, 16), layers_per_block=1,
+                        latent_channels=16, norm_num_groups=4, use_quant_conv=False, use_post_quant_conv=False,
+                        shift_factor=0.1159, scaling_factor=0.3611, sample_size=64)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=_tokenizer(out / "tokenizer"),
+                        text_encoder_2=text_encoder_2, tokenizer_2=_t5_tokenizer(out / "tokenizer_2"),
+                        transformer=transformer)
+    pipe.save_pretrained(out, safe_serialization=True)
+
+
+def _t5_tokenizer(folder: Path):
+    from transformers import T5Tokenizer
+
+    return T5Tokenizer.from_pretrained(str(folder))
+
+
 def _build_tiny_controlnet(out: Path) -> None:
     import torch
     from diffusers import ControlNetModel
@@ -231,6 +275,8 @@ def _build_tiny_clip(out: Path) -> None:
 _BUILDERS = {
     "tiny": _build_tiny_sd1,
     "tiny-xl": _build_tiny_sdxl,
+    "tiny-flux": _build_tiny_flux,
+    "tiny-flux-schnell": lambda out: _build_tiny_flux(out, guidance_embeds=False),
     "tiny-controlnet": _build_tiny_controlnet,
     "tiny-clip": _build_tiny_clip,
 }

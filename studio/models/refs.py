@@ -1,24 +1,11 @@
-"""What a model id names: its kind, where its files are, and which family (SD 1.x, SD 2.x, SDXL) it belongs to."""
+"""What a model id names: its kind, where its files are, and which family (SD 1.x, SD 2.x, SDXL, FLUX.1) it belongs to."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
-
-class Family(str, Enum):
-    SD1 = "sd1"
-    SD2 = "sd2"
-    SDXL = "sdxl"
-
-    @property
-    def label(self) -> str:
-        return {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}[self.value]
-
-    @property
-    def native_resolution(self) -> int:
-        return {"sd1": 512, "sd2": 768, "sdxl": 1024}[self.value]
+from studio.models.families import Family  # noqa: F401 (refs name families by it)
 
 
 @dataclass(frozen=True)

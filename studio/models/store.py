@@ -10,6 +10,7 @@ from pathlib import Path
 from studio.fileio import inside
 from studio.models import builtin, hub
 from studio.models.hashes import HashCache
+from studio.models.files import checkpoint_keys, safetensors_keys
 from studio.models.loaders import ModelLoading
 from studio.models.refs import Family, ModelRef
 from studio.settings import Settings
@@ -62,7 +63,7 @@ class ModelStore(ModelLoading):
             return ModelRef(model_id, "file", path, single_file_family(path))
         # A repo subfolder can hold one model component (a ControlNet), not a whole pipeline.
         if hub.is_hub_id(model_id) and (model_id.count("/") == 1 or subfolder == "controlnet"):
-            return ModelRef(model_id, "hub", None, None)
+            return ModelRef(model_id, "hub", None, self._hub_family(model_id) if subfolder == "base" else None)
         builtins = ", ".join("builtin:" + n for n in builtin.builtin_names())
         where = (f"not a file or folder (also looked in {self.settings.models_dir / subfolder})"
                  if self.settings.server_paths else f"not a name in {subfolder}/ of the model store")
@@ -95,13 +96,21 @@ class ModelStore(ModelLoading):
     def _folder_family(folder: Path) -> Family | None:
         index = folder / "model_index.json"
         if index.is_file():
-            if "XL" in json.loads(index.read_text()).get("_class_name", ""):
-                return Family.SDXL
-            unet_config = folder / "unet" / "config.json"
-            dim = json.loads(unet_config.read_text()).get("cross_attention_dim") if unet_config.is_file() else None
-        else:  # a single component such as a ControlNet
-            dim = json.loads((folder / "config.json").read_text()).get("cross_attention_dim")
-        return CROSS_ATTENTION_FAMILY.get(dim, Family.SD1 if index.is_file() else None)
+            return index_family(json.loads(index.read_text()), folder)
+        config = json.loads((folder / "config.json").read_text())  # a single component such as a ControlNet
+        if "Flux" in config.get("_class_name", ""):
+            return Family.FLUX
+        return CROSS_ATTENTION_FAMILY.get(config.get("cross_attention_dim"))
+
+    def _hub_family(self, repo_id: str) -> Family | None:
+        """A hub model's family without downloading: from its model_index.json when the hub cache has it, else
+        from its name (FLUX.1 repos say so); None (taken as SD until loaded) when nothing tells."""
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo_id, "model_index.json")
+        if isinstance(cached, str):
+            return index_family(json.loads(Path(cached).read_text()), None)
+        return Family.FLUX if "flux" in repo_id.lower() else None
 
     # ---- listing -------------------------------------------------------------------------------------------
 
@@ -156,60 +165,45 @@ class ModelStore(ModelLoading):
         return self.hashes.model_hash(weights) if weights else ""
 
     def _unet_weights(self, ref: ModelRef) -> Path | None:
+        """The file A1111's model hash is taken of: the checkpoint, or a folder's UNet (FLUX.1: transformer) weights."""
         if ref.kind == "file":
             return ref.path
+        part = "transformer" if ref.family == Family.FLUX else "unet"
         if ref.path is not None:
-            found = sorted((ref.path / "unet").glob("*.safetensors")) or sorted(ref.path.glob("*.safetensors"))
+            found = sorted((ref.path / part).glob("*.safetensors")) or sorted(ref.path.glob("*.safetensors"))
             return found[0] if found else None
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(ref.id, "unet/diffusion_pytorch_model.safetensors")
+        cached = try_to_load_from_cache(ref.id, f"{part}/diffusion_pytorch_model.safetensors")
         return Path(cached) if isinstance(cached, str) else None
 
 
-def safetensors_keys(path: Path) -> list[str]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
-    except Exception as e:  # safetensors raises its own error types for every kind of damage
-        raise ValueError(f"file {path} is not a valid safetensors file ({type(e).__name__}: {e})") from e
-
-
-def safetensors_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except Exception as e:
-        raise ValueError(f"file {path} is not a valid safetensors file ({type(e).__name__}: {e})") from e
+def index_family(index: dict, folder: Path | None) -> Family:
+    """A diffusers pipeline's family from its model_index.json (and, in `folder`, its UNet's config)."""
+    name = index.get("_class_name", "")
+    if name.startswith("Flux"):
+        return Family.FLUX
+    if "XL" in name:
+        return Family.SDXL
+    unet_config = folder / "unet" / "config.json" if folder is not None else None
+    if unet_config is not None and unet_config.is_file():
+        return CROSS_ATTENTION_FAMILY.get(json.loads(unet_config.read_text()).get("cross_attention_dim"), Family.SD1)
+    return Family.SD1
 
 
-def checkpoint_keys(path: Path) -> list[str]:
-    """The tensor names of a single-file checkpoint: read from a safetensors header, or (a pickle the user opted
-    into) by torch's weights-only unpickler, memory-mapped so the weights are not read."""
-    if path.suffix == ".safetensors":
-        return safetensors_keys(path)
-    import torch
-
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # a damaged or hostile pickle: torch raises many kinds; none of them may run code
-        raise ValueError(f"model file {path} could not be read as a checkpoint ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:200]})") from e
-    state = state.get("state_dict", state) if isinstance(state, dict) else {}
-    return [k for k in state if isinstance(k, str)]
+# Keys that only FLUX checkpoints have: BFL's layout (Forge, ComfyUI; maybe under model.diffusion_model.) and diffusers'.
+_FLUX_KEYS = ("double_blocks.0.img_attn.norm.key_norm.scale", "transformer_blocks.0.attn.norm_added_k.weight")
 
 
 def single_file_family(path: Path) -> Family | None:
-    """Tell an A1111-style checkpoint's family from its key names."""
+    """Tell a single-file checkpoint's family from its key names."""
     keys = checkpoint_keys(path)
+    if any(k.endswith(_FLUX_KEYS) for k in keys):
+        return Family.FLUX
     if any(k.startswith("conditioner.embedders.1.") for k in keys):
         return Family.SDXL
     if any(k.startswith("cond_stage_model.model.") for k in keys):
         return Family.SD2
     if any(k.startswith("cond_stage_model.transformer.") for k in keys):
         return Family.SD1
-    raise ValueError(f"model file {path} is not a Stable Diffusion checkpoint: no text-encoder keys found")
+    raise ValueError(f"model file {path} is not a Stable Diffusion or FLUX.1 checkpoint: none of their keys found")

@@ -84,3 +84,18 @@ def write_clip_tokenizer(folder: Path, words: list[str] = ()) -> int:
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     return len(vocab)
+
+
+def write_t5_tokenizer(folder: Path, words: list[str] = ()) -> int:
+    """Write a T5 tokenizer (a Unigram model: tokenizer.json + tokenizer_config.json) into `folder`, for builtin FLUX
+    models; return its size. <pad>=0, </s>=1, <unk>=2 as T5's; each word in `words` is one piece ("▁word"), and every
+    printable ASCII character is a piece too, so any English prompt encodes without <unk>."""
+    from transformers import T5Tokenizer
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [("\u2581" + w, -1.0) for w in dict.fromkeys(w.lower() for w in words if w)]
+    vocab += [(chr(c), -10.0) for c in range(33, 127)]
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(folder)
+    return len(tokenizer)

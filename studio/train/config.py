@@ -12,6 +12,10 @@ from studio.names import check_name
 METHODS = ("lora", "dreambooth", "textual-inversion")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 PRECISIONS = ("no", "fp16", "bf16")
+# How the frozen base is stored while a LoRA trains on it: auto keeps it as mixed precision does (fp32, or the
+# autocast dtype); bf16; fp8 and int8 weight-only (torchao), nf4 (bitsandbytes, CUDA): FLUX.1 in 12-24 GB.
+BASE_PRECISIONS = ("auto", "bf16", "fp8", "int8", "nf4")
+TIMESTEP_SAMPLING = ("sigmoid", "logit-normal", "uniform", "shift")  # FLUX.1's flow-matching noise levels
 OPTIMIZERS = ("adamw", "adamw8bit")
 LORA_LAYERS = ("attention", "transformer", "all")  # which layers a LoRA adapts: see train/methods.py
 
@@ -72,6 +76,17 @@ class RunConfig:
     min_snr_gamma: float = 0.0  # 0 off; 5 as in seed 002 (Hang et al. 2023) weighs down easy, low-noise steps
     noise_offset: float = 0.0  # 0.1 in seed 002: lets the model learn darker and brighter images
 
+    # ---- FLUX.1 (flow matching) ----
+    # How noise levels (sigmas) are drawn: sigmoid = sigmoid(N(0, 1)) as kohya's; logit-normal = sigmoid(N(logit_mean,
+    # logit_std)) as diffusers'; uniform; shift = sigmoid draws pushed toward noise by `flow_shift`.
+    timestep_sampling: str = "sigmoid"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    flow_shift: float = 0.0  # 0: the scheduler's own shift (3.0 for FLUX.1)
+    flux_guidance: float = 1.0  # the distilled guidance FLUX.1-dev trains at (kohya recommends 1; inference uses 3.5)
+    max_sequence_length: int = 0  # T5 tokens per caption; 0: 512 for dev, 256 for schnell
+    base_precision: str = "auto"  # see BASE_PRECISIONS
+
     # ---- DreamBooth ----
     prior_preservation: bool = False
     class_prompt: str = "a photo of a person"  # what the class looks like without the subject
@@ -87,7 +102,7 @@ class RunConfig:
     validation_every: int = 1  # epochs between validation grids; 0 never
     validation_seed: int = 1234  # prompt i uses seed validation_seed + i, the same every epoch
     validation_steps: int = 20
-    validation_cfg: float = 7.0
+    validation_cfg: float = 0.0  # 0: the family's (CFG 7 for SD; FLUX.1-dev's distilled guidance 3.5)
     checkpoint_every_steps: int = 0  # > 0: also a checkpoint every this many steps inside an epoch
     # Epochs between checkpoints and saved epoch weights (the epochs one can export); 0: at each validation epoch,
     # or every epoch when validation is off. Always after the last epoch and when cancelled.
@@ -129,6 +144,18 @@ class RunConfig:
             raise ValueError(f"`mixed_precision` must be one of {', '.join(PRECISIONS)} but is {self.mixed_precision!r}")
         if self.lora_layers not in LORA_LAYERS:
             raise ValueError(f"`lora_layers` must be one of {', '.join(LORA_LAYERS)} but is {self.lora_layers!r}")
+        if self.timestep_sampling not in TIMESTEP_SAMPLING:
+            raise ValueError(f"`timestep_sampling` must be one of {', '.join(TIMESTEP_SAMPLING)} but is "
+                             f"{self.timestep_sampling!r}")
+        if self.base_precision not in BASE_PRECISIONS:
+            raise ValueError(f"`base_precision` must be one of {', '.join(BASE_PRECISIONS)} but is "
+                             f"{self.base_precision!r}")
+        if self.logit_std <= 0 or self.flow_shift < 0 or self.flux_guidance < 0:
+            raise ValueError(f"`logit_std` must be positive and `flow_shift`, `flux_guidance` not negative, but they "
+                             f"are {self.logit_std}, {self.flow_shift} and {self.flux_guidance}")
+        if self.max_sequence_length and not 16 <= self.max_sequence_length <= 512:
+            raise ValueError(f"`max_sequence_length` must be 0 (automatic) or between 16 and 512 but is "
+                             f"{self.max_sequence_length}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"`optimizer` must be one of {', '.join(OPTIMIZERS)} but is {self.optimizer!r}")
         if self.method == "textual-inversion" and not re.match(r"^[\w-]+$", self.token):
@@ -185,9 +212,24 @@ class RunConfig:
 
 
 def family_defaults(config: RunConfig, family) -> RunConfig:
-    """Fill the values that depend on the base family: resolution (512 SD 1.x, 768 SD 2.x, 1024 SDXL)."""
+    """Fill what depends on the base family (resolution: 512 SD 1.x, 768 SD 2.x, 1024 SDXL and FLUX.1) and refuse
+    what the family cannot train, naming the setting."""
+    spec = family.spec
     if not config.resolution:
         config = replace(config, resolution=family.native_resolution)
+    if spec.flow:
+        if config.method == "textual-inversion":
+            raise ValueError("`method` textual-inversion does not fit FLUX.1 (its T5 encoder has no CLIP token table to "
+                             "extend): train a LoRA")
+        if config.text_encoder_lr:
+            raise ValueError("`text_encoder_lr` must be 0 for FLUX.1: the studio trains its transformer only (CLIP-L "
+                             "and T5-XXL stay frozen, and their embeddings are cached)")
+        if config.min_snr_gamma:
+            raise ValueError("`min_snr_gamma` weighs DDPM noise levels; FLUX.1 trains by flow matching, where it does "
+                             "not apply: set it to 0")
+    elif config.base_precision in ("fp8", "int8", "nf4"):
+        raise ValueError(f"`base_precision` {config.base_precision!r} is for FLUX.1's transformer; an "
+                         f"{spec.label} base trains in auto or bf16")
     return config
 
 
@@ -214,6 +256,32 @@ PRESETS: dict[str, dict] = {
         validation_every=50, validation_cfg=4.0, validation_steps=20,
         validation_prompts=["a red {trigger} on a white background", "a blue {trigger} on a black background",
                             "a green {trigger}"],
+    ),
+    # Seed 002 as it trained (kohya, FLUX.1-dev, 13 epochs of 30 repeats): rank 2 / alpha 16, lr 5e-4, cosine with
+    # 3 restarts, batch 4 at 1024 px, flips, noise offset 0.1; its min-SNR 5 does not apply to flow matching. The
+    # transformer in fp8 so it fits a 24 GB GPU.
+    "seed-002-flux (kohya person LoRA on FLUX.1-dev)": dict(
+        method="lora", rank=2, alpha=16.0, repeats=30, epochs=13, lr=5e-4, lr_scheduler="cosine_with_restarts",
+        lr_cycles=3, noise_offset=0.1, flip=True, buckets=True, batch_size=4, resolution=1024, keep_tokens=0,
+        optimizer="adamw8bit", base_precision="fp8", mixed_precision="bf16", gradient_checkpointing=True,
+        text_encoder_lr=0.0, min_snr_gamma=0.0,
+    ),
+    # FLUX.1 by GPU memory (as fluxgym, ai-toolkit and SimpleTuner fit it): the frozen transformer stored small, the
+    # LoRA in float32, text embeddings and latents cached (T5 is unloaded before the first step), checkpointing on.
+    "flux-24gb (FLUX.1 LoRA on a 24 GB GPU)": dict(
+        method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="fp8",
+        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        text_encoder_lr=0.0,
+    ),
+    "flux-16gb (FLUX.1 LoRA on a 16 GB GPU)": dict(
+        method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=768, base_precision="int8",
+        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        text_encoder_lr=0.0,
+    ),
+    "flux-12gb (FLUX.1 LoRA on a 12 GB GPU)": dict(
+        method="lora", rank=8, alpha=8.0, lr=1e-4, batch_size=1, resolution=512, base_precision="nf4",
+        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        text_encoder_lr=0.0,
     ),
 }
 

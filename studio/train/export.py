@@ -10,7 +10,7 @@ from pathlib import Path
 
 from studio import fileio
 from studio.models.checkpoint import pipeline_to_original
-from studio.models.kohya import peft_to_kohya
+from studio.models.kohya import flux_peft_to_kohya, peft_to_kohya
 from studio.models.refs import Family
 
 
@@ -35,10 +35,14 @@ class Facts:
                      "ss_sd_model_name": self.base_model, "ss_steps": str(steps), "ss_epoch": str(epoch),
                      "ss_resolution": str(self.resolution), "ss_tag_frequency": json.dumps({self.trigger: 1})})
         if self.method == "lora":
-            meta.update({"ss_network_module": "networks.lora", "ss_network_dim": str(self.rank),
-                         "ss_network_alpha": str(self.alpha),
-                         "ss_base_model_version": "sdxl_base_v1-0" if self.family == "sdxl" else "sd_v1"})
-            if self.lora_layers == "all":  # kohya records LoCon's 3x3 convs as network args
+            family = Family(self.family)
+            meta.update({"ss_network_module": "networks.lora_flux" if family == Family.FLUX else "networks.lora",
+                         "ss_network_dim": str(self.rank), "ss_network_alpha": str(self.alpha),
+                         "ss_base_model_version": family.spec.kohya_version})
+            if family == Family.FLUX:
+                meta["modelspec.architecture"] = "flux-1-dev/lora"
+                meta["ss_model_type"] = "flux"
+            elif self.lora_layers == "all":  # kohya records LoCon's 3x3 convs as network args
                 meta["ss_network_args"] = json.dumps({"conv_dim": str(self.rank), "conv_alpha": str(self.alpha)})
         return meta
 
@@ -51,7 +55,7 @@ def _save(state: dict, path: Path, meta: dict) -> Path:
     return path
 
 
-def export_lora(state: dict, meta: dict, *, models_dir: Path, run_dir: Path, unet_config, sdxl: bool,
+def export_lora(state: dict, meta: dict, *, models_dir: Path, run_dir: Path, denoiser_config, family: Family,
                 out_name: str | None = None) -> list[Path]:
     """models/lora/<name>.safetensors (kohya) and <run>/export/<name>/pytorch_lora_weights.safetensors (diffusers)."""
     name = out_name or meta["studio.name"]
@@ -61,7 +65,10 @@ def export_lora(state: dict, meta: dict, *, models_dir: Path, run_dir: Path, une
         modules = sorted({k.split(".", 1)[1].split(".lora_")[0] for k in state if k.startswith(prefix + ".")})
         adapter_meta.update({f"{prefix}.r": rank, f"{prefix}.lora_alpha": alpha, f"{prefix}.target_modules": modules})
     diffusers_meta = dict(meta, format="pt", lora_adapter_metadata=json.dumps(adapter_meta, sort_keys=True))
-    kohya = peft_to_kohya(state, alpha=alpha, unet_config=unet_config, sdxl=sdxl)
+    if family == Family.FLUX:
+        kohya = flux_peft_to_kohya(state, alpha=alpha, transformer_config=denoiser_config)
+    else:
+        kohya = peft_to_kohya(state, alpha=alpha, unet_config=denoiser_config, sdxl=family == Family.SDXL)
     return [_save(kohya, Path(models_dir) / "lora" / f"{name}.safetensors", meta),
             _save(state, Path(run_dir) / "export" / name / "pytorch_lora_weights.safetensors", diffusers_meta)]
 
@@ -97,12 +104,13 @@ def export_final(method, parts, config, models_dir: Path, run_dir: Path, meta: d
     """Export the weights the run ends with, by method."""
     if config.method == "lora":
         return export_lora(method.state(), meta, models_dir=models_dir, run_dir=run_dir,
-                           unet_config=parts.unet.config, sdxl=parts.sdxl)
+                           denoiser_config=parts.denoiser.config, family=parts.family)
     if config.method == "textual-inversion":
         return export_embedding(method.vectors(), method.token, meta, models_dir=models_dir, run_dir=run_dir)
-    # SD 2.x's original text encoder has a layer diffusers drops, so its single file could not be complete
+    # SD 2.x's original text encoder has a layer diffusers drops, so its single file could not be complete; FLUX's
+    # single-file (BFL) layout is not written by the studio: the diffusers folder loads in diffusers and ComfyUI
     return export_dreambooth(parts.pipe, meta, models_dir=models_dir, name=config.name,
-                             single_file=parts.family != Family.SD2)
+                             single_file=parts.family in (Family.SD1, Family.SDXL))
 
 
 def export_epoch(run_dir: Path, epoch: int, models_dir: Path) -> list[Path]:
@@ -121,9 +129,11 @@ def export_epoch(run_dir: Path, epoch: int, models_dir: Path) -> list[Path]:
         state = {k: f.get_tensor(k) for k in f.keys()}
     name = f"{meta['studio.name']}-e{epoch:03d}"
     if meta["studio.method"] == "lora":
-        unet_config = SimpleNamespace(**json.loads((Path(run_dir) / "unet_config.json").read_text()))
-        return export_lora(state, meta, models_dir=models_dir, run_dir=run_dir, unet_config=unet_config,
-                           sdxl=meta["studio.family"] == "sdxl", out_name=name)
+        saved = Path(run_dir) / "denoiser_config.json"
+        saved = saved if saved.is_file() else Path(run_dir) / "unet_config.json"  # what runs before FLUX wrote
+        config = SimpleNamespace(**json.loads(saved.read_text()))
+        return export_lora(state, meta, models_dir=models_dir, run_dir=run_dir, denoiser_config=config,
+                           family=Family(meta["studio.family"]), out_name=name)
     vectors = [state[f"emb.{i}"] for i in range(len(state))]
     return export_embedding(vectors, meta["studio.trigger"].lower(), meta, models_dir=models_dir, run_dir=run_dir,
                             out_name=name)

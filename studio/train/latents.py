@@ -12,7 +12,7 @@ from pathlib import Path
 
 from studio import fileio
 from studio.train.data import TrainItem, load_pixels
-from studio.train.parts import Parts, encode_text
+from studio.train.parts import Conditioning, Parts, encode_text
 
 
 def _key(*parts) -> str:
@@ -27,7 +27,7 @@ def _model_stamp(parts: Parts) -> list:
 
 
 class Latents:
-    """Latent distributions (mean, std), each (4, h, w), per (item, flipped). Encoded on demand when not cached."""
+    """Latent distributions (mean, std), each (C, h, w), per (item, flipped). Encoded on demand when not cached."""
 
     def __init__(self, parts: Parts, items: list[TrainItem], *, resolution: int, buckets: bool):
         self.parts, self.items, self.resolution, self.buckets = parts, items, resolution, buckets
@@ -69,7 +69,7 @@ class Latents:
         return False
 
     def encode(self, index: int, flip: bool):
-        """Encode one image: the latent distribution's mean and std, (4, h, w) each, on the CPU."""
+        """Encode one image: the latent distribution's mean and std, (C, h, w) each, on the CPU."""
         import torch
 
         item = self.items[index]
@@ -81,7 +81,7 @@ class Latents:
         return dist.mean[0].float().cpu().contiguous(), dist.std[0].float().cpu().contiguous()
 
     def batch(self, indices: list[int], flips: list[bool]):
-        """(mean, std), each (B, 4, h, w), for a micro-batch; from the cache or freshly encoded."""
+        """(mean, std), each (B, C, h, w), for a micro-batch; from the cache or freshly encoded."""
         import torch
 
         pairs = [self.table.get((i, f)) or self.encode(i, f) for i, f in zip(indices, flips)]
@@ -89,38 +89,40 @@ class Latents:
 
 
 class TextEmbeddings:
-    """Hidden states (77, D) and pooled (P,) per caption, for runs whose text encoders stay frozen."""
+    """Text conditioning per caption (hidden states and pooled, see parts.Conditioning), for runs whose text
+    encoders stay frozen; FLUX's are let go once these are filled."""
 
-    def __init__(self, parts: Parts):
-        self.parts = parts
-        self.table: dict[str, tuple] = {}
+    def __init__(self, parts: Parts, max_sequence_length: int = 0):
+        self.parts, self.max_sequence_length = parts, max_sequence_length
+        self.table: dict[str, Conditioning] = {}
 
     def fill(self, cache_dir: Path, captions: list[str]) -> bool:
         import torch
         from safetensors.torch import load_file, save_file
 
         captions = sorted(set(captions))
-        path = cache_dir / f"text-{_key(_model_stamp(self.parts), captions)}.safetensors"
+        length = self.parts.sequence_length(self.max_sequence_length) if self.parts.spec.flow else 0
+        path = cache_dir / f"text-{_key(_model_stamp(self.parts), captions, length)}.safetensors"
         if path.is_file():
             state = load_file(str(path))
             for i, caption in enumerate(captions):
-                self.table[caption] = (state[f"{i}:hidden"], state.get(f"{i}:pooled"))
+                self.table[caption] = Conditioning(state[f"{i}:hidden"], state.get(f"{i}:pooled"))
             return True
         state = {}
         with torch.no_grad():
             for i, caption in enumerate(captions):
-                hidden, pooled = encode_text(self.parts, [caption])
-                state[f"{i}:hidden"] = hidden[0].float().cpu().contiguous()
-                if pooled is not None:
-                    state[f"{i}:pooled"] = pooled[0].float().cpu().contiguous()
-                self.table[caption] = (state[f"{i}:hidden"], state.get(f"{i}:pooled"))
+                cond = encode_text(self.parts, [caption], max_sequence_length=self.max_sequence_length)
+                state[f"{i}:hidden"] = cond.hidden[0].float().cpu().contiguous()
+                if cond.pooled is not None:
+                    state[f"{i}:pooled"] = cond.pooled[0].float().cpu().contiguous()
+                self.table[caption] = Conditioning(state[f"{i}:hidden"], state.get(f"{i}:pooled"))
         with fileio.atomic_path(path) as tmp:
             save_file(state, str(tmp))
         return False
 
-    def batch(self, captions: list[str]):
+    def batch(self, captions: list[str]) -> Conditioning:
         import torch
 
         rows = [self.table[c] for c in captions]
-        pooled = torch.stack([r[1] for r in rows]) if rows[0][1] is not None else None
-        return torch.stack([r[0] for r in rows]), pooled
+        pooled = torch.stack([r.pooled for r in rows]) if rows[0].pooled is not None else None
+        return Conditioning(torch.stack([r.hidden for r in rows]), pooled)

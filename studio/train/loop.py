@@ -1,4 +1,5 @@
-"""The one training loop for LoRA, DreamBooth and textual inversion, on SD 1.x and SDXL.
+"""The one training loop for LoRA, DreamBooth and textual inversion, on SD 1.x, SDXL and FLUX.1 (what differs by
+family is its objective, in train/objectives.py, and its parts, in train/parts.py).
 
 Every random draw of a step comes from a generator seeded by (seed, micro-step) and every epoch's order from
 (seed, epoch), so a run resumed from a checkpoint ends with the same weights as one never interrupted.
@@ -13,19 +14,19 @@ from pathlib import Path
 
 from studio import fileio
 from studio.data.library import find_dataset
+from studio.models.families import Family
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
 from studio.train.latents import Latents, TextEmbeddings
 from studio.train.methods import TEXT_PREFIXES, make_method
-from studio.train.parts import Parts, encode_text, keep_frozen_in, load_parts, time_ids
+from studio.train.objectives import make_objective, reduce
+from studio.train.parts import (encode_text, keep_frozen_in, load_denoiser, load_parts, remember_prompts)
 from studio.train.runlog import RunLog
+from studio.train.setup import (MAX_GRAD_NORM, TrainingDiverged, diverged, make_accelerator, make_optimizer,
+                                take_new_learning_rates)
 
-MAX_GRAD_NORM = 1.0
-
-
-class TrainingDiverged(Exception):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+__all__ = ["RunResult", "TrainingDiverged", "train"]
 
 
 @dataclass
@@ -39,84 +40,12 @@ class RunResult:
     last_loss: float | None = None  # mean loss over the last epoch
 
 
-def _diverged(what: str, run_dir: Path, config: RunConfig) -> str:
-    last = checkpoints.latest_checkpoint(run_dir)
-    kept = f"the checkpoint of step {last.step} is kept (its weights are finite)" if last else "no checkpoint yet"
-    return f"{what}; stopped, {kept}. Lower the learning rate (now {config.unet_lr:g}) and resume or start again."
-
-
-def _take_new_learning_rates(optimizer, schedule, asked: list[dict]) -> list[str]:
-    """After a resume restored the optimizer and schedule, use the learning rates the run asks for now (a resume
-    may change lr): the schedule goes on from where it was, at the new base rate. Returns what changed, in words."""
-    said = []
-    for i, (group, want) in enumerate(zip(optimizer.param_groups, asked)):
-        had = schedule.base_lrs[i]
-        if abs(had - want["lr"]) > 1e-12 * max(abs(had), 1.0):
-            schedule.base_lrs[i] = group["initial_lr"] = want["lr"]
-            group["lr"] = want["lr"] * schedule.lr_lambdas[i](schedule.last_epoch)
-            said.append(f"learning rate {want['lr']:g} from step {schedule.last_epoch} on (it was {had:g})")
-    return said
-
-
-def diffusion_loss(unet, parts: Parts, latents, hidden, added, generator, config: RunConfig, autocast):
-    """Mean denoising loss of one micro-batch. latents (B, 4, h, w), hidden (B, 77, D)."""
-    import torch
-    import torch.nn.functional as F
-    from diffusers.training_utils import compute_snr
-
-    scheduler = parts.noise_scheduler
-    b, c = latents.shape[:2]
-    noise = torch.randn(latents.shape, generator=generator)
-    if config.noise_offset:  # a per-channel shift: lets the model move an image's overall brightness
-        noise = noise + config.noise_offset * torch.randn((b, c, 1, 1), generator=generator)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator)
-    noise, t = noise.to(latents.device), t.to(latents.device)
-    noisy = scheduler.add_noise(latents, noise, t)
-    target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, t)
-    with autocast():
-        pred = unet(noisy, t, hidden, added_cond_kwargs=added).sample  # (B, 4, h, w)
-    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])  # (B,)
-    if config.min_snr_gamma:
-        snr = compute_snr(scheduler, t)
-        weight = snr.clamp(max=config.min_snr_gamma) / (snr if scheduler.config.prediction_type == "epsilon" else snr + 1)
-        loss = loss * weight
-    return loss.mean()
-
-
-def make_optimizer(groups: list[dict], config: RunConfig, device: str, log: RunLog):
-    """AdamW; 8-bit AdamW (bitsandbytes) when asked for and both bitsandbytes and a CUDA GPU are present."""
-    import importlib.util
-
-    import torch
-
-    if config.optimizer == "adamw8bit":
-        if device.startswith("cuda") and importlib.util.find_spec("bitsandbytes") is not None:
-            import bitsandbytes as bnb
-
-            return bnb.optim.AdamW8bit(groups, weight_decay=1e-2)
-        log.event("message", text="8-bit AdamW needs bitsandbytes and a CUDA GPU; using AdamW")
-    return torch.optim.AdamW(groups, weight_decay=1e-2)
-
-
-def _accelerator(config: RunConfig, device: str):
-    """accelerate handles autocast, fp16 loss scaling and, under `accelerate launch`, DDP across GPUs."""
-    import os
-
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
-
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"`device` is {device!r} but torch sees no CUDA GPU")
-    if config.mixed_precision == "fp16" and not device.startswith("cuda"):
-        raise ValueError(f"`mixed_precision` fp16 needs a CUDA GPU but the device is {device!r}; use bf16 or no")
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        # accelerate keeps one global state per process; a second run in the same process (tests, notebooks)
-        # with another precision would be refused, so a single-process run starts from a clean state
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-    return Accelerator(mixed_precision=config.mixed_precision, cpu=device == "cpu")
+def _staged(config: RunConfig, family: Family | None) -> bool:
+    """A FLUX LoRA with cacheable captions loads the text encoders first, encodes every caption and validation
+    prompt, lets them go, and only then loads the transformer: T5-XXL (9 GB) and the transformer never share the
+    GPU. (DreamBooth keeps them: it exports the whole pipeline.)"""
+    return (family == Family.FLUX and config.method == "lora" and config.cache and not config.shuffle_captions
+            and not config.text_encoder_lr)
 
 
 def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, should_stop, resume: bool = False,
@@ -127,27 +56,21 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     """
     import torch
 
-    # 1. Device, precision, data and the base's parts
+    # 1. Device, precision, data and the base's parts (FLUX: without its transformer yet, see _staged)
     device = config.device or settings.resolve_device()
-    accelerator = _accelerator(config, device)
+    accelerator = make_accelerator(config, device)
     device = str(accelerator.device)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and later: faster, same training
-    parts = load_parts(store, config.model or store.default_model, device)
-    config = family_defaults(replace(config, model=config.model or store.default_model), parts.family)
+    model_id = config.model or store.default_model
+    staged = _staged(config, store.resolve(model_id).family)
+    parts = load_parts(store, model_id, device, base_precision="auto" if staged else config.base_precision,
+                       without_denoiser=staged)
+    config = family_defaults(replace(config, model=model_id), parts.family)
     items = data.load_items(find_dataset(settings, config.dataset), config.token)
-    method = make_method(parts, config)
-    if config.mixed_precision != "no":
-        keep_frozen_in(parts, torch.float16 if config.mixed_precision == "fp16" else torch.bfloat16,
-                       lora=config.method == "lora", trains_text=method.trains_text,
-                       trains_unet=config.method != "textual-inversion")
-    parts.unet.to(memory_format=torch.channels_last)  # faster convolutions on CPUs (oneDNN) and GPUs alike
-    if config.gradient_checkpointing:
-        parts.unet.enable_gradient_checkpointing()
-        for encoder in parts.text_encoders if method.trains_text else []:
-            encoder.gradient_checkpointing_enable()
+    method = None if staged else make_method(parts, config)  # TI adds its tokens before captions are encoded
+    caption = method.caption if method is not None else (lambda text: text)
     cache_dir = settings.workspace_dir / ".cache" / "train"
-    fileio.write_json(Path(run_dir) / "unet_config.json", dict(parts.unet.config))
     log.event("message", text=f"{len(items)} images, {config.method} on {config.model} ({parts.family.label}), "
                               f"{config.resolution} px, device {device}")
 
@@ -161,16 +84,37 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     latents = Latents(parts, items, resolution=config.resolution, buckets=config.buckets)
     class_latents = Latents(parts, class_items, resolution=config.resolution, buckets=False)
     texts = None
+    trains_text = method.trains_text if method is not None else False
     if config.cache:
         found = latents.fill(cache_dir, config.flip, progress)
         if class_items:
             class_latents.fill(cache_dir, False, progress)
         log.event("message", text=f"latents {'read from cache' if found else 'cached'}")
-        if not method.trains_text and not config.shuffle_captions:
-            texts = TextEmbeddings(parts)
-            texts.fill(cache_dir, [method.caption(i.caption) for i in items + class_items])
+        if not trains_text and not config.shuffle_captions:
+            texts = TextEmbeddings(parts, config.max_sequence_length)
+            texts.fill(cache_dir, [caption(i.caption) for i in items + class_items])
+    if staged:
+        remember_prompts(parts, [caption(p) for p in config.prompts()], config.max_sequence_length)
+        parts.drop_text_encoders()
+        log.event("message", text=f"text encoders unloaded; loading the transformer ({config.base_precision})")
+        load_denoiser(store, parts, device, config.base_precision)
+        method = make_method(parts, config)
 
-    # 4. Optimizer and learning-rate schedule
+    # 4. Memory: frozen weights in half precision under mixed precision, checkpointing, the objective
+    if config.mixed_precision != "no":
+        keep_frozen_in(parts, torch.float16 if config.mixed_precision == "fp16" else torch.bfloat16,
+                       lora=config.method == "lora", trains_text=method.trains_text,
+                       trains_denoiser=config.method != "textual-inversion")
+    if not parts.spec.flow:
+        parts.unet.to(memory_format=torch.channels_last)  # faster convolutions on CPUs (oneDNN) and GPUs alike
+    if config.gradient_checkpointing:
+        parts.denoiser.enable_gradient_checkpointing()
+        for encoder in parts.text_encoders if method.trains_text else []:
+            encoder.gradient_checkpointing_enable()
+    objective = make_objective(parts, config)
+    fileio.write_json(Path(run_dir) / "denoiser_config.json", dict(parts.denoiser.config))
+
+    # 5. Optimizer and learning-rate schedule
     from diffusers.optimization import get_scheduler
 
     per_epoch = data.steps_per_epoch(items, repeats=config.repeats, batch_size=config.batch_size,
@@ -182,12 +126,12 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     schedule = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps,
                              num_training_steps=total, num_cycles=config.lr_cycles)
     trained = {name: accelerator.prepare(module) for name, module in method.modules().items()}
-    unet = trained.get("unet", parts.unet)
+    denoiser = trained.get(parts.spec.denoiser, parts.denoiser)
     encoders = [trained.get(prefix, e) for prefix, e in zip(TEXT_PREFIXES, parts.text_encoders)]
     optimizer = accelerator.prepare(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
-    # 5. Resume from the last complete checkpoint
+    # 6. Resume from the last complete checkpoint
     step, history = 0, {"epoch_loss": {}, "validations": []}
     ckpt = checkpoints.latest_checkpoint(run_dir) if resume else None
     if ckpt is not None:
@@ -199,7 +143,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             accelerator.scaler.load_state_dict(state["scaler"])
         step, history = ckpt.step, state["history"]
         log.event("message", text=f"resumed from step {step}")
-        for changed in _take_new_learning_rates(optimizer, schedule, method.param_groups()):
+        for changed in take_new_learning_rates(optimizer, schedule, method.param_groups()):
             log.event("message", text=changed)
     validate_reference = None
     if config.validation_every and config.prompts():
@@ -215,30 +159,28 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         """A checkpoint, but only of finite weights: the one kept is always one a resume can go on from."""
         weights = method.state()
         if not checkpoints.all_finite(weights):
-            raise TrainingDiverged(_diverged(f"the weights became NaN or infinite at step {step}", run_dir, config))
+            raise TrainingDiverged(diverged(f"the weights became NaN or infinite at step {step}", run_dir, config))
         training = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history,
                     "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None}
         if accelerator.is_main_process:
             checkpoints.save_checkpoint(run_dir, step, epoch_done, weights, training, {"total": total})
 
-    def conditioning(samples, sizes, target, loader, generator):
-        """Latents (B, 4, h, w) sampled from the cached distribution, text (B, 77, D), SDXL's added inputs."""
+    def micro_loss(samples, sizes, target, loader, generator):
+        """One micro-batch's loss: latents sampled from their cached distribution, (latent - shift) * scale as
+        the VAE's family wants them, the captions' conditioning, and the family's objective."""
         mean, std = loader.batch([s.index for s in samples], [s.flip for s in samples])
         captions = [method.caption(s.caption) for s in samples]
-        if texts is not None:
-            hidden, pooled = texts.batch(captions)
-            hidden = hidden.to(device)
-        else:
-            hidden, pooled = encode_text(parts, captions, encoders)
+        cond = texts.batch(captions) if texts is not None else encode_text(parts, captions, encoders,
+                                                                        config.max_sequence_length)
         eps = torch.randn(mean.shape, generator=generator)
-        lat = ((mean + std * eps) * parts.vae_scale).to(device, memory_format=torch.channels_last)
-        added = None
-        if parts.sdxl:
-            added = {"text_embeds": pooled.to(device),
-                     "time_ids": time_ids([sizes[s.index] for s in samples], target, device)}
-        return lat, hidden, added
+        lat = ((mean + std * eps - parts.vae_shift) * parts.vae_scale).to(device)
+        if not parts.spec.flow:
+            lat = lat.to(memory_format=torch.channels_last)
+        error, weight = objective.loss_map(denoiser, lat, cond, [sizes[s.index] for s in samples], target,
+                                           generator, accelerator.autocast)
+        return reduce(error, weight)
 
-    # 6. The loop: epochs of micro-batches, `grad_accum` of them per optimizer step
+    # 7. The loop: epochs of micro-batches, `grad_accum` of them per optimizer step
     started, start_step = time.perf_counter(), step
     log.status("running", total_steps=total, epochs=epochs, steps_per_epoch=per_epoch)
     for module in trained.values():
@@ -258,20 +200,17 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                 torch.manual_seed(config.seed * 1_000_003 + micro)  # LoRA dropout draws from the global generator
                 generator = torch.Generator().manual_seed(config.seed * 1_000_003 + micro)
                 target = items[samples[0].index].bucket(config.resolution, config.buckets)
-                lat, hidden, added = conditioning(samples, latents.sizes, target, latents, generator)
-                loss = diffusion_loss(unet, parts, lat, hidden, added, generator, config, accelerator.autocast)
+                loss = micro_loss(samples, latents.sizes, target, latents, generator)
                 if class_items:  # prior preservation: the class images keep what the base knew
                     n = len(class_items)
                     prior = [data.Sample((micro * len(samples) + i) % n, False, config.class_prompt)
                              for i in range(len(samples))]
                     sizes = {s.index: class_latents.sizes.get(s.index, (config.resolution,) * 2 + (0, 0)) for s in prior}
-                    c_lat, c_hidden, c_added = conditioning(prior, sizes, (config.resolution,) * 2, class_latents,
-                                                             generator)
-                    loss = loss + config.prior_loss_weight * diffusion_loss(
-                        unet, parts, c_lat, c_hidden, c_added, generator, config, accelerator.autocast)
+                    loss = loss + config.prior_loss_weight * micro_loss(prior, sizes, (config.resolution,) * 2,
+                                                                        class_latents, generator)
                 if not torch.isfinite(loss):
-                    raise TrainingDiverged(_diverged(f"the loss became {loss.item()} at step {step + 1}", run_dir,
-                                                     config))
+                    raise TrainingDiverged(diverged(f"the loss became {loss.item()} at step {step + 1}", run_dir,
+                                                    config))
                 accelerator.backward(loss / config.grad_accum)
                 step_loss += loss.item() / config.grad_accum
             accelerator.clip_grad_norm_(params, MAX_GRAD_NORM)
@@ -293,7 +232,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                 save(epoch)
                 raise Cancelled(f"cancelled at step {step}; resume continues from there")
 
-        # 7. Epoch end: loss, checkpoint and epoch weights (every save_every epochs), validation grid and scores
+        # 8. Epoch end: loss, checkpoint and epoch weights (every save_every epochs), validation grid and scores
         history["epoch_loss"][str(epoch + 1)] = sum(losses) / len(losses) if losses else None
         stopping = step < total and should_stop()
         if (epoch + 1) % config.save_every == 0 or step >= total or stopping:
@@ -314,7 +253,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         if stopping:
             raise Cancelled(f"cancelled after epoch {epoch + 1}; resume continues from there")
 
-    # 8. Export the final weights where Generate, A1111 and ComfyUI find them
+    # 9. Export the final weights where Generate, A1111 and ComfyUI find them
     files = []
     if accelerator.is_main_process:
         files = export.export_final(method, parts, config, settings.models_dir, Path(run_dir), facts.header(step, epochs))

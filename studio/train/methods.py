@@ -1,4 +1,5 @@
-"""What each method trains: LoRA adapters (peft), the whole UNet (DreamBooth), or a new token's embedding (TI).
+"""What each method trains: LoRA adapters (peft), the whole denoiser (DreamBooth: UNet, or FLUX's transformer), or
+a new token's embedding (TI).
 
 Each method names its trainable parameters, gives and takes their state (checkpoints, epoch weights, export),
 and may fix things up after an optimizer step.
@@ -20,6 +21,15 @@ _ATTENTION = (["to_q", "to_k", "to_v", "to_out.0"], ["q_proj", "k_proj", "v_proj
 _TRANSFORMER = (_ATTENTION[0] + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"], _ATTENTION[1] + ["fc1", "fc2"])
 _RESNET = ["conv1", "conv2", "conv_shortcut", "time_emb_proj", "downsamplers.0.conv", "upsamplers.0.conv"]
 LORA_TARGETS = {"attention": _ATTENTION, "transformer": _TRANSFORMER, "all": (_TRANSFORMER[0] + _RESNET, _TRANSFORMER[1])}
+# FLUX.1's transformer (by regex: peft matches suffixes, and a bare "proj_out" would also take the final layer):
+# attention: the joint attention's projections in double and single blocks; transformer/all: every linear layer
+# of every block, the modulations too, as kohya's networks.lora_flux (and so Forge and ComfyUI) train.
+_FLUX_ATTENTION = (r".*transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|"
+                   r"to_add_out)")
+_FLUX_ALL = (r".*(transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|"
+             r"to_add_out)|ff\.net\.(0\.proj|2)|ff_context\.net\.(0\.proj|2)|norm1\.linear|norm1_context\.linear)"
+             r"|single_transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v)|proj_mlp|proj_out|norm\.linear))")
+FLUX_LORA_TARGETS = {"attention": _FLUX_ATTENTION, "transformer": _FLUX_ALL, "all": _FLUX_ALL}
 TEXT_PREFIXES = ("text_encoder", "text_encoder_2")
 
 
@@ -31,22 +41,25 @@ class LoraMethod:
         self.parts, self.config = parts, config
         self.trains_text = config.text_encoder_lr > 0
         unet_targets, text_targets = LORA_TARGETS[config.lora_layers]
+        if parts.spec.flow:
+            unet_targets = FLUX_LORA_TARGETS[config.lora_layers]
         torch.manual_seed(config.seed)  # peft draws lora_A from the global generator
-        parts.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                          init_lora_weights="gaussian", target_modules=unet_targets))
+        parts.denoiser.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                              init_lora_weights="gaussian", target_modules=unet_targets))
         if self.trains_text:
             for encoder in parts.text_encoders:
                 encoder.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                                                init_lora_weights="gaussian", target_modules=text_targets))
 
     def modules(self) -> dict:
-        found = {"unet": self.parts.unet}
+        found = {self.parts.spec.denoiser: self.parts.denoiser}
         if self.trains_text:
             found.update(zip(TEXT_PREFIXES, self.parts.text_encoders))
         return found
 
     def param_groups(self) -> list[dict]:
-        groups = [{"params": [p for p in self.parts.unet.parameters() if p.requires_grad], "lr": self.config.unet_lr}]
+        groups = [{"params": [p for p in self.parts.denoiser.parameters() if p.requires_grad],
+                   "lr": self.config.unet_lr}]
         if self.trains_text:
             params = [p for e in self.parts.text_encoders for p in e.parameters() if p.requires_grad]
             groups.append({"params": params, "lr": self.config.text_encoder_lr})
@@ -77,19 +90,19 @@ class DreamBoothMethod:
     def __init__(self, parts: Parts, config: RunConfig):
         self.parts, self.config = parts, config
         self.trains_text = config.text_encoder_lr > 0
-        parts.unet.requires_grad_(True)
+        parts.denoiser.requires_grad_(True)
         if self.trains_text:
             for encoder in parts.text_encoders:
                 encoder.requires_grad_(True)
 
     def modules(self) -> dict:
-        found = {"unet": self.parts.unet}
+        found = {self.parts.spec.denoiser: self.parts.denoiser}
         if self.trains_text:
             found.update(zip(TEXT_PREFIXES, self.parts.text_encoders))
         return found
 
     def param_groups(self) -> list[dict]:
-        groups = [{"params": list(self.parts.unet.parameters()), "lr": self.config.unet_lr}]
+        groups = [{"params": list(self.parts.denoiser.parameters()), "lr": self.config.unet_lr}]
         if self.trains_text:
             groups.append({"params": [p for e in self.parts.text_encoders for p in e.parameters()],
                            "lr": self.config.text_encoder_lr})

@@ -1,10 +1,20 @@
-"""The base model's parts a run trains with (from the model store, in memory), text encoding and validation pipelines."""
+"""The base model's parts a run trains with (from the model store, in memory): its denoiser, text encoding (cached
+or live), latents' scale and shift, and the validation pipeline. What differs by family comes from its FamilySpec."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from studio.models.refs import Family
+from studio.models.families import Family, denoiser, has_distilled_guidance
+
+
+@dataclass
+class Conditioning:
+    """What a prompt conditions the denoiser with, per family. hidden (B, T, D): SD's CLIP states (SDXL: both
+    encoders side by side), FLUX's T5 states. pooled (B, P): SDXL's second CLIP, FLUX's CLIP-L; None for SD 1.x."""
+
+    hidden: object
+    pooled: object = None
 
 
 @dataclass
@@ -12,10 +22,20 @@ class Parts:
     base_id: str
     family: Family
     pipe: object  # the base txt2img pipeline; its modules are the ones trained
-    noise_scheduler: object  # DDPMScheduler with the base's noise schedule
+    # Prompts encoded before the text encoders were let go (FLUX: T5 never stays for the steps), by prompt.
+    encoded: dict = field(default_factory=dict)
+    denoiser_config: object = None  # the denoiser's config, known before its weights are (FLUX loads them last)
 
     @property
-    def unet(self):
+    def spec(self):
+        return self.family.spec
+
+    @property
+    def denoiser(self):
+        return denoiser(self.pipe)
+
+    @property
+    def unet(self):  # SD families' name for the denoiser
         return self.pipe.unet
 
     @property
@@ -39,47 +59,107 @@ class Parts:
         return self.vae.config.scaling_factor
 
     @property
+    def vae_shift(self) -> float:
+        """FLUX's VAE latents are shifted before scaling; SD's are not."""
+        return getattr(self.vae.config, "shift_factor", None) or 0.0
+
+    @property
     def vae_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    @property
+    def distilled_guidance(self) -> bool:
+        """FLUX.1-dev takes a guidance input; schnell does not."""
+        if getattr(self.pipe, "transformer", "absent") is None:  # not loaded yet
+            return bool(self.denoiser_config.get("guidance_embeds", False))
+        return has_distilled_guidance(self.pipe)
 
-def load_parts(store, model_id: str, device: str) -> Parts:
-    """Load the base through the store in float32 (trained weights stay fp32; autocast handles mixed precision)."""
+    def sequence_length(self, asked: int) -> int:
+        """FLUX's T5 tokens per caption: `asked`, else 512 for dev and 256 for schnell."""
+        return asked or (512 if self.distilled_guidance else 256)
+
+    def drop_text_encoders(self) -> None:
+        """Let the text encoders go (every caption and validation prompt is encoded): FLUX's T5-XXL alone is 9 GB."""
+        import gc
+
+        self.pipe.text_encoder = None
+        if hasattr(self.pipe, "text_encoder_2"):
+            self.pipe.text_encoder_2 = None
+        gc.collect()
+
+
+def load_parts(store, model_id: str, device: str, *, base_precision: str = "auto", without_denoiser: bool = False
+               ) -> Parts:
+    """Load the base through the store in float32 (trained weights stay fp32; autocast handles mixed precision).
+    `without_denoiser`: FLUX's text encoders and VAE first, the transformer later (load_denoiser), so the two
+    never fill the GPU together."""
     import torch
-    from diffusers import DDPMScheduler
+
+    from studio.models.families import family_of_pipeline
 
     ref = store.resolve(model_id)
-    pipe = store.load_base(ref, dtype=torch.float32, device=device)
-    family = ref.family or (Family.SDXL if hasattr(pipe, "text_encoder_2") else Family.SD1)
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    for module in (pipe.unet, pipe.vae, *[m for m in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if m]):
+    skip = ("transformer",) if without_denoiser and ref.family == Family.FLUX and ref.kind != "file" else ()
+    pipe = store.load_base(ref, dtype=torch.float32, device=device, without=skip)
+    parts = Parts(model_id, ref.family or family_of_pipeline(pipe), pipe,
+                  denoiser_config=store.load_denoiser_config(ref) if skip else None)
+    for module in [*parts.text_encoders, pipe.vae] + ([] if skip else [parts.denoiser]):
         module.requires_grad_(False)
-    return Parts(model_id, family, pipe, noise_scheduler)
+    if not skip and base_precision != "auto":
+        store.store_frozen(parts.denoiser, base_precision, device)
+    return parts
 
 
-def keep_frozen_in(parts: Parts, dtype, *, lora: bool, trains_text: bool, trains_unet: bool) -> None:
+def load_denoiser(store, parts: Parts, device: str, base_precision: str) -> None:
+    """Load FLUX's transformer into `parts` (after its captions were encoded), stored as `base_precision` asks."""
+    if getattr(parts.pipe, "transformer", "absent") is not None:
+        return
+    transformer = store.load_denoiser(store.resolve(parts.base_id), device=device, base_precision=base_precision)
+    transformer.requires_grad_(False)
+    parts.pipe.transformer = transformer
+
+
+def keep_frozen_in(parts: Parts, dtype, *, lora: bool, trains_text: bool, trains_denoiser: bool) -> None:
     """With mixed precision, weights that do not train are kept in `dtype` (half the memory, as diffusers' scripts
-    do); trained weights, LoRA layers included, stay float32 so small updates are not lost to rounding."""
+    do); trained weights, LoRA layers included, stay float32 so small updates are not lost to rounding. A denoiser
+    already stored small (fp8, int8, nf4) is left as it is."""
     import torch
     from diffusers.training_utils import cast_training_params
 
-    if not parts.sdxl:  # SDXL's VAE overflows in fp16; SD 1.x's does not
+    if not parts.sdxl:  # SDXL's VAE overflows in fp16; SD 1.x's and FLUX's do not
         parts.vae.to(dtype)
     for encoder in parts.text_encoders:
         if not trains_text or lora:
             encoder.to(dtype)
             cast_training_params(encoder, torch.float32)
-    if lora or not trains_unet:
-        parts.unet.to(dtype)
-        cast_training_params(parts.unet, torch.float32)
+    if (lora or not trains_denoiser) and not _quantized(parts.denoiser):
+        parts.denoiser.to(dtype)
+        cast_training_params(parts.denoiser, torch.float32)
 
 
-def encode_text(parts: Parts, captions: list[str], encoders: list | None = None):
-    """Text conditioning for `captions`: hidden states (B, 77, D) and, for SDXL, pooled embeddings (B, P).
-    `encoders` replaces the text encoders (their multi-GPU wrappers, so gradients are shared)."""
+def _quantized(module) -> bool:
+    """Whether the store stored `module` small (ModelLoading.store_frozen records how)."""
+    return getattr(module, "studio_precision", "auto") in ("fp8", "int8", "nf4")
+
+
+def encode_text(parts: Parts, captions: list[str], encoders: list | None = None,
+                max_sequence_length: int = 0) -> Conditioning:
+    """Text conditioning for `captions`. `encoders` replaces the text encoders (their multi-GPU wrappers, so
+    gradients are shared). Prompts encoded earlier (Parts.encoded) come from there."""
     import torch
 
-    device = parts.unet.device
+    if all(c in parts.encoded for c in captions):
+        rows = [parts.encoded[c] for c in captions]
+        pooled = torch.stack([r.pooled for r in rows]) if rows[0].pooled is not None else None
+        return Conditioning(torch.stack([r.hidden for r in rows]), pooled)
+    if not parts.text_encoders:
+        raise ValueError(f"caption {captions[0]!r} was not encoded before the text encoders were unloaded")
+    if parts.spec.flow:  # FLUX: T5 states and CLIP-L's pooled output, as its pipeline encodes them
+        with torch.no_grad():
+            hidden, pooled, _ = parts.pipe.encode_prompt(
+                prompt=captions, prompt_2=None, device=parts.text_encoders[0].device,
+                max_sequence_length=parts.sequence_length(max_sequence_length))
+        return Conditioning(hidden, pooled)
+    device = parts.text_encoders[0].device
     hidden, pooled = [], None
     for tokenizer, encoder in zip(parts.tokenizers, encoders or parts.text_encoders):
         ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
@@ -90,7 +170,16 @@ def encode_text(parts: Parts, captions: list[str], encoders: list | None = None)
             pooled = out[0]  # the second encoder's projected pooled output (B, P)
         else:
             hidden.append(encoder(ids)[0])  # (B, 77, D)
-    return torch.cat(hidden, dim=-1), pooled
+    return Conditioning(torch.cat(hidden, dim=-1), pooled)
+
+
+def remember_prompts(parts: Parts, prompts: list[str], max_sequence_length: int = 0) -> None:
+    """Encode `prompts` now (validation prompts, before the text encoders go) and keep them in Parts.encoded."""
+    for prompt in dict.fromkeys(prompts):
+        if prompt not in parts.encoded:
+            cond = encode_text(parts, [prompt], max_sequence_length=max_sequence_length)
+            parts.encoded[prompt] = Conditioning(cond.hidden[0].detach(), None if cond.pooled is None
+                                                 else cond.pooled[0].detach())
 
 
 def time_ids(size_info: list[tuple[int, int, int, int]], target: tuple[int, int], device):

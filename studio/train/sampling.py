@@ -33,19 +33,34 @@ def best_epoch(scores: list[tuple[int, list[float | None]]]) -> int | None:
 
 
 def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: float, caption_fn):
+    """One picture of `prompt` with the modules being trained. `cfg` 0: the family's guidance (CFG 7 for SD;
+    FLUX.1-dev's distilled 3.5, schnell none). A prompt encoded before the text encoders went is passed encoded."""
     import torch
+
+    from studio.models.families import DISTILLED_CFG
 
     pipe = validation_pipeline(parts)
     generator = torch.Generator("cpu").manual_seed(seed)
-    modules = [parts.unet, *parts.text_encoders]
+    modules = [parts.denoiser, *parts.text_encoders]
     was_training = [m.training for m in modules]
     for m in modules:  # LoRA dropout is off while sampling
         m.eval()
-    half = parts.unet.dtype if parts.unet.dtype in (torch.float16, torch.bfloat16) else None
+    text = caption_fn(prompt)
+    if parts.spec.flow:
+        kwargs = dict(guidance_scale=(cfg or DISTILLED_CFG) if parts.distilled_guidance else 0.0)
+        if text in parts.encoded:
+            encoded = parts.encoded[text]
+            kwargs.update(prompt_embeds=encoded.hidden[None], pooled_prompt_embeds=encoded.pooled[None])
+        else:
+            kwargs.update(prompt=text)
+    else:
+        kwargs = dict(prompt=text, guidance_scale=cfg or parts.spec.default_cfg)
+    dtype = next(parts.denoiser.parameters()).dtype
+    half = dtype if dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
-        with torch.no_grad(), torch.autocast(parts.unet.device.type, dtype=half, enabled=half is not None):
-            image = pipe(caption_fn(prompt), num_inference_steps=steps, guidance_scale=cfg, width=size, height=size,
-                         generator=generator, output_type="pil").images[0]
+        with torch.no_grad(), torch.autocast(parts.denoiser.device.type, dtype=half, enabled=half is not None):
+            image = pipe(num_inference_steps=steps, width=size, height=size, generator=generator, output_type="pil",
+                         **kwargs).images[0]
     finally:
         for m, mode in zip(modules, was_training):
             m.train(mode)

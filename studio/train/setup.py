@@ -1,0 +1,70 @@
+"""What a run sets up around its steps: the accelerator (autocast, fp16 scaling, multi-GPU), the optimizer, a
+resumed run's new learning rates, and the words for a run that diverged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from studio.train import checkpoints
+from studio.train.config import RunConfig
+from studio.train.runlog import RunLog
+
+MAX_GRAD_NORM = 1.0
+
+
+class TrainingDiverged(Exception):
+    """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
+
+
+def diverged(what: str, run_dir: Path, config: RunConfig) -> str:
+    last = checkpoints.latest_checkpoint(run_dir)
+    kept = f"the checkpoint of step {last.step} is kept (its weights are finite)" if last else "no checkpoint yet"
+    return f"{what}; stopped, {kept}. Lower the learning rate (now {config.unet_lr:g}) and resume or start again."
+
+
+def take_new_learning_rates(optimizer, schedule, asked: list[dict]) -> list[str]:
+    """After a resume restored the optimizer and schedule, use the learning rates the run asks for now (a resume
+    may change lr): the schedule goes on from where it was, at the new base rate. Returns what changed, in words."""
+    said = []
+    for i, (group, want) in enumerate(zip(optimizer.param_groups, asked)):
+        had = schedule.base_lrs[i]
+        if abs(had - want["lr"]) > 1e-12 * max(abs(had), 1.0):
+            schedule.base_lrs[i] = group["initial_lr"] = want["lr"]
+            group["lr"] = want["lr"] * schedule.lr_lambdas[i](schedule.last_epoch)
+            said.append(f"learning rate {want['lr']:g} from step {schedule.last_epoch} on (it was {had:g})")
+    return said
+
+
+def make_optimizer(groups: list[dict], config: RunConfig, device: str, log: RunLog):
+    """AdamW; 8-bit AdamW (bitsandbytes) when asked for and both bitsandbytes and a CUDA GPU are present."""
+    import importlib.util
+
+    import torch
+
+    if config.optimizer == "adamw8bit":
+        if device.startswith("cuda") and importlib.util.find_spec("bitsandbytes") is not None:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(groups, weight_decay=1e-2)
+        log.event("message", text="8-bit AdamW needs bitsandbytes and a CUDA GPU; using AdamW")
+    return torch.optim.AdamW(groups, weight_decay=1e-2)
+
+
+def make_accelerator(config: RunConfig, device: str):
+    """accelerate handles autocast, fp16 loss scaling and, under `accelerate launch`, DDP across GPUs."""
+    import os
+
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"`device` is {device!r} but torch sees no CUDA GPU")
+    if config.mixed_precision == "fp16" and not device.startswith("cuda"):
+        raise ValueError(f"`mixed_precision` fp16 needs a CUDA GPU but the device is {device!r}; use bf16 or no")
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # accelerate keeps one global state per process; a second run in the same process (tests, notebooks)
+        # with another precision would be refused, so a single-process run starts from a clean state
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    return Accelerator(mixed_precision=config.mixed_precision, cpu=device == "cpu")
