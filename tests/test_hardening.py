@@ -176,7 +176,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(settings, monkeypatch
                  "--model", "builtin:tiny", "--prompt", "a dog", "--steps", "2", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert f"could not write 00000-" in err[0] and f"in {out}: no space left on the disk" in err[0]
+    assert "could not write 00000-" in err[0] and f"in {out}: no space left on the disk" in err[0]
     assert list(out.iterdir()) == []  # no 0-byte PNG, no temporary file
 
 
@@ -206,7 +206,6 @@ def test_real_full_and_read_only_disks(settings, tmp_path, options, reason, caps
 
 
 def test_a_checkpoint_that_cannot_be_written_fails_the_run_in_one_line(studio, monkeypatch):
-    from studio.train import checkpoints
 
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
 
