@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from studio.faces import face_distance
 from studio.mine.group import Member, Rules, SimGroup
 
 
@@ -116,6 +117,7 @@ def test_running_sums_decide_as_a_naive_recomputation(seed):
     assert (decisions, [m.index for m in group.members], dropped) == expected
     assert decisions.count("admitted") > 10 and dropped  # the case is not trivial
     members = np.stack([encodings[m.index] for m in group.members])
+    assert np.array_equal(group.distances(encodings[0]), face_distance(members, encodings[0]))  # to the last bit
     pairwise = np.linalg.norm(members[:, None] - members[None], axis=2)  # (M, M)
     np.testing.assert_allclose(group.mean_to_rest(), pairwise.sum(1) / (len(members) - 1), rtol=1e-12)
     assert group.mean_distance == pytest.approx(pairwise.sum() / (len(members) * (len(members) - 1)), rel=1e-12)
