@@ -136,6 +136,19 @@ def test_a_drifting_seed_is_dropped_when_the_rules_say_so(mining_studio, morphs)
     assert pinned["counts"]["encoded"] == 0 and pinned["counts"]["cached"] == 4
 
 
+def test_a_seed_face_the_user_gives_founds_the_group(mining_studio, mixed, tmp_path):
+    studio = mining_studio
+    face = tmp_path / "her.jpg"
+    hopper_variants(4)[3].save(face, quality=90)  # a fourth Grace Hopper, not in the folder
+    request = MiningRequest("from-seed", candidates=mixed, seed_face=str(face))
+    mine(studio, request, mining_folder(studio.settings, "from-seed"))
+    report = report_of(studio, "from-seed")
+    assert [m["source"] for m in report["members"]] == ["seed face her.jpg", "01-hopper.jpg", "05-hopper.jpg",
+                                                        "08-hopper.jpg"]
+    assert report["members"][0]["file"] == "images/seed-face.jpg" and report["counts"]["seed"] == 1
+    assert report["counts"]["rejected"] == 6 and report["counts"]["candidates"] == 11  # the astronauts, blurred too
+
+
 def test_stop_crash_and_continue_give_the_same_group_as_one_uninterrupted_run(mining_studio, mixed, morphs,
                                                                               tmp_path, monkeypatch):
     studio = mining_studio
@@ -150,7 +163,10 @@ def test_stop_crash_and_continue_give_the_same_group_as_one_uninterrupted_run(mi
     calls = iter(range(1000))
     with pytest.raises(Cancelled):
         mine(studio, MiningRequest("parts", candidates=both), parts_folder, should_stop=lambda: next(calls) >= 5)
-    assert report_of(studio, "parts")["counts"]["candidates"] == 5 and report_of(studio, "parts")["ended"] == "cancelled"
+    stopped = report_of(studio, "parts")
+    assert stopped["counts"]["candidates"] == 5 and stopped["ended"] == "cancelled"
+    with pytest.raises(ValueError, match="holds mining job 'parts' with other candidates or rules"):
+        mine(studio, MiningRequest("parts", candidates=both, tolerance=0.45), parts_folder)
 
     # 2. A crash in the middle of the ninth: its picture written and its face admitted in memory, nothing recorded;
     #    and a line half written when the process died

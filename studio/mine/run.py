@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from studio import fileio
 from studio.data.facecache import DetectSettings, FaceCache
 from studio.data.ingest import Refused, SourceFile, collect, load_image
 from studio.faces.detect import main_face
-from studio import fileio
-from studio.fileio import write_bytes
 from studio.jobs import JobLog
 from studio.mine import disk
 from studio.mine.disk import ENCODINGS, EVENTS, KEPT, MiningState
@@ -178,7 +177,7 @@ class _Miner:
         started = time.perf_counter()
         if verdict.decision in KEPT:
             record["file"] = picture
-            write_bytes(self.folder / picture, data)
+            fileio.write_bytes(self.folder / picture, data)
             disk.write_face(self.folder, picture, image, face)
         self.encodings.event("face", step=self.state.step, index=c.index, sha256=sha256,
                              encoding=[float(v) for v in face.encoding])
@@ -289,8 +288,8 @@ def _decided_sources(folder: Path) -> set[str]:
 
 
 def _seed_face_path(folder: Path, seed_face: str) -> Path:
-    """A seed face the job keeps in its folder (jobs.start_mining copies it there), else a path."""
-    path = folder / seed_face if not Path(seed_face).is_absolute() else Path(seed_face)
-    if not path.is_file():
-        raise ValueError(f"`seed_face` {seed_face!r} is not a picture file")
-    return path
+    """The seed face the job keeps in its folder (start_mining copies it there), else a path to a picture."""
+    for path in (folder / seed_face, Path(seed_face).expanduser()):
+        if path.is_file():
+            return path
+    raise ValueError(f"`seed_face` {seed_face!r} is not a picture file")
