@@ -70,6 +70,8 @@ def test_ctrl_c_stops_the_child_and_exits_130(settings, photos, monkeypatch, cap
     (["--name", "x", "--prompt", "a", "--candidates", "d"], "not allowed with argument"),
     (["--name", "x", "--prompt", "a", "--near-miss", "0.3"], "`near_miss` must be at least the tolerance"),
     (["--name", "x", "--to-dataset", "d"], "`--trigger` is required with --to-dataset"),
+    (["--name", "x", "--to-dataset", "d", "--trigger", "ohwx", "--prompt", "a"], "it takes no --prompt"),
+    (["--name", "x", "--prompt", "a", "--trigger", "ohwx"], "`--trigger` and `--size` go with --to-dataset"),
     (["--name", "x", "--resume", "--tolerance", "0.5"], "only --target, --max-candidates and --max-minutes can "
                                                          "change, not --tolerance"),
     (["--name", "nothing", "--resume"], "has no mining job to continue"),

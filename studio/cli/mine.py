@@ -77,12 +77,18 @@ def request_from_args(args):
 def run(args, studio) -> int:
     from studio.mine import jobs
 
+    mining_flags = [*_FIELDS, "lora", "embedding", "no_recheck", "pin_seed", "max_minutes"]
     if args.to_dataset is not None:
+        others = _given(args, [*mining_flags, "resume"])
+        if others:
+            raise ValueError(f"--to-dataset writes the group of job --name as it stands; it takes no "
+                             f"{', '.join(others)}")
         return _to_dataset(args, studio)
+    if args.trigger is not None or args.size is not None:
+        raise ValueError("`--trigger` and `--size` go with --to-dataset DATASET")
     started = time.time()
     if args.resume:
-        others = _given(args, [f for f in (*_FIELDS, "lora", "embedding", "no_recheck", "pin_seed")
-                               if f not in _RESUMABLE])
+        others = _given(args, [f for f in mining_flags if f not in _RESUMABLE])
         if others:
             raise ValueError(f"a continued mining job keeps its candidates and rules: only --target, --max-candidates "
                              f"and --max-minutes can change, not {', '.join(others)}")
