@@ -23,7 +23,6 @@ def photos(tmp_path):
     return folder
 
 
-@pytest.mark.slow  # the child imports torch and loads builtin:tiny (building it when no test did before)
 def test_a_prompt_is_mined_in_a_child_and_faces_not_found_are_counted(settings, capsys):
     code = main(cli(settings, "--name", "amari", "--prompt", "a photo of a young woman, portrait", "--model",
                     "builtin:tiny", "--steps", "2", "--tolerance", "0.4", "--target", "300", "--max-candidates", "3"))
