@@ -61,20 +61,22 @@ def test_start_watch_stop_and_to_dataset_through_the_api(studio, tmp_path):
     try:
         client = Client(app.local_url, verbose=False)
         job, line = client.predict(name_="api-job", source_="Folder", folder_=str(photos), seed_face_=None,
-                                   api_name="/mine_start")
+                                   target_=50, max_minutes_=2, api_name="/mine_start")
         assert line.startswith("api-job: starting")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            text, faces, plot = client.predict("api-job", api_name="/mine_status")
+            text, faces, plot, target, max_candidates, max_minutes = client.predict("api-job",
+                                                                                   api_name="/mine_status")
             if "api-job: done" in text or "failed" in text or "stopped" in text:
                 break
             time.sleep(0.5)
         assert "**api-job: done** (every picture in the folder was looked at)" in text, text
-        assert "4 candidates" in text and "rejected 1" in text and "**group 3 of 300**, mean distance 0.1" in text
+        assert "4 candidates" in text and "rejected 1" in text and "**group 3 of 50**, mean distance 0.1" in text
         assert [f["caption"] for f in faces] == ["astro-0.jpg (seed)"] + [
             f"astro-{i}.jpg ({d:.3f})" for i, d in ((1, _distance(studio, 1)), (2, _distance(studio, 2)))]
         assert plot["data"] == [[0, 1], [1, 2], [2, 3], [3, 3]]  # group size after each candidate that changed it
         assert plot["datatypes"] == {"candidate": "quantitative", "group size": "quantitative"}
+        assert (target, max_candidates, max_minutes) == (50, 0, 2)  # the job's own, for Continue
         assert client.predict("api-job", api_name="/mine_cancel").startswith("api-job: done")  # nothing to stop
         message = client.predict("api-job", "api-set", "ohwx", "person", api_name="/mine_to_dataset")
         assert message.startswith("Dataset **api-set** written (3 pictures")

@@ -99,7 +99,8 @@ def build(ctx: TabContext) -> TabRefresh:
                                          "max_minutes_": max_minutes}, {"status": status_md},
          api_name="mine_resume", gpu=True)
     bind(ctx, cancel_btn.click, cancel, {"job": job}, {"status": status_md}, api_name="mine_cancel")
-    views = {"status": status_md, "faces": faces, "plot": size_plot, "seen": seen}
+    views = {"status": status_md, "faces": faces, "plot": size_plot, "seen": seen, "job_target": target,
+             "job_max_candidates": max_candidates, "job_max_minutes": max_minutes}
     bind(ctx, job.change, status, {"job": job, "last": gr.State(None)}, views, api_name="mine_status")
     bind(ctx, timer.tick, status, {"job": job, "last": seen}, views, api_name=False, show_progress="hidden")
     bind(ctx, dataset_btn.click, to_dataset, {"job": job, "dataset_": dataset, "trigger_": trigger,
@@ -167,7 +168,11 @@ def status(ctx: TabContext, v):
     key = [v.job, current.state, current.step, len(current.messages)]
     if key == v.last:
         return {}
-    return {**status_views(current), "seen": key}
+    views = {**status_views(current), "seen": key}
+    if v.last is None or v.last[0] != v.job:  # a job was picked: Continue starts from its own target and budgets
+        r = current.request
+        views.update(job_target=r.target, job_max_candidates=r.max_candidates, job_max_minutes=r.max_seconds / 60)
+    return views
 
 
 def to_dataset(ctx: TabContext, v, progress):
