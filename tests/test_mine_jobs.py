@@ -78,7 +78,12 @@ def test_a_failing_job_says_why(studio, tmp_path):
     assert status.state == "failed" and "`seed_face` seed face seed-face-upload.png shows no face" in status.message
     with pytest.raises(ValueError, match="has no mining job to continue"):
         resume_mining(studio, "never")
-    with pytest.raises(ValueError, match="`candidates` '/no/such/folder' is not a folder"):
+    with pytest.raises(ValueError, match="`candidates` '/no/such/folder' not found"):
         start_mining(studio, MiningRequest("x", candidates="/no/such/folder"))
     with pytest.raises(ValueError, match="not found"):
         start_mining(studio, MiningRequest("x", prompt="a face", model="/no/such/model.safetensors"))
+    # the web studio takes the folders it lists (datasets), never a path on the server
+    with pytest.raises(ValueError, match="`candidates` 'photos' not found: it is not a dataset in"):
+        start_mining(studio.for_web(), MiningRequest("web", candidates=str(photos).replace(str(tmp_path) + "/", "")))
+    with pytest.raises(ValueError, match=f"`candidates` '{photos}' not found: it is not a dataset in"):
+        start_mining(studio, MiningRequest("web", candidates=photos))

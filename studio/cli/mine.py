@@ -3,6 +3,7 @@ continue it, or turn it into a dataset; one printed line per admission and drop.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -74,7 +75,12 @@ def request_from_args(args):
                          recheck=not args.no_recheck, pin_seed=args.pin_seed, **given)
 
 
+def _as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(args, studio) -> int:
+    from studio.fileio import clean_stale_files
     from studio.mine import jobs
 
     mining_flags = [*_FIELDS, "lora", "embedding", "no_recheck", "pin_seed", "max_minutes"]
@@ -86,6 +92,7 @@ def run(args, studio) -> int:
         return _to_dataset(args, studio)
     if args.trigger is not None or args.size is not None:
         raise ValueError("`--trigger` and `--size` go with --to-dataset DATASET")
+    clean_stale_files(studio.settings.workspace_dir / "mining")  # what a killed job left half-written
     started = time.time()
     if args.resume:
         others = _given(args, [f for f in mining_flags if f not in _RESUMABLE])
@@ -98,6 +105,9 @@ def run(args, studio) -> int:
     else:
         status = jobs.start_mining(studio, request_from_args(args))
     print(f"mining {status.name}: {status.folder}", flush=True)
+    # SIGTERM (a service manager, `kill`) stops the job like Ctrl-C: the child is told and stops; else it would mine
+    # on, orphaned.
+    previous = signal.signal(signal.SIGTERM, _as_interrupt)
     try:
         _follow(studio, status.name, started)
     except KeyboardInterrupt:
@@ -106,6 +116,8 @@ def run(args, studio) -> int:
         status = jobs.wait_mining(studio, status.name)
         print(status.line(), flush=True)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     status = jobs.wait_mining(studio, status.name)
     print(status.line(), flush=True)
     print(f"report: {status.folder / 'report.json'}")

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.data.library import check_name
 from studio.fileio import write_bytes, write_json, write_text
 from studio.mine.group import Rules, SimGroup
+from studio.names import check_name
 
 REQUEST, STATE, EVENTS, ENCODINGS, REPORT = "mine.json", "state.json", "events.jsonl", "encodings.jsonl", "report.json"
 IMAGES, FACES = "images", "faces"

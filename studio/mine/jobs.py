@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from studio import fileio
-from studio.data.ingest import Refused, SourceFile, load_image
-from studio.jobs import ACTIVE, ask_to_stop, job_state, reap, settings_args, start_child
+from studio.data.ingest import Limits, Refused, SourceFile, load_image
+from studio.data.library import find_dataset
+from studio.jobs import ACTIVE, ask_to_stop, job_state, one_start_at_a_time, reap, settings_args, start_child
 from studio.mine import disk
 from studio.mine.disk import REQUEST, mining_folder
 from studio.mine.request import MiningRequest
@@ -72,26 +73,37 @@ def start_mining(studio, request: MiningRequest) -> MiningStatus:
     """Check `request`, write mine.json and start the child. The name must be new (resume_mining goes on with an
     existing job)."""
     # 1. Check what can be checked before a child starts
-    folder = mining_folder(studio.settings, request.name)
-    if (folder / REQUEST).is_file():
-        raise ValueError(f"`name` {request.name!r} is taken by an earlier mining job; resume it or choose another "
-                         "name")
+    settings = studio.settings
+    folder = mining_folder(settings, request.name)
     if request.from_generator:
         studio.store.resolve(request.model or studio.store.default_model)  # an unknown model fails here
         for lora in request.loras:
             studio.store.lora_file(lora.name)
         for embedding in request.embeddings:
             studio.store.embedding_file(embedding)
-    elif not request.candidates.exists():
-        raise ValueError(f"`candidates` {str(request.candidates)!r} is not a folder, .zip or image file")
-    _not_busy(studio, request.name)
+    else:
+        request = replace(request, candidates=candidates_folder(settings, request.candidates))
 
-    # 2. Keep the seed face in the job's folder, so the job never depends on an upload that goes away
-    folder.mkdir(parents=True, exist_ok=True)
-    if request.seed_face:
-        request = replace(request, seed_face=_keep_seed_face(folder, Path(request.seed_face)))
-    fileio.write_json(folder / REQUEST, request.to_json())
-    return _start(studio, folder, request)
+    # 2. One job at a time; the seed face kept in the job's folder, so the job never depends on an upload
+    with one_start_at_a_time(folder.parent):
+        if (folder / REQUEST).is_file():
+            raise ValueError(f"`name` {request.name!r} is taken by an earlier mining job; resume it or choose "
+                             "another name")
+        _not_busy(studio, request.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        if request.seed_face:
+            request = replace(request, seed_face=_keep_seed_face(settings, folder, Path(request.seed_face)))
+        fileio.write_json(folder / REQUEST, request.to_json())
+        _start(studio, folder, request)
+    return mining_status(studio, request.name)
+
+
+def candidates_folder(settings, candidates: Path) -> Path:
+    """Where a folder job's pictures are: a dataset from the studio's list (prepared, or a plain folder of pictures
+    in workspace/datasets/); from the command line also any folder or .zip."""
+    if settings.server_paths and candidates.is_file():
+        return candidates.resolve()
+    return find_dataset(settings, str(candidates), argument="candidates")
 
 
 def resume_mining(studio, name: str, **changes) -> MiningStatus:
@@ -101,9 +113,11 @@ def resume_mining(studio, name: str, **changes) -> MiningStatus:
     if not (folder / REQUEST).is_file():
         raise ValueError(f"`name` {name!r} has no mining job to continue in {folder}")
     request = read_request(folder).continued(**changes)
-    _not_busy(studio, name)
-    fileio.write_json(folder / REQUEST, request.to_json())
-    return _start(studio, folder, request)
+    with one_start_at_a_time(folder.parent):
+        _not_busy(studio, name)
+        fileio.write_json(folder / REQUEST, request.to_json())
+        _start(studio, folder, request)
+    return mining_status(studio, name)
 
 
 def _not_busy(studio, name: str) -> None:
@@ -113,12 +127,12 @@ def _not_busy(studio, name: str) -> None:
                          f"{name!r}")
 
 
-def _keep_seed_face(folder: Path, path: Path) -> str:
+def _keep_seed_face(settings, folder: Path, path: Path) -> str:
     if not path.is_file():
         raise ValueError(f"`seed_face` {str(path)!r} is not a picture file")
     data = path.read_bytes()
     try:
-        loaded = load_image(SourceFile(path.name, len(data), lambda: data))
+        loaded = load_image(SourceFile(path.name, len(data), lambda: data), Limits(max_pixels=settings.max_image_pixels))
     except Refused as e:
         raise ValueError(f"`seed_face` {path.name} cannot be used: {e}") from None
     kept = f"{SEED_FACE}{loaded.suffix}"
@@ -126,13 +140,13 @@ def _keep_seed_face(folder: Path, path: Path) -> str:
     return kept
 
 
-def _start(studio, folder: Path, request: MiningRequest) -> MiningStatus:
+def _start(studio, folder: Path, request: MiningRequest) -> None:
+    """Start the child (its pid in status.json before the start lock is let go)."""
     fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "updated": time.time()})
     if request.from_generator:
         studio.cache.release()  # the child loads the model; the studio's copy would only take the device's memory
     s = studio.settings
     start_child(folder, ["-m", "studio.mine.child", str(folder), *settings_args(s, s.device)], cwd=s.root)
-    return mining_status(studio, request.name)
 
 
 def read_request(folder: Path) -> MiningRequest:

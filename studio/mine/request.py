@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from studio.data.library import check_name
 from studio.faces.identity import DEFAULT_TOLERANCE
 from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice, parse_lora
 from studio.generate.samplers import DEFAULT_SAMPLER
 from studio.mine.group import NEAR_MISS, Rules
+from studio.names import check_name
 
 # A mining job that continues may go on longer; everything else it asked for stays, so the group stays one group.
 RESUME_CHANGES = ("target", "max_candidates", "max_seconds")

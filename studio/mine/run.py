@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 from studio import fileio
 from studio.data.facecache import DetectSettings, FaceCache
-from studio.data.ingest import Refused, SourceFile, collect, load_image
+from studio.data.ingest import Limits, Refused, SourceFile, collect, load_image
 from studio.faces.detect import main_face
 from studio.jobs import JobLog
 from studio.mine import disk
@@ -81,7 +81,7 @@ def mine(studio, request: MiningRequest, folder: Path, *, should_stop: StopFn = 
             miner.seed_from_file(_seed_face_path(folder, request.seed_face))
         # 4. Candidates, one decision each, until the target, a budget or the folder ends the job
         source = _generated(studio, request, state.next, should_stop) if request.from_generator else \
-            _from_folder(request, _decided_sources(folder), state.next)
+            _from_folder(request, _decided_sources(folder), state.next, miner.limits)
         while not (ended := _limit_reached(request, state)):
             if should_stop():
                 raise Cancelled(f"stopped after {state.counts['candidates']} candidates")
@@ -116,6 +116,7 @@ class _Miner:
         self.events, self.encodings = events, encodings
         # the Dataset tab's face cache and settings: turning the group into a dataset detects nothing again
         self.cache = FaceCache(studio.settings.workspace_dir / ".cache" / "faces", DetectSettings())
+        self.limits = Limits(max_pixels=studio.settings.max_image_pixels)  # the largest picture decoded
         self.upscale: Upscale | None = None
         self.deciding = False  # a candidate is being decided: the state in memory is not yet the state on disk
 
@@ -131,7 +132,7 @@ class _Miner:
 
     def seed_from_file(self, path: Path) -> None:
         try:
-            loaded = load_image(SourceFile(path.name, path.stat().st_size, path.read_bytes))
+            loaded = load_image(SourceFile(path.name, path.stat().st_size, path.read_bytes), self.limits)
         except Refused as e:
             raise ValueError(f"`seed_face` {path.name} cannot be used: {e}") from None
         self.decide(Candidate(-1, f"seed face {path.name}", None, loaded.image, loaded.data, loaded.suffix),
@@ -260,10 +261,10 @@ def _generated(studio, request: MiningRequest, start: int, should_stop: StopFn) 
         index = first + size
 
 
-def _from_folder(request: MiningRequest, decided: set[str], start: int) -> Iterator[Candidate]:
+def _from_folder(request: MiningRequest, decided: set[str], start: int, limits: Limits) -> Iterator[Candidate]:
     """The folder's pictures in name order (as the Dataset tab takes them), but those already decided; a file that
     cannot be used is a candidate refused with the reason."""
-    sources, refused, _ = collect([request.candidates])
+    sources, refused, _ = collect([request.candidates], limits)
     items = sorted([(s.name, s) for s in sources] + [(r.name, r) for r in refused], key=lambda item: item[0])
     index = start
     for name, item in items:
@@ -274,7 +275,7 @@ def _from_folder(request: MiningRequest, decided: set[str], start: int) -> Itera
             yield Candidate(index, name, refused=item.reason)
         else:
             try:
-                loaded = load_image(item)
+                loaded = load_image(item, limits)
             except Refused as e:
                 yield Candidate(index, name, refused=str(e), seconds=time.perf_counter() - started)
             else:

@@ -11,8 +11,9 @@ from studio import mine
 from studio.generate.request import parse_lora
 from studio.generate.samplers import SAMPLERS
 from studio.mine.request import MiningRequest
-from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, lora_names,
-                              model_choices, progress_fn)
+from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, dataset_names,
+                              embedding_names, lora_names, model_choices, progress_fn)
+from studio.ui.serving import served
 
 NO_JOB = "(no mining job yet)"
 SOURCES = ("Generate", "Folder")
@@ -31,7 +32,8 @@ def build(ctx: TabContext) -> TabRefresh:
             source = gr.Radio(list(SOURCES), value="Generate", label="Candidates from")
             prompt = gr.Textbox("a photo of a young woman, portrait, natural light", label="Prompt", lines=2)
             negative = gr.Textbox("", label="Negative prompt")
-            folder = gr.Textbox(label="Folder of images (instead of a prompt)", placeholder="/path/to/pictures")
+            folder = gr.Dropdown(dataset_names(studio), value=None, allow_custom_value=True,
+                                 label="Or pictures from a dataset (a folder in workspace/datasets/)")
         with gr.Column(scale=2):
             model = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model", allow_custom_value=True)
             loras = gr.Dropdown(lora_names(studio), multiselect=True, allow_custom_value=True,
@@ -106,7 +108,7 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, dataset_btn.click, to_dataset, {"job": job, "dataset_": dataset, "trigger_": trigger,
                                               "class_word_": class_word}, {"message": dataset_md},
          api_name="mine_to_dataset", gpu=True)
-    lists = {"job": job, "model": model, "loras": loras, "embeddings": embeddings}
+    lists = {"job": job, "model": model, "loras": loras, "embeddings": embeddings, "folder": folder}
     bind(ctx, refresh_btn.click, refresh_lists, None, lists, api_name=False, queue=False)
     return TabRefresh(refresh_lists, lists)
 
@@ -168,7 +170,7 @@ def status(ctx: TabContext, v):
     key = [v.job, current.state, current.step, len(current.messages)]
     if key == v.last:
         return {}
-    views = {**status_views(current), "seen": key}
+    views = {**status_views(ctx, current), "seen": key}
     if v.last is None or v.last[0] != v.job:  # a job was picked: Continue starts from its own target and budgets
         r = current.request
         views.update(job_target=r.target, job_max_candidates=r.max_candidates, job_max_minutes=r.max_seconds / 60)
@@ -190,10 +192,11 @@ def to_dataset(ctx: TabContext, v, progress):
 def refresh_lists(ctx: TabContext, v):
     studio = ctx.studio
     return {"job": gr.update(choices=job_names(studio)), "model": gr.update(choices=model_choices(studio)),
-            "loras": gr.update(choices=lora_names(studio)), "embeddings": gr.update(choices=embedding_names(studio))}
+            "loras": gr.update(choices=lora_names(studio)), "embeddings": gr.update(choices=embedding_names(studio)),
+            "folder": gr.update(choices=dataset_names(studio))}
 
 
-def status_views(status) -> dict:
+def status_views(ctx: TabContext, status) -> dict:
     """MiningStatus -> the status text, the strip of the group's faces and the group-size chart."""
     import pandas as pd
 
@@ -212,5 +215,6 @@ def status_views(status) -> dict:
     last = c["candidates"] - 1
     if points and last > points[-1][0]:
         points.append((last, status.group_size))
-    return {"status": "\n\n".join(lines), "faces": status.faces(),
+    faces = [(served(ctx.studio.settings, path), caption) for path, caption in status.faces()]
+    return {"status": "\n\n".join(lines), "faces": faces,
             "plot": pd.DataFrame(points, columns=["candidate", "group size"])}
