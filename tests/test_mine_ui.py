@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from fixtures_faces import astronaut_variants, hopper
-from served import free_port
+from served import serve_studio
 
 
 def _widgets(**changes) -> SimpleNamespace:
@@ -42,25 +43,20 @@ def test_widgets_become_a_checked_request(tmp_path):
         request_from_widgets(_widgets(tolerance_=0.0))
 
 
-def test_start_watch_stop_and_to_dataset_through_the_api(studio, tmp_path):
-    import gradio as gr
+def test_start_watch_stop_and_to_dataset_through_the_api(tmp_path, shared_models_dir):
     from gradio_client import Client
 
-    from studio.ui import mine_tab
-    from studio.ui.common import TabContext
-
-    photos = tmp_path / "photos"
-    photos.mkdir()
+    studio, app, url = serve_studio(tmp_path, shared_models_dir)  # the whole web studio: names only, copies shown
+    photos = studio.settings.datasets_dir / "photos"  # a plain folder of pictures, listed as a dataset
+    photos.mkdir(parents=True)
     for i, im in enumerate(astronaut_variants(3)):
         im.save(photos / f"astro-{i}.jpg", quality=90)
     hopper().save(photos / "hopper.jpg", quality=90)
-    with gr.Blocks() as app:
-        mine_tab.build(TabContext(studio))
-    app.queue()
-    app.launch(prevent_thread_lock=True, server_port=free_port(), show_error=True)
     try:
-        client = Client(app.local_url, verbose=False)
-        job, line = client.predict(name_="api-job", source_="Folder", folder_=str(photos), seed_face_=None,
+        client = Client(url, verbose=False)
+        with pytest.raises(Exception, match="`candidates` '/etc' not found: it is not a dataset in"):
+            client.predict(name_="web", source_="Folder", folder_="/etc", seed_face_=None, api_name="/mine_start")
+        job, line = client.predict(name_="api-job", source_="Folder", folder_="photos", seed_face_=None,
                                    target_=50, max_minutes_=2, api_name="/mine_start")
         assert line.startswith("api-job: starting")
         deadline = time.monotonic() + 120
@@ -74,6 +70,7 @@ def test_start_watch_stop_and_to_dataset_through_the_api(studio, tmp_path):
         assert "4 candidates" in text and "rejected 1" in text and "**group 3 of 50**, mean distance 0.1" in text
         assert [f["caption"] for f in faces] == ["astro-0.jpg (seed)"] + [
             f"astro-{i}.jpg ({d:.3f})" for i, d in ((1, _distance(studio, 1)), (2, _distance(studio, 2)))]
+        assert all(Path(f["image"]).is_file() for f in faces)  # the server handed the faces out (as copies)
         assert plot["data"] == [[0, 1], [1, 2], [2, 3], [3, 3]]  # group size after each candidate that changed it
         assert plot["datatypes"] == {"candidate": "quantitative", "group size": "quantitative"}
         assert (target, max_candidates, max_minutes) == (50, 0, 2)  # the job's own, for Continue
@@ -81,8 +78,8 @@ def test_start_watch_stop_and_to_dataset_through_the_api(studio, tmp_path):
         message = client.predict("api-job", "api-set", "ohwx", "person", api_name="/mine_to_dataset")
         assert message.startswith("Dataset **api-set** written (3 pictures")
         with pytest.raises(Exception, match="taken by an earlier mining job"):
-            client.predict(name_="api-job", source_="Folder", folder_=str(photos), seed_face_=None,
-                                   api_name="/mine_start")
+            client.predict(name_="api-job", source_="Folder", folder_="photos", seed_face_=None,
+                           api_name="/mine_start")
     finally:
         app.close()
 
