@@ -1,4 +1,4 @@
-"""`python -m studio <verb>`: the command line (serve, generate, models, dataset, train, animal, evaluate)."""
+"""`python -m studio <verb>`: the command line (serve, generate, models, dataset, mine, train, animal, evaluate)."""
 
 import sys
 

@@ -38,6 +38,40 @@ def astronaut_variants(n: int) -> list[Image.Image]:
     return out
 
 
+def hopper_variants(n: int) -> list[Image.Image]:
+    """`n` different pictures of Grace Hopper: crops, mirror and brightness, as astronaut_variants."""
+    base = hopper()
+    out = []
+    for i in range(n):
+        im = base.crop((15 * (i % 3), 20 * (i % 4), 512 - 10 * (i % 2), 600))
+        if i % 2:
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        out.append(ImageEnhance.Brightness(im).enhance(0.85 + 0.1 * (i % 3)))
+    return out
+
+
+# The eyes' centres (dlib's 68 landmarks) in each photo: (left x, y, right x, y).
+_ASTRONAUT_EYES = (203.2, 101.5, 246.5, 104.2)
+_HOPPER_EYES = (223.7, 192.3, 305.3, 189.2)
+
+
+def astronaut_to_hopper(alpha: float, flip: bool = False, crop: int = 0) -> Image.Image:
+    """A morph: the astronaut blended with Grace Hopper scaled and moved so their eyes meet. Its face walks from one
+    identity to the other (face distance to the astronaut 0.16 at alpha 0.1, 0.36 at 0.3, 0.54 at 0.5, 0.69 at 1)."""
+    a = astronaut()
+    ax, ay, bx, _ = _ASTRONAUT_EYES
+    hx, hy, kx, _ = _HOPPER_EYES
+    scale = (bx - ax) / (kx - hx)
+    h = hopper()
+    h = h.resize((round(h.width * scale), round(h.height * scale)), Image.Resampling.LANCZOS)
+    aligned = a.copy()
+    aligned.paste(h, (round(ax - hx * scale), round(ay - hy * scale)))
+    im = Image.blend(a, aligned, alpha)
+    if crop:
+        im = im.crop((crop, crop, im.width - crop, im.height))
+    return im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else im
+
+
 def two_faces() -> Image.Image:
     """A composite: the astronaut (left) beside Grace Hopper (right), scaled to the same face size."""
     a = astronaut()

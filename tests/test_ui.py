@@ -19,12 +19,13 @@ def test_build_app_builds_every_tab_without_launching(settings):
     app = build_app(settings)
     assert isinstance(app, gr.Blocks)
     tabs = [b for b in app.blocks.values() if isinstance(b, gr.Tab)]
-    assert [t.label for t in tabs] == ["Dataset", "Train", "Generate", "Face to animal", "Evaluate", "Models"]
+    assert [t.label for t in tabs] == ["Dataset", "Mine", "Train", "Generate", "Face to animal", "Evaluate",
+                                        "Models"]
     assert all(t.children for t in tabs)  # each tab's module put its widgets in it
     api = {d.get("api_name") for d in app.config["dependencies"]}
     # the endpoints README promises to scripts
     assert {"generate", "dataset_prepare", "dataset_check", "train_start", "train_status", "train_cancel", "animal",
-            "evaluate"} <= api
+            "evaluate", "mine_start", "mine_status", "mine_cancel", "mine_to_dataset"} <= api
 
 
 @pytest.fixture(scope="module")

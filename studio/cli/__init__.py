@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # Verb modules under studio/cli/; each adds its subparser and sets defaults(run=...).
-VERBS = ("serve", "generate", "models", "dataset", "train", "animal", "evaluate", "pocket")
+VERBS = ("serve", "generate", "models", "dataset", "mine", "train", "animal", "evaluate", "pocket")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
 
-CANCEL_FILE = "cancel"
+from studio import jobs
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studio.train.child")
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--models-dir", type=Path, required=True)
-    parser.add_argument("--workspace", type=Path, required=True)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--offline", action="store_true")
-    parser.add_argument("--allow-pickle", action="store_true")
+    jobs.add_settings_arguments(parser)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
 
@@ -35,21 +29,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from studio.models import ModelStore
     from studio.progress import Cancelled
-    from studio.settings import Settings
     from studio.train.config import RunConfig
     from studio.train.loop import TrainingDiverged, train
     from studio.train.runlog import RunLog
 
     main_process = int(os.environ.get("RANK", "0")) == 0
-    settings = Settings(root=args.root, models_dir=args.models_dir, workspace_dir=args.workspace, device=args.device,
-                        allow_downloads=not args.offline, allow_pickle=args.allow_pickle)
+    settings = jobs.settings_from_arguments(args)
     log = RunLog(args.run_dir, enabled=main_process)
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(now=True))
-    cancel = args.run_dir / CANCEL_FILE
-
-    def should_stop() -> bool:
-        return stop["now"] or cancel.exists()
+    should_stop = jobs.stop_requested(args.run_dir)
 
     log.status("running", pid=os.getpid(), message="loading the base model")
     try:

@@ -6,25 +6,17 @@ status are listed again after the studio restarts; a child that died without a w
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from studio import fileio
 from studio.data.library import find_dataset
+from studio.jobs import ask_to_stop, job_state, one_start_at_a_time, reap, settings_args, start_child
 from studio.names import check_name
 from studio.train import checkpoints, data, sampling
-from studio.train.child import CANCEL_FILE
 from studio.train.config import RunConfig
 from studio.train.runlog import RunLog, read_events, read_status
-
-_children: dict[Path, subprocess.Popen] = {}  # children this process started (polled so none stays a zombie)
-_lock = threading.Lock()
 
 
 @dataclass
@@ -128,7 +120,7 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
 
     # 2. One run at a time (one device: a second would fight the first for memory and time). The lock makes the
     #    check and the start one step, so two `train` commands started at the same instant cannot both train.
-    with _one_at_a_time(studio.settings.runs_dir):
+    with one_start_at_a_time(studio.settings.runs_dir):
         if not resume and (folder / "run.json").is_file():
             raise ValueError(f"`name` {config.name!r} is taken by an earlier run; resume it or choose another name")
         busy = [r for r in list_runs(studio) if r.active]
@@ -139,19 +131,6 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
     return run_status(studio, config.name)
 
 
-@contextmanager
-def _one_at_a_time(runs_dir: Path):
-    import fcntl
-
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    with open(runs_dir / ".start.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _launch(studio, config: RunConfig, folder: Path, *, resume: bool, note: str) -> None:
     """Record the run, free the GPU, start the child (its pid in status.json before the start lock is let go)."""
     saved = folder / "run.json"
@@ -160,49 +139,23 @@ def _launch(studio, config: RunConfig, folder: Path, *, resume: bool, note: str)
         log = RunLog(folder)
         log.event("message", text=note)
         log.close()
-    (folder / CANCEL_FILE).unlink(missing_ok=True)
     fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "updated": time.time()})
     studio.cache.release()
     s = studio.settings
-    args = ["-m", "studio.train.child", str(folder), "--root", str(s.root), "--models-dir", str(s.models_dir),
-            "--workspace", str(s.workspace_dir), "--device", config.device or s.device]
-    args += ["--offline"] * (not s.allow_downloads) + ["--allow-pickle"] * s.allow_pickle + ["--resume"] * resume
+    args = ["-m", "studio.train.child", str(folder), *settings_args(s, config.device or s.device)]
+    args += ["--resume"] * resume
     gpus = _gpu_count() if not config.device or config.device == "cuda" else 1
     if gpus > 1:  # one process per GPU; the child shards the epoch's micro-batches across them
         args = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus), *args]
         args[args.index("studio.train.child") - 1] = "--module"
-    # The child runs from the user's root, so it must find this checkout's `studio` package whether installed or not.
-    package_parent = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
-    with open(folder / "log.txt", "ab") as out:
-        child = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                 cwd=str(s.root), start_new_session=True)
-    with _lock:
-        _children[folder] = child
-    fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "pid": child.pid,
-                                               "updated": time.time()})
+    # The child runs from the user's root; studio.jobs makes this checkout's `studio` importable there.
+    start_child(folder, args, cwd=s.root)
 
 
 def _gpu_count() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def _alive(folder: Path, pid: int | None) -> bool:
-    with _lock:
-        child = _children.get(folder)
-    if child is not None:
-        return child.poll() is None
-    if not pid:
-        return False
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def run_status(studio, name: str) -> RunStatus:
@@ -212,8 +165,8 @@ def run_status(studio, name: str) -> RunStatus:
         raise ValueError(f"`name` {name!r} is not a run (no {folder / 'run.json'})")
     config = RunConfig.load(folder / "run.json")
     status = read_status(folder)
-    state = status.get("state", "stopped")
-    result = RunStatus(name, state, status.get("message", ""), config, folder,
+    state, message = job_state(folder)
+    result = RunStatus(name, state, message, config, folder,
                        total_steps=status.get("total_steps", 0), epochs=status.get("epochs", 0),
                        files=status.get("files", []), best_epoch=status.get("best_epoch"),
                        failure_code=int(status.get("exit_code", 1)))
@@ -227,8 +180,6 @@ def run_status(studio, name: str) -> RunStatus:
             result.validations = [v for v in result.validations if v["epoch"] != event["epoch"]] + [event]
         elif event["type"] == "message":
             result.messages.append(event["text"])
-    if result.state in ("starting", "running") and not _alive(folder, status.get("pid")):
-        result.state, result.message = "stopped", "the training process ended without a word (see log.txt)"
     if result.best_epoch is None:  # a run under way: the best so far
         result.best_epoch = sampling.best_epoch([(v["epoch"], v.get("scores") or []) for v in result.validations])
     last = checkpoints.latest_checkpoint(folder)
@@ -242,7 +193,7 @@ def cancel_run(studio, name: str, *, wait_s: float = 0.0) -> RunStatus:
     status = run_status(studio, name)
     if not status.active:
         return status
-    fileio.write_text(folder / CANCEL_FILE, "cancel\n")
+    ask_to_stop(folder)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and run_status(studio, name).active:
         time.sleep(0.2)
@@ -255,10 +206,7 @@ def wait_run(studio, name: str, *, poll_s: float = 0.5, timeout_s: float | None 
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {name!r} still {status.state} after {timeout_s} s")
         time.sleep(poll_s)
-    with _lock:
-        child = _children.pop(run_dir(studio.settings, name), None)
-    if child is not None:
-        child.wait()
+    reap(run_dir(studio.settings, name))
     return status
 
 

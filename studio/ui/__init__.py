@@ -14,6 +14,7 @@ from studio.ui.common import TabContext, TabRefresh, bind
 # a TabRefresh: what to re-read (model lists, runs...) each time the user opens the tab.
 TABS = (
     ("Dataset", "dataset_tab"),
+    ("Mine", "mine_tab"),
     ("Train", "train_tab"),
     ("Generate", "generate_tab"),
     ("Face to animal", "animal_tab"),

@@ -1,0 +1,220 @@
+"""Mine tab: grow a sim-group of one synthetic face from generated pictures (or a folder) in a child process, watch
+it grow, stop and continue it, and turn the group into a dataset the Train tab takes as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from studio import mine
+from studio.generate.request import parse_lora
+from studio.generate.samplers import SAMPLERS
+from studio.mine.request import MiningRequest
+from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, dataset_names,
+                              embedding_names, lora_names, model_choices, progress_fn)
+from studio.ui.serving import served
+
+NO_JOB = "(no mining job yet)"
+SOURCES = ("Generate", "Folder")
+_D = MiningRequest("x", prompt="x")
+
+
+def build(ctx: TabContext) -> TabRefresh:
+    studio = ctx.studio
+    jobs = job_names(studio)
+    gr.Markdown("Mine Stable Diffusion for one consistent face that belongs to no one (seed 000's sim-group): each "
+                "candidate's face is compared with the group; a mean face distance up to the tolerance joins it, "
+                "near misses are kept apart, and members that drift away as the group grows are dropped.")
+    # 1. Where candidates come from
+    with gr.Row():
+        with gr.Column(scale=3):
+            source = gr.Radio(list(SOURCES), value="Generate", label="Candidates from")
+            prompt = gr.Textbox("a photo of a young woman, portrait, natural light", label="Prompt", lines=2)
+            negative = gr.Textbox("", label="Negative prompt")
+            folder = gr.Dropdown(dataset_names(studio), value=None, allow_custom_value=True,
+                                 label="Or pictures from a dataset (a folder in workspace/datasets/)")
+        with gr.Column(scale=2):
+            model = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model", allow_custom_value=True)
+            loras = gr.Dropdown(lora_names(studio), multiselect=True, allow_custom_value=True,
+                                label="LoRAs (NAME or NAME:WEIGHT)")
+            embeddings = gr.Dropdown(embedding_names(studio), multiselect=True, label="Embeddings")
+            seed_face = gr.File(file_types=["image"], type="filepath",
+                                label="Seed face (optional: else the first face found)")
+    with gr.Accordion("Generation", open=False):
+        with gr.Row():
+            sampler = gr.Dropdown(list(SAMPLERS), value=_D.sampler, label="Sampler")
+            steps = gr.Number(_D.steps, precision=0, label="Steps")
+            cfg = gr.Number(_D.cfg, label="CFG scale")
+            width = gr.Number(0, precision=0, label="Width", info="0: the model's native size")
+            height = gr.Number(0, precision=0, label="Height")
+            seed_start = gr.Number(_D.seed_start, precision=0, label="First seed", info="candidate i: this + i")
+            batch = gr.Number(_D.batch_size, precision=0, label="Batch size")
+            upscaler = gr.Textbox("", label="Upscaler", info="empty: none")
+
+    # 2. The rules and the budget
+    with gr.Row():
+        tolerance = gr.Slider(0.2, 0.8, value=_D.tolerance, step=0.01, label="Tolerance",
+                              info="admit a face whose mean distance to the group is at most this (seed 000: 0.40)")
+        near_miss = gr.Slider(0.2, 1.0, value=_D.near_miss, step=0.01, label="Near miss up to",
+                              info="kept apart, not thrown away")
+        drop_tolerance = gr.Slider(0.0, 0.8, value=0.0, step=0.01, label="Drop above",
+                                   info="a member's mean distance to the rest; 0: the tolerance")
+    with gr.Row():
+        recheck = gr.Checkbox(_D.recheck, label="Drop members that drift away")
+        pin_seed = gr.Checkbox(_D.pin_seed, label="Never drop the seed face")
+        target = gr.Number(_D.target, precision=0, label="Target group size")
+        max_candidates = gr.Number(0, precision=0, label="Image budget", info="candidates; 0: no limit")
+        max_minutes = gr.Number(0, label="Time budget (minutes)", info="0: no limit")
+    with gr.Row():
+        name = gr.Textbox(label="Job name", placeholder="e.g. amari")
+        start_btn = gr.Button("Start", variant="primary")
+        resume_btn = gr.Button("Continue")
+        cancel_btn = gr.Button("Stop")
+        job = gr.Dropdown(jobs, value=jobs[0] if jobs else None, label="Job", allow_custom_value=True)
+        refresh_btn = gr.Button("Refresh lists", size="sm")
+
+    # 3. What a job shows
+    status_md = gr.Markdown(NO_JOB)
+    with gr.Row():
+        faces = gr.Gallery(label="The group's faces (newest last)", columns=10, height=280, scale=3)
+        size_plot = gr.LinePlot(x="candidate", y="group size", title="Group size over candidates", height=280,
+                                scale=2)
+    with gr.Row():
+        dataset = gr.Textbox(label="Dataset name", placeholder="e.g. amari")
+        trigger = gr.Textbox(label="Trigger word", placeholder="e.g. amari")
+        class_word = gr.Textbox("person", label="Class word")
+        dataset_btn = gr.Button("Make a dataset of the group")
+    dataset_md = gr.Markdown()
+    timer = gr.Timer(1.0)
+    seen = gr.State(None)  # (job, state, step, messages) last shown, so unchanged views are not re-sent every tick
+
+    # 4. Wiring: the API endpoints take these names
+    inputs = {"name_": name, "source_": source, "prompt_": prompt, "negative_": negative, "folder_": folder,
+              "model_": model, "loras_": loras, "embeddings_": embeddings, "seed_face_": seed_face,
+              "sampler_": sampler, "steps_": steps, "cfg_": cfg, "width_": width, "height_": height,
+              "seed_start_": seed_start, "batch_": batch, "upscaler_": upscaler, "tolerance_": tolerance,
+              "near_miss_": near_miss, "drop_tolerance_": drop_tolerance, "recheck_": recheck, "pin_seed_": pin_seed,
+              "target_": target, "max_candidates_": max_candidates, "max_minutes_": max_minutes}
+    bind(ctx, start_btn.click, start, inputs, {"job": job, "status": status_md}, api_name="mine_start", gpu=True)
+    bind(ctx, resume_btn.click, resume, {"job": job, "target_": target, "max_candidates_": max_candidates,
+                                         "max_minutes_": max_minutes}, {"status": status_md},
+         api_name="mine_resume", gpu=True)
+    bind(ctx, cancel_btn.click, cancel, {"job": job}, {"status": status_md}, api_name="mine_cancel")
+    views = {"status": status_md, "faces": faces, "plot": size_plot, "seen": seen, "job_target": target,
+             "job_max_candidates": max_candidates, "job_max_minutes": max_minutes}
+    bind(ctx, job.change, status, {"job": job, "last": gr.State(None)}, views, api_name="mine_status")
+    bind(ctx, timer.tick, status, {"job": job, "last": seen}, views, api_name=False, show_progress="hidden")
+    bind(ctx, dataset_btn.click, to_dataset, {"job": job, "dataset_": dataset, "trigger_": trigger,
+                                              "class_word_": class_word}, {"message": dataset_md},
+         api_name="mine_to_dataset", gpu=True)
+    lists = {"job": job, "model": model, "loras": loras, "embeddings": embeddings, "folder": folder}
+    bind(ctx, refresh_btn.click, refresh_lists, None, lists, api_name=False, queue=False)
+    return TabRefresh(refresh_lists, lists)
+
+
+def job_names(studio) -> list[str]:
+    return [j.name for j in mine.list_mining(studio)]
+
+
+def request_from_widgets(v) -> MiningRequest:
+    """/mine_start's inputs (by name) -> a checked MiningRequest (numbers from gradio may arrive as floats)."""
+    generated = v.source_ != "Folder"
+    return MiningRequest(
+        name=(v.name_ or "").strip(), prompt=(v.prompt_ or "") if generated else "",
+        candidates=None if generated else (v.folder_ or "").strip() or None, negative_prompt=v.negative_ or "",
+        model=chosen_model(v.model_), loras=tuple(parse_lora(x) for x in v.loras_ or []),
+        embeddings=tuple(v.embeddings_ or []), seed_face=_path(v.seed_face_), sampler=v.sampler_,
+        steps=int(v.steps_), cfg=float(v.cfg_), width=int(v.width_ or 0) or None, height=int(v.height_ or 0) or None,
+        seed_start=int(v.seed_start_ or 0), batch_size=int(v.batch_ or 1), upscaler=v.upscaler_ or "",
+        tolerance=float(v.tolerance_), near_miss=float(v.near_miss_),
+        drop_tolerance=float(v.drop_tolerance_) if v.drop_tolerance_ else None, recheck=bool(v.recheck_),
+        pin_seed=bool(v.pin_seed_), target=int(v.target_), max_candidates=int(v.max_candidates_ or 0),
+        max_seconds=float(v.max_minutes_ or 0) * 60,
+    )
+
+
+def _path(file) -> str:
+    if not file:
+        return ""
+    return str(Path(file if isinstance(file, str) else file.name))
+
+
+# ---- callbacks ---------------------------------------------------------------------------------------------------
+
+def start(ctx: TabContext, v):
+    status = mine.start_mining(ctx.studio, request_from_widgets(v))
+    return {"job": gr.update(choices=job_names(ctx.studio), value=status.name), "status": status.line()}
+
+
+def resume(ctx: TabContext, v):
+    if not v.job:
+        raise ValueError("`job` is empty: pick a mining job to continue")
+    minutes = None if v.max_minutes_ is None else float(v.max_minutes_)
+    status = mine.resume_mining(ctx.studio, v.job, target=None if v.target_ is None else int(v.target_),
+                                max_candidates=None if v.max_candidates_ is None else int(v.max_candidates_),
+                                max_seconds=None if minutes is None else minutes * 60)
+    return {"status": status.line()}
+
+
+def cancel(ctx: TabContext, v):
+    if not v.job:
+        raise ValueError("`job` is empty: pick a mining job to stop")
+    return {"status": mine.cancel_mining(ctx.studio, v.job).line()}
+
+
+def status(ctx: TabContext, v):
+    if not v.job:
+        return {"status": NO_JOB, "seen": v.last}
+    current = mine.mining_status(ctx.studio, v.job)
+    key = [v.job, current.state, current.step, len(current.messages)]
+    if key == v.last:
+        return {}
+    views = {**status_views(ctx, current), "seen": key}
+    if v.last is None or v.last[0] != v.job:  # a job was picked: Continue starts from its own target and budgets
+        r = current.request
+        views.update(job_target=r.target, job_max_candidates=r.max_candidates, job_max_minutes=r.max_seconds / 60)
+    return views
+
+
+def to_dataset(ctx: TabContext, v, progress):
+    if not v.job:
+        raise ValueError("`job` is empty: pick the mining job whose group becomes a dataset")
+    result = mine.group_to_dataset(ctx.studio, mine.GroupDataset(v.job, (v.dataset_ or "").strip(),
+                                                                 (v.trigger_ or "").strip(),
+                                                                 (v.class_word_ or "person").strip()),
+                                   progress_fn(progress))
+    return {"message": f"Dataset **{result.dataset.name}** written ({len(result.dataset.images)} pictures, "
+                       f"{len(result.flagged)} flagged); it is in the Dataset and Train tabs' lists.\n\n```\n"
+                       f"{result.summary()}\n```"}
+
+
+def refresh_lists(ctx: TabContext, v):
+    studio = ctx.studio
+    return {"job": gr.update(choices=job_names(studio)), "model": gr.update(choices=model_choices(studio)),
+            "loras": gr.update(choices=lora_names(studio)), "embeddings": gr.update(choices=embedding_names(studio)),
+            "folder": gr.update(choices=dataset_names(studio))}
+
+
+def status_views(ctx: TabContext, status) -> dict:
+    """MiningStatus -> the status text, the strip of the group's faces and the group-size chart."""
+    import pandas as pd
+
+    c = status.counts
+    rate = f" ({status.per_minute:.1f} per minute)" if status.per_minute else ""
+    mean = f", mean distance {status.group_mean:.3f}" if status.group_mean is not None else ""
+    lines = [f"**{status.name}: {status.state}**" + (f" ({status.message})" if status.message else ""),
+             f"{c['candidates']} candidates{rate}; faces found {c['faces']}; admitted {c['admitted'] + c['seed']}, "
+             f"near misses {c['near_miss']}, rejected {c['rejected']}, no face {c['no_face']}, "
+             f"dropped {c['dropped']}; **group {status.group_size} of {status.request.target}**{mean}"]
+    if status.messages:
+        lines.append("\n".join(f"- {m}" for m in status.messages[-4:]))
+    if status.state in ("cancelled", "stopped", "failed", "done"):
+        lines.append("Continue goes on after the last decided candidate.")
+    points = [(x, size) for x, size, _ in status.history]
+    last = c["candidates"] - 1
+    if points and last > points[-1][0]:
+        points.append((last, status.group_size))
+    faces = [(served(ctx.studio.settings, path), caption) for path, caption in status.faces()]
+    return {"status": "\n\n".join(lines), "faces": faces,
+            "plot": pd.DataFrame(points, columns=["candidate", "group size"])}

@@ -1,0 +1,90 @@
+"""The Mine tab: listed after Dataset, widgets become a checked MiningRequest, and /mine_start, /mine_status,
+/mine_cancel and /mine_to_dataset work through gradio_client."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from fixtures_faces import astronaut_variants, hopper
+from served import serve_studio
+
+
+def _widgets(**changes) -> SimpleNamespace:
+    values = dict(name_="ui", source_="Generate", prompt_="a photo of a face", negative_="", folder_="",
+                  model_="(studio default)", loras_=["mine:0.6"], embeddings_=[], seed_face_=None, sampler_="Euler a",
+                  steps_=20.0, cfg_=7.0, width_=0, height_=0, seed_start_=5.0, batch_=2.0, upscaler_="",
+                  tolerance_=0.4, near_miss_=0.6, drop_tolerance_=0.0, recheck_=True, pin_seed_=False, target_=300.0,
+                  max_candidates_=0, max_minutes_=1.5)
+    return SimpleNamespace(**{**values, **changes})
+
+
+def test_tab_is_listed_right_after_dataset():
+    from studio.ui import TABS
+
+    assert TABS[1] == ("Mine", "mine_tab")
+
+
+def test_widgets_become_a_checked_request(tmp_path):
+    from studio.ui.mine_tab import request_from_widgets
+
+    request = request_from_widgets(_widgets())
+    assert (request.prompt, request.model, request.candidates) == ("a photo of a face", "", None)
+    assert (request.loras[0].name, request.loras[0].weight) == ("mine", 0.6)
+    assert (request.seed_start, request.batch_size, request.max_seconds) == (5, 2, 90.0)
+    assert request.drop_tolerance is None and request.rules.drop_limit == 0.4 and isinstance(request.steps, int)
+    folder = request_from_widgets(_widgets(source_="Folder", folder_=str(tmp_path)))
+    assert folder.candidates == tmp_path and folder.prompt == ""
+    assert request_from_widgets(_widgets(drop_tolerance_=0.45)).rules.drop_limit == 0.45
+    with pytest.raises(ValueError, match="`tolerance` must be between 0 and 2"):
+        request_from_widgets(_widgets(tolerance_=0.0))
+
+
+def test_start_watch_stop_and_to_dataset_through_the_api(tmp_path, shared_models_dir):
+    from gradio_client import Client
+
+    studio, app, url = serve_studio(tmp_path, shared_models_dir)  # the whole web studio: names only, copies shown
+    photos = studio.settings.datasets_dir / "photos"  # a plain folder of pictures, listed as a dataset
+    photos.mkdir(parents=True)
+    for i, im in enumerate(astronaut_variants(3)):
+        im.save(photos / f"astro-{i}.jpg", quality=90)
+    hopper().save(photos / "hopper.jpg", quality=90)
+    try:
+        client = Client(url, verbose=False)
+        with pytest.raises(Exception, match="`candidates` '/etc' not found: it is not a dataset in"):
+            client.predict(name_="web", source_="Folder", folder_="/etc", seed_face_=None, api_name="/mine_start")
+        job, line = client.predict(name_="api-job", source_="Folder", folder_="photos", seed_face_=None,
+                                   target_=50, max_minutes_=2, api_name="/mine_start")
+        assert line.startswith("api-job: starting")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            text, faces, plot, target, max_candidates, max_minutes = client.predict("api-job",
+                                                                                   api_name="/mine_status")
+            if "api-job: done" in text or "failed" in text or "stopped" in text:
+                break
+            time.sleep(0.5)
+        assert "**api-job: done** (every picture in the folder was looked at)" in text, text
+        assert "4 candidates" in text and "rejected 1" in text and "**group 3 of 50**, mean distance 0.1" in text
+        assert [f["caption"] for f in faces] == ["astro-0.jpg (seed)"] + [
+            f"astro-{i}.jpg ({d:.3f})" for i, d in ((1, _distance(studio, 1)), (2, _distance(studio, 2)))]
+        assert all(Path(f["image"]).is_file() for f in faces)  # the server handed the faces out (as copies)
+        assert plot["data"] == [[0, 1], [1, 2], [2, 3], [3, 3]]  # group size after each candidate that changed it
+        assert plot["datatypes"] == {"candidate": "quantitative", "group size": "quantitative"}
+        assert (target, max_candidates, max_minutes) == (50, 0, 2)  # the job's own, for Continue
+        assert client.predict("api-job", api_name="/mine_cancel").startswith("api-job: done")  # nothing to stop
+        message = client.predict("api-job", "api-set", "ohwx", "person", api_name="/mine_to_dataset")
+        assert message.startswith("Dataset **api-set** written (3 pictures")
+        with pytest.raises(Exception, match="taken by an earlier mining job"):
+            client.predict(name_="api-job", source_="Folder", folder_="photos", seed_face_=None,
+                           api_name="/mine_start")
+    finally:
+        app.close()
+
+
+def _distance(studio, index: int) -> float:
+    from studio.mine import mining_status
+
+    return next(m["distance"] for m in mining_status(studio, "api-job").members if m["index"] == index)
