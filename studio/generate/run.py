@@ -1,4 +1,5 @@
-"""Runs a GenerationRequest: txt2img, img2img or ControlNet on a borrowed pipeline, then saves PNGs with parameters."""
+"""Runs a GenerationRequest: txt2img, img2img, ControlNet or inpainting on a borrowed pipeline, hires fix after,
+then saves PNGs with parameters."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
-from studio import __version__, fileio
-from studio.generate.parameters import format_control_unit, format_parameters, split_lora_tags
+from studio import __version__
+from studio.generate.hires import hires_fields, hires_schedule, hires_size
+from studio.generate.inpaint import paste_back, plan_inpaint
+from studio.generate.parameters import format_control_unit, format_parameters, save_png, split_lora_tags
 from studio.generate.request import GeneratedImage, GenerationRequest, GenerationResult, LoraChoice
 from studio.generate.samplers import make_scheduler
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
@@ -35,26 +38,34 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     embedding_files = [studio.store.embedding_file(e) for e in request.embeddings]
     seed = request.seed if request.seed != -1 else random.randint(0, 2**32 - 1)
     seeds = [(seed + i) % 2**32 for i in range(request.batch_size)]  # A1111: seed, seed+1, ... across a batch
-    task = "img2img" if request.init_image is not None else "txt2img"
+    task = "inpaint" if request.mask_image is not None else "img2img" if request.init_image is not None else "txt2img"
+    pipe_loras = [LoraChoice(str(path), lc.weight) for lc, path in lora_files]
+    hires = request.hires_scale > 1
 
     # 2. Borrow the pipeline with exactly these LoRAs active.
     with studio.cache.pipeline(
         request.model,
         task=task,
-        loras=[LoraChoice(str(path), lc.weight) for lc, path in lora_files],
+        loras=pipe_loras,
         embeddings=embedding_files,
         controlnets=[u.model for u in request.controls],
     ) as pipe:
         native = pipe.unet.config.sample_size * pipe.vae_scale_factor
-        width, height = request.width or native, request.height or native
+        plan = None
+        if task == "inpaint":  # the working picture: all of it, or the masked region at the model's size
+            size = (request.width, request.height) if request.width else None
+            plan = plan_inpaint(request.init_image, request.mask_image, blur=request.mask_blur,
+                                area=request.inpaint_area, padding=request.inpaint_padding, size=size, native=native)
+            width, height = plan.size
+        else:
+            width, height = request.width or native, request.height or native
         request = replace(request, seed=seed, width=width, height=height)
-        total = int(request.steps * (request.strength if task == "img2img" else 1)) or 1
-
-        def on_step(p, step, timestep, kwargs):
-            progress((step + 1) / total, f"step {step + 1}/{total}")
-            if should_stop():
-                p._interrupt = True
-            return kwargs
+        hires_size_ = hires_size(width, height, request.hires_scale) if hires else None
+        if hires_size_ and max(hires_size_) > 4096:
+            raise ValueError(f"`hires_scale` {request.hires_scale:g} makes the {width}x{height} picture "
+                             f"{hires_size_[0]}x{hires_size_[1]}, over the 4096 px limit")
+        first = int(request.steps * (request.strength if task != "txt2img" else 1)) or 1
+        total = first + ((request.hires_steps or request.steps) if hires else 0)
 
         # 3. Arguments for this task; noise comes from CPU generators so a seed gives the same image on any device.
         kwargs = dict(
@@ -64,33 +75,36 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
             guidance_scale=request.cfg,
             num_images_per_prompt=request.batch_size,
             generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-            callback_on_step_end=on_step,
+            callback_on_step_end=_on_step(progress, should_stop, 0, total),
         )
         if task == "img2img":
             kwargs.update(image=request.init_image.convert("RGB").resize((width, height)), strength=request.strength)
+        elif task == "inpaint":
+            kwargs.update(image=plan.image, mask_image=plan.mask, width=width, height=height,
+                          strength=request.strength)
         else:
             kwargs.update(width=width, height=height)
         if request.controls:
             kwargs.update(_control_kwargs(request, task, width, height))
 
-        # 4. Run with the request's sampler, then put the model's own scheduler back for the next borrower.
-        original_scheduler = pipe.scheduler
-        pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config, seed=seed)
-        try:
-            with _prompt_first(pipe, request):
-                images = pipe(**kwargs).images
-        finally:
-            pipe.scheduler = original_scheduler
-        if getattr(pipe, "_interrupt", False):
-            pipe._interrupt = False
-            raise Cancelled("generation cancelled")
+        # 4. Run with the request's sampler (the model's own scheduler is put back after).
+        images = _sample(pipe, request, seed, kwargs)
 
-    # 5. Parameters text and PNGs.
+    # 5. Hires fix: upscale, then a second pass over the big picture; an inpainted region goes back into the picture.
+    notes: list[str] = []
+    if hires:
+        images = _hires_pass(studio, request, prompt, pipe_loras, embedding_files, seeds, images, hires_size_,
+                             notes, _on_step(progress, should_stop, first, total), should_stop)
+    if plan is not None:
+        images = [paste_back(plan, image) for image in images]
+
+    # 6. Parameters text and PNGs.
     model_hash = studio.store.model_hash(ref)
     lora_hashes = ", ".join(f"{path.stem}: {studio.store.hashes.lora_hash(path)}" for _, path in lora_files)
     tags = " ".join(f"<lora:{path.stem}:{lc.weight:g}>" for lc, path in lora_files)
     shown_prompt = f"{prompt} {tags}".strip()
     out_dir = studio.settings.outputs_dir / dt.date.today().isoformat()
+    only_masked = task == "inpaint" and request.inpaint_area == "only masked"
     results = []
     for image, s in zip(images, seeds):
         fields = {
@@ -101,8 +115,15 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
             "Size": f"{width}x{height}",
             "Model hash": model_hash,
             "Model": ref.name,
-            "Denoising strength": float(request.strength) if task == "img2img" else None,
+            "Denoising strength": (float(request.strength) if task != "txt2img"
+                                   else float(request.hires_strength) if hires else None),
         }
+        if task == "inpaint":  # as A1111 writes them: blur when there is one, the padding only for "only masked"
+            fields.update({"Mask blur": request.mask_blur or None,
+                           "Inpaint area": "Only masked" if only_masked else None,
+                           "Masked area padding": request.inpaint_padding if only_masked else None})
+        if hires:
+            fields.update(hires_fields(request.hires_scale, request.hires_steps, request.hires_upscaler))
         for i, unit in enumerate(request.controls):
             fields[f"ControlNet {i}"] = format_control_unit(unit, request.control_mode)
         fields["Lora hashes"] = lora_hashes
@@ -111,7 +132,66 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         text = format_parameters(prompt=shown_prompt, negative_prompt=request.negative_prompt, fields=fields)
         path = save_png(image, text, out_dir, s) if request.save else None
         results.append(GeneratedImage(image=image, seed=s, parameters=text, path=path))
-    return GenerationResult(images=results, request=request, seconds=time.perf_counter() - started)
+    return GenerationResult(images=results, request=request, seconds=time.perf_counter() - started, notes=notes)
+
+
+def _on_step(progress: ProgressFn, should_stop: StopFn, done: int, total: int):
+    """The pipeline's step callback: progress over every pass (`done` steps ran before this one), and the stop flag."""
+
+    def on_step(p, step, timestep, kwargs):
+        progress((done + step + 1) / total, f"step {done + step + 1}/{total}")
+        if should_stop():
+            p._interrupt = True
+        return kwargs
+
+    return on_step
+
+
+def _sample(pipe, request: GenerationRequest, seed: int, kwargs: dict) -> list:
+    """Call `pipe` with the request's sampler, then put the model's own scheduler back for the next borrower."""
+    original_scheduler = pipe.scheduler
+    pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config, seed=seed)
+    try:
+        with _prompt_first(pipe, request):
+            images = pipe(**kwargs).images
+    finally:
+        pipe.scheduler = original_scheduler
+    if getattr(pipe, "_interrupt", False):
+        pipe._interrupt = False
+        raise Cancelled("generation cancelled")
+    return images
+
+
+def _hires_pass(studio, request: GenerationRequest, prompt: str, loras: list[LoraChoice], embeddings: list,
+                seeds: list[int], images: list, size: tuple[int, int], notes: list[str], on_step,
+                should_stop: StopFn) -> list:
+    """A1111's hires fix after the first pass: each picture upscaled to `size`, then img2img over it at
+    hires_strength for exactly hires_steps (or steps) steps, with fresh noise from the same seeds."""
+    import torch
+
+    from studio.generate.upscale import upscale_to
+
+    upscaled = []
+    for image in images:
+        big, info = upscale_to(studio, image, request.hires_upscaler, size, should_stop=should_stop)
+        upscaled.append(big)
+    notes += info.notes
+    if info.tile:
+        notes.append(f"hires upscale: {info.upscaler} ran in tiles of {info.tile} px")
+    steps = request.hires_steps or request.steps
+    kwargs = dict(
+        prompt=prompt,
+        negative_prompt=request.negative_prompt or None,
+        num_inference_steps=hires_schedule(steps, request.hires_strength),
+        guidance_scale=request.cfg,
+        num_images_per_prompt=len(upscaled),
+        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+        callback_on_step_end=on_step,
+        image=upscaled,
+        strength=request.hires_strength,
+    )
+    with studio.cache.pipeline(request.model, task="img2img", loras=loras, embeddings=embeddings) as pipe:
+        return _sample(pipe, request, request.seed, kwargs)
 
 
 def _control_kwargs(request: GenerationRequest, task: str, width: int, height: int) -> dict:
@@ -160,14 +240,3 @@ def _prompt_first(pipe, request: GenerationRequest):
 
 def _soft_weights_hook(module, args, kwargs):
     return args, {**kwargs, "guess_mode": True}
-
-
-def save_png(image, parameters: str, folder, seed: int):
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_text("parameters", parameters)
-    path = fileio.reserve_unique(folder, str(seed), ".png")
-    with fileio.atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info)
-    return path
