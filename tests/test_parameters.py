@@ -66,7 +66,8 @@ def test_lora_tags_are_taken_out_of_the_prompt():
     assert [(lc.name, lc.weight) for lc in loras] == [("a", 0.5), ("b", 1.0)]
 
 
-# Hires fix and inpainting keys as A1111 1.10 writes them (key names and order from its processing.py).
+# Hires fix, inpainting and ADetailer keys as A1111 1.10 and ADetailer 25.3 write them (key names and order from
+# their sources: processing.py, adetailer/args.py).
 A1111_HIRES = (
     "a castle\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x768, "
     "Model hash: 6ce0161689, Model: sd15, Denoising strength: 0.7, Hires upscale: 2, Hires steps: 10, "
@@ -75,6 +76,12 @@ A1111_HIRES = (
 A1111_INPAINT = (
     "a red door\nSteps: 30, Sampler: Euler a, CFG scale: 7, Seed: 9, Size: 512x512, Model: sd15, "
     "Denoising strength: 0.6, Mask blur: 8, Inpaint area: Only masked, Masked area padding: 48, Version: v1.10.1"
+)
+ADETAILER = (
+    "portrait of sks person\nSteps: 28, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x512, Model: sd15, "
+    "ADetailer model: face_yolov8n.pt, ADetailer prompt: \"sks person, detailed face <lora:me:0.8>\", "
+    "ADetailer confidence: 0.3, ADetailer dilate erode: 4, ADetailer mask blur: 4, ADetailer denoising strength: 0.4, "
+    "ADetailer inpaint only masked: True, ADetailer inpaint padding: 32, ADetailer version: 25.3.0, Version: v1.10.1"
 )
 
 
@@ -101,6 +108,16 @@ def test_a1111_inpaint_keys():
         "strength": 0.6, "mask_blur": 8, "inpaint_area": "only masked", "inpaint_padding": 48}
     whole = request_fields(parse_parameters(A1111_INPAINT.replace("Inpaint area: Only masked, ", "")))
     assert "inpaint_area" not in whole  # A1111 writes the key only for "Only masked"
+
+
+def test_adetailer_keys_restore_a_face_fix():
+    from studio.generate.facefix import face_fix_fields
+
+    parsed = parse_parameters(ADETAILER)
+    assert face_fix_fields(parsed) == {"prompt": "sks person, detailed face <lora:me:0.8>", "confidence": 0.3,
+                                       "dilate": 4, "mask_blur": 4, "strength": 0.4, "padding": 32,
+                                       "only_masked": True}
+    assert request_fields(parsed)["seed"] == 5 and "strength" not in request_fields(parsed)
 
 
 def test_a_clean_up_step_adds_its_keys_and_keeps_the_rest():
