@@ -120,7 +120,7 @@ def test_a_dedicated_inpainting_checkpoint_inpaints_and_refuses_txt2img(studio):
     with pytest.raises(ValueError, match="is an inpainting checkpoint \\(its UNet takes 9 input channels.*for txt2img"):
         generate(studio, GenerationRequest(prompt="a dog", model=str(folder), steps=1, save=False))
     with pytest.raises(ValueError, match="for img2img"):
-        generate(studio, GenerationRequest(prompt="a dog", model=str(folder), steps=1, init_image=photo(), save=False))
+        generate(studio, GenerationRequest(prompt="a dog", model=str(folder), steps=2, init_image=photo(), save=False))
 
 
 def test_a_painted_layer_and_a_white_on_black_mask_read_alike():
@@ -138,6 +138,7 @@ def test_a_painted_layer_and_a_white_on_black_mask_read_alike():
     (dict(width=64), "give both `width` and `height`"),
     (dict(mask_blur=65), "`mask_blur` must be between 0 and 64 but is 65"),
     (dict(inpaint_area="masked"), "`inpaint_area` must be one of whole, only masked but is 'masked'"),
+    (dict(steps=2, strength=0.4), "`steps` 2 at `strength` 0.4 runs no denoising step"),
 ])
 def test_bad_inpaint_input_names_the_argument(session_studio, change, message):
     with pytest.raises(ValueError, match=message):

@@ -14,20 +14,7 @@ from studio.generate import GenerationRequest, generate
 from studio.generate.hires import hires_schedule
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
 from studio.generate.upscale import UpscaleRequest, tile_starts, upscale
-
-
-def tiny_upscaler(path, kind="compact", scale=4, seed=0):
-    """A tiny random-weight upscaler spandrel recognises: Real-ESRGAN Compact (keys body.N) or ESRGAN (model.N)."""
-    from safetensors.torch import save_file
-    from spandrel.architectures.Compact import Compact
-    from spandrel.architectures.ESRGAN import ESRGAN
-
-    torch.manual_seed(seed)
-    net = (Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=scale) if kind == "compact"
-           else ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=scale))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-    return path, net
+from tests.weights_files import make_upscaler as tiny_upscaler
 
 
 @pytest.fixture
@@ -223,5 +210,5 @@ def test_hires_fix_with_a_model_upscaler_says_it_tiled(up_studio):
 ])
 def test_bad_hires_input_names_the_argument(session_studio, change, message):
     with pytest.raises(ValueError, match=message):
-        generate(session_studio, GenerationRequest(prompt="a dog", model="builtin:tiny", steps=1, save=False,
+        generate(session_studio, GenerationRequest(prompt="a dog", model="builtin:tiny", steps=2, save=False,
                                                    **change))

@@ -81,6 +81,9 @@ class GenerationRequest:
         check_sampler(self.sampler)
         if self.init_image is not None and not 0 < self.strength <= 1:
             raise ValueError(f"`strength` must be in (0, 1] but is {self.strength}")
+        if self.init_image is not None and int(self.steps * self.strength) < 1:
+            raise ValueError(f"`steps` {self.steps} at `strength` {self.strength:g} runs no denoising step "
+                             f"(int({self.steps} x {self.strength:g}) = 0): raise the steps or the strength")
         for lora in self.loras:
             if not -4 <= lora.weight <= 4:
                 raise ValueError(f"LoRA weight for {lora.name!r} must be between -4 and 4 but is {lora.weight}")
