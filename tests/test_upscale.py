@@ -13,7 +13,7 @@ from studio.context import Studio
 from studio.generate import GenerationRequest, generate
 from studio.generate.hires import hires_schedule
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
-from studio.generate.upscale import UpscaleRequest, tile_starts, upscale
+from studio.generate.upscale import UpscaleRequest, tile_spans, upscale
 from tests.weights_files import make_upscaler as tiny_upscaler
 
 
@@ -91,11 +91,15 @@ def test_saved_png_keeps_the_pictures_parameters(up_studio, tmp_path):
     assert Image.open(result.path).size == (300, 200)
 
 
-def test_tile_placement_is_a1111s():
-    assert tile_starts(1024, 512, 32) == [0, 256, 512]
-    assert tile_starts(768, 512, 32) == [0, 256]
-    assert tile_starts(1536, 512, 32) == [0, 341, 683, 1024]
-    assert tile_starts(300, 512, 32) == [0]
+def test_tiles_are_as_few_as_a1111s_and_share_only_the_overlap():
+    # A1111 puts three 512 px tiles on 1024 px (at 0, 256, 512); the same three, shrunk, share 33 and 32 px.
+    assert tile_spans(1024, 512, 32) == [(0, 363), (330, 363), (661, 363)]
+    assert tile_spans(768, 512, 32) == [(0, 400), (368, 400)]
+    assert tile_spans(300, 512, 32) == [(0, 300)]
+    for length, tile, overlap in ((1536, 512, 32), (1000, 192, 8), (4096, 512, 64), (129, 64, 16)):
+        spans = tile_spans(length, tile, overlap)
+        assert spans[0][0] == 0 and sum(spans[-1]) == length and all(size <= tile for _, size in spans)
+        assert all(a + size - b >= overlap for (a, size), (b, _) in zip(spans, spans[1:]))
 
 
 def test_the_store_lists_models_upscale(up_studio):

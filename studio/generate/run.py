@@ -60,10 +60,10 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         else:
             width, height = request.width or native, request.height or native
         request = replace(request, seed=seed, width=width, height=height)
-        hires_size_ = hires_size(width, height, request.hires_scale) if hires else None
-        if hires_size_ and max(hires_size_) > 4096:
+        final_size = hires_size(width, height, request.hires_scale) if hires else None
+        if final_size and max(final_size) > 4096:
             raise ValueError(f"`hires_scale` {request.hires_scale:g} makes the {width}x{height} picture "
-                             f"{hires_size_[0]}x{hires_size_[1]}, over the 4096 px limit")
+                             f"{final_size[0]}x{final_size[1]}, over the 4096 px limit")
         first = int(request.steps * (request.strength if task != "txt2img" else 1)) or 1
         total = first + ((request.hires_steps or request.steps) if hires else 0)
 
@@ -93,7 +93,7 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     # 5. Hires fix: upscale, then a second pass over the big picture; an inpainted region goes back into the picture.
     notes: list[str] = []
     if hires:
-        images = _hires_pass(studio, request, prompt, pipe_loras, embedding_files, seeds, images, hires_size_,
+        images = _hires_pass(studio, request, prompt, pipe_loras, embedding_files, seeds, images, final_size,
                              notes, _on_step(progress, should_stop, first, total), should_stop)
     if plan is not None:
         images = [paste_back(plan, image) for image in images]
