@@ -211,6 +211,7 @@ def test_hires_fix_with_a_model_upscaler_says_it_tiled(up_studio):
     (dict(hires_scale=2, hires_upscaler="Latent (bicubic)"), "A1111's latent upscale"),
     (dict(hires_scale=2, hires_upscaler="nowhere"), "upscaler 'nowhere' not found"),
     (dict(hires_strength=0), "`hires_strength` must be in \\(0, 1\\]"),
+    (dict(hires_scale=2, hires_steps=150, hires_strength=0.1), "`hires_strength` 0.1 is too low for 150 hires steps"),
 ])
 def test_bad_hires_input_names_the_argument(session_studio, change, message):
     with pytest.raises(ValueError, match=message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.generate.hires import hires_schedule
 from studio.generate.inpaint import INPAINT_AREAS
 from studio.generate.samplers import DEFAULT_SAMPLER, check_sampler
 from studio.models.refs import LoraChoice, parse_lora  # noqa: F401 (the generate package's own names for them)
@@ -128,9 +129,10 @@ class GenerationRequest:
             raise ValueError(f"`hires_steps` must be between 0 (as many as `steps`) and 150 but is {self.hires_steps}")
         if not 0 < self.hires_strength <= 1:
             raise ValueError(f"`hires_strength` must be in (0, 1] but is {self.hires_strength}")
-        self.hires_upscaler = check_upscaler_name(self.hires_upscaler, "hires_upscaler")
         if self.hires_scale == 1:
             return
+        self.hires_upscaler = check_upscaler_name(self.hires_upscaler, "hires_upscaler")
+        hires_schedule(self.hires_steps or self.steps, self.hires_strength)  # a schedule that can be built
         if self.init_image is not None:
             raise ValueError(f"`hires_scale` {self.hires_scale:g} is for txt2img, but `init_image` is given: upscale "
                              f"the picture instead")
