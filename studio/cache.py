@@ -16,10 +16,11 @@ from studio.models.refs import LoraChoice
 from studio.models.store import ModelStore
 from studio.settings import Settings
 
-TASKS = ("txt2img", "img2img")  # with controlnets given, the same tasks use their ControlNet pipelines
+TASKS = ("txt2img", "img2img", "inpaint")  # with controlnets given, txt2img and img2img use their ControlNet pipelines
 # Weights besides base pipelines and ControlNets, each loaded by the store's loader of that name and borrowed with
 # `cache.borrow(kind, id)`: they count in the same budget and are freed by release() like any model.
-HELPER_LOADERS = {"clip": "load_clip", "captioner": "load_captioner", "checker": "load_checker"}
+HELPER_LOADERS = {"clip": "load_clip", "captioner": "load_captioner", "checker": "load_checker",
+                  "upscaler": "load_upscaler"}
 
 
 @dataclass
@@ -88,10 +89,14 @@ class ModelCache:
                  embeddings: list[Path] = (), controlnets: list[str] = ()):
         """Borrow a pipeline of `model_id` for `task`, with exactly the given LoRAs active at their weights.
 
-        The pipeline is the caller's alone until the block ends (two callers of one base take turns).
+        The pipeline is the caller's alone until the block ends (two callers of one base take turns). A dedicated
+        inpainting checkpoint (a UNet that takes 9 input channels: latents, mask, masked picture) is a base of its own
+        and serves task "inpaint" only.
         """
         if task not in TASKS:
             raise ValueError(f"`task` must be one of {', '.join(TASKS)} but is {task!r}")
+        if task == "inpaint" and controlnets:
+            raise ValueError("inpainting with ControlNets is not supported: leave `controlnets` empty to inpaint")
         device = self.settings.resolve_device()
         dtype = self.settings.resolve_dtype(device)
         # 1. Find or load the base and any ControlNets, and mark them borrowed so eviction passes them over.
@@ -107,6 +112,10 @@ class ModelCache:
         try:
             with base.lock:
                 # 2. The task's pipeline, made once from the base's modules (no copy of the weights).
+                if task != "inpaint" and is_inpainting_model(base.model):
+                    raise ValueError(f"model {model_id!r} is an inpainting checkpoint (its UNet takes 9 input "
+                                     f"channels: latents, mask and masked picture); use it to inpaint or fix faces, "
+                                     f"and a regular base for {task}")
                 pipe = self._derived(base, task, nets)
                 # 3. LoRAs and embeddings are loaded once per base; then only their weights switch.
                 self._apply_loras(base, pipe, loras)
@@ -122,7 +131,8 @@ class ModelCache:
 
     @contextmanager
     def borrow(self, kind: str, model_id: str):
-        """Borrow a helper model (`kind` one of HELPER_LOADERS: "clip", "captioner", "checker"), loading it once.
+        """Borrow a helper model (`kind` one of HELPER_LOADERS: "clip", "captioner", "checker", "upscaler"), loading
+        it once.
         Two callers of one helper take turns, as for pipelines."""
         if kind not in HELPER_LOADERS:
             raise ValueError(f"`kind` must be one of {', '.join(HELPER_LOADERS)} but is {kind!r}")
@@ -162,7 +172,7 @@ class ModelCache:
             return base.model
         key = (task, tuple(n.model_id for n in nets))
         if key not in base.derived:
-            from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 
             if nets:
                 unet_dim = base.model.unet.config.cross_attention_dim
@@ -175,7 +185,8 @@ class ModelCache:
                 extra = {"controlnet": nets[0].model if len(nets) == 1 else [n.model for n in nets]}
             else:
                 extra = {}
-            auto = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForText2Image
+            auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
+                    "inpaint": AutoPipelineForInpainting}[task]
             pipe = auto.from_pipe(base.model, **extra)
             pipe.set_progress_bar_config(disable=True)
             base.derived[key] = pipe
@@ -276,6 +287,13 @@ class ModelCache:
     def held_bytes(self) -> int:
         with self._lock:
             return sum(e.nbytes for e in self._entries.values())
+
+
+def is_inpainting_model(pipe) -> bool:
+    """True for a dedicated inpainting checkpoint: its UNet takes the mask and the masked picture's latents beside
+    the noisy latents (4 + 1 + 4 = 9 channels) and cannot draw without them."""
+    unet = getattr(pipe, "unet", None)
+    return unet is not None and unet.config.in_channels == 9
 
 
 def _adapter_name(path: Path, taken) -> str:

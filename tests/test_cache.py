@@ -162,8 +162,8 @@ def test_helper_models_are_borrowed_counted_and_released(settings):
     with studio.cache.borrow("clip", "builtin:tiny-clip") as again:
         assert again is clip  # loaded once
     assert studio.cache.release() == 0 and studio.cache.held_bytes == 0
-    with pytest.raises(ValueError, match="`kind` must be one of clip, captioner, checker"):
-        with studio.cache.borrow("upscaler", "x"):
+    with pytest.raises(ValueError, match="`kind` must be one of clip, captioner, checker, upscaler but is 'vae'"):
+        with studio.cache.borrow("vae", "x"):
             pass
 
 

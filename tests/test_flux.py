@@ -84,6 +84,20 @@ def test_flux_batches_img2img_and_real_cfg(session_studio):
     assert not guided.notes and np.abs(_pixels(guided) - _pixels(quiet)).mean() > 0.5
 
 
+
+def test_flux_inpaints_inside_the_mask_and_runs_the_hires_fix(session_studio):
+    init = Image.fromarray(np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (64, 1))).convert("RGB")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    inpainted = generate(session_studio, _quick(init_image=init, mask_image=mask, mask_blur=0))
+    out, original = _pixels(inpainted), np.asarray(init, dtype=np.float64)
+    assert np.array_equal(out[:8], original[:8])  # outside the mask: the picture's own bytes
+    assert np.abs(out[20:44, 20:44] - original[20:44, 20:44]).mean() > 5  # inside: drawn again
+    hires = generate(session_studio, _quick(hires_scale=2, hires_strength=0.5))
+    assert hires.images[0].image.size == (128, 128)
+    fields = parse_parameters(hires.images[0].parameters)
+    assert fields["Size"] == "64x64" and fields["Hires upscale"] == "2" and fields["Distilled CFG Scale"] == "3.5"
+
 def test_flux_refuses_what_does_not_fit_and_says_why(session_studio, tmp_path):
     from tests.weights_files import make_lora
 

@@ -5,6 +5,7 @@ uninterrupted run, the generator path on builtin:tiny, and the group turned into
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -205,17 +206,19 @@ def test_the_generator_path_counts_faces_not_found_and_records_seeds(mining_stud
     from studio.generate import generate
 
     studio = mining_studio
-    # 1. builtin:tiny draws no faces: each candidate is counted, none crashes the job; an upscaler that this
-    #    studio does not have is said in the events, not skipped in silence
+    # 1. An upscaler that is not in models/upscale/ is refused before any candidate is drawn
     request = MiningRequest("tiny", prompt="a photo of a face", model="builtin:tiny", steps=2, seed_start=100,
                             batch_size=2, max_candidates=3, upscaler="4x-esrgan")
     folder = mining_folder(studio.settings, "tiny")
+    with pytest.raises(ValueError, match="upscaler '4x-esrgan' not found: put its .safetensors file in"):
+        mine(studio, request, folder)
+    assert not (folder / "events.jsonl").exists() or not read_lines(folder / "events.jsonl")
+    # builtin:tiny draws no faces: each candidate (upscaled by Lanczos) is counted, none crashes the job
+    request = replace(request, upscaler="lanczos")
     assert mine(studio, request, folder).ended == "candidate budget spent: 3 candidates"
     events = read_lines(folder / "events.jsonl")
     assert [(e["index"], e["seed"], e["decision"]) for e in events if e["type"] == "candidate"] == [
         (0, 100, "no face"), (1, 101, "no face"), (2, 102, "no face")]
-    assert any("upscaler '4x-esrgan' was asked for, but this studio has no upscaler" in e.get("text", "")
-               for e in events)
     report = report_of(studio, "tiny")
     assert report["counts"]["no_face"] == 3 and report["members"] == [] and report["seconds_per_stage"]["generate"] > 0
     # continuing draws batch [102, 103] again and decides 103 only

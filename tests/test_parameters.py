@@ -64,3 +64,70 @@ def test_lora_tags_are_taken_out_of_the_prompt():
     prompt, loras = split_lora_tags("<lora:a:0.5> a cat, <lora:b> on a mat")
     assert prompt == "a cat, on a mat"
     assert [(lc.name, lc.weight) for lc in loras] == [("a", 0.5), ("b", 1.0)]
+
+
+# Hires fix, inpainting and ADetailer keys as A1111 1.10 and ADetailer 25.3 write them (key names and order from
+# their sources: processing.py, adetailer/args.py).
+A1111_HIRES = (
+    "a castle\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x768, "
+    "Model hash: 6ce0161689, Model: sd15, Denoising strength: 0.7, Hires upscale: 2, Hires steps: 10, "
+    "Hires upscaler: R-ESRGAN 4x+, Version: v1.10.1"
+)
+A1111_INPAINT = (
+    "a red door\nSteps: 30, Sampler: Euler a, CFG scale: 7, Seed: 9, Size: 512x512, Model: sd15, "
+    "Denoising strength: 0.6, Mask blur: 8, Inpaint area: Only masked, Masked area padding: 48, Version: v1.10.1"
+)
+ADETAILER = (
+    "portrait of sks person\nSteps: 28, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x512, Model: sd15, "
+    "ADetailer model: face_yolov8n.pt, ADetailer prompt: \"sks person, detailed face <lora:me:0.8>\", "
+    "ADetailer confidence: 0.3, ADetailer dilate erode: 4, ADetailer mask blur: 4, ADetailer denoising strength: 0.4, "
+    "ADetailer inpaint only masked: True, ADetailer inpaint padding: 32, ADetailer version: 25.3.0, Version: v1.10.1"
+)
+
+
+def test_a1111_hires_fix_restores_its_second_pass():
+    fields = request_fields(parse_parameters(A1111_HIRES))
+    assert (fields["width"], fields["height"]) == (512, 768)  # `Size` is the first pass's
+    assert (fields["hires_scale"], fields["hires_steps"], fields["hires_upscaler"], fields["hires_strength"]) == (
+        2.0, 10, "R-ESRGAN 4x+", 0.7)
+    assert "strength" not in fields
+
+
+def test_a1111_hires_resize_is_a_scale_only_when_it_keeps_the_aspect():
+    resized = A1111_HIRES.replace("Hires upscale: 2", "Hires resize: 1024x1536")
+    assert request_fields(parse_parameters(resized))["hires_scale"] == 2.0
+    assert request_fields(parse_parameters(A1111_HIRES.replace("Hires upscale: 2", "Hires resize: 0x1152")))[
+        "hires_scale"] == 1.5  # 0 keeps the aspect
+    with pytest.raises(ValueError, match="`Hires resize` 1024x1000 changes the aspect of its 512x768 first pass"):
+        request_fields(parse_parameters(A1111_HIRES.replace("Hires upscale: 2", "Hires resize: 1024x1000")))
+
+
+def test_a1111_inpaint_keys():
+    fields = request_fields(parse_parameters(A1111_INPAINT))
+    assert {k: fields[k] for k in ("strength", "mask_blur", "inpaint_area", "inpaint_padding")} == {
+        "strength": 0.6, "mask_blur": 8, "inpaint_area": "only masked", "inpaint_padding": 48}
+    whole = request_fields(parse_parameters(A1111_INPAINT.replace("Inpaint area: Only masked, ", "")))
+    assert "inpaint_area" not in whole  # A1111 writes the key only for "Only masked"
+
+
+def test_adetailer_keys_restore_a_face_fix():
+    from studio.generate.facefix import face_fix_fields
+
+    parsed = parse_parameters(ADETAILER)
+    assert face_fix_fields(parsed) == {"prompt": "sks person, detailed face <lora:me:0.8>", "confidence": 0.3,
+                                       "dilate": 4, "mask_blur": 4, "strength": 0.4, "padding": 32,
+                                       "only_masked": True}
+    assert request_fields(parsed)["seed"] == 5 and "strength" not in request_fields(parsed)
+
+
+def test_a_clean_up_step_adds_its_keys_and_keeps_the_rest():
+    from studio import __version__
+    from studio.generate.parameters import add_fields
+
+    text = add_fields(A1111_HIRES, {"Postprocess upscale by": 4.0, "Postprocess upscaler": "4x-UltraSharp"})
+    parsed = parse_parameters(text)
+    assert parsed["prompt"] == "a castle" and parsed["Hires upscaler"] == "R-ESRGAN 4x+"
+    assert text.endswith("Postprocess upscale by: 4, Postprocess upscaler: 4x-UltraSharp, "
+                         f"Version: likeness-studio {__version__}")
+    assert parse_parameters(add_fields("", {"Postprocess upscale by": 2.0, "Postprocess upscaler": "Lanczos"}))[
+        "Postprocess upscaler"] == "Lanczos"

@@ -25,7 +25,8 @@ def test_build_app_builds_every_tab_without_launching(settings):
     api = {d.get("api_name") for d in app.config["dependencies"]}
     # the endpoints README promises to scripts
     assert {"generate", "dataset_prepare", "dataset_check", "train_start", "train_status", "train_cancel", "animal",
-            "evaluate", "mine_start", "mine_status", "mine_cancel", "mine_to_dataset"} <= api
+            "evaluate", "inpaint", "upscale", "fix_faces", "mine_start", "mine_status", "mine_cancel",
+            "mine_to_dataset"} <= api
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,36 @@ def test_gradio_client_generate(served):
     assert len(saved) == 1
     with pytest.raises(Exception, match="divisible by 8"):
         client.predict(prompt_text="a dog", negative_prompt="", width_px=100, steps_value=2, api_name="/generate")
+
+
+def test_gradio_client_clean_up(served, tmp_path):
+    """/inpaint and /upscale from a script: the painter takes {"background", "layers", "composite"} files."""
+    import numpy as np
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from fixtures_faces import astronaut
+
+    _, url = served
+    picture = astronaut().resize((96, 64))
+    picture.save(tmp_path / "picture.png")
+    layer = Image.new("RGBA", (96, 64), (0, 0, 0, 0))
+    layer.paste((255, 255, 255, 255), (20, 10, 50, 40))
+    layer.save(tmp_path / "stroke.png")
+    client = Client(url, verbose=False)
+    painter = {"background": handle_file(str(tmp_path / "picture.png")),
+               "layers": [handle_file(str(tmp_path / "stroke.png"))], "composite": None}
+    gallery, parameters, seed, status = client.predict(prompt_text="a dog", model_id="builtin:tiny", steps_value=4,
+                                                       seed_value=3, mask_blur=0, cleanup_image=painter,
+                                                       api_name="/inpaint")
+    result = np.asarray(Image.open(gallery[0]["image"]).convert("RGB"))
+    keep = np.ones((64, 96), dtype=bool)
+    keep[10:40, 20:50] = False
+    assert seed == 3 and status == "Inpainted 1 picture(s) at 96x64."
+    assert np.array_equal(result[keep], np.asarray(picture)[keep])
+    gallery, parameters, status = client.predict(cleanup_image={**painter, "layers": []}, upscaler_name="Lanczos",
+                                                 upscale_scale=2, api_name="/upscale")
+    assert Image.open(gallery[0]["image"]).size == (192, 128) and "Postprocess upscaler: Lanczos" in parameters
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -127,3 +158,51 @@ def test_train_and_evaluate_list_the_same_datasets(settings):
     in_train = train_tab.refresh_lists(ctx, SimpleNamespace())["dataset"]["choices"]
     in_evaluate = evaluate_tab.refresh_lists(ctx, SimpleNamespace())["reference"]["choices"]
     assert in_train == in_evaluate == ["plain-folder"]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium (.ci/run installs it)")
+def test_painting_a_mask_in_a_real_browser_inpaints_only_there(served, tmp_path):
+    """Drop a photo on the Clean-up painter, paint one stroke with the mouse, inpaint "only masked": the picture keeps
+    its size and every pixel away from the stroke keeps its bytes."""
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from fixtures_faces import astronaut
+
+    studio, url = served
+    astronaut().save(tmp_path / "astronaut.png")
+    before = set(studio.settings.outputs_dir.rglob("*.png"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(url)
+        page.get_by_role("tab", name="Generate").click()
+        page.get_by_label("Prompt", exact=True).fill("a photo of a woman")
+        page.get_by_text("Clean-up: inpaint, hires fix, upscale, face fix").click()
+        with page.expect_file_chooser() as chooser:
+            page.get_by_text("Upload an image").click()
+        chooser.value.set_files(str(tmp_path / "astronaut.png"))
+        expect(page.locator("#cleanup-status")).to_contain_text("carries no parameters", timeout=30_000)
+        page.get_by_role("button", name="Brush", exact=True).click()
+        box = page.locator("#cleanup-painter canvas").first.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x - 60, y)
+        page.mouse.down()
+        page.mouse.move(x + 60, y, steps=12)
+        page.mouse.up()
+        page.get_by_role("radio", name="Only masked").check()
+        page.get_by_role("button", name="Inpaint", exact=True).click()
+        expect(page.locator("#cleanup-status")).to_contain_text("Inpainted 1 picture", timeout=120_000)
+        browser.close()
+    (made,) = set(studio.settings.outputs_dir.rglob("*.png")) - before
+    result, original = np.asarray(Image.open(made).convert("RGB")), np.asarray(astronaut())
+    assert result.shape == original.shape
+    changed = np.abs(result.astype(int) - original).max(axis=2) > 0
+    rows, cols = np.nonzero(changed)
+    # One horizontal stroke across the middle: a band a few dozen pixels high, nowhere near the corners.
+    assert 0 < rows.max() - rows.min() < 120 and cols.max() - cols.min() < 400
+    assert not changed[:100].any() and not changed[-100:].any()

@@ -1,4 +1,4 @@
-"""Makes small real LoRA and textual-inversion files for the builtin tiny models (random but seeded weights)."""
+"""Makes small real LoRA, textual-inversion and upscaler files for tests (random but seeded weights)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,19 @@ def make_embedding(out: Path, width: int, vectors: int = 1, seed: int = 0, sdxl_
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out))
     return out
+
+
+def make_upscaler(path: Path, kind: str = "compact", scale: int = 4, seed: int = 0):
+    """A tiny random-weight upscaler spandrel recognises, saved as safetensors: Real-ESRGAN Compact (keys body.N,
+    8 features, 20 kB) or ESRGAN/RRDBNet (keys model.N). Returns (path, the torch module)."""
+    import torch
+    from safetensors.torch import save_file
+    from spandrel.architectures.Compact import Compact
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(seed)
+    net = (Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=scale) if kind == "compact"
+           else ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=scale))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path, net

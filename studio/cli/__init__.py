@@ -8,8 +8,10 @@ import importlib
 import sys
 from pathlib import Path
 
-# Verb modules under studio/cli/; each adds its subparser and sets defaults(run=...).
-VERBS = ("serve", "generate", "models", "dataset", "mine", "train", "animal", "evaluate", "pocket")
+# Verbs, each a module under studio/cli/ (a dash in the verb is an underscore in the module's name) that adds its
+# subparser and sets defaults(run=...).
+VERBS = ("serve", "generate", "upscale", "fix-faces", "models", "dataset", "mine", "train", "animal", "evaluate",
+         "pocket")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     for verb in VERBS:
-        importlib.import_module(f"studio.cli.{verb}").register(sub)
+        importlib.import_module(f"studio.cli.{verb.replace('-', '_')}").register(sub)
     for verb_parser in sub.choices.values():
         for leaf in _with_nested(verb_parser):  # `dataset list --root X` as well as `train --root X`
             _add_global_options(leaf, suppress=True)
@@ -68,6 +70,20 @@ def settings_from_args(args: argparse.Namespace):
     if args.max_image_mp is not None:
         kwargs["max_image_pixels"] = int(args.max_image_mp * 1_000_000)
     return Settings(**kwargs)
+
+
+def open_image(path: Path, argument: str):
+    """The picture at `path`, read now; a ValueError naming `argument` when it is missing or not a picture."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise ValueError(f"`{argument}` {path} does not exist")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"`{argument}` {path} is not a picture: {e}") from e
+    return image
 
 
 def main(argv: list[str] | None = None) -> int:

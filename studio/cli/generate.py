@@ -1,4 +1,5 @@
-"""`python -m studio generate`: images from a prompt, saved as PNGs with A1111 parameters, one printed line each."""
+"""`python -m studio generate`: images from a prompt (img2img, inpainting with --mask, hires fix with --hires-scale),
+saved as PNGs with A1111 parameters, one printed line each."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
+    from studio.generate.inpaint import INPAINT_AREAS
     from studio.generate.request import GenerationRequest, parse_lora
     from studio.generate.samplers import SAMPLERS
 
@@ -26,26 +28,39 @@ def register(sub) -> None:
     p.add_argument("--embedding", action="append", default=[], help="a textual-inversion file (repeatable)")
     p.add_argument("--init-image", type=Path, default=None, help="img2img from this image")
     p.add_argument("--strength", type=float, default=d.strength, help="img2img denoising strength")
+    p.add_argument("--mask", type=Path, default=None,
+                   help="with --init-image: inpaint where this mask is white (the picture's size)")
+    p.add_argument("--mask-blur", type=int, default=d.mask_blur, help="soft edge of the inpainted region, pixels")
+    p.add_argument("--inpaint-area", default=d.inpaint_area, choices=INPAINT_AREAS,
+                   help="the whole picture, or only the mask's box (plus padding) at the model's size")
+    p.add_argument("--inpaint-padding", type=int, default=d.inpaint_padding, help="pixels around the mask's box")
+    p.add_argument("--hires-scale", type=float, default=d.hires_scale,
+                   help="hires fix: upscale the first pass by this, then draw over it again (1: off)")
+    p.add_argument("--hires-steps", type=int, default=d.hires_steps, help="steps of the second pass (0: --steps)")
+    p.add_argument("--hires-upscaler", default=d.hires_upscaler, help="Lanczos or a model in models/upscale/")
+    p.add_argument("--hires-strength", type=float, default=d.hires_strength,
+                   help="denoising strength of the second pass")
     p.add_argument("--batch", type=int, default=1, help="images per prompt (seeds seed, seed+1, ...)")
     p.add_argument("--out", type=Path, required=True, help="folder to write the PNGs to")
     p.set_defaults(run=run)
 
 
 def run(args, studio) -> int:
-    from PIL import Image
-
+    from studio.cli import open_image
     from studio.generate import GenerationRequest, generate
     from studio.generate.run import save_png
 
-    init = None
-    if args.init_image is not None:
-        if not args.init_image.is_file():
-            raise ValueError(f"`--init-image` {args.init_image} does not exist")
-        init = Image.open(args.init_image)
+    init = open_image(args.init_image, "--init-image") if args.init_image is not None else None
+    mask = open_image(args.mask, "--mask") if args.mask is not None else None
+    if mask is not None and init is None:
+        raise ValueError("`--mask` needs `--init-image`: the picture to inpaint")
     request = GenerationRequest(
         prompt=args.prompt, model=args.model, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
         cfg=args.cfg, width=args.width, height=args.height, batch_size=args.batch, sampler=args.sampler,
         loras=args.lora, embeddings=args.embedding, init_image=init, strength=args.strength, save=False,
+        mask_image=mask, mask_blur=args.mask_blur, inpaint_area=args.inpaint_area,
+        inpaint_padding=args.inpaint_padding, hires_scale=args.hires_scale, hires_steps=args.hires_steps,
+        hires_upscaler=args.hires_upscaler, hires_strength=args.hires_strength,
     )
     result = generate(studio, request)
     for item in result.images:

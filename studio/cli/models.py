@@ -1,4 +1,4 @@
-"""`python -m studio models`: what the model store holds (base models, LoRAs, embeddings, ControlNets)."""
+"""`python -m studio models`: what the model store holds (base models, LoRAs, embeddings, ControlNets, upscalers)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def run(args, studio) -> int:
     print(f"models folder: {studio.settings.models_dir}")
     print(f"default base: {studio.store.default_model}")
     for title, items in (("base", listing.base), ("lora", listing.lora), ("embeddings", listing.embeddings),
-                         ("controlnet", listing.controlnet)):
+                         ("controlnet", listing.controlnet), ("upscale", listing.upscale)):
         print(f"{title}:")
         for item in items:
             print(f"  {item}")

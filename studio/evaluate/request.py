@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 
 from studio.faces.identity import DEFAULT_TOLERANCE
 from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice, parse_lora
-from studio.generate.samplers import DEFAULT_SAMPLER
 from studio.names import check_name
 
 # Seed 000's four prompts and five seeds (its [sd1]..[sd5] commands); "amari" stands for the subject's trigger word.
@@ -96,10 +95,10 @@ class EvaluationRequest:
     clip_model: str = ""  # "" means no CLIP score
     negative_prompt: str = ""
     steps: int = 20
-    cfg: float = 7.0
+    cfg: float | None = None  # None: the family's default (7 for SD, 1 for FLUX)
     width: int | None = None  # None: the model's native size
     height: int | None = None
-    sampler: str = DEFAULT_SAMPLER
+    sampler: str | None = None  # None: the family's default (Euler a; Euler for FLUX)
     tolerance: float = DEFAULT_TOLERANCE  # sim-score at or below which a face counts as the subject (seed 000: 0.40)
 
     def check(self) -> "EvaluationRequest":

@@ -14,7 +14,8 @@ from studio.evaluate.report import EvaluationReport, evaluations_dir, write_repo
 from studio.evaluate.request import EvaluationRequest
 from studio.evaluate.scoring import ImageScore, clip_scores, face_scores, load_reference
 from studio.fileio import atomic_path, temp_dir
-from studio.generate.run import generate, save_png
+from studio.generate.parameters import save_png
+from studio.generate.run import generate
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 GRID = "grid.png"

@@ -155,6 +155,22 @@ def detect_faces(image: Image.Image, *, upsample: int = 1, max_side: int = 1024,
     return sorted(faces, key=lambda f: (-f.area, -f.score))
 
 
+def encode_face(image: Image.Image, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The (128,) identity encoding of whatever is at `box` (left, top, right, bottom) in `image`, found or not:
+    landmarks and encoding as detect_faces computes them for a face it found there. For comparing one place of a
+    picture before and after an edit, even when the edit leaves no face the detector would find."""
+    import dlib
+
+    left, top, right, bottom = box
+    if not (0 <= left < right <= image.width and 0 <= top < bottom <= image.height):
+        raise ValueError(f"`box` {box} is not inside the {image.width}x{image.height} picture")
+    pixels = np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    _, _, predictor_5, encoder = _models()
+    with _LOCK:
+        rect = dlib.rectangle(left, top, right - 1, bottom - 1)
+        return np.array(encoder.compute_face_descriptor(pixels, predictor_5(pixels, rect), 1))
+
+
 def _clip(box: tuple[int, int, int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
     left, top, right, bottom = box
     return max(0, left), max(0, top), min(size[0], right), min(size[1], bottom)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from studio import __version__, fileio
 from studio.generate.request import LoraChoice
 from studio.generate.samplers import FLOW_SAMPLERS, SAMPLERS
 
@@ -109,9 +110,39 @@ def request_fields(parsed: dict) -> dict:
             raise ValueError(f"the image's sampler {sampler!r} is not available here; valid samplers are: "
                              f"{', '.join(known)}")
         out["sampler"] = sampler
+    # A txt2img picture with hires fix keys: its denoising strength is the hires pass's (A1111's own paste rule).
+    hires = any(k in parsed for k in ("Hires upscale", "Hires resize", "Hires upscaler"))
     if "Denoising strength" in parsed:
-        out["strength"] = float(parsed["Denoising strength"])
+        out["hires_strength" if hires else "strength"] = float(parsed["Denoising strength"])
+    if "Hires upscale" in parsed:
+        out["hires_scale"] = float(parsed["Hires upscale"])
+    elif "Hires resize" in parsed:
+        out["hires_scale"] = _hires_resize_scale(parsed["Hires resize"], out.get("width"), out.get("height"))
+    if "Hires steps" in parsed:
+        out["hires_steps"] = int(parsed["Hires steps"])
+    if "Hires upscaler" in parsed:
+        out["hires_upscaler"] = parsed["Hires upscaler"]
+    if "Mask blur" in parsed:
+        out["mask_blur"] = int(float(parsed["Mask blur"]))
+    if "Inpaint area" in parsed:
+        out["inpaint_area"] = "only masked" if parsed["Inpaint area"].lower() == "only masked" else "whole"
+    if "Masked area padding" in parsed:
+        out["inpaint_padding"] = int(float(parsed["Masked area padding"]))
     return out
+
+
+def _hires_resize_scale(resize: str, width: int | None, height: int | None) -> float:
+    """A1111's `Hires resize: WxH` (0 keeps the aspect) as the scale of the first pass's size it is; a resize that
+    changes the aspect has no scale, and is refused by name rather than guessed."""
+    m = _SIZE.match(resize)
+    if not m or not width or not height:
+        raise ValueError(f"the image's `Hires resize` {resize!r} cannot be read without its `Size`")
+    to_w, to_h = int(m.group(1)), int(m.group(2))
+    scales = [v / base for v, base in ((to_w, width), (to_h, height)) if v]
+    if not scales or abs(scales[0] - scales[-1]) > 1e-3:
+        raise ValueError(f"the image's `Hires resize` {resize} changes the aspect of its {width}x{height} first "
+                         f"pass; only a scale (`Hires upscale`) is supported here")
+    return round(scales[0], 3)
 
 
 def read_png_parameters(source) -> str:
@@ -123,3 +154,26 @@ def read_png_parameters(source) -> str:
     if not text:
         raise ValueError("this image carries no generation parameters (no PNG `parameters` text)")
     return text
+
+
+def add_fields(text: str, fields: dict[str, object]) -> str:
+    """A picture's parameters `text` ("" when it has none) with `fields` added to its settings line (replacing keys
+    it already has) and `Version` last, naming this studio: how a clean-up step records itself."""
+    parsed = parse_parameters(text) if text.strip() else {"prompt": "", "negative_prompt": ""}
+    prompt, negative = parsed.pop("prompt"), parsed.pop("negative_prompt")
+    parsed.pop("Version", None)
+    merged = {**parsed, **fields, "Version": f"likeness-studio {__version__}"}
+    return format_parameters(prompt=prompt, negative_prompt=negative, fields=merged)
+
+
+def save_png(image, parameters: str, folder: Path, name) -> Path:
+    """Write `image` as folder/NNNNN-<name>.png (the first free number, never overwriting) with its A1111
+    `parameters` text."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", parameters)
+    path = fileio.reserve_unique(folder, str(name), ".png")
+    with fileio.fill_reserved(path) as tmp:
+        image.save(tmp, format="PNG", pnginfo=info)
+    return path

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.generate.hires import hires_schedule
+from studio.generate.inpaint import INPAINT_AREAS
 from studio.generate.samplers import check_sampler
 from studio.models.refs import LoraChoice, parse_lora  # noqa: F401 (the generate package's own names for them)
 
@@ -50,6 +52,18 @@ class GenerationRequest:
     controls: list[ControlUnit] = field(default_factory=list)
     control_mode: str = "Balanced"  # A1111: Balanced | My prompt is more important | ControlNet is more important
     save: bool = True  # write PNGs to workspace/outputs/<day>/
+    # Inpainting (with init_image): white in the mask is repainted, and every pixel outside the blurred mask keeps
+    # the picture's bytes. The result has the picture's size; width/height are the working size (see plan_inpaint).
+    mask_image: object | None = None  # PIL.Image, the picture's size
+    mask_blur: int = 4  # A1111's "Mask blur": Gaussian radius of the paste-back's soft edge, in pixels
+    inpaint_area: str = "whole"  # "whole" picture, or "only masked": the mask's box plus padding at the model's size
+    inpaint_padding: int = 32  # A1111's "Only masked padding, pixels"
+    # Hires fix (txt2img), as A1111: a first pass at width x height, the picture upscaled by hires_scale, then an
+    # img2img pass over it at hires_strength with the same seeds. 1 is off.
+    hires_scale: float = 1.0
+    hires_steps: int = 0  # denoising steps the second pass runs; 0: the same as `steps`
+    hires_upscaler: str = "Lanczos"  # Lanczos, or a model in models/upscale/
+    hires_strength: float = 0.7  # A1111's default "Denoising strength" for hires fix
 
     def check(self) -> "GenerationRequest":
         """Raise ValueError naming the first bad argument and its value."""
@@ -76,6 +90,9 @@ class GenerationRequest:
             check_sampler(self.sampler)
         if self.init_image is not None and not 0 < self.strength <= 1:
             raise ValueError(f"`strength` must be in (0, 1] but is {self.strength}")
+        if self.init_image is not None and int(self.steps * self.strength) < 1:
+            raise ValueError(f"`steps` {self.steps} at `strength` {self.strength:g} runs no denoising step "
+                             f"(int({self.steps} x {self.strength:g}) = 0): raise the steps or the strength")
         for lora in self.loras:
             if not -4 <= lora.weight <= 4:
                 raise ValueError(f"LoRA weight for {lora.name!r} must be between -4 and 4 but is {lora.weight}")
@@ -87,7 +104,48 @@ class GenerationRequest:
                                  f"{unit.guidance_start} and {unit.guidance_end}")
         if self.control_mode not in CONTROL_MODES:
             raise ValueError(f"`control_mode` must be one of {', '.join(CONTROL_MODES)} but is {self.control_mode!r}")
+        self._check_inpaint()
+        self._check_hires()
         return self
+
+    def _check_inpaint(self) -> None:
+        if not 0 <= self.mask_blur <= 64:
+            raise ValueError(f"`mask_blur` must be between 0 and 64 but is {self.mask_blur}")
+        if self.inpaint_area not in INPAINT_AREAS:
+            raise ValueError(f"`inpaint_area` must be one of {', '.join(INPAINT_AREAS)} but is {self.inpaint_area!r}")
+        if not 0 <= self.inpaint_padding <= 256:
+            raise ValueError(f"`inpaint_padding` must be between 0 and 256 but is {self.inpaint_padding}")
+        if self.mask_image is None:
+            return
+        if self.init_image is None:
+            raise ValueError("`mask_image` needs `init_image`: the picture to inpaint")
+        if self.mask_image.size != self.init_image.size:
+            raise ValueError(f"`mask_image` must have the picture's size {self.init_image.width}x"
+                             f"{self.init_image.height} but is {self.mask_image.width}x{self.mask_image.height}")
+        if (self.width is None) != (self.height is None):
+            raise ValueError(f"to inpaint give both `width` and `height` (the working size) or neither, but they are "
+                             f"{self.width} and {self.height}")
+        if self.controls:
+            raise ValueError("`mask_image` cannot be combined with ControlNet `controls`: inpaint without them")
+
+    def _check_hires(self) -> None:
+        from studio.generate.upscale import check_upscaler_name
+
+        if not 1 <= self.hires_scale <= 4:
+            raise ValueError(f"`hires_scale` must be between 1 (off) and 4 but is {self.hires_scale}")
+        if not 0 <= self.hires_steps <= 150:
+            raise ValueError(f"`hires_steps` must be between 0 (as many as `steps`) and 150 but is {self.hires_steps}")
+        if not 0 < self.hires_strength <= 1:
+            raise ValueError(f"`hires_strength` must be in (0, 1] but is {self.hires_strength}")
+        if self.hires_scale == 1:
+            return
+        self.hires_upscaler = check_upscaler_name(self.hires_upscaler, "hires_upscaler")
+        hires_schedule(self.hires_steps or self.steps, self.hires_strength)  # a schedule that can be built
+        if self.init_image is not None:
+            raise ValueError(f"`hires_scale` {self.hires_scale:g} is for txt2img, but `init_image` is given: upscale "
+                             f"the picture instead")
+        if self.controls:
+            raise ValueError(f"`hires_scale` {self.hires_scale:g} cannot be combined with ControlNet `controls`")
 
 
 CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
@@ -104,6 +162,6 @@ class GeneratedImage:
 @dataclass
 class GenerationResult:
     images: list[GeneratedImage]
-    request: GenerationRequest  # as run: model resolved, seed, size, sampler and guidance filled in
+    request: GenerationRequest  # as run: model resolved, seed, size (hires fix: the first pass's), sampler, guidance
     seconds: float
-    notes: list[str] = field(default_factory=list)  # what was asked for and not done, in words (shown to the user)
+    notes: list[str] = field(default_factory=list)  # what was decided on the way, or asked for and not done, in words

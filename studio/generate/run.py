@@ -1,4 +1,5 @@
-"""Runs a GenerationRequest: txt2img, img2img or ControlNet on a borrowed pipeline, then saves PNGs with parameters."""
+"""Runs a GenerationRequest: txt2img, img2img, ControlNet or inpainting on a borrowed pipeline, hires fix after,
+then saves PNGs with parameters."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
-from studio import __version__, fileio
-from studio.generate.parameters import format_control_unit, format_parameters, split_lora_tags
+from studio import __version__
+from studio.generate.hires import hires_fields, hires_schedule, hires_size
+from studio.generate.inpaint import paste_back, plan_inpaint
+from studio.generate.parameters import format_control_unit, format_parameters, save_png, split_lora_tags
 from studio.generate.request import GeneratedImage, GenerationRequest, GenerationResult, LoraChoice
 from studio.generate.samplers import check_sampler, default_sampler, make_scheduler, schedule_type
 from studio.models.families import DISTILLED_CFG, family_of_pipeline, has_distilled_guidance, native_size
@@ -36,66 +39,76 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     embedding_files = [studio.store.embedding_file(e) for e in request.embeddings]
     seed = request.seed if request.seed != -1 else random.randint(0, 2**32 - 1)
     seeds = [(seed + i) % 2**32 for i in range(request.batch_size)]  # A1111: seed, seed+1, ... across a batch
-    task = "img2img" if request.init_image is not None else "txt2img"
+    task = "inpaint" if request.mask_image is not None else "img2img" if request.init_image is not None else "txt2img"
+    pipe_loras = [LoraChoice(str(path), lc.weight) for lc, path in lora_files]
+    hires = request.hires_scale > 1
 
     # 2. Borrow the pipeline with exactly these LoRAs active.
     with studio.cache.pipeline(
         request.model,
         task=task,
-        loras=[LoraChoice(str(path), lc.weight) for lc, path in lora_files],
+        loras=pipe_loras,
         embeddings=embedding_files,
         controlnets=[u.model for u in request.controls],
     ) as pipe:
-        # 3. What the family takes: its sampler names, CFG default, size steps, guidance
+        # 3. What the family takes: its sampler names, CFG default, size steps, guidance; the working size.
         spec = family_of_pipeline(pipe).spec
         native = native_size(pipe)
-        request = replace(request, seed=seed, width=request.width or native, height=request.height or native,
+        plan = None
+        if task == "inpaint":  # the working picture: all of it, or the masked region at the model's size
+            size = (request.width, request.height) if request.width else None
+            plan = plan_inpaint(request.init_image, request.mask_image, blur=request.mask_blur,
+                                area=request.inpaint_area, padding=request.inpaint_padding, size=size, native=native)
+            width, height = plan.size
+        else:
+            width, height = request.width or native, request.height or native
+        request = replace(request, seed=seed, width=width, height=height,
                           sampler=request.sampler or default_sampler(spec.flow),
                           cfg=spec.default_cfg if request.cfg is None else request.cfg)
         check_sampler(request.sampler, spec.flow)
-        width, height = request.width, request.height
         if width % spec.size_multiple or height % spec.size_multiple:
             raise ValueError(f"`height` and `width` have to be divisible by {spec.size_multiple} for {spec.label} but "
                              f"are {height} and {width}")
         guidance, notes = _guidance(spec, pipe, request)
         request = replace(request, distilled_cfg=guidance["guidance_scale"] if has_distilled_guidance(pipe) else None)
-        total = int(request.steps * (request.strength if task == "img2img" else 1)) or 1
-
-        def on_step(p, step, timestep, kwargs):
-            progress((step + 1) / total, f"step {step + 1}/{total}")
-            if should_stop():
-                p._interrupt = True
-            return kwargs
+        final_size = hires_size(width, height, request.hires_scale) if hires else None
+        if final_size and max(final_size) > 4096:
+            raise ValueError(f"`hires_scale` {request.hires_scale:g} makes the {width}x{height} picture "
+                             f"{final_size[0]}x{final_size[1]}, over the 4096 px limit")
+        first = int(request.steps * (request.strength if task != "txt2img" else 1)) or 1
+        total = first + ((request.hires_steps or request.steps) if hires else 0)
 
         # 4. Arguments for this task; noise comes from CPU generators so a seed gives the same image on any device.
         kwargs = dict(prompt=prompt, num_inference_steps=request.steps, num_images_per_prompt=request.batch_size,
-                      generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], callback_on_step_end=on_step,
-                      **guidance)
+                      generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                      callback_on_step_end=_on_step(progress, should_stop, 0, total), **guidance)
         if task == "img2img":
             kwargs.update(image=request.init_image.convert("RGB").resize((width, height)), strength=request.strength)
-        if task == "txt2img" or spec.flow:  # FLUX's img2img makes 1024 px unless told the size
+        elif task == "inpaint":
+            kwargs.update(image=plan.image, mask_image=plan.mask, strength=request.strength)
+        if task != "img2img" or spec.flow:  # FLUX's img2img makes 1024 px unless told the size
             kwargs.update(width=width, height=height)
         if request.controls:
             kwargs.update(_control_kwargs(request, task, width, height))
 
-        # 5. Run with the request's sampler, then put the model's own scheduler back for the next borrower.
-        original_scheduler = pipe.scheduler
-        pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config, seed=seed, flow=spec.flow)
-        try:
-            with _prompt_first(pipe, request):
-                images = pipe(**kwargs).images
-        finally:
-            pipe.scheduler = original_scheduler
-        if getattr(pipe, "_interrupt", False):
-            pipe._interrupt = False
-            raise Cancelled("generation cancelled")
+        # 5. Run with the request's sampler (the model's own scheduler is put back after).
+        images = _sample(pipe, request, seed, kwargs, flow=spec.flow)
 
-    # 6. Parameters text (A1111's, with Forge's FLUX fields) and PNGs.
+    # 6. Hires fix: upscale, then a second pass over the big picture; an inpainted region goes back into the picture.
+    if hires:
+        images = _hires_pass(studio, request, prompt, pipe_loras, embedding_files, seeds, images, final_size,
+                             guidance, notes, _on_step(progress, should_stop, first, total), should_stop,
+                             flow=spec.flow)
+    if plan is not None:
+        images = [paste_back(plan, image) for image in images]
+
+    # 7. Parameters text (A1111's, with Forge's FLUX fields) and PNGs.
     model_hash = studio.store.model_hash(ref)
     lora_hashes = ", ".join(f"{path.stem}: {studio.store.hashes.lora_hash(path)}" for _, path in lora_files)
     tags = " ".join(f"<lora:{path.stem}:{lc.weight:g}>" for lc, path in lora_files)
     shown_prompt = f"{prompt} {tags}".strip()
     out_dir = studio.settings.outputs_dir / dt.date.today().isoformat()
+    only_masked = task == "inpaint" and request.inpaint_area == "only masked"
     results = []
     for image, s in zip(images, seeds):
         fields = {
@@ -108,8 +121,15 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
             "Size": f"{width}x{height}",
             "Model hash": model_hash,
             "Model": ref.name,
-            "Denoising strength": float(request.strength) if task == "img2img" else None,
+            "Denoising strength": (float(request.strength) if task != "txt2img"
+                                   else float(request.hires_strength) if hires else None),
         }
+        if task == "inpaint":  # as A1111 writes them: blur when there is one, the padding only for "only masked"
+            fields.update({"Mask blur": request.mask_blur or None,
+                           "Inpaint area": "Only masked" if only_masked else None,
+                           "Masked area padding": request.inpaint_padding if only_masked else None})
+        if hires:
+            fields.update(hires_fields(request.hires_scale, request.hires_steps, request.hires_upscaler))
         for i, unit in enumerate(request.controls):
             fields[f"ControlNet {i}"] = format_control_unit(unit, request.control_mode)
         fields["Lora hashes"] = lora_hashes
@@ -147,6 +167,66 @@ def _guidance(spec, pipe, request: GenerationRequest) -> tuple[dict, list[str]]:
         notes.append("the negative prompt was not used: FLUX.1 takes one only with a CFG scale above 1 (real "
                      "classifier-free guidance, which takes twice the time)")
     return kwargs, notes
+
+
+def _on_step(progress: ProgressFn, should_stop: StopFn, done: int, total: int):
+    """The pipeline's step callback: progress over every pass (`done` steps ran before this one), and the stop flag."""
+
+    def on_step(p, step, timestep, kwargs):
+        progress((done + step + 1) / total, f"step {done + step + 1}/{total}")
+        if should_stop():
+            p._interrupt = True
+        return kwargs
+
+    return on_step
+
+
+def _sample(pipe, request: GenerationRequest, seed: int, kwargs: dict, *, flow: bool) -> list:
+    """Call `pipe` with the request's sampler, then put the model's own scheduler back for the next borrower."""
+    original_scheduler = pipe.scheduler
+    pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config, seed=seed, flow=flow)
+    try:
+        with _prompt_first(pipe, request):
+            images = pipe(**kwargs).images
+    finally:
+        pipe.scheduler = original_scheduler
+    if getattr(pipe, "_interrupt", False):
+        pipe._interrupt = False
+        raise Cancelled("generation cancelled")
+    return images
+
+
+def _hires_pass(studio, request: GenerationRequest, prompt: str, loras: list[LoraChoice], embeddings: list,
+                seeds: list[int], images: list, size: tuple[int, int], guidance: dict, notes: list[str], on_step,
+                should_stop: StopFn, *, flow: bool) -> list:
+    """A1111's hires fix after the first pass: each picture upscaled to `size`, then img2img over it at
+    hires_strength for exactly hires_steps (or steps) steps, with fresh noise from the same seeds."""
+    import torch
+
+    from studio.generate.upscale import upscale_to
+
+    upscaled = []
+    for image in images:
+        big, info = upscale_to(studio, image, request.hires_upscaler, size, should_stop=should_stop)
+        upscaled.append(big)
+    notes += info.notes
+    if info.tile:
+        notes.append(f"hires upscale: {info.upscaler} ran in tiles of {info.tile} px")
+    steps = request.hires_steps or request.steps
+    kwargs = dict(
+        prompt=prompt,
+        num_inference_steps=hires_schedule(steps, request.hires_strength),
+        num_images_per_prompt=len(upscaled),
+        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+        callback_on_step_end=on_step,
+        image=upscaled,
+        strength=request.hires_strength,
+        **guidance,  # the first pass's guidance: CFG and negative prompt, or FLUX's distilled guidance
+    )
+    if flow:  # FLUX's img2img makes 1024 px unless told the size
+        kwargs.update(width=size[0], height=size[1])
+    with studio.cache.pipeline(request.model, task="img2img", loras=loras, embeddings=embeddings) as pipe:
+        return _sample(pipe, request, request.seed, kwargs, flow=flow)
 
 
 def _control_kwargs(request: GenerationRequest, task: str, width: int, height: int) -> dict:
@@ -195,14 +275,3 @@ def _prompt_first(pipe, request: GenerationRequest):
 
 def _soft_weights_hook(module, args, kwargs):
     return args, {**kwargs, "guess_mode": True}
-
-
-def save_png(image, parameters: str, folder, seed: int):
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_text("parameters", parameters)
-    path = fileio.reserve_unique(folder, str(seed), ".png")
-    with fileio.fill_reserved(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info)
-    return path

@@ -83,6 +83,9 @@ def start_mining(studio, request: MiningRequest) -> MiningStatus:
             studio.store.embedding_file(embedding)
     else:
         request = replace(request, candidates=candidates_folder(settings, request.candidates))
+    from studio.mine.run import resolve_upscaler
+
+    resolve_upscaler(studio, request.upscaler)  # an upscaler not in models/upscale/ fails here
 
     # 2. One job at a time; the seed face kept in the job's folder, so the job never depends on an upload
     with one_start_at_a_time(folder.parent):

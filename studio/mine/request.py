@@ -8,7 +8,6 @@ from pathlib import Path
 
 from studio.faces.identity import DEFAULT_TOLERANCE
 from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice, parse_lora
-from studio.generate.samplers import DEFAULT_SAMPLER
 from studio.mine.group import NEAR_MISS, Rules
 from studio.names import check_name
 
@@ -28,13 +27,13 @@ class MiningRequest:
     loras: tuple[LoraChoice, ...] = ()
     embeddings: tuple[str, ...] = ()
     steps: int = 20
-    cfg: float = 7.0
-    sampler: str = DEFAULT_SAMPLER
+    cfg: float | None = None  # None: the family's default (7 for SD, 1 for FLUX)
+    sampler: str | None = None  # None: the family's default (Euler a; Euler for FLUX)
     width: int | None = None  # None: the model's native size
     height: int | None = None
     seed_start: int = 0
     batch_size: int = 1  # images per generator call; batches start at multiples of it, so a resume redraws the same
-    # "" none; else an upscaler the studio offers (studio.generate.upscale), applied before the face is looked for
+    # "" none; else Lanczos or a model in models/upscale/, 4x before the face is looked for (seed 000: Real-ESRGAN)
     upscaler: str = ""
 
     # 2. The sim-group's rules (studio.mine.group.Rules says exactly what each does)

@@ -4,7 +4,6 @@ face found and encoded once (face cache), judged against the sim-group, and the 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import time
 from dataclasses import dataclass
@@ -44,17 +43,21 @@ class MiningResult:
     ended: str  # why the job stopped: target reached, a budget spent, the folder done
 
 
-def resolve_upscaler(studio, name: str, say: Callable[[str], None]) -> Upscale | None:
-    """The upscaler called `name`: `studio.generate.upscale(studio, image, name)` when this studio has one (the
-    clean-up issue adds it). None when no upscaling was asked for, or (said in the job's events) none is available."""
+MINING_UPSCALE = 4.0  # seed 000 ran Real-ESRGAN x4 over each candidate before looking for its face
+
+
+def resolve_upscaler(studio, name: str) -> Upscale | None:
+    """The upscaler called `name` as a picture -> picture function (MINING_UPSCALE times the side, through
+    studio.generate.upscale: Lanczos or a model in models/upscale/), or None when no upscaling was asked for.
+    An unknown name raises ValueError here, before any candidate is drawn."""
+    from studio.generate.upscale import LANCZOS, check_upscaler_name, target_size, upscale_to
+
     if not name:
         return None
-    upscale = getattr(importlib.import_module("studio.generate"), "upscale", None)
-    if upscale is None:
-        say(f"upscaler {name!r} was asked for, but this studio has no upscaler (studio.generate.upscale): "
-            "candidates are judged as they are, not upscaled")
-        return None
-    return lambda image: upscale(studio, image, name)
+    name = check_upscaler_name(name)
+    if name != LANCZOS:
+        studio.store.upscaler_file(name)
+    return lambda image: upscale_to(studio, image, name, target_size(image.size, MINING_UPSCALE))[0]
 
 
 def mine(studio, request: MiningRequest, folder: Path, *, should_stop: StopFn = never_stop,
@@ -67,19 +70,19 @@ def mine(studio, request: MiningRequest, folder: Path, *, should_stop: StopFn = 
     folder.mkdir(parents=True, exist_ok=True)
     if request.candidates is not None and not request.candidates.exists():
         raise ValueError(f"`candidates` {str(request.candidates)!r} is not a folder, .zip or image file")
+    upscale = upscale or resolve_upscaler(studio, request.upscaler)  # the caller's, else the request's
     _record_request(folder, request)
     state = disk.load_state(folder, request.rules) or MiningState(SimGroup(request.rules))
     disk.trim_logs(folder, state.step)
     events, encodings = JobLog(folder, EVENTS), JobLog(folder, ENCODINGS)
     miner = _Miner(studio, request, folder, state, events, encodings)
+    miner.upscale = upscale
     ended = ""
     try:
-        # 2. The upscaler: the caller's, else the request's (said in the events when there is none)
-        miner.upscale = upscale or resolve_upscaler(studio, request.upscaler, miner.say)
-        # 3. A seed face the user gave founds the group, once
+        # 2. A seed face the user gave founds the group, once
         if request.seed_face and state.step == 0:
             miner.seed_from_file(_seed_face_path(folder, request.seed_face))
-        # 4. Candidates, one decision each, until the target, a budget or the folder ends the job
+        # 3. Candidates, one decision each, until the target, a budget or the folder ends the job
         source = _generated(studio, request, state.next, should_stop) if request.from_generator else \
             _from_folder(request, _decided_sources(folder), state.next, miner.limits)
         while not (ended := _limit_reached(request, state)):

@@ -2,7 +2,8 @@
 training child, which holds its own copy); nothing else does.
 
 One pickle policy for every loader: `.safetensors` always; pickle files (`.bin`, `.ckpt`, `.pt`) only when the user
-passed --allow-pickle, and then only where no safetensors file is offered beside them.
+passed --allow-pickle, and then only where no safetensors file is offered beside them (upscalers: `.pth` only, read by
+spandrel's restricted unpickler).
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ class ModelLoading:
             quantize_(module, Float8WeightOnlyConfig() if base_precision == "fp8" else Int8WeightOnlyConfig())
         module.studio_precision = base_precision
 
-    # ---- helper models: CLIP, captioners, the pocket checker ------------------------------------------------
+        # ---- helper models: CLIP, captioners, the pocket checker, upscalers -------------------------------------
 
     def load_clip(self, model_id: str, *, device: str | None = None):
         """A CLIP model with its tokenizer and image processor, for CLIP scores (float32: scores are a comparison)."""
@@ -293,3 +294,72 @@ class ModelLoading:
         from studio.models.classifier import load_classifier
 
         return load_classifier(Path(folder))
+
+    def load_upscaler(self, name: str, *, device: str | None = None):
+        """A model upscaler from models/upscale/ (a file name, its stem, or a path), read by spandrel, which knows
+        ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT and more. `.safetensors` always; `.pth` only with --allow-pickle (and
+        then through spandrel's restricted unpickler). Half precision on the GPU where the network supports it."""
+        import spandrel
+        import torch
+
+        from studio.models.store import safetensors_keys
+        from studio.models.upscalers import UPSCALER_SUFFIXES, UpscalerModel
+
+        # 1. The file, and whether the pickle policy lets it be read.
+        path = self.upscaler_file(name)
+        if path.suffix not in UPSCALER_SUFFIXES:
+            raise ValueError(f"upscaler file {path} has suffix {path.suffix!r}; upscalers load from "
+                             f"{' or '.join(UPSCALER_SUFFIXES)} files")
+        if path.suffix == ".pth" and not self.settings.allow_pickle:
+            raise ValueError(f"upscaler file {path} is a pickle file, which can run code when loaded; use its "
+                             f".safetensors version or opt in with --allow-pickle")
+        if path.suffix == ".safetensors":
+            safetensors_keys(path)  # a clear error for a corrupt or truncated file
+
+        # 2. The weights, then the architecture they fit.
+        loader = spandrel.ModelLoader(device="cpu")
+        try:
+            state = loader.load_state_dict_from_file(path)
+        except Exception as e:  # the restricted unpickler and torch raise many kinds for a bad or hostile file
+            raise ValueError(f"could not read upscaler file {path} ({type(e).__name__}: {str(e)[:200]})") from e
+        try:
+            descriptor = _spandrel_model(loader, state)
+        except Exception as e:  # keys of a known architecture whose shapes do not fit it: a damaged file
+            raise ValueError(f"upscaler file {path} looks like a known architecture but its weights do not fit it "
+                             f"({type(e).__name__}: {str(e)[:200]})") from e
+        if descriptor is None:
+            first = ", ".join(list(state)[:3])
+            raise ValueError(f"upscaler file {path} is not an architecture spandrel knows (ESRGAN, Real-ESRGAN, "
+                             f"SwinIR, HAT, DAT, ...): {len(state)} tensors, the first {first}")
+        if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.purpose not in ("SR", "Restoration"):
+            raise ValueError(f"upscaler file {path} holds a {descriptor.architecture.name} model for "
+                             f"{descriptor.purpose}, not an upscaler (face restorers such as GFPGAN need aligned "
+                             f"faces; use Face fix instead)")
+
+        # 3. On the device, in the studio's dtype when the network runs in it.
+        device = device or self.settings.resolve_device()
+        dtype = self.settings.resolve_dtype(device)
+        if (dtype == torch.float16 and not descriptor.supports_half) or (
+                dtype == torch.bfloat16 and not descriptor.supports_bfloat16):
+            dtype = torch.float32
+        descriptor.to(device, dtype).eval()
+        return UpscalerModel(path.stem, path, descriptor.architecture.name, int(descriptor.scale),
+                             descriptor.tiling.name, descriptor, descriptor.model, device, dtype)
+
+
+def _spandrel_model(loader, state: dict):
+    """spandrel's descriptor for a state dict, or None when no architecture matches. Some converted files keep a
+    training wrapper's prefix on every key (`params_ema.`, `model.`); ESRGAN's own keys start with `model.`, so the
+    prefix is taken off only when the keys as they are match nothing."""
+    import spandrel
+
+    prefix = next(iter(state), "").split(".", 1)[0] + "."
+    attempts = [state]
+    if prefix != "." and all(k.startswith(prefix) for k in state):
+        attempts.append({k[len(prefix):]: v for k, v in state.items()})
+    for attempt in attempts:
+        try:
+            return loader.load_from_state_dict(attempt)
+        except spandrel.UnsupportedModelError:  # its message is empty; the caller says which file
+            continue
+    return None

@@ -13,6 +13,7 @@ from studio.models.hashes import HashCache
 from studio.models.files import checkpoint_keys, safetensors_keys
 from studio.models.loaders import ModelLoading
 from studio.models.refs import Family, ModelRef
+from studio.models.upscalers import UPSCALER_SUFFIXES
 from studio.settings import Settings
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -27,6 +28,7 @@ class ModelListing:
     lora: list[Path] = field(default_factory=list)
     embeddings: list[Path] = field(default_factory=list)
     controlnet: list[str] = field(default_factory=list)
+    upscale: list[Path] = field(default_factory=list)  # model upscalers in models/upscale/ (Lanczos needs none)
 
 
 class ModelStore(ModelLoading):
@@ -133,6 +135,9 @@ class ModelStore(ModelLoading):
             folder = root / sub
             if folder.is_dir():
                 out.extend(sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES))
+        folder = root / "upscale"
+        if folder.is_dir():
+            listing.upscale = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in UPSCALER_SUFFIXES)
         return listing
 
     def lora_file(self, name_or_path: str) -> Path:
@@ -140,6 +145,20 @@ class ModelStore(ModelLoading):
 
     def embedding_file(self, name_or_path: str) -> Path:
         return self._named_file(name_or_path, "embeddings")
+
+    def upscaler_file(self, name_or_path: str) -> Path:
+        """A model upscaler by path, by file name in models/upscale/, or by stem (what the parameters text calls it);
+        a ValueError says where to put it when it is not there."""
+        folder = self.settings.models_dir / "upscale"
+        name = (name_or_path or "").strip()
+        if not name:
+            raise ValueError("`upscaler` is empty: choose Lanczos or a model in models/upscale/")
+        candidates = [Path(name).expanduser(), folder / name, *(folder / f"{name}{s}" for s in UPSCALER_SUFFIXES)]
+        for c in candidates:
+            if c.is_file():
+                return c.resolve()
+        raise ValueError(f"upscaler {name!r} not found: put its .safetensors file in {folder} (it is then called by "
+                         f"its file name without the suffix) or give a path; Lanczos needs no file")
 
     def _named_file(self, name_or_path: str, sub: str) -> Path:
         """A LoRA/embedding by file name in models/<sub>/, by stem (A1111's `<lora:name:w>`), or (server paths

@@ -149,6 +149,13 @@ def embedding_names(studio) -> list[str]:
     return [p.stem for p in studio.store.list_models().embeddings]
 
 
+def upscaler_choices(studio) -> list[str]:
+    """Upscalers to pick from: Lanczos (always), then the models in models/upscale/ by file stem."""
+    from studio.generate.upscale import LANCZOS
+
+    return list(dict.fromkeys([LANCZOS, *(p.stem for p in studio.store.list_models().upscale)]))
+
+
 def dataset_names(studio) -> list[str]:
     """Every dataset under workspace/datasets/ (prepared ones and plain folders of pictures), as each tab lists them."""
     from studio.data import list_datasets

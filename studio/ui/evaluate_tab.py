@@ -8,7 +8,7 @@ import pandas as pd
 from studio.evaluate import (STUDY_PROMPTS, STUDY_SEEDS, EvaluationCancelled, EvaluationReport, EvaluationRequest,
                              evaluate, list_evaluations, load_evaluation, parse_seeds, parse_variant)
 from studio.evaluate.charts import CLIP_PER_VARIANT, NO_FACE_PER_PROMPT, SIM_PER_PROMPT, SIM_PER_VARIANT
-from studio.generate.samplers import SAMPLERS
+from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
 from studio.models.clip import TINY_CLIP, list_clip_models
 from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, lora_names, number, progress_fn
 from studio.ui.serving import served
@@ -101,9 +101,9 @@ def build(ctx: TabContext) -> TabRefresh:
             with gr.Accordion("Generation (the same for every variant)", open=False):
                 negative = gr.Textbox("", label="Negative prompt")
                 with gr.Row():
-                    sampler = gr.Dropdown(list(SAMPLERS), value=_DEFAULTS.sampler, label="Sampler")
+                    sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler")
                     steps = gr.Slider(1, 150, value=_DEFAULTS.steps, step=1, label="Steps")
-                    cfg = gr.Slider(0, 30, value=_DEFAULTS.cfg, step=0.5, label="CFG scale")
+                    cfg = gr.Slider(0, 30, value=7.0, step=0.5, label="CFG scale")
                 with gr.Row():
                     width = gr.Number(0, label="Width", precision=0, info="0: the model's native size")
                     height = gr.Number(0, label="Height", precision=0)

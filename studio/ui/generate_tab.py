@@ -1,4 +1,5 @@
-"""Generate tab: prompt, seed, sampler, size, LoRAs with weights -> images with A1111 parameters; PNG drop restores."""
+"""Generate tab: prompt, seed, sampler, size, LoRAs with weights -> images with A1111 parameters; PNG drop restores;
+the Clean-up accordion (ui/cleanup.py) inpaints, upscales and fixes faces of a picture, and holds the hires fix."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from studio.generate import GenerationRequest, LoraChoice, generate
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
 from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
 from studio.progress import Cancelled
+from studio.ui import cleanup
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, lora_names,
-                              model_choices, progress_fn, table_rows)
+                              model_choices, progress_fn, table_rows, upscaler_choices)
 from studio.ui.serving import served
 
 
@@ -49,21 +51,27 @@ def build(ctx: TabContext) -> TabRefresh:
             gallery = gr.Gallery(label="Images", columns=2, height=520, format="png")
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"], elem_id="generate-parameters")
             last_seed = gr.Number(label="Seed used", value=-1, precision=0, interactive=False)
+    panel = cleanup.layout(studio)
 
-    # The API endpoint /generate takes these names.
+    # The API endpoint /generate takes these names, in this order (scripts call it positionally: new ones go last).
     inputs = {"prompt_text": prompt, "negative_prompt": negative, "model_id": model, "seed_value": seed,
               "sampler_name": sampler, "steps_value": steps, "cfg_scale": cfg, "width_px": width, "height_px": height,
-              "batch_size": batch, "lora_weights": loras, "embedding_names": embeddings}
+              "batch_size": batch, "lora_weights": loras, "embedding_names": embeddings,
+              **{name: panel[name] for name in cleanup.HIRES_INPUTS}}
     bind(ctx, generate_btn.click, run, inputs, {"gallery": gallery, "parameters": parameters, "seed": last_seed},
          api_name="generate", gpu=True)
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
     random_btn.click(lambda: -1, None, seed, api_name=False, queue=False)
     reuse_btn.click(lambda s: s, last_seed, seed, api_name=False, queue=False)
-    lists = {"model": model, "loras": loras, "embeddings": embeddings}
+    lists = {"model": model, "loras": loras, "embeddings": embeddings, "hires_upscaler": panel["hires_upscaler"],
+             "upscaler": panel["upscaler"], "inpaint_model": panel["inpaint_model"],
+             "facefix_reference": panel["facefix_reference"]}
     bind(ctx, refresh_btn.click, refresh_lists, {"loras": loras}, lists, api_name=False, queue=False)
     restored = {"prompt": prompt, "negative_prompt": negative, "seed": seed, "sampler": sampler, "steps": steps,
                 "cfg": cfg, "width": width, "height": height, "parameters": parameters}
-    bind(ctx, png_drop.upload, restore, {"path": png_drop}, restored, api_name="restore_parameters")
+    restoring = bind(ctx, png_drop.upload, restore, {"path": png_drop}, restored, api_name="restore_parameters")
+    cleanup.wire(ctx, panel, inputs, gallery=gallery, parameters=parameters, last_seed=last_seed, png_drop=png_drop,
+                 restored=restoring)
     return TabRefresh(refresh_lists, lists, inputs={"loras": loras})
 
 
@@ -74,6 +82,8 @@ def request_from_widgets(v) -> GenerationRequest:
         seed=int(v.seed_value if v.seed_value is not None else -1), steps=int(v.steps_value), cfg=float(v.cfg_scale),
         width=int(v.width_px or 0) or None, height=int(v.height_px or 0) or None, batch_size=int(v.batch_size),
         sampler=v.sampler_name, loras=loras_from_table(v.lora_weights), embeddings=list(v.embedding_names or []),
+        hires_scale=float(v.hires_scale or 1), hires_steps=int(v.hires_steps or 0), hires_upscaler=v.hires_upscaler,
+        hires_strength=float(v.hires_strength),
     )
 
 
@@ -115,8 +125,12 @@ def lora_rows(studio, current) -> list[list]:
 
 def refresh_lists(ctx: TabContext, v):
     studio = ctx.studio
+    upscalers = upscaler_choices(studio)
     return {"model": gr.update(choices=model_choices(studio)), "loras": lora_rows(studio, v.loras),
-            "embeddings": gr.update(choices=embedding_names(studio))}
+            "embeddings": gr.update(choices=embedding_names(studio)), "hires_upscaler": gr.update(choices=upscalers),
+            "upscaler": gr.update(choices=upscalers),
+            "inpaint_model": gr.update(choices=cleanup.inpaint_model_choices(studio)),
+            "facefix_reference": gr.update(choices=cleanup.reference_choices(studio))}
 
 
 def restore(ctx: TabContext, v):

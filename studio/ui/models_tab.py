@@ -62,6 +62,7 @@ def _disk_rows(studio) -> list[list[str]]:
     listing = studio.store.list_models()
     rows = [["base", m] for m in listing.base] + [["controlnet", m] for m in listing.controlnet]
     rows += [["lora", str(p)] for p in listing.lora] + [["embedding", str(p)] for p in listing.embeddings]
+    rows += [["upscaler", str(p)] for p in listing.upscale]
     return rows
 
 
