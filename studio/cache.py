@@ -65,14 +65,24 @@ def _modules(obj) -> list:
 
 
 def module_bytes(obj) -> int:
-    """Bytes of parameters and buffers in `obj`'s modules (see _modules), each tensor counted once."""
+    """Bytes of parameters and buffers in `obj`'s modules (see _modules), each tensor counted once; a quantized
+    weight (torchao's int8/fp8 tensors) counts what it holds: its integers and scales."""
     seen, total = set(), 0
     for m in _modules(obj):
         for t in list(m.parameters()) + list(m.buffers()):
-            if t.data_ptr() not in seen:
-                seen.add(t.data_ptr())
-                total += t.numel() * t.element_size()
+            key = t.data_ptr() or id(t)  # a tensor subclass has no storage of its own: data_ptr() is 0
+            if key not in seen:
+                seen.add(key)
+                total += tensor_bytes(t)
     return total
+
+
+def tensor_bytes(t) -> int:
+    """Bytes `t` holds; for a wrapper tensor subclass (torchao's), the sum of the tensors inside it."""
+    if hasattr(t, "__tensor_flatten__") and type(t).__name__ not in ("Tensor", "Parameter"):
+        names, _ = t.__tensor_flatten__()
+        return sum(tensor_bytes(getattr(t, n)) for n in names)
+    return t.numel() * t.element_size()
 
 
 class ModelCache:

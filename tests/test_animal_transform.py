@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from fixtures_faces import astronaut, two_faces
-from studio.generate.animal import (ANIMALS, AnimalRequest, ControlChoice, NoFaceFound, animal_prompt, face_to_animal,
-                                    preview_controls)
+from studio.generate.animal import (ANIMALS, AnimalRequest, ControlChoice, NoFaceFound, animal_prompt,
+                                    default_controlnet, face_to_animal, preview_controls)
 from studio.generate.parameters import parse_control_units, parse_parameters, read_png_parameters
 
 
@@ -29,8 +29,8 @@ def test_presets_follow_seed_003():
     assert animal_prompt("dog", "golden retriever")[0] == "golden retriever dog, close up, face portrait"
     assert len(ANIMALS["dog"].breeds) >= 10 and all(p.breeds for p in ANIMALS.values())
     d = AnimalRequest(image=None)
-    assert (d.sampler, d.cfg, d.steps, d.strength) == ("DPM++ 2S a", 7.0, 20, 0.75)
-    assert d.size is None  # the model's native size: seed 003's 512 px on SD 1.5
+    assert (d.steps, d.strength) == (20, 0.75)
+    assert d.size is None and d.sampler is None and d.cfg is None  # the model's: seed 003's 512 px, DPM++ 2S a, 7 on SD
     with pytest.raises(ValueError, match="`animal` 'unicorn' is unknown; valid animals are: dog, cat"):
         animal_prompt("unicorn")
 
@@ -59,6 +59,12 @@ def test_transform_over_seeds_saves_pngs_with_every_controlnet_setting(studio):
     assert result.sheet.size[1] == 64 and result.sheet.size[0] >= 5 * 64
     assert result.sheet_path.is_file()
     assert progress[-1] == 1.0 and progress == sorted(progress)
+
+
+def test_an_sd_model_gets_seed_003s_sampler_and_cfg(session_studio):
+    result = face_to_animal(session_studio, _request(controls=[ControlChoice("canny", model="none")], save=False))
+    parsed = parse_parameters(result.images[0].parameters)
+    assert (parsed["Sampler"], parsed["CFG scale"]) == ("DPM++ 2S a", "7")
 
 
 def test_same_seed_same_animal_other_seed_other_animal(session_studio):
@@ -123,6 +129,26 @@ def test_preview_only_controlnet_is_plain_img2img(session_studio):
     assert "ControlNet 0" not in result.images[0].parameters
     with pytest.raises(ValueError, match="txt2img needs a ControlNet"):
         face_to_animal(session_studio, _request(controls=[ControlChoice("canny", model="none")], task="txt2img"))
+
+
+def test_models_no_controlnet_fits_say_so_and_run_img2img(session_studio, tmp_path):
+    flux = face_to_animal(session_studio, _request(model="builtin:tiny-flux", controls=[ControlChoice("canny")],
+                                                   save=False))
+    parsed = parse_parameters(flux.images[0].parameters)
+    assert "ControlNet 0" not in parsed and parsed["Sampler"] == "Euler" and parsed["CFG scale"] == "1"
+    assert any("no canny ControlNet fits builtin:tiny-flux" in n for n in flux.notes)
+    with pytest.raises(ValueError, match="txt2img needs a ControlNet, and none is used \\(no canny ControlNet fits"):
+        face_to_animal(session_studio, _request(model="builtin:tiny-flux", controls=[ControlChoice("canny")],
+                                                task="txt2img"))
+    # what a real model of each family gets by default, told from its folder without loading it
+    for family, module, expected in [("sdxl", "canny", "diffusers/controlnet-canny-sdxl-1.0"),
+                                     ("sdxl", "mediapipe_face", "none"),
+                                     ("sd1", "mediapipe_face", "CrucibleAI/ControlNetMediaPipeFace/diffusion_sd15")]:
+        folder = tmp_path / f"{family}-{module}"
+        folder.mkdir()
+        (folder / "model_index.json").write_text(
+            '{"_class_name": "%s"}' % ("StableDiffusionXLPipeline" if family == "sdxl" else "StableDiffusionPipeline"))
+        assert default_controlnet(session_studio, str(folder), module) == expected
 
 
 def test_txt2img_with_controlnet_has_no_denoising_strength(session_studio):

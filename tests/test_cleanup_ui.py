@@ -56,7 +56,8 @@ def test_generate_keeps_its_parameters_and_the_new_endpoints_exist(generate_app)
     endpoints = app.get_api_info()["named_endpoints"]
     names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
     assert names[:len(GENERATE_PARAMETERS)] == GENERATE_PARAMETERS
-    assert names[len(GENERATE_PARAMETERS):] == ["hires_scale", "hires_steps", "hires_upscaler", "hires_strength"]
+    assert names[len(GENERATE_PARAMETERS):] == ["hires_scale", "hires_steps", "hires_upscaler", "hires_strength",
+                                                "distilled_cfg_scale", "t5_tokens"]  # FLUX.1's, appended after
     assert {"/inpaint", "/upscale", "/fix_faces"} <= set(endpoints)
     assert "cleanup_image" in [p["parameter_name"] for p in endpoints["/fix_faces"]["parameters"]]
 

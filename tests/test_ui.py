@@ -49,6 +49,34 @@ def test_gradio_client_generate(served):
     with pytest.raises(Exception, match="divisible by 8"):
         client.predict(prompt_text="a dog", negative_prompt="", width_px=100, steps_value=2, api_name="/generate")
 
+    # FLUX.1 by API: its sampler and guidance; the same FLUX widgets' values do not trouble an SD model
+    images, parameters, seed = client.predict(prompt_text="a dog", negative_prompt="", model_id="builtin:tiny-flux",
+                                              seed_value=3, steps_value=2, sampler_name="Euler", cfg_scale=1,
+                                              distilled_cfg_scale=2.5, api_name="/generate")
+    assert "Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 2.5" in parameters
+    images, parameters, seed = client.predict(prompt_text="a dog", negative_prompt="", model_id="builtin:tiny",
+                                              seed_value=3, steps_value=2, distilled_cfg_scale=2.5, t5_tokens=128,
+                                              api_name="/generate")
+    assert "Distilled" not in parameters and "Sampler: Euler a" in parameters
+
+
+def test_picking_a_model_shows_its_familys_samplers_and_guidance(settings):
+    from types import SimpleNamespace
+
+    from studio.context import Studio
+    from studio.ui.common import TabContext
+    from studio.ui.generate_tab import model_picked
+
+    ctx = TabContext(Studio.open(settings))
+    flux = model_picked(ctx, SimpleNamespace(model="builtin:tiny-flux", sampler="DPM++ 2M Karras"))
+    assert flux["sampler"]["value"] == "Euler" and "Euler Beta" in flux["sampler"]["choices"]
+    assert flux["cfg"] == 1.0 and flux["flux_row"]["visible"] and flux["distilled"]["interactive"]
+    schnell = model_picked(ctx, SimpleNamespace(model="builtin:tiny-flux-schnell", sampler="Euler Beta"))
+    assert "value" not in schnell["sampler"] and "cfg" not in schnell  # same family: the user's choices stay
+    assert schnell["flux_row"]["visible"] and not schnell["distilled"]["interactive"]
+    sd = model_picked(ctx, SimpleNamespace(model="builtin:tiny", sampler="Euler Beta"))
+    assert sd["sampler"]["value"] == "Euler a" and sd["cfg"] == 7.0 and not sd["flux_row"]["visible"]
+    assert model_picked(ctx, SimpleNamespace(model="no/such-model-here", sampler="Euler a")) == {}  # told on Generate
 
 def test_gradio_client_clean_up(served, tmp_path):
     """/inpaint and /upscale from a script: the painter takes {"background", "layers", "composite"} files."""

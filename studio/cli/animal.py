@@ -33,8 +33,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=-1, help="-1 for random (the seeds used are printed)")
     p.add_argument("--n-seeds", type=int, default=1, help="results for seed, seed+1, ...")
     p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--cfg", type=float, default=d.cfg)
-    p.add_argument("--sampler", default=d.sampler)
+    p.add_argument("--cfg", type=float, default=None, help="default: the family's (7; 1 for FLUX.1)")
+    p.add_argument("--sampler", default=None, help="default: DPM++ 2S a (seed 003's), Euler for FLUX.1")
     p.add_argument("--size", type=int, default=None,
                    help="longer side of the picture the model works on (default: the model's native size)")
     p.add_argument("--crop-face", action="store_true", help="transform a square around the face only")
@@ -93,4 +93,6 @@ def run(args, studio) -> int:
     for item in result.images:
         print(f"{item.path}\tseed={item.seed}")
     print(f"{result.sheet_path}\tside by side")
+    for note in result.notes:
+        print(f"note: {note}")
     return 0

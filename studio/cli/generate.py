@@ -9,7 +9,7 @@ from pathlib import Path
 def register(sub) -> None:
     from studio.generate.inpaint import INPAINT_AREAS
     from studio.generate.request import GenerationRequest, parse_lora
-    from studio.generate.samplers import SAMPLERS
+    from studio.generate.samplers import FLOW_SAMPLERS, SAMPLERS
 
     d = GenerationRequest(prompt="")
 
@@ -19,10 +19,18 @@ def register(sub) -> None:
     p.add_argument("--negative", default="", help="negative prompt")
     p.add_argument("--seed", type=int, default=-1, help="-1 for random (the seed used is printed)")
     p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--cfg", type=float, default=d.cfg)
+    p.add_argument("--cfg", type=float, default=None,
+                   help="classifier-free guidance (default: the family's: 7, or 1 for FLUX.1, where above 1 it "
+                        "turns on real CFG and the negative prompt at twice the time)")
+    p.add_argument("--distilled-cfg", type=float, default=None,
+                   help="FLUX.1-dev's distilled guidance, Forge's Distilled CFG Scale (default 3.5)")
+    p.add_argument("--max-sequence-length", type=int, default=None,
+                   help="FLUX.1: T5 tokens of the prompt (default 512 for dev, 256 for schnell)")
     p.add_argument("--width", type=int, default=None, help="default: the model's native size")
     p.add_argument("--height", type=int, default=None)
-    p.add_argument("--sampler", default=d.sampler, help=f"one of: {', '.join(SAMPLERS)}")
+    p.add_argument("--sampler", default=None,
+                   help=f"default: the family's (Euler a; Euler for FLUX.1); one of: {', '.join(SAMPLERS)}; for "
+                        f"FLUX.1: {', '.join(FLOW_SAMPLERS)}")
     p.add_argument("--lora", action="append", default=[], type=parse_lora, metavar="NAME:WEIGHT",
                    help="a LoRA file or models/lora name, with an optional weight (repeatable)")
     p.add_argument("--embedding", action="append", default=[], help="a textual-inversion file (repeatable)")
@@ -48,7 +56,7 @@ def register(sub) -> None:
 def run(args, studio) -> int:
     from studio.cli import open_image
     from studio.generate import GenerationRequest, generate
-    from studio.generate.run import save_png
+    from studio.generate.parameters import save_png
 
     init = open_image(args.init_image, "--init-image") if args.init_image is not None else None
     mask = open_image(args.mask, "--mask") if args.mask is not None else None
@@ -60,10 +68,13 @@ def run(args, studio) -> int:
         loras=args.lora, embeddings=args.embedding, init_image=init, strength=args.strength, save=False,
         mask_image=mask, mask_blur=args.mask_blur, inpaint_area=args.inpaint_area,
         inpaint_padding=args.inpaint_padding, hires_scale=args.hires_scale, hires_steps=args.hires_steps,
-        hires_upscaler=args.hires_upscaler, hires_strength=args.hires_strength,
+        hires_upscaler=args.hires_upscaler, hires_strength=args.hires_strength, distilled_cfg=args.distilled_cfg,
+        max_sequence_length=args.max_sequence_length,
     )
     result = generate(studio, request)
     for item in result.images:
         path = save_png(item.image, item.parameters, args.out, item.seed)
         print(f"{path}\tseed={item.seed}")
+    for note in result.notes:
+        print(f"note: {note}")
     return 0

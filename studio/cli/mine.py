@@ -38,7 +38,8 @@ def register(sub) -> None:
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--seed-start", type=int, default=None, help="candidate i is generated with this seed + i (0)")
     p.add_argument("--batch", type=int, default=None, help="pictures per generator call (1)")
-    p.add_argument("--upscaler", default=None, help="upscale each candidate 4x before looking for its face: Lanczos or a model in models/upscale/")
+    p.add_argument("--upscaler", default=None,
+                   help="upscale each candidate 4x before looking for its face: Lanczos or a model in models/upscale/")
     p.add_argument("--tolerance", type=float, default=None,
                    help=f"admit a face whose mean distance to the group is at most this ({DEFAULT_TOLERANCE:g})")
     p.add_argument("--near-miss", type=float, default=None,

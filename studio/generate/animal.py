@@ -13,19 +13,27 @@ from PIL import Image, ImageFilter, ImageOps
 from studio import fileio
 from studio.faces.control import FACE_MODULES, ControlOptions, check_module, control_image, is_blank
 from studio.generate.request import MAX_SEED, ControlUnit, GenerationRequest
-from studio.generate.run import generate, save_png
+from studio.generate.parameters import save_png
+from studio.generate.run import generate
 from studio.generate.samplers import check_sampler
+from studio.models.refs import Family
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 PREVIEW_SIZE = 512  # the model's size when a preview has none (SD 1.5's native size)
 NO_CONTROLNET = "none"  # a control whose image is previewed but not sent to a ControlNet (plain img2img)
 # ControlNets for SD 1.5 on the hub. CrucibleAI's repository holds its SD 2.1 model at the top and the SD 1.5 one
 # in diffusion_sd15/ (download that folder into models/controlnet/ and pick it by name for SD 1.5 bases).
-HUB_CONTROLNETS = {
-    "mediapipe_face": "CrucibleAI/ControlNetMediaPipeFace",
+HUB_CONTROLNETS = {  # SD 1.5's, the ones seed 003 used (the MediaPipe repo keeps its SD 1.5 model in a subfolder)
+    "mediapipe_face": "CrucibleAI/ControlNetMediaPipeFace/diffusion_sd15",
     "openpose_face": "lllyasviel/control_v11p_sd15_openpose",
     "canny": "lllyasviel/control_v11p_sd15_canny",
 }
+SD2_CONTROLNETS = {"mediapipe_face": "CrucibleAI/ControlNetMediaPipeFace"}  # its top level is the SD 2.1 model
+SDXL_CONTROLNETS = {  # no MediaPipe-face ControlNet is published for SDXL
+    "openpose_face": "thibaud/controlnet-openpose-sdxl-1.0",
+    "canny": "diffusers/controlnet-canny-sdxl-1.0",
+}
+ANIMAL_SAMPLER = "DPM++ 2S a"  # seed 003's, for the SD families
 _NEGATIVE = ("human, person, human face, human skin, hair, glasses, text, watermark, signature, blurry, lowres, "
              "deformed, bad anatomy, extra eyes")
 
@@ -92,8 +100,8 @@ class AnimalRequest:
     seed: int = -1
     n_seeds: int = 1  # results for seed, seed+1, ...
     steps: int = 20
-    sampler: str = "DPM++ 2S a"
-    cfg: float = 7.0
+    sampler: str | None = None  # None: ANIMAL_SAMPLER, or Euler for FLUX.1
+    cfg: float | None = None  # None: the family's (7; 1 for FLUX.1)
     size: int | None = None  # longer side of the picture the model works on; None = the model's native size
     crop_to_face: bool = False  # transform a square around the face instead of the whole photo
     paste_back: bool = True  # with crop_to_face: put the result back into the full photo
@@ -124,7 +132,8 @@ class AnimalRequest:
             raise ValueError(f"`face_index` must be 0 or more but is {self.face_index}")
         if self.max_input_side < 256:
             raise ValueError(f"`max_input_side` must be at least 256 but is {self.max_input_side}")
-        check_sampler(self.sampler)
+        if self.sampler is not None:
+            check_sampler(self.sampler)
         return self
 
 
@@ -167,6 +176,7 @@ class AnimalResult:
     prompt: str
     negative_prompt: str
     seconds: float
+    notes: list[str] = field(default_factory=list)  # the preview's, and what the studio did other than asked
 
 
 def preview_controls(request: AnimalRequest) -> ControlPreview:
@@ -227,9 +237,14 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
     started = time.perf_counter()
     # 1. Check inputs and look at the photo.
     request = replace(request, model=request.model or studio.store.default_model).check()
+    family = studio.store.resolve(request.model).family
+    flow = family is not None and family.spec.flow
     if request.size is None:
         request = replace(request, size=native_size(studio, request.model))
+    if request.sampler is None:
+        request = replace(request, sampler=None if flow else ANIMAL_SAMPLER)
     preview = preview_controls(request)
+    notes = list(preview.notes)
     default_prompt, default_negative = animal_prompt(request.animal, request.breed)
     prompt = request.prompt.strip() or default_prompt
     negative = default_negative if request.negative_prompt is None else request.negative_prompt
@@ -237,13 +252,17 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
     for choice, image in preview.controls:
         model = choice.model.strip() or default_controlnet(studio, request.model, choice.module)
         if model == NO_CONTROLNET:
+            if not choice.model.strip():  # the user asked for a control; say why none is used
+                notes.append(f"no {choice.module} ControlNet fits {_model_words(studio, request.model, family)}: "
+                             f"the control image is shown, the picture is plain img2img from the photo")
             continue
         threshold_a, threshold_b = request.options.thresholds(choice.module)
         units.append(ControlUnit(model, image, choice.module, choice.weight, choice.guidance_start,
                                  choice.guidance_end, request.options.processor_res, threshold_a, threshold_b))
     if not units and request.task == "txt2img":
-        raise ValueError("`task` txt2img needs a ControlNet: with every control's model 'none' nothing would "
-                         "follow the face; use img2img or choose a ControlNet")
+        why = "; ".join(n for n in notes if "ControlNet fits" in n) or "every control's model is 'none'"
+        raise ValueError(f"`task` txt2img needs a ControlNet, and none is used ({why}): nothing would follow the "
+                         f"face; use img2img or choose a ControlNet that fits the model")
     seed = request.seed if request.seed != -1 else random.randint(0, MAX_SEED)
     seeds = [(seed + i) % (MAX_SEED + 1) for i in range(request.n_seeds)]
 
@@ -261,6 +280,7 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
         )
         result = generate(studio, generation, should_stop=should_stop,
                           progress=lambda f, m, i=i, s=s: progress((i + f) / len(seeds), f"seed {s}: {m}"))
+        notes += [n for n in result.notes if n not in notes]
         made = result.images[0]
         # 3. Back into the photo when a face crop was transformed, then saved with its parameters.
         image = made.image
@@ -279,24 +299,38 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
         with fileio.fill_reserved(sheet_path) as tmp:
             sheet.save(tmp, format="PNG")
     progress(1.0, "done")
-    return AnimalResult(preview, images, sheet, sheet_path, prompt, negative, time.perf_counter() - started)
+    return AnimalResult(preview, images, sheet, sheet_path, prompt, negative, time.perf_counter() - started, notes)
 
 
 def native_size(studio, model_id: str) -> int:
-    """The picture side a base model was trained at (512 for SD 1.5, 1024 for SDXL, 64 for the builtins)."""
+    """The picture side a base model was trained at (512 for SD 1.5, 1024 for SDXL and FLUX.1, 64 for the
+    builtins)."""
+    from studio.models.families import native_size as pipeline_native_size
+
     with studio.cache.pipeline(model_id) as pipe:
-        return pipe.unet.config.sample_size * pipe.vae_scale_factor
+        return pipeline_native_size(pipe)
 
 
 def default_controlnet(studio, model_id: str, module: str) -> str:
-    """The ControlNet a `module` control uses when none is named: the tiny one for builtin:tiny, none for the
-    other builtins (no ControlNet fits them: plain img2img), else the module's SD 1.5 model on the hub."""
+    """The ControlNet a `module` control uses when none is named: the tiny one for builtin:tiny; for SD 1.x the
+    module's SD 1.5 model on the hub, for SD 2.x and SDXL theirs where one is published; NO_CONTROLNET (plain
+    img2img, said in the result's notes) for the other builtins, FLUX.1 and the rest."""
     ref = studio.store.resolve(model_id)
+    module = check_module(module)
     if ref.id == "builtin:tiny":
         return "builtin:tiny-controlnet"
-    if ref.kind == "builtin":
+    if ref.kind == "builtin" or ref.family is Family.FLUX:
         return NO_CONTROLNET
-    return HUB_CONTROLNETS[check_module(module)]
+    if ref.family in (Family.SDXL, Family.SD2):
+        return (SDXL_CONTROLNETS if ref.family is Family.SDXL else SD2_CONTROLNETS).get(module, NO_CONTROLNET)
+    return HUB_CONTROLNETS[module]
+
+
+def _model_words(studio, model_id: str, family) -> str:
+    ref = studio.store.resolve(model_id)
+    if ref.kind == "builtin":
+        return f"{ref.id} (the builtin ControlNet is made for builtin:tiny)"
+    return f"{ref.id} ({family.label if family else 'its family'})"
 
 
 def face_square(box: tuple[int, int, int, int], size: tuple[int, int], scale: float = 2.2) -> tuple[int, int, int, int]:

@@ -151,6 +151,9 @@ def _guidance(spec, pipe, request: GenerationRequest) -> tuple[dict, list[str]]:
     if spec.guidance == "cfg":
         if request.distilled_cfg is not None:
             raise ValueError(f"`distilled_cfg` is FLUX.1-dev's guidance input; {spec.label} models take `cfg` only")
+        if request.max_sequence_length is not None:
+            raise ValueError(f"`max_sequence_length` sets FLUX.1's T5 prompt length; {spec.label} models read "
+                             f"77-token CLIP prompts")
         return dict(guidance_scale=request.cfg, negative_prompt=request.negative_prompt or None), []
     notes = []
     if has_distilled_guidance(pipe):

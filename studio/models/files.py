@@ -40,3 +40,9 @@ def checkpoint_keys(path: Path) -> list[str]:
                          f"{' '.join(str(e).split())[:200]})") from e
     state = state.get("state_dict", state) if isinstance(state, dict) else {}
     return [k for k in state if isinstance(k, str)]
+
+
+def has_guidance_keys(keys) -> bool:
+    """Whether FLUX.1 transformer keys (BFL's or diffusers' names) include the distilled-guidance input: dev has it,
+    schnell does not."""
+    return any("guidance_in." in k or "guidance_embedder." in k for k in keys)

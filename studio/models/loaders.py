@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.models import hub
-from studio.models.files import checkpoint_keys, safetensors_metadata
+from studio.models.files import checkpoint_keys, has_guidance_keys, safetensors_metadata
 from studio.models.refs import Family, ModelRef
 
 
@@ -98,7 +98,7 @@ class ModelLoading:
         import diffusers
 
         keys = checkpoint_keys(ref.path)
-        dev = any("guidance_in." in k or "guidance_embedder." in k for k in keys)
+        dev = has_guidance_keys(keys)
         repo = self._single_file_config(ref.path) or f"black-forest-labs/FLUX.1-{'dev' if dev else 'schnell'}"
         local = Path(repo).is_dir() or not self.settings.allow_downloads
         beside = self._flux_parts_beside(ref.path)

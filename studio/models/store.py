@@ -10,7 +10,7 @@ from pathlib import Path
 from studio.fileio import inside
 from studio.models import builtin, hub
 from studio.models.hashes import HashCache
-from studio.models.files import checkpoint_keys, safetensors_keys
+from studio.models.files import checkpoint_keys, has_guidance_keys, safetensors_keys
 from studio.models.loaders import ModelLoading
 from studio.models.refs import Family, ModelRef
 from studio.models.upscalers import UPSCALER_SUFFIXES
@@ -145,6 +145,18 @@ class ModelStore(ModelLoading):
 
     def embedding_file(self, name_or_path: str) -> Path:
         return self._named_file(name_or_path, "embeddings")
+
+    def takes_distilled_guidance(self, ref: ModelRef) -> bool:
+        """Whether `ref` is a FLUX.1-dev-like model (a distilled-guidance input), told without loading weights:
+        from a single file's key names, a folder's transformer config, or (a hub id not downloaded yet) its name."""
+        if ref.family is not Family.FLUX:
+            return False
+        if ref.kind == "file":
+            return has_guidance_keys(checkpoint_keys(ref.path))
+        try:
+            return bool(self.load_denoiser_config(ref).get("guidance_embeds"))
+        except (OSError, ValueError):
+            return "schnell" not in ref.id.lower()
 
     def upscaler_file(self, name_or_path: str) -> Path:
         """A model upscaler by path, by file name in models/upscale/, or by stem (what the parameters text calls it);

@@ -7,12 +7,12 @@ from pathlib import Path
 import gradio as gr
 
 from studio.faces.control import CONTROL_MODULES, ControlOptions
-from studio.generate.animal import (ANIMALS, HUB_CONTROLNETS, NO_CONTROLNET, AnimalRequest, ControlChoice,
-                                    NoFaceFound, animal_prompt, face_to_animal, preview_controls)
+from studio.generate.animal import (ANIMALS, HUB_CONTROLNETS, NO_CONTROLNET, SDXL_CONTROLNETS, AnimalRequest,
+                                    ControlChoice, NoFaceFound, animal_prompt, face_to_animal, preview_controls)
 from studio.generate.request import CONTROL_MODES
-from studio.generate.samplers import SAMPLERS
 from studio.progress import Cancelled
-from studio.ui.common import DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, model_choices, progress_fn
+from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model, chosen_sampler,
+                              model_choices, progress_fn, sampler_choices)
 from studio.ui.serving import served
 
 DEFAULT_CONTROLNET = "(default)"  # the ControlNet that fits the base model (see default_controlnet)
@@ -33,7 +33,7 @@ _HELP = {
 
 def _controlnet_choices(studio) -> list[str]:
     return list(dict.fromkeys([DEFAULT_CONTROLNET, NO_CONTROLNET, *studio.store.list_models().controlnet,
-                               *HUB_CONTROLNETS.values()]))
+                               *HUB_CONTROLNETS.values(), *SDXL_CONTROLNETS.values()]))
 
 
 def _breed_choices(animal: str) -> list[str]:
@@ -62,7 +62,8 @@ def request_from_widgets(**v) -> AnimalRequest:
                                canny_low=int(v["canny_low"]), canny_high=int(v["canny_high"])),
         model=chosen_model(v["model"]), task=v["task"], strength=float(v["strength"]),
         control_mode=v["control_mode"], seed=int(v["seed"] if v["seed"] is not None else -1),
-        n_seeds=int(v["n_seeds"]), steps=int(v["steps"]), cfg=float(v["cfg"]), sampler=v["sampler"],
+        n_seeds=int(v["n_seeds"]), steps=int(v["steps"]), cfg=float(v["cfg"] or 0) or None,
+        sampler=chosen_sampler(v["sampler"]),
         size=int(v["size"] or 0) or None, crop_to_face=bool(v["crop_to_face"]), paste_back=bool(v["paste_back"]),
         face_index=int(v["face_index"] or 0),
     )
@@ -127,9 +128,11 @@ def build(ctx: TabContext) -> TabRefresh:
                     size = gr.Number(0, label="Size (longer side)", precision=0, info="0: the model's native size")
                     face_index = gr.Number(0, label="Face", precision=0, info="0: the largest")
                 with gr.Row():
-                    inputs["sampler"] = gr.Dropdown(list(SAMPLERS), value=_DEFAULTS.sampler, label="Sampler")
+                    inputs["sampler"] = gr.Dropdown(sampler_choices(), value=FAMILY_SAMPLER, label="Sampler",
+                                                    info="the model's: DPM++ 2S a (seed 003's); Euler for FLUX.1")
                     inputs["steps"] = gr.Slider(1, 150, value=_DEFAULTS.steps, step=1, label="Steps")
-                    inputs["cfg"] = gr.Slider(0, 30, value=_DEFAULTS.cfg, step=0.5, label="CFG scale")
+                    inputs["cfg"] = gr.Slider(0, 30, value=0, step=0.5, label="CFG scale",
+                                              info="0: the family's (7; 1 for FLUX.1)")
         with gr.Column(scale=1):
             status = gr.Markdown("Upload a face photo, then preview its control images or press Transform.")
             controls_view = gr.Gallery(label="Control images", columns=3, height=240, format="png")
@@ -180,7 +183,7 @@ def transform(ctx: TabContext, v, request: gr.Request, progress):
         raise gr.Error("Transform stopped.")
     settings = ctx.studio.settings
     images = [(served(settings, a.path) if a.path else a.image, f"seed {a.seed}") for a in result.images]
-    notes = " ".join(f"{n}." for n in result.preview.notes)
+    notes = " ".join(f"{n}." for n in result.notes)
     return {"controls": [(im, choice.module) for choice, im in result.preview.controls], "sheet": result.sheet,
             "results": images, "parameters": result.images[0].parameters,
             "status": f"{len(images)} result(s) in {result.seconds:.1f} s. {notes}"}

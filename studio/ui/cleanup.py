@@ -19,6 +19,7 @@ from studio.generate.parameters import parse_parameters, read_png_parameters, re
 from studio.generate.upscale import DEFAULT_TILE, UpscaleRequest, upscale
 from studio.progress import Cancelled
 from studio.ui.common import TabContext, bind, chosen_model, dataset_names, progress_fn, upscaler_choices
+from studio.ui.serving import served
 
 SAME_MODEL = "(as Generate)"  # the inpainting model choice that means Generate's base model
 ITSELF = "(each face before the fix)"  # the reference choice that compares each face with itself
@@ -166,22 +167,23 @@ def painter_upload(ctx: TabContext, v):
 
 
 def inpaint(ctx: TabContext, v, request: gr.Request, progress):
-    from studio.ui.generate_tab import request_from_widgets
+    from studio.ui.generate_tab import fit_to_model, request_from_widgets
 
     picture, mask = picture_and_mask(v.cleanup_image)
     if mask is None:
         raise ValueError("`mask_image` is empty: paint (white) where the picture should change")
-    generation = replace(request_from_widgets(v), init_image=picture, mask_image=mask, width=None, height=None,
+    generation = replace(request_from_widgets(v, ctx.studio), init_image=picture, mask_image=mask, width=None, height=None,
                          strength=float(v.inpaint_strength), mask_blur=int(v.mask_blur), inpaint_area=v.inpaint_area,
                          inpaint_padding=int(v.inpaint_padding), hires_scale=1.0)
     if v.inpaint_model_id not in (None, "", SAME_MODEL):
-        generation = replace(generation, model=chosen_model(v.inpaint_model_id))
+        generation = fit_to_model(ctx.studio, replace(generation, model=chosen_model(v.inpaint_model_id)))
     try:
         result = generate(ctx.studio, generation, progress=progress_fn(progress),
                           should_stop=ctx.stops.begin(request, "generate"))
     except Cancelled:
         raise gr.Error("Inpainting stopped.")
-    images = [(str(item.path) if item.path else item.image, f"seed {item.seed}") for item in result.images]
+    images = [(served(ctx.studio.settings, item.path) if item.path else item.image, f"seed {item.seed}")
+              for item in result.images]
     status = f"Inpainted {len(images)} picture(s) at {result.request.width}x{result.request.height}."
     return {"gallery": images, "parameters": result.images[0].parameters, "seed": result.images[0].seed,
             "status": status}
@@ -199,8 +201,8 @@ def run_upscale(ctx: TabContext, v, request: gr.Request, progress):
     info = result.info
     how = f" in tiles of {info.tile} px" if info.tile else ""
     status = " ".join([f"Upscaled to {info.size[0]}x{info.size[1]} with {info.upscaler}{how}.", *info.notes])
-    return {"gallery": [(str(result.path), f"{info.size[0]}x{info.size[1]}")], "parameters": result.parameters,
-            "status": status}
+    return {"gallery": [(served(ctx.studio.settings, result.path), f"{info.size[0]}x{info.size[1]}")],
+            "parameters": result.parameters, "status": status}
 
 
 def run_fix_faces(ctx: TabContext, v, request: gr.Request, progress):
@@ -229,7 +231,7 @@ def run_fix_faces(ctx: TabContext, v, request: gr.Request, progress):
     rows = [[f.index, str(f.box), round(f.sim_before, 4), round(f.sim_after, 4), f.found_after] for f in result.faces]
     out = {"faces": rows, "status": result.message}
     if result.path is not None:
-        out.update(gallery=[(str(result.path), "face fix")], parameters=result.parameters)
+        out.update(gallery=[(served(ctx.studio.settings, result.path), "face fix")], parameters=result.parameters)
     return out
 
 

@@ -141,6 +141,49 @@ def chosen_model(value: str | None) -> str:
     return "" if value == DEFAULT_MODEL else value
 
 
+FAMILY_SAMPLER = "(the model's default)"  # a sampler choice meaning: Euler a, or Euler for FLUX.1
+
+
+def sampler_choices() -> list[str]:
+    """Every sampler name of every family, after FAMILY_SAMPLER, for forms whose models are not known yet."""
+    from studio.generate.samplers import FLOW_SAMPLERS, SAMPLERS
+
+    return list(dict.fromkeys([FAMILY_SAMPLER, *SAMPLERS, *FLOW_SAMPLERS]))
+
+
+def chosen_sampler(value: str | None) -> str | None:
+    return None if value in (None, "", FAMILY_SAMPLER) else value
+
+
+def picked_model(studio, value: str | None):
+    """The ModelRef of the model picked in a dropdown, or None when it cannot be told yet (an unknown name is said
+    when a job runs, not while the user is still typing)."""
+    try:
+        return studio.store.resolve(chosen_model(value) or studio.store.default_model)
+    except (ValueError, OSError):
+        return None
+
+
+def sampling_updates(studio, value: str | None, sampler: str | None) -> dict:
+    """The sampling widgets for the picked model: its family's samplers, keeping the chosen one where the family
+    has it, else its default sampler and CFG scale (so FLUX.1 starts at Euler and CFG 1, SD at Euler a and 7);
+    "guidance" is "dev" for a FLUX.1 model with a distilled-guidance input, "schnell" for one without, else None."""
+    from studio.generate.samplers import default_sampler, samplers_for
+
+    ref = picked_model(studio, value)
+    if ref is None or ref.family is None:
+        return {}
+    spec = ref.family.spec
+    names = list(samplers_for(spec.flow))
+    guidance = None
+    if spec.guidance == "distilled":
+        guidance = "dev" if studio.store.takes_distilled_guidance(ref) else "schnell"
+    updates = {"sampler": gr.update(choices=names), "guidance": guidance}
+    if sampler not in names:
+        updates.update(sampler=gr.update(choices=names, value=default_sampler(spec.flow)), cfg=spec.default_cfg)
+    return updates
+
+
 def lora_names(studio) -> list[str]:
     return [p.stem for p in studio.store.list_models().lora]
 

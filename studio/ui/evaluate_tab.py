@@ -8,9 +8,9 @@ import pandas as pd
 from studio.evaluate import (STUDY_PROMPTS, STUDY_SEEDS, EvaluationCancelled, EvaluationReport, EvaluationRequest,
                              evaluate, list_evaluations, load_evaluation, parse_seeds, parse_variant)
 from studio.evaluate.charts import CLIP_PER_VARIANT, NO_FACE_PER_PROMPT, SIM_PER_PROMPT, SIM_PER_VARIANT
-from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
 from studio.models.clip import TINY_CLIP, list_clip_models
-from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, lora_names, number, progress_fn
+from studio.ui.common import (FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_sampler, dataset_names, lora_names,
+                              number, progress_fn, sampler_choices)
 from studio.ui.serving import served
 
 NO_CLIP = "(no CLIP score)"
@@ -42,7 +42,8 @@ def request_from_widgets(name, prompts, seeds, variants, reference, clip_model, 
         name=(name or "").strip(), prompts=[p.strip() for p in (prompts or "").splitlines() if p.strip()],
         seeds=parse_seeds(seeds), variants=[parse_variant(line) for line in (variants or "").splitlines() if line.strip()],
         reference=(reference or "").strip(), clip_model="" if clip_model in (None, NO_CLIP) else clip_model,
-        negative_prompt=negative_prompt or "", sampler=sampler, steps=int(steps), cfg=float(cfg),
+        negative_prompt=negative_prompt or "", sampler=chosen_sampler(sampler), steps=int(steps),
+        cfg=float(cfg or 0) or None,
         width=int(width or 0) or None, height=int(height or 0) or None, tolerance=float(tolerance),
     )
 
@@ -101,9 +102,10 @@ def build(ctx: TabContext) -> TabRefresh:
             with gr.Accordion("Generation (the same for every variant)", open=False):
                 negative = gr.Textbox("", label="Negative prompt")
                 with gr.Row():
-                    sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler")
+                    sampler = gr.Dropdown(sampler_choices(), value=FAMILY_SAMPLER, label="Sampler",
+                                          info="the model's default: Euler a, or Euler for FLUX.1")
                     steps = gr.Slider(1, 150, value=_DEFAULTS.steps, step=1, label="Steps")
-                    cfg = gr.Slider(0, 30, value=7.0, step=0.5, label="CFG scale")
+                    cfg = gr.Number(0, label="CFG scale", info="0: the family's (7; 1 for FLUX.1)")
                 with gr.Row():
                     width = gr.Number(0, label="Width", precision=0, info="0: the model's native size")
                     height = gr.Number(0, label="Height", precision=0)

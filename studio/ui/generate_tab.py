@@ -3,15 +3,19 @@ the Clean-up accordion (ui/cleanup.py) inpaints, upscales and fixes faces of a p
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gradio as gr
 
 from studio.generate import GenerationRequest, LoraChoice, generate
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
 from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
+from studio.models.families import DISTILLED_CFG, Family
 from studio.progress import Cancelled
 from studio.ui import cleanup
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, lora_names,
-                              model_choices, progress_fn, table_rows, upscaler_choices)
+                              model_choices, picked_model, progress_fn, sampling_updates, table_rows,
+                              upscaler_choices)
 from studio.ui.serving import served
 
 
@@ -33,9 +37,16 @@ def build(ctx: TabContext) -> TabRefresh:
                 seed = gr.Number(label="Seed", value=-1, precision=0, info="-1: random")
                 random_btn = gr.Button("Random", size="sm", min_width=80)
                 reuse_btn = gr.Button("Reuse last", size="sm", min_width=80)
-            sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler")
+            names, first, first_cfg, guidance = _default_sampling(studio)
+            sampler = gr.Dropdown(names, value=first, label="Sampler")
             steps = gr.Slider(1, 150, value=20, step=1, label="Steps")
-            cfg = gr.Slider(0, 30, value=7, step=0.5, label="CFG scale")
+            cfg = gr.Slider(0, 30, value=first_cfg, step=0.5, label="CFG scale",
+                            info="FLUX.1: 1 is off; above 1, real CFG with the negative prompt at twice the time")
+            with gr.Row(visible=guidance is not None) as flux_row:
+                distilled = gr.Slider(0, 10, value=DISTILLED_CFG, step=0.1, label="Distilled CFG Scale",
+                                      **_distilled_look(guidance))
+                sequence = gr.Number(0, precision=0, label="T5 prompt tokens",
+                                     info="FLUX.1: 0 is 512 for dev, 256 for schnell")
             with gr.Row():
                 width = gr.Number(label="Width", value=0, precision=0, info="0: the model's native size")
                 height = gr.Number(label="Height", value=0, precision=0, info="multiples of 8")
@@ -57,10 +68,13 @@ def build(ctx: TabContext) -> TabRefresh:
     inputs = {"prompt_text": prompt, "negative_prompt": negative, "model_id": model, "seed_value": seed,
               "sampler_name": sampler, "steps_value": steps, "cfg_scale": cfg, "width_px": width, "height_px": height,
               "batch_size": batch, "lora_weights": loras, "embedding_names": embeddings,
-              **{name: panel[name] for name in cleanup.HIRES_INPUTS}}
+              **{name: panel[name] for name in cleanup.HIRES_INPUTS},
+              "distilled_cfg_scale": distilled, "t5_tokens": sequence}
     bind(ctx, generate_btn.click, run, inputs, {"gallery": gallery, "parameters": parameters, "seed": last_seed},
          api_name="generate", gpu=True)
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
+    bind(ctx, model.change, model_picked, {"model": model, "sampler": sampler},
+         {"sampler": sampler, "cfg": cfg, "flux_row": flux_row, "distilled": distilled}, api_name=False, queue=False)
     random_btn.click(lambda: -1, None, seed, api_name=False, queue=False)
     reuse_btn.click(lambda s: s, last_seed, seed, api_name=False, queue=False)
     lists = {"model": model, "loras": loras, "embeddings": embeddings, "hires_upscaler": panel["hires_upscaler"],
@@ -75,22 +89,58 @@ def build(ctx: TabContext) -> TabRefresh:
     return TabRefresh(refresh_lists, lists, inputs={"loras": loras})
 
 
-def request_from_widgets(v) -> GenerationRequest:
-    """The /generate inputs (by name) as a GenerationRequest."""
-    return GenerationRequest(
+def request_from_widgets(v, studio) -> GenerationRequest:
+    """The /generate inputs (by name) as a GenerationRequest for the picked model (see fit_to_model)."""
+    return fit_to_model(studio, GenerationRequest(
         prompt=v.prompt_text or "", negative_prompt=v.negative_prompt or "", model=chosen_model(v.model_id),
         seed=int(v.seed_value if v.seed_value is not None else -1), steps=int(v.steps_value), cfg=float(v.cfg_scale),
         width=int(v.width_px or 0) or None, height=int(v.height_px or 0) or None, batch_size=int(v.batch_size),
         sampler=v.sampler_name, loras=loras_from_table(v.lora_weights), embeddings=list(v.embedding_names or []),
         hires_scale=float(v.hires_scale or 1), hires_steps=int(v.hires_steps or 0), hires_upscaler=v.hires_upscaler,
         hires_strength=float(v.hires_strength),
-    )
+        distilled_cfg=None if v.distilled_cfg_scale is None else float(v.distilled_cfg_scale),
+        max_sequence_length=int(v.t5_tokens or 0) or None,
+    ))
+
+
+def fit_to_model(studio, request: GenerationRequest) -> GenerationRequest:
+    """The FLUX.1 widgets' values only where the model takes them: the form always has a distilled CFG and a T5
+    length, shown only for FLUX.1; for other families and for schnell (no guidance input) they are left out."""
+    ref = picked_model(studio, request.model)
+    flux = ref is not None and ref.family is Family.FLUX
+    dev = flux and studio.store.takes_distilled_guidance(ref)
+    return replace(request, distilled_cfg=request.distilled_cfg if dev else None,
+                   max_sequence_length=request.max_sequence_length if flux else None)
+
+
+def _default_sampling(studio) -> tuple[list[str], str, float, str | None]:
+    """The sampler names, sampler, CFG scale and FLUX.1 guidance kind the form starts with: the default model's."""
+    updates = sampling_updates(studio, DEFAULT_MODEL, DEFAULT_SAMPLER)
+    names = updates.get("sampler", {}).get("choices", list(SAMPLERS))
+    first = updates.get("sampler", {}).get("value", DEFAULT_SAMPLER)
+    return names, first, updates.get("cfg", 7.0), updates.get("guidance")
+
+
+def _distilled_look(guidance: str | None) -> dict:
+    if guidance == "schnell":
+        return dict(interactive=False, info="this FLUX.1 model is schnell-like: it has no guidance input")
+    return dict(interactive=True, info="FLUX.1-dev's guidance input, as Forge's (3.5 is its default)")
+
+
+def model_picked(ctx: TabContext, v):
+    """A base model was picked: its family's samplers and CFG default, FLUX.1's widgets shown where they apply."""
+    updates = sampling_updates(ctx.studio, v.model, v.sampler)
+    if not updates:
+        return {}
+    guidance = updates.pop("guidance")
+    return {**updates, "flux_row": gr.update(visible=guidance is not None),
+            "distilled": gr.update(**_distilled_look(guidance))}
 
 
 def run(ctx: TabContext, v, request: gr.Request, progress):
     should_stop = ctx.stops.begin(request, "generate")
     try:
-        result = generate(ctx.studio, request_from_widgets(v), progress=progress_fn(progress), should_stop=should_stop)
+        result = generate(ctx.studio, request_from_widgets(v, ctx.studio), progress=progress_fn(progress), should_stop=should_stop)
     except Cancelled:
         raise gr.Error("Generation stopped.")
     settings = ctx.studio.settings

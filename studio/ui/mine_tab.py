@@ -9,10 +9,10 @@ import gradio as gr
 
 from studio import mine
 from studio.generate.request import parse_lora
-from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
 from studio.mine.request import MiningRequest
-from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, dataset_names,
-                              embedding_names, lora_names, model_choices, progress_fn, upscaler_choices)
+from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model,
+                              chosen_sampler, dataset_names, embedding_names, lora_names, model_choices, progress_fn,
+                              sampler_choices, upscaler_choices)
 from studio.ui.serving import served
 
 NO_JOB = "(no mining job yet)"
@@ -43,9 +43,10 @@ def build(ctx: TabContext) -> TabRefresh:
                                 label="Seed face (optional: else the first face found)")
     with gr.Accordion("Generation", open=False):
         with gr.Row():
-            sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler")
+            sampler = gr.Dropdown(sampler_choices(), value=FAMILY_SAMPLER, label="Sampler",
+                                  info="the model's default: Euler a, or Euler for FLUX.1")
             steps = gr.Number(_D.steps, precision=0, label="Steps")
-            cfg = gr.Number(7.0, label="CFG scale")
+            cfg = gr.Number(0, label="CFG scale", info="0: the family's (7; 1 for FLUX.1)")
             width = gr.Number(0, precision=0, label="Width", info="0: the model's native size")
             height = gr.Number(0, precision=0, label="Height")
             seed_start = gr.Number(_D.seed_start, precision=0, label="First seed", info="candidate i: this + i")
@@ -125,9 +126,11 @@ def request_from_widgets(v) -> MiningRequest:
         name=(v.name_ or "").strip(), prompt=(v.prompt_ or "") if generated else "",
         candidates=None if generated else (v.folder_ or "").strip() or None, negative_prompt=v.negative_ or "",
         model=chosen_model(v.model_), loras=tuple(parse_lora(x) for x in v.loras_ or []),
-        embeddings=tuple(v.embeddings_ or []), seed_face=_path(v.seed_face_), sampler=v.sampler_,
-        steps=int(v.steps_), cfg=float(v.cfg_), width=int(v.width_ or 0) or None, height=int(v.height_ or 0) or None,
-        seed_start=int(v.seed_start_ or 0), batch_size=int(v.batch_ or 1), upscaler="" if v.upscaler_ in (None, "", "(none)") else v.upscaler_,
+        embeddings=tuple(v.embeddings_ or []), seed_face=_path(v.seed_face_), sampler=chosen_sampler(v.sampler_),
+        steps=int(v.steps_), cfg=float(v.cfg_ or 0) or None, width=int(v.width_ or 0) or None,
+        height=int(v.height_ or 0) or None,
+        seed_start=int(v.seed_start_ or 0), batch_size=int(v.batch_ or 1),
+        upscaler="" if v.upscaler_ in (None, "", "(none)") else v.upscaler_,
         tolerance=float(v.tolerance_), near_miss=float(v.near_miss_),
         drop_tolerance=float(v.drop_tolerance_) if v.drop_tolerance_ else None, recheck=bool(v.recheck_),
         pin_seed=bool(v.pin_seed_), target=int(v.target_), max_candidates=int(v.max_candidates_ or 0),

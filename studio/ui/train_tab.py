@@ -8,7 +8,8 @@ from dataclasses import fields, replace
 import gradio as gr
 
 from studio import train
-from studio.train.config import LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS, RunConfig
+from studio.train.config import (BASE_PRECISIONS, LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS,
+                                  TIMESTEP_SAMPLING, RunConfig)
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, dataset_names, model_choices,
                               number)
 from studio.ui.serving import served
@@ -57,6 +58,14 @@ KNOB_SPECS = (
     ("validation_cfg", 4, "Validation CFG scale", {}),
     ("save_every_epochs", 4, "Save every N epochs", dict(info="0: at each validation")),
     ("keep_epochs", 4, "Keep last N epochs", dict(info="0: all")),
+    ("base_precision", 5, "FLUX.1: frozen base stored as", dict(
+        choices=BASE_PRECISIONS, info="bf16 ~24 GB, fp8/int8 (torchao) ~16 GB, nf4 (CUDA) ~12 GB for a LoRA")),
+    ("timestep_sampling", 5, "FLUX.1: noise levels", dict(choices=TIMESTEP_SAMPLING)),
+    ("logit_mean", 5, "logit-normal mean", {}),
+    ("logit_std", 5, "logit-normal std", {}),
+    ("flow_shift", 5, "Shift", dict(info="0: the scheduler's (3)")),
+    ("flux_guidance", 5, "Distilled guidance while training", dict(info="1 as kohya; generation uses 3.5")),
+    ("max_sequence_length", 5, "T5 tokens", dict(info="0: 512 dev, 256 schnell")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
