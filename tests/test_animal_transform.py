@@ -56,7 +56,7 @@ def test_transform_over_seeds_saves_pngs_with_every_controlnet_setting(studio):
                         "Guidance Start": "0", "Guidance End": "1", "Control Mode": "ControlNet is more important"}
     assert units[1]["Module"] == "openpose_face" and units[1]["Guidance End"] == "0.8"
     # 2. Original | two controls | two results, side by side, also saved.
-    assert result.sheet.size[1] == 64 and result.sheet.size[0] >= 5 * 64
+    assert result.sheet.size[1] == 256 and result.sheet.size[0] >= 5 * 256  # 64 px pictures scaled up to be seen
     assert result.sheet_path.is_file()
     assert progress[-1] == 1.0 and progress == sorted(progress)
 

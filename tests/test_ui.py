@@ -72,10 +72,12 @@ def test_picking_a_model_shows_its_familys_samplers_and_guidance(settings):
     assert flux["sampler"]["value"] == "Euler" and "Euler Beta" in flux["sampler"]["choices"]
     assert flux["cfg"] == 1.0 and flux["flux_row"]["visible"] and flux["distilled"]["interactive"]
     schnell = model_picked(ctx, SimpleNamespace(model="builtin:tiny-flux-schnell", sampler="Euler Beta"))
-    assert "value" not in schnell["sampler"] and "cfg" not in schnell  # same family: the user's choices stay
+    assert "value" not in schnell["sampler"] and schnell["cfg"] == 1.0  # same family: the user's sampler stays
     assert schnell["flux_row"]["visible"] and not schnell["distilled"]["interactive"]
     sd = model_picked(ctx, SimpleNamespace(model="builtin:tiny", sampler="Euler Beta"))
     assert sd["sampler"]["value"] == "Euler a" and sd["cfg"] == 7.0 and not sd["flux_row"]["visible"]
+    pocket = model_picked(ctx, SimpleNamespace(model="builtin:pocket", sampler="Euler a"))
+    assert pocket["cfg"] == 4.0 and pocket["prompt"]["placeholder"].startswith("a red circle on a white background")
     assert model_picked(ctx, SimpleNamespace(model="no/such-model-here", sampler="Euler a")) == {}  # told on Generate
 
 def test_gradio_client_clean_up(served, tmp_path):

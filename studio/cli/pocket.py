@@ -18,6 +18,9 @@ def register(sub) -> None:
     concept.add_argument("--trigger", default="", help="the word that stands for the shape (default: the name)")
     concept.add_argument("--shape", choices=NEW_SHAPES, default="star")
     concept.add_argument("--count", type=int, default=8, help="how many drawings (5 to 10 are plenty)")
+    demo = actions.add_parser("demo", help="the offline demo in one command: write the star dataset zq, teach "
+                                           "builtin:pocket the star (the pocket preset), then check what it draws")
+    demo.add_argument("--seeds", type=int, default=20, help="seeds checked with and without the LoRA")
     check = actions.add_parser("check", help="generate a prompt on builtin:pocket over seeds and say what the "
                                              "pocket checker sees (shape or face kind, colour)")
     check.add_argument("prompt")
@@ -40,6 +43,8 @@ def run(args, studio) -> int:
         print(f"wrote {len(written)} drawings of a {args.shape} with captions to {folder}")
         print(f"first caption: {written[0].with_suffix('.txt').read_text().strip()}")
         return 0
+    if args.action == "demo":
+        return _demo(args, studio)
     variants = [("without LoRA", [])] + ([("with " + ", ".join(f"{c.name}:{c.weight:g}" for c in args.lora),
                                            args.lora)] if args.lora else [])
     rows = []
@@ -56,4 +61,23 @@ def run(args, studio) -> int:
         with fileio.atomic_path(args.grid) as tmp:
             image_grid(rows).save(tmp, format="PNG")
         print(f"wrote {args.grid}")
+    return 0
+
+
+def _demo(args, studio) -> int:
+    from studio import train
+    from studio.generate.request import LoraChoice
+    from studio.pocket.concept import check_prompt
+    from studio.pocket.demo import DEMO_PROMPT, start_demo
+
+    started = start_demo(studio)
+    print(started.message)
+    status = train.wait_run(studio, started.run)
+    print(status.line())
+    if status.state != "done":
+        return status.exit_code
+    for title, loras in (("without LoRA", []), (f"with {started.run}:1", [LoraChoice(started.run, 1.0)])):
+        result = check_prompt(studio, DEMO_PROMPT, seeds=args.seeds, loras=loras)
+        labels = ", ".join(f"{label} {n}" for label, n in result.labels.most_common())
+        print(f"{title}: {DEMO_PROMPT!r} over {args.seeds} seeds: {labels}")
     return 0

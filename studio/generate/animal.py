@@ -34,6 +34,7 @@ SDXL_CONTROLNETS = {  # no MediaPipe-face ControlNet is published for SDXL
     "canny": "diffusers/controlnet-canny-sdxl-1.0",
 }
 ANIMAL_SAMPLER = "DPM++ 2S a"  # seed 003's, for the SD families
+SHEET_MIN_HEIGHT = 256  # the side-by-side sheet of a small model's pictures is scaled up to be seen
 _NEGATIVE = ("human, person, human face, human skin, hair, glasses, text, watermark, signature, blurry, lowres, "
              "deformed, bad anatomy, extra eyes")
 
@@ -177,6 +178,8 @@ class AnimalResult:
     negative_prompt: str
     seconds: float
     notes: list[str] = field(default_factory=list)  # the preview's, and what the studio did other than asked
+    control_seconds: float = 0.0  # finding the face and drawing the control images
+    generation_seconds: list[float] = field(default_factory=list)  # each seed's generation, model loading included
 
 
 def preview_controls(request: AnimalRequest) -> ControlPreview:
@@ -231,13 +234,29 @@ def preview_controls(request: AnimalRequest) -> ControlPreview:
     return ControlPreview(photo, faces, face, crop_box, work, controls, notes)
 
 
-def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_progress,
-                   should_stop: StopFn = never_stop) -> AnimalResult:
-    """Transform the face in `request.image` into the animal over `n_seeds` seeds; save PNGs with parameters."""
+@dataclass
+class AnimalPlan:
+    """What a transform will do, decided before the first seed: the request with the model's size and sampler, the
+    control images, the ControlNet units that will run, the prompts, and what differs from what was asked."""
+
+    request: AnimalRequest
+    preview: ControlPreview
+    units: list[ControlUnit]
+    prompt: str
+    negative_prompt: str
+    notes: list[str]
+    seconds: float  # finding the face and drawing the control images
+
+
+def plan_animal(studio, request: AnimalRequest) -> AnimalPlan:
+    """Check `request` against the model it names (loading only what its size needs) and make the control images.
+    Raises NoFaceFound as preview_controls does, ValueError for what cannot run."""
+    from studio.models.builtin import HINTS
+
     started = time.perf_counter()
-    # 1. Check inputs and look at the photo.
     request = replace(request, model=request.model or studio.store.default_model).check()
-    family = studio.store.resolve(request.model).family
+    ref = studio.store.resolve(request.model)
+    family = ref.family
     flow = family is not None and family.spec.flow
     if request.size is None:
         request = replace(request, size=native_size(studio, request.model))
@@ -246,6 +265,13 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
     preview = preview_controls(request)
     notes = list(preview.notes)
     default_prompt, default_negative = animal_prompt(request.animal, request.breed)
+    hints = HINTS.get(ref.id.split(":", 1)[1], {}) if ref.kind == "builtin" else {}
+    if hints and not request.prompt.strip():
+        if request.animal == "dog" and not request.breed and "animal_prompt" in hints:
+            default_prompt, default_negative = hints["animal_prompt"], ""
+        else:
+            notes.append(f"{ref.id} learnt only cartoon dog faces: a {request.breed} {request.animal} comes out as "
+                         f"a blur of colour; a real model draws it")
     prompt = request.prompt.strip() or default_prompt
     negative = default_negative if request.negative_prompt is None else request.negative_prompt
     units = []
@@ -263,11 +289,22 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
         why = "; ".join(n for n in notes if "ControlNet fits" in n) or "every control's model is 'none'"
         raise ValueError(f"`task` txt2img needs a ControlNet, and none is used ({why}): nothing would follow the "
                          f"face; use img2img or choose a ControlNet that fits the model")
+    return AnimalPlan(request, preview, units, prompt, negative, notes, time.perf_counter() - started)
+
+
+def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_progress,
+                   should_stop: StopFn = never_stop) -> AnimalResult:
+    """Transform the face in `request.image` into the animal over `n_seeds` seeds; save PNGs with parameters."""
+    started = time.perf_counter()
+    # 1. Check inputs, look at the photo, decide the ControlNets.
+    plan = plan_animal(studio, request)
+    request, preview, units, prompt, negative, notes = (plan.request, plan.preview, plan.units, plan.prompt,
+                                                        plan.negative_prompt, plan.notes)
     seed = request.seed if request.seed != -1 else random.randint(0, MAX_SEED)
     seeds = [(seed + i) % (MAX_SEED + 1) for i in range(request.n_seeds)]
 
     # 2. One generation per seed, so a seed gives the same animal whatever the batch.
-    images = []
+    images, generation_seconds = [], []
     out_dir = Path(request.out_dir or studio.settings.outputs_dir / dt.date.today().isoformat())
     for i, s in enumerate(seeds):
         if should_stop():
@@ -281,6 +318,7 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
         result = generate(studio, generation, should_stop=should_stop,
                           progress=lambda f, m, i=i, s=s: progress((i + f) / len(seeds), f"seed {s}: {m}"))
         notes += [n for n in result.notes if n not in notes]
+        generation_seconds.append(result.seconds)
         made = result.images[0]
         # 3. Back into the photo when a face crop was transformed, then saved with its parameters.
         image = made.image
@@ -292,14 +330,15 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
     # 4. Original | controls | results, side by side.
     original = preview.photo if preview.crop_box and request.paste_back else preview.work
     sheet = side_by_side([original] + [im for _, im in preview.controls] + [a.image for a in images],
-                         height=preview.work.height)
+                         height=max(preview.work.height, SHEET_MIN_HEIGHT))
     sheet_path = None
     if request.save:
         sheet_path = fileio.reserve_unique(out_dir, f"{seeds[0]}-{request.animal}-sheet", ".png")
         with fileio.fill_reserved(sheet_path) as tmp:
             sheet.save(tmp, format="PNG")
     progress(1.0, "done")
-    return AnimalResult(preview, images, sheet, sheet_path, prompt, negative, time.perf_counter() - started, notes)
+    return AnimalResult(preview, images, sheet, sheet_path, prompt, negative, time.perf_counter() - started, notes,
+                        plan.seconds, generation_seconds)
 
 
 def native_size(studio, model_id: str) -> int:

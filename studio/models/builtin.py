@@ -16,6 +16,12 @@ from studio import fileio
 BUILDER_VERSION = 4  # bump when a builder changes, so saved copies are rebuilt
 SHIPPED = ("pocket",)  # trained by the project and committed; cannot be rebuilt on the fly
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models" / "builtin"  # the checkout's own models/builtin/
+# What a form should start with for a builtin whose family's defaults do not fit it: pocket was trained on captions
+# of coloured shapes and cartoon faces at CFG 4 (docs/pocket.md); the random tiny ones draw noise whatever the prompt.
+HINTS = {
+    "pocket": {"prompt": "a red circle on a white background", "cfg": 4.0,
+               "animal_prompt": "a cartoon dog face with brown fur, on a white background"},
+}
 _build_lock = threading.Lock()
 
 # Words that become single tokens in the tiny tokenizer (keeps test prompts well inside 77 tokens).

@@ -8,6 +8,7 @@ import gradio as gr
 
 from studio.context import Studio
 from studio.settings import Settings
+from studio.ui import start_here
 from studio.ui.common import TabContext, TabRefresh, bind
 
 # (tab title, module under studio/ui/ with build(ctx)); a tab is listed only once it works. build() may return
@@ -30,12 +31,20 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     # Uploads and gradio's copies of what it showed go after an hour: the photos people drop must not linger in /tmp.
     with gr.Blocks(title="Likeness Studio", delete_cache=(600, 3600)) as app:
         gr.Markdown("## Likeness Studio\nMake a personal image model: dataset, training, generation, evaluation.")
-        with gr.Tabs():
+        welcome = start_here.build(ctx)
+        refreshes = []
+        with gr.Tabs() as tabs:
+            ctx.widgets["tabs"] = tabs
             for title, module in TABS:
                 with gr.Tab(title, id=module) as tab:
                     refresh = importlib.import_module(f"studio.ui.{module}").build(ctx)
                 if isinstance(refresh, TabRefresh):
                     bind(ctx, tab.select, refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False)
+                    refreshes.append(refresh)
+        start_here.wire(ctx, welcome)
+        # A reload shows what is on disk now, not what was there when the server started: every tab's lists.
+        for refresh in refreshes:
+            bind(ctx, app.load, refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False)
     app.queue(default_concurrency_limit=4)
     return app
 

@@ -8,7 +8,7 @@ import gradio as gr
 
 from studio.faces.control import CONTROL_MODULES, ControlOptions
 from studio.generate.animal import (ANIMALS, HUB_CONTROLNETS, NO_CONTROLNET, SDXL_CONTROLNETS, AnimalRequest,
-                                    ControlChoice, NoFaceFound, animal_prompt, face_to_animal, preview_controls)
+                                    ControlChoice, NoFaceFound, animal_prompt, face_to_animal, plan_animal)
 from studio.generate.request import CONTROL_MODES
 from studio.progress import Cancelled
 from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model, chosen_sampler,
@@ -86,7 +86,8 @@ def build(ctx: TabContext) -> TabRefresh:
             with gr.Row():
                 n_seeds = gr.Slider(1, 8, value=1, step=1, label="Seeds (seed, seed+1, ...)")
                 crop = gr.Checkbox(False, label="Crop to the face first")
-                paste = gr.Checkbox(True, label="Paste back into the photo")
+                paste = gr.Checkbox(True, label="Paste back into the photo", interactive=False,
+                                    info="with a face crop: the result goes back into the whole photo")
             demo_slot = gr.Column()  # the demo example goes here once every widget it fills exists
             with gr.Row():
                 preview_btn = gr.Button("Preview controls")
@@ -151,6 +152,7 @@ def build(ctx: TabContext) -> TabRefresh:
                                                        "parameters": parameters, "status": status},
          api_name="animal", gpu=True)
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
+    crop.change(lambda on: gr.update(interactive=bool(on)), crop, paste, api_name=False, queue=False)
     bind(ctx, animal.change, animal_changed, {"animal": animal},
          {"breed": breed, "prompt": prompt, "negative": negative}, api_name=False, queue=False)
     bind(ctx, breed.change, breed_changed, {"animal": animal, "breed": breed},
@@ -163,15 +165,17 @@ def build(ctx: TabContext) -> TabRefresh:
 
 def preview(ctx: TabContext, v):
     try:
-        shown = preview_controls(request_from_widgets(**vars(v)))
+        plan = plan_animal(ctx.studio, request_from_widgets(**vars(v)))
     except NoFaceFound as e:
         # Say so, show the picture looked at, and offer the control that needs no face.
         message = f"**{e}**\n\nCanny is selected instead: press Transform to use it."
         return {"controls": [(e.photo, "no face found")], "status": message,
                 **{f"use_{m}": gr.update(value=m == "canny") for m in CONTROL_MODULES}}
-    notes = "; ".join(shown.notes) or "Face found."
+    shown = plan.preview
+    nets = ", ".join(f"{u.module} with {u.model}" for u in plan.units) or "no ControlNet: plain img2img"
+    notes = " ".join(f"{n[0].upper()}{n[1:]}." for n in plan.notes) or "Face found."
     return {"controls": [(im, choice.module) for choice, im in shown.controls],
-            "status": f"{notes} The model will work at {shown.work.width}x{shown.work.height}."}
+            "status": f"{notes} {plan.request.model} will work at {shown.work.width}x{shown.work.height} ({nets})."}
 
 
 def transform(ctx: TabContext, v, request: gr.Request, progress):
@@ -180,13 +184,18 @@ def transform(ctx: TabContext, v, request: gr.Request, progress):
         result = face_to_animal(ctx.studio, request_from_widgets(**vars(v)), should_stop=should_stop,
                                 progress=progress_fn(progress))
     except Cancelled:
-        raise gr.Error("Transform stopped.")
+        raise Cancelled("Transform stopped.") from None
     settings = ctx.studio.settings
     images = [(served(settings, a.path) if a.path else a.image, f"seed {a.seed}") for a in result.images]
-    notes = " ".join(f"{n}." for n in result.notes)
+    notes = " ".join(f"{n[0].upper()}{n[1:]}." for n in result.notes)
+    each = result.generation_seconds
+    timing = (f"{len(images)} result(s) in {result.seconds:.1f} s: the face and control images "
+              f"{result.control_seconds:.1f} s, then one generation per seed ({', '.join(f'{t:.1f}' for t in each)} s; "
+              f"the first loads the model)")
+    work = result.preview.work
     return {"controls": [(im, choice.module) for choice, im in result.preview.controls], "sheet": result.sheet,
             "results": images, "parameters": result.images[0].parameters,
-            "status": f"{len(images)} result(s) in {result.seconds:.1f} s. {notes}"}
+            "status": f"{timing}, at {work.width}x{work.height}. {notes}"}
 
 
 def stop(ctx: TabContext, v, request: gr.Request):

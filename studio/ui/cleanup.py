@@ -181,7 +181,7 @@ def inpaint(ctx: TabContext, v, request: gr.Request, progress):
         result = generate(ctx.studio, generation, progress=progress_fn(progress),
                           should_stop=ctx.stops.begin(request, "generate"))
     except Cancelled:
-        raise gr.Error("Inpainting stopped.")
+        raise Cancelled("Inpainting stopped.") from None
     images = [(served(ctx.studio.settings, item.path) if item.path else item.image, f"seed {item.seed}")
               for item in result.images]
     status = f"Inpainted {len(images)} picture(s) at {result.request.width}x{result.request.height}."
@@ -197,7 +197,7 @@ def run_upscale(ctx: TabContext, v, request: gr.Request, progress):
         result = upscale(ctx.studio, up, progress=progress_fn(progress),
                          should_stop=ctx.stops.begin(request, "generate"))
     except Cancelled:
-        raise gr.Error("Upscale stopped.")
+        raise Cancelled("Upscale stopped.") from None
     info = result.info
     how = f" in tiles of {info.tile} px" if info.tile else ""
     status = " ".join([f"Upscaled to {info.size[0]}x{info.size[1]} with {info.upscaler}{how}.", *info.notes])
@@ -227,7 +227,7 @@ def run_fix_faces(ctx: TabContext, v, request: gr.Request, progress):
         result = fix_faces(ctx.studio, fix, progress=progress_fn(progress),
                            should_stop=ctx.stops.begin(request, "generate"))
     except Cancelled:
-        raise gr.Error("Face fix stopped.")
+        raise Cancelled("Face fix stopped.") from None
     rows = [[f.index, str(f.box), round(f.sim_before, 4), round(f.sim_after, 4), f.found_after] for f in result.faces]
     out = {"faces": rows, "status": result.message}
     if result.path is not None:

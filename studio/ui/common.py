@@ -24,6 +24,8 @@ from typing import Callable
 
 import gradio as gr
 
+from studio.progress import Cancelled
+
 # Every event that runs a model uses these, so GPU work from all tabs and users goes through one queue slot.
 GPU_QUEUE = dict(concurrency_id="gpu", concurrency_limit=1)
 DEFAULT_MODEL = "(studio default)"  # the base-model choice that means "the studio's default base"
@@ -58,6 +60,8 @@ class TabContext:
 
     studio: object  # studio.context.Studio
     stops: SessionStops = field(default_factory=SessionStops)
+    # Widgets a tab offers to the rest of the app by name ("tabs", "train.run"...), for events that cross tabs
+    widgets: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +96,9 @@ def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[s
             result = fn(ctx, SimpleNamespace(**dict(zip(names, values))), **extras)
         except ValueError as e:  # bad input: the user sees why; the server log needs no stack trace for it
             raise gr.Error(str(e), print_exception=False) from e
+        except Cancelled as e:  # the user pressed Stop: said as news, not as an error; the outputs stay as they were
+            gr.Info(str(e))
+            result = {}
         if not out_names:
             return None
         if not isinstance(result, dict) or set(result) - set(out_names):
@@ -130,9 +137,19 @@ def progress_fn(progress) -> Callable[[float, str], None]:
 
 # ---- choices every tab lists ---------------------------------------------------------------------------------------
 
-def model_choices(studio) -> list[str]:
-    """Base models to pick from: the studio's default first, then what the store lists."""
-    return [DEFAULT_MODEL, *studio.store.list_models().base]
+def model_choices(studio) -> list:
+    """Base models to pick from: the studio's default first (shown by its name, chosen as DEFAULT_MODEL), then what
+    the store lists."""
+    return [(f"{studio.store.default_model} {DEFAULT_MODEL}", DEFAULT_MODEL), *studio.store.list_models().base]
+
+
+def model_hints(studio, value: str | None) -> dict:
+    """Per-model starting values where the family's do not fit ("prompt", "cfg", "animal_prompt"), e.g.
+    builtin:pocket's shape prompts at CFG 4; {} for the rest."""
+    from studio.models.builtin import HINTS
+
+    model = chosen_model(value) or studio.store.default_model
+    return dict(HINTS.get(model.split(":", 1)[1], {})) if model.startswith("builtin:") else {}
 
 
 def chosen_model(value: str | None) -> str:
@@ -166,7 +183,7 @@ def picked_model(studio, value: str | None):
 
 def sampling_updates(studio, value: str | None, sampler: str | None) -> dict:
     """The sampling widgets for the picked model: its family's samplers, keeping the chosen one where the family
-    has it, else its default sampler and CFG scale (so FLUX.1 starts at Euler and CFG 1, SD at Euler a and 7);
+    has it, else its default sampler; its CFG scale (FLUX.1 1, SD 7, builtin:pocket 4);
     "guidance" is "dev" for a FLUX.1 model with a distilled-guidance input, "schnell" for one without, else None."""
     from studio.generate.samplers import default_sampler, samplers_for
 
@@ -178,9 +195,10 @@ def sampling_updates(studio, value: str | None, sampler: str | None) -> dict:
     guidance = None
     if spec.guidance == "distilled":
         guidance = "dev" if studio.store.takes_distilled_guidance(ref) else "schnell"
-    updates = {"sampler": gr.update(choices=names), "guidance": guidance}
+    updates = {"sampler": gr.update(choices=names), "guidance": guidance,
+               "cfg": model_hints(studio, value).get("cfg", spec.default_cfg)}
     if sampler not in names:
-        updates.update(sampler=gr.update(choices=names, value=default_sampler(spec.flow)), cfg=spec.default_cfg)
+        updates.update(sampler=gr.update(choices=names, value=default_sampler(spec.flow)))
     return updates
 
 

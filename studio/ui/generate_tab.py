@@ -14,7 +14,7 @@ from studio.models.families import DISTILLED_CFG, Family
 from studio.progress import Cancelled
 from studio.ui import cleanup
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, lora_names,
-                              model_choices, picked_model, progress_fn, sampling_updates, table_rows,
+                              model_choices, model_hints, picked_model, progress_fn, sampling_updates, table_rows,
                               upscaler_choices)
 from studio.ui.serving import served
 
@@ -23,7 +23,7 @@ def build(ctx: TabContext) -> TabRefresh:
     studio = ctx.studio
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a photo of sks person, close up, <lora:name:0.8>")
+            prompt = gr.Textbox(label="Prompt", lines=3, placeholder=_placeholder(studio, DEFAULT_MODEL))
             negative = gr.Textbox("", label="Negative prompt", lines=2)
         with gr.Column(scale=1):
             model = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model",
@@ -74,7 +74,8 @@ def build(ctx: TabContext) -> TabRefresh:
          api_name="generate", gpu=True)
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
     bind(ctx, model.change, model_picked, {"model": model, "sampler": sampler},
-         {"sampler": sampler, "cfg": cfg, "flux_row": flux_row, "distilled": distilled}, api_name=False, queue=False)
+         {"sampler": sampler, "cfg": cfg, "flux_row": flux_row, "distilled": distilled, "prompt": prompt},
+         api_name=False, queue=False)
     random_btn.click(lambda: -1, None, seed, api_name=False, queue=False)
     reuse_btn.click(lambda s: s, last_seed, seed, api_name=False, queue=False)
     lists = {"model": model, "loras": loras, "embeddings": embeddings, "hires_upscaler": panel["hires_upscaler"],
@@ -128,13 +129,20 @@ def _distilled_look(guidance: str | None) -> dict:
 
 
 def model_picked(ctx: TabContext, v):
-    """A base model was picked: its family's samplers and CFG default, FLUX.1's widgets shown where they apply."""
+    """A base model was picked: its samplers and CFG default, an example prompt it can draw, FLUX.1's widgets
+    shown where they apply."""
     updates = sampling_updates(ctx.studio, v.model, v.sampler)
     if not updates:
         return {}
     guidance = updates.pop("guidance")
     return {**updates, "flux_row": gr.update(visible=guidance is not None),
-            "distilled": gr.update(**_distilled_look(guidance))}
+            "distilled": gr.update(**_distilled_look(guidance)),
+            "prompt": gr.update(placeholder=_placeholder(ctx.studio, v.model))}
+
+
+def _placeholder(studio, model) -> str:
+    example = model_hints(studio, model).get("prompt", "a photo of sks person, close up")
+    return f"{example}, <lora:name:0.8>"
 
 
 def run(ctx: TabContext, v, request: gr.Request, progress):
@@ -142,7 +150,7 @@ def run(ctx: TabContext, v, request: gr.Request, progress):
     try:
         result = generate(ctx.studio, request_from_widgets(v, ctx.studio), progress=progress_fn(progress), should_stop=should_stop)
     except Cancelled:
-        raise gr.Error("Generation stopped.")
+        raise Cancelled("Generation stopped.") from None
     settings = ctx.studio.settings
     images = [(served(settings, item.path) if item.path else item.image, f"seed {item.seed}") for item in result.images]
     return {"gallery": images, "parameters": result.images[0].parameters, "seed": result.images[0].seed}

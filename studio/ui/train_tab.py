@@ -9,7 +9,7 @@ import gradio as gr
 
 from studio import train
 from studio.train.config import (BASE_PRECISIONS, LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS,
-                                  TIMESTEP_SAMPLING, RunConfig)
+                                  TIMESTEP_SAMPLING, RunConfig, preset_name)
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, dataset_names, model_choices,
                               number)
 from studio.ui.serving import served
@@ -115,13 +115,14 @@ def build(ctx: TabContext) -> TabRefresh:
         resume_btn = gr.Button("Resume")
         cancel_btn = gr.Button("Cancel")
         run_pick = gr.Dropdown(runs, value=runs[0] if runs else None, label="Run", allow_custom_value=True)
+    ctx.widgets["train.run"] = run_pick
     status_md = gr.Markdown(NO_RUN)
     with gr.Row():
         loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
         score_plot = gr.LinePlot(x="epoch", y="mean sim-score", title="Likeness (mean sim-score, lower is better)",
                                  height=260)
     with gr.Row():
-        grids = gr.Gallery(label="Validation grids per epoch (one column per prompt)", columns=2, height=380,
+        grids = gr.Gallery(label="Validation grids, newest first (one column per prompt)", columns=1, height=460,
                            object_fit="contain", format="png", scale=3)
         with gr.Column(scale=2):
             epoch_table = gr.Dataframe(headers=["epoch", "loss", "mean sim-score", "sim-score per prompt", ""],
@@ -129,31 +130,32 @@ def build(ctx: TabContext) -> TabRefresh:
             epoch_pick = gr.Dropdown([], label="Epoch to export")
             export_btn = gr.Button("Export epoch")
             export_md = gr.Markdown()
-    timer = gr.Timer(1.0)
+    timer = gr.Timer(1.0, active=False)  # ticks only while the shown run is starting or running
     seen = gr.State(None)  # (run, events read) last shown, so unchanged views are not re-sent every tick
 
     # 4. Wiring: the API endpoints take these names
     first = {"name": name, "dataset": dataset, "model": model, "method": method, "trigger": trigger,
              "prompts": prompts}
-    bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md},
+    bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md, "timer": timer},
          api_name="train_start", gpu=True)
     bind(ctx, resume_btn.click, resume, {"run": run_pick, "epochs_value": knobs["epochs"],
                                          "max_steps_value": knobs["max_steps"], "lr_value": knobs["lr"]},
-         {"status": status_md}, api_name="train_resume", gpu=True)
+         {"status": status_md, "timer": timer}, api_name="train_resume", gpu=True)
     bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
     views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
              "epochs": epoch_pick, "seen": seen, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
-             "run_lr": knobs["lr"]}
+             "run_lr": knobs["lr"], "timer": timer}
     bind(ctx, run_pick.change, status, {"run": run_pick, "last": gr.State(None)}, views, api_name="train_status")
     bind(ctx, timer.tick, status, {"run": run_pick, "last": seen}, views, api_name=False, show_progress="hidden")
     bind(ctx, export_btn.click, export, {"run": run_pick, "epoch": epoch_pick}, {"message": export_md},
          api_name="train_export_epoch")
-    bind(ctx, preset.change, apply_preset, {"choice": preset}, {"method": method, "model": model, "prompts": prompts,
-                                                                **knobs}, api_name=False, queue=False)
+    bind(ctx, preset.change, apply_preset, {"choice": preset, "dataset_now": dataset, "name_now": name},
+         {"method": method, "model": model, "prompts": prompts, "dataset": dataset, "name": name, "trigger": trigger,
+          "status": status_md, **knobs}, api_name=False, queue=False)
     bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger}, api_name=False, queue=False)
     lists = {"dataset": dataset, "model": model, "run": run_pick}
-    bind(ctx, refresh_btn.click, refresh_lists, None, lists, api_name=False, queue=False)
-    return TabRefresh(refresh_lists, lists)
+    bind(ctx, refresh_btn.click, refresh_lists, {"run": run_pick}, lists, api_name=False, queue=False)
+    return TabRefresh(refresh_lists, lists, inputs={"run": run_pick})
 
 
 def run_names(studio) -> list[str]:
@@ -178,7 +180,8 @@ def config_from_widgets(name, dataset, model, method, trigger, prompts, **knobs)
 
 def start(ctx: TabContext, v):
     status = train.start_run(ctx.studio, config_from_widgets(**vars(v)))
-    return {"run": gr.update(choices=run_names(ctx.studio), value=status.name), "status": status.line()}
+    return {"run": gr.update(choices=run_names(ctx.studio), value=status.name), "status": status.line(),
+            "timer": gr.Timer(active=True)}
 
 
 def resume(ctx: TabContext, v):
@@ -187,7 +190,8 @@ def resume(ctx: TabContext, v):
     epochs = None if v.epochs_value is None else int(v.epochs_value)
     max_steps = None if v.max_steps_value is None else int(v.max_steps_value)
     lr = None if v.lr_value is None else float(v.lr_value)
-    return {"status": train.resume_run(ctx.studio, v.run, epochs=epochs, max_steps=max_steps, lr=lr).line()}
+    status = train.resume_run(ctx.studio, v.run, epochs=epochs, max_steps=max_steps, lr=lr)
+    return {"status": status.line(), "timer": gr.Timer(active=True)}
 
 
 def cancel(ctx: TabContext, v):
@@ -198,12 +202,12 @@ def cancel(ctx: TabContext, v):
 
 def status(ctx: TabContext, v):
     if not v.run:
-        return {"status": NO_RUN, "seen": v.last}
+        return {"status": NO_RUN, "seen": v.last, "timer": gr.Timer(active=False)}
     current = train.run_status(ctx.studio, v.run)
     key = (v.run, current.state, current.step, len(current.validations), len(current.messages))
     if key == v.last:
         return {}
-    views = {**status_views(ctx, current), "seen": key}
+    views = {**status_views(ctx, current), "seen": key, "timer": gr.Timer(active=current.active)}
     if v.last is None or v.last[0] != v.run:  # a run was picked: Resume starts from its own length
         views.update(run_epochs=current.config.epochs, run_max_steps=current.config.max_steps,
                      run_lr=current.config.lr)
@@ -224,7 +228,24 @@ def apply_preset(ctx: TabContext, v):
                **{k: gr.update(value=getattr(chosen, k)) for k in KNOBS}}
     if chosen.model:  # a preset made for one base; the others leave the chosen base alone
         updates["model"] = gr.update(value=chosen.model)
+    if v.choice == preset_name("pocket") and not (v.dataset_now or "").strip():
+        updates.update(_pocket_demo_fields(ctx, v.name_now))
     return updates
+
+
+def _pocket_demo_fields(ctx: TabContext, name_now: str | None) -> dict:
+    """The pocket preset with no dataset chosen: its star dataset (written now if it is not there yet) under the
+    trigger zq, and a free run name, so Train is the next click."""
+    from studio.pocket.demo import DEMO_TRIGGER, demo_dataset
+
+    dataset, made = demo_dataset(ctx.studio)
+    taken = set(run_names(ctx.studio))
+    name = (name_now or "").strip() or next(n for n in [DEMO_TRIGGER, *(f"{DEMO_TRIGGER}-{i}" for i in range(2, 1000))]
+                                            if n not in taken)
+    said = f"wrote dataset `{dataset}` (8 star drawings) and " if made else ""
+    return {"dataset": gr.update(choices=dataset_names(ctx.studio), value=dataset), "trigger": DEMO_TRIGGER,
+            "name": name, "status": f"Preset pocket: {said}chose dataset `{dataset}` with trigger `{DEMO_TRIGGER}`. "
+                                    f"Press Train."}
 
 
 def dataset_chosen(ctx: TabContext, v):
@@ -235,9 +256,12 @@ def dataset_chosen(ctx: TabContext, v):
 
 
 def refresh_lists(ctx: TabContext, v):
+    """What is on disk now; the run shown stays, or (none shown, or it is gone) the newest run is."""
     studio = ctx.studio
+    runs = run_names(studio)
+    run = v.run if v.run in runs else (runs[0] if runs else None)
     return {"dataset": gr.update(choices=dataset_names(studio)), "model": gr.update(choices=model_choices(studio)),
-            "run": gr.update(choices=run_names(studio))}
+            "run": gr.update(choices=runs, value=run)}
 
 
 def status_views(ctx: TabContext, status) -> dict:
@@ -254,15 +278,16 @@ def status_views(ctx: TabContext, status) -> dict:
     if status.files:
         lines.append("Files: " + ", ".join(f"`{f}`" for f in status.files))
     every = max(1, len(status.losses) // 2000)  # a long run's curve is thinned to what a plot can show
-    loss = pd.DataFrame(status.losses[::every], columns=["step", "loss"])
+    # numbers, typed: an empty or object column makes the plot's axis categorical (one tick per value)
+    loss = pd.DataFrame(status.losses[::every], columns=["step", "loss"]).astype({"step": int, "loss": float})
     scored = [(v["epoch"], v["mean_score"]) for v in status.validations if v.get("mean_score") is not None]
-    scores = pd.DataFrame(scored, columns=["epoch", "mean sim-score"])
+    scores = pd.DataFrame(scored, columns=["epoch", "mean sim-score"]).astype({"epoch": int, "mean sim-score": float})
     grids = []
     for v in status.validations:
         if v.get("grid"):
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             star = " (best)" if v["epoch"] == status.best_epoch else ""
-            grids.append((served(ctx.studio.settings, v["grid"]), f"epoch {v['epoch']}{score}{star}"))
+            grids.insert(0, (served(ctx.studio.settings, v["grid"]), f"epoch {v['epoch']}{score}{star}"))  # newest first
     table = [[v["epoch"], number(v.get("loss"), 4), number(v.get("mean_score"), 4),
               " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
               "best" if v["epoch"] == status.best_epoch else ""] for v in status.validations]
