@@ -86,9 +86,19 @@ def test_preset_fills_the_model_prompts_and_knobs(studio):
     from studio.ui.train_tab import KNOBS, apply_preset
 
     ctx = TabContext(studio)
-    updates = apply_preset(ctx, SimpleNamespace(choice="pocket (teach builtin:pocket a new shape)"))
+    updates = apply_preset(ctx, SimpleNamespace(choice="pocket (teach builtin:pocket a new shape)", dataset_now="ds",
+                                                name_now=""))
+    assert "dataset" not in updates  # the user's dataset stays
     values = {k: updates[k]["value"] for k in KNOBS}
     assert (updates["method"]["value"], updates["model"]["value"]) == ("lora", "builtin:pocket")
     assert updates["prompts"]["value"].splitlines()[0] == "a red {trigger} on a white background"
     assert (values["lora_layers"], values["max_steps"], values["validation_cfg"]) == ("all", 300, 4.0)
-    assert "model" not in apply_preset(ctx, SimpleNamespace(choice="default"))  # a preset for any base leaves it be
+    assert "model" not in apply_preset(ctx, SimpleNamespace(choice="default", dataset_now="", name_now=""))
+    # no dataset chosen yet: the pocket preset writes its star dataset and fills what Train needs
+    demo = apply_preset(ctx, SimpleNamespace(choice="pocket", dataset_now="", name_now=""))
+    assert (demo["dataset"]["value"], demo["trigger"], demo["name"]) == ("zq", "zq", "zq")
+    captions = sorted((studio.settings.datasets_dir / "zq").glob("*.txt"))
+    assert len(captions) == 8 and captions[0].read_text().startswith("a ") and " zq " in captions[0].read_text()
+    assert "wrote dataset `zq`" in demo["status"]
+    again = apply_preset(ctx, SimpleNamespace(choice="pocket", dataset_now="", name_now="mine"))
+    assert again["name"] == "mine" and "wrote" not in again["status"]  # kept, not written twice

@@ -185,7 +185,7 @@ def test_train_and_evaluate_list_the_same_datasets(settings):
     (plain / "a.txt").write_text("sks, a photo")
     (settings.datasets_dir / ".half-built").mkdir()  # a dataset being written is never listed
     ctx = TabContext(Studio.open(settings))
-    in_train = train_tab.refresh_lists(ctx, SimpleNamespace())["dataset"]["choices"]
+    in_train = train_tab.refresh_lists(ctx, SimpleNamespace(run=None))["dataset"]["choices"]
     in_evaluate = evaluate_tab.refresh_lists(ctx, SimpleNamespace())["reference"]["choices"]
     assert in_train == in_evaluate == ["plain-folder"]
 

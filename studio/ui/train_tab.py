@@ -136,17 +136,22 @@ def build(ctx: TabContext) -> TabRefresh:
     # 4. Wiring: the API endpoints take these names
     first = {"name": name, "dataset": dataset, "model": model, "method": method, "trigger": trigger,
              "prompts": prompts}
-    bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md, "timer": timer},
-         api_name="train_start", gpu=True)
+    started = bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md},
+                   api_name="train_start", gpu=True)
+    started.success(_timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, resume_btn.click, resume, {"run": run_pick, "epochs_value": knobs["epochs"],
                                          "max_steps_value": knobs["max_steps"], "lr_value": knobs["lr"]},
-         {"status": status_md, "timer": timer}, api_name="train_resume", gpu=True)
+         {"status": status_md}, api_name="train_resume", gpu=True).success(_timer_on, None, timer, api_name=False,
+                                                                           queue=False)
     bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
     views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
              "epochs": epoch_pick, "seen": seen, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
-             "run_lr": knobs["lr"], "timer": timer}
-    bind(ctx, run_pick.change, status, {"run": run_pick, "last": gr.State(None)}, views, api_name="train_status")
-    bind(ctx, timer.tick, status, {"run": run_pick, "last": seen}, views, api_name=False, show_progress="hidden")
+             "run_lr": knobs["lr"]}
+    picked = bind(ctx, run_pick.change, status, {"run": run_pick, "last": gr.State(None)}, views,
+                  api_name="train_status")
+    picked.then(_timer_for_run(ctx), run_pick, timer, api_name=False, queue=False)
+    bind(ctx, timer.tick, tick, {"run": run_pick, "last": seen}, {**views, "timer": timer}, api_name=False,
+         show_progress="hidden")
     bind(ctx, export_btn.click, export, {"run": run_pick, "epoch": epoch_pick}, {"message": export_md},
          api_name="train_export_epoch")
     bind(ctx, preset.change, apply_preset, {"choice": preset, "dataset_now": dataset, "name_now": name},
@@ -180,8 +185,7 @@ def config_from_widgets(name, dataset, model, method, trigger, prompts, **knobs)
 
 def start(ctx: TabContext, v):
     status = train.start_run(ctx.studio, config_from_widgets(**vars(v)))
-    return {"run": gr.update(choices=run_names(ctx.studio), value=status.name), "status": status.line(),
-            "timer": gr.Timer(active=True)}
+    return {"run": gr.update(choices=run_names(ctx.studio), value=status.name), "status": status.line()}
 
 
 def resume(ctx: TabContext, v):
@@ -190,8 +194,29 @@ def resume(ctx: TabContext, v):
     epochs = None if v.epochs_value is None else int(v.epochs_value)
     max_steps = None if v.max_steps_value is None else int(v.max_steps_value)
     lr = None if v.lr_value is None else float(v.lr_value)
-    status = train.resume_run(ctx.studio, v.run, epochs=epochs, max_steps=max_steps, lr=lr)
-    return {"status": status.line(), "timer": gr.Timer(active=True)}
+    return {"status": train.resume_run(ctx.studio, v.run, epochs=epochs, max_steps=max_steps, lr=lr).line()}
+
+
+def tick(ctx: TabContext, v):
+    """The timer's status refresh; it stops ticking once the run shown has ended (or none is shown)."""
+    views = status(ctx, v)
+    if not v.run:
+        return {**views, "timer": gr.Timer(active=False)}
+    if views and "seen" in views and views["seen"] != v.last:
+        views["timer"] = gr.Timer(active=views["seen"][1] in ("starting", "running"))
+    return views
+
+
+def _timer_on():
+    return gr.Timer(active=True)
+
+
+def _timer_for_run(ctx: TabContext):
+    """The status timer for a run just picked: ticking while it is starting or running, idle otherwise."""
+    def timer_for(run):
+        return gr.Timer(active=bool(run) and train.run_status(ctx.studio, run).active)
+
+    return timer_for
 
 
 def cancel(ctx: TabContext, v):
@@ -202,12 +227,12 @@ def cancel(ctx: TabContext, v):
 
 def status(ctx: TabContext, v):
     if not v.run:
-        return {"status": NO_RUN, "seen": v.last, "timer": gr.Timer(active=False)}
+        return {"status": NO_RUN, "seen": v.last}
     current = train.run_status(ctx.studio, v.run)
     key = (v.run, current.state, current.step, len(current.validations), len(current.messages))
     if key == v.last:
         return {}
-    views = {**status_views(ctx, current), "seen": key, "timer": gr.Timer(active=current.active)}
+    views = {**status_views(ctx, current), "seen": key}
     if v.last is None or v.last[0] != v.run:  # a run was picked: Resume starts from its own length
         views.update(run_epochs=current.config.epochs, run_max_steps=current.config.max_steps,
                      run_lr=current.config.lr)
@@ -223,12 +248,12 @@ def export(ctx: TabContext, v):
 
 
 def apply_preset(ctx: TabContext, v):
-    chosen = replace(_DEFAULTS, **PRESETS[v.choice])
+    chosen = replace(_DEFAULTS, **PRESETS[preset_name(v.choice)])
     updates = {"method": gr.update(value=chosen.method), "prompts": gr.update(value="\n".join(chosen.validation_prompts)),
                **{k: gr.update(value=getattr(chosen, k)) for k in KNOBS}}
     if chosen.model:  # a preset made for one base; the others leave the chosen base alone
         updates["model"] = gr.update(value=chosen.model)
-    if v.choice == preset_name("pocket") and not (v.dataset_now or "").strip():
+    if preset_name(v.choice) == preset_name("pocket") and not (v.dataset_now or "").strip():
         updates.update(_pocket_demo_fields(ctx, v.name_now))
     return updates
 
