@@ -46,6 +46,30 @@ def test_offline_hub_id_fails_clearly(session_studio):
             pass
 
 
+def test_no_way_to_the_hub_is_said_as_such(monkeypatch):
+    import socket
+
+    from studio.models import hub
+
+    real_reachable = hub.reachable
+    for proxy in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert real_reachable("127.0.0.1", port, timeout_s=2)
+    assert not real_reachable("127.0.0.1", port, timeout_s=2)  # closed now: refused at once
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.invalid")
+    monkeypatch.setattr(hub, "reachable", lambda host, **kw: host != "hub.example.invalid")
+    assert "the hub, hub.example.invalid, cannot be reached from this machine" in hub.offline_hint(True)
+    monkeypatch.setattr(hub, "reachable", lambda host, **kw: True)
+    assert hub.offline_hint(True) == ""  # reachable: the loader's own message (a wrong id...) is the news
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert "downloads are off" in hub.offline_hint(True)
+
+
 def test_hub_ids_may_name_a_subfolder():
     from studio.models.hub import repo_and_subfolder
 

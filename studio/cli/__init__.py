@@ -87,6 +87,9 @@ def open_image(path: Path, argument: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from studio.quiet import quiet_third_party
+
+    quiet_third_party()  # before any heavy import: torch, diffusers and mediapipe read their log settings once
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -86,8 +86,11 @@ def mediapipe_face(image: Image.Image, size: tuple[int, int], *, max_faces: int 
     for the MediaPipe face ControlNet. All black when MediaPipe finds no face (see is_blank)."""
     from controlnet_aux.mediapipe_face import MediapipeFaceDetector
 
-    # controlnet_aux prints a line when it finds no face; the caller learns it from the blank image instead.
-    with contextlib.redirect_stdout(io.StringIO()):
+    from studio.quiet import native_stderr_quiet
+
+    # controlnet_aux prints a line when it finds no face; the caller learns it from the blank image instead; MediaPipe
+    # logs its graph's set-up from C++.
+    with contextlib.redirect_stdout(io.StringIO()), native_stderr_quiet():
         drawn = MediapipeFaceDetector()(np.asarray(image.convert("RGB"), dtype=np.uint8), max_faces=max_faces,
                                         min_confidence=min_confidence, detect_resolution=processor_res,
                                         image_resolution=processor_res, output_type="pil")
