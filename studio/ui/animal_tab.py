@@ -138,7 +138,7 @@ def build(ctx: TabContext) -> TabRefresh:
             status = gr.Markdown("Upload a face photo, then preview its control images or press Transform.")
             controls_view = gr.Gallery(label="Control images", columns=3, height=240, format="png")
             sheet = gr.Image(label="Original | control | results", type="pil", format="png")
-            results = gr.Gallery(label="Results", columns=4, height=260, format="png")
+            results = gr.Gallery(label="Results", columns=4, height="auto", format="png")
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"])
     inputs.update(size=size, crop_to_face=crop, paste_back=paste, face_index=face_index)
     with demo_slot:

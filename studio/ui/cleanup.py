@@ -18,7 +18,8 @@ from studio.generate.inpaint import binary_mask
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
 from studio.generate.upscale import DEFAULT_TILE, UpscaleRequest, upscale
 from studio.progress import Cancelled
-from studio.ui.common import TabContext, bind, chosen_model, dataset_names, progress_fn, upscaler_choices
+from studio.ui.common import (TabContext, bind, chosen_model, dataset_names, fit_gallery, progress_fn,
+                              upscaler_choices)
 from studio.ui.serving import served
 
 SAME_MODEL = "(as Generate)"  # the inpainting model choice that means Generate's base model
@@ -108,7 +109,7 @@ def wire(ctx: TabContext, w: dict, generate_inputs: dict, *, gallery, parameters
     inpaint_inputs["inpaint_model_id"] = inpaint_inputs.pop("inpaint_model")
     bind(ctx, w["inpaint_btn"].click, inpaint, inpaint_inputs,
          {"gallery": gallery, "parameters": parameters, "seed": last_seed, "status": w["status"]},
-         api_name="inpaint", gpu=True)
+         api_name="inpaint", gpu=True).success(fit_gallery, gallery, gallery, api_name=False, queue=False)
     upscale_inputs = _named(w, "cleanup_image", "upscaler", "upscale_scale", "upscale_tile", "source_parameters")
     upscale_inputs["upscaler_name"] = upscale_inputs.pop("upscaler")
     bind(ctx, w["upscale_btn"].click, run_upscale, upscale_inputs,

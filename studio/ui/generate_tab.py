@@ -13,9 +13,9 @@ from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
 from studio.models.families import DISTILLED_CFG, Family
 from studio.progress import Cancelled
 from studio.ui import cleanup
-from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, lora_names,
-                              model_choices, model_hints, picked_model, progress_fn, sampling_updates, table_rows,
-                              upscaler_choices)
+from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, fit_gallery,
+                              lora_names, model_choices, model_hints, picked_model, progress_fn, sampling_updates,
+                              table_rows, upscaler_choices)
 from studio.ui.serving import served
 
 
@@ -59,7 +59,7 @@ def build(ctx: TabContext) -> TabRefresh:
             refresh_btn = gr.Button("Refresh model lists", size="sm")
             png_drop = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], type="filepath")
         with gr.Column(scale=2):
-            gallery = gr.Gallery(label="Images", columns=2, height=520, format="png")
+            gallery = gr.Gallery(label="Images", columns=1, height=460, format="png")
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"], elem_id="generate-parameters")
             last_seed = gr.Number(label="Seed used", value=-1, precision=0, interactive=False)
     panel = cleanup.layout(studio)
@@ -71,7 +71,7 @@ def build(ctx: TabContext) -> TabRefresh:
               **{name: panel[name] for name in cleanup.HIRES_INPUTS},
               "distilled_cfg_scale": distilled, "t5_tokens": sequence}
     bind(ctx, generate_btn.click, run, inputs, {"gallery": gallery, "parameters": parameters, "seed": last_seed},
-         api_name="generate", gpu=True)
+         api_name="generate", gpu=True).success(fit_gallery, gallery, gallery, api_name=False, queue=False)
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
     bind(ctx, model.change, model_picked, {"model": model, "sampler": sampler},
          {"sampler": sampler, "cfg": cfg, "flux_row": flux_row, "distilled": distilled, "prompt": prompt},

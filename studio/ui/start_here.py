@@ -23,7 +23,8 @@ def build(ctx: TabContext) -> dict:
             "shapes) a shape it has never seen, a star, under the word `zq`: it writes the 8-drawing dataset, "
             "trains the LoRA (a few minutes on 2 CPU cores, watched in the Train tab) and then Generate draws stars.")
         with gr.Row():
-            demo_btn = gr.Button("Teach builtin:pocket a star (offline demo)", variant="primary", scale=0)
+            demo_btn = gr.Button("Teach builtin:pocket a star (offline demo)", variant="primary", min_width=420)
+            gr.Column(scale=2, min_width=0)  # the button keeps a readable width, not the whole row
         message = gr.Markdown()
     return {"panel": panel, "demo": demo_btn, "message": message}
 

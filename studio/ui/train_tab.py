@@ -45,7 +45,7 @@ KNOB_SPECS = (
     ("optimizer", 3, "Optimizer", dict(choices=OPTIMIZERS)),
     ("seed", 3, "Seed", {}),
     ("cache", 3, "Cache latents and text", {}),
-    ("prior_preservation", 4, "DreamBooth: prior preservation", {}),
+    ("prior_preservation", 4, "Prior preservation (DreamBooth)", {}),
     ("class_prompt", 4, "Class prompt", {}),
     ("class_images", 4, "Class images", {}),
     ("prior_loss_weight", 4, "Prior loss weight", {}),
@@ -73,6 +73,7 @@ _TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 def _knob(name: str, label: str, options: dict):
     kind, value = _TYPES[name], getattr(_DEFAULTS, name)
+    options.setdefault("min_width", 200 if kind in ("bool", bool) else 150)  # labels whole, not "Drear prior prese"
     if kind in ("bool", bool):
         return gr.Checkbox(value, label=label, **options)
     if "choices" in options:
