@@ -16,8 +16,8 @@ def studio_settings(root: Path, models_dir: Path, **changes):
     """Offline settings on `root` with builtin:tiny as the default base and the session's shared models."""
     from studio.settings import Settings
 
-    return Settings(root=root, models_dir=models_dir, workspace_dir=root / "workspace", allow_downloads=False,
-                    default_model="builtin:tiny", **changes)
+    return Settings(**{"root": root, "models_dir": models_dir, "workspace_dir": root / "workspace",
+                       "allow_downloads": False, "default_model": "builtin:tiny", **changes})
 
 
 def serve_studio(root: Path, models_dir: Path, **changes):
