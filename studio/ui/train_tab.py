@@ -1,5 +1,6 @@
 """Train tab: pick a dataset, a base model and a method, train in a child process, watch loss and validation grids,
-cancel or resume, and export the epoch whose likeness scores best."""
+cancel or resume, and export the epoch whose likeness scores best; the Sweep accordion (ui/sweep_panel.py) trains a grid
+of settings and scores each cell."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from dataclasses import fields, replace
 import gradio as gr
 
 from studio import train
-from studio.train.config import LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS, RunConfig
+from studio.train.config import EMA_MODES, LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS, RunConfig
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, dataset_names, model_choices,
                               number)
+from studio.ui import sweep_panel
 from studio.ui.serving import served
 
 NO_RUN = "(no run yet)"
@@ -57,6 +59,13 @@ KNOB_SPECS = (
     ("validation_cfg", 4, "Validation CFG scale", {}),
     ("save_every_epochs", 4, "Save every N epochs", dict(info="0: at each validation")),
     ("keep_epochs", 4, "Keep last N epochs", dict(info="0: all")),
+    ("ema", 5, "EMA of the weights", dict(choices=EMA_MODES, info="finetune/DreamBooth; auto: on for finetune")),
+    ("ema_decay", 5, "EMA decay", {}),
+    ("clip_model", 5, "CLIP for validation scores", dict(info="e.g. openai/clip-vit-base-patch16; empty: none")),
+    ("guard_loss_factor", 6, "Guard: loss jump (x running level)", dict(info="0: off")),
+    ("guard_loss_steps", 6, "Guard: loss steps", dict(info="smoothed over, and stays up for, this many steps")),
+    ("guard_image_ratio", 6, "Guard: image sameness (x base)", dict(info="0: off")),
+    ("guard_clip_drop", 6, "Guard: CLIP drop (fraction)", dict(info="0: off")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
@@ -122,6 +131,8 @@ def build(ctx: TabContext) -> TabRefresh:
             export_md = gr.Markdown()
     timer = gr.Timer(1.0)
     seen = gr.State(None)  # (run, events read) last shown, so unchanged views are not re-sent every tick
+    sweep = sweep_panel.build(ctx, {"name": name, "dataset": dataset, "model": model, "method": method,
+                                    "trigger": trigger, "prompts": prompts, **knobs}, preset)
 
     # 4. Wiring: the API endpoints take these names
     first = {"name": name, "dataset": dataset, "model": model, "method": method, "trigger": trigger,
@@ -142,7 +153,7 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, preset.change, apply_preset, {"choice": preset}, {"method": method, "model": model, "prompts": prompts,
                                                                 **knobs}, api_name=False, queue=False)
     bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger}, api_name=False, queue=False)
-    lists = {"dataset": dataset, "model": model, "run": run_pick}
+    lists = {"dataset": dataset, "model": model, "run": run_pick, "sweep": sweep["pick"]}
     bind(ctx, refresh_btn.click, refresh_lists, None, lists, api_name=False, queue=False)
     return TabRefresh(refresh_lists, lists)
 
@@ -228,7 +239,7 @@ def dataset_chosen(ctx: TabContext, v):
 def refresh_lists(ctx: TabContext, v):
     studio = ctx.studio
     return {"dataset": gr.update(choices=dataset_names(studio)), "model": gr.update(choices=model_choices(studio)),
-            "run": gr.update(choices=run_names(studio))}
+            "run": gr.update(choices=run_names(studio)), "sweep": gr.update(choices=sweep_panel.sweep_names(studio))}
 
 
 def status_views(ctx: TabContext, status) -> dict:
@@ -249,6 +260,8 @@ def status_views(ctx: TabContext, status) -> dict:
     scored = [(v["epoch"], v["mean_score"]) for v in status.validations if v.get("mean_score") is not None]
     scores = pd.DataFrame(scored, columns=["epoch", "mean sim-score"])
     grids = []
+    if status.base_validation and status.base_validation.get("grid"):
+        grids.append((served(ctx.studio.settings, status.base_validation["grid"]), "base model, before training"))
     for v in status.validations:
         if v.get("grid"):
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
