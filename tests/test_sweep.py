@@ -63,7 +63,22 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
     import torch
 
     studio.store.load_base(studio.store.resolve(str(exported)), dtype=torch.float32, device="cpu")
-    # 5. `train` ends a run the guard stopped with exit code 3 and its one-line reason
+    # 5. The Train tab's Sweep accordion shows the same: the base first, a row per cell, the grid served
+    from types import SimpleNamespace
+
+    from studio.ui import sweep_panel
+    from studio.ui.common import TabContext
+
+    views = sweep_panel.status(TabContext(studio), SimpleNamespace(sweep="s", last=None))
+    assert [row[0] for row in views["table"]] == ["base", "c01", "c02", "c03", "c04"]
+    assert [row[2] for row in views["table"]][1:] == ["done", "done", "collapsed", "collapsed"]
+    assert views["pictures"][0][1] == "grid" and len(views["pictures"]) == 3  # the grid and two charts
+    assert set(views["loss"]["cell"]) == {"c01", "c02", "c03", "c04"}
+    with pytest.raises(ValueError, match="`grid` knob 'nope' cannot be swept"):
+        sweep_panel.start(TabContext(studio), SimpleNamespace(sweep_name="s2", grid="nope=1,2", name="", dataset="zq",
+                                                              model="builtin:pocket", method="finetune", trigger="zq",
+                                                              prompts="a {trigger}"))
+    # 6. `train` ends a run the guard stopped with exit code 3 and its one-line reason
     from studio.train import jobs
 
     capsys.readouterr()

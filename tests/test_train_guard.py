@@ -137,3 +137,36 @@ def test_a_stopped_run_keeps_its_last_validated_checkpoint(tmp_path):
     assert [p.name for p in moved] == ["collapsed-step-0000018"] and checkpoints.latest_checkpoint(tmp_path).step == 10
     checkpoints.save_checkpoint(tmp_path, 20, 2, weights, {}, {"validated": True})
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == ["step-0000020"]
+
+
+def test_the_best_cell_is_by_likeness_when_the_dataset_has_faces():
+    from types import SimpleNamespace
+
+    from studio.train.sweep import Cell
+    from studio.train.sweep_report import best_cell, cell_entry
+
+    def status(validations, state="done", code=1, signal=None, message=""):
+        return SimpleNamespace(step_validations=validations, losses=[(1, 0.2), (2, 0.1)], state=state,
+                               failure_code=code, signal=signal, message=message, active=False, step=2,
+                               config=tiny_config())
+
+    def seen(step, sims, clip, passed=True):
+        found = [s for s in sims if s is not None]
+        return {"step": step, "scores": sims, "mean_score": sum(found) / len(found) if found else None,
+                "clip_scores": clip, "mean_clip": sum(clip) / len(clip), "grid": "g.png", "images": [],
+                "elapsed_s": 1.0, "passed": passed, "guard": None if passed else "near-identical"}
+
+    cells = [Cell("c01", {"lr": 1}, "r01", 2), Cell("c02", {"lr": 2}, "r02", 2), Cell("c03", {"lr": 3}, "r03", 2),
+             Cell("c04", {"lr": 4}, "r04", 2)]
+    entries = [cell_entry(cells[0], status([seen(2, [0.30, None], [30.0, 31.0])])),  # closest, but lost a face
+               cell_entry(cells[1], status([seen(2, [0.40, 0.42], [20.0, 21.0])])),  # every face found
+               cell_entry(cells[2], status([seen(2, [0.1, 0.1], [35.0, 35.0], passed=False)], "failed", 3, "images",
+                                           "stopped by the collapse guard")),
+               cell_entry(cells[3], None)]
+    assert [e["state"] for e in entries] == ["done", "done", "collapsed", "pending"]
+    assert entries[0]["scores"]["no_face"] == 1 and entries[1]["scores"]["no_face"] == 0
+    assert "images signal) at step 2: near-identical" in entries[2]["reason"]
+    assert best_cell(entries) == ("c02", "likeness")
+    for e in entries:
+        e["scores"]["mean_sim"] = None
+    assert best_cell(entries) == ("c01", "clip")  # no faces: the highest CLIP score among done cells

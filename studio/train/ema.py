@@ -30,7 +30,7 @@ class EmaWeights:
         weight = 1.0 - self.current_decay()
         with torch.no_grad():
             shadows = list(self.shadow.values())
-            live = [p.detach().to(s.device, s.dtype, non_blocking=True) for p, s in zip(self.params.values(), shadows)]
+            live = [p.detach().to(s.device, s.dtype) for p, s in zip(self.params.values(), shadows)]
             torch._foreach_lerp_(shadows, live, weight)
 
     @contextmanager
