@@ -63,7 +63,13 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
     import torch
 
     studio.store.load_base(studio.store.resolve(str(exported)), dtype=torch.float32, device="cpu")
-    # 5. The Train tab's Sweep accordion shows the same: the base first, a row per cell, the grid served
+    # 5. Resumed when over, the sweep leaves its ended runs alone and ends with the same report
+    from studio.train import sweep_jobs
+
+    again = sweep_jobs.wait_sweep(studio, sweep_jobs.resume_sweep(studio, "s").name, timeout_s=120)
+    assert again.state == "done" and any("2 runs for 4 cells; 2 already ended" in m for m in again.messages)
+    assert [c["state"] for c in again.report["cells"]] == [c["state"] for c in report["cells"]]
+    # 6. The Train tab's Sweep accordion shows the same: the base first, a row per cell, the grid served
     from types import SimpleNamespace
 
     from studio.ui import sweep_panel
@@ -78,7 +84,7 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
         sweep_panel.start(TabContext(studio), SimpleNamespace(sweep_name="s2", grid="nope=1,2", name="", dataset="zq",
                                                               model="builtin:pocket", method="finetune", trigger="zq",
                                                               prompts="a {trigger}"))
-    # 6. `train` ends a run the guard stopped with exit code 3 and its one-line reason
+    # 7. `train` ends a run the guard stopped with exit code 3 and its one-line reason
     from studio.train import jobs
 
     capsys.readouterr()
@@ -103,39 +109,36 @@ def _wait(predicate, timeout=120.0):
 def test_a_killed_sweep_continues_after_a_restart(studio):
     from studio.context import Studio
     from studio.jobs import read_status
-    from studio.train import sweep_jobs
+    from studio.train import jobs, sweep_jobs
     from studio.train.jobs import folder_status
     from studio.train.sweep import SweepRequest
 
     make_dataset(studio.settings, "ds", [astronaut(), chelsea()], ["sks", "sks, cat"])
-    # a cosine schedule depends on the run's length, so 10 and 60 steps are two runs (the second long enough to kill)
-    base = tiny_config(name="k", repeats=5, checkpoint_every_steps=5, validation_every=0, lr_scheduler="cosine",
+    # 10 and 60 steps share one run (a constant schedule): cell c01 is done at step 10, c02 needs the run to go on
+    base = tiny_config(name="k", repeats=5, checkpoint_every_steps=5, validation_every=0,
                        validation_prompts=["a photo of {trigger}", "a cat"])
-    status = sweep_jobs.start_sweep(studio, SweepRequest("k", base, {"max_steps": [10, 60]}))
+    status = sweep_jobs.start_sweep(studio, SweepRequest("k", base, {"steps": [10, 60]}))
     assert status.active and [c["state"] for c in status.report["cells"]] == ["pending", "pending"]
     with pytest.raises(ValueError, match="sweep 'k' is running"):
-        from studio.train import jobs
-
         jobs.start_run(studio, tiny_config(name="other"))
-    runs = status.folder / "runs"
-    # 1. Kill the driver and the second run's child once that run has a checkpoint (a machine going down)
-    _wait(lambda: (runs / "r02" / "run.json").is_file()
-          and (folder_status(runs / "r02", "k-r02").checkpoint_step or 0) >= 5)
-    first_events = (runs / "r01" / "metrics.jsonl").read_text()
+    run = status.folder / "runs" / "r01"
+    # 1. Kill the driver and the run's child once c01 is done and a later checkpoint is written (a machine going down)
+    _wait(lambda: (run / "run.json").is_file() and (folder_status(run, "k-r01").checkpoint_step or 0) >= 15)
     os.kill(read_status(status.folder)["pid"], signal.SIGKILL)
-    os.kill(read_status(runs / "r02")["pid"], signal.SIGKILL)
+    os.kill(read_status(run)["pid"], signal.SIGKILL)
     # 2. After a restart the sweep shows as stopped, its first cell done, the second where it was
     restarted = Studio.open(studio.settings)
     _wait(lambda: not sweep_jobs.sweep_status(restarted, "k").active)
     stopped = sweep_jobs.sweep_status(restarted, "k")
     assert stopped.state == "stopped" and [c["state"] for c in stopped.report["cells"]] == ["done", "stopped"]
-    kept = folder_status(runs / "r02", "k-r02").checkpoint_step
-    # 3. Continued: the done run is left alone, the other resumes from its checkpoint and finishes
+    kept = folder_status(run, "k-r01").checkpoint_step
+    assert kept < 60
+    # 3. Continued: the run resumes from its checkpoint (not from step 0) and finishes; c01's scores stay
     sweep_jobs.resume_sweep(restarted, "k")
     done = sweep_jobs.wait_sweep(restarted, "k", timeout_s=300)
     assert done.state == "done", (done.message, done.messages)
     assert [c["state"] for c in done.report["cells"]] == ["done", "done"]
-    assert (runs / "r01" / "metrics.jsonl").read_text() == first_events
-    second = folder_status(runs / "r02", "k-r02")
-    assert f"resumed from step {kept}" in second.messages and second.step == 60
-    assert any("r02 (c02) resumed on cpu" in m for m in done.messages)
+    assert done.report["cells"][0]["scores"] == stopped.report["cells"][0]["scores"]
+    resumed = folder_status(run, "k-r01")
+    assert f"resumed from step {kept}" in resumed.messages and resumed.step == 60
+    assert any("r01 (c01, c02) resumed on cpu" in m for m in done.messages)
