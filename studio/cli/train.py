@@ -1,8 +1,10 @@
-"""`python -m studio train`: train a LoRA, DreamBooth model or textual-inversion embedding, streaming progress."""
+"""`python -m studio train`: train a LoRA, DreamBooth or fully fine-tuned model or a textual-inversion embedding,
+streaming progress."""
 
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,13 +15,14 @@ _FIELDS = {"method": "method", "model": "model", "dataset": "dataset", "out": "n
            "resolution": "resolution", "batch_size": "batch_size", "grad_accum": "grad_accum", "repeats": "repeats",
            "trigger": "trigger", "seed": "seed", "validation_prompt": "validation_prompts",
            "validation_every": "validation_every", "lr_scheduler": "lr_scheduler", "init_word": "init_word",
-           "class_prompt": "class_prompt", "mixed_precision": "mixed_precision", "lora_layers": "lora_layers"}
+           "class_prompt": "class_prompt", "mixed_precision": "mixed_precision", "lora_layers": "lora_layers",
+           "ema": "ema", "clip_model": "clip_model"}
 
 
 def register(sub) -> None:
-    from studio.train.config import LORA_LAYERS, METHODS, PRECISIONS, PRESET_KEYS
+    from studio.train.config import EMA_MODES, LORA_LAYERS, METHODS, PRECISIONS, PRESET_KEYS
 
-    p = sub.add_parser("train", help="train a LoRA, DreamBooth model or textual-inversion embedding")
+    p = sub.add_parser("train", help="train a LoRA, DreamBooth or fine-tuned model or a textual-inversion embedding")
     p.add_argument("--method", choices=METHODS, default=None)
     p.add_argument("--model", default=None, help="base model id (default: the studio's default model)")
     p.add_argument("--dataset", default=None, help="dataset name under workspace/datasets/ or a folder")
@@ -44,6 +47,9 @@ def register(sub) -> None:
     p.add_argument("--mixed-precision", choices=PRECISIONS, default=None)
     p.add_argument("--lora-layers", choices=LORA_LAYERS, default=None,
                    help="attention (default), transformer (kohya's default), all (adds ResNet convs, as LoCon)")
+    p.add_argument("--ema", choices=EMA_MODES, default=None,
+                   help="finetune/DreamBooth: an EMA average of the weights (auto: on for finetune; cpu: kept in RAM)")
+    p.add_argument("--clip-model", default=None, help="score each validation image with its prompt by this CLIP")
     p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
@@ -129,6 +135,8 @@ def run(args, studio) -> int:
         signal.signal(signal.SIGTERM, previous)
     status = jobs.wait_run(studio, config.name)
     print(status.line(), flush=True)
+    if status.state == "failed" and status.failure_code == 3:  # the guard's one-line reason, where scripts look
+        print(f"stopped ({status.signal}): {status.message}", file=sys.stderr, flush=True)
     for v in status.validations:
         if v.get("grid"):
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""

@@ -14,6 +14,8 @@ from pathlib import Path
 from studio import fileio
 
 KEEP = 1  # complete checkpoints kept per run (epoch weights for LoRA/TI are kept separately, see epoch_file)
+# ...and besides it the newest one written right after a validation the collapse guard passed ("validated"), so a
+# run stopped by the guard can go back to weights whose pictures were seen to be sound
 
 
 @dataclass
@@ -25,7 +27,8 @@ class Checkpoint:
 
 
 def save_checkpoint(run_dir: Path, step: int, epoch: int, weights: dict, training_state: dict, meta: dict) -> Path:
-    """Write checkpoints/step-NNNNNNN/ (weights.safetensors, training.pt, state.json) atomically."""
+    """Write checkpoints/step-NNNNNNN/ (weights.safetensors, training.pt, state.json) atomically; `meta`
+    "validated" marks one written right after a passed validation (see KEEP)."""
     import torch
     from safetensors.torch import save_file
 
@@ -37,9 +40,49 @@ def save_checkpoint(run_dir: Path, step: int, epoch: int, weights: dict, trainin
         torch.save(training_state, tmp / "training.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, "epoch": epoch, **meta}, indent=2, default=str))
     older = sorted(p for p in root.glob("step-*") if p != final)
+    validated = [p for p in older if _validated(p)]
+    spared = validated[-1] if validated and not meta.get("validated") else None
     for old in older[:max(0, len(older) - (KEEP - 1))]:
-        shutil.rmtree(old)
+        if old != spared:
+            shutil.rmtree(old)
     return final
+
+
+def _validated(folder: Path) -> bool:
+    try:
+        return bool(json.loads((folder / "state.json").read_text()).get("validated"))
+    except (OSError, ValueError):
+        return False
+
+
+def set_aside(run_dir: Path, after_step: int) -> list[Path]:
+    """Rename the checkpoints of steps after `after_step` to collapsed-step-NNNNNNN (kept to look at, never resumed
+    from), so the run's latest checkpoint is the last good one; returns the new names."""
+    moved = []
+    for folder in sorted((Path(run_dir) / "checkpoints").glob("step-*")):
+        if int(folder.name.split("-")[1]) > after_step:
+            target = folder.with_name("collapsed-" + folder.name)
+            if target.exists():
+                shutil.rmtree(target)
+            folder.rename(target)
+            moved.append(target)
+    return moved
+
+
+def step_file(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "steps" / f"step-{step:07d}.safetensors"
+
+
+def save_step_weights(run_dir: Path, step: int, weights: dict, meta: dict, *, half: bool) -> Path:
+    """The weights a run had at a validation step it was asked to keep (a sweep's cell), to export later;
+    `half`: a whole model's in float16, as A1111 checkpoints are (half the disk of a float32 copy)."""
+    from safetensors.torch import save_file
+
+    path = step_file(run_dir, step)
+    with fileio.atomic_path(path) as tmp:
+        save_file({k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+                   for k, v in weights.items()}, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+    return path
 
 
 def latest_checkpoint(run_dir: Path) -> Checkpoint | None:

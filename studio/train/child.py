@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         log.event("message", text=str(e))
         log.status("cancelled", str(e))
         return 0
-    except TrainingDiverged as e:
+    except TrainingDiverged as e:  # a NaN, or the collapse guard (e.signal says which)
         log.event("message", text=str(e))
-        log.status("failed", str(e), exit_code=3)
+        log.status("failed", str(e), exit_code=3, signal=e.signal, signal_step=e.step)
         return 3
     except ValueError as e:  # bad input found late, or a full/read-only disk (fileio.WriteError): said in one line
         log.event("message", text=str(e))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from studio.names import check_name
 
-METHODS = ("lora", "dreambooth", "textual-inversion")
+METHODS = ("lora", "dreambooth", "textual-inversion", "finetune")
+WHOLE_MODEL = ("dreambooth", "finetune")  # methods that train the whole denoiser and export a base model
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 PRECISIONS = ("no", "fp16", "bf16")
 # How the frozen base is stored while a LoRA trains on it: auto keeps it as mixed precision does (fp32, or the
@@ -17,11 +18,15 @@ PRECISIONS = ("no", "fp16", "bf16")
 BASE_PRECISIONS = ("auto", "bf16", "fp8", "int8", "nf4")
 TIMESTEP_SAMPLING = ("sigmoid", "logit-normal", "uniform", "shift")  # FLUX.1's flow-matching noise levels
 OPTIMIZERS = ("adamw", "adamw8bit")
+# EMA of the trained weights (validation and export use the average): auto is on for finetune, off otherwise; cpu
+# keeps the average in RAM (the GPU holds one copy of the model less; each step copies the weights over)
+EMA_MODES = ("auto", "on", "cpu", "off")
 LORA_LAYERS = ("attention", "transformer", "all")  # which layers a LoRA adapts: see train/methods.py
 
 # Learning rates that work out of the box: LoRA as kohya's default, DreamBooth as seed 004 (5e-6, 400 steps),
-# textual inversion as diffusers' example (5e-4 on batch 1 with scale_lr off is slow; 5e-3 learns in a few hundred steps).
-DEFAULT_LR = {"lora": 1e-4, "dreambooth": 5e-6, "textual-inversion": 5e-3}
+# textual inversion as diffusers' example (5e-4 on batch 1 with scale_lr off is slow; 5e-3 learns in a few hundred steps),
+# full fine-tune as seed 001's run that worked (1e-5; its 1e-3 collapsed).
+DEFAULT_LR = {"lora": 1e-4, "dreambooth": 5e-6, "textual-inversion": 5e-3, "finetune": 1e-5}
 
 # Seed 002's validation prompts, shortened; `{trigger}` becomes the run's trigger word.
 DEFAULT_VALIDATION_PROMPTS = (
@@ -37,10 +42,10 @@ class RunConfig:
 
     name: str  # run folder under workspace/runs/ and the name of the exported files
     dataset: str  # dataset name under workspace/datasets/, or a folder of images with .txt captions
-    method: str = "lora"  # lora | dreambooth | textual-inversion
+    method: str = "lora"  # lora | dreambooth | textual-inversion | finetune
     model: str = ""  # base model id; "" means the studio's default model
     # The word that names the subject in captions and prompts. For textual inversion it is the new token.
-    # "" means the run name.
+    # "" means the run name (finetune: captions stay as the dataset has them; prompts' {trigger} is the run name).
     trigger: str = ""
 
     # ---- data ----
@@ -108,6 +113,24 @@ class RunConfig:
     # or every epoch when validation is off. Always after the last epoch and when cancelled.
     save_every_epochs: int = 0
     keep_epochs: int = 0  # keep only the newest this many saved epoch weights; 0 keeps them all
+    export: bool = True  # write the final weights to models/ (a sweep's runs leave that to the cell one picks)
+
+    # ---- finetune and DreamBooth ----
+    ema: str = "auto"  # see EMA_MODES
+    ema_decay: float = 0.9999  # the average's decay, warmed up as diffusers' EMAModel: min(decay, (1 + n) / (10 + n))
+
+    # ---- validation scores and the collapse guard (every run; NaN is always caught) ----
+    clip_model: str = ""  # CLIP score of each validation image with its prompt by this CLIP; "" none
+    validate_at_steps: list[int] = field(default_factory=list)  # also validate, and keep the weights, at these steps
+    # (a) stop when the loss, smoothed over this many steps, stays above guard_loss_factor x its running level for
+    # as many steps (0 turns the loss signal off)
+    guard_loss_factor: float = 3.0
+    guard_loss_steps: int = 20
+    # (b) stop when the validation images differ from one another less than this fraction of what the base model's
+    # images for the same prompts and seeds do (near-identical pictures), or when their CLIP score falls more than
+    # guard_clip_drop (a fraction) below the base model's for their prompts (0 turns either off)
+    guard_image_ratio: float = 0.5
+    guard_clip_drop: float = 0.3
 
     # ---- hardware ----
     mixed_precision: str = "no"  # fp16 | bf16 autocast on a GPU (bf16 also works on a CPU); weights stay fp32
@@ -124,7 +147,7 @@ class RunConfig:
             raise ValueError(f"`method` must be one of {', '.join(METHODS)} but is {self.method!r}")
         if self.resolution and (self.resolution % 64 or not 64 <= self.resolution <= 4096):
             raise ValueError(f"`resolution` has to be divisible by 64 and between 64 and 4096 but is {self.resolution}")
-        for name in ("repeats", "batch_size", "grad_accum", "rank", "vectors", "lr_cycles"):
+        for name in ("repeats", "batch_size", "grad_accum", "rank", "vectors", "lr_cycles", "guard_loss_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1 but is {getattr(self, name)}")
         for name in ("epochs", "max_steps", "warmup_steps", "keep_tokens", "class_images", "validation_every",
@@ -133,7 +156,8 @@ class RunConfig:
                 raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:
             raise ValueError("`epochs` and `max_steps` are both 0: give one of them")
-        for name in ("lr", "text_encoder_lr", "alpha", "min_snr_gamma", "noise_offset", "prior_loss_weight"):
+        for name in ("lr", "text_encoder_lr", "alpha", "min_snr_gamma", "noise_offset", "prior_loss_weight",
+                     "guard_loss_factor"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
@@ -164,6 +188,24 @@ class RunConfig:
             raise ValueError("`init_word` is empty")
         if self.method == "dreambooth" and self.prior_preservation and not self.class_prompt.strip():
             raise ValueError("`class_prompt` is empty but `prior_preservation` is on")
+        if self.method == "finetune" and self.prior_preservation:
+            raise ValueError("`prior_preservation` is DreamBooth's (an instance and a class prompt); finetune trains "
+                             "on the dataset's own captions: use method dreambooth, or turn it off")
+        if self.ema not in EMA_MODES:
+            raise ValueError(f"`ema` must be one of {', '.join(EMA_MODES)} but is {self.ema!r}")
+        if self.ema in ("on", "cpu") and self.method not in WHOLE_MODEL:
+            raise ValueError(f"`ema` {self.ema!r} averages a whole model's weights: it is for "
+                             f"{' and '.join(WHOLE_MODEL)}, not {self.method}")
+        if not 0 < self.ema_decay < 1:
+            raise ValueError(f"`ema_decay` must be between 0 and 1 but is {self.ema_decay}")
+        if not 0 <= self.guard_image_ratio < 1 or not 0 <= self.guard_clip_drop < 1:
+            raise ValueError(f"`guard_image_ratio` and `guard_clip_drop` must be in [0, 1) but are "
+                             f"{self.guard_image_ratio} and {self.guard_clip_drop}")
+        if self.guard_loss_factor and self.guard_loss_factor <= 1:
+            raise ValueError(f"`guard_loss_factor` must be above 1 (or 0: off) but is {self.guard_loss_factor}")
+        bad = [s for s in self.validate_at_steps if not isinstance(s, int) or s < 1]
+        if bad:
+            raise ValueError(f"`validate_at_steps` must hold steps of at least 1 but holds {bad[0]!r}")
         if not 0 <= self.validation_cfg <= 30:
             raise ValueError(f"`validation_cfg` must be between 0 and 30 but is {self.validation_cfg}")
         if not 1 <= self.validation_steps <= 150:
@@ -180,6 +222,22 @@ class RunConfig:
     @property
     def unet_lr(self) -> float:
         return self.lr or DEFAULT_LR[self.method]
+
+    @property
+    def whole_model(self) -> bool:
+        """Whether the run trains the whole denoiser (DreamBooth, finetune) and exports a base model."""
+        return self.method in WHOLE_MODEL
+
+    @property
+    def ema_device(self) -> str | None:
+        """Where the EMA average lives: None (no EMA), "" (beside the weights) or "cpu"."""
+        mode = {"auto": "on" if self.method == "finetune" else "off"}.get(self.ema, self.ema)
+        return {"on": "", "cpu": "cpu"}.get(mode)
+
+    @property
+    def caption_trigger(self) -> str:
+        """The word put in front of captions that lack it: the token, but for finetune only a trigger given."""
+        return self.trigger.strip() if self.method == "finetune" else self.token
 
     @property
     def save_every(self) -> int:
@@ -256,6 +314,24 @@ PRESETS: dict[str, dict] = {
         validation_every=50, validation_cfg=4.0, validation_steps=20,
         validation_prompts=["a red {trigger} on a white background", "a blue {trigger} on a black background",
                             "a green {trigger}"],
+    ),
+    # The whole pocket UNet learns the star too, at 2e-4 in 100 steps (the EMA average is what validation and the
+    # export see); at 1e-2 it collapses into one texture for every prompt, which the collapse guard stops
+    "pocket-finetune (full fine-tune of builtin:pocket)": dict(
+        method="finetune", model="builtin:pocket", lr=2e-4, text_encoder_lr=0.0, max_steps=100, epochs=0,
+        batch_size=8, resolution=64, flip=True, min_snr_gamma=5.0, lr_scheduler="constant", validation_every=25,
+        validation_cfg=4.0, validation_steps=20,
+        validation_prompts=["a red {trigger} on a white background", "a blue {trigger} on a black background",
+                            "a green {trigger}"],
+    ),
+    # Seed 001's grid as it ran (diffusers' train_text_to_image.py on SD 1.5): the whole UNet at 512 px, batch 1,
+    # constant lr, EMA, gradient checkpointing, 8-bit AdamW where CUDA allows, scored by CLIP (torchmetrics'
+    # ViT-B/16). The sweep's grid is lr {1e-5, 1e-3} x steps {400, 2000, 4000, 8000}: see SWEEP_PRESETS
+    "seed-001 (full fine-tune, lr x steps sweep)": dict(
+        method="finetune", lr=1e-5, max_steps=8000, epochs=0, batch_size=1, resolution=512, lr_scheduler="constant",
+        ema="on", gradient_checkpointing=True, optimizer="adamw8bit", mixed_precision="bf16",
+        clip_model="openai/clip-vit-base-patch16", validation_every=0, text_encoder_lr=0.0,
+        save_every_epochs=4,  # a full checkpoint (UNet, EMA, optimizer) is ~9 GB at fp32: every 4 epochs, not each
     ),
     # Seed 002 as it trained (kohya, FLUX.1-dev, 13 epochs of 30 repeats): rank 2 / alpha 16, lr 5e-4, cosine with
     # 3 restarts, batch 4 at 1024 px, flips, noise offset 0.1; its min-SNR 5 does not apply to flow matching. The

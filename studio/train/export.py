@@ -1,6 +1,6 @@
 """Exports of a run: LoRA (kohya/A1111 in models/lora/, diffusers/peft in the run folder), textual-inversion
-embeddings (A1111 in models/embeddings/, diffusers in the run folder), DreamBooth (diffusers folder and single file
-in models/base/). Training facts go in every safetensors header."""
+embeddings (A1111 in models/embeddings/, diffusers in the run folder), DreamBooth and finetune (diffusers folder and
+single file in models/base/); a sweep cell's kept weights the same way (export_step). Training facts go in every safetensors header."""
 
 from __future__ import annotations
 
@@ -115,19 +115,52 @@ def export_final(method, parts, config, models_dir: Path, run_dir: Path, meta: d
 
 def export_epoch(run_dir: Path, epoch: int, models_dir: Path) -> list[Path]:
     """Export the weights saved after `epoch` (LoRA or embedding), named `<run>-e<epoch>`, for the epoch picker."""
-    from types import SimpleNamespace
-
-    from safetensors import safe_open
-
     from studio.train.checkpoints import epoch_file
 
     path = epoch_file(run_dir, epoch)
     if not path.is_file():
-        raise ValueError(f"`epoch` {epoch} has no saved weights in {run_dir} (DreamBooth keeps only the final model)")
+        raise ValueError(f"`epoch` {epoch} has no saved weights in {run_dir} (DreamBooth and finetune keep only the "
+                         f"final model)")
+    meta, state = _read_saved(path)
+    return _export_small(state, meta, run_dir, models_dir, f"{meta['studio.name']}-e{epoch:03d}")
+
+
+def export_step(store, run_dir: Path, step: int, models_dir: Path, out_name: str) -> list[Path]:
+    """Export the weights a run kept at `step` (validate_at_steps: a sweep's cell) as `out_name`: a base model in
+    models/base/ for finetune and DreamBooth (their denoiser put into the base, loaded through the store), a LoRA
+    or an embedding for the others."""
+    import torch
+
+    from studio.train.checkpoints import step_file
+    from studio.train.config import WHOLE_MODEL
+
+    path = step_file(run_dir, step)
+    if not path.is_file():
+        raise ValueError(f"`step` {step} has no kept weights in {run_dir} (only the steps of validate_at_steps "
+                         f"whose pictures passed the collapse guard are kept)")
+    meta, state = _read_saved(path)
+    if meta["studio.method"] not in WHOLE_MODEL:
+        return _export_small(state, meta, run_dir, models_dir, out_name)
+    pipe = store.load_base(store.resolve(meta["studio.base_model"]), dtype=torch.float32, device="cpu")
+    for prefix in sorted({k.split(".", 1)[0] for k in state}):
+        getattr(pipe, prefix).load_state_dict({k[len(prefix) + 1:]: v.float() for k, v in state.items()
+                                               if k.startswith(prefix + ".")})
+    family = Family(meta["studio.family"])
+    return export_dreambooth(pipe, dict(meta, **{"studio.name": out_name}), models_dir=models_dir, name=out_name,
+                             single_file=family in (Family.SD1, Family.SDXL))
+
+
+def _read_saved(path: Path) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
     with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    name = f"{meta['studio.name']}-e{epoch:03d}"
+        return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
+
+
+def _export_small(state: dict, meta: dict, run_dir: Path, models_dir: Path, name: str) -> list[Path]:
+    """A LoRA's or an embedding's saved weights to the model store, as `name`."""
+    from types import SimpleNamespace
+
     if meta["studio.method"] == "lora":
         saved = Path(run_dir) / "denoiser_config.json"
         saved = saved if saved.is_file() else Path(run_dir) / "unet_config.json"  # what runs before FLUX wrote

@@ -40,6 +40,9 @@ class RunStatus:
     messages: list[str] = field(default_factory=list)
     checkpoint_step: int | None = None  # the step a resume continues from
     failure_code: int = 1  # how a failed run ended: 2 bad input or a full disk, 3 stopped by a guard (NaN...), 1 else
+    signal: str | None = None  # what stopped a run with code 3: nan, loss, images or clip (the collapse guard)
+    base_validation: dict | None = None  # the base model's grid and scores, before the first step
+    step_validations: list[dict] = field(default_factory=list)  # validation events at validate_at_steps
 
     @property
     def active(self) -> bool:
@@ -127,12 +130,17 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
         if busy:
             raise ValueError(f"run {busy[0].name!r} is {busy[0].state}; cancel it or wait for it before starting "
                              f"{config.name!r}")
-        _launch(studio, config, folder, resume=resume, note=note)
+        from studio.train.sweep_jobs import active_sweeps  # a sweep's runs take the device too
+
+        for sweep in active_sweeps(studio):
+            raise ValueError(f"sweep {sweep!r} is running; cancel it or wait for it before starting {config.name!r}")
+        launch_run(studio, config, folder, resume=resume, note=note)
     return run_status(studio, config.name)
 
 
-def _launch(studio, config: RunConfig, folder: Path, *, resume: bool, note: str) -> None:
-    """Record the run, free the GPU, start the child (its pid in status.json before the start lock is let go)."""
+def launch_run(studio, config: RunConfig, folder: Path, *, resume: bool, note: str = "") -> None:
+    """Record the run, free the GPU, start the child (its pid in status.json before the start lock is let go).
+    The caller holds the start lock and has checked the device is free (a sweep starts its runs here too)."""
     saved = folder / "run.json"
     fileio.write_json(saved, config.to_json())
     if note:
@@ -163,23 +171,34 @@ def run_status(studio, name: str) -> RunStatus:
     folder = run_dir(studio.settings, name)
     if not (folder / "run.json").is_file():
         raise ValueError(f"`name` {name!r} is not a run (no {folder / 'run.json'})")
+    return folder_status(folder, name)
+
+
+def folder_status(folder: Path, name: str) -> RunStatus:
+    """What the run in `folder` is doing or how it ended (a run of workspace/runs/, or a sweep's)."""
     config = RunConfig.load(folder / "run.json")
     status = read_status(folder)
     state, message = job_state(folder)
     result = RunStatus(name, state, message, config, folder,
                        total_steps=status.get("total_steps", 0), epochs=status.get("epochs", 0),
                        files=status.get("files", []), best_epoch=status.get("best_epoch"),
-                       failure_code=int(status.get("exit_code", 1)))
+                       failure_code=int(status.get("exit_code", 1)), signal=status.get("signal"))
     for event in read_events(folder):
         if event["type"] == "step":
             result.step, result.total_steps, result.epoch = event["step"], event["total"], event["epoch"]
             result.loss, result.it_s, result.eta_s = event["loss"], event["it_s"], event["eta_s"]
-            result.losses = [(s, l) for s, l in result.losses if s < event["step"]]  # a resume rewinds the curve
+            if result.losses and result.losses[-1][0] >= event["step"]:  # a resume rewinds the curve
+                result.losses = [(s, l) for s, l in result.losses if s < event["step"]]
+                result.step_validations = [v for v in result.step_validations if v["step"] < event["step"]]
             result.losses.append((event["step"], event["loss"]))
         elif event["type"] == "epoch":
             result.validations = [v for v in result.validations if v["epoch"] != event["epoch"]] + [event]
         elif event["type"] == "message":
             result.messages.append(event["text"])
+        elif event["type"] == "validation" and event["stage"] == "base":
+            result.base_validation = event
+        elif event["type"] == "validation" and event["stage"] == "step":  # a resume makes a step's grid again
+            result.step_validations = [v for v in result.step_validations if v["step"] != event["step"]] + [event]
     if result.best_epoch is None:  # a run under way: the best so far
         result.best_epoch = sampling.best_epoch([(v["epoch"], v.get("scores") or []) for v in result.validations])
     last = checkpoints.latest_checkpoint(folder)

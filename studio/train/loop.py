@@ -1,5 +1,6 @@
-"""The one training loop for LoRA, DreamBooth and textual inversion, on SD 1.x, SDXL and FLUX.1 (what differs by
-family is its objective, in train/objectives.py, and its parts, in train/parts.py).
+"""The one training loop for LoRA, DreamBooth, full fine-tune and textual inversion, on SD 1.x, SDXL and FLUX.1
+(what differs by family is its objective, in train/objectives.py, and its parts, in train/parts.py; what a run
+validates and the collapse guard, in train/watch.py).
 
 Every random draw of a step comes from a generator seeded by (seed, micro-step) and every epoch's order from
 (seed, epoch), so a run resumed from a checkpoint ends with the same weights as one never interrupted.
@@ -25,6 +26,7 @@ from studio.train.parts import (encode_text, keep_frozen_in, load_denoiser, load
 from studio.train.runlog import RunLog
 from studio.train.setup import (MAX_GRAD_NORM, TrainingDiverged, diverged, make_accelerator, make_optimizer,
                                 take_new_learning_rates)
+from studio.train.watch import RunWatch
 
 __all__ = ["RunResult", "TrainingDiverged", "train"]
 
@@ -38,6 +40,8 @@ class RunResult:
     best_epoch: int | None = None
     first_loss: float | None = None  # mean loss over the first epoch
     last_loss: float | None = None  # mean loss over the last epoch
+    base_validation: dict | None = None  # the base model's grid and scores, before the first step
+    step_validations: list[dict] = field(default_factory=list)  # at validate_at_steps, with the guard's verdicts
 
 
 def _staged(config: RunConfig, family: Family | None) -> bool:
@@ -52,7 +56,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
           progress=lambda fraction, message: None) -> RunResult:
     """Train `config` in `run_dir`, writing events, checkpoints, epoch weights, samples and exports there.
 
-    Raises Cancelled (after a checkpoint) when `should_stop()` turns true, TrainingDiverged on a NaN/inf loss.
+    Raises Cancelled (after a checkpoint) when `should_stop()` turns true, TrainingDiverged on a NaN/inf loss
+    (guard.CollapseDetected, a TrainingDiverged, when the collapse guard fires).
     """
     import torch
 
@@ -67,7 +72,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     parts = load_parts(store, model_id, device, base_precision="auto" if staged else config.base_precision,
                        without_denoiser=staged)
     config = family_defaults(replace(config, model=model_id), parts.family)
-    items = data.load_items(find_dataset(settings, config.dataset), config.token)
+    items = data.load_items(find_dataset(settings, config.dataset), config.caption_trigger)
     method = None if staged else make_method(parts, config)  # TI adds its tokens before captions are encoded
     caption = method.caption if method is not None else (lambda text: text)
     cache_dir = settings.workspace_dir / ".cache" / "train"
@@ -155,15 +160,23 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                          rank=config.rank, alpha=config.alpha, family=parts.family.value,
                          lora_layers=config.lora_layers)
 
-    def save(epoch_done: int) -> None:
-        """A checkpoint, but only of finite weights: the one kept is always one a resume can go on from."""
+    watch = RunWatch(store=store, parts=parts, config=config, run_dir=run_dir, method=method, accelerator=accelerator,
+                     log=log, history=history, reference=validate_reference, facts=facts, device=device)
+
+    def save(epoch_done: int, forced: bool = False) -> None:
+        """A checkpoint, but only of finite weights: the one kept is always one a resume can go on from (and none
+        while the collapse guard watches a high loss, unless the run ends or is cancelled now)."""
+        if not watch.may_checkpoint(step, forced):
+            return
         weights = method.state()
         if not checkpoints.all_finite(weights):
             raise TrainingDiverged(diverged(f"the weights became NaN or infinite at step {step}", run_dir, config))
+        watch.snapshot()
         training = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history,
                     "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None}
         if accelerator.is_main_process:
-            checkpoints.save_checkpoint(run_dir, step, epoch_done, weights, training, {"total": total})
+            checkpoints.save_checkpoint(run_dir, step, epoch_done, weights, training,
+                                        {"total": total, "validated": watch.validated_at(step)})
 
     def micro_loss(samples, sizes, target, loader, generator):
         """One micro-batch's loss: latents sampled from their cached distribution, (latent - shift) * scale as
@@ -180,7 +193,22 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                                            generator, accelerator.autocast)
         return reduce(error, weight)
 
+    def base_loss() -> float:
+        """The untouched model's mean loss over epoch 1's first micro-batches (about 16 images), with noise from a
+        generator of its own: no step's draws change."""
+        plan = data.epoch_plan(items, epoch=0, seed=config.seed, repeats=config.repeats, batch_size=config.batch_size,
+                               resolution=config.resolution, buckets=config.buckets, flip=config.flip,
+                               shuffle_captions=config.shuffle_captions, keep_tokens=config.keep_tokens)
+        plan = plan[accelerator.process_index::accelerator.num_processes][:max(1, -(-16 // config.batch_size))]
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 - 1)
+        with torch.no_grad():
+            found = [micro_loss(samples, latents.sizes, items[samples[0].index].bucket(config.resolution,
+                                                                                          config.buckets),
+                                latents, generator).item() for samples in plan]
+        return sum(found) / len(found)
+
     # 7. The loop: epochs of micro-batches, `grad_accum` of them per optimizer step
+    watch.begin(step, base_loss)  # a fresh run: the base model's loss and pictures, the guard's references
     started, start_step = time.perf_counter(), step
     log.status("running", total_steps=total, epochs=epochs, steps_per_epoch=per_epoch)
     for module in trained.values():
@@ -219,32 +247,38 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             optimizer.zero_grad(set_to_none=True)
             method.after_step()
             step += 1
+            step_loss = watch.judge_loss(step, step_loss)  # the collapse guard's loss signal
             losses.append(step_loss)
             elapsed = time.perf_counter() - started
             rate = (step - start_step) / elapsed if elapsed > 0 else 0.0
             log.event("step", step=step, total=total, epoch=epoch + 1, loss=step_loss, lr=schedule.get_last_lr()[0],
                       it_s=rate, eta_s=(total - step) / rate if rate else None)
+            watch.at_step(step, epoch + 1)  # validate_at_steps: grid, scores, the guard, the weights kept
             if step >= total:
                 break
             if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                 save(epoch)
             if k + config.grad_accum < len(plan) and should_stop():  # at an epoch's end, the epoch is finished first
-                save(epoch)
+                save(epoch, forced=True)
                 raise Cancelled(f"cancelled at step {step}; resume continues from there")
 
-        # 8. Epoch end: loss, checkpoint and epoch weights (every save_every epochs), validation grid and scores
+        # 8. Epoch end: loss, validation grid and scores (judged by the collapse guard), then the checkpoint and
+        #    epoch weights (every save_every epochs): a checkpoint after a validation holds pictures seen to be sound
         history["epoch_loss"][str(epoch + 1)] = sum(losses) / len(losses) if losses else None
         stopping = step < total and should_stop()
+        result = None
+        if config.validation_every and config.prompts() and (
+                (epoch + 1) % config.validation_every == 0 or step >= total):
+            result = watch.validate(step, epoch + 1, f"epoch-{epoch + 1:03d}")
         if (epoch + 1) % config.save_every == 0 or step >= total or stopping:
-            save(epoch + 1)
-            if accelerator.is_main_process and config.method != "dreambooth":
+            save(epoch + 1, forced=step >= total or stopping)
+            if accelerator.is_main_process and not config.whole_model:
                 checkpoints.save_epoch_weights(run_dir, epoch + 1, method.state(), facts.header(step, epoch + 1))
                 checkpoints.prune_epoch_weights(run_dir, config.keep_epochs)
-        if config.validation_every and config.prompts() and (
-                (epoch + 1) % config.validation_every == 0 or step >= total) and accelerator.is_main_process:
-            result = sampling.validate(parts, config, epoch + 1, run_dir, validate_reference, method.caption)
+        if result is not None:
             history["validations"].append(result.__dict__)
             log.event("epoch", epoch=epoch + 1, grid=result.grid, scores=result.scores, mean_score=result.mean_score,
+                      clip_scores=result.clip_scores, mean_clip=result.mean_clip, step=step,
                       loss=history["epoch_loss"][str(epoch + 1)])
         else:
             log.event("epoch", epoch=epoch + 1, loss=history["epoch_loss"][str(epoch + 1)])
@@ -253,14 +287,19 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         if stopping:
             raise Cancelled(f"cancelled after epoch {epoch + 1}; resume continues from there")
 
-    # 9. Export the final weights where Generate, A1111 and ComfyUI find them
+    # 9. Export the final weights (finetune's EMA average) where Generate, A1111 and ComfyUI find them
     files = []
-    if accelerator.is_main_process:
-        files = export.export_final(method, parts, config, settings.models_dir, Path(run_dir), facts.header(step, epochs))
-        if config.method == "dreambooth" and len(files) == 1:
+    if accelerator.is_main_process and not config.export:
+        log.event("message", text="not exported (`export` is off: a sweep exports the cell chosen)")
+    elif accelerator.is_main_process:
+        with method.averaged():
+            files = export.export_final(method, parts, config, settings.models_dir, Path(run_dir),
+                                        facts.header(step, epochs))
+        if config.whole_model and len(files) == 1:
             log.event("message", text=f"{parts.family.label}: exported as a diffusers folder only (no single file)")
     losses_by_epoch = [v for v in history["epoch_loss"].values() if v is not None]
     validations = [sampling.EpochValidation(**v) for v in history["validations"]]
     best = sampling.best_epoch([(v.epoch, v.scores) for v in validations])
     return RunResult(step, epochs, files, validations, best,
-                     losses_by_epoch[0] if losses_by_epoch else None, losses_by_epoch[-1] if losses_by_epoch else None)
+                     losses_by_epoch[0] if losses_by_epoch else None, losses_by_epoch[-1] if losses_by_epoch else None,
+                     history.get("base_validation"), history["step_validations"])

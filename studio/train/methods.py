@@ -1,13 +1,14 @@
-"""What each method trains: LoRA adapters (peft), the whole denoiser (DreamBooth: UNet, or FLUX's transformer), or
-a new token's embedding (TI).
+"""What each method trains: LoRA adapters (peft), the whole denoiser (DreamBooth and finetune: UNet, or FLUX's
+transformer; finetune with an EMA average), or a new token's embedding (TI).
 
 Each method names its trainable parameters, gives and takes their state (checkpoints, epoch weights, export),
-and may fix things up after an optimizer step.
+may fix things up after an optimizer step, and says which weights to sample and export with (`averaged`).
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 
 from studio.train.config import RunConfig
 from studio.train.parts import Parts
@@ -85,15 +86,29 @@ class LoraMethod:
     def after_step(self) -> None:
         return None
 
+    def averaged(self):
+        """The weights to sample and export with: the trained ones."""
+        return nullcontext()
 
-class DreamBoothMethod:
+
+class WholeModelMethod:
+    """DreamBooth and finetune: every weight of the denoiser (and the text encoders with a text-encoder lr) trains;
+    with `ema`, an average of them (train/ema.py) is what validation sees and the export holds."""
+
     def __init__(self, parts: Parts, config: RunConfig):
+        from studio.train.ema import EmaWeights
+
         self.parts, self.config = parts, config
         self.trains_text = config.text_encoder_lr > 0
         parts.denoiser.requires_grad_(True)
         if self.trains_text:
             for encoder in parts.text_encoders:
                 encoder.requires_grad_(True)
+        self.ema = None
+        if config.ema_device is not None:
+            params = {f"{prefix}.{k}": p for prefix, module in self.modules().items()
+                      for k, p in module.named_parameters()}
+            self.ema = EmaWeights(params, config.ema_decay, config.ema_device)
 
     def modules(self) -> dict:
         found = {self.parts.spec.denoiser: self.parts.denoiser}
@@ -108,19 +123,35 @@ class DreamBoothMethod:
                            "lr": self.config.text_encoder_lr})
         return groups
 
-    def state(self) -> dict:
+    def model_state(self) -> dict:
+        """The modules' weights as they are now (the average while `averaged` holds): `unet.<key>`, ..."""
         return {f"{prefix}.{k}": v.detach().clone().contiguous()
                 for prefix, module in self.modules().items() for k, v in module.state_dict().items()}
+
+    def state(self) -> dict:
+        """For a checkpoint: the live weights and, with EMA, the average (`ema.<key>`) and its update count."""
+        return {**self.model_state(), **(self.ema.state() if self.ema is not None else {})}
 
     def load_state(self, state: dict) -> None:
         for prefix, module in self.modules().items():
             module.load_state_dict({k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")})
+        if self.ema is not None:
+            if "ema.__updates__" not in state:
+                raise ValueError("the checkpoint has no EMA average but this run keeps one (`ema`): resume with the "
+                                 "ema setting it was started with")
+            self.ema.load_state(state)
 
     def caption(self, caption: str) -> str:
         return caption
 
     def after_step(self) -> None:
-        return None
+        if self.ema is not None:
+            self.ema.update()
+
+    def averaged(self):
+        """The EMA average in the model while sampling or exporting (the trained weights without EMA)."""
+        return self.ema.swapped_in() if self.ema is not None else nullcontext()
+
 
 
 class TextualInversionMethod:
@@ -189,7 +220,11 @@ class TextualInversionMethod:
                 keep[ids] = False
                 table[keep] = frozen[keep].to(table.device)
 
+    def averaged(self):
+        return nullcontext()
+
 
 def make_method(parts: Parts, config: RunConfig):
-    cls = {"lora": LoraMethod, "dreambooth": DreamBoothMethod, "textual-inversion": TextualInversionMethod}
+    cls = {"lora": LoraMethod, "dreambooth": WholeModelMethod, "finetune": WholeModelMethod,
+           "textual-inversion": TextualInversionMethod}
     return cls[config.method](parts, config)

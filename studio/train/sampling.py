@@ -21,6 +21,10 @@ class EpochValidation:
     prompts: list[str]
     scores: list[float | None] = field(default_factory=list)  # sim-score per image; None: no face found
     mean_score: float | None = None  # mean over images with a face; lower is more alike
+    step: int | None = None  # the optimizer step it was made at (0: the base model, before training)
+    clip_scores: list[float] = field(default_factory=list)  # CLIP score per image with its prompt (with clip_model)
+    mean_clip: float | None = None
+    spread: float | None = None  # how different the images are from one another (guard.spread)
 
 
 def best_epoch(scores: list[tuple[int, list[float | None]]]) -> int | None:
@@ -95,10 +99,15 @@ def reference_encodings(image_paths: list[Path]):
         return None
 
 
-def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, reference, caption_fn) -> EpochValidation:
-    """Generate each validation prompt with its fixed seed, save the images and the grid, score faces."""
+def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, reference, caption_fn, *,
+             step: int | None = None, label: str | None = None, clip=None) -> EpochValidation:
+    """Generate each validation prompt with its fixed seed, save the images and the grid (samples/<label>, by
+    default epoch-NNN), score faces, and with `clip` (a loaded ClipModel) each image against its prompt."""
+    from studio.train.guard import spread
+
     prompts = config.prompts()
-    folder = Path(run_dir) / "samples" / f"epoch-{epoch:03d}"
+    label = label or f"epoch-{epoch:03d}"
+    folder = Path(run_dir) / "samples" / label
     images, paths = [], []
     for i, prompt in enumerate(prompts):
         image = _generate(parts, prompt, config.validation_seed + i, config.resolution, config.validation_steps,
@@ -107,9 +116,14 @@ def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, referen
         _save_png(image, path)
         images.append(image)
         paths.append(str(path))
-    grid_path = Path(run_dir) / "samples" / f"epoch-{epoch:03d}.png"
+    grid_path = Path(run_dir) / "samples" / f"{label}.png"
     _save_png(stitch(images), grid_path)
-    result = EpochValidation(epoch, str(grid_path), paths, prompts)
+    result = EpochValidation(epoch, str(grid_path), paths, prompts, step=step, spread=spread(images))
+    if clip is not None:
+        from studio.evaluate.scoring import clip_scores
+
+        result.clip_scores = clip_scores(clip, images, prompts)
+        result.mean_clip = sum(result.clip_scores) / len(result.clip_scores)
     if reference is not None:
         from studio.faces import sim_scores
 

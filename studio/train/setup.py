@@ -13,13 +13,37 @@ MAX_GRAD_NORM = 1.0
 
 
 class TrainingDiverged(Exception):
-    """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite (or the collapse guard fired: guard.CollapseDetected); the
+    last good checkpoint is kept. `signal` names what fired."""
+
+    signal = "nan"
+    step: int | None = None
 
 
-def diverged(what: str, run_dir: Path, config: RunConfig) -> str:
+def diverged(what: str, run_dir: Path, config: RunConfig, why_good: str = "its weights are finite") -> str:
     last = checkpoints.latest_checkpoint(run_dir)
-    kept = f"the checkpoint of step {last.step} is kept (its weights are finite)" if last else "no checkpoint yet"
+    kept = f"the checkpoint of step {last.step} is kept ({why_good})" if last else "no checkpoint yet"
     return f"{what}; stopped, {kept}. Lower the learning rate (now {config.unet_lr:g}) and resume or start again."
+
+
+def mean_over_processes(accelerator, value: float) -> float:
+    """The mean of `value` over a multi-GPU run's processes (each saw its own micro-batches), so every process
+    judges the same loss; the value itself with one process."""
+    if accelerator.num_processes == 1:
+        return value
+    import torch
+
+    return float(accelerator.reduce(torch.tensor([value], device=accelerator.device), reduction="mean").item())
+
+
+def main_says(accelerator, flag: bool) -> bool:
+    """The main process's `flag` on every process (only it validates), so all of them stop together."""
+    if accelerator.num_processes == 1:
+        return flag
+    import torch
+    from accelerate.utils import broadcast
+
+    return bool(broadcast(torch.tensor([int(flag)], device=accelerator.device), from_process=0).item())
 
 
 def take_new_learning_rates(optimizer, schedule, asked: list[dict]) -> list[str]:

@@ -1,5 +1,6 @@
-"""What the web server may hand out: generated outputs, validation samples, dataset pictures (blurred, as trained),
-evaluation reports and exports the user asked for. Never originals, masks, encodings, caches, run state or models.
+"""What the web server may hand out: generated outputs, validation samples (of runs and sweeps), dataset pictures
+(blurred, as trained), evaluation reports, sweep grids and charts, and exports the user asked for. Never originals,
+masks, encodings, caches, run state or models.
 
 gradio serves only what a callback returns (copied into its own cache) and its uploads; nothing of the workspace is
 reachable by URL otherwise (launch() allows no folder). Callbacks pass every workspace file they return through
@@ -26,6 +27,7 @@ _RULES = {
     "datasets": (2, PICTURES),  # datasets/<name>/<picture>: the training pictures, blurred as trained
     "runs": (None, PICTURES),  # only under runs/<name>/samples/ (see below)
     "mining": (None, PICTURES),  # mined candidates and group faces (generated or the user's folder)
+    "sweeps": (None, PICTURES),  # sweeps/<name>/grid.png and charts, and its runs' samples (see below)
 }
 _NEVER = (".mask.png",)  # bystander masks beside dataset pictures: what they mark is private
 
@@ -45,6 +47,8 @@ def servable(workspace: Path, path: Path) -> bool:
     if depth is not None and len(parts) - 1 != depth:
         return False
     if parts[0] == "runs" and (len(parts) < 4 or parts[2] != "samples"):
+        return False
+    if parts[0] == "sweeps" and len(parts) != 3 and (len(parts) < 6 or parts[2] != "runs" or parts[4] != "samples"):
         return False
     return path.suffix.lower() in suffixes
 

@@ -1,5 +1,6 @@
 """Train tab: pick a dataset, a base model and a method, train in a child process, watch loss and validation grids,
-cancel or resume, and export the epoch whose likeness scores best."""
+cancel or resume, and export the epoch whose likeness scores best; the Sweep accordion (ui/sweep_panel.py) trains a grid
+of settings and scores each cell."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from dataclasses import fields, replace
 import gradio as gr
 
 from studio import train
-from studio.train.config import (BASE_PRECISIONS, LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS,
-                                  TIMESTEP_SAMPLING, RunConfig, preset_name)
+from studio.train.config import (BASE_PRECISIONS, EMA_MODES, LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS,
+                                  SCHEDULERS, TIMESTEP_SAMPLING, RunConfig, preset_name)
+from studio.ui import sweep_panel
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, dataset_names, model_choices,
                               number)
 from studio.ui.serving import served
@@ -66,6 +68,13 @@ KNOB_SPECS = (
     ("flow_shift", 5, "Shift", dict(info="0: the scheduler's (3)")),
     ("flux_guidance", 5, "Distilled guidance while training", dict(info="1 as kohya; generation uses 3.5")),
     ("max_sequence_length", 5, "T5 tokens", dict(info="0: 512 dev, 256 schnell")),
+    ("ema", 6, "EMA of the weights", dict(choices=EMA_MODES, info="finetune/DreamBooth; auto: on for finetune")),
+    ("ema_decay", 6, "EMA decay", {}),
+    ("clip_model", 6, "CLIP for validation scores", dict(info="e.g. openai/clip-vit-base-patch16; empty: none")),
+    ("guard_loss_factor", 7, "Guard: loss jump (x running level)", dict(info="0: off")),
+    ("guard_loss_steps", 7, "Guard: loss steps", dict(info="smoothed over, and stays up for, this many steps")),
+    ("guard_image_ratio", 7, "Guard: image sameness (x base)", dict(info="0: off")),
+    ("guard_clip_drop", 7, "Guard: CLIP drop (fraction)", dict(info="0: off")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
@@ -133,6 +142,8 @@ def build(ctx: TabContext) -> TabRefresh:
             export_md = gr.Markdown()
     timer = gr.Timer(1.0, active=False)  # ticks only while the shown run is starting or running
     seen = gr.State(None)  # (run, events read) last shown, so unchanged views are not re-sent every tick
+    sweep = sweep_panel.build(ctx, {"name": name, "dataset": dataset, "model": model, "method": method,
+                                    "trigger": trigger, "prompts": prompts, **knobs}, preset)
 
     # 4. Wiring: the API endpoints take these names
     first = {"name": name, "dataset": dataset, "model": model, "method": method, "trigger": trigger,
@@ -159,7 +170,7 @@ def build(ctx: TabContext) -> TabRefresh:
          {"method": method, "model": model, "prompts": prompts, "dataset": dataset, "name": name, "trigger": trigger,
           "status": status_md, **knobs}, api_name=False, queue=False)
     bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger}, api_name=False, queue=False)
-    lists = {"dataset": dataset, "model": model, "run": run_pick}
+    lists = {"dataset": dataset, "model": model, "run": run_pick, "sweep": sweep["pick"]}
     bind(ctx, refresh_btn.click, refresh_lists, {"run": run_pick}, lists, api_name=False, queue=False)
     return TabRefresh(refresh_lists, lists, inputs={"run": run_pick})
 
@@ -287,7 +298,7 @@ def refresh_lists(ctx: TabContext, v):
     runs = run_names(studio)
     run = v.run if v.run in runs else (runs[0] if runs else None)
     return {"dataset": gr.update(choices=dataset_names(studio)), "model": gr.update(choices=model_choices(studio)),
-            "run": gr.update(choices=runs, value=run)}
+            "run": gr.update(choices=runs, value=run), "sweep": gr.update(choices=sweep_panel.sweep_names(studio))}
 
 
 def status_views(ctx: TabContext, status) -> dict:
@@ -314,6 +325,8 @@ def status_views(ctx: TabContext, status) -> dict:
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             star = " (best)" if v["epoch"] == status.best_epoch else ""
             grids.insert(0, (served(ctx.studio.settings, v["grid"]), f"epoch {v['epoch']}{score}{star}"))  # newest first
+    if status.base_validation and status.base_validation.get("grid"):  # last: what training started from
+        grids.append((served(ctx.studio.settings, status.base_validation["grid"]), "base model, before training"))
     table = [[v["epoch"], number(v.get("loss"), 4), number(v.get("mean_score"), 4),
               " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
               "best" if v["epoch"] == status.best_epoch else ""] for v in status.validations]

@@ -1,0 +1,129 @@
+"""`python -m studio sweep`: train a grid of settings (seed 001's lr x steps), one run per cell (cells that differ only
+in length share one), score every cell, stop collapsing cells, and write workspace/sweeps/<name>/report.json."""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import replace
+
+
+def register(sub) -> None:
+    from studio.train.config import METHODS, PRESET_KEYS
+
+    p = sub.add_parser("sweep", help="train a grid of settings and score each cell (CLIP, likeness), guarded "
+                                     "against collapse")
+    p.add_argument("--name", required=True, help="the sweep's name (its folder under workspace/sweeps/)")
+    p.add_argument("--dataset", default=None, help="dataset name under workspace/datasets/ or a folder")
+    p.add_argument("--method", choices=METHODS, default=None)
+    p.add_argument("--model", default=None, help="base model id (default: the studio's default model)")
+    p.add_argument("--trigger", default=None, help="the word that names the subject")
+    p.add_argument("--grid", action="append", default=[], metavar="KNOB=V1,V2",
+                   help="one swept knob and its values (repeatable): lr=1e-5,1e-3, steps=400,2000, rank=4,8 ...")
+    p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
+                   help="a setting every cell shares (repeatable): batch_size=4, ema=cpu ...")
+    p.add_argument("--validation-prompt", nargs="+", default=None, help="validation prompts ({trigger} is filled in)")
+    p.add_argument("--clip-model", default=None, help="CLIP for the cells' CLIP scores (e.g. openai/clip-vit-base-patch16)")
+    p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (seed-001 brings "
+                                                  "its lr x steps grid)")
+    p.add_argument("--resume", action="store_true", help="continue sweep --name where it was")
+    p.add_argument("--export", nargs="?", const="best", default=None, metavar="CELL",
+                   help="export a cell of sweep --name to the model store (default: the best cell), then stop")
+    p.set_defaults(run=run)
+
+
+def request_from_args(args):
+    from studio.train.config import RunConfig, apply_preset
+    from studio.train.sweep import SweepRequest, knob_name, parse_grid, parse_value, preset_grid
+
+    if not args.dataset:
+        raise ValueError("`--dataset` is required to start a sweep")
+    base = RunConfig(name=args.name, dataset=args.dataset)
+    if args.preset:
+        base = apply_preset(base, args.preset)
+    given = {"method": args.method, "model": args.model, "trigger": args.trigger, "clip_model": args.clip_model,
+             "validation_prompts": args.validation_prompt}
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"`--set` {item!r} must read knob=value")
+        key, value = item.split("=", 1)
+        name = knob_name(key)
+        given[name] = parse_value(name, value)
+    base = replace(base, **{k: v for k, v in given.items() if v is not None})
+    grid = parse_grid(args.grid) if args.grid else preset_grid(args.preset)
+    if not grid:
+        raise ValueError("`--grid` is required (e.g. --grid lr=1e-5,1e-3 --grid steps=400,2000), or a preset "
+                         "that brings one (--preset seed-001)")
+    return SweepRequest(args.name, base, grid, args.preset or "")
+
+
+def _as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def table(report: dict) -> str:
+    """The report as a fixed-width table: the base model first, a line per cell, the best marked."""
+    def number(x, digits):
+        return "-" if x is None else f"{x:.{digits}f}"
+
+    header = ("cell", "settings", "state", "CLIP", "likeness", "no face", "loss", "time s", "")
+    rows = []
+    if report.get("base"):
+        s = report["base"]["scores"]
+        rows.append(("base", "the base model", "", number(s["mean_clip"], 2), number(s["mean_sim"], 4),
+                     "-" if s["no_face"] is None else str(s["no_face"]), "-", "-", ""))
+    for c in report["cells"]:
+        s = c["scores"]
+        rows.append((c["id"], c["label"], c["state"], number(s["mean_clip"], 2), number(s["mean_sim"], 4),
+                     "-" if s["no_face"] is None else str(s["no_face"]), number(c["loss"], 4),
+                     number(c["time_s"], 1), "best" if c["best"] else ""))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])
+
+
+def run(args, studio) -> int:
+    from studio.fileio import clean_stale_files
+    from studio.train import sweep_jobs
+
+    if args.export is not None:
+        files = sweep_jobs.export_cell(studio, args.name, "" if args.export == "best" else args.export)
+        for f in files:
+            print(f"wrote {f}")
+        return 0
+    clean_stale_files(sweep_jobs.sweeps_dir(studio.settings))  # what a killed driver left half-written
+    if args.resume:
+        status = sweep_jobs.resume_sweep(studio, args.name)
+    else:
+        status = sweep_jobs.start_sweep(studio, request_from_args(args))
+    print(f"sweep {status.name}: {status.folder}", flush=True)
+    for note in status.report["notes"]:
+        print(note, flush=True)
+    previous = signal.signal(signal.SIGTERM, _as_interrupt)
+    seen, last_line = 0, ""
+    try:
+        while True:
+            status = sweep_jobs.sweep_status(studio, args.name)
+            for text in status.messages[seen:]:
+                print(text, flush=True)
+            seen = len(status.messages)
+            line = status.line()
+            if line != last_line:
+                print(line, flush=True)
+                last_line = line
+            if not status.active:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("cancelling (running cells write a checkpoint first; --resume continues)...", flush=True)
+        sweep_jobs.cancel_sweep(studio, args.name, wait_s=120)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    status = sweep_jobs.wait_sweep(studio, args.name)
+    print(table(status.report))
+    for c in status.report["cells"]:
+        if c["reason"]:
+            print(f"{c['id']} {c['state']}: {c['reason']}")
+    print(f"report: {status.folder / 'report.json'}")
+    if status.report.get("grid_image"):
+        print(f"grid: {status.report['grid_image']}")
+    return status.exit_code

@@ -1,0 +1,145 @@
+"""The Train tab's Sweep accordion: a grid of knobs over the tab's settings (seed 001's lr x steps), trained cell by
+cell in a child process (studio.train.sweep_jobs), shown as one table, one picture grid (a row per cell, the base
+model first), the charts of score against each knob and the cells' loss curves; the best cell is exported from here."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from studio.train import sweep_jobs
+from studio.train.sweep import grid_text, parse_grid, preset_grid
+from studio.ui.common import TabContext, bind, number
+from studio.ui.serving import served
+
+NO_SWEEP = "(no sweep yet)"
+TABLE_HEADERS = ["cell", "settings", "state", "mean CLIP", "CLIP per prompt", "likeness", "no face", "loss", "time s",
+                 "reason", ""]
+
+
+def build(ctx: TabContext, form: dict, preset) -> dict:
+    """The accordion under the Train tab's run controls; `form` is the tab's inputs by name (the settings every cell
+    shares), `preset` its preset dropdown (a sweep preset fills the grid)."""
+    names = sweep_names(ctx.studio)
+    with gr.Accordion("Sweep", open=False):
+        with gr.Row():
+            sweep_name = gr.Textbox(label="Sweep name", placeholder="e.g. tim-lr-steps",
+                                    info="every cell shares the settings above; the grid varies the knobs below")
+            grid = gr.Textbox("lr=1e-5,1e-3\nsteps=400,2000", lines=3, label="Grid (one knob a line)",
+                              info="knob=value,value: lr, steps, rank, alpha, repeats, batch_size, ... Cells that "
+                                   "differ only in steps share one run (constant schedules)")
+        with gr.Row():
+            start_btn = gr.Button("Start sweep", variant="primary")
+            resume_btn = gr.Button("Resume sweep")
+            cancel_btn = gr.Button("Cancel sweep")
+            pick = gr.Dropdown(names, value=names[0] if names else None, label="Sweep", allow_custom_value=True)
+        status_md = gr.Markdown(NO_SWEEP)
+        table = gr.Dataframe(headers=TABLE_HEADERS, label="Cells (the base model first; best marked)",
+                             interactive=False)
+        with gr.Row():
+            pictures = gr.Gallery(label="Grid (a row per cell) and charts", columns=2, height=420,
+                                  object_fit="contain", format="png", scale=3)
+            loss_plot = gr.LinePlot(x="step", y="loss", color="cell", title="Loss per cell", height=300, scale=2)
+        with gr.Row():
+            cell_pick = gr.Dropdown([], label="Cell to export", info="empty: the best cell")
+            export_btn = gr.Button("Export cell")
+            export_md = gr.Markdown()
+        seen = gr.State(None)
+        timer = gr.Timer(2.0)
+
+    views = {"status": status_md, "table": table, "pictures": pictures, "loss": loss_plot, "cells": cell_pick,
+             "seen": seen}
+    bind(ctx, start_btn.click, start, {"sweep_name": sweep_name, "grid": grid, **form},
+         {"sweep": pick, "status": status_md}, api_name="sweep_start", gpu=True)
+    bind(ctx, resume_btn.click, resume, {"sweep": pick}, {"status": status_md}, api_name="sweep_resume", gpu=True)
+    bind(ctx, cancel_btn.click, cancel, {"sweep": pick}, {"status": status_md}, api_name="sweep_cancel")
+    bind(ctx, pick.change, status, {"sweep": pick, "last": gr.State(None)}, views, api_name="sweep_status")
+    bind(ctx, timer.tick, status, {"sweep": pick, "last": seen}, views, api_name=False, show_progress="hidden")
+    bind(ctx, export_btn.click, export, {"sweep": pick, "cell": cell_pick}, {"message": export_md},
+         api_name="sweep_export")
+    bind(ctx, preset.change, preset_chosen, {"choice": preset}, {"grid": grid}, api_name=False, queue=False)
+    return {"pick": pick}
+
+
+def sweep_names(studio) -> list[str]:
+    return [s.name for s in sweep_jobs.list_sweeps(studio)]
+
+
+# ---- callbacks ---------------------------------------------------------------------------------------------------
+
+def start(ctx: TabContext, v):
+    from studio.train.sweep import SweepRequest
+    from studio.ui.train_tab import config_from_widgets
+
+    form = {k: x for k, x in vars(v).items() if k not in ("sweep_name", "grid")}
+    name = (v.sweep_name or "").strip()
+    base = config_from_widgets(**{**form, "name": name or "sweep"})
+    status = sweep_jobs.start_sweep(ctx.studio, SweepRequest(name, base, parse_grid((v.grid or "").splitlines())))
+    return {"sweep": gr.update(choices=sweep_names(ctx.studio), value=status.name), "status": status.line()}
+
+
+def resume(ctx: TabContext, v):
+    if not v.sweep:
+        raise ValueError("`sweep` is empty: pick a sweep to resume")
+    return {"status": sweep_jobs.resume_sweep(ctx.studio, v.sweep).line()}
+
+
+def cancel(ctx: TabContext, v):
+    if not v.sweep:
+        raise ValueError("`sweep` is empty: pick a sweep to cancel")
+    return {"status": sweep_jobs.cancel_sweep(ctx.studio, v.sweep).line()}
+
+
+def export(ctx: TabContext, v):
+    if not v.sweep:
+        raise ValueError("`sweep` is empty: pick a sweep")
+    files = sweep_jobs.export_cell(ctx.studio, v.sweep, v.cell or "")
+    return {"message": "Exported: " + ", ".join(f"`{f}`" for f in files)}
+
+
+def preset_chosen(ctx: TabContext, v):
+    grid = preset_grid(v.choice) if v.choice else None
+    return {"grid": grid_text(grid)} if grid else {}
+
+
+def status(ctx: TabContext, v):
+    if not v.sweep:
+        return {"status": NO_SWEEP, "seen": v.last}
+    current = sweep_jobs.sweep_status(ctx.studio, v.sweep)
+    report = current.report
+    key = (v.sweep, current.state, len(current.messages),
+           tuple((c["state"], c["loss"] is not None and round(c["loss"], 6)) for c in report["cells"]))
+    if key == v.last:
+        return {}
+    return {**status_views(ctx, current), "seen": key}
+
+
+def status_views(ctx: TabContext, current) -> dict:
+    """SweepStatus -> the status text, the table, the pictures, the loss curves and the cells one can export."""
+    import pandas as pd
+
+    report, settings = current.report, ctx.studio.settings
+    lines = [f"**{current.line()}**", *[f"- {n}" for n in report["notes"]]]
+    if current.messages:
+        lines.append("\n".join(f"- {m}" for m in current.messages[-4:]))
+    rows = []
+    if report.get("base"):
+        s = report["base"]["scores"]
+        rows.append(["base", "the base model", "", number(s["mean_clip"], 2),
+                     " / ".join(f"{x:.1f}" for x in s["clip"]), number(s["mean_sim"], 4),
+                     "" if s["no_face"] is None else s["no_face"], "", "", "", ""])
+    for c in report["cells"]:
+        s = c["scores"]
+        rows.append([c["id"], c["label"], c["state"], number(s["mean_clip"], 2),
+                     " / ".join(f"{x:.1f}" for x in s["clip"]), number(s["mean_sim"], 4),
+                     "" if s["no_face"] is None else s["no_face"], number(c["loss"], 4), number(c["time_s"], 1),
+                     c["reason"], "best" if c["best"] else ""])
+    shown = [p for p in [report.get("grid_image"), *report.get("charts", [])] if p]
+    if shown:
+        pictures = [(served(settings, p), "grid" if p == report.get("grid_image") else "chart") for p in shown]
+    else:  # under way: each cell's validation pictures as they come
+        pictures = [(served(settings, c["grid"]), f"{c['id']} {c['label']} ({c['state']})")
+                    for c in report["cells"] if c["grid"]]
+    curves = [(step, loss, c["id"]) for c in report["cells"] for step, loss in c["losses"]]
+    done = [c["id"] for c in report["cells"] if c["state"] == "done"]
+    return {"status": "\n\n".join(lines), "table": rows, "pictures": pictures,
+            "loss": pd.DataFrame(curves, columns=["step", "loss", "cell"]), "cells": gr.update(choices=done)}
