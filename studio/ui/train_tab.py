@@ -57,6 +57,8 @@ KNOB_SPECS = (
     ("validation_cfg", 4, "Validation CFG scale", {}),
     ("save_every_epochs", 4, "Save every N epochs", dict(info="0: at each validation")),
     ("keep_epochs", 4, "Keep last N epochs", dict(info="0: all")),
+    ("masked_loss", 3, "Masked training", dict(info="the dataset's masks: bystanders and their blur are not learnt")),
+    ("unmasked_weight", 3, "Weight of masked pixels", dict(info="0: not learnt (OneTrainer: 0.1)")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
@@ -141,7 +143,9 @@ def build(ctx: TabContext) -> TabRefresh:
          api_name="train_export_epoch")
     bind(ctx, preset.change, apply_preset, {"choice": preset}, {"method": method, "model": model, "prompts": prompts,
                                                                 **knobs}, api_name=False, queue=False)
-    bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger}, api_name=False, queue=False)
+    bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger,
+                                                                   "masked_loss": knobs["masked_loss"]},
+         api_name=False, queue=False)
     lists = {"dataset": dataset, "model": model, "run": run_pick}
     bind(ctx, refresh_btn.click, refresh_lists, None, lists, api_name=False, queue=False)
     return TabRefresh(refresh_lists, lists)
@@ -219,10 +223,19 @@ def apply_preset(ctx: TabContext, v):
 
 
 def dataset_chosen(ctx: TabContext, v):
+    """The dataset's trigger word, and masked training on when it has masks (off, and saying so, when not)."""
     from studio.data import dataset_trigger
+    from studio.data.library import find_dataset
+    from studio.data.masks import MASK_SUFFIX
 
     found = dataset_trigger(ctx.studio.settings, v.chosen)
-    return {"trigger": found} if found else {}
+    out = {"trigger": found} if found else {}
+    try:
+        masks = len(list(find_dataset(ctx.studio.settings, v.chosen).glob(f"*{MASK_SUFFIX}")))
+    except ValueError:  # a name being typed, or a folder not there (yet)
+        return out
+    info = f"{masks} masks in this dataset" if masks else "this dataset has no masks"
+    return {**out, "masked_loss": gr.update(value=bool(masks), info=info)}
 
 
 def refresh_lists(ctx: TabContext, v):
