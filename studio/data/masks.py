@@ -65,11 +65,14 @@ def original_layers(image: Image.Image, bystanders: list[Face], subject: Face | 
 
 def framed_mask(layers: MaskLayers, box: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
     """The mask of a training picture cut from the original at `box` and resized to `size`, as crop.frame cuts the
-    picture. A pixel that any ignored pixel reaches when shrinking stays black: resizing never lets blur back in."""
+    picture. A pixel that any ignored pixel reaches when shrinking stays black: the picture's LANCZOS filter reaches
+    3 source pixels out, so the ignored area grows by that much; resizing never lets blur back in."""
+    from PIL import ImageFilter
+
     weights, ignored = layers.weights.crop(box), layers.ignored.crop(box)
     if weights.size != tuple(size):
         weights = weights.resize(size, Image.Resampling.BOX)
-        ignored = ignored.resize(size, Image.Resampling.BOX)
+        ignored = ignored.resize(size, Image.Resampling.BOX).filter(ImageFilter.MaxFilter(7))
     out = np.asarray(weights, dtype=np.uint8).copy()
     out[np.asarray(ignored) > 0] = 0
     return Image.fromarray(out, "L")
