@@ -285,7 +285,8 @@ def drop_images(settings: Settings, name: str, file_names: list[str]) -> Dataset
     dataset.images = [im for im in dataset.images if im.file_name not in file_names]
     save_dataset(dataset)  # the list first, so a crash never leaves a caption naming a missing picture
     for im in dropped:
-        for path in (dataset.path(im), dataset.folder / (Path(im.file_name).stem + ".txt"), mask_path(dataset.path(im))):
+        picture = dataset.path(im)
+        for path in (picture, dataset.folder / (Path(im.file_name).stem + ".txt"), mask_path(picture)):
             path.unlink(missing_ok=True)
     return dataset
 
