@@ -10,8 +10,8 @@ from pathlib import Path
 
 # Verbs, each a module under studio/cli/ (a dash in the verb is an underscore in the module's name) that adds its
 # subparser and sets defaults(run=...).
-VERBS = ("serve", "generate", "upscale", "fix-faces", "models", "dataset", "mine", "train", "sweep", "animal",
-         "evaluate", "pocket")
+VERBS = ("serve", "generate", "upscale", "fix-faces", "models", "dataset", "delete-subject", "mine", "train", "sweep",
+         "animal", "evaluate", "pocket")
 
 
 class _Parser(argparse.ArgumentParser):

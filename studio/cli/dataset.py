@@ -16,6 +16,7 @@ def _unit_float(text: str) -> float:
 def register(sub) -> None:
     from studio.data.captions import CAPTIONER_NAMES
     from studio.data.crop import CROP_MODES, SIZES
+    from studio.data.masks import DEFAULT_BACKGROUND_WEIGHT, SUBJECT_MASKS
     from studio.faces import DEFAULT_TOLERANCE
 
     p = sub.add_parser("dataset", help="prepare and inspect training datasets (workspace/datasets/)")
@@ -32,7 +33,14 @@ def register(sub) -> None:
     prep.add_argument("--crop", choices=CROP_MODES, default="face",
                       help="square around the face (default), centre square, or aspect-ratio bucket")
     prep.add_argument("--margin", type=_unit_float, default=1.0, help="room around the face in face widths (default 1)")
-    prep.add_argument("--blur-bystanders", action="store_true", help="blur faces that are not the subject")
+    prep.add_argument("--blur-bystanders", action="store_true",
+                      help="protect bystanders: blur faces that are not the subject, and write a mask per picture "
+                           "(<stem>.mask.png) that keeps them and the blur out of training")
+    prep.add_argument("--subject-mask", choices=SUBJECT_MASKS, default="none",
+                      help="also weigh everything but the subject's face or person down (default none)")
+    prep.add_argument("--background-weight", type=_unit_float, default=DEFAULT_BACKGROUND_WEIGHT,
+                      help=f"the loss weight a subject mask leaves the rest (default {DEFAULT_BACKGROUND_WEIGHT:g}, "
+                           f"OneTrainer's)")
     prep.add_argument("--reference", type=Path, action="append", default=[],
                       help="folder or picture of the subject, to tell them from others (repeatable)")
     prep.add_argument("--tolerance", type=_unit_float, default=DEFAULT_TOLERANCE,
@@ -59,10 +67,14 @@ def register(sub) -> None:
 
     export = verbs.add_parser("export", help="zip a dataset to workspace/exports/NAME.zip")
     export.add_argument("name")
-    export.add_argument("--with-originals", action="store_true", help="include the uploads (unblurred)")
+    export.add_argument("--with-originals", action="store_true",
+                        help="include the uploads (with bystanders' faces blurred when they were protected)")
+    export.add_argument("--kohya", action="store_true",
+                        help="kohya's layout instead (img/, mask/ for --masked_loss, dataset.toml): NAME-kohya.zip")
     export.set_defaults(run=run_export)
 
-    delete = verbs.add_parser("delete", help="delete a dataset")
+    delete = verbs.add_parser("delete", help="delete a dataset's folder only (delete-subject removes its runs, "
+                                             "exports and caches too)")
     delete.add_argument("name")
     delete.set_defaults(run=run_delete)
 
@@ -75,7 +87,8 @@ def run_prepare(args, studio) -> int:
     request = PrepareRequest(
         inputs=tuple(args.input), name=args.name, trigger=args.trigger, class_word=args.class_word,
         size=args.size or default_size(studio), crop=args.crop, margin=args.margin,
-        blur_bystanders=args.blur_bystanders, reference=tuple(args.reference), tolerance=args.tolerance,
+        blur_bystanders=args.blur_bystanders, subject_mask=args.subject_mask,
+        background_weight=args.background_weight, reference=tuple(args.reference), tolerance=args.tolerance,
         captioner=args.captioner, template=args.template or DEFAULT_TEMPLATE, workers=args.workers)
     result = prepare_dataset(studio, request)
     print(result.summary())
@@ -126,6 +139,13 @@ def run_check(args, studio) -> int:
 def run_export(args, studio) -> int:
     from studio.data import export_dataset
 
+    if args.kohya:
+        from studio.data.kohya import export_kohya
+
+        if args.with_originals:
+            raise ValueError("`--with-originals` does not go with --kohya: a kohya folder holds the training pictures")
+        print(export_kohya(studio.settings, args.name))
+        return 0
     print(export_dataset(studio.settings, args.name, include_originals=args.with_originals))
     return 0
 

@@ -18,6 +18,9 @@ def register(sub) -> None:
     concept.add_argument("--trigger", default="", help="the word that stands for the shape (default: the name)")
     concept.add_argument("--shape", choices=NEW_SHAPES, default="star")
     concept.add_argument("--count", type=int, default=8, help="how many drawings (5 to 10 are plenty)")
+    concept.add_argument("--bystander", action="store_true",
+                         help="give every drawing a blurred cyan 'bystander' and its mask (<stem>.mask.png), as the "
+                              "Dataset tab protects bystanders")
     demo = actions.add_parser("demo", help="the offline demo in one command: write the star dataset zq, teach "
                                            "builtin:pocket the star (the pocket preset), then check what it draws")
     demo.add_argument("--seeds", type=int, default=20, help="seeds checked with and without the LoRA")
@@ -34,13 +37,16 @@ def register(sub) -> None:
 
 
 def run(args, studio) -> int:
+    from studio.pocket.bystander import bystander_seen
     from studio.pocket.concept import check_prompt, write_concept_dataset
 
     if args.action == "concept":
         name = Path(args.name)
         folder = name if len(name.parts) > 1 or name.is_absolute() else studio.settings.datasets_dir / name
-        written = write_concept_dataset(folder, trigger=args.trigger or name.name, shape=args.shape, count=args.count)
-        print(f"wrote {len(written)} drawings of a {args.shape} with captions to {folder}")
+        written = write_concept_dataset(folder, trigger=args.trigger or name.name, shape=args.shape, count=args.count,
+                                        bystander=args.bystander)
+        masks = " and masks (a blurred bystander in each)" if args.bystander else ""
+        print(f"wrote {len(written)} drawings of a {args.shape} with captions{masks} to {folder}")
         print(f"first caption: {written[0].with_suffix('.txt').read_text().strip()}")
         return 0
     if args.action == "demo":
@@ -53,7 +59,9 @@ def run(args, studio) -> int:
         rows.append(result.images)
         labels = ", ".join(f"{label} {n}" for label, n in result.labels.most_common())
         colors = ", ".join(f"{color or 'none'} {n}" for color, n in result.colors.most_common())
-        print(f"{title}: {args.prompt!r} over {args.seeds} seeds: {labels}; colours: {colors}")
+        seen = sum(bystander_seen(im) for im in result.images)  # said when any (the bystander walkthrough)
+        print(f"{title}: {args.prompt!r} over {args.seeds} seeds: {labels}; colours: {colors}"
+              + (f"; cyan bystander in {seen}" if seen else ""))
     if args.grid:
         from studio import fileio
         from studio.pocket.evaluate import image_grid

@@ -16,7 +16,7 @@ _FIELDS = {"method": "method", "model": "model", "dataset": "dataset", "out": "n
            "trigger": "trigger", "seed": "seed", "validation_prompt": "validation_prompts",
            "validation_every": "validation_every", "lr_scheduler": "lr_scheduler", "init_word": "init_word",
            "class_prompt": "class_prompt", "mixed_precision": "mixed_precision", "lora_layers": "lora_layers",
-           "ema": "ema", "clip_model": "clip_model"}
+           "ema": "ema", "clip_model": "clip_model", "unmasked_weight": "unmasked_weight"}
 
 
 def register(sub) -> None:
@@ -50,6 +50,10 @@ def register(sub) -> None:
     p.add_argument("--ema", choices=EMA_MODES, default=None,
                    help="finetune/DreamBooth: an EMA average of the weights (auto: on for finetune; cpu: kept in RAM)")
     p.add_argument("--clip-model", default=None, help="score each validation image with its prompt by this CLIP")
+    p.add_argument("--no-masked-loss", action="store_true",
+                   help="train on every pixel, even where the dataset's masks (<stem>.mask.png) are black")
+    p.add_argument("--unmasked-weight", type=float, default=None,
+                   help="loss weight of the masks' black pixels (default 0: not learnt; OneTrainer uses 0.1)")
     p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
@@ -70,6 +74,7 @@ def _resume(args, studio):
     others = [f"--{flag.replace('_', '-')}" for flag in _FIELDS if flag not in ("out", "epochs", "steps", "lr")
               and getattr(args, flag) is not None]
     others += ["--preset"] * bool(args.preset) + ["--config"] * (args.config is not None)
+    others += ["--no-masked-loss"] * args.no_masked_loss
     if others:
         raise ValueError(f"a resumed run keeps its settings: only --epochs, --steps and --lr can change, not "
                          f"{', '.join(others)}")
@@ -88,6 +93,8 @@ def config_from_args(args):
         given["max_steps"] = 0  # epochs asked for by name rule over a preset's or config's step count
     if args.class_prompt is not None:
         given["prior_preservation"] = True
+    if args.no_masked_loss:
+        given["masked_loss"] = False
     base = RunConfig.load(args.config) if args.config is not None else None
     if base is None:
         for flag, field in (("out", "name"), ("dataset", "dataset")):

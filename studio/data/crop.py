@@ -91,24 +91,49 @@ def frame(image: Image.Image, subject: Face | None, settings: CropSettings) -> F
     return Framed(cut, box, flags)
 
 
+def _blur_region(face: Face, size: tuple[int, int]):
+    """Where a face's blur goes: its box grown by 30% (clipped to the picture), and the blur radius; None when the
+    grown box lies outside the picture."""
+    grow_w, grow_h = face.width * 0.3, face.height * 0.3
+    left, top = max(0, int(face.box[0] - grow_w)), max(0, int(face.box[1] - grow_h))
+    right, bottom = min(size[0], int(face.box[2] + grow_w)), min(size[1], int(face.box[3] + grow_h))
+    if right <= left or bottom <= top:
+        return None
+    return (left, top, right, bottom), max(6.0, max(face.width, face.height) / 4)
+
+
+def _soft_ellipse(size: tuple[int, int], radius: float) -> Image.Image:
+    mask = Image.new("L", size, 0)
+    ImageDraw.Draw(mask).ellipse((0, 0, size[0] - 1, size[1] - 1), fill=255)
+    return mask.filter(ImageFilter.GaussianBlur(max(2.0, radius / 4)))
+
+
 def blur_faces(image: Image.Image, faces: list[Face]) -> Image.Image:
     """A copy of `image` with each face's box (grown by 30%) blurred past recognition inside a soft ellipse."""
     out = image.copy()
     for face in faces:
-        grow_w, grow_h = face.width * 0.3, face.height * 0.3
-        left, top = max(0, int(face.box[0] - grow_w)), max(0, int(face.box[1] - grow_h))
-        right, bottom = min(image.width, int(face.box[2] + grow_w)), min(image.height, int(face.box[3] + grow_h))
-        if right <= left or bottom <= top:
+        found = _blur_region(face, image.size)
+        if found is None:
             continue
+        (left, top, right, bottom), radius = found
         region = out.crop((left, top, right, bottom))
-        radius = max(6.0, max(face.width, face.height) / 4)
         blurred = region.resize((max(1, region.width // 8), max(1, region.height // 8)), Image.Resampling.BILINEAR)
         blurred = blurred.resize(region.size, Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(radius))
-        mask = Image.new("L", region.size, 0)
-        ImageDraw.Draw(mask).ellipse((0, 0, region.width - 1, region.height - 1), fill=255)
-        mask = mask.filter(ImageFilter.GaussianBlur(max(2.0, radius / 4)))
-        out.paste(blurred, (left, top), mask)
+        out.paste(blurred, (left, top), _soft_ellipse(region.size, radius))
     return out
+
+
+def blurred_area(size: tuple[int, int], faces: list[Face]) -> Image.Image:
+    """An "L" picture of `size`: 255 wherever blur_faces changes a pixel (its soft ellipses, fringe included), else 0."""
+    area = Image.new("L", size, 0)
+    for face in faces:
+        found = _blur_region(face, size)
+        if found is None:
+            continue
+        (left, top, right, bottom), radius = found
+        ellipse = _soft_ellipse((right - left, bottom - top), radius).point(lambda v: 255 if v > 0 else 0)
+        area.paste(255, (left, top), ellipse)
+    return area
 
 
 def inside(face: Face, box: tuple[int, int, int, int]) -> bool:

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from studio.data.captions import CaptionEdit, edit_caption, starts_with_trigger
+from studio.data.masks import is_mask, mask_path, mask_png, painted_mask, read_mask
 from studio.faces.detect import Face
-from studio.fileio import atomic_path, temp_dir, write_json, write_text
+from studio.fileio import atomic_path, temp_dir, write_bytes, write_json, write_text
 from studio.names import check_name
 from studio.settings import Settings
 
@@ -56,8 +57,9 @@ def _is_name(text: str) -> bool:
 
 
 def _pictures(folder: Path) -> list[Path]:
+    """The training pictures of a folder: not hidden, and not the masks beside them (`<stem>.mask.png`)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith("."))
+                  and not p.name.startswith(".") and not is_mask(p))
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,13 @@ class CaptionedImage:
     caption: str
     width: int
     height: int
+    mask: Path | None = None  # `<stem>.mask.png` beside it, when there is one (see studio/data/masks.py)
 
 
 def captioned_images(folder: Path, trigger: str) -> list[CaptionedImage]:
-    """The pictures of a dataset folder with their captions: kohya's `<stem>.txt` sidecar, else metadata.csv's text,
-    else the trigger word alone. A caption that lacks the trigger word gets it in front, so it is always learnt."""
+    """The pictures of a dataset folder with their captions (kohya's `<stem>.txt` sidecar, else metadata.csv's text,
+    else the trigger word alone) and masks. A caption that lacks the trigger word gets it in front, so it is always
+    learnt."""
     from PIL import Image
 
     table = {}
@@ -88,7 +92,8 @@ def captioned_images(folder: Path, trigger: str) -> list[CaptionedImage]:
             caption = f"{trigger}, {caption}" if caption else trigger
         with Image.open(path) as im:
             width, height = im.size
-        items.append(CaptionedImage(path, caption, width, height))
+        mask = mask_path(path)
+        items.append(CaptionedImage(path, caption, width, height, mask if mask.is_file() else None))
     if not items:
         raise ValueError(f"`dataset` folder {folder} has no pictures ({', '.join(IMAGE_SUFFIXES)})")
     return items
@@ -121,6 +126,7 @@ class DatasetImage:
     to_reference: float | None = None  # sim-score against the reference pictures
     flags: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    mask: str | None = None  # its mask's file name (0001.mask.png), when it has one
 
     @property
     def encoding(self) -> np.ndarray | None:
@@ -130,13 +136,15 @@ class DatasetImage:
         return {"file_name": self.file_name, "caption": self.caption, "source": self.source, "original": self.original,
                 "sha256": self.sha256, "crop_box": list(self.crop_box), "size": list(self.size),
                 "faces": [f.to_json() for f in self.faces], "subject": self.subject, "blurred": self.blurred,
-                "to_set": self.to_set, "to_reference": self.to_reference, "flags": self.flags, "notes": self.notes}
+                "to_set": self.to_set, "to_reference": self.to_reference, "flags": self.flags, "notes": self.notes,
+                "mask": self.mask}
 
     @classmethod
     def from_json(cls, d: dict) -> "DatasetImage":
         return cls(d["file_name"], d["caption"], d["source"], d.get("original"), d["sha256"], tuple(d["crop_box"]),
                    tuple(d["size"]), [Face.from_json(f) for f in d.get("faces", [])], d.get("subject"),
-                   d.get("blurred", 0), d.get("to_set"), d.get("to_reference"), d.get("flags", []), d.get("notes", []))
+                   d.get("blurred", 0), d.get("to_set"), d.get("to_reference"), d.get("flags", []), d.get("notes", []),
+                   d.get("mask"))
 
 
 @dataclass
@@ -222,12 +230,14 @@ def list_datasets(settings: Settings) -> list[DatasetSummary]:
 
 
 def metadata_csv(images: list[DatasetImage]) -> str:
-    """diffusers imagefolder captions: file_name,text."""
+    """diffusers imagefolder captions: file_name,text; with masks also mask_file_name, which the `datasets`
+    imagefolder loader reads as a second image column ("mask") instead of taking the masks for pictures."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file_name", "text"])
+    masked = any(im.mask for im in images)
+    writer.writerow(["file_name", "mask_file_name", "text"] if masked else ["file_name", "text"])
     for im in images:
-        writer.writerow([im.file_name, im.caption])
+        writer.writerow([im.file_name, im.mask or "", im.caption] if masked else [im.file_name, im.caption])
     return buffer.getvalue()
 
 
@@ -275,8 +285,24 @@ def drop_images(settings: Settings, name: str, file_names: list[str]) -> Dataset
     dataset.images = [im for im in dataset.images if im.file_name not in file_names]
     save_dataset(dataset)  # the list first, so a crash never leaves a caption naming a missing picture
     for im in dropped:
-        for path in (dataset.path(im), dataset.folder / (Path(im.file_name).stem + ".txt")):
+        picture = dataset.path(im)
+        for path in (picture, dataset.folder / (Path(im.file_name).stem + ".txt"), mask_path(picture)):
             path.unlink(missing_ok=True)
+    return dataset
+
+
+def set_mask(settings: Settings, name: str, file_name: str, ignored) -> Dataset:
+    """Paint a picture's mask by hand: `ignored` ("L", 255 = do not learn these pixels) becomes black in
+    `<stem>.mask.png`; what was black and is no longer painted is learnt again; grey weights elsewhere stay."""
+    dataset = load_dataset(settings, name)
+    image = next((im for im in dataset.images if im.file_name == file_name), None)
+    if image is None:
+        raise ValueError(f"dataset {name!r} has no picture {file_name!r}")
+    target = mask_path(dataset.path(image))
+    old = read_mask(target, tuple(image.size)) if target.is_file() else None
+    write_bytes(target, mask_png(painted_mask(old, ignored, tuple(image.size))))
+    image.mask = target.name
+    save_dataset(dataset)
     return dataset
 
 
@@ -288,8 +314,13 @@ def delete_dataset(settings: Settings, name: str) -> None:
 
 
 def export_dataset(settings: Settings, name: str, include_originals: bool = False) -> Path:
-    """Zip the dataset to workspace/exports/<name>.zip; uploads (with unblurred bystanders) only when asked."""
+    """Zip the dataset to workspace/exports/<name>.zip, masks included; the uploads only when asked (and never
+    uploads that show bystanders unblurred: a dataset protected before its uploads were kept blurred refuses)."""
     dataset = load_dataset(settings, name)
+    if include_originals and dataset.settings.get("blur_bystanders") and not dataset.settings.get("originals_blurred"):
+        raise ValueError(f"`include_originals` is refused for dataset {name!r}: it was prepared with \"Protect "
+                         f"bystanders\" by an earlier version, whose {ORIGINALS}/ kept the uploads with bystanders' "
+                         f"faces unblurred; export it without them (or prepare it again)")
     target = settings.workspace_dir / "exports" / f"{dataset.name}.zip"
     with atomic_path(target) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -11,11 +11,13 @@ import numpy as np
 from studio.data.captions import DEFAULT_TEMPLATE, CaptionRequest, caption_images
 from studio.data.crop import CropSettings, blur_faces, frame, inside
 from studio.data.facecache import DetectSettings
+from studio.data.masks import (DEFAULT_BACKGROUND_WEIGHT, check_subject_mask, framed_mask, mask_path, mask_png,
+                               original_layers)
 from studio.data.ingest import Limits, LoadedImage, Refusal, collect, load_image, near_duplicates
 from studio.data.scan import Scanned, auto_workers, scan
 from studio.data.library import ORIGINALS, Dataset, DatasetImage, dataset_folder, save_dataset
 from studio.names import check_name
-from studio.faces.detect import Face
+from studio.faces.detect import CANDIDATE_SCORE, Face
 from studio.faces.identity import DEFAULT_TOLERANCE, check_identity, encode_reference, face_distance, sim_score
 from studio.fileio import temp_dir, write_bytes
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
@@ -30,12 +32,18 @@ class PrepareRequest:
     size: int = 512  # 512 (SD 1.x), 768 (SD 2.x) or 1024 (SDXL)
     crop: str = "face"  # face | center | keep-aspect
     margin: float = 1.0  # room around the face, in face widths
+    # Protect bystanders: blur other people's faces in the training pictures, and write a mask per picture
+    # (<stem>.mask.png) that marks those faces black, so training learns neither them nor the blur.
     blur_bystanders: bool = False
+    subject_mask: str = "none"  # none | face | person: also dim everything but the subject's face or person...
+    background_weight: float = DEFAULT_BACKGROUND_WEIGHT  # ...to this loss weight (OneTrainer's default 0.1)
     reference: tuple[Path, ...] = ()  # pictures (or folders) of the subject, to tell them from bystanders
     tolerance: float = DEFAULT_TOLERANCE
     captioner: str = "template"  # template | blip | florence2
     template: str = DEFAULT_TEMPLATE
-    keep_originals: bool = True  # copy each upload, as uploaded, to .originals/
+    # Copy each upload, as uploaded, to .originals/ (with blur_bystanders: the upload with their faces blurred,
+    # wherever it has bystanders, so no stored picture shows them)
+    keep_originals: bool = True
     limits: Limits | None = None  # None: Limits(max_pixels=the studio's Settings.max_image_pixels)
     detect: DetectSettings = DetectSettings()
     workers: int = -1  # processes for the face work: -1 decides by batch size and cores, 0 this process only
@@ -50,8 +58,14 @@ class PrepareRequest:
             raise ValueError(f"`workers` must be -1 (automatic), 0 (none) or up to 32 but is {self.workers}")
         if not 0.0 < self.tolerance < 2.0:
             raise ValueError(f"`tolerance` must be between 0 and 2 but is {self.tolerance}")
+        check_subject_mask(self.subject_mask, self.background_weight)
         # building these checks size, crop and margin, then trigger, class word and captioner (ValueError)
         _ = (self.crop_settings, self.caption_request)
+
+    @property
+    def masks(self) -> bool:
+        """Whether every training picture gets a mask."""
+        return self.blur_bystanders or self.subject_mask != "none"
 
     @property
     def crop_settings(self) -> CropSettings:
@@ -66,7 +80,8 @@ class PrepareRequest:
         d = asdict(self)
         for key in ("inputs", "reference", "limits", "detect", "workers"):
             d.pop(key)
-        d.update(detect=asdict(self.detect), reference_count=len(self.reference))
+        d.update(detect=asdict(self.detect), reference_count=len(self.reference),
+                 originals_blurred=self.blur_bystanders and self.keep_originals)
         return d
 
 
@@ -88,7 +103,10 @@ class PrepareResult:
         lines += [f"refused  {r.name}: {r.reason}" for r in self.refused]
         lines += [f"flagged  {im.file_name} ({im.source}): {'; '.join(im.flags)}" for im in self.flagged]
         lines += [f"blurred  {im.file_name} ({im.source}): {im.blurred} other {'face' if im.blurred == 1 else 'faces'}"
-                  for im in self.dataset.images if im.blurred]
+                  " (masked out of training)" for im in self.dataset.images if im.blurred]
+        masked = sum(1 for im in self.dataset.images if im.mask)
+        if masked:
+            lines.append(f"masks    {masked} written (<stem>.mask.png: white is learnt, black is not)")
         lines += [f"ignored  {r.name}: {r.reason}" for r in self.ignored]
         return "\n".join(lines)
 
@@ -179,18 +197,29 @@ def _frame_one(i: int, item: Scanned, row, loaded: LoadedImage, rows, accepted, 
     framed = frame(image, subject, request.crop_settings)
     file_name = f"{i + 1:04d}.png"
     write_bytes(build / file_name, _png(framed.image))
+    mask = None
+    if request.masks:  # made in the original's pixels, cut and resized with the picture's own box
+        others = [f for k, f in enumerate(item.faces) if k != row.subject and f.score >= CANDIDATE_SCORE]
+        layers = original_layers(loaded.image, bystanders if request.blur_bystanders else [], subject,
+                                 subject_mask=request.subject_mask, background_weight=request.background_weight,
+                                 others=others)
+        mask = mask_path(build / file_name).name
+        write_bytes(build / mask, mask_png(framed_mask(layers, framed.box, framed.image.size)))
     original = None
     if request.keep_originals:
-        original = f"{ORIGINALS}/{i + 1:04d}-{_safe(Path(item.source).stem)}{loaded.suffix}"
-        write_bytes(build / original, loaded.data)
+        data, suffix = (loaded.data, loaded.suffix) if image is loaded.image else _encoded(image, loaded.suffix)
+        original = f"{ORIGINALS}/{i + 1:04d}-{_safe(Path(item.source).stem)}{suffix}"
+        write_bytes(build / original, data)
     flags = [f for f in row.flags if not (f == "no face" and "no face found: centre crop" in framed.flags)]
     blurred = sum(inside(f, framed.box) for f in bystanders) if request.blur_bystanders else 0
     notes = list(item.notes)
     if bystanders and not request.blur_bystanders:
         notes.append(f"{len(bystanders)} other people's faces not blurred (blur is off)")
+    if request.subject_mask != "none" and subject is None:
+        notes.append(f"no face found: its mask learns the whole picture, not only the subject's {request.subject_mask}")
     return DatasetImage(file_name, "", item.source, original, item.sha256, framed.box, framed.image.size,
                         item.faces, row.subject, blurred, row.to_set, row.to_reference,
-                        flags + framed.flags + item.flags, notes)
+                        flags + framed.flags + item.flags, notes, mask)
 
 
 def _bystanders(i: int, faces: list[Face], subject: int | None, rows, accepted, reference, tolerance: float) -> list[Face]:
@@ -232,6 +261,18 @@ def _png(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=1)  # level 6 costs ~5x the time for ~10% smaller photos
     return buffer.getvalue()
+
+
+def _encoded(image, suffix: str) -> tuple[bytes, str]:
+    """A blurred upload, kept in its own kind of file: JPEG at quality 95 for a JPEG, else PNG."""
+    import io
+
+    buffer = io.BytesIO()
+    if suffix.lower() in (".jpg", ".jpeg"):
+        image.save(buffer, "JPEG", quality=95)
+        return buffer.getvalue(), suffix
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue(), ".png"
 
 
 def _safe(stem: str) -> str:

@@ -54,6 +54,20 @@ class HashCache:
             fileio.write_json(self.cache_file, entries)
         return digest
 
+    def forget(self, paths: list[Path]) -> int:
+        """Drop the entries of these files (and of files under these folders); returns how many went. Call it with
+        paths as they were before the files were removed (the entries are keyed by resolved path)."""
+        gone = [str(Path(p).resolve()) for p in paths]
+        with _lock:
+            entries = self._load()
+            kept = {k: v for k, v in entries.items()
+                    if not any(k.split("|")[0] == g or k.startswith(g.rstrip("/") + "/") for g in gone)}
+            dropped = len(entries) - len(kept)
+            if dropped:
+                self._entries = kept
+                fileio.write_json(self.cache_file, kept)
+        return dropped
+
     def model_hash(self, path: Path) -> str:
         return self.sha256(path)[:10]
 

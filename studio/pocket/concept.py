@@ -6,6 +6,8 @@ The walkthrough (README, docs/pocket.md):
     python -m studio pocket concept zq                  # workspace/datasets/zq: 8 stars captioned "a red zq ..."
     python -m studio train --preset pocket --dataset zq --out zq --trigger zq
     python -m studio pocket check "a red zq on a white background" --lora zq --seeds 20
+
+With `bystander=True` the drawings carry a blurred "bystander" and its mask (studio/pocket/bystander.py).
 """
 
 from __future__ import annotations
@@ -39,19 +41,27 @@ def concept_images(trigger: str = "zq", shape: str = "star", count: int = 8, see
     return out
 
 
-def write_concept_dataset(folder: Path, trigger: str = "zq", shape: str = "star", count: int = 8) -> list[Path]:
-    """Write the drawings as PNGs with kohya `.txt` captions into `folder` (a new or empty folder)."""
+def write_concept_dataset(folder: Path, trigger: str = "zq", shape: str = "star", count: int = 8,
+                          bystander: bool = False) -> list[Path]:
+    """Write the drawings as PNGs with kohya `.txt` captions into `folder` (a new or empty folder); with `bystander`,
+    the blurred-head drawings of bystander_images and their masks (`<stem>.mask.png`)."""
+    from studio.data.masks import mask_path, mask_png
+    from studio.pocket.bystander import bystander_images
+
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise ValueError(f"`folder` {folder} is not empty: choose a new dataset name (nothing was written)")
-    examples = concept_images(trigger, shape, count)
+    examples = (bystander_images(trigger, shape, count) if bystander else
+                [(image, caption, None) for image, caption in concept_images(trigger, shape, count)])
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for i, (image, caption) in enumerate(examples):
+    for i, (image, caption, mask) in enumerate(examples):
         path = folder / f"{trigger}_{i:02d}.png"
         with fileio.atomic_path(path) as tmp:
             image.save(tmp, format="PNG")
         fileio.write_text(path.with_suffix(".txt"), caption + "\n")
+        if mask is not None:
+            fileio.write_bytes(mask_path(path), mask_png(mask))
         written.append(path)
     return written
 

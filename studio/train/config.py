@@ -80,6 +80,10 @@ class RunConfig:
     # ---- loss ----
     min_snr_gamma: float = 0.0  # 0 off; 5 as in seed 002 (Hang et al. 2023) weighs down easy, low-noise steps
     noise_offset: float = 0.0  # 0.1 in seed 002: lets the model learn darker and brighter images
+    # Weigh the loss by the dataset's masks (<stem>.mask.png: the Dataset tab's "Protect bystanders" and subject
+    # masks, or painted by hand) when it has them; black pixels then weigh `unmasked_weight` (0: not learnt at all).
+    masked_loss: bool = True
+    unmasked_weight: float = 0.0
 
     # ---- FLUX.1 (flow matching) ----
     # How noise levels (sigmas) are drawn: sigmoid = sigmoid(N(0, 1)) as kohya's; logit-normal = sigmoid(N(logit_mean,
@@ -160,6 +164,8 @@ class RunConfig:
                      "guard_loss_factor"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
+        if not 0 <= self.unmasked_weight <= 1:
+            raise ValueError(f"`unmasked_weight` must be between 0 and 1 but is {self.unmasked_weight}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"`dropout` must be in [0, 1) but is {self.dropout}")
         if self.lr_scheduler not in SCHEDULERS:

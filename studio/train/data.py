@@ -1,4 +1,5 @@
-"""Training data: a dataset's pictures as training items, aspect-ratio buckets, augmentations, and the epoch plan."""
+"""Training data: a dataset's pictures (and masks) as training items, aspect-ratio buckets, augmentations, and the
+epoch plan."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class TrainItem:
     caption: str
     width: int
     height: int
+    mask: Path | None = None  # <stem>.mask.png: the loss weight of each pixel (white 1, black 0)
 
     def bucket(self, resolution: int, buckets: bool) -> tuple[int, int]:
         return bucket_for(self.width, self.height, resolution) if buckets else (resolution, resolution)
@@ -34,7 +36,7 @@ class Sample:
 
 def load_items(folder: Path, trigger: str) -> list[TrainItem]:
     """The dataset folder's pictures and captions (read by studio.data.library, as every tab reads them)."""
-    return [TrainItem(c.path, c.caption, c.width, c.height) for c in captioned_images(Path(folder), trigger)]
+    return [TrainItem(c.path, c.caption, c.width, c.height, c.mask) for c in captioned_images(Path(folder), trigger)]
 
 
 def bucket_for(width: int, height: int, resolution: int) -> tuple[int, int]:
@@ -53,6 +55,19 @@ def bucket_for(width: int, height: int, resolution: int) -> tuple[int, int]:
     return best
 
 
+def _fit(im, size: tuple[int, int], flip: bool, resample):
+    """`im` resized to cover `size`, center-cropped to it, maybe mirrored: what load_pixels and load_mask both do, so a
+    mask always lands on its picture's pixels. Returns the picture and the crop's (top, left)."""
+    from PIL import ImageOps
+
+    width, height = size
+    scale = max(width / im.width, height / im.height)
+    resized = im.resize((max(width, round(im.width * scale)), max(height, round(im.height * scale))), resample)
+    left, top = (resized.width - width) // 2, (resized.height - height) // 2
+    im = resized.crop((left, top, left + width, top + height))
+    return (ImageOps.mirror(im) if flip else im), (top, left)
+
+
 def load_pixels(item: TrainItem, size: tuple[int, int], flip: bool):
     """The image resized to cover `size` (LANCZOS, as seed 002), center-cropped, maybe flipped: a (3, H, W) tensor
     in [-1, 1], plus SDXL's size conditioning (original h, w, crop top, crop left)."""
@@ -60,17 +75,47 @@ def load_pixels(item: TrainItem, size: tuple[int, int], flip: bool):
     import torch
     from PIL import Image, ImageOps
 
-    width, height = size
     with Image.open(item.path) as im:
         im = ImageOps.exif_transpose(im).convert("RGB")
-    scale = max(width / im.width, height / im.height)
-    resized = im.resize((max(width, round(im.width * scale)), max(height, round(im.height * scale))), Image.LANCZOS)
-    left, top = (resized.width - width) // 2, (resized.height - height) // 2
-    im = resized.crop((left, top, left + width, top + height))
-    if flip:
-        im = ImageOps.mirror(im)
+    im, (top, left) = _fit(im, size, flip, Image.LANCZOS)
     pixels = torch.from_numpy(np.asarray(im, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)  # (3, H, W)
     return pixels.contiguous(), (item.height, item.width, top, left)
+
+
+def load_mask(item: TrainItem, size: tuple[int, int], flip: bool):
+    """The item's mask, cut and flipped exactly as load_pixels cuts its picture: a (1, H, W) tensor of loss weights in
+    [0, 1] (area-averaged where it is shrunk), or None when the item has no mask."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    from studio.data.masks import read_mask
+
+    if item.mask is None:
+        return None
+    with Image.open(item.path) as im:
+        upright = ImageOps.exif_transpose(im).size
+    mask, _ = _fit(read_mask(item.mask, upright), size, flip, Image.BOX)
+    return torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0)[None].contiguous()  # (1, H, W)
+
+
+def latent_mask(mask, latent_size: tuple[int, int]):
+    """A (1, H, W) pixel mask at the latents' (h, w): each latent pixel takes the smallest weight of the pixels it
+    covers, so a latent that sees any ignored pixel is ignored too (the blur never leaks in at the edges)."""
+    import torch.nn.functional as F
+
+    return -F.adaptive_max_pool2d(-mask[None], latent_size)[0]  # (1, h, w)
+
+
+def mask_note(items: list[TrainItem], masked_loss: bool, unmasked_weight: float) -> str:
+    """What the run log says about masks: used (how many, at which weight), off, or absent."""
+    with_mask = sum(1 for i in items if i.mask is not None)
+    if not with_mask:
+        return "masked loss: the dataset has no masks (<stem>.mask.png), every pixel counts"
+    if not masked_loss:
+        return f"masked loss off: the {with_mask} masks of the dataset are not used"
+    return (f"masked loss: {with_mask} of {len(items)} pictures have masks; black pixels weigh {unmasked_weight:g}, "
+            f"white 1, normalised per picture by its mask's total weight")
 
 
 def shuffled_caption(caption: str, keep_tokens: int, rng: random.Random) -> str:
@@ -116,4 +161,6 @@ def dataset_hash(items: list[TrainItem]) -> str:
         h.update(item.path.name.encode())
         h.update(item.path.read_bytes())
         h.update(item.caption.encode())
+        if item.mask is not None:
+            h.update(item.mask.read_bytes())
     return h.hexdigest()[:16]

@@ -1,7 +1,9 @@
 """VAE latents and text embeddings of a dataset, computed once and kept on disk while the data and settings stay the same.
 
-The cache key covers the base model, the images (name, size, mtime), the resolution and bucketing, and whether flipped
-copies are needed, so changing any of them computes a new cache rather than reusing a wrong one.
+The cache key covers the base model, the images (name, size, mtime) and, for a masked run, their masks, the resolution
+and bucketing, and whether flipped copies are needed, so changing any of them computes a new cache rather than reusing
+a wrong one. Masks are kept beside the latents at latent size. Each file's header names the dataset folder it was made
+from (`studio.dataset`), so deleting a subject can find the caches derived from their pictures.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 from pathlib import Path
 
 from studio import fileio
-from studio.train.data import TrainItem, load_pixels
+from studio.train.data import TrainItem, latent_mask, load_mask, load_pixels
 from studio.train.parts import Conditioning, Parts, encode_text
 
 
@@ -26,17 +28,29 @@ def _model_stamp(parts: Parts) -> list:
     return [parts.base_id, str(path), path.stat().st_mtime if path.exists() else 0]
 
 
-class Latents:
-    """Latent distributions (mean, std), each (C, h, w), per (item, flipped). Encoded on demand when not cached."""
+def owner(items: list[TrainItem]) -> dict[str, str]:
+    """The header that says which dataset folder a cache was made from."""
+    return {"studio.dataset": str(items[0].path.parent.resolve())} if items else {}
 
-    def __init__(self, parts: Parts, items: list[TrainItem], *, resolution: int, buckets: bool):
+
+class Latents:
+    """Latent distributions (mean, std), each (C, h, w), per (item, flipped), and with `masks` the items' masks at
+    latent size, (1, h, w). Encoded on demand when not cached."""
+
+    def __init__(self, parts: Parts, items: list[TrainItem], *, resolution: int, buckets: bool, masks: bool = False):
         self.parts, self.items, self.resolution, self.buckets = parts, items, resolution, buckets
+        self.masked = masks and any(i.mask is not None for i in items)
         self.table: dict[tuple[int, bool], tuple] = {}
+        self.masks: dict[tuple[int, bool], object] = {}  # (1, h, w) loss weights, for items with a mask
         self.sizes: dict[int, tuple] = {}  # SDXL size conditioning per item
 
     def cache_file(self, cache_dir: Path, flips: bool) -> Path:
         images = [[i.path.name, i.path.stat().st_size, i.path.stat().st_mtime] for i in self.items]
-        return cache_dir / f"latents-{_key(_model_stamp(self.parts), images, self.resolution, self.buckets, flips)}.safetensors"
+        key = [_model_stamp(self.parts), images, self.resolution, self.buckets, flips]
+        if self.masked:  # unmasked runs keep the key they always had
+            key.append([[i.mask.name, i.mask.stat().st_size, i.mask.stat().st_mtime] if i.mask else None
+                        for i in self.items])
+        return cache_dir / f"latents-{_key(*key)}.safetensors"
 
     def fill(self, cache_dir: Path, flips: bool, progress) -> bool:
         """Load the cache file or encode every image (and its mirror when `flips`) and write it; True if it was read."""
@@ -50,6 +64,8 @@ class Latents:
                 index, flip, what = key.split(":")
                 if what == "size":
                     self.sizes[int(index)] = tuple(int(x) for x in value.tolist())
+                elif what == "mask":
+                    self.masks[(int(index), flip == "1")] = value
                 else:
                     entry = self.table.setdefault((int(index), flip == "1"), [None, None])
                     entry[0 if what == "mean" else 1] = value
@@ -62,10 +78,12 @@ class Latents:
                 mean, std = self.encode(index, flip)
                 self.table[(index, flip)] = (mean, std)
                 state[f"{index}:{int(flip)}:mean"], state[f"{index}:{int(flip)}:std"] = mean, std
+                if (index, flip) in self.masks:
+                    state[f"{index}:{int(flip)}:mask"] = self.masks[(index, flip)]
             state[f"{index}:0:size"] = torch.tensor(self.sizes[index])
             progress((index + 1) / len(self.items), f"caching latents {index + 1}/{len(self.items)}")
         with fileio.atomic_path(path) as tmp:
-            save_file(state, str(tmp))
+            save_file(state, str(tmp), metadata=owner(self.items))
         return False
 
     def encode(self, index: int, flip: bool):
@@ -78,7 +96,11 @@ class Latents:
         vae = self.parts.vae
         with torch.no_grad():
             dist = vae.encode(pixels[None].to(vae.device, vae.dtype)).latent_dist
-        return dist.mean[0].float().cpu().contiguous(), dist.std[0].float().cpu().contiguous()
+        mean = dist.mean[0].float().cpu().contiguous()
+        if self.masked and item.mask is not None:  # the same cut and flip as the picture, then at latent size
+            pixel_mask = load_mask(item, item.bucket(self.resolution, self.buckets), flip)
+            self.masks[(index, flip)] = latent_mask(pixel_mask, tuple(mean.shape[-2:])).contiguous()
+        return mean, dist.std[0].float().cpu().contiguous()
 
     def batch(self, indices: list[int], flips: list[bool]):
         """(mean, std), each (B, C, h, w), for a micro-batch; from the cache or freshly encoded."""
@@ -86,6 +108,18 @@ class Latents:
 
         pairs = [self.table.get((i, f)) or self.encode(i, f) for i, f in zip(indices, flips)]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    def mask_batch(self, indices: list[int], flips: list[bool], latent_size: tuple[int, int]):
+        """(B, 1, h, w) loss weights for a micro-batch (all ones for an item without a mask), or None when the run
+        is not masked or no item of the batch has a mask. Call after batch(), which fills what is not cached."""
+        import torch
+
+        if not self.masked:
+            return None
+        found = [self.masks.get((i, f)) for i, f in zip(indices, flips)]
+        if all(m is None for m in found):
+            return None
+        return torch.stack([m if m is not None else torch.ones((1, *latent_size)) for m in found])
 
 
 class TextEmbeddings:
@@ -96,7 +130,7 @@ class TextEmbeddings:
         self.parts, self.max_sequence_length = parts, max_sequence_length
         self.table: dict[str, Conditioning] = {}
 
-    def fill(self, cache_dir: Path, captions: list[str]) -> bool:
+    def fill(self, cache_dir: Path, captions: list[str], made_from: dict[str, str] | None = None) -> bool:
         import torch
         from safetensors.torch import load_file, save_file
 
@@ -117,7 +151,7 @@ class TextEmbeddings:
                     state[f"{i}:pooled"] = cond.pooled[0].float().cpu().contiguous()
                 self.table[caption] = Conditioning(state[f"{i}:hidden"], state.get(f"{i}:pooled"))
         with fileio.atomic_path(path) as tmp:
-            save_file(state, str(tmp))
+            save_file(state, str(tmp), metadata=made_from)
         return False
 
     def batch(self, captions: list[str]) -> Conditioning:

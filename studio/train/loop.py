@@ -19,9 +19,9 @@ from studio.models.families import Family
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
-from studio.train.latents import Latents, TextEmbeddings
+from studio.train.latents import Latents, TextEmbeddings, owner
 from studio.train.methods import TEXT_PREFIXES, make_method
-from studio.train.objectives import make_objective, reduce
+from studio.train.objectives import make_objective, mask_weights, reduce
 from studio.train.parts import (encode_text, keep_frozen_in, load_denoiser, load_parts, remember_prompts)
 from studio.train.runlog import RunLog
 from studio.train.setup import (MAX_GRAD_NORM, TrainingDiverged, diverged, make_accelerator, make_optimizer,
@@ -86,7 +86,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         class_items = [data.TrainItem(p, config.class_prompt, config.resolution, config.resolution) for p in paths]
 
     # 3. Latents and text embeddings: cached once when the augmentations allow it
-    latents = Latents(parts, items, resolution=config.resolution, buckets=config.buckets)
+    latents = Latents(parts, items, resolution=config.resolution, buckets=config.buckets, masks=config.masked_loss)
+    log.event("message", text=data.mask_note(items, config.masked_loss, config.unmasked_weight))
     class_latents = Latents(parts, class_items, resolution=config.resolution, buckets=False)
     texts = None
     trains_text = method.trains_text if method is not None else False
@@ -97,7 +98,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         log.event("message", text=f"latents {'read from cache' if found else 'cached'}")
         if not trains_text and not config.shuffle_captions:
             texts = TextEmbeddings(parts, config.max_sequence_length)
-            texts.fill(cache_dir, [caption(i.caption) for i in items + class_items])
+            texts.fill(cache_dir, [caption(i.caption) for i in items + class_items], made_from=owner(items))
     if staged:
         remember_prompts(parts, [caption(p) for p in config.prompts()], config.max_sequence_length)
         parts.drop_text_encoders()
@@ -191,7 +192,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             lat = lat.to(memory_format=torch.channels_last)
         error, weight = objective.loss_map(denoiser, lat, cond, [sizes[s.index] for s in samples], target,
                                            generator, accelerator.autocast)
-        return reduce(error, weight)
+        mask = loader.mask_batch([s.index for s in samples], [s.flip for s in samples], tuple(mean.shape[-2:]))
+        return reduce(error, weight, mask_weights(mask, config.unmasked_weight))
 
     def base_loss() -> float:
         """The untouched model's mean loss over epoch 1's first micro-batches (about 16 images), with noise from a

@@ -1,4 +1,5 @@
-"""Dataset tab: upload photos, prepare a training set, edit captions, run the identity check, export or delete."""
+"""Dataset tab: upload photos, prepare a training set (bystanders protected: blurred and masked out of training), edit
+captions and masks, run the identity check, export, or delete the subject everywhere."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from studio import data
 from studio.data.captions import CAPTIONER_NAMES, DEFAULT_TEMPLATE
 from studio.data.check import DROP_FLAGS
 from studio.data.crop import CROP_MODES, SIZES
+from studio.data.masks import DEFAULT_BACKGROUND_WEIGHT, SUBJECT_MASKS, mask_path, overlay, read_mask
 from studio.data.prepare import default_size
 from studio.faces import DEFAULT_TOLERANCE
 from studio.progress import Cancelled
@@ -24,8 +26,8 @@ def build(ctx: TabContext) -> TabRefresh:
     studio = ctx.studio
     # 1. Prepare
     gr.Markdown("Drop 5 to 300 photos of one subject (or a .zip). You get square crops around the subject's face, "
-                "other people's faces blurred, a caption per picture that starts with your trigger word, "
-                "and a check of which photos may not show the same person.")
+                "other people's faces blurred and masked out of training, a caption per picture that starts with "
+                "your trigger word, and a check of which photos may not show the same person.")
     with gr.Row():
         with gr.Column(scale=2):
             files = gr.File(file_count="multiple", file_types=[".jpg", ".jpeg", ".png", ".webp", ".zip"],
@@ -45,7 +47,13 @@ def build(ctx: TabContext) -> TabRefresh:
                 margin = gr.Slider(0.0, 4.0, value=1.0, step=0.25, label="Margin around the face (face widths)")
                 tolerance = gr.Slider(0.2, 0.8, value=DEFAULT_TOLERANCE, step=0.01, label="Face distance tolerance",
                                       info="above it a photo is flagged as maybe someone else (seed: 0.40)")
-            blur = gr.Checkbox(True, label="Blur other people's faces")
+            blur = gr.Checkbox(True, label="Protect bystanders",
+                               info="blur other people's faces, and mask them (and the blur) out of training")
+            with gr.Row():
+                subject_mask = gr.Radio(list(SUBJECT_MASKS), value="none", label="Subject mask",
+                                        info="face / person: learn mostly the subject, the rest at the weight below")
+                background_weight = gr.Slider(0.0, 1.0, value=DEFAULT_BACKGROUND_WEIGHT, step=0.05,
+                                              label="Weight of the rest", info="OneTrainer's default: 0.1")
             with gr.Row():
                 captioner = gr.Radio(list(CAPTIONER_NAMES), value="template", label="Captions from",
                                      info="blip / florence2 need their weights in models/captioners/<name>/")
@@ -61,9 +69,17 @@ def build(ctx: TabContext) -> TabRefresh:
         chosen = gr.Dropdown(dataset_names(studio), label="Dataset", allow_custom_value=False)
         refresh_btn = gr.Button("Refresh list")
         export_btn = gr.Button("Export .zip")
-        delete_btn = gr.Button("Delete", variant="stop")
+        kohya = gr.Checkbox(False, label="kohya layout", info="img/ + mask/ folders for sd-scripts' --masked_loss")
     exported = gr.File(label="Export", interactive=False)
-    gallery = gr.Gallery(label="Training pictures", columns=6, height=420)
+    gallery = gr.Gallery(label="Training pictures (red: masked out of training; dimmed: weighed less)", columns=6,
+                         height=420)
+    with gr.Accordion("Paint a mask (pick a picture in the gallery)", open=False):
+        painter = gr.ImageEditor(label="Paint red where training should not look", type="pil", image_mode="RGBA",
+                                 format="png", sources=(), transforms=(), layers=False, height=420,
+                                 brush=gr.Brush(colors=["#e61e1e"], color_mode="fixed", default_size=16))
+        with gr.Row():
+            picked = gr.Dropdown([], label="Picture", info="or click it in the gallery")
+            mask_btn = gr.Button("Save mask")
     captions = gr.Dataframe(headers=["file_name", "caption"], datatype=["str", "str"], interactive=True,
                             label="Captions (edit, then save)")
     with gr.Row():
@@ -74,6 +90,14 @@ def build(ctx: TabContext) -> TabRefresh:
     with gr.Row():
         save_btn = gr.Button("Save captions")
         bulk_btn = gr.Button("Apply to all captions")
+    with gr.Accordion("Delete subject: the dataset, its runs, their LoRAs and embeddings, evaluations and caches",
+                      open=False):
+        with gr.Row():
+            list_btn = gr.Button("List what would be removed")
+            confirm = gr.Textbox(label="Type the dataset's name to confirm")
+            with_outputs = gr.Checkbox(False, label="Also the pictures made with its models",
+                                       info="kept and listed otherwise: they are your pictures")
+            delete_btn = gr.Button("Delete subject", variant="stop")
 
     # 3. Identity check
     gr.Markdown("### Identity check (face distance to the rest of the set and to the reference; worst first)")
@@ -91,12 +115,14 @@ def build(ctx: TabContext) -> TabRefresh:
     checked = {"check_gallery": check_gallery, "check_table": check_table, "report": report}
     inputs = {"files_": files, "name_": name, "trigger_": trigger, "class_word_": class_word, "size_": size,
               "crop_": crop, "margin_": margin, "blur_": blur, "reference_": reference, "tolerance_": tolerance,
-              "captioner_": captioner, "template_": template}
+              "captioner_": captioner, "template_": template, "subject_mask_": subject_mask,
+              "background_weight_": background_weight}
     bind(ctx, prepare_btn.click, prepare, inputs, {"report": report, "chosen": chosen, **pictures},
          api_name="dataset_prepare", gpu=True)
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
     bind(ctx, refresh_btn.click, refresh_list, None, {"chosen": chosen}, api_name=False, queue=False)
     bind(ctx, chosen.change, show, {"name_": chosen}, pictures, api_name=False)
+    bind(ctx, chosen.change, picker_choices, {"name_": chosen}, {"picked": picked}, api_name=False, queue=False)
     bind(ctx, save_btn.click, save, {"name_": chosen, "table": captions}, pictures, api_name="dataset_captions")
     bind(ctx, bulk_btn.click, bulk, {"name_": chosen, "prefix_": prefix, "suffix_": suffix, "find_": find,
                                      "replace_": replace}, pictures, api_name="dataset_edit_captions")
@@ -104,9 +130,16 @@ def build(ctx: TabContext) -> TabRefresh:
          api_name="dataset_check")
     bind(ctx, drop_btn.click, drop, {"name_": chosen, "several_": several, "tolerance_": tolerance},
          {**checked, **pictures}, api_name="dataset_drop_flagged")
-    bind(ctx, export_btn.click, export, {"name_": chosen}, {"exported": exported}, api_name="dataset_export")
-    bind(ctx, delete_btn.click, delete, {"name_": chosen}, {"chosen": chosen, **pictures, "report": report},
-         api_name="dataset_delete")
+    bind(ctx, export_btn.click, export, {"name_": chosen, "kohya_": kohya}, {"exported": exported},
+         api_name="dataset_export")
+    gallery.select(_selected_file, None, picked, api_name=False, queue=False)
+    bind(ctx, picked.change, pick, {"name_": chosen, "file_name_": picked}, {"painter": painter}, api_name=False)
+    bind(ctx, mask_btn.click, save_mask, {"name_": chosen, "file_name_": picked, "painted_": painter},
+         {**pictures, "report": report}, api_name="dataset_mask")
+    bind(ctx, list_btn.click, delete_plan, {"name_": chosen, "outputs_": with_outputs}, {"report": report},
+         api_name="dataset_delete_plan")
+    bind(ctx, delete_btn.click, delete, {"name_": chosen, "confirm_": confirm, "outputs_": with_outputs},
+         {"chosen": chosen, **pictures, "report": report, "confirm": confirm}, api_name="dataset_delete")
     return TabRefresh(refresh_list, {"chosen": chosen})
 
 
@@ -117,6 +150,7 @@ def request_from_widgets(v) -> data.PrepareRequest:
         inputs=_paths(v.files_), name=v.name_, trigger=v.trigger_, class_word=v.class_word_, size=int(v.size_),
         crop=v.crop_, margin=float(v.margin_), blur_bystanders=bool(v.blur_), reference=_paths(v.reference_),
         tolerance=float(v.tolerance_), captioner=v.captioner_, template=v.template_ or DEFAULT_TEMPLATE,
+        subject_mask=v.subject_mask_ or "none", background_weight=float(v.background_weight_),
     )
 
 
@@ -125,7 +159,7 @@ def prepare(ctx: TabContext, v, request: gr.Request, progress):
     try:
         result = data.prepare_dataset(ctx.studio, request_from_widgets(v), progress_fn(progress), should_stop)
     except Cancelled:
-        return {"report": "Stopped: nothing was written.", "gallery": [], "captions": []}
+        return {"report": "Stopped: nothing was written.", "gallery": [], "captions": []}  # the picker stays
     return {"report": result.summary(), "chosen": gr.update(choices=dataset_names(ctx.studio),
                                                             value=result.dataset.name),
             **_pictures(ctx, result.dataset)}
@@ -143,6 +177,11 @@ def show(ctx: TabContext, v):
     if not v.name_:
         return {"gallery": [], "captions": []}
     return _pictures(ctx, data.load_dataset(ctx.studio.settings, v.name_))
+
+
+def picker_choices(ctx: TabContext, v):
+    names = [im.file_name for im in data.load_dataset(ctx.studio.settings, v.name_).images] if v.name_ else []
+    return {"picked": gr.update(choices=names, value=None)}
 
 
 def save(ctx: TabContext, v):
@@ -174,13 +213,71 @@ def drop(ctx: TabContext, v):
 
 def export(ctx: TabContext, v):
     settings = ctx.studio.settings
+    if v.kohya_:
+        from studio.data.kohya import export_kohya
+
+        return {"exported": served(settings, export_kohya(settings, v.name_))}
     return {"exported": served(settings, data.export_dataset(settings, v.name_))}
 
 
+def _selected_file(evt: gr.SelectData):
+    """The file name of the picture clicked in the gallery (its caption starts with it)."""
+    caption = (evt.value or {}).get("caption") or "" if isinstance(evt.value, dict) else ""
+    return caption.split(":", 1)[0] if caption else gr.skip()
+
+
+def pick(ctx: TabContext, v):
+    """The picture chosen goes on the painter, its masked-out pixels painted red."""
+    if not v.name_ or not v.file_name_:
+        return {"painter": None}
+    dataset = data.load_dataset(ctx.studio.settings, v.name_)
+    image = next((im for im in dataset.images if im.file_name == v.file_name_), None)
+    if image is None:
+        raise ValueError(f"dataset {v.name_!r} has no picture {v.file_name_!r}")
+    return {"painter": _painter_value(dataset.path(image))}
+
+
+def save_mask(ctx: TabContext, v):
+    from PIL import Image
+
+    if not v.file_name_:
+        raise ValueError("`file_name` is empty: pick a picture in the gallery first")
+    value = v.painted_ or {}
+    layers = [layer for layer in value.get("layers") or [] if layer is not None]
+    if not layers:
+        raise ValueError("`painted` holds no paint layer: pick a picture in the gallery, then paint")
+    painted = Image.new("L", layers[0].size, 0)
+    for layer in layers:  # what is painted (opaque) on any layer is masked out
+        alpha = (layer if isinstance(layer, Image.Image) else Image.open(layer)).convert("RGBA").getchannel("A")
+        painted.paste(255, (0, 0), alpha.point(lambda a: 255 if a > 127 else 0))
+    dataset = data.set_mask(ctx.studio.settings, v.name_, v.file_name_, painted)
+    image = next(im for im in dataset.images if im.file_name == v.file_name_)
+    return {**_pictures(ctx, dataset), "report": f"Saved the mask of {image.file_name} ({image.mask})."}
+
+
+def delete_plan(ctx: TabContext, v):
+    from studio.delete_subject import subject_files
+
+    if not v.name_:
+        raise ValueError("`name` is empty: choose a dataset first")
+    plan = subject_files(ctx.studio, v.name_, outputs=bool(v.outputs_))
+    return {"report": "\n".join(plan.lines(done=False) + [f"Type {plan.dataset} and press Delete subject to remove "
+                                                           f"these {len(plan.remove)} files and folders."])}
+
+
 def delete(ctx: TabContext, v):
-    data.delete_dataset(ctx.studio.settings, v.name_)
+    from studio.delete_subject import delete_subject
+
+    if not v.name_:
+        raise ValueError("`name` is empty: choose a dataset first")
+    if (v.confirm_ or "").strip() != v.name_:
+        raise ValueError(f"`confirm` must be the dataset's name, {v.name_!r}, but is {v.confirm_!r}: type it to "
+                         f"delete the subject")
+    done = delete_subject(ctx.studio, v.name_, outputs=bool(v.outputs_))
+    lines = done.lines(done=True) + [f"Deleted subject {done.dataset}: {len(done.remove)} removed, "
+                                     f"{len(done.keep)} kept."]
     return {"chosen": gr.update(choices=dataset_names(ctx.studio), value=None), "gallery": [], "captions": [],
-            "report": f"Deleted dataset {v.name_}."}
+            "report": "\n".join(lines), "confirm": ""}
 
 
 # ---- views -----------------------------------------------------------------------------------------------------
@@ -193,12 +290,44 @@ def _paths(files) -> tuple[Path, ...]:
 
 
 def _pictures(ctx: TabContext, dataset) -> dict:
-    """The training pictures with captions and flags, and the caption table."""
+    """The training pictures with captions and flags (those with a mask shown as the loss sees them: masked-out
+    pixels red), and the caption table."""
     settings = ctx.studio.settings
-    gallery = [(served(settings, dataset.path(im)),
-                f"{im.file_name}: {im.caption}" + (f"  [{'; '.join(im.flags)}]" if im.flags else ""))
-               for im in dataset.images]
+    gallery = []
+    for im in dataset.images:
+        text = f"{im.file_name}: {im.caption}" + (f"  [{'; '.join(im.flags)}]" if im.flags else "")
+        gallery.append(_shown(settings, dataset.path(im), text))
     return {"gallery": gallery, "captions": [[im.file_name, im.caption] for im in dataset.images]}
+
+
+def _shown(settings, path: Path, text: str):
+    """A gallery item: the picture itself, or (with a mask) the overlay, made in memory from the blurred picture."""
+    import numpy as np
+    from PIL import Image
+
+    mask_file = mask_path(path)
+    if not mask_file.is_file():
+        return served(settings, path), text
+    with Image.open(path) as im:
+        picture = im.convert("RGB")
+    mask = read_mask(mask_file)
+    ignored = float((np.asarray(mask) == 0).mean())
+    return overlay(picture, mask), f"{text}  [mask: {ignored:.0%} not learnt]" if ignored else text
+
+
+def _painter_value(path: Path) -> dict:
+    """The painter's value for a training picture: the picture, and a layer with its masked-out pixels in red."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        picture = im.convert("RGBA")
+    layer = np.zeros((picture.height, picture.width, 4), np.uint8)
+    mask_file = mask_path(path)
+    if mask_file.is_file():
+        ignored = np.asarray(read_mask(mask_file, picture.size)) == 0
+        layer[ignored] = (230, 30, 30, 255)
+    return {"background": picture, "layers": [Image.fromarray(layer, "RGBA")], "composite": None}
 
 
 def _thumbnail(path: Path) -> str:

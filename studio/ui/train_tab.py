@@ -75,6 +75,8 @@ KNOB_SPECS = (
     ("guard_loss_steps", 7, "Guard: loss steps", dict(info="smoothed over, and stays up for, this many steps")),
     ("guard_image_ratio", 7, "Guard: image sameness (x base)", dict(info="0: off")),
     ("guard_clip_drop", 7, "Guard: CLIP drop (fraction)", dict(info="0: off")),
+    ("masked_loss", 3, "Masked training", dict(info="the dataset's masks: bystanders and their blur are not learnt")),
+    ("unmasked_weight", 3, "Weight of masked pixels", dict(info="0: not learnt (OneTrainer: 0.1)")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
@@ -169,7 +171,9 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, preset.change, apply_preset, {"choice": preset, "dataset_now": dataset, "name_now": name},
          {"method": method, "model": model, "prompts": prompts, "dataset": dataset, "name": name, "trigger": trigger,
           "status": status_md, **knobs}, api_name=False, queue=False)
-    bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger}, api_name=False, queue=False)
+    bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger,
+                                                                   "masked_loss": knobs["masked_loss"]},
+         api_name=False, queue=False)
     lists = {"dataset": dataset, "model": model, "run": run_pick, "sweep": sweep["pick"]}
     bind(ctx, refresh_btn.click, refresh_lists, {"run": run_pick}, lists, api_name=False, queue=False)
     return TabRefresh(refresh_lists, lists, inputs={"run": run_pick})
@@ -286,10 +290,19 @@ def _pocket_demo_fields(ctx: TabContext, name_now: str | None) -> dict:
 
 
 def dataset_chosen(ctx: TabContext, v):
+    """The dataset's trigger word, and masked training on when it has masks (off, and saying so, when not)."""
     from studio.data import dataset_trigger
+    from studio.data.library import find_dataset
+    from studio.data.masks import MASK_SUFFIX
 
     found = dataset_trigger(ctx.studio.settings, v.chosen)
-    return {"trigger": found} if found else {}
+    out = {"trigger": found} if found else {}
+    try:
+        masks = len(list(find_dataset(ctx.studio.settings, v.chosen).glob(f"*{MASK_SUFFIX}")))
+    except ValueError:  # a name being typed, or a folder not there (yet)
+        return out
+    info = f"{masks} masks in this dataset" if masks else "this dataset has no masks"
+    return {**out, "masked_loss": gr.update(value=bool(masks), info=info)}
 
 
 def refresh_lists(ctx: TabContext, v):
