@@ -44,6 +44,69 @@ def test_clip_note_warns_about_the_tiny_clip():
     assert "no CLIP column" in _clip_note(NO_CLIP)
 
 
+def test_clip_choices_say_what_each_is(tmp_path):
+    from dataclasses import replace
+
+    from studio.settings import Settings
+    from studio.ui.evaluate_tab import NO_CLIP, clip_choices
+
+    settings = Settings(root=tmp_path, models_dir=tmp_path / "models", allow_downloads=False)
+    assert clip_choices(settings) == [(NO_CLIP, NO_CLIP),
+                                      ("builtin:tiny-clip (random weights, for tests: its scores mean nothing)",
+                                       "builtin:tiny-clip")]
+    folder = settings.models_dir / "clip" / "clip-vit-base-patch16"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
+    online = clip_choices(replace(settings, allow_downloads=True))
+    assert [value for _, value in online] == [NO_CLIP, "clip-vit-base-patch16", "openai/clip-vit-base-patch16",
+                                              "builtin:tiny-clip"]
+    assert online[1][0] == "clip-vit-base-patch16 (on disk)" and "downloads" in online[2][0]
+
+
+def test_the_form_follows_the_disk_until_the_user_edits_it(tmp_path, shared_models_dir):
+    from types import SimpleNamespace
+
+    from weights_files import make_lora
+
+    from studio.context import Studio
+    from studio.settings import Settings
+    from studio.ui.common import TabContext
+    from studio.ui.evaluate_tab import NO_REFERENCE, _start, refresh_lists, suggest
+
+    studio = Studio.open(Settings(root=tmp_path, models_dir=tmp_path / "models", workspace_dir=tmp_path / "ws",
+                                  allow_downloads=False, default_model="builtin:pocket"))
+    ctx = TabContext(studio)
+    first = _start(studio)  # what build() fills in: pocket alone, its own prompts
+    assert first["variants"] == "control=" and first["seeds"] == "0, 1, 2, 3"
+    assert first["prompts"].splitlines()[0] == "a red circle on a white background"
+    assert first["reference"] == NO_REFERENCE
+    # A LoRA appears (the demo finished): an untouched form takes it and its trigger word's prompts on tab open.
+    path = tmp_path / "models" / "lora" / "zq.safetensors"
+    make_lora(Studio.open(Settings(root=tmp_path, models_dir=shared_models_dir)), "builtin:pocket", path, seed=1)
+    _add_metadata(path, {"studio.trigger": "zq", "studio.dataset": "zq", "studio.base_model": "builtin:pocket"})
+    fields = {k: first[k] for k in ("variants", "prompts", "seeds", "reference")}
+    out = refresh_lists(ctx, SimpleNamespace(**fields, suggested=fields))
+    assert out["variants"] == "control=\nzq=+lora:zq:1"
+    assert out["prompts"].splitlines() == ["a red circle on a white background", "a red zq on a white background",
+                                           "a blue zq on a black background"]
+    # Edited prompts stay as the user wrote them; only the lists are refreshed.
+    edited = refresh_lists(ctx, SimpleNamespace(**{**fields, "prompts": "a green zq"}, suggested=fields))
+    assert set(edited) == {"past", "reference", "clip"}
+    # Suggest fills in for the variants typed.
+    again = suggest(ctx, SimpleNamespace(variants="a=builtin:pocket\nb=builtin:pocket+lora:zq:1"))
+    assert again["prompts"].splitlines()[1] == "a red zq on a white background" and again["seeds"] == "0, 1, 2, 3"
+
+
+def _add_metadata(path, extra: dict) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta, state = dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
+    save_file(state, str(path), metadata={**meta, **extra})
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, shared_models_dir):
     from studio.context import Studio
@@ -72,8 +135,9 @@ def test_gradio_client_evaluate_then_reopen(served, tmp_path):
         reference="reference", clip_model="builtin:tiny-clip", steps=2, width=64, height=64,
         api_name="/evaluate")
     assert "**ui-run**: 8 image(s), 0 with a face, 8 with no face found" in status and "mean nothing" in status
-    assert grid.endswith(".png") and len(charts) == 4
-    assert [c["caption"] for c in charts][-1] == "CLIP score per variant"
+    assert grid.endswith(".png")  # tiny models draw noise: no face, so of the charts only CLIP's has data
+    assert [c["caption"] for c in charts] == ["CLIP score per variant"]
+    assert "No generated picture has a face: no sim-score, so no likeness chart." in status
     assert summary["headers"][-1] == "mean CLIP score"
     assert [row[:4] for row in summary["data"]] == [["control", 4, 0, 4], ["again", 4, 0, 4]]
     assert len(images["data"]) == 8 and images["data"][0][3] == "no face"
