@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import socket
 
 import pytest
@@ -64,10 +66,8 @@ def test_clip_choices_say_what_each_is(tmp_path):
     assert online[1][0] == "clip-vit-base-patch16 (on disk)" and "downloads" in online[2][0]
 
 
-def test_the_form_follows_the_disk_until_the_user_edits_it(tmp_path, shared_models_dir):
+def test_the_form_follows_the_disk_until_the_user_edits_it(tmp_path):
     from types import SimpleNamespace
-
-    from weights_files import make_lora
 
     from studio.context import Studio
     from studio.settings import Settings
@@ -82,9 +82,14 @@ def test_the_form_follows_the_disk_until_the_user_edits_it(tmp_path, shared_mode
     assert first["prompts"].splitlines()[0] == "a red circle on a white background"
     assert first["reference"] == NO_REFERENCE
     # A LoRA appears (the demo finished): an untouched form takes it and its trigger word's prompts on tab open.
+    # (Only its metadata is read here, so a file with no real weights does.)
+    import torch
+    from safetensors.torch import save_file
+
     path = tmp_path / "models" / "lora" / "zq.safetensors"
-    make_lora(Studio.open(Settings(root=tmp_path, models_dir=shared_models_dir)), "builtin:pocket", path, seed=1)
-    _add_metadata(path, {"studio.trigger": "zq", "studio.dataset": "zq", "studio.base_model": "builtin:pocket"})
+    path.parent.mkdir(parents=True)
+    save_file({"unused": torch.zeros(1)}, str(path),
+              metadata={"studio.trigger": "zq", "studio.dataset": "zq", "studio.base_model": "builtin:pocket"})
     fields = {k: first[k] for k in ("variants", "prompts", "seeds", "reference")}
     out = refresh_lists(ctx, SimpleNamespace(**fields, suggested=fields))
     assert out["variants"] == "control=\nzq=+lora:zq:1"
@@ -152,3 +157,63 @@ def test_gradio_client_evaluate_then_reopen(served, tmp_path):
     with pytest.raises(Exception, match="`name` 'ui-run' is taken"):
         client.predict(name="ui-run", prompts="a dog", seeds="5", variants="a=\nb=", reference="reference",
                        steps=2, width=64, height=64, api_name="/evaluate")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def pocket_served(tmp_path, shared_models_dir):
+    """The whole studio on builtin:pocket, with the star dataset and a LoRA that says it learnt 'zq' from it (random
+    weights: what it draws does not matter here, what the page does with it does)."""
+    from served import free_port
+    from weights_files import make_lora
+
+    from studio.context import Studio
+    from studio.pocket.concept import write_concept_dataset
+    from studio.settings import Settings
+    from studio.ui import launch
+
+    studio = Studio.open(Settings(root=tmp_path, models_dir=tmp_path / "models", workspace_dir=tmp_path / "workspace",
+                                  allow_downloads=False, default_model="builtin:pocket", port=free_port()))
+    write_concept_dataset(studio.settings.datasets_dir / "zq", trigger="zq")
+    path = make_lora(studio, "builtin:pocket", tmp_path / "models" / "lora" / "zq.safetensors", seed=1)
+    _add_metadata(path, {"studio.trigger": "zq", "studio.dataset": "zq", "studio.base_model": "builtin:pocket"})
+    app = launch(studio, prevent_thread_lock=True)
+    yield studio, f"http://127.0.0.1:{studio.settings.port}/"
+    app.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium (.ci/run installs it)")
+def test_pocket_evaluation_in_a_real_browser(pocket_served, tmp_path):
+    """From the page: the form starts with pocket and the zq LoRA, its prompts, no reference; Evaluate gives a grid
+    and the checker's two charts, with no page error and no error toast."""
+    from playwright.sync_api import expect, sync_playwright
+
+    studio, url = pocket_served
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.get_by_role("tab", name="Evaluate").click()
+        expect(page.get_by_label("Variants to compare (2 or more)")).to_have_value("control=\nzq=+lora:zq:1")
+        expect(page.get_by_label("Prompts (one per line)")).to_have_value(re.compile(r"\na red zq on a white"))
+        page.locator("#evaluate-name textarea").fill("pocket-page")
+        page.get_by_label("Seeds").fill("0, 1")
+        page.get_by_role("button", name="Evaluate", exact=True).click()
+        done = page.get_by_text(re.compile(r"Done: pocket-page: 12 image\(s\); drawn as the prompt asks"))
+        expect(done).to_be_visible(timeout=90_000)
+        expect(page.get_by_text("'zq' counts as star: the checker sees a star in 8 of the 8 pictures")).to_be_visible()
+        charts = page.locator("#evaluate-charts img")
+        expect(charts).to_have_count(2)
+        page.screenshot(path=str(tmp_path / "evaluate.png"), full_page=True)
+        for chart in charts.all():  # one per row, at the column's width: big enough to read
+            assert chart.bounding_box()["width"] >= 600
+        toasts = page.locator(".toast-body.error").all_inner_texts()
+        browser.close()
+    assert not errors and not toasts, (errors, toasts)
+    assert (studio.settings.workspace_dir / "evaluations" / "pocket-page" / "chart_checker_drawn.png").is_file()

@@ -41,7 +41,7 @@ def _figure(width: float, height: float):
 def _save(fig, path: Path) -> None:
     # bbox "tight" grows the picture to every label and legend, so nothing is cut off whatever the text lengths.
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.15)
+        fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.35)  # room for the viewer's buttons
 
 
 def _short(text: str, limit: int = 22, lines: int = 3) -> str:
@@ -178,8 +178,11 @@ def _drawn_size(prompts: int, variants: int) -> tuple[float, float]:
 
 def _drawn_chart(fig, prompts: list[str], variants: list[str], cell: dict, label) -> None:
     """One panel per prompt: a stacked bar per variant of how many pictures the checker saw as each label."""
-    labels = list(dict.fromkeys(name for s in cell.values() for name in s.drawn))
-    colors = {name: f"C{i % 10}" for i, name in enumerate(labels)}
+    from studio.pocket.checker import LABELS
+
+    order = {name: i for i, name in enumerate(LABELS)}  # one colour per label in every evaluation
+    labels = sorted({name for s in cell.values() for name in s.drawn}, key=lambda n: (order.get(n, len(order)), n))
+    colors = {name: f"C{order.get(name, len(order) + i) % 10}" for i, name in enumerate(labels)}
     most = max((s.images for s in cell.values()), default=1)
     axes = fig.subplots(math.ceil(len(prompts) / _PER_ROW), min(len(prompts), _PER_ROW), squeeze=False,
                         sharey=True)

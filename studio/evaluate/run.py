@@ -56,7 +56,8 @@ def evaluate(studio, request: EvaluationRequest, *, progress: ProgressFn = no_pr
         from studio.models.clip import resolve_clip
 
         clip_ref = resolve_clip(studio.settings, request.clip_model)
-    progress(0.0, "reading the reference faces")
+    if request.reference:
+        progress(0.0, "reading the reference faces")
     reference = load_reference(studio.settings, request.reference)
     notes = [reference.note] if reference.note else []
     request, cfg_note = _model_cfg(studio, request)

@@ -140,7 +140,7 @@ def build(ctx: TabContext) -> TabRefresh:
     with gr.Row():
         with gr.Column(scale=2):
             name = gr.Textbox("", label="Name", placeholder="my-lora-vs-base",
-                              info="saved as workspace/evaluations/NAME/")
+                              info="saved as workspace/evaluations/NAME/", elem_id="evaluate-name")
             variants = gr.Textbox(start["variants"], label="Variants to compare (2 or more)", lines=3,
                                   info=_VARIANT_HELP)
             prompts = gr.Textbox(start["prompts"], label="Prompts (one per line)", lines=4,
@@ -176,10 +176,15 @@ def build(ctx: TabContext) -> TabRefresh:
                 stop_btn = gr.Button("Stop")
             past = gr.Dropdown([e.name for e in list_evaluations(settings)], value=None, label="Past evaluations")
         with gr.Column(scale=3):
-            status = gr.Markdown("Name the evaluation, check the variants, then press Evaluate. " + _SCORES_HELP)
+            status = gr.Markdown("Name the evaluation, check the variants, then press Evaluate. " + _SCORES_HELP,
+                                 elem_id="evaluate-status")
             summary = gr.Dataframe(label="Per variant", interactive=False, wrap=True)
-            charts = gr.Gallery(label="Charts", columns=1, height="auto", object_fit="contain", format="png",
-                                elem_id="evaluate-charts")
+            # The /evaluate API's list of charts; the page shows them one per row below (a gallery's square cells
+            # would shrink wide charts).
+            charts = gr.Gallery(label="Charts", format="png", visible=False)
+            with gr.Column(elem_id="evaluate-charts"):
+                chart_views = [gr.Image(type="filepath", format="png", interactive=False, visible=False,
+                                        show_label=False) for _ in range(len(TITLES))]  # each chart has its title
             grid = gr.Image(label="Grid: rows prompt x seed, columns variants", type="filepath", format="png",
                             height=640)
             images = gr.Dataframe(label="Per image", interactive=False, wrap=True, max_height=320)
@@ -193,9 +198,12 @@ def build(ctx: TabContext) -> TabRefresh:
               "width": width, "height": height, "tolerance": tolerance}
     outputs = {"status": status, "grid": grid, "charts": charts, "summary": summary, "images": images, "past": past,
                "files": files}
-    bind(ctx, run_btn.click, run, inputs, outputs, api_name="evaluate", gpu=True)
+    shown = {f"chart{i}": view for i, view in enumerate(chart_views)}
+    ran = bind(ctx, run_btn.click, run, inputs, outputs, api_name="evaluate", gpu=True)
+    bind(ctx, ran.success, show_charts, {"charts": charts}, shown, api_name=False, queue=False)
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
-    bind(ctx, past.input, show_past, {"chosen": past}, outputs, api_name="evaluation")
+    opened = bind(ctx, past.input, show_past, {"chosen": past}, outputs, api_name="evaluation")
+    bind(ctx, opened.success, show_charts, {"charts": charts}, shown, api_name=False, queue=False)
     form = {"variants": variants, "prompts": prompts, "seeds": seeds, "reference": reference, "why": why,
             "suggested": suggested}
     bind(ctx, suggest_btn.click, suggest, {"variants": variants}, form, api_name=False, queue=False)
@@ -229,6 +237,19 @@ def show_past(ctx: TabContext, v):
     report = load_evaluation(settings, v.chosen)
     return _view(report, _status(report, "Evaluation" if report.status == "complete" else "Cancelled evaluation"),
                  settings)
+
+
+def show_charts(ctx: TabContext, v):
+    """The charts of the report just shown, each in its own picture at the column's width."""
+    items = list(v.charts or [])
+    out = {}
+    for i in range(len(TITLES)):
+        if i < len(items):
+            path, caption = items[i] if isinstance(items[i], (tuple, list)) else (items[i], None)
+            out[f"chart{i}"] = gr.update(value=path, label=caption, visible=True)
+        else:
+            out[f"chart{i}"] = gr.update(value=None, visible=False)
+    return out
 
 
 def suggest(ctx: TabContext, v):
