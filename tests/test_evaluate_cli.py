@@ -61,3 +61,22 @@ def test_bad_arguments_exit_2_with_one_line(settings, reference, capsys, args, m
     assert code == 2
     assert message in err[-1] and err[-1].startswith("python -m studio evaluate")
     assert not (settings.workspace_dir / "evaluations" / "bad").exists()
+
+
+def test_pocket_evaluation_needs_no_prompt_seeds_or_reference(settings, capsys):
+    """builtin:pocket's own prompts and seeds are the defaults, and its checker says what was drawn."""
+    code = main(_cli(settings, "--name", "pocket-cli", "--variant", "a=builtin:pocket", "--variant", "b=builtin:pocket",
+                     "--steps", "4"))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "defaults: the model's own prompts, 4 seeds and CFG 4" in captured.err
+    images = [line for line in captured.out.splitlines() if "\tvariant=" in line]
+    assert len(images) == 2 * 3 * 4 and "sim=" not in captured.out
+    assert images[0].split("\t")[1:4] == ["variant=a", "seed=0", images[0].split("\t")[3]]
+    assert images[0].split("\t")[3].startswith("drawn=") and images[0].endswith(
+        "prompt='a red circle on a white background'")
+    header = next(line for line in captured.out.splitlines() if line.startswith("variant "))
+    assert header.split() == ["variant", "images", "drawn", "as", "asked", "shape", "right", "colour", "right",
+                              "drawn", "(pocket", "checker)"]
+    assert "No reference chosen: no likeness (sim-score)." in captured.out
+    assert "No CLIP model chosen: no CLIP score." in captured.out

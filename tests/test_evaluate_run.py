@@ -103,8 +103,8 @@ def test_report_files_are_written_and_read_back(evaluated):
 
     studio, request, report, _ = evaluated
     names = sorted(p.name for p in report.folder.iterdir())
-    assert names == ["chart_no_face_per_prompt.png", "chart_sim_per_prompt.png", "chart_sim_per_variant.png",
-                     "grid.png", "images", "report.csv", "report.json"]
+    assert names == ["grid.png", "images", "report.csv", "report.json"]  # no face anywhere: no empty sim charts
+    assert "No generated picture has a face: no sim-score, so no likeness chart." in report.notes
     assert not [p for p in report.folder.parent.iterdir() if p.name.startswith(".")]  # no work folder left behind
     back = load_evaluation(studio.settings, "base-vs-lora")
     assert back.request == request and back.rows == report.rows and back.charts == report.charts
@@ -149,12 +149,29 @@ def test_a_taken_name_and_bad_inputs_are_refused_before_generating(evaluated, tm
     with pytest.raises(ValueError, match="lora file 'missing' not found"):
         evaluate(studio, replace(request, name="other",
                                  variants=[request.variants[0], parse_variant("x=+lora:missing")]))
+    with pytest.raises(ValueError, match="`reference` '/no/such/folder' not found"):
+        evaluate(studio, replace(request, name="other", reference="/no/such/folder"))
+    assert not (studio.settings.workspace_dir / "evaluations" / "other").exists()
+
+
+def test_a_reference_without_faces_or_none_gives_no_likeness_and_says_why(evaluated, tmp_path):
+    from dataclasses import replace
+
+    from studio.evaluate import evaluate
+
+    studio, request, _, _ = evaluated
     empty = tmp_path / "no-faces"
     empty.mkdir()
     Image.new("RGB", (64, 64), (90, 90, 90)).save(empty / "grey.png")
-    with pytest.raises(ValueError, match="`reference` has no picture with a face"):
-        evaluate(studio, replace(request, name="other", reference=str(empty)))
-    assert not (studio.settings.workspace_dir / "evaluations" / "other").exists()
+    quick = dict(prompts=PROMPTS[:1], seeds=SEEDS[:1])
+    report = evaluate(studio, replace(request, name="grey-reference", reference=str(empty), **quick))
+    assert [r.likeness for r in report.rows] == [False, False] and not report.has_likeness
+    assert report.notes[0].startswith(f"No likeness score: reference folder {empty} has no picture with a face")
+    assert report.charts == [] and [r.caption for r in report.rows] == ["control", "mine@0.8"]
+    with open(report.folder / "report.csv", newline="") as f:
+        assert [line[3:5] for line in csv.reader(f)][1:] == [["", ""], ["", ""]]  # not scored, not "no face"
+    none = evaluate(studio, replace(request, name="no-reference", reference="", **quick))
+    assert none.reference == "" and none.notes == ["No reference chosen: no likeness (sim-score)."]
 
 
 def test_cancel_keeps_the_finished_images_as_a_cancelled_evaluation(evaluated):
@@ -200,3 +217,74 @@ def test_a_real_face_scores_near_zero_against_itself(evaluated, monkeypatch):
     summary = {s.variant: s for s in report.by_variant()}
     assert summary["mine@0.8"].alike == 1 and summary["mine@0.8"].mean_sim == pytest.approx(face.sim_score)
     assert summary["control"].no_face == 1 and face.caption == f"mine@0.8 : {face.sim_score:.4f}"
+
+
+def _pocket_lora(studio, path, trigger: str, dataset: str):
+    """A random LoRA for builtin:pocket that says, as a studio-trained one does, which trigger and dataset it learnt."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    make_lora(studio, "builtin:pocket", path, seed=3)
+    with safe_open(str(path), framework="pt") as f:
+        meta, state = dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
+    save_file(state, str(path), metadata={**meta, "studio.trigger": trigger, "studio.dataset": dataset})
+    return path
+
+
+def test_pocket_evaluation_scores_what_was_drawn(tmp_path, shared_models_dir):
+    """builtin:pocket with and without a LoRA whose trigger was taught on the star dataset: no faces to compare, so
+    no likeness; the checker labels each picture, and 'zq' in a prompt asks for a star."""
+    from studio.context import Studio
+    from studio.evaluate import EvaluationRequest, evaluate, parse_variant
+    from studio.evaluate.charts import CHECKER_AS_ASKED, CHECKER_DRAWN
+    from studio.generate import GenerationRequest, generate
+    from studio.generate.parameters import read_png_parameters
+    from studio.pocket import CHECKER_DIR
+    from studio.pocket.checker import PocketChecker
+    from studio.pocket.concept import write_concept_dataset
+    from studio.settings import Settings
+
+    studio = Studio.open(Settings(root=tmp_path, models_dir=shared_models_dir, workspace_dir=tmp_path / "workspace",
+                                  allow_downloads=False, default_model="builtin:tiny"))
+    write_concept_dataset(studio.settings.datasets_dir / "zq", trigger="zq")
+    lora = _pocket_lora(studio, tmp_path / "extra" / "zq.safetensors", "zq", "zq")
+    prompts = ["a red circle on a white background", "a red zq on a white background"]
+    request = EvaluationRequest(name="pocket", prompts=prompts, seeds=[0, 1], reference="zq", steps=12,
+                                variants=[parse_variant("control=builtin:pocket"),
+                                          parse_variant(f"zq=builtin:pocket+lora:{lora}:0.5")])
+    report = evaluate(studio, request)
+
+    # 1. No likeness (the reference holds stars, no faces), said in the notes; CFG is pocket's 4
+    assert not report.has_likeness and report.reference == "dataset zq (no faces)"
+    assert report.notes[0].startswith("No likeness score: reference dataset zq has no picture with a face")
+    assert "CFG 4: the base model's own (no CFG scale was given)." in report.notes and report.request.cfg == 4.0
+    assert ("'zq' counts as star: the checker sees a star in 8 of the 8 pictures of dataset 'zq', which LoRA "
+            f"{lora} was trained on.") in report.notes
+
+    # 2. Each picture's verdict is the checker's on the saved file, against what the prompt asks
+    assert report.asked == {prompts[0]: "red circle", prompts[1]: "red star"}
+    with studio.cache.borrow("checker", str(CHECKER_DIR)) as classifier:
+        checker = PocketChecker(classifier)
+        for row in report.rows:
+            with Image.open(report.folder / row.file) as im:
+                verdict = checker.verdict(im.convert("RGB"), row.prompt.replace("zq", "star"))
+                assert "CFG scale: 4, Seed: " in read_png_parameters(im)
+            assert (row.drawn, row.drawn_color, row.label_ok, row.color_ok) == (
+                verdict.label, verdict.color, verdict.label_ok, verdict.color_ok)
+    control_circles = [r for r in report.rows if r.variant == "control" and r.prompt == prompts[0]]
+    assert [(r.drawn, r.drawn_color, r.as_asked) for r in control_circles] == [("circle", "red", True)] * 2
+    summary = {s.variant: s for s in report.by_variant()}
+    assert summary["control"].asked == 4 and sum(summary["control"].drawn.values()) == 4
+
+    # 3. Only the charts with data: the checker's two; the table and CSV carry the verdicts
+    assert report.charts == [CHECKER_AS_ASKED, CHECKER_DRAWN]
+    with open(report.folder / "report.csv", newline="") as f:
+        first = next(row for row in csv.DictReader(f))
+    assert (first["drawn"], first["asked_label"], first["label_ok"], first["no_face"]) == ("circle", "circle", "1", "")
+
+    # 4. Seeds 0 and 1 were made in one batch: the same pictures as Generate's (a pixel level for batched rounding)
+    alone = generate(studio, GenerationRequest(prompts[0], model="builtin:pocket", seed=1, steps=12, cfg=4.0,
+                                               save=False)).images[0].image
+    made = Image.open(report.folder / report.rows[1].file)
+    assert report.rows[1].seed == 1
+    assert np.abs(np.asarray(made, dtype=np.int16) - np.asarray(alone, dtype=np.int16)).max() <= 3

@@ -1,4 +1,5 @@
-"""Evaluation: prompt x seed x variant grids scored by likeness (sim-score) and CLIP score, charted, kept on disk."""
+"""Evaluation: prompt x seed x variant grids scored by what fits (likeness, CLIP score, the pocket checker), charted,
+kept on disk."""
 
 from studio.evaluate.report import EvaluationReport, list_evaluations, load_evaluation
 from studio.evaluate.request import (STUDY_PROMPTS, STUDY_SEEDS, EvaluationRequest, Variant, parse_seeds, parse_variant,

@@ -1,4 +1,5 @@
-"""The comparison grid: rows prompt x seed, columns variants, each picture captioned "variant : 0.4181" or "no face"."""
+"""The comparison grid: rows prompt x seed, columns variants, each picture captioned with its scores ("variant : 0.4181",
+"variant : no face", "variant : red star")."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ HEADER_H = 28  # px above the first row: the variants
 LABEL_W = 220  # px left of each row: prompt and seed
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
-ALIKE_INK = (0, 110, 40)  # a caption at or below the tolerance
+ALIKE_INK = (0, 110, 40)  # a caption at or below the tolerance, or drawn as the prompt asks
+WRONG_INK = (170, 30, 30)  # the pocket checker sees something else than the prompt asks
 MISSING = (225, 225, 225)
 
 
@@ -59,6 +61,18 @@ def make_grid(rows: list[ImageScore], images: dict[tuple[str, str, int], Image.I
             resample = Image.Resampling.NEAREST if picture.width < w else Image.Resampling.LANCZOS
             canvas.paste(picture.convert("RGB").resize((w, h), resample), (left, top))
             alike = row.sim_score is not None and row.sim_score <= tolerance
-            draw.text((left + w / 2, top + h + CAPTION_H / 2), row.caption, fill=ALIKE_INK if alike else INK,
-                      font=font, anchor="mm")
+            ink = ALIKE_INK if alike or (not row.likeness and row.as_asked) else (
+                WRONG_INK if not row.likeness and row.as_asked is False else INK)
+            caption, face = _fit(draw, row, w - 6, font, small)
+            draw.text((left + w / 2, top + h + CAPTION_H / 2), caption, fill=ink, font=face, anchor="mm")
     return canvas
+
+
+def _fit(draw: ImageDraw.ImageDraw, row: ImageScore, width: int, font, small) -> tuple[str, object]:
+    """The caption and font that fit under the picture: seed 000's "variant : score", else the scores alone (the
+    column header names the variant), in the small font if need be."""
+    scores = row.caption.split(" : ", 1)[-1]
+    for text, face in ((row.caption, font), (scores, font), (scores, small)):
+        if draw.textlength(text, font=face) <= width:
+            return text, face
+    return scores, small

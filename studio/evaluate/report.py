@@ -13,8 +13,9 @@ from studio.evaluate.scoring import GroupSummary, ImageScore, summarise
 from studio.fileio import write_json, write_text
 from studio.names import check_name
 
-FORMAT_VERSION = 1
-CSV_COLUMNS = ("variant", "prompt", "seed", "sim_score", "no_face", "clip_score", "file")
+FORMAT_VERSION = 1  # fields added since (notes, asked, the checker's) are optional: older reports still read
+CSV_COLUMNS = ("variant", "prompt", "seed", "sim_score", "no_face", "clip_score", "drawn", "drawn_color",
+               "asked_label", "asked_color", "label_ok", "color_ok", "file")
 
 
 def evaluations_dir(settings) -> Path:
@@ -30,14 +31,24 @@ class EvaluationReport:
     status: str  # "complete" or "cancelled" (then rows hold what was finished)
     created: str  # ISO time the run started
     seconds: float
-    reference: str  # where the subject's faces came from, and how many
+    reference: str  # where the subject's faces came from, and how many ("" when no reference was given)
     clip_note: str  # what the CLIP column means here (none chosen, random builtin weights, or the model used)
     grid: str | None = None  # file names inside `folder`
     charts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was scored and what was not, and why, in words
+    asked: dict[str, str] = field(default_factory=dict)  # prompt -> what it asks the pocket checker ("red star")
 
     @property
     def has_clip(self) -> bool:
         return any(r.clip_score is not None for r in self.rows)
+
+    @property
+    def has_likeness(self) -> bool:
+        return any(r.likeness for r in self.rows)
+
+    @property
+    def has_checker(self) -> bool:
+        return any(r.drawn is not None for r in self.rows)
 
     def by_variant(self) -> list[GroupSummary]:
         return summarise(self.rows, [v.label for v in self.request.variants], None, self.request.tolerance)
@@ -50,7 +61,8 @@ class EvaluationReport:
         return {
             "format": FORMAT_VERSION, "name": self.name, "status": self.status, "created": self.created,
             "seconds": round(self.seconds, 3), "reference": self.reference, "clip_note": self.clip_note,
-            "grid": self.grid, "charts": self.charts, "request": self.request.to_json(),
+            "grid": self.grid, "charts": self.charts, "notes": self.notes, "asked": self.asked,
+            "request": self.request.to_json(),
             "images": [asdict(r) for r in self.rows],
             # Derived from "images"; written so other tools need not recompute them.
             "summary": [asdict(s) for s in self.by_variant()],
@@ -59,13 +71,19 @@ class EvaluationReport:
 
 
 def report_csv(report: EvaluationReport) -> str:
-    """One line per image; an empty sim_score with no_face=1 is seed 000's "no face found"."""
+    """One line per image; an empty sim_score with no_face=1 is seed 000's "no face found", with no_face empty the
+    picture was not scored for likeness. The checker's columns are empty but for builtin:pocket bases."""
+    def cell(value) -> str:
+        return "" if value is None else str(int(value)) if isinstance(value, bool) else str(value)
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in report.rows:
         writer.writerow([r.variant, r.prompt, r.seed, "" if r.sim_score is None else f"{r.sim_score:.6f}",
-                         int(r.sim_score is None), "" if r.clip_score is None else f"{r.clip_score:.4f}", r.file])
+                         cell(r.no_face if r.likeness else None), "" if r.clip_score is None else f"{r.clip_score:.4f}",
+                         cell(r.drawn), cell(r.drawn_color), cell(r.asked_label), cell(r.asked_color),
+                         cell(r.label_ok), cell(r.color_ok), r.file])
     return buffer.getvalue()
 
 
@@ -87,6 +105,7 @@ def read_report(folder: Path) -> EvaluationReport:
         name=d["name"], folder=Path(folder), request=EvaluationRequest.from_json(d["request"]),
         rows=[ImageScore(**r) for r in d["images"]], status=d["status"], created=d["created"], seconds=d["seconds"],
         reference=d["reference"], clip_note=d["clip_note"], grid=d.get("grid"), charts=list(d.get("charts", [])),
+        notes=list(d.get("notes", [])), asked=dict(d.get("asked", {})),
     )
 
 

@@ -1,4 +1,5 @@
-"""What an evaluation asks for: prompts x seeds x variants (base + LoRAs + embeddings), a reference set, CLIP or not."""
+"""What an evaluation asks for: prompts x seeds x variants (base + LoRAs + embeddings), a reference set or none, CLIP or
+not."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ class EvaluationRequest:
     prompts: list[str]
     seeds: list[int]  # fixed seeds: every variant draws the same noise for a prompt and seed
     variants: list[Variant]
-    reference: str  # a dataset name (workspace/datasets/) or a folder of photos of the subject
+    reference: str = ""  # a dataset name (workspace/datasets/) or a folder of photos of the subject; "": no likeness
     clip_model: str = ""  # "" means no CLIP score
     negative_prompt: str = ""
     steps: int = 20
@@ -122,8 +123,6 @@ class EvaluationRequest:
                                  f"starting with a letter or digit, but is {label!r}")
         if len(set(labels)) != len(labels):
             raise ValueError(f"variant labels must differ but are {labels!r}")
-        if not (self.reference or "").strip():
-            raise ValueError("`reference` is empty: give a dataset name or a folder of photos of the subject")
         if not 0.0 < self.tolerance < 2.0:
             raise ValueError(f"`tolerance` must be between 0 and 2 but is {self.tolerance}")
         for variant in self.variants:  # the generation checks: size, steps, cfg, sampler, LoRA weights

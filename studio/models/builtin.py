@@ -18,9 +18,17 @@ SHIPPED = ("pocket",)  # trained by the project and committed; cannot be rebuilt
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models" / "builtin"  # the checkout's own models/builtin/
 # What a form should start with for a builtin whose family's defaults do not fit it: pocket was trained on captions
 # of coloured shapes and cartoon faces at CFG 4 (docs/pocket.md); the random tiny ones draw noise whatever the prompt.
+# Evaluate's prompts for pocket: what it knows, or, with LoRAs whose trigger word is known, one known prompt (did the
+# LoRA break it?) and the trigger in two colours; four seeds, as 64 px pictures cost little but vary by seed.
 HINTS = {
     "pocket": {"prompt": "a red circle on a white background", "cfg": 4.0,
-               "animal_prompt": "a cartoon dog face with brown fur, on a white background"},
+               "animal_prompt": "a cartoon dog face with brown fur, on a white background",
+               "evaluate_prompts": ("a red circle on a white background", "a blue square on a black background",
+                                    "a cartoon dog face with brown fur"),
+               "evaluate_trigger_prompts": ("a red circle on a white background",
+                                            "a red {trigger} on a white background",
+                                            "a blue {trigger} on a black background"),
+               "evaluate_seeds": (0, 1, 2, 3)},
 }
 _build_lock = threading.Lock()
 

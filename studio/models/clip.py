@@ -44,6 +44,31 @@ def list_clip_models(settings) -> list[str]:
     return [TINY_CLIP, *local, HUB_CLIP]
 
 
+def real_clip_models(settings) -> list[str]:
+    """CLIP ids with real weights on this disk: folders in models/clip/ that hold weights, then the hub default when
+    its files are in the local hub cache. Nothing is downloaded to tell."""
+    folder = settings.models_dir / "clip"
+    local = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file()
+                   and any((p / w).is_file() for w in _WEIGHT_FILES)) if folder.is_dir() else []
+    return [*local, *([HUB_CLIP] if HUB_CLIP not in local and _in_hub_cache(HUB_CLIP) else [])]
+
+
+def default_clip(settings) -> str:
+    """The CLIP model an evaluation uses unless told otherwise: the first real one on disk, else "" (no CLIP score:
+    builtin:tiny-clip's random weights are never a default)."""
+    found = real_clip_models(settings)
+    return found[0] if found else ""
+
+
+def _in_hub_cache(repo: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(name: str) -> bool:
+        return isinstance(try_to_load_from_cache(repo, name), str)
+
+    return cached("config.json") and any(cached(w) for w in _WEIGHT_FILES)
+
+
 def resolve_clip(settings, model_id: str) -> ClipRef:
     """Where the CLIP named `model_id` lives; ValueError saying where to put the weights when it is not found."""
     model_id = (model_id or "").strip()

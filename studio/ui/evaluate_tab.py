@@ -1,38 +1,50 @@
-"""Evaluate tab: prompts x seeds x variants against a reference set -> grid, charts and tables; past runs reopened."""
+"""Evaluate tab: prompts x seeds x variants scored by what fits (likeness, CLIP, the pocket checker) -> grid, charts and
+tables; past runs reopened."""
 
 from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
 
-from studio.evaluate import (STUDY_PROMPTS, STUDY_SEEDS, EvaluationCancelled, EvaluationReport, EvaluationRequest,
-                             evaluate, list_evaluations, load_evaluation, parse_seeds, parse_variant)
-from studio.evaluate.charts import CLIP_PER_VARIANT, NO_FACE_PER_PROMPT, SIM_PER_PROMPT, SIM_PER_VARIANT
-from studio.models.clip import TINY_CLIP, list_clip_models
-from studio.ui.common import (FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_sampler, dataset_names, lora_names,
-                              number, progress_fn, sampler_choices)
+from studio.evaluate import (EvaluationCancelled, EvaluationReport, EvaluationRequest, evaluate, list_evaluations,
+                             load_evaluation, parse_seeds, parse_variant)
+from studio.evaluate.charts import TITLES
+from studio.evaluate.defaults import defaults_for
+from studio.evaluate.scoring import summary_table
+from studio.models.clip import HUB_CLIP, TINY_CLIP, default_clip, real_clip_models
+from studio.ui.common import (FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_sampler, dataset_names, number,
+                              progress_fn, sampler_choices)
 from studio.ui.serving import served
 
 NO_CLIP = "(no CLIP score)"
-_DEFAULTS = EvaluationRequest(name="", prompts=[], seeds=[], variants=[], reference="")
-_CHART_TITLES = {SIM_PER_VARIANT: "mean sim-score per variant", SIM_PER_PROMPT: "mean sim-score per prompt",
-                 NO_FACE_PER_PROMPT: "faces not found per prompt", CLIP_PER_VARIANT: "CLIP score per variant"}
+NO_REFERENCE = "(none: no likeness score)"
+_DEFAULTS = EvaluationRequest(name="", prompts=[], seeds=[], variants=[])
 _VARIANT_HELP = ("One per line: label=MODEL[+lora:NAME:WEIGHT][+embedding:NAME]. An empty MODEL is the studio's "
                  "default base; e.g. control= (the base alone), mine=+lora:mine:1, mine@0.6=+lora:mine:0.6")
+_SCORES_HELP = ("What is scored follows the run: **likeness** (sim-score) when the reference has faces, **CLIP score** "
+                "when a CLIP model is chosen, and **what was drawn** (the pocket checker) when every variant is "
+                "builtin:pocket.")
+
+
+def clip_choices(settings) -> list[tuple[str, str]]:
+    """The CLIP dropdown: none, the real CLIP models on disk, the hub default when it may be downloaded, and the
+    builtin with random weights, each saying what it is."""
+    real = real_clip_models(settings)
+    choices = [(NO_CLIP, NO_CLIP), *((f"{name} (on disk)", name) for name in real)]
+    if HUB_CLIP not in real and settings.allow_downloads:
+        choices.append((f"{HUB_CLIP} (downloads about 600 MB)", HUB_CLIP))
+    choices.append((f"{TINY_CLIP} (random weights, for tests: its scores mean nothing)", TINY_CLIP))
+    return choices
 
 
 def _clip_note(clip_model: str) -> str:
     if clip_model in (None, "", NO_CLIP):
-        return "No CLIP model: the report has no CLIP column."
+        return ("No CLIP model: the report has no CLIP column. Put real CLIP weights in models/clip/ (e.g. "
+                "openai/clip-vit-base-patch16) and they are picked by default.")
     if clip_model == TINY_CLIP:
         return (f"**{TINY_CLIP} has random weights (for offline tests): its CLIP scores mean nothing.** Put real CLIP "
                 f"weights in models/clip/ (e.g. openai/clip-vit-base-patch16) for scores that do.")
     return f"CLIP score (0-100, torchmetrics' definition) of each picture with its prompt, by {clip_model}."
-
-
-def _default_variants(studio) -> str:
-    loras = lora_names(studio)[:2]
-    return "\n".join(["control="] + [f"{name}=+lora:{name}:1" for name in loras])
 
 
 def request_from_widgets(name, prompts, seeds, variants, reference, clip_model, negative_prompt, sampler, steps, cfg,
@@ -40,32 +52,63 @@ def request_from_widgets(name, prompts, seeds, variants, reference, clip_model, 
     """The tab's widget values, in the order of its inputs, as an EvaluationRequest."""
     return EvaluationRequest(
         name=(name or "").strip(), prompts=[p.strip() for p in (prompts or "").splitlines() if p.strip()],
-        seeds=parse_seeds(seeds), variants=[parse_variant(line) for line in (variants or "").splitlines() if line.strip()],
-        reference=(reference or "").strip(), clip_model="" if clip_model in (None, NO_CLIP) else clip_model,
+        seeds=parse_seeds(seeds), variants=_variants(variants),
+        reference="" if reference in (None, NO_REFERENCE) else reference.strip(),
+        clip_model="" if clip_model in (None, NO_CLIP) else clip_model,
         negative_prompt=negative_prompt or "", sampler=chosen_sampler(sampler), steps=int(steps),
         cfg=float(cfg or 0) or None,
         width=int(width or 0) or None, height=int(height or 0) or None, tolerance=float(tolerance),
     )
 
 
+def _variants(text: str | None) -> list:
+    return [parse_variant(line) for line in (text or "").splitlines() if line.strip()]
+
+
+# ---- what the form starts with -------------------------------------------------------------------------------------
+
+def _start(studio, variants_text: str | None = None) -> dict:
+    """Prompts, seeds, reference (and the variants, when none are given) the studio suggests, as widget text."""
+    start = defaults_for(studio, None if variants_text is None else _variants(variants_text))
+    return {"variants": "\n".join(v.spec() for v in start.variants) if variants_text is None else variants_text,
+            "prompts": "\n".join(start.prompts), "seeds": ", ".join(map(str, start.seeds)),
+            "reference": start.reference or NO_REFERENCE,
+            "why": f"Starting values: {start.why}. **Suggest** fills them in again for the variants above."}
+
+
+def _reference_choices(studio) -> list[str]:
+    return [NO_REFERENCE, *dataset_names(studio)]
+
+
+# ---- results -------------------------------------------------------------------------------------------------------
+
 def _tables(report: EvaluationReport) -> tuple[list[list], list[list], list[str], list[str]]:
-    """The summary (one row per variant) and the per-image table; CLIP columns only when there are CLIP scores."""
-    clip = report.has_clip
-    tol = report.request.tolerance
-    summary_headers = ["variant", "images", "faces found", "no face", f"sim <= {tol:g}", "mean sim-score",
-                       "best sim-score"] + (["mean CLIP score"] if clip else [])
-    summary = [[s.variant, s.images, s.faces, s.no_face, s.alike, number(s.mean_sim, 4), number(s.best_sim, 4)]
-               + ([number(s.mean_clip, 2)] if clip else []) for s in report.by_variant()]
-    image_headers = ["variant", "prompt", "seed", "sim-score"] + (["CLIP score"] if clip else []) + ["file"]
-    images = [[r.variant, r.prompt, r.seed, "no face" if r.sim_score is None else round(r.sim_score, 4)]
-              + ([number(r.clip_score, 2)] if clip else []) + [r.file] for r in report.rows]
+    """The summary (one row per variant) and the per-image table, with the columns of the scores the run has."""
+    likeness, clip, checker = report.has_likeness, report.has_clip, report.has_checker
+    summary_headers, summary = summary_table(report.by_variant(), report.request.tolerance, likeness=likeness,
+                                             clip=clip, checker=checker)
+    image_headers = (["variant", "prompt", "seed"] + (["sim-score"] if likeness else [])
+                     + (["drawn", "asked for", "as asked"] if checker else []) + (["CLIP score"] if clip else [])
+                     + ["file"])
+    images = []
+    for r in report.rows:
+        row = [r.variant, r.prompt, r.seed]
+        if likeness:
+            row.append("no face" if r.sim_score is None else round(r.sim_score, 4))
+        if checker:
+            asked = " ".join(w for w in (r.asked_color, r.asked_label) if w) or "-"
+            row += [" ".join(w for w in (r.drawn_color, r.drawn) if w), asked,
+                    "-" if r.as_asked is None else "yes" if r.as_asked else "no"]
+        if clip:
+            row.append(number(r.clip_score, 2))
+        images.append(row + [r.file])
     return summary, images, summary_headers, image_headers
 
 
 def _view(report: EvaluationReport, status: str, settings):
     """Widget values for a report: status, grid, charts, summary, images, past runs, files."""
     summary, images, summary_headers, image_headers = _tables(report)
-    charts = [(served(settings, report.folder / c), _CHART_TITLES.get(c, c)) for c in report.charts]
+    charts = [(served(settings, report.folder / c), TITLES.get(c, c)) for c in report.charts]
     grid = served(settings, report.folder / report.grid) if report.grid else None
     past = gr.update(choices=[e.name for e in list_evaluations(settings)], value=report.name)
     files = [served(settings, report.folder / "report.csv"), served(settings, report.folder / "report.json")]
@@ -74,38 +117,55 @@ def _view(report: EvaluationReport, status: str, settings):
 
 
 def _status(report: EvaluationReport, prefix: str) -> str:
-    found = sum(r.sim_score is not None for r in report.rows)
-    return (f"{prefix} **{report.name}**: {len(report.rows)} image(s), {found} with a face, "
-            f"{len(report.rows) - found} with no face found; reference: {report.reference}. {report.clip_note} "
-            f"Lower sim-score is more alike; <= {report.request.tolerance:g} counts as the same person. "
-            f"Saved in `{report.folder}` ({report.seconds:.1f} s).")
+    head = f"{prefix} **{report.name}**: {len(report.rows)} image(s)"
+    if report.has_likeness:
+        found = sum(r.sim_score is not None for r in report.rows)
+        head += (f", {found} with a face, {len(report.rows) - found} with no face found; reference: {report.reference}."
+                 f" Lower sim-score is more alike; <= {report.request.tolerance:g} counts as the same person")
+    if report.has_checker:
+        asked = [r for r in report.rows if r.as_asked is not None]
+        head += (f"; drawn as the prompt asks (pocket checker): {sum(bool(r.as_asked) for r in asked)} of "
+                 f"{len(asked)}")
+    lines = [f"{head}. Saved in `{report.folder}` ({report.seconds:.1f} s)."]
+    lines += [f"- {note}" for note in [*report.notes, report.clip_note]]
+    return "\n".join(lines)
 
+
+# ---- layout --------------------------------------------------------------------------------------------------------
 
 def build(ctx: TabContext) -> TabRefresh:
     studio = ctx.studio
     settings = studio.settings
+    start = _start(studio)
     with gr.Row():
         with gr.Column(scale=2):
-            name = gr.Textbox("", label="Name", placeholder="amari-lora-vs-base",
-                              info="saved as workspace/evaluations/NAME/")
-            prompts = gr.Textbox("\n".join(STUDY_PROMPTS), label="Prompts (one per line)", lines=4,
-                                 info="seed 000's four prompts; put your subject's trigger word in place of 'amari'")
-            seeds = gr.Textbox(", ".join(map(str, STUDY_SEEDS)), label="Seeds",
-                               info="fixed seeds, comma separated: every variant gets the same noise")
-            variants = gr.Textbox(_default_variants(studio), label="Variants to compare (2 or more)", lines=3,
+            name = gr.Textbox("", label="Name", placeholder="my-lora-vs-base",
+                              info="saved as workspace/evaluations/NAME/", elem_id="evaluate-name")
+            variants = gr.Textbox(start["variants"], label="Variants to compare (2 or more)", lines=3,
                                   info=_VARIANT_HELP)
-            reference = gr.Dropdown(dataset_names(studio), value=None, allow_custom_value=True,
-                                    label="Reference: a dataset, or a folder of photos of the subject")
-            clip = gr.Dropdown([NO_CLIP, *list_clip_models(settings)], value=NO_CLIP, allow_custom_value=True,
-                               label="CLIP model (optional)")
-            clip_note = gr.Markdown(_clip_note(NO_CLIP))
+            prompts = gr.Textbox(start["prompts"], label="Prompts (one per line)", lines=4,
+                                 info="seed 000's four for real models ('amari' is the subject's trigger word); "
+                                      "builtin:pocket's shape prompts for it")
+            seeds = gr.Textbox(start["seeds"], label="Seeds",
+                               info="fixed seeds, comma separated: every variant gets the same noise")
+            with gr.Row():
+                why = gr.Markdown(start["why"])
+                suggest_btn = gr.Button("Suggest", scale=0, min_width=100)
+            reference = gr.Dropdown(_reference_choices(studio), value=start["reference"], allow_custom_value=True,
+                                    label="Reference for likeness: a dataset of the subject's photos",
+                                    info="none, or a set with no faces (shapes, a style): no likeness score")
+            clip = gr.Dropdown(clip_choices(settings), value=default_clip(settings) or NO_CLIP,
+                               allow_custom_value=True, label="CLIP model",
+                               info="a real CLIP on disk is picked by default")
+            clip_note = gr.Markdown(_clip_note(default_clip(settings)))
             with gr.Accordion("Generation (the same for every variant)", open=False):
                 negative = gr.Textbox("", label="Negative prompt")
                 with gr.Row():
                     sampler = gr.Dropdown(sampler_choices(), value=FAMILY_SAMPLER, label="Sampler",
                                           info="the model's default: Euler a, or Euler for FLUX.1")
                     steps = gr.Slider(1, 150, value=_DEFAULTS.steps, step=1, label="Steps")
-                    cfg = gr.Number(0, label="CFG scale", info="0: the family's (7; 1 for FLUX.1)")
+                    cfg = gr.Number(0, label="CFG scale",
+                                    info="0: the model's (builtin:pocket 4) or the family's (7; 1 for FLUX.1)")
                 with gr.Row():
                     width = gr.Number(0, label="Width", precision=0, info="0: the model's native size")
                     height = gr.Number(0, label="Height", precision=0)
@@ -114,18 +174,23 @@ def build(ctx: TabContext) -> TabRefresh:
             with gr.Row():
                 run_btn = gr.Button("Evaluate", variant="primary")
                 stop_btn = gr.Button("Stop")
-            with gr.Row():
-                past = gr.Dropdown([e.name for e in list_evaluations(settings)], value=None, label="Past evaluations",
-                                   scale=3)
-                refresh_btn = gr.Button("Refresh", scale=1)
+            past = gr.Dropdown([e.name for e in list_evaluations(settings)], value=None, label="Past evaluations")
         with gr.Column(scale=3):
-            status = gr.Markdown("Name the evaluation, choose the variants and the reference, then press Evaluate.")
+            status = gr.Markdown("Name the evaluation, check the variants, then press Evaluate. " + _SCORES_HELP,
+                                 elem_id="evaluate-status")
             summary = gr.Dataframe(label="Per variant", interactive=False, wrap=True)
-            charts = gr.Gallery(label="Charts", columns=2, height="auto", object_fit="contain", format="png")
+            # The /evaluate API's list of charts; the page shows them one per row below (a gallery's square cells
+            # would shrink wide charts).
+            charts = gr.Gallery(label="Charts", format="png", visible=False)
+            with gr.Column(elem_id="evaluate-charts"):
+                chart_views = [gr.Image(type="filepath", format="png", interactive=False, visible=False,
+                                        show_label=False) for _ in range(len(TITLES))]  # each chart has its title
             grid = gr.Image(label="Grid: rows prompt x seed, columns variants", type="filepath", format="png",
                             height=640)
             images = gr.Dataframe(label="Per image", interactive=False, wrap=True, max_height=320)
             files = gr.File(label="report.csv and report.json", file_count="multiple", interactive=False)
+    # What the studio last filled in: on tab open, fields still holding it follow what is on disk now.
+    suggested = gr.State({k: start[k] for k in ("variants", "prompts", "seeds", "reference")})
 
     # The API endpoint /evaluate takes these names.
     inputs = {"name": name, "prompts": prompts, "seeds": seeds, "variants": variants, "reference": reference,
@@ -133,14 +198,22 @@ def build(ctx: TabContext) -> TabRefresh:
               "width": width, "height": height, "tolerance": tolerance}
     outputs = {"status": status, "grid": grid, "charts": charts, "summary": summary, "images": images, "past": past,
                "files": files}
-    bind(ctx, run_btn.click, run, inputs, outputs, api_name="evaluate", gpu=True)
+    shown = {f"chart{i}": view for i, view in enumerate(chart_views)}
+    ran = bind(ctx, run_btn.click, run, inputs, outputs, api_name="evaluate", gpu=True)
+    bind(ctx, ran.success, show_charts, {"charts": charts}, shown, api_name=False, queue=False)
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
-    bind(ctx, past.input, show_past, {"chosen": past}, outputs, api_name="evaluation")
-    lists = {"past": past, "reference": reference}
-    bind(ctx, refresh_btn.click, refresh_lists, None, lists, api_name=False, queue=False)
+    opened = bind(ctx, past.input, show_past, {"chosen": past}, outputs, api_name="evaluation")
+    bind(ctx, opened.success, show_charts, {"charts": charts}, shown, api_name=False, queue=False)
+    form = {"variants": variants, "prompts": prompts, "seeds": seeds, "reference": reference, "why": why,
+            "suggested": suggested}
+    bind(ctx, suggest_btn.click, suggest, {"variants": variants}, form, api_name=False, queue=False)
     clip.change(_clip_note, clip, clip_note, api_name=False, queue=False)
-    return TabRefresh(refresh_lists, lists)
+    lists = {"past": past, "clip": clip, **form}
+    return TabRefresh(refresh_lists, lists, inputs={"variants": variants, "prompts": prompts, "seeds": seeds,
+                                                    "reference": reference, "suggested": suggested})
 
+
+# ---- callbacks -----------------------------------------------------------------------------------------------------
 
 def run(ctx: TabContext, v, request: gr.Request, progress):
     settings = ctx.studio.settings
@@ -166,6 +239,41 @@ def show_past(ctx: TabContext, v):
                  settings)
 
 
+def show_charts(ctx: TabContext, v):
+    """The charts of the report just shown, each in its own picture at the column's width."""
+    items = list(v.charts or [])
+    out = {}
+    for i in range(len(TITLES)):
+        if i < len(items):
+            path, caption = items[i] if isinstance(items[i], (tuple, list)) else (items[i], None)
+            out[f"chart{i}"] = gr.update(value=path, label=caption, visible=True)
+        else:
+            out[f"chart{i}"] = gr.update(value=None, visible=False)
+    return out
+
+
+def suggest(ctx: TabContext, v):
+    """Prompts, seeds and reference the studio suggests for the variants typed (a bad line is said as an error)."""
+    start = _start(ctx.studio, v.variants or "")
+    fields = {k: start[k] for k in ("variants", "prompts", "seeds", "reference")}
+    return {**fields, "why": start["why"], "suggested": fields}
+
+
 def refresh_lists(ctx: TabContext, v):
-    return {"past": gr.update(choices=[e.name for e in list_evaluations(ctx.studio.settings)]),
-            "reference": gr.update(choices=dataset_names(ctx.studio))}
+    """On tab open and reload: the lists as they are on disk now; the fields the user has not changed since the
+    studio filled them follow what is on disk too (a LoRA just trained becomes a variant, with its prompts)."""
+    studio = ctx.studio
+    settings = studio.settings
+    out = {"past": gr.update(choices=[e.name for e in list_evaluations(settings)]),
+           "reference": gr.update(choices=_reference_choices(studio)), "clip": gr.update(choices=clip_choices(settings))}
+    last = v.suggested or {}
+    untouched = [k for k in ("variants", "prompts", "seeds", "reference") if getattr(v, k) == last.get(k)]
+    if len(untouched) == 4:
+        try:
+            start = _start(studio)
+        except ValueError:  # a LoRA file that cannot be read: keep the form as it is
+            return out
+        fields = {k: start[k] for k in ("variants", "prompts", "seeds", "reference")}
+        out.update(fields, why=start["why"], suggested=fields,
+                   reference=gr.update(choices=_reference_choices(studio), value=fields["reference"]))
+    return out
