@@ -156,14 +156,67 @@ def test_without_blur_bystanders_are_only_noted(settings, tmp_path):
     assert im.blurred == 0 and any("not blurred" in n for n in im.notes)
 
 
-def test_no_face_gets_a_centre_crop_and_says_so(settings, tmp_path):
+def test_a_photo_without_a_face_is_left_out_of_a_face_crop_and_kept_by_a_centre_crop(settings, tmp_path):
     folder = tmp_path / "plain"
     folder.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 900, 3), dtype=np.uint8)).save(folder / "n.png")
-    result = prepare_dataset(Studio.open(settings), PrepareRequest((folder,), "plain", "ohwx"))
-    im = result.dataset.images[0]
-    assert im.crop_box == (150, 44, 750, 556) or im.crop_box == (150, 0, 750, 600)
-    assert "no face found: centre crop" in im.flags and "no face" not in im.flags
+    astronaut().save(folder / "a.png")
+    studio = Studio.open(settings)
+    # Cropped around the face (the default), the noise shows no subject: left out, and said why and what to do
+    result = prepare_dataset(studio, PrepareRequest((folder,), "faces", "ohwx"))
+    assert [im.source for im in result.dataset.images] == ["a.png"]
+    assert [(r.name, r.reason.split(":")[0]) for r in result.refused] == [("n.png", "no face found")]
+    assert "refused  n.png: no face found: left out (crop 'face' keeps" in result.summary()
+    assert "crop 'center' to keep it" in result.summary()
+    # Centre crops keep every picture
+    result = prepare_dataset(studio, PrepareRequest((folder,), "all", "ohwx", crop="center"))
+    noise = next(im for im in result.dataset.images if im.source == "n.png")
+    assert noise.crop_box == (150, 0, 750, 600) and result.refused == []
+    # No face anywhere with a face crop is an error that names the crops to use, and writes nothing
+    (folder / "a.png").unlink()
+    with pytest.raises(ValueError, match="`crop` is 'face' but no face was found in any of the 1 pictures: choose "
+                                         "crop 'center' or 'keep-aspect'"):
+        prepare_dataset(studio, PrepareRequest((folder,), "none", "ohwx"))
+    assert not (settings.datasets_dir / "none").exists()
+
+
+def _cut_like(original: Image.Image, im) -> np.ndarray:
+    """The unblurred original, cut and resized as the training picture was."""
+    return np.asarray(original.crop(im.crop_box).resize(im.size, Image.Resampling.LANCZOS), dtype=np.int16)
+
+
+def test_a_face_like_badge_is_not_blurred_but_a_faint_real_face_is(settings, tmp_path):
+    from PIL import ImageEnhance, ImageFilter
+
+    # The astronaut's round mission patch is a weak dlib "face" (score ~0.1, at 126,335-216,426): MediaPipe's face
+    # detector does not see a face there, so the patch stays sharp, and the picture's notes say so
+    folder = tmp_path / "patch"
+    folder.mkdir()
+    astronaut().save(folder / "a.png")
+    studio = Studio.open(settings)
+    im = prepare_dataset(studio, PrepareRequest((folder,), "patch", "ohwx", crop="keep-aspect",
+                                                blur_bystanders=True)).dataset.images[0]
+    assert im.blurred == 0 and any(n.startswith("not blurred: a weak face-like pattern") for n in im.notes)
+    out = np.asarray(Image.open(settings.datasets_dir / "patch" / im.file_name), dtype=np.int16)
+    assert np.array_equal(out, _cut_like(astronaut(), im))
+
+    # A dim, soft group photo: the astronaut's face is as weak to dlib as the patch (score ~0.1), but it is a face to
+    # MediaPipe, so with Grace Hopper as the subject it is blurred; the patch below it is not
+    dim = ImageEnhance.Contrast(two_faces()).enhance(0.5).filter(ImageFilter.GaussianBlur(2.5))
+    folder = tmp_path / "dim"
+    folder.mkdir()
+    dim.save(folder / "group.png")
+    ref = tmp_path / "hopper.png"
+    hopper().save(ref)
+    im = prepare_dataset(studio, PrepareRequest((folder,), "dim", "ohwx", crop="keep-aspect", blur_bystanders=True,
+                                                reference=(ref,))).dataset.images[0]
+    assert im.blurred == 1
+    out = np.asarray(Image.open(settings.datasets_dir / "dim" / im.file_name), dtype=np.int16)
+    changed = np.abs(out - _cut_like(dim, im)).max(axis=-1) > 8
+    scale = im.size[0] / (im.crop_box[2] - im.crop_box[0])
+    face = [round(v * scale) for v in (175, 76, 266, 167)]  # the astronaut's face box in the 768 x 512 photo
+    assert changed[face[1]:face[3], face[0]:face[2]].mean() > 0.5  # her face is blurred
+    assert changed.mean() < 0.2  # and little else
 
 
 def test_near_duplicates_and_exif_rotation_in_a_batch(settings, tmp_path):

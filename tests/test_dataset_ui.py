@@ -42,8 +42,10 @@ def test_prepare_and_check_through_the_api(served):
     assert (studio.settings.datasets_dir / "api-set" / "metadata.csv").is_file()
 
     check_gallery, table, summary = client.predict("api-set", 0.4, [], api_name="/dataset_check")
-    assert summary == "1 of 4 photos flagged"
-    assert table["data"][0][2] == "hopper.jpg" and "far from set" in table["data"][0][7]
+    assert summary == ("1 of 4 photos flagged: 0004.png (hopper.jpg): far from set. Distances to the rest of the set "
+                       "(median face distance; no reference given).")
+    assert table["headers"] == ["photo", "file_name", "source", "to the set", "faces", "flags"]  # no reference column
+    assert table["data"][0][2] == "hopper.jpg" and table["data"][0][5] == "far from set"
     assert table["data"][0][0].startswith('<img src="data:image/jpeg;base64,')  # inline: no file URL
     table = {"headers": ["file_name", "caption"], "data": [["0001.png", "ohwx person, in orange"]], "metadata": None}
     _, edited = client.predict("api-set", table, api_name="/dataset_captions")
@@ -78,7 +80,9 @@ def test_dataset_tab_in_a_real_browser(served, tmp_path):
         report = page.get_by_label("Report")
         expect(report).to_have_value(__import__("re").compile(r"^dataset browser-set: 4 kept"), timeout=120_000)
         page.get_by_role("button", name="Check identity").click()
-        expect(report).to_have_value("1 of 4 photos flagged", timeout=60_000)
+        expect(page.locator("#dataset-check-status")).to_contain_text("1 of 4 photos flagged: 0004.png",
+                                                                       timeout=60_000)
+        expect(report).to_have_value(__import__("re").compile(r"^dataset browser-set: 4 kept"))  # still there
         thumb = page.locator("img[alt='0004.png']").first  # the outlier's thumbnail, first in the table
         thumb.scroll_into_view_if_needed(timeout=30_000)
         page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=thumb.element_handle(),

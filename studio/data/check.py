@@ -33,14 +33,33 @@ class CheckRow:
     score: float | None  # distance to the reference when there is one, else to the rest of the set
     to_set: float | None
     to_reference: float | None
-    faces: int
+    faces: int  # faces the detector is sure of
+    weak: int  # weak detections besides (a faint face, or a face-like pattern: a badge, a clock)
     flags: tuple[str, ...]
+
+    @property
+    def faces_text(self) -> str:
+        return f"{self.faces}" + (f" (+{self.weak} weak)" if self.weak else "")
 
 
 @dataclass
 class CheckResult:
     dataset: Dataset
     rows: list[CheckRow]  # worst first: no face, then by descending score
+
+    @property
+    def has_reference(self) -> bool:
+        return len(self.dataset.reference) > 0
+
+    def summary(self) -> str:
+        """What the check found, in a line or two: how many flagged, and against what the distances are."""
+        against = ("the reference (sim-score) and the rest of the set" if self.has_reference else
+                   "the rest of the set (median face distance; no reference given)")
+        flagged = self.flagged
+        head = f"{len(flagged)} of {len(self.rows)} photos flagged"
+        named = "; ".join(f"{r.file_name} ({r.source}): {', '.join(r.flags)}" for r in flagged[:5])
+        more = f"; and {len(flagged) - 5} more" if len(flagged) > 5 else ""
+        return f"{head}" + (f": {named}{more}" if flagged else "") + f". Distances to {against}."
 
     @property
     def flagged(self) -> list[CheckRow]:
@@ -67,7 +86,8 @@ def check_dataset(settings, request: CheckRequest) -> CheckResult:
 
     # 3. The table, worst first
     table = [CheckRow(im.file_name, dataset.path(im), im.source, row.score, row.to_set, row.to_reference,
-                      len(im.faces), tuple(im.flags)) for im, row in zip(dataset.images, rows)]
+                      row.candidates, len(im.faces) - row.candidates, tuple(im.flags))
+             for im, row in zip(dataset.images, rows)]
     table.sort(key=lambda r: (r.score is not None, -(r.score or 0.0), r.file_name))
     return CheckResult(dataset, table)
 

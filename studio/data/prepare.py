@@ -17,6 +17,7 @@ from studio.data.ingest import Limits, LoadedImage, Refusal, collect, load_image
 from studio.data.scan import Scanned, auto_workers, scan
 from studio.data.library import ORIGINALS, Dataset, DatasetImage, dataset_folder, save_dataset
 from studio.names import check_name
+from studio.faces.confirm import confirmed
 from studio.faces.detect import CANDIDATE_SCORE, Face
 from studio.faces.identity import DEFAULT_TOLERANCE, check_identity, encode_reference, face_distance, sim_score
 from studio.fileio import temp_dir, write_bytes
@@ -137,8 +138,21 @@ def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_p
         raise ValueError(f"none of the {len(sources)} files is a usable picture: "
                          + "; ".join(f"{r.name}: {r.reason}" for r in refused[:5]))
 
-    # 3. Who the subject is in each picture, and how far each picture is from the rest (and the reference)
+    # 3. Who the subject is in each picture, and how far each picture is from the rest (and the reference);
+    # cropped around the face, a picture without one does not show the subject: it is left out, and said
     rows = check_identity([a.faces for a in accepted], reference, request.tolerance)
+    if request.crop == "face":
+        faceless = [a for a, r in zip(accepted, rows) if r.subject is None]
+        if len(faceless) == len(accepted):
+            raise ValueError(f"`crop` is 'face' but no face was found in any of the {len(accepted)} pictures: "
+                             "choose crop 'center' or 'keep-aspect' for a subject without a human face (a pet, an "
+                             "object, a style); nothing was written")
+        if faceless:
+            refused += [Refusal(a.source, "no face found: left out (crop 'face' keeps pictures that show the "
+                                          "subject's face; prepare with crop 'center' to keep it)") for a in faceless]
+            kept = [k for k, r in enumerate(rows) if r.subject is not None]
+            accepted = [accepted[k] for k in kept]
+            rows = check_identity([a.faces for a in accepted], reference, request.tolerance)
     duplicates = near_duplicates([a.phash for a in accepted])
 
     # 4. Frame, blur and write each picture into a folder beside the final one
@@ -193,6 +207,11 @@ def _frame_one(i: int, item: Scanned, row, loaded: LoadedImage, rows, accepted, 
     """Crop, blur and save picture `i`; returns its record (caption still empty)."""
     subject = item.faces[row.subject] if row.subject is not None else None
     bystanders = _bystanders(i, item.faces, row.subject, rows, accepted, reference, request.tolerance)
+    patterns = []  # weak detections that a second detector does not see as faces (a badge, a clock): kept as they are
+    if bystanders and any(not f.is_candidate for f in bystanders):
+        seen = confirmed(loaded.image, bystanders)
+        patterns = [f for f, ok in zip(bystanders, seen) if not ok]
+        bystanders = [f for f, ok in zip(bystanders, seen) if ok]
     image = blur_faces(loaded.image, bystanders) if request.blur_bystanders and bystanders else loaded.image
     framed = frame(image, subject, request.crop_settings)
     file_name = f"{i + 1:04d}.png"
@@ -215,6 +234,9 @@ def _frame_one(i: int, item: Scanned, row, loaded: LoadedImage, rows, accepted, 
     notes = list(item.notes)
     if bystanders and not request.blur_bystanders:
         notes.append(f"{len(bystanders)} other people's faces not blurred (blur is off)")
+    for f in patterns:
+        notes.append(f"not blurred: a weak face-like pattern at {list(f.box)} that MediaPipe's face detector does not "
+                     f"see as a face (paint a mask if it is one)")
     if request.subject_mask != "none" and subject is None:
         notes.append(f"no face found: its mask learns the whole picture, not only the subject's {request.subject_mask}")
     return DatasetImage(file_name, "", item.source, original, item.sha256, framed.box, framed.image.size,

@@ -41,7 +41,7 @@ def build(ctx: TabContext) -> TabRefresh:
                 class_word = gr.Textbox("person", label="Class word", info="what the subject is: person, dog, ...")
             with gr.Row():
                 size = gr.Radio(list(SIZES), value=default_size(studio), label="Resolution",
-                                info="default: the base model's native size")
+                                info=_size_info(studio))
                 crop = gr.Radio(list(CROP_MODES), value="face", label="Crop")
             with gr.Row():
                 margin = gr.Slider(0.0, 4.0, value=1.0, step=0.25, label="Margin around the face (face widths)")
@@ -105,14 +105,16 @@ def build(ctx: TabContext) -> TabRefresh:
         check_btn = gr.Button("Check identity", variant="primary")
         several = gr.Checkbox(False, label="Also drop photos with several faces")
         drop_btn = gr.Button("Drop flagged photos", variant="stop")
+    check_status = gr.Markdown("Check identity compares every photo's face with the rest of the set (and with the "
+                               "reference photos, when given) and flags the ones that may show someone else.",
+                               elem_id="dataset-check-status")
     check_gallery = gr.Gallery(label="Sorted by face distance", columns=6, height=300)
-    check_table = gr.Dataframe(headers=["photo", "file_name", "source", "score", "to set", "to reference", "faces",
-                                        "flags"], datatype=["html", "str", "str", "number", "number", "number",
-                                                            "number", "str"], interactive=False)
+    check_table = gr.Dataframe(headers=list(_CHECK_HEADERS), datatype=list(_CHECK_TYPES), interactive=False,
+                               wrap=True)
 
     # 4. Wiring: the API endpoints take these names
     pictures = {"gallery": gallery, "captions": captions}
-    checked = {"check_gallery": check_gallery, "check_table": check_table, "report": report}
+    checked = {"check_gallery": check_gallery, "check_table": check_table, "check_status": check_status}
     inputs = {"files_": files, "name_": name, "trigger_": trigger, "class_word_": class_word, "size_": size,
               "crop_": crop, "margin_": margin, "blur_": blur, "reference_": reference, "tolerance_": tolerance,
               "captioner_": captioner, "template_": template, "subject_mask_": subject_mask,
@@ -123,9 +125,13 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, refresh_btn.click, refresh_list, None, {"chosen": chosen}, api_name=False, queue=False)
     bind(ctx, chosen.change, show, {"name_": chosen}, pictures, api_name=False)
     bind(ctx, chosen.change, picker_choices, {"name_": chosen}, {"picked": picked}, api_name=False, queue=False)
-    bind(ctx, save_btn.click, save, {"name_": chosen, "table": captions}, pictures, api_name="dataset_captions")
-    bind(ctx, bulk_btn.click, bulk, {"name_": chosen, "prefix_": prefix, "suffix_": suffix, "find_": find,
-                                     "replace_": replace}, pictures, api_name="dataset_edit_captions")
+    saved = bind(ctx, save_btn.click, save, {"name_": chosen, "table": captions}, pictures,
+                 api_name="dataset_captions")
+    bind(ctx, saved.success, captions_saved, {"name_": chosen, "table": captions}, None, api_name=False, queue=False)
+    edited = bind(ctx, bulk_btn.click, bulk, {"name_": chosen, "prefix_": prefix, "suffix_": suffix, "find_": find,
+                                              "replace_": replace}, pictures, api_name="dataset_edit_captions")
+    bind(ctx, edited.success, captions_saved, {"name_": chosen, "table": captions}, None, api_name=False,
+         queue=False)
     bind(ctx, check_btn.click, check, {"name_": chosen, "tolerance_": tolerance, "reference_": reference}, checked,
          api_name="dataset_check")
     bind(ctx, drop_btn.click, drop, {"name_": chosen, "several_": several, "tolerance_": tolerance},
@@ -189,6 +195,12 @@ def save(ctx: TabContext, v):
     return _pictures(ctx, data.set_captions(ctx.studio.settings, v.name_, captions))
 
 
+def captions_saved(ctx: TabContext, v):
+    """Say that the captions are on disk (the table itself already shows them)."""
+    rows = [r for r in table_rows(v.table) if r and r[0]]
+    gr.Info(f"Saved {len(rows)} captions of {v.name_} (<stem>.txt, metadata.csv, dataset.json).")
+
+
 def bulk(ctx: TabContext, v):
     edit = data.CaptionEdit(v.prefix_, v.suffix_, v.find_, v.replace_)
     return _pictures(ctx, data.edit_captions(ctx.studio.settings, v.name_, edit))
@@ -199,7 +211,7 @@ def check(ctx: TabContext, v):
         raise ValueError("`name` is empty: choose a dataset first")
     result = data.check_dataset(ctx.studio.settings, data.CheckRequest(v.name_, float(v.tolerance_),
                                                                        _paths(v.reference_)))
-    return {**_check_views(ctx, result), "report": f"{len(result.flagged)} of {len(result.rows)} photos flagged"}
+    return {**_check_views(ctx, result), "check_status": result.summary()}
 
 
 def drop(ctx: TabContext, v):
@@ -207,8 +219,8 @@ def drop(ctx: TabContext, v):
     flags = DROP_FLAGS + (("several faces",) if v.several_ else ())
     dropped = data.drop_flagged(settings, v.name_, flags)
     result = data.check_dataset(settings, data.CheckRequest(v.name_, float(v.tolerance_)))
-    return {**_check_views(ctx, result), "report": f"Dropped {len(dropped)}: {', '.join(dropped) or 'none'}",
-            **_pictures(ctx, result.dataset)}
+    return {**_check_views(ctx, result), **_pictures(ctx, result.dataset),
+            "check_status": f"Dropped {len(dropped)}: {', '.join(dropped) or 'none'}. Now: {result.summary()}"}
 
 
 def export(ctx: TabContext, v):
@@ -280,6 +292,19 @@ def delete(ctx: TabContext, v):
             "report": "\n".join(lines), "confirm": ""}
 
 
+def _size_info(studio) -> str:
+    """Why the preselected size: the studio's default model and its family's native size."""
+    model = studio.store.default_model
+    try:
+        family = studio.store.resolve(model).family
+    except ValueError:
+        family = None
+    if family is None:
+        return f"512 preselected ({model} is not found); SD 1.x 512, SD 2.x 768, SDXL and FLUX.1 1024"
+    return (f"{family.native_resolution} preselected: {family.label}'s native size ({model}, the studio's default "
+            f"model); SDXL and FLUX.1 want 1024")
+
+
 # ---- views -----------------------------------------------------------------------------------------------------
 
 def _paths(files) -> tuple[Path, ...]:
@@ -343,10 +368,19 @@ def _thumbnail(path: Path) -> str:
     return f'<img src="{data_url}" alt="{html.escape(path.name)}" style="height:64px">'
 
 
+_CHECK_HEADERS = ("photo", "file_name", "source", "to the set", "to the reference", "faces", "flags")
+_CHECK_TYPES = ("html", "str", "str", "number", "number", "str", "str")
+
+
 def _check_views(ctx: TabContext, result) -> dict:
+    """The sorted gallery and the table (without the reference's column when there is no reference)."""
     settings = ctx.studio.settings
     gallery = [(served(settings, r.path), f"{'no face' if r.score is None else f'{r.score:.3f}'} {r.file_name} "
                 + "; ".join(r.flags)) for r in result.rows]
-    table = [[_thumbnail(r.path), r.file_name, r.source, number(r.score), number(r.to_set), number(r.to_reference),
-              r.faces, "; ".join(r.flags)] for r in result.rows]
-    return {"check_gallery": gallery, "check_table": table}
+    rows = [[_thumbnail(r.path), r.file_name, r.source, number(r.to_set), number(r.to_reference), r.faces_text,
+             "; ".join(r.flags)] for r in result.rows]
+    headers = list(_CHECK_HEADERS)
+    if not result.has_reference:
+        headers.remove("to the reference")
+        rows = [row[:4] + row[5:] for row in rows]
+    return {"check_gallery": gallery, "check_table": {"headers": headers, "data": rows}}
