@@ -206,3 +206,27 @@ def test_latent_cache_key_follows_data_and_settings(studio):
     astronaut((64, 48)).save(items[0].path)  # the image changed: a new cache
     changed = load_items(folder, "sks")
     assert Latents(parts, changed, resolution=64, buckets=True).cache_file(cache_dir, False) != base
+
+
+def test_a_moved_workspace_still_shows_its_runs_pictures(tmp_path):
+    """A run's events name its grids by absolute path; after the workspace is moved (or restored from a backup
+    elsewhere) the status finds them under the run's folder, where they now are."""
+    from studio.fileio import write_json
+    from studio.train.jobs import folder_status
+    from studio.train.runlog import RunLog
+    from tests.train_helpers import tiny_config
+
+    old = tmp_path / "old" / "runs" / "moved"
+    log = RunLog(old)
+    log.event("epoch", epoch=1, grid=str(old / "samples" / "epoch-001.png"), scores=[None], mean_score=None,
+              images=[str(old / "samples" / "epoch-001" / "0.png")])
+    log.close()
+    write_json(old / "run.json", tiny_config(name="moved").to_json())
+    new = tmp_path / "new" / "runs" / "moved"
+    new.parent.mkdir(parents=True)
+    old.rename(new)
+    (new / "samples").mkdir()
+    (new / "samples" / "epoch-001.png").write_bytes(b"png")
+    shown = folder_status(new, "moved").validations[0]
+    assert shown["grid"] == str(new / "samples" / "epoch-001.png")
+    assert shown["images"] == [str(new / "samples" / "epoch-001" / "0.png")]

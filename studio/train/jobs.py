@@ -184,6 +184,8 @@ def folder_status(folder: Path, name: str) -> RunStatus:
                        files=status.get("files", []), best_epoch=status.get("best_epoch"),
                        failure_code=int(status.get("exit_code", 1)), signal=status.get("signal"))
     for event in read_events(folder):
+        if event["type"] in ("epoch", "validation"):
+            _moved_with(folder, event)
         if event["type"] == "step":
             result.step, result.total_steps, result.epoch = event["step"], event["total"], event["epoch"]
             result.loss, result.it_s, result.eta_s = event["loss"], event["it_s"], event["eta_s"]
@@ -204,6 +206,21 @@ def folder_status(folder: Path, name: str) -> RunStatus:
     last = checkpoints.latest_checkpoint(folder)
     result.checkpoint_step = last.step if last else None
     return result
+
+
+def _moved_with(folder: Path, event: dict) -> None:
+    """An event's pictures where they are now: a run's samples are written under its folder with absolute paths,
+    and a workspace moved (or restored from a backup) keeps them under the run's folder, not where it was."""
+    def here(path):
+        p = Path(path)
+        if p.is_relative_to(folder) or "samples" not in p.parts:
+            return path
+        return str(folder.joinpath(*p.parts[len(p.parts) - 1 - p.parts[::-1].index("samples"):]))
+
+    if event.get("grid"):
+        event["grid"] = here(event["grid"])
+    if isinstance(event.get("images"), list):
+        event["images"] = [here(p) for p in event["images"]]
 
 
 def cancel_run(studio, name: str, *, wait_s: float = 0.0) -> RunStatus:

@@ -5,6 +5,7 @@ of settings and scores each cell."""
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from pathlib import Path
 
 import gradio as gr
 
@@ -126,7 +127,8 @@ def build(ctx: TabContext) -> TabRefresh:
         start_btn = gr.Button("Train", variant="primary")
         resume_btn = gr.Button("Resume")
         cancel_btn = gr.Button("Cancel")
-        run_pick = gr.Dropdown(runs, value=runs[0] if runs else None, label="Run", allow_custom_value=True)
+        # empty until the page loads: the load's refresh then picks the newest run, and that change shows it
+        run_pick = gr.Dropdown(runs, value=None, label="Run", allow_custom_value=True)
     ctx.widgets["train.run"] = run_pick
     status_md = gr.Markdown(NO_RUN)
     with gr.Row():
@@ -334,14 +336,16 @@ def status_views(ctx: TabContext, status) -> dict:
     scores = pd.DataFrame(scored, columns=["epoch", "mean sim-score"]).astype({"epoch": int, "mean sim-score": float})
     grids = []
     for v in status.validations:
-        if v.get("grid"):
+        if v.get("grid") and Path(v["grid"]).is_file():  # (a grid removed by hand is left out, not an error)
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             star = " (best)" if v["epoch"] == status.best_epoch else ""
             grids.insert(0, (served(ctx.studio.settings, v["grid"]), f"epoch {v['epoch']}{score}{star}"))  # newest first
-    if status.base_validation and status.base_validation.get("grid"):  # last: what training started from
+    if status.base_validation and status.base_validation.get("grid") and Path(status.base_validation["grid"]).is_file():  # last: what training started from
         grids.append((served(ctx.studio.settings, status.base_validation["grid"]), "base model, before training"))
     table = [[v["epoch"], number(v.get("loss"), 4), number(v.get("mean_score"), 4),
               " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
               "best" if v["epoch"] == status.best_epoch else ""] for v in status.validations]
-    return {"status": "\n\n".join(lines), "loss": loss, "scores": scores, "grids": grids, "table": table,
+    # the likeness chart only when there is likeness to show (a dataset without faces has none)
+    return {"status": "\n\n".join(lines), "loss": loss, "scores": gr.update(value=scores, visible=bool(scored)),
+            "grids": grids, "table": table,
             "epochs": gr.update(choices=[str(v["epoch"]) for v in status.validations])}
