@@ -76,8 +76,8 @@ KNOB_SPECS = (
     ("guard_loss_steps", 7, "Guard: loss steps", dict(info="smoothed over, and stays up for, this many steps")),
     ("guard_image_ratio", 7, "Guard: image sameness (x base)", dict(info="0: off")),
     ("guard_clip_drop", 7, "Guard: CLIP drop (fraction)", dict(info="0: off")),
-    ("masked_loss", 3, "Masked training", dict(info="the dataset's masks: bystanders and their blur are not learnt")),
-    ("unmasked_weight", 3, "Weight of masked pixels", dict(info="0: not learnt (OneTrainer: 0.1)")),
+    ("masked_loss", 6, "Masked training", dict(info="the dataset's masks: bystanders and their blur are not learnt")),
+    ("unmasked_weight", 6, "Weight of masked pixels", dict(info="0: not learnt (OneTrainer: 0.1)")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
