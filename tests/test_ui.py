@@ -186,8 +186,9 @@ def test_train_and_evaluate_list_the_same_datasets(settings):
     (settings.datasets_dir / ".half-built").mkdir()  # a dataset being written is never listed
     ctx = TabContext(Studio.open(settings))
     in_train = train_tab.refresh_lists(ctx, SimpleNamespace(run=None))["dataset"]["choices"]
-    in_evaluate = evaluate_tab.refresh_lists(ctx, SimpleNamespace())["reference"]["choices"]
-    assert in_train == in_evaluate == ["plain-folder"]
+    form = SimpleNamespace(variants="", prompts="", seeds="", reference=None, suggested=None)  # edited by the user
+    in_evaluate = evaluate_tab.refresh_lists(ctx, form)["reference"]["choices"]
+    assert in_train == ["plain-folder"] and [c for c in in_evaluate if c != evaluate_tab.NO_REFERENCE] == in_train
 
 
 @pytest.mark.browser
