@@ -197,7 +197,7 @@ def test_real_full_and_read_only_disks(settings, tmp_path, options, reason, caps
     try:
         code = main(["--root", str(settings.root), "--models-dir", str(settings.models_dir), "--offline", "generate",
                      "--model", "builtin:tiny", "--prompt", "a dog", "--steps", "2", "--batch", "8",
-                     "--width", "256", "--height", "256", "--out", str(out)])
+                     "--width", "128", "--height", "128", "--out", str(out)])  # 8 x ~40 KB > 96 KB
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and reason in err[0], err
         assert not [p for p in out.iterdir() if p.stat().st_size == 0 or p.name.startswith(".")]
