@@ -168,6 +168,31 @@ def reap(folder: Path) -> None:
 
 # ---- the child's side ------------------------------------------------------------------------------------------
 
+def cancel_job(folder: Path, read, *, wait_s: float = 0.0):
+    """Ask the job in `folder` to stop and, for up to `wait_s`, wait until `read()` (its status, with `.active`)
+    says it has; returns the last status read."""
+    status = read()
+    if not status.active:
+        return status
+    ask_to_stop(folder)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and read().active:
+        time.sleep(0.2)
+    return read()
+
+
+def wait_job(folder: Path, read, what: str, *, poll_s: float = 0.5, timeout_s: float | None = None):
+    """Poll `read()` until the job in `folder` is no longer active (TimeoutError naming `what` after `timeout_s`),
+    then reap its child; returns the final status."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while (status := read()).active:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{what} still {status.state} after {timeout_s} s")
+        time.sleep(poll_s)
+    reap(folder)
+    return status
+
+
 def add_settings_arguments(parser) -> None:
     """The options settings_args writes, for a child's argparse parser."""
     parser.add_argument("--root", type=Path, required=True)

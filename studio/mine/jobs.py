@@ -15,7 +15,7 @@ from pathlib import Path
 from studio import fileio
 from studio.data.ingest import Limits, Refused, SourceFile, load_image
 from studio.data.library import find_dataset
-from studio.jobs import ACTIVE, ask_to_stop, job_state, one_start_at_a_time, reap, settings_args, start_child
+from studio.jobs import ACTIVE, cancel_job, job_state, one_start_at_a_time, settings_args, start_child, wait_job
 from studio.mine import disk
 from studio.mine.disk import REQUEST, mining_folder
 from studio.mine.request import MiningRequest
@@ -176,25 +176,12 @@ def mining_status(studio, name: str) -> MiningStatus:
 
 def cancel_mining(studio, name: str, *, wait_s: float = 0.0) -> MiningStatus:
     """Ask job `name` to stop before its next candidate; optionally wait for it."""
-    folder = mining_folder(studio.settings, name)
-    status = mining_status(studio, name)
-    if not status.active:
-        return status
-    ask_to_stop(folder)
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and mining_status(studio, name).active:
-        time.sleep(0.2)
-    return mining_status(studio, name)
+    return cancel_job(mining_folder(studio.settings, name), lambda: mining_status(studio, name), wait_s=wait_s)
 
 
 def wait_mining(studio, name: str, *, poll_s: float = 0.5, timeout_s: float | None = None) -> MiningStatus:
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while (status := mining_status(studio, name)).active:
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"mining job {name!r} still {status.state} after {timeout_s} s")
-        time.sleep(poll_s)
-    reap(status.folder)
-    return status
+    return wait_job(mining_folder(studio.settings, name), lambda: mining_status(studio, name), f"mining job {name!r}",
+                    poll_s=poll_s, timeout_s=timeout_s)
 
 
 def list_mining(studio) -> list[MiningStatus]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from studio import fileio
 from studio.data.library import find_dataset
-from studio.jobs import ask_to_stop, job_state, one_start_at_a_time, reap, settings_args, start_child
+from studio.jobs import cancel_job, job_state, one_start_at_a_time, settings_args, start_child, wait_job
 from studio.names import check_name
 from studio.train import checkpoints, data, sampling
 from studio.train.config import RunConfig
@@ -225,25 +225,12 @@ def _moved_with(folder: Path, event: dict) -> None:
 
 def cancel_run(studio, name: str, *, wait_s: float = 0.0) -> RunStatus:
     """Ask run `name` to stop after its current step (it writes a checkpoint first); optionally wait for it."""
-    folder = run_dir(studio.settings, name)
-    status = run_status(studio, name)
-    if not status.active:
-        return status
-    ask_to_stop(folder)
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and run_status(studio, name).active:
-        time.sleep(0.2)
-    return run_status(studio, name)
+    return cancel_job(run_dir(studio.settings, name), lambda: run_status(studio, name), wait_s=wait_s)
 
 
 def wait_run(studio, name: str, *, poll_s: float = 0.5, timeout_s: float | None = None) -> RunStatus:
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while (status := run_status(studio, name)).active:
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"run {name!r} still {status.state} after {timeout_s} s")
-        time.sleep(poll_s)
-    reap(run_dir(studio.settings, name))
-    return status
+    return wait_job(run_dir(studio.settings, name), lambda: run_status(studio, name), f"run {name!r}",
+                    poll_s=poll_s, timeout_s=timeout_s)
 
 
 def list_runs(studio) -> list[RunStatus]:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from studio import fileio
 from studio.data.library import find_dataset
-from studio.jobs import (ACTIVE, JobLog, ask_to_stop, job_state, one_start_at_a_time, reap, read_events, read_status,
-                         settings_args, start_child)
+from studio.jobs import (ACTIVE, JobLog, ask_to_stop, cancel_job, job_state, one_start_at_a_time, reap, read_events,
+                         read_status, settings_args, start_child, wait_job)
 from studio.names import check_name
 from studio.progress import Cancelled
 from studio.train import data
@@ -200,25 +200,12 @@ def _saved_report(folder: Path) -> dict:
 
 def cancel_sweep(studio, name: str, *, wait_s: float = 0.0) -> SweepStatus:
     """Ask sweep `name` to stop: its running runs stop after their step with a checkpoint; resume continues."""
-    folder = sweep_folder(studio.settings, name)
-    status = sweep_status(studio, name)
-    if not status.active:
-        return status
-    ask_to_stop(folder)
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and sweep_status(studio, name).active:
-        time.sleep(0.2)
-    return sweep_status(studio, name)
+    return cancel_job(sweep_folder(studio.settings, name), lambda: sweep_status(studio, name), wait_s=wait_s)
 
 
 def wait_sweep(studio, name: str, *, poll_s: float = 0.5, timeout_s: float | None = None) -> SweepStatus:
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while (status := sweep_status(studio, name)).active:
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"sweep {name!r} still {status.state} after {timeout_s} s")
-        time.sleep(poll_s)
-    reap(status.folder)
-    return status
+    return wait_job(sweep_folder(studio.settings, name), lambda: sweep_status(studio, name), f"sweep {name!r}",
+                    poll_s=poll_s, timeout_s=timeout_s)
 
 
 def list_sweeps(studio) -> list[SweepStatus]:

@@ -340,8 +340,9 @@ def status_views(ctx: TabContext, status) -> dict:
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             star = " (best)" if v["epoch"] == status.best_epoch else ""
             grids.insert(0, (served(ctx.studio.settings, v["grid"]), f"epoch {v['epoch']}{score}{star}"))  # newest first
-    if status.base_validation and status.base_validation.get("grid") and Path(status.base_validation["grid"]).is_file():  # last: what training started from
-        grids.append((served(ctx.studio.settings, status.base_validation["grid"]), "base model, before training"))
+    base = status.base_validation or {}
+    if base.get("grid") and Path(base["grid"]).is_file():  # last: what training started from
+        grids.append((served(ctx.studio.settings, base["grid"]), "base model, before training"))
     table = [[v["epoch"], number(v.get("loss"), 4), number(v.get("mean_score"), 4),
               " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
               "best" if v["epoch"] == status.best_epoch else ""] for v in status.validations]
