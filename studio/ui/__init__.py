@@ -49,6 +49,14 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     return app
 
 
+# Validation grids are wide strips (one picture per prompt): in their gallery each takes its own height, not a square
+CSS = """
+#train-grids .grid-container { grid-template-rows: none; grid-auto-rows: auto; }
+#train-grids .thumbnail-item { aspect-ratio: auto; height: auto; }
+#train-grids .thumbnail-lg > img { height: auto; }
+"""
+
+
 def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = False):
     """Serve the studio. Nothing of the workspace is reachable by URL but what a callback returns (studio.ui.serving);
     uploads are capped; a login, when asked for, waits longer after each wrong password (studio.ui.access)."""
@@ -60,5 +68,5 @@ def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = F
     app = build_app(studio)
     app.launch(server_name=s.host, server_port=s.port, auth=PasswordCheck(s.auth).login if s.auth else None, share=share,
                prevent_thread_lock=prevent_thread_lock, allowed_paths=[],
-               blocked_paths=[str(s.models_dir), str(s.workspace_dir / ".cache")], max_file_size=f"{s.max_upload_mb}mb")
+               blocked_paths=[str(s.models_dir), str(s.workspace_dir / ".cache")], max_file_size=f"{s.max_upload_mb}mb", css=CSS)
     return app

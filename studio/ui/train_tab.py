@@ -137,7 +137,7 @@ def build(ctx: TabContext) -> TabRefresh:
                                  height=260)
     with gr.Row():
         grids = gr.Gallery(label="Validation grids, newest first (one column per prompt)", columns=1, height=460,
-                           object_fit="contain", format="png", scale=3)
+                           object_fit="contain", format="png", scale=3, elem_id="train-grids")
         with gr.Column(scale=2):
             epoch_table = gr.Dataframe(headers=["epoch", "loss", "mean sim-score", "sim-score per prompt", ""],
                                        label="Epochs", interactive=False)
