@@ -8,12 +8,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageOps
 
 from studio import fileio
 from studio.faces.control import FACE_MODULES, ControlOptions, check_module, control_image, is_blank
 from studio.generate.request import MAX_SEED, ControlUnit, GenerationRequest
 from studio.generate.parameters import save_png
+from studio.generate.pictures import face_square, fit_size, paste_feathered, side_by_side
 from studio.generate.run import generate
 from studio.generate.samplers import check_sampler
 from studio.models.refs import Family
@@ -218,7 +219,7 @@ def preview_controls(request: AnimalRequest) -> ControlPreview:
     # 3. The region to transform, at the model's size.
     crop_box = face_square(face.box, photo.size) if request.crop_to_face else None
     region = photo.crop(crop_box) if crop_box else photo
-    work_size = model_size(region.size, request.size or PREVIEW_SIZE)
+    work_size = fit_size(region.size, request.size or PREVIEW_SIZE)
     offset = crop_box[:2] if crop_box else (0, 0)
     region_faces = [f.scaled(1.0, offset) for f in faces]
 
@@ -323,7 +324,7 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
         # 3. Back into the photo when a face crop was transformed, then saved with its parameters.
         image = made.image
         if preview.crop_box and request.paste_back:
-            image = paste_back(preview.photo, made.image, preview.crop_box)
+            image = paste_feathered(preview.photo, made.image, preview.crop_box)
         path = save_png(image, made.parameters, out_dir, s) if request.save else None
         images.append(AnimalImage(image, made.image, s, made.parameters, path))
 
@@ -370,46 +371,3 @@ def _model_words(studio, model_id: str, family) -> str:
     if ref.kind == "builtin":
         return f"{ref.id} (the builtin ControlNet is made for builtin:tiny)"
     return f"{ref.id} ({family.label if family else 'its family'})"
-
-
-def face_square(box: tuple[int, int, int, int], size: tuple[int, int], scale: float = 2.2) -> tuple[int, int, int, int]:
-    """A square around a face box, `scale` times its larger side, moved up a little (ears and forehead) and
-    shifted to stay inside a `size` picture (and shrunk if the picture is smaller)."""
-    left, top, right, bottom = box
-    side = min(round(scale * max(right - left, bottom - top)), *size)
-    cx, cy = (left + right) / 2, (top + bottom) / 2 - 0.1 * (bottom - top)
-    x0 = min(max(0, round(cx - side / 2)), size[0] - side)
-    y0 = min(max(0, round(cy - side / 2)), size[1] - side)
-    return x0, y0, x0 + side, y0 + side
-
-
-def model_size(size: tuple[int, int], longer: int) -> tuple[int, int]:
-    """(width, height) with the longer side `longer`, the aspect kept, both multiples of 8; a very wide picture
-    gets a longer side past `longer` so that its shorter one reaches the models' minimum of 64."""
-    scale = max(longer / max(size), 64 / min(size))
-    return tuple(max(64, round(v * scale / 8) * 8) for v in size)
-
-
-def paste_back(photo: Image.Image, result: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
-    """`photo` with `result` resized into `box`, its edges feathered so no seam shows."""
-    width, height = box[2] - box[0], box[3] - box[1]
-    feather = max(2, round(0.06 * min(width, height)))
-    mask = Image.new("L", (width, height), 0)
-    mask.paste(255, (feather, feather, width - feather, height - feather))
-    mask = mask.filter(ImageFilter.GaussianBlur(feather / 2))
-    out = photo.copy()
-    out.paste(result.convert("RGB").resize((width, height), Image.Resampling.LANCZOS), box[:2], mask)
-    return out
-
-
-def side_by_side(images: list[Image.Image], *, height: int) -> Image.Image:
-    """The images in one row, each scaled to `height`, on a dark background."""
-    tiles = [im.convert("RGB").resize((max(1, round(im.width * height / im.height)), height),
-                                      Image.Resampling.LANCZOS) for im in images]
-    gap = max(2, height // 64)
-    sheet = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), height), (24, 24, 24))
-    x = 0
-    for tile in tiles:
-        sheet.paste(tile, (x, 0))
-        x += tile.width + gap
-    return sheet

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter
 
+from studio.generate.pictures import fit_size
+
 INPAINT_AREAS = ("whole", "only masked")  # A1111's "Whole picture" and "Only masked"
 
 
@@ -20,13 +22,6 @@ def binary_mask(mask: Image.Image) -> Image.Image:
     else:
         gray = mask.convert("L")
     return gray.point(lambda v: 255 if v > 127 else 0)
-
-
-def fit_size(size: tuple[int, int], longer: int) -> tuple[int, int]:
-    """(width, height) with the longer side `longer`, the aspect kept, both multiples of 8 and at least 64.
-    (A copy of generate.animal.model_size, which this module cannot import without a cycle.)"""
-    scale = max(longer / max(size), 64 / min(size))
-    return tuple(max(64, round(v * scale / 8) * 8) for v in size)
 
 
 @dataclass
