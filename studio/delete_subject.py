@@ -146,8 +146,15 @@ def subject_files(studio, dataset: str, *, outputs: bool = False) -> SubjectFile
             more = []
         return names_it(meta.get("studio.dataset")) or any(names_it(d) for d in more if isinstance(d, str))
 
-    runs = [r for r in list_runs(studio)
+    every_run = list_runs(studio)
+    runs = [r for r in every_run
             if any(names_it(d) for d in [r.config.dataset, *(s.dataset for s in r.config.extra_subjects)])]
+    while True:  # and runs that started from one of their LoRAs ("add a subject"): the subject is in those weights
+        names = {r.name for r in runs}
+        more = [r for r in every_run if r.name not in names and r.config.continue_from in names]
+        if not more:
+            break
+        runs += more
     busy = [r.name for r in runs if r.active]
     if busy:
         raise ValueError(f"run {busy[0]!r} is training on dataset {name!r}: cancel it first, then delete the subject")

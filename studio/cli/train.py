@@ -16,7 +16,8 @@ _FIELDS = {"method": "method", "model": "model", "out": "name", "steps": "max_st
            "seed": "seed", "validation_prompt": "validation_prompts",
            "validation_every": "validation_every", "lr_scheduler": "lr_scheduler", "init_word": "init_word",
            "class_prompt": "class_prompt", "mixed_precision": "mixed_precision", "lora_layers": "lora_layers",
-           "ema": "ema", "clip_model": "clip_model", "unmasked_weight": "unmasked_weight"}
+           "ema": "ema", "clip_model": "clip_model", "unmasked_weight": "unmasked_weight",
+           "continue_from": "continue_from"}
 
 
 def register(sub) -> None:
@@ -63,6 +64,8 @@ def register(sub) -> None:
                    help="train on every pixel, even where the dataset's masks (<stem>.mask.png) are black")
     p.add_argument("--unmasked-weight", type=float, default=None,
                    help="loss weight of the masks' black pixels (default 0: not learnt; OneTrainer uses 0.1)")
+    p.add_argument("--continue-from", default=None, metavar="RUN",
+                   help="add a subject: start this LoRA run from finished run RUN's LoRA (its subjects come along)")
     p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
@@ -165,7 +168,7 @@ def config_from_args(args):
 
 def run(args, studio) -> int:
     from studio.fileio import clean_stale_files
-    from studio.train import jobs
+    from studio.train import jobs, sampling
 
     clean_stale_files(studio.settings.runs_dir)  # what a killed run left half-written
     if args.resume:
@@ -203,7 +206,7 @@ def run(args, studio) -> int:
         if v.get("grid"):
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             print(f"epoch {v['epoch']}: {v['grid']}{score}")
-            for line in subject_lines(v):
+            for line in sampling.subject_lines(v):
                 print(f"  {line}")
     if status.best_epoch is not None:
         judged = any(v.get("worst_score") is not None for v in status.validations)
@@ -214,21 +217,3 @@ def run(args, studio) -> int:
         print(f"wrote {f}")
     return status.exit_code
 
-
-def subject_lines(validation: dict) -> list[str]:
-    """One line per subject of a validation with several subjects: its score against its own dataset and the
-    others', or the pocket checker's counts."""
-    out = []
-    for row in validation.get("subjects") or []:
-        parts = [f"{row['trigger']} ({row['dataset']})"]
-        if row.get("faces_found") is not None:
-            own = f"{row['score']:.3f}" if row.get("score") is not None else "no face"
-            parts.append(f"sim-score {own} against its own dataset")
-            parts += [f"{v:.3f} against {t}'s" for t, v in row.get("against", {}).items()]
-        elif row.get("kept") is not None:
-            parts.append(f"drawn as its {row['label']} in {row['kept']}/{row['pictures']}")
-            parts += [f"as {t}'s in {n}/{row['pictures']}" for t, n in row.get("drawn_as", {}).items()]
-        else:
-            parts.append("not scored (no face, no checker label)")
-        out.append(", ".join(parts))
-    return out

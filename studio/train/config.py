@@ -88,6 +88,9 @@ class RunConfig:
     # pictures x repeats (the smaller sets repeated), so a small set is not drowned; captions stay as they are.
     extra_subjects: list[Subject] = field(default_factory=list)
     balance: bool = True
+    # "Add a subject": a finished LoRA run (by name) whose last saved weights this run starts from, so its subjects
+    # come along (what they keep is measured, not assumed: see docs/training.md); "" starts from the base.
+    continue_from: str = ""
 
     # ---- schedule ----
     batch_size: int = 1
@@ -183,6 +186,13 @@ class RunConfig:
         if not (self.dataset or "").strip():
             raise ValueError("`dataset` is empty")
         self._check_subjects()
+        if self.continue_from:
+            check_name(self.continue_from, "continue_from")
+            if self.method != "lora":
+                raise ValueError(f"`continue_from` {self.continue_from!r} starts from a run's LoRA; method "
+                                 f"{self.method} does not train one")
+            if self.continue_from == self.name:
+                raise ValueError(f"`continue_from` {self.continue_from!r} is this run: resume it instead")
         if self.method not in METHODS:
             raise ValueError(f"`method` must be one of {', '.join(METHODS)} but is {self.method!r}")
         if self.resolution and (self.resolution % 64 or not 64 <= self.resolution <= 4096):

@@ -111,6 +111,10 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
     folder = run_dir(studio.settings, config.name)
     studio.store.resolve(config.model)  # an unknown model fails here, not in the child
     data.subject_items(studio.settings, config)  # every subject's dataset is there
+    if config.continue_from:  # "add a subject": the run it starts from has a LoRA this run can take
+        from studio.train.checkpoints import start_weights
+
+        start_weights(studio.settings.runs_dir, config.continue_from, config)
     device = config.device or studio.settings.resolve_device()
     if device.startswith("cuda"):
         import torch

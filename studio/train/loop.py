@@ -8,6 +8,7 @@ Every random draw of a step comes from a generator seeded by (seed, micro-step) 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,18 @@ def _staged(config: RunConfig, family: Family | None) -> bool:
     GPU. (DreamBooth keeps them: it exports the whole pipeline.)"""
     return (family == Family.FLUX and config.method == "lora" and config.cache and not config.shuffle_captions
             and not config.text_encoder_lr)
+
+
+def _subject_facts(config: RunConfig, items, inherited: list[dict]) -> list[dict]:
+    """The export header's subjects (none for a plain one-subject run): this run's, after those of the run it
+    continued (whose LoRA it started from, so they are in its weights too)."""
+    own = [{"dataset": s.dataset, "trigger": s.trigger,
+            "dataset_hash": data.dataset_hash([i for i in items if i.subject == k])}
+           for k, s in enumerate(config.subjects)]
+    if not config.extra_subjects and not inherited:
+        return []
+    mine = {s["trigger"] for s in own}
+    return [s for s in inherited if s["trigger"] not in mine] + own
 
 
 def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, should_stop, resume: bool = False,
@@ -110,6 +123,16 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         load_denoiser(store, parts, device, config.base_precision)
         method = make_method(parts, config)
 
+    inherited = []  # "add a subject": the subjects of the run this one starts from
+    if config.continue_from:
+        start, header = checkpoints.start_weights(settings.runs_dir, config.continue_from, config)
+        method.load_state({k: v.to(device) for k, v in start.items()})
+        inherited = json.loads(header["studio.subjects"]) if "studio.subjects" in header else [
+            {"dataset": header.get("studio.dataset", ""), "trigger": header.get("studio.trigger", ""),
+             "dataset_hash": header.get("studio.dataset_hash", "")}]
+        log.event("message", text=f"starting from run {config.continue_from}'s LoRA after its epoch "
+                                  f"{header.get('studio.epoch')} (it knows {', '.join(s['trigger'] for s in inherited)})")
+
     # 4. Memory: frozen weights in half precision under mixed precision, checkpointing, the objective
     if config.mixed_precision != "no":
         keep_frozen_in(parts, torch.float16 if config.mixed_precision == "fp16" else torch.bfloat16,
@@ -163,9 +186,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                          dataset=config.dataset, dataset_hash=data.dataset_hash(items), resolution=config.resolution,
                          rank=config.rank, alpha=config.alpha, family=parts.family.value,
                          lora_layers=config.lora_layers,
-                         subjects=[{"dataset": s.dataset, "trigger": s.trigger,
-                                    "dataset_hash": data.dataset_hash([i for i in items if i.subject == k])}
-                                   for k, s in enumerate(config.subjects)] if config.extra_subjects else [])
+                         subjects=_subject_facts(config, items, inherited))
 
     watch = RunWatch(store=store, parts=parts, config=config, run_dir=run_dir, method=method, accelerator=accelerator,
                      log=log, history=history, reference=validate_reference, facts=facts, device=device)

@@ -124,6 +124,25 @@ class SubjectReferences:
         return out
 
 
+def subject_lines(validation: dict) -> list[str]:
+    """One line per subject of a validation with several subjects: its score against its own dataset and the
+    others', or the pocket checker's counts."""
+    out = []
+    for row in validation.get("subjects") or []:
+        parts = [f"{row['trigger']} ({row['dataset']})"]
+        if row.get("faces_found") is not None:
+            own = f"{row['score']:.3f}" if row.get("score") is not None else "no face"
+            parts.append(f"sim-score {own} against its own dataset")
+            parts += [f"{v:.3f} against {t}'s" for t, v in row.get("against", {}).items()]
+        elif row.get("kept") is not None:
+            parts.append(f"drawn as its {row['label']} in {row['kept']}/{row['pictures']}")
+            parts += [f"as {t}'s in {n}/{row['pictures']}" for t, n in row.get("drawn_as", {}).items()]
+        else:
+            parts.append("not scored (no face, no checker label)")
+        out.append(", ".join(parts))
+    return out
+
+
 def subject_references(store, config: RunConfig, items: list, log):
     """What validation images are scored against: the dataset's face encodings (one subject; None without a face),
     or SubjectReferences for several subjects."""
