@@ -1,7 +1,7 @@
 """Demonstration: two new shapes under two triggers in one LoRA on builtin:pocket, both kept, against the same two
 taught one after the other (studio/pocket/two_subjects.py), offline.
 
-    .venv/bin/python bench/two_subjects.py [--steps 300] [--seeds 10] [--cfg 4] [--threads 2] [--json out.json]
+    .venv/bin/python bench/two_subjects.py [--steps 120] [--seeds 10] [--cfg 4] [--threads 2] [--json out.json]
 
 Writes 8 star drawings captioned "zq" and 8 heart drawings captioned "vlx", trains the pocket preset (rank 8, all
 layers, batch 8, lr 2e-3) on both at once for 2 x --steps (balanced: each shape seen as often as in a run of its
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="per subject (the joint run trains twice as many)")
+    parser.add_argument("--steps", type=int, default=120, help="per subject (the joint run trains twice as many)")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--cfg", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=2)

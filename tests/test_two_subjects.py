@@ -261,7 +261,7 @@ def test_subject_lines_say_each_subjects_scores():
 
 @pytest.mark.slow
 def test_two_new_shapes_in_one_pocket_lora_are_both_drawn_and_do_not_bleed(tmp_path):
-    # Issue 18's demonstration at reduced size (bench/two_subjects.py runs it at 300 steps per subject and 10 seeds
+    # Issue 18's demonstration at reduced size (bench/two_subjects.py runs it at 120 steps per subject and 10 seeds
     # with the sequential variant, docs/training.md): 8 stars under "zq" and 8 hearts under "vlx", one pocket LoRA.
     from studio.context import Studio
     from studio.pocket.two_subjects import BASE_PROMPT, demonstrate, subject_prompt

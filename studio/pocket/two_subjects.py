@@ -8,7 +8,7 @@ RunConfig.continue_from). For each model the pocket checker counts, over the see
 is drawn as its own shape and as the other's, and whether a prompt of the base's own ("a blue circle") still comes
 out a blue circle (docs/training.md has the figures):
 
-    .venv/bin/python bench/two_subjects.py --steps 300 --seeds 10
+    .venv/bin/python bench/two_subjects.py --steps 120 --seeds 10
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _train(studio, config) -> None:
         log.close()
 
 
-def demonstrate(studio, *, steps: int = 300, seeds: int = 10, count_per_subject: int = 8, cfg: float = 4.0,
+def demonstrate(studio, *, steps: int = 120, seeds: int = 10, count_per_subject: int = 8, cfg: float = 4.0,
                 sequential: bool = True, prefix: str = "two", log=print) -> Demonstration:
     """Write the two datasets, train the joint LoRA (2 x `steps`: each subject sees as many pictures as in a run of
     its own) and, with `sequential`, the star alone for `steps` and then continued on the heart for `steps`; count
