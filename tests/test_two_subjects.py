@@ -279,3 +279,20 @@ def test_two_new_shapes_in_one_pocket_lora_are_both_drawn_and_do_not_bleed(tmp_p
 
 
 REDUCED_STEPS = 120
+
+
+def test_a_two_subject_run_resumes_from_its_run_json(studio):
+    from dataclasses import replace
+
+    from studio.fileio import write_json
+
+    make_dataset(studio.settings, "anna4", [astronaut()], ["ohwx"])
+    make_dataset(studio.settings, "ben4", [chelsea(), chelsea((64, 64))], ["sks", "sks"])
+    config = tiny_config(name="pair-resume", dataset="anna4", trigger="ohwx", extra_subjects=[Subject("ben4", "sks")],
+                         max_steps=2)
+    saved = studio.settings.runs_dir / config.name / "run.json"
+    write_json(saved, config.to_json())
+    assert train_in_process(studio, config).steps == 2
+    again = RunConfig.load(saved)  # what resume reads
+    assert again.extra_subjects == [Subject("ben4", "sks")]
+    assert train_in_process(studio, replace(again, max_steps=4), resume=True).steps == 4
