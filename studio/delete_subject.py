@@ -185,7 +185,8 @@ def subject_files(studio, dataset: str, *, outputs: bool = False) -> SubjectFile
         used = {Path(str(x)).stem for v in request.get("variants") or [] if isinstance(v, dict)
                 for x in [*(lc.get("name") if isinstance(lc, dict) else lc for lc in v.get("loras") or []),
                           *(v.get("embeddings") or []), v.get("model") or ""] if x}
-        if names_it(request.get("reference")) or used & exported:
+        if (names_it(request.get("reference")) or any(names_it(a) for a in request.get("also_against") or [])
+                or used & exported):
             plan.remove.append(Item(report.parent, "evaluation"))
     for pattern in DATASET_EXPORTS:
         zipped = workspace / "exports" / pattern.format(name=name)

@@ -296,3 +296,49 @@ def test_a_two_subject_run_resumes_from_its_run_json(studio):
     again = RunConfig.load(saved)  # what resume reads
     assert again.extra_subjects == [Subject("ben4", "sks")]
     assert train_in_process(studio, replace(again, max_steps=4), resume=True).steps == 4
+
+
+def test_an_evaluation_scores_each_picture_against_every_subjects_faces(studio, tmp_path, monkeypatch):
+    """Evaluate with `also_against`: a variant's pictures are sim-scored against the reference and each other
+    subject's dataset. The LoRA variant 'draws' the astronaut (a real face), so it is near 0 against her and far from
+    Hopper, a different person."""
+    from dataclasses import replace
+
+    from fixtures_faces import astronaut as astronaut_face, hopper
+    from weights_files import make_lora
+
+    import studio.evaluate.run as run
+    from studio.evaluate import EvaluationRequest, evaluate, parse_variant
+    from studio.evaluate.scoring import against_lines
+
+    for name, face in (("her", astronaut_face()), ("him", hopper())):
+        folder = studio.settings.datasets_dir / name
+        folder.mkdir(parents=True)
+        face.save(folder / "face.png")
+    lora = tmp_path / "pair.safetensors"
+    make_lora(studio, "builtin:tiny", lora, seed=1)
+    real_generate = run.generate
+
+    def generate(studio_, generation, **kwargs):
+        result = real_generate(studio_, generation, **kwargs)
+        if generation.loras:
+            result.images[0].image = astronaut_face()
+        return result
+
+    monkeypatch.setattr(run, "generate", generate)
+    request = EvaluationRequest(name="two-faces", prompts=["a photo of ohwx"], seeds=[1], reference="her",
+                                also_against=["him"], steps=2, width=64, height=64,
+                                variants=[parse_variant("control=builtin:tiny"),
+                                          parse_variant(f"pair=builtin:tiny+lora:{lora}:1")])
+    report = evaluate(studio, request)
+    control, pair = report.rows
+    assert control.sim_score is None and control.sim_against == {"him": None}  # the tiny model draws no face
+    assert pair.sim_score < 0.05 and pair.sim_against["him"] > 0.4  # herself, and not him
+    lines = against_lines(report.rows, ["control", "pair"], "her")
+    assert lines[0] == "control: mean sim-score against her no face, him no face"
+    assert lines[1].startswith(f"pair: mean sim-score against her {pair.sim_score:.3f} (1 faces), him ")
+    from studio.evaluate import load_evaluation
+
+    assert load_evaluation(studio.settings, "two-faces").rows[1].sim_against == pair.sim_against  # kept in report
+    with pytest.raises(ValueError, match="`also_against` must name datasets other than the reference"):
+        replace(request, name="again", also_against=["her"]).check()
