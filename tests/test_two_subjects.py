@@ -340,5 +340,8 @@ def test_an_evaluation_scores_each_picture_against_every_subjects_faces(studio, 
     from studio.evaluate import load_evaluation
 
     assert load_evaluation(studio.settings, "two-faces").rows[1].sim_against == pair.sim_against  # kept in report
+    from studio.delete_subject import subject_files
+
+    assert report.folder in {i.path for i in subject_files(studio, "him").remove}  # scored against him: his too
     with pytest.raises(ValueError, match="`also_against` must name datasets other than the reference"):
         replace(request, name="again", also_against=["her"]).check()
