@@ -345,3 +345,23 @@ def test_an_evaluation_scores_each_picture_against_every_subjects_faces(studio, 
     assert report.folder in {i.path for i in subject_files(studio, "him").remove}  # scored against him: his too
     with pytest.raises(ValueError, match="`also_against` must name datasets other than the reference"):
         replace(request, name="again", also_against=["her"]).check()
+
+
+def test_adding_a_subject_validates_the_earlier_one_before_and_after(studio):
+    from studio.fileio import write_json
+
+    make_dataset(studio.settings, "anna5", [astronaut()], ["ohwx"])
+    make_dataset(studio.settings, "ben5", [chelsea()], ["sks"])
+    first = tiny_config(name="add-a5", dataset="anna5", trigger="ohwx", max_steps=2)
+    write_json(studio.settings.runs_dir / first.name / "run.json", first.to_json())
+    train_in_process(studio, first)
+    then = tiny_config(name="add-b5", dataset="ben5", trigger="sks", max_steps=2, validation_every=1,
+                       continue_from="add-a5")
+    write_json(studio.settings.runs_dir / then.name / "run.json", then.to_json())
+    result = train_in_process(studio, then)
+    # before the first step (A's LoRA) and after: the new subject's prompt, the earlier one's, and both together
+    for grid in (result.base_validation, result.validations[-1].__dict__):
+        assert grid["prompts"] == ["a photo of sks", "a photo of ohwx", "a photo of sks and ohwx"]
+        assert [(s["trigger"], s["dataset"]) for s in grid["subjects"]] == [("sks", "ben5"), ("ohwx", "anna5")]
+    # ...but only the new subject's pictures were trained on: one picture, batch 1, 2 steps = 2 epochs
+    assert result.epochs == 2

@@ -64,6 +64,33 @@ def _subject_facts(config: RunConfig, items, inherited: list[dict]) -> list[dict
     return [s for s in inherited if s["trigger"] not in mine] + own
 
 
+def _watched(settings, config: RunConfig, inherited: list[dict], log) -> RunConfig:
+    """The config validation sees: the run's, and for a run that continues another's LoRA ("add a subject") its
+    earlier subjects too, as extra subjects whose prompts and scores are validated (the base grid, made with the
+    earlier LoRA before the first step, is their "before"); they are not trained on. An earlier subject whose dataset
+    is gone is left out, saying so. (A staged FLUX run encodes its prompts before it knows them: not there.)"""
+    from studio.data.library import find_dataset
+    from studio.train.config import Subject
+
+    mine = {s.trigger.lower() for s in config.subjects}
+    earlier = []
+    for s in inherited:
+        if s["trigger"].lower() in mine:
+            continue
+        try:
+            find_dataset(settings, s["dataset"])
+        except ValueError:
+            log.event("message", text=f"earlier subject {s['trigger']!r}: dataset {s['dataset']!r} is not there, so "
+                                      f"what this run leaves of it is not validated")
+            continue
+        earlier.append(Subject(s["dataset"], s["trigger"]))
+    if not earlier:
+        return config
+    log.event("message", text=f"validating the earlier subjects too ({', '.join(s.trigger for s in earlier)}): the "
+                              f"grid before the first step is what run {config.continue_from} draws")
+    return replace(config, extra_subjects=[*config.extra_subjects, *earlier])
+
+
 def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, should_stop, resume: bool = False,
           progress=lambda fraction, message: None) -> RunResult:
     """Train `config` in `run_dir`, writing events, checkpoints, epoch weights, samples and exports there.
@@ -180,15 +207,17 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         for changed in take_new_learning_rates(optimizer, schedule, method.param_groups()):
             log.event("message", text=changed)
     validate_reference = None
+    watched = _watched(settings, config, [] if staged else inherited, log)  # with "add a subject", the earlier subjects validated too
     if config.validation_every and config.prompts():
-        validate_reference = sampling.subject_references(store, config, items, log)
+        validate_reference = sampling.subject_references(
+            store, watched, items if watched is config else data.subject_items(settings, watched), log)
     facts = export.Facts(base_model=config.model, method=config.method, trigger=config.token, name=config.name,
                          dataset=config.dataset, dataset_hash=data.dataset_hash(items), resolution=config.resolution,
                          rank=config.rank, alpha=config.alpha, family=parts.family.value,
                          lora_layers=config.lora_layers,
                          subjects=_subject_facts(config, items, inherited))
 
-    watch = RunWatch(store=store, parts=parts, config=config, run_dir=run_dir, method=method, accelerator=accelerator,
+    watch = RunWatch(store=store, parts=parts, config=watched, run_dir=run_dir, method=method, accelerator=accelerator,
                      log=log, history=history, reference=validate_reference, facts=facts, device=device)
 
     def save(epoch_done: int, forced: bool = False) -> None:

@@ -391,7 +391,9 @@ def status_views(ctx: TabContext, status) -> dict:
             star = " (best)" if v["epoch"] == status.best_epoch else ""
             grids.insert(0, (served(ctx.studio.settings, v["grid"]), f"epoch {v['epoch']}{score}{star}"))  # newest first
     if status.base_validation and status.base_validation.get("grid"):  # last: what training started from
-        grids.append((served(ctx.studio.settings, status.base_validation["grid"]), "base model, before training"))
+        before = (f"run {status.config.continue_from}'s LoRA, before training" if status.config.continue_from
+                  else "base model, before training")
+        grids.append((served(ctx.studio.settings, status.base_validation["grid"]), before))
     table = [[v["epoch"], number(v.get("loss"), 4), number(v.get("mean_score"), 4),
               " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
               "best" if v["epoch"] == status.best_epoch else "", "\n".join(sampling.subject_lines(v))]
