@@ -365,3 +365,29 @@ def test_adding_a_subject_validates_the_earlier_one_before_and_after(studio):
         assert [(s["trigger"], s["dataset"]) for s in grid["subjects"]] == [("sks", "ben5"), ("ohwx", "anna5")]
     # ...but only the new subject's pictures were trained on: one picture, batch 1, 2 steps = 2 epochs
     assert result.epochs == 2
+
+
+def test_the_train_tab_shows_each_subjects_score_per_epoch(studio):
+    from types import SimpleNamespace
+
+    from studio.ui.common import TabContext
+    from studio.ui.train_tab import status_views
+
+    rows = lambda a, b: [{"trigger": "zq", "dataset": "tsa", "label": "star", "kept": a, "pictures": 4, "score": 1 - a / 4,
+                          "drawn_as": {"vlx": 0}},
+                         {"trigger": "vlx", "dataset": "tsb", "label": "heart", "kept": b, "pictures": 4,
+                          "score": 1 - b / 4, "drawn_as": {"zq": 1}}]
+    validations = [{"epoch": 1, "loss": 0.1, "scores": [None] * 5, "subjects": rows(4, 1), "worst_score": 0.75},
+                   {"epoch": 2, "loss": 0.1, "scores": [None] * 5, "subjects": rows(3, 3), "worst_score": 0.25}]
+    status = SimpleNamespace(line=lambda: "pair: done", messages=[], checkpoint_step=None, state="done", best_epoch=2,
+                             files=[], losses=[(1, 0.2)], validations=validations, base_validation=None,
+                             config=tiny_config())
+    views = status_views(TabContext(studio), status)
+    frame = views["subject_scores"]["value"]
+    assert views["subject_scores"]["visible"] is True
+    assert frame.values.tolist() == [[1, "zq", 0.0], [1, "vlx", 0.75], [2, "zq", 0.25], [2, "vlx", 0.25]]
+    assert views["table"][1][-1] == "zq (tsa), drawn as its star in 3/4, as vlx's in 0/4\n" \
+                                    "vlx (tsb), drawn as its heart in 3/4, as zq's in 1/4"
+    assert "every subject kept: the lowest worst-subject score" in views["status"]
+    one = SimpleNamespace(**{**vars(status), "validations": [{"epoch": 1, "scores": [0.3]}], "best_epoch": 1})
+    assert status_views(TabContext(studio), one)["subject_scores"] == {"__type__": "update", "visible": False}

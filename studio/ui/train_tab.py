@@ -177,6 +177,9 @@ def build(ctx: TabContext) -> TabRefresh:
         loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
         score_plot = gr.LinePlot(x="epoch", y="mean sim-score", title="Likeness (mean sim-score, lower is better)",
                                  height=260)
+        subject_plot = gr.LinePlot(x="epoch", y="score", color="subject", height=260, visible=False,
+                                   title="Per subject (sim-score, or on pocket the share not drawn as its shape; "
+                                         "lower is better)")
     with gr.Row():
         grids = gr.Gallery(label="Validation grids, newest first (one column per prompt)", columns=1, height=460,
                            object_fit="contain", format="png", scale=3)
@@ -205,7 +208,7 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
     views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
              "epochs": epoch_pick, "seen": seen, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
-             "run_lr": knobs["lr"]}
+             "run_lr": knobs["lr"], "subject_scores": subject_plot}
     picked = bind(ctx, run_pick.change, status, {"run": run_pick, "last": gr.State(None)}, views,
                   api_name="train_status")
     picked.then(_timer_for_run(ctx), run_pick, timer, api_name=False, queue=False)
@@ -398,5 +401,12 @@ def status_views(ctx: TabContext, status) -> dict:
               " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
               "best" if v["epoch"] == status.best_epoch else "", "\n".join(sampling.subject_lines(v))]
              for v in status.validations]
+    per_subject = [(v["epoch"], row["trigger"], row["score"]) for v in status.validations
+                   for row in v.get("subjects") or [] if row.get("score") is not None]
+    subject_scores = gr.update(visible=False)
+    if per_subject:
+        frame = pd.DataFrame(per_subject, columns=["epoch", "subject", "score"]).astype({"epoch": int, "score": float})
+        subject_scores = gr.update(value=frame, visible=True)
     return {"status": "\n\n".join(lines), "loss": loss, "scores": scores, "grids": grids, "table": table,
-            "epochs": gr.update(choices=[str(v["epoch"]) for v in status.validations])}
+            "epochs": gr.update(choices=[str(v["epoch"]) for v in status.validations]),
+            "subject_scores": subject_scores}
