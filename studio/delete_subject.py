@@ -137,7 +137,24 @@ def subject_files(studio, dataset: str, *, outputs: bool = False) -> SubjectFile
             plan.remove.append(Item(path, "face cache"))
 
     # 2. Runs trained on it (none may be running), and whatever models/ holds that was trained on it
-    runs = [r for r in list_runs(studio) if names_it(r.config.dataset)]
+    def names_in(meta: dict) -> bool:
+        """Whether a header (or studio_training.json) names the dataset: `studio.dataset`, or any of the datasets of a
+        run with several subjects (`studio.datasets`, JSON)."""
+        try:
+            more = json.loads(meta.get("studio.datasets") or "[]")
+        except (TypeError, ValueError):
+            more = []
+        return names_it(meta.get("studio.dataset")) or any(names_it(d) for d in more if isinstance(d, str))
+
+    every_run = list_runs(studio)
+    runs = [r for r in every_run
+            if any(names_it(d) for d in [r.config.dataset, *(s.dataset for s in r.config.extra_subjects)])]
+    while True:  # and runs that started from one of their LoRAs ("add a subject"): the subject is in those weights
+        names = {r.name for r in runs}
+        more = [r for r in every_run if r.name not in names and r.config.continue_from in names]
+        if not more:
+            break
+        runs += more
     busy = [r.name for r in runs if r.active]
     if busy:
         raise ValueError(f"run {busy[0]!r} is training on dataset {name!r}: cancel it first, then delete the subject")
@@ -147,7 +164,7 @@ def subject_files(studio, dataset: str, *, outputs: bool = False) -> SubjectFile
     for kind, sub in (("LoRA", "lora"), ("embedding", "embeddings"), ("model", "base")):
         for path in _walk_files(models / sub, (".safetensors",)):
             meta = _header(path)
-            if names_it(meta.get("studio.dataset")) or (meta.get("studio.name") in run_names
+            if names_in(meta) or (meta.get("studio.name") in run_names
                                                           and "studio.dataset" not in meta):
                 plan.remove.append(Item(path, f"exported {kind}"))
                 exported.add(path.stem)
@@ -158,7 +175,7 @@ def subject_files(studio, dataset: str, *, outputs: bool = False) -> SubjectFile
     base = models / "base"
     for meta_file in sorted(base.glob("*/studio_training.json")) if base.is_dir() else []:
         meta = _read_json(meta_file) or {}
-        if names_it(meta.get("studio.dataset")) and not meta_file.parent.is_symlink():
+        if names_in(meta) and not meta_file.parent.is_symlink():
             plan.remove.append(Item(meta_file.parent, "exported model (diffusers folder)"))
             exported.add(meta_file.parent.name)
 
@@ -168,7 +185,8 @@ def subject_files(studio, dataset: str, *, outputs: bool = False) -> SubjectFile
         used = {Path(str(x)).stem for v in request.get("variants") or [] if isinstance(v, dict)
                 for x in [*(lc.get("name") if isinstance(lc, dict) else lc for lc in v.get("loras") or []),
                           *(v.get("embeddings") or []), v.get("model") or ""] if x}
-        if names_it(request.get("reference")) or used & exported:
+        if (names_it(request.get("reference")) or any(names_it(a) for a in request.get("also_against") or [])
+                or used & exported):
             plan.remove.append(Item(report.parent, "evaluation"))
     for pattern in DATASET_EXPORTS:
         zipped = workspace / "exports" / pattern.format(name=name)
@@ -176,8 +194,9 @@ def subject_files(studio, dataset: str, *, outputs: bool = False) -> SubjectFile
             plan.remove.append(Item(zipped, "dataset export"))
     for path in _walk_files(workspace / ".cache" / "train", (".safetensors",)):
         if path.name.startswith(("latents-", "text-")):
-            made_from = _header(path).get("studio.dataset")
-            if made_from is None or names_it(made_from):  # a cache of unknown origin may be theirs: caches regrow
+            header = _header(path)
+            made_from = header.get("studio.dataset")
+            if made_from is None or names_in(header):  # a cache of unknown origin may be theirs: caches regrow
                 plan.remove.append(Item(path, "training cache" if made_from else "training cache (origin unknown)"))
 
     # 4. Pictures made with the subject's models: the user's, listed (removed only when asked)

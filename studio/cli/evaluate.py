@@ -38,6 +38,9 @@ def register(sub) -> None:
                         "control=builtin:tiny or mine=+lora:mine:0.8")
     p.add_argument("--reference", default="", help="a dataset name or a folder of photos of the subject, for the "
                                                    "likeness score (default: none)")
+    p.add_argument("--also-against", action="append", default=None, metavar="DATASET",
+                   help="also sim-score every picture against this dataset (repeat): a LoRA of several subjects "
+                        "scored against each subject's faces")
     p.add_argument("--clip", default="auto", help="CLIP model for CLIP scores: auto (the first real CLIP on disk, "
                                                   "else none), none, builtin:tiny-clip (random weights, for tests), "
                                                   "a models/clip/ folder, a path or a hub id")
@@ -55,6 +58,7 @@ def register(sub) -> None:
 def run(args, studio) -> int:
     from studio.evaluate import EvaluationRequest, evaluate, format_table, parse_variant, study_seeds
     from studio.evaluate.defaults import defaults_for
+    from studio.evaluate.scoring import against_lines
     from studio.models.clip import default_clip
 
     variants = [parse_variant(v) for v in args.variant]
@@ -68,6 +72,7 @@ def run(args, studio) -> int:
         name=args.name, prompts=args.prompt or start.prompts, seeds=seeds, variants=variants,
         reference=args.reference, clip_model=clip, negative_prompt=args.negative, steps=args.steps,
         cfg=args.cfg, width=args.width, height=args.height, sampler=args.sampler, tolerance=args.tolerance,
+        also_against=list(args.also_against or []),
     )
     last = [""]
 
@@ -90,6 +95,8 @@ def run(args, studio) -> int:
     print()
     print(format_table(report.by_variant(), request.tolerance, likeness=report.has_likeness, clip=report.has_clip,
                        checker=report.has_checker))
+    for line in against_lines(report.rows, [v.label for v in request.variants], request.reference):
+        print(line)
     print()
     for note in [*report.notes, report.clip_note]:
         print(note)

@@ -101,6 +101,9 @@ class EvaluationRequest:
     height: int | None = None
     sampler: str | None = None  # None: the family's default (Euler a; Euler for FLUX)
     tolerance: float = DEFAULT_TOLERANCE  # sim-score at or below which a face counts as the subject (seed 000: 0.40)
+    # Other subjects' datasets (a LoRA of several subjects): each picture also sim-scored against each of them, so a
+    # variant is scored against every subject's faces and one face bleeding into the other shows
+    also_against: list[str] = field(default_factory=list)
 
     def check(self) -> "EvaluationRequest":
         """Raise ValueError naming the first bad argument and its value."""
@@ -125,6 +128,10 @@ class EvaluationRequest:
             raise ValueError(f"variant labels must differ but are {labels!r}")
         if not 0.0 < self.tolerance < 2.0:
             raise ValueError(f"`tolerance` must be between 0 and 2 but is {self.tolerance}")
+        self.also_against = [a.strip() for a in self.also_against if a and a.strip()]
+        if len(set(self.also_against)) != len(self.also_against) or self.reference.strip() in self.also_against:
+            raise ValueError(f"`also_against` must name datasets other than the reference, each once, but is "
+                             f"{self.also_against!r}")
         for variant in self.variants:  # the generation checks: size, steps, cfg, sampler, LoRA weights
             self.generation(variant, self.prompts[0], self.seeds[0]).check()
         return self

@@ -60,6 +60,9 @@ def evaluate(studio, request: EvaluationRequest, *, progress: ProgressFn = no_pr
         progress(0.0, "reading the reference faces")
     reference = load_reference(studio.settings, request.reference)
     notes = [reference.note] if reference.note else []
+    others = {name: load_reference(studio.settings, name) for name in request.also_against}
+    notes += [f"also against {name}: {o.note}" for name, o in others.items() if o.note]
+    others = {name: o for name, o in others.items() if o.scores}
     request, cfg_note = _model_cfg(studio, request)
     notes += [cfg_note] if cfg_note else []
     checkers = {checker_folder(ref) for ref in bases}
@@ -69,7 +72,7 @@ def evaluate(studio, request: EvaluationRequest, *, progress: ProgressFn = no_pr
     root.mkdir(parents=True, exist_ok=True)
     work = temp_dir(final)
     try:
-        rows, images, cancelled = _generate_all(studio, request, reference, work, progress, should_stop)
+        rows, images, cancelled = _generate_all(studio, request, reference, work, progress, should_stop, others)
 
         # 3. The pocket checker's verdicts (every variant on builtin:pocket), then CLIP, each model loaded once
         asked: dict[str, str] = {}
@@ -168,14 +171,17 @@ def _check_all(studio, checker_dir, request: EvaluationRequest, rows: list[Image
     return asked, notes
 
 
-def _generate_all(studio, request: EvaluationRequest, reference, work, progress: ProgressFn, should_stop: StopFn):
+def _generate_all(studio, request: EvaluationRequest, reference, work, progress: ProgressFn, should_stop: StopFn,
+                  others: dict | None = None):
     """Every variant x prompt x seed, variant by variant (so each LoRA set is switched to once), sim-scored as
     made when the reference has faces. Consecutive seeds of small pictures are made in one batch (seed, seed+1, ...
-    as Generate's batches are). Returns the rows, the pictures by (variant, prompt, seed), and whether the user
+    as Generate's batches are); with `others` (also_against's references with faces), each picture is scored
+    against those too. Returns the rows, the pictures by (variant, prompt, seed), and whether the user
     stopped the run."""
     total = len(request.variants) * len(request.prompts) * len(request.seeds)
     rows: list[ImageScore] = []
     images = {}
+    others = others or {}
     for vi, variant in enumerate(request.variants):
         batch = _batch_limit(studio, request, variant)
         for pi, prompt in enumerate(request.prompts):
@@ -199,8 +205,9 @@ def _generate_all(studio, request: EvaluationRequest, reference, work, progress:
                     folder = work / "images" / f"{vi}-{_slug(variant.label)}" / f"p{pi}"
                     path = save_png(made.image, made.parameters, folder, made.seed)
                     sim = face_scores([made.image], reference)[0] if reference.scores else None
+                    against = {name: face_scores([made.image], o)[0] for name, o in others.items()}
                     rows.append(ImageScore(variant.label, prompt, made.seed, path.relative_to(work).as_posix(), sim,
-                                           likeness=reference.scores))
+                                           likeness=reference.scores, sim_against=against))
                     images[(variant.label, prompt, made.seed)] = made.image
     return rows, images, False
 

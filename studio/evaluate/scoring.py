@@ -30,6 +30,7 @@ class ImageScore:
     asked_color: str | None = None
     label_ok: bool | None = None  # drawn == asked_label; None when the prompt asks for no shape the checker knows
     color_ok: bool | None = None  # drawn_color == asked_color; None when the prompt names no colour
+    sim_against: dict = field(default_factory=dict)  # also_against dataset -> sim-score (None: no face found)
 
     @property
     def no_face(self) -> bool:
@@ -234,3 +235,20 @@ def format_table(summaries: list[GroupSummary], tolerance: float, *, likeness: b
     text = {i for i, h in enumerate(headers) if h in ("variant", "drawn (pocket checker)")}  # left-aligned
     return "\n".join("  ".join(cell.ljust(w) if i in text else cell.rjust(w)
                                 for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in [headers, *lines])
+
+
+def against_lines(rows: list[ImageScore], variants: list[str], reference: str) -> list[str]:
+    """Per variant, its pictures' mean sim-score against the reference and against each `also_against` dataset
+    (lower is more alike): a variant that keeps every subject is close to the one its prompt names, and one face
+    bleeding into another shows as a low score against the other's. Empty when nothing was scored against others."""
+    others = list(dict.fromkeys(k for r in rows for k in r.sim_against))
+    out = []
+    for variant in variants if others else []:
+        mine = [r for r in rows if r.variant == variant]
+        parts = []
+        for name, values in [(reference, [r.sim_score for r in mine]),
+                             *((o, [r.sim_against.get(o) for r in mine]) for o in others)]:
+            found = [v for v in values if v is not None]
+            parts.append(f"{name} {sum(found) / len(found):.3f} ({len(found)} faces)" if found else f"{name} no face")
+        out.append(f"{variant}: mean sim-score against " + ", ".join(parts))
+    return out

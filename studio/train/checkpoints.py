@@ -136,3 +136,30 @@ def all_finite(weights: dict) -> bool:
 
 def saved_epochs(run_dir: Path) -> list[int]:
     return sorted(int(p.stem.split("-")[1]) for p in (Path(run_dir) / "epochs").glob("epoch-*.safetensors"))
+
+
+def start_weights(runs_dir: Path, name: str, config) -> tuple[dict, dict]:
+    """The last saved epoch weights of finished LoRA run `name` and their header, to start `config` from ("add a
+    subject"); a ValueError naming `continue_from` when they cannot be: no such run, no saved LoRA, another base,
+    rank or layer set."""
+    from safetensors import safe_open
+
+    run = Path(runs_dir) / name
+    epochs = saved_epochs(run)
+    if not epochs:
+        raise ValueError(f"`continue_from` {name!r} has no saved LoRA weights in {run} (a finished LoRA run saves "
+                         f"them after its epochs)")
+    with safe_open(str(epoch_file(run, epochs[-1])), framework="pt") as f:
+        meta, state = dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
+    theirs = {"method": meta.get("studio.method"), "base_model": meta.get("studio.base_model"),
+              "rank": meta.get("studio.rank"), "lora_layers": meta.get("studio.lora_layers", "attention")}
+    ours = {"method": config.method, "base_model": config.model, "rank": str(config.rank),
+            "lora_layers": config.lora_layers}
+    for key in ours:
+        if theirs[key] != ours[key]:
+            raise ValueError(f"`continue_from` {name!r} was trained with {key} {theirs[key]!r}, this run has "
+                             f"{ours[key]!r}: a run continues a LoRA of its own kind")
+    if config.text_encoder_lr and not any(k.startswith("text_encoder") for k in state):
+        raise ValueError(f"`continue_from` {name!r} has no text-encoder LoRA but this run trains one "
+                         f"(`text_encoder_lr`): set it to 0")
+    return state, meta

@@ -37,6 +37,33 @@ DEFAULT_VALIDATION_PROMPTS = (
 
 
 @dataclass
+class Subject:
+    """One subject of a run: its dataset, the trigger word naming it, its class (DreamBooth's prior preservation, a
+    textual-inversion token's start), how often its pictures are seen per epoch. The first subject of a run is its
+    `dataset`/`trigger`/`repeats`/`class_prompt`/`init_word`; RunConfig.extra_subjects holds the others."""
+
+    dataset: str
+    trigger: str = ""  # "" is refused for an extra subject: each needs its own word
+    class_word: str = ""  # e.g. "person", "dog"; "" means the run's (`init_word`)
+    repeats: int = 0  # 0: the run's `repeats`
+    class_prompt: str = ""  # "" means "a photo of a <class word>" (the run's `class_prompt` without a class word)
+
+    @classmethod
+    def parse(cls, line: str) -> "Subject":
+        """`dataset:trigger[:class word[:repeats]]`, as the Train tab's "Extra subjects" lines read."""
+        parts = [p.strip() for p in line.split(":")]
+        if len(parts) < 2 or len(parts) > 4 or not parts[0] or not parts[1]:
+            raise ValueError(f"`extra_subjects` line {line.strip()!r} must read dataset:trigger[:class word[:repeats]]")
+        repeats = 0
+        if len(parts) == 4 and parts[3]:
+            if not parts[3].isdigit():
+                raise ValueError(f"`extra_subjects` line {line.strip()!r}: repeats must be a whole number, not "
+                                 f"{parts[3]!r}")
+            repeats = int(parts[3])
+        return cls(parts[0], parts[1], parts[2] if len(parts) > 2 else "", repeats)
+
+
+@dataclass
 class RunConfig:
     """Everything a training run needs; saved as run.json so a run can be resumed or repeated exactly."""
 
@@ -56,6 +83,14 @@ class RunConfig:
     shuffle_captions: bool = False  # shuffle comma-separated caption tags each step...
     keep_tokens: int = 1  # ...keeping this many leading tags in place (the trigger word stays first)
     cache: bool = True  # cache VAE latents (and text embeddings when nothing trains the text) once per dataset
+    # More subjects learnt in the same run (Subject: dataset, trigger, class word, repeats, class prompt); the first
+    # is `dataset`/`trigger` above. With `balance`, every subject is seen as often per epoch as the one with the most
+    # pictures x repeats (the smaller sets repeated), so a small set is not drowned; captions stay as they are.
+    extra_subjects: list[Subject] = field(default_factory=list)
+    balance: bool = True
+    # "Add a subject": a finished LoRA run (by name) whose last saved weights this run starts from, so its subjects
+    # come along (what they keep is measured, not assumed: see docs/training.md); "" starts from the base.
+    continue_from: str = ""
 
     # ---- schedule ----
     batch_size: int = 1
@@ -142,11 +177,22 @@ class RunConfig:
     optimizer: str = "adamw"  # adamw8bit: 8-bit AdamW when bitsandbytes and a CUDA GPU are present, else AdamW
     device: str = ""  # "" means the studio's device
 
+    def __post_init__(self):
+        self.extra_subjects = [Subject(**s) if isinstance(s, dict) else s for s in self.extra_subjects or []]
+
     def check(self) -> "RunConfig":
         """Raise ValueError naming the first bad argument and its value."""
         self.name = check_name(self.name)
         if not (self.dataset or "").strip():
             raise ValueError("`dataset` is empty")
+        self._check_subjects()
+        if self.continue_from:
+            check_name(self.continue_from, "continue_from")
+            if self.method != "lora":
+                raise ValueError(f"`continue_from` {self.continue_from!r} starts from a run's LoRA; method "
+                                 f"{self.method} does not train one")
+            if self.continue_from == self.name:
+                raise ValueError(f"`continue_from` {self.continue_from!r} is this run: resume it instead")
         if self.method not in METHODS:
             raise ValueError(f"`method` must be one of {', '.join(METHODS)} but is {self.method!r}")
         if self.resolution and (self.resolution % 64 or not 64 <= self.resolution <= 4096):
@@ -218,7 +264,42 @@ class RunConfig:
             raise ValueError(f"`validation_steps` must be between 1 and 150 but is {self.validation_steps}")
         return self
 
+    def _check_subjects(self) -> None:
+        for i, s in enumerate(self.extra_subjects, start=2):
+            if not isinstance(s, Subject):
+                raise ValueError(f"`extra_subjects` must hold subjects (dataset, trigger, ...) but holds {s!r}")
+            if not s.dataset.strip():
+                raise ValueError(f"`extra_subjects`: subject {i} has no dataset")
+            if not s.trigger.strip():
+                raise ValueError(f"`extra_subjects`: subject {i} ({s.dataset!r}) has no trigger word: each subject "
+                                 f"needs its own")
+            if s.repeats < 0:
+                raise ValueError(f"`extra_subjects`: subject {i} ({s.dataset!r}) has repeats {s.repeats}; 0 means "
+                                 f"the run's")
+        if self.extra_subjects and self.method == "finetune":
+            raise ValueError("`extra_subjects` name subjects by trigger words; finetune trains on the dataset's own "
+                             "captions: use lora, dreambooth or textual-inversion for several subjects")
+        tokens = [s.trigger.strip().lower() for s in self.subjects]
+        twice = sorted({t for t in tokens if tokens.count(t) > 1})
+        if twice:
+            raise ValueError(f"`trigger` {twice[0]!r} names two subjects: give each subject its own trigger word")
+        for s in self.subjects:
+            if self.method == "textual-inversion" and not re.match(r"^[\w-]+$", s.trigger.strip()):
+                raise ValueError(f"`trigger` must be one word for textual inversion but is {s.trigger.strip()!r}")
+
     # ---- derived values ----
+
+    @property
+    def subjects(self) -> list[Subject]:
+        """Every subject, the first from `dataset`/`trigger`, with the run's values filled in where one left them
+        empty (trigger: the token; repeats; class word: `init_word`; class prompt)."""
+        first = Subject(self.dataset, self.token, self.init_word, self.repeats, self.class_prompt)
+        rest = [Subject(s.dataset.strip(), s.trigger.strip(), s.class_word.strip() or self.init_word,
+                        s.repeats or self.repeats,
+                        s.class_prompt.strip() or (f"a photo of a {s.class_word.strip()}" if s.class_word.strip()
+                                                   else self.class_prompt))
+                for s in self.extra_subjects]
+        return [first, *rest]
 
     @property
     def token(self) -> str:
@@ -251,8 +332,22 @@ class RunConfig:
         return self.save_every_epochs or self.validation_every or 1
 
     def prompts(self) -> list[str]:
-        """Validation prompts with `{trigger}` filled in; empty lines dropped."""
-        return [p.replace("{trigger}", self.token) for p in self.validation_prompts if p.strip()]
+        """Validation prompts with `{trigger}` filled in; empty lines dropped. With several subjects, each prompt
+        once per subject (subject by subject) and then one with all of them (prompt_subjects says whose)."""
+        return [prompt for prompt, _ in self.subject_prompts()]
+
+    def subject_prompts(self) -> list[tuple[str, int | None]]:
+        """(prompt, index of the subject it shows; None for the one with every subject)."""
+        lines = [p for p in self.validation_prompts if p.strip()]
+        if not self.extra_subjects:
+            return [(p.replace("{trigger}", self.token), 0) for p in lines]
+        triggers = [s.trigger for s in self.subjects]
+        out = [(p.replace("{trigger}", t), i) for i, t in enumerate(triggers) for p in lines if "{trigger}" in p]
+        together = " and ".join(triggers)
+        if lines:  # the first prompt with every subject: "a photo of A and B sitting in an office chair, ..."
+            out.append((lines[0].replace("{trigger}", together) if "{trigger}" in lines[0] else
+                        f"{together}, {lines[0]}", None))
+        return out
 
     # ---- files ----
 

@@ -20,6 +20,7 @@ class TrainItem:
     width: int
     height: int
     mask: Path | None = None  # <stem>.mask.png: the loss weight of each pixel (white 1, black 0)
+    subject: int = 0  # which of the run's subjects (RunConfig.subjects) the picture shows
 
     def bucket(self, resolution: int, buckets: bool) -> tuple[int, int]:
         return bucket_for(self.width, self.height, resolution) if buckets else (resolution, resolution)
@@ -34,9 +35,52 @@ class Sample:
     caption: str
 
 
-def load_items(folder: Path, trigger: str) -> list[TrainItem]:
+def load_items(folder: Path, trigger: str, subject: int = 0) -> list[TrainItem]:
     """The dataset folder's pictures and captions (read by studio.data.library, as every tab reads them)."""
-    return [TrainItem(c.path, c.caption, c.width, c.height, c.mask) for c in captioned_images(Path(folder), trigger)]
+    return [TrainItem(c.path, c.caption, c.width, c.height, c.mask, subject)
+            for c in captioned_images(Path(folder), trigger)]
+
+
+def subject_items(settings, config) -> list[TrainItem]:
+    """Every subject's pictures of a run, in subject order, each item knowing its subject (captions get the
+    subject's own trigger where they lack it). A subject with no pictures is refused, naming it."""
+    from studio.data.library import find_dataset
+
+    if not config.extra_subjects:
+        return load_items(find_dataset(settings, config.dataset), config.caption_trigger)
+    items = []
+    for k, subject in enumerate(config.subjects):
+        found = load_items(find_dataset(settings, subject.dataset), subject.trigger, k)
+        if not found:
+            raise ValueError(f"`dataset` {subject.dataset!r} (subject {k + 1}, {subject.trigger!r}) has no pictures")
+        items += found
+    return items
+
+
+def run_repeats(config):
+    """`repeats` as epoch_plan takes it: the run's number, or one per subject when it has several."""
+    return [s.repeats for s in config.subjects] if config.extra_subjects else config.repeats
+
+
+def appearances(items: list[TrainItem], repeats, balance: bool = False) -> list[int]:
+    """How many times each item is seen in one epoch. `repeats`: one number, or one per subject (by item.subject).
+    With `balance`, every subject is seen as often as the one with the most pictures x repeats: a smaller set's
+    pictures are repeated more (whole rounds, then one more look for its first pictures in dataset order)."""
+    per = (lambda s: repeats) if isinstance(repeats, int) else (lambda s: repeats[s])
+    counts = [per(item.subject) for item in items]
+    if not balance:
+        return counts
+    members: dict[int, list[int]] = {}
+    for i, item in enumerate(items):
+        members.setdefault(item.subject, []).append(i)
+    if len(members) < 2:
+        return counts
+    share = max(len(ids) * per(s) for s, ids in members.items())
+    for ids in members.values():
+        whole, extra = divmod(share, len(ids))
+        for k, i in enumerate(ids):
+            counts[i] = whole + (k < extra)
+    return counts
 
 
 def bucket_for(width: int, height: int, resolution: int) -> tuple[int, int]:
@@ -126,12 +170,14 @@ def shuffled_caption(caption: str, keep_tokens: int, rng: random.Random) -> str:
     return ", ".join(head + tail)
 
 
-def epoch_plan(items: list[TrainItem], *, epoch: int, seed: int, repeats: int, batch_size: int, resolution: int,
-               buckets: bool, flip: bool, shuffle_captions: bool, keep_tokens: int) -> list[list[Sample]]:
+def epoch_plan(items: list[TrainItem], *, epoch: int, seed: int, repeats, batch_size: int, resolution: int,
+               buckets: bool, flip: bool, shuffle_captions: bool, keep_tokens: int,
+               balance: bool = False) -> list[list[Sample]]:
     """The micro-batches of one epoch, the same for the same seed and epoch (what makes resume exact).
-    Every micro-batch holds images of one bucket; the last of a bucket may be smaller."""
+    Every micro-batch holds images of one bucket; the last of a bucket may be smaller. Several subjects' items are
+    drawn in one shuffled order, each as often as appearances() says."""
     rng = random.Random(seed * 1_000_003 + epoch)
-    order = [i for i in range(len(items)) for _ in range(repeats)]
+    order = [i for i, n in enumerate(appearances(items, repeats, balance)) for _ in range(n)]
     rng.shuffle(order)
     by_bucket: dict[tuple[int, int], list[Sample]] = {}
     for i in order:
@@ -143,13 +189,13 @@ def epoch_plan(items: list[TrainItem], *, epoch: int, seed: int, repeats: int, b
     return batches
 
 
-def steps_per_epoch(items: list[TrainItem], *, repeats: int, batch_size: int, grad_accum: int, resolution: int,
-                    buckets: bool, processes: int = 1) -> int:
+def steps_per_epoch(items: list[TrainItem], *, repeats, batch_size: int, grad_accum: int, resolution: int,
+                    buckets: bool, processes: int = 1, balance: bool = False) -> int:
     """Optimizer steps in one epoch (at least 1); with several processes each takes its share of micro-batches."""
     counts: dict[tuple[int, int], int] = {}
-    for item in items:
+    for item, n in zip(items, appearances(items, repeats, balance)):
         key = item.bucket(resolution, buckets)
-        counts[key] = counts.get(key, 0) + repeats
+        counts[key] = counts.get(key, 0) + n
     micro = sum(-(-n // batch_size) for n in counts.values())
     return max(1, micro // processes // grad_accum)
 

@@ -5,7 +5,7 @@ single file in models/base/); a sweep cell's kept weights the same way (export_s
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from studio import fileio
@@ -27,13 +27,22 @@ class Facts:
     alpha: float
     family: str
     lora_layers: str = "attention"
+    # With several subjects: [{dataset, trigger, dataset_hash}] for each (the first is also `dataset`, `trigger`)
+    subjects: list = field(default_factory=list)
 
     def header(self, steps: int, epoch: int) -> dict[str, str]:
-        """safetensors metadata (strings only): studio.* keys, and kohya's ss_* keys A1111 shows."""
-        meta = {f"studio.{k}": str(v) for k, v in asdict(self).items()}
+        """safetensors metadata (strings only): studio.* keys, and kohya's ss_* keys A1111 shows. Several subjects
+        add studio.subjects, studio.datasets and studio.triggers (JSON), and every trigger in ss_tag_frequency."""
+        meta = {f"studio.{k}": str(v) for k, v in asdict(self).items() if k != "subjects"}
+        triggers = [s["trigger"] for s in self.subjects] or [self.trigger]
         meta.update({"studio.steps": str(steps), "studio.epoch": str(epoch), "ss_output_name": self.name,
                      "ss_sd_model_name": self.base_model, "ss_steps": str(steps), "ss_epoch": str(epoch),
-                     "ss_resolution": str(self.resolution), "ss_tag_frequency": json.dumps({self.trigger: 1})})
+                     "ss_resolution": str(self.resolution),
+                     "ss_tag_frequency": json.dumps({t: 1 for t in triggers})})
+        if self.subjects:
+            meta.update({"studio.subjects": json.dumps(self.subjects),
+                         "studio.datasets": json.dumps([s["dataset"] for s in self.subjects]),
+                         "studio.triggers": json.dumps(triggers)})
         if self.method == "lora":
             family = Family(self.family)
             meta.update({"ss_network_module": "networks.lora_flux" if family == Family.FLUX else "networks.lora",
@@ -106,7 +115,10 @@ def export_final(method, parts, config, models_dir: Path, run_dir: Path, meta: d
         return export_lora(method.state(), meta, models_dir=models_dir, run_dir=run_dir,
                            denoiser_config=parts.denoiser.config, family=parts.family)
     if config.method == "textual-inversion":
-        return export_embedding(method.vectors(), method.token, meta, models_dir=models_dir, run_dir=run_dir)
+        if not config.extra_subjects:
+            return export_embedding(method.vectors(), method.token, meta, models_dir=models_dir, run_dir=run_dir)
+        return [f for token, vectors in method.subject_vectors()  # one embedding file per subject's token
+                for f in export_embedding(vectors, token, meta, models_dir=models_dir, run_dir=run_dir)]
     # SD 2.x's original text encoder has a layer diffusers drops, so its single file could not be complete; FLUX's
     # single-file (BFL) layout is not written by the studio: the diffusers folder loads in diffusers and ComfyUI
     return export_dreambooth(parts.pipe, meta, models_dir=models_dir, name=config.name,
@@ -168,5 +180,11 @@ def _export_small(state: dict, meta: dict, run_dir: Path, models_dir: Path, name
         return export_lora(state, meta, models_dir=models_dir, run_dir=run_dir, denoiser_config=config,
                            family=Family(meta["studio.family"]), out_name=name)
     vectors = [state[f"emb.{i}"] for i in range(len(state))]
-    return export_embedding(vectors, meta["studio.trigger"].lower(), meta, models_dir=models_dir, run_dir=run_dir,
-                            out_name=name)
+    if "studio.triggers" not in meta:
+        return export_embedding(vectors, meta["studio.trigger"].lower(), meta, models_dir=models_dir, run_dir=run_dir,
+                                out_name=name)
+    triggers = json.loads(meta["studio.triggers"])  # one embedding per subject, `vectors` rows each
+    n = vectors[0].shape[0] // len(triggers)
+    return [f for k, t in enumerate(triggers)
+            for f in export_embedding([v[k * n:(k + 1) * n] for v in vectors], t.lower(), meta, models_dir=models_dir,
+                                      run_dir=run_dir, out_name=f"{name}-{t.lower()}")]

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from studio import fileio
-from studio.data.library import find_dataset
 from studio.jobs import cancel_job, job_state, one_start_at_a_time, settings_args, start_child, wait_job
 from studio.names import check_name
 from studio.train import checkpoints, data, sampling
@@ -111,7 +110,11 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
     config = replace(config, model=config.model or studio.store.default_model).check()
     folder = run_dir(studio.settings, config.name)
     studio.store.resolve(config.model)  # an unknown model fails here, not in the child
-    data.load_items(find_dataset(studio.settings, config.dataset), config.token)
+    data.subject_items(studio.settings, config)  # every subject's dataset is there
+    if config.continue_from:  # "add a subject": the run it starts from has a LoRA this run can take
+        from studio.train.checkpoints import start_weights
+
+        start_weights(studio.settings.runs_dir, config.continue_from, config)
     device = config.device or studio.settings.resolve_device()
     if device.startswith("cuda"):
         import torch
@@ -202,7 +205,7 @@ def folder_status(folder: Path, name: str) -> RunStatus:
         elif event["type"] == "validation" and event["stage"] == "step":  # a resume makes a step's grid again
             result.step_validations = [v for v in result.step_validations if v["step"] != event["step"]] + [event]
     if result.best_epoch is None:  # a run under way: the best so far
-        result.best_epoch = sampling.best_epoch([(v["epoch"], v.get("scores") or []) for v in result.validations])
+        result.best_epoch = sampling.run_best_epoch(result.validations)
     last = checkpoints.latest_checkpoint(folder)
     result.checkpoint_step = last.step if last else None
     return result

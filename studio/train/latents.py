@@ -29,8 +29,12 @@ def _model_stamp(parts: Parts) -> list:
 
 
 def owner(items: list[TrainItem]) -> dict[str, str]:
-    """The header that says which dataset folder a cache was made from."""
-    return {"studio.dataset": str(items[0].path.parent.resolve())} if items else {}
+    """The header that says which dataset folder a cache was made from (several subjects: the first, and every
+    one in `studio.datasets`)."""
+    if not items:
+        return {}
+    folders = list(dict.fromkeys(str(i.path.parent.resolve()) for i in items))
+    return {"studio.dataset": folders[0], **({"studio.datasets": json.dumps(folders)} if len(folders) > 1 else {})}
 
 
 class Latents:

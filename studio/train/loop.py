@@ -8,13 +8,13 @@ Every random draw of a step comes from a generator seeded by (seed, micro-step) 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from studio import fileio
-from studio.data.library import find_dataset
 from studio.models.families import Family
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
@@ -52,6 +52,45 @@ def _staged(config: RunConfig, family: Family | None) -> bool:
             and not config.text_encoder_lr)
 
 
+def _subject_facts(config: RunConfig, items, inherited: list[dict]) -> list[dict]:
+    """The export header's subjects (none for a plain one-subject run): this run's, after those of the run it
+    continued (whose LoRA it started from, so they are in its weights too)."""
+    own = [{"dataset": s.dataset, "trigger": s.trigger,
+            "dataset_hash": data.dataset_hash([i for i in items if i.subject == k])}
+           for k, s in enumerate(config.subjects)]
+    if not config.extra_subjects and not inherited:
+        return []
+    mine = {s["trigger"] for s in own}
+    return [s for s in inherited if s["trigger"] not in mine] + own
+
+
+def _watched(settings, config: RunConfig, inherited: list[dict], log) -> RunConfig:
+    """The config validation sees: the run's, and for a run that continues another's LoRA ("add a subject") its
+    earlier subjects too, as extra subjects whose prompts and scores are validated (the base grid, made with the
+    earlier LoRA before the first step, is their "before"); they are not trained on. An earlier subject whose dataset
+    is gone is left out, saying so. (A staged FLUX run encodes its prompts before it knows them: not there.)"""
+    from studio.data.library import find_dataset
+    from studio.train.config import Subject
+
+    mine = {s.trigger.lower() for s in config.subjects}
+    earlier = []
+    for s in inherited:
+        if s["trigger"].lower() in mine:
+            continue
+        try:
+            find_dataset(settings, s["dataset"])
+        except ValueError:
+            log.event("message", text=f"earlier subject {s['trigger']!r}: dataset {s['dataset']!r} is not there, so "
+                                      f"what this run leaves of it is not validated")
+            continue
+        earlier.append(Subject(s["dataset"], s["trigger"]))
+    if not earlier:
+        return config
+    log.event("message", text=f"validating the earlier subjects too ({', '.join(s.trigger for s in earlier)}): the "
+                              f"grid before the first step is what run {config.continue_from} draws")
+    return replace(config, extra_subjects=[*config.extra_subjects, *earlier])
+
+
 def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, should_stop, resume: bool = False,
           progress=lambda fraction, message: None) -> RunResult:
     """Train `config` in `run_dir`, writing events, checkpoints, epoch weights, samples and exports there.
@@ -72,7 +111,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     parts = load_parts(store, model_id, device, base_precision="auto" if staged else config.base_precision,
                        without_denoiser=staged)
     config = family_defaults(replace(config, model=model_id), parts.family)
-    items = data.load_items(find_dataset(settings, config.dataset), config.caption_trigger)
+    items = data.subject_items(settings, config)
     method = None if staged else make_method(parts, config)  # TI adds its tokens before captions are encoded
     caption = method.caption if method is not None else (lambda text: text)
     cache_dir = settings.workspace_dir / ".cache" / "train"
@@ -80,10 +119,15 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                               f"{config.resolution} px, device {device}")
 
     # 2. DreamBooth's class images, made once by the untouched base
-    class_items = []
+    #    (one set per class prompt: several subjects of one class share theirs)
+    class_items, class_of, class_ids = [], {}, []
     if config.method == "dreambooth" and config.prior_preservation:
-        paths = sampling.class_images(parts, config, cache_dir, progress)
-        class_items = [data.TrainItem(p, config.class_prompt, config.resolution, config.resolution) for p in paths]
+        prompts = list(dict.fromkeys(s.class_prompt for s in config.subjects))
+        for k, prompt in enumerate(prompts):
+            paths = sampling.class_images(parts, replace(config, class_prompt=prompt), cache_dir, progress)
+            class_ids.append(list(range(len(class_items), len(class_items) + len(paths))))
+            class_items += [data.TrainItem(p, prompt, config.resolution, config.resolution, subject=k) for p in paths]
+        class_of = {i: prompts.index(s.class_prompt) for i, s in enumerate(config.subjects)}
 
     # 3. Latents and text embeddings: cached once when the augmentations allow it
     latents = Latents(parts, items, resolution=config.resolution, buckets=config.buckets, masks=config.masked_loss)
@@ -106,6 +150,16 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         load_denoiser(store, parts, device, config.base_precision)
         method = make_method(parts, config)
 
+    inherited = []  # "add a subject": the subjects of the run this one starts from
+    if config.continue_from:
+        start, header = checkpoints.start_weights(settings.runs_dir, config.continue_from, config)
+        method.load_state({k: v.to(device) for k, v in start.items()})
+        inherited = json.loads(header["studio.subjects"]) if "studio.subjects" in header else [
+            {"dataset": header.get("studio.dataset", ""), "trigger": header.get("studio.trigger", ""),
+             "dataset_hash": header.get("studio.dataset_hash", "")}]
+        log.event("message", text=f"starting from run {config.continue_from}'s LoRA after its epoch "
+                                  f"{header.get('studio.epoch')} (it knows {', '.join(s['trigger'] for s in inherited)})")
+
     # 4. Memory: frozen weights in half precision under mixed precision, checkpointing, the objective
     if config.mixed_precision != "no":
         keep_frozen_in(parts, torch.float16 if config.mixed_precision == "fp16" else torch.bfloat16,
@@ -123,9 +177,10 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     # 5. Optimizer and learning-rate schedule
     from diffusers.optimization import get_scheduler
 
-    per_epoch = data.steps_per_epoch(items, repeats=config.repeats, batch_size=config.batch_size,
+    repeats = data.run_repeats(config)  # one number, or one per subject
+    per_epoch = data.steps_per_epoch(items, repeats=repeats, batch_size=config.batch_size,
                                      grad_accum=config.grad_accum, resolution=config.resolution, buckets=config.buckets,
-                                     processes=accelerator.num_processes)
+                                     processes=accelerator.num_processes, balance=config.balance)
     total = config.max_steps or per_epoch * config.epochs
     epochs = math.ceil(total / per_epoch)
     optimizer = make_optimizer(method.param_groups(), config, device, log)
@@ -152,16 +207,17 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         for changed in take_new_learning_rates(optimizer, schedule, method.param_groups()):
             log.event("message", text=changed)
     validate_reference = None
+    watched = _watched(settings, config, [] if staged else inherited, log)  # with "add a subject", the earlier subjects validated too
     if config.validation_every and config.prompts():
-        validate_reference = sampling.reference_encodings([i.path for i in items])
-        if validate_reference is None:
-            log.event("message", text="no face in the dataset: validation grids get no sim-scores")
+        validate_reference = sampling.subject_references(
+            store, watched, items if watched is config else data.subject_items(settings, watched), log)
     facts = export.Facts(base_model=config.model, method=config.method, trigger=config.token, name=config.name,
                          dataset=config.dataset, dataset_hash=data.dataset_hash(items), resolution=config.resolution,
                          rank=config.rank, alpha=config.alpha, family=parts.family.value,
-                         lora_layers=config.lora_layers)
+                         lora_layers=config.lora_layers,
+                         subjects=_subject_facts(config, items, inherited))
 
-    watch = RunWatch(store=store, parts=parts, config=config, run_dir=run_dir, method=method, accelerator=accelerator,
+    watch = RunWatch(store=store, parts=parts, config=watched, run_dir=run_dir, method=method, accelerator=accelerator,
                      log=log, history=history, reference=validate_reference, facts=facts, device=device)
 
     def save(epoch_done: int, forced: bool = False) -> None:
@@ -198,9 +254,10 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     def base_loss() -> float:
         """The untouched model's mean loss over epoch 1's first micro-batches (about 16 images), with noise from a
         generator of its own: no step's draws change."""
-        plan = data.epoch_plan(items, epoch=0, seed=config.seed, repeats=config.repeats, batch_size=config.batch_size,
+        plan = data.epoch_plan(items, epoch=0, seed=config.seed, repeats=repeats, batch_size=config.batch_size,
                                resolution=config.resolution, buckets=config.buckets, flip=config.flip,
-                               shuffle_captions=config.shuffle_captions, keep_tokens=config.keep_tokens)
+                               shuffle_captions=config.shuffle_captions, keep_tokens=config.keep_tokens,
+                               balance=config.balance)
         plan = plan[accelerator.process_index::accelerator.num_processes][:max(1, -(-16 // config.batch_size))]
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 - 1)
         with torch.no_grad():
@@ -216,10 +273,10 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     for module in trained.values():
         module.train()
     for epoch in range(step // per_epoch, epochs):
-        plan = data.epoch_plan(items, epoch=epoch, seed=config.seed, repeats=config.repeats,
+        plan = data.epoch_plan(items, epoch=epoch, seed=config.seed, repeats=repeats,
                                batch_size=config.batch_size, resolution=config.resolution, buckets=config.buckets,
                                flip=config.flip, shuffle_captions=config.shuffle_captions,
-                               keep_tokens=config.keep_tokens)
+                               keep_tokens=config.keep_tokens, balance=config.balance)
         # each process of a multi-GPU run takes every num_processes-th micro-batch
         plan = plan[accelerator.process_index::accelerator.num_processes][:per_epoch * config.grad_accum]
         losses = []
@@ -231,10 +288,12 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                 generator = torch.Generator().manual_seed(config.seed * 1_000_003 + micro)
                 target = items[samples[0].index].bucket(config.resolution, config.buckets)
                 loss = micro_loss(samples, latents.sizes, target, latents, generator)
-                if class_items:  # prior preservation: the class images keep what the base knew
-                    n = len(class_items)
-                    prior = [data.Sample((micro * len(samples) + i) % n, False, config.class_prompt)
-                             for i in range(len(samples))]
+                if class_items:  # prior preservation: class images of each picture's class keep what the base knew
+                    prior = []
+                    for i, sample in enumerate(samples):
+                        ids = class_ids[class_of[items[sample.index].subject]]
+                        index = ids[(micro * len(samples) + i) % len(ids)]
+                        prior.append(data.Sample(index, False, class_items[index].caption))
                     sizes = {s.index: class_latents.sizes.get(s.index, (config.resolution,) * 2 + (0, 0)) for s in prior}
                     loss = loss + config.prior_loss_weight * micro_loss(prior, sizes, (config.resolution,) * 2,
                                                                         class_latents, generator)
@@ -279,9 +338,10 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                 checkpoints.prune_epoch_weights(run_dir, config.keep_epochs)
         if result is not None:
             history["validations"].append(result.__dict__)
+            per_subject = dict(subjects=result.subjects, worst_score=result.worst_score) if result.subjects else {}
             log.event("epoch", epoch=epoch + 1, grid=result.grid, scores=result.scores, mean_score=result.mean_score,
                       clip_scores=result.clip_scores, mean_clip=result.mean_clip, step=step,
-                      loss=history["epoch_loss"][str(epoch + 1)])
+                      loss=history["epoch_loss"][str(epoch + 1)], **per_subject)
         else:
             log.event("epoch", epoch=epoch + 1, loss=history["epoch_loss"][str(epoch + 1)])
         if step >= total:
@@ -301,7 +361,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             log.event("message", text=f"{parts.family.label}: exported as a diffusers folder only (no single file)")
     losses_by_epoch = [v for v in history["epoch_loss"].values() if v is not None]
     validations = [sampling.EpochValidation(**v) for v in history["validations"]]
-    best = sampling.best_epoch([(v.epoch, v.scores) for v in validations])
+    best = sampling.run_best_epoch(validations)
     return RunResult(step, epochs, files, validations, best,
                      losses_by_epoch[0] if losses_by_epoch else None, losses_by_epoch[-1] if losses_by_epoch else None,
                      history.get("base_validation"), history["step_validations"])

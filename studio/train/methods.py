@@ -155,8 +155,9 @@ class WholeModelMethod:
 
 
 class TextualInversionMethod:
-    """A new token (`vectors` of them: tok, tok_1, ... as diffusers names them) starting from `init_word`'s
-    embedding; every other row of the embedding table is put back after each step, so only the token learns."""
+    """A new token per subject (`vectors` of them each: tok, tok_1, ... as diffusers names them) starting from the
+    subject's class word (`init_word` for the first); every other row of the embedding table is put back after each
+    step, so only the tokens learn. Their vectors are kept subject after subject (`vectors` rows each)."""
 
     trains_text = True
 
@@ -164,24 +165,33 @@ class TextualInversionMethod:
         import torch
 
         self.parts, self.config = parts, config
-        self.token = config.token.lower()  # CLIP lower-cases prompts
-        self.tokens = [self.token] + [f"{self.token}_{i}" for i in range(1, config.vectors)]
+        subjects = config.subjects if config.extra_subjects else [None]
+        self.words = [config.token.lower()] + [s.trigger.lower() for s in subjects[1:]]  # CLIP lower-cases prompts
+        self.token = self.words[0]
+        self.by_word = {w: [w] + [f"{w}_{i}" for i in range(1, config.vectors)] for w in self.words}
+        self.tokens = [t for w in self.words for t in self.by_word[w]]
+        inits = [config.init_word] + [s.class_word for s in subjects[1:]]
         self.ids, self.frozen = [], []
         for tokenizer, encoder in zip(parts.tokenizers, parts.text_encoders):
-            init = tokenizer.encode(config.init_word, add_special_tokens=False)
-            if not init:
-                raise ValueError(f"`init_word` {config.init_word!r} gives no tokens")
+            starts = []
+            for init in inits:
+                found = tokenizer.encode(init, add_special_tokens=False)
+                if not found:
+                    raise ValueError(f"`init_word` {init!r} gives no tokens")
+                starts.append(found)
+            before = tokenizer.get_vocab()
             if tokenizer.add_tokens(self.tokens) != len(self.tokens):
-                raise ValueError(f"`trigger` {self.token!r} is already a word of the base's tokenizer; pick a new word")
+                taken = [t for t in self.tokens if t in before] or self.words
+                raise ValueError(f"`trigger` {taken[0]!r} is already a word of the base's tokenizer; pick a new word")
             encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-            ids = tokenizer.convert_tokens_to_ids(self.tokens)
             table = encoder.get_input_embeddings().weight
             with torch.no_grad():
-                start = table[init].mean(0)  # (D,): the init word's embedding (mean when it is several tokens)
-                for i in ids:
-                    table[i] = start
+                for word, init in zip(self.words, starts):
+                    start = table[init].mean(0)  # (D,): the init word's embedding (mean when it is several tokens)
+                    for i in tokenizer.convert_tokens_to_ids(self.by_word[word]):
+                        table[i] = start
             table.requires_grad_(True)
-            self.ids.append(torch.tensor(ids))
+            self.ids.append(torch.tensor(tokenizer.convert_tokens_to_ids(self.tokens)))
             self.frozen.append(table.detach().clone())
 
     def modules(self) -> dict:
@@ -192,9 +202,14 @@ class TextualInversionMethod:
                  "lr": self.config.unet_lr, "weight_decay": 0.0}]
 
     def vectors(self) -> list:
-        """The learnt vectors per text encoder: (vectors, D) each."""
+        """The learnt vectors per text encoder: (vectors x subjects, D) each, subject after subject."""
         return [e.get_input_embeddings().weight[ids].detach().clone()
                 for e, ids in zip(self.parts.text_encoders, self.ids)]
+
+    def subject_vectors(self) -> list[tuple[str, list]]:
+        """(token, its vectors per text encoder) for each subject."""
+        n, every = self.config.vectors, self.vectors()
+        return [(w, [v[k * n:(k + 1) * n] for v in every]) for k, w in enumerate(self.words)]
 
     def state(self) -> dict:
         return {f"emb.{i}": v.contiguous() for i, v in enumerate(self.vectors())}
@@ -207,8 +222,10 @@ class TextualInversionMethod:
                 encoder.get_input_embeddings().weight[ids] = state[f"emb.{i}"].to(encoder.device)
 
     def caption(self, caption: str) -> str:
-        """The trigger word becomes the token sequence (tok tok_1 ...)."""
-        return re.sub(rf"\b{re.escape(self.token)}\b", " ".join(self.tokens), caption, flags=re.IGNORECASE)
+        """Each trigger word becomes its token sequence (tok tok_1 ...)."""
+        for word in self.words:
+            caption = re.sub(rf"\b{re.escape(word)}\b", " ".join(self.by_word[word]), caption, flags=re.IGNORECASE)
+        return caption
 
     def after_step(self) -> None:
         import torch

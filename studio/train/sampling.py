@@ -25,6 +25,10 @@ class EpochValidation:
     clip_scores: list[float] = field(default_factory=list)  # CLIP score per image with its prompt (with clip_model)
     mean_clip: float | None = None
     spread: float | None = None  # how different the images are from one another (guard.spread)
+    # With several subjects: per subject (in RunConfig.subjects order) its prompts' images scored against its own
+    # dataset and against each other's (see SubjectReferences.judge), and the worst subject's score
+    subjects: list[dict] = field(default_factory=list)
+    worst_score: float | None = None  # the highest (worst) of the subjects' scores; lower is better
 
 
 def best_epoch(scores: list[tuple[int, list[float | None]]]) -> int | None:
@@ -34,6 +38,149 @@ def best_epoch(scores: list[tuple[int, list[float | None]]]) -> int | None:
     ranked = [((sum(s is None for s in row), sum(found) / len(found)), epoch) for epoch, row in scores
               if (found := [s for s in row if s is not None])]
     return min(ranked)[1] if ranked else None
+
+
+def run_best_epoch(validations: list) -> int | None:
+    """The best epoch of a run's validations (EpochValidation or their dicts): with several subjects the one whose
+    worst-kept subject scores best (every subject kept), else best_epoch's."""
+    rows = [v if isinstance(v, dict) else v.__dict__ for v in validations]
+    judged = [(v["worst_score"], v["epoch"]) for v in rows if v.get("worst_score") is not None]
+    if judged:
+        return min(judged)[1]
+    return best_epoch([(v["epoch"], v.get("scores") or []) for v in rows])
+
+
+@dataclass
+class SubjectReference:
+    trigger: str
+    dataset: str
+    faces: object = None  # the dataset's face encodings (N, 128), None when it shows no face
+    label: str | None = None  # what the pocket checker sees in most of its pictures (None: no checker or no one label)
+    seen: int = 0  # of `pictures`, how many show `label`
+    pictures: int = 0
+
+
+@dataclass
+class SubjectReferences:
+    """What a run with several subjects scores its validation images against: each subject's faces, or on a base
+    that ships the pocket checker (builtin:pocket), the shape each subject's dataset shows."""
+
+    subjects: list[SubjectReference]
+    checker: object = None  # a PocketChecker, when the base ships one
+
+    def judge(self, images: list, owners: list[int | None]) -> tuple[list[float | None], list[dict], float | None]:
+        """(score per image, per-subject summaries, the worst subject's score). `owners[i]`: the subject image i's
+        prompt shows (None: the prompt with all of them). Faces: a subject's score is the mean sim-score of its images
+        against its own dataset (`against`: against each other subject's, so one face bleeding into the other shows);
+        the image with all of them scores its worst match. Pocket: a subject's score is the share of its images the
+        checker does NOT see as its dataset's shape (`kept`, and `drawn_as`: how many look like each other's)."""
+        from studio.faces import sim_scores
+
+        n = len(self.subjects)
+        per = [sim_scores(images, s.faces) if s.faces is not None else [None] * len(images) for s in self.subjects]
+        scores = []
+        for i, owner in enumerate(owners):
+            own = [per[k][i] for k in (range(n) if owner is None else [owner])]
+            scores.append(None if any(x is None for x in own) else max(own))
+        labels = [label for label, _ in self.checker.labels(images)] if self.checker is not None else None
+        summaries, worst = [], []
+        for k, subject in enumerate(self.subjects):
+            mine = [i for i, owner in enumerate(owners) if owner == k]
+            row = {"trigger": subject.trigger, "dataset": subject.dataset, "images": mine, "score": None,
+                   "against": {}, "label": subject.label}
+            found = [per[k][i] for i in mine if per[k][i] is not None]
+            if subject.faces is not None and mine:
+                row["faces_found"] = len(found)
+                row["score"] = sum(found) / len(found) if found else None
+                for j, other in enumerate(self.subjects):
+                    cross = [per[j][i] for i in mine if j != k and per[j][i] is not None]
+                    if cross:
+                        row["against"][other.trigger] = sum(cross) / len(cross)
+            if labels is not None and subject.label is not None and mine:
+                row["kept"] = sum(labels[i] == subject.label for i in mine)
+                row["drawn_as"] = {o.trigger: sum(labels[i] == o.label for i in mine)
+                                   for j, o in enumerate(self.subjects) if j != k and o.label is not None}
+                row["pictures"] = len(mine)
+                if row["score"] is None:  # no faces: the share not kept is the subject's score
+                    row["score"] = 1 - row["kept"] / len(mine)
+            if labels is not None:
+                row["labels"] = [labels[i] for i in mine]
+            summaries.append(row)
+            worst.append(row["score"])
+        return scores, summaries, (max(worst) if worst and all(w is not None for w in worst) else None)
+
+    def notes(self) -> list[str]:
+        out = []
+        for s in self.subjects:
+            if s.faces is not None:
+                out.append(f"subject {s.trigger!r} ({s.dataset}): validation images scored against its faces and the "
+                           f"other subjects'")
+            elif s.label is not None:
+                out.append(f"subject {s.trigger!r} ({s.dataset}) counts as {s.label}: the pocket checker sees a "
+                           f"{s.label} in {s.seen} of its {s.pictures} pictures")
+            else:
+                out.append(f"subject {s.trigger!r} ({s.dataset}): no face in its dataset and no checker label, so its "
+                           f"validation images get no score (the best epoch cannot weigh it)")
+        return out
+
+
+def subject_lines(validation: dict) -> list[str]:
+    """One line per subject of a validation with several subjects: its score against its own dataset and the
+    others', or the pocket checker's counts."""
+    out = []
+    for row in validation.get("subjects") or []:
+        parts = [f"{row['trigger']} ({row['dataset']})"]
+        if row.get("faces_found") is not None:
+            own = f"{row['score']:.3f}" if row.get("score") is not None else "no face"
+            parts.append(f"sim-score {own} against its own dataset")
+            parts += [f"{v:.3f} against {t}'s" for t, v in row.get("against", {}).items()]
+        elif row.get("kept") is not None:
+            parts.append(f"drawn as its {row['label']} in {row['kept']}/{row['pictures']}")
+            parts += [f"as {t}'s in {n}/{row['pictures']}" for t, n in row.get("drawn_as", {}).items()]
+        else:
+            parts.append("not scored (no face, no checker label)")
+        out.append(", ".join(parts))
+    return out
+
+
+def subject_references(store, config: RunConfig, items: list, log):
+    """What validation images are scored against: the dataset's face encodings (one subject; None without a face),
+    or SubjectReferences for several subjects."""
+    if not config.extra_subjects:
+        found = reference_encodings([i.path for i in items])
+        if found is None:
+            log.event("message", text="no face in the dataset: validation grids get no sim-scores")
+        return found
+    from collections import Counter
+
+    from PIL import Image
+
+    from studio.evaluate.checking import TAUGHT_SHARE, checker_folder
+
+    checker = None
+    folder = checker_folder(store.resolve(config.model))
+    if folder is not None:
+        from studio.models.classifier import load_classifier
+        from studio.pocket.checker import PocketChecker
+
+        checker = PocketChecker(load_classifier(folder))
+    refs = []
+    for k, subject in enumerate(config.subjects):
+        paths = [i.path for i in items if i.subject == k]
+        ref = SubjectReference(subject.trigger, subject.dataset, reference_encodings(paths))
+        if checker is not None:
+            pictures = []
+            for path in paths:
+                with Image.open(path) as im:
+                    pictures.append(im.convert("RGB"))
+            counts = Counter(label for label, _ in checker.labels(pictures))
+            label, seen = counts.most_common(1)[0] if counts else (None, 0)
+            ref.label, ref.seen, ref.pictures = (label if seen > TAUGHT_SHARE * len(paths) else None), seen, len(paths)
+        refs.append(ref)
+    out = SubjectReferences(refs, checker)
+    for note in out.notes():
+        log.event("message", text=note)
+    return out
 
 
 def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: float, caption_fn):
@@ -124,7 +271,13 @@ def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, referen
 
         result.clip_scores = clip_scores(clip, images, prompts)
         result.mean_clip = sum(result.clip_scores) / len(result.clip_scores)
-    if reference is not None:
+    if isinstance(reference, SubjectReferences):
+        result.scores, result.subjects, result.worst_score = reference.judge(
+            images, [owner for _, owner in config.subject_prompts()])
+        found = [s for s in result.scores if s is not None]
+        result.mean_score = sum(found) / len(found) if found and any(r.faces is not None for r in reference.subjects) \
+            else None
+    elif reference is not None:
         from studio.faces import sim_scores
 
         result.scores = sim_scores(images, reference)

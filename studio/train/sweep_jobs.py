@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from studio import fileio
-from studio.data.library import find_dataset
 from studio.jobs import (ACTIVE, JobLog, ask_to_stop, cancel_job, job_state, one_start_at_a_time, reap, read_events,
                          read_status, settings_args, start_child, wait_job)
 from studio.names import check_name
@@ -74,9 +73,9 @@ class SweepStatus:
 
 def _steps_per_epoch(items, native: int):
     def count(config: RunConfig) -> int:
-        return data.steps_per_epoch(items, repeats=config.repeats, batch_size=config.batch_size,
+        return data.steps_per_epoch(items, repeats=data.run_repeats(config), batch_size=config.batch_size,
                                     grad_accum=config.grad_accum, resolution=config.resolution or native,
-                                    buckets=config.buckets)
+                                    buckets=config.buckets, balance=config.balance)
     return count
 
 
@@ -121,7 +120,7 @@ def start_sweep(studio, request: SweepRequest, *, resume: bool = False) -> Sweep
     folder = sweep_folder(settings, request.name)
     request.base = base = replace(request.base, model=request.base.model or studio.store.default_model)
     ref = studio.store.resolve(base.model)
-    items = data.load_items(find_dataset(settings, base.dataset), base.caption_trigger)
+    items = data.subject_items(settings, base)  # every subject's pictures
     if base.clip_model:
         from studio.models.clip import resolve_clip
 

@@ -10,7 +10,7 @@ from studio.evaluate import (EvaluationCancelled, EvaluationReport, EvaluationRe
                              load_evaluation, parse_seeds, parse_variant)
 from studio.evaluate.charts import TITLES
 from studio.evaluate.defaults import defaults_for
-from studio.evaluate.scoring import summary_table
+from studio.evaluate.scoring import against_lines, summary_table
 from studio.models.clip import HUB_CLIP, TINY_CLIP, default_clip, real_clip_models
 from studio.ui.common import (FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_sampler, dataset_names, number,
                               progress_fn, sampler_choices)
@@ -48,7 +48,7 @@ def _clip_note(clip_model: str) -> str:
 
 
 def request_from_widgets(name, prompts, seeds, variants, reference, clip_model, negative_prompt, sampler, steps, cfg,
-                         width, height, tolerance) -> EvaluationRequest:
+                         width, height, tolerance, also_against=None) -> EvaluationRequest:
     """The tab's widget values, in the order of its inputs, as an EvaluationRequest."""
     return EvaluationRequest(
         name=(name or "").strip(), prompts=[p.strip() for p in (prompts or "").splitlines() if p.strip()],
@@ -58,6 +58,7 @@ def request_from_widgets(name, prompts, seeds, variants, reference, clip_model, 
         negative_prompt=negative_prompt or "", sampler=chosen_sampler(sampler), steps=int(steps),
         cfg=float(cfg or 0) or None,
         width=int(width or 0) or None, height=int(height or 0) or None, tolerance=float(tolerance),
+        also_against=[line.strip() for line in (also_against or "").splitlines() if line.strip()],
     )
 
 
@@ -122,6 +123,9 @@ def _status(report: EvaluationReport, prefix: str) -> str:
         found = sum(r.sim_score is not None for r in report.rows)
         head += (f", {found} with a face, {len(report.rows) - found} with no face found; reference: {report.reference}."
                  f" Lower sim-score is more alike; <= {report.request.tolerance:g} counts as the same person")
+    against = against_lines(report.rows, [v.label for v in report.request.variants], report.request.reference)
+    if against:
+        head += ". " + "; ".join(against)
     if report.has_checker:
         asked = [r for r in report.rows if r.as_asked is not None]
         head += (f"; drawn as the prompt asks (pocket checker): {sum(bool(r.as_asked) for r in asked)} of "
@@ -154,6 +158,8 @@ def build(ctx: TabContext) -> TabRefresh:
             reference = gr.Dropdown(_reference_choices(studio), value=start["reference"], allow_custom_value=True,
                                     label="Reference for likeness: a dataset of the subject's photos",
                                     info="none, or a set with no faces (shapes, a style): no likeness score")
+            also_against = gr.Textbox("", lines=1, label="Also score against (other subjects' datasets, one a line)",
+                                      info="a LoRA of several subjects: each picture against every subject's faces")
             clip = gr.Dropdown(clip_choices(settings), value=default_clip(settings) or NO_CLIP,
                                allow_custom_value=True, label="CLIP model",
                                info="a real CLIP on disk is picked by default")
@@ -195,7 +201,7 @@ def build(ctx: TabContext) -> TabRefresh:
     # The API endpoint /evaluate takes these names.
     inputs = {"name": name, "prompts": prompts, "seeds": seeds, "variants": variants, "reference": reference,
               "clip_model": clip, "negative_prompt": negative, "sampler": sampler, "steps": steps, "cfg": cfg,
-              "width": width, "height": height, "tolerance": tolerance}
+              "width": width, "height": height, "tolerance": tolerance, "also_against": also_against}
     outputs = {"status": status, "grid": grid, "charts": charts, "summary": summary, "images": images, "past": past,
                "files": files}
     shown = {f"chart{i}": view for i, view in enumerate(chart_views)}

@@ -4,14 +4,16 @@ of settings and scores each cell."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields, replace
 from pathlib import Path
 
 import gradio as gr
 
 from studio import train
+from studio.train import sampling
 from studio.train.config import (BASE_PRECISIONS, EMA_MODES, LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, PRESETS,
-                                  SCHEDULERS, TIMESTEP_SAMPLING, RunConfig, preset_name)
+                                  SCHEDULERS, TIMESTEP_SAMPLING, RunConfig, Subject, preset_name)
 from studio.ui import sweep_panel
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, dataset_names, model_choices,
                               number)
@@ -78,13 +80,55 @@ KNOB_SPECS = (
     ("guard_clip_drop", 7, "Guard: CLIP drop (fraction)", dict(info="0: off")),
     ("masked_loss", 6, "Masked training", dict(info="the dataset's masks: bystanders and their blur are not learnt")),
     ("unmasked_weight", 6, "Weight of masked pixels", dict(info="0: not learnt (OneTrainer: 0.1)")),
+    ("extra_subjects", 8, "Extra subjects (one a line: dataset:trigger[:class word[:repeats]])", dict(
+        lines=2, placeholder="e.g. ben:sks:man", info="learnt in the same run as the dataset above; each scored on "
+                                                     "its own prompts and against the others' datasets")),
+    ("balance", 8, "Balance subjects", dict(info="each subject seen as often per epoch (the smaller set repeated)")),
+    ("continue_from", 8, "Add a subject to run", dict(info="a finished LoRA run to start from; its subjects come "
+                                                           "along (their scores before and after are yours to compare)")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 
+def subjects_text(subjects: list[Subject]) -> str:
+    """RunConfig.extra_subjects as the "Extra subjects" box shows them."""
+    lines = []
+    for s in subjects:
+        tail = [s.class_word, str(s.repeats) if s.repeats else ""]
+        while tail and not tail[-1]:
+            tail.pop()
+        lines.append(":".join([s.dataset, s.trigger, *tail]))
+    return "\n".join(lines)
+
+
+def parse_subjects(text) -> list[Subject]:
+    """The "Extra subjects" box: one dataset:trigger[:class word[:repeats]] a line; a bad line is named. Through the
+    API it may also be run.json's JSON list of subjects (an empty one: `[]`)."""
+    if isinstance(text, str) and text.strip().startswith("["):
+        try:
+            text = json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"`extra_subjects` is not a JSON list of subjects: {e}") from None
+    if isinstance(text, list):
+        try:
+            return [Subject(**s) if isinstance(s, dict) else s for s in text]
+        except TypeError as e:
+            raise ValueError(f"`extra_subjects` holds a subject with unknown keys: {e}") from None
+    out = []
+    for n, line in enumerate((text or "").splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append(Subject.parse(line))
+            except ValueError as e:
+                raise ValueError(f"Extra subjects, line {n}: {e}") from None
+    return out
+
+
 def _knob(name: str, label: str, options: dict):
     kind, value = _TYPES[name], getattr(_DEFAULTS, name)
+    if name == "extra_subjects":
+        return gr.Textbox(subjects_text(value), label=label, **options)
     options.setdefault("min_width", 200 if kind in ("bool", bool) else 150)  # labels whole, not "Drear prior prese"
     if kind in ("bool", bool):
         return gr.Checkbox(value, label=label, **options)
@@ -135,11 +179,15 @@ def build(ctx: TabContext) -> TabRefresh:
         loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
         score_plot = gr.LinePlot(x="epoch", y="mean sim-score", title="Likeness (mean sim-score, lower is better)",
                                  height=260)
+        subject_plot = gr.LinePlot(x="epoch", y="score", color="subject", height=260, visible=False,
+                                   title="Per subject (sim-score, or on pocket the share not drawn as its shape; "
+                                         "lower is better)")
     with gr.Row():
         grids = gr.Gallery(label="Validation grids, newest first (one column per prompt)", columns=1, height=460,
                            object_fit="contain", format="png", scale=3, elem_id="train-grids")
         with gr.Column(scale=2):
-            epoch_table = gr.Dataframe(headers=["epoch", "loss", "mean sim-score", "sim-score per prompt", ""],
+            epoch_table = gr.Dataframe(headers=["epoch", "loss", "mean sim-score", "sim-score per prompt", "",
+                                                "per subject"],
                                        label="Epochs", interactive=False)
             epoch_pick = gr.Dropdown([], label="Epoch to export")
             export_btn = gr.Button("Export epoch")
@@ -162,7 +210,7 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
     views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
              "epochs": epoch_pick, "seen": seen, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
-             "run_lr": knobs["lr"]}
+             "run_lr": knobs["lr"], "subject_scores": subject_plot}
     picked = bind(ctx, run_pick.change, status, {"run": run_pick, "last": gr.State(None)}, views,
                   api_name="train_status")
     picked.then(_timer_for_run(ctx), run_pick, timer, api_name=False, queue=False)
@@ -192,6 +240,9 @@ def config_from_widgets(name, dataset, model, method, trigger, prompts, **knobs)
         if value is None:
             continue
         kind = _TYPES[key]
+        if key == "extra_subjects":
+            values[key] = parse_subjects(value)
+            continue
         values[key] = int(value) if kind in ("int", int) else float(value) if kind in ("float", float) else value
     return RunConfig(name=(name or "").strip(), dataset=dataset or "", method=method, model=chosen_model(model),
                      trigger=(trigger or "").strip(),
@@ -268,7 +319,8 @@ def export(ctx: TabContext, v):
 def apply_preset(ctx: TabContext, v):
     chosen = replace(_DEFAULTS, **PRESETS[preset_name(v.choice)])
     updates = {"method": gr.update(value=chosen.method), "prompts": gr.update(value="\n".join(chosen.validation_prompts)),
-               **{k: gr.update(value=getattr(chosen, k)) for k in KNOBS}}
+               **{k: gr.update(value=getattr(chosen, k)) for k in KNOBS},
+               "extra_subjects": gr.update(value=subjects_text(chosen.extra_subjects))}
     if chosen.model:  # a preset made for one base; the others leave the chosen base alone
         updates["model"] = gr.update(value=chosen.model)
     if preset_name(v.choice) == preset_name("pocket") and not (v.dataset_now or "").strip():
@@ -326,7 +378,10 @@ def status_views(ctx: TabContext, status) -> dict:
     if status.checkpoint_step and status.state in ("cancelled", "stopped", "failed"):
         lines.append(f"Resume continues from the checkpoint at step {status.checkpoint_step}.")
     if status.best_epoch is not None:
-        lines.append(f"Best epoch by likeness (most faces found, then lowest mean sim-score): **{status.best_epoch}**")
+        how = ("every subject kept: the lowest worst-subject score" if any(
+            v.get("worst_score") is not None for v in status.validations) else
+            "most faces found, then lowest mean sim-score")
+        lines.append(f"Best epoch by likeness ({how}): **{status.best_epoch}**")
     if status.files:
         lines.append("Files: " + ", ".join(f"`{f}`" for f in status.files))
     every = max(1, len(status.losses) // 2000)  # a long run's curve is thinned to what a plot can show
@@ -342,11 +397,20 @@ def status_views(ctx: TabContext, status) -> dict:
             grids.insert(0, (served(ctx.studio.settings, v["grid"]), f"epoch {v['epoch']}{score}{star}"))  # newest first
     base = status.base_validation or {}
     if base.get("grid") and Path(base["grid"]).is_file():  # last: what training started from
-        grids.append((served(ctx.studio.settings, base["grid"]), "base model, before training"))
+        before = (f"run {status.config.continue_from}'s LoRA, before training" if status.config.continue_from
+                  else "base model, before training")
+        grids.append((served(ctx.studio.settings, base["grid"]), before))
     table = [[v["epoch"], number(v.get("loss"), 4), number(v.get("mean_score"), 4),
               " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
-              "best" if v["epoch"] == status.best_epoch else ""] for v in status.validations]
+              "best" if v["epoch"] == status.best_epoch else "", "\n".join(sampling.subject_lines(v))]
+             for v in status.validations]
+    per_subject = [(v["epoch"], row["trigger"], row["score"]) for v in status.validations
+                   for row in v.get("subjects") or [] if row.get("score") is not None]
+    subject_scores = gr.update(visible=False)
+    if per_subject:
+        frame = pd.DataFrame(per_subject, columns=["epoch", "subject", "score"]).astype({"epoch": int, "score": float})
+        subject_scores = gr.update(value=frame, visible=True)
     # the likeness chart only when there is likeness to show (a dataset without faces has none)
     return {"status": "\n\n".join(lines), "loss": loss, "scores": gr.update(value=scores, visible=bool(scored)),
-            "grids": grids, "table": table,
-            "epochs": gr.update(choices=[str(v["epoch"]) for v in status.validations])}
+            "grids": grids, "table": table, "epochs": gr.update(choices=[str(v["epoch"]) for v in status.validations]),
+            "subject_scores": subject_scores}
