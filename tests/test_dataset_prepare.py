@@ -292,3 +292,23 @@ def test_bad_requests_name_the_argument(kwargs, word, tmp_path):
     args = dict(inputs=(tmp_path,), name="ok", trigger="ohwx") | kwargs
     with pytest.raises(ValueError, match=word):
         PrepareRequest(**args)
+
+
+def test_a_plain_folder_reads_metadata_csv_text_or_caption_column(tmp_path):
+    """A folder as diffusers' imagefolder has it: captions in metadata.csv, under `text` or (as seed 001's and many
+    published sets have it) `caption`; a kohya sidecar wins; a missing caption is the trigger alone."""
+    from studio.data.library import captioned_images
+
+    for column in ("text", "caption"):
+        folder = tmp_path / column
+        folder.mkdir()
+        for name in ("a.png", "b.png", "c.png"):
+            Image.new("RGB", (64, 64), "white").save(folder / name)
+        (folder / "metadata.csv").write_text(f"file_name,{column}\na.png,sks on a beach\nb.png,a photo of sks\n")
+        (folder / "c.txt").write_text("sks in a hat\n")
+        captions = {im.path.name: im.caption for im in captioned_images(folder, "sks")}
+        assert captions == {"a.png": "sks on a beach", "b.png": "a photo of sks", "c.png": "sks in a hat"}, column
+    (tmp_path / "other").mkdir()
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "other" / "a.png")
+    (tmp_path / "other" / "metadata.csv").write_text("file_name,prompt\na.png,on a beach\n")
+    assert [im.caption for im in captioned_images(tmp_path / "other", "sks")] == ["sks"]

@@ -74,8 +74,8 @@ class CaptionedImage:
 
 
 def captioned_images(folder: Path, trigger: str) -> list[CaptionedImage]:
-    """The pictures of a dataset folder with their captions (kohya's `<stem>.txt` sidecar, else metadata.csv's text,
-    else the trigger word alone) and masks. A caption that lacks the trigger word gets it in front, so it is always
+    """The pictures of a dataset folder with their captions (kohya's `<stem>.txt` sidecar, else metadata.csv's `text`
+    column, or its `caption` column as many published sets name it, else the trigger word alone) and masks. A caption that lacks the trigger word gets it in front, so it is always
     learnt."""
     from PIL import Image
 
@@ -83,7 +83,10 @@ def captioned_images(folder: Path, trigger: str) -> list[CaptionedImage]:
     metadata = folder / "metadata.csv"
     if metadata.is_file():
         with open(metadata, newline="", encoding="utf-8") as f:
-            table = {row["file_name"]: row.get("text", "") for row in csv.DictReader(f) if row.get("file_name")}
+            rows = csv.DictReader(f)
+            column = next((c for c in ("text", "caption") if c in (rows.fieldnames or [])), None)
+            table = {row["file_name"]: (row.get(column) or "") if column else ""
+                     for row in rows if row.get("file_name")}
     items = []
     for path in _pictures(folder):
         sidecar = path.with_suffix(".txt")
