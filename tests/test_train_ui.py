@@ -102,3 +102,22 @@ def test_preset_fills_the_model_prompts_and_knobs(studio):
     assert "wrote dataset `zq`" in demo["status"]
     again = apply_preset(ctx, SimpleNamespace(choice="pocket", dataset_now="", name_now="mine"))
     assert again["name"] == "mine" and "wrote" not in again["status"]  # kept, not written twice
+
+
+def test_the_lists_follow_the_disk_and_offer_runs_to_add_a_subject_to(tmp_path):
+    from types import SimpleNamespace
+
+    from studio.context import Studio
+    from studio.fileio import write_json
+    from studio.settings import Settings
+    from studio.ui.common import TabContext
+    from studio.ui.train_tab import refresh_lists
+    from tests.train_helpers import tiny_config
+
+    ctx = TabContext(Studio.open(Settings(root=tmp_path, allow_downloads=False)))
+    assert refresh_lists(ctx, SimpleNamespace(run=None))["continue_from"]["choices"] == [""]
+    for name in ("older", "newer"):
+        write_json(ctx.studio.settings.runs_dir / name / "run.json", tiny_config(name=name).to_json())
+    out = refresh_lists(ctx, SimpleNamespace(run=None))
+    assert sorted(out["continue_from"]["choices"]) == ["", "newer", "older"] and out["continue_from"]["choices"][0] == ""
+    assert out["run"]["value"] in ("newer", "older") and sorted(out["run"]["choices"]) == ["newer", "older"]

@@ -84,7 +84,7 @@ KNOB_SPECS = (
         lines=2, placeholder="e.g. ben:sks:man", info="learnt in the same run as the dataset above; each scored on "
                                                      "its own prompts and against the others' datasets")),
     ("balance", 8, "Balance subjects", dict(info="each subject seen as often per epoch (the smaller set repeated)")),
-    ("continue_from", 8, "Add a subject to run", dict(info="a finished LoRA run to start from; its subjects come "
+    ("continue_from", 8, "Add a subject to run", dict(choices=("",), allow_custom_value=True, info="a finished LoRA run to start from; its subjects come "
                                                            "along (their scores before and after are yours to compare)")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
@@ -224,7 +224,8 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger,
                                                                    "masked_loss": knobs["masked_loss"]},
          api_name=False, queue=False)
-    lists = {"dataset": dataset, "model": model, "run": run_pick, "sweep": sweep["pick"]}
+    lists = {"dataset": dataset, "model": model, "run": run_pick, "sweep": sweep["pick"],
+             "continue_from": knobs["continue_from"]}
     bind(ctx, refresh_btn.click, refresh_lists, {"run": run_pick}, lists, api_name=False, queue=False)
     return TabRefresh(refresh_lists, lists, inputs={"run": run_pick})
 
@@ -365,7 +366,8 @@ def refresh_lists(ctx: TabContext, v):
     runs = run_names(studio)
     run = v.run if v.run in runs else (runs[0] if runs else None)
     return {"dataset": gr.update(choices=dataset_names(studio)), "model": gr.update(choices=model_choices(studio)),
-            "run": gr.update(choices=runs, value=run), "sweep": gr.update(choices=sweep_panel.sweep_names(studio))}
+            "run": gr.update(choices=runs, value=run), "sweep": gr.update(choices=sweep_panel.sweep_names(studio)),
+            "continue_from": gr.update(choices=["", *runs])}  # "" (the first choice): a new LoRA
 
 
 def status_views(ctx: TabContext, status) -> dict:
