@@ -129,7 +129,7 @@ def run_check(args, studio) -> int:
     result = check_dataset(studio.settings, CheckRequest(args.name, args.tolerance, tuple(args.reference)))
     for r in result.rows:
         score = "-" if r.score is None else f"{r.score:.3f}"
-        print(f"{r.file_name}\t{r.source}\t{score}\t{r.faces_text} faces\t{'; '.join(r.flags)}")
+        print(f"{r.file_name}\t{r.source}\t{score}\tfaces {r.faces_text}\t{'; '.join(r.flags)}")
     print(result.summary())
     if args.drop:
         dropped = drop_flagged(studio.settings, args.name)
