@@ -340,6 +340,15 @@ def test_an_evaluation_scores_each_picture_against_every_subjects_faces(studio, 
     from studio.evaluate import load_evaluation
 
     assert load_evaluation(studio.settings, "two-faces").rows[1].sim_against == pair.sim_against  # kept in report
+    import csv
+
+    with open(report.folder / "report.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [row["sim_score_vs_him"] for row in table] == ["", f"{pair.sim_against['him']:.6f}"]  # and in the CSV
+    from studio.ui.evaluate_tab import _tables
+
+    _, images, _, headers = _tables(report)  # and in the tab's per-image table
+    assert headers[3:5] == ["sim-score", "sim-score vs him"] and images[1][4] == round(pair.sim_against["him"], 4)
     from studio.delete_subject import subject_files
 
     assert report.folder in {i.path for i in subject_files(studio, "him").remove}  # scored against him: his too

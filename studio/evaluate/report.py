@@ -78,12 +78,14 @@ def report_csv(report: EvaluationReport) -> str:
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    others = list(dict.fromkeys(k for r in report.rows for k in r.sim_against))  # also_against, in the request's order
+    writer.writerow([*CSV_COLUMNS, *(f"sim_score_vs_{name}" for name in others)])
     for r in report.rows:
+        against = [r.sim_against.get(name) for name in others]
         writer.writerow([r.variant, r.prompt, r.seed, "" if r.sim_score is None else f"{r.sim_score:.6f}",
                          cell(r.no_face if r.likeness else None), "" if r.clip_score is None else f"{r.clip_score:.4f}",
                          cell(r.drawn), cell(r.drawn_color), cell(r.asked_label), cell(r.asked_color),
-                         cell(r.label_ok), cell(r.color_ok), r.file])
+                         cell(r.label_ok), cell(r.color_ok), r.file, *("" if a is None else f"{a:.6f}" for a in against)])
     return buffer.getvalue()
 
 

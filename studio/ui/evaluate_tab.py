@@ -88,7 +88,9 @@ def _tables(report: EvaluationReport) -> tuple[list[list], list[list], list[str]
     likeness, clip, checker = report.has_likeness, report.has_clip, report.has_checker
     summary_headers, summary = summary_table(report.by_variant(), report.request.tolerance, likeness=likeness,
                                              clip=clip, checker=checker)
+    others = list(dict.fromkeys(k for r in report.rows for k in r.sim_against))  # the other subjects' datasets
     image_headers = (["variant", "prompt", "seed"] + (["sim-score"] if likeness else [])
+                     + [f"sim-score vs {name}" for name in others]
                      + (["drawn", "asked for", "as asked"] if checker else []) + (["CLIP score"] if clip else [])
                      + ["file"])
     images = []
@@ -96,6 +98,7 @@ def _tables(report: EvaluationReport) -> tuple[list[list], list[list], list[str]
         row = [r.variant, r.prompt, r.seed]
         if likeness:
             row.append("no face" if r.sim_score is None else round(r.sim_score, 4))
+        row += ["no face" if r.sim_against.get(name) is None else round(r.sim_against[name], 4) for name in others]
         if checker:
             asked = " ".join(w for w in (r.asked_color, r.asked_label) if w) or "-"
             row += [" ".join(w for w in (r.drawn_color, r.drawn) if w), asked,
