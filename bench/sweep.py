@@ -40,7 +40,8 @@ def _studio(root: Path):
 
 
 def _base(**changes):
-    from studio.train.config import RunConfig, apply_preset
+    from studio.train.config import RunConfig
+    from studio.train.presets import apply_preset
 
     config = apply_preset(RunConfig(name="bench", dataset="zq", trigger="zq"), "pocket-finetune")
     return replace(config, **{"clip_model": "builtin:tiny-clip", "validation_every": 0, **changes})

@@ -17,7 +17,8 @@ def test_finetune_teaches_pocket_the_star_and_its_single_file_loads_back(studio)
     from safetensors import safe_open
 
     from studio.pocket.concept import check_prompt, write_concept_dataset
-    from studio.train.config import RunConfig, apply_preset
+    from studio.train.config import RunConfig
+    from studio.train.presets import apply_preset
 
     write_concept_dataset(studio.settings.datasets_dir / "zq", trigger="zq", shape="star", count=8)
     before = check_prompt(studio, "a red zq on a white background", seeds=10)

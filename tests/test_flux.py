@@ -233,7 +233,8 @@ def test_flux_refuses_training_settings_it_cannot_take(studio):
 
 
 def test_flux_presets_by_gpu_memory():
-    from studio.train.config import RunConfig, apply_preset
+    from studio.train.config import RunConfig
+    from studio.train.presets import apply_preset
 
     tiers = {key: apply_preset(RunConfig(name="x", dataset="x"), key).check()
              for key in ("flux-24gb", "flux-16gb", "flux-12gb", "seed-002-flux")}

@@ -108,7 +108,8 @@ def test_studio_lora_teaches_a_new_shape_by_trigger_word(studio):
     # trigger word draw a shape the pocket model never saw; checked through Generate, as a user would see it.
     from studio.generate import LoraChoice
     from studio.pocket.concept import check_prompt, write_concept_dataset
-    from studio.train.config import RunConfig, apply_preset
+    from studio.train.config import RunConfig
+    from studio.train.presets import apply_preset
     from tests.train_helpers import train_in_process
 
     write_concept_dataset(studio.settings.datasets_dir / "zq", trigger="zq", shape="star", count=8)

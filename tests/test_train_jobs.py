@@ -139,7 +139,7 @@ def test_cli_preset_by_short_name_with_flags_over_it():
 
 
 def test_config_errors_name_the_argument():
-    from studio.train.config import PRESETS, apply_preset
+    from studio.train.presets import PRESETS, apply_preset
 
     with pytest.raises(ValueError, match="`method` must be one of"):
         tiny_config(method="hypernetwork").check()

@@ -20,7 +20,7 @@ def _free_port() -> int:
 def _widget_values(**changes) -> dict:
     """/train_start's inputs by name: the first row, then every knob at RunConfig's default."""
     from studio.train.config import RunConfig
-    from studio.ui.train_tab import KNOBS
+    from studio.ui.train_knobs import KNOBS
 
     values = dict(name="uirun", dataset="ds", model="builtin:tiny", method="lora", trigger="sks",
                   prompts="a photo of {trigger}")
@@ -38,7 +38,7 @@ def test_tab_is_listed_after_the_tabs_that_make_datasets():
 
 def test_widgets_become_a_checked_config():
     from studio.ui.common import DEFAULT_MODEL
-    from studio.ui.train_tab import config_from_widgets
+    from studio.ui.train_knobs import config_from_widgets
 
     values = _widget_values(model=DEFAULT_MODEL, rank=8.0, prompts="one\n\n two ")
     config = config_from_widgets(**values)
@@ -83,7 +83,8 @@ def test_preset_fills_the_model_prompts_and_knobs(studio):
     from types import SimpleNamespace
 
     from studio.ui.common import TabContext
-    from studio.ui.train_tab import KNOBS, apply_preset
+    from studio.ui.train_knobs import KNOBS
+    from studio.ui.train_tab import apply_preset
 
     ctx = TabContext(studio)
     updates = apply_preset(ctx, SimpleNamespace(choice="pocket (teach builtin:pocket a new shape)", dataset_now="ds",

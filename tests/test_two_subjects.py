@@ -235,7 +235,7 @@ def replace_model(config, **changes):
 
 
 def test_the_train_tab_reads_extra_subjects_and_names_a_bad_line():
-    from studio.ui.train_tab import KNOBS, config_from_widgets, subjects_text
+    from studio.ui.train_knobs import KNOBS, config_from_widgets, subjects_text
 
     assert KNOBS[-3:] == ("extra_subjects", "balance", "continue_from")  # appended: /train_start is positional
     values = dict(name="pair", dataset="anna", model="builtin:tiny", method="lora", trigger="ohwx",

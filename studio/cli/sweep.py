@@ -9,7 +9,8 @@ from dataclasses import replace
 
 
 def register(sub) -> None:
-    from studio.train.config import METHODS, PRESET_KEYS
+    from studio.train.config import METHODS
+    from studio.train.presets import PRESET_KEYS
 
     p = sub.add_parser("sweep", help="train a grid of settings and score each cell (CLIP, likeness), guarded "
                                      "against collapse")
@@ -33,7 +34,8 @@ def register(sub) -> None:
 
 
 def request_from_args(args):
-    from studio.train.config import RunConfig, apply_preset
+    from studio.train.config import RunConfig
+    from studio.train.presets import apply_preset
     from studio.train.sweep import SweepRequest, knob_name, parse_grid, parse_value, preset_grid
 
     if not args.dataset:

@@ -21,7 +21,8 @@ _FIELDS = {"method": "method", "model": "model", "out": "name", "steps": "max_st
 
 
 def register(sub) -> None:
-    from studio.train.config import EMA_MODES, LORA_LAYERS, METHODS, PRECISIONS, PRESET_KEYS
+    from studio.train.config import EMA_MODES, LORA_LAYERS, METHODS, PRECISIONS
+    from studio.train.presets import PRESET_KEYS
 
     p = sub.add_parser("train", help="train a LoRA, DreamBooth or fine-tuned model or a textual-inversion embedding")
     p.add_argument("--method", choices=METHODS, default=None)
@@ -160,7 +161,7 @@ def config_from_args(args):
                 raise ValueError(f"`--{flag}` is required (or give --config run.json)")
         base = RunConfig(name=given["name"], dataset=given["dataset"])
     if args.preset:
-        from studio.train.config import apply_preset
+        from studio.train.presets import apply_preset
 
         base = apply_preset(base, args.preset)
     return replace(base, **given)

@@ -127,7 +127,8 @@ def demonstrate(studio, *, steps: int = 300, seeds: int = 20, prompts: tuple[str
 
     from studio.generate import LoraChoice
     from studio.pocket.concept import write_concept_dataset
-    from studio.train.config import RunConfig, apply_preset
+    from studio.train.config import RunConfig
+    from studio.train.presets import apply_preset
     from studio.train.loop import train
     from studio.train.runlog import RunLog
 

@@ -39,7 +39,8 @@ def start_demo(studio, trigger: str = DEMO_TRIGGER) -> DemoStart:
     """Make the dataset if needed and start the pocket preset on it; a demo run that is training or done is shown
     instead of starting another. Returns what happened, in words for the user."""
     from studio import train
-    from studio.train.config import PRESETS, RunConfig, preset_name
+    from studio.train.config import RunConfig
+    from studio.train.presets import PRESETS, preset_name
 
     dataset, made = demo_dataset(studio, trigger)
     runs = {r.name: r for r in train.list_runs(studio)}

@@ -101,7 +101,8 @@ def demonstrate(studio, *, steps: int = 120, seeds: int = 10, count_per_subject:
 
     from studio.generate import LoraChoice
     from studio.pocket.concept import write_concept_dataset
-    from studio.train.config import RunConfig, Subject, apply_preset
+    from studio.train.config import RunConfig, Subject
+    from studio.train.presets import apply_preset
 
     started = time.perf_counter()
     for trigger, shape, dataset in SUBJECTS:

@@ -1,4 +1,5 @@
-"""The run config: one typed dataclass for every method, its defaults per method and family, and named presets."""
+"""The run config: one typed dataclass for every method and its defaults per method and family (named presets:
+studio/train/presets.py)."""
 
 from __future__ import annotations
 
@@ -390,91 +391,3 @@ def family_defaults(config: RunConfig, family) -> RunConfig:
         raise ValueError(f"`base_precision` {config.base_precision!r} is for FLUX.1's transformer; an "
                          f"{spec.label} base trains in auto or bf16")
     return config
-
-
-# Seed 002's kohya settings (FLUX LoRA of a person, carried over to SD): rank 2, alpha 16, 30 repeats,
-# 13 epochs, cosine with 3 restarts, min-SNR 5, noise offset 0.1, flip, buckets, batch 4, UNet lr 5e-4,
-# text encoder frozen, 8-bit AdamW where a GPU allows it.
-PRESETS: dict[str, dict] = {
-    "default": {},
-    "seed-002 (kohya person LoRA)": dict(
-        method="lora", rank=2, alpha=16.0, repeats=30, epochs=13, lr=5e-4, text_encoder_lr=0.0,
-        lr_scheduler="cosine_with_restarts", lr_cycles=3, min_snr_gamma=5.0, noise_offset=0.1, flip=True,
-        buckets=True, batch_size=4, shuffle_captions=False, keep_tokens=0, optimizer="adamw8bit",
-    ),
-    "seed-004 (DreamBooth, prior preservation)": dict(
-        method="dreambooth", lr=5e-6, max_steps=400, batch_size=1, lr_scheduler="constant",
-        prior_preservation=True, prior_loss_weight=1.0,
-    ),
-    "seed-000 (textual inversion of a face)": dict(method="textual-inversion", init_word="woman", lr=5e-3),
-    # builtin:pocket learns a shape it never saw from 8 drawings in 300 steps, about a minute on 2 CPU cores
-    # (docs/pocket.md). Convs in the adapter draw the new outline; flips and min-SNR make the few images go further.
-    "pocket (teach builtin:pocket a new shape)": dict(
-        method="lora", model="builtin:pocket", lora_layers="all", rank=8, alpha=8.0, lr=2e-3, text_encoder_lr=0.0,
-        max_steps=300, epochs=0, batch_size=8, resolution=64, flip=True, min_snr_gamma=5.0, lr_scheduler="constant",
-        validation_every=50, validation_cfg=4.0, validation_steps=20,
-        validation_prompts=["a red {trigger} on a white background", "a blue {trigger} on a black background",
-                            "a green {trigger}"],
-    ),
-    # The whole pocket UNet learns the star too, at 2e-4 in 100 steps (the EMA average is what validation and the
-    # export see); at 1e-2 it collapses into one texture for every prompt, which the collapse guard stops
-    "pocket-finetune (full fine-tune of builtin:pocket)": dict(
-        method="finetune", model="builtin:pocket", lr=2e-4, text_encoder_lr=0.0, max_steps=100, epochs=0,
-        batch_size=8, resolution=64, flip=True, min_snr_gamma=5.0, lr_scheduler="constant", validation_every=25,
-        validation_cfg=4.0, validation_steps=20,
-        validation_prompts=["a red {trigger} on a white background", "a blue {trigger} on a black background",
-                            "a green {trigger}"],
-    ),
-    # Seed 001's grid as it ran (diffusers' train_text_to_image.py on SD 1.5): the whole UNet at 512 px, batch 1,
-    # constant lr, EMA, gradient checkpointing, 8-bit AdamW where CUDA allows, scored by CLIP (torchmetrics'
-    # ViT-B/16). The sweep's grid is lr {1e-5, 1e-3} x steps {400, 2000, 4000, 8000}: see SWEEP_PRESETS
-    "seed-001 (full fine-tune, lr x steps sweep)": dict(
-        method="finetune", lr=1e-5, max_steps=8000, epochs=0, batch_size=1, resolution=512, lr_scheduler="constant",
-        ema="on", gradient_checkpointing=True, optimizer="adamw8bit", mixed_precision="bf16",
-        clip_model="openai/clip-vit-base-patch16", validation_every=0, text_encoder_lr=0.0,
-        save_every_epochs=4,  # a full checkpoint (UNet, EMA, optimizer) is ~9 GB at fp32: every 4 epochs, not each
-    ),
-    # Seed 002 as it trained (kohya, FLUX.1-dev, 13 epochs of 30 repeats): rank 2 / alpha 16, lr 5e-4, cosine with
-    # 3 restarts, batch 4 at 1024 px, flips, noise offset 0.1; its min-SNR 5 does not apply to flow matching. The
-    # transformer in fp8 so it fits a 24 GB GPU.
-    "seed-002-flux (kohya person LoRA on FLUX.1-dev)": dict(
-        method="lora", rank=2, alpha=16.0, repeats=30, epochs=13, lr=5e-4, lr_scheduler="cosine_with_restarts",
-        lr_cycles=3, noise_offset=0.1, flip=True, buckets=True, batch_size=4, resolution=1024, keep_tokens=0,
-        optimizer="adamw8bit", base_precision="fp8", mixed_precision="bf16", gradient_checkpointing=True,
-        text_encoder_lr=0.0, min_snr_gamma=0.0,
-    ),
-    # FLUX.1 by GPU memory (as fluxgym, ai-toolkit and SimpleTuner fit it): the frozen transformer stored small, the
-    # LoRA in float32, text embeddings and latents cached (T5 is unloaded before the first step), checkpointing on.
-    "flux-24gb (FLUX.1 LoRA on a 24 GB GPU)": dict(
-        method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="fp8",
-        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
-        text_encoder_lr=0.0,
-    ),
-    "flux-16gb (FLUX.1 LoRA on a 16 GB GPU)": dict(
-        method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=768, base_precision="int8",
-        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
-        text_encoder_lr=0.0,
-    ),
-    "flux-12gb (FLUX.1 LoRA on a 12 GB GPU)": dict(
-        method="lora", rank=8, alpha=8.0, lr=1e-4, batch_size=1, resolution=512, base_precision="nf4",
-        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
-        text_encoder_lr=0.0,
-    ),
-}
-
-
-# Each preset's first word ("seed-002", "pocket"), as the command line takes it.
-PRESET_KEYS = {name.split(" (")[0]: name for name in PRESETS}
-
-
-def preset_name(text: str) -> str:
-    """A preset by its full name or its first word."""
-    if text in PRESETS:
-        return text
-    if text in PRESET_KEYS:
-        return PRESET_KEYS[text]
-    raise ValueError(f"`preset` must be one of {', '.join(PRESET_KEYS)} but is {text!r}")
-
-
-def apply_preset(config: RunConfig, preset: str) -> RunConfig:
-    return replace(config, **PRESETS[preset_name(preset)])

@@ -13,7 +13,8 @@ import itertools
 from dataclasses import dataclass, field, fields, replace
 
 from studio.names import check_name
-from studio.train.config import RunConfig, preset_name
+from studio.train.config import RunConfig
+from studio.train.presets import preset_name
 
 LENGTH_KNOBS = ("max_steps", "epochs")
 ALIASES = {"steps": "max_steps"}

@@ -68,7 +68,7 @@ def sweep_names(studio) -> list[str]:
 
 def start(ctx: TabContext, v):
     from studio.train.sweep import SweepRequest
-    from studio.ui.train_tab import config_from_widgets
+    from studio.ui.train_knobs import config_from_widgets
 
     form = {k: x for k, x in vars(v).items() if k not in ("sweep_name", "grid")}
     name = (v.sweep_name or "").strip()
