@@ -150,9 +150,8 @@ def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_p
         if faceless:
             refused += [Refusal(a.source, "no face found: left out (crop 'face' keeps pictures that show the "
                                           "subject's face; prepare with crop 'center' to keep it)") for a in faceless]
-            kept = [k for k, r in enumerate(rows) if r.subject is not None]
-            accepted = [accepted[k] for k in kept]
-            rows = check_identity([a.faces for a in accepted], reference, request.tolerance)
+            # (a picture without a face takes no part in the others' distances, so their rows stand as they are)
+            accepted, rows = map(list, zip(*((a, r) for a, r in zip(accepted, rows) if r.subject is not None)))
     duplicates = near_duplicates([a.phash for a in accepted])
 
     # 4. Frame, blur and write each picture into a folder beside the final one
