@@ -218,7 +218,8 @@ def _moved_with(folder: Path, event: dict) -> None:
         p = Path(path)
         if p.is_relative_to(folder) or "samples" not in p.parts:
             return path
-        return str(folder.joinpath(*p.parts[len(p.parts) - 1 - p.parts[::-1].index("samples"):]))
+        last = max(k for k, part in enumerate(p.parts) if part == "samples")
+        return str(folder.joinpath(*p.parts[last:]))
 
     if event.get("grid"):
         event["grid"] = here(event["grid"])
