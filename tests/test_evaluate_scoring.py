@@ -285,7 +285,13 @@ def test_the_pocket_checker_is_found_through_the_scorers(session_studio):
 
     found = find_checker(session_studio.store.resolve("builtin:pocket"))
     assert found is not None and found.kind.name == "pocket" and found.folder == CHECKER_DIR
-    assert found.load(session_studio.store).labels([]) == []
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(picture).ellipse((12, 12, 52, 52), fill=(220, 30, 30))
+    checker = found.load(session_studio.store)
+    assert "star" in checker.labels_known and checker.color(picture) == "red"
+    assert checker.labels([picture])[0][0] == "circle"
     assert find_checker(session_studio.store.resolve("builtin:tiny")) is None
 
 
