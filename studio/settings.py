@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+# Where a login comes from, for the errors that ask for one.
+LOGIN_HINT = "--auth-file FILE (first line user:password) or $STUDIO_AUTH, or --no-auth on a network you trust"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -28,8 +33,11 @@ class Settings:
     # Paths on this machine may name models, datasets and folders (the command line). The web studio turns this off:
     # there, only names the studio lists (and uploads) are taken, so no one can probe or read the server's files.
     server_paths: bool = True
-    # Optional "user:password" for the web UI.
+    # Optional "user:password" for the web UI; required when `host` lets other machines in, unless `no_auth`.
     auth: str | None = None
+    # Serve beyond this machine with no login (asked for explicitly, for a trusted network): anyone who reaches the
+    # port would otherwise use the GPU and see the workspace.
+    no_auth: bool = False
     # Largest file one upload may be, in MB (a zip of a few hundred photos fits the default).
     max_upload_mb: int = 1024
     # Largest picture decoded, in pixels (after JPEG's draft scaling): about 500 MB of memory at most with the
@@ -53,6 +61,20 @@ class Settings:
             raise ValueError(f"`max_image_pixels` must be at least 1000000 but is {self.max_image_pixels}")
         if self.cache_budget_bytes < 0:
             raise ValueError(f"`cache_budget_bytes` must be positive (or 0 for automatic) but is {self.cache_budget_bytes}")
+        if self.no_auth and self.auth:
+            raise ValueError("--no-auth and a login (--auth-file, $STUDIO_AUTH or --auth) were both given: choose one")
+        if not self.auth and not self.no_auth and not self.local_only:
+            raise ValueError(f"--host {self.host} lets other machines in, so the studio needs a login: {LOGIN_HINT}")
+
+    @property
+    def local_only(self) -> bool:
+        """Whether `host` takes connections from this machine only (a loopback address)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a name other than localhost may resolve to any address
+            return False
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
