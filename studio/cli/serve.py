@@ -17,6 +17,10 @@ def register(sub) -> None:
     p.add_argument("--auth", default=None, help="user:password on the command line (other users of this machine "
                                                 "can read it in `ps`: prefer --auth-file)")
     p.add_argument("--max-upload-mb", type=int, default=None, help="largest file one upload may be (default 1024)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web page origin (scheme://host[:port]) that may call the studio from a browser with the "
+                        "user's login, besides the studio's own page (repeatable; e.g. behind a proxy that rewrites "
+                        "the Host header)")
     p.add_argument("--share", action="store_true", help="ask gradio for a public link")
     p.set_defaults(run=run, adjust_settings=adjust_settings)
 
@@ -28,6 +32,8 @@ def adjust_settings(args, settings):
                    default_model=args.model or settings.default_model)
     if args.max_upload_mb is not None:
         changes["max_upload_mb"] = args.max_upload_mb
+    if args.allow_origin:
+        changes["allow_origins"] = tuple(args.allow_origin)
     return settings.with_(**changes)
 
 
