@@ -109,7 +109,7 @@ def clean_copies(settings, *, room: int = 0, now: float | None = None) -> Cleane
 def remove_copies(settings, sources: list[Path], hashes: dict[int, set[str]]) -> list[Path]:
     """Remove the served copies of `sources` (by name) and every copy whose content is one of `hashes` (size ->
     sha256s; only files of those sizes are read). Returns what was removed."""
-    removed = []
+    removed, hashes = [], {size: set(shas) for size, shas in hashes.items()}
     for source in sources:
         folder = served_folder(settings, source)
         if folder.is_dir() and not folder.is_symlink():

@@ -429,6 +429,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium")
 def test_the_dataset_tab_asks_who_the_subject_is_and_before_replacing(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright

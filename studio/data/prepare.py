@@ -97,8 +97,6 @@ class PrepareRequest:
         return d
 
 
-
-
 class NameTaken(ValueError):
     """A dataset of the requested name exists and the request does not say to replace it."""
 
@@ -131,8 +129,10 @@ class PrepareResult:
 
 def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_progress,
                     should_stop: StopFn = never_stop) -> PrepareResult:
-    """Build workspace/datasets/<name>/ from the request's inputs; an existing dataset of that name is replaced
-    only once the new one is complete. The same inputs and settings give the same files."""
+    """Build workspace/datasets/<name>/ from the request's inputs. An existing dataset of that name is refused
+    (NameTaken) unless the request replaces it, and then replaced only once the new one is complete; most pictures
+    with several faces and nothing to say who the subject is are a question too (SubjectUnclear). The same inputs
+    and settings give the same files."""
     settings = studio.settings
     limits = request.limits or Limits(max_pixels=settings.max_image_pixels)
     final = dataset_folder(settings, request.name)

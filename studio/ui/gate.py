@@ -96,8 +96,7 @@ class Gate:
 
 def studio_app(settings):
     """gradio's app class with the gate outside everything it adds (its CORS rule included)."""
-    from fastapi.responses import ORJSONResponse
-    from gradio.routes import App
+    from gradio.routes import App, ORJSONResponse  # gradio's own (it serializes gradio's JsonData), as gradio does
 
     class StudioApp(App):
         def build_middleware_stack(self):

@@ -5,6 +5,7 @@ shows (messages, text outputs, model names)."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -147,7 +148,7 @@ def is_listed(studio, kind: str, name: str) -> bool:
 def _is_hub_id(text: str) -> bool:
     from studio.models.hub import is_hub_id
 
-    return is_hub_id(text) and ".." not in text.split("/")
+    return is_hub_id(text) and not {".", ".."} & set(text.split("/"))
 
 
 # ---- server paths out of what the web shows ------------------------------------------------------------------------
@@ -156,8 +157,6 @@ def shown_text(settings, text: str) -> str:
     """`text` with the studio's folders named as the user knows them (workspace/..., models/...), uploads and the
     web's copies by their file names, and a default model given as a path by its name: the web studio's messages
     never carry a server path."""
-    import re
-
     from studio.copies import copy_folders
 
     if not text:
