@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -45,12 +47,27 @@ class Settings:
     max_image_pixels: int = 40_000_000
     host: str = "127.0.0.1"
     port: int = 7860
+    # Web pages of other origins that may call the studio from a browser with the user's login (CORS), e.g.
+    # "https://tools.example.org"; none by default: only the studio's own page may.
+    allow_origins: tuple[str, ...] = ()
+    # The web's copies (uploads, and the copies of what it showed, in gradio's cache and the studio's own) are
+    # cleaned every few minutes: none kept longer than this, and past the size the oldest go first.
+    web_copies_max_age_s: int = 3600
+    web_copies_mb: int = 8192
+    # Where they lie: gradio's upload and output cache (default $GRADIO_TEMP_DIR, else <tmp>/likeness-web, a folder
+    # of the studio's own: launch() points gradio at it) and the studio's served copies (default <tmp>/likeness-served)
+    gradio_dir: Path | None = None
+    served_dir: Path | None = None
 
     def __post_init__(self) -> None:
         root = Path(self.root).resolve()
         object.__setattr__(self, "root", root)
         object.__setattr__(self, "models_dir", Path(self.models_dir or root / "models").resolve())
         object.__setattr__(self, "workspace_dir", Path(self.workspace_dir or root / "workspace").resolve())
+        tmp = Path(tempfile.gettempdir())
+        object.__setattr__(self, "gradio_dir", Path(self.gradio_dir or os.environ.get("GRADIO_TEMP_DIR")
+                                                    or tmp / "likeness-web").resolve())
+        object.__setattr__(self, "served_dir", Path(self.served_dir or tmp / "likeness-served").resolve())
         if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
             raise ValueError(f"`device` must be auto, cpu, mps or cuda[:N] but is {self.device!r}")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
@@ -65,6 +82,17 @@ class Settings:
             raise ValueError("--no-auth and a login (--auth-file, $STUDIO_AUTH or --auth) were both given: choose one")
         if not self.auth and not self.no_auth and not self.local_only:
             raise ValueError(f"--host {self.host} lets other machines in, so the studio needs a login: {LOGIN_HINT}")
+        if self.web_copies_mb < self.max_upload_mb:
+            raise ValueError(f"`web_copies_mb` must be at least `max_upload_mb` ({self.max_upload_mb}) but is "
+                             f"{self.web_copies_mb}")
+        if self.web_copies_max_age_s < 1:
+            raise ValueError(f"`web_copies_max_age_s` must be at least 1 but is {self.web_copies_max_age_s}")
+        origins = tuple(o.strip().rstrip("/") for o in self.allow_origins if o.strip())
+        for origin in origins:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"an allowed origin must be scheme://host[:port] (e.g. https://tools.example.org) but "
+                                 f"is {origin!r}")
+        object.__setattr__(self, "allow_origins", origins)
 
     @property
     def local_only(self) -> bool:

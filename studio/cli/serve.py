@@ -19,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("--no-auth", action="store_true",
                    help="serve beyond this machine (--host, --share) with no login: only on a network you trust")
     p.add_argument("--max-upload-mb", type=int, default=None, help="largest file one upload may be (default 1024)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web page origin (scheme://host[:port]) that may call the studio from a browser with the "
+                        "user's login, besides the studio's own page (repeatable; e.g. behind a proxy that rewrites "
+                        "the Host header)")
     p.add_argument("--share", action="store_true", help="ask gradio for a public link")
     p.set_defaults(run=run, adjust_settings=adjust_settings)
 
@@ -33,6 +37,8 @@ def adjust_settings(args, settings):
         changes["max_upload_mb"] = args.max_upload_mb
     if args.share and not changes["auth"] and not args.no_auth:  # a public link lets anyone in, whatever --host is
         raise ValueError(f"--share gives a public link, so the studio needs a login: {LOGIN_HINT}")
+    if args.allow_origin:
+        changes["allow_origins"] = tuple(args.allow_origin)
     return settings.with_(**changes)
 
 

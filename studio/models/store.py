@@ -151,18 +151,23 @@ class ModelStore(ModelLoading):
         return ref.family.load_denoiser(self, ref, device=device, base_precision=base_precision)
 
     def upscaler_file(self, name_or_path: str) -> Path:
-        """A model upscaler by path, by file name in models/upscale/, or by stem (what the parameters text calls it);
-        a ValueError says where to put it when it is not there."""
+        """A model upscaler by file name in models/upscale/, by stem (what the parameters text calls it), or (server
+        paths allowed: the command line) by path; a ValueError says where to put it when it is not there. Without
+        server paths a name that leaves the folder is not looked up at all, so the answer is the same whether such a
+        file exists or not."""
         folder = self.settings.models_dir / "upscale"
         name = (name_or_path or "").strip()
         if not name:
             raise ValueError("`upscaler` is empty: choose Lanczos or a model in models/upscale/")
-        candidates = [Path(name).expanduser(), folder / name, *(folder / f"{name}{s}" for s in UPSCALER_SUFFIXES)]
+        candidates = [inside(folder, n) for n in (name, *(f"{name}{s}" for s in UPSCALER_SUFFIXES))]
+        if self.settings.server_paths:
+            candidates.insert(0, Path(name).expanduser())
         for c in candidates:
-            if c.is_file():
+            if c is not None and c.is_file():
                 return c.resolve()
+        path = " or give a path" if self.settings.server_paths else ""
         raise ValueError(f"upscaler {name!r} not found: put its .safetensors file in {folder} (it is then called by "
-                         f"its file name without the suffix) or give a path; Lanczos needs no file")
+                         f"its file name without the suffix){path}; Lanczos needs no file")
 
     def _named_file(self, name_or_path: str, sub: str) -> Path:
         """A LoRA/embedding by file name in models/<sub>/, by stem (A1111's `<lora:name:w>`), or (server paths

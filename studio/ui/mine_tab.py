@@ -10,12 +10,14 @@ import gradio as gr
 from studio import mine
 from studio.generate.request import parse_lora
 from studio.mine.request import MiningRequest
-from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model,
-                              chosen_sampler, dataset_names, embedding_names, lora_names, model_choices, progress_fn,
-                              sampler_choices, upscaler_choices)
+from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model, chosen_sampler,
+                              dataset_names, embedding_names, lora_names, model_choices, progress_fn, sampler_choices,
+                              upscaler_choices)
+from studio.ui.names import check_listed, listed
 from studio.ui.serving import served
 
 NO_JOB = "(no mining job yet)"
+NO_UPSCALER = "(none)"
 SOURCES = ("Generate", "Folder")
 _D = MiningRequest("x", prompt="x")
 
@@ -32,13 +34,16 @@ def build(ctx: TabContext) -> TabRefresh:
             source = gr.Radio(list(SOURCES), value="Generate", label="Candidates from")
             prompt = gr.Textbox("a photo of a young woman, portrait, natural light", label="Prompt", lines=2)
             negative = gr.Textbox("", label="Negative prompt")
-            folder = gr.Dropdown(dataset_names(studio), value=None, allow_custom_value=True,
-                                 label="Or pictures from a dataset (a folder in workspace/datasets/)")
+            folder = listed(ctx, gr.Dropdown(dataset_names(studio), value=None,
+                                             label="Or pictures from a dataset (a folder in workspace/datasets/)"),
+                            "dataset")
         with gr.Column(scale=2):
-            model = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model", allow_custom_value=True)
+            model = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model"),
+                           "base model", DEFAULT_MODEL)
             loras = gr.Dropdown(lora_names(studio), multiselect=True, allow_custom_value=True,
                                 label="LoRAs (NAME or NAME:WEIGHT)")
-            embeddings = gr.Dropdown(embedding_names(studio), multiselect=True, label="Embeddings")
+            embeddings = listed(ctx, gr.Dropdown(embedding_names(studio), multiselect=True, label="Embeddings"),
+                                "embedding")
             seed_face = gr.File(file_types=["image"], type="filepath",
                                 label="Seed face (optional: else the first face found)")
     with gr.Accordion("Generation", open=False):
@@ -51,8 +56,10 @@ def build(ctx: TabContext) -> TabRefresh:
             height = gr.Number(0, precision=0, label="Height")
             seed_start = gr.Number(_D.seed_start, precision=0, label="First seed", info="candidate i: this + i")
             batch = gr.Number(_D.batch_size, precision=0, label="Batch size")
-            upscaler = gr.Dropdown(["(none)", *upscaler_choices(studio)], value="(none)", label="Upscaler",
-                                   info="4x before the face is looked for (models in models/upscale/)")
+            upscaler = listed(ctx, gr.Dropdown([NO_UPSCALER, *upscaler_choices(studio)], value=NO_UPSCALER,
+                                               label="Upscaler",
+                                               info="4x before the face is looked for (models in models/upscale/)"),
+                              "upscaler", NO_UPSCALER)
 
     # 2. The rules and the budget
     with gr.Row():
@@ -130,7 +137,7 @@ def request_from_widgets(v) -> MiningRequest:
         steps=int(v.steps_), cfg=float(v.cfg_ or 0) or None, width=int(v.width_ or 0) or None,
         height=int(v.height_ or 0) or None,
         seed_start=int(v.seed_start_ or 0), batch_size=int(v.batch_ or 1),
-        upscaler="" if v.upscaler_ in (None, "", "(none)") else v.upscaler_,
+        upscaler="" if v.upscaler_ in (None, "", NO_UPSCALER) else v.upscaler_,
         tolerance=float(v.tolerance_), near_miss=float(v.near_miss_),
         drop_tolerance=float(v.drop_tolerance_) if v.drop_tolerance_ else None, recheck=bool(v.recheck_),
         pin_seed=bool(v.pin_seed_), target=int(v.target_), max_candidates=int(v.max_candidates_ or 0),
@@ -147,7 +154,10 @@ def _path(file) -> str:
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
 def start(ctx: TabContext, v):
-    status = mine.start_mining(ctx.studio, request_from_widgets(v))
+    request = request_from_widgets(v)
+    for lora in request.loras:
+        check_listed(ctx.studio, "LoRA", lora.name, "loras_")
+    status = mine.start_mining(ctx.studio, request)
     return {"job": gr.update(choices=job_names(ctx.studio), value=status.name), "status": status.line()}
 
 

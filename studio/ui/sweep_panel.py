@@ -40,7 +40,8 @@ def build(ctx: TabContext, form: dict, preset) -> dict:
                                   object_fit="contain", format="png", scale=3)
             loss_plot = gr.LinePlot(x="step", y="loss", color="cell", title="Loss per cell", height=300, scale=2)
         with gr.Row():
-            cell_pick = gr.Dropdown([], label="Cell to export", info="empty: the best cell")
+            # any value: the sweep's own cells are checked when exporting (the choices follow the sweep)
+            cell_pick = gr.Dropdown([], label="Cell to export", info="empty: the best cell", allow_custom_value=True)
             export_btn = gr.Button("Export cell")
             export_md = gr.Markdown()
         seen = gr.State(None)
@@ -68,11 +69,11 @@ def sweep_names(studio) -> list[str]:
 
 def start(ctx: TabContext, v):
     from studio.train.sweep import SweepRequest
-    from studio.ui.train_knobs import config_from_widgets
+    from studio.ui.train_knobs import checked_subjects, config_from_widgets
 
     form = {k: x for k, x in vars(v).items() if k not in ("sweep_name", "grid")}
     name = (v.sweep_name or "").strip()
-    base = config_from_widgets(**{**form, "name": name or "sweep"})
+    base = checked_subjects(ctx.studio, config_from_widgets(**{**form, "name": name or "sweep"}))
     status = sweep_jobs.start_sweep(ctx.studio, SweepRequest(name, base, parse_grid((v.grid or "").splitlines())))
     return {"sweep": gr.update(choices=sweep_names(ctx.studio), value=status.name), "status": status.line()}
 

@@ -15,8 +15,10 @@ from studio.train.config import METHODS
 from studio.train.presets import PRESETS, preset_name
 from studio.ui import sweep_panel
 from studio.ui.common import DEFAULT_MODEL, TabContext, TabRefresh, bind, dataset_names, model_choices, number
+from studio.ui.names import listed
 from studio.ui.serving import served
-from studio.ui.train_knobs import DEFAULTS, KNOB_SPECS, KNOBS, config_from_widgets, knob_widget, subjects_text
+from studio.ui.train_knobs import (DEFAULTS, KNOB_SPECS, KNOBS, checked_subjects, config_from_widgets, knob_widget,
+                                   subjects_text)
 
 NO_RUN = "(no run yet)"
 
@@ -26,9 +28,11 @@ def build(ctx: TabContext) -> TabRefresh:
     runs = run_names(studio)
     # 1. What to train
     with gr.Row():
-        dataset = gr.Dropdown(dataset_names(studio), label="Dataset", allow_custom_value=True,
-                              info="a dataset from the Dataset tab, or a folder of images with .txt captions")
-        model = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model", allow_custom_value=True)
+        dataset = listed(ctx, gr.Dropdown(dataset_names(studio), label="Dataset",
+                                          info="a dataset from the Dataset tab, or a folder of images with .txt "
+                                               "captions in workspace/datasets/"), "dataset")
+        model = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model"), "base model",
+                       DEFAULT_MODEL)
         method = gr.Radio(list(METHODS), value="lora", label="Method")
         preset = gr.Dropdown(list(PRESETS), value="default", label="Preset")
     with gr.Row():
@@ -45,7 +49,7 @@ def build(ctx: TabContext) -> TabRefresh:
         for row in sorted({spec[1] for spec in KNOB_SPECS}):
             with gr.Row():
                 for field_name, _, label, options in (spec for spec in KNOB_SPECS if spec[1] == row):
-                    knobs[field_name] = knob_widget(field_name, label, dict(options))
+                    knobs[field_name] = knob_widget(ctx, field_name, label, dict(options))
     knobs = {name: knobs[name] for name in KNOBS}  # the API's order, whatever the rows
 
     # 3. Run controls and what a run shows
@@ -71,7 +75,8 @@ def build(ctx: TabContext) -> TabRefresh:
             epoch_table = gr.Dataframe(headers=["epoch", "loss", "mean sim-score", "sim-score per prompt", "",
                                                 "per subject"],
                                        label="Epochs", interactive=False)
-            epoch_pick = gr.Dropdown([], label="Epoch to export")
+            # any value: the run's own list of saved epochs is checked when exporting (the choices follow the run)
+            epoch_pick = gr.Dropdown([], label="Epoch to export", allow_custom_value=True)
             export_btn = gr.Button("Export epoch")
             export_md = gr.Markdown()
     timer = gr.Timer(1.0, active=False)  # ticks only while the shown run is starting or running
@@ -102,13 +107,13 @@ def build(ctx: TabContext) -> TabRefresh:
          api_name="train_export_epoch")
     bind(ctx, preset.change, apply_preset, {"choice": preset, "dataset_now": dataset, "name_now": name},
          {"method": method, "model": model, "prompts": prompts, "dataset": dataset, "name": name, "trigger": trigger,
-          "status": status_md, **knobs}, api_name=False, queue=False)
+          "status": status_md, **knobs}, api_name=False, queue=False, checked=False)
     bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger,
                                                                    "masked_loss": knobs["masked_loss"]},
-         api_name=False, queue=False)
+         api_name=False, queue=False, checked=False)  # a name still being typed
     lists = {"dataset": dataset, "model": model, "run": run_pick, "sweep": sweep["pick"],
              "continue_from": knobs["continue_from"]}
-    bind(ctx, refresh_btn.click, refresh_lists, {"run": run_pick}, lists, api_name=False, queue=False)
+    bind(ctx, refresh_btn.click, refresh_lists, {"run": run_pick}, lists, api_name=False, queue=False, checked=False)
     return TabRefresh(refresh_lists, lists, inputs={"run": run_pick})
 
 
@@ -119,7 +124,7 @@ def run_names(studio) -> list[str]:
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
 def start(ctx: TabContext, v):
-    status = train.start_run(ctx.studio, config_from_widgets(**vars(v)))
+    status = train.start_run(ctx.studio, checked_subjects(ctx.studio, config_from_widgets(**vars(v))))
     return {"run": gr.update(choices=run_names(ctx.studio), value=status.name), "status": status.line()}
 
 
@@ -177,6 +182,8 @@ def status(ctx: TabContext, v):
 def export(ctx: TabContext, v):
     if not v.run or not v.epoch:
         raise ValueError(f"pick a run and an epoch to export (run {v.run!r}, epoch {v.epoch!r})")
+    if not str(v.epoch).strip().isdigit():
+        raise ValueError(f"`epoch` must be the number of a saved epoch but is {v.epoch!r}")
     settings = ctx.studio.settings
     files = train.export_epoch(train.jobs.run_dir(settings, v.run), int(v.epoch), settings.models_dir)
     return {"message": "Exported: " + ", ".join(f"`{f}`" for f in files)}
