@@ -8,7 +8,8 @@ import hmac
 import os
 from pathlib import Path
 
-AUTH_ENV = "STUDIO_AUTH"  # user:password, for those who start the studio from a script or a container
+from studio.settings import AUTH_ENV
+
 MAX_DELAY_S = 30.0
 
 

@@ -24,6 +24,7 @@ from typing import Callable
 
 import gradio as gr
 
+from studio.gpu import device_turn
 from studio.progress import Cancelled
 
 # Every event that runs a model uses these, so GPU work from all tabs and users goes through one queue slot.
@@ -79,13 +80,16 @@ def bind(ctx: TabContext, event, fn: Callable, inputs: dict | None, outputs: dic
 
     `inputs` maps names to widgets; `fn` gets their values as `v.<name>`, and the API endpoint takes them by those
     names. `outputs` maps names to widgets; `fn` returns a dict by name (a missing name keeps its widget as it is).
-    A ValueError from `fn` is shown as gr.Error. `gpu` puts the event in the one GPU queue slot.
+    A ValueError from `fn` is shown as gr.Error. `gpu` puts the event in the one GPU queue slot, and runs it holding
+    the device's claim (studio.gpu.device_turn): while a job holds the device it waits in the queue, or runs on the
+    CPU when the user chose so, and says which.
     """
-    return event(_callback(ctx, fn, list(inputs or {}), list(outputs or {})), list((inputs or {}).values()),
+    turn = (api_name if isinstance(api_name, str) else fn.__name__) if gpu else ""
+    return event(_callback(ctx, fn, list(inputs or {}), list(outputs or {}), turn), list((inputs or {}).values()),
                  list((outputs or {}).values()), api_name=api_name, **(GPU_QUEUE if gpu else {}), **event_kwargs)
 
 
-def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[str]) -> Callable:
+def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[str], turn: str = "") -> Callable:
     wants = inspect.signature(fn).parameters
 
     def call(*args):
@@ -93,7 +97,13 @@ def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[s
         values, request, progress = args[:len(names)], *(list(args[len(names):]) + [None, gr.Progress()])[:2]
         extras = {k: x for k, x in (("request", request), ("progress", progress)) if k in wants}
         try:
-            result = fn(ctx, SimpleNamespace(**dict(zip(names, values))), **extras)
+            if turn:
+                with device_turn(ctx.studio, turn, progress=progress_fn(progress)) as held:
+                    result = fn(ctx, SimpleNamespace(**dict(zip(names, values))), **extras)
+                if held.note:
+                    gr.Info(held.note)
+            else:
+                result = fn(ctx, SimpleNamespace(**dict(zip(names, values))), **extras)
         except ValueError as e:  # bad input: the user sees why; the server log needs no stack trace for it
             raise gr.Error(str(e), print_exception=False) from e
         except Cancelled as e:  # the user pressed Stop: said as news, not as an error; the outputs stay as they were
