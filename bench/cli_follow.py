@@ -1,9 +1,9 @@
 """Benchmark: what the `python -m studio train` process costs while it follows its run (it may follow for hours).
 
-    .venv/bin/python bench/cli_follow.py [--code DIR] [--steps 40]
+    .venv/bin/python bench/cli_follow.py [--baseline DIR] [--steps 40]
 
-`--code` is the checkout whose `studio` runs (default: this one); run it once with a copy of another commit
-(`git archive main | tar -x -C /tmp/main`) for a before/after. The command trains builtin:pocket on its star
+This checkout's `studio` is measured, and with `--baseline` also the one in DIR (a copy of another commit:
+`git archive main | tar -x -C /tmp/main`), in the same run, with the ratios. The command trains builtin:pocket on its star
 dataset in a child process; in the command's own process this script records, once the run's child is training:
 the seconds from the command's start to its first line (imports, checks, the child started), the command's
 resident memory, and which heavy packages (torch, diffusers, transformers, gradio) it has imported.
@@ -52,11 +52,7 @@ real_print(json.dumps(seen))
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parent.parent)
-    parser.add_argument("--steps", type=int, default=40)
-    args = parser.parse_args()
+def measure(code: Path, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         builtin = Path(__file__).resolve().parent.parent / "models" / "builtin" / "pocket"
@@ -65,17 +61,29 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
                         "from studio.pocket.concept import write_concept_dataset; "
                         "write_concept_dataset(Path(sys.argv[1]), trigger='zq', shape='star', count=8)",
-                        str(root / "workspace" / "datasets" / "zq")], cwd=args.code, check=True)
-        out = subprocess.run([sys.executable, "-c", PROBE, str(root), str(args.steps), ",".join(HEAVY)],
-                             cwd=args.code, capture_output=True, text=True)
+                        str(root / "workspace" / "datasets" / "zq")], cwd=code, check=True)
+        out = subprocess.run([sys.executable, "-c", PROBE, str(root), str(steps), ",".join(HEAVY)],
+                             cwd=code, capture_output=True, text=True)
         if out.returncode:
             sys.exit(out.stderr[-3000:])
         seen = json.loads(out.stdout.strip().splitlines()[-1])
         if seen["exit_code"]:
             sys.exit(out.stderr[-3000:])
-    print(f"code {args.code}")
-    print(f"first line after {seen['first_line_s']} s; resident while following {seen['rss_mb']} MB; "
-          f"heavy imports: {', '.join(seen['heavy']) or 'none'}; exit code {seen['exit_code']}")
+    print(f"{code}: first line after {seen['first_line_s']} s; resident while following {seen['rss_mb']} MB; "
+          f"heavy imports: {', '.join(seen['heavy']) or 'none'}")
+    return seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to measure the same way")
+    parser.add_argument("--steps", type=int, default=40)
+    args = parser.parse_args()
+    here = measure(Path(__file__).resolve().parent.parent, args.steps)
+    if args.baseline:
+        before = measure(args.baseline, args.steps)
+        print(f"baseline / this: first line {before['first_line_s'] / here['first_line_s']:.1f}x, resident "
+              f"{before['rss_mb'] / here['rss_mb']:.1f}x")
 
 
 if __name__ == "__main__":
