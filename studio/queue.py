@@ -207,7 +207,7 @@ def recover(folder: Path) -> list[Entry]:
             resumed = [replace(e, argv=e.resume_argv or e.argv, pid=None, created=None, started=None)
                        for e in unfinished]
             for entry in resumed:
-                write_status(entry.folder, "queued", "queued first to continue after a restart")
+                write_status(entry.folder, "queued", "queued first to continue after a restart", queue=str(folder))
             current.waiting = resumed + current.waiting
         _write(folder, current)
     return resumed
