@@ -125,16 +125,15 @@ def test_allow_pickle_changes_nothing_for_safetensors_and_loads_pickles(settings
 
 def test_a_pickle_checkpoint_loads_when_opted_in(settings, tmp_path, monkeypatch):
     from studio.context import Studio
-    from studio.models.checkpoint import pipeline_to_original
-    from studio.models.refs import Family
+    from studio.models import families
 
     opted = Studio.open(settings.with_(allow_pickle=True))
     source = opted.store.load_base(opted.store.resolve("builtin:tiny"), dtype=torch.float32, device="cpu")
     ckpt = tmp_path / "tiny.ckpt"
-    torch.save({"state_dict": pipeline_to_original(source)}, ckpt)
-    assert opted.store.resolve(str(ckpt)).family == Family.SD1  # keys read without a safetensors error
+    torch.save({"state_dict": families.get("sd1").single_file_state(source)}, ckpt)
+    assert opted.store.resolve(str(ckpt)).family is families.get("sd1")  # keys read without a safetensors error
     # Offline, diffusers takes a single file's configs from the hub cache; here they come from the builtin folder.
-    monkeypatch.setattr(type(opted.store), "_single_file_config", lambda self, path: str(source.name_or_path))
+    monkeypatch.setattr(type(opted.store), "single_file_config", lambda self, path: str(source.name_or_path))
     pipe = opted.store.load_base(opted.store.resolve(str(ckpt)), dtype=torch.float32, device="cpu")
     torch.testing.assert_close(pipe.unet.conv_in.weight, source.unet.conv_in.weight)
 

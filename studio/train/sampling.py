@@ -63,10 +63,10 @@ class SubjectReference:
 @dataclass
 class SubjectReferences:
     """What a run with several subjects scores its validation images against: each subject's faces, or on a base
-    that ships the pocket checker (builtin:pocket), the shape each subject's dataset shows."""
+    that ships a checker (builtin:pocket), the label each subject's dataset shows."""
 
     subjects: list[SubjectReference]
-    checker: object = None  # a PocketChecker, when the base ships one
+    checker: object = None  # the base's own checker (studio.scorers.PictureChecker), when it ships one
 
     def judge(self, images: list, owners: list[int | None]) -> tuple[list[float | None], list[dict], float | None]:
         """(score per image, per-subject summaries, the worst subject's score). `owners[i]`: the subject image i's
@@ -155,15 +155,11 @@ def subject_references(store, config: RunConfig, items: list, log):
 
     from PIL import Image
 
-    from studio.evaluate.checking import TAUGHT_SHARE, checker_folder
+    from studio.evaluate.checking import TAUGHT_SHARE
+    from studio.scorers import find_checker
 
-    checker = None
-    folder = checker_folder(store.resolve(config.model))
-    if folder is not None:
-        from studio.models.classifier import load_classifier
-        from studio.pocket.checker import PocketChecker
-
-        checker = PocketChecker(load_classifier(folder))
+    found = find_checker(store.resolve(config.model))
+    checker = found.load(store) if found is not None else None
     refs = []
     for k, subject in enumerate(config.subjects):
         paths = [i.path for i in items if i.subject == k]
@@ -188,8 +184,6 @@ def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: 
     FLUX.1-dev's distilled 3.5, schnell none). A prompt encoded before the text encoders went is passed encoded."""
     import torch
 
-    from studio.models.families import DISTILLED_CFG
-
     pipe = validation_pipeline(parts)
     generator = torch.Generator("cpu").manual_seed(seed)
     modules = [parts.denoiser, *parts.text_encoders]
@@ -197,15 +191,8 @@ def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: 
     for m in modules:  # LoRA dropout is off while sampling
         m.eval()
     text = caption_fn(prompt)
-    if parts.spec.flow:
-        kwargs = dict(guidance_scale=(cfg or DISTILLED_CFG) if parts.distilled_guidance else 0.0)
-        if text in parts.encoded:
-            encoded = parts.encoded[text]
-            kwargs.update(prompt_embeds=encoded.hidden[None], pooled_prompt_embeds=encoded.pooled[None])
-        else:
-            kwargs.update(prompt=text)
-    else:
-        kwargs = dict(prompt=text, guidance_scale=cfg or parts.spec.default_cfg)
+    kwargs = parts.family.sampling_kwargs(pipe, prompt=text, encoded=parts.encoded.get(text), cfg=cfg,
+                                          distilled=parts.distilled_guidance)
     dtype = next(parts.denoiser.parameters()).dtype
     half = dtype if dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast

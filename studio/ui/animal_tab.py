@@ -7,9 +7,10 @@ from pathlib import Path
 import gradio as gr
 
 from studio.faces.control import CONTROL_MODULES, ControlOptions
-from studio.generate.animal import (ANIMALS, HUB_CONTROLNETS, NO_CONTROLNET, SDXL_CONTROLNETS, AnimalRequest,
+from studio.generate.animal import (ANIMALS, NO_CONTROLNET, AnimalRequest,
                                     ControlChoice, NoFaceFound, animal_prompt, face_to_animal, plan_animal)
 from studio.generate.request import CONTROL_MODES
+from studio.models.families import all_families
 from studio.progress import Cancelled
 from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model, chosen_sampler,
                               model_choices, progress_fn, sampler_choices)
@@ -33,7 +34,7 @@ _HELP = {
 
 def _controlnet_choices(studio) -> list[str]:
     return list(dict.fromkeys([DEFAULT_CONTROLNET, NO_CONTROLNET, *studio.store.list_models().controlnet,
-                               *HUB_CONTROLNETS.values(), *SDXL_CONTROLNETS.values()]))
+                               *(cn for f in reversed(all_families()) for cn in f.default_controlnets.values())]))
 
 
 def _breed_choices(animal: str) -> list[str]:

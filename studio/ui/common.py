@@ -183,9 +183,9 @@ FAMILY_SAMPLER = "(the model's default)"  # a sampler choice meaning: Euler a, o
 
 def sampler_choices() -> list[str]:
     """Every sampler name of every family, after FAMILY_SAMPLER, for forms whose models are not known yet."""
-    from studio.generate.samplers import FLOW_SAMPLERS, SAMPLERS
+    from studio.generate.samplers import all_samplers
 
-    return list(dict.fromkeys([FAMILY_SAMPLER, *SAMPLERS, *FLOW_SAMPLERS]))
+    return [FAMILY_SAMPLER, *all_samplers()]
 
 
 def chosen_sampler(value: str | None) -> str | None:
@@ -204,21 +204,20 @@ def picked_model(studio, value: str | None):
 def sampling_updates(studio, value: str | None, sampler: str | None) -> dict:
     """The sampling widgets for the picked model: its family's samplers, keeping the chosen one where the family
     has it, else its default sampler; its CFG scale (FLUX.1 1, SD 7, builtin:pocket 4);
-    "guidance" is "dev" for a FLUX.1 model with a distilled-guidance input, "schnell" for one without, else None."""
-    from studio.generate.samplers import default_sampler, samplers_for
-
+    "guidance" is "dev" for a model with a distilled-guidance input (FLUX.1-dev), "schnell" for one of such a family
+    without, else None."""
     ref = picked_model(studio, value)
     if ref is None or ref.family is None:
         return {}
-    spec = ref.family.spec
-    names = list(samplers_for(spec.flow))
+    family = ref.family
+    names = list(family.samplers)
     guidance = None
-    if spec.guidance == "distilled":
+    if family.guidance == "distilled":
         guidance = "dev" if studio.store.takes_distilled_guidance(ref) else "schnell"
     updates = {"sampler": gr.update(choices=names), "guidance": guidance,
-               "cfg": model_hints(studio, value).get("cfg", spec.default_cfg)}
+               "cfg": model_hints(studio, value).get("cfg", family.default_cfg)}
     if sampler not in names:
-        updates.update(sampler=gr.update(choices=names, value=default_sampler(spec.flow)))
+        updates.update(sampler=gr.update(choices=names, value=family.default_sampler))
     return updates
 
 

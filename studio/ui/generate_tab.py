@@ -9,8 +9,9 @@ import gradio as gr
 
 from studio.generate import GenerationRequest, LoraChoice, generate
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
-from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
-from studio.models.families import DISTILLED_CFG, Family
+from studio.generate.run import fit_to_model
+from studio.models.families.flux1 import DISTILLED_CFG
+from studio.models.families.samplers import DDPM_SAMPLERS
 from studio.progress import Cancelled
 from studio.ui import cleanup
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, fit_gallery,
@@ -104,21 +105,11 @@ def request_from_widgets(v, studio) -> GenerationRequest:
     ))
 
 
-def fit_to_model(studio, request: GenerationRequest) -> GenerationRequest:
-    """The FLUX.1 widgets' values only where the model takes them: the form always has a distilled CFG and a T5
-    length, shown only for FLUX.1; for other families and for schnell (no guidance input) they are left out."""
-    ref = picked_model(studio, request.model)
-    flux = ref is not None and ref.family is Family.FLUX
-    dev = flux and studio.store.takes_distilled_guidance(ref)
-    return replace(request, distilled_cfg=request.distilled_cfg if dev else None,
-                   max_sequence_length=request.max_sequence_length if flux else None)
-
-
 def _default_sampling(studio) -> tuple[list[str], str, float, str | None]:
     """The sampler names, sampler, CFG scale and FLUX.1 guidance kind the form starts with: the default model's."""
-    updates = sampling_updates(studio, DEFAULT_MODEL, DEFAULT_SAMPLER)
-    names = updates.get("sampler", {}).get("choices", list(SAMPLERS))
-    first = updates.get("sampler", {}).get("value", DEFAULT_SAMPLER)
+    updates = sampling_updates(studio, DEFAULT_MODEL, None)
+    names = updates.get("sampler", {}).get("choices", list(DDPM_SAMPLERS))
+    first = updates.get("sampler", {}).get("value", names[0])
     return names, first, updates.get("cfg", 7.0), updates.get("guidance")
 
 
