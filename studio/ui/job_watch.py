@@ -58,7 +58,7 @@ def follow(ctx: TabContext, view: JobView, pick, input_name: str, outputs: dict,
         return gr.Timer(active=bool(name) and view.read(ctx.studio, name).state in ACTIVE)
 
     shown = {**outputs, "seen": seen}
-    bind(ctx, pick.change, show, {input_name: pick, "last": gr.State(None)}, shown, api_name=api_name).then(
+    bind(ctx, pick.change, show, {input_name: pick, "last": gr.State(None)}, shown, api_name=api_name).success(
         timer_for, pick, timer, api_name=False, queue=False)
     bind(ctx, timer.tick, tick, {input_name: pick, "last": seen}, {**shown, "timer": timer}, api_name=False,
          show_progress="hidden")
