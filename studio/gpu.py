@@ -43,8 +43,8 @@ def device_turn(studio, what: str, progress: ProgressFn = no_progress, should_st
     """Hold the studio's device for `what` (an event's name) within the block: at once when it is free, after
     waiting in the queue while a job holds it (progress says for what; should_stop() ends the wait with
     Cancelled), or, with Settings.when_busy "cpu", on the CPU (the cache loads there) without waiting."""
-    settings, folder = studio.settings, claims.queue_dir(studio.settings)
-    device = claims.device_key(settings.device)
+    folder = claims.queue_dir(studio.settings)
+    device = claims.device_key(studio.settings.device)
     with _held_lock:
         nested = _held.get(device, 0) > 0
         if nested:
@@ -56,19 +56,19 @@ def device_turn(studio, what: str, progress: ProgressFn = no_progress, should_st
             with _held_lock:
                 _held[device] -= 1
         return
-    holder = claims.holder(folder, device)
-    if holder is not None and holder.is_job and settings.when_busy == "cpu":
-        beside = " (it runs on the CPU too: they share it)" if device == "cpu" else ""
-        with studio.cache.on_device("cpu"):
-            yield Turn("cpu", f"on the CPU, since {holder.label()} holds {device}{beside}")
-        return
-    # 1. Wait for the turn in the queue (nothing loads meanwhile)
+    # 1. Wait for the turn in the queue (nothing loads meanwhile), unless the CPU is asked for while a job holds it
     pid = os.getpid()
     event = queue.Entry(f"event:{pid}:{next(_events)}", "event", what, [device], what, pid=pid,
                         created=children.started_at(pid))
-    began, waited_for = time.monotonic(), ""
+    began, waited_for, busy = time.monotonic(), "", None
     try:
-        while not queue.take_turn(folder, event):
+        while True:
+            holder = claims.holder(folder, device)
+            if holder is not None and holder.is_job and studio.settings.when_busy == "cpu":
+                busy = holder  # (asked for before, or ticked while this waits)
+                break
+            if queue.take_turn(folder, event):
+                break
             waited_for, said = waiting_text(studio, device)
             progress(0.0, said)
             if should_stop():
@@ -77,6 +77,12 @@ def device_turn(studio, what: str, progress: ProgressFn = no_progress, should_st
     except BaseException:
         queue.leave(folder, event.id)
         raise
+    if busy is not None:
+        queue.leave(folder, event.id)
+        beside = " (it runs on the CPU too: they share it)" if device == "cpu" else ""
+        with studio.cache.on_device("cpu"):
+            yield Turn("cpu", f"on the CPU, since {busy.label()} holds {device}{beside}")
+        return
     # 2. Run, holding the claim
     with _held_lock:
         _held[device] = 1

@@ -58,7 +58,8 @@ def run(args, studio) -> int:
     if action == "remove" and any(e.id == entry for e in queue.lineup(folder).running):
         raise ValueError(f"`entry` {entry!r} is running: `queue cancel` stops it (remove takes out a waiting one)")
     kind, _, name = entry.partition(":")
-    print(jobs.cancel(studio, _kinds()[kind], name).line())
+    status = jobs.cancel(studio, _kinds()[kind], name)
+    print(f"{entry}: asked to stop; it stops after its current step" if status.active else status.line())
     return 0
 
 

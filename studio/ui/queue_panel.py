@@ -95,7 +95,9 @@ def remove(ctx: TabContext, v):
 
 def cancel(ctx: TabContext, v):
     kind, name = _job(ctx, v.entry)
-    return {**listing(ctx, _no_last()), "message": jobs.cancel(ctx.studio, kind, name).line()}
+    status = jobs.cancel(ctx.studio, kind, name)
+    said = f"{v.entry}: asked to stop; it stops after its current step" if status.active else status.line()
+    return {**listing(ctx, _no_last()), "message": said}
 
 
 def options(ctx: TabContext, v):
