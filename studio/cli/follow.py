@@ -48,5 +48,6 @@ def _say_queued(studio, kind: jobs.JobKind, name: str, message: str, said: str) 
     if message == said:
         return said
     row = next((r for r in jobs.queue_rows(studio) if r.entry == f"{kind.key}:{name}"), None)
-    print(f"{kind.noun} {name}: queued, {message}" + (f"; {row.when()}" if row else ""), flush=True)
+    known = row is not None and row.starts is not None  # (else it starts when the job before it ends: said already)
+    print(f"{kind.noun} {name}: queued, {message}" + (f"; {row.when()}" if known else ""), flush=True)
     return message
