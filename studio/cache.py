@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import re
 import threading
@@ -91,6 +92,20 @@ class ModelCache:
         self.settings = settings
         self._entries: dict[tuple, _Entry] = {}
         self._lock = threading.RLock()  # guards _entries; held while loading, never while a pipeline runs
+        # where this thread's borrows load, when not the settings' device (the CPU while a job holds the GPU)
+        self._device_now = contextvars.ContextVar(f"device_now_{id(self)}", default="")
+
+    @contextmanager
+    def on_device(self, device: str):
+        """Within the block, this thread's borrows load on (and find copies on) `device`."""
+        token = self._device_now.set(device)
+        try:
+            yield
+        finally:
+            self._device_now.reset(token)
+
+    def _device(self) -> str:
+        return self._device_now.get() or self.settings.resolve_device()
 
     # ---- borrowing -----------------------------------------------------------------------------------------
 
@@ -107,7 +122,7 @@ class ModelCache:
             raise ValueError(f"`task` must be one of {', '.join(TASKS)} but is {task!r}")
         if task == "inpaint" and controlnets:
             raise ValueError("inpainting with ControlNets is not supported: leave `controlnets` empty to inpaint")
-        device = self.settings.resolve_device()
+        device = self._device()
         dtype = self.settings.resolve_dtype(device)
         # 1. Find or load the base and any ControlNets, and mark them borrowed so eviction passes them over.
         with self._lock:
@@ -146,7 +161,7 @@ class ModelCache:
         Two callers of one helper take turns, as for pipelines."""
         if kind not in HELPER_LOADERS:
             raise ValueError(f"`kind` must be one of {', '.join(HELPER_LOADERS)} but is {kind!r}")
-        device = self.settings.resolve_device()
+        device = self._device()
         with self._lock:
             entry = self._get(kind, model_id, device, None)
             entry.borrowers += 1

@@ -11,6 +11,8 @@ from pathlib import Path
 
 # Where a login comes from, for the errors that ask for one.
 LOGIN_HINT = "--auth-file FILE (first line user:password) or $STUDIO_AUTH, or --no-auth on a network you trust"
+WHEN_BUSY = ("wait", "cpu")
+AUTH_ENV = "STUDIO_AUTH"  # user:password, for those who start the studio from a script or a container
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class Settings:
     # Bytes of weights the model cache may keep loaded before it evicts the least recently used model;
     # 0 means 3/4 of the GPU's memory on CUDA, half the RAM on the CPU (decided when first asked).
     cache_budget_bytes: int = 0
+    # While a job (a run, a sweep, mining) holds the device, the studio's own GPU work (Generate, Evaluate, captions,
+    # upscaling...) "wait"s for it in the queue, or runs on the "cpu" (slower, but now); either way it says which.
+    when_busy: str = "wait"
     # Base model used when the user names none; "" lets the model store pick the best builtin.
     default_model: str = ""
     # Pickle checkpoints (.ckpt/.bin/.pt) can run code when loaded; refused unless the user opts in.
@@ -70,6 +75,8 @@ class Settings:
         object.__setattr__(self, "served_dir", Path(self.served_dir or tmp / "likeness-served").resolve())
         if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
             raise ValueError(f"`device` must be auto, cpu, mps or cuda[:N] but is {self.device!r}")
+        if self.when_busy not in WHEN_BUSY:
+            raise ValueError(f"`when_busy` must be one of {', '.join(WHEN_BUSY)} but is {self.when_busy!r}")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ValueError(f"`dtype` must be auto, float32, float16 or bfloat16 but is {self.dtype!r}")
         if self.max_upload_mb < 1:

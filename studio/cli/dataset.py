@@ -53,7 +53,7 @@ def register(sub) -> None:
     prep.add_argument("--template", default=None, help="caption template with {trigger} and {class_word}")
     prep.add_argument("--workers", type=int, default=-1,
                       help="processes for face detection (default -1: one per core, up to 4, for 16+ photos)")
-    prep.set_defaults(run=run_prepare)
+    prep.set_defaults(run=run_prepare, gpu_work=True)  # captioners and face models: a turn on the device
 
     ls = verbs.add_parser("list", help="list datasets")
     ls.set_defaults(run=run_list)

@@ -49,7 +49,7 @@ def register(sub) -> None:
                    help="denoising strength of the second pass")
     p.add_argument("--batch", type=int, default=1, help="images per prompt (seeds seed, seed+1, ...)")
     p.add_argument("--out", type=Path, required=True, help="folder to write the PNGs to")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, gpu_work=True)  # it loads models: it takes its turn on the device
 
 
 def run(args, studio) -> int:

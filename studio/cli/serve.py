@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from studio.ui.access import AUTH_ENV
+    from studio.settings import AUTH_ENV
 
     p = sub.add_parser("serve", help="start the web studio")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all, which needs a login)")

@@ -8,7 +8,7 @@ import gradio as gr
 
 from studio.context import Studio
 from studio.settings import Settings
-from studio.ui import start_here
+from studio.ui import queue_panel, start_here
 from studio.ui.common import TabContext, TabRefresh, bind
 
 # (tab title, module under studio/ui/ with build(ctx)); a tab is listed only once it works. build() may return
@@ -33,6 +33,7 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     with gr.Blocks(title="Likeness Studio") as app:
         gr.Markdown("## Likeness Studio\nMake a personal image model: dataset, training, generation, evaluation.")
         welcome = start_here.build(ctx)
+        queue_panel.build(ctx)  # above the tabs: reachable from every one
         refreshes = []
         with gr.Tabs() as tabs:
             ctx.widgets["tabs"] = tabs
@@ -67,6 +68,7 @@ def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = F
     import os
 
     from studio.fileio import clean_stale_files
+    from studio.gpu import QueueWatcher
     from studio.ui.access import PasswordCheck
     from studio.ui.gate import cleaning, studio_app
 
@@ -74,8 +76,13 @@ def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = F
     clean_stale_files(s.workspace_dir)
     os.environ["GRADIO_TEMP_DIR"] = str(s.gradio_dir)  # gradio's cache is the studio's own folder, which it cleans
     app = build_app(studio)
+    # The queue, once a second while the app serves: restart recovery first, then starting what waits, reaping
+    # children, giving back the cached weights a job needs. (A blocking launch returns only when the server ends.)
+    served = {"returned": False}
+    QueueWatcher(studio, keep_going=lambda: app.is_running or not served["returned"]).start()
     app.launch(server_name=s.host, server_port=s.port, auth=PasswordCheck(s.auth).login if s.auth else None, share=share,
                prevent_thread_lock=prevent_thread_lock, allowed_paths=[],
                blocked_paths=[str(s.models_dir), str(s.workspace_dir / ".cache")], max_file_size=f"{s.max_upload_mb}mb",
                css=CSS, app_kwargs={"lifespan": cleaning(s)}, _app=studio_app(s))
+    served["returned"] = True
     return app

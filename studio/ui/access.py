@@ -10,7 +10,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-AUTH_ENV = "STUDIO_AUTH"  # user:password, for those who start the studio from a script or a container
+from studio.settings import AUTH_ENV
+
 MAX_DELAY_S = 30.0
 MAX_TRACKED = 10_000  # client and user name pairs whose wrong guesses are counted (the least recent are forgotten)
 MAX_NAME = 256  # characters of a user name that tell two apart

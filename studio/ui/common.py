@@ -24,6 +24,7 @@ from typing import Callable
 
 import gradio as gr
 
+from studio.gpu import device_turn
 from studio.progress import Cancelled
 from studio.ui.names import check_listed, model_name, shown_text, shown_value
 
@@ -87,17 +88,19 @@ def bind(ctx: TabContext, event, fn: Callable, inputs: dict | None, outputs: dic
     An input whose widget is `listed` is checked against the studio's lists before `fn` runs (`checked=False`: a
     preview that takes a name still being typed). A ValueError is shown as gr.Error, and every message and text
     output names the studio's folders as the user knows them, never by server path. `gpu` puts the event in the one
-    GPU queue slot.
+    GPU queue slot, and runs it holding the device's claim (studio.gpu.device_turn): while a job holds the device it
+    waits in the queue, or runs on the CPU when the user chose so, and says which.
     """
     inputs, outputs = inputs or {}, outputs or {}
     checks = {name: ctx.names[id(w)] for name, w in inputs.items() if checked and id(w) in ctx.names}
     texts = {name for name, w in outputs.items() if isinstance(w, (gr.Markdown, gr.Textbox))}
-    return event(_callback(ctx, fn, list(inputs), list(outputs), checks, texts), list(inputs.values()),
+    turn = (api_name if isinstance(api_name, str) else fn.__name__) if gpu else ""
+    return event(_callback(ctx, fn, list(inputs), list(outputs), checks, texts, turn), list(inputs.values()),
                  list(outputs.values()), api_name=api_name, **(GPU_QUEUE if gpu else {}), **event_kwargs)
 
 
 def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[str], checks: dict,
-              texts: set[str]) -> Callable:
+              texts: set[str], turn: str = "") -> Callable:
     wants = inspect.signature(fn).parameters
 
     def call(*args):
@@ -108,7 +111,13 @@ def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[s
         try:
             for name, (kind, also) in checks.items():
                 check_listed(ctx.studio, kind, getattr(v, name), name, also)
-            result = fn(ctx, v, **extras)
+            if turn:
+                with device_turn(ctx.studio, turn, progress=progress_fn(progress)) as held:
+                    result = fn(ctx, v, **extras)
+                if held.note:
+                    gr.Info(held.note)
+            else:
+                result = fn(ctx, v, **extras)
         except ValueError as e:  # bad input: the user sees why; the server log needs no stack trace for it
             raise gr.Error(shown_text(ctx.studio.settings, str(e)), print_exception=False) from e
         except Cancelled as e:  # the user pressed Stop: said as news, not as an error; the outputs stay as they were

@@ -10,6 +10,7 @@ import gradio as gr
 from studio import mine
 from studio.generate.request import parse_lora
 from studio.mine.request import MiningRequest
+from studio.ui import job_watch
 from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model, chosen_sampler,
                               dataset_names, embedding_names, lora_names, model_choices, progress_fn, sampler_choices,
                               upscaler_choices)
@@ -95,8 +96,6 @@ def build(ctx: TabContext) -> TabRefresh:
         class_word = gr.Textbox("person", label="Class word")
         dataset_btn = gr.Button("Make a dataset of the group")
     dataset_md = gr.Markdown()
-    timer = gr.Timer(1.0)
-    seen = gr.State(None)  # (job, state, step, messages) last shown, so unchanged views are not re-sent every tick
 
     # 4. Wiring: the API endpoints take these names
     inputs = {"name_": name, "source_": source, "prompt_": prompt, "negative_": negative, "folder_": folder,
@@ -105,15 +104,15 @@ def build(ctx: TabContext) -> TabRefresh:
               "seed_start_": seed_start, "batch_": batch, "upscaler_": upscaler, "tolerance_": tolerance,
               "near_miss_": near_miss, "drop_tolerance_": drop_tolerance, "recheck_": recheck, "pin_seed_": pin_seed,
               "target_": target, "max_candidates_": max_candidates, "max_minutes_": max_minutes}
-    bind(ctx, start_btn.click, start, inputs, {"job": job, "status": status_md}, api_name="mine_start", gpu=True)
+    views = {"status": status_md, "faces": faces, "plot": size_plot, "job_target": target,
+             "job_max_candidates": max_candidates, "job_max_minutes": max_minutes}
+    timer = job_watch.follow(ctx, MINING_VIEW, job, "job", views, api_name="mine_status")
+    bind(ctx, start_btn.click, start, inputs, {"job": job, "status": status_md}, api_name="mine_start").success(
+        job_watch.timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, resume_btn.click, resume, {"job": job, "target_": target, "max_candidates_": max_candidates,
                                          "max_minutes_": max_minutes}, {"status": status_md},
-         api_name="mine_resume", gpu=True)
+         api_name="mine_resume").success(job_watch.timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, cancel_btn.click, cancel, {"job": job}, {"status": status_md}, api_name="mine_cancel")
-    views = {"status": status_md, "faces": faces, "plot": size_plot, "seen": seen, "job_target": target,
-             "job_max_candidates": max_candidates, "job_max_minutes": max_minutes}
-    bind(ctx, job.change, status, {"job": job, "last": gr.State(None)}, views, api_name="mine_status")
-    bind(ctx, timer.tick, status, {"job": job, "last": seen}, views, api_name=False, show_progress="hidden")
     bind(ctx, dataset_btn.click, to_dataset, {"job": job, "dataset_": dataset, "trigger_": trigger,
                                               "class_word_": class_word}, {"message": dataset_md},
          api_name="mine_to_dataset", gpu=True)
@@ -178,17 +177,7 @@ def cancel(ctx: TabContext, v):
 
 
 def status(ctx: TabContext, v):
-    if not v.job:
-        return {"status": NO_JOB, "seen": v.last}
-    current = mine.mining_status(ctx.studio, v.job)
-    key = [v.job, current.state, current.step, len(current.messages)]
-    if key == v.last:
-        return {}
-    views = {**status_views(ctx, current), "seen": key}
-    if v.last is None or v.last[0] != v.job:  # a job was picked: Continue starts from its own target and budgets
-        r = current.request
-        views.update(job_target=r.target, job_max_candidates=r.max_candidates, job_max_minutes=r.max_seconds / 60)
-    return views
+    return MINING_VIEW.show(ctx, v.job, v.last)
 
 
 def to_dataset(ctx: TabContext, v, progress):
@@ -232,3 +221,11 @@ def status_views(ctx: TabContext, status) -> dict:
     faces = [(served(ctx.studio.settings, path), caption) for path, caption in status.faces()]
     return {"status": "\n\n".join(lines), "faces": faces,
             "plot": pd.DataFrame(points, columns=["candidate", "group size"])}
+
+
+MINING_VIEW = job_watch.JobView(
+    read=mine.mining_status, key=lambda s: [s.step, len(s.messages), s.message], views=status_views,
+    empty={"status": NO_JOB},
+    # a job picked: Continue starts from its own target and budgets
+    picked=lambda s: {"job_target": s.request.target, "job_max_candidates": s.request.max_candidates,
+                      "job_max_minutes": s.request.max_seconds / 60})

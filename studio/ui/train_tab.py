@@ -13,7 +13,7 @@ from studio import train
 from studio.train import sampling
 from studio.train.config import METHODS
 from studio.train.presets import PRESETS, preset_name
-from studio.ui import sweep_panel
+from studio.ui import job_watch, sweep_panel
 from studio.ui.common import DEFAULT_MODEL, TabContext, TabRefresh, bind, dataset_names, model_choices, number
 from studio.ui.names import listed
 from studio.ui.serving import served
@@ -79,30 +79,23 @@ def build(ctx: TabContext) -> TabRefresh:
             epoch_pick = gr.Dropdown([], label="Epoch to export", allow_custom_value=True)
             export_btn = gr.Button("Export epoch")
             export_md = gr.Markdown()
-    timer = gr.Timer(1.0, active=False)  # ticks only while the shown run is starting or running
-    seen = gr.State(None)  # (run, events read) last shown, so unchanged views are not re-sent every tick
     sweep = sweep_panel.build(ctx, {"name": name, "dataset": dataset, "model": model, "method": method,
                                     "trigger": trigger, "prompts": prompts, **knobs}, preset)
 
     # 4. Wiring: the API endpoints take these names
     first = {"name": name, "dataset": dataset, "model": model, "method": method, "trigger": trigger,
              "prompts": prompts}
-    started = bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md},
-                   api_name="train_start", gpu=True)
-    started.success(_timer_on, None, timer, api_name=False, queue=False)
+    views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
+             "epochs": epoch_pick, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
+             "run_lr": knobs["lr"], "subject_scores": subject_plot}
+    timer = job_watch.follow(ctx, RUN_VIEW, run_pick, "run", views, api_name="train_status")
+    bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md},
+         api_name="train_start").success(job_watch.timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, resume_btn.click, resume, {"run": run_pick, "epochs_value": knobs["epochs"],
                                          "max_steps_value": knobs["max_steps"], "lr_value": knobs["lr"]},
-         {"status": status_md}, api_name="train_resume", gpu=True).success(_timer_on, None, timer, api_name=False,
-                                                                           queue=False)
+         {"status": status_md}, api_name="train_resume").success(job_watch.timer_on, None, timer, api_name=False,
+                                                                 queue=False)
     bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
-    views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
-             "epochs": epoch_pick, "seen": seen, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
-             "run_lr": knobs["lr"], "subject_scores": subject_plot}
-    picked = bind(ctx, run_pick.change, status, {"run": run_pick, "last": gr.State(None)}, views,
-                  api_name="train_status")
-    picked.then(_timer_for_run(ctx), run_pick, timer, api_name=False, queue=False)
-    bind(ctx, timer.tick, tick, {"run": run_pick, "last": seen}, {**views, "timer": timer}, api_name=False,
-         show_progress="hidden")
     bind(ctx, export_btn.click, export, {"run": run_pick, "epoch": epoch_pick}, {"message": export_md},
          api_name="train_export_epoch")
     bind(ctx, preset.change, apply_preset, {"choice": preset, "dataset_now": dataset, "name_now": name},
@@ -137,28 +130,6 @@ def resume(ctx: TabContext, v):
     return {"status": train.resume_run(ctx.studio, v.run, epochs=epochs, max_steps=max_steps, lr=lr).line()}
 
 
-def tick(ctx: TabContext, v):
-    """The timer's status refresh; it stops ticking once the run shown has ended (or none is shown)."""
-    views = status(ctx, v)
-    if not v.run:
-        return {**views, "timer": gr.Timer(active=False)}
-    if views and "seen" in views and views["seen"] != v.last:
-        views["timer"] = gr.Timer(active=views["seen"][1] in ("starting", "running"))
-    return views
-
-
-def _timer_on():
-    return gr.Timer(active=True)
-
-
-def _timer_for_run(ctx: TabContext):
-    """The status timer for a run just picked: ticking while it is starting or running, idle otherwise."""
-    def timer_for(run):
-        return gr.Timer(active=bool(run) and train.run_status(ctx.studio, run).active)
-
-    return timer_for
-
-
 def cancel(ctx: TabContext, v):
     if not v.run:
         raise ValueError("`run` is empty: pick a run to cancel")
@@ -166,17 +137,7 @@ def cancel(ctx: TabContext, v):
 
 
 def status(ctx: TabContext, v):
-    if not v.run:
-        return {"status": NO_RUN, "seen": v.last}
-    current = train.run_status(ctx.studio, v.run)
-    key = (v.run, current.state, current.step, len(current.validations), len(current.messages))
-    if key == v.last:
-        return {}
-    views = {**status_views(ctx, current), "seen": key}
-    if v.last is None or v.last[0] != v.run:  # a run was picked: Resume starts from its own length
-        views.update(run_epochs=current.config.epochs, run_max_steps=current.config.max_steps,
-                     run_lr=current.config.lr)
-    return views
+    return RUN_VIEW.show(ctx, v.run, v.last)
 
 
 def export(ctx: TabContext, v):
@@ -288,3 +249,10 @@ def status_views(ctx: TabContext, status) -> dict:
     return {"status": "\n\n".join(lines), "loss": loss, "scores": gr.update(value=scores, visible=bool(scored)),
             "grids": grids, "table": table, "epochs": gr.update(choices=[str(v["epoch"]) for v in status.validations]),
             "subject_scores": subject_scores}
+
+
+RUN_VIEW = job_watch.JobView(
+    read=train.run_status, key=lambda s: [s.step, len(s.validations), len(s.messages), s.message],
+    views=status_views, empty={"status": NO_RUN},
+    # a run picked: Resume starts from its own length and learning rate
+    picked=lambda s: {"run_epochs": s.config.epochs, "run_max_steps": s.config.max_steps, "run_lr": s.config.lr})
