@@ -108,6 +108,7 @@ def _wait(predicate, timeout=120.0):
 
 @pytest.mark.slow
 def test_a_killed_sweep_continues_after_a_restart(studio):
+    from studio import children
     from studio.context import Studio
     from studio.jobs import read_status
     from studio.train import jobs, sweep_jobs
@@ -126,8 +127,11 @@ def test_a_killed_sweep_continues_after_a_restart(studio):
     run = status.folder / "runs" / "r01"
     # 1. Kill the driver and the run's child once c01 is done and a later checkpoint is written (a machine going down)
     _wait(lambda: (run / "run.json").is_file() and (folder_status(run, "k-r01").checkpoint_step or 0) >= 15)
-    os.kill(read_status(status.folder)["pid"], signal.SIGKILL)
-    os.kill(read_status(run)["pid"], signal.SIGKILL)
+    killed = [read_status(status.folder)["pid"], read_status(run)["pid"]]
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    # SIGKILL is delivered, not done, when kill() returns: a child busy writing a checkpoint lives on a moment
+    _wait(lambda: not any(children.alive(pid) for pid in killed))
     # 2. After a restart the sweep shows as stopped, its first cell done, the second where it was
     restarted = Studio.open(studio.settings)
     _wait(lambda: not sweep_jobs.sweep_status(restarted, "k").active)
