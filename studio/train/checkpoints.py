@@ -69,6 +69,13 @@ def set_aside(run_dir: Path, after_step: int) -> list[Path]:
     return moved
 
 
+def kept_at_or_before(run_dir: Path, step: int) -> bool:
+    """Whether a complete checkpoint of a step no later than `step` (and after the start) is on disk: what a run
+    stopped at `step`'s pictures would fall back to."""
+    return any(0 < int(p.name.split("-")[1]) <= step for p in (Path(run_dir) / "checkpoints").glob("step-*")
+               if (p / "state.json").is_file())
+
+
 def step_file(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "steps" / f"step-{step:07d}.safetensors"
 

@@ -166,10 +166,14 @@ class RunConfig:
     # as many steps (0 turns the loss signal off)
     guard_loss_factor: float = 3.0
     guard_loss_steps: int = 20
-    # (b) stop when the validation images differ from one another less than this fraction of what the base model's
-    # images for the same prompts and seeds do (near-identical pictures), or when their CLIP score falls more than
-    # guard_clip_drop (a fraction) below the base model's for their prompts (0 turns either off)
+    # (b) stop when the validation images differ from one another less than guard_image_ratio x what the base
+    # model's images for the same prompts and seeds do (near-identical pictures) AND every one of them is farther
+    # than guard_image_left x the references' own distance from both its base picture and the dataset's pictures
+    # (a collapse leaves both; a LoRA that learns its subject makes its pictures alike but nearer the dataset; 0:
+    # sameness alone), or when their CLIP score falls more than guard_clip_drop (a fraction) below the base model's
+    # for their prompts (0 turns the ratio or the drop off)
     guard_image_ratio: float = 0.5
+    guard_image_left: float = 1.5
     guard_clip_drop: float = 0.3
 
     # ---- hardware ----
@@ -254,6 +258,8 @@ class RunConfig:
         if not 0 <= self.guard_image_ratio < 1 or not 0 <= self.guard_clip_drop < 1:
             raise ValueError(f"`guard_image_ratio` and `guard_clip_drop` must be in [0, 1) but are "
                              f"{self.guard_image_ratio} and {self.guard_clip_drop}")
+        if self.guard_image_left < 0:
+            raise ValueError(f"`guard_image_left` must not be negative but is {self.guard_image_left}")
         if self.guard_loss_factor and self.guard_loss_factor <= 1:
             raise ValueError(f"`guard_loss_factor` must be above 1 (or 0: off) but is {self.guard_loss_factor}")
         bad = [s for s in self.validate_at_steps if not isinstance(s, int) or s < 1]

@@ -218,7 +218,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                          subjects=_subject_facts(config, items, inherited))
 
     watch = RunWatch(store=store, parts=parts, config=watched, run_dir=run_dir, method=method, accelerator=accelerator,
-                     log=log, history=history, reference=validate_reference, facts=facts, device=device)
+                     log=log, history=history, reference=validate_reference, facts=facts, device=device,
+                     pictures=[i.path for i in items])
 
     def save(epoch_done: int, forced: bool = False) -> None:
         """A checkpoint, but only of finite weights: the one kept is always one a resume can go on from (and none

@@ -25,6 +25,7 @@ class EpochValidation:
     clip_scores: list[float] = field(default_factory=list)  # CLIP score per image with its prompt (with clip_model)
     mean_clip: float | None = None
     spread: float | None = None  # how different the images are from one another (guard.spread)
+    strayed: float | None = None  # how far they all left the base's and the dataset's pictures (guard.strayed)
     # With several subjects: per subject (in RunConfig.subjects order) its prompts' images scored against its own
     # dataset and against each other's (see SubjectReferences.judge), and the worst subject's score
     subjects: list[dict] = field(default_factory=list)

@@ -3,7 +3,10 @@ at asked-for steps (sim-scores against the dataset's faces, CLIP scores with the
 steps, and the collapse guard (guard.py) judging the loss after every step and the pictures at every validation.
 
 When the guard fires, the checkpoints written after the last good moment are set aside (renamed, never resumed
-from), so the run keeps its last good checkpoint, and the run stops naming the signal.
+from), so the run keeps its last good checkpoint, and the run stops naming the signal. The pictures never stop a run
+that has no such checkpoint yet (nothing would be left of it): until one is written after a validation that passed,
+pictures that look collapsed are said in the log and the run goes on (the loss signal and the NaN check still
+stop it).
 """
 
 from __future__ import annotations
@@ -12,16 +15,37 @@ import time
 from pathlib import Path
 
 from studio.train import checkpoints, sampling
-from studio.train.guard import CollapseDetected, LossWatch, guard_notes, image_verdict
+from studio.train.guard import CollapseDetected, LossWatch, guard_notes, image_verdict, references, strayed
 from studio.train.setup import diverged, main_says, mean_over_processes
+
+
+REFERENCE_PICTURES = 64  # dataset pictures the collapse guard holds validation images against, at most
+
+
+def _open(paths, side: int | None = None) -> list:
+    """Pictures as RGB, at most `side` pixels a side when given (what the guard sees does not need more)."""
+    from PIL import Image
+
+    out = []
+    for path in paths:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+        if side:
+            im.thumbnail((side, side))
+        out.append(im)
+    return out
 
 
 class RunWatch:
     def __init__(self, *, store, parts, config, run_dir: Path, method, accelerator, log, history: dict, reference,
-                 facts, device: str):
+                 facts, device: str, pictures: list[Path]):
+        """`reference`: what validation images are scored against (sampling.subject_references); `pictures`: the
+        dataset's pictures, which the collapse guard holds validation images against."""
         self.store, self.parts, self.config, self.run_dir = store, parts, config, Path(run_dir)
         self.method, self.accelerator, self.log, self.history = method, accelerator, log, history
         self.reference, self.facts, self.device = reference, facts, device
+        self.pictures = pictures
+        self._refs = None  # guard.References, made at the first verdict
         history.setdefault("step_validations", [])
         self.loss = LossWatch(config.guard_loss_factor, config.guard_loss_steps, **history.get("loss_watch", {}))
         self.good_step = history.get("good_step", 0)  # the last step whose pictures passed (0: the base's)
@@ -88,16 +112,24 @@ class RunWatch:
             return self.last[1]
         result = self._generate(step, epoch, label) if self.main else None
         verdict = self._verdict(result) if result is not None else None
+        # the pictures stop a run only when it keeps something: a checkpoint no later than the last passed validation
+        waits = verdict is not None and not checkpoints.kept_at_or_before(self.run_dir, self.good_step)
         if result is not None:
-            fields = dict(**result.__dict__, elapsed_s=round(self.elapsed(), 3), passed=verdict is None,
-                          guard=None if verdict is None else verdict[1])
+            said = None if verdict is None else verdict[1] + (
+                "; not stopped: the run has no checkpoint to fall back to yet, so it goes on and the next validation "
+                "is judged again" if waits else "")
+            fields = dict(**result.__dict__, elapsed_s=round(self.elapsed(), 3), passed=verdict is None, guard=said)
             if kind == "step":
                 self.history["step_validations"].append(fields)
             self.log.event("validation", stage=kind, **fields)
-        if main_says(self.accelerator, verdict is not None):
+            if waits:
+                self.log.event("message", text=f"step {step}: {said}")
+        if main_says(self.accelerator, verdict is not None and not waits):
             signal, reason = verdict or ("images", "the main process's validation pictures collapsed")
             self._stop(signal, step, reason, good_after=self.good_step)
-        self.good_step, self.last = step, (step, result)
+        if not main_says(self.accelerator, waits):
+            self.good_step = step
+        self.last = (step, result)
         if kind == "step" and self.main:
             with self.method.averaged():
                 weights = self.method.model_state() if self.config.whole_model else self.method.state()
@@ -106,7 +138,8 @@ class RunWatch:
         return result
 
     def validated_at(self, step: int) -> bool:
-        return self.last is not None and self.last[0] == step
+        """Whether `step` was validated and its pictures passed (a checkpoint written now holds sound weights)."""
+        return self.last is not None and self.last[0] == step and self.good_step == step
 
     def may_checkpoint(self, step: int, forced: bool) -> bool:
         """No checkpoint while the loss stands above the guard's threshold (it might hold a collapse and would
@@ -132,13 +165,24 @@ class RunWatch:
                                      step=step, label=label, clip=self.clip())
 
     def _verdict(self, result: sampling.EpochValidation) -> tuple[str, str] | None:
+        """The guard's verdict on `result` (which gets its `strayed` measure), against the base's pictures."""
         base = self.history.get("base_validation")
         if base is None:  # a run resumed from before the studio kept the base's pictures
             return None
+        if self.config.guard_image_ratio and self.config.guard_image_left:
+            refs = self._references(base["images"])
+            result.strayed = strayed(refs, _open(result.images)) if refs is not None else None
         meaningful = self._clip is not None and self._clip.ref.meaningful
-        return image_verdict(self.config, result.spread, base.get("spread"),
+        return image_verdict(self.config, result.spread, base.get("spread"), result.strayed,
                              result.clip_scores if meaningful else None,
                              base.get("clip_scores") if meaningful else None)
+
+    def _references(self, base_images: list[str]):
+        """The base's pictures and up to REFERENCE_PICTURES of the dataset's, evenly chosen, as the guard sees them."""
+        if self._refs is None:
+            step = max(1, len(self.pictures) // REFERENCE_PICTURES)
+            self._refs = references(_open(base_images), _open(self.pictures[::step][:REFERENCE_PICTURES], 128))
+        return self._refs
 
     def _stop(self, signal: str, step: int, reason: str, good_after: int):
         moved = checkpoints.set_aside(self.run_dir, good_after) if self.main else []

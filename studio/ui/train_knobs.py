@@ -79,6 +79,8 @@ KNOB_SPECS = (
     ("continue_from", 8, "Add a subject to run", dict(
         choices=("",), allow_custom_value=True, info="a finished LoRA run to start from; its subjects come along (their "
                                                      "scores before and after are yours to compare)")),
+    ("guard_image_left", 7, "Guard: pictures left base and data (x)", dict(
+        info="and every picture this far from both; 0: sameness alone")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
