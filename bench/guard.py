@@ -112,8 +112,8 @@ def _config(studio, case: Case):
     else:
         config = RunConfig(name=case.name, dataset=dataset, model="builtin:tiny", trigger=case.trigger,
                            method=case.preset, resolution=64, epochs=0)
-    return replace(config, lr=case.lr, max_steps=case.steps, validation_every=case.every, seed=case.seed,
-                   export=False).check()
+    return replace(config, lr=case.lr, max_steps=case.steps, validation_by="epochs", validation_every=case.every,
+                   seed=case.seed, export=False).check()
 
 
 def run_case(studio, case: Case, checker) -> dict:

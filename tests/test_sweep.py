@@ -26,7 +26,7 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
     # 1. lr 2e-4 (the pocket-finetune preset's) and 1e-2 (pocket collapses into one texture) x 10 and 30 steps
     code = main([*root, "sweep", "--name", "s", "--dataset", "zq", "--preset", "pocket-finetune", "--trigger", "zq",
                  "--grid", "lr=2e-4,1e-2", "--grid", "steps=10,30", "--clip-model", "builtin:tiny-clip",
-                 "--set", "validation_every=10"])
+                 "--set", "validation_by=epochs", "--set", "validation_every=10"])
     out = capsys.readouterr().out
     assert code == 0, out
     folder = studio.settings.workspace_dir / "sweeps" / "s"

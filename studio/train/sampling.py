@@ -184,39 +184,40 @@ def subject_references(store, config: RunConfig, items: list, log):
     return out
 
 
-def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: float, caption_fn):
-    """One picture of `prompt` with the modules being trained. `cfg` 0: the family's guidance (CFG 7 for SD;
-    FLUX.1-dev's distilled 3.5, schnell none). A prompt encoded before the text encoders went is passed encoded."""
+def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, steps: int, cfg: float, caption_fn):
+    """Pictures of `prompts` (one each, prompt i from seed i) with the modules being trained, in one batch. `cfg` 0:
+    the family's guidance (CFG 7 for SD; FLUX.1-dev's distilled 3.5, schnell none). Prompts encoded before the text
+    encoders went are passed encoded. Each picture starts from its own seed's noise, as when drawn alone."""
     import torch
 
     from studio.models.families import DISTILLED_CFG
 
     pipe = validation_pipeline(parts)
-    generator = torch.Generator("cpu").manual_seed(seed)
+    generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
     modules = [parts.denoiser, *parts.text_encoders]
     was_training = [m.training for m in modules]
     for m in modules:  # LoRA dropout is off while sampling
         m.eval()
-    text = caption_fn(prompt)
+    texts = [caption_fn(prompt) for prompt in prompts]
     if parts.spec.flow:
         kwargs = dict(guidance_scale=(cfg or DISTILLED_CFG) if parts.distilled_guidance else 0.0)
-        if text in parts.encoded:
-            encoded = parts.encoded[text]
-            kwargs.update(prompt_embeds=encoded.hidden[None], pooled_prompt_embeds=encoded.pooled[None])
+        if all(text in parts.encoded for text in texts):
+            kwargs.update(prompt_embeds=torch.stack([parts.encoded[t].hidden for t in texts]),
+                          pooled_prompt_embeds=torch.stack([parts.encoded[t].pooled for t in texts]))
         else:
-            kwargs.update(prompt=text)
+            kwargs.update(prompt=texts)
     else:
-        kwargs = dict(prompt=text, guidance_scale=cfg or parts.spec.default_cfg)
+        kwargs = dict(prompt=texts, guidance_scale=cfg or parts.spec.default_cfg)
     dtype = next(parts.denoiser.parameters()).dtype
     half = dtype if dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
         with torch.no_grad(), torch.autocast(parts.denoiser.device.type, dtype=half, enabled=half is not None):
-            image = pipe(num_inference_steps=steps, width=size, height=size, generator=generator, output_type="pil",
-                         **kwargs).images[0]
+            images = pipe(num_inference_steps=steps, width=size, height=size, generator=generators,
+                          output_type="pil", **kwargs).images
     finally:
         for m, mode in zip(modules, was_training):
             m.train(mode)
-    return image
+    return images
 
 
 def stitch(images: list):
@@ -249,20 +250,30 @@ def reference_encodings(image_paths: list[Path]):
 
 def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, reference, caption_fn, *,
              step: int | None = None, label: str | None = None, clip=None) -> EpochValidation:
-    """Generate each validation prompt with its fixed seed, save the images and the grid (samples/<label>, by
-    default epoch-NNN), score faces, and with `clip` (a loaded ClipModel) each image against its prompt."""
+    """Draw the validation pictures (draw) and score them (score), one after the other."""
+    result, images = draw(parts, config, epoch, run_dir, caption_fn, step=step, label=label, clip=clip)
+    score(result, images, reference, config)
+    return result
+
+
+def draw(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, caption_fn, *, step: int | None = None,
+         label: str | None = None, clip=None, pictures: list | None = None) -> tuple[EpochValidation, list]:
+    """Generate each validation prompt with its fixed seed, all in one batch (or take `pictures`, drawn before),
+    save the images and the grid (samples/<label>, by default epoch-NNN), measure their spread and, with `clip` (a
+    loaded ClipModel), score each image against its prompt: what needs the device. Returns the result (not scored
+    for faces yet: see score) and the pictures."""
     from studio.train.guard import spread
 
     prompts = config.prompts()
     label = label or f"epoch-{epoch:03d}"
     folder = Path(run_dir) / "samples" / label
-    images, paths = [], []
-    for i, prompt in enumerate(prompts):
-        image = _generate(parts, prompt, config.validation_seed + i, config.resolution, config.validation_steps,
-                          config.validation_cfg, caption_fn)
+    images = pictures if pictures is not None else _generate(
+        parts, prompts, [config.validation_seed + i for i in range(len(prompts))], config.resolution,
+        config.validation_steps, config.validation_cfg, caption_fn)
+    paths = []
+    for i, image in enumerate(images):
         path = folder / f"{i:02d}.png"
         _save_png(image, path)
-        images.append(image)
         paths.append(str(path))
     grid_path = Path(run_dir) / "samples" / f"{label}.png"
     _save_png(stitch(images), grid_path)
@@ -272,6 +283,12 @@ def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, referen
 
         result.clip_scores = clip_scores(clip, images, prompts)
         result.mean_clip = sum(result.clip_scores) / len(result.clip_scores)
+    return result, images
+
+
+def score(result: EpochValidation, images: list, reference, config: RunConfig) -> None:
+    """Score drawn pictures against `reference` (the dataset's faces, or SubjectReferences), into `result`: CPU work
+    that needs no device, so a run does it beside its next steps."""
     if isinstance(reference, SubjectReferences):
         result.scores, result.subjects, result.worst_score = reference.judge(
             images, [owner for _, owner in config.subject_prompts()])
@@ -284,7 +301,6 @@ def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, referen
         result.scores = sim_scores(images, reference)
         found = [s for s in result.scores if s is not None]
         result.mean_score = sum(found) / len(found) if found else None
-    return result
 
 
 def class_images(parts: Parts, config: RunConfig, cache_dir: Path, progress) -> list[Path]:
@@ -294,8 +310,8 @@ def class_images(parts: Parts, config: RunConfig, cache_dir: Path, progress) -> 
     folder = Path(cache_dir) / "class_images" / key
     have = sorted(folder.glob("*.png"))
     for n in range(len(have), config.class_images):
-        image = _generate(parts, config.class_prompt, config.seed * 100_003 + n, config.resolution,
-                          config.validation_steps, config.validation_cfg, lambda p: p)
+        image, = _generate(parts, [config.class_prompt], [config.seed * 100_003 + n], config.resolution,
+                           config.validation_steps, config.validation_cfg, lambda p: p)
         _save_png(image, folder / f"{n:05d}.png")
         progress((n + 1) / config.class_images, f"class image {n + 1}/{config.class_images}")
     fileio.write_text(folder / "prompt.txt", config.class_prompt)
