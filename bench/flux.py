@@ -17,7 +17,7 @@ storage (the default): FLUX.1's frozen transformer stored as the LoRA presets st
 
 encoders: the training step's memory and time with cached vs live text encoders.
     [--t5-layers 2] [--steps 8] [--images 4] [--resolution 256] [--sequence 128] [--base-precision bf16] [--threads 1]
-    Builds FLUX.1 at its real widths once (studio.models.builtin.build_flux_at_real_widths: 1 + 1 transformer
+    Builds FLUX.1 at its real widths once (studio.models.families.flux1_files.build_flux_at_real_widths: 1 + 1 transformer
     blocks, CLIP-L's 12 layers, `--t5-layers` of T5-XXL's, random weights, saved as a diffusers folder) and trains
     the studio's FLUX LoRA on it (studio.train.loop.train: rank 16 on every linear layer, bf16 autocast, the base
     stored as `--base-precision`) from the same images, captions and seed, twice: `cache` (the default: CLIP and
@@ -128,15 +128,15 @@ def one_variant(precision: str, double: int, single: int, steps: int, device: st
     from peft import LoraConfig
 
     from studio.cache import module_bytes
-    from studio.models.loaders import ModelLoading, _nf4_config
-    from studio.train.methods import FLUX_LORA_TARGETS
+    from studio.models import families
+    from studio.models.loaders import ModelLoading, nf4_config
 
-    nf4 = _nf4_config(device) if precision == "nf4" else None  # says why not (no CUDA, no bitsandbytes) first
+    nf4 = nf4_config(device) if precision == "nf4" else None  # says why not (no CUDA, no bitsandbytes) first
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)  # built as a bf16 checkpoint loads: no float32 copy to leave pages behind
     model = FluxTransformer2DModel(num_layers=double, num_single_layers=single, guidance_embeds=True)
     torch.set_default_dtype(torch.float32)
-    if nf4 is not None:  # quantized as it loads, as the store loads it (ModelLoading.load_denoiser)
+    if nf4 is not None:  # quantized as it loads, as the store loads it (the FLUX.1 family's load_denoiser)
         with tempfile.TemporaryDirectory(prefix="bench-flux-") as tmp:
             model.save_pretrained(tmp)
             del model
@@ -152,7 +152,7 @@ def one_variant(precision: str, double: int, single: int, steps: int, device: st
     stored = _held(device) if device.startswith("cuda") else module_bytes(model)
     _reset_peak(device)  # the peak from here on: what training holds, not the build before storing
     model.add_adapter(LoraConfig(r=16, lora_alpha=16, init_lora_weights="gaussian",
-                                 target_modules=FLUX_LORA_TARGETS["transformer"]))
+                                 target_modules=families.get("flux").lora_targets("transformer").denoiser))
     if checkpointing:
         model.enable_gradient_checkpointing()
     trained = [p for p in model.parameters() if p.requires_grad]
@@ -496,7 +496,7 @@ def main() -> None:
         print(json.dumps(one_variant(args.one, args.double, args.single, args.steps, args.device, args.resolution,
                                      args.checkpointing)))
     elif args.one == "build":
-        from studio.models.builtin import build_flux_at_real_widths
+        from studio.models.families.flux1_files import build_flux_at_real_widths
 
         build_flux_at_real_widths(args.root / "flux-real-widths", t5_layers=args.t5_layers)
         print(json.dumps({"built": True}))

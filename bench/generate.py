@@ -48,7 +48,8 @@ def main() -> None:
 
     from studio.cache import module_bytes
     from studio.context import Studio
-    from studio.generate import GenerationRequest, LoraChoice, generate
+    from studio.models import families
+from studio.generate import GenerationRequest, LoraChoice, generate
     from studio.settings import Settings
     from tests.weights_files import make_lora
 
@@ -62,7 +63,7 @@ def main() -> None:
     # 1. Studio generate vs a bare pipeline call on the same (cached) pipeline, same sampler and size.
     generate(studio, request)  # warm: load and first call
     with studio.cache.pipeline(args.model) as pipe:
-        size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        size = families.of(pipe).native_size(pipe)
         bare = pipe
 
     def bare_call():
@@ -71,7 +72,8 @@ def main() -> None:
 
     from studio.generate.samplers import make_scheduler
 
-    bare.scheduler = make_scheduler(request.sampler, bare.scheduler.config)
+    bare.scheduler = make_scheduler(request.sampler or families.of(bare).default_sampler, families.of(bare),
+                                    bare.scheduler.config)
     studio_s, bare_s = [], []
     for _ in range(args.repeats):  # interleaved, so drift in machine load hits both alike
         studio_s.append(timed(lambda: generate(studio, request), 1))

@@ -23,6 +23,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
   echo "$digest" > "$stamp"
 fi
 
+# OpenCV's and mediapipe's wheels load libGL and glib: desktops have them, slim images and headless servers may not.
+# As root with apt-get (the Docker image) they are installed; otherwise named, since face work fails without them.
+missing=()
+libs=$(PATH="$PATH:/sbin:/usr/sbin" ldconfig -p 2>/dev/null || true)
+grep -q 'libGL\.so\.1 ' <<<"$libs" || missing+=(libgl1)
+grep -q 'libglib-2\.0\.so\.0 ' <<<"$libs" || missing+=(libglib2.0-0)
+if [ -n "$libs" ] && [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing Debian's ${missing[*]} (OpenCV loads them)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "note: OpenCV needs libGL.so.1 and libglib-2.0.so.0: apt-get install ${missing[*]} (or your system's packages)" >&2
+  fi
+fi
+
 if [ "$want" = dev ] && ! command -v chromium >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "installing Debian's chromium for the browser test"

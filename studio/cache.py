@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import re
 import threading
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.models.adapters import check_lora_fits, embedding_token, lora_weights
-from studio.models.families import family_of_pipeline
+from studio.models import families
 from studio.models.refs import LoraChoice
 from studio.models.store import ModelStore
 from studio.settings import Settings
@@ -91,6 +92,20 @@ class ModelCache:
         self.settings = settings
         self._entries: dict[tuple, _Entry] = {}
         self._lock = threading.RLock()  # guards _entries; held while loading, never while a pipeline runs
+        # where this thread's borrows load, when not the settings' device (the CPU while a job holds the GPU)
+        self._device_now = contextvars.ContextVar(f"device_now_{id(self)}", default="")
+
+    @contextmanager
+    def on_device(self, device: str):
+        """Within the block, this thread's borrows load on (and find copies on) `device`."""
+        token = self._device_now.set(device)
+        try:
+            yield
+        finally:
+            self._device_now.reset(token)
+
+    def _device(self) -> str:
+        return self._device_now.get() or self.settings.resolve_device()
 
     # ---- borrowing -----------------------------------------------------------------------------------------
 
@@ -107,13 +122,13 @@ class ModelCache:
             raise ValueError(f"`task` must be one of {', '.join(TASKS)} but is {task!r}")
         if task == "inpaint" and controlnets:
             raise ValueError("inpainting with ControlNets is not supported: leave `controlnets` empty to inpaint")
-        device = self.settings.resolve_device()
+        device = self._device()
         dtype = self.settings.resolve_dtype(device)
         # 1. Find or load the base and any ControlNets, and mark them borrowed so eviction passes them over.
         with self._lock:
             base = self._get("base", model_id, device, dtype)
-            family = family_of_pipeline(base.model)
-            if controlnets and not family.spec.controlnet:
+            family = families.of(base.model)
+            if controlnets and not family.controlnet:
                 raise ValueError(f"base {model_id!r} is {family.label}: the studio's ControlNets (SD 1.x, SD 2.x and "
                                  f"SDXL ones) do not fit it; use img2img without a ControlNet")
             nets = [self._get("controlnet", cn, device, dtype) for cn in controlnets]
@@ -122,7 +137,7 @@ class ModelCache:
         try:
             with base.lock:
                 # 2. The task's pipeline, made once from the base's modules (no copy of the weights).
-                if task != "inpaint" and is_inpainting_model(base.model):
+                if task != "inpaint" and family.is_inpainting(base.model):
                     raise ValueError(f"model {model_id!r} is an inpainting checkpoint (its UNet takes 9 input "
                                      f"channels: latents, mask and masked picture); use it to inpaint or fix faces, "
                                      f"and a regular base for {task}")
@@ -146,7 +161,7 @@ class ModelCache:
         Two callers of one helper take turns, as for pipelines."""
         if kind not in HELPER_LOADERS:
             raise ValueError(f"`kind` must be one of {', '.join(HELPER_LOADERS)} but is {kind!r}")
-        device = self.settings.resolve_device()
+        device = self._device()
         with self._lock:
             entry = self._get(kind, model_id, device, None)
             entry.borrowers += 1
@@ -185,19 +200,17 @@ class ModelCache:
             from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 
             if nets:
-                unet_dim = base.model.unet.config.cross_attention_dim
+                family = families.of(base.model)
                 for n in nets:
-                    if n.model.config.cross_attention_dim != unet_dim:
-                        raise ValueError(
-                            f"ControlNet {n.model_id!r} does not fit base {base.model_id!r}: its cross-attention width is "
-                            f"{n.model.config.cross_attention_dim}, the base's is {unet_dim} (made for another family)"
-                        )
+                    why = family.controlnet_fits(base.model, n.model)
+                    if why is not None:
+                        raise ValueError(f"ControlNet {n.model_id!r} does not fit base {base.model_id!r}: {why}")
                 extra = {"controlnet": nets[0].model if len(nets) == 1 else [n.model for n in nets]}
             else:
                 extra = {}
             auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
                     "inpaint": AutoPipelineForInpainting}[task]
-            pipe = auto.from_pipe(base.model, **extra)
+            pipe = families.mark(auto.from_pipe(base.model, **extra), families.of(base.model))
             pipe.set_progress_bar_config(disable=True)
             base.derived[key] = pipe
         return base.derived[key]
@@ -241,16 +254,7 @@ class ModelCache:
             return
         pipe = base.model
         tokens = embedding_token(path, pipe, base.model_id)
-        if hasattr(pipe, "text_encoder_2") and pipe.text_encoder_2 is not None:
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))  # SDXL embeddings hold one vector set per text encoder
-            pipe.load_textual_inversion(state["clip_l"], token=tokens, text_encoder=pipe.text_encoder,
-                                        tokenizer=pipe.tokenizer)
-            pipe.load_textual_inversion(state["clip_g"], token=tokens, text_encoder=pipe.text_encoder_2,
-                                        tokenizer=pipe.tokenizer_2)
-        else:
-            pipe.load_textual_inversion(str(path), token=tokens)
+        families.of(pipe).load_embedding(pipe, path, tokens)
         base.embeddings[path] = tokens
 
     # ---- memory ------------------------------------------------------------------------------------------
@@ -297,13 +301,6 @@ class ModelCache:
     def held_bytes(self) -> int:
         with self._lock:
             return sum(e.nbytes for e in self._entries.values())
-
-
-def is_inpainting_model(pipe) -> bool:
-    """True for a dedicated inpainting checkpoint: its UNet takes the mask and the masked picture's latents beside
-    the noisy latents (4 + 1 + 4 = 9 channels) and cannot draw without them."""
-    unet = getattr(pipe, "unet", None)
-    return unet is not None and unet.config.in_channels == 9
 
 
 def _adapter_name(path: Path, taken) -> str:

@@ -30,6 +30,10 @@ class Studio:
         self.settings = self.settings.with_(**changes)
         self.store.settings = self.cache.settings = self.settings  # one settings object, seen by every part
 
+    def set_when_busy(self, when_busy: str) -> None:
+        """While a job holds the GPU, the studio's own GPU work "wait"s for it or runs on the "cpu"."""
+        self._change(when_busy=when_busy)
+
     def set_default_model(self, model_id: str) -> None:
         """Make `model_id` the base every tab uses when the user names none (checked before it is taken)."""
         self.store.resolve(model_id)

@@ -1,11 +1,13 @@
 """Delete subject: everything the studio holds of the person (or pet, or mined identity) one dataset is of, in one
 action: the dataset (pictures, captions, masks, kept uploads), every run trained on it (checkpoints, epochs, samples,
 its exports in models/), evaluations measured against it or with its models, its exported zips, and the caches
-derived from its pictures (face detections, training latents and captions, model hashes).
+derived from its pictures (face detections, training latents and captions, model hashes); then the web's copies of
+what was removed (studio.copies: gradio's upload and output cache and the served copies, found by content, the
+uploads the dataset was prepared from included).
 
 Pictures generated with the subject's LoRA (workspace/outputs/) are the user's own pictures: they are listed, and
-removed only when asked (`outputs=True`). Nothing outside workspace/ and models/ is touched and no symbolic link is
-followed: a link is removed as a link, and what it points to is listed as left alone.
+removed only when asked (`outputs=True`). Nothing else outside workspace/ and models/ is touched and no symbolic link
+is followed: a link is removed as a link, and what it points to is listed as left alone.
 
 Each removal is atomic: a file is unlinked, a folder is first renamed to a hidden trash name beside it (so it leaves
 every listing at once) and then removed; a crash in between leaves only that trash, which the next start cleans
@@ -14,14 +16,15 @@ every listing at once) and then removed; a crash in between leaves only that tra
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.data.library import dataset_folder, list_datasets
+from studio.copies import copy_sizes, remove_copies, sha256_of
+from studio.data.facecache import cached_entries, dataset_hashes
+from studio.data.library import UPLOADS, dataset_folder, list_datasets
 from studio.fileio import temp_dir
 
 DATASET_EXPORTS = ("{name}.zip", "{name}-kohya.zip")  # what export_dataset writes to workspace/exports/
@@ -41,11 +44,17 @@ class SubjectFiles:
     remove: list[Item] = field(default_factory=list)
     keep: list[Item] = field(default_factory=list)
     loras: list[Path] = field(default_factory=list)  # the exported LoRAs among `remove`, to unload from the cache
+    copies: list[Path] = field(default_factory=list)  # the web's copies removed with them (once done)
 
     def lines(self, done: bool) -> list[str]:
         verb = "removed" if done else "would remove"
         out = [f"{verb} {item.what}: {item.path}" for item in self.remove]
         out += [f"kept {item.path}: {item.what}" for item in self.keep]
+        if done:
+            out.append(f"removed {len(self.copies)} copies the web studio held of them (uploads, pictures it showed, "
+                       f"downloads)")
+        else:
+            out.append("would remove the web studio's copies of them too (uploads, pictures it showed, downloads)")
         return out
 
 
@@ -55,12 +64,12 @@ def _inside(path: Path, roots: list[Path]) -> bool:
     return any(absolute.is_relative_to(Path(os.path.abspath(root))) for root in roots)
 
 
-def _walk_files(root: Path, suffixes: tuple[str, ...]):
-    """Files under `root` with one of `suffixes`, never entering a linked folder."""
+def _walk_files(root: Path, suffixes: tuple[str, ...], *, hidden: bool = False):
+    """Files under `root` with one of `suffixes`, never entering a linked folder (nor, unless `hidden`, a hidden one)."""
     if not root.is_dir() or root.is_symlink():
         return
     for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if hidden or not d.startswith("."))
         for name in sorted(files):
             if name.lower().endswith(suffixes):
                 yield Path(folder) / name
@@ -76,14 +85,6 @@ def _header(path: Path) -> dict:
             return json.loads(f.read(length)).get("__metadata__") or {}
     except (OSError, ValueError, AttributeError):
         return {}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_json(path: Path) -> dict | None:
@@ -123,18 +124,9 @@ def subject_files(studio, dataset: str, *, outputs: bool = False) -> SubjectFile
         plan.remove.append(Item(folder, "dataset (a link)"))
         plan.keep.append(Item(folder.resolve(), "what the dataset link points to; links are not followed"))
     else:
-        meta = _read_json(folder / "dataset.json") or {}
-        shas |= {im["sha256"] for im in meta.get("images", []) if isinstance(im, dict) and im.get("sha256")}
-        for path in _walk_files(folder, (".png", ".jpg", ".jpeg", ".webp", ".bmp")):
-            shas.add(_sha256(path))
-        originals = folder / ".originals"
-        if originals.is_dir() and not originals.is_symlink():
-            shas |= {_sha256(p) for p in sorted(originals.iterdir()) if p.is_file() and not p.is_symlink()}
+        shas = dataset_hashes(folder)
         plan.remove.append(Item(folder, "dataset"))
-    faces = workspace / ".cache" / "faces"
-    for sha in sorted(shas):
-        for path in sorted((faces / sha[:2]).glob(f"{sha}-*.json")):
-            plan.remove.append(Item(path, "face cache"))
+    plan.remove += [Item(path, "face cache") for path in cached_entries(workspace / ".cache" / "faces", shas)]
 
     # 2. Runs trained on it (none may be running), and whatever models/ holds that was trained on it
     def names_in(meta: dict) -> bool:
@@ -243,10 +235,40 @@ def delete_subject(studio, dataset: str, *, outputs: bool = False) -> SubjectFil
             for path in plan.loras:
                 studio.cache.unload_lora(held.model_id, path)
     resolved = [i.path.resolve() for i in plan.remove if not i.path.is_symlink()]
+    sources, hashes = _copied(studio.settings, plan)  # read before the files go
     for item in plan.remove:
         _remove(item.path)
     studio.store.hashes.forget(resolved)  # entries name files by path; the names may be the subject's
+    plan.copies = remove_copies(studio.settings, sources, hashes)
     return plan
+
+
+def _copied(settings, plan: SubjectFiles) -> tuple[list[Path], dict[int, set[str]]]:
+    """What the web may hold copies of: every file being removed (its served copies are found by its name), the
+    content of those a copy has the size of, and the uploads a dataset was prepared from (UPLOADS)."""
+    sizes = copy_sizes(settings)
+    sources, hashes = [], {}
+    for item in plan.remove:
+        files = [item.path] if item.path.is_file() else list(_walk_files(item.path, ("",), hidden=True))
+        for path in files:
+            if path.is_symlink():
+                continue
+            sources.append(path)
+            size = path.stat().st_size
+            if size in sizes:
+                hashes.setdefault(size, set()).add(sha256_of(path))
+        for upload in (_read_json_list(item.path / UPLOADS) if item.what == "dataset" else []):
+            if isinstance(upload, dict) and isinstance(upload.get("size"), int) and upload.get("sha256"):
+                hashes.setdefault(upload["size"], set()).add(str(upload["sha256"]))
+    return sources, hashes
+
+
+def _read_json_list(path: Path) -> list:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return found if isinstance(found, list) else []
 
 
 def _remove(path: Path) -> None:

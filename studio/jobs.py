@@ -1,220 +1,232 @@
-"""Long jobs in child processes (training runs, face mining): a folder holding status.json (what the job is doing
-now), an events file (one JSON line per event, appended) and a cancel file. The child is started in its own session
-so the studio survives it, and a job is found again, alive or dead, after the studio restarts.
+"""The one kind of long job. Training runs, sweeps and mining jobs are each a small declaration (JobKind: where a
+job's folder is, the file that says what was asked, its events file, the child that runs it, how its status reads)
+over the same calls: start (into the queue, started by studio.queue when its devices are free), status, list,
+cancel, wait and resume. The child's side, and how every child ends, is studio.job_child.
+
+A job's folder is its whole record (studio.joblog), so jobs and their status are listed again after the studio
+restarts; a child that died without a word shows as `stopped`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import threading
+import shutil
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
-from studio import fileio
-from studio.progress import StopFn
+from studio import children, claims, queue
+from studio.job_child import settings_args
+from studio.joblog import (ACTIVE, CANCEL_FILE, LOG_FILE, STATES, JobLog, ask_to_stop, read_events,  # noqa: F401 (the job folder's
+                           read_status, write_status)                                       # calls, by their old home)
 
-CANCEL_FILE = "cancel"
-LOG_FILE = "log.txt"  # the child's stdout and stderr
-STATES = ("starting", "running", "done", "failed", "cancelled")
-ACTIVE = ("starting", "running")
-
-_children: dict[Path, subprocess.Popen] = {}  # children this process started (polled so none stays a zombie)
-_lock = threading.Lock()
+KINDS: dict[str, "JobKind"] = {}  # by key, as each kind's module declares itself
 
 
-class JobLog:
-    """The child's side of a job folder: append events, set the status."""
-
-    def __init__(self, folder: Path, events: str, enabled: bool = True):
-        """`events` is the events file's name in `folder`, opened at the first event; `enabled` False (the other
-        processes of a multi-GPU run) writes nothing."""
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.enabled = enabled
-        self._path = self.folder / events
-        self._file = None
-
-    def event(self, kind: str, **fields) -> None:
-        """Append one event; a line is whole once written (line buffering), and readers skip a half-written one."""
-        if not self.enabled:
-            return
-        if self._file is None:
-            self._file = open(self._path, "a", encoding="utf-8", buffering=1)
-        self._file.write(json.dumps({"type": kind, "time": round(time.time(), 3), **fields}, default=str) + "\n")
-
-    def status(self, state: str, message: str = "", **fields) -> None:
-        if state not in STATES:
-            raise ValueError(f"`state` must be one of {', '.join(STATES)} but is {state!r}")
-        if not self.enabled:
-            return
-        current = read_status(self.folder)
-        current.update(fields, state=state, message=message, updated=time.time())
-        fileio.write_json(self.folder / "status.json", current)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+@dataclass(frozen=True)
+class JobKind:
+    key: str  # the queue's name for the kind: run, sweep, mining
+    noun: str  # in messages: "run", "sweep", "mining job"
+    request: str  # the file that says what was asked (run.json...): a folder with it is a job of this kind
+    events: str  # its events file
+    child: str  # the module its child runs: python -m CHILD FOLDER <settings> [--resume]
+    root: Callable  # (settings) -> the folder its jobs are in
+    where: Callable  # (settings, name) -> the job's folder (a name, never a path)
+    read: Callable  # (folder, name) -> the kind's status, with .state, .message and .active
+    resume_verb: str = "resume"  # what going on with an ended job is called ("continue" for mining)
+    # How long a job of this kind has left while it runs (its status -> seconds, or None when it cannot tell)
+    remaining: Callable = lambda status: None
+    multi_gpu: bool = False  # with several devices its child is launched once per GPU (accelerate)
 
 
-def read_status(folder: Path) -> dict:
-    try:
-        return json.loads((Path(folder) / "status.json").read_text())
-    except FileNotFoundError:
-        return {}
+def declare(kind: JobKind) -> JobKind:
+    KINDS[kind.key] = kind
+    return kind
 
 
-def read_events(folder: Path, events: str, since: int = 0) -> list[dict]:
-    """Events from line `since` on; a half-written last line (the writer is mid-line) is left for the next read."""
-    path = Path(folder) / events
-    if not path.is_file():
-        return []
-    found = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            if n < since:
-                continue
-            if not line.endswith("\n"):
-                break
-            found.append(json.loads(line))
-    return found
-
-
-# ---- the studio's side: start, watch, cancel -----------------------------------------------------------------------
-
-@contextmanager
-def one_start_at_a_time(parent: Path):
-    """Hold `parent`/.start.lock: checking that no job of a kind runs and starting one become one step, so two
-    commands started at the same instant cannot both start (one device: a second job would fight the first)."""
-    import fcntl
-
-    parent.mkdir(parents=True, exist_ok=True)
-    with open(parent / ".start.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def settings_args(settings, device: str) -> list[str]:
-    """The command-line options that give a child the studio's settings (read back by add_settings_arguments)."""
-    args = ["--root", str(settings.root), "--models-dir", str(settings.models_dir),
-            "--workspace", str(settings.workspace_dir), "--device", device,
-            "--max-image-pixels", str(settings.max_image_pixels)]
-    return args + ["--offline"] * (not settings.allow_downloads) + ["--allow-pickle"] * settings.allow_pickle
-
-
-def start_child(folder: Path, argv: list[str], cwd: Path) -> subprocess.Popen:
-    """Run `python *argv` detached from this process's session, output to the folder's log.txt, with this checkout's
-    `studio` importable; status.json says "starting" with the child's pid."""
-    folder = Path(folder)
-    (folder / CANCEL_FILE).unlink(missing_ok=True)
-    package_parent = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
-    with open(folder / LOG_FILE, "ab") as out:
-        child = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                 cwd=str(cwd), start_new_session=True)
-    with _lock:
-        _children[folder] = child
-    fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "pid": child.pid,
-                                               "updated": time.time()})
-    return child
-
-
-def alive(folder: Path, pid: int | None) -> bool:
-    """Whether the job's child still runs: asked of the process object when this studio started it, else by pid."""
-    with _lock:
-        child = _children.get(Path(folder))
-    if child is not None:
-        return child.poll() is None
-    if not pid:
-        return False
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
+# ---- reading -----------------------------------------------------------------------------------------------------
 
 def job_state(folder: Path) -> tuple[str, str]:
-    """(state, message) from status.json; a job said to be starting or running whose child is gone is `stopped`."""
+    """(state, message) from status.json: a job said to be starting or running whose child is gone is `stopped`, a
+    queued one says how many wait before it."""
     status = read_status(folder)
     state, message = status.get("state", "stopped"), status.get("message", "")
-    if state in ACTIVE and not alive(folder, status.get("pid")):
+    if state == "queued":
+        lineup = queue.lineup(Path(status["queue"])) if status.get("queue") else queue.Lineup([], [])
+        ahead = next((k for k, e in enumerate(lineup.waiting) if e.folder == str(folder)), None)
+        if ahead is None:
+            return "stopped", "it left the queue before it started"
+        running = " and ".join(f"{e.kind} {e.name!r}" for e in lineup.running)
+        place = "next in the queue" if ahead == 0 else f"{ahead} before it in the queue"
+        return state, place + (f", after {running}" if running else "")
+    if state in ("starting", "running") and not children.alive(status.get("pid")):
         return "stopped", f"the job's process ended without a word (see {LOG_FILE})"
     return state, message
 
 
-def ask_to_stop(folder: Path) -> None:
-    """The one cancel call: the child sees the cancel file between two steps, stops and records it."""
-    fileio.write_text(Path(folder) / CANCEL_FILE, "cancel\n")
+def status(studio, kind: JobKind, name: str):
+    """What job `name` is doing or how it ended, from its folder."""
+    folder = kind.where(studio.settings, name)
+    if not (folder / kind.request).is_file():
+        raise ValueError(f"`name` {name!r} is not a {kind.noun} (no {folder / kind.request})")
+    return kind.read(folder, folder.name)
 
 
-def reap(folder: Path) -> None:
-    """Wait for a child this process started once its job has ended, so it does not stay a zombie."""
-    with _lock:
-        child = _children.pop(Path(folder), None)
-    if child is not None:
-        child.wait()
+def list_jobs(studio, kind: JobKind) -> list:
+    """Every job of `kind` on disk, newest first."""
+    root = kind.root(studio.settings)
+    folders = sorted((p for p in root.iterdir() if (p / kind.request).is_file()) if root.is_dir() else [],
+                     key=lambda p: -(p / kind.request).stat().st_mtime)
+    return [kind.read(p, p.name) for p in folders]
 
 
-# ---- the child's side ------------------------------------------------------------------------------------------
+# ---- starting ----------------------------------------------------------------------------------------------------
 
-def cancel_job(folder: Path, read, *, wait_s: float = 0.0):
-    """Ask the job in `folder` to stop and, for up to `wait_s`, wait until `read()` (its status, with `.active`)
-    says it has; returns the last status read."""
-    status = read()
-    if not status.active:
-        return status
-    ask_to_stop(folder)
+def start(studio, kind: JobKind, name: str, prepare: Callable[[Path], None], *, resume: bool = False,
+          device: str = "", devices: list[str] | None = None, needs: str = "", estimate_s: float | None = None):
+    """Queue job `name`: under the queue's lock, check the name is new (or, with `resume`, that the job is there),
+    `prepare(folder)` (write what was asked), then start it at once if its devices are free. `device` is where its
+    child runs (the studio's by default); `devices` what it claims (that device's key by default)."""
+    settings = studio.settings
+    folder = kind.where(settings, name)
+    device = device or settings.device
+    devices = devices or [claims.device_key(device)]
+    queue_folder = claims.queue_dir(settings)
+
+    def check():
+        if resume and not (folder / kind.request).is_file():
+            raise ValueError(f"`name` {name!r} has no {kind.noun} to {kind.resume_verb} in {folder}")
+        if not resume and (folder / kind.request).is_file():
+            raise ValueError(f"`name` {name!r} is taken by an earlier {kind.noun}; {kind.resume_verb} it or choose "
+                             f"another name")
+
+    def prepared():
+        check()  # again, under the lock: two starts of one name at once
+        prepare(folder)
+        write_status(folder, "queued", "queued", queue=str(queue_folder))
+
+    check()  # (first: a name taken is said as such, even while its job runs)
+
+    processes = len(devices) if kind.multi_gpu else 1
+    entry = queue.Entry(f"{kind.key}:{name}", kind.key, name, devices, needs or kind.noun, str(folder),
+                        child_argv(kind, settings, folder, device, resume, processes),
+                        child_argv(kind, settings, folder, device, True, processes), str(settings.root),
+                        estimate_s=estimate_s)
+    queue.submit(queue_folder, entry, prepared)
+    return status(studio, kind, name)
+
+
+def child_argv(kind: JobKind, settings, folder: Path, device: str, resume: bool, processes: int = 1) -> list[str]:
+    """The child's command line (after `python`): one process, or one per GPU through accelerate."""
+    args = ["-m", kind.child, str(folder), *settings_args(settings, device)] + ["--resume"] * resume
+    if processes > 1:
+        args = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes), "--module",
+                *args[1:]]
+    return args
+
+
+def launch(settings, kind: JobKind, folder: Path, device: str, *, resume: bool) -> None:
+    """Start a job's child now, outside the queue: for a job started by another that holds the device (a sweep's
+    runs, started by its driver)."""
+    (folder / CANCEL_FILE).unlink(missing_ok=True)
+    began = time.time()
+    child = children.start(child_argv(kind, settings, folder, device, resume), settings.root, folder / LOG_FILE)
+    if read_status(folder).get("updated", 0) < began:  # (not when the child has said more already)
+        write_status(folder, "starting", "starting", pid=child.pid)
+
+
+# ---- cancel, wait ------------------------------------------------------------------------------------------------
+
+def cancel(studio, kind: JobKind, name: str, *, wait_s: float = 0.0):
+    """Cancel job `name`: a queued one leaves the queue (a job that never ran goes with its folder, so its name is
+    free again); a running one is asked to stop after its step and, for up to `wait_s`, waited for."""
+    current = status(studio, kind, name)
+    if current.state == "queued":
+        try:
+            queue.remove(claims.queue_dir(studio.settings), f"{kind.key}:{name}")
+        except ValueError:  # it started meanwhile: stopped as a running job is
+            return cancel(studio, kind, name, wait_s=wait_s)
+        folder = kind.where(studio.settings, name)
+        if not (folder / LOG_FILE).is_file():  # never started: nothing of it is worth keeping
+            shutil.rmtree(folder)
+            return replace(current, state="cancelled", message="removed from the queue before it started")
+        write_status(folder, "cancelled", "removed from the queue")
+        return status(studio, kind, name)
+    if not current.active:
+        return current
+    ask_to_stop(kind.where(studio.settings, name))
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and read().active:
+    while time.monotonic() < deadline and status(studio, kind, name).active:
         time.sleep(0.2)
-    return read()
+    return status(studio, kind, name)
 
 
-def wait_job(folder: Path, read, what: str, *, poll_s: float = 0.5, timeout_s: float | None = None):
-    """Poll `read()` until the job in `folder` is no longer active (TimeoutError naming `what` after `timeout_s`),
-    then reap its child; returns the final status."""
+def wait(studio, kind: JobKind, name: str, *, poll_s: float = 0.5, timeout_s: float | None = None):
+    """Poll job `name` until it is no longer queued or running (a TimeoutError after `timeout_s`), reaping the
+    children this process started; returns its final status."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while (status := read()).active:
+    while (current := status(studio, kind, name)).active:
         if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"{what} still {status.state} after {timeout_s} s")
+            raise TimeoutError(f"{kind.noun} {name!r} still {current.state} after {timeout_s} s")
+        children.reap_finished()
         time.sleep(poll_s)
-    reap(folder)
-    return status
+    children.reap(read_status(kind.where(studio.settings, name)).get("pid"))
+    return current
 
 
-def add_settings_arguments(parser) -> None:
-    """The options settings_args writes, for a child's argparse parser."""
-    parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--models-dir", type=Path, required=True)
-    parser.add_argument("--workspace", type=Path, required=True)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-image-pixels", type=int, default=None)
-    parser.add_argument("--offline", action="store_true")
-    parser.add_argument("--allow-pickle", action="store_true")
+# ---- the queue as the user sees it -------------------------------------------------------------------------------
+
+@dataclass
+class QueueRow:
+    """One line of the queue: what runs and what waits, in order, and about when each starts and ends."""
+
+    entry: str  # the queue's id: run:<name>, sweep:<name>, mining:<name>, event:...
+    kind: str
+    name: str
+    position: int  # 0 running, 1 next to start, ...
+    needs: str
+    devices: list[str]
+    starts: float | None  # when it started, or about when it will (None: cannot be told yet)
+    ends: float | None
+    line: str = ""  # a running job's own progress line
+    owner: str = ""
+
+    def when(self, now: float | None = None) -> str:
+        """About when, in words: "started 14:02, ends about 14:40", "starts about 14:40", "after the job before"."""
+        def clock(t):
+            return time.strftime("%H:%M", time.localtime(t))
+
+        now = time.time() if now is None else now
+        ends = f"ends about {clock(self.ends)}" if self.ends is not None else "end unknown"
+        if self.position == 0:
+            return f"started {clock(self.starts)}, {ends}" if self.starts else ends
+        if self.starts is None:
+            return "after the job before it (its length unknown)"
+        return "next, as soon as the device is free" if self.starts <= now + 1 else f"starts about {clock(self.starts)}"
 
 
-def settings_from_arguments(args):
-    from studio.settings import Settings
-
-    limit = {"max_image_pixels": args.max_image_pixels} if args.max_image_pixels else {}
-    return Settings(root=args.root, models_dir=args.models_dir, workspace_dir=args.workspace, device=args.device,
-                    allow_downloads=not args.offline, allow_pickle=args.allow_pickle, **limit)
-
-
-def stop_requested(folder: Path) -> StopFn:
-    """In the child: should_stop() that turns true on SIGTERM or once the job's cancel file appears."""
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(now=True))
-    cancel = Path(folder) / CANCEL_FILE
-    return lambda: stop["now"] or cancel.exists()
+def queue_rows(studio) -> list[QueueRow]:
+    """The queue now: running entries first (with their progress), then the waiting ones in order, each with about
+    when it starts (when the devices it needs are free: the running jobs' time left, then the estimates before it)."""
+    lineup = queue.lineup(claims.queue_dir(studio.settings))
+    now, free_at, rows = time.time(), {}, []
+    for entry in lineup.running:
+        kind = KINDS.get(entry.kind)
+        found = kind is not None and (Path(entry.folder) / kind.request).is_file()
+        current = kind.read(Path(entry.folder), entry.name) if found else None
+        left = kind.remaining(current) if current is not None else None
+        if left is None and entry.estimate_s is not None and entry.started:
+            left = max(0.0, entry.started + entry.estimate_s - now)
+        ends = now + left if left is not None else None
+        free_at.update(dict.fromkeys(entry.devices, ends))
+        rows.append(QueueRow(entry.id, entry.kind, entry.name, 0, entry.needs, entry.devices, entry.started, ends,
+                             current.line() if current is not None else "", entry.owner))
+    for position, entry in enumerate(lineup.waiting, 1):
+        times = [free_at.get(d, now) for d in entry.devices]
+        starts = None if None in times else max([now, *times])
+        length = 0.0 if entry.event else entry.estimate_s  # the studio's own work takes moments
+        ends = None if starts is None or length is None else starts + length
+        free_at.update(dict.fromkeys(entry.devices, ends))
+        rows.append(QueueRow(entry.id, entry.kind, entry.name, position, entry.needs, entry.devices, starts, ends,
+                             owner=entry.owner))
+    return rows

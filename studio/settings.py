@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+# Where a login comes from, for the errors that ask for one.
+LOGIN_HINT = "--auth-file FILE (first line user:password) or $STUDIO_AUTH, or --no-auth on a network you trust"
+WHEN_BUSY = ("wait", "cpu")
+AUTH_ENV = "STUDIO_AUTH"  # user:password, for those who start the studio from a script or a container
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -19,6 +28,9 @@ class Settings:
     # Bytes of weights the model cache may keep loaded before it evicts the least recently used model;
     # 0 means 3/4 of the GPU's memory on CUDA, half the RAM on the CPU (decided when first asked).
     cache_budget_bytes: int = 0
+    # While a job (a run, a sweep, mining) holds the device, the studio's own GPU work (Generate, Evaluate, captions,
+    # upscaling...) "wait"s for it in the queue, or runs on the "cpu" (slower, but now); either way it says which.
+    when_busy: str = "wait"
     # Base model used when the user names none; "" lets the model store pick the best builtin.
     default_model: str = ""
     # Pickle checkpoints (.ckpt/.bin/.pt) can run code when loaded; refused unless the user opts in.
@@ -28,8 +40,11 @@ class Settings:
     # Paths on this machine may name models, datasets and folders (the command line). The web studio turns this off:
     # there, only names the studio lists (and uploads) are taken, so no one can probe or read the server's files.
     server_paths: bool = True
-    # Optional "user:password" for the web UI.
+    # Optional "user:password" for the web UI; required when `host` lets other machines in, unless `no_auth`.
     auth: str | None = None
+    # Serve beyond this machine with no login (asked for explicitly, for a trusted network): anyone who reaches the
+    # port would otherwise use the GPU and see the workspace.
+    no_auth: bool = False
     # Largest file one upload may be, in MB (a zip of a few hundred photos fits the default).
     max_upload_mb: int = 1024
     # Largest picture decoded, in pixels (after JPEG's draft scaling): about 500 MB of memory at most with the
@@ -37,14 +52,31 @@ class Settings:
     max_image_pixels: int = 40_000_000
     host: str = "127.0.0.1"
     port: int = 7860
+    # Web pages of other origins that may call the studio from a browser with the user's login (CORS), e.g.
+    # "https://tools.example.org"; none by default: only the studio's own page may.
+    allow_origins: tuple[str, ...] = ()
+    # The web's copies (uploads, and the copies of what it showed, in gradio's cache and the studio's own) are
+    # cleaned every few minutes: none kept longer than this, and past the size the oldest go first.
+    web_copies_max_age_s: int = 3600
+    web_copies_mb: int = 8192
+    # Where they lie: gradio's upload and output cache (default $GRADIO_TEMP_DIR, else <tmp>/likeness-web, a folder
+    # of the studio's own: launch() points gradio at it) and the studio's served copies (default <tmp>/likeness-served)
+    gradio_dir: Path | None = None
+    served_dir: Path | None = None
 
     def __post_init__(self) -> None:
         root = Path(self.root).resolve()
         object.__setattr__(self, "root", root)
         object.__setattr__(self, "models_dir", Path(self.models_dir or root / "models").resolve())
         object.__setattr__(self, "workspace_dir", Path(self.workspace_dir or root / "workspace").resolve())
+        tmp = Path(tempfile.gettempdir())
+        object.__setattr__(self, "gradio_dir", Path(self.gradio_dir or os.environ.get("GRADIO_TEMP_DIR")
+                                                    or tmp / "likeness-web").resolve())
+        object.__setattr__(self, "served_dir", Path(self.served_dir or tmp / "likeness-served").resolve())
         if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
             raise ValueError(f"`device` must be auto, cpu, mps or cuda[:N] but is {self.device!r}")
+        if self.when_busy not in WHEN_BUSY:
+            raise ValueError(f"`when_busy` must be one of {', '.join(WHEN_BUSY)} but is {self.when_busy!r}")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ValueError(f"`dtype` must be auto, float32, float16 or bfloat16 but is {self.dtype!r}")
         if self.max_upload_mb < 1:
@@ -53,6 +85,31 @@ class Settings:
             raise ValueError(f"`max_image_pixels` must be at least 1000000 but is {self.max_image_pixels}")
         if self.cache_budget_bytes < 0:
             raise ValueError(f"`cache_budget_bytes` must be positive (or 0 for automatic) but is {self.cache_budget_bytes}")
+        if self.no_auth and self.auth:
+            raise ValueError("--no-auth and a login (--auth-file, $STUDIO_AUTH or --auth) were both given: choose one")
+        if not self.auth and not self.no_auth and not self.local_only:
+            raise ValueError(f"--host {self.host} lets other machines in, so the studio needs a login: {LOGIN_HINT}")
+        if self.web_copies_mb < self.max_upload_mb:
+            raise ValueError(f"`web_copies_mb` must be at least `max_upload_mb` ({self.max_upload_mb}) but is "
+                             f"{self.web_copies_mb}")
+        if self.web_copies_max_age_s < 1:
+            raise ValueError(f"`web_copies_max_age_s` must be at least 1 but is {self.web_copies_max_age_s}")
+        origins = tuple(o.strip().rstrip("/") for o in self.allow_origins if o.strip())
+        for origin in origins:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"an allowed origin must be scheme://host[:port] (e.g. https://tools.example.org) but "
+                                 f"is {origin!r}")
+        object.__setattr__(self, "allow_origins", origins)
+
+    @property
+    def local_only(self) -> bool:
+        """Whether `host` takes connections from this machine only (a loopback address)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a name other than localhost may resolve to any address
+            return False
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -13,6 +15,18 @@ def pytest_configure(config):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # The served studio cleans its gradio cache by age and size: this session's own, never another run's on the machine
+    if "GRADIO_TEMP_DIR" not in os.environ:
+        _OWN_GRADIO_DIR.append(tempfile.mkdtemp(prefix="pytest-gradio-"))
+        os.environ["GRADIO_TEMP_DIR"] = _OWN_GRADIO_DIR[0]
+
+
+def pytest_unconfigure(config):
+    if _OWN_GRADIO_DIR:
+        shutil.rmtree(_OWN_GRADIO_DIR[0], ignore_errors=True)
+
+
+_OWN_GRADIO_DIR: list[str] = []
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ def studio_settings(root: Path, models_dir: Path, **changes):
     from studio.settings import Settings
 
     return Settings(**{"root": root, "models_dir": models_dir, "workspace_dir": root / "workspace",
-                       "allow_downloads": False, "default_model": "builtin:tiny", **changes})
+                       "allow_downloads": False, "default_model": "builtin:tiny", "served_dir": root / "served",
+                       **changes})
 
 
 def serve_studio(root: Path, models_dir: Path, **changes):

@@ -246,7 +246,9 @@ def test_checker_rows_are_summarised_tabled_and_captioned():
 
 
 def test_what_a_prompt_asks_the_checker_for():
-    from studio.evaluate.checking import asked_for
+    from studio.pocket.checker import PocketChecker
+
+    asked_for = PocketChecker(classifier=None).asked_for  # reading prompts needs no classifier
 
     assert asked_for("a red zq on a white background", {"zq": "star"}) == ("red", "star")
     assert asked_for("a blue ZQ on a black background", {"zq": "star"}) == ("blue", "star")
@@ -273,6 +275,24 @@ def test_a_trigger_word_means_what_the_checker_sees_in_its_training_pictures(ses
     assert taught[0].note == ("'zq' counts as star: the checker sees a star in 8 of the 8 pictures of dataset "
                               "'stars', which LoRA zq was trained on.")
     assert "its dataset 'deleted-since' is not on disk" in taught[2].note
+
+
+def test_the_pocket_checker_is_found_through_the_scorers(session_studio):
+    """Training and evaluation find builtin:pocket's checker by asking studio.scorers (the pocket package registers
+    it); other bases ship none."""
+    from studio.pocket import CHECKER_DIR
+    from studio.scorers import find_checker
+
+    found = find_checker(session_studio.store.resolve("builtin:pocket"))
+    assert found is not None and found.kind.name == "pocket" and found.folder == CHECKER_DIR
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(picture).ellipse((12, 12, 52, 52), fill=(220, 30, 30))
+    checker = found.load(session_studio.store)
+    assert "star" in checker.labels_known and checker.color(picture) == "red"
+    assert checker.labels([picture])[0][0] == "circle"
+    assert find_checker(session_studio.store.resolve("builtin:tiny")) is None
 
 
 def test_defaults_follow_the_model_and_the_loras(settings):

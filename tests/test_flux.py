@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from studio.generate import GenerationRequest, LoraChoice, generate
 from studio.generate.parameters import parse_parameters, request_fields
-from studio.models.refs import Family
+from studio.models import families
 from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
 
 FLUX = "builtin:tiny-flux"
@@ -31,14 +31,15 @@ def _pixels(result, i=0):
 
 def test_flux_is_told_from_folders_files_and_hub_ids(session_studio, tmp_path):
     store = session_studio.store
-    assert store.resolve(FLUX).family == Family.FLUX and store.resolve("builtin:tiny-flux-schnell").family == Family.FLUX
-    assert store.resolve("black-forest-labs/FLUX.1-dev").family == Family.FLUX  # by name: nothing downloaded
+    flux = families.get("flux")
+    assert store.resolve(FLUX).family is flux and store.resolve("builtin:tiny-flux-schnell").family is flux
+    assert store.resolve("black-forest-labs/FLUX.1-dev").family is flux  # by name: nothing downloaded
     for prefix in ("", "model.diffusion_model."):  # BFL's layout as Forge and ComfyUI keep it
         path = tmp_path / f"flux{len(prefix)}.safetensors"
         save_file({f"{prefix}double_blocks.0.img_attn.norm.key_norm.scale": torch.zeros(2),
                    f"{prefix}img_in.weight": torch.zeros(2, 2)}, str(path))
-        assert store.resolve(str(path)).family == Family.FLUX
-    assert Family.FLUX.native_resolution == 1024 and Family.FLUX.spec.size_multiple == 16
+        assert store.resolve(str(path)).family is flux
+    assert flux.native_resolution == 1024 and flux.size_multiple == 16
 
 
 def test_a_bfl_file_without_its_other_parts_says_which_and_where(studio, tmp_path):
@@ -174,17 +175,17 @@ def test_a_flux_lora_resumes_to_the_uninterrupted_weights(studio):
 
 
 def test_the_text_encoders_are_gone_before_the_first_step(studio, monkeypatch):
-    from studio.train import objectives
+    from studio.models.families.flow import FlowObjective
 
     make_dataset(studio.settings, "ds", [astronaut()], ["sks, a photo"])
     seen = []
-    real = objectives.FlowObjective.loss_map
+    real = FlowObjective.loss_map
 
     def watching(self, denoiser, *args, **kwargs):
         seen.append(self.parts.text_encoders)
         return real(self, denoiser, *args, **kwargs)
 
-    monkeypatch.setattr(objectives.FlowObjective, "loss_map", watching)
+    monkeypatch.setattr(FlowObjective, "loss_map", watching)
     result = train_in_process(studio, _flux_config(name="cached", max_steps=2, validation_every=1))
     # the collapse guard's base loss (one micro-batch of the untouched model), then the two steps
     assert seen == [[], [], []] and result.validations[-1].grid  # validated from the prompts encoded before
@@ -253,7 +254,7 @@ def _real_width_flux():
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from studio.models.builtin import _t5_tokenizer, _tokenizer
+    from studio.models.tiny_parts import clip_tokenizer as _tokenizer, t5_tokenizer as _t5_tokenizer
     from studio.models.tokenizer import write_clip_tokenizer, write_t5_tokenizer
 
     import tempfile
@@ -280,15 +281,16 @@ def _real_width_flux():
 
 @pytest.mark.slow
 def test_at_real_widths_the_kohya_export_loads_in_diffusers_as_the_peft_export(studio, monkeypatch, tmp_path):
-    from studio.models.kohya import flux_peft_to_kohya
+    from studio.models.families.flux1_lora import flux_peft_to_kohya
     from studio.models.refs import ModelRef
 
+    flux = families.get("flux")
     pipe = _real_width_flux()
     pipe.set_progress_bar_config(disable=True)
     assert sum(p.numel() for p in pipe.transformer.parameters()) == 545_548_096
     monkeypatch.setattr(type(studio.store), "resolve", lambda self, model_id, **kw: ModelRef(model_id, "builtin",
-                                                                                             tmp_path, Family.FLUX))
-    monkeypatch.setattr(type(studio.store), "load_base", lambda self, ref, **kw: pipe)
+                                                                                             tmp_path, flux))
+    monkeypatch.setattr(type(studio.store), "load_base", lambda self, ref, **kw: families.mark(pipe, flux))
     make_dataset(studio.settings, "ds", [astronaut((64, 64))], ["sks, a photo"])
     result = train_in_process(studio, tiny_config(name="wide", model="real-width-flux", resolution=64, max_steps=2,
                                                   lr=1e-3, rank=2, alpha=4.0, lora_layers="transformer", cache=False,

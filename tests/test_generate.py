@@ -8,7 +8,7 @@ from PIL import Image
 
 from studio.generate import GenerationRequest, generate
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
-from studio.generate.samplers import SAMPLERS
+from studio.models.families.samplers import DDPM_SAMPLERS as SAMPLERS
 
 
 def pixels(result, i=0):

@@ -61,3 +61,35 @@ def test_one_lora_training_step(studio):
     up = weights["unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.lora_B.weight"].flatten()[:6]
     # lora_B starts at zero, and AdamW's first step moves each weight by about lr against its gradient's sign.
     np.testing.assert_allclose(up.numpy(), [0.009955, -0.009950, -0.009966, 0.009996, 0.009992, -0.009999], atol=2e-5)
+
+
+# Every family's tiny builtin (and the shipped pocket), 2 steps at 64 px, seed 7: the family modules' pipelines,
+# samplers and guidance must keep drawing exactly these.
+@pytest.mark.parametrize("model, prompt, cfg, expected", [
+    ("builtin:tiny-xl", "a photo of a dog", None, [[100, 139, 106], [111, 144, 131], [87, 141, 131]]),
+    ("builtin:tiny-flux", "a photo of a dog", None, [[118, 141, 129], [125, 143, 150], [145, 148, 161]]),
+    ("builtin:tiny-flux-schnell", "a photo of a dog", None, [[125, 196, 156], [147, 174, 178], [138, 153, 172]]),
+    ("builtin:pocket", "a red circle on a white background", 4.0, [[128, 127, 131], [126, 124, 128], [125, 121, 123]]),
+])
+def test_family_txt2img_slices(session_studio, model, prompt, cfg, expected):
+    request = GenerationRequest(**{**BASE, "model": model, "prompt": prompt, "cfg": cfg})
+    _close(_corner(generate(session_studio, request)), expected)
+
+
+@pytest.mark.parametrize("model, key, loss, signs", [
+    ("builtin:tiny-xl", "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.lora_B.weight", 1.15975,
+     [1, -1, 1, 1, 1, -1]),
+    ("builtin:tiny-flux", "transformer.transformer_blocks.0.attn.to_k.lora_B.weight", 1.54481, [-1, 1, 1, 1, 1, -1]),
+])
+def test_family_lora_step(studio, model, key, loss, signs):
+    """One LoRA step per family: the base's loss on the first batch (objective, text encoding, latents) and the
+    direction of AdamW's first move of lora_B (zero at the start, so each weight moves by about lr)."""
+    from safetensors.torch import load_file
+
+    from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    result = train_in_process(studio, tiny_config(name="golden", model=model, max_steps=1, lr=1e-2))
+    assert result.first_loss == pytest.approx(loss, abs=1e-4)
+    up = load_file(str(result.files[1]))[key].flatten()[:6].numpy()
+    np.testing.assert_allclose(up, np.array(signs) * 0.01, atol=1e-4)

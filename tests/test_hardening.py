@@ -1,5 +1,5 @@
 """Hardening: bounded decoding, --allow-pickle that works, full and read-only disks, stale temporary files, one run
-at a time for real, signals reach the training child, NaN stops keep finite weights, resume takes a new learning
+at a time for real (the second waits in the queue), signals reach the training child, NaN stops keep finite weights, resume takes a new learning
 rate, epoch files kept every N / the last K, animated pictures flagged, names stripped."""
 
 from __future__ import annotations
@@ -125,16 +125,15 @@ def test_allow_pickle_changes_nothing_for_safetensors_and_loads_pickles(settings
 
 def test_a_pickle_checkpoint_loads_when_opted_in(settings, tmp_path, monkeypatch):
     from studio.context import Studio
-    from studio.models.checkpoint import pipeline_to_original
-    from studio.models.refs import Family
+    from studio.models import families
 
     opted = Studio.open(settings.with_(allow_pickle=True))
     source = opted.store.load_base(opted.store.resolve("builtin:tiny"), dtype=torch.float32, device="cpu")
     ckpt = tmp_path / "tiny.ckpt"
-    torch.save({"state_dict": pipeline_to_original(source)}, ckpt)
-    assert opted.store.resolve(str(ckpt)).family == Family.SD1  # keys read without a safetensors error
+    torch.save({"state_dict": families.get("sd1").single_file_state(source)}, ckpt)
+    assert opted.store.resolve(str(ckpt)).family is families.get("sd1")  # keys read without a safetensors error
     # Offline, diffusers takes a single file's configs from the hub cache; here they come from the builtin folder.
-    monkeypatch.setattr(type(opted.store), "_single_file_config", lambda self, path: str(source.name_or_path))
+    monkeypatch.setattr(type(opted.store), "single_file_config", lambda self, path: str(source.name_or_path))
     pipe = opted.store.load_base(opted.store.resolve(str(ckpt)), dtype=torch.float32, device="cpu")
     torch.testing.assert_close(pipe.unet.conv_in.weight, source.unet.conv_in.weight)
 
@@ -250,25 +249,29 @@ def _cli_train(settings, name: str, *extra: str) -> subprocess.Popen:
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 
-def test_two_train_commands_at_once_train_one_run(settings):
+def test_two_train_commands_at_once_train_one_after_the_other(settings):
     from studio.context import Studio
     from studio.train import jobs
 
     make_dataset(settings, "ds", [astronaut()], ["sks"])
     first, second = _cli_train(settings, "one", "--steps", "400"), _cli_train(settings, "two", "--steps", "400")
+    studio = Studio.open(settings)
     try:
         deadline = time.monotonic() + 120
-        while first.poll() is None and second.poll() is None and time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # one trains, the other waits its turn in the queue
+            states = sorted(r.state for r in jobs.list_runs(studio))
+            if states == ["queued", "running"]:
+                break
             time.sleep(0.2)
-        refused = first if first.poll() is not None else second
-        assert refused.returncode == 2 and "cancel it or wait for it before starting" in refused.stderr.read()
-        active = [r.name for r in jobs.list_runs(Studio.open(settings)) if r.active]
-        assert len(active) == 1
+        assert states == ["queued", "running"]
+        waiting = next(r for r in jobs.list_runs(studio) if r.state == "queued")
+        assert waiting.message.startswith("next in the queue, after run ")
     finally:
         for process in (first, second):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=120)
+            process.send_signal(signal.SIGTERM)
+        codes = [process.wait(timeout=120) for process in (first, second)]
+    assert codes == [130, 130]  # the training one cancelled at its step, the waiting one taken out of the queue
+    assert [r.state for r in jobs.list_runs(studio)] == ["cancelled"]  # the one that never started left no folder
 
 
 def test_sigterm_to_the_train_command_stops_its_child(settings):

@@ -54,10 +54,10 @@ def test_ctrl_c_stops_the_child_and_exits_130(settings, photos, monkeypatch, cap
     from studio.context import Studio
     from studio.mine import mining_status
 
-    def interrupted(studio, name, since):
+    def interrupted(status):  # Ctrl-C while the command shows the job
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mine_verb, "_follow", interrupted)
+    monkeypatch.setattr(mine_verb, "_shower", lambda since: interrupted)
     assert main(cli(settings, "--name", "stopped", "--candidates", str(photos))) == 130
     assert "stopping" in capsys.readouterr().out
     status = mining_status(Studio.open(settings), "stopped")

@@ -39,8 +39,10 @@ def test_a_job_in_a_child_is_cancelled_listed_after_a_restart_killed_and_continu
     assert status.state in ("starting", "running")
     with pytest.raises(ValueError, match="is taken by an earlier mining job"):
         start_mining(studio, request)
-    with pytest.raises(ValueError, match="is running|is starting"):
-        start_mining(studio, MiningRequest("other", candidates=photos))
+    # a second job waits in the queue (one device), and leaves it with its folder when cancelled before it started
+    other = start_mining(studio, MiningRequest("other", candidates=photos))
+    assert other.state == "queued" and other.message == "next in the queue, after mining 'job'"
+    assert cancel_mining(studio, "other").state == "cancelled" and not other.folder.exists()
     assert _wait_for(studio, "job", 2).state == "running"
     status = cancel_mining(studio, "job", wait_s=60)
     assert status.state == "cancelled", status.message

@@ -54,7 +54,7 @@ def test_start_watch_stop_and_to_dataset_through_the_api(tmp_path, shared_models
     hopper().save(photos / "hopper.jpg", quality=90)
     try:
         client = Client(url, verbose=False)
-        with pytest.raises(Exception, match="`candidates` '/etc' not found: it is not a dataset in"):
+        with pytest.raises(Exception, match="`folder_` '/etc' not found: it is not a dataset the studio lists"):
             client.predict(name_="web", source_="Folder", folder_="/etc", seed_face_=None, api_name="/mine_start")
         job, line = client.predict(name_="api-job", source_="Folder", folder_="photos", seed_face_=None,
                                    target_=50, max_minutes_=2, api_name="/mine_start")

@@ -87,12 +87,13 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
                                                               model="builtin:pocket", method="finetune", trigger="zq",
                                                               prompts="a {trigger}"))
     # 7. `train` ends a run the guard stopped with exit code 3 and its one-line reason
+    from studio import jobs as every_job
     from studio.train import jobs
 
     capsys.readouterr()
     monkeypatch.setattr(jobs, "start_run", lambda studio, config: diverged)
-    monkeypatch.setattr(jobs, "run_status", lambda studio, name: diverged)
-    monkeypatch.setattr(jobs, "wait_run", lambda studio, name: diverged)
+    monkeypatch.setattr(every_job, "status", lambda studio, kind, name: diverged)  # the follow loop's reads
+    monkeypatch.setattr(every_job, "wait", lambda studio, kind, name: diverged)
     assert main([*root, "train", "--dataset", "zq", "--out", "x"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"stopped (loss): {diverged.message}"] and "stayed above 3x" in err[0]
@@ -121,8 +122,9 @@ def test_a_killed_sweep_continues_after_a_restart(studio):
                        validation_prompts=["a photo of {trigger}", "a cat"])
     status = sweep_jobs.start_sweep(studio, SweepRequest("k", base, {"steps": [10, 60]}))
     assert status.active and [c["state"] for c in status.report["cells"]] == ["pending", "pending"]
-    with pytest.raises(ValueError, match="sweep 'k' is running"):
-        jobs.start_run(studio, tiny_config(name="other"))
+    queued = jobs.start_run(studio, tiny_config(name="other"))  # the sweep holds the device: the run waits
+    assert queued.state == "queued" and queued.message == "next in the queue, after sweep 'k'"
+    assert jobs.cancel_run(studio, "other").state == "cancelled"
     run = status.folder / "runs" / "r01"
     # 1. Kill the driver and the run's child once c01 is done and a later checkpoint is written (a machine going down)
     _wait(lambda: (run / "run.json").is_file() and (folder_status(run, "k-r01").checkpoint_step or 0) >= 15)

@@ -112,10 +112,10 @@ def test_sdxl_single_file_layout_converts_back(studio):
     from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
                                                      convert_ldm_vae_checkpoint, convert_open_clip_checkpoint)
 
-    from studio.models.checkpoint import pipeline_to_original
+    from studio.models import families
 
     pipe = _pipe(studio, "builtin:tiny-xl")
-    state = pipeline_to_original(pipe)
+    state = families.get("sdxl").single_file_state(pipe)
     checks = [(convert_ldm_unet_checkpoint(state, dict(pipe.unet.config)), pipe.unet),
               (convert_ldm_vae_checkpoint(state, dict(pipe.vae.config)), pipe.vae),
               (convert_open_clip_checkpoint(pipe.text_encoder_2, state, prefix="conditioner.embedders.1.model."),

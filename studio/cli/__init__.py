@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 from pathlib import Path
+
+from studio.settings import WHEN_BUSY
 
 # Verbs, each a module under studio/cli/ (a dash in the verb is an underscore in the module's name) that adds its
 # subparser and sets defaults(run=...).
 VERBS = ("serve", "generate", "upscale", "fix-faces", "models", "dataset", "delete-subject", "mine", "train", "sweep",
-         "animal", "evaluate", "pocket")
+         "queue", "animal", "evaluate", "pocket")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +38,9 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     parser.add_argument("--offline", action="store_true", default=d(False), help="never download from the hub")
     parser.add_argument("--max-image-mp", type=float, default=d(None),
                         help="largest picture decoded, in megapixels (default 40; bigger ones are refused)")
+    parser.add_argument("--when-busy", choices=WHEN_BUSY, default=d("wait"),
+                        help="while a job (run, sweep, mining) holds the GPU: wait for it in the queue (default), or "
+                             "run on the CPU now (Generate, Evaluate, captions, upscaling...)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +69,7 @@ def settings_from_args(args: argparse.Namespace):
     from studio.settings import Settings
 
     kwargs = dict(device=args.device, dtype=args.dtype, cache_budget_bytes=int(args.cache_gb * 1024**3),
-                  allow_pickle=args.allow_pickle, allow_downloads=not args.offline,
+                  allow_pickle=args.allow_pickle, allow_downloads=not args.offline, when_busy=args.when_busy,
                   models_dir=args.models_dir, workspace_dir=args.workspace)
     if args.root is not None:
         kwargs["root"] = args.root
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "adjust_settings"):  # a verb may add settings of its own (serve: host, port, auth)
             settings = args.adjust_settings(args, settings)
         studio = Studio.open(settings)
+        if getattr(args, "gpu_work", False):  # a verb that loads models takes its turn on the device first
+            return _in_turn(args, studio)
         return int(args.run(args, studio) or 0)
     except ValueError as e:  # bad input found past argparse: one line, exit 2
         print(f"python -m studio {args.verb}: error: {e}", file=sys.stderr)
@@ -106,3 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return 130
+
+
+def _in_turn(args, studio) -> int:
+    """Run the verb holding the studio's device: while a job holds it, wait (saying for what, on stderr, every
+    change and at most every 10 s) or, with --when-busy cpu, run on the CPU, saying so."""
+    from studio.gpu import device_turn
+
+    last = {"text": "", "at": 0.0}
+
+    def waiting(fraction: float, text: str) -> None:
+        if text != last["text"] and time.monotonic() - last["at"] > 10:
+            print(text, file=sys.stderr, flush=True)
+            last.update(text=text, at=time.monotonic())
+
+    with device_turn(studio, args.verb, progress=waiting) as turn:
+        if turn.note:
+            print(turn.note, file=sys.stderr, flush=True)
+        return int(args.run(args, studio) or 0)

@@ -45,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--canny-low", type=int, default=100)
     p.add_argument("--canny-high", type=int, default=200)
     p.add_argument("--out", type=Path, required=True, help="folder to write the PNGs to")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, gpu_work=True)  # it loads models: it takes its turn on the device
 
 
 def _per_control(values: list | None, n: int, name: str, default) -> list:

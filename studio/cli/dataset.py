@@ -43,13 +43,17 @@ def register(sub) -> None:
                            f"OneTrainer's)")
     prep.add_argument("--reference", type=Path, action="append", default=[],
                       help="folder or picture of the subject, to tell them from others (repeatable)")
+    prep.add_argument("--subject-face", default="",
+                      help="instead of --reference: the subject's face in one picture, PICTURE#N (faces numbered from "
+                           "the left), asked for when most pictures show several faces")
+    prep.add_argument("--replace", action="store_true", help="replace the dataset of this name if there is one")
     prep.add_argument("--tolerance", type=_unit_float, default=DEFAULT_TOLERANCE,
                       help=f"face distance above which a picture is flagged (default {DEFAULT_TOLERANCE:g})")
     prep.add_argument("--captioner", choices=CAPTIONER_NAMES, default="template")
     prep.add_argument("--template", default=None, help="caption template with {trigger} and {class_word}")
     prep.add_argument("--workers", type=int, default=-1,
                       help="processes for face detection (default -1: one per core, up to 4, for 16+ photos)")
-    prep.set_defaults(run=run_prepare)
+    prep.set_defaults(run=run_prepare, gpu_work=True)  # captioners and face models: a turn on the device
 
     ls = verbs.add_parser("list", help="list datasets")
     ls.set_defaults(run=run_list)
@@ -89,7 +93,8 @@ def run_prepare(args, studio) -> int:
         size=args.size or default_size(studio), crop=args.crop, margin=args.margin,
         blur_bystanders=args.blur_bystanders, subject_mask=args.subject_mask,
         background_weight=args.background_weight, reference=tuple(args.reference), tolerance=args.tolerance,
-        captioner=args.captioner, template=args.template or DEFAULT_TEMPLATE, workers=args.workers)
+        captioner=args.captioner, template=args.template or DEFAULT_TEMPLATE, workers=args.workers,
+        subject_face=args.subject_face, replace=args.replace)
     result = prepare_dataset(studio, request)
     print(result.summary())
     return 0

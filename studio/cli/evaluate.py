@@ -19,7 +19,7 @@ def _seeds(text: str) -> list[int]:
 
 def register(sub) -> None:
     from studio.evaluate.request import STUDY_SEEDS, EvaluationRequest
-    from studio.generate.samplers import SAMPLERS
+    from studio.generate.samplers import samplers_help
 
     d = EvaluationRequest(name="", prompts=[], seeds=[], variants=[])
     p = sub.add_parser("evaluate", help="compare models over prompts x seeds: likeness (sim-score), CLIP score, and "
@@ -48,11 +48,11 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--cfg", type=float, default=None, help="default: the model's (4 for builtin:pocket) or the "
                                                            "family's (7; 1 for FLUX)")
-    p.add_argument("--sampler", default=None, help=f"default: the family's; one of: {', '.join(SAMPLERS)}")
+    p.add_argument("--sampler", default=None, help=f"default: the family's; by family: {samplers_help()}")
     p.add_argument("--width", type=int, default=None, help="default: the model's native size")
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--tolerance", type=float, default=d.tolerance, help="sim-score counted as the same person")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, gpu_work=True)  # it loads models: it takes its turn on the device
 
 
 def run(args, studio) -> int:

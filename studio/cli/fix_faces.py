@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--reference", default="", help="dataset name or folder of photos: sim-scores against it "
                                                     "(default: each face against itself before the fix)")
     p.add_argument("--out", type=Path, required=True, help="folder to write the PNG to")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, gpu_work=True)  # it loads models: it takes its turn on the device
 
 
 def run(args, studio) -> int:

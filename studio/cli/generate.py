@@ -9,7 +9,7 @@ from pathlib import Path
 def register(sub) -> None:
     from studio.generate.inpaint import INPAINT_AREAS
     from studio.generate.request import GenerationRequest, parse_lora
-    from studio.generate.samplers import FLOW_SAMPLERS, SAMPLERS
+    from studio.generate.samplers import samplers_help
 
     d = GenerationRequest(prompt="")
 
@@ -29,8 +29,7 @@ def register(sub) -> None:
     p.add_argument("--width", type=int, default=None, help="default: the model's native size")
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--sampler", default=None,
-                   help=f"default: the family's (Euler a; Euler for FLUX.1); one of: {', '.join(SAMPLERS)}; for "
-                        f"FLUX.1: {', '.join(FLOW_SAMPLERS)}")
+                   help=f"default: the family's (Euler a; Euler for FLUX.1); by family: {samplers_help()}")
     p.add_argument("--lora", action="append", default=[], type=parse_lora, metavar="NAME:WEIGHT",
                    help="a LoRA file or models/lora name, with an optional weight (repeatable)")
     p.add_argument("--embedding", action="append", default=[], help="a textual-inversion file (repeatable)")
@@ -50,7 +49,7 @@ def register(sub) -> None:
                    help="denoising strength of the second pass")
     p.add_argument("--batch", type=int, default=1, help="images per prompt (seeds seed, seed+1, ...)")
     p.add_argument("--out", type=Path, required=True, help="folder to write the PNGs to")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, gpu_work=True)  # it loads models: it takes its turn on the device
 
 
 def run(args, studio) -> int:

@@ -3,7 +3,6 @@ continue it, or turn it into a dataset; one printed line per admission and drop.
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -76,65 +75,61 @@ def request_from_args(args):
                          recheck=not args.no_recheck, pin_seed=args.pin_seed, **given)
 
 
-def _as_interrupt(signum, frame):
-    raise KeyboardInterrupt
+_MINING_FLAGS = [*_FIELDS, "lora", "embedding", "no_recheck", "pin_seed", "max_minutes"]
 
 
-def run(args, studio) -> int:
+def submit(args, studio):
+    """Queue the mining job the flags ask for (or continue it, with --resume); it starts at once when the device is
+    free."""
     from studio.fileio import clean_stale_files
     from studio.mine import jobs
 
-    mining_flags = [*_FIELDS, "lora", "embedding", "no_recheck", "pin_seed", "max_minutes"]
+    if args.trigger is not None or args.size is not None:
+        raise ValueError("`--trigger` and `--size` go with --to-dataset DATASET")
+    clean_stale_files(studio.settings.workspace_dir / "mining")  # what a killed job left half-written
+    if not args.resume:
+        return jobs.start_mining(studio, request_from_args(args))
+    others = _given(args, [f for f in _MINING_FLAGS if f not in _RESUMABLE])
+    if others:
+        raise ValueError(f"a continued mining job keeps its candidates and rules: only --target, --max-candidates "
+                         f"and --max-minutes can change, not {', '.join(others)}")
+    minutes = args.max_minutes
+    return jobs.resume_mining(studio, args.name, target=args.target, max_candidates=args.max_candidates,
+                              max_seconds=None if minutes is None else minutes * 60)
+
+
+def run(args, studio) -> int:
+    from studio.cli.follow import follow
+    from studio.mine import jobs
+
     if args.to_dataset is not None:
-        others = _given(args, [*mining_flags, "resume"])
+        others = _given(args, [*_MINING_FLAGS, "resume"])
         if others:
             raise ValueError(f"--to-dataset writes the group of job --name as it stands; it takes no "
                              f"{', '.join(others)}")
         return _to_dataset(args, studio)
-    if args.trigger is not None or args.size is not None:
-        raise ValueError("`--trigger` and `--size` go with --to-dataset DATASET")
-    clean_stale_files(studio.settings.workspace_dir / "mining")  # what a killed job left half-written
     started = time.time()
-    if args.resume:
-        others = _given(args, [f for f in mining_flags if f not in _RESUMABLE])
-        if others:
-            raise ValueError(f"a continued mining job keeps its candidates and rules: only --target, --max-candidates "
-                             f"and --max-minutes can change, not {', '.join(others)}")
-        minutes = args.max_minutes
-        status = jobs.resume_mining(studio, args.name, target=args.target, max_candidates=args.max_candidates,
-                                    max_seconds=None if minutes is None else minutes * 60)
-    else:
-        status = jobs.start_mining(studio, request_from_args(args))
+    status = submit(args, studio)
     print(f"mining {status.name}: {status.folder}", flush=True)
-    # SIGTERM (a service manager, `kill`) stops the job like Ctrl-C: the child is told and stops; else it would mine
-    # on, orphaned.
-    previous = signal.signal(signal.SIGTERM, _as_interrupt)
-    try:
-        _follow(studio, status.name, started)
-    except KeyboardInterrupt:
-        print("stopping (the candidate in flight is dropped; --resume continues)...", flush=True)
-        jobs.cancel_mining(studio, status.name, wait_s=120)
-        status = jobs.wait_mining(studio, status.name)
-        print(status.line(), flush=True)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    status = jobs.wait_mining(studio, status.name)
+    status, interrupted = follow(studio, jobs.MINING, status.name, _shower(started),
+                                 cancelling="stopping (the candidate in flight is dropped; --resume continues)...")
     print(status.line(), flush=True)
+    if interrupted:
+        return 130
     print(f"report: {status.folder / 'report.json'}")
     return {"done": 0, "cancelled": 130}.get(status.state, 1)
 
 
-def _follow(studio, name: str, since: float) -> None:
-    """Print each admission, drop and message the child writes from time `since` on, and a progress line every
-    10 s."""
-    from studio.jobs import read_events
-    from studio.mine import jobs
+def _shower(since: float):
+    """show(status) for the follow loop: each admission, drop and message the child writes from time `since` on,
+    and a progress line every 10 s."""
+    from studio.joblog import read_events
     from studio.mine.disk import EVENTS
 
     seen, last_line = 0, time.monotonic()
-    while True:
-        status = jobs.mining_status(studio, name)
+
+    def show(status) -> None:
+        nonlocal seen, last_line
         events = read_events(status.folder, EVENTS, since=seen)
         seen += len(events)
         for event in events:
@@ -144,9 +139,8 @@ def _follow(studio, name: str, since: float) -> None:
         if time.monotonic() - last_line > 10 and status.counts["candidates"]:
             print(status.line(), flush=True)
             last_line = time.monotonic()
-        if not status.active:
-            return
-        time.sleep(0.3)
+
+    return show
 
 
 def _event_line(event: dict) -> str:

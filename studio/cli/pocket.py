@@ -3,6 +3,7 @@ a prompt draws (with and without LoRAs), for the offline teach-it-a-concept walk
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -33,6 +34,7 @@ def register(sub) -> None:
     check.add_argument("--steps", type=int, default=20)
     check.add_argument("--cfg", type=float, default=4.0)
     check.add_argument("--grid", type=Path, default=None, help="also save the pictures as one PNG here")
+    check.set_defaults(gpu_work=True)  # it generates: it takes its turn on the device
     p.set_defaults(run=run)
 
 
@@ -75,6 +77,7 @@ def run(args, studio) -> int:
 def _demo(args, studio) -> int:
     from studio import train
     from studio.generate.request import LoraChoice
+    from studio.gpu import device_turn
     from studio.pocket.concept import check_prompt
     from studio.pocket.demo import DEMO_PROMPT, start_demo
 
@@ -84,8 +87,11 @@ def _demo(args, studio) -> int:
     print(status.line())
     if status.state != "done":
         return status.exit_code
-    for title, loras in (("without LoRA", []), (f"with {started.run}:1", [LoraChoice(started.run, 1.0)])):
-        result = check_prompt(studio, DEMO_PROMPT, seeds=args.seeds, loras=loras)
-        labels = ", ".join(f"{label} {n}" for label, n in result.labels.most_common())
-        print(f"{title}: {DEMO_PROMPT!r} over {args.seeds} seeds: {labels}")
+    with device_turn(studio, "pocket demo") as turn:  # the checks generate: a turn on the device
+        if turn.note:
+            print(turn.note, file=sys.stderr, flush=True)
+        for title, loras in (("without LoRA", []), (f"with {started.run}:1", [LoraChoice(started.run, 1.0)])):
+            result = check_prompt(studio, DEMO_PROMPT, seeds=args.seeds, loras=loras)
+            labels = ", ".join(f"{label} {n}" for label, n in result.labels.most_common())
+            print(f"{title}: {DEMO_PROMPT!r} over {args.seeds} seeds: {labels}")
     return 0

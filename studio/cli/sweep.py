@@ -3,8 +3,6 @@ in length share one), score every cell, stop collapsing cells, and write workspa
 
 from __future__ import annotations
 
-import signal
-import time
 from dataclasses import replace
 
 
@@ -59,10 +57,6 @@ def request_from_args(args):
     return SweepRequest(args.name, base, grid, args.preset or "")
 
 
-def _as_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def table(report: dict) -> str:
     """The report as a fixed-width table: the base model first, a line per cell, the best marked."""
     def number(x, digits):
@@ -83,8 +77,20 @@ def table(report: dict) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])
 
 
-def run(args, studio) -> int:
+def submit(args, studio):
+    """Queue the sweep the flags ask for (or continue it, with --resume); it starts at once when the devices are
+    free."""
     from studio.fileio import clean_stale_files
+    from studio.train import sweep_jobs
+
+    clean_stale_files(sweep_jobs.sweeps_dir(studio.settings))  # what a killed driver left half-written
+    if args.resume:
+        return sweep_jobs.resume_sweep(studio, args.name)
+    return sweep_jobs.start_sweep(studio, request_from_args(args))
+
+
+def run(args, studio) -> int:
+    from studio.cli.follow import follow
     from studio.train import sweep_jobs
 
     if args.export is not None:
@@ -92,35 +98,26 @@ def run(args, studio) -> int:
         for f in files:
             print(f"wrote {f}")
         return 0
-    clean_stale_files(sweep_jobs.sweeps_dir(studio.settings))  # what a killed driver left half-written
-    if args.resume:
-        status = sweep_jobs.resume_sweep(studio, args.name)
-    else:
-        status = sweep_jobs.start_sweep(studio, request_from_args(args))
+    status = submit(args, studio)
     print(f"sweep {status.name}: {status.folder}", flush=True)
     for note in status.report["notes"]:
         print(note, flush=True)
-    previous = signal.signal(signal.SIGTERM, _as_interrupt)
     seen, last_line = 0, ""
-    try:
-        while True:
-            status = sweep_jobs.sweep_status(studio, args.name)
-            for text in status.messages[seen:]:
-                print(text, flush=True)
-            seen = len(status.messages)
-            line = status.line()
-            if line != last_line:
-                print(line, flush=True)
-                last_line = line
-            if not status.active:
-                break
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("cancelling (running cells write a checkpoint first; --resume continues)...", flush=True)
-        sweep_jobs.cancel_sweep(studio, args.name, wait_s=120)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    status = sweep_jobs.wait_sweep(studio, args.name)
+
+    def show(current):
+        nonlocal seen, last_line
+        for text in current.messages[seen:]:
+            print(text, flush=True)
+        seen = len(current.messages)
+        if current.line() != last_line:
+            last_line = current.line()
+            print(last_line, flush=True)
+
+    status, _ = follow(studio, sweep_jobs.SWEEPS, args.name, show, poll_s=0.5,
+                       cancelling="cancelling (running cells write a checkpoint first; --resume continues)...")
+    if not (status.folder / sweep_jobs.REQUEST).is_file():  # taken out of the queue before it started
+        print(status.line())
+        return status.exit_code
     print(table(status.report))
     for c in status.report["cells"]:
         if c["reason"]:

@@ -3,7 +3,6 @@ streaming progress."""
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from dataclasses import replace
@@ -80,10 +79,6 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
     p.set_defaults(run=run)
-
-
-def _as_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _resume(args, studio):
@@ -179,39 +174,33 @@ def config_from_args(args):
     return replace(base, **given)
 
 
-def run(args, studio) -> int:
+def submit(args, studio):
+    """Queue the run the flags ask for (or continue one, with --resume); it starts at once when the device is free."""
     from studio.fileio import clean_stale_files
-    from studio.train import jobs, sampling
+    from studio.train import jobs
 
     clean_stale_files(studio.settings.runs_dir)  # what a killed run left half-written
-    if args.resume:
-        status = _resume(args, studio)
-    else:
-        status = jobs.start_run(studio, config_from_args(args))
-    config = status.config
+    return _resume(args, studio) if args.resume else jobs.start_run(studio, config_from_args(args))
+
+
+def run(args, studio) -> int:
+    from studio.cli.follow import follow
+    from studio.train import jobs, sampling
+
+    status = submit(args, studio)
     print(f"run {status.name}: {status.run_dir}", flush=True)
     seen, last_print = 0, 0.0
-    # SIGTERM (a service manager, `kill`) stops the run like Ctrl-C: the child is told, writes its checkpoint and
-    # stops; otherwise it would train on, orphaned.
-    previous = signal.signal(signal.SIGTERM, _as_interrupt)
-    try:
-        while True:
-            status = jobs.run_status(studio, config.name)
-            for text in status.messages[seen:]:
-                print(text, flush=True)
-            seen = len(status.messages)
-            if time.monotonic() - last_print > 1.0 and status.step:
-                print(status.line(), flush=True)
-                last_print = time.monotonic()
-            if not status.active:
-                break
-            time.sleep(0.3)
-    except KeyboardInterrupt:
-        print("cancelling (a checkpoint is written first)...", flush=True)
-        status = jobs.cancel_run(studio, config.name, wait_s=120)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    status = jobs.wait_run(studio, config.name)
+
+    def show(current):
+        nonlocal seen, last_print
+        for text in current.messages[seen:]:
+            print(text, flush=True)
+        seen = len(current.messages)
+        if time.monotonic() - last_print > 1.0 and current.step:
+            print(current.line(), flush=True)
+            last_print = time.monotonic()
+
+    status, _ = follow(studio, jobs.RUNS, status.name, show, cancelling="cancelling (a checkpoint is written first)...")
     print(status.line(), flush=True)
     if status.state == "failed" and status.failure_code == 3:  # the guard's one-line reason, where scripts look
         print(f"stopped ({status.signal}): {status.message}", file=sys.stderr, flush=True)
@@ -229,4 +218,3 @@ def run(args, studio) -> int:
     for f in status.files:
         print(f"wrote {f}")
     return status.exit_code
-

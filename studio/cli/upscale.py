@@ -18,7 +18,7 @@ def register(sub) -> None:
                    help="tile side in input pixels for model upscalers (0: untiled)")
     p.add_argument("--tile-overlap", type=int, default=d.tile_overlap, help="pixels two tiles share")
     p.add_argument("--out", type=Path, required=True, help="folder to write the PNG to")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, gpu_work=True)  # it loads models: it takes its turn on the device
 
 
 def run(args, studio) -> int:

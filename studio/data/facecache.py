@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.data.library import IMAGE_SUFFIXES, ORIGINALS
 from studio.faces.detect import Face, detect_faces
 from studio.fileio import write_json
 
@@ -50,3 +53,33 @@ class FaceCache:
         faces = detect_faces(image, upsample=self.settings.upsample, max_side=self.settings.max_side)
         write_json(path, {"size": list(image.size), "faces": [f.to_json() for f in faces]})
         return faces
+
+
+def cached_entries(folder: Path, hashes) -> list[Path]:
+    """The cache files of the pictures whose content hashes are `hashes` (under every detection setting)."""
+    folder = Path(folder)
+    return [path for sha in sorted(hashes) for path in sorted((folder / sha[:2]).glob(f"{sha}-*.json"))]
+
+
+def dataset_hashes(dataset_folder: Path) -> set[str]:
+    """The content hashes a dataset's faces are cached under: its uploads' (dataset.json), its training pictures'
+    and its kept originals' (the identity check caches those)."""
+    def sha256(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    folder = Path(dataset_folder)
+    try:
+        meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    images = meta.get("images", []) if isinstance(meta, dict) else []
+    out = {im["sha256"] for im in images if isinstance(im, dict) and isinstance(im.get("sha256"), str)}
+    if folder.is_dir() and not folder.is_symlink():
+        for parent, dirs, files in os.walk(folder, followlinks=False):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            out |= {sha256(Path(parent) / n) for n in files if n.lower().endswith(IMAGE_SUFFIXES)
+                    and not (Path(parent) / n).is_symlink()}
+    originals = folder / ORIGINALS
+    if originals.is_dir() and not originals.is_symlink():
+        out |= {sha256(p) for p in originals.iterdir() if p.is_file() and not p.is_symlink()}
+    return out

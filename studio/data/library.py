@@ -21,6 +21,7 @@ from studio.settings import Settings
 
 FORMAT_VERSION = 1
 ORIGINALS = ".originals"  # hidden, so diffusers' imagefolder loader does not take the uploads for training images
+UPLOADS = ".uploads.json"  # content hashes and sizes of the files a dataset was prepared from (Delete subject's)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what a dataset folder's training pictures may be
 
 
@@ -329,6 +330,6 @@ def export_dataset(settings: Settings, name: str, include_originals: bool = Fals
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(dataset.folder.rglob("*")):
                 rel = path.relative_to(dataset.folder)
-                if path.is_file() and (include_originals or rel.parts[0] != ORIGINALS):
+                if path.is_file() and rel.name != UPLOADS and (include_originals or rel.parts[0] != ORIGINALS):
                     archive.write(path, f"{dataset.name}/{rel.as_posix()}")
     return target

@@ -10,17 +10,20 @@ import numpy as np
 
 from studio.data.captions import DEFAULT_TEMPLATE, CaptionRequest, caption_images
 from studio.data.crop import CropSettings, blur_faces, frame, inside
-from studio.data.facecache import DetectSettings
-from studio.data.masks import (DEFAULT_BACKGROUND_WEIGHT, check_subject_mask, framed_mask, mask_path, mask_png,
-                               original_layers)
+from studio.copies import sha256_of
+from studio.data.facecache import DetectSettings, cached_entries, dataset_hashes
+from studio.data.masks import (DEFAULT_BACKGROUND_WEIGHT, check_subject_mask, framed_mask, is_mask, mask_path,
+                               mask_png, original_layers)
 from studio.data.ingest import Limits, LoadedImage, Refusal, collect, load_image, near_duplicates
 from studio.data.scan import Scanned, auto_workers, scan
-from studio.data.library import ORIGINALS, Dataset, DatasetImage, dataset_folder, save_dataset
+from studio.data.library import (IMAGE_SUFFIXES, ORIGINALS, UPLOADS, Dataset, DatasetImage, dataset_folder,
+                                 save_dataset)
 from studio.names import check_name
 from studio.faces.confirm import confirmed
-from studio.faces.detect import CANDIDATE_SCORE, Face
-from studio.faces.identity import DEFAULT_TOLERANCE, check_identity, encode_reference, face_distance, sim_score
-from studio.fileio import temp_dir, write_bytes
+from studio.data.subject import ask_for_the_subject, find_bystanders, picked_face
+from studio.faces.detect import CANDIDATE_SCORE
+from studio.faces.identity import DEFAULT_TOLERANCE, check_identity, encode_reference
+from studio.fileio import temp_dir, write_bytes, write_json
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 
@@ -39,6 +42,10 @@ class PrepareRequest:
     subject_mask: str = "none"  # none | face | person: also dim everything but the subject's face or person...
     background_weight: float = DEFAULT_BACKGROUND_WEIGHT  # ...to this loss weight (OneTrainer's default 0.1)
     reference: tuple[Path, ...] = ()  # pictures (or folders) of the subject, to tell them from bystanders
+    # Or the subject's face picked in one picture, "<source>#<n>" (faces numbered from the left): what the studio
+    # asks for when most pictures show several faces and no reference was given (SubjectUnclear)
+    subject_face: str = ""
+    replace: bool = False  # an existing dataset of this name is replaced (else refused: NameTaken)
     tolerance: float = DEFAULT_TOLERANCE
     captioner: str = "template"  # template | blip | florence2
     template: str = DEFAULT_TEMPLATE
@@ -55,6 +62,10 @@ class PrepareRequest:
         if not self.inputs:
             raise ValueError("`inputs` is empty: give image files, folders or a .zip")
         object.__setattr__(self, "name", check_name(self.name))
+        object.__setattr__(self, "subject_face", (self.subject_face or "").strip())
+        if self.subject_face and self.reference:
+            raise ValueError(f"`subject_face` {self.subject_face!r} and `reference` photos both say who the subject "
+                             f"is: give one of them")
         if not -1 <= self.workers <= 32:
             raise ValueError(f"`workers` must be -1 (automatic), 0 (none) or up to 32 but is {self.workers}")
         if not 0.0 < self.tolerance < 2.0:
@@ -79,11 +90,15 @@ class PrepareRequest:
     def recorded(self) -> dict:
         """The settings written to dataset.json (no input paths: they are machine-specific)."""
         d = asdict(self)
-        for key in ("inputs", "reference", "limits", "detect", "workers"):
+        for key in ("inputs", "reference", "limits", "detect", "workers", "replace"):
             d.pop(key)
         d.update(detect=asdict(self.detect), reference_count=len(self.reference),
                  originals_blurred=self.blur_bystanders and self.keep_originals)
         return d
+
+
+class NameTaken(ValueError):
+    """A dataset of the requested name exists and the request does not say to replace it."""
 
 
 @dataclass
@@ -114,10 +129,14 @@ class PrepareResult:
 
 def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_progress,
                     should_stop: StopFn = never_stop) -> PrepareResult:
-    """Build workspace/datasets/<name>/ from the request's inputs; an existing dataset of that name is replaced
-    only once the new one is complete. The same inputs and settings give the same files."""
+    """Build workspace/datasets/<name>/ from the request's inputs. An existing dataset of that name is refused
+    (NameTaken) unless the request replaces it, and then replaced only once the new one is complete; most pictures
+    with several faces and nothing to say who the subject is are a question too (SubjectUnclear). The same inputs
+    and settings give the same files."""
     settings = studio.settings
     limits = request.limits or Limits(max_pixels=settings.max_image_pixels)
+    final = dataset_folder(settings, request.name)
+    _check_free(final, request)
     # 1. Find the files and the subject's reference encodings
     sources, refused, ignored = collect(list(request.inputs), limits)
     if not sources:
@@ -138,8 +157,13 @@ def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_p
         raise ValueError(f"none of the {len(sources)} files is a usable picture: "
                          + "; ".join(f"{r.name}: {r.reason}" for r in refused[:5]))
 
-    # 3. Who the subject is in each picture, and how far each picture is from the rest (and the reference);
-    # cropped around the face, a picture without one does not show the subject: it is left out, and said
+    # 3. Who the subject is in each picture (told by the reference or the picked face; asked for when most pictures
+    # show several faces), how far each picture is from the rest (and the reference); cropped around the face, a
+    # picture without one does not show the subject: it is left out, and said
+    if request.subject_face:
+        reference = picked_face(accepted, request.subject_face)
+    elif reference is None and (request.crop == "face" or request.masks):
+        ask_for_the_subject(accepted, by_name, limits)
     rows = check_identity([a.faces for a in accepted], reference, request.tolerance)
     if request.crop == "face":
         faceless = [a for a, r in zip(accepted, rows) if r.subject is None]
@@ -155,7 +179,6 @@ def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_p
     duplicates = near_duplicates([a.phash for a in accepted])
 
     # 4. Frame, blur and write each picture into a folder beside the final one
-    final = dataset_folder(settings, request.name)
     final.parent.mkdir(parents=True, exist_ok=True)
     build = temp_dir(final, "building")
     try:
@@ -177,11 +200,16 @@ def prepare_dataset(studio, request: PrepareRequest, progress: ProgressFn = no_p
                           request.recorded(), images, [r.__dict__ for r in refused], [r.__dict__ for r in ignored],
                           reference if reference is not None else np.zeros((0, 128)))
         save_dataset(dataset)
-        _replace(build, final)
+        write_json(build / UPLOADS, _uploads(request))
+        old_faces = _replace(build, final, request)
     finally:
         if build.exists():
             shutil.rmtree(build)
     dataset.folder = final
+    if old_faces:  # the replaced dataset's face cache goes with it (what the new one shares stays)
+        faces = settings.workspace_dir / ".cache" / "faces"
+        for path in cached_entries(faces, old_faces - dataset_hashes(final)):
+            path.unlink(missing_ok=True)
     progress(1.0, f"dataset {request.name}: {len(images)} pictures")
     return PrepareResult(dataset, refused, ignored, scanned.detected, scanned.cached)
 
@@ -205,7 +233,7 @@ def _frame_one(i: int, item: Scanned, row, loaded: LoadedImage, rows, accepted, 
                build: Path) -> DatasetImage:
     """Crop, blur and save picture `i`; returns its record (caption still empty)."""
     subject = item.faces[row.subject] if row.subject is not None else None
-    bystanders = _bystanders(i, item.faces, row.subject, rows, accepted, reference, request.tolerance)
+    bystanders = find_bystanders(i, item.faces, row.subject, rows, accepted, reference, request.tolerance)
     patterns = []  # weak detections that a second detector does not see as faces (a badge, a clock): kept as they are
     if bystanders and any(not f.is_candidate for f in bystanders):
         seen = confirmed(loaded.image, bystanders)
@@ -241,26 +269,6 @@ def _frame_one(i: int, item: Scanned, row, loaded: LoadedImage, rows, accepted, 
     return DatasetImage(file_name, "", item.source, original, item.sha256, framed.box, framed.image.size,
                         item.faces, row.subject, blurred, row.to_set, row.to_reference,
                         flags + framed.flags + item.flags, notes, mask)
-
-
-def _bystanders(i: int, faces: list[Face], subject: int | None, rows, accepted, reference, tolerance: float) -> list[Face]:
-    """Faces in picture `i` that are not the subject: farther than `tolerance` from the reference (sim-score) or,
-    without one, from the subjects of the other pictures (median distance), or from this picture's subject alone."""
-    others = [a.faces[r.subject].encoding for j, (a, r) in enumerate(zip(accepted, rows))
-              if j != i and r.subject is not None]
-    out = []
-    for k, face in enumerate(faces):
-        if k == subject:
-            continue
-        if reference is not None:
-            distance = sim_score(face.encoding, reference)
-        elif others:
-            distance = float(np.median(face_distance(np.stack(others), face.encoding)))
-        else:
-            distance = float(face_distance(faces[subject].encoding[None], face.encoding)[0])
-        if distance > tolerance:
-            out.append(face)
-    return out
 
 
 def _captions(studio, request: PrepareRequest, build: Path, images: list[DatasetImage], progress, should_stop):
@@ -301,12 +309,37 @@ def _safe(stem: str) -> str:
     return cleaned or "image"
 
 
-def _replace(build: Path, final: Path) -> None:
-    """Put the finished folder in place; an older dataset of that name goes away only after."""
+def _check_free(final: Path, request: PrepareRequest) -> None:
+    """NameTaken when dataset `final` exists and the request does not replace it."""
+    if request.replace or not (final.exists() or final.is_symlink()):
+        return
+    pictures = sum(1 for p in final.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not is_mask(p)) \
+        if final.is_dir() else 0
+    raise NameTaken(f"`name` {request.name!r} is taken by a dataset of {pictures} pictures: choose another name, or "
+                    f"replace it (`replace`: the Dataset tab asks first, the command line takes --replace, "
+                    f"/dataset_prepare replace_=True)")
+
+
+def _replace(build: Path, final: Path, request: PrepareRequest) -> set[str]:
+    """Put the finished folder in place; an older dataset of that name (only when the request replaces it) goes
+    away only after. Returns the content hashes the replaced dataset's faces were cached under."""
+    _check_free(final, request)  # made meanwhile by another preparation
     if final.exists():
+        hashes = dataset_hashes(final)
         old = temp_dir(final, "old")
         final.rename(old / final.name)
         build.rename(final)
         shutil.rmtree(old)
-    else:
-        build.rename(final)
+        return hashes
+    build.rename(final)
+    return set()
+
+
+def _uploads(request: PrepareRequest) -> list[dict]:
+    """Content hash and size of each file given (uploads, zips, reference photos; not folders), so Delete subject
+    finds the web's copies of them."""
+    out = []
+    for path in (*request.inputs, *request.reference):
+        if path.is_file():
+            out.append({"sha256": sha256_of(path), "size": path.stat().st_size})
+    return out

@@ -88,9 +88,10 @@ def _width(groups: int, per_group: int) -> float:
 
 def write_charts(folder: Path, by_variant: list[GroupSummary], by_prompt: list[GroupSummary], tolerance: float, *,
                  likeness: bool = True, clip: bool = False, checker: bool = False,
-                 asked: dict[str, str] | None = None) -> list[str]:
+                 asked: dict[str, str] | None = None, label_order: tuple[str, ...] = ()) -> list[str]:
     """Write the charts that have data into `folder`; return their file names. `asked` maps a prompt to what it asks
-    the pocket checker for ("red star"), written under the prompt."""
+    the checker for ("red star"), written under the prompt; `label_order`: every label the checker knows, so a label
+    keeps its colour from one evaluation to the next."""
     variants = [s.variant for s in by_variant]
     prompts = list(dict.fromkeys(s.prompt for s in by_prompt))
     cell = {(s.prompt, s.variant): s for s in by_prompt}
@@ -154,7 +155,7 @@ def write_charts(folder: Path, by_variant: list[GroupSummary], by_prompt: list[G
         if scored:
             draw(CHECKER_AS_ASKED, _width(len(scored), len(variants)), 4.8, as_asked)
         draw(CHECKER_DRAWN, *_drawn_size(len(prompts), len(variants)),
-             lambda fig: _drawn_chart(fig, prompts, variants, cell, label))
+             lambda fig: _drawn_chart(fig, prompts, variants, cell, label, label_order))
 
     # 3. CLIP score per variant
     if clip:
@@ -176,11 +177,9 @@ def _drawn_size(prompts: int, variants: int) -> tuple[float, float]:
     return max(7.0, 1.2 + columns * max(2.4, 0.7 * variants)), 3.6 * math.ceil(prompts / _PER_ROW) + 1.2
 
 
-def _drawn_chart(fig, prompts: list[str], variants: list[str], cell: dict, label) -> None:
+def _drawn_chart(fig, prompts: list[str], variants: list[str], cell: dict, label, label_order: tuple[str, ...]) -> None:
     """One panel per prompt: a stacked bar per variant of how many pictures the checker saw as each label."""
-    from studio.pocket.checker import LABELS
-
-    order = {name: i for i, name in enumerate(LABELS)}  # one colour per label in every evaluation
+    order = {name: i for i, name in enumerate(label_order)}  # one colour per label in every evaluation
     labels = sorted({name for s in cell.values() for name in s.drawn}, key=lambda n: (order.get(n, len(order)), n))
     colors = {name: f"C{order.get(name, len(order) + i) % 10}" for i, name in enumerate(labels)}
     most = max((s.images for s in cell.values()), default=1)

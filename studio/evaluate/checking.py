@@ -1,30 +1,19 @@
-"""What builtin:pocket drew: the pocket checker's label and colour for each picture, and what its prompt asks for.
+"""What a base's own checker (studio.scorers.PictureChecker: builtin:pocket's) saw: the label and colour of each
+picture, and what its prompt asks for.
 
-A prompt asks for a shape or face kind by name ("a red circle", "a cartoon dog face") as the checker reads prompts,
-or by a LoRA's trigger word ("a red zq"): the trigger then stands for what the checker sees in the pictures that LoRA
-was trained on (its dataset, named in the LoRA file's metadata), when most of them show one label.
+A prompt asks for a label by name ("a red circle", "a cartoon dog face") as the checker reads prompts, or by a
+LoRA's trigger word ("a red zq"): the trigger then stands for what the checker sees in the pictures that LoRA was
+trained on (its dataset, named in the LoRA file's metadata), when most of them show one label.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
-from studio.pocket.checker import PocketChecker, foreground_color, prompt_targets
-from studio.pocket.scenes import NEW_SHAPES, SHAPE_COLORS, SHAPES
+from studio.scorers import PictureChecker
 
-CLASSIFIER = "classifier.safetensors"
 TAUGHT_SHARE = 0.5  # more than this share of a LoRA's training pictures must show one label for the trigger to mean it
-
-
-def checker_folder(ref) -> Path | None:
-    """The pocket checker that comes with a base model (builtin:pocket ships one in checker/); None for others."""
-    if ref.path is None or not ref.path.is_dir():
-        return None
-    folder = ref.path / "checker"
-    return folder if (folder / CLASSIFIER).is_file() else None
 
 
 @dataclass(frozen=True)
@@ -50,7 +39,7 @@ class Taught:
                 f"{self.pictures} pictures of dataset {self.dataset!r}, which LoRA {self.lora} was trained on.")
 
 
-def taught_labels(studio, checker: PocketChecker, loras: list[tuple[str, str, str]]) -> list[Taught]:
+def taught_labels(studio, checker: PictureChecker, loras: list[tuple[str, str, str]]) -> list[Taught]:
     """For each (LoRA name, trigger word, dataset) of a studio-trained LoRA: what its trigger word stands for."""
     from PIL import Image
 
@@ -75,22 +64,6 @@ def taught_labels(studio, checker: PocketChecker, loras: list[tuple[str, str, st
     return out
 
 
-def asked_for(prompt: str, taught: dict[str, str]) -> tuple[str | None, str | None]:
-    """(colour, label) the prompt asks for: a shape or face kind it names, else a trigger word's taught label (the
-    colour is the word just before the shape or trigger: "a red zq on a white background" -> ("red", "star"))."""
-    color, label = prompt_targets(prompt)
-    if label is not None:
-        return color, label
-    words = re.findall(r"[a-z0-9]+", prompt.lower())
-    trigger = next((w for w in words if w in taught), None)
-    if trigger is None:
-        return None, None
-    label = taught[trigger]
-    before = words[:words.index(trigger)]
-    color = next((w for w in reversed(before) if w in SHAPE_COLORS), None) if label in SHAPES + NEW_SHAPES else None
-    return color, label
-
-
 @dataclass(frozen=True)
 class Check:
     drawn: str
@@ -108,7 +81,7 @@ class Check:
         return None if self.asked_color is None else self.color == self.asked_color
 
 
-def check_images(checker: PocketChecker, images: list, prompts: list[str], taught: dict[str, str],
+def check_images(checker: PictureChecker, images: list, prompts: list[str], taught: dict[str, str],
                  batch_size: int = 64) -> list[Check]:
     """The checker's verdict on each picture against its own prompt."""
     if len(images) != len(prompts):
@@ -118,6 +91,6 @@ def check_images(checker: PocketChecker, images: list, prompts: list[str], taugh
         labels += checker.labels(images[start:start + batch_size])
     out = []
     for image, prompt, (label, confidence) in zip(images, prompts, labels):
-        asked_color, asked_label = asked_for(prompt, taught)
-        out.append(Check(label, confidence, foreground_color(image), asked_label, asked_color))
+        asked_color, asked_label = checker.asked_for(prompt, taught)
+        out.append(Check(label, confidence, checker.color(image), asked_label, asked_color))
     return out

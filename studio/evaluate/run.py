@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 
 from studio.evaluate.charts import write_charts
-from studio.evaluate.checking import checker_folder
+from studio.scorers import find_checker
 from studio.evaluate.defaults import lora_facts, model_hints
 from studio.evaluate.grid import make_grid
 from studio.evaluate.report import EvaluationReport, evaluations_dir, write_report
@@ -65,8 +65,8 @@ def evaluate(studio, request: EvaluationRequest, *, progress: ProgressFn = no_pr
     others = {name: o for name, o in others.items() if o.scores}
     request, cfg_note = _model_cfg(studio, request)
     notes += [cfg_note] if cfg_note else []
-    checkers = {checker_folder(ref) for ref in bases}
-    checker_dir = checkers.pop() if len(checkers) == 1 else None  # one checker for every variant, or none
+    checkers = {find_checker(ref) for ref in bases}
+    checker = checkers.pop() if len(checkers) == 1 else None  # one checker for every variant, or none
 
     # 2. Work in a hidden folder that becomes workspace/evaluations/<name>/ in one rename at the end
     root.mkdir(parents=True, exist_ok=True)
@@ -76,9 +76,10 @@ def evaluate(studio, request: EvaluationRequest, *, progress: ProgressFn = no_pr
 
         # 3. The pocket checker's verdicts (every variant on builtin:pocket), then CLIP, each model loaded once
         asked: dict[str, str] = {}
-        if checker_dir is not None:
-            progress(GENERATION_SHARE, "what was drawn (pocket checker)")
-            asked, checker_notes = _check_all(studio, checker_dir, request, rows, images)
+        label_order: tuple[str, ...] = ()
+        if checker is not None:
+            progress(GENERATION_SHARE, "what was drawn (the base's checker)")
+            asked, checker_notes, label_order = _check_all(studio, checker, request, rows, images)
             notes += checker_notes
         if not request.clip_model:
             clip_note = "No CLIP model chosen: no CLIP score."
@@ -111,7 +112,7 @@ def evaluate(studio, request: EvaluationRequest, *, progress: ProgressFn = no_pr
             report.notes.append("No generated picture has a face: no sim-score, so no likeness chart.")
         report.charts = write_charts(work, report.by_variant(), report.by_prompt(), request.tolerance,
                                      likeness=report.has_likeness, clip=report.has_clip, checker=report.has_checker,
-                                     asked=asked)
+                                     asked=asked, label_order=label_order)
         report.seconds = time.perf_counter() - started
         report.folder = work
         write_report(report)
@@ -138,16 +139,16 @@ def _model_cfg(studio, request: EvaluationRequest) -> tuple[EvaluationRequest, s
     return replace(request, cfg=cfg), f"CFG {cfg:g}: the base model's own (no CFG scale was given)."
 
 
-def _check_all(studio, checker_dir, request: EvaluationRequest, rows: list[ImageScore], images: dict):
-    """Fill in each row's checker verdict; return what each prompt asks for ("red star") and the notes: how the
+def _check_all(studio, found, request: EvaluationRequest, rows: list[ImageScore], images: dict):
+    """Fill in each row's checker verdict; return what each prompt asks for ("red star"), the labels the checker knows
+    and the notes: how the
     trigger words were read."""
-    from studio.evaluate.checking import asked_for, check_images, taught_labels
-    from studio.pocket.checker import PocketChecker
+    from studio.evaluate.checking import check_images, taught_labels
 
     loras = [(lc.name, facts.get("trigger", ""), facts.get("dataset", "")) for v in request.variants
              for lc in v.loras for facts in [lora_facts(studio, lc.name)]]
-    with studio.cache.borrow("checker", str(checker_dir)) as classifier:
-        checker = PocketChecker(classifier)
+    with studio.cache.borrow("checker", str(found.folder)) as classifier:
+        checker = found.kind.wrap(classifier)
         taught = taught_labels(studio, checker, loras)
         meaning = {t.trigger: t.label for t in taught if t.label is not None}
         checks = check_images(checker, [images[(r.variant, r.prompt, r.seed)] for r in rows],
@@ -158,17 +159,16 @@ def _check_all(studio, checker_dir, request: EvaluationRequest, rows: list[Image
         row.label_ok, row.color_ok = check.label_ok, check.color_ok
     asked = {}
     for prompt in request.prompts:
-        color, label = asked_for(prompt, meaning)
+        color, label = checker.asked_for(prompt, meaning)
         if label is not None:
             asked[prompt] = " ".join(w for w in (color, label) if w)
-    notes = ["Pocket checker: every variant is drawn by builtin:pocket, so each picture gets the label its checker "
-             "sees (a shape, or a human or dog face) and its colour, against what the prompt names."]
+    notes = [found.kind.note]
     notes += [t.note for t in taught]
     unasked = [p for p in request.prompts if p not in asked]
     if unasked:
         notes.append(f"Not scored for shape (no shape, face or known trigger word): {', '.join(map(repr, unasked))}; "
                      f"what is drawn is counted.")
-    return asked, notes
+    return asked, notes, checker.labels_known
 
 
 def _generate_all(studio, request: EvaluationRequest, reference, work, progress: ProgressFn, should_stop: StopFn,
@@ -219,13 +219,13 @@ MAX_BATCH = 8
 def _batch_limit(studio, request: EvaluationRequest, variant) -> int:
     """How many pictures of this variant one call may make: small pictures go in batches (on a CPU a 64 px picture
     costs little more in a batch of 8 than alone), large ones one at a time, as memory wants."""
-    from studio.models.families import native_size
+    from studio.models import families
 
     if request.width and request.height:
         pixels = request.width * request.height
     else:
         with studio.cache.pipeline(variant.model or studio.store.default_model) as pipe:
-            side = native_size(pipe)
+            side = families.of(pipe).native_size(pipe)
         pixels = (request.width or side) * (request.height or side)
     return max(1, min(MAX_BATCH, BATCH_PIXELS // pixels))
 

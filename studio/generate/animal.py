@@ -17,24 +17,11 @@ from studio.generate.parameters import save_png
 from studio.generate.pictures import face_square, fit_size, paste_feathered, side_by_side
 from studio.generate.run import generate
 from studio.generate.samplers import check_sampler
-from studio.models.refs import Family
+from studio.models import families
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 PREVIEW_SIZE = 512  # the model's size when a preview has none (SD 1.5's native size)
 NO_CONTROLNET = "none"  # a control whose image is previewed but not sent to a ControlNet (plain img2img)
-# ControlNets for SD 1.5 on the hub. CrucibleAI's repository holds its SD 2.1 model at the top and the SD 1.5 one
-# in diffusion_sd15/ (download that folder into models/controlnet/ and pick it by name for SD 1.5 bases).
-HUB_CONTROLNETS = {  # SD 1.5's, the ones seed 003 used (the MediaPipe repo keeps its SD 1.5 model in a subfolder)
-    "mediapipe_face": "CrucibleAI/ControlNetMediaPipeFace/diffusion_sd15",
-    "openpose_face": "lllyasviel/control_v11p_sd15_openpose",
-    "canny": "lllyasviel/control_v11p_sd15_canny",
-}
-SD2_CONTROLNETS = {"mediapipe_face": "CrucibleAI/ControlNetMediaPipeFace"}  # its top level is the SD 2.1 model
-SDXL_CONTROLNETS = {  # no MediaPipe-face ControlNet is published for SDXL
-    "openpose_face": "thibaud/controlnet-openpose-sdxl-1.0",
-    "canny": "diffusers/controlnet-canny-sdxl-1.0",
-}
-ANIMAL_SAMPLER = "DPM++ 2S a"  # seed 003's, for the SD families
 SHEET_MIN_HEIGHT = 256  # the side-by-side sheet of a small model's pictures is scaled up to be seen
 _NEGATIVE = ("human, person, human face, human skin, hair, glasses, text, watermark, signature, blurry, lowres, "
              "deformed, bad anatomy, extra eyes")
@@ -102,7 +89,7 @@ class AnimalRequest:
     seed: int = -1
     n_seeds: int = 1  # results for seed, seed+1, ...
     steps: int = 20
-    sampler: str | None = None  # None: ANIMAL_SAMPLER, or Euler for FLUX.1
+    sampler: str | None = None  # None: the family's animal_sampler (seed 003's DPM++ 2S a for SD), else its default
     cfg: float | None = None  # None: the family's (7; 1 for FLUX.1)
     size: int | None = None  # longer side of the picture the model works on; None = the model's native size
     crop_to_face: bool = False  # transform a square around the face instead of the whole photo
@@ -258,11 +245,10 @@ def plan_animal(studio, request: AnimalRequest) -> AnimalPlan:
     request = replace(request, model=request.model or studio.store.default_model).check()
     ref = studio.store.resolve(request.model)
     family = ref.family
-    flow = family is not None and family.spec.flow
     if request.size is None:
         request = replace(request, size=native_size(studio, request.model))
-    if request.sampler is None:
-        request = replace(request, sampler=None if flow else ANIMAL_SAMPLER)
+    if request.sampler is None and family is not None:
+        request = replace(request, sampler=family.animal_sampler)
     preview = preview_controls(request)
     notes = list(preview.notes)
     default_prompt, default_negative = animal_prompt(request.animal, request.breed)
@@ -345,25 +331,21 @@ def face_to_animal(studio, request: AnimalRequest, *, progress: ProgressFn = no_
 def native_size(studio, model_id: str) -> int:
     """The picture side a base model was trained at (512 for SD 1.5, 1024 for SDXL and FLUX.1, 64 for the
     builtins)."""
-    from studio.models.families import native_size as pipeline_native_size
-
     with studio.cache.pipeline(model_id) as pipe:
-        return pipeline_native_size(pipe)
+        return families.of(pipe).native_size(pipe)
 
 
 def default_controlnet(studio, model_id: str, module: str) -> str:
-    """The ControlNet a `module` control uses when none is named: the tiny one for builtin:tiny; for SD 1.x the
-    module's SD 1.5 model on the hub, for SD 2.x and SDXL theirs where one is published; NO_CONTROLNET (plain
-    img2img, said in the result's notes) for the other builtins, FLUX.1 and the rest."""
+    """The ControlNet a `module` control uses when none is named: the tiny one for builtin:tiny; the family's hub
+    model for the module where one is published (ModelFamily.default_controlnets: seed 003's for SD 1.x); else
+    NO_CONTROLNET (plain img2img, said in the result's notes), as for the other builtins and FLUX.1."""
     ref = studio.store.resolve(model_id)
     module = check_module(module)
     if ref.id == "builtin:tiny":
         return "builtin:tiny-controlnet"
-    if ref.kind == "builtin" or ref.family is Family.FLUX:
+    if ref.kind == "builtin" or ref.family is None:
         return NO_CONTROLNET
-    if ref.family in (Family.SDXL, Family.SD2):
-        return (SDXL_CONTROLNETS if ref.family is Family.SDXL else SD2_CONTROLNETS).get(module, NO_CONTROLNET)
-    return HUB_CONTROLNETS[module]
+    return ref.family.default_controlnets.get(module, NO_CONTROLNET)
 
 
 def _model_words(studio, model_id: str, family) -> str:

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from studio.generate.parameters import add_fields, format_parameters, parse_parameters, save_png
 from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice
 from studio.generate.run import generate
-from studio.generate.samplers import DEFAULT_SAMPLER, check_sampler
+from studio.generate.samplers import check_sampler
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 DETECTOR = "dlib_hog_face"  # what `ADetailer model` records: face_recognition's dlib HOG face detector
@@ -42,7 +42,7 @@ class FaceFixRequest:
     seed: int = -1  # -1: the picture's own seed when its parameters hold one, else random
     steps: int = 20
     cfg: float = 7.0
-    sampler: str = DEFAULT_SAMPLER
+    sampler: str | None = None  # None: the family's default (Euler a for SD, Euler for FLUX.1)
     strength: float = 0.4  # ADetailer denoising strength
     confidence: float = 0.3  # the lowest detection score that counts as a face (a real face scores about 1)
     dilate: int = 4  # ADetailer dilate erode: pixels the grown face box is widened by
@@ -74,7 +74,8 @@ class FaceFixRequest:
             raise ValueError(f"`seed` must be -1 or between 0 and {MAX_SEED} but is {self.seed}")
         if self.reference is not None and np.asarray(self.reference).reshape(-1, 128).shape[0] == 0:
             raise ValueError("`reference` holds no encodings: the reference pictures have no face")
-        check_sampler(self.sampler)
+        if self.sampler is not None:
+            check_sampler(self.sampler)
         return self
 
 

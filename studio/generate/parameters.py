@@ -7,7 +7,7 @@ from pathlib import Path
 
 from studio import __version__, fileio
 from studio.generate.request import LoraChoice
-from studio.generate.samplers import FLOW_SAMPLERS, SAMPLERS
+from studio.models.families.samplers import DDPM_SAMPLERS, FLOW_SAMPLERS
 
 _LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([-+]?\d*\.?\d+))?(?::[^>]*)?>")
 # One "Key: value" pair of the last line; a value in quotes may hold commas (A1111's own pattern).
@@ -101,7 +101,7 @@ def request_fields(parsed: dict) -> dict:
     if "Sampler" in parsed:
         sampler = parsed["Sampler"]
         flux = "Distilled CFG Scale" in parsed or parsed.get("Schedule type", "").lower() in ("simple", "beta")
-        known = FLOW_SAMPLERS if flux and sampler in ("Euler",) else SAMPLERS
+        known = FLOW_SAMPLERS if flux and sampler in ("Euler",) else DDPM_SAMPLERS
         # A1111 1.9+ and Forge write the schedule apart: "Sampler: DPM++ 2M, Schedule type: Karras".
         schedule = parsed.get("Schedule type", "").strip().title()
         if schedule and schedule != "Simple" and f"{sampler} {schedule}" in known:

@@ -14,8 +14,8 @@ from studio.generate.hires import hires_fields, hires_schedule, hires_size
 from studio.generate.inpaint import paste_back, plan_inpaint
 from studio.generate.parameters import format_control_unit, format_parameters, save_png, split_lora_tags
 from studio.generate.request import GeneratedImage, GenerationRequest, GenerationResult, LoraChoice
-from studio.generate.samplers import check_sampler, default_sampler, make_scheduler, schedule_type
-from studio.models.families import DISTILLED_CFG, family_of_pipeline, has_distilled_guidance, native_size
+from studio.generate.samplers import check_sampler, make_scheduler
+from studio.models import families
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 
@@ -24,6 +24,21 @@ def effective_loras(request: GenerationRequest) -> tuple[str, list[LoraChoice]]:
     prompt, tagged = split_lora_tags(request.prompt)
     chosen = {lc.name for lc in request.loras}
     return prompt, list(request.loras) + [t for t in tagged if t.name not in chosen]
+
+
+def fit_to_model(studio, request: GenerationRequest) -> GenerationRequest:
+    """A form's distilled CFG and prompt length kept only where the model takes them: a form always has both
+    (shown only for the families that read them), and they are left out for other families and for a model of such
+    a family without a guidance input (schnell). A model that cannot be resolved yet is left to generate() to name."""
+    try:
+        ref = studio.store.resolve(request.model or studio.store.default_model)
+    except (ValueError, OSError):
+        return request
+    family = ref.family
+    takes_length = family is not None and family.prompt_length_option
+    takes_guidance = family is not None and studio.store.takes_distilled_guidance(ref)
+    return replace(request, distilled_cfg=request.distilled_cfg if takes_guidance else None,
+                   max_sequence_length=request.max_sequence_length if takes_length else None)
 
 
 def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_progress,
@@ -52,8 +67,8 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         controlnets=[u.model for u in request.controls],
     ) as pipe:
         # 3. What the family takes: its sampler names, CFG default, size steps, guidance; the working size.
-        spec = family_of_pipeline(pipe).spec
-        native = native_size(pipe)
+        family = families.of(pipe)
+        native = family.native_size(pipe)
         plan = None
         if task == "inpaint":  # the working picture: all of it, or the masked region at the model's size
             size = (request.width, request.height) if request.width else None
@@ -63,14 +78,16 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         else:
             width, height = request.width or native, request.height or native
         request = replace(request, seed=seed, width=width, height=height,
-                          sampler=request.sampler or default_sampler(spec.flow),
-                          cfg=spec.default_cfg if request.cfg is None else request.cfg)
-        check_sampler(request.sampler, spec.flow)
-        if width % spec.size_multiple or height % spec.size_multiple:
-            raise ValueError(f"`height` and `width` have to be divisible by {spec.size_multiple} for {spec.label} but "
-                             f"are {height} and {width}")
-        guidance, notes = _guidance(spec, pipe, request)
-        request = replace(request, distilled_cfg=guidance["guidance_scale"] if has_distilled_guidance(pipe) else None)
+                          sampler=request.sampler or family.default_sampler,
+                          cfg=family.default_cfg if request.cfg is None else request.cfg)
+        check_sampler(request.sampler, family)
+        if width % family.size_multiple or height % family.size_multiple:
+            raise ValueError(f"`height` and `width` have to be divisible by {family.size_multiple} for {family.label} "
+                             f"but are {height} and {width}")
+        guidance, notes, distilled = family.guidance_kwargs(
+            pipe, cfg=request.cfg, negative_prompt=request.negative_prompt, distilled_cfg=request.distilled_cfg,
+            max_sequence_length=request.max_sequence_length)
+        request = replace(request, distilled_cfg=distilled)
         final_size = hires_size(width, height, request.hires_scale) if hires else None
         if final_size and max(final_size) > 4096:
             raise ValueError(f"`hires_scale` {request.hires_scale:g} makes the {width}x{height} picture "
@@ -86,19 +103,18 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
             kwargs.update(image=request.init_image.convert("RGB").resize((width, height)), strength=request.strength)
         elif task == "inpaint":
             kwargs.update(image=plan.image, mask_image=plan.mask, strength=request.strength)
-        if task != "img2img" or spec.flow:  # FLUX's img2img makes 1024 px unless told the size
+        if task != "img2img" or family.img2img_needs_size():
             kwargs.update(width=width, height=height)
         if request.controls:
             kwargs.update(_control_kwargs(request, task, width, height))
 
         # 5. Run with the request's sampler (the model's own scheduler is put back after).
-        images = _sample(pipe, request, seed, kwargs, flow=spec.flow)
+        images = _sample(pipe, request, seed, kwargs)
 
     # 6. Hires fix: upscale, then a second pass over the big picture; an inpainted region goes back into the picture.
     if hires:
         images = _hires_pass(studio, request, prompt, pipe_loras, embedding_files, seeds, images, final_size,
-                             guidance, notes, _on_step(progress, should_stop, first, total), should_stop,
-                             flow=spec.flow)
+                             guidance, notes, _on_step(progress, should_stop, first, total), should_stop, family)
     if plan is not None:
         images = [paste_back(plan, image) for image in images]
 
@@ -113,8 +129,8 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     for image, s in zip(images, seeds):
         fields = {
             "Steps": request.steps,
-            "Sampler": request.sampler.split(" ")[0] if spec.flow else request.sampler,
-            "Schedule type": schedule_type(request.sampler, spec.flow),
+            "Sampler": family.parameters_sampler(request.sampler),
+            "Schedule type": family.schedule_type(request.sampler),
             "CFG scale": float(request.cfg),
             "Distilled CFG Scale": None if request.distilled_cfg is None else float(request.distilled_cfg),
             "Seed": s,
@@ -141,37 +157,6 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     return GenerationResult(images=results, request=request, seconds=time.perf_counter() - started, notes=notes)
 
 
-def _guidance(spec, pipe, request: GenerationRequest) -> tuple[dict, list[str]]:
-    """The pipeline's guidance arguments, and what the user asked for that the model will not do, in words.
-
-    UNet families: classifier-free guidance at `cfg` with the negative prompt. FLUX.1-dev: its distilled guidance
-    (`distilled_cfg`, 3.5 by default) as an input, and real CFG only when `cfg` > 1 (then the negative prompt counts,
-    at twice the time); schnell has no guidance input at all.
-    """
-    if spec.guidance == "cfg":
-        if request.distilled_cfg is not None:
-            raise ValueError(f"`distilled_cfg` is FLUX.1-dev's guidance input; {spec.label} models take `cfg` only")
-        if request.max_sequence_length is not None:
-            raise ValueError(f"`max_sequence_length` sets FLUX.1's T5 prompt length; {spec.label} models read "
-                             f"77-token CLIP prompts")
-        return dict(guidance_scale=request.cfg, negative_prompt=request.negative_prompt or None), []
-    notes = []
-    if has_distilled_guidance(pipe):
-        kwargs = dict(guidance_scale=DISTILLED_CFG if request.distilled_cfg is None else request.distilled_cfg)
-    elif request.distilled_cfg is not None:
-        raise ValueError(f"this FLUX.1 model is schnell-like: it has no guidance input, so `distilled_cfg` "
-                         f"{request.distilled_cfg:g} would do nothing; leave it empty (schnell needs 1 to 4 steps)")
-    else:
-        kwargs = dict(guidance_scale=0.0)
-    kwargs["max_sequence_length"] = request.max_sequence_length or (512 if has_distilled_guidance(pipe) else 256)
-    if request.cfg > 1:
-        kwargs.update(true_cfg_scale=request.cfg, negative_prompt=request.negative_prompt or "")
-    elif request.negative_prompt:
-        notes.append("the negative prompt was not used: FLUX.1 takes one only with a CFG scale above 1 (real "
-                     "classifier-free guidance, which takes twice the time)")
-    return kwargs, notes
-
-
 def _on_step(progress: ProgressFn, should_stop: StopFn, done: int, total: int):
     """The pipeline's step callback: progress over every pass (`done` steps ran before this one), and the stop flag."""
 
@@ -184,10 +169,10 @@ def _on_step(progress: ProgressFn, should_stop: StopFn, done: int, total: int):
     return on_step
 
 
-def _sample(pipe, request: GenerationRequest, seed: int, kwargs: dict, *, flow: bool) -> list:
+def _sample(pipe, request: GenerationRequest, seed: int, kwargs: dict) -> list:
     """Call `pipe` with the request's sampler, then put the model's own scheduler back for the next borrower."""
     original_scheduler = pipe.scheduler
-    pipe.scheduler = make_scheduler(request.sampler, original_scheduler.config, seed=seed, flow=flow)
+    pipe.scheduler = make_scheduler(request.sampler, families.of(pipe), original_scheduler.config, seed=seed)
     try:
         with _prompt_first(pipe, request):
             images = pipe(**kwargs).images
@@ -201,7 +186,7 @@ def _sample(pipe, request: GenerationRequest, seed: int, kwargs: dict, *, flow: 
 
 def _hires_pass(studio, request: GenerationRequest, prompt: str, loras: list[LoraChoice], embeddings: list,
                 seeds: list[int], images: list, size: tuple[int, int], guidance: dict, notes: list[str], on_step,
-                should_stop: StopFn, *, flow: bool) -> list:
+                should_stop: StopFn, family) -> list:
     """A1111's hires fix after the first pass: each picture upscaled to `size`, then img2img over it at
     hires_strength for exactly hires_steps (or steps) steps, with fresh noise from the same seeds."""
     import torch
@@ -226,10 +211,10 @@ def _hires_pass(studio, request: GenerationRequest, prompt: str, loras: list[Lor
         strength=request.hires_strength,
         **guidance,  # the first pass's guidance: CFG and negative prompt, or FLUX's distilled guidance
     )
-    if flow:  # FLUX's img2img makes 1024 px unless told the size
+    if family.img2img_needs_size():
         kwargs.update(width=size[0], height=size[1])
     with studio.cache.pipeline(request.model, task="img2img", loras=loras, embeddings=embeddings) as pipe:
-        return _sample(pipe, request, request.seed, kwargs, flow=flow)
+        return _sample(pipe, request, request.seed, kwargs)
 
 
 def _control_kwargs(request: GenerationRequest, task: str, width: int, height: int) -> dict:

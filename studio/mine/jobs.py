@@ -1,4 +1,5 @@
-"""Mining jobs: start one in a child process, watch it, cancel it, continue it, list every job on disk.
+"""Mining jobs as long jobs (studio.jobs): what a mining child is and what its status reads; start, continue,
+status, cancel, wait and list, each the one kind's call.
 
 A job's folder is its whole record (studio.mine.disk), so jobs and their progress are listed again after the studio
 restarts; a child that died without a word shows as `stopped`, and continuing it loses at most the candidate it was
@@ -8,14 +9,13 @@ deciding.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from studio import fileio
+from studio import fileio, jobs
 from studio.data.ingest import Limits, Refused, SourceFile, load_image
 from studio.data.library import find_dataset
-from studio.jobs import ACTIVE, cancel_job, job_state, one_start_at_a_time, settings_args, start_child, wait_job
+from studio.joblog import ACTIVE
 from studio.mine import disk
 from studio.mine.disk import REQUEST, mining_folder
 from studio.mine.request import MiningRequest
@@ -56,7 +56,7 @@ class MiningStatus:
             parts.append(f"mean distance {self.group_mean:.3f}")
         parts.append(f"admitted {c['admitted'] + c['seed']}, near misses {c['near_miss']}, rejected {c['rejected']}, "
                      f"no face {c['no_face']}, dropped {c['dropped']}")
-        if self.message and not self.active:
+        if self.message and (not self.active or self.state == "queued"):
             parts.append(self.message)
         return ", ".join(parts)
 
@@ -70,13 +70,13 @@ class MiningStatus:
 
 
 def start_mining(studio, request: MiningRequest) -> MiningStatus:
-    """Check `request`, write mine.json and start the child. The name must be new (resume_mining goes on with an
-    existing job)."""
-    # 1. Check what can be checked before a child starts
+    """Check `request`, write mine.json and queue the job (it starts at once when the device is free). The name must
+    be new (resume_mining goes on with an existing job)."""
+    # 1. Check what can be checked before the job is queued
     settings = studio.settings
-    folder = mining_folder(settings, request.name)
+    model = request.model or studio.store.default_model
     if request.from_generator:
-        studio.store.resolve(request.model or studio.store.default_model)  # an unknown model fails here
+        studio.store.resolve(model)  # an unknown model fails here
         for lora in request.loras:
             studio.store.lora_file(lora.name)
         for embedding in request.embeddings:
@@ -87,18 +87,20 @@ def start_mining(studio, request: MiningRequest) -> MiningStatus:
 
     resolve_upscaler(studio, request.upscaler)  # an upscaler not in models/upscale/ fails here
 
-    # 2. One job at a time; the seed face kept in the job's folder, so the job never depends on an upload
-    with one_start_at_a_time(folder.parent):
-        if (folder / REQUEST).is_file():
-            raise ValueError(f"`name` {request.name!r} is taken by an earlier mining job; resume it or choose "
-                             "another name")
-        _not_busy(studio, request.name)
+    # 2. The seed face kept in the job's folder, so the job never depends on an upload
+    def prepare(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        kept = request
         if request.seed_face:
-            request = replace(request, seed_face=_keep_seed_face(settings, folder, Path(request.seed_face)))
-        fileio.write_json(folder / REQUEST, request.to_json())
-        _start(studio, folder, request)
-    return mining_status(studio, request.name)
+            kept = replace(request, seed_face=_keep_seed_face(settings, folder, Path(request.seed_face)))
+        fileio.write_json(folder / REQUEST, kept.to_json())
+
+    return jobs.start(studio, MINING, request.name, prepare, needs=_needs(request, model),
+                      estimate_s=request.max_seconds or None)
+
+
+def _needs(request: MiningRequest, model: str) -> str:
+    return f"mining with {model}" if request.from_generator else f"mining the pictures of {request.candidates.name}"
 
 
 def candidates_folder(settings, candidates: Path) -> Path:
@@ -116,18 +118,9 @@ def resume_mining(studio, name: str, **changes) -> MiningStatus:
     if not (folder / REQUEST).is_file():
         raise ValueError(f"`name` {name!r} has no mining job to continue in {folder}")
     request = read_request(folder).continued(**changes)
-    with one_start_at_a_time(folder.parent):
-        _not_busy(studio, name)
-        fileio.write_json(folder / REQUEST, request.to_json())
-        _start(studio, folder, request)
-    return mining_status(studio, name)
-
-
-def _not_busy(studio, name: str) -> None:
-    busy = [j for j in list_mining(studio) if j.active]
-    if busy:  # one device: a second job would fight the first for it
-        raise ValueError(f"mining job {busy[0].name!r} is {busy[0].state}; cancel it or wait for it before starting "
-                         f"{name!r}")
+    return jobs.start(studio, MINING, name, lambda folder: fileio.write_json(folder / REQUEST, request.to_json()),
+                      resume=True, needs=_needs(request, request.model or studio.store.default_model),
+                      estimate_s=request.max_seconds or None)
 
 
 def _keep_seed_face(settings, folder: Path, path: Path) -> str:
@@ -143,25 +136,17 @@ def _keep_seed_face(settings, folder: Path, path: Path) -> str:
     return kept
 
 
-def _start(studio, folder: Path, request: MiningRequest) -> None:
-    """Start the child (its pid in status.json before the start lock is let go)."""
-    fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "updated": time.time()})
-    if request.from_generator:
-        studio.cache.release()  # the child loads the model; the studio's copy would only take the device's memory
-    s = studio.settings
-    start_child(folder, ["-m", "studio.mine.child", str(folder), *settings_args(s, s.device)], cwd=s.root)
-
-
 def read_request(folder: Path) -> MiningRequest:
     return MiningRequest.from_json(json.loads((folder / REQUEST).read_text(encoding="utf-8")))
 
 
 def mining_status(studio, name: str) -> MiningStatus:
     """What job `name` is doing or how it ended, from its folder."""
-    folder = mining_folder(studio.settings, name)
-    if not (folder / REQUEST).is_file():
-        raise ValueError(f"`name` {name!r} is not a mining job (no {folder / REQUEST})")
-    state, message = job_state(folder)
+    return jobs.status(studio, MINING, name)
+
+
+def folder_mining_status(folder: Path, name: str) -> MiningStatus:
+    state, message = jobs.job_state(folder)
     status = MiningStatus(name, state, message, read_request(folder), folder)
     saved = disk.read_state_json(folder)
     if saved is not None:
@@ -175,18 +160,26 @@ def mining_status(studio, name: str) -> MiningStatus:
 
 
 def cancel_mining(studio, name: str, *, wait_s: float = 0.0) -> MiningStatus:
-    """Ask job `name` to stop before its next candidate; optionally wait for it."""
-    return cancel_job(mining_folder(studio.settings, name), lambda: mining_status(studio, name), wait_s=wait_s)
+    """Ask job `name` to stop before its next candidate, or take it out of the queue; optionally wait for it."""
+    return jobs.cancel(studio, MINING, name, wait_s=wait_s)
 
 
 def wait_mining(studio, name: str, *, poll_s: float = 0.5, timeout_s: float | None = None) -> MiningStatus:
-    return wait_job(mining_folder(studio.settings, name), lambda: mining_status(studio, name), f"mining job {name!r}",
-                    poll_s=poll_s, timeout_s=timeout_s)
+    return jobs.wait(studio, MINING, name, poll_s=poll_s, timeout_s=timeout_s)
 
 
 def list_mining(studio) -> list[MiningStatus]:
     """Every mining job on disk, newest first."""
-    root = studio.settings.workspace_dir / "mining"
-    folders = sorted((p for p in root.iterdir() if (p / REQUEST).is_file()) if root.is_dir() else [],
-                     key=lambda p: -(p / REQUEST).stat().st_mtime)
-    return [mining_status(studio, p.name) for p in folders]
+    return jobs.list_jobs(studio, MINING)
+
+
+def _remaining(status: MiningStatus) -> float | None:
+    """A running job's time budget left (a job without one can run until its group is full: not known)."""
+    budget = status.request.max_seconds
+    return max(0.0, budget - status.elapsed) if budget and status.state == "running" else None
+
+
+MINING = jobs.declare(jobs.JobKind(
+    key="mining", noun="mining job", request=REQUEST, events=disk.EVENTS, child="studio.mine.child",
+    root=lambda settings: settings.workspace_dir / "mining", where=mining_folder, read=folder_mining_status,
+    resume_verb="continue", remaining=_remaining))

@@ -14,7 +14,7 @@ from studio import fileio
 from studio.data.facecache import DetectSettings, FaceCache
 from studio.data.ingest import Limits, Refused, SourceFile, collect, load_image
 from studio.faces.detect import main_face
-from studio.jobs import JobLog
+from studio.joblog import JobLog
 from studio.mine import disk
 from studio.mine.disk import ENCODINGS, EVENTS, KEPT, MiningState
 from studio.mine.group import Member, SimGroup

@@ -1,6 +1,6 @@
 """The model store: model ids -> files on disk, builtin models, families, hashes and weight formats."""
 
-from studio.models.refs import Family, ModelRef
+from studio.models.refs import ModelRef
 from studio.models.store import ModelStore
 
-__all__ = ["Family", "ModelRef", "ModelStore"]
+__all__ = ["ModelRef", "ModelStore"]

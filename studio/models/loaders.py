@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models import hub
-from studio.models.files import checkpoint_keys, has_guidance_keys, safetensors_metadata
-from studio.models.refs import Family, ModelRef
+from studio.models import families, hub
+from studio.models.files import safetensors_metadata
+from studio.models.refs import ModelRef
 
 
-def _nf4_config(device: str):
+def nf4_config(device: str):
     """diffusers' 4-bit NormalFloat quantization (bitsandbytes): CUDA only; said so, with what to install."""
     import importlib.util
 
@@ -42,7 +42,7 @@ class ModelLoading:
         allowed pickles; then None (safetensors first, pickle files where a folder has no safetensors)."""
         return None if self.settings.allow_pickle else True
 
-    def _load_error(self, what: str, ref_id: str, error: Exception, *, local: bool) -> ValueError:
+    def load_error(self, what: str, ref_id: str, error: Exception, *, local: bool) -> ValueError:
         """A ValueError for a failed load that says why in words: pickle weights refused, downloads off, or the
         loader's own message."""
         text = " ".join(str(error).split())
@@ -56,103 +56,33 @@ class ModelLoading:
     # ---- base pipelines and ControlNets ---------------------------------------------------------------------
 
     def load_base(self, ref: ModelRef, *, dtype, device: str, without: tuple[str, ...] = ()):
-        """Load a txt2img pipeline (StableDiffusionPipeline, StableDiffusionXLPipeline or FluxPipeline) for `ref`;
-        components named in `without` are left out (None), e.g. FLUX's transformer while captions are encoded."""
+        """Load the txt2img pipeline of `ref`'s family, marked with its family (families.of(pipe)); components named
+        in `without` are left out (None), e.g. FLUX's transformer while captions are encoded."""
         import diffusers
 
         hub.quiet_loaders()
-        no_safety = dict(safety_checker=None, requires_safety_checker=False)
+        family = ref.family
         try:
-            if ref.kind == "file" and ref.family == Family.FLUX:
-                pipe = self._load_flux_file(ref, dtype=dtype)
-            elif ref.kind == "file":
-                cls = diffusers.StableDiffusionXLPipeline if ref.family == Family.SDXL else diffusers.StableDiffusionPipeline
-                extra = {} if ref.family == Family.SDXL else no_safety
-                config = self._single_file_config(ref.path)
-                pipe = cls.from_single_file(
-                    str(ref.path), config=config, local_files_only=config is not None or not self.settings.allow_downloads,
-                    dtype=dtype, **extra,
-                )
+            if ref.kind == "file":
+                pipe = family.load_single_file(self, ref, dtype=dtype)
             else:
                 source = str(ref.path) if ref.path is not None else ref.id
                 index = diffusers.DiffusionPipeline.load_config(source, local_files_only=not self.settings.allow_downloads)
-                extra = no_safety if "safety_checker" in index else {}
+                family = family or families.from_index(index, ref.path)  # a hub id whose name did not tell
+                extra = dict(safety_checker=None, requires_safety_checker=False) if "safety_checker" in index else {}
                 pipe = diffusers.DiffusionPipeline.from_pretrained(
                     source, use_safetensors=self.use_safetensors(), local_files_only=not self.settings.allow_downloads,
                     dtype=dtype, **extra, **{name: None for name in without},
                 )
         except (OSError, EnvironmentError) as e:
             if ref.kind == "file" and not self.settings.allow_downloads:
-                family = ref.family.label if ref.family else "model"
-                raise ValueError(f"could not load model {ref.id!r} (a single-file checkpoint takes its {family} "
+                raise ValueError(f"could not load model {ref.id!r} (a single-file checkpoint takes its {family.label} "
                                  f"configs from the hub: run once without --offline so they are cached): {e}") from e
-            raise self._load_error("model", ref.id, e, local=ref.path is not None) from e
+            raise self.load_error("model", ref.id, e, local=ref.path is not None) from e
         pipe.set_progress_bar_config(disable=True)
-        return pipe.to(device)
+        return families.mark(pipe.to(device), family)
 
-    def _load_flux_file(self, ref: ModelRef, *, dtype):
-        """A FLUX.1 transformer in one file, as Forge and ComfyUI keep it (BFL's layout, maybe under
-        model.diffusion_model.). The rest comes from black-forest-labs' repo of its kind (dev or schnell, told by
-        its keys): configs and tokenizers always; CLIP-L, T5-XXL and the VAE from files beside it or in
-        models/text_encoder/ and models/vae/ (Forge's names), else from the repo. Offline, missing parts are named."""
-        import diffusers
-
-        keys = checkpoint_keys(ref.path)
-        dev = has_guidance_keys(keys)
-        repo = self._single_file_config(ref.path) or f"black-forest-labs/FLUX.1-{'dev' if dev else 'schnell'}"
-        local = Path(repo).is_dir() or not self.settings.allow_downloads
-        beside = self._flux_parts_beside(ref.path)
-        try:
-            transformer = diffusers.FluxTransformer2DModel.from_single_file(
-                str(ref.path), config=repo, subfolder="transformer", dtype=dtype, local_files_only=local)
-            parts = {}
-            if "vae" in beside:
-                parts["vae"] = diffusers.AutoencoderKL.from_single_file(str(beside["vae"]), config=repo,
-                                                                       subfolder="vae", dtype=dtype,
-                                                                       local_files_only=local)
-            for part, subfolder in (("clip", "text_encoder"), ("t5", "text_encoder_2")):
-                if part in beside:
-                    parts[subfolder] = self._text_encoder_file(beside[part], repo, subfolder, dtype=dtype, local=local)
-            return diffusers.FluxPipeline.from_pretrained(repo, transformer=transformer, dtype=dtype,
-                                                          local_files_only=local, use_safetensors=self.use_safetensors(),
-                                                          **parts)
-        except (OSError, EnvironmentError) as e:
-            missing = [what for part, what in (("clip", "CLIP-L (clip_l.safetensors)"),
-                                               ("t5", "T5-XXL (t5xxl_fp16.safetensors)"),
-                                               ("vae", "the VAE (ae.safetensors)")) if part not in beside]
-            where = self.settings.models_dir
-            raise ValueError(
-                f"could not load FLUX.1 file {ref.path.name}: a single file holds only the transformer, and the rest "
-                f"of the pipeline (configs, tokenizers{', ' + ', '.join(missing) if missing else ''}) comes from {repo}"
-                f"{', which is not in the hub cache and downloads are off' if local else ''}. Put "
-                f"clip_l.safetensors and t5xxl_fp16.safetensors in {where / 'text_encoder'} and ae.safetensors in "
-                f"{where / 'vae'} (as Forge keeps them) and run once with downloads on for the configs, or give the "
-                f"diffusers folder of FLUX.1 as the model ({' '.join(str(e).split())[:160]})") from e
-
-    @staticmethod
-    def _text_encoder_file(path: Path, repo: str, subfolder: str, *, dtype, local: bool):
-        """A text encoder kept as one safetensors file (Forge's clip_l / t5xxl; maybe under ComfyUI's
-        text_encoders.<name>.transformer. prefix), built from the repo's config."""
-        import transformers
-        from safetensors.torch import load_file
-
-        config = transformers.AutoConfig.from_pretrained(repo, subfolder=subfolder, local_files_only=local)
-        cls = transformers.CLIPTextModel if config.model_type == "clip_text_model" else transformers.T5EncoderModel
-        state = {k.split(".transformer.", 1)[-1] if k.startswith("text_encoders.") else k: v
-                 for k, v in load_file(str(path)).items()}
-        return cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype).eval()
-
-    def _flux_parts_beside(self, path: Path) -> dict[str, Path]:
-        """FLUX.1's other parts as single files, beside the checkpoint or in models/text_encoder/ and models/vae/."""
-        folders = [path.parent, self.settings.models_dir / "text_encoder", self.settings.models_dir / "vae"]
-        found = {}
-        for part, pattern in (("clip", "clip_l*.safetensors"), ("t5", "t5xxl*.safetensors"), ("vae", "ae*.safetensors")):
-            hits = [p for folder in folders if folder.is_dir() for p in sorted(folder.glob(pattern))]
-            if hits:
-                found[part] = hits[0]
-        return found
-
-    def _single_file_config(self, path: Path) -> str | None:
+    def single_file_config(self, path: Path) -> str | None:
         """A local diffusers folder to take configs from: the base a studio export names in its header, if any."""
         if path.suffix != ".safetensors":
             return None  # a pickle checkpoint the user opted into carries no readable header
@@ -182,36 +112,8 @@ class ModelLoading:
                 except OSError:  # some repos ship only the half-precision variant of the weights
                     model = ControlNetModel.from_pretrained(source, variant="fp16", **common)
         except (OSError, EnvironmentError) as e:
-            raise self._load_error("ControlNet", ref.id, e, local=ref.path is not None) from e
+            raise self.load_error("ControlNet", ref.id, e, local=ref.path is not None) from e
         return model.to(device)
-
-    def load_denoiser(self, ref: ModelRef, *, device: str, base_precision: str = "auto"):
-        """Only FLUX's transformer, for a LoRA to train on, stored as `base_precision` asks (see store_frozen)."""
-        import torch
-        from diffusers import FluxTransformer2DModel
-
-        hub.quiet_loaders()
-        source = str(ref.path) if ref.path is not None else ref.id
-        dtype = torch.float32 if base_precision == "auto" else torch.bfloat16
-        extra = {"quantization_config": _nf4_config(device)} if base_precision == "nf4" else {}
-        try:
-            model = FluxTransformer2DModel.from_pretrained(
-                source, subfolder="transformer", dtype=dtype, use_safetensors=self.use_safetensors(),
-                local_files_only=not self.settings.allow_downloads, **extra)
-        except (OSError, EnvironmentError) as e:
-            raise self._load_error("transformer of", ref.id, e, local=ref.path is not None) from e
-        if base_precision != "nf4":
-            model = model.to(device)
-        self.store_frozen(model, base_precision, device)
-        return model
-
-    def load_denoiser_config(self, ref: ModelRef) -> dict:
-        """FLUX's transformer config (guidance_embeds, widths) without its weights."""
-        from diffusers import FluxTransformer2DModel
-
-        source = str(ref.path) if ref.path is not None else ref.id
-        return dict(FluxTransformer2DModel.load_config(source, subfolder="transformer",
-                                                       local_files_only=not self.settings.allow_downloads))
 
     @staticmethod
     def store_frozen(module, base_precision: str, device: str) -> None:

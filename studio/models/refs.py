@@ -1,11 +1,11 @@
-"""What a model id names: its kind, where its files are, and which family (SD 1.x, SD 2.x, SDXL, FLUX.1) it belongs to."""
+"""What a model id names: its kind, where its files are, and which family (studio/models/families/) it belongs to."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.models.families import Family  # noqa: F401 (refs name families by it)
+from studio.models.families import ModelFamily
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,7 @@ class ModelRef:
     id: str  # what the user typed: builtin:tiny, owner/name, or a path
     kind: str  # "builtin" | "hub" | "folder" | "file"
     path: Path | None  # local folder or file; None for a hub id not yet downloaded
-    family: Family | None  # None when it cannot be told without downloading
+    family: ModelFamily | None  # None for a hub id whose name does not tell, until it is downloaded
 
     @property
     def name(self) -> str:

@@ -8,18 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.fileio import inside
-from studio.models import builtin, hub
+from studio.models import builtin, families, hub
+from studio.models.families import ModelFamily
+from studio.models.files import checkpoint_keys, safetensors_keys
 from studio.models.hashes import HashCache
-from studio.models.files import checkpoint_keys, has_guidance_keys, safetensors_keys
 from studio.models.loaders import ModelLoading
-from studio.models.refs import Family, ModelRef
+from studio.models.refs import ModelRef
 from studio.models.upscalers import UPSCALER_SUFFIXES
 from studio.settings import Settings
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 WEIGHT_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
-# Cross-attention width of each family's UNet (and ControlNet): how LoRAs and ControlNets are matched to a base.
-CROSS_ATTENTION_FAMILY = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL}
 
 
 @dataclass
@@ -62,7 +61,7 @@ class ModelStore(ModelLoading):
                     raise ValueError(f"model folder {path} has no model_index.json or config.json: not a diffusers model")
                 return ModelRef(model_id, "folder", path, self._folder_family(path))
             self._check_weight_file(path)
-            return ModelRef(model_id, "file", path, single_file_family(path))
+            return ModelRef(model_id, "file", path, families.from_keys(checkpoint_keys(path), path))
         # A repo subfolder can hold one model component (a ControlNet), not a whole pipeline.
         if hub.is_hub_id(model_id) and (model_id.count("/") == 1 or subfolder == "controlnet"):
             return ModelRef(model_id, "hub", None, self._hub_family(model_id) if subfolder == "base" else None)
@@ -95,24 +94,21 @@ class ModelStore(ModelLoading):
             safetensors_keys(path)  # raises a clear error for a corrupt or truncated file
 
     @staticmethod
-    def _folder_family(folder: Path) -> Family | None:
+    def _folder_family(folder: Path) -> ModelFamily | None:
         index = folder / "model_index.json"
         if index.is_file():
-            return index_family(json.loads(index.read_text()), folder)
-        config = json.loads((folder / "config.json").read_text())  # a single component such as a ControlNet
-        if "Flux" in config.get("_class_name", ""):
-            return Family.FLUX
-        return CROSS_ATTENTION_FAMILY.get(config.get("cross_attention_dim"))
+            return families.from_index(json.loads(index.read_text()), folder)
+        return families.from_component(json.loads((folder / "config.json").read_text()))  # a ControlNet, say
 
-    def _hub_family(self, repo_id: str) -> Family | None:
+    def _hub_family(self, repo_id: str) -> ModelFamily | None:
         """A hub model's family without downloading: from its model_index.json when the hub cache has it, else
-        from its name (FLUX.1 repos say so); None (taken as SD until loaded) when nothing tells."""
+        from its name (FLUX.1 repos say so); None when nothing tells (the load then reads the index it fetches)."""
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(repo_id, "model_index.json")
         if isinstance(cached, str):
-            return index_family(json.loads(Path(cached).read_text()), None)
-        return Family.FLUX if "flux" in repo_id.lower() else None
+            return families.from_index(json.loads(Path(cached).read_text()), None)
+        return families.from_hub_id(repo_id)
 
     # ---- listing -------------------------------------------------------------------------------------------
 
@@ -147,30 +143,31 @@ class ModelStore(ModelLoading):
         return self._named_file(name_or_path, "embeddings")
 
     def takes_distilled_guidance(self, ref: ModelRef) -> bool:
-        """Whether `ref` is a FLUX.1-dev-like model (a distilled-guidance input), told without loading weights:
-        from a single file's key names, a folder's transformer config, or (a hub id not downloaded yet) its name."""
-        if ref.family is not Family.FLUX:
-            return False
-        if ref.kind == "file":
-            return has_guidance_keys(checkpoint_keys(ref.path))
-        try:
-            return bool(self.load_denoiser_config(ref).get("guidance_embeds"))
-        except (OSError, ValueError):
-            return "schnell" not in ref.id.lower()
+        """Whether `ref` takes a distilled guidance value as an input (FLUX.1-dev), told without loading weights."""
+        return ref.family is not None and ref.family.takes_distilled_guidance(self, ref)
+
+    def load_denoiser(self, ref: ModelRef, *, device: str, base_precision: str = "auto"):
+        """The denoiser alone, stored as `base_precision` asks (a staged training load; see the family's)."""
+        return ref.family.load_denoiser(self, ref, device=device, base_precision=base_precision)
 
     def upscaler_file(self, name_or_path: str) -> Path:
-        """A model upscaler by path, by file name in models/upscale/, or by stem (what the parameters text calls it);
-        a ValueError says where to put it when it is not there."""
+        """A model upscaler by file name in models/upscale/, by stem (what the parameters text calls it), or (server
+        paths allowed: the command line) by path; a ValueError says where to put it when it is not there. Without
+        server paths a name that leaves the folder is not looked up at all, so the answer is the same whether such a
+        file exists or not."""
         folder = self.settings.models_dir / "upscale"
         name = (name_or_path or "").strip()
         if not name:
             raise ValueError("`upscaler` is empty: choose Lanczos or a model in models/upscale/")
-        candidates = [Path(name).expanduser(), folder / name, *(folder / f"{name}{s}" for s in UPSCALER_SUFFIXES)]
+        candidates = [inside(folder, n) for n in (name, *(f"{name}{s}" for s in UPSCALER_SUFFIXES))]
+        if self.settings.server_paths:
+            candidates.insert(0, Path(name).expanduser())
         for c in candidates:
-            if c.is_file():
+            if c is not None and c.is_file():
                 return c.resolve()
+        path = " or give a path" if self.settings.server_paths else ""
         raise ValueError(f"upscaler {name!r} not found: put its .safetensors file in {folder} (it is then called by "
-                         f"its file name without the suffix) or give a path; Lanczos needs no file")
+                         f"its file name without the suffix){path}; Lanczos needs no file")
 
     def _named_file(self, name_or_path: str, sub: str) -> Path:
         """A LoRA/embedding by file name in models/<sub>/, by stem (A1111's `<lora:name:w>`), or (server paths
@@ -199,7 +196,7 @@ class ModelStore(ModelLoading):
         """The file A1111's model hash is taken of: the checkpoint, or a folder's UNet (FLUX.1: transformer) weights."""
         if ref.kind == "file":
             return ref.path
-        part = "transformer" if ref.family == Family.FLUX else "unet"
+        part = ref.family.denoiser_name if ref.family is not None else "unet"
         if ref.path is not None:
             found = sorted((ref.path / part).glob("*.safetensors")) or sorted(ref.path.glob("*.safetensors"))
             return found[0] if found else None
@@ -207,34 +204,3 @@ class ModelStore(ModelLoading):
 
         cached = try_to_load_from_cache(ref.id, f"{part}/diffusion_pytorch_model.safetensors")
         return Path(cached) if isinstance(cached, str) else None
-
-
-def index_family(index: dict, folder: Path | None) -> Family:
-    """A diffusers pipeline's family from its model_index.json (and, in `folder`, its UNet's config)."""
-    name = index.get("_class_name", "")
-    if name.startswith("Flux"):
-        return Family.FLUX
-    if "XL" in name:
-        return Family.SDXL
-    unet_config = folder / "unet" / "config.json" if folder is not None else None
-    if unet_config is not None and unet_config.is_file():
-        return CROSS_ATTENTION_FAMILY.get(json.loads(unet_config.read_text()).get("cross_attention_dim"), Family.SD1)
-    return Family.SD1
-
-
-# Keys that only FLUX checkpoints have: BFL's layout (Forge, ComfyUI; maybe under model.diffusion_model.) and diffusers'.
-_FLUX_KEYS = ("double_blocks.0.img_attn.norm.key_norm.scale", "transformer_blocks.0.attn.norm_added_k.weight")
-
-
-def single_file_family(path: Path) -> Family | None:
-    """Tell a single-file checkpoint's family from its key names."""
-    keys = checkpoint_keys(path)
-    if any(k.endswith(_FLUX_KEYS) for k in keys):
-        return Family.FLUX
-    if any(k.startswith("conditioner.embedders.1.") for k in keys):
-        return Family.SDXL
-    if any(k.startswith("cond_stage_model.model.") for k in keys):
-        return Family.SD2
-    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
-        return Family.SD1
-    raise ValueError(f"model file {path} is not a Stable Diffusion or FLUX.1 checkpoint: none of their keys found")

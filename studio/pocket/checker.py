@@ -95,10 +95,32 @@ def train_classifier(folder: Path, seed: int = 0, cfg: ClassifierTraining | None
 
 class PocketChecker:
     """Checks images against prompts: `checker.verdict(image, "a red circle on a white background")`. The
-    classifier is borrowed from the model cache (`studio.cache.borrow("checker", CHECKER_DIR)`)."""
+    classifier is borrowed from the model cache (`studio.cache.borrow("checker", CHECKER_DIR)`). It is the studio's
+    PictureChecker for builtin:pocket (studio.scorers; registered by studio/pocket/scoring.py)."""
+
+    labels_known = LABELS
 
     def __init__(self, classifier: ImageClassifier):
         self.classifier = classifier
+
+    def color(self, image: Image.Image) -> str | None:
+        return foreground_color(image)
+
+    def asked_for(self, prompt: str, taught: dict[str, str]) -> tuple[str | None, str | None]:
+        """(colour, label) the prompt asks for: a shape or face kind it names, else a trigger word's taught label
+        (the colour is the word just before the shape or trigger: "a red zq on a white background" -> ("red",
+        "star"))."""
+        color, label = prompt_targets(prompt)
+        if label is not None:
+            return color, label
+        words = re.findall(r"[a-z0-9]+", prompt.lower())
+        trigger = next((w for w in words if w in taught), None)
+        if trigger is None:
+            return None, None
+        label = taught[trigger]
+        before = words[:words.index(trigger)]
+        color = next((w for w in reversed(before) if w in SHAPE_COLORS), None) if label in SHAPES + NEW_SHAPES else None
+        return color, label
 
     def labels(self, images: list[Image.Image]) -> list[tuple[str, float]]:
         """The best label and its probability for each image."""

@@ -47,17 +47,18 @@ def start_demo(studio, trigger: str = DEMO_TRIGGER) -> DemoStart:
     taken = [name for name in runs if name == trigger or name.startswith(f"{trigger}-")]
     for name in taken:
         status = runs[name]
-        if status.config.dataset == dataset and status.state in ("starting", "running", "done"):
-            verb = "is training" if status.state != "done" else "has finished"
+        if status.config.dataset == dataset and status.state in ("queued", "starting", "running", "done"):
+            verb = {"done": "has finished", "queued": "waits in the queue"}.get(status.state, "is training")
             return DemoStart(name, dataset, made, False, f"The demo run {name!r} {verb}: {_next_step(name)}")
     name = trigger if trigger not in runs else next(f"{trigger}-{i}" for i in range(2, 1000)
                                                      if f"{trigger}-{i}" not in runs)
     config = RunConfig(name=name, dataset=dataset, trigger=trigger, **PRESETS[preset_name("pocket")]).check()
     status = train.start_run(studio, config)
     made_words = f"wrote dataset {dataset!r} (8 star drawings, captioned \"{DEMO_PROMPT}\" and so on), " if made else ""
+    began = f"queued ({status.message})" if status.state == "queued" else "started"
     return DemoStart(status.name, dataset, made, True,
-                     f"Started: {made_words}training run {status.name!r} (300 steps, a few minutes on 2 CPU cores). "
-                     f"{_next_step(status.name)}")
+                     f"Started: {made_words}training run {status.name!r} {began} (300 steps, a few minutes on 2 CPU "
+                     f"cores). {_next_step(status.name)}")
 
 
 def _next_step(run: str) -> str:

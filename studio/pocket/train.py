@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from studio.fileio import temp_dir
+from studio.models import families
 from studio.pocket.model import (PocketArchitecture, build_scheduler, build_text_encoder, build_unet, build_vae,
                                  write_tokenizer)
 from studio.pocket.scenes import make_scenes
@@ -250,7 +251,8 @@ def train(cfg: PocketTraining, out: Path, vae_from: Path | None = None, init_fro
         # 4. UNet + text encoder.
         init = None
         if init_from is not None:
-            init = (earlier.unet, earlier.text_encoder)
+            family = families.of(earlier)  # SD 1.x: pocket's own architecture
+            init = (family.denoiser(earlier), family.text_encoders(earlier)[0])
             init[1].resize_token_embeddings(len(tokenizer))  # a fresh tokenizer may have fewer or more ids...
             init[1].config.update(dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                        pad_token_id=tokenizer.pad_token_id))  # ...and its special tokens elsewhere

@@ -390,22 +390,9 @@ class RunConfig:
 
 
 def family_defaults(config: RunConfig, family) -> RunConfig:
-    """Fill what depends on the base family (resolution: 512 SD 1.x, 768 SD 2.x, 1024 SDXL and FLUX.1) and refuse
-    what the family cannot train, naming the setting."""
-    spec = family.spec
+    """Fill what depends on the base family (resolution: its native size, 512 SD 1.x ... 1024 SDXL and FLUX.1) and
+    refuse what the family cannot train, naming the setting (ModelFamily.check_training)."""
     if not config.resolution:
         config = replace(config, resolution=family.native_resolution)
-    if spec.flow:
-        if config.method == "textual-inversion":
-            raise ValueError("`method` textual-inversion does not fit FLUX.1 (its T5 encoder has no CLIP token table to "
-                             "extend): train a LoRA")
-        if config.text_encoder_lr:
-            raise ValueError("`text_encoder_lr` must be 0 for FLUX.1: the studio trains its transformer only (CLIP-L "
-                             "and T5-XXL stay frozen, and their embeddings are cached)")
-        if config.min_snr_gamma:
-            raise ValueError("`min_snr_gamma` weighs DDPM noise levels; FLUX.1 trains by flow matching, where it does "
-                             "not apply: set it to 0")
-    elif config.base_precision in ("fp8", "int8", "nf4"):
-        raise ValueError(f"`base_precision` {config.base_precision!r} is for FLUX.1's transformer; an "
-                         f"{spec.label} base trains in auto or bf16")
+    family.check_training(config)
     return config

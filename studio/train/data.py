@@ -62,6 +62,14 @@ def run_repeats(config):
     return [s.repeats for s in config.subjects] if config.extra_subjects else config.repeats
 
 
+def config_steps_per_epoch(items: list, config, native: int) -> int:
+    """Optimizer steps in one epoch of `config` on its `items` (one process); `native` is the base's own size, for a
+    config that leaves the resolution to it."""
+    return steps_per_epoch(items, repeats=run_repeats(config), batch_size=config.batch_size,
+                           grad_accum=config.grad_accum, resolution=config.resolution or native,
+                           buckets=config.buckets, balance=config.balance)
+
+
 def appearances(items: list[TrainItem], repeats, balance: bool = False) -> list[int]:
     """How many times each item is seen in one epoch. `repeats`: one number, or one per subject (by item.subject).
     With `balance`, every subject is seen as often as the one with the most pictures x repeats: a smaller set's

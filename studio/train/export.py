@@ -9,9 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from studio import fileio
-from studio.models.checkpoint import pipeline_to_original
-from studio.models.kohya import flux_peft_to_kohya, peft_to_kohya
-from studio.models.refs import Family
+from studio.models import families
 
 
 @dataclass
@@ -44,15 +42,8 @@ class Facts:
                          "studio.datasets": json.dumps([s["dataset"] for s in self.subjects]),
                          "studio.triggers": json.dumps(triggers)})
         if self.method == "lora":
-            family = Family(self.family)
-            meta.update({"ss_network_module": "networks.lora_flux" if family == Family.FLUX else "networks.lora",
-                         "ss_network_dim": str(self.rank), "ss_network_alpha": str(self.alpha),
-                         "ss_base_model_version": family.spec.kohya_version})
-            if family == Family.FLUX:
-                meta["modelspec.architecture"] = "flux-1-dev/lora"
-                meta["ss_model_type"] = "flux"
-            elif self.lora_layers == "all":  # kohya records LoCon's 3x3 convs as network args
-                meta["ss_network_args"] = json.dumps({"conv_dim": str(self.rank), "conv_alpha": str(self.alpha)})
+            meta.update(families.get(self.family).kohya_header(rank=self.rank, alpha=self.alpha,
+                                                               lora_layers=self.lora_layers))
         return meta
 
 
@@ -64,7 +55,7 @@ def _save(state: dict, path: Path, meta: dict) -> Path:
     return path
 
 
-def export_lora(state: dict, meta: dict, *, models_dir: Path, run_dir: Path, denoiser_config, family: Family,
+def export_lora(state: dict, meta: dict, *, models_dir: Path, run_dir: Path, denoiser_config, family,
                 out_name: str | None = None) -> list[Path]:
     """models/lora/<name>.safetensors (kohya) and <run>/export/<name>/pytorch_lora_weights.safetensors (diffusers)."""
     name = out_name or meta["studio.name"]
@@ -74,20 +65,18 @@ def export_lora(state: dict, meta: dict, *, models_dir: Path, run_dir: Path, den
         modules = sorted({k.split(".", 1)[1].split(".lora_")[0] for k in state if k.startswith(prefix + ".")})
         adapter_meta.update({f"{prefix}.r": rank, f"{prefix}.lora_alpha": alpha, f"{prefix}.target_modules": modules})
     diffusers_meta = dict(meta, format="pt", lora_adapter_metadata=json.dumps(adapter_meta, sort_keys=True))
-    if family == Family.FLUX:
-        kohya = flux_peft_to_kohya(state, alpha=alpha, transformer_config=denoiser_config)
-    else:
-        kohya = peft_to_kohya(state, alpha=alpha, unet_config=denoiser_config, sdxl=family == Family.SDXL)
+    kohya = family.lora_to_kohya(state, alpha=alpha, denoiser_config=denoiser_config)
     return [_save(kohya, Path(models_dir) / "lora" / f"{name}.safetensors", meta),
             _save(state, Path(run_dir) / "export" / name / "pytorch_lora_weights.safetensors", diffusers_meta)]
 
 
-def export_embedding(vectors: list, token: str, meta: dict, *, models_dir: Path, run_dir: Path,
+def export_embedding(vectors: list, token: str, meta: dict, *, models_dir: Path, run_dir: Path, family,
                      out_name: str | None = None) -> list[Path]:
-    """models/embeddings/<token>.safetensors in A1111's layout (`emb_params`, or SDXL's `clip_l` + `clip_g`),
-    and diffusers' learned_embeds.safetensors ({token: vectors}; SDXL adds learned_embeds_2.safetensors)."""
+    """models/embeddings/<token>.safetensors in A1111's layout (`emb_params`, or SDXL's `clip_l` + `clip_g`: the
+    family's embedding_layout), and diffusers' learned_embeds.safetensors ({token: vectors}; a second text encoder
+    adds learned_embeds_2.safetensors)."""
     name = out_name or token
-    a1111 = {"emb_params": vectors[0]} if len(vectors) == 1 else {"clip_l": vectors[0], "clip_g": vectors[1]}
+    a1111 = family.embedding_layout(vectors)
     files = [_save(a1111, Path(models_dir) / "embeddings" / f"{name}.safetensors", meta)]
     folder = Path(run_dir) / "export" / name
     for i, v in enumerate(vectors):
@@ -95,18 +84,20 @@ def export_embedding(vectors: list, token: str, meta: dict, *, models_dir: Path,
     return files
 
 
-def export_dreambooth(pipe, meta: dict, *, models_dir: Path, name: str, single_file: bool = True) -> list[Path]:
-    """models/base/<name>/ (diffusers folder, renamed into place whole) and models/base/<name>.safetensors
-    (original single-file layout; `studio.base_model` tells the store where to find configs offline)."""
+def export_dreambooth(pipe, meta: dict, *, models_dir: Path, name: str) -> list[Path]:
+    """models/base/<name>/ (diffusers folder, renamed into place whole) and, where the family writes one,
+    models/base/<name>.safetensors (original single-file layout; `studio.base_model` tells the store where to find
+    configs offline)."""
     base = Path(models_dir) / "base"
     base.mkdir(parents=True, exist_ok=True)
     folder = base / name
     with fileio.atomic_dir(folder) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         fileio.write_json(tmp / "studio_training.json", meta)
-    if not single_file:
+    single = families.of(pipe).single_file_state(pipe)
+    if single is None:
         return [folder]
-    return [folder, _save(pipeline_to_original(pipe), base / f"{name}.safetensors", meta)]
+    return [folder, _save(single, base / f"{name}.safetensors", meta)]
 
 
 def export_final(method, parts, config, models_dir: Path, run_dir: Path, meta: dict) -> list[Path]:
@@ -116,13 +107,12 @@ def export_final(method, parts, config, models_dir: Path, run_dir: Path, meta: d
                            denoiser_config=parts.denoiser.config, family=parts.family)
     if config.method == "textual-inversion":
         if not config.extra_subjects:
-            return export_embedding(method.vectors(), method.token, meta, models_dir=models_dir, run_dir=run_dir)
+            return export_embedding(method.vectors(), method.token, meta, models_dir=models_dir, run_dir=run_dir,
+                                    family=parts.family)
         return [f for token, vectors in method.subject_vectors()  # one embedding file per subject's token
-                for f in export_embedding(vectors, token, meta, models_dir=models_dir, run_dir=run_dir)]
-    # SD 2.x's original text encoder has a layer diffusers drops, so its single file could not be complete; FLUX's
-    # single-file (BFL) layout is not written by the studio: the diffusers folder loads in diffusers and ComfyUI
-    return export_dreambooth(parts.pipe, meta, models_dir=models_dir, name=config.name,
-                             single_file=parts.family in (Family.SD1, Family.SDXL))
+                for f in export_embedding(vectors, token, meta, models_dir=models_dir, run_dir=run_dir,
+                                          family=parts.family)]
+    return export_dreambooth(parts.pipe, meta, models_dir=models_dir, name=config.name)
 
 
 def export_epoch(run_dir: Path, epoch: int, models_dir: Path) -> list[Path]:
@@ -154,12 +144,10 @@ def export_step(store, run_dir: Path, step: int, models_dir: Path, out_name: str
     if meta["studio.method"] not in WHOLE_MODEL:
         return _export_small(state, meta, run_dir, models_dir, out_name)
     pipe = store.load_base(store.resolve(meta["studio.base_model"]), dtype=torch.float32, device="cpu")
-    for prefix in sorted({k.split(".", 1)[0] for k in state}):
+    for prefix in sorted({k.split(".", 1)[0] for k in state}):  # pipeline attributes: the trained modules
         getattr(pipe, prefix).load_state_dict({k[len(prefix) + 1:]: v.float() for k, v in state.items()
                                                if k.startswith(prefix + ".")})
-    family = Family(meta["studio.family"])
-    return export_dreambooth(pipe, dict(meta, **{"studio.name": out_name}), models_dir=models_dir, name=out_name,
-                             single_file=family in (Family.SD1, Family.SDXL))
+    return export_dreambooth(pipe, dict(meta, **{"studio.name": out_name}), models_dir=models_dir, name=out_name)
 
 
 def _read_saved(path: Path) -> tuple[dict, dict]:
@@ -178,13 +166,14 @@ def _export_small(state: dict, meta: dict, run_dir: Path, models_dir: Path, name
         saved = saved if saved.is_file() else Path(run_dir) / "unet_config.json"  # what runs before FLUX wrote
         config = SimpleNamespace(**json.loads(saved.read_text()))
         return export_lora(state, meta, models_dir=models_dir, run_dir=run_dir, denoiser_config=config,
-                           family=Family(meta["studio.family"]), out_name=name)
+                           family=families.get(meta["studio.family"]), out_name=name)
     vectors = [state[f"emb.{i}"] for i in range(len(state))]
+    family = families.get(meta["studio.family"])
     if "studio.triggers" not in meta:
         return export_embedding(vectors, meta["studio.trigger"].lower(), meta, models_dir=models_dir, run_dir=run_dir,
-                                out_name=name)
+                                family=family, out_name=name)
     triggers = json.loads(meta["studio.triggers"])  # one embedding per subject, `vectors` rows each
     n = vectors[0].shape[0] // len(triggers)
     return [f for k, t in enumerate(triggers)
             for f in export_embedding([v[k * n:(k + 1) * n] for v in vectors], t.lower(), meta, models_dir=models_dir,
-                                      run_dir=run_dir, out_name=f"{name}-{t.lower()}")]
+                                      run_dir=run_dir, family=family, out_name=f"{name}-{t.lower()}")]

@@ -1,21 +1,22 @@
-"""Training jobs: start a run in a child process, read its status, cancel it, list every run on disk.
+"""Training runs as long jobs (studio.jobs): what a run's child is and what its status reads; start, resume (the one
+resume rule), status, cancel, wait and list, each the one kind's call.
 
-The studio frees the GPU (model cache) before a child starts. A run's folder is its whole record, so runs and their
-status are listed again after the studio restarts; a child that died without a word shows as `stopped`.
+A run waits in the queue until its device is free, and the studio gives back its cached weights before the child
+starts. A run's folder is its whole record, so runs and their status are listed again after the studio restarts; a
+child that died without a word shows as `stopped`.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from studio import fileio
-from studio.jobs import cancel_job, job_state, one_start_at_a_time, settings_args, start_child, wait_job
+from studio import claims, fileio, jobs
+from studio.joblog import ACTIVE
 from studio.names import check_name
 from studio.train import checkpoints, data, sampling
 from studio.train.config import RunConfig
-from studio.train.runlog import RunLog, read_events, read_status
+from studio.train.runlog import EVENTS, RunLog, read_events, read_status
 
 
 @dataclass
@@ -45,7 +46,7 @@ class RunStatus:
 
     @property
     def active(self) -> bool:
-        return self.state in ("starting", "running")
+        return self.state in ACTIVE
 
     @property
     def exit_code(self) -> int:
@@ -64,7 +65,7 @@ class RunStatus:
         if self.eta_s is not None and self.active:
             hours, rest = divmod(int(self.eta_s), 3600)
             parts.append(f"ETA {hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"ETA {rest // 60}:{rest % 60:02d}")
-        if self.message and not self.active:
+        if self.message and (not self.active or self.state == "queued"):
             parts.append(self.message)
         return ", ".join(parts)
 
@@ -97,91 +98,77 @@ def resume_run(studio, name: str, **changes) -> RunStatus:
 
 
 def start_run(studio, config: RunConfig, *, resume: bool = False) -> RunStatus:
-    """Check `config`, write run.json, free the GPU and start the child. With `resume`, continue the run of the
-    same name from its last complete checkpoint (see resume_run: its saved settings, with this config's epochs
-    and max_steps)."""
+    """Check `config`, write run.json and queue the run (it starts at once when the device is free). With `resume`,
+    continue the run of the same name from its last complete checkpoint (see resume_run: its saved settings, with
+    this config's epochs and max_steps)."""
     if resume:
         return resume_run(studio, config.name, epochs=config.epochs, max_steps=config.max_steps)
     return _start(studio, config, resume=False)
 
 
 def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunStatus:
-    # 1. Check inputs before anything starts
+    # 1. Check inputs before anything is queued
     config = replace(config, model=config.model or studio.store.default_model).check()
-    folder = run_dir(studio.settings, config.name)
-    studio.store.resolve(config.model)  # an unknown model fails here, not in the child
-    data.subject_items(studio.settings, config)  # every subject's dataset is there
+    ref = studio.store.resolve(config.model)  # an unknown model fails here, not in the child
+    items = data.subject_items(studio.settings, config)  # every subject's dataset is there
     if config.continue_from:  # "add a subject": the run it starts from has a LoRA this run can take
         from studio.train.checkpoints import start_weights
 
         start_weights(studio.settings.runs_dir, config.continue_from, config)
-    device = config.device or studio.settings.resolve_device()
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError(f"`device` is {device!r} but torch sees no CUDA GPU")
-    elif config.mixed_precision == "fp16":
+    device = config.device or studio.settings.device
+    if device.startswith("cuda") and not claims.gpu_count():
+        raise ValueError(f"`device` is {device!r} but there is no CUDA GPU (the NVIDIA driver lists none)")
+    if claims.device_key(device) == "cpu" and config.mixed_precision == "fp16":
         raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
 
-    # 2. One run at a time (one device: a second would fight the first for memory and time). The lock makes the
-    #    check and the start one step, so two `train` commands started at the same instant cannot both train.
-    with one_start_at_a_time(studio.settings.runs_dir):
-        if not resume and (folder / "run.json").is_file():
-            raise ValueError(f"`name` {config.name!r} is taken by an earlier run; resume it or choose another name")
-        busy = [r for r in list_runs(studio) if r.active]
-        if busy:
-            raise ValueError(f"run {busy[0].name!r} is {busy[0].state}; cancel it or wait for it before starting "
-                             f"{config.name!r}")
-        from studio.train.sweep_jobs import active_sweeps  # a sweep's runs take the device too
-
-        for sweep in active_sweeps(studio):
-            raise ValueError(f"sweep {sweep!r} is running; cancel it or wait for it before starting {config.name!r}")
-        launch_run(studio, config, folder, resume=resume, note=note)
-    return run_status(studio, config.name)
+    # 2. Queue it: one job on a device at a time (a second would fight the first for memory and time)
+    several = device in ("auto", "cuda") and claims.gpu_count() > 1  # one process per GPU, sharing the epoch
+    native = ref.family.native_resolution if ref.family else 512
+    steps = config.max_steps or config.epochs * data.config_steps_per_epoch(items, config, native)
+    return jobs.start(studio, RUNS, config.name, lambda folder: _record(config, folder, note), resume=resume,
+                      device=device, devices=claims.every_gpu() if several else None,
+                      needs=f"training a {config.method} on {config.model} at {config.resolution or native} px",
+                      estimate_s=estimate_seconds(studio, config, steps))
 
 
-def launch_run(studio, config: RunConfig, folder: Path, *, resume: bool, note: str = "") -> None:
-    """Record the run, free the GPU, start the child (its pid in status.json before the start lock is let go).
-    The caller holds the start lock and has checked the device is free (a sweep starts its runs here too)."""
-    saved = folder / "run.json"
-    fileio.write_json(saved, config.to_json())
+def _record(config: RunConfig, folder: Path, note: str) -> None:
+    fileio.write_json(folder / "run.json", config.to_json())
     if note:
         log = RunLog(folder)
         log.event("message", text=note)
         log.close()
-    fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "updated": time.time()})
-    studio.cache.release()
-    s = studio.settings
-    args = ["-m", "studio.train.child", str(folder), *settings_args(s, config.device or s.device)]
-    args += ["--resume"] * resume
-    gpus = _gpu_count() if not config.device or config.device == "cuda" else 1
-    if gpus > 1:  # one process per GPU; the child shards the epoch's micro-batches across them
-        args = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus), *args]
-        args[args.index("studio.train.child") - 1] = "--module"
-    # The child runs from the user's root; studio.jobs makes this checkout's `studio` importable there.
-    start_child(folder, args, cwd=s.root)
 
 
-def _gpu_count() -> int:
-    import torch
+def estimate_seconds(studio, config: RunConfig, steps: int) -> float | None:
+    """About how long `steps` take: at the pace of the newest run on the same base, method and size."""
+    root = studio.settings.runs_dir
+    for folder in sorted(root.glob("*/run.json") if root.is_dir() else [], key=lambda p: -p.stat().st_mtime):
+        other = RunConfig.load(folder)
+        if (other.model, other.method, other.resolution, other.batch_size) == (
+                config.model, config.method, config.resolution, config.batch_size):
+            paces = [e["it_s"] for e in read_events(folder.parent) if e["type"] == "step" and e.get("it_s")]
+            if paces:
+                return steps / paces[-1]
+    return None
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+def launch_run(studio, config: RunConfig, folder: Path, *, resume: bool, note: str = "") -> None:
+    """Record the run and start its child now, outside the queue: for a sweep's runs, started by the sweep's driver
+    (which holds the device)."""
+    _record(config, folder, note)
+    jobs.launch(studio.settings, RUNS, folder, config.device or studio.settings.device, resume=resume)
 
 
 def run_status(studio, name: str) -> RunStatus:
     """What run `name` is doing or how it ended, from its folder."""
-    folder = run_dir(studio.settings, name)
-    if not (folder / "run.json").is_file():
-        raise ValueError(f"`name` {name!r} is not a run (no {folder / 'run.json'})")
-    return folder_status(folder, name)
+    return jobs.status(studio, RUNS, name)
 
 
 def folder_status(folder: Path, name: str) -> RunStatus:
     """What the run in `folder` is doing or how it ended (a run of workspace/runs/, or a sweep's)."""
     config = RunConfig.load(folder / "run.json")
     status = read_status(folder)
-    state, message = job_state(folder)
+    state, message = jobs.job_state(folder)
     result = RunStatus(name, state, message, config, folder,
                        total_steps=status.get("total_steps", 0), epochs=status.get("epochs", 0),
                        files=status.get("files", []), best_epoch=status.get("best_epoch"),
@@ -228,18 +215,21 @@ def _moved_with(folder: Path, event: dict) -> None:
 
 
 def cancel_run(studio, name: str, *, wait_s: float = 0.0) -> RunStatus:
-    """Ask run `name` to stop after its current step (it writes a checkpoint first); optionally wait for it."""
-    return cancel_job(run_dir(studio.settings, name), lambda: run_status(studio, name), wait_s=wait_s)
+    """Ask run `name` to stop after its current step (it writes a checkpoint first), or take it out of the queue;
+    optionally wait for it."""
+    return jobs.cancel(studio, RUNS, name, wait_s=wait_s)
 
 
 def wait_run(studio, name: str, *, poll_s: float = 0.5, timeout_s: float | None = None) -> RunStatus:
-    return wait_job(run_dir(studio.settings, name), lambda: run_status(studio, name), f"run {name!r}",
-                    poll_s=poll_s, timeout_s=timeout_s)
+    return jobs.wait(studio, RUNS, name, poll_s=poll_s, timeout_s=timeout_s)
 
 
 def list_runs(studio) -> list[RunStatus]:
     """Every run on disk, newest first."""
-    root = studio.settings.runs_dir
-    folders = sorted((p for p in root.glob("*") if (p / "run.json").is_file()) if root.is_dir() else [],
-                     key=lambda p: -(p / "run.json").stat().st_mtime)
-    return [run_status(studio, p.name) for p in folders]
+    return jobs.list_jobs(studio, RUNS)
+
+
+RUNS = jobs.declare(jobs.JobKind(
+    key="run", noun="run", request="run.json", events=EVENTS, child="studio.train.child",
+    root=lambda settings: settings.runs_dir, where=run_dir, read=lambda folder, name: folder_status(folder, name),
+    remaining=lambda status: status.eta_s if status.state == "running" else None, multi_gpu=True))

@@ -139,7 +139,7 @@ class TextEmbeddings:
         from safetensors.torch import load_file, save_file
 
         captions = sorted(set(captions))
-        length = self.parts.sequence_length(self.max_sequence_length) if self.parts.spec.flow else 0
+        length = self.parts.sequence_length(self.max_sequence_length)
         path = cache_dir / f"text-{_key(model_stamp(self.parts), captions, length)}.safetensors"
         if path.is_file():
             state = load_file(str(path))

@@ -15,12 +15,11 @@ from functools import partial
 from pathlib import Path
 
 from studio import fileio
-from studio.models.families import Family
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
 from studio.train.latents import Latents, TextEmbeddings, owner
-from studio.train.methods import TEXT_PREFIXES, make_method
+from studio.train.methods import make_method
 from studio.train.objectives import make_objective, mask_weights, reduce
 from studio.train.parts import (encode_text, keep_frozen_in, load_denoiser, load_parts, remember_prompts)
 from studio.train.runlog import RunLog
@@ -42,14 +41,6 @@ class RunResult:
     last_loss: float | None = None  # mean loss over the last epoch
     base_validation: dict | None = None  # the base model's grid and scores, before the first step
     step_validations: list[dict] = field(default_factory=list)  # at validate_at_steps, with the guard's verdicts
-
-
-def _staged(config: RunConfig, family: Family | None) -> bool:
-    """A FLUX LoRA with cacheable captions loads the text encoders first, encodes every caption and validation
-    prompt, lets them go, and only then loads the transformer: T5-XXL (9 GB) and the transformer never share the
-    GPU. (DreamBooth keeps them: it exports the whole pipeline.)"""
-    return (family == Family.FLUX and config.method == "lora" and config.cache and not config.shuffle_captions
-            and not config.text_encoder_lr)
 
 
 def _subject_facts(config: RunConfig, items, inherited: list[dict]) -> list[dict]:
@@ -100,16 +91,18 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     """
     import torch
 
-    # 1. Device, precision, data and the base's parts (FLUX: without its transformer yet, see _staged)
+    # 1. Device, precision, data and the base's parts (a staged family's without its denoiser yet: see
+    #    ModelFamily.staged_training)
     device = config.device or settings.resolve_device()
     accelerator = make_accelerator(config, device)
     device = str(accelerator.device)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and later: faster, same training
     model_id = config.model or store.default_model
-    staged = _staged(config, store.resolve(model_id).family)
+    family = store.resolve(model_id).family
+    staged = family is not None and family.staged_training(config)
     parts = load_parts(store, model_id, device, base_precision="auto" if staged else config.base_precision,
-                       without_denoiser=staged)
+                       staged=staged)
     config = family_defaults(replace(config, model=model_id), parts.family)
     items = data.subject_items(settings, config)
     method = None if staged else make_method(parts, config)  # TI adds its tokens before captions are encoded
@@ -165,8 +158,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         keep_frozen_in(parts, torch.float16 if config.mixed_precision == "fp16" else torch.bfloat16,
                        lora=config.method == "lora", trains_text=method.trains_text,
                        trains_denoiser=config.method != "textual-inversion")
-    if not parts.spec.flow:
-        parts.unet.to(memory_format=torch.channels_last)  # faster convolutions on CPUs (oneDNN) and GPUs alike
+    if parts.family.channels_last:
+        parts.denoiser.to(memory_format=torch.channels_last)  # faster convolutions on CPUs (oneDNN) and GPUs alike
     if config.gradient_checkpointing:
         parts.denoiser.enable_gradient_checkpointing()
         for encoder in parts.text_encoders if method.trains_text else []:
@@ -187,11 +180,11 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     schedule = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps,
                              num_training_steps=total, num_cycles=config.lr_cycles)
     trained = {name: accelerator.prepare(module) for name, module in method.modules().items()}
-    denoiser = trained.get(parts.spec.denoiser, parts.denoiser)
+    denoiser = trained.get(parts.family.denoiser_name, parts.denoiser)
     if config.compile:  # the training steps' forward only: validation samples with the plain module
         log.event("message", text="torch.compile: the denoiser is compiled at the first steps (they are slow)")
         denoiser = torch.compile(denoiser)
-    encoders = [trained.get(prefix, e) for prefix, e in zip(TEXT_PREFIXES, parts.text_encoders)]
+    encoders = [trained.get(prefix, e) for prefix, e in zip(parts.family.text_encoder_names, parts.text_encoders)]
     optimizer = accelerator.prepare(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
@@ -216,7 +209,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                                      items if watched is config else data.subject_items(settings, watched))
     facts = export.Facts(base_model=config.model, method=config.method, trigger=config.token, name=config.name,
                          dataset=config.dataset, dataset_hash=data.dataset_hash(items), resolution=config.resolution,
-                         rank=config.rank, alpha=config.alpha, family=parts.family.value,
+                         rank=config.rank, alpha=config.alpha, family=parts.family.name,
                          lora_layers=config.lora_layers,
                          subjects=_subject_facts(config, items, inherited))
 
@@ -251,7 +244,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                                                                         config.max_sequence_length)
         eps = torch.randn(mean.shape, generator=generator)
         lat = ((mean + std * eps - parts.vae_shift) * parts.vae_scale).to(device)
-        if not parts.spec.flow:
+        if parts.family.channels_last:
             lat = lat.to(memory_format=torch.channels_last)
         error, weight = objective.loss_map(denoiser, lat, cond, [sizes[s.index] for s in samples], target,
                                            generator, accelerator.autocast)

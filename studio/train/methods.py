@@ -1,5 +1,5 @@
-"""What each method trains: LoRA adapters (peft), the whole denoiser (DreamBooth and finetune: UNet, or FLUX's
-transformer; finetune with an EMA average), or a new token's embedding (TI).
+"""What each method trains: LoRA adapters (peft; the family names their targets), the whole denoiser (DreamBooth and
+finetune: UNet, or FLUX's transformer; finetune with an EMA average), or a new token's embedding (TI).
 
 Each method names its trainable parameters, gives and takes their state (checkpoints, epoch weights, export),
 may fix things up after an optimizer step, and says which weights to sample and export with (`averaged`).
@@ -13,27 +13,6 @@ from contextlib import nullcontext
 from studio.train.config import RunConfig
 from studio.train.parts import Parts
 
-# LoRA targets by `lora_layers`, as (UNet modules, text encoder modules):
-# - attention: the attention projections, as diffusers' training examples;
-# - transformer: every linear (and 1x1 conv) layer of the transformer blocks and text MLPs, as kohya's default LoRA;
-# - all: also the ResNet blocks and resamplers with their 3x3 convs, as kohya's LoCon (conv_dim). Convs draw shapes
-#   and textures that attention alone only rearranges, so a concept the base has never drawn needs them.
-_ATTENTION = (["to_q", "to_k", "to_v", "to_out.0"], ["q_proj", "k_proj", "v_proj", "out_proj"])
-_TRANSFORMER = (_ATTENTION[0] + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"], _ATTENTION[1] + ["fc1", "fc2"])
-_RESNET = ["conv1", "conv2", "conv_shortcut", "time_emb_proj", "downsamplers.0.conv", "upsamplers.0.conv"]
-LORA_TARGETS = {"attention": _ATTENTION, "transformer": _TRANSFORMER, "all": (_TRANSFORMER[0] + _RESNET, _TRANSFORMER[1])}
-# FLUX.1's transformer (by regex: peft matches suffixes, and a bare "proj_out" would also take the final layer):
-# attention: the joint attention's projections in double and single blocks; transformer/all: every linear layer
-# of every block, the modulations too, as kohya's networks.lora_flux (and so Forge and ComfyUI) train.
-_FLUX_ATTENTION = (r".*transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|"
-                   r"to_add_out)")
-_FLUX_ALL = (r".*(transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|"
-             r"to_add_out)|ff\.net\.(0\.proj|2)|ff_context\.net\.(0\.proj|2)|norm1\.linear|norm1_context\.linear)"
-             r"|single_transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v)|proj_mlp|proj_out|norm\.linear))")
-FLUX_LORA_TARGETS = {"attention": _FLUX_ATTENTION, "transformer": _FLUX_ALL, "all": _FLUX_ALL}
-TEXT_PREFIXES = ("text_encoder", "text_encoder_2")
-
-
 class LoraMethod:
     def __init__(self, parts: Parts, config: RunConfig):
         import torch
@@ -41,22 +20,19 @@ class LoraMethod:
 
         self.parts, self.config = parts, config
         self.trains_text = config.text_encoder_lr > 0
-        unet_targets, text_targets = LORA_TARGETS[config.lora_layers]
-        if parts.spec.flow:
-            unet_targets = FLUX_LORA_TARGETS[config.lora_layers]
+        targets = parts.family.lora_targets(config.lora_layers)
+        if self.trains_text and targets.text is None:
+            raise ValueError(f"`text_encoder_lr` must be 0 for {parts.family.label}: its text encoders take no LoRA")
         torch.manual_seed(config.seed)  # peft draws lora_A from the global generator
         parts.denoiser.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                              init_lora_weights="gaussian", target_modules=unet_targets))
+                                              init_lora_weights="gaussian", target_modules=targets.denoiser))
         if self.trains_text:
             for encoder in parts.text_encoders:
                 encoder.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                               init_lora_weights="gaussian", target_modules=text_targets))
+                                               init_lora_weights="gaussian", target_modules=targets.text))
 
     def modules(self) -> dict:
-        found = {self.parts.spec.denoiser: self.parts.denoiser}
-        if self.trains_text:
-            found.update(zip(TEXT_PREFIXES, self.parts.text_encoders))
-        return found
+        return _modules(self.parts, self.trains_text)
 
     def param_groups(self) -> list[dict]:
         groups = [{"params": [p for p in self.parts.denoiser.parameters() if p.requires_grad],
@@ -111,10 +87,7 @@ class WholeModelMethod:
             self.ema = EmaWeights(params, config.ema_decay, config.ema_device)
 
     def modules(self) -> dict:
-        found = {self.parts.spec.denoiser: self.parts.denoiser}
-        if self.trains_text:
-            found.update(zip(TEXT_PREFIXES, self.parts.text_encoders))
-        return found
+        return _modules(self.parts, self.trains_text)
 
     def param_groups(self) -> list[dict]:
         groups = [{"params": list(self.parts.denoiser.parameters()), "lr": self.config.unet_lr}]
@@ -195,7 +168,7 @@ class TextualInversionMethod:
             self.frozen.append(table.detach().clone())
 
     def modules(self) -> dict:
-        return dict(zip(TEXT_PREFIXES, self.parts.text_encoders))
+        return dict(zip(self.parts.family.text_encoder_names, self.parts.text_encoders))
 
     def param_groups(self) -> list[dict]:
         return [{"params": [e.get_input_embeddings().weight for e in self.parts.text_encoders],
@@ -239,6 +212,14 @@ class TextualInversionMethod:
 
     def averaged(self):
         return nullcontext()
+
+
+def _modules(parts: Parts, trains_text: bool) -> dict:
+    """The trained modules by the pipeline attribute that holds them (the prefix of their keys in saved states)."""
+    found = {parts.family.denoiser_name: parts.denoiser}
+    if trains_text:
+        found.update(zip(parts.family.text_encoder_names, parts.text_encoders))
+    return found
 
 
 def make_method(parts: Parts, config: RunConfig):

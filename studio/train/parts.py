@@ -1,42 +1,29 @@
 """The base model's parts a run trains with (from the model store, in memory): its denoiser, text encoding (cached
-or live), latents' scale and shift, and the validation pipeline. What differs by family comes from its FamilySpec."""
+or live), latents' scale and shift, and the validation pipeline. What differs by family, the family object says."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from studio.models.families import Family, denoiser, has_distilled_guidance
+from studio.models import families
+from studio.models.families import Conditioning, ModelFamily
 
-
-@dataclass
-class Conditioning:
-    """What a prompt conditions the denoiser with, per family. hidden (B, T, D): SD's CLIP states (SDXL: both
-    encoders side by side), FLUX's T5 states. pooled (B, P): SDXL's second CLIP, FLUX's CLIP-L; None for SD 1.x."""
-
-    hidden: object
-    pooled: object = None
+__all__ = ["Conditioning", "Parts", "encode_text", "keep_frozen_in", "load_denoiser", "load_parts",
+           "remember_prompts", "validation_pipeline"]
 
 
 @dataclass
 class Parts:
     base_id: str
-    family: Family
+    family: ModelFamily
     pipe: object  # the base txt2img pipeline; its modules are the ones trained
-    # Prompts encoded before the text encoders were let go (FLUX: T5 never stays for the steps), by prompt.
+    # Prompts encoded before the text encoders were let go (a staged load: FLUX's T5 never stays for the steps)
     encoded: dict = field(default_factory=dict)
-    denoiser_config: object = None  # the denoiser's config, known before its weights are (FLUX loads them last)
-
-    @property
-    def spec(self):
-        return self.family.spec
+    denoiser_config: object = None  # the denoiser's config, known before its weights are (a staged load loads them last)
 
     @property
     def denoiser(self):
-        return denoiser(self.pipe)
-
-    @property
-    def unet(self):  # SD families' name for the denoiser
-        return self.pipe.unet
+        return self.family.denoiser(self.pipe)
 
     @property
     def vae(self):
@@ -44,15 +31,11 @@ class Parts:
 
     @property
     def text_encoders(self) -> list:
-        return [m for m in (self.pipe.text_encoder, getattr(self.pipe, "text_encoder_2", None)) if m is not None]
+        return self.family.text_encoders(self.pipe)
 
     @property
     def tokenizers(self) -> list:
-        return [t for t in (self.pipe.tokenizer, getattr(self.pipe, "tokenizer_2", None)) if t is not None]
-
-    @property
-    def sdxl(self) -> bool:
-        return self.family == Family.SDXL
+        return self.family.tokenizers(self.pipe)
 
     @property
     def vae_scale(self) -> float:
@@ -60,7 +43,7 @@ class Parts:
 
     @property
     def vae_shift(self) -> float:
-        """FLUX's VAE latents are shifted before scaling; SD's are not."""
+        """Latents are shifted before scaling where the family's VAE says so (FLUX.1's); SD's are not."""
         return getattr(self.vae.config, "shift_factor", None) or 0.0
 
     @property
@@ -69,39 +52,34 @@ class Parts:
 
     @property
     def distilled_guidance(self) -> bool:
-        """FLUX.1-dev takes a guidance input; schnell does not."""
-        if getattr(self.pipe, "transformer", "absent") is None:  # not loaded yet
+        """Whether the denoiser takes a guidance input (FLUX.1-dev; schnell does not)."""
+        if self.family.denoiser(self.pipe) is None:  # a staged load: not loaded yet
             return bool(self.denoiser_config.get("guidance_embeds", False))
-        return has_distilled_guidance(self.pipe)
+        return self.family.has_distilled_guidance(self.pipe)
 
     def sequence_length(self, asked: int) -> int:
-        """FLUX's T5 tokens per caption: `asked`, else 512 for dev and 256 for schnell."""
-        return asked or (512 if self.distilled_guidance else 256)
+        """Text tokens per caption where the family's prompt length is a setting (FLUX.1's T5), else 0."""
+        return self.family.sequence_length(self.distilled_guidance, asked)
 
     def drop_text_encoders(self) -> None:
         """Let the text encoders go (every caption and validation prompt is encoded): FLUX's T5-XXL alone is 9 GB."""
         import gc
 
-        self.pipe.text_encoder = None
-        if hasattr(self.pipe, "text_encoder_2"):
-            self.pipe.text_encoder_2 = None
+        self.family.drop_text_encoders(self.pipe)
         gc.collect()
 
 
-def load_parts(store, model_id: str, device: str, *, base_precision: str = "auto", without_denoiser: bool = False
-               ) -> Parts:
+def load_parts(store, model_id: str, device: str, *, base_precision: str = "auto", staged: bool = False) -> Parts:
     """Load the base through the store in float32 (trained weights stay fp32; autocast handles mixed precision).
-    `without_denoiser`: FLUX's text encoders and VAE first, the transformer later (load_denoiser), so the two
-    never fill the GPU together."""
+    `staged`: the text encoders and VAE first, the denoiser later (load_denoiser), so the two never fill the device
+    together (ModelFamily.staged_training)."""
     import torch
 
-    from studio.models.families import family_of_pipeline
-
     ref = store.resolve(model_id)
-    skip = ("transformer",) if without_denoiser and ref.family == Family.FLUX and ref.kind != "file" else ()
+    skip = (ref.family.denoiser_name,) if staged and ref.kind != "file" else ()
     pipe = store.load_base(ref, dtype=torch.float32, device=device, without=skip)
-    parts = Parts(model_id, ref.family or family_of_pipeline(pipe), pipe,
-                  denoiser_config=store.load_denoiser_config(ref) if skip else None)
+    family = families.of(pipe)
+    parts = Parts(model_id, family, pipe, denoiser_config=family.denoiser_config(store, ref) if skip else None)
     for module in [*parts.text_encoders, pipe.vae] + ([] if skip else [parts.denoiser]):
         module.requires_grad_(False)
     if not skip and base_precision != "auto":
@@ -110,12 +88,13 @@ def load_parts(store, model_id: str, device: str, *, base_precision: str = "auto
 
 
 def load_denoiser(store, parts: Parts, device: str, base_precision: str) -> None:
-    """Load FLUX's transformer into `parts` (after its captions were encoded), stored as `base_precision` asks."""
-    if getattr(parts.pipe, "transformer", "absent") is not None:
+    """Load the denoiser into `parts` (a staged load, after its captions were encoded), stored as `base_precision`
+    asks."""
+    if parts.family.denoiser(parts.pipe) is not None:
         return
-    transformer = store.load_denoiser(store.resolve(parts.base_id), device=device, base_precision=base_precision)
-    transformer.requires_grad_(False)
-    parts.pipe.transformer = transformer
+    denoiser = store.load_denoiser(store.resolve(parts.base_id), device=device, base_precision=base_precision)
+    denoiser.requires_grad_(False)
+    setattr(parts.pipe, parts.family.denoiser_name, denoiser)
 
 
 def keep_frozen_in(parts: Parts, dtype, *, lora: bool, trains_text: bool, trains_denoiser: bool) -> None:
@@ -125,7 +104,7 @@ def keep_frozen_in(parts: Parts, dtype, *, lora: bool, trains_text: bool, trains
     import torch
     from diffusers.training_utils import cast_training_params
 
-    if not parts.sdxl:  # SDXL's VAE overflows in fp16; SD 1.x's and FLUX's do not
+    if parts.family.vae_in_half():
         parts.vae.to(dtype)
     for encoder in parts.text_encoders:
         if not trains_text or lora:
@@ -153,24 +132,9 @@ def encode_text(parts: Parts, captions: list[str], encoders: list | None = None,
         return Conditioning(torch.stack([r.hidden for r in rows]), pooled)
     if not parts.text_encoders:
         raise ValueError(f"caption {captions[0]!r} was not encoded before the text encoders were unloaded")
-    if parts.spec.flow:  # FLUX: T5 states and CLIP-L's pooled output, as its pipeline encodes them
-        with torch.no_grad():
-            hidden, pooled, _ = parts.pipe.encode_prompt(
-                prompt=captions, prompt_2=None, device=parts.text_encoders[0].device,
-                max_sequence_length=parts.sequence_length(max_sequence_length))
-        return Conditioning(hidden, pooled)
-    device = parts.text_encoders[0].device
-    hidden, pooled = [], None
-    for tokenizer, encoder in zip(parts.tokenizers, encoders or parts.text_encoders):
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids.to(device)  # (B, 77)
-        if parts.sdxl:
-            out = encoder(ids, output_hidden_states=True)
-            hidden.append(out.hidden_states[-2])  # SDXL conditions on the penultimate layer
-            pooled = out[0]  # the second encoder's projected pooled output (B, P)
-        else:
-            hidden.append(encoder(ids)[0])  # (B, 77, D)
-    return Conditioning(torch.cat(hidden, dim=-1), pooled)
+    return parts.family.encode_prompts(parts.pipe, captions, encoders=encoders,
+                                       max_sequence_length=max_sequence_length,
+                                       distilled=parts.distilled_guidance)
 
 
 def remember_prompts(parts: Parts, prompts: list[str], max_sequence_length: int = 0) -> None:
@@ -182,19 +146,10 @@ def remember_prompts(parts: Parts, prompts: list[str], max_sequence_length: int 
                                                  else cond.pooled[0].detach())
 
 
-def time_ids(size_info: list[tuple[int, int, int, int]], target: tuple[int, int], device):
-    """SDXL's size conditioning per sample: (original h, w, crop top, left, target h, w) -> (B, 6)."""
-    import torch
-
-    width, height = target
-    rows = [[oh, ow, top, left, height, width] for oh, ow, top, left in size_info]
-    return torch.tensor(rows, dtype=torch.float32, device=device)
-
-
 def validation_pipeline(parts: Parts):
     """A txt2img pipeline over the modules being trained (no copy): what validation generates with."""
     components = parts.pipe.components
     extra = {"requires_safety_checker": False} if "safety_checker" in components else {}
     pipe = type(parts.pipe)(**components, **extra)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return families.mark(pipe, parts.family)

@@ -64,10 +64,10 @@ class SubjectReference:
 @dataclass
 class SubjectReferences:
     """What a run with several subjects scores its validation images against: each subject's faces, or on a base
-    that ships the pocket checker (builtin:pocket), the shape each subject's dataset shows."""
+    that ships a checker (builtin:pocket), the label each subject's dataset shows."""
 
     subjects: list[SubjectReference]
-    checker: object = None  # a PocketChecker, when the base ships one
+    checker: object = None  # the base's own checker (studio.scorers.PictureChecker), when it ships one
 
     def judge(self, images: list, owners: list[int | None]) -> tuple[list[float | None], list[dict], float | None]:
         """(score per image, per-subject summaries, the worst subject's score). `owners[i]`: the subject image i's
@@ -156,15 +156,11 @@ def subject_references(store, config: RunConfig, items: list, log):
 
     from PIL import Image
 
-    from studio.evaluate.checking import TAUGHT_SHARE, checker_folder
+    from studio.evaluate.checking import TAUGHT_SHARE
+    from studio.scorers import find_checker
 
-    checker = None
-    folder = checker_folder(store.resolve(config.model))
-    if folder is not None:
-        from studio.models.classifier import load_classifier
-        from studio.pocket.checker import PocketChecker
-
-        checker = PocketChecker(load_classifier(folder))
+    found = find_checker(store.resolve(config.model))
+    checker = found.load(store) if found is not None else None
     refs = []
     for k, subject in enumerate(config.subjects):
         paths = [i.path for i in items if i.subject == k]
@@ -190,8 +186,6 @@ def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, ste
     encoders went are passed encoded. Each picture starts from its own seed's noise, as when drawn alone."""
     import torch
 
-    from studio.models.families import DISTILLED_CFG
-
     pipe = validation_pipeline(parts)
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
     modules = [parts.denoiser, *parts.text_encoders]
@@ -199,15 +193,8 @@ def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, ste
     for m in modules:  # LoRA dropout is off while sampling
         m.eval()
     texts = [caption_fn(prompt) for prompt in prompts]
-    if parts.spec.flow:
-        kwargs = dict(guidance_scale=(cfg or DISTILLED_CFG) if parts.distilled_guidance else 0.0)
-        if all(text in parts.encoded for text in texts):
-            kwargs.update(prompt_embeds=torch.stack([parts.encoded[t].hidden for t in texts]),
-                          pooled_prompt_embeds=torch.stack([parts.encoded[t].pooled for t in texts]))
-        else:
-            kwargs.update(prompt=texts)
-    else:
-        kwargs = dict(prompt=texts, guidance_scale=cfg or parts.spec.default_cfg)
+    kwargs = _batched([parts.family.sampling_kwargs(pipe, prompt=text, encoded=parts.encoded.get(text), cfg=cfg,
+                                                    distilled=parts.distilled_guidance) for text in texts])
     dtype = next(parts.denoiser.parameters()).dtype
     half = dtype if dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
@@ -218,6 +205,25 @@ def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, ste
         for m, mode in zip(modules, was_training):
             m.train(mode)
     return images
+
+
+def _batched(each: list[dict]) -> dict:
+    """One pipeline call's arguments from each prompt's (the family's sampling_kwargs): prompts as a list, encoded
+    prompts stacked along the batch, what all of them share (guidance) as it is."""
+    import torch
+
+    out = {}
+    for key in each[0]:
+        values = [kwargs[key] for kwargs in each]
+        if isinstance(values[0], str):
+            out[key] = values
+        elif isinstance(values[0], torch.Tensor):
+            out[key] = torch.cat(values)
+        elif all(v == values[0] for v in values):
+            out[key] = values[0]
+        else:
+            raise ValueError(f"validation prompts cannot be drawn in one batch: `{key}` differs between them")
+    return out
 
 
 def stitch(images: list):

@@ -1,5 +1,6 @@
-"""Sweep jobs: start a sweep (a driver in a child process that starts its runs one after another, one per GPU where
-several are present, through the training jobs' own machinery), watch it, cancel it, continue it, export a cell.
+"""Sweeps as long jobs (studio.jobs): a driver in a child process starts the sweep's runs one after another, one per
+GPU where several are present (each a run of studio.train.jobs, launched by the driver, which holds the devices);
+start, watch, cancel and continue are the one kind's calls; and a cell's weights are exported from here.
 
 workspace/sweeps/<name>/ holds sweep.json (the request and its plan), status.json, events.jsonl, log.txt, runs/<rNN>/
 (each a whole run folder), report.json, grid.png and the charts. A cell that ends early (collapsed, failed) never
@@ -14,14 +15,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from studio import fileio
-from studio.jobs import (ACTIVE, JobLog, ask_to_stop, cancel_job, job_state, one_start_at_a_time, reap, read_events,
-                         read_status, settings_args, start_child, wait_job)
+from studio import children, claims, fileio, jobs
+from studio.joblog import ACTIVE, JobLog, ask_to_stop, read_events, read_status
 from studio.names import check_name
 from studio.progress import Cancelled
 from studio.train import data
 from studio.train.config import RunConfig
-from studio.train.jobs import folder_status, launch_run, list_runs
+from studio.train.jobs import estimate_seconds, folder_status, launch_run
 from studio.train.sweep import Cell, PlannedRun, SweepRequest, plan
 from studio.train.sweep_report import REPORT, build_report, write_charts, write_grid, write_report
 
@@ -65,19 +65,11 @@ class SweepStatus:
     def line(self) -> str:
         cells = ", ".join(f"{n} {state}" for state, n in self.counts().items())
         best = f", best {self.report['best']} (by {self.report['best_by']})" if self.report.get("best") else ""
-        end = f": {self.message}" if self.message and not self.active else ""
+        end = f": {self.message}" if self.message and (not self.active or self.state == "queued") else ""
         return f"sweep {self.name}: {self.state}, {len(self.report['cells'])} cells ({cells}){best}{end}"
 
 
 # ---- the plan on disk ----------------------------------------------------------------------------------------------
-
-def _steps_per_epoch(items, native: int):
-    def count(config: RunConfig) -> int:
-        return data.steps_per_epoch(items, repeats=data.run_repeats(config), batch_size=config.batch_size,
-                                    grad_accum=config.grad_accum, resolution=config.resolution or native,
-                                    buckets=config.buckets, balance=config.balance)
-    return count
-
 
 def _read(folder: Path) -> tuple[SweepRequest, list[PlannedRun], list[Cell], list[str]]:
     saved = json.loads((folder / REQUEST).read_text(encoding="utf-8"))
@@ -97,7 +89,7 @@ def _statuses(folder: Path, runs: list[PlannedRun]) -> dict:
 def refresh_report(folder: Path, state: str | None = None) -> dict:
     """Rebuild report.json from the run folders (and, with `state` done/failed/cancelled, the grid and charts)."""
     request, runs, cells, notes = _read(folder)
-    state = state or job_state(folder)[0]
+    state = state or jobs.job_state(folder)[0]
     report = build_report(request.name, request, runs, cells, notes, _statuses(folder, runs), state)
     if state not in ACTIVE:
         grid = write_grid(folder, report)
@@ -110,14 +102,14 @@ def refresh_report(folder: Path, state: str | None = None) -> dict:
 # ---- the studio's side ---------------------------------------------------------------------------------------------
 
 def start_sweep(studio, request: SweepRequest, *, resume: bool = False) -> SweepStatus:
-    """Check `request` and every cell's settings, plan the runs, write sweep.json and start the driver. With
-    `resume`, continue the sweep of that name as planned (the request given is not used but for its name)."""
+    """Check `request` and every cell's settings, plan the runs, write sweep.json and queue the driver (it starts at
+    once when the devices are free). With `resume`, continue the sweep of that name as planned (the request given is
+    not used but for its name)."""
     if resume:
         return resume_sweep(studio, request.name)
-    # 1. Check inputs before anything starts: the request, the model, the dataset, every cell's settings
+    # 1. Check inputs before anything is queued: the request, the model, the dataset, every cell's settings
     request = request.check()
     settings = studio.settings
-    folder = sweep_folder(settings, request.name)
     request.base = base = replace(request.base, model=request.base.model or studio.store.default_model)
     ref = studio.store.resolve(base.model)
     items = data.subject_items(settings, base)  # every subject's pictures
@@ -126,62 +118,41 @@ def start_sweep(studio, request: SweepRequest, *, resume: bool = False) -> Sweep
 
         resolve_clip(settings, base.clip_model)
     native = ref.family.native_resolution if ref.family else 512
-    runs, cells, notes = plan(request, _steps_per_epoch(items, native))
+    runs, cells, notes = plan(request, lambda config: data.config_steps_per_epoch(items, config, native))
+    saved = {"request": request.to_json(), "runs": [{"id": r.id, "config": r.config.to_json(), "cells": r.cells}
+                                                    for r in runs],
+             "cells": [c.__dict__ for c in cells], "notes": notes, "created": time.time()}
 
-    # 2. One job on the device at a time: the runs' start lock covers sweeps too
-    with one_start_at_a_time(settings.runs_dir):
-        if (folder / REQUEST).is_file():
-            raise ValueError(f"`name` {request.name!r} is taken by an earlier sweep; resume it or choose another name")
-        _not_busy(studio, request.name)
-        saved = {"request": request.to_json(), "runs": [{"id": r.id, "config": r.config.to_json(), "cells": r.cells}
-                                                        for r in runs],
-                 "cells": [c.__dict__ for c in cells], "notes": notes, "created": time.time()}
+    def prepare(folder: Path) -> None:
         fileio.write_json(folder / REQUEST, saved)
-        refresh_report(folder, "starting")
-        _start_driver(studio, folder)
-    return sweep_status(studio, request.name)
+        refresh_report(folder, "queued")
+
+    # 2. Queue the driver: it holds every device its runs take
+    steps = sum(r.config.max_steps for r in runs)
+    return jobs.start(studio, SWEEPS, request.name, prepare, devices=_slots(settings),
+                      needs=f"a sweep of {len(runs)} runs on {base.model}",
+                      estimate_s=estimate_seconds(studio, base, steps))
 
 
 def resume_sweep(studio, name: str) -> SweepStatus:
     """Continue sweep `name`: runs done or failed stay as they are, the others start or resume from their
     checkpoint."""
-    folder = sweep_folder(studio.settings, name)
-    if not (folder / REQUEST).is_file():
-        raise ValueError(f"`name` {name!r} has no sweep to resume in {folder}")
-    with one_start_at_a_time(studio.settings.runs_dir):
-        _not_busy(studio, name)
-        JobLog(folder, EVENTS).event("message", text="continued")
-        _start_driver(studio, folder)
-    return sweep_status(studio, name)
+    def prepare(folder: Path) -> None:
+        log = JobLog(folder, EVENTS)
+        log.event("message", text="continued")
+        log.close()
 
-
-def _not_busy(studio, name: str) -> None:
-    busy = [r.name for r in list_runs(studio) if r.active] + [s for s in active_sweeps(studio) if s != name]
-    if busy:
-        raise ValueError(f"{busy[0]!r} is training; cancel it or wait for it before starting sweep {name!r}")
-    if name in active_sweeps(studio):
-        raise ValueError(f"sweep {name!r} is already running")
-
-
-def _start_driver(studio, folder: Path) -> None:
-    fileio.write_json(folder / "status.json", {"state": "starting", "message": "starting", "updated": time.time()})
-    studio.cache.release()  # its runs load the model; the studio's copy would only take the device's memory
-    s = studio.settings
-    start_child(folder, ["-m", "studio.train.sweep_child", str(folder), *settings_args(s, s.device)], cwd=s.root)
-
-
-def active_sweeps(studio) -> list[str]:
-    root = sweeps_dir(studio.settings)
-    found = [p for p in root.iterdir() if (p / REQUEST).is_file()] if root.is_dir() else []
-    return [p.name for p in found if job_state(p)[0] in ACTIVE]
+    return jobs.start(studio, SWEEPS, name, prepare, resume=True, devices=_slots(studio.settings),
+                      needs=f"the sweep {name!r}")
 
 
 def sweep_status(studio, name: str) -> SweepStatus:
     """What sweep `name` is doing or how it ended, with its report built from its run folders now."""
-    folder = sweep_folder(studio.settings, name)
-    if not (folder / REQUEST).is_file():
-        raise ValueError(f"`name` {name!r} is not a sweep (no {folder / REQUEST})")
-    state, message = job_state(folder)
+    return jobs.status(studio, SWEEPS, name)
+
+
+def folder_sweep_status(folder: Path, name: str) -> SweepStatus:
+    state, message = jobs.job_state(folder)
     request, runs, cells, notes = _read(folder)
     report = build_report(name, request, runs, cells, notes, _statuses(folder, runs), state)
     written = _saved_report(folder)
@@ -198,21 +169,18 @@ def _saved_report(folder: Path) -> dict:
 
 
 def cancel_sweep(studio, name: str, *, wait_s: float = 0.0) -> SweepStatus:
-    """Ask sweep `name` to stop: its running runs stop after their step with a checkpoint; resume continues."""
-    return cancel_job(sweep_folder(studio.settings, name), lambda: sweep_status(studio, name), wait_s=wait_s)
+    """Ask sweep `name` to stop (its running runs stop after their step with a checkpoint; resume continues), or take
+    it out of the queue."""
+    return jobs.cancel(studio, SWEEPS, name, wait_s=wait_s)
 
 
 def wait_sweep(studio, name: str, *, poll_s: float = 0.5, timeout_s: float | None = None) -> SweepStatus:
-    return wait_job(sweep_folder(studio.settings, name), lambda: sweep_status(studio, name), f"sweep {name!r}",
-                    poll_s=poll_s, timeout_s=timeout_s)
+    return jobs.wait(studio, SWEEPS, name, poll_s=poll_s, timeout_s=timeout_s)
 
 
 def list_sweeps(studio) -> list[SweepStatus]:
     """Every sweep on disk, newest first."""
-    root = sweeps_dir(studio.settings)
-    folders = sorted((p for p in root.iterdir() if (p / REQUEST).is_file()) if root.is_dir() else [],
-                     key=lambda p: -(p / REQUEST).stat().st_mtime)
-    return [sweep_status(studio, p.name) for p in folders]
+    return jobs.list_jobs(studio, SWEEPS)
 
 
 def export_cell(studio, name: str, cell: str = "") -> list[Path]:
@@ -237,13 +205,9 @@ def export_cell(studio, name: str, cell: str = "") -> list[Path]:
 # ---- the driver (in its child process) -----------------------------------------------------------------------
 
 def _slots(settings) -> list[str]:
-    """Where runs go: one per CUDA GPU (cuda:0, cuda:1, ...), else the one device."""
-    device = settings.resolve_device()
-    if device == "cuda":
-        import torch
-
-        return [f"cuda:{i}" for i in range(max(1, torch.cuda.device_count()))]
-    return [device]
+    """Where runs go: one per CUDA GPU (cuda:0, cuda:1, ...) when the studio's device is "auto" or "cuda", else the
+    one device: the devices the sweep claims."""
+    return claims.every_gpu() if settings.device in ("auto", "cuda") else [claims.device_key(settings.device)]
 
 
 def drive(studio, folder: Path, log: JobLog, should_stop, poll_s: float = 0.5) -> str:
@@ -259,7 +223,7 @@ def drive(studio, folder: Path, log: JobLog, should_stop, poll_s: float = 0.5) -
         if should_stop():
             for slot, run in running.items():
                 ask_to_stop(_run_folder(folder, run.id))
-            while any(job_state(_run_folder(folder, r.id))[0] in ACTIVE for r in running.values()):
+            while any(jobs.job_state(_run_folder(folder, r.id))[0] in ACTIVE for r in running.values()):
                 time.sleep(poll_s)
             raise Cancelled(f"cancelled; {len(todo) + len(running)} runs left (resume continues)")
         for slot in slots:
@@ -273,18 +237,17 @@ def drive(studio, folder: Path, log: JobLog, should_stop, poll_s: float = 0.5) -
             else:
                 config = replace(run.config, device=slot)
                 resume = (run_folder / "run.json").is_file()
-                with one_start_at_a_time(studio.settings.runs_dir):
-                    launch_run(studio, config, run_folder, resume=resume,
-                               note=f"sweep {request.name}: cells {', '.join(run.cells)}")
+                launch_run(studio, config, run_folder, resume=resume,
+                           note=f"sweep {request.name}: cells {', '.join(run.cells)}")
                 log.event("message", text=f"{run.id} ({', '.join(run.cells)}) {'resumed' if resume else 'started'} "
                                           f"on {slot}")
             running[slot] = run
         for slot, run in list(running.items()):
             run_folder = _run_folder(folder, run.id)
-            state, message = job_state(run_folder)
+            state, message = jobs.job_state(run_folder)
             if state in ACTIVE:
                 continue
-            reap(run_folder)
+            children.reap_finished()
             if state == "stopped":  # died while watched (out of memory, killed): failed, and the sweep goes on
                 JobLog(run_folder, "metrics.jsonl").status("failed", message, exit_code=1)
                 state = "failed"
@@ -299,4 +262,9 @@ def drive(studio, folder: Path, log: JobLog, should_stop, poll_s: float = 0.5) -
 
 def _state(folder: Path, run: PlannedRun) -> str:
     run_folder = _run_folder(folder, run.id)
-    return job_state(run_folder)[0] if (run_folder / "run.json").is_file() else "pending"
+    return jobs.job_state(run_folder)[0] if (run_folder / "run.json").is_file() else "pending"
+
+
+SWEEPS = jobs.declare(jobs.JobKind(
+    key="sweep", noun="sweep", request=REQUEST, events=EVENTS, child="studio.train.sweep_child", root=sweeps_dir,
+    where=sweep_folder, read=folder_sweep_status))

@@ -8,7 +8,7 @@ import gradio as gr
 
 from studio.context import Studio
 from studio.settings import Settings
-from studio.ui import start_here
+from studio.ui import queue_panel, start_here
 from studio.ui.common import TabContext, TabRefresh, bind
 
 # (tab title, module under studio/ui/ with build(ctx)); a tab is listed only once it works. build() may return
@@ -28,10 +28,12 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     if not isinstance(studio, Studio):
         studio = Studio.open(studio)
     ctx = TabContext(studio.for_web())
-    # Uploads and gradio's copies of what it showed go after an hour: the photos people drop must not linger in /tmp.
-    with gr.Blocks(title="Likeness Studio", delete_cache=(600, 3600)) as app:
+    # Uploads and gradio's copies of what it showed are cleaned by the studio itself (launch: studio.ui.gate), by age
+    # and size, including what an earlier run of the server left.
+    with gr.Blocks(title="Likeness Studio") as app:
         gr.Markdown("## Likeness Studio\nMake a personal image model: dataset, training, generation, evaluation.")
         welcome = start_here.build(ctx)
+        queue_panel.build(ctx)  # above the tabs: reachable from every one
         refreshes = []
         with gr.Tabs() as tabs:
             ctx.widgets["tabs"] = tabs
@@ -39,12 +41,13 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
                 with gr.Tab(title, id=module) as tab:
                     refresh = importlib.import_module(f"studio.ui.{module}").build(ctx)
                 if isinstance(refresh, TabRefresh):
-                    bind(ctx, tab.select, refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False)
+                    bind(ctx, tab.select, refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False,
+                         checked=False)
                     refreshes.append(refresh)
         start_here.wire(ctx, welcome)
         # A reload shows what is on disk now, not what was there when the server started: every tab's lists.
         for refresh in refreshes:
-            bind(ctx, app.load, refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False)
+            bind(ctx, app.load, refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False, checked=False)
     app.queue(default_concurrency_limit=4)
     return app
 
@@ -59,14 +62,27 @@ CSS = """
 
 def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = False):
     """Serve the studio. Nothing of the workspace is reachable by URL but what a callback returns (studio.ui.serving);
-    uploads are capped; a login, when asked for, waits longer after each wrong password (studio.ui.access)."""
+    uploads are capped, and the web's copies cleaned by age and size; only the studio's own page (and
+    --allow-origin's) may call it from a browser; a login, when asked for, waits longer after each wrong password
+    from the same client (studio.ui.access, studio.ui.gate)."""
+    import os
+
     from studio.fileio import clean_stale_files
+    from studio.gpu import QueueWatcher
     from studio.ui.access import PasswordCheck
+    from studio.ui.gate import cleaning, studio_app
 
     s = studio.for_web().settings
     clean_stale_files(s.workspace_dir)
+    os.environ["GRADIO_TEMP_DIR"] = str(s.gradio_dir)  # gradio's cache is the studio's own folder, which it cleans
     app = build_app(studio)
+    # The queue, once a second while the app serves: restart recovery first, then starting what waits, reaping
+    # children, giving back the cached weights a job needs. (A blocking launch returns only when the server ends.)
+    served = {"returned": False}
+    QueueWatcher(studio, keep_going=lambda: app.is_running or not served["returned"]).start()
     app.launch(server_name=s.host, server_port=s.port, auth=PasswordCheck(s.auth).login if s.auth else None, share=share,
                prevent_thread_lock=prevent_thread_lock, allowed_paths=[],
-               blocked_paths=[str(s.models_dir), str(s.workspace_dir / ".cache")], max_file_size=f"{s.max_upload_mb}mb", css=CSS)
+               blocked_paths=[str(s.models_dir), str(s.workspace_dir / ".cache")], max_file_size=f"{s.max_upload_mb}mb",
+               css=CSS, app_kwargs={"lifespan": cleaning(s)}, _app=studio_app(s))
+    served["returned"] = True
     return app

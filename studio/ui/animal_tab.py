@@ -7,12 +7,14 @@ from pathlib import Path
 import gradio as gr
 
 from studio.faces.control import CONTROL_MODULES, ControlOptions
-from studio.generate.animal import (ANIMALS, HUB_CONTROLNETS, NO_CONTROLNET, SDXL_CONTROLNETS, AnimalRequest,
+from studio.generate.animal import (ANIMALS, NO_CONTROLNET, AnimalRequest,
                                     ControlChoice, NoFaceFound, animal_prompt, face_to_animal, plan_animal)
 from studio.generate.request import CONTROL_MODES
+from studio.models.families import all_families
 from studio.progress import Cancelled
 from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model, chosen_sampler,
                               model_choices, progress_fn, sampler_choices)
+from studio.ui.names import listed
 from studio.ui.serving import served
 
 DEFAULT_CONTROLNET = "(default)"  # the ControlNet that fits the base model (see default_controlnet)
@@ -33,7 +35,7 @@ _HELP = {
 
 def _controlnet_choices(studio) -> list[str]:
     return list(dict.fromkeys([DEFAULT_CONTROLNET, NO_CONTROLNET, *studio.store.list_models().controlnet,
-                               *HUB_CONTROLNETS.values(), *SDXL_CONTROLNETS.values()]))
+                               *(cn for f in reversed(all_families()) for cn in f.default_controlnets.values())]))
 
 
 def _breed_choices(animal: str) -> list[str]:
@@ -98,9 +100,9 @@ def build(ctx: TabContext) -> TabRefresh:
                     with gr.Group():
                         inputs[module] = gr.Checkbox(module == "mediapipe_face", label=module, info=_HELP[module])
                         with gr.Row():
-                            inputs[f"{module}_controlnet"] = gr.Dropdown(
+                            inputs[f"{module}_controlnet"] = listed(ctx, gr.Dropdown(
                                 _controlnet_choices(studio), value=DEFAULT_CONTROLNET, label="ControlNet",
-                                allow_custom_value=True, min_width=160)
+                                min_width=160), "ControlNet", DEFAULT_CONTROLNET, NO_CONTROLNET)
                             inputs[f"{module}_weight"] = gr.Slider(0, 2, value=1.0, step=0.05, label="Weight",
                                                                    min_width=100)
                             inputs[f"{module}_start"] = gr.Slider(0, 1, value=0.0, step=0.05, label="Guidance start",
@@ -114,8 +116,8 @@ def build(ctx: TabContext) -> TabRefresh:
                     inputs["canny_low"] = gr.Slider(1, 254, value=100, step=1, label="Canny low", min_width=120)
                     inputs["canny_high"] = gr.Slider(2, 255, value=200, step=1, label="Canny high", min_width=120)
             with gr.Accordion("Generation", open=False):
-                inputs["model"] = base = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model",
-                                                     allow_custom_value=True)
+                inputs["model"] = base = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL,
+                                                                 label="Base model"), "base model", DEFAULT_MODEL)
                 with gr.Row():
                     inputs["task"] = gr.Radio(["img2img", "txt2img"], value=_DEFAULTS.task, label="Start from",
                                               info="img2img keeps the photo's colours; txt2img follows the controls only")

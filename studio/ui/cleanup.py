@@ -18,8 +18,8 @@ from studio.generate.inpaint import binary_mask
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
 from studio.generate.upscale import DEFAULT_TILE, UpscaleRequest, upscale
 from studio.progress import Cancelled
-from studio.ui.common import (TabContext, bind, chosen_model, dataset_names, fit_gallery, progress_fn,
-                              upscaler_choices)
+from studio.ui.common import TabContext, bind, chosen_model, dataset_names, fit_gallery, progress_fn, upscaler_choices
+from studio.ui.names import listed
 from studio.ui.serving import served
 
 SAME_MODEL = "(as Generate)"  # the inpainting model choice that means Generate's base model
@@ -28,9 +28,9 @@ _GEN = GenerationRequest(prompt="")
 _FACE = FaceFixRequest(image=None)
 
 
-def layout(studio) -> dict:
+def layout(ctx: TabContext) -> dict:
     """The accordion's widgets, by name (the names the callbacks and endpoints use)."""
-    w = {}
+    studio, w = ctx.studio, {}
     with gr.Accordion("Clean-up: inpaint, hires fix, upscale, face fix", open=False):
         with gr.Row():
             with gr.Column(scale=3):
@@ -49,21 +49,21 @@ def layout(studio) -> dict:
                                              value=_GEN.inpaint_area, label="Inpaint area")
                 w["inpaint_padding"] = gr.Slider(0, 256, value=_GEN.inpaint_padding, step=4,
                                                  label="Only masked padding, pixels")
-                w["inpaint_model"] = gr.Dropdown(inpaint_model_choices(studio), value=SAME_MODEL,
-                                                 allow_custom_value=True, label="Inpainting model",
-                                                 info="a dedicated inpainting checkpoint, or Generate's base")
+                w["inpaint_model"] = listed(ctx, gr.Dropdown(
+                    inpaint_model_choices(studio), value=SAME_MODEL, label="Inpainting model",
+                    info="a dedicated inpainting checkpoint, or Generate's base"), "base model", SAME_MODEL)
                 w["inpaint_btn"] = gr.Button("Inpaint", variant="primary")
                 gr.Markdown("**Hires fix**: Generate draws at the size above, upscales, then draws again over it")
                 w["hires_scale"] = gr.Slider(1, 4, value=_GEN.hires_scale, step=0.05, label="Upscale by (1: off)")
                 w["hires_steps"] = gr.Slider(0, 150, value=_GEN.hires_steps, step=1, label="Hires steps (0: as Steps)")
-                w["hires_upscaler"] = gr.Dropdown(upscaler_choices(studio), value=_GEN.hires_upscaler,
-                                                  allow_custom_value=True, label="Hires upscaler")
+                w["hires_upscaler"] = listed(ctx, gr.Dropdown(upscaler_choices(studio), value=_GEN.hires_upscaler,
+                                                              label="Hires upscaler"), "upscaler")
                 w["hires_strength"] = gr.Slider(0.05, 1, value=_GEN.hires_strength, step=0.05,
                                                 label="Hires denoising strength")
             with gr.Column(scale=2):
                 gr.Markdown("**Upscale** (models from models/upscale/)")
-                w["upscaler"] = gr.Dropdown(upscaler_choices(studio), value=upscaler_choices(studio)[0],
-                                            allow_custom_value=True, label="Upscaler")
+                w["upscaler"] = listed(ctx, gr.Dropdown(upscaler_choices(studio), value=upscaler_choices(studio)[0],
+                                                        label="Upscaler"), "upscaler")
                 w["upscale_scale"] = gr.Slider(1, 8, value=4, step=0.5, label="Scale")
                 w["upscale_tile"] = gr.Number(DEFAULT_TILE, precision=0, label="Tile size, pixels (0: whole picture)")
                 w["upscale_btn"] = gr.Button("Upscale")
@@ -77,8 +77,8 @@ def layout(studio) -> dict:
                 w["facefix_mask_blur"] = gr.Slider(0, 64, value=_FACE.mask_blur, step=1, label="Mask blur")
                 w["facefix_padding"] = gr.Slider(0, 256, value=_FACE.padding, step=4, label="Inpaint padding, pixels")
                 w["facefix_size"] = gr.Number(0, precision=0, label="Working size (0: the model's native size)")
-                w["facefix_reference"] = gr.Dropdown(reference_choices(studio), value=ITSELF, allow_custom_value=True,
-                                                     label="Sim-score against")
+                w["facefix_reference"] = listed(ctx, gr.Dropdown(reference_choices(studio), value=ITSELF,
+                                                                 label="Sim-score against"), "dataset", ITSELF)
                 w["facefix_btn"] = gr.Button("Face fix")
                 w["face_table"] = gr.Dataframe(
                     headers=["face", "box", "sim-score before", "sim-score after", "face found after"],
@@ -216,7 +216,8 @@ def run_fix_faces(ctx: TabContext, v, request: gr.Request, progress):
         reference = load_reference(ctx.studio.settings, v.facefix_reference)
     model = v.model_id if v.inpaint_model_id in (None, "", SAME_MODEL) else v.inpaint_model_id
     fix = FaceFixRequest(
-        image=picture, prompt=v.facefix_prompt or "", model=chosen_model(model), loras=loras_from_table(v.lora_weights),
+        image=picture, prompt=v.facefix_prompt or "", model=chosen_model(model),
+        loras=loras_from_table(ctx.studio, v.lora_weights),
         embeddings=list(v.embedding_names or []), seed=int(v.seed_value if v.seed_value is not None else -1),
         steps=int(v.steps_value), cfg=float(v.cfg_scale), sampler=v.sampler_name, strength=float(v.facefix_strength),
         confidence=float(v.facefix_confidence), dilate=int(v.facefix_dilate), mask_blur=int(v.facefix_mask_blur),

@@ -24,7 +24,9 @@ from typing import Callable
 
 import gradio as gr
 
+from studio.gpu import device_turn
 from studio.progress import Cancelled
+from studio.ui.names import check_listed, model_name, shown_text, shown_value
 
 # Every event that runs a model uses these, so GPU work from all tabs and users goes through one queue slot.
 GPU_QUEUE = dict(concurrency_id="gpu", concurrency_limit=1)
@@ -62,6 +64,10 @@ class TabContext:
     stops: SessionStops = field(default_factory=SessionStops)
     # Widgets a tab offers to the rest of the app by name ("tabs", "train.run"...), for events that cross tabs
     widgets: dict = field(default_factory=dict)
+    # Widgets whose value names something the studio lists (see `listed`): id(widget) -> (kind, values also taken)
+    names: dict = field(default_factory=dict)
+    # What a failed event leaves for its failure listener to show (a question to the user), by (session, job)
+    questions: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -74,36 +80,55 @@ class TabRefresh:
 
 
 def bind(ctx: TabContext, event, fn: Callable, inputs: dict | None, outputs: dict | None, *, api_name: str | bool,
-         gpu: bool = False, **event_kwargs):
+         gpu: bool = False, checked: bool = True, **event_kwargs):
     """Wire `fn(ctx, v[, request][, progress])` to a gradio `event` (e.g. button.click).
 
     `inputs` maps names to widgets; `fn` gets their values as `v.<name>`, and the API endpoint takes them by those
     names. `outputs` maps names to widgets; `fn` returns a dict by name (a missing name keeps its widget as it is).
-    A ValueError from `fn` is shown as gr.Error. `gpu` puts the event in the one GPU queue slot.
+    An input whose widget is `listed` is checked against the studio's lists before `fn` runs (`checked=False`: a
+    preview that takes a name still being typed). A ValueError is shown as gr.Error, and every message and text
+    output names the studio's folders as the user knows them, never by server path. `gpu` puts the event in the one
+    GPU queue slot, and runs it holding the device's claim (studio.gpu.device_turn): while a job holds the device it
+    waits in the queue, or runs on the CPU when the user chose so, and says which.
     """
-    return event(_callback(ctx, fn, list(inputs or {}), list(outputs or {})), list((inputs or {}).values()),
-                 list((outputs or {}).values()), api_name=api_name, **(GPU_QUEUE if gpu else {}), **event_kwargs)
+    inputs, outputs = inputs or {}, outputs or {}
+    checks = {name: ctx.names[id(w)] for name, w in inputs.items() if checked and id(w) in ctx.names}
+    texts = {name for name, w in outputs.items() if isinstance(w, (gr.Markdown, gr.Textbox))}
+    turn = (api_name if isinstance(api_name, str) else fn.__name__) if gpu else ""
+    return event(_callback(ctx, fn, list(inputs), list(outputs), checks, texts, turn), list(inputs.values()),
+                 list(outputs.values()), api_name=api_name, **(GPU_QUEUE if gpu else {}), **event_kwargs)
 
 
-def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[str]) -> Callable:
+def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[str], checks: dict,
+              texts: set[str], turn: str = "") -> Callable:
     wants = inspect.signature(fn).parameters
 
     def call(*args):
         # gradio passes the widget values, then the Request and the Progress its signature (below) asks for
         values, request, progress = args[:len(names)], *(list(args[len(names):]) + [None, gr.Progress()])[:2]
         extras = {k: x for k, x in (("request", request), ("progress", progress)) if k in wants}
+        v = SimpleNamespace(**dict(zip(names, values)))
         try:
-            result = fn(ctx, SimpleNamespace(**dict(zip(names, values))), **extras)
+            for name, (kind, also) in checks.items():
+                check_listed(ctx.studio, kind, getattr(v, name), name, also)
+            if turn:
+                with device_turn(ctx.studio, turn, progress=progress_fn(progress)) as held:
+                    result = fn(ctx, v, **extras)
+                if held.note:
+                    gr.Info(held.note)
+            else:
+                result = fn(ctx, v, **extras)
         except ValueError as e:  # bad input: the user sees why; the server log needs no stack trace for it
-            raise gr.Error(str(e), print_exception=False) from e
+            raise gr.Error(shown_text(ctx.studio.settings, str(e)), print_exception=False) from e
         except Cancelled as e:  # the user pressed Stop: said as news, not as an error; the outputs stay as they were
-            gr.Info(str(e))
+            gr.Info(shown_text(ctx.studio.settings, str(e)))
             result = {}
         if not out_names:
             return None
         if not isinstance(result, dict) or set(result) - set(out_names):
             raise TypeError(f"{fn.__name__} must return a dict with keys among {out_names}, not {result!r:.200}")
-        values = [result.get(name, gr.skip()) for name in out_names]
+        values = [shown_value(ctx.studio.settings, result[name]) if name in texts and name in result
+                  else result.get(name, gr.skip()) for name in out_names]
         return values[0] if len(values) == 1 else values
 
     # gradio reads parameter names (the API's) and the Request/Progress parameters from the signature.
@@ -150,7 +175,9 @@ def progress_fn(progress) -> Callable[[float, str], None]:
 def model_choices(studio) -> list:
     """Base models to pick from: the studio's default first (shown by its name, chosen as DEFAULT_MODEL), then what
     the store lists."""
-    return [(f"{studio.store.default_model} {DEFAULT_MODEL}", DEFAULT_MODEL), *studio.store.list_models().base]
+    return [(f"{model_name(studio, studio.store.default_model)} {DEFAULT_MODEL}", DEFAULT_MODEL),
+            *studio.store.list_models().base]
+
 
 
 def model_hints(studio, value: str | None) -> dict:
@@ -173,9 +200,9 @@ FAMILY_SAMPLER = "(the model's default)"  # a sampler choice meaning: Euler a, o
 
 def sampler_choices() -> list[str]:
     """Every sampler name of every family, after FAMILY_SAMPLER, for forms whose models are not known yet."""
-    from studio.generate.samplers import FLOW_SAMPLERS, SAMPLERS
+    from studio.generate.samplers import all_samplers
 
-    return list(dict.fromkeys([FAMILY_SAMPLER, *SAMPLERS, *FLOW_SAMPLERS]))
+    return [FAMILY_SAMPLER, *all_samplers()]
 
 
 def chosen_sampler(value: str | None) -> str | None:
@@ -194,21 +221,20 @@ def picked_model(studio, value: str | None):
 def sampling_updates(studio, value: str | None, sampler: str | None) -> dict:
     """The sampling widgets for the picked model: its family's samplers, keeping the chosen one where the family
     has it, else its default sampler; its CFG scale (FLUX.1 1, SD 7, builtin:pocket 4);
-    "guidance" is "dev" for a FLUX.1 model with a distilled-guidance input, "schnell" for one without, else None."""
-    from studio.generate.samplers import default_sampler, samplers_for
-
+    "guidance" is "dev" for a model with a distilled-guidance input (FLUX.1-dev), "schnell" for one of such a family
+    without, else None."""
     ref = picked_model(studio, value)
     if ref is None or ref.family is None:
         return {}
-    spec = ref.family.spec
-    names = list(samplers_for(spec.flow))
+    family = ref.family
+    names = list(family.samplers)
     guidance = None
-    if spec.guidance == "distilled":
+    if family.guidance == "distilled":
         guidance = "dev" if studio.store.takes_distilled_guidance(ref) else "schnell"
     updates = {"sampler": gr.update(choices=names), "guidance": guidance,
-               "cfg": model_hints(studio, value).get("cfg", spec.default_cfg)}
+               "cfg": model_hints(studio, value).get("cfg", family.default_cfg)}
     if sampler not in names:
-        updates.update(sampler=gr.update(choices=names, value=default_sampler(spec.flow)))
+        updates.update(sampler=gr.update(choices=names, value=family.default_sampler))
     return updates
 
 

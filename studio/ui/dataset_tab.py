@@ -11,62 +11,23 @@ from pathlib import Path
 import gradio as gr
 
 from studio import data
-from studio.data.captions import CAPTIONER_NAMES, DEFAULT_TEMPLATE
 from studio.data.check import DROP_FLAGS
-from studio.data.crop import CROP_MODES, SIZES
-from studio.data.masks import DEFAULT_BACKGROUND_WEIGHT, SUBJECT_MASKS, mask_path, overlay, read_mask
-from studio.data.prepare import default_size
-from studio.faces import DEFAULT_TOLERANCE
-from studio.progress import Cancelled
-from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, number, progress_fn, table_rows
-from studio.ui.serving import served
+from studio.data.masks import mask_path, overlay, read_mask
+from studio.ui import dataset_prepare
+from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, number, table_rows
+from studio.ui.dataset_prepare import paths
+from studio.ui.names import listed
+from studio.ui.serving import served, served_picture
 
 
 def build(ctx: TabContext) -> TabRefresh:
     studio = ctx.studio
-    # 1. Prepare
-    gr.Markdown("Drop 5 to 300 photos of one subject (or a .zip). You get square crops around the subject's face, "
-                "other people's faces blurred and masked out of training, a caption per picture that starts with "
-                "your trigger word, and a check of which photos may not show the same person.")
-    with gr.Row():
-        with gr.Column(scale=2):
-            files = gr.File(file_count="multiple", file_types=[".jpg", ".jpeg", ".png", ".webp", ".zip"],
-                            type="filepath", label="Photos or a .zip")
-            reference = gr.File(file_count="multiple", file_types=["image"], type="filepath",
-                                label="Reference photos of the subject (optional: tells them from bystanders)")
-        with gr.Column(scale=2):
-            name = gr.Textbox(label="Dataset name", placeholder="e.g. tim-2024")
-            with gr.Row():
-                trigger = gr.Textbox(label="Trigger word", placeholder="e.g. ohwx", info="starts every caption")
-                class_word = gr.Textbox("person", label="Class word", info="what the subject is: person, dog, ...")
-            with gr.Row():
-                size = gr.Radio(list(SIZES), value=default_size(studio), label="Resolution",
-                                info=_size_info(studio))
-                crop = gr.Radio(list(CROP_MODES), value="face", label="Crop")
-            with gr.Row():
-                margin = gr.Slider(0.0, 4.0, value=1.0, step=0.25, label="Margin around the face (face widths)")
-                tolerance = gr.Slider(0.2, 0.8, value=DEFAULT_TOLERANCE, step=0.01, label="Face distance tolerance",
-                                      info="above it a photo is flagged as maybe someone else (seed: 0.40)")
-            blur = gr.Checkbox(True, label="Protect bystanders",
-                               info="blur other people's faces, and mask them (and the blur) out of training")
-            with gr.Row():
-                subject_mask = gr.Radio(list(SUBJECT_MASKS), value="none", label="Subject mask",
-                                        info="face / person: learn mostly the subject, the rest at the weight below")
-                background_weight = gr.Slider(0.0, 1.0, value=DEFAULT_BACKGROUND_WEIGHT, step=0.05,
-                                              label="Weight of the rest", info="OneTrainer's default: 0.1")
-            with gr.Row():
-                captioner = gr.Radio(list(CAPTIONER_NAMES), value="template", label="Captions from",
-                                     info="blip / florence2 need their weights in models/captioners/<name>/")
-                template = gr.Textbox(DEFAULT_TEMPLATE, label="Caption template")
-    with gr.Row():
-        prepare_btn = gr.Button("Prepare dataset", variant="primary")
-        stop_btn = gr.Button("Stop")
-    report = gr.Textbox(label="Report", lines=8, interactive=False)
+    w = dataset_prepare.layout(ctx)  # 1. Prepare: photos in, a dataset out (or a question)
 
     # 2. Datasets on disk: pictures, captions, bulk edits, export, delete
     gr.Markdown("### Datasets")
     with gr.Row():
-        chosen = gr.Dropdown(dataset_names(studio), label="Dataset", allow_custom_value=False)
+        chosen = listed(ctx, gr.Dropdown(dataset_names(studio), label="Dataset"), "dataset")
         refresh_btn = gr.Button("Refresh list")
         export_btn = gr.Button("Export .zip")
         kohya = gr.Checkbox(False, label="kohya layout", info="img/ + mask/ folders for sd-scripts' --masked_loss")
@@ -78,7 +39,8 @@ def build(ctx: TabContext) -> TabRefresh:
                                  format="png", sources=(), transforms=(), layers=False, height=420,
                                  brush=gr.Brush(colors=["#e61e1e"], color_mode="fixed", default_size=16))
         with gr.Row():
-            picked = gr.Dropdown([], label="Picture", info="or click it in the gallery")
+            # any name: set_mask says when the dataset has no such picture (its choices follow the dataset picked)
+            picked = gr.Dropdown([], label="Picture", info="or click it in the gallery", allow_custom_value=True)
             mask_btn = gr.Button("Save mask")
     captions = gr.Dataframe(headers=["file_name", "caption"], datatype=["str", "str"], interactive=True,
                             label="Captions (edit, then save)")
@@ -115,13 +77,7 @@ def build(ctx: TabContext) -> TabRefresh:
     # 4. Wiring: the API endpoints take these names
     pictures = {"gallery": gallery, "captions": captions}
     checked = {"check_gallery": check_gallery, "check_table": check_table, "check_status": check_status}
-    inputs = {"files_": files, "name_": name, "trigger_": trigger, "class_word_": class_word, "size_": size,
-              "crop_": crop, "margin_": margin, "blur_": blur, "reference_": reference, "tolerance_": tolerance,
-              "captioner_": captioner, "template_": template, "subject_mask_": subject_mask,
-              "background_weight_": background_weight}
-    bind(ctx, prepare_btn.click, prepare, inputs, {"report": report, "chosen": chosen, **pictures},
-         api_name="dataset_prepare", gpu=True)
-    bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
+    dataset_prepare.wire(ctx, w, {"chosen": chosen, **pictures})
     bind(ctx, refresh_btn.click, refresh_list, None, {"chosen": chosen}, api_name=False, queue=False)
     bind(ctx, chosen.change, show, {"name_": chosen}, pictures, api_name=False)
     bind(ctx, chosen.change, picker_choices, {"name_": chosen}, {"picked": picked}, api_name=False, queue=False)
@@ -132,48 +88,24 @@ def build(ctx: TabContext) -> TabRefresh:
                                               "replace_": replace}, pictures, api_name="dataset_edit_captions")
     bind(ctx, edited.success, captions_saved, {"name_": chosen, "table": captions}, None, api_name=False,
          queue=False)
-    bind(ctx, check_btn.click, check, {"name_": chosen, "tolerance_": tolerance, "reference_": reference}, checked,
-         api_name="dataset_check")
-    bind(ctx, drop_btn.click, drop, {"name_": chosen, "several_": several, "tolerance_": tolerance},
+    bind(ctx, check_btn.click, check, {"name_": chosen, "tolerance_": w["tolerance"], "reference_": w["reference"]},
+         checked, api_name="dataset_check")
+    bind(ctx, drop_btn.click, drop, {"name_": chosen, "several_": several, "tolerance_": w["tolerance"]},
          {**checked, **pictures}, api_name="dataset_drop_flagged")
     bind(ctx, export_btn.click, export, {"name_": chosen, "kohya_": kohya}, {"exported": exported},
          api_name="dataset_export")
     gallery.select(_selected_file, None, picked, api_name=False, queue=False)
     bind(ctx, picked.change, pick, {"name_": chosen, "file_name_": picked}, {"painter": painter}, api_name=False)
     bind(ctx, mask_btn.click, save_mask, {"name_": chosen, "file_name_": picked, "painted_": painter},
-         {**pictures, "report": report}, api_name="dataset_mask")
-    bind(ctx, list_btn.click, delete_plan, {"name_": chosen, "outputs_": with_outputs}, {"report": report},
+         {**pictures, "report": w["report"]}, api_name="dataset_mask")
+    bind(ctx, list_btn.click, delete_plan, {"name_": chosen, "outputs_": with_outputs}, {"report": w["report"]},
          api_name="dataset_delete_plan")
     bind(ctx, delete_btn.click, delete, {"name_": chosen, "confirm_": confirm, "outputs_": with_outputs},
-         {"chosen": chosen, **pictures, "report": report, "confirm": confirm}, api_name="dataset_delete")
+         {"chosen": chosen, **pictures, "report": w["report"], "confirm": confirm}, api_name="dataset_delete")
     return TabRefresh(refresh_list, {"chosen": chosen})
 
 
 # ---- callbacks: widget values -> one studio.data call -> widget values ---------------------------------------------
-
-def request_from_widgets(v) -> data.PrepareRequest:
-    return data.PrepareRequest(
-        inputs=_paths(v.files_), name=v.name_, trigger=v.trigger_, class_word=v.class_word_, size=int(v.size_),
-        crop=v.crop_, margin=float(v.margin_), blur_bystanders=bool(v.blur_), reference=_paths(v.reference_),
-        tolerance=float(v.tolerance_), captioner=v.captioner_, template=v.template_ or DEFAULT_TEMPLATE,
-        subject_mask=v.subject_mask_ or "none", background_weight=float(v.background_weight_),
-    )
-
-
-def prepare(ctx: TabContext, v, request: gr.Request, progress):
-    should_stop = ctx.stops.begin(request, "prepare")
-    try:
-        result = data.prepare_dataset(ctx.studio, request_from_widgets(v), progress_fn(progress), should_stop)
-    except Cancelled:
-        return {"report": "Stopped: nothing was written.", "gallery": [], "captions": []}  # the picker stays
-    return {"report": result.summary(), "chosen": gr.update(choices=dataset_names(ctx.studio),
-                                                            value=result.dataset.name),
-            **_pictures(ctx, result.dataset)}
-
-
-def stop(ctx: TabContext, v, request: gr.Request):
-    ctx.stops.stop(request, "prepare")
-
 
 def refresh_list(ctx: TabContext, v):
     return {"chosen": gr.update(choices=dataset_names(ctx.studio))}
@@ -182,7 +114,7 @@ def refresh_list(ctx: TabContext, v):
 def show(ctx: TabContext, v):
     if not v.name_:
         return {"gallery": [], "captions": []}
-    return _pictures(ctx, data.load_dataset(ctx.studio.settings, v.name_))
+    return pictures_of(ctx, data.load_dataset(ctx.studio.settings, v.name_))
 
 
 def picker_choices(ctx: TabContext, v):
@@ -192,7 +124,7 @@ def picker_choices(ctx: TabContext, v):
 
 def save(ctx: TabContext, v):
     captions = {str(r[0]): str(r[1]) for r in table_rows(v.table) if r and r[0]}
-    return _pictures(ctx, data.set_captions(ctx.studio.settings, v.name_, captions))
+    return pictures_of(ctx, data.set_captions(ctx.studio.settings, v.name_, captions))
 
 
 def captions_saved(ctx: TabContext, v):
@@ -203,14 +135,14 @@ def captions_saved(ctx: TabContext, v):
 
 def bulk(ctx: TabContext, v):
     edit = data.CaptionEdit(v.prefix_, v.suffix_, v.find_, v.replace_)
-    return _pictures(ctx, data.edit_captions(ctx.studio.settings, v.name_, edit))
+    return pictures_of(ctx, data.edit_captions(ctx.studio.settings, v.name_, edit))
 
 
 def check(ctx: TabContext, v):
     if not v.name_:
         raise ValueError("`name` is empty: choose a dataset first")
     result = data.check_dataset(ctx.studio.settings, data.CheckRequest(v.name_, float(v.tolerance_),
-                                                                       _paths(v.reference_)))
+                                                                       paths(v.reference_)))
     return {**_check_views(ctx, result), "check_status": result.summary()}
 
 
@@ -219,7 +151,7 @@ def drop(ctx: TabContext, v):
     flags = DROP_FLAGS + (("several faces",) if v.several_ else ())
     dropped = data.drop_flagged(settings, v.name_, flags)
     result = data.check_dataset(settings, data.CheckRequest(v.name_, float(v.tolerance_)))
-    return {**_check_views(ctx, result), **_pictures(ctx, result.dataset),
+    return {**_check_views(ctx, result), **pictures_of(ctx, result.dataset),
             "check_status": f"Dropped {len(dropped)}: {', '.join(dropped) or 'none'}. Now: {result.summary()}"}
 
 
@@ -246,7 +178,7 @@ def pick(ctx: TabContext, v):
     image = next((im for im in dataset.images if im.file_name == v.file_name_), None)
     if image is None:
         raise ValueError(f"dataset {v.name_!r} has no picture {v.file_name_!r}")
-    return {"painter": _painter_value(dataset.path(image))}
+    return {"painter": _painter_value(ctx.studio.settings, dataset.path(image))}
 
 
 def save_mask(ctx: TabContext, v):
@@ -264,7 +196,7 @@ def save_mask(ctx: TabContext, v):
         painted.paste(255, (0, 0), alpha.point(lambda a: 255 if a > 127 else 0))
     dataset = data.set_mask(ctx.studio.settings, v.name_, v.file_name_, painted)
     image = next(im for im in dataset.images if im.file_name == v.file_name_)
-    return {**_pictures(ctx, dataset), "report": f"Saved the mask of {image.file_name} ({image.mask})."}
+    return {**pictures_of(ctx, dataset), "report": f"Saved the mask of {image.file_name} ({image.mask})."}
 
 
 def delete_plan(ctx: TabContext, v):
@@ -292,29 +224,9 @@ def delete(ctx: TabContext, v):
             "report": "\n".join(lines), "confirm": ""}
 
 
-def _size_info(studio) -> str:
-    """Why the preselected size: the studio's default model and its family's native size."""
-    model = studio.store.default_model
-    try:
-        family = studio.store.resolve(model).family
-    except ValueError:
-        family = None
-    if family is None:
-        return f"512 preselected ({model} is not found); SD 1.x 512, SD 2.x 768, SDXL and FLUX.1 1024"
-    return (f"{family.native_resolution} preselected: {family.label}'s native size ({model}, the studio's default "
-            f"model); SDXL and FLUX.1 want 1024")
-
-
 # ---- views -----------------------------------------------------------------------------------------------------
 
-def _paths(files) -> tuple[Path, ...]:
-    if not files:
-        return ()
-    files = files if isinstance(files, list) else [files]
-    return tuple(Path(f if isinstance(f, str) else f.name) for f in files)
-
-
-def _pictures(ctx: TabContext, dataset) -> dict:
+def pictures_of(ctx: TabContext, dataset) -> dict:
     """The training pictures with captions and flags (those with a mask shown as the loss sees them: masked-out
     pixels red), and the caption table."""
     settings = ctx.studio.settings
@@ -337,11 +249,13 @@ def _shown(settings, path: Path, text: str):
         picture = im.convert("RGB")
     mask = read_mask(mask_file)
     ignored = float((np.asarray(mask) == 0).mean())
-    return overlay(picture, mask), f"{text}  [mask: {ignored:.0%} not learnt]" if ignored else text
+    shown = served_picture(settings, overlay(picture, mask), path, "mask")  # a copy Delete subject finds
+    return shown, f"{text}  [mask: {ignored:.0%} not learnt]" if ignored else text
 
 
-def _painter_value(path: Path) -> dict:
-    """The painter's value for a training picture: the picture, and a layer with its masked-out pixels in red."""
+def _painter_value(settings, path: Path) -> dict:
+    """The painter's value for a training picture: the picture, and a layer with its masked-out pixels in red (both
+    among the picture's served copies, which Delete subject removes with it)."""
     import numpy as np
     from PIL import Image
 
@@ -352,7 +266,8 @@ def _painter_value(path: Path) -> dict:
     if mask_file.is_file():
         ignored = np.asarray(read_mask(mask_file, picture.size)) == 0
         layer[ignored] = (230, 30, 30, 255)
-    return {"background": picture, "layers": [Image.fromarray(layer, "RGBA")], "composite": None}
+    return {"background": served_picture(settings, picture, path, "painter"),
+            "layers": [served_picture(settings, Image.fromarray(layer, "RGBA"), path, "painted")], "composite": None}
 
 
 def _thumbnail(path: Path) -> str:

@@ -3,6 +3,8 @@ tables; past runs reopened."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gradio as gr
 import pandas as pd
 
@@ -14,6 +16,7 @@ from studio.evaluate.scoring import against_lines, summary_table
 from studio.models.clip import HUB_CLIP, TINY_CLIP, default_clip, real_clip_models
 from studio.ui.common import (FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_sampler, dataset_names, number,
                               progress_fn, sampler_choices)
+from studio.ui.names import check_listed, is_listed, listed
 from studio.ui.serving import served
 
 NO_CLIP = "(no CLIP score)"
@@ -62,6 +65,16 @@ def request_from_widgets(name, prompts, seeds, variants, reference, clip_model, 
     )
 
 
+def checked_names(studio, request: EvaluationRequest) -> EvaluationRequest:
+    """`request`, once every model, LoRA, embedding and dataset its text fields name is one the studio lists."""
+    for variant in request.variants:
+        check_listed(studio, "base model", variant.model, "variants")
+        check_listed(studio, "LoRA", [lc.name for lc in variant.loras], "variants")
+        check_listed(studio, "embedding", variant.embeddings, "variants")
+    check_listed(studio, "dataset", request.also_against, "also_against")
+    return request
+
+
 def _variants(text: str | None) -> list:
     return [parse_variant(line) for line in (text or "").splitlines() if line.strip()]
 
@@ -71,10 +84,17 @@ def _variants(text: str | None) -> list:
 def _start(studio, variants_text: str | None = None) -> dict:
     """Prompts, seeds, reference (and the variants, when none are given) the studio suggests, as widget text."""
     start = defaults_for(studio, None if variants_text is None else _variants(variants_text))
-    return {"variants": "\n".join(v.spec() for v in start.variants) if variants_text is None else variants_text,
-            "prompts": "\n".join(start.prompts), "seeds": ", ".join(map(str, start.seeds)),
+    why = start.why
+    if variants_text is None:  # a LoRA's own base, when the studio does not list it (a path it was trained on)
+        unlisted = {v.model for v in start.variants if v.model and not is_listed(studio, "base model", v.model)}
+        variants = [replace(v, model="") if v.model in unlisted else v for v in start.variants]
+        if unlisted:
+            why += (f"; {len(unlisted)} LoRA base model(s) the studio does not list, so the studio's default base "
+                    f"instead")
+        variants_text = "\n".join(v.spec() for v in variants)
+    return {"variants": variants_text, "prompts": "\n".join(start.prompts), "seeds": ", ".join(map(str, start.seeds)),
             "reference": start.reference or NO_REFERENCE,
-            "why": f"Starting values: {start.why}. **Suggest** fills them in again for the variants above."}
+            "why": f"Starting values: {why}. **Suggest** fills them in again for the variants above."}
 
 
 def _reference_choices(studio) -> list[str]:
@@ -158,14 +178,15 @@ def build(ctx: TabContext) -> TabRefresh:
             with gr.Row():
                 why = gr.Markdown(start["why"])
                 suggest_btn = gr.Button("Suggest", scale=0, min_width=100)
-            reference = gr.Dropdown(_reference_choices(studio), value=start["reference"], allow_custom_value=True,
-                                    label="Reference for likeness: a dataset of the subject's photos",
-                                    info="none, or a set with no faces (shapes, a style): no likeness score")
+            reference = listed(ctx, gr.Dropdown(_reference_choices(studio), value=start["reference"],
+                                                label="Reference for likeness: a dataset of the subject's photos",
+                                                info="none, or a set with no faces (shapes, a style): no likeness "
+                                                     "score"), "dataset", NO_REFERENCE)
             also_against = gr.Textbox("", lines=1, label="Also score against (other subjects' datasets, one a line)",
                                       info="a LoRA of several subjects: each picture against every subject's faces")
-            clip = gr.Dropdown(clip_choices(settings), value=default_clip(settings) or NO_CLIP,
-                               allow_custom_value=True, label="CLIP model",
-                               info="a real CLIP on disk is picked by default")
+            clip = listed(ctx, gr.Dropdown(clip_choices(settings), value=default_clip(settings) or NO_CLIP,
+                                           label="CLIP model", info="a real CLIP on disk is picked by default"),
+                          "CLIP model", NO_CLIP)
             clip_note = gr.Markdown(_clip_note(default_clip(settings)))
             with gr.Accordion("Generation (the same for every variant)", open=False):
                 negative = gr.Textbox("", label="Negative prompt")
@@ -183,7 +204,8 @@ def build(ctx: TabContext) -> TabRefresh:
             with gr.Row():
                 run_btn = gr.Button("Evaluate", variant="primary")
                 stop_btn = gr.Button("Stop")
-            past = gr.Dropdown([e.name for e in list_evaluations(settings)], value=None, label="Past evaluations")
+            past = listed(ctx, gr.Dropdown([e.name for e in list_evaluations(settings)], value=None,
+                                           label="Past evaluations"), "evaluation")
         with gr.Column(scale=3):
             status = gr.Markdown("Name the evaluation, check the variants, then press Evaluate. " + _SCORES_HELP,
                                  elem_id="evaluate-status")
@@ -226,7 +248,7 @@ def build(ctx: TabContext) -> TabRefresh:
 
 def run(ctx: TabContext, v, request: gr.Request, progress):
     settings = ctx.studio.settings
-    evaluation = request_from_widgets(**vars(v))
+    evaluation = checked_names(ctx.studio, request_from_widgets(**vars(v)))
     should_stop = ctx.stops.begin(request, "evaluate")
     try:
         report = evaluate(ctx.studio, evaluation, should_stop=should_stop, progress=progress_fn(progress))

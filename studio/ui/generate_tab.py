@@ -9,13 +9,15 @@ import gradio as gr
 
 from studio.generate import GenerationRequest, LoraChoice, generate
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
-from studio.generate.samplers import DEFAULT_SAMPLER, SAMPLERS
-from studio.models.families import DISTILLED_CFG, Family
+from studio.generate.run import fit_to_model
+from studio.models.families.flux1 import DISTILLED_CFG
+from studio.models.families.samplers import DDPM_SAMPLERS
 from studio.progress import Cancelled
 from studio.ui import cleanup
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, fit_gallery,
                               lora_names, model_choices, model_hints, picked_model, progress_fn, sampling_updates,
                               table_rows, upscaler_choices)
+from studio.ui.names import check_listed, listed
 from studio.ui.serving import served
 
 
@@ -26,8 +28,9 @@ def build(ctx: TabContext) -> TabRefresh:
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder=_placeholder(studio, DEFAULT_MODEL))
             negative = gr.Textbox("", label="Negative prompt", lines=2)
         with gr.Column(scale=1):
-            model = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model",
-                                allow_custom_value=True, info="builtin, a hub id, or a path to a folder or .safetensors")
+            model = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model",
+                                            info="builtin, a model in models/base/, or a hub id (owner/name)"),
+                           "base model", DEFAULT_MODEL)
             with gr.Row():
                 generate_btn = gr.Button("Generate", variant="primary")
                 stop_btn = gr.Button("Stop")
@@ -54,15 +57,16 @@ def build(ctx: TabContext) -> TabRefresh:
             loras = gr.Dataframe(lora_rows(studio, None), headers=["LoRA", "weight"], datatype=["str", "number"],
                                  label="LoRAs (a non-zero weight applies one)", interactive=True,
                                  column_count=(2, "fixed"))
-            embeddings = gr.Dropdown(embedding_names(studio), multiselect=True, label="Embeddings",
-                                     info="textual inversions; use their names in the prompt")
+            embeddings = listed(ctx, gr.Dropdown(embedding_names(studio), multiselect=True, label="Embeddings",
+                                                 info="textual inversions; use their names in the prompt"),
+                                "embedding")
             refresh_btn = gr.Button("Refresh model lists", size="sm")
             png_drop = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], type="filepath")
         with gr.Column(scale=2):
             gallery = gr.Gallery(label="Images", columns=1, height=460, format="png")
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"], elem_id="generate-parameters")
             last_seed = gr.Number(label="Seed used", value=-1, precision=0, interactive=False)
-    panel = cleanup.layout(studio)
+    panel = cleanup.layout(ctx)
 
     # The API endpoint /generate takes these names, in this order (scripts call it positionally: new ones go last).
     inputs = {"prompt_text": prompt, "negative_prompt": negative, "model_id": model, "seed_value": seed,
@@ -75,13 +79,13 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
     bind(ctx, model.change, model_picked, {"model": model, "sampler": sampler},
          {"sampler": sampler, "cfg": cfg, "flux_row": flux_row, "distilled": distilled, "prompt": prompt},
-         api_name=False, queue=False)
+         api_name=False, queue=False, checked=False)  # a name still being typed
     random_btn.click(lambda: -1, None, seed, api_name=False, queue=False)
     reuse_btn.click(lambda s: s, last_seed, seed, api_name=False, queue=False)
     lists = {"model": model, "loras": loras, "embeddings": embeddings, "hires_upscaler": panel["hires_upscaler"],
              "upscaler": panel["upscaler"], "inpaint_model": panel["inpaint_model"],
              "facefix_reference": panel["facefix_reference"]}
-    bind(ctx, refresh_btn.click, refresh_lists, {"loras": loras}, lists, api_name=False, queue=False)
+    bind(ctx, refresh_btn.click, refresh_lists, {"loras": loras}, lists, api_name=False, queue=False, checked=False)
     restored = {"prompt": prompt, "negative_prompt": negative, "seed": seed, "sampler": sampler, "steps": steps,
                 "cfg": cfg, "width": width, "height": height, "parameters": parameters}
     restoring = bind(ctx, png_drop.upload, restore, {"path": png_drop}, restored, api_name="restore_parameters")
@@ -96,7 +100,8 @@ def request_from_widgets(v, studio) -> GenerationRequest:
         prompt=v.prompt_text or "", negative_prompt=v.negative_prompt or "", model=chosen_model(v.model_id),
         seed=int(v.seed_value if v.seed_value is not None else -1), steps=int(v.steps_value), cfg=float(v.cfg_scale),
         width=int(v.width_px or 0) or None, height=int(v.height_px or 0) or None, batch_size=int(v.batch_size),
-        sampler=v.sampler_name, loras=loras_from_table(v.lora_weights), embeddings=list(v.embedding_names or []),
+        sampler=v.sampler_name, loras=loras_from_table(studio, v.lora_weights),
+        embeddings=list(v.embedding_names or []),
         hires_scale=float(v.hires_scale or 1), hires_steps=int(v.hires_steps or 0), hires_upscaler=v.hires_upscaler,
         hires_strength=float(v.hires_strength),
         distilled_cfg=None if v.distilled_cfg_scale is None else float(v.distilled_cfg_scale),
@@ -104,21 +109,11 @@ def request_from_widgets(v, studio) -> GenerationRequest:
     ))
 
 
-def fit_to_model(studio, request: GenerationRequest) -> GenerationRequest:
-    """The FLUX.1 widgets' values only where the model takes them: the form always has a distilled CFG and a T5
-    length, shown only for FLUX.1; for other families and for schnell (no guidance input) they are left out."""
-    ref = picked_model(studio, request.model)
-    flux = ref is not None and ref.family is Family.FLUX
-    dev = flux and studio.store.takes_distilled_guidance(ref)
-    return replace(request, distilled_cfg=request.distilled_cfg if dev else None,
-                   max_sequence_length=request.max_sequence_length if flux else None)
-
-
 def _default_sampling(studio) -> tuple[list[str], str, float, str | None]:
     """The sampler names, sampler, CFG scale and FLUX.1 guidance kind the form starts with: the default model's."""
-    updates = sampling_updates(studio, DEFAULT_MODEL, DEFAULT_SAMPLER)
-    names = updates.get("sampler", {}).get("choices", list(SAMPLERS))
-    first = updates.get("sampler", {}).get("value", DEFAULT_SAMPLER)
+    updates = sampling_updates(studio, DEFAULT_MODEL, None)
+    names = updates.get("sampler", {}).get("choices", list(DDPM_SAMPLERS))
+    first = updates.get("sampler", {}).get("value", names[0])
     return names, first, updates.get("cfg", 7.0), updates.get("guidance")
 
 
@@ -160,8 +155,8 @@ def stop(ctx: TabContext, v, request: gr.Request):
     ctx.stops.stop(request, "generate")
 
 
-def loras_from_table(table) -> list[LoraChoice]:
-    """Rows of (LoRA name, weight) -> the LoRAs to apply: those with a non-zero weight."""
+def loras_from_table(studio, table) -> list[LoraChoice]:
+    """Rows of (LoRA name, weight) -> the LoRAs to apply: those with a non-zero weight, each a LoRA the studio lists."""
     chosen = []
     for row in table_rows(table):
         if len(row) < 2 or not str(row[0]).strip() or row[1] in (None, ""):
@@ -171,6 +166,7 @@ def loras_from_table(table) -> list[LoraChoice]:
         except (TypeError, ValueError) as e:
             raise ValueError(f"LoRA weight for {row[0]!r} must be a number but is {row[1]!r}") from e
         if weight != 0:
+            check_listed(studio, "LoRA", str(row[0]).strip(), "lora_weights")
             chosen.append(LoraChoice(str(row[0]).strip(), weight))
     return chosen
 

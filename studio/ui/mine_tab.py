@@ -10,12 +10,15 @@ import gradio as gr
 from studio import mine
 from studio.generate.request import parse_lora
 from studio.mine.request import MiningRequest
-from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model,
-                              chosen_sampler, dataset_names, embedding_names, lora_names, model_choices, progress_fn,
-                              sampler_choices, upscaler_choices)
+from studio.ui import job_watch
+from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model, chosen_sampler,
+                              dataset_names, embedding_names, lora_names, model_choices, progress_fn, sampler_choices,
+                              upscaler_choices)
+from studio.ui.names import check_listed, listed
 from studio.ui.serving import served
 
 NO_JOB = "(no mining job yet)"
+NO_UPSCALER = "(none)"
 SOURCES = ("Generate", "Folder")
 _D = MiningRequest("x", prompt="x")
 
@@ -32,13 +35,16 @@ def build(ctx: TabContext) -> TabRefresh:
             source = gr.Radio(list(SOURCES), value="Generate", label="Candidates from")
             prompt = gr.Textbox("a photo of a young woman, portrait, natural light", label="Prompt", lines=2)
             negative = gr.Textbox("", label="Negative prompt")
-            folder = gr.Dropdown(dataset_names(studio), value=None, allow_custom_value=True,
-                                 label="Or pictures from a dataset (a folder in workspace/datasets/)")
+            folder = listed(ctx, gr.Dropdown(dataset_names(studio), value=None,
+                                             label="Or pictures from a dataset (a folder in workspace/datasets/)"),
+                            "dataset")
         with gr.Column(scale=2):
-            model = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model", allow_custom_value=True)
+            model = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model"),
+                           "base model", DEFAULT_MODEL)
             loras = gr.Dropdown(lora_names(studio), multiselect=True, allow_custom_value=True,
                                 label="LoRAs (NAME or NAME:WEIGHT)")
-            embeddings = gr.Dropdown(embedding_names(studio), multiselect=True, label="Embeddings")
+            embeddings = listed(ctx, gr.Dropdown(embedding_names(studio), multiselect=True, label="Embeddings"),
+                                "embedding")
             seed_face = gr.File(file_types=["image"], type="filepath",
                                 label="Seed face (optional: else the first face found)")
     with gr.Accordion("Generation", open=False):
@@ -51,8 +57,10 @@ def build(ctx: TabContext) -> TabRefresh:
             height = gr.Number(0, precision=0, label="Height")
             seed_start = gr.Number(_D.seed_start, precision=0, label="First seed", info="candidate i: this + i")
             batch = gr.Number(_D.batch_size, precision=0, label="Batch size")
-            upscaler = gr.Dropdown(["(none)", *upscaler_choices(studio)], value="(none)", label="Upscaler",
-                                   info="4x before the face is looked for (models in models/upscale/)")
+            upscaler = listed(ctx, gr.Dropdown([NO_UPSCALER, *upscaler_choices(studio)], value=NO_UPSCALER,
+                                               label="Upscaler",
+                                               info="4x before the face is looked for (models in models/upscale/)"),
+                              "upscaler", NO_UPSCALER)
 
     # 2. The rules and the budget
     with gr.Row():
@@ -88,8 +96,6 @@ def build(ctx: TabContext) -> TabRefresh:
         class_word = gr.Textbox("person", label="Class word")
         dataset_btn = gr.Button("Make a dataset of the group")
     dataset_md = gr.Markdown()
-    timer = gr.Timer(1.0)
-    seen = gr.State(None)  # (job, state, step, messages) last shown, so unchanged views are not re-sent every tick
 
     # 4. Wiring: the API endpoints take these names
     inputs = {"name_": name, "source_": source, "prompt_": prompt, "negative_": negative, "folder_": folder,
@@ -98,15 +104,15 @@ def build(ctx: TabContext) -> TabRefresh:
               "seed_start_": seed_start, "batch_": batch, "upscaler_": upscaler, "tolerance_": tolerance,
               "near_miss_": near_miss, "drop_tolerance_": drop_tolerance, "recheck_": recheck, "pin_seed_": pin_seed,
               "target_": target, "max_candidates_": max_candidates, "max_minutes_": max_minutes}
-    bind(ctx, start_btn.click, start, inputs, {"job": job, "status": status_md}, api_name="mine_start", gpu=True)
+    views = {"status": status_md, "faces": faces, "plot": size_plot, "job_target": target,
+             "job_max_candidates": max_candidates, "job_max_minutes": max_minutes}
+    timer = job_watch.follow(ctx, MINING_VIEW, job, "job", views, api_name="mine_status")
+    bind(ctx, start_btn.click, start, inputs, {"job": job, "status": status_md}, api_name="mine_start").success(
+        job_watch.timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, resume_btn.click, resume, {"job": job, "target_": target, "max_candidates_": max_candidates,
                                          "max_minutes_": max_minutes}, {"status": status_md},
-         api_name="mine_resume", gpu=True)
+         api_name="mine_resume").success(job_watch.timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, cancel_btn.click, cancel, {"job": job}, {"status": status_md}, api_name="mine_cancel")
-    views = {"status": status_md, "faces": faces, "plot": size_plot, "seen": seen, "job_target": target,
-             "job_max_candidates": max_candidates, "job_max_minutes": max_minutes}
-    bind(ctx, job.change, status, {"job": job, "last": gr.State(None)}, views, api_name="mine_status")
-    bind(ctx, timer.tick, status, {"job": job, "last": seen}, views, api_name=False, show_progress="hidden")
     bind(ctx, dataset_btn.click, to_dataset, {"job": job, "dataset_": dataset, "trigger_": trigger,
                                               "class_word_": class_word}, {"message": dataset_md},
          api_name="mine_to_dataset", gpu=True)
@@ -130,7 +136,7 @@ def request_from_widgets(v) -> MiningRequest:
         steps=int(v.steps_), cfg=float(v.cfg_ or 0) or None, width=int(v.width_ or 0) or None,
         height=int(v.height_ or 0) or None,
         seed_start=int(v.seed_start_ or 0), batch_size=int(v.batch_ or 1),
-        upscaler="" if v.upscaler_ in (None, "", "(none)") else v.upscaler_,
+        upscaler="" if v.upscaler_ in (None, "", NO_UPSCALER) else v.upscaler_,
         tolerance=float(v.tolerance_), near_miss=float(v.near_miss_),
         drop_tolerance=float(v.drop_tolerance_) if v.drop_tolerance_ else None, recheck=bool(v.recheck_),
         pin_seed=bool(v.pin_seed_), target=int(v.target_), max_candidates=int(v.max_candidates_ or 0),
@@ -147,7 +153,10 @@ def _path(file) -> str:
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
 def start(ctx: TabContext, v):
-    status = mine.start_mining(ctx.studio, request_from_widgets(v))
+    request = request_from_widgets(v)
+    for lora in request.loras:
+        check_listed(ctx.studio, "LoRA", lora.name, "loras_")
+    status = mine.start_mining(ctx.studio, request)
     return {"job": gr.update(choices=job_names(ctx.studio), value=status.name), "status": status.line()}
 
 
@@ -168,17 +177,7 @@ def cancel(ctx: TabContext, v):
 
 
 def status(ctx: TabContext, v):
-    if not v.job:
-        return {"status": NO_JOB, "seen": v.last}
-    current = mine.mining_status(ctx.studio, v.job)
-    key = [v.job, current.state, current.step, len(current.messages)]
-    if key == v.last:
-        return {}
-    views = {**status_views(ctx, current), "seen": key}
-    if v.last is None or v.last[0] != v.job:  # a job was picked: Continue starts from its own target and budgets
-        r = current.request
-        views.update(job_target=r.target, job_max_candidates=r.max_candidates, job_max_minutes=r.max_seconds / 60)
-    return views
+    return MINING_VIEW.show(ctx, v.job, v.last)
 
 
 def to_dataset(ctx: TabContext, v, progress):
@@ -222,3 +221,11 @@ def status_views(ctx: TabContext, status) -> dict:
     faces = [(served(ctx.studio.settings, path), caption) for path, caption in status.faces()]
     return {"status": "\n\n".join(lines), "faces": faces,
             "plot": pd.DataFrame(points, columns=["candidate", "group size"])}
+
+
+MINING_VIEW = job_watch.JobView(
+    read=mine.mining_status, key=lambda s: [s.step, len(s.messages), s.message], views=status_views,
+    empty={"status": NO_JOB},
+    # a job picked: Continue starts from its own target and budgets
+    picked=lambda s: {"job_target": s.request.target, "job_max_candidates": s.request.max_candidates,
+                      "job_max_minutes": s.request.max_seconds / 60})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.ui.common import TabContext, TabRefresh, bind, progress_fn
+from studio.ui.common import DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, model_choices, progress_fn
+from studio.ui.names import listed
 
 _MB = 1024**2
 
@@ -12,9 +13,10 @@ _MB = 1024**2
 def build(ctx: TabContext) -> TabRefresh:
     studio = ctx.studio
     with gr.Row():
-        base = gr.Dropdown(studio.store.list_models().base, value=studio.store.default_model, allow_custom_value=True,
-                           label="Studio base model", info="used by every tab when no other is chosen: builtin, "
-                           "hub id (owner/name), diffusers folder or .safetensors checkpoint")
+        base = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Studio base model",
+                                       info="used by every tab when no other is chosen: builtin, a model in "
+                                            "models/base/ (diffusers folder or .safetensors checkpoint), or a hub id "
+                                            "(owner/name)"), "base model", DEFAULT_MODEL)
         use_btn = gr.Button("Use as default", variant="primary")
         load_btn = gr.Button("Load into memory")
     status = gr.Markdown()
@@ -29,7 +31,7 @@ def build(ctx: TabContext) -> TabRefresh:
         release_btn = gr.Button("Free memory")
 
     shown = {"disk": disk, "summary": summary, "cache": cache}
-    bind(ctx, use_btn.click, use, {"model_id": base}, {"status": status, **shown}, api_name="models_use")
+    bind(ctx, use_btn.click, use, {"model_id": base}, {"status": status, "base": base, **shown}, api_name="models_use")
     bind(ctx, load_btn.click, load, {"model_id": base}, {"status": status, **shown}, api_name="models_load", gpu=True)
     bind(ctx, refresh_btn.click, views, None, shown, api_name=False, queue=False)
     bind(ctx, release_btn.click, release, None, {"status": status, **shown}, api_name="models_release")
@@ -42,15 +44,18 @@ def views(ctx: TabContext, v) -> dict:
 
 
 def use(ctx: TabContext, v):
-    ctx.studio.set_default_model(v.model_id)
-    return {"status": f"Base model is now `{v.model_id}`.", **views(ctx, v)}
+    model = chosen_model(v.model_id) or ctx.studio.store.default_model
+    ctx.studio.set_default_model(model)
+    return {"status": f"Base model is now `{model}`.", "base": gr.update(choices=model_choices(ctx.studio)),
+            **views(ctx, v)}
 
 
 def load(ctx: TabContext, v, progress):
-    progress_fn(progress)(0.1, f"loading {v.model_id}")
-    with ctx.studio.cache.pipeline(v.model_id):
+    model = chosen_model(v.model_id) or ctx.studio.store.default_model
+    progress_fn(progress)(0.1, f"loading {model}")
+    with ctx.studio.cache.pipeline(model):
         pass
-    return {"status": f"`{v.model_id}` is loaded.", **views(ctx, v)}
+    return {"status": f"`{model}` is loaded.", **views(ctx, v)}
 
 
 def release(ctx: TabContext, v):
@@ -60,9 +65,10 @@ def release(ctx: TabContext, v):
 
 def _disk_rows(studio) -> list[list[str]]:
     listing = studio.store.list_models()
+    root = studio.settings.models_dir
     rows = [["base", m] for m in listing.base] + [["controlnet", m] for m in listing.controlnet]
-    rows += [["lora", str(p)] for p in listing.lora] + [["embedding", str(p)] for p in listing.embeddings]
-    rows += [["upscaler", str(p)] for p in listing.upscale]
+    for kind, files in (("lora", listing.lora), ("embedding", listing.embeddings), ("upscaler", listing.upscale)):
+        rows += [[kind, p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name] for p in files]
     return rows
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from studio.copies import served_folder
 from studio.data.library import IMAGE_SUFFIXES
 
 PICTURES = tuple(IMAGE_SUFFIXES)
@@ -63,11 +63,35 @@ def served(settings, path) -> str:
     if Path(os.path.abspath(path)).is_relative_to(Path.cwd()):
         return str(path)
     stat = path.stat()
-    key = hashlib.sha256(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
-    copy = Path(tempfile.gettempdir()) / "likeness-served" / key / path.name
+    copy = _copy_path(settings, path, f"{stat.st_size}|{stat.st_mtime_ns}", path.name)
     if not copy.is_file():
         copy.parent.mkdir(parents=True, exist_ok=True)
         tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
         shutil.copyfile(path, tmp)
         os.replace(tmp, copy)
     return str(copy)
+
+
+def served_picture(settings, image, source, what: str) -> str:
+    """A picture made from workspace file `source` (a mask overlay, the painter's background) as a PNG among the
+    served copies of `source`, so Delete subject finds it (and gradio's copy of it) with the file's own copies."""
+    import io
+
+    source = Path(source)
+    if not servable(settings.workspace_dir, source):
+        raise ValueError(f"{source.name} is not something the web studio hands out")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    data = buffer.getvalue()
+    copy = _copy_path(settings, source, hashlib.sha256(data).hexdigest(), f"{source.stem}-{what}.png")
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, copy)
+    return str(copy)
+
+
+def _copy_path(settings, source: Path, version: str, name: str) -> Path:
+    """<served copies of source>/<version key>/<name>: a changed file gets a new copy, never a stale one."""
+    return served_folder(settings, source) / hashlib.sha256(version.encode()).hexdigest()[:24] / name

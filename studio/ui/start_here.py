@@ -6,8 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.ui.common import TabContext, bind
-
-
+from studio.ui.names import model_name
 def build(ctx: TabContext) -> dict:
     studio = ctx.studio
     with gr.Accordion("Start here", open=_first_run(studio)) as panel:
@@ -17,8 +16,8 @@ def build(ctx: TabContext) -> dict:
             "identity instead of a real face) → **Train** (LoRA, DreamBooth, textual inversion on SD 1.x, SDXL or "
             "FLUX.1, scored for likeness every epoch) → **Generate** (with your LoRA; inpaint, hires fix, "
             "upscalers, face fix) → **Evaluate** (likeness and CLIP scores over prompts and seeds). "
-            f"The base model now is **{studio.store.default_model}**; README.md says how to point the studio at a "
-            "real one.\n\n"
+            f"The base model now is **{model_name(studio, studio.store.default_model)}**; README.md says how to "
+            "point the studio at a real one.\n\n"
             "**No GPU, no downloads?** The demo teaches builtin:pocket (a 12 MB model trained on drawings of "
             "shapes) a shape it has never seen, a star, under the word `zq`: it writes the 8-drawing dataset, "
             "trains the LoRA (a few minutes on 2 CPU cores, watched in the Train tab) and then Generate draws stars.")

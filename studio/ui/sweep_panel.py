@@ -8,6 +8,7 @@ import gradio as gr
 
 from studio.train import sweep_jobs
 from studio.train.sweep import grid_text, parse_grid, preset_grid
+from studio.ui import job_watch
 from studio.ui.common import TabContext, bind, number
 from studio.ui.serving import served
 
@@ -40,20 +41,19 @@ def build(ctx: TabContext, form: dict, preset) -> dict:
                                   object_fit="contain", format="png", scale=3)
             loss_plot = gr.LinePlot(x="step", y="loss", color="cell", title="Loss per cell", height=300, scale=2)
         with gr.Row():
-            cell_pick = gr.Dropdown([], label="Cell to export", info="empty: the best cell")
+            # any value: the sweep's own cells are checked when exporting (the choices follow the sweep)
+            cell_pick = gr.Dropdown([], label="Cell to export", info="empty: the best cell", allow_custom_value=True)
             export_btn = gr.Button("Export cell")
             export_md = gr.Markdown()
-        seen = gr.State(None)
-        timer = gr.Timer(2.0)
 
-    views = {"status": status_md, "table": table, "pictures": pictures, "loss": loss_plot, "cells": cell_pick,
-             "seen": seen}
+    views = {"status": status_md, "table": table, "pictures": pictures, "loss": loss_plot, "cells": cell_pick}
+    timer = job_watch.follow(ctx, SWEEP_VIEW, pick, "sweep", views, api_name="sweep_status", period_s=2.0)
     bind(ctx, start_btn.click, start, {"sweep_name": sweep_name, "grid": grid, **form},
-         {"sweep": pick, "status": status_md}, api_name="sweep_start", gpu=True)
-    bind(ctx, resume_btn.click, resume, {"sweep": pick}, {"status": status_md}, api_name="sweep_resume", gpu=True)
+         {"sweep": pick, "status": status_md}, api_name="sweep_start").success(
+        job_watch.timer_on, None, timer, api_name=False, queue=False)
+    bind(ctx, resume_btn.click, resume, {"sweep": pick}, {"status": status_md}, api_name="sweep_resume").success(
+        job_watch.timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, cancel_btn.click, cancel, {"sweep": pick}, {"status": status_md}, api_name="sweep_cancel")
-    bind(ctx, pick.change, status, {"sweep": pick, "last": gr.State(None)}, views, api_name="sweep_status")
-    bind(ctx, timer.tick, status, {"sweep": pick, "last": seen}, views, api_name=False, show_progress="hidden")
     bind(ctx, export_btn.click, export, {"sweep": pick, "cell": cell_pick}, {"message": export_md},
          api_name="sweep_export")
     bind(ctx, preset.change, preset_chosen, {"choice": preset}, {"grid": grid}, api_name=False, queue=False)
@@ -68,11 +68,11 @@ def sweep_names(studio) -> list[str]:
 
 def start(ctx: TabContext, v):
     from studio.train.sweep import SweepRequest
-    from studio.ui.train_knobs import config_from_widgets
+    from studio.ui.train_knobs import checked_subjects, config_from_widgets
 
     form = {k: x for k, x in vars(v).items() if k not in ("sweep_name", "grid")}
     name = (v.sweep_name or "").strip()
-    base = config_from_widgets(**{**form, "name": name or "sweep"})
+    base = checked_subjects(ctx.studio, config_from_widgets(**{**form, "name": name or "sweep"}))
     status = sweep_jobs.start_sweep(ctx.studio, SweepRequest(name, base, parse_grid((v.grid or "").splitlines())))
     return {"sweep": gr.update(choices=sweep_names(ctx.studio), value=status.name), "status": status.line()}
 
@@ -102,15 +102,7 @@ def preset_chosen(ctx: TabContext, v):
 
 
 def status(ctx: TabContext, v):
-    if not v.sweep:
-        return {"status": NO_SWEEP, "seen": v.last}
-    current = sweep_jobs.sweep_status(ctx.studio, v.sweep)
-    report = current.report
-    key = (v.sweep, current.state, len(current.messages),
-           tuple((c["state"], c["loss"] is not None and round(c["loss"], 6)) for c in report["cells"]))
-    if key == v.last:
-        return {}
-    return {**status_views(ctx, current), "seen": key}
+    return SWEEP_VIEW.show(ctx, v.sweep, v.last)
 
 
 def status_views(ctx: TabContext, current) -> dict:
@@ -143,3 +135,9 @@ def status_views(ctx: TabContext, current) -> dict:
     done = [c["id"] for c in report["cells"] if c["state"] == "done"]
     return {"status": "\n\n".join(lines), "table": rows, "pictures": pictures,
             "loss": pd.DataFrame(curves, columns=["step", "loss", "cell"]), "cells": gr.update(choices=done)}
+
+
+SWEEP_VIEW = job_watch.JobView(
+    read=sweep_jobs.sweep_status, views=status_views, empty={"status": NO_SWEEP},
+    key=lambda s: [len(s.messages), s.message,
+                   [[c["state"], c["loss"] is not None and round(c["loss"], 6)] for c in s.report["cells"]]])

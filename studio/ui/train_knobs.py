@@ -11,7 +11,7 @@ import gradio as gr
 from studio.train.config import (BASE_PRECISIONS, EMA_MODES, LORA_LAYERS, OPTIMIZERS, PRECISIONS, SCHEDULERS,
                                  TIMESTEP_SAMPLING, VALIDATION_BY, RunConfig, Subject)
 from studio.ui.common import chosen_model
-
+from studio.ui.names import check_listed, listed
 DEFAULTS = RunConfig(name="x", dataset="x")
 # The Settings accordion: (RunConfig field, row, label, widget options), in the order /train_start takes them. A
 # field's type picks its widget (bool: checkbox, choices: dropdown, str: text, int/float: number); its default is
@@ -124,8 +124,8 @@ def parse_subjects(text) -> list[Subject]:
     return out
 
 
-def knob_widget(name: str, label: str, options: dict):
-    """The widget of RunConfig field `name`, at its default."""
+def knob_widget(ctx, name: str, label: str, options: dict):
+    """The widget of RunConfig field `name`, at its default (the CLIP model's checked against the studio's list)."""
     kind, value = _TYPES[name], getattr(DEFAULTS, name)
     if name == "extra_subjects":
         return gr.Textbox(subjects_text(value), label=label, **options)
@@ -135,8 +135,16 @@ def knob_widget(name: str, label: str, options: dict):
     if "choices" in options:
         return gr.Dropdown(list(options.pop("choices")), value=value, label=label, **options)
     if kind in ("str", str):
-        return gr.Textbox(value, label=label, **options)
+        box = gr.Textbox(value, label=label, **options)
+        return listed(ctx, box, "CLIP model") if name == "clip_model" else box
     return gr.Number(value, precision=0 if kind in ("int", int) else None, label=label, **options)
+
+
+def checked_subjects(studio, config: RunConfig) -> RunConfig:
+    """`config`, once each extra subject's dataset is one the studio lists."""
+    for subject in config.extra_subjects:
+        check_listed(studio, "dataset", subject.dataset, "extra_subjects")
+    return config
 
 
 def config_from_widgets(name, dataset, model, method, trigger, prompts, **knobs) -> RunConfig:

@@ -14,10 +14,12 @@ from studio.train import sampling
 from studio.train.config import METHODS
 from studio.train.presets import PRESETS, preset_name
 from studio.train.schedule import PLAN_WORDS
-from studio.ui import sweep_panel
+from studio.ui import job_watch, sweep_panel
 from studio.ui.common import DEFAULT_MODEL, TabContext, TabRefresh, bind, dataset_names, model_choices, number
+from studio.ui.names import listed
 from studio.ui.serving import served
-from studio.ui.train_knobs import DEFAULTS, KNOB_SPECS, KNOBS, config_from_widgets, knob_widget, subjects_text
+from studio.ui.train_knobs import (DEFAULTS, KNOB_SPECS, KNOBS, checked_subjects, config_from_widgets, knob_widget,
+                                   subjects_text)
 
 NO_RUN = "(no run yet)"
 
@@ -27,9 +29,11 @@ def build(ctx: TabContext) -> TabRefresh:
     runs = run_names(studio)
     # 1. What to train
     with gr.Row():
-        dataset = gr.Dropdown(dataset_names(studio), label="Dataset", allow_custom_value=True,
-                              info="a dataset from the Dataset tab, or a folder of images with .txt captions")
-        model = gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model", allow_custom_value=True)
+        dataset = listed(ctx, gr.Dropdown(dataset_names(studio), label="Dataset",
+                                          info="a dataset from the Dataset tab, or a folder of images with .txt "
+                                               "captions in workspace/datasets/"), "dataset")
+        model = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model"), "base model",
+                       DEFAULT_MODEL)
         method = gr.Radio(list(METHODS), value="lora", label="Method")
         preset = gr.Dropdown(list(PRESETS), value="default", label="Preset")
     with gr.Row():
@@ -46,7 +50,7 @@ def build(ctx: TabContext) -> TabRefresh:
         for row in sorted({spec[1] for spec in KNOB_SPECS}):
             with gr.Row():
                 for field_name, _, label, options in (spec for spec in KNOB_SPECS if spec[1] == row):
-                    knobs[field_name] = knob_widget(field_name, label, dict(options))
+                    knobs[field_name] = knob_widget(ctx, field_name, label, dict(options))
     knobs = {name: knobs[name] for name in KNOBS}  # the API's order, whatever the rows
 
     # 3. Run controls and what a run shows
@@ -72,44 +76,38 @@ def build(ctx: TabContext) -> TabRefresh:
             epoch_table = gr.Dataframe(headers=["epoch", "loss", "mean sim-score", "sim-score per prompt", "",
                                                 "per subject"],
                                        label="Epochs", interactive=False)
-            epoch_pick = gr.Dropdown([], label="Epoch to export")
+            # any value: the run's own list of saved epochs is checked when exporting (the choices follow the run)
+            epoch_pick = gr.Dropdown([], label="Epoch to export", allow_custom_value=True)
             export_btn = gr.Button("Export epoch")
             export_md = gr.Markdown()
-    timer = gr.Timer(1.0, active=False)  # ticks only while the shown run is starting or running
-    seen = gr.State(None)  # (run, events read) last shown, so unchanged views are not re-sent every tick
     sweep = sweep_panel.build(ctx, {"name": name, "dataset": dataset, "model": model, "method": method,
                                     "trigger": trigger, "prompts": prompts, **knobs}, preset)
 
     # 4. Wiring: the API endpoints take these names
     first = {"name": name, "dataset": dataset, "model": model, "method": method, "trigger": trigger,
              "prompts": prompts}
-    started = bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md},
-                   api_name="train_start", gpu=True)
-    started.success(_timer_on, None, timer, api_name=False, queue=False)
+    views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
+             "epochs": epoch_pick, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
+             "run_lr": knobs["lr"], "subject_scores": subject_plot}
+    timer = job_watch.follow(ctx, RUN_VIEW, run_pick, "run", views, api_name="train_status")
+    bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md},
+         api_name="train_start").success(job_watch.timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, resume_btn.click, resume, {"run": run_pick, "epochs_value": knobs["epochs"],
                                          "max_steps_value": knobs["max_steps"], "lr_value": knobs["lr"]},
-         {"status": status_md}, api_name="train_resume", gpu=True).success(_timer_on, None, timer, api_name=False,
-                                                                           queue=False)
+         {"status": status_md}, api_name="train_resume").success(job_watch.timer_on, None, timer, api_name=False,
+                                                                 queue=False)
     bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
-    views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
-             "epochs": epoch_pick, "seen": seen, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
-             "run_lr": knobs["lr"], "subject_scores": subject_plot}
-    picked = bind(ctx, run_pick.change, status, {"run": run_pick, "last": gr.State(None)}, views,
-                  api_name="train_status")
-    picked.then(_timer_for_run(ctx), run_pick, timer, api_name=False, queue=False)
-    bind(ctx, timer.tick, tick, {"run": run_pick, "last": seen}, {**views, "timer": timer}, api_name=False,
-         show_progress="hidden")
     bind(ctx, export_btn.click, export, {"run": run_pick, "epoch": epoch_pick}, {"message": export_md},
          api_name="train_export_epoch")
     bind(ctx, preset.change, apply_preset, {"choice": preset, "dataset_now": dataset, "name_now": name},
          {"method": method, "model": model, "prompts": prompts, "dataset": dataset, "name": name, "trigger": trigger,
-          "status": status_md, **knobs}, api_name=False, queue=False)
+          "status": status_md, **knobs}, api_name=False, queue=False, checked=False)
     bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger,
                                                                    "masked_loss": knobs["masked_loss"]},
-         api_name=False, queue=False)
+         api_name=False, queue=False, checked=False)  # a name still being typed
     lists = {"dataset": dataset, "model": model, "run": run_pick, "sweep": sweep["pick"],
              "continue_from": knobs["continue_from"]}
-    bind(ctx, refresh_btn.click, refresh_lists, {"run": run_pick}, lists, api_name=False, queue=False)
+    bind(ctx, refresh_btn.click, refresh_lists, {"run": run_pick}, lists, api_name=False, queue=False, checked=False)
     return TabRefresh(refresh_lists, lists, inputs={"run": run_pick})
 
 
@@ -120,7 +118,7 @@ def run_names(studio) -> list[str]:
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
 def start(ctx: TabContext, v):
-    status = train.start_run(ctx.studio, config_from_widgets(**vars(v)))
+    status = train.start_run(ctx.studio, checked_subjects(ctx.studio, config_from_widgets(**vars(v))))
     return {"run": gr.update(choices=run_names(ctx.studio), value=status.name), "status": status.line()}
 
 
@@ -133,28 +131,6 @@ def resume(ctx: TabContext, v):
     return {"status": train.resume_run(ctx.studio, v.run, epochs=epochs, max_steps=max_steps, lr=lr).line()}
 
 
-def tick(ctx: TabContext, v):
-    """The timer's status refresh; it stops ticking once the run shown has ended (or none is shown)."""
-    views = status(ctx, v)
-    if not v.run:
-        return {**views, "timer": gr.Timer(active=False)}
-    if views and "seen" in views and views["seen"] != v.last:
-        views["timer"] = gr.Timer(active=views["seen"][1] in ("starting", "running"))
-    return views
-
-
-def _timer_on():
-    return gr.Timer(active=True)
-
-
-def _timer_for_run(ctx: TabContext):
-    """The status timer for a run just picked: ticking while it is starting or running, idle otherwise."""
-    def timer_for(run):
-        return gr.Timer(active=bool(run) and train.run_status(ctx.studio, run).active)
-
-    return timer_for
-
-
 def cancel(ctx: TabContext, v):
     if not v.run:
         raise ValueError("`run` is empty: pick a run to cancel")
@@ -162,22 +138,14 @@ def cancel(ctx: TabContext, v):
 
 
 def status(ctx: TabContext, v):
-    if not v.run:
-        return {"status": NO_RUN, "seen": v.last}
-    current = train.run_status(ctx.studio, v.run)
-    key = (v.run, current.state, current.step, len(current.validations), len(current.messages))
-    if key == v.last:
-        return {}
-    views = {**status_views(ctx, current), "seen": key}
-    if v.last is None or v.last[0] != v.run:  # a run was picked: Resume starts from its own length
-        views.update(run_epochs=current.config.epochs, run_max_steps=current.config.max_steps,
-                     run_lr=current.config.lr)
-    return views
+    return RUN_VIEW.show(ctx, v.run, v.last)
 
 
 def export(ctx: TabContext, v):
     if not v.run or not v.epoch:
         raise ValueError(f"pick a run and an epoch to export (run {v.run!r}, epoch {v.epoch!r})")
+    if not str(v.epoch).strip().isdigit():
+        raise ValueError(f"`epoch` must be the number of a saved epoch but is {v.epoch!r}")
     settings = ctx.studio.settings
     files = train.export_epoch(train.jobs.run_dir(settings, v.run), int(v.epoch), settings.models_dir)
     return {"message": "Exported: " + ", ".join(f"`{f}`" for f in files)}
@@ -285,3 +253,10 @@ def status_views(ctx: TabContext, status) -> dict:
     return {"status": "\n\n".join(lines), "loss": loss, "scores": gr.update(value=scores, visible=bool(scored)),
             "grids": grids, "table": table, "epochs": gr.update(choices=[str(v["epoch"]) for v in status.validations]),
             "subject_scores": subject_scores}
+
+
+RUN_VIEW = job_watch.JobView(
+    read=train.run_status, key=lambda s: [s.step, len(s.validations), len(s.messages), s.message],
+    views=status_views, empty={"status": NO_RUN},
+    # a run picked: Resume starts from its own length and learning rate
+    picked=lambda s: {"run_epochs": s.config.epochs, "run_max_steps": s.config.max_steps, "run_lr": s.config.lr})

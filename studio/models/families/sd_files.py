@@ -1,5 +1,5 @@
-"""Single-file Stable Diffusion checkpoints (A1111/ComfyUI layout) from diffusers modules, and the UNet's
-diffusers <-> original (LDM/SGM) module names that kohya's SDXL LoRAs use too."""
+"""The UNet families' single files (A1111/Forge/ComfyUI layout) from diffusers modules, and the UNet's diffusers <->
+original (LDM/SGM) module names that kohya's SDXL LoRAs use too."""
 
 from __future__ import annotations
 
@@ -117,18 +117,19 @@ def _openclip(state: dict) -> dict:
     return out
 
 
-def pipeline_to_original(pipe) -> dict:
-    """All weights of an SD 1.x/2.x or SDXL pipeline in the single-file layout A1111, Forge and ComfyUI load."""
+def sd_single_file_state(unet, vae, text_encoders: list) -> dict:
+    """An SD 1.x/2.x or SDXL pipeline's weights in the single-file layout A1111, Forge and ComfyUI load: the UNet,
+    the VAE and one text encoder (SD 1.x) or two (SDXL: CLIP-L, then OpenCLIP bigG)."""
     state = {}
-    for name, tensor in pipe.unet.state_dict().items():
-        state["model.diffusion_model." + unet_name_to_original(name, pipe.unet.config)] = tensor
-    for name, tensor in _vae_to_original(pipe.vae.state_dict(), pipe.vae.config).items():
+    for name, tensor in unet.state_dict().items():
+        state["model.diffusion_model." + unet_name_to_original(name, unet.config)] = tensor
+    for name, tensor in _vae_to_original(vae.state_dict(), vae.config).items():
         state["first_stage_model." + name] = tensor
     first = {(k if k.startswith(("text_model.", "text_projection.")) else "text_model." + k): v  # transformers 5
-             for k, v in pipe.text_encoder.state_dict().items() if not k.endswith("position_ids")}
-    if getattr(pipe, "text_encoder_2", None) is not None:
+             for k, v in text_encoders[0].state_dict().items() if not k.endswith("position_ids")}
+    if len(text_encoders) > 1:
         state.update({"conditioner.embedders.0.transformer." + k: v for k, v in first.items()})
-        state.update({"conditioner.embedders.1.model." + k: v for k, v in _openclip(pipe.text_encoder_2.state_dict()).items()})
+        state.update({"conditioner.embedders.1.model." + k: v for k, v in _openclip(text_encoders[1].state_dict()).items()})
     else:
         state.update({"cond_stage_model.transformer." + k: v for k, v in first.items()})
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}

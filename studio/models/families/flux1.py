@@ -1,0 +1,250 @@
+"""FLUX.1 (dev, schnell and their fine-tunes): a 12 B transformer trained by flow matching on 16-channel latents
+packed 2x2 into tokens, conditioned on T5-XXL's states and CLIP-L's pooled vector, guided (dev) by a distilled
+guidance value it takes as an input; schnell is distilled to a few steps and takes none.
+
+Its single files (BFL's layout, Forge's and ComfyUI's sets) are read in flux1_files.py, its kohya LoRA keys in
+flux1_lora.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from studio.models.families.base import Conditioning, ModelFamily, TrainingTarget
+from studio.models.families.flow import FlowObjective
+from studio.models.families.samplers import FLOW_SAMPLERS
+
+# Forge's and diffusers' default distilled guidance for FLUX.1-dev.
+DISTILLED_CFG = 3.5
+# Keys only FLUX.1 checkpoints have: BFL's layout (Forge, ComfyUI; maybe under model.diffusion_model.) and diffusers'.
+_KEYS = ("double_blocks.0.img_attn.norm.key_norm.scale", "transformer_blocks.0.attn.norm_added_k.weight")
+# Key fragments only a FLUX.1 LoRA has: kohya's (Forge/ComfyUI) and diffusers' names for its transformer blocks.
+_LORA = re.compile(r"(lora_unet_(double|single)_blocks_|transformer\.(single_)?transformer_blocks\.|"
+                   r"diffusion_model\.(double|single)_blocks\.)")
+# LoRA targets by regex (peft matches suffixes, and a bare "proj_out" would also take the final layer):
+# attention: the joint attention's projections in double and single blocks; transformer/all: every linear layer
+# of every block, the modulations too, as kohya's networks.lora_flux (and so Forge and ComfyUI) train.
+_ATTENTION = (r".*transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|"
+              r"to_add_out)")
+_ALL = (r".*(transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|"
+        r"to_add_out)|ff\.net\.(0\.proj|2)|ff_context\.net\.(0\.proj|2)|norm1\.linear|norm1_context\.linear)"
+        r"|single_transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v)|proj_mlp|proj_out|norm\.linear))")
+
+
+class Flux1(ModelFamily):
+    name = "flux"
+    label = "FLUX.1"
+    native_resolution = 1024
+    size_multiple = 16  # the VAE's 8, times 2 for the 2x2 packing
+    denoiser_name = "transformer"
+    text_encoder_names = ("text_encoder", "text_encoder_2")  # CLIP-L, T5-XXL
+    tokenizer_names = ("tokenizer", "tokenizer_2")
+    guidance = "distilled"
+    default_cfg = 1.0  # real CFG off
+    kohya_version = "flux1"
+    prompt_length_option = True
+    samplers = FLOW_SAMPLERS
+    default_sampler = "Euler"
+    priority = 40
+
+    # ---- identify -----------------------------------------------------------------------------------------
+    def matches_keys(self, keys: set[str]) -> bool:
+        return any(k.endswith(_KEYS) for k in keys)
+
+    def matches_index(self, index: dict, folder: Path | None) -> bool:
+        return bool(re.fullmatch(r"Flux(?!2)\w*Pipeline", index.get("_class_name", "")))
+
+    def matches_component(self, config: dict) -> bool:
+        return bool(re.fullmatch(r"Flux(?!2)\w*", config.get("_class_name", "")))
+
+    def matches_hub_id(self, repo_id: str) -> bool:
+        return bool(re.search(r"flux(?![.\-_ ]?2)", repo_id, re.IGNORECASE))
+
+    def matches_lora(self, shapes: dict[str, list[int]]) -> bool:
+        return any(_LORA.search(k) for k in shapes)
+
+    # ---- load ---------------------------------------------------------------------------------------------
+    def load_single_file(self, store, ref, *, dtype):
+        from studio.models.families.flux1_files import load_flux_file
+
+        return load_flux_file(store, ref, dtype=dtype)
+
+    def staged_training(self, config) -> bool:
+        """A LoRA with cacheable captions loads the text encoders first, encodes every caption and validation
+        prompt, lets them go, and only then loads the transformer: T5-XXL (9 GB) and the transformer never share
+        the GPU. (DreamBooth keeps them: it exports the whole pipeline.)"""
+        return (config.method == "lora" and config.cache and not config.shuffle_captions
+                and not config.text_encoder_lr)
+
+    def load_denoiser(self, store, ref, *, device: str, base_precision: str):
+        """Only the transformer, for a LoRA to train on, stored as `base_precision` asks (see store.store_frozen)."""
+        import torch
+        from diffusers import FluxTransformer2DModel
+
+        from studio.models import hub
+        from studio.models.loaders import nf4_config
+
+        hub.quiet_loaders()
+        source = str(ref.path) if ref.path is not None else ref.id
+        dtype = torch.float32 if base_precision == "auto" else torch.bfloat16
+        extra = {"quantization_config": nf4_config(device)} if base_precision == "nf4" else {}
+        try:
+            model = FluxTransformer2DModel.from_pretrained(
+                source, subfolder="transformer", dtype=dtype, use_safetensors=store.use_safetensors(),
+                local_files_only=not store.settings.allow_downloads, **extra)
+        except (OSError, EnvironmentError) as e:
+            raise store.load_error("transformer of", ref.id, e, local=ref.path is not None) from e
+        if base_precision != "nf4":
+            model = model.to(device)
+        store.store_frozen(model, base_precision, device)
+        return model
+
+    def denoiser_config(self, store, ref) -> dict:
+        from diffusers import FluxTransformer2DModel
+
+        source = str(ref.path) if ref.path is not None else ref.id
+        return dict(FluxTransformer2DModel.load_config(source, subfolder="transformer",
+                                                       local_files_only=not store.settings.allow_downloads))
+
+    def takes_distilled_guidance(self, store, ref) -> bool:
+        """dev-like (a distilled-guidance input), told without loading weights: from a single file's key names, a
+        folder's transformer config, or (a hub id not downloaded yet) its name."""
+        from studio.models.files import checkpoint_keys, has_guidance_keys
+
+        if ref.kind == "file":
+            return has_guidance_keys(checkpoint_keys(ref.path))
+        try:
+            return bool(self.denoiser_config(store, ref).get("guidance_embeds"))
+        except (OSError, ValueError):
+            return "schnell" not in ref.id.lower()
+
+    # ---- a loaded pipeline -------------------------------------------------------------------------------
+    def native_size(self, pipe) -> int:
+        return int(pipe.vae.config.sample_size)  # the transformer has none; FLUX.1's VAE says 1024
+
+    def has_distilled_guidance(self, pipe) -> bool:
+        return bool(getattr(pipe.transformer.config, "guidance_embeds", False))
+
+    # ---- training -----------------------------------------------------------------------------------------
+    def check_training(self, config) -> None:
+        if config.method == "textual-inversion":
+            raise ValueError("`method` textual-inversion does not fit FLUX.1 (its T5 encoder has no CLIP token table "
+                             "to extend): train a LoRA")
+        if config.text_encoder_lr:
+            raise ValueError("`text_encoder_lr` must be 0 for FLUX.1: the studio trains its transformer only (CLIP-L "
+                             "and T5-XXL stay frozen, and their embeddings are cached)")
+        if config.min_snr_gamma:
+            raise ValueError("`min_snr_gamma` weighs DDPM noise levels; FLUX.1 trains by flow matching, where it does "
+                             "not apply: set it to 0")
+
+    def sequence_length(self, distilled: bool, asked: int) -> int:
+        """T5 tokens per caption: `asked`, else 512 for dev and 256 for schnell."""
+        return asked or (512 if distilled else 256)
+
+    def encode_prompts(self, pipe, captions, *, encoders=None, max_sequence_length=0, distilled=False):
+        """T5's states (B, T, 4096) and CLIP-L's pooled output (B, 768), as FLUX's pipeline encodes them."""
+        import torch
+
+        with torch.no_grad():
+            hidden, pooled, _ = pipe.encode_prompt(
+                prompt=captions, prompt_2=None, device=self.text_encoders(pipe)[0].device,
+                max_sequence_length=self.sequence_length(distilled, max_sequence_length))
+        return Conditioning(hidden, pooled)
+
+    def objective(self, parts, config):
+        return Flux1Objective(self, parts, config)
+
+    def lora_targets(self, layers: str) -> TrainingTarget:
+        return TrainingTarget(_ATTENTION if layers == "attention" else _ALL, None)
+
+    def sampling_kwargs(self, pipe, *, prompt, encoded, cfg, distilled):
+        kwargs = dict(guidance_scale=(cfg or DISTILLED_CFG) if distilled else 0.0)
+        if encoded is not None:
+            kwargs.update(prompt_embeds=encoded.hidden[None], pooled_prompt_embeds=encoded.pooled[None])
+        else:
+            kwargs.update(prompt=prompt)
+        return kwargs
+
+    # ---- exports ------------------------------------------------------------------------------------------
+    def lora_to_kohya(self, state: dict, *, alpha: float, denoiser_config) -> dict:
+        from studio.models.families.flux1_lora import flux_peft_to_kohya
+
+        return flux_peft_to_kohya(state, alpha=alpha, transformer_config=denoiser_config)
+
+    def kohya_header(self, *, rank, alpha, lora_layers) -> dict[str, str]:
+        return {**super().kohya_header(rank=rank, alpha=alpha, lora_layers=lora_layers),
+                "ss_network_module": "networks.lora_flux", "modelspec.architecture": "flux-1-dev/lora",
+                "ss_model_type": "flux"}
+
+    # ---- LoRAs on a loaded pipeline ---------------------------------------------------------------------
+    def lora_weights(self, path: Path, pipe):
+        """A kohya-layout FLUX LoRA as diffusers' layout at this transformer's widths (diffusers' own converter
+        assumes FLUX.1's full size); other layouts as the file."""
+        from safetensors.torch import load_file
+
+        from studio.models.families.flux1_lora import flux_kohya_to_peft, is_flux_kohya
+        from studio.models.files import safetensors_keys
+
+        if path.suffix != ".safetensors" or not is_flux_kohya(safetensors_keys(path)):
+            return str(path)
+        return flux_kohya_to_peft(load_file(str(path)), transformer_config=pipe.transformer.config)
+
+    # ---- generation ---------------------------------------------------------------------------------------
+    def schedule_type(self, sampler: str) -> str | None:
+        return sampler.split(" ", 1)[1] if " " in sampler else "Simple"
+
+    def parameters_sampler(self, sampler: str) -> str:
+        return sampler.split(" ")[0]  # Forge writes the schedule type apart
+
+    def guidance_kwargs(self, pipe, *, cfg, negative_prompt, distilled_cfg, max_sequence_length):
+        """dev: its distilled guidance (`distilled_cfg`, 3.5 by default) as an input, and real CFG only when `cfg`
+        > 1 (then the negative prompt counts, at twice the time); schnell has no guidance input at all."""
+        notes, dev = [], self.has_distilled_guidance(pipe)
+        if dev:
+            kwargs = dict(guidance_scale=DISTILLED_CFG if distilled_cfg is None else distilled_cfg)
+        elif distilled_cfg is not None:
+            raise ValueError(f"this FLUX.1 model is schnell-like: it has no guidance input, so `distilled_cfg` "
+                             f"{distilled_cfg:g} would do nothing; leave it empty (schnell needs 1 to 4 steps)")
+        else:
+            kwargs = dict(guidance_scale=0.0)
+        kwargs["max_sequence_length"] = self.sequence_length(dev, max_sequence_length or 0)
+        if cfg > 1:
+            kwargs.update(true_cfg_scale=cfg, negative_prompt=negative_prompt or "")
+        elif negative_prompt:
+            notes.append("the negative prompt was not used: FLUX.1 takes one only with a CFG scale above 1 (real "
+                         "classifier-free guidance, which takes twice the time)")
+        return kwargs, notes, kwargs["guidance_scale"] if dev else None
+
+    def img2img_needs_size(self) -> bool:
+        return True  # FLUX's img2img makes 1024 px unless told the size
+
+    def tiny_builtins(self) -> dict:
+        from studio.models.families.flux1_files import build_tiny
+
+        return {"tiny-flux": build_tiny, "tiny-flux-schnell": lambda out: build_tiny(out, guidance_embeds=False)}
+
+
+class Flux1Objective(FlowObjective):
+    """The transformer sees the noisy latents packed 2x2 into tokens (B, h/2 * w/2, 4C) with their position ids,
+    T5's states, CLIP's pooled vector, the noise level and (dev) the distilled guidance it trains at."""
+
+    def predict(self, denoiser, noisy, sigma, cond: Conditioning, autocast):
+        import torch
+        from diffusers import FluxPipeline
+
+        b, c, h, w = noisy.shape
+        device = noisy.device
+        packed = FluxPipeline._pack_latents(noisy, b, c, h, w)  # (B, h/2 * w/2, 4C)
+        img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, device, noisy.dtype)
+        hidden = cond.hidden.to(device)
+        txt_ids = torch.zeros(hidden.shape[1], 3, device=device, dtype=noisy.dtype)
+        guidance = (torch.full((b,), self.config.flux_guidance, device=device)
+                    if self.parts.distilled_guidance else None)
+        with autocast():
+            pred = denoiser(hidden_states=packed, timestep=sigma, guidance=guidance, encoder_hidden_states=hidden,
+                            pooled_projections=cond.pooled.to(device), txt_ids=txt_ids, img_ids=img_ids).sample
+        factor = self.parts.vae_factor
+        return FluxPipeline._unpack_latents(pred, h * factor, w * factor, factor)  # (B, C, h, w)
+
+
+FAMILY = Flux1()

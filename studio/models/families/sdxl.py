@@ -1,0 +1,130 @@
+"""SDXL (base 1.0 and its fine-tunes): a UNet at 1024 px conditioned on two CLIPs side by side (CLIP-L's and
+OpenCLIP bigG's penultimate states, 2048 wide), bigG's pooled projection and the picture's size and crop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from studio.models.families.base import Conditioning
+from studio.models.families.unet import UNetFamily, _token_ids
+
+
+class SDXL(UNetFamily):
+    name = "sdxl"
+    label = "SDXL"
+    native_resolution = 1024
+    kohya_version = "sdxl_base_v1-0"
+    cross_attention_dim = 2048
+    text_encoder_names = ("text_encoder", "text_encoder_2")
+    tokenizer_names = ("tokenizer", "tokenizer_2")
+    pipeline_class = "StableDiffusionXLPipeline"
+    index_classes = r"StableDiffusionXL\w*Pipeline"
+    kohya_original_names = True
+    takes_unknown_widths = True  # its pipeline class alone tells (the tiny builtin is 64 wide)
+    priority = 30
+    default_controlnets = {  # no MediaPipe-face ControlNet is published for SDXL
+        "openpose_face": "thibaud/controlnet-openpose-sdxl-1.0",
+        "canny": "diffusers/controlnet-canny-sdxl-1.0",
+    }
+
+    def matches_keys(self, keys: set[str]) -> bool:
+        return any(k.startswith("conditioner.embedders.1.") for k in keys)
+
+    def vae_in_half(self) -> bool:
+        return False  # SDXL's VAE overflows in fp16
+
+    def encode_prompts(self, pipe, captions, *, encoders=None, max_sequence_length=0, distilled=False):
+        """Both encoders' penultimate states side by side (B, 77, 768 + 1280), and the second's projected pooled
+        output (B, 1280)."""
+        import torch
+
+        hidden, pooled = [], None
+        for tokenizer, encoder in zip(self.tokenizers(pipe), encoders or self.text_encoders(pipe)):
+            out = encoder(_token_ids(tokenizer, captions, encoder), output_hidden_states=True)
+            hidden.append(out.hidden_states[-2])
+            pooled = out[0]
+        return Conditioning(torch.cat(hidden, dim=-1), pooled)
+
+    def added_conditioning(self, cond: Conditioning, sizes, target_size, device) -> dict:
+        """The pooled text and the size conditioning per sample: (original h, w, crop top, left, target h, w)."""
+        import torch
+
+        width, height = target_size
+        rows = [[oh, ow, top, left, height, width] for oh, ow, top, left in sizes]
+        return {"text_embeds": cond.pooled.to(device), "time_ids": torch.tensor(rows, dtype=torch.float32,
+                                                                                device=device)}
+
+    def check_embedding(self, shapes, pipe, *, embedding, model_id) -> None:
+        if not {"clip_l", "clip_g"} <= set(shapes):
+            raise ValueError(f"embedding {embedding} is not an SDXL embedding (needs clip_l and clip_g vectors); "
+                             f"base {model_id!r} is SDXL")
+        super().check_embedding(shapes, pipe, embedding=embedding, model_id=model_id)
+
+    def load_embedding(self, pipe, path: Path, tokens: str) -> None:
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))  # SDXL embeddings hold one vector set per text encoder
+        pipe.load_textual_inversion(state["clip_l"], token=tokens, text_encoder=pipe.text_encoder,
+                                    tokenizer=pipe.tokenizer)
+        pipe.load_textual_inversion(state["clip_g"], token=tokens, text_encoder=pipe.text_encoder_2,
+                                    tokenizer=pipe.tokenizer_2)
+
+    def embedding_layout(self, vectors: list) -> dict:
+        return {"clip_l": vectors[0], "clip_g": vectors[1]}
+
+    def single_file_state(self, pipe) -> dict:
+        from studio.models.families.sd_files import sd_single_file_state
+
+        return sd_single_file_state(pipe.unet, pipe.vae, [pipe.text_encoder, pipe.text_encoder_2])
+
+    def tiny_builtins(self) -> dict:
+        return {"tiny-xl": build_tiny}
+
+
+def build_tiny(out: Path) -> None:
+    """builtin:tiny-xl: an SDXL pipeline at toy widths (two 32-wide CLIPs, size conditioning)."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from studio.models.tiny_parts import TINY_WORDS, clip_text_config, clip_tokenizer, sd_scheduler_config, tiny_vae
+    from studio.models.tokenizer import write_clip_tokenizer
+
+    vocab_size = write_clip_tokenizer(out / "tokenizer", TINY_WORDS)
+    write_clip_tokenizer(out / "tokenizer_2", TINY_WORDS)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 time ids * 8 + 32 pooled text
+        cross_attention_dim=64,  # the two text encoders' hidden states side by side
+    )
+    torch.manual_seed(0)
+    vae = tiny_vae()
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(clip_text_config(vocab_size))
+    torch.manual_seed(0)
+    text_encoder_2 = CLIPTextModelWithProjection(clip_text_config(vocab_size, projection_dim=32))
+    pipe = StableDiffusionXLPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=clip_tokenizer(out / "tokenizer"),
+        tokenizer_2=clip_tokenizer(out / "tokenizer_2"),
+        scheduler=EulerDiscreteScheduler(**sd_scheduler_config()),
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+
+
+FAMILY = SDXL()
