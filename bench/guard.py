@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.photos import astronaut_crops  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -90,15 +91,7 @@ def _dataset(studio, case: Case) -> str:
 
         write_concept_dataset(folder, trigger=case.trigger)
         return folder.name
-    from PIL import Image
-    from skimage import data as skdata
-
-    folder.mkdir(parents=True)
-    photo = Image.fromarray(skdata.astronaut())
-    for i in range(4):  # distinct crops of the one photo, as bench/train.py makes them
-        side = 300 + 20 * i
-        photo.crop((i * 10, i * 5, i * 10 + side, i * 5 + side)).resize((64, 64)).save(folder / f"{i:03d}.png")
-        (folder / f"{i:03d}.txt").write_text(f"{case.trigger}, a photo, crop {i}")
+    astronaut_crops(folder, 4, 64, [f"{case.trigger}, a photo, crop {i}" for i in range(4)])
     return folder.name
 
 

@@ -232,8 +232,10 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                     "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None}
         meta, at = {"total": total, "validated": watch.validated_at(step)}, step
         if accelerator.is_main_process:
-            watch.write(lambda w, t: checkpoints.save_checkpoint(run_dir, at, epoch_done, w,
-                                                                 {**t, "history": history_now}, meta), weights, training)
+            def write(w, t):
+                checkpoints.save_checkpoint(run_dir, at, epoch_done, w, {**t, "history": history_now}, meta)
+
+            watch.write(write, weights, training)
 
     def micro_loss(samples, sizes, target, loader, generator):
         """One micro-batch's loss: latents sampled from their cached distribution, (latent - shift) * scale as

@@ -188,9 +188,9 @@ class RunWatch:
 
             def event():  # after the scoring handed over before it
                 per_subject = dict(subjects=result.subjects, worst_score=result.worst_score) if result.subjects else {}
-                return [("epoch", dict(epoch=epoch, grid=result.grid, scores=result.scores, mean_score=result.mean_score,
-                                       clip_scores=result.clip_scores, mean_clip=result.mean_clip, step=step,
-                                       loss=loss, **per_subject))]
+                return [("epoch", dict(epoch=epoch, grid=result.grid, scores=result.scores,
+                                       mean_score=result.mean_score, clip_scores=result.clip_scores,
+                                       mean_clip=result.mean_clip, step=step, loss=loss, **per_subject))]
 
             self.background.submit(event)
         if self.main:
