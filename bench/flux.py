@@ -62,6 +62,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.photos import astronaut_crops  # noqa: E402
 VARIANTS = ("bf16", "int8", "fp8", "nf4")
 ENCODER_WARMUP = 2  # steps left out of s/step in the encoders part (allocations, first-touch of weights)
 SCRIPT_WARMUP = 5  # steps left out of steps/s in the diffusers part
@@ -240,21 +241,6 @@ def _run_log(run_dir: Path, device: str):
     return MeasuringLog(run_dir)
 
 
-def _photos(folder: Path, images: int, resolution: int, captions: list[str] | None) -> None:
-    """`images` distinct crops of a real photo at `resolution`, with a .txt caption each when `captions` given."""
-    from PIL import Image
-    from skimage import data as skdata
-
-    folder.mkdir(parents=True, exist_ok=True)
-    photo = Image.fromarray(skdata.astronaut())
-    for i in range(images):
-        side = 300 + 20 * i
-        photo.crop((i * 10, i * 5, i * 10 + side, i * 5 + side)).resize((resolution, resolution)).save(
-            folder / f"{i:03d}.png")
-        if captions is not None:
-            (folder / f"{i:03d}.txt").write_text(captions[i])
-
-
 def _settings(root: Path, device: str):
     import torch
 
@@ -273,7 +259,7 @@ def encoders_run(root: Path, model: Path, cache: bool, steps: int, images: int, 
     settings = _settings(root, device)
     studio = Studio.open(settings)
     if not (settings.datasets_dir / DATASET).is_dir():
-        _photos(settings.datasets_dir / DATASET, images, resolution,
+        astronaut_crops(settings.datasets_dir / DATASET, images, resolution,
                 [f"sks, a photo of a person, crop {i} of the astronaut" for i in range(images)])
     name = "bench-cache" if cache else "bench-live"
     config = RunConfig(name=name, dataset=DATASET, model=str(model), trigger="sks", resolution=resolution,
@@ -352,7 +338,7 @@ def studio_tiny_run(root: Path, steps: int, images: int, resolution: int, rank: 
     settings = _settings(root, "cpu")
     studio = Studio.open(settings)
     model = studio.store.resolve("builtin:tiny-flux").path  # built from configs on first use
-    _photos(settings.datasets_dir / DATASET, images, resolution, [SCRIPT_PROMPT] * images)
+    astronaut_crops(settings.datasets_dir / DATASET, images, resolution, [SCRIPT_PROMPT] * images)
     config = RunConfig(name="bench-studio", dataset=DATASET, model="builtin:tiny-flux", trigger="sks",
                        resolution=resolution, max_steps=steps, epochs=0, validation_every=0, validation_prompts=[],
                        cache=True, seed=0, buckets=False, rank=rank, alpha=float(rank), lr=1e-4, batch_size=batch,
@@ -423,7 +409,7 @@ def versus_diffusers(args) -> None:
     rounds = []
     with tempfile.TemporaryDirectory(prefix="bench-flux-diffusers-") as tmp:
         root = Path(tmp)
-        _photos(root / "instance", args.images, resolution, None)  # the script takes every file there as an image
+        astronaut_crops(root / "instance", args.images, resolution, None)  # the script takes every file as an image
 
         def ours():
             return _child(["--one", "studio", "--root", tmp, "--steps", str(steps), "--images", str(args.images),

@@ -44,7 +44,8 @@ def _base(**changes):
     from studio.train.presets import apply_preset
 
     config = apply_preset(RunConfig(name="bench", dataset="zq", trigger="zq"), "pocket-finetune")
-    return replace(config, **{"clip_model": "builtin:tiny-clip", "validation_every": 0, **changes})
+    return replace(config, **{"clip_model": "builtin:tiny-clip", "validation_by": "epochs", "validation_every": 0,
+                              **changes})
 
 
 def _train(studio, config):

@@ -24,7 +24,7 @@ def test_finetune_teaches_pocket_the_star_and_its_single_file_loads_back(studio)
     before = check_prompt(studio, "a red zq on a white background", seeds=10)
     config = apply_preset(RunConfig(name="zqft", dataset="zq", trigger="zq"), "pocket-finetune")
     assert config.method == "finetune" and config.ema_device == ""  # EMA on, beside the weights
-    result = train_in_process(studio, replace(config, validation_every=100))  # 100 steps; one grid at the end
+    result = train_in_process(studio, replace(config, validation_by="epochs", validation_every=100))  # one grid: the end
     single = studio.settings.models_dir / "base" / "zqft.safetensors"
     assert single in result.files and (studio.settings.models_dir / "base" / "zqft" / "model_index.json").is_file()
     with safe_open(str(single), "pt") as f:

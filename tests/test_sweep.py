@@ -23,39 +23,41 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
 
     write_concept_dataset(studio.settings.datasets_dir / "zq", trigger="zq", shape="star", count=8)
     root = ["--root", str(studio.settings.root), "--models-dir", str(studio.settings.models_dir), "--offline"]
-    # 1. lr 2e-4 (the pocket-finetune preset's) and 1e-2 (pocket collapses into one texture) x 10 and 20 steps
+    # 1. lr 2e-4 (the pocket-finetune preset's) and 1e-2 (pocket collapses into one texture) x 10 and 30 steps
     code = main([*root, "sweep", "--name", "s", "--dataset", "zq", "--preset", "pocket-finetune", "--trigger", "zq",
-                 "--grid", "lr=2e-4,1e-2", "--grid", "steps=10,20", "--clip-model", "builtin:tiny-clip",
-                 "--set", "validation_every=10"])
+                 "--grid", "lr=2e-4,1e-2", "--grid", "steps=10,30", "--clip-model", "builtin:tiny-clip",
+                 "--set", "validation_by=epochs", "--set", "validation_every=10"])
     out = capsys.readouterr().out
     assert code == 0, out
     folder = studio.settings.workspace_dir / "sweeps" / "s"
     report = json.loads((folder / "report.json").read_text())
     cells = {c["id"]: c for c in report["cells"]}
     assert [(c["settings"], c["state"]) for c in report["cells"]] == [
-        ({"lr": 2e-4, "max_steps": 10}, "done"), ({"lr": 2e-4, "max_steps": 20}, "done"),
-        ({"lr": 1e-2, "max_steps": 10}, "collapsed"), ({"lr": 1e-2, "max_steps": 20}, "collapsed")]
+        ({"lr": 2e-4, "max_steps": 10}, "done"), ({"lr": 2e-4, "max_steps": 30}, "done"),
+        ({"lr": 1e-2, "max_steps": 10}, "collapsed"), ({"lr": 1e-2, "max_steps": 30}, "collapsed")]
     # 2. Scores per cell: CLIP per prompt, time, loss; the base model's first; no faces in pocket's world
     assert len(report["base"]["scores"]["clip"]) == 3 and report["base"]["scores"]["no_face"] is None
     for cell in (cells["c01"], cells["c02"]):
         assert len(cell["scores"]["clip"]) == 3 and cell["time_s"] > 0 and cell["loss"] < 0.2 and cell["grid"]
-    assert cells["c02"]["time_s"] > cells["c01"]["time_s"] and cells["c02"]["losses"][-1][0] == 20
-    # 3. The guard: the diverging run stopped at its first validation by its pictures; the healthy one never fired
-    assert "near-identical" in cells["c03"]["reason"] and "step 10" in cells["c03"]["reason"]
-    assert "stopped by the collapse guard (images signal) at step 10" in cells["c04"]["reason"]
+    assert cells["c02"]["time_s"] > cells["c01"]["time_s"] and cells["c02"]["losses"][-1][0] == 30
+    # 3. The guard: the diverging run's pictures at step 10 looked collapsed (one texture everywhere, left the base and
+    #    the dataset), but with no checkpoint to fall back to it went on; its loss stopped it at step 23. The healthy
+    #    run never fired
+    assert "judged collapsed" in cells["c03"]["reason"] and "near-identical" in cells["c03"]["reason"]
+    assert "left both" in cells["c03"]["reason"] and "no checkpoint to fall back to" in cells["c03"]["reason"]
+    assert "stopped by the collapse guard (loss signal) at step 23" in cells["c04"]["reason"]
     healthy, diverged = folder_status(folder / "runs" / "r01", "s-r01"), folder_status(folder / "runs" / "r02", "s-r02")
     assert healthy.state == "done" and not [e for e in read_events(healthy.run_dir) if e["type"] == "guard"]
-    assert (diverged.state, diverged.exit_code, diverged.signal) == ("failed", 3, "images")
-    assert report["steps_run"] == 40 and report["steps_separate"] == 60  # shared first steps
+    assert (diverged.state, diverged.exit_code, diverged.signal) == ("failed", 3, "loss")
+    assert report["steps_run"] == 60 and report["steps_separate"] == 80  # shared first steps
     assert report["best"] in ("c01", "c02") and report["best_by"] == "clip"
     assert (folder / "grid.png").is_file() and (folder / "chart_clip_vs_lr.png").is_file()
     import re
 
-    assert re.search(r"^c03 +lr=0\.01, steps=10 +collapsed +\S+ +- +- ", out, re.M), out  # the table
+    assert re.search(r"^c04 +lr=0\.01, steps=30 +collapsed +\S+ +- +- ", out, re.M), out  # the table
     # 4. Only done cells kept weights; the best one exports as a base model the store loads
     assert sorted(p.name for p in (healthy.run_dir / "steps").iterdir()) == ["step-0000010.safetensors",
-                                                                              "step-0000020.safetensors"]
-    assert not (diverged.run_dir / "steps").exists()
+                                                                              "step-0000030.safetensors"]
     assert main([*root, "sweep", "--name", "s", "--export", "c02"]) == 0
     exported = studio.settings.models_dir / "base" / "s-c02.safetensors"
     said = capsys.readouterr()
@@ -94,7 +96,7 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
     monkeypatch.setattr(every_job, "wait", lambda studio, kind, name: diverged)
     assert main([*root, "train", "--dataset", "zq", "--out", "x"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"stopped (images): {diverged.message}"] and "near-identical" in err[0]
+    assert err == [f"stopped (loss): {diverged.message}"] and "stayed above 3x" in err[0]
 
 
 def _wait(predicate, timeout=120.0):

@@ -60,28 +60,42 @@ def _scene(shape, color, background):
     return shape_scene(random.Random(0), shape=shape, color=color, background=background, caption_style=0).image
 
 
-def test_image_signal_tells_one_texture_everywhere_from_different_pictures():
+def test_image_signal_tells_a_collapse_from_pictures_that_learnt_their_subject():
     import numpy as np
     from PIL import Image
 
-    from studio.train.guard import image_verdict, spread
+    from studio.pocket.concept import concept_images
+    from studio.train.guard import image_verdict, references, spread, strayed
 
-    healthy = [_scene("star", "red", "white"), _scene("star", "blue", "black"), _scene("circle", "green", "gray")]
+    # what pocket's base draws for the three prompts, and the star dataset a LoRA learns
+    base = [_scene("square", "red", "white"), _scene("square", "blue", "black"), _scene("circle", "green", "gray")]
+    dataset = [image for image, _ in concept_images()]
     rng = np.random.default_rng(0)
     palette = np.array([[20, 60, 200], [230, 120, 30], [250, 250, 250], [10, 10, 10]], dtype=np.uint8)
-    blotches = [Image.fromarray(palette[rng.integers(0, 4, (8, 8))]).resize((64, 64), Image.BICUBIC)
-                for _ in range(3)]  # what pocket drew at lr 1e-2: the same blotchy texture for every prompt
-    base = spread(healthy)
+    collapses = {  # what pocket drew at lr 1e-2 (the same blotchy texture for every prompt), noise, one flat grey
+        "texture": [Image.fromarray(palette[rng.integers(0, 4, (8, 8))]).resize((64, 64), Image.BICUBIC)
+                    for _ in range(3)],
+        "noise": [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(3)],
+        "flat": [Image.new("RGB", (64, 64), (128, 128, 128)) for _ in range(3)]}
+    # learnt: one star for every prompt, as alike as a face LoRA's pictures of one face (the false stops)
+    learnt = [dataset[0], dataset[0], _scene("star", "red", "white")]
+    refs, base_spread = references(base, dataset), spread(base)
     config = tiny_config()
-    assert base > 0.4 and spread(blotches) < 0.5 * base
-    assert image_verdict(config, spread(healthy), base, None, None) is None
-    signal, reason = image_verdict(config, spread(blotches), base, None, None)
-    assert signal == "images" and "near-identical" in reason
-    assert image_verdict(tiny_config(guard_image_ratio=0), spread(blotches), base, None, None) is None
-    assert image_verdict(config, 0.01, 0.02, None, None) is None  # base pictures alike already: cannot tell
+    assert spread(learnt) < 0.5 * base_spread  # sameness alone called this a collapse
+    assert image_verdict(config, spread(learnt), base_spread, strayed(refs, learnt), None, None) is None
+    assert image_verdict(config, spread(base), base_spread, strayed(refs, base), None, None) is None
+    for kind, pictures in collapses.items():
+        signal, reason = image_verdict(config, spread(pictures), base_spread, strayed(refs, pictures), None, None)
+        assert signal == "images" and "near-identical" in reason and "left both" in reason, kind
+    texture = collapses["texture"]
+    assert image_verdict(tiny_config(guard_image_ratio=0), spread(texture), base_spread, strayed(refs, texture),
+                         None, None) is None
+    assert image_verdict(tiny_config(guard_image_left=0), spread(learnt), base_spread, None, None, None)[0] == "images"
+    assert image_verdict(config, spread(texture), base_spread, None, None, None) is None  # no references: cannot tell
+    assert image_verdict(config, 0.01, 0.02, 5.0, None, None) is None  # base pictures alike already: cannot tell
     # CLIP: the mean kept fraction of each prompt's base score
-    assert image_verdict(config, None, None, [30.0, 29.0], [31.0, 30.0]) is None
-    signal, reason = image_verdict(config, None, None, [18.0, 20.0], [31.0, 30.0])
+    assert image_verdict(config, None, None, None, [30.0, 29.0], [31.0, 30.0]) is None
+    signal, reason = image_verdict(config, None, None, None, [18.0, 20.0], [31.0, 30.0])
     assert signal == "clip" and "lost 38%" in reason
 
 

@@ -187,7 +187,7 @@ def test_validation_scores_faces_and_marks_the_best_epoch(studio, monkeypatch):
     results = []
     for epoch, images in pictures.items():
         served = iter(images)
-        monkeypatch.setattr(sampling, "_generate", lambda *args, **kwargs: next(served))
+        monkeypatch.setattr(sampling, "_generate", lambda parts, prompts, *args: [next(served) for _ in prompts])
         config = tiny_config(validation_prompts=["a photo of {trigger}", "{trigger} smiling"])
         results.append(sampling.validate(parts, config, epoch, studio.settings.runs_dir / "run", reference,
                                          lambda p: p))
@@ -202,6 +202,44 @@ def test_validation_scores_faces_and_marks_the_best_epoch(studio, monkeypatch):
     assert sampling.best_epoch([(r.epoch, r.scores) for r in results]) == 2
     assert sampling.best_epoch([(1, [0.3, 0.5]), (2, [0.2, 0.6]), (3, [None, None])]) == 1
     assert sampling.best_epoch([(1, [None])]) is None
+
+
+def test_validation_by_budget_keeps_the_base_grid_and_reads_the_losses_in_batches(studio):
+    """The default: validation by budget (its arithmetic is tests/test_train_schedule.py). What any timing gives:
+    the last epoch validated, epoch weights for exactly the validated epochs, the plan and what it cost said in the
+    log, every validation scored (faces, beside the steps) before it is logged, a step event per step although the
+    losses are read every few steps; a second run finds the base grid kept and draws the same pictures."""
+    from PIL import Image
+
+    from studio.train.runlog import read_events
+
+    make_dataset(studio.settings, "ds", [astronaut((256, 256)), chelsea()], ["sks", "sks, cat"])  # a face found
+    common = dict(validation_by="budget", validation_every=1, max_steps=24, validation_steps=4,
+                  validation_prompts=["a photo of {trigger}", "a cat"])
+    first = train_in_process(studio, tiny_config(name="b1", **common))
+    run_dir = studio.settings.runs_dir / "b1"
+    events = read_events(run_dir)
+    validated = [v.epoch for v in first.validations]
+    assert validated[-1] == 12 and checkpoints.saved_epochs(run_dir) == validated  # 2 steps an epoch
+    said = [e["text"] for e in events if e["type"] == "message"]
+    assert any(t.startswith("validation by budget (10% of the run's time): a validation takes") for t in said)
+    assert any(t.startswith(f"validated {len(validated)} time") for t in said)
+    seen = [e for e in events if e["type"] == "validation"]
+    assert [e["stage"] for e in seen] == ["base"] + ["epoch"] * len(validated)
+    assert all(len(e["scores"]) == 2 for e in seen)  # the astronaut's face looked for in each picture
+    steps = [e for e in events if e["type"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, 25)) and all(np.isfinite(e["loss"]) for e in steps)
+    assert all(a["time"] <= b["time"] for a, b in zip(steps, steps[1:]))
+    kept = list((studio.settings.workspace_dir / ".cache" / "train" / "base_grids").glob("*/grid.json"))
+    assert len(kept) == 1
+
+    train_in_process(studio, tiny_config(name="b2", **common))
+    said = [e["text"] for e in read_events(studio.settings.runs_dir / "b2") if e["type"] == "message"]
+    assert any("the base model's validation grid came from the cache" in t for t in said)
+    for i in range(2):
+        a, b = (np.asarray(Image.open(studio.settings.runs_dir / r / "samples" / "base" / f"{i:02d}.png"))
+                for r in ("b1", "b2"))
+        assert np.array_equal(a, b)
 
 
 def test_trains_on_a_dataset_prepared_by_the_dataset_tab(studio, tmp_path):

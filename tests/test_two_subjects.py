@@ -237,7 +237,8 @@ def replace_model(config, **changes):
 def test_the_train_tab_reads_extra_subjects_and_names_a_bad_line():
     from studio.ui.train_knobs import KNOBS, config_from_widgets, subjects_text
 
-    assert KNOBS[-3:] == ("extra_subjects", "balance", "continue_from")  # appended: /train_start is positional
+    tail = KNOBS[KNOBS.index("extra_subjects"):]
+    assert tail[:3] == ("extra_subjects", "balance", "continue_from")  # appended: /train_start is positional
     values = dict(name="pair", dataset="anna", model="builtin:tiny", method="lora", trigger="ohwx",
                   prompts="a photo of {trigger}", extra_subjects="ben:sks:man\n\n cat : zq : cat : 3 ", balance=False)
     config = config_from_widgets(**values)

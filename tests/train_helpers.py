@@ -34,8 +34,10 @@ def make_dataset(settings, name: str, images: list[Image.Image], captions: list[
 def tiny_config(**changes):
     from studio.train.config import RunConfig
 
+    # validation by epochs, as the tests that turn it on mean (by budget, when the default, is tested on its own)
     base = RunConfig(name="run", dataset="ds", model="builtin:tiny", trigger="sks", resolution=64, max_steps=2,
-                     epochs=0, validation_every=0, validation_steps=2, validation_prompts=["a photo of {trigger}"])
+                     epochs=0, validation_by="epochs", validation_every=0, validation_steps=2,
+                     validation_prompts=["a photo of {trigger}"])
     return replace(base, **changes)
 
 

@@ -13,14 +13,15 @@ _FIELDS = {"method": "method", "model": "model", "out": "name", "steps": "max_st
            "epochs": "epochs", "lr": "lr", "text_encoder_lr": "text_encoder_lr", "rank": "rank", "alpha": "alpha",
            "resolution": "resolution", "batch_size": "batch_size", "grad_accum": "grad_accum",
            "seed": "seed", "validation_prompt": "validation_prompts",
-           "validation_every": "validation_every", "lr_scheduler": "lr_scheduler", "init_word": "init_word",
+           "validation_every": "validation_every", "validation_by": "validation_by",
+           "validation_budget": "validation_budget", "lr_scheduler": "lr_scheduler", "init_word": "init_word",
            "class_prompt": "class_prompt", "mixed_precision": "mixed_precision", "lora_layers": "lora_layers",
            "ema": "ema", "clip_model": "clip_model", "unmasked_weight": "unmasked_weight",
            "continue_from": "continue_from"}
 
 
 def register(sub) -> None:
-    from studio.train.config import EMA_MODES, LORA_LAYERS, METHODS, PRECISIONS
+    from studio.train.config import EMA_MODES, LORA_LAYERS, METHODS, PRECISIONS, VALIDATION_BY
     from studio.train.presets import PRESET_KEYS
 
     p = sub.add_parser("train", help="train a LoRA, DreamBooth or fine-tuned model or a textual-inversion embedding")
@@ -50,7 +51,15 @@ def register(sub) -> None:
                    help="several datasets: each seen as its pictures x repeats say, not balanced to the largest")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--validation-prompt", nargs="+", default=None, help="validation prompts ({trigger} is filled in)")
-    p.add_argument("--validation-every", type=int, default=None, help="epochs between validation grids; 0 never")
+    p.add_argument("--validation-by", choices=VALIDATION_BY, default=None,
+                   help="budget (the default): validation takes at most --validation-budget of the run's time, spread "
+                        "from the first epoch to the last; epochs or steps: every --validation-every of them")
+    p.add_argument("--validation-budget", type=float, default=None,
+                   help="the share of the run's wall time validation may take (default 0.1)")
+    p.add_argument("--validation-every", type=int, default=None,
+                   help="epochs (or steps, with --validation-by steps) between validation grids; 0 never validates")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the denoiser (slow first steps; pays on long runs where the compiler helps)")
     p.add_argument("--lr-scheduler", default=None)
     p.add_argument("--init-word", default=None, help="textual inversion: the word the new token starts from")
     p.add_argument("--class-prompt", default=None, help="DreamBooth: turns on prior preservation with this prompt")
@@ -84,6 +93,7 @@ def _resume(args, studio):
     others += [f"--{flag.replace('_', '-')}" for flag in _SUBJECT_FLAGS if getattr(args, flag) is not None]
     others += ["--preset"] * bool(args.preset) + ["--config"] * (args.config is not None)
     others += ["--no-masked-loss"] * args.no_masked_loss + ["--no-balance"] * args.no_balance
+    others += ["--compile"] * args.compile
     if others:
         raise ValueError(f"a resumed run keeps its settings: only --epochs, --steps and --lr can change, not "
                          f"{', '.join(others)}")
@@ -149,6 +159,8 @@ def config_from_args(args):
         given["prior_preservation"] = True
     if args.no_masked_loss:
         given["masked_loss"] = False
+    if args.compile:
+        given["compile"] = True
     base = RunConfig.load(args.config) if args.config is not None else None
     if base is None:
         for flag, field in (("out", "name"), ("dataset", "dataset")):

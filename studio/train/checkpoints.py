@@ -48,6 +48,63 @@ def save_checkpoint(run_dir: Path, step: int, epoch: int, weights: dict, trainin
     return final
 
 
+COPY_SHARE = 0.25  # a checkpoint is copied and written off the training thread when its copy takes at most this
+# share of the memory available now; a larger one (a whole model's weights and optimizer) is written in place
+
+
+def copied(tree, clone: bool = True):
+    """`tree` (dicts, lists, tuples of tensors and plain values: weights, an optimizer's state) with every tensor
+    copied to the CPU, into pinned memory when it is on a GPU, so it can be written while the originals change.
+    `clone` False: tensors already on the CPU are taken as they are (a tree that is a copy of its own already)."""
+    import torch
+
+    if isinstance(tree, torch.Tensor):
+        if tree.device.type == "cpu":
+            return tree.detach().clone() if clone else tree.detach()
+        out = torch.empty(tree.shape, dtype=tree.dtype, pin_memory=True)
+        return out.copy_(tree.detach(), non_blocking=True)
+    if isinstance(tree, dict):
+        return {k: copied(v, clone) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(copied(v, clone) for v in tree)
+    return tree
+
+
+def tensor_bytes(tree, cpu: bool = True) -> int:
+    """The bytes of `tree`'s tensors (`cpu` False: of those not on the CPU only)."""
+    import torch
+
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size() if cpu or tree.device.type != "cpu" else 0
+    if isinstance(tree, dict):
+        return sum(tensor_bytes(v, cpu) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(tensor_bytes(v, cpu) for v in tree)
+    return 0
+
+
+def save_later(background, write, *trees, private: int = 0) -> bool:
+    """Hand `write(*copies of trees)` to `background` (a train.background.Background) after copying the trees off the
+    device: True. The first `private` trees are copies of their own already (method.state()): only moved off a GPU.
+    False, and nothing done, when the copies would not fit in COPY_SHARE of the memory available now (the caller
+    writes from the originals)."""
+    import psutil
+    import torch
+
+    needed = sum(tensor_bytes(t, cpu=i >= private) for i, t in enumerate(trees))
+    if needed > COPY_SHARE * psutil.virtual_memory().available:
+        return False
+    copies = [copied(t, clone=i >= private) for i, t in enumerate(trees)]
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # the non-blocking copies into pinned memory are complete before the thread reads
+
+    def job():
+        write(*copies)  # what it returns (the path written) is not an event for the log
+
+    background.submit(job)
+    return True
+
+
 def _validated(folder: Path) -> bool:
     try:
         return bool(json.loads((folder / "state.json").read_text()).get("validated"))
@@ -67,6 +124,13 @@ def set_aside(run_dir: Path, after_step: int) -> list[Path]:
             folder.rename(target)
             moved.append(target)
     return moved
+
+
+def kept_at_or_before(run_dir: Path, step: int) -> bool:
+    """Whether a complete checkpoint of a step no later than `step` (and after the start) is on disk: what a run
+    stopped at `step`'s pictures would fall back to."""
+    return any(0 < int(p.name.split("-")[1]) <= step for p in (Path(run_dir) / "checkpoints").glob("step-*")
+               if (p / "state.json").is_file())
 
 
 def step_file(run_dir: Path, step: int) -> Path:

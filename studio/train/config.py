@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from studio.names import check_name
+from studio.train.schedule import VALIDATION_BY
 
 METHODS = ("lora", "dreambooth", "textual-inversion", "finetune")
 WHOLE_MODEL = ("dreambooth", "finetune")  # methods that train the whole denoiser and export a base model
@@ -144,13 +145,19 @@ class RunConfig:
 
     # ---- validation ----
     validation_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_VALIDATION_PROMPTS))
-    validation_every: int = 1  # epochs between validation grids; 0 never
-    validation_seed: int = 1234  # prompt i uses seed validation_seed + i, the same every epoch
-    validation_steps: int = 20
+    # When validation grids are made (train/schedule.py): by budget, at most `validation_budget` of the run's wall
+    # time, spread over the run (the first epoch, the last, evenly between); or every `validation_every` epochs or
+    # steps. `validation_every` 0 never validates, whatever `validation_by` says.
+    validation_by: str = "budget"  # budget | epochs | steps
+    validation_budget: float = 0.1
+    validation_every: int = 1
+    validation_seed: int = 1234  # prompt i uses seed validation_seed + i, the same every time
+    validation_steps: int = 12  # few: a validation shows progress, it is not a final render
     validation_cfg: float = 0.0  # 0: the family's (CFG 7 for SD; FLUX.1-dev's distilled guidance 3.5)
     checkpoint_every_steps: int = 0  # > 0: also a checkpoint every this many steps inside an epoch
-    # Epochs between checkpoints and saved epoch weights (the epochs one can export); 0: at each validation epoch,
-    # or every epoch when validation is off. Always after the last epoch and when cancelled.
+    # Epochs between checkpoints and saved epoch weights (the epochs one can export); 0: at each epoch validated (by
+    # budget or every N epochs), or every epoch when validation is off or by steps. Always after the last epoch and
+    # when cancelled.
     save_every_epochs: int = 0
     keep_epochs: int = 0  # keep only the newest this many saved epoch weights; 0 keeps them all
     export: bool = True  # write the final weights to models/ (a sweep's runs leave that to the cell one picks)
@@ -166,16 +173,23 @@ class RunConfig:
     # as many steps (0 turns the loss signal off)
     guard_loss_factor: float = 3.0
     guard_loss_steps: int = 20
-    # (b) stop when the validation images differ from one another less than this fraction of what the base model's
-    # images for the same prompts and seeds do (near-identical pictures), or when their CLIP score falls more than
-    # guard_clip_drop (a fraction) below the base model's for their prompts (0 turns either off)
+    # (b) stop when the validation images differ from one another less than guard_image_ratio x what the base
+    # model's images for the same prompts and seeds do (near-identical pictures) AND every one of them is farther
+    # than guard_image_left x the references' own distance from both its base picture and the dataset's pictures
+    # (a collapse leaves both; a LoRA that learns its subject makes its pictures alike but nearer the dataset; 0:
+    # sameness alone), or when their CLIP score falls more than guard_clip_drop (a fraction) below the base model's
+    # for their prompts (0 turns the ratio or the drop off)
     guard_image_ratio: float = 0.5
+    guard_image_left: float = 1.5
     guard_clip_drop: float = 0.3
 
     # ---- hardware ----
     mixed_precision: str = "no"  # fp16 | bf16 autocast on a GPU (bf16 also works on a CPU); weights stay fp32
     gradient_checkpointing: bool = False
     optimizer: str = "adamw"  # adamw8bit: 8-bit AdamW when bitsandbytes and a CUDA GPU are present, else AdamW
+    # torch.compile the denoiser for the training steps (validation samples with the plain one). Off by default:
+    # on builtin:tiny on a CPU its compile time outweighs what it saves (docs/training.md, "Speed")
+    compile: bool = False
     device: str = ""  # "" means the studio's device
 
     def __post_init__(self):
@@ -254,6 +268,8 @@ class RunConfig:
         if not 0 <= self.guard_image_ratio < 1 or not 0 <= self.guard_clip_drop < 1:
             raise ValueError(f"`guard_image_ratio` and `guard_clip_drop` must be in [0, 1) but are "
                              f"{self.guard_image_ratio} and {self.guard_clip_drop}")
+        if self.guard_image_left < 0:
+            raise ValueError(f"`guard_image_left` must not be negative but is {self.guard_image_left}")
         if self.guard_loss_factor and self.guard_loss_factor <= 1:
             raise ValueError(f"`guard_loss_factor` must be above 1 (or 0: off) but is {self.guard_loss_factor}")
         bad = [s for s in self.validate_at_steps if not isinstance(s, int) or s < 1]
@@ -261,6 +277,11 @@ class RunConfig:
             raise ValueError(f"`validate_at_steps` must hold steps of at least 1 but holds {bad[0]!r}")
         if not 0 <= self.validation_cfg <= 30:
             raise ValueError(f"`validation_cfg` must be between 0 and 30 but is {self.validation_cfg}")
+        if self.validation_by not in VALIDATION_BY:
+            raise ValueError(f"`validation_by` must be one of {', '.join(VALIDATION_BY)} but is {self.validation_by!r}")
+        if not 0 < self.validation_budget <= 0.5:
+            raise ValueError(f"`validation_budget` must be above 0 and at most 0.5 (a share of the run's time) but is "
+                             f"{self.validation_budget}")
         if not 1 <= self.validation_steps <= 150:
             raise ValueError(f"`validation_steps` must be between 1 and 150 but is {self.validation_steps}")
         return self
@@ -327,11 +348,6 @@ class RunConfig:
         """The word put in front of captions that lack it: the token, but for finetune only a trigger given."""
         return self.trigger.strip() if self.method == "finetune" else self.token
 
-    @property
-    def save_every(self) -> int:
-        """Epochs between checkpoints and saved epoch weights (see save_every_epochs)."""
-        return self.save_every_epochs or self.validation_every or 1
-
     def prompts(self) -> list[str]:
         """Validation prompts with `{trigger}` filled in; empty lines dropped. With several subjects, each prompt
         once per subject (subject by subject) and then one with all of them (prompt_subjects says whose)."""
@@ -361,6 +377,8 @@ class RunConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"run config has unknown keys: {', '.join(unknown)}")
+        if "validation_every" in data and "validation_by" not in data:
+            data = {**data, "validation_by": "epochs"}  # a run.json from before budgets meant epochs
         return cls(**data)
 
     @classmethod

@@ -21,7 +21,7 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _model_stamp(parts: Parts) -> list:
+def model_stamp(parts: Parts) -> list:
     """What identifies the base's weights: its id and, for local files, the path and mtime."""
     index = getattr(parts.pipe, "name_or_path", "") or ""
     path = Path(index)
@@ -50,7 +50,7 @@ class Latents:
 
     def cache_file(self, cache_dir: Path, flips: bool) -> Path:
         images = [[i.path.name, i.path.stat().st_size, i.path.stat().st_mtime] for i in self.items]
-        key = [_model_stamp(self.parts), images, self.resolution, self.buckets, flips]
+        key = [model_stamp(self.parts), images, self.resolution, self.buckets, flips]
         if self.masked:  # unmasked runs keep the key they always had
             key.append([[i.mask.name, i.mask.stat().st_size, i.mask.stat().st_mtime] if i.mask else None
                         for i in self.items])
@@ -140,7 +140,7 @@ class TextEmbeddings:
 
         captions = sorted(set(captions))
         length = self.parts.sequence_length(self.max_sequence_length)
-        path = cache_dir / f"text-{_key(_model_stamp(self.parts), captions, length)}.safetensors"
+        path = cache_dir / f"text-{_key(model_stamp(self.parts), captions, length)}.safetensors"
         if path.is_file():
             state = load_file(str(path))
             for i, caption in enumerate(captions):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from studio import fileio
@@ -181,6 +181,9 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                              num_training_steps=total, num_cycles=config.lr_cycles)
     trained = {name: accelerator.prepare(module) for name, module in method.modules().items()}
     denoiser = trained.get(parts.family.denoiser_name, parts.denoiser)
+    if config.compile:  # the training steps' forward only: validation samples with the plain module
+        log.event("message", text="torch.compile: the denoiser is compiled at the first steps (they are slow)")
+        denoiser = torch.compile(denoiser)
     encoders = [trained.get(prefix, e) for prefix, e in zip(parts.family.text_encoder_names, parts.text_encoders)]
     optimizer = accelerator.prepare(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -199,11 +202,11 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         log.event("message", text=f"resumed from step {step}")
         for changed in take_new_learning_rates(optimizer, schedule, method.param_groups()):
             log.event("message", text=changed)
-    validate_reference = None
+    validate_reference = None  # made by the background at the first scoring: finding faces is CPU work
     watched = _watched(settings, config, [] if staged else inherited, log)  # with "add a subject", the earlier subjects validated too
     if config.validation_every and config.prompts():
-        validate_reference = sampling.subject_references(
-            store, watched, items if watched is config else data.subject_items(settings, watched), log)
+        validate_reference = partial(sampling.subject_references, store, watched,
+                                     items if watched is config else data.subject_items(settings, watched))
     facts = export.Facts(base_model=config.model, method=config.method, trigger=config.token, name=config.name,
                          dataset=config.dataset, dataset_hash=data.dataset_hash(items), resolution=config.resolution,
                          rank=config.rank, alpha=config.alpha, family=parts.family.name,
@@ -211,22 +214,28 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                          subjects=_subject_facts(config, items, inherited))
 
     watch = RunWatch(store=store, parts=parts, config=watched, run_dir=run_dir, method=method, accelerator=accelerator,
-                     log=log, history=history, reference=validate_reference, facts=facts, device=device)
+                     log=log, history=history, reference=validate_reference, facts=facts, device=device,
+                     pictures=[i.path for i in items], total=total, per_epoch=per_epoch, cache_dir=cache_dir)
 
     def save(epoch_done: int, forced: bool = False) -> None:
         """A checkpoint, but only of finite weights: the one kept is always one a resume can go on from (and none
-        while the collapse guard watches a high loss, unless the run ends or is cancelled now)."""
+        while the collapse guard watches a high loss, unless the run ends or is cancelled now). Written beside the
+        next steps, from a copy, where the copy fits in memory."""
         if not watch.may_checkpoint(step, forced):
             return
         weights = method.state()
         if not checkpoints.all_finite(weights):
+            watch.settle()  # the checkpoints handed over are on disk: the message names the one kept
             raise TrainingDiverged(diverged(f"the weights became NaN or infinite at step {step}", run_dir, config))
-        watch.snapshot()
-        training = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history,
+        history_now = watch.history_now()
+        training = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None}
+        meta, at = {"total": total, "validated": watch.validated_at(step)}, step
         if accelerator.is_main_process:
-            checkpoints.save_checkpoint(run_dir, step, epoch_done, weights, training,
-                                        {"total": total, "validated": watch.validated_at(step)})
+            def write(w, t):
+                checkpoints.save_checkpoint(run_dir, at, epoch_done, w, {**t, "history": history_now}, meta)
+
+            watch.write(write, weights, training)
 
     def micro_loss(samples, sizes, target, loader, generator):
         """One micro-batch's loss: latents sampled from their cached distribution, (latent - shift) * scale as
@@ -261,7 +270,6 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
 
     # 7. The loop: epochs of micro-batches, `grad_accum` of them per optimizer step
     watch.begin(step, base_loss)  # a fresh run: the base model's loss and pictures, the guard's references
-    started, start_step = time.perf_counter(), step
     log.status("running", total_steps=total, epochs=epochs, steps_per_epoch=per_epoch)
     for module in trained.values():
         module.train()
@@ -272,7 +280,6 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                                keep_tokens=config.keep_tokens, balance=config.balance)
         # each process of a multi-GPU run takes every num_processes-th micro-batch
         plan = plan[accelerator.process_index::accelerator.num_processes][:per_epoch * config.grad_accum]
-        losses = []
         for k in range((step - epoch * per_epoch) * config.grad_accum, len(plan), config.grad_accum):
             step_loss = 0.0
             for j, samples in enumerate(plan[k:k + config.grad_accum]):
@@ -290,59 +297,51 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                     sizes = {s.index: class_latents.sizes.get(s.index, (config.resolution,) * 2 + (0, 0)) for s in prior}
                     loss = loss + config.prior_loss_weight * micro_loss(prior, sizes, (config.resolution,) * 2,
                                                                         class_latents, generator)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(diverged(f"the loss became {loss.item()} at step {step + 1}", run_dir,
-                                                    config))
                 accelerator.backward(loss / config.grad_accum)
-                step_loss += loss.item() / config.grad_accum
+                step_loss = step_loss + loss.detach() / config.grad_accum  # on the device: read every few steps
             accelerator.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             method.after_step()
             step += 1
-            step_loss = watch.judge_loss(step, step_loss)  # the collapse guard's loss signal
-            losses.append(step_loss)
-            elapsed = time.perf_counter() - started
-            rate = (step - start_step) / elapsed if elapsed > 0 else 0.0
-            log.event("step", step=step, total=total, epoch=epoch + 1, loss=step_loss, lr=schedule.get_last_lr()[0],
-                      it_s=rate, eta_s=(total - step) / rate if rate else None)
-            watch.at_step(step, epoch + 1)  # validate_at_steps: grid, scores, the guard, the weights kept
+            # the loss read every few steps: the step events, the NaN check, the collapse guard's loss signal
+            watch.step_done(step, epoch + 1, step_loss, schedule.get_last_lr()[0])
+            watch.at_step(step, epoch + 1)  # validate_at_steps (the weights kept) and validation by steps
             if step >= total:
                 break
             if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                 save(epoch)
             if k + config.grad_accum < len(plan) and should_stop():  # at an epoch's end, the epoch is finished first
                 save(epoch, forced=True)
+                watch.settle()  # the checkpoint is on disk before the run says so
                 raise Cancelled(f"cancelled at step {step}; resume continues from there")
 
-        # 8. Epoch end: loss, validation grid and scores (judged by the collapse guard), then the checkpoint and
-        #    epoch weights (every save_every epochs): a checkpoint after a validation holds pictures seen to be sound
-        history["epoch_loss"][str(epoch + 1)] = sum(losses) / len(losses) if losses else None
+        # 8. Epoch end: loss, validation grid and scores when the validation plan says (judged by the collapse
+        #    guard), then the checkpoint and epoch weights (at validated epochs, or as save_every_epochs says): a
+        #    checkpoint after a validation holds pictures seen to be sound
+        history["epoch_loss"][str(epoch + 1)] = watch.epoch_loss(epoch + 1)
         stopping = step < total and should_stop()
-        result = None
-        if config.validation_every and config.prompts() and (
-                (epoch + 1) % config.validation_every == 0 or step >= total):
-            result = watch.validate(step, epoch + 1, f"epoch-{epoch + 1:03d}")
-        if (epoch + 1) % config.save_every == 0 or step >= total or stopping:
+        result = watch.epoch_end(epoch + 1, step)
+        watch.epoch_done(epoch + 1, step, history["epoch_loss"][str(epoch + 1)], result)
+        if watch.saves(epoch + 1) or step >= total or stopping:
             save(epoch + 1, forced=step >= total or stopping)
             if accelerator.is_main_process and not config.whole_model:
-                checkpoints.save_epoch_weights(run_dir, epoch + 1, method.state(), facts.header(step, epoch + 1))
-                checkpoints.prune_epoch_weights(run_dir, config.keep_epochs)
-        if result is not None:
-            history["validations"].append(result.__dict__)
-            per_subject = dict(subjects=result.subjects, worst_score=result.worst_score) if result.subjects else {}
-            log.event("epoch", epoch=epoch + 1, grid=result.grid, scores=result.scores, mean_score=result.mean_score,
-                      clip_scores=result.clip_scores, mean_clip=result.mean_clip, step=step,
-                      loss=history["epoch_loss"][str(epoch + 1)], **per_subject)
-        else:
-            log.event("epoch", epoch=epoch + 1, loss=history["epoch_loss"][str(epoch + 1)])
+                header = facts.header(step, epoch + 1)
+
+                def keep_epoch(weights, done=epoch + 1, header=header):
+                    checkpoints.save_epoch_weights(run_dir, done, weights, header)
+                    checkpoints.prune_epoch_weights(run_dir, config.keep_epochs)
+
+                watch.write(keep_epoch, method.state())
         if step >= total:
             break
         if stopping:
+            watch.settle()
             raise Cancelled(f"cancelled after epoch {epoch + 1}; resume continues from there")
 
     # 9. Export the final weights (finetune's EMA average) where Generate, A1111 and ComfyUI find them
+    watch.finish()  # the background's scores and writes done and logged
     files = []
     if accelerator.is_main_process and not config.export:
         log.event("message", text="not exported (`export` is off: a sweep exports the cell chosen)")

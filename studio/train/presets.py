@@ -24,10 +24,11 @@ PRESETS: dict[str, dict] = {
     "seed-000 (textual inversion of a face)": dict(method="textual-inversion", init_word="woman", lr=5e-3),
     # builtin:pocket learns a shape it never saw from 8 drawings in 300 steps, about a minute on 2 CPU cores
     # (docs/pocket.md). Convs in the adapter draw the new outline; flips and min-SNR make the few images go further.
+    # Validation by the default budget (one step is an epoch here, so every N epochs would be every N steps).
     "pocket (teach builtin:pocket a new shape)": dict(
         method="lora", model="builtin:pocket", lora_layers="all", rank=8, alpha=8.0, lr=2e-3, text_encoder_lr=0.0,
         max_steps=300, epochs=0, batch_size=8, resolution=64, flip=True, min_snr_gamma=5.0, lr_scheduler="constant",
-        validation_every=50, validation_cfg=4.0, validation_steps=20,
+        validation_cfg=4.0, validation_steps=15,
         validation_prompts=["a red {trigger} on a white background", "a blue {trigger} on a black background",
                             "a green {trigger}"],
     ),
@@ -35,8 +36,8 @@ PRESETS: dict[str, dict] = {
     # export see); at 1e-2 it collapses into one texture for every prompt, which the collapse guard stops
     "pocket-finetune (full fine-tune of builtin:pocket)": dict(
         method="finetune", model="builtin:pocket", lr=2e-4, text_encoder_lr=0.0, max_steps=100, epochs=0,
-        batch_size=8, resolution=64, flip=True, min_snr_gamma=5.0, lr_scheduler="constant", validation_every=25,
-        validation_cfg=4.0, validation_steps=20,
+        batch_size=8, resolution=64, flip=True, min_snr_gamma=5.0, lr_scheduler="constant", validation_cfg=4.0,
+        validation_steps=15,
         validation_prompts=["a red {trigger} on a white background", "a blue {trigger} on a black background",
                             "a green {trigger}"],
     ),

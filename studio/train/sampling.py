@@ -25,6 +25,7 @@ class EpochValidation:
     clip_scores: list[float] = field(default_factory=list)  # CLIP score per image with its prompt (with clip_model)
     mean_clip: float | None = None
     spread: float | None = None  # how different the images are from one another (guard.spread)
+    strayed: float | None = None  # how far they all left the base's and the dataset's pictures (guard.strayed)
     # With several subjects: per subject (in RunConfig.subjects order) its prompts' images scored against its own
     # dataset and against each other's (see SubjectReferences.judge), and the worst subject's score
     subjects: list[dict] = field(default_factory=list)
@@ -179,30 +180,50 @@ def subject_references(store, config: RunConfig, items: list, log):
     return out
 
 
-def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: float, caption_fn):
-    """One picture of `prompt` with the modules being trained. `cfg` 0: the family's guidance (CFG 7 for SD;
-    FLUX.1-dev's distilled 3.5, schnell none). A prompt encoded before the text encoders went is passed encoded."""
+def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, steps: int, cfg: float, caption_fn):
+    """Pictures of `prompts` (one each, prompt i from seed i) with the modules being trained, in one batch. `cfg` 0:
+    the family's guidance (CFG 7 for SD; FLUX.1-dev's distilled 3.5, schnell none). Prompts encoded before the text
+    encoders went are passed encoded. Each picture starts from its own seed's noise, as when drawn alone."""
     import torch
 
     pipe = validation_pipeline(parts)
-    generator = torch.Generator("cpu").manual_seed(seed)
+    generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
     modules = [parts.denoiser, *parts.text_encoders]
     was_training = [m.training for m in modules]
     for m in modules:  # LoRA dropout is off while sampling
         m.eval()
-    text = caption_fn(prompt)
-    kwargs = parts.family.sampling_kwargs(pipe, prompt=text, encoded=parts.encoded.get(text), cfg=cfg,
-                                          distilled=parts.distilled_guidance)
+    texts = [caption_fn(prompt) for prompt in prompts]
+    kwargs = _batched([parts.family.sampling_kwargs(pipe, prompt=text, encoded=parts.encoded.get(text), cfg=cfg,
+                                                    distilled=parts.distilled_guidance) for text in texts])
     dtype = next(parts.denoiser.parameters()).dtype
     half = dtype if dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
         with torch.no_grad(), torch.autocast(parts.denoiser.device.type, dtype=half, enabled=half is not None):
-            image = pipe(num_inference_steps=steps, width=size, height=size, generator=generator, output_type="pil",
-                         **kwargs).images[0]
+            images = pipe(num_inference_steps=steps, width=size, height=size, generator=generators,
+                          output_type="pil", **kwargs).images
     finally:
         for m, mode in zip(modules, was_training):
             m.train(mode)
-    return image
+    return images
+
+
+def _batched(each: list[dict]) -> dict:
+    """One pipeline call's arguments from each prompt's (the family's sampling_kwargs): prompts as a list, encoded
+    prompts stacked along the batch, what all of them share (guidance) as it is."""
+    import torch
+
+    out = {}
+    for key in each[0]:
+        values = [kwargs[key] for kwargs in each]
+        if isinstance(values[0], str):
+            out[key] = values
+        elif isinstance(values[0], torch.Tensor):
+            out[key] = torch.cat(values)
+        elif all(v == values[0] for v in values):
+            out[key] = values[0]
+        else:
+            raise ValueError(f"validation prompts cannot be drawn in one batch: `{key}` differs between them")
+    return out
 
 
 def stitch(images: list):
@@ -235,20 +256,30 @@ def reference_encodings(image_paths: list[Path]):
 
 def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, reference, caption_fn, *,
              step: int | None = None, label: str | None = None, clip=None) -> EpochValidation:
-    """Generate each validation prompt with its fixed seed, save the images and the grid (samples/<label>, by
-    default epoch-NNN), score faces, and with `clip` (a loaded ClipModel) each image against its prompt."""
+    """Draw the validation pictures (draw) and score them (score), one after the other."""
+    result, images = draw(parts, config, epoch, run_dir, caption_fn, step=step, label=label, clip=clip)
+    score(result, images, reference, config)
+    return result
+
+
+def draw(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, caption_fn, *, step: int | None = None,
+         label: str | None = None, clip=None, pictures: list | None = None) -> tuple[EpochValidation, list]:
+    """Generate each validation prompt with its fixed seed, all in one batch (or take `pictures`, drawn before),
+    save the images and the grid (samples/<label>, by default epoch-NNN), measure their spread and, with `clip` (a
+    loaded ClipModel), score each image against its prompt: what needs the device. Returns the result (not scored
+    for faces yet: see score) and the pictures."""
     from studio.train.guard import spread
 
     prompts = config.prompts()
     label = label or f"epoch-{epoch:03d}"
     folder = Path(run_dir) / "samples" / label
-    images, paths = [], []
-    for i, prompt in enumerate(prompts):
-        image = _generate(parts, prompt, config.validation_seed + i, config.resolution, config.validation_steps,
-                          config.validation_cfg, caption_fn)
+    images = pictures if pictures is not None else _generate(
+        parts, prompts, [config.validation_seed + i for i in range(len(prompts))], config.resolution,
+        config.validation_steps, config.validation_cfg, caption_fn)
+    paths = []
+    for i, image in enumerate(images):
         path = folder / f"{i:02d}.png"
         _save_png(image, path)
-        images.append(image)
         paths.append(str(path))
     grid_path = Path(run_dir) / "samples" / f"{label}.png"
     _save_png(stitch(images), grid_path)
@@ -258,6 +289,12 @@ def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, referen
 
         result.clip_scores = clip_scores(clip, images, prompts)
         result.mean_clip = sum(result.clip_scores) / len(result.clip_scores)
+    return result, images
+
+
+def score(result: EpochValidation, images: list, reference, config: RunConfig) -> None:
+    """Score drawn pictures against `reference` (the dataset's faces, or SubjectReferences), into `result`: CPU work
+    that needs no device, so a run does it beside its next steps."""
     if isinstance(reference, SubjectReferences):
         result.scores, result.subjects, result.worst_score = reference.judge(
             images, [owner for _, owner in config.subject_prompts()])
@@ -270,7 +307,6 @@ def validate(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, referen
         result.scores = sim_scores(images, reference)
         found = [s for s in result.scores if s is not None]
         result.mean_score = sum(found) / len(found) if found else None
-    return result
 
 
 def class_images(parts: Parts, config: RunConfig, cache_dir: Path, progress) -> list[Path]:
@@ -280,8 +316,8 @@ def class_images(parts: Parts, config: RunConfig, cache_dir: Path, progress) -> 
     folder = Path(cache_dir) / "class_images" / key
     have = sorted(folder.glob("*.png"))
     for n in range(len(have), config.class_images):
-        image = _generate(parts, config.class_prompt, config.seed * 100_003 + n, config.resolution,
-                          config.validation_steps, config.validation_cfg, lambda p: p)
+        image, = _generate(parts, [config.class_prompt], [config.seed * 100_003 + n], config.resolution,
+                           config.validation_steps, config.validation_cfg, lambda p: p)
         _save_png(image, folder / f"{n:05d}.png")
         progress((n + 1) / config.class_images, f"class image {n + 1}/{config.class_images}")
     fileio.write_text(folder / "prompt.txt", config.class_prompt)

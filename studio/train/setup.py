@@ -60,7 +60,8 @@ def take_new_learning_rates(optimizer, schedule, asked: list[dict]) -> list[str]
 
 
 def make_optimizer(groups: list[dict], config: RunConfig, device: str, log: RunLog):
-    """AdamW; 8-bit AdamW (bitsandbytes) when asked for and both bitsandbytes and a CUDA GPU are present."""
+    """AdamW (fused into one kernel per step on CUDA: the same update, fewer launches); 8-bit AdamW (bitsandbytes)
+    when asked for and both bitsandbytes and a CUDA GPU are present."""
     import importlib.util
 
     import torch
@@ -71,7 +72,8 @@ def make_optimizer(groups: list[dict], config: RunConfig, device: str, log: RunL
 
             return bnb.optim.AdamW8bit(groups, weight_decay=1e-2)
         log.event("message", text="8-bit AdamW needs bitsandbytes and a CUDA GPU; using AdamW")
-    return torch.optim.AdamW(groups, weight_decay=1e-2)
+    fused = device.startswith("cuda") and all(p.is_cuda and p.is_floating_point() for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, weight_decay=1e-2, fused=fused or None)
 
 
 def make_accelerator(config: RunConfig, device: str):

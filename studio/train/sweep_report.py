@@ -40,9 +40,11 @@ def cell_entry(cell, status) -> dict:
                      time_s=found.get("elapsed_s"))
         if found.get("passed", True):
             entry["state"] = "done"
-        else:
-            entry.update(state="collapsed", reason=f"stopped by the collapse guard ({status.signal or 'images'} "
-                                                   f"signal) at step {cell.step}: {found.get('guard')}")
+        else:  # its pictures were judged collapsed (the run went on when it had no checkpoint to fall back to yet)
+            stopped = status.state == "failed" and status.failure_code == 3 and status.step == cell.step
+            entry.update(state="collapsed", reason=f"{'stopped' if stopped else 'judged collapsed'} by the collapse "
+                                                   f"guard ({status.signal if stopped else 'images'} signal) at step "
+                                                   f"{cell.step}: {found.get('guard')}")
         return entry
     if status.state == "failed" and status.failure_code == 3:
         entry.update(state="collapsed", reason=status.message)  # it names the step and the signal

@@ -9,7 +9,7 @@ from dataclasses import fields
 import gradio as gr
 
 from studio.train.config import (BASE_PRECISIONS, EMA_MODES, LORA_LAYERS, OPTIMIZERS, PRECISIONS, SCHEDULERS,
-                                 TIMESTEP_SAMPLING, RunConfig, Subject)
+                                 TIMESTEP_SAMPLING, VALIDATION_BY, RunConfig, Subject)
 from studio.ui.common import chosen_model
 from studio.ui.names import check_listed, listed
 DEFAULTS = RunConfig(name="x", dataset="x")
@@ -48,7 +48,7 @@ KNOB_SPECS = (
     ("prior_loss_weight", 4, "Prior loss weight", {}),
     ("init_word", 4, "TI: init word", {}),
     ("vectors", 4, "TI: vectors per token", {}),
-    ("validation_every", 4, "Validate every N epochs", {}),
+    ("validation_every", 4, "Validate every N", dict(info="epochs or steps, by 'Validate by'; 0: never")),
     ("validation_steps", 4, "Validation sampling steps", {}),
     ("lora_layers", 2, "LoRA layers", dict(choices=LORA_LAYERS,
                                            info="all adds the ResNet convs (LoCon): for shapes the base cannot draw")),
@@ -79,6 +79,12 @@ KNOB_SPECS = (
     ("continue_from", 8, "Add a subject to run", dict(
         choices=("",), allow_custom_value=True, info="a finished LoRA run to start from; its subjects come along (their "
                                                      "scores before and after are yours to compare)")),
+    ("guard_image_left", 7, "Guard: pictures left base and data (x)", dict(
+        info="and every picture this far from both; 0: sameness alone")),
+    ("validation_by", 4, "Validate by", dict(choices=VALIDATION_BY,
+                                             info="budget: a share of the run's time, start to end")),
+    ("validation_budget", 4, "Validation budget (share of time)", dict(info="0.1: at most 10% of the run")),
+    ("compile", 3, "torch.compile the denoiser", dict(info="slow first steps; off on CPUs")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}

@@ -13,6 +13,7 @@ from studio import train
 from studio.train import sampling
 from studio.train.config import METHODS
 from studio.train.presets import PRESETS, preset_name
+from studio.train.schedule import PLAN_WORDS
 from studio.ui import job_watch, sweep_panel
 from studio.ui.common import DEFAULT_MODEL, TabContext, TabRefresh, bind, dataset_names, model_choices, number
 from studio.ui.names import listed
@@ -208,6 +209,9 @@ def status_views(ctx: TabContext, status) -> dict:
     import pandas as pd
 
     lines = [f"**{status.line()}**"]
+    chosen = next((m for m in reversed(status.messages) if m.startswith(PLAN_WORDS)), None)
+    if chosen and chosen not in status.messages[-4:]:  # what the validation budget chose stays in sight
+        lines.append(f"Validation: {chosen}")
     if status.messages:
         lines.append("\n".join(f"- {m}" for m in status.messages[-4:]))
     if status.checkpoint_step and status.state in ("cancelled", "stopped", "failed"):
