@@ -221,7 +221,7 @@ def test_masked_loss_in_the_sdxl_and_flux_objectives(studio, model):
     latents = Latents(parts, load_items(folder, "sks"), resolution=64, buckets=True, masks=True)
     mean, std = latents.batch([0], [False])
     weights = latents.mask_batch([0], [False], tuple(mean.shape[-2:]))
-    lat = (mean - parts.vae_shift) * parts.vae_scale
+    lat = parts.family.normalize_latents(parts.vae, mean)
     cond = encode_text(parts, ["sks"])
     with torch.no_grad():
         error, weight = make_objective(parts, config).loss_map(parts.denoiser, lat, cond, [(64, 64, 0, 0)], (64, 64),

@@ -192,7 +192,7 @@ def _generate(parts: Parts, prompt: str, seed: int, size: int, steps: int, cfg: 
         m.eval()
     text = caption_fn(prompt)
     kwargs = parts.family.sampling_kwargs(pipe, prompt=text, encoded=parts.encoded.get(text), cfg=cfg,
-                                          distilled=parts.distilled_guidance)
+                                          distilled=parts.distilled_guidance, negative=parts.encoded.get(""))
     dtype = next(parts.denoiser.parameters()).dtype
     half = dtype if dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
