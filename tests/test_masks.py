@@ -199,10 +199,10 @@ def torch_close(a, b) -> bool:
     return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-7))
 
 
-@pytest.mark.parametrize("model", ["builtin:tiny-xl", "builtin:tiny-flux"])
-def test_masked_loss_in_the_sdxl_and_flux_objectives(studio, model):
+@pytest.mark.parametrize("model", ["builtin:tiny-xl", "builtin:tiny-flux", "builtin:tiny-zimage"])
+def test_masked_loss_in_the_sdxl_and_transformer_objectives(studio, model):
     # Each family's loss map is (B, C, h, w) at the latents' size, so the cached latent-size mask weighs it; the
-    # masked pixels' error adds nothing, for FLUX's packed tokens too (unpacked before the loss).
+    # masked pixels' error adds nothing, for packed tokens too (unpacked before the loss).
     from contextlib import nullcontext
 
     import torch

@@ -110,6 +110,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     cache_dir = settings.workspace_dir / ".cache" / "train"
     log.event("message", text=f"{len(items)} images, {config.method} on {config.model} ({parts.family.label}), "
                               f"{config.resolution} px, device {device}")
+    for note in parts.family.training_notes(parts, config):
+        log.event("message", text=note)
 
     # 2. DreamBooth's class images, made once by the untouched base
     #    (one set per class prompt: several subjects of one class share theirs)

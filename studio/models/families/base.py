@@ -293,3 +293,32 @@ def noise_like(latents, generator, offset: float):
     if offset:
         noise = noise + offset * torch.randn((b, c, 1, 1), generator=generator)
     return noise.to(latents.device, latents.dtype)
+
+
+def count_parameters(folder: Path) -> dict[str, int]:
+    """Parameter counts of a diffusers pipeline folder's weighted components, built from their configs on the meta
+    device (no memory, no weights): component -> count. Checks ModelFamily.parameter_counts against the carried
+    configs of each family's real repos."""
+    import json
+
+    import diffusers
+    import torch
+    import transformers
+
+    index = json.loads((Path(folder) / "model_index.json").read_text())
+    counts = {}
+    for component, spec in index.items():
+        if not isinstance(spec, list) or spec[0] not in ("diffusers", "transformers"):
+            continue
+        library, class_name = spec
+        cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
+        if not issubclass(cls, torch.nn.Module):
+            continue  # a scheduler or tokenizer: no weights
+        with torch.device("meta"):
+            if library == "diffusers":
+                model = cls.from_config(cls.load_config(str(folder), subfolder=component))
+            else:
+                config = transformers.AutoConfig.from_pretrained(str(folder), subfolder=component)
+                model = cls._from_config(config)
+        counts[component] = sum(p.numel() for p in model.parameters())
+    return counts
