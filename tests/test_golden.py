@@ -71,6 +71,7 @@ def test_one_lora_training_step(studio):
     ("builtin:tiny-flux-schnell", "a photo of a dog", None, [[125, 196, 156], [147, 174, 178], [138, 153, 172]]),
     ("builtin:pocket", "a red circle on a white background", 4.0, [[128, 127, 131], [126, 124, 128], [125, 121, 123]]),
     ("builtin:tiny-zimage", "a photo of a dog", None, [[114, 129, 135], [122, 146, 153], [159, 151, 166]]),
+    ("builtin:tiny-flux2", "a photo of a dog", None, [[122, 135, 132], [122, 128, 123], [127, 130, 136]]),
 ])
 def test_family_txt2img_slices(session_studio, model, prompt, cfg, expected):
     request = GenerationRequest(**{**BASE, "model": model, "prompt": prompt, "cfg": cfg})
@@ -82,6 +83,7 @@ def test_family_txt2img_slices(session_studio, model, prompt, cfg, expected):
      [1, -1, 1, 1, 1, -1]),
     ("builtin:tiny-flux", "transformer.transformer_blocks.0.attn.to_k.lora_B.weight", 1.54481, [-1, 1, 1, 1, 1, -1]),
     ("builtin:tiny-zimage", "transformer.layers.0.attention.to_k.lora_B.weight", 1.48003, [-1, 1, -1, 1, -1, -1]),
+    ("builtin:tiny-flux2", "transformer.transformer_blocks.0.attn.to_k.lora_B.weight", 2.79309, [1, 1, -1, -1, 1, -1]),
 ])
 def test_family_lora_step(studio, model, key, loss, signs):
     """One LoRA step per family: the base's loss on the first batch (objective, text encoding, latents) and the

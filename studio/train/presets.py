@@ -1,5 +1,6 @@
-"""Named presets: the settings of a study (seed 001, 002, 004, 000), a GPU memory tier (FLUX.1) or the offline
-pocket demo, applied over a RunConfig; the command line knows them by their short names."""
+"""Named presets: the settings of a study (seed 001, 002, 004, 000), a GPU memory tier (FLUX.1, Z-Image, FLUX.2
+klein, Qwen-Image) or the offline pocket demo, applied over a RunConfig; the command line knows them by their short
+names."""
 
 from __future__ import annotations
 
@@ -74,6 +75,48 @@ PRESETS: dict[str, dict] = {
         method="lora", rank=8, alpha=8.0, lr=1e-4, batch_size=1, resolution=512, base_precision="nf4",
         mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
         text_encoder_lr=0.0,
+    ),
+    # The 2026 bases by GPU memory, from their trainers' published figures (docs/new_families.md): the frozen
+    # transformer stored small where it must be, the LoRA in float32, captions encoded and the Qwen text encoder
+    # unloaded before the first step (a staged load), checkpointing on. `shift` draws noise levels as each family's
+    # scheduler does: Z-Image's static shift, FLUX.2's and Qwen-Image's by picture size (as at inference).
+    # Z-Image (6.2 B): SimpleTuner's rank-16 LoRA at 1024 px takes ~10-12 GB with a 4-bit base, 16-24 GB with 8-bit.
+    "zimage-12gb (Z-Image LoRA on a 12 GB GPU)": dict(
+        method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="nf4",
+        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        text_encoder_lr=0.0, timestep_sampling="shift",
+    ),
+    "zimage-16gb (Z-Image LoRA on a 16 GB GPU)": dict(
+        method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="int8",
+        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        text_encoder_lr=0.0, timestep_sampling="shift",
+    ),
+    "zimage-24gb (Z-Image LoRA on a 24 GB GPU)": dict(
+        method="lora", rank=32, alpha=32.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="bf16",
+        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        text_encoder_lr=0.0, timestep_sampling="shift",
+    ),
+    # FLUX.2 klein: SimpleTuner gives 4B ~12 GB in bf16, ~8 GB with an 8-bit base; 9B ~22 GB bf16, ~14 GB 8-bit
+    # (train the klein *base* weights: the released klein models are step-distilled).
+    "flux2-klein-10gb (FLUX.2 klein 4B LoRA on a 10 GB GPU)": dict(
+        method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="int8",
+        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        text_encoder_lr=0.0, timestep_sampling="shift",
+    ),
+    "flux2-klein-16gb (FLUX.2 klein 4B LoRA on a 16 GB GPU)": dict(
+        method="lora", rank=32, alpha=32.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="bf16",
+        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        text_encoder_lr=0.0, timestep_sampling="shift",
+    ),
+    "flux2-klein9b-16gb (FLUX.2 klein 9B LoRA on a 16 GB GPU)": dict(
+        method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="int8",
+        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        text_encoder_lr=0.0, timestep_sampling="shift",
+    ),
+    "flux2-klein9b-24gb (FLUX.2 klein 9B LoRA on a 24 GB GPU)": dict(
+        method="lora", rank=32, alpha=32.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="bf16",
+        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        text_encoder_lr=0.0, timestep_sampling="shift",
     ),
 }
 

@@ -169,6 +169,11 @@ class ModelFamily:
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return (latents - shift) * vae.config.scaling_factor
 
+    def pipeline_latents(self, pipe, latents):
+        """A pipeline's working latents (what its scheduler steps) as the training objective sees them,
+        (B, C, h, w): the same, unless the family packs them into tokens."""
+        return latents
+
     def task_pipeline(self, pipe, task: str, extra: dict):
         """The pipeline for `task` ("txt2img" with ControlNets, "img2img", "inpaint") over `pipe`'s modules (no copy
         of the weights); `extra`: more modules (ControlNets)."""

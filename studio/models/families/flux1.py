@@ -20,6 +20,9 @@ _KEYS = ("double_blocks.0.img_attn.norm.key_norm.scale", "transformer_blocks.0.a
 # Key fragments only a FLUX.1 LoRA has: kohya's (Forge/ComfyUI) and diffusers' names for its transformer blocks.
 _LORA = re.compile(r"(lora_unet_(double|single)_blocks_|transformer\.(single_)?transformer_blocks\.|"
                    r"diffusion_model\.(double|single)_blocks\.)")
+# Key fragments of the families after FLUX.1 whose LoRAs share its diffusers names: FLUX.2's fused single-block
+# projection, SwiGLU and shared modulations; Qwen-Image's per-block modulations and MLPs.
+_NEWER = re.compile(r"(to_qkv_mlp_proj|\.linear_(in|out)\.|stream_modulation|(img|txt)_(mod|mlp)\.)")
 # LoRA targets by regex (peft matches suffixes, and a bare "proj_out" would also take the final layer):
 # attention: the joint attention's projections in double and single blocks; transformer/all: every linear layer
 # of every block, the modulations too, as kohya's networks.lora_flux (and so Forge and ComfyUI) train.
@@ -58,7 +61,12 @@ class Flux1(FlowFamily):
         return bool(re.search(r"flux(?![.\-_ ]?2)", repo_id, re.IGNORECASE))
 
     def matches_lora(self, shapes: dict[str, list[int]]) -> bool:
-        return any(_LORA.search(k) for k in shapes)
+        if not any(_LORA.search(k) for k in shapes) or any(_NEWER.search(k) for k in shapes):
+            return False
+        # kohya's BFL names are FLUX.2's too: FLUX.1's single blocks project to 7x their width, FLUX.2's to 9x.
+        return not any(re.search(r"single_blocks_\d+_linear1\.lora_up\.weight$", k) and
+                       shape[0] == 9 * shapes.get(k.replace("lora_up", "lora_down"), [0, 0])[1] for k, shape in
+                       shapes.items())
 
     # ---- load ---------------------------------------------------------------------------------------------
     def load_single_file(self, store, ref, *, dtype):
