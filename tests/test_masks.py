@@ -199,7 +199,8 @@ def torch_close(a, b) -> bool:
     return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-7))
 
 
-@pytest.mark.parametrize("model", ["builtin:tiny-xl", "builtin:tiny-flux", "builtin:tiny-zimage", "builtin:tiny-flux2"])
+@pytest.mark.parametrize("model", ["builtin:tiny-xl", "builtin:tiny-flux", "builtin:tiny-zimage", "builtin:tiny-flux2",
+                                   "builtin:tiny-qwenimage"])
 def test_masked_loss_in_the_sdxl_and_transformer_objectives(studio, model):
     # Each family's loss map is (B, C, h, w) at the latents' size, so the cached latent-size mask weighs it; the
     # masked pixels' error adds nothing, for packed tokens too (unpacked before the loss).

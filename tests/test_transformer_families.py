@@ -21,7 +21,7 @@ from studio.generate.parameters import parse_parameters, request_fields
 from studio.models import families
 from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
 
-MODELS = ["builtin:tiny-zimage", "builtin:tiny-flux2"]
+MODELS = ["builtin:tiny-zimage", "builtin:tiny-flux2", "builtin:tiny-qwenimage"]
 
 
 def _quick(model, **changes):
