@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from studio.generate import GenerationRequest, generate
 from studio.models import families
-from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
+from tests.train_helpers import astronaut, make_dataset, stock_pictures, tiny_config, train_in_process
 
 KLEIN = "builtin:tiny-flux2"
 
@@ -100,8 +100,6 @@ def test_a_bfl_file_and_its_vae_file_load_offline_and_draw_what_the_folder_draws
 
 
 def test_every_layer_of_the_kohya_export_loads_in_stock_diffusers(studio):
-    from diffusers import Flux2KleinPipeline
-
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
     result = train_in_process(studio, tiny_config(name="all", model=KLEIN, max_steps=3, lr=3e-2,
                                                   lora_layers="all"))
@@ -109,19 +107,7 @@ def test_every_layer_of_the_kohya_export_loads_in_stock_diffusers(studio):
     for layer in ("double_blocks_0_img_attn_qkv", "double_blocks_0_txt_attn_qkv", "double_blocks_0_txt_mlp_0",
                   "single_blocks_1_linear1", "single_blocks_1_linear2"):
         assert f"lora_unet_{layer}.lora_down.weight" in kohya, layer
-    pipe = Flux2KleinPipeline.from_pretrained(str(studio.store.resolve(KLEIN).path))
-    pipe.set_progress_bar_config(disable=True)
-
-    def picture(lora=None):
-        if lora is not None:
-            pipe.load_lora_weights(str(lora), adapter_name="x")
-        out = pipe(prompt="sks", num_inference_steps=2, height=64, width=64, output_type="np",
-                   generator=torch.Generator().manual_seed(3)).images[0]
-        if lora is not None:
-            pipe.delete_adapters("x")
-        return out
-
-    plain, by_kohya, by_peft = picture(), picture(result.files[0]), picture(result.files[1])
+    plain, by_kohya, by_peft = stock_pictures(studio.store.resolve(KLEIN).path, [None, *result.files])
     assert np.abs(by_peft - plain).max() > 1 / 255
     np.testing.assert_allclose(by_kohya, by_peft, atol=1.5 / 255)
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from studio.generate import GenerationRequest, generate
 from studio.models import families
-from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
+from tests.train_helpers import astronaut, make_dataset, stock_pictures, tiny_config, train_in_process
 
 QWEN = "builtin:tiny-qwenimage"
 
@@ -47,27 +47,13 @@ def test_a_comfyui_file_loads_offline_and_draws_what_its_folder_draws(studio):
 
 
 def test_every_layer_of_the_kohya_export_loads_in_stock_diffusers(studio):
-    from diffusers import QwenImagePipeline
-
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
     result = train_in_process(studio, tiny_config(name="all", model=QWEN, max_steps=3, lr=3e-2, lora_layers="all"))
     kohya = load_file(str(result.files[0]))
     for layer in ("attn_to_q", "attn_add_k_proj", "attn_to_add_out", "img_mlp_net_0_proj", "txt_mlp_net_2",
                   "img_mod_1", "txt_mod_1"):
         assert f"lora_unet_transformer_blocks_1_{layer}.lora_down.weight" in kohya, layer
-    pipe = QwenImagePipeline.from_pretrained(str(studio.store.resolve(QWEN).path))
-    pipe.set_progress_bar_config(disable=True)
-
-    def picture(lora=None):
-        if lora is not None:
-            pipe.load_lora_weights(str(lora), adapter_name="x")
-        out = pipe(prompt="sks", num_inference_steps=2, height=64, width=64, output_type="np",
-                   generator=torch.Generator().manual_seed(3)).images[0]
-        if lora is not None:
-            pipe.delete_adapters("x")
-        return out
-
-    plain, by_kohya, by_peft = picture(), picture(result.files[0]), picture(result.files[1])
+    plain, by_kohya, by_peft = stock_pictures(studio.store.resolve(QWEN).path, [None, *result.files])
     assert np.abs(by_peft - plain).max() > 1 / 255
     np.testing.assert_allclose(by_kohya, by_peft, atol=1.5 / 255)
 

@@ -16,10 +16,10 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from studio.generate import GenerationRequest, LoraChoice, generate
+from studio.generate import GenerationRequest, generate
 from studio.generate.parameters import parse_parameters, request_fields
 from studio.models import families
-from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
+from tests.train_helpers import astronaut, make_dataset, stock_pictures, tiny_config, train_in_process
 
 MODELS = ["builtin:tiny-zimage", "builtin:tiny-flux2", "builtin:tiny-qwenimage"]
 
@@ -113,8 +113,6 @@ def test_what_does_not_fit_is_refused_naming_the_family(session_studio, studio, 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_a_lora_learns_changes_the_picture_and_both_exports_load_in_stock_diffusers(studio, model):
-    import diffusers
-
     target = Image.new("RGB", (64, 64), (230, 40, 30))
     make_dataset(studio.settings, "ds", [target, astronaut()], ["sks", "sks, a photo"])
     result = train_in_process(studio, tiny_config(name="red", model=model, max_steps=40, lr=1e-2, rank=8,
@@ -129,21 +127,7 @@ def test_a_lora_learns_changes_the_picture_and_both_exports_load_in_stock_diffus
     assert all(k.startswith("lora_unet_") for k in load_file(str(kohya_file)))
 
     # Stock diffusers, as a user of diffusers would load both files: the same picture, and not the plain one.
-    folder = studio.store.resolve(model).path
-    index = diffusers.DiffusionPipeline.load_config(str(folder))
-    pipe = getattr(diffusers, index["_class_name"]).from_pretrained(str(folder))
-    pipe.set_progress_bar_config(disable=True)
-
-    def picture(lora=None):
-        if lora is not None:
-            pipe.load_lora_weights(str(lora), adapter_name="x")
-        out = pipe(prompt="sks", num_inference_steps=3, height=64, width=64, output_type="np",
-                   generator=torch.Generator().manual_seed(3)).images[0]
-        if lora is not None:
-            pipe.delete_adapters("x")
-        return out
-
-    plain, by_kohya, by_peft = picture(), picture(kohya_file), picture(peft_file)
+    plain, by_kohya, by_peft = stock_pictures(studio.store.resolve(model).path, [None, kohya_file, peft_file], steps=3)
     assert np.abs(by_peft - plain).mean() > 0.005  # the LoRA changes the picture
     np.testing.assert_allclose(by_kohya, by_peft, atol=1.5 / 255)
 
@@ -182,3 +166,17 @@ def test_evaluate_mine_and_face_to_animal_take_it(studio, model, tmp_path):
     result = mine(studio, MiningRequest("m", prompt="a photo of a person", model=model, steps=2, width=64,
                                         height=64, max_candidates=2), mining_folder(studio.settings, "m"))
     assert result.state.counts["candidates"] == 2, label
+
+
+def test_presets_by_gpu_memory_for_each_family():
+    from studio.train.config import RunConfig
+    from studio.train.presets import apply_preset
+
+    def store(*keys):
+        return [apply_preset(RunConfig(name="x", dataset="x"), k).check().base_precision for k in keys]
+
+    assert store("zimage-12gb", "zimage-16gb", "zimage-24gb") == ["nf4", "int8", "bf16"]
+    assert store("flux2-klein-10gb", "flux2-klein-16gb", "flux2-klein9b-16gb", "flux2-klein9b-24gb") == [
+        "int8", "bf16", "int8", "bf16"]
+    assert store("qwenimage-24gb", "qwenimage-48gb") == ["nf4", "int8"]
+    assert apply_preset(RunConfig(name="x", dataset="x"), "zimage-12gb").timestep_sampling == "shift"

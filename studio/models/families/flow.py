@@ -9,6 +9,8 @@ ids, guidance) and what it predicts."""
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 from studio.models.families.base import Conditioning, ModelFamily, noise_like
 from studio.models.families.samplers import FLOW_SAMPLERS
@@ -23,6 +25,42 @@ class FlowFamily(ModelFamily):
     samplers = FLOW_SAMPLERS
     default_sampler = "Euler"
     transformer_class = ""  # diffusers' class of the denoiser, for a staged load
+    # How a model of the family is told: tensor names only its single files have (endings), the diffusers classes
+    # of its pipelines and components (a regex of the name before "Pipeline" / of the component's class), a hub
+    # name (a regex, case-insensitive).
+    file_keys: tuple[str, ...] = ()
+    classes = ""
+    hub_names = ""
+    # A LoRA's tensor whose input width is the transformer's (a regex), checked against transformer_width().
+    lora_width_key = ""
+
+    # ---- identify -----------------------------------------------------------------------------------------
+    def matches_keys(self, keys: set[str]) -> bool:
+        return any(k.endswith(self.file_keys) for k in keys)
+
+    def matches_index(self, index: dict, folder: Path | None) -> bool:
+        return bool(re.fullmatch(self.classes + r"Pipeline", index.get("_class_name", "")))
+
+    def matches_component(self, config: dict) -> bool:
+        return bool(re.fullmatch(self.classes, config.get("_class_name", "")))
+
+    def matches_hub_id(self, repo_id: str) -> bool:
+        return bool(re.search(self.hub_names, repo_id, re.IGNORECASE))
+
+    # ---- LoRAs on a loaded pipeline ---------------------------------------------------------------------
+    def transformer_width(self, pipe) -> int:
+        config = pipe.transformer.config
+        return config.num_attention_heads * config.attention_head_dim
+
+    def check_lora(self, shapes, pipe, *, lora, model_id) -> None:
+        """A LoRA of another size of the family (klein 9B's on 4B, a tiny model's on a real one) is named as such."""
+        if not self.lora_width_key:
+            return
+        width = self.transformer_width(pipe)
+        for key, shape in shapes.items():
+            if re.search(self.lora_width_key, key) and shape[1] != width:
+                raise ValueError(f"LoRA {lora} was made for a {self.label} transformer {shape[1]} wide, but base "
+                                 f"{model_id!r} is {width} wide")
 
     # ---- load ---------------------------------------------------------------------------------------------
     def staged_training(self, config) -> bool:

@@ -43,23 +43,14 @@ class Flux1(FlowFamily):
     kohya_version = "flux1"
     prompt_length_option = True
     transformer_class = "FluxTransformer2DModel"
+    file_keys = _KEYS
+    classes = r"Flux(?!2)\w*"
+    hub_names = r"flux(?![.\-_ ]?2)"
     ti_reason = "its T5 encoder has no CLIP token table to extend"
     frozen_text = "CLIP-L and T5-XXL stay frozen"
     priority = 40
 
     # ---- identify -----------------------------------------------------------------------------------------
-    def matches_keys(self, keys: set[str]) -> bool:
-        return any(k.endswith(_KEYS) for k in keys)
-
-    def matches_index(self, index: dict, folder: Path | None) -> bool:
-        return bool(re.fullmatch(r"Flux(?!2)\w*Pipeline", index.get("_class_name", "")))
-
-    def matches_component(self, config: dict) -> bool:
-        return bool(re.fullmatch(r"Flux(?!2)\w*", config.get("_class_name", "")))
-
-    def matches_hub_id(self, repo_id: str) -> bool:
-        return bool(re.search(r"flux(?![.\-_ ]?2)", repo_id, re.IGNORECASE))
-
     def matches_lora(self, shapes: dict[str, list[int]]) -> bool:
         if not any(_LORA.search(k) for k in shapes) or any(_NEWER.search(k) for k in shapes):
             return False

@@ -18,16 +18,15 @@ _FLUX_SINGLE = {"attn.to_q": ("linear1", 0, 4), "attn.to_k": ("linear1", 1, 4), 
                 "proj_mlp": ("linear1", 3, 4), "proj_out": ("linear2", 0, 1), "norm.linear": ("modulation_lin", 0, 1)}
 
 
+_BLOCKS = (("single_transformer_blocks.", _FLUX_SINGLE, "single_blocks"),
+           ("transformer_blocks.", _FLUX_DOUBLE, "double_blocks"))
+
+
 def _flux_name(module: str) -> tuple[str, int, int]:
     """`transformer_blocks.3.attn.to_k` -> ("double_blocks_3_img_attn_qkv", 1, 3)."""
-    for prefix, table, kohya in (("single_transformer_blocks.", _FLUX_SINGLE, "single_blocks"),
-                                 ("transformer_blocks.", _FLUX_DOUBLE, "double_blocks")):
-        if module.startswith(prefix):
-            index, rest = module[len(prefix):].split(".", 1)
-            if rest in table:
-                name, part, parts = table[rest]
-                return f"{kohya}_{index}_{name}", part, parts
-    raise ValueError(f"FLUX LoRA module {module!r} has no kohya name (the studio trains the transformer blocks only)")
+    from studio.models.families.kohya_lora import block_name
+
+    return block_name(module, _BLOCKS, "FLUX")
 
 
 def flux_peft_to_kohya(state: dict, *, alpha: float, transformer_config) -> dict:

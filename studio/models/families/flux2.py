@@ -29,7 +29,8 @@ _LORA = re.compile(r"(attn\.to_qkv_mlp_proj|single_transformer_blocks\.\d+\.attn
                    r"(in|out)|stream_modulation)")
 _DOUBLE_ATTN = r"transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0)"
 _SINGLE = r"single_transformer_blocks\.\d+\.attn\.(to_qkv_mlp_proj|to_out)"
-_CONTEXT = r"transformer_blocks\.\d+\.(attn\.(add_q_proj|add_k_proj|add_v_proj|to_add_out)|ff(_context)?\.linear_(in|out))"
+_CONTEXT = (r"transformer_blocks\.\d+\.(attn\.(add_q_proj|add_k_proj|add_v_proj|to_add_out)|"
+            r"ff(_context)?\.linear_(in|out))")
 # LoRA targets by `lora_layers`: attention is diffusers' training script's (the image stream's attention and the
 # single blocks' fused projections); transformer and all add the text stream and the feed-forwards, every linear layer
 # of every block. The modulations FLUX.2's blocks share stay out: diffusers' kohya converter drops them.
@@ -61,6 +62,10 @@ class Flux2(FlowFamily):
     default_steps = BASE["steps"]
     kohya_version = "flux_2_klein"  # musubi-tuner's architecture name (flux_2_klein_4b / _9b)
     transformer_class = "Flux2Transformer2DModel"
+    file_keys = _KEYS
+    classes = r"Flux2\w*"
+    hub_names = r"flux[.\-_ ]?2"
+    lora_width_key = r"(linear1|to_qkv_mlp_proj)\.(lora_A|lora_down)\.weight$"  # 3072 klein 4B, 4096 9B
     ti_reason = "its Qwen3 text encoder has no CLIP token table to extend"
     priority = 50  # before FLUX.1: BFL's FLUX.2 files have double_blocks too
     # Measured from the carried configs (studio/models/configs/flux2-klein-4b, -9b) on the meta device.
@@ -71,18 +76,6 @@ class Flux2(FlowFamily):
     variants = ("flux2-klein-4b", "flux2-klein-9b")
 
     # ---- identify -----------------------------------------------------------------------------------------
-    def matches_keys(self, keys: set[str]) -> bool:
-        return any(k.endswith(_KEYS) for k in keys)
-
-    def matches_index(self, index: dict, folder: Path | None) -> bool:
-        return bool(re.fullmatch(r"Flux2\w*Pipeline", index.get("_class_name", "")))
-
-    def matches_component(self, config: dict) -> bool:
-        return bool(re.fullmatch(r"Flux2\w*", config.get("_class_name", "")))
-
-    def matches_hub_id(self, repo_id: str) -> bool:
-        return bool(re.search(r"flux[.\-_ ]?2", repo_id, re.IGNORECASE))
-
     def matches_lora(self, shapes: dict[str, list[int]]) -> bool:
         if any(_LORA.search(k) for k in shapes):
             return True
@@ -182,16 +175,6 @@ class Flux2(FlowFamily):
         return {**super().kohya_header(rank=rank, alpha=alpha, lora_layers=lora_layers),
                 "ss_network_module": "networks.lora_flux_2", "ss_architecture": "flux_2_klein",
                 "modelspec.architecture": "flux-2-klein/lora"}
-
-    # ---- LoRAs on a loaded pipeline ---------------------------------------------------------------------
-    def check_lora(self, shapes, pipe, *, lora, model_id) -> None:
-        """The LoRA's single-block input width is the transformer's (3072 for klein 4B, 4096 for 9B)."""
-        config = pipe.transformer.config
-        width = config.num_attention_heads * config.attention_head_dim
-        for key, shape in shapes.items():
-            if re.search(r"(linear1|to_qkv_mlp_proj)\.(lora_A|lora_down)\.weight$", key) and shape[1] != width:
-                raise ValueError(f"LoRA {lora} was made for a FLUX.2 transformer {shape[1]} wide, but base "
-                                 f"{model_id!r} is {width} wide (klein 4B is 3072, 9B 4096)")
 
     # ---- generation ---------------------------------------------------------------------------------------
     def generation_defaults(self, store, ref) -> dict:

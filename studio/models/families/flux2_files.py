@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families.qwen_text import (TOKENIZER_HINT, parts_beside, single_file_tokenizer, text_encoder_file,
-                                              tiny_qwen3, tiny_tokenizer)
+from studio.models.families.qwen_text import single_file_parts, text_encoder_file, tiny_qwen3, tiny_tokenizer
 
 _PREFIX = "model.diffusion_model."
 # The transformer's width (img_in's rows) names its variant: klein 4B, klein 9B, dev.
@@ -53,26 +52,10 @@ def load_flux2_file(store, ref, *, dtype):
     from studio.models.families.flux2 import _distilled_name
 
     folder = config_folder(store, ref.path)
-    encoder = "qwen_3_8b*.safetensors" if "9b" in folder.name else "qwen_3_4b*.safetensors"
-    beside = parts_beside(store.settings.models_dir, ref.path, {"vae": "flux2*vae*.safetensors",
-                                                                "text_encoder": encoder})
-    has_weights = any((folder / "vae").glob("*.safetensors"))
-    tokenizer = single_file_tokenizer(store, ref.path.parent)
-    if tokenizer is None and (folder / "tokenizer" / "tokenizer.json").is_file():
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), subfolder="tokenizer")
-    missing = [what for part, what in (("vae", "the VAE (flux2-vae.safetensors)"),
-                                       ("text_encoder", f"Qwen3 ({encoder.replace('*', '')})"))
-               if part not in beside and not has_weights]
-    if tokenizer is None:
-        missing.append(TOKENIZER_HINT)
-    if missing:
-        where = store.settings.models_dir
-        raise ValueError(f"could not load FLUX.2 file {ref.path.name}: a single file holds only the transformer; "
-                         f"missing {'; '.join(missing)}. Put the VAE in {where / 'vae'} and the text encoder in "
-                         f"{where / 'text_encoder'} (as ComfyUI keeps them), or give FLUX.2 klein's diffusers folder "
-                         f"as the model")
+    encoder = "qwen_3_8b.safetensors" if "9b" in folder.name else "qwen_3_4b.safetensors"
+    beside, tokenizer = single_file_parts(store, ref, folder, "FLUX.2 klein", {
+        "vae": ("flux2*vae*.safetensors", "the VAE (flux2-vae.safetensors)"),
+        "text_encoder": (encoder.replace(".safetensors", "*.safetensors"), f"Qwen3 ({encoder})")})
     # diffusers' FLUX.2 converter does not strip ComfyUI's prefix itself (it fails on it): strip it first.
     state = {k.removeprefix(_PREFIX): v for k, v in load_file(str(ref.path)).items()}
     transformer = diffusers.Flux2Transformer2DModel.from_single_file(
@@ -159,7 +142,8 @@ def build_tiny(out: Path) -> None:
     seeded BatchNorm statistics (patched 2x2: the transformer's 16 channels; 64 px -> 16 x 16 tokens), and klein's
     flow-matching scheduler."""
     import torch
-    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
+    from diffusers import (AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline,
+                           Flux2Transformer2DModel)
     from transformers import Qwen3ForCausalLM
 
     tokenizer = tiny_tokenizer(out / "tokenizer")

@@ -5,32 +5,21 @@ layouts already (`to_qkv_mlp_proj` is `linear1`, `to_out` is `linear2`)."""
 
 from __future__ import annotations
 
-from studio.models.families.kohya_lora import peft_to_kohya
+from studio.models.families.kohya_lora import block_name, peft_to_kohya
 
-# diffusers' double-block modules -> BFL's layer, part, parts
-_DOUBLE = {"attn.to_q": ("img_attn_qkv", 0, 3), "attn.to_k": ("img_attn_qkv", 1, 3), "attn.to_v": ("img_attn_qkv", 2, 3),
-           "attn.add_q_proj": ("txt_attn_qkv", 0, 3), "attn.add_k_proj": ("txt_attn_qkv", 1, 3),
-           "attn.add_v_proj": ("txt_attn_qkv", 2, 3), "attn.to_out.0": ("img_attn_proj", 0, 1),
-           "attn.to_add_out": ("txt_attn_proj", 0, 1), "ff.linear_in": ("img_mlp_0", 0, 1),
-           "ff.linear_out": ("img_mlp_2", 0, 1), "ff_context.linear_in": ("txt_mlp_0", 0, 1),
-           "ff_context.linear_out": ("txt_mlp_2", 0, 1)}
+# diffusers' block modules -> BFL's layer, part, parts (q, k, v of a double block are parts of one qkv layer)
+_DOUBLE = {"attn.to_q": ("img_attn_qkv", 0, 3), "attn.to_k": ("img_attn_qkv", 1, 3),
+           "attn.to_v": ("img_attn_qkv", 2, 3), "attn.add_q_proj": ("txt_attn_qkv", 0, 3),
+           "attn.add_k_proj": ("txt_attn_qkv", 1, 3), "attn.add_v_proj": ("txt_attn_qkv", 2, 3),
+           "attn.to_out.0": ("img_attn_proj", 0, 1), "attn.to_add_out": ("txt_attn_proj", 0, 1),
+           "ff.linear_in": ("img_mlp_0", 0, 1), "ff.linear_out": ("img_mlp_2", 0, 1),
+           "ff_context.linear_in": ("txt_mlp_0", 0, 1), "ff_context.linear_out": ("txt_mlp_2", 0, 1)}
 _SINGLE = {"attn.to_qkv_mlp_proj": ("linear1", 0, 1), "attn.to_out": ("linear2", 0, 1)}
-
-
-def _kohya_name(module: str) -> tuple[str, int, int]:
-    """`transformer_blocks.3.attn.to_k` -> ("double_blocks_3_img_attn_qkv", 1, 3)."""
-    for prefix, table, kohya in (("single_transformer_blocks.", _SINGLE, "single_blocks"),
-                                 ("transformer_blocks.", _DOUBLE, "double_blocks")):
-        if module.startswith(prefix):
-            index, rest = module[len(prefix):].split(".", 1)
-            if rest in table:
-                name, part, parts = table[rest]
-                return f"{kohya}_{index}_{name}", part, parts
-    raise ValueError(f"FLUX.2 LoRA module {module!r} has no kohya name")
+_BLOCKS = (("single_transformer_blocks.", _SINGLE, "single_blocks"), ("transformer_blocks.", _DOUBLE, "double_blocks"))
 
 
 def flux2_peft_to_kohya(state: dict, *, alpha: float, transformer_config) -> dict:
     """A diffusers FLUX.2 LoRA in kohya's BFL layout, the double blocks' q, k, v fused (kohya_lora.peft_to_kohya)."""
     inner = transformer_config.num_attention_heads * transformer_config.attention_head_dim
-    return peft_to_kohya(state, alpha=alpha, kohya_name=_kohya_name, widths=lambda name: [inner] * 3,
-                         family="FLUX.2")
+    return peft_to_kohya(state, alpha=alpha, kohya_name=lambda module: block_name(module, _BLOCKS, "FLUX.2"),
+                         widths=lambda name: [inner] * 3, family="FLUX.2")

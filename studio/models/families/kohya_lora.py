@@ -57,3 +57,17 @@ def peft_to_kohya(state: dict, *, alpha: float, kohya_name: KohyaName, widths: C
 def underscored(module: str) -> tuple[str, int, int]:
     """A module kohya names by its own path, dots as underscores (`transformer_blocks_0_attn_to_q`), unfused."""
     return module.replace(".", "_"), 0, 1
+
+
+def block_name(module: str, blocks, family: str) -> tuple[str, int, int]:
+    """A block module's kohya layer by the original model's names: `blocks` is (diffusers prefix, {module within the
+    block: (layer, part, parts)}, original prefix) per kind of block, the more specific prefix first.
+    `transformer_blocks.3.attn.to_k` -> ("double_blocks_3_img_attn_qkv", 1, 3)."""
+    for prefix, table, original in blocks:
+        if module.startswith(prefix):
+            index, rest = module[len(prefix):].split(".", 1)
+            if rest in table:
+                name, part, parts = table[rest]
+                return f"{original}_{index}_{name}", part, parts
+    raise ValueError(f"{family} LoRA module {module!r} has no kohya name (the studio trains the transformer blocks "
+                     f"only)")

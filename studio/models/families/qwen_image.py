@@ -10,7 +10,6 @@ qwen_image_files.py; its kohya LoRA keys are diffusers' names with underscores (
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from studio.models.families.base import Conditioning, TrainingTarget
 from studio.models.families.flow import FlowFamily, FlowObjective, dynamic_shift
@@ -33,7 +32,7 @@ DEFAULTS = {"cfg": 4.0, "steps": 50}  # the model card's: true_cfg_scale 4, 50 s
 class QwenImage(FlowFamily):
     name = "qwenimage"
     label = "Qwen-Image"
-    native_resolution = 1328  # its card's square size (1328 x 1328)
+    native_resolution = 1024  # the training side (a multiple of 64); Generate draws its card's 1328 (native_size)
     text_encoder_names = ("text_encoder",)  # Qwen2.5-VL-7B (its language model reads the prompt)
     tokenizer_names = ("tokenizer",)
     guidance = "cfg"
@@ -41,6 +40,10 @@ class QwenImage(FlowFamily):
     default_steps = DEFAULTS["steps"]
     kohya_version = "qwen_image"  # musubi-tuner's architecture name
     transformer_class = "QwenImageTransformer2DModel"
+    file_keys = _KEYS
+    classes = r"QwenImage(?!21)\w*"  # Qwen-Image 2.1 is another architecture
+    hub_names = r"qwen[-_ ]?image"
+    lora_width_key = r"attn[._]to_q\.(lora_A|lora_down)\.weight$"  # 3072
     ti_reason = "its Qwen2.5-VL text encoder has no CLIP token table to extend"
     priority = 55  # before FLUX.1: diffusers-layout Qwen-Image files have its norm_added_k too
     parameter_counts = {"qwen-image": {"transformer": 20_430_401_088, "text_encoder": 8_292_166_656,
@@ -49,16 +52,7 @@ class QwenImage(FlowFamily):
 
     # ---- identify -----------------------------------------------------------------------------------------
     def matches_keys(self, keys: set[str]) -> bool:
-        return any(k.endswith(_KEYS) for k in keys) and any(k.endswith(_BLOCK_KEY) for k in keys)
-
-    def matches_index(self, index: dict, folder: Path | None) -> bool:
-        return bool(re.fullmatch(r"QwenImage(?!21)\w*Pipeline", index.get("_class_name", "")))
-
-    def matches_component(self, config: dict) -> bool:
-        return bool(re.fullmatch(r"QwenImage(?!21)\w*", config.get("_class_name", "")))
-
-    def matches_hub_id(self, repo_id: str) -> bool:
-        return bool(re.search(r"qwen[-_ ]?image", repo_id, re.IGNORECASE))
+        return super().matches_keys(keys) and any(k.endswith(_BLOCK_KEY) for k in keys)
 
     def matches_lora(self, shapes: dict[str, list[int]]) -> bool:
         if any(_LORA.search(k) for k in shapes):
@@ -77,7 +71,7 @@ class QwenImage(FlowFamily):
     def native_size(self, pipe) -> int:
         # Neither its VAE nor its transformer records a size; a VAE narrower than Wan's (base width 96) is the tiny
         # builtin's, drawn at 64 px.
-        return self.native_resolution if pipe.vae.config.base_dim >= 96 else 64
+        return 1328 if pipe.vae.config.base_dim >= 96 else 64  # its card's square size
 
     def img2img_needs_size(self) -> bool:
         return True
@@ -137,16 +131,6 @@ class QwenImage(FlowFamily):
         return {**super().kohya_header(rank=rank, alpha=alpha, lora_layers=lora_layers),
                 "ss_network_module": "networks.lora_qwen_image", "ss_architecture": "qwen_image",
                 "modelspec.architecture": "qwen-image/lora"}
-
-    # ---- LoRAs on a loaded pipeline ---------------------------------------------------------------------
-    def check_lora(self, shapes, pipe, *, lora, model_id) -> None:
-        """The LoRA's attention input width is the transformer's (3072 for Qwen-Image)."""
-        config = pipe.transformer.config
-        width = config.num_attention_heads * config.attention_head_dim
-        for key, shape in shapes.items():
-            if re.search(r"attn[._]to_q\.(lora_A|lora_down)\.weight$", key) and shape[1] != width:
-                raise ValueError(f"LoRA {lora} was made for a transformer {shape[1]} wide, but base {model_id!r} is "
-                                 f"Qwen-Image, {width} wide")
 
     # ---- generation ---------------------------------------------------------------------------------------
     def guidance_kwargs(self, pipe, *, cfg, negative_prompt, distilled_cfg, max_sequence_length):

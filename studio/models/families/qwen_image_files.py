@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families.qwen_text import (TOKENIZER_HINT, parts_beside, single_file_tokenizer, text_encoder_file,
-                                              tiny_tokenizer)
+from studio.models.families.qwen_text import single_file_parts, text_encoder_file, tiny_tokenizer
 
 _PREFIX = "model.diffusion_model."
 
@@ -25,25 +24,9 @@ def load_qwen_image_file(store, ref, *, dtype):
 
     found = store.single_file_config(ref.path)
     folder = Path(found) if found else variant_folder("qwen-image")
-    beside = parts_beside(store.settings.models_dir, ref.path, {"vae": "qwen_image_vae*.safetensors",
-                                                                "text_encoder": "qwen_2.5_vl_7b*.safetensors"})
-    has_weights = any((folder / "vae").glob("*.safetensors"))
-    tokenizer = single_file_tokenizer(store, ref.path.parent)
-    if tokenizer is None and (folder / "tokenizer" / "tokenizer.json").is_file():
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), subfolder="tokenizer")
-    missing = [what for part, what in (("vae", "the VAE (qwen_image_vae.safetensors)"),
-                                       ("text_encoder", "Qwen2.5-VL-7B (qwen_2.5_vl_7b.safetensors)"))
-               if part not in beside and not has_weights]
-    if tokenizer is None:
-        missing.append(TOKENIZER_HINT)
-    if missing:
-        where = store.settings.models_dir
-        raise ValueError(f"could not load Qwen-Image file {ref.path.name}: a single file holds only the transformer; "
-                         f"missing {'; '.join(missing)}. Put the VAE in {where / 'vae'} and the text encoder in "
-                         f"{where / 'text_encoder'} (as ComfyUI keeps them), or give Qwen-Image's diffusers folder "
-                         f"as the model")
+    beside, tokenizer = single_file_parts(store, ref, folder, "Qwen-Image", {
+        "vae": ("qwen_image_vae*.safetensors", "the VAE (qwen_image_vae.safetensors)"),
+        "text_encoder": ("qwen_2.5_vl_7b*.safetensors", "Qwen2.5-VL-7B (qwen_2.5_vl_7b.safetensors)")})
     # diffusers maps Qwen-Image's single file by identity and takes it for SD 1.5 without `config` (its issue
     # #12423): strip ComfyUI's prefix and give the carried config.
     state = {k.removeprefix(_PREFIX): v for k, v in load_file(str(ref.path)).items()}

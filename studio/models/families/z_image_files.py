@@ -7,12 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families.qwen_text import (TOKENIZER_HINT, parts_beside, single_file_tokenizer, text_encoder_file,
-                                              tiny_qwen3, tiny_tokenizer)
+from studio.models.families.qwen_text import single_file_parts, text_encoder_file, tiny_qwen3, tiny_tokenizer
 from studio.models.families.z_image import is_turbo
-
-_BESIDE = {"vae": "ae*.safetensors", "text_encoder": "qwen_3_4b*.safetensors"}
-
 
 def config_folder(store, path: Path) -> Path:
     """Where a single file's configs come from: the base a studio export names in its header, else the carried
@@ -32,24 +28,9 @@ def load_zimage_file(store, ref, *, dtype):
     from transformers import Qwen3Model
 
     folder = config_folder(store, ref.path)
-    beside = parts_beside(store.settings.models_dir, ref.path, _BESIDE)
-    has_weights = any((folder / "vae").glob("*.safetensors"))
-    tokenizer = single_file_tokenizer(store, ref.path.parent)
-    if tokenizer is None and (folder / "tokenizer" / "tokenizer.json").is_file():
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), subfolder="tokenizer")
-    missing = [what for part, what in (("vae", "the VAE (ae.safetensors, FLUX.1's)"),
-                                       ("text_encoder", "Qwen3-4B (qwen_3_4b.safetensors)"))
-               if part not in beside and not has_weights]
-    if tokenizer is None:
-        missing.append(TOKENIZER_HINT)
-    if missing:
-        where = store.settings.models_dir
-        raise ValueError(f"could not load Z-Image file {ref.path.name}: a single file holds only the transformer; "
-                         f"missing {'; '.join(missing)}. Put the VAE in {where / 'vae'} and the text encoder in "
-                         f"{where / 'text_encoder'} (as ComfyUI keeps them), or give Z-Image's diffusers folder as "
-                         f"the model")
+    beside, tokenizer = single_file_parts(store, ref, folder, "Z-Image", {
+        "vae": ("ae*.safetensors", "the VAE (ae.safetensors, FLUX.1's)"),
+        "text_encoder": ("qwen_3_4b*.safetensors", "Qwen3-4B (qwen_3_4b.safetensors)")})
     common = dict(config=str(folder), dtype=dtype, local_files_only=True)
     transformer = diffusers.ZImageTransformer2DModel.from_single_file(str(ref.path), subfolder="transformer", **common)
     if "vae" in beside:
