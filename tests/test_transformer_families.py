@@ -68,7 +68,7 @@ def test_the_objective_predicts_what_the_pipeline_steps_with(session_studio, mod
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_generation_is_reproducible_with_forges_fields_img2img_and_inpainting(session_studio, model):
+def test_generation_is_reproducible_with_forges_fields_img2img_inpainting_and_hires(session_studio, model):
     a, b, c = (generate(session_studio, _quick(model, seed=s)) for s in (7, 7, 8))
     assert np.array_equal(_pixels(a), _pixels(b)) and np.abs(_pixels(a) - _pixels(c)).mean() > 1
     text = a.images[0].parameters
@@ -89,6 +89,8 @@ def test_generation_is_reproducible_with_forges_fields_img2img_and_inpainting(se
     original = np.asarray(init, dtype=np.float64)
     assert np.array_equal(inpainted[:8], original[:8])  # outside the mask: the picture's own bytes
     assert np.abs(inpainted[20:44, 20:44] - original[20:44, 20:44]).mean() > 5  # inside: drawn again
+    hires = generate(session_studio, _quick(model, steps=2, hires_scale=2, hires_strength=0.5))
+    assert hires.images[0].image.size == (128, 128) and parse_parameters(hires.images[0].parameters)["Size"] == "64x64"
 
 
 @pytest.mark.parametrize("model", MODELS)
