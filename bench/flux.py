@@ -327,7 +327,9 @@ def encoders(args) -> None:
 
 # ---- part 3: studio vs diffusers' train_dreambooth_lora_flux.py --------------------------------------------------
 
-def studio_tiny_run(root: Path, steps: int, images: int, resolution: int, rank: int, batch: int) -> dict:
+def studio_tiny_run(root: Path, steps: int, images: int, resolution: int, rank: int, batch: int,
+                    model_id: str = "builtin:tiny-flux", max_sequence_length: int = 512) -> dict:
+    """The studio's LoRA run on a tiny builtin (bench/new_families.py's other families too), from its own step log."""
     from safetensors import safe_open
 
     from studio.context import Studio
@@ -337,12 +339,12 @@ def studio_tiny_run(root: Path, steps: int, images: int, resolution: int, rank: 
 
     settings = _settings(root, "cpu")
     studio = Studio.open(settings)
-    model = studio.store.resolve("builtin:tiny-flux").path  # built from configs on first use
+    model = studio.store.resolve(model_id).path  # built from configs on first use
     astronaut_crops(settings.datasets_dir / DATASET, images, resolution, [SCRIPT_PROMPT] * images)
-    config = RunConfig(name="bench-studio", dataset=DATASET, model="builtin:tiny-flux", trigger="sks",
+    config = RunConfig(name="bench-studio", dataset=DATASET, model=model_id, trigger="sks",
                        resolution=resolution, max_steps=steps, epochs=0, validation_every=0, validation_prompts=[],
                        cache=True, seed=0, buckets=False, rank=rank, alpha=float(rank), lr=1e-4, batch_size=batch,
-                       lora_layers="attention", max_sequence_length=512, device="cpu",
+                       lora_layers="attention", max_sequence_length=max_sequence_length, device="cpu",
                        save_every_epochs=steps).check()  # saved once at the end, as the script (no checkpoints)
     run_dir = settings.runs_dir / config.name
     shutil.rmtree(run_dir, ignore_errors=True)  # the last round's run (in the bench's own temporary root)

@@ -197,10 +197,8 @@ class ModelCache:
             return base.model
         key = (task, tuple(n.model_id for n in nets))
         if key not in base.derived:
-            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
-
+            family = families.of(base.model)
             if nets:
-                family = families.of(base.model)
                 for n in nets:
                     why = family.controlnet_fits(base.model, n.model)
                     if why is not None:
@@ -208,9 +206,7 @@ class ModelCache:
                 extra = {"controlnet": nets[0].model if len(nets) == 1 else [n.model for n in nets]}
             else:
                 extra = {}
-            auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
-                    "inpaint": AutoPipelineForInpainting}[task]
-            pipe = families.mark(auto.from_pipe(base.model, **extra), families.of(base.model))
+            pipe = families.mark(family.task_pipeline(base.model, task, extra), family)
             pipe.set_progress_bar_config(disable=True)
             base.derived[key] = pipe
         return base.derived[key]

@@ -63,13 +63,16 @@ def test_one_lora_training_step(studio):
     np.testing.assert_allclose(up.numpy(), [0.009955, -0.009950, -0.009966, 0.009996, 0.009992, -0.009999], atol=2e-5)
 
 
-# Every family's tiny builtin (and the shipped pocket), 2 steps at 64 px, seed 7: the family modules' pipelines,
+# Every family's tiny builtin (and the shipped pocket), 2 steps at 64 px, seed 7 (each at its family's CFG): the family modules' pipelines,
 # samplers and guidance must keep drawing exactly these.
 @pytest.mark.parametrize("model, prompt, cfg, expected", [
     ("builtin:tiny-xl", "a photo of a dog", None, [[100, 139, 106], [111, 144, 131], [87, 141, 131]]),
     ("builtin:tiny-flux", "a photo of a dog", None, [[118, 141, 129], [125, 143, 150], [145, 148, 161]]),
     ("builtin:tiny-flux-schnell", "a photo of a dog", None, [[125, 196, 156], [147, 174, 178], [138, 153, 172]]),
     ("builtin:pocket", "a red circle on a white background", 4.0, [[128, 127, 131], [126, 124, 128], [125, 121, 123]]),
+    ("builtin:tiny-zimage", "a photo of a dog", None, [[114, 129, 135], [122, 146, 153], [159, 151, 166]]),
+    ("builtin:tiny-flux2", "a photo of a dog", None, [[122, 135, 132], [122, 128, 123], [127, 130, 136]]),
+    ("builtin:tiny-qwenimage", "a photo of a dog", None, [[131, 131, 143], [125, 143, 141], [134, 144, 128]]),
 ])
 def test_family_txt2img_slices(session_studio, model, prompt, cfg, expected):
     request = GenerationRequest(**{**BASE, "model": model, "prompt": prompt, "cfg": cfg})
@@ -80,6 +83,10 @@ def test_family_txt2img_slices(session_studio, model, prompt, cfg, expected):
     ("builtin:tiny-xl", "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.lora_B.weight", 1.15975,
      [1, -1, 1, 1, 1, -1]),
     ("builtin:tiny-flux", "transformer.transformer_blocks.0.attn.to_k.lora_B.weight", 1.54481, [-1, 1, 1, 1, 1, -1]),
+    ("builtin:tiny-zimage", "transformer.layers.0.attention.to_k.lora_B.weight", 1.48003, [-1, 1, -1, 1, -1, -1]),
+    ("builtin:tiny-flux2", "transformer.transformer_blocks.0.attn.to_k.lora_B.weight", 2.79309, [1, 1, -1, -1, 1, -1]),
+    ("builtin:tiny-qwenimage", "transformer.transformer_blocks.0.attn.to_k.lora_B.weight", 2.54817,
+     [-1, 1, 1, -1, -1, 1]),
 ])
 def test_family_lora_step(studio, model, key, loss, signs):
     """One LoRA step per family: the base's loss on the first batch (objective, text encoding, latents) and the

@@ -199,10 +199,11 @@ def torch_close(a, b) -> bool:
     return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-7))
 
 
-@pytest.mark.parametrize("model", ["builtin:tiny-xl", "builtin:tiny-flux"])
-def test_masked_loss_in_the_sdxl_and_flux_objectives(studio, model):
+@pytest.mark.parametrize("model", ["builtin:tiny-xl", "builtin:tiny-flux", "builtin:tiny-zimage", "builtin:tiny-flux2",
+                                   "builtin:tiny-qwenimage"])
+def test_masked_loss_in_the_sdxl_and_transformer_objectives(studio, model):
     # Each family's loss map is (B, C, h, w) at the latents' size, so the cached latent-size mask weighs it; the
-    # masked pixels' error adds nothing, for FLUX's packed tokens too (unpacked before the loss).
+    # masked pixels' error adds nothing, for packed tokens too (unpacked before the loss).
     from contextlib import nullcontext
 
     import torch
@@ -221,7 +222,7 @@ def test_masked_loss_in_the_sdxl_and_flux_objectives(studio, model):
     latents = Latents(parts, load_items(folder, "sks"), resolution=64, buckets=True, masks=True)
     mean, std = latents.batch([0], [False])
     weights = latents.mask_batch([0], [False], tuple(mean.shape[-2:]))
-    lat = (mean - parts.vae_shift) * parts.vae_scale
+    lat = parts.family.normalize_latents(parts.vae, mean)
     cond = encode_text(parts, ["sks"])
     with torch.no_grad():
         error, weight = make_objective(parts, config).loss_map(parts.denoiser, lat, cond, [(64, 64, 0, 0)], (64, 64),

@@ -53,3 +53,24 @@ def train_in_process(studio, config, *, resume: bool = False, should_stop=lambda
                      resume=resume)
     finally:
         log.close()
+
+
+def stock_pictures(folder: Path, loras: list, *, steps: int = 2) -> list:
+    """Pictures of "sks" (64 px, seed 3) by stock diffusers' own pipeline of the model in `folder` (the class its
+    model_index.json names), as a diffusers user would draw them: one per entry of `loras`, None for the plain model,
+    else a LoRA file loaded with load_lora_weights (and removed after)."""
+    import diffusers
+    import torch
+
+    index = diffusers.DiffusionPipeline.load_config(str(folder))
+    pipe = getattr(diffusers, index["_class_name"]).from_pretrained(str(folder))
+    pipe.set_progress_bar_config(disable=True)
+    pictures = []
+    for lora in loras:
+        if lora is not None:
+            pipe.load_lora_weights(str(lora), adapter_name="x")
+        pictures.append(pipe(prompt="sks", num_inference_steps=steps, height=64, width=64, output_type="np",
+                             generator=torch.Generator().manual_seed(3)).images[0])
+        if lora is not None:
+            pipe.delete_adapters("x")
+    return pictures

@@ -79,7 +79,8 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
             width, height = request.width or native, request.height or native
         request = replace(request, seed=seed, width=width, height=height,
                           sampler=request.sampler or family.default_sampler,
-                          cfg=family.default_cfg if request.cfg is None else request.cfg)
+                          cfg=family.generation_defaults(studio.store, ref)["cfg"] if request.cfg is None
+                          else request.cfg)
         check_sampler(request.sampler, family)
         if width % family.size_multiple or height % family.size_multiple:
             raise ValueError(f"`height` and `width` have to be divisible by {family.size_multiple} for {family.label} "
@@ -100,10 +101,11 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
                       generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
                       callback_on_step_end=_on_step(progress, should_stop, 0, total), **guidance)
         if task == "img2img":
-            kwargs.update(image=request.init_image.convert("RGB").resize((width, height)), strength=request.strength)
-        elif task == "inpaint":
-            kwargs.update(image=plan.image, mask_image=plan.mask, strength=request.strength)
-        if task != "img2img" or family.img2img_needs_size():
+            kwargs.update(family.img2img_kwargs(request.init_image.convert("RGB").resize((width, height)),
+                                                request.strength, (width, height)))
+        else:
+            if task == "inpaint":
+                kwargs.update(image=plan.image, mask_image=plan.mask, strength=request.strength)
             kwargs.update(width=width, height=height)
         if request.controls:
             kwargs.update(_control_kwargs(request, task, width, height))
@@ -207,12 +209,9 @@ def _hires_pass(studio, request: GenerationRequest, prompt: str, loras: list[Lor
         num_images_per_prompt=len(upscaled),
         generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
         callback_on_step_end=on_step,
-        image=upscaled,
-        strength=request.hires_strength,
+        **family.img2img_kwargs(upscaled, request.hires_strength, size),
         **guidance,  # the first pass's guidance: CFG and negative prompt, or FLUX's distilled guidance
     )
-    if family.img2img_needs_size():
-        kwargs.update(width=size[0], height=size[1])
     with studio.cache.pipeline(request.model, task="img2img", loras=loras, embeddings=embeddings) as pipe:
         return _sample(pipe, request, request.seed, kwargs)
 

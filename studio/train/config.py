@@ -18,7 +18,7 @@ PRECISIONS = ("no", "fp16", "bf16")
 # How the frozen base is stored while a LoRA trains on it: auto keeps it as mixed precision does (fp32, or the
 # autocast dtype); bf16; fp8 and int8 weight-only (torchao), nf4 (bitsandbytes, CUDA): FLUX.1 in 12-24 GB.
 BASE_PRECISIONS = ("auto", "bf16", "fp8", "int8", "nf4")
-TIMESTEP_SAMPLING = ("sigmoid", "logit-normal", "uniform", "shift")  # FLUX.1's flow-matching noise levels
+TIMESTEP_SAMPLING = ("sigmoid", "logit-normal", "uniform", "shift")  # the flow-matching families' noise levels
 OPTIMIZERS = ("adamw", "adamw8bit")
 # EMA of the trained weights (validation and export use the average): auto is on for finetune, off otherwise; cpu
 # keeps the average in RAM (the GPU holds one copy of the model less; each step copies the weights over)
@@ -122,13 +122,15 @@ class RunConfig:
     masked_loss: bool = True
     unmasked_weight: float = 0.0
 
-    # ---- FLUX.1 (flow matching) ----
+    # ---- the flow-matching families (FLUX.1, Z-Image, FLUX.2, Qwen-Image) ----
     # How noise levels (sigmas) are drawn: sigmoid = sigmoid(N(0, 1)) as kohya's; logit-normal = sigmoid(N(logit_mean,
-    # logit_std)) as diffusers'; uniform; shift = sigmoid draws pushed toward noise by `flow_shift`.
+    # logit_std)) as diffusers'; uniform; shift = sigmoid draws pushed toward noise by `flow_shift`, 0 meaning the
+    # family's own: the scheduler's static shift (FLUX.1 3, Z-Image), or (FLUX.2, Qwen-Image) the shift inference uses
+    # at the picture's size.
     timestep_sampling: str = "sigmoid"
     logit_mean: float = 0.0
     logit_std: float = 1.0
-    flow_shift: float = 0.0  # 0: the scheduler's own shift (3.0 for FLUX.1)
+    flow_shift: float = 0.0  # 0: the family's own shift (see above)
     flux_guidance: float = 1.0  # the distilled guidance FLUX.1-dev trains at (kohya recommends 1; inference uses 3.5)
     max_sequence_length: int = 0  # T5 tokens per caption; 0: 512 for dev, 256 for schnell
     base_precision: str = "auto"  # see BASE_PRECISIONS

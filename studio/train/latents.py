@@ -99,12 +99,12 @@ class Latents:
         self.sizes[index] = size
         vae = self.parts.vae
         with torch.no_grad():
-            dist = vae.encode(pixels[None].to(vae.device, vae.dtype)).latent_dist
-        mean = dist.mean[0].float().cpu().contiguous()
+            mean, std = self.parts.family.encode_latents(vae, pixels[None].to(vae.device, vae.dtype))
+        mean = mean[0].float().cpu().contiguous()
         if self.masked and item.mask is not None:  # the same cut and flip as the picture, then at latent size
             pixel_mask = load_mask(item, item.bucket(self.resolution, self.buckets), flip)
             self.masks[(index, flip)] = latent_mask(pixel_mask, tuple(mean.shape[-2:])).contiguous()
-        return mean, dist.std[0].float().cpu().contiguous()
+        return mean, std[0].float().cpu().contiguous()
 
     def batch(self, indices: list[int], flips: list[bool]):
         """(mean, std), each (B, C, h, w), for a micro-batch; from the cache or freshly encoded."""
@@ -149,18 +149,14 @@ class TextEmbeddings:
         state = {}
         with torch.no_grad():
             for i, caption in enumerate(captions):
-                cond = encode_text(self.parts, [caption], max_sequence_length=self.max_sequence_length)
-                state[f"{i}:hidden"] = cond.hidden[0].float().cpu().contiguous()
-                if cond.pooled is not None:
-                    state[f"{i}:pooled"] = cond.pooled[0].float().cpu().contiguous()
+                row = encode_text(self.parts, [caption], max_sequence_length=self.max_sequence_length).row(0)
+                state[f"{i}:hidden"] = row.hidden.float().cpu().contiguous()
+                if row.pooled is not None:
+                    state[f"{i}:pooled"] = row.pooled.float().cpu().contiguous()
                 self.table[caption] = Conditioning(state[f"{i}:hidden"], state.get(f"{i}:pooled"))
         with fileio.atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=made_from)
         return False
 
     def batch(self, captions: list[str]) -> Conditioning:
-        import torch
-
-        rows = [self.table[c] for c in captions]
-        pooled = torch.stack([r.pooled for r in rows]) if rows[0].pooled is not None else None
-        return Conditioning(torch.stack([r.hidden for r in rows]), pooled)
+        return Conditioning.stack([self.table[c] for c in captions])

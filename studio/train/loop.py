@@ -110,6 +110,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     cache_dir = settings.workspace_dir / ".cache" / "train"
     log.event("message", text=f"{len(items)} images, {config.method} on {config.model} ({parts.family.label}), "
                               f"{config.resolution} px, device {device}")
+    for note in parts.family.training_notes(parts, config):
+        log.event("message", text=note)
 
     # 2. DreamBooth's class images, made once by the untouched base
     #    (one set per class prompt: several subjects of one class share theirs)
@@ -238,14 +240,14 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             watch.write(write, weights, training)
 
     def micro_loss(samples, sizes, target, loader, generator):
-        """One micro-batch's loss: latents sampled from their cached distribution, (latent - shift) * scale as
-        the VAE's family wants them, the captions' conditioning, and the family's objective."""
+        """One micro-batch's loss: latents sampled from their cached distribution, normalized as the VAE's family
+        wants them, the captions' conditioning, and the family's objective."""
         mean, std = loader.batch([s.index for s in samples], [s.flip for s in samples])
         captions = [method.caption(s.caption) for s in samples]
         cond = texts.batch(captions) if texts is not None else encode_text(parts, captions, encoders,
                                                                         config.max_sequence_length)
         eps = torch.randn(mean.shape, generator=generator)
-        lat = ((mean + std * eps - parts.vae_shift) * parts.vae_scale).to(device)
+        lat = parts.family.normalize_latents(parts.vae, mean + std * eps).to(device)
         if parts.family.channels_last:
             lat = lat.to(memory_format=torch.channels_last)
         error, weight = objective.loss_map(denoiser, lat, cond, [sizes[s.index] for s in samples], target,

@@ -38,15 +38,6 @@ class Parts:
         return self.family.tokenizers(self.pipe)
 
     @property
-    def vae_scale(self) -> float:
-        return self.vae.config.scaling_factor
-
-    @property
-    def vae_shift(self) -> float:
-        """Latents are shifted before scaling where the family's VAE says so (FLUX.1's); SD's are not."""
-        return getattr(self.vae.config, "shift_factor", None) or 0.0
-
-    @property
     def vae_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
@@ -124,12 +115,8 @@ def encode_text(parts: Parts, captions: list[str], encoders: list | None = None,
                 max_sequence_length: int = 0) -> Conditioning:
     """Text conditioning for `captions`. `encoders` replaces the text encoders (their multi-GPU wrappers, so
     gradients are shared). Prompts encoded earlier (Parts.encoded) come from there."""
-    import torch
-
     if all(c in parts.encoded for c in captions):
-        rows = [parts.encoded[c] for c in captions]
-        pooled = torch.stack([r.pooled for r in rows]) if rows[0].pooled is not None else None
-        return Conditioning(torch.stack([r.hidden for r in rows]), pooled)
+        return Conditioning.stack([parts.encoded[c] for c in captions])
     if not parts.text_encoders:
         raise ValueError(f"caption {captions[0]!r} was not encoded before the text encoders were unloaded")
     return parts.family.encode_prompts(parts.pipe, captions, encoders=encoders,
@@ -138,12 +125,16 @@ def encode_text(parts: Parts, captions: list[str], encoders: list | None = None,
 
 
 def remember_prompts(parts: Parts, prompts: list[str], max_sequence_length: int = 0) -> None:
-    """Encode `prompts` now (validation prompts, before the text encoders go) and keep them in Parts.encoded."""
-    for prompt in dict.fromkeys(prompts):
+    """Encode `prompts` now (validation prompts, before the text encoders go) and keep them in Parts.encoded; the
+    empty prompt too, which classifier-free guidance takes as its negative."""
+    import torch
+
+    for prompt in dict.fromkeys([*prompts, ""]):
         if prompt not in parts.encoded:
-            cond = encode_text(parts, [prompt], max_sequence_length=max_sequence_length)
-            parts.encoded[prompt] = Conditioning(cond.hidden[0].detach(), None if cond.pooled is None
-                                                 else cond.pooled[0].detach())
+            with torch.no_grad():
+                row = encode_text(parts, [prompt], max_sequence_length=max_sequence_length).row(0)
+            parts.encoded[prompt] = Conditioning(row.hidden.detach(), None if row.pooled is None
+                                                 else row.pooled.detach())
 
 
 def validation_pipeline(parts: Parts):

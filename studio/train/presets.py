@@ -1,11 +1,23 @@
-"""Named presets: the settings of a study (seed 001, 002, 004, 000), a GPU memory tier (FLUX.1) or the offline
-pocket demo, applied over a RunConfig; the command line knows them by their short names."""
+"""Named presets: the settings of a study (seed 001, 002, 004, 000), a GPU memory tier (FLUX.1, Z-Image, FLUX.2
+klein, Qwen-Image) or the offline pocket demo, applied over a RunConfig; the command line knows them by their short
+names."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from studio.train.config import RunConfig
+
+
+def _tier(base_precision: str, rank: int, resolution: int = 1024) -> dict:
+    """A LoRA of a large transformer family on a GPU tier (the Z-Image, FLUX.2 klein and Qwen-Image presets): the
+    frozen base stored as `base_precision`, lr 1e-4, batch 1, bf16 autocast, checkpointing, 8-bit AdamW, captions
+    cached (the text encoder unloaded before the first step), noise levels by `shift` (each family's own: a static
+    shift for Z-Image, the picture size's for FLUX.2 and Qwen-Image, as at inference)."""
+    return dict(method="lora", rank=rank, alpha=float(rank), lr=1e-4, batch_size=1, resolution=resolution,
+                base_precision=base_precision, mixed_precision="bf16", gradient_checkpointing=True,
+                optimizer="adamw8bit", cache=True, min_snr_gamma=0.0, text_encoder_lr=0.0, timestep_sampling="shift")
+
 
 # Seed 002's kohya settings (FLUX LoRA of a person, carried over to SD): rank 2, alpha 16, 30 repeats,
 # 13 epochs, cosine with 3 restarts, min-SNR 5, noise offset 0.1, flip, buckets, batch 4, UNet lr 5e-4,
@@ -76,6 +88,25 @@ PRESETS: dict[str, dict] = {
         mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
         text_encoder_lr=0.0,
     ),
+    # The 2026 bases by GPU memory, from their trainers' published figures (docs/new_families.md): the frozen
+    # transformer stored small where it must be, the LoRA in float32, captions encoded and the Qwen text encoder
+    # unloaded before the first step (a staged load), checkpointing on. `shift` draws noise levels as each family's
+    # scheduler does: Z-Image's static shift, FLUX.2's and Qwen-Image's by picture size (as at inference).
+    # Z-Image (6.2 B): SimpleTuner's rank-16 LoRA at 1024 px takes ~10-12 GB with a 4-bit base, 16-24 GB with 8-bit.
+    "zimage-12gb (Z-Image LoRA on a 12 GB GPU)": _tier("nf4", 16),
+    "zimage-16gb (Z-Image LoRA on a 16 GB GPU)": _tier("int8", 16),
+    "zimage-24gb (Z-Image LoRA on a 24 GB GPU)": _tier("bf16", 32),
+    # FLUX.2 klein: SimpleTuner gives 4B ~12 GB in bf16, ~8 GB with an 8-bit base; 9B ~22 GB bf16, ~14 GB 8-bit
+    # (train the klein *base* weights: the released klein models are step-distilled).
+    "flux2-klein-10gb (FLUX.2 klein 4B LoRA on a 10 GB GPU)": _tier("int8", 16),
+    "flux2-klein-16gb (FLUX.2 klein 4B LoRA on a 16 GB GPU)": _tier("bf16", 32),
+    "flux2-klein9b-16gb (FLUX.2 klein 9B LoRA on a 16 GB GPU)": _tier("int8", 16),
+    "flux2-klein9b-24gb (FLUX.2 klein 9B LoRA on a 24 GB GPU)": _tier("bf16", 32),
+    # Qwen-Image (20.4 B): musubi-tuner needs 42 GB in bf16 at 1024 px, 30 GB with an fp8 base, 24 GB with 16 of 60
+    # blocks swapped to the CPU; SimpleTuner calls 24 GB the floor (a 4-bit base). Block swapping is the memory
+    # plan's (issue 23): here a 4-bit base (10 GB) fits 24 GB, an 8-bit one 48 GB.
+    "qwenimage-24gb (Qwen-Image LoRA on a 24 GB GPU)": _tier("nf4", 16),
+    "qwenimage-48gb (Qwen-Image LoRA on a 48 GB GPU)": _tier("int8", 32, resolution=1280),
 }
 
 

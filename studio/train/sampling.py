@@ -193,37 +193,42 @@ def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, ste
     for m in modules:  # LoRA dropout is off while sampling
         m.eval()
     texts = [caption_fn(prompt) for prompt in prompts]
-    kwargs = _batched([parts.family.sampling_kwargs(pipe, prompt=text, encoded=parts.encoded.get(text), cfg=cfg,
-                                                    distilled=parts.distilled_guidance) for text in texts])
+    calls = _calls([parts.family.sampling_kwargs(pipe, prompt=text, encoded=parts.encoded.get(text), cfg=cfg,
+                                                 distilled=parts.distilled_guidance, negative=parts.encoded.get(""))
+                    for text in texts], generators)
     dtype = next(parts.denoiser.parameters()).dtype
     half = dtype if dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
         with torch.no_grad(), torch.autocast(parts.denoiser.device.type, dtype=half, enabled=half is not None):
-            images = pipe(num_inference_steps=steps, width=size, height=size, generator=generators,
-                          output_type="pil", **kwargs).images
+            images = [image for kwargs, batch in calls
+                      for image in pipe(num_inference_steps=steps, width=size, height=size, generator=batch,
+                                        output_type="pil", **kwargs).images]
     finally:
         for m, mode in zip(modules, was_training):
             m.train(mode)
     return images
 
 
-def _batched(each: list[dict]) -> dict:
-    """One pipeline call's arguments from each prompt's (the family's sampling_kwargs): prompts as a list, encoded
-    prompts stacked along the batch, what all of them share (guidance) as it is."""
+def _calls(each: list[dict], generators: list) -> list[tuple[dict, list]]:
+    """The pipeline calls that draw each prompt (the family's sampling_kwargs) from its generator: one call for all
+    when they stack (prompts as a list, encoded prompts along the batch, lists of per-prompt states joined, what all
+    share as it is), else one call a prompt (encoded prompts of different lengths, as Qwen-Image's)."""
     import torch
 
     out = {}
     for key in each[0]:
         values = [kwargs[key] for kwargs in each]
-        if isinstance(values[0], str):
-            out[key] = values
-        elif isinstance(values[0], torch.Tensor):
+        if isinstance(values[0], str) or values[0] is None and all(v is None for v in values):
+            out[key] = values if isinstance(values[0], str) else None
+        elif isinstance(values[0], list):
+            out[key] = [v for value in values for v in value]
+        elif isinstance(values[0], torch.Tensor) and len({v.shape[1:] for v in values}) == 1:
             out[key] = torch.cat(values)
-        elif all(v == values[0] for v in values):
+        elif not isinstance(values[0], torch.Tensor) and all(v == values[0] for v in values):
             out[key] = values[0]
         else:
-            raise ValueError(f"validation prompts cannot be drawn in one batch: `{key}` differs between them")
-    return out
+            return [(kwargs, [generator]) for kwargs, generator in zip(each, generators)]
+    return [(out, generators)]
 
 
 def stitch(images: list):

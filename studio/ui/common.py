@@ -220,7 +220,8 @@ def picked_model(studio, value: str | None):
 
 def sampling_updates(studio, value: str | None, sampler: str | None) -> dict:
     """The sampling widgets for the picked model: its family's samplers, keeping the chosen one where the family
-    has it, else its default sampler; its CFG scale (FLUX.1 1, SD 7, builtin:pocket 4);
+    has it, else its default sampler; its CFG scale (FLUX.1 1, SD 7, builtin:pocket 4) and steps (a step-distilled
+    model's: Z-Image Turbo 9, FLUX.2 klein 4);
     "guidance" is "dev" for a model with a distilled-guidance input (FLUX.1-dev), "schnell" for one of such a family
     without, else None."""
     ref = picked_model(studio, value)
@@ -231,8 +232,9 @@ def sampling_updates(studio, value: str | None, sampler: str | None) -> dict:
     guidance = None
     if family.guidance == "distilled":
         guidance = "dev" if studio.store.takes_distilled_guidance(ref) else "schnell"
-    updates = {"sampler": gr.update(choices=names), "guidance": guidance,
-               "cfg": model_hints(studio, value).get("cfg", family.default_cfg)}
+    defaults = family.generation_defaults(studio.store, ref)
+    updates = {"sampler": gr.update(choices=names), "guidance": guidance, "steps": defaults["steps"],
+               "cfg": model_hints(studio, value).get("cfg", defaults["cfg"])}
     if sampler not in names:
         updates.update(sampler=gr.update(choices=names, value=family.default_sampler))
     return updates

@@ -78,7 +78,8 @@ def build(ctx: TabContext) -> TabRefresh:
          api_name="generate", gpu=True).success(fit_gallery, gallery, gallery, api_name=False, queue=False)
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
     bind(ctx, model.change, model_picked, {"model": model, "sampler": sampler},
-         {"sampler": sampler, "cfg": cfg, "flux_row": flux_row, "distilled": distilled, "prompt": prompt},
+         {"sampler": sampler, "cfg": cfg, "steps": steps, "flux_row": flux_row, "distilled": distilled,
+          "prompt": prompt},
          api_name=False, queue=False, checked=False)  # a name still being typed
     random_btn.click(lambda: -1, None, seed, api_name=False, queue=False)
     reuse_btn.click(lambda s: s, last_seed, seed, api_name=False, queue=False)

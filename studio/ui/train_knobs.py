@@ -55,12 +55,14 @@ KNOB_SPECS = (
     ("validation_cfg", 4, "Validation CFG scale", {}),
     ("save_every_epochs", 4, "Save every N epochs", dict(info="0: at each validation")),
     ("keep_epochs", 4, "Keep last N epochs", dict(info="0: all")),
-    ("base_precision", 5, "FLUX.1: frozen base stored as", dict(
-        choices=BASE_PRECISIONS, info="bf16 ~24 GB, fp8/int8 (torchao) ~16 GB, nf4 (CUDA) ~12 GB for a LoRA")),
-    ("timestep_sampling", 5, "FLUX.1: noise levels", dict(choices=TIMESTEP_SAMPLING)),
+    ("base_precision", 5, "Transformers: frozen base stored as", dict(
+        choices=BASE_PRECISIONS, info="FLUX.1 LoRA: bf16 ~24 GB, fp8/int8 (torchao) ~16 GB, nf4 (CUDA) ~12 GB; "
+                                      "the presets say it for Z-Image, FLUX.2 klein, Qwen-Image")),
+    ("timestep_sampling", 5, "Flow models: noise levels", dict(choices=TIMESTEP_SAMPLING)),
     ("logit_mean", 5, "logit-normal mean", {}),
     ("logit_std", 5, "logit-normal std", {}),
-    ("flow_shift", 5, "Shift", dict(info="0: the scheduler's (3)")),
+    ("flow_shift", 5, "Shift", dict(info="0: the family's (FLUX.1 3, Z-Image its scheduler's; FLUX.2 and "
+                                         "Qwen-Image by picture size)")),
     ("flux_guidance", 5, "Distilled guidance while training", dict(info="1 as kohya; generation uses 3.5")),
     ("max_sequence_length", 5, "T5 tokens", dict(info="0: 512 dev, 256 schnell")),
     ("ema", 6, "EMA of the weights", dict(choices=EMA_MODES, info="finetune/DreamBooth; auto: on for finetune")),

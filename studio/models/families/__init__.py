@@ -1,4 +1,4 @@
-"""Model families, one module each (sd1, sd2, sdxl, flux1), behind one registry.
+"""Model families, one module each (sd1, sd2, sdxl, flux1, z_image, flux2, qwen_image), behind one registry.
 
 The store identifies a model's family once, when it resolves the id (from a single file's keys, a folder's
 model_index.json, a component's config, a hub id's name), and every pipeline it loads carries it (`of(pipe)`).
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families import flux1, sd1, sd2, sdxl
+from studio.models.families import flux1, flux2, qwen_image, sd1, sd2, sdxl, z_image
 from studio.models.families.base import Conditioning, ModelFamily, TrainingTarget
 
 __all__ = ["Conditioning", "ModelFamily", "TrainingTarget", "all_families", "from_component", "from_hub_id",
@@ -29,7 +29,7 @@ def register(family: ModelFamily) -> ModelFamily:
     return family
 
 
-for _module in (sd1, sd2, sdxl, flux1):
+for _module in (sd1, sd2, sdxl, flux1, z_image, flux2, qwen_image):
     register(_module.FAMILY)
 
 

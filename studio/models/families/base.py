@@ -17,10 +17,33 @@ from pathlib import Path
 class Conditioning:
     """What a prompt conditions the denoiser with. hidden (B, T, D): the text states the denoiser attends to
     (SD: CLIP's, SDXL: both CLIPs side by side, FLUX.1: T5's). pooled (B, P): a pooled text vector (SDXL's second
-    CLIP, FLUX.1's CLIP-L); None where the family takes none."""
+    CLIP, FLUX.1's CLIP-L); None where the family takes none. mask (B, T) bool: which of `hidden`'s tokens are
+    text, where prompts keep lengths of their own (Z-Image, Qwen-Image: padding is cut, not attended); None: all."""
 
     hidden: object
     pooled: object = None
+    mask: object = None
+
+    def row(self, i: int) -> "Conditioning":
+        """Caption `i`'s conditioning alone, its padding cut: hidden (T_i, D), pooled (P,)."""
+        hidden = self.hidden[i] if self.mask is None else self.hidden[i][self.mask[i].bool()]
+        return Conditioning(hidden, None if self.pooled is None else self.pooled[i])
+
+    @staticmethod
+    def stack(rows: list["Conditioning"]) -> "Conditioning":
+        """Rows (as row() cuts them) as one batch; rows of different lengths are padded with zeros at the end and
+        masked."""
+        import torch
+
+        pooled = torch.stack([r.pooled for r in rows]) if rows[0].pooled is not None else None
+        lengths = [r.hidden.shape[0] for r in rows]
+        if len(set(lengths)) == 1:
+            return Conditioning(torch.stack([r.hidden for r in rows]), pooled)
+        longest = max(lengths)
+        hidden = torch.stack([torch.nn.functional.pad(r.hidden, (0, 0, 0, longest - r.hidden.shape[0]))
+                              for r in rows])
+        mask = torch.arange(longest)[None] < torch.tensor(lengths)[:, None]  # (B, T)
+        return Conditioning(hidden, pooled, mask.to(hidden.device))
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,9 @@ class ModelFamily:
     guidance: str = "cfg"  # "cfg": classifier-free guidance; "distilled": a guidance value the model takes as input
     default_cfg: float = 7.0  # the CFG scale Generate starts with
     default_steps: int = 20
+    # What a memory plan needs, measured on the meta device from the carried configs of each variant's real repo
+    # (studio/models/configs/<variant>/): variant -> component -> parameter count.
+    parameter_counts: dict = {}
     kohya_version: str = ""  # kohya's `ss_base_model_version` in LoRA headers
     controlnet: bool = False  # whether the studio's ControlNets (diffusers' SD ControlNets) fit it
     textual_inversion: bool = False  # whether the studio's embeddings (CLIP token vectors) fit it
@@ -132,6 +158,38 @@ class ModelFamily:
         """Whether the VAE may be kept in fp16/bf16 during training (SDXL's overflows in fp16)."""
         return True
 
+    def encode_latents(self, vae, pixels):
+        """The latent distribution of `pixels` (B, 3, H, W) in [-1, 1]: its mean and std, each (B, C, h, w)."""
+        dist = vae.encode(pixels).latent_dist
+        return dist.mean, dist.std
+
+    def normalize_latents(self, vae, latents):
+        """Latents (B, C, h, w) drawn from encode_latents' distribution, as the denoiser sees them: shifted (FLUX.1's
+        VAE says by how much) and scaled."""
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return (latents - shift) * vae.config.scaling_factor
+
+    def pipeline_latents(self, pipe, latents):
+        """A pipeline's working latents (what its scheduler steps) as the training objective sees them,
+        (B, C, h, w): the same, unless the family packs them into tokens."""
+        return latents
+
+    def task_pipeline(self, pipe, task: str, extra: dict):
+        """The pipeline for `task` ("txt2img" with ControlNets, "img2img", "inpaint") over `pipe`'s modules (no copy
+        of the weights); `extra`: more modules (ControlNets)."""
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+
+        auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
+                "inpaint": AutoPipelineForInpainting}[task]
+        return auto.from_pipe(pipe, **extra)
+
+    def img2img_kwargs(self, image, strength: float, size: tuple[int, int]) -> dict:
+        """The img2img pipeline's arguments for `image` (already at `size`) redrawn at `strength`."""
+        kwargs = dict(image=image, strength=strength)
+        if self.img2img_needs_size():
+            kwargs.update(width=size[0], height=size[1])
+        return kwargs
+
     # ---- training -----------------------------------------------------------------------------------------
     def check_training(self, config) -> None:
         """Refuse, naming the setting, what this family cannot train."""
@@ -157,10 +215,14 @@ class ModelFamily:
         raise NotImplementedError
 
     def sampling_kwargs(self, pipe, *, prompt: str, encoded: Conditioning | None, cfg: float,
-                        distilled: bool) -> dict:
+                        distilled: bool, negative: Conditioning | None = None) -> dict:
         """Arguments for validation sampling with `pipe`: the prompt (or its encoding, made before the text
-        encoders went) and guidance (`cfg` 0: the family's default)."""
+        encoders went; `negative`: the empty prompt's, for CFG) and guidance (`cfg` 0: the family's default)."""
         raise NotImplementedError
+
+    def training_notes(self, parts, config) -> list[str]:
+        """What the run log should tell the user about training this model (a distilled model's limits)."""
+        return []
 
     # ---- exports ------------------------------------------------------------------------------------------
     def lora_to_kohya(self, state: dict, *, alpha: float, denoiser_config) -> dict:
@@ -216,6 +278,11 @@ class ModelFamily:
         """Whether the family's img2img pipeline must be told the output size (else it makes its native size)."""
         return False
 
+    def generation_defaults(self, store, ref) -> dict:
+        """What Generate starts with for this model: {"cfg": ..., "steps": ...} (a step-distilled model's own, told
+        without loading weights)."""
+        return {"cfg": self.default_cfg, "steps": self.default_steps}
+
     def tiny_builtins(self) -> dict:
         """builtin name -> builder(out: Path) of this family's tiny random-weight models (offline tests)."""
         return {}
@@ -231,3 +298,32 @@ def noise_like(latents, generator, offset: float):
     if offset:
         noise = noise + offset * torch.randn((b, c, 1, 1), generator=generator)
     return noise.to(latents.device, latents.dtype)
+
+
+def count_parameters(folder: Path) -> dict[str, int]:
+    """Parameter counts of a diffusers pipeline folder's weighted components, built from their configs on the meta
+    device (no memory, no weights): component -> count. Checks ModelFamily.parameter_counts against the carried
+    configs of each family's real repos."""
+    import json
+
+    import diffusers
+    import torch
+    import transformers
+
+    index = json.loads((Path(folder) / "model_index.json").read_text())
+    counts = {}
+    for component, spec in index.items():
+        if not isinstance(spec, list) or spec[0] not in ("diffusers", "transformers"):
+            continue
+        library, class_name = spec
+        cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
+        if not issubclass(cls, torch.nn.Module):
+            continue  # a scheduler or tokenizer: no weights
+        with torch.device("meta"):
+            if library == "diffusers":
+                model = cls.from_config(cls.load_config(str(folder), subfolder=component))
+            else:
+                config = transformers.AutoConfig.from_pretrained(str(folder), subfolder=component)
+                model = cls._from_config(config)
+        counts[component] = sum(p.numel() for p in model.parameters())
+    return counts

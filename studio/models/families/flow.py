@@ -1,12 +1,145 @@
-"""What the flow-matching families share (FLUX.1 and the transformers after it): noise levels drawn by the run's
-`timestep_sampling`, noisy latents on the straight line between picture and noise, and Forge's Euler samplers.
+"""What the flow-matching transformer families share (FLUX.1, Z-Image, FLUX.2, Qwen-Image): noise levels drawn by
+the run's `timestep_sampling`, noisy latents on the straight line between picture and noise, Forge's Euler samplers
+and their fields, a transformer loaded alone for a staged LoRA run (text encoders first), and what none of them
+trains (textual inversion, text-encoder LoRAs, min-SNR).
 
-A family's objective subclasses FlowObjective and says how its denoiser is called (packing, ids, guidance) and what
-it predicts."""
+A family subclasses FlowFamily; its objective subclasses FlowObjective and says how its denoiser is called (packing,
+ids, guidance) and what it predicts."""
 
 from __future__ import annotations
 
-from studio.models.families.base import Conditioning, noise_like
+import math
+import re
+from pathlib import Path
+
+from studio.models.families.base import Conditioning, ModelFamily, noise_like
+from studio.models.families.samplers import FLOW_SAMPLERS
+
+
+class FlowFamily(ModelFamily):
+    """A transformer trained by flow matching on latents packed 2x2 (so sides are multiples of 16)."""
+
+    native_resolution = 1024
+    size_multiple = 16  # the VAE's 8, times 2 for the 2x2 packing
+    denoiser_name = "transformer"
+    samplers = FLOW_SAMPLERS
+    default_sampler = "Euler"
+    transformer_class = ""  # diffusers' class of the denoiser, for a staged load
+    # How a model of the family is told: tensor names only its single files have (endings), the diffusers classes
+    # of its pipelines and components (a regex of the name before "Pipeline" / of the component's class), a hub
+    # name (a regex, case-insensitive).
+    file_keys: tuple[str, ...] = ()
+    classes = ""
+    hub_names = ""
+    # A LoRA's tensor whose input width is the transformer's (a regex), checked against transformer_width().
+    lora_width_key = ""
+
+    # ---- identify -----------------------------------------------------------------------------------------
+    def matches_keys(self, keys: set[str]) -> bool:
+        return any(k.endswith(self.file_keys) for k in keys)
+
+    def matches_index(self, index: dict, folder: Path | None) -> bool:
+        return bool(re.fullmatch(self.classes + r"Pipeline", index.get("_class_name", "")))
+
+    def matches_component(self, config: dict) -> bool:
+        return bool(re.fullmatch(self.classes, config.get("_class_name", "")))
+
+    def matches_hub_id(self, repo_id: str) -> bool:
+        return bool(re.search(self.hub_names, repo_id, re.IGNORECASE))
+
+    # ---- LoRAs on a loaded pipeline ---------------------------------------------------------------------
+    def transformer_width(self, pipe) -> int:
+        config = pipe.transformer.config
+        return config.num_attention_heads * config.attention_head_dim
+
+    def check_lora(self, shapes, pipe, *, lora, model_id) -> None:
+        """A LoRA of another size of the family (klein 9B's on 4B, a tiny model's on a real one) is named as such."""
+        if not self.lora_width_key:
+            return
+        width = self.transformer_width(pipe)
+        for key, shape in shapes.items():
+            if re.search(self.lora_width_key, key) and shape[1] != width:
+                raise ValueError(f"LoRA {lora} was made for a {self.label} transformer {shape[1]} wide, but base "
+                                 f"{model_id!r} is {width} wide")
+
+    # ---- load ---------------------------------------------------------------------------------------------
+    def staged_training(self, config) -> bool:
+        """A LoRA with cacheable captions loads the text encoders first, encodes every caption and validation
+        prompt, lets them go, and only then loads the transformer: a large text encoder (T5-XXL, Qwen) and the
+        transformer never share the GPU. (DreamBooth keeps them: it exports the whole pipeline.)"""
+        return (config.method == "lora" and config.cache and not config.shuffle_captions
+                and not config.text_encoder_lr)
+
+    def load_denoiser(self, store, ref, *, device: str, base_precision: str):
+        """Only the transformer, for a LoRA to train on, stored as `base_precision` asks (see store.store_frozen)."""
+        import diffusers
+        import torch
+
+        from studio.models import hub
+        from studio.models.loaders import nf4_config
+
+        hub.quiet_loaders()
+        source = str(ref.path) if ref.path is not None else ref.id
+        dtype = torch.float32 if base_precision == "auto" else torch.bfloat16
+        extra = {"quantization_config": nf4_config(device)} if base_precision == "nf4" else {}
+        try:
+            model = getattr(diffusers, self.transformer_class).from_pretrained(
+                source, subfolder="transformer", dtype=dtype, use_safetensors=store.use_safetensors(),
+                local_files_only=not store.settings.allow_downloads, **extra)
+        except (OSError, EnvironmentError) as e:
+            raise store.load_error("transformer of", ref.id, e, local=ref.path is not None) from e
+        if base_precision != "nf4":
+            model = model.to(device)
+        store.store_frozen(model, base_precision, device)
+        return model
+
+    def denoiser_config(self, store, ref) -> dict:
+        import diffusers
+
+        source = str(ref.path) if ref.path is not None else ref.id
+        return dict(getattr(diffusers, self.transformer_class).load_config(
+            source, subfolder="transformer", local_files_only=not store.settings.allow_downloads))
+
+    # ---- training -----------------------------------------------------------------------------------------
+    def check_training(self, config) -> None:
+        if config.method == "textual-inversion":
+            raise ValueError(f"`method` textual-inversion does not fit {self.label} ({self.ti_reason}): train a LoRA")
+        if config.text_encoder_lr:
+            raise ValueError(f"`text_encoder_lr` must be 0 for {self.label}: the studio trains its transformer only "
+                             f"({self.frozen_text}, and their embeddings are cached)")
+        if config.min_snr_gamma:
+            raise ValueError(f"`min_snr_gamma` weighs DDPM noise levels; {self.label} trains by flow matching, where "
+                             f"it does not apply: set it to 0")
+
+    # What the refusals say: why embeddings do not fit, which text encoders stay frozen.
+    ti_reason = "its Qwen text encoder has no CLIP token table to extend"
+    frozen_text = "its text encoder stays frozen"
+
+    # ---- generation ---------------------------------------------------------------------------------------
+    def schedule_type(self, sampler: str) -> str | None:
+        return sampler.split(" ", 1)[1] if " " in sampler else "Simple"
+
+    def parameters_sampler(self, sampler: str) -> str:
+        return sampler.split(" ")[0]  # Forge writes the schedule type apart
+
+    def refuse_flux_fields(self, distilled_cfg, max_sequence_length) -> None:
+        """FLUX.1's distilled guidance and prompt length are FLUX.1's alone."""
+        if distilled_cfg is not None:
+            raise ValueError(f"`distilled_cfg` is FLUX.1-dev's guidance input; {self.label} models take `cfg` only")
+        if max_sequence_length is not None:
+            raise ValueError(f"`max_sequence_length` sets FLUX.1's T5 prompt length; {self.label} reads prompts "
+                             f"whole")
+
+
+def dynamic_shift(scheduler_config, tokens: int) -> float:
+    """The shift a dynamically shifting flow scheduler (FLUX.1, FLUX.2, Qwen-Image) gives a picture of `tokens`
+    packed latent tokens: exp(mu), mu linear in the token count between base and max (diffusers' calculate_shift),
+    which is how much inference pushes its steps toward noise at that size."""
+    config = dict(scheduler_config)
+    low, high = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+    base, top = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+    mu = base + (top - base) * (tokens - low) / (high - low)
+    return math.exp(mu)
 
 
 class FlowObjective:
@@ -18,7 +151,12 @@ class FlowObjective:
         self.family, self.parts, self.config = family, parts, config
         self.shift = config.flow_shift or float(parts.pipe.scheduler.config.get("shift", 3.0))
 
-    def sigmas(self, b: int, generator):
+    def shift_for(self, latents) -> float:
+        """The `shift` mode's shift for a batch of `latents` (B, C, h, w): the run's flow_shift, else the
+        scheduler's own (FLUX.1's 3)."""
+        return self.shift
+
+    def sigmas(self, b: int, generator, shift: float | None = None):
         """Noise levels in (0, 1) for `b` samples, by the run's timestep_sampling (see RunConfig)."""
         import torch
 
@@ -28,7 +166,8 @@ class FlowObjective:
         mean, std = (config.logit_mean, config.logit_std) if mode == "logit-normal" else (0.0, 1.0)
         sigma = torch.sigmoid(mean + std * torch.randn(b, generator=generator))
         if mode == "shift":  # more steps near pure noise, where a subject's layout is decided
-            sigma = sigma * self.shift / (1 + (self.shift - 1) * sigma)
+            shift = self.shift if shift is None else shift
+            sigma = sigma * shift / (1 + (shift - 1) * sigma)
         return sigma
 
     def loss_map(self, denoiser, latents, cond: Conditioning, sizes, target_size, generator, autocast):
@@ -36,7 +175,7 @@ class FlowObjective:
 
         b = latents.shape[0]
         noise = noise_like(latents, generator, self.config.noise_offset)
-        sigma = self.sigmas(b, generator).to(latents.device)
+        sigma = self.sigmas(b, generator, self.shift_for(latents)).to(latents.device)
         s = sigma.view(b, 1, 1, 1)
         noisy = (1 - s) * latents + s * noise
         pred = self.predict(denoiser, noisy, sigma, cond, autocast)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from studio.models.families.base import Conditioning, ModelFamily, TrainingTarget
-from studio.models.families.flow import FlowObjective
-from studio.models.families.samplers import FLOW_SAMPLERS
+from studio.models.families.base import Conditioning, TrainingTarget
+from studio.models.families.flow import FlowFamily, FlowObjective
 
 # Forge's and diffusers' default distilled guidance for FLUX.1-dev.
 DISTILLED_CFG = 3.5
@@ -21,6 +20,9 @@ _KEYS = ("double_blocks.0.img_attn.norm.key_norm.scale", "transformer_blocks.0.a
 # Key fragments only a FLUX.1 LoRA has: kohya's (Forge/ComfyUI) and diffusers' names for its transformer blocks.
 _LORA = re.compile(r"(lora_unet_(double|single)_blocks_|transformer\.(single_)?transformer_blocks\.|"
                    r"diffusion_model\.(double|single)_blocks\.)")
+# Key fragments of the families after FLUX.1 whose LoRAs share its diffusers names: FLUX.2's fused single-block
+# projection, SwiGLU and shared modulations; Qwen-Image's per-block modulations and MLPs.
+_NEWER = re.compile(r"(to_qkv_mlp_proj|\.linear_(in|out)\.|stream_modulation|(img|txt)_(mod|mlp)\.)")
 # LoRA targets by regex (peft matches suffixes, and a bare "proj_out" would also take the final layer):
 # attention: the joint attention's projections in double and single blocks; transformer/all: every linear layer
 # of every block, the modulations too, as kohya's networks.lora_flux (and so Forge and ComfyUI) train.
@@ -31,80 +33,37 @@ _ALL = (r".*(transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0|add_q_pro
         r"|single_transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v)|proj_mlp|proj_out|norm\.linear))")
 
 
-class Flux1(ModelFamily):
+class Flux1(FlowFamily):
     name = "flux"
     label = "FLUX.1"
-    native_resolution = 1024
-    size_multiple = 16  # the VAE's 8, times 2 for the 2x2 packing
-    denoiser_name = "transformer"
     text_encoder_names = ("text_encoder", "text_encoder_2")  # CLIP-L, T5-XXL
     tokenizer_names = ("tokenizer", "tokenizer_2")
     guidance = "distilled"
     default_cfg = 1.0  # real CFG off
     kohya_version = "flux1"
     prompt_length_option = True
-    samplers = FLOW_SAMPLERS
-    default_sampler = "Euler"
+    transformer_class = "FluxTransformer2DModel"
+    file_keys = _KEYS
+    classes = r"Flux(?!2)\w*"
+    hub_names = r"flux(?![.\-_ ]?2)"
+    ti_reason = "its T5 encoder has no CLIP token table to extend"
+    frozen_text = "CLIP-L and T5-XXL stay frozen"
     priority = 40
 
     # ---- identify -----------------------------------------------------------------------------------------
-    def matches_keys(self, keys: set[str]) -> bool:
-        return any(k.endswith(_KEYS) for k in keys)
-
-    def matches_index(self, index: dict, folder: Path | None) -> bool:
-        return bool(re.fullmatch(r"Flux(?!2)\w*Pipeline", index.get("_class_name", "")))
-
-    def matches_component(self, config: dict) -> bool:
-        return bool(re.fullmatch(r"Flux(?!2)\w*", config.get("_class_name", "")))
-
-    def matches_hub_id(self, repo_id: str) -> bool:
-        return bool(re.search(r"flux(?![.\-_ ]?2)", repo_id, re.IGNORECASE))
-
     def matches_lora(self, shapes: dict[str, list[int]]) -> bool:
-        return any(_LORA.search(k) for k in shapes)
+        if not any(_LORA.search(k) for k in shapes) or any(_NEWER.search(k) for k in shapes):
+            return False
+        # kohya's BFL names are FLUX.2's too: FLUX.1's single blocks project to 7x their width, FLUX.2's to 9x.
+        return not any(re.search(r"single_blocks_\d+_linear1\.lora_up\.weight$", k) and
+                       shape[0] == 9 * shapes.get(k.replace("lora_up", "lora_down"), [0, 0])[1] for k, shape in
+                       shapes.items())
 
     # ---- load ---------------------------------------------------------------------------------------------
     def load_single_file(self, store, ref, *, dtype):
         from studio.models.families.flux1_files import load_flux_file
 
         return load_flux_file(store, ref, dtype=dtype)
-
-    def staged_training(self, config) -> bool:
-        """A LoRA with cacheable captions loads the text encoders first, encodes every caption and validation
-        prompt, lets them go, and only then loads the transformer: T5-XXL (9 GB) and the transformer never share
-        the GPU. (DreamBooth keeps them: it exports the whole pipeline.)"""
-        return (config.method == "lora" and config.cache and not config.shuffle_captions
-                and not config.text_encoder_lr)
-
-    def load_denoiser(self, store, ref, *, device: str, base_precision: str):
-        """Only the transformer, for a LoRA to train on, stored as `base_precision` asks (see store.store_frozen)."""
-        import torch
-        from diffusers import FluxTransformer2DModel
-
-        from studio.models import hub
-        from studio.models.loaders import nf4_config
-
-        hub.quiet_loaders()
-        source = str(ref.path) if ref.path is not None else ref.id
-        dtype = torch.float32 if base_precision == "auto" else torch.bfloat16
-        extra = {"quantization_config": nf4_config(device)} if base_precision == "nf4" else {}
-        try:
-            model = FluxTransformer2DModel.from_pretrained(
-                source, subfolder="transformer", dtype=dtype, use_safetensors=store.use_safetensors(),
-                local_files_only=not store.settings.allow_downloads, **extra)
-        except (OSError, EnvironmentError) as e:
-            raise store.load_error("transformer of", ref.id, e, local=ref.path is not None) from e
-        if base_precision != "nf4":
-            model = model.to(device)
-        store.store_frozen(model, base_precision, device)
-        return model
-
-    def denoiser_config(self, store, ref) -> dict:
-        from diffusers import FluxTransformer2DModel
-
-        source = str(ref.path) if ref.path is not None else ref.id
-        return dict(FluxTransformer2DModel.load_config(source, subfolder="transformer",
-                                                       local_files_only=not store.settings.allow_downloads))
 
     def takes_distilled_guidance(self, store, ref) -> bool:
         """dev-like (a distilled-guidance input), told without loading weights: from a single file's key names, a
@@ -126,17 +85,6 @@ class Flux1(ModelFamily):
         return bool(getattr(pipe.transformer.config, "guidance_embeds", False))
 
     # ---- training -----------------------------------------------------------------------------------------
-    def check_training(self, config) -> None:
-        if config.method == "textual-inversion":
-            raise ValueError("`method` textual-inversion does not fit FLUX.1 (its T5 encoder has no CLIP token table "
-                             "to extend): train a LoRA")
-        if config.text_encoder_lr:
-            raise ValueError("`text_encoder_lr` must be 0 for FLUX.1: the studio trains its transformer only (CLIP-L "
-                             "and T5-XXL stay frozen, and their embeddings are cached)")
-        if config.min_snr_gamma:
-            raise ValueError("`min_snr_gamma` weighs DDPM noise levels; FLUX.1 trains by flow matching, where it does "
-                             "not apply: set it to 0")
-
     def sequence_length(self, distilled: bool, asked: int) -> int:
         """T5 tokens per caption: `asked`, else 512 for dev and 256 for schnell."""
         return asked or (512 if distilled else 256)
@@ -157,7 +105,7 @@ class Flux1(ModelFamily):
     def lora_targets(self, layers: str) -> TrainingTarget:
         return TrainingTarget(_ATTENTION if layers == "attention" else _ALL, None)
 
-    def sampling_kwargs(self, pipe, *, prompt, encoded, cfg, distilled):
+    def sampling_kwargs(self, pipe, *, prompt, encoded, cfg, distilled, negative=None):
         kwargs = dict(guidance_scale=(cfg or DISTILLED_CFG) if distilled else 0.0)
         if encoded is not None:
             kwargs.update(prompt_embeds=encoded.hidden[None], pooled_prompt_embeds=encoded.pooled[None])
@@ -190,12 +138,6 @@ class Flux1(ModelFamily):
         return flux_kohya_to_peft(load_file(str(path)), transformer_config=pipe.transformer.config)
 
     # ---- generation ---------------------------------------------------------------------------------------
-    def schedule_type(self, sampler: str) -> str | None:
-        return sampler.split(" ", 1)[1] if " " in sampler else "Simple"
-
-    def parameters_sampler(self, sampler: str) -> str:
-        return sampler.split(" ")[0]  # Forge writes the schedule type apart
-
     def guidance_kwargs(self, pipe, *, cfg, negative_prompt, distilled_cfg, max_sequence_length):
         """dev: its distilled guidance (`distilled_cfg`, 3.5 by default) as an input, and real CFG only when `cfg`
         > 1 (then the negative prompt counts, at twice the time); schnell has no guidance input at all."""

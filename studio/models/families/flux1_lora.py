@@ -18,59 +18,25 @@ _FLUX_SINGLE = {"attn.to_q": ("linear1", 0, 4), "attn.to_k": ("linear1", 1, 4), 
                 "proj_mlp": ("linear1", 3, 4), "proj_out": ("linear2", 0, 1), "norm.linear": ("modulation_lin", 0, 1)}
 
 
+_BLOCKS = (("single_transformer_blocks.", _FLUX_SINGLE, "single_blocks"),
+           ("transformer_blocks.", _FLUX_DOUBLE, "double_blocks"))
+
+
 def _flux_name(module: str) -> tuple[str, int, int]:
     """`transformer_blocks.3.attn.to_k` -> ("double_blocks_3_img_attn_qkv", 1, 3)."""
-    for prefix, table, kohya in (("single_transformer_blocks.", _FLUX_SINGLE, "single_blocks"),
-                                 ("transformer_blocks.", _FLUX_DOUBLE, "double_blocks")):
-        if module.startswith(prefix):
-            index, rest = module[len(prefix):].split(".", 1)
-            if rest in table:
-                name, part, parts = table[rest]
-                return f"{kohya}_{index}_{name}", part, parts
-    raise ValueError(f"FLUX LoRA module {module!r} has no kohya name (the studio trains the transformer blocks only)")
+    from studio.models.families.kohya_lora import block_name
+
+    return block_name(module, _BLOCKS, "FLUX")
 
 
 def flux_peft_to_kohya(state: dict, *, alpha: float, transformer_config) -> dict:
-    """A diffusers FLUX LoRA (`transformer.<module>.lora_A/B.weight`, one alpha) in kohya's layout.
-
-    Fused layers get the parts' down matrices stacked and their up matrices block-diagonal, so each part keeps its
-    own update; parts that were not trained are zero blocks (Forge, ComfyUI and diffusers expect every part). The
-    fused alpha is n * alpha: loaders scale by alpha / rank and the fused rank is n * rank (kohya issue #2204).
-    """
-    import torch
+    """A diffusers FLUX LoRA (`transformer.<module>.lora_A/B.weight`, one alpha) in kohya's layout, its fused layers
+    (double blocks' qkv, single blocks' linear1 = q|k|v|mlp) fused (kohya_lora.peft_to_kohya)."""
+    from studio.models.families.kohya_lora import peft_to_kohya
 
     inner = transformer_config.num_attention_heads * transformer_config.attention_head_dim
-    widths = {"qkv": [inner] * 3, "linear1": [inner, inner, inner, 4 * inner]}  # FLUX.1's MLP ratio is 4
-    grouped: dict[str, dict[int, dict[str, object]]] = {}
-    for key, tensor in state.items():
-        prefix, rest = key.split(".", 1)
-        if prefix != "transformer":
-            raise ValueError(f"FLUX LoRA key {key!r} is not the transformer's (text-encoder LoRAs are not trained)")
-        module, kind = rest.rsplit(".lora_", 1)
-        name, part, _ = _flux_name(module)
-        grouped.setdefault(name, {}).setdefault(part, {})[kind] = tensor
-    out = {}
-    for name, parts in sorted(grouped.items()):
-        fused = name.endswith(("_qkv", "_linear1"))
-        if not fused:
-            down, up = parts[0]["A.weight"], parts[0]["B.weight"]
-            n = 1
-        else:
-            dims = widths["linear1" if name.endswith("linear1") else "qkv"]
-            n = len(dims)
-            rank, width_in = next(iter(parts.values()))["A.weight"].shape
-            reference = next(iter(parts.values()))["A.weight"]
-            down = torch.cat([parts[i]["A.weight"] if i in parts else torch.zeros_like(reference) for i in range(n)])
-            up = torch.zeros(sum(dims), n * rank, dtype=reference.dtype)
-            row = 0
-            for i, dim in enumerate(dims):
-                if i in parts:
-                    up[row:row + dim, i * rank:(i + 1) * rank] = parts[i]["B.weight"]
-                row += dim
-        out[f"lora_unet_{name}.lora_down.weight"] = down.contiguous()
-        out[f"lora_unet_{name}.lora_up.weight"] = up.contiguous()
-        out[f"lora_unet_{name}.alpha"] = torch.tensor(float(alpha) * n)
-    return out
+    return peft_to_kohya(state, alpha=alpha, kohya_name=_flux_name, family="FLUX",
+                         widths=lambda name: [inner] * 3 + ([4 * inner] if name.endswith("linear1") else []))
 
 
 def is_flux_kohya(keys) -> bool:

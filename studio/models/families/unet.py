@@ -127,7 +127,7 @@ class UNetFamily(ModelFamily):
         unet, text = _LORA_TARGETS[layers]
         return TrainingTarget(unet, text)
 
-    def sampling_kwargs(self, pipe, *, prompt, encoded, cfg, distilled):
+    def sampling_kwargs(self, pipe, *, prompt, encoded, cfg, distilled, negative=None):
         return dict(prompt=prompt, guidance_scale=cfg or self.default_cfg)
 
     # ---- exports ------------------------------------------------------------------------------------------
