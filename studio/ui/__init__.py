@@ -27,7 +27,9 @@ TABS = (
 def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     if not isinstance(studio, Studio):
         studio = Studio.open(studio)
-    ctx = TabContext(studio.for_web())
+    # As built, the page names no one's things on a studio of several users (its lists come from each session's user
+    # when the page loads); a single-user studio's page is its owner's, as it always was.
+    ctx = TabContext(studio.for_web().page())
     # Uploads and gradio's copies of what it showed are cleaned by the studio itself (launch: studio.ui.gate), by age
     # and size, including what an earlier run of the server left.
     with gr.Blocks(title="Likeness Studio") as app:
@@ -80,7 +82,8 @@ def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = F
     # children, giving back the cached weights a job needs. (A blocking launch returns only when the server ends.)
     served = {"returned": False}
     QueueWatcher(studio, keep_going=lambda: app.is_running or not served["returned"]).start()
-    app.launch(server_name=s.host, server_port=s.port, auth=PasswordCheck(s.auth).login if s.auth else None, share=share,
+    login = PasswordCheck(s.auth_file or s.auth).login if s.auth or s.auth_file else None
+    app.launch(server_name=s.host, server_port=s.port, auth=login, share=share,
                prevent_thread_lock=prevent_thread_lock, allowed_paths=[],
                blocked_paths=[str(s.models_dir), str(s.workspace_dir / ".cache")], max_file_size=f"{s.max_upload_mb}mb",
                css=CSS, app_kwargs={"lifespan": cleaning(s)}, _app=studio_app(s))
