@@ -67,10 +67,16 @@ class Studio:
 
     def set_when_busy(self, when_busy: str) -> None:
         """While a job holds the GPU, the studio's own GPU work "wait"s for it or runs on the "cpu"."""
+        self._admin_only("what the studio's GPU work does while a job holds the GPU")
         self._change(when_busy=when_busy)
 
     def set_default_model(self, model_id: str) -> None:
         """Make `model_id` the base every tab uses when the user names none (checked before it is taken, among
         the models everyone may use: never one user's own)."""
+        self._admin_only("the studio's default base model")
         (self.root or self).store.resolve(model_id)
         self._change(default_model=model_id)
+
+    def _admin_only(self, what: str) -> None:
+        if not self.settings.is_admin:
+            raise ValueError(f"{what} is the studio's, for every user: only an admin may change it")

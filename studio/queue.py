@@ -113,11 +113,10 @@ def lineup(folder: Path) -> Lineup:
 
 
 def in_turn(waiting: list[Entry], turns: dict[str, float] | None = None) -> list[Entry]:
-    """`waiting` in the order the entries start: the studio's events first, then the jobs round by round, one of each
-    owner's a round (each owner's own in their order), the owners of a round in the order of their last start
-    (`turns`; never started: first), so users take turns however many jobs each queued."""
+    """`waiting` in the order the entries start: the jobs round by round, one of each owner's a round (each owner's
+    own in their order), the owners of a round in the order of their last start (`turns`; never started: first), so
+    users take turns however many jobs each queued. The studio's events keep their places (ahead of the jobs)."""
     turns = turns or {}
-    events = [e for e in waiting if e.event]
     jobs = [e for e in waiting if not e.event]
     first_seen = {e.owner: k for k, e in reversed(list(enumerate(jobs)))}
     owners = sorted(first_seen, key=lambda o: (turns.get(o, float("-inf")), first_seen[o]))
@@ -126,7 +125,8 @@ def in_turn(waiting: list[Entry], turns: dict[str, float] | None = None) -> list
     for entry in jobs:
         rounds[entry.owner] = rounds.get(entry.owner, -1) + 1
         ranked.append(((rounds[entry.owner], owners.index(entry.owner)), entry))
-    return events + [entry for _, entry in sorted(ranked, key=lambda r: r[0])]
+    fair = iter(entry for _, entry in sorted(ranked, key=lambda r: r[0]))
+    return [e if e.event else next(fair) for e in waiting]
 
 
 def startable(waiting: list[Entry], busy: set[str], turns: dict[str, float] | None = None) -> list[Entry]:

@@ -8,7 +8,7 @@ import gradio as gr
 
 from studio.context import Studio
 from studio.settings import Settings
-from studio.ui import queue_panel, start_here
+from studio.ui import account_panel, queue_panel, start_here
 from studio.ui.common import TabContext, TabRefresh, bind
 
 # (tab title, module under studio/ui/ with build(ctx)); a tab is listed only once it works. build() may return
@@ -35,8 +35,8 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     with gr.Blocks(title="Likeness Studio") as app:
         gr.Markdown("## Likeness Studio\nMake a personal image model: dataset, training, generation, evaluation.")
         welcome = start_here.build(ctx)
+        refreshes = [account_panel.build(ctx)]  # (on a studio of several users: who is logged in, sharing, users)
         queue_panel.build(ctx)  # above the tabs: reachable from every one
-        refreshes = []
         with gr.Tabs() as tabs:
             ctx.widgets["tabs"] = tabs
             for title, module in TABS:
@@ -69,6 +69,7 @@ def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = F
     from the same client (studio.ui.access, studio.ui.gate)."""
     import os
 
+    from studio.copies import clean_copies
     from studio.fileio import clean_stale_files
     from studio.gpu import QueueWatcher
     from studio.ui.access import PasswordCheck
@@ -76,6 +77,8 @@ def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = F
 
     s = studio.for_web().settings
     clean_stale_files(s.workspace_dir)
+    if s.several_users:  # whose each copy is lives in memory (studio.ui.serving): none from an earlier run is kept
+        clean_copies(s, room=s.web_copies_mb * 1024**2)
     os.environ["GRADIO_TEMP_DIR"] = str(s.gradio_dir)  # gradio's cache is the studio's own folder, which it cleans
     app = build_app(studio)
     # The queue, once a second while the app serves: restart recovery first, then starting what waits, reaping

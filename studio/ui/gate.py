@@ -133,7 +133,8 @@ class Gate:
             cache = re.escape(os.path.abspath(self.settings.gradio_dir))
             for named in re.findall(cache.encode() + rb"/[^\"/]+", body):
                 found = self._owners(named.decode(errors="replace"))
-                if found is not None and found[1] and user not in found[1]:
+                # (a folder that is not there is answered alike: the answer tells nothing of others' copies)
+                if found is not None and ((found[1] and user not in found[1]) or not os.path.isdir(named)):
                     return JSONResponse({"detail": f"File not allowed: {named.decode(errors='replace')}."},
                                         status_code=403), receive, send
         return None, receive, send

@@ -142,3 +142,19 @@ def handed_to(folder: str) -> set[str]:
     """Whom gradio's copy folder `folder` was handed to (empty: nobody's in particular, such as the page's examples)."""
     with _handed_lock:
         return set(_handed.get(folder, ()))
+
+
+def remove_handed(settings, user: str) -> int:
+    """Remove gradio's copies handed to `user` alone (uploads never used among them): the web's part of removing a
+    user. Returns how many files went."""
+    with _handed_lock:
+        folders = [f for f, users in _handed.items() if users == {user}]
+        for f in folders:
+            del _handed[f]
+    removed = 0
+    for name in folders:
+        folder = Path(settings.gradio_dir) / name
+        if folder.is_dir() and not folder.is_symlink():
+            removed += sum(1 for p in folder.rglob("*") if p.is_file())
+            shutil.rmtree(folder)
+    return removed
