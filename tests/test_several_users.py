@@ -271,3 +271,38 @@ def test_the_accounts_file_holds_hashes_refuses_plain_passwords_and_keeps_the_si
     # --user: an unknown name is said, not made
     assert main(["--root", str(tmp_path), "--user", "nobody", "models"]) == 2
     assert "not a user of this studio (users: carol)" in capsys.readouterr().err
+
+
+# ---- what each user's studio is made of ----------------------------------------------------------------------------
+
+def test_two_users_bases_of_one_name_never_share_weights_and_the_owner_sees_neither(tmp_path, shared_models_dir):
+    import shutil
+
+    from studio.context import Studio
+    from studio.settings import Settings
+
+    models = _private_models(tmp_path / "models", shared_models_dir)
+    studio = Studio.open(Settings(root=tmp_path, models_dir=models, allow_downloads=False, device="cpu"))
+    tiny = studio.store.resolve("builtin:tiny").path
+    for user in ("alice", "bob"):  # a fine-tuned base of each, both called "mine"
+        shutil.copytree(tiny, models / "users" / user / "base" / "mine")
+    alice, bob = studio.as_user("alice"), studio.as_user("bob")
+    assert "mine" in alice.store.list_models().base and "mine" not in studio.store.list_models().base
+    for view in (alice, bob):
+        with view.cache.pipeline("mine"):
+            pass
+    held = sorted((h.owner, h.model_id) for h in studio.cache.holdings())
+    assert held == [("alice", "mine"), ("bob", "mine")]  # two entries: bob's name never reaches alice's weights
+    with pytest.raises(ValueError, match="model 'mine' not found"):
+        studio.store.resolve("mine")
+
+
+def test_a_users_job_child_gets_their_settings(tmp_path):
+    from studio.job_child import _parser, settings_args, settings_from_arguments
+    from studio.settings import Settings
+
+    settings = Settings(root=tmp_path).for_user("alice")
+    back = settings_from_arguments(_parser("child").parse_args(["folder", *settings_args(settings, "cpu")]))
+    assert (back.user, back.workspace_dir, back.studio_workspace, back.own_models_dir) == (
+        "alice", tmp_path / "workspace" / "users" / "alice", tmp_path / "workspace",
+        tmp_path / "models" / "users" / "alice")
