@@ -42,7 +42,7 @@ def owner_of(entry_id: str) -> str:
 
 @dataclass
 class Entry:
-    id: str  # entry_id(): "run:<name>", "sweep:<user>/<name>", "mining:<name>"...; the studio's own work: "event:<pid>:<n>"
+    id: str  # entry_id(): "run:<name>", "sweep:<user>/<name>"...; the studio's own work: "event:<pid>:<n>"
     kind: str  # run | sweep | mining | event
     name: str
     devices: list[str]

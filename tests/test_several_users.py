@@ -15,24 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from served import serve_studio
+from served import private_models, serve_studio
 
 ALICE, BOB, ADA = ("alice", "alice-pass-1"), ("bob", "bob-pass-22"), ("ada", "ada-admin-333")
-
-
-def _private_models(folder: Path, shared: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (shared / "builtin").mkdir(exist_ok=True)
-    (folder / "builtin").symlink_to(shared / "builtin")
-    return folder
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, shared_models_dir):
     """A studio of three accounts (Ada the admin), Alice's things made in it: a dataset, a run with its LoRA, an
     evaluation, a generated picture and an upload, each through her own session."""
-    from gradio_client import handle_file
-
     from studio.accounts import add_account
     from studio.fileio import write_json
     from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
@@ -41,7 +32,7 @@ def served(tmp_path_factory, shared_models_dir):
     auth = root / "auth.txt"
     for (name, password), admin in ((ALICE, False), (BOB, False), (ADA, True)):
         add_account(auth, name, password, admin=admin)
-    studio, app, url = serve_studio(root, _private_models(root / "models", shared_models_dir), auth_file=auth)
+    studio, app, url = serve_studio(root, private_models(root / "models", shared_models_dir), auth_file=auth)
     alice = studio.as_user("alice")
     make_dataset(alice.settings, "alice-ds", [astronaut()], ["sks person"])
     config = tiny_config(name="alice-run", dataset="alice-ds", epochs=1, max_steps=0)
@@ -51,8 +42,9 @@ def served(tmp_path_factory, shared_models_dir):
     a.predict(name="alice-eval", prompts="a dog", seeds="1", variants="a=builtin:tiny\nb=builtin:tiny", steps=1,
               width=64, height=64,
               api_name="/evaluate")
-    pictures = _client(url, ALICE, download_files=False).predict(prompt_text="sks person <lora:alice-run:1>", model_id="builtin:tiny", steps_value=1,
-                         width_px=64, height_px=64, api_name="/generate")[0]
+    pictures = _client(url, ALICE, download_files=False).predict(
+        prompt_text="sks person <lora:alice-run:1>", model_id="builtin:tiny", steps_value=1, width_px=64, height_px=64,
+        api_name="/generate")[0]
     photo = root / "alice-photo.png"
     astronaut((96, 96)).save(photo)
     with _http(url, ALICE) as http:
@@ -201,7 +193,8 @@ def test_the_queue_alternates_between_users_and_each_sees_only_the_count_of_othe
     for name in names:
         queue.submit(folder, job({"a": "alice", "b": "bob"}[name[0]], name, ["-c", "pass"]))
     view = jobs.queue_view(studio.as_user("bob"))
-    assert [r.name for r in view.rows] == ["b1", "b2"] and view.others == 4 and "4 entries of other users" in view.says()
+    assert [r.name for r in view.rows] == ["b1", "b2"] and view.others == 4
+    assert "4 entries of other users" in view.says()
     assert [r.position for r in view.rows] == [2, 4]  # a1, b1, a2, b2, a3: Bob's first is not behind all of Alice's
     assert len(jobs.queue_view(studio).rows) == 6  # the owner, an admin, sees every entry
     os.kill(queue.lineup(folder).running[0].pid, 9)
@@ -228,7 +221,8 @@ def test_an_admin_removes_a_user_and_nothing_of_theirs_is_left(served):
     said = _client(url, ADA).predict("alice", True, api_name="/users_remove")[0]
     assert said.startswith("removed user 'alice': workspace/users/alice, models/users/alice")
     assert not alice.workspace_dir.exists() and not alice.own_models_dir.exists()
-    copies = [p for folder in (settings.gradio_dir, settings.served_dir) for p in Path(folder).rglob("*") if p.is_file()]
+    copies = [p for folder in (settings.gradio_dir, settings.served_dir) for p in Path(folder).rglob("*")
+              if p.is_file()]
     assert not {_sha(p) for p in copies} & contents
     assert "alice:" not in settings.auth_file.read_text()
     login = httpx.post(f"{url}login", data={"username": ALICE[0], "password": ALICE[1]})
@@ -281,7 +275,7 @@ def test_two_users_bases_of_one_name_never_share_weights_and_the_owner_sees_neit
     from studio.context import Studio
     from studio.settings import Settings
 
-    models = _private_models(tmp_path / "models", shared_models_dir)
+    models = private_models(tmp_path / "models", shared_models_dir)
     studio = Studio.open(Settings(root=tmp_path, models_dir=models, allow_downloads=False, device="cpu"))
     tiny = studio.store.resolve("builtin:tiny").path
     for user in ("alice", "bob"):  # a fine-tuned base of each, both called "mine"

@@ -57,6 +57,8 @@ def run(args, studio) -> int:
         print("nothing was removed: add --yes to remove them")
         return 1
     print(remove_user(studio, name, args.auth_file).line())
+    if args.auth_file is None:
+        print(f"an account of {name!r} in an auth file is left as it is: give --auth-file to remove it too")
     return 0
 
 
