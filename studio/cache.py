@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import copy
 import gc
 import re
 import threading
@@ -37,12 +38,15 @@ class CachedModel:
     last_used: float
     loras: list[str]
     pipelines: list[str]
+    owner: str = ""  # a user's own model (their fine-tuned base): "" for everyone's
+    lora_files: list[Path] = field(default_factory=list)  # the LoRAs' files, to show each user only theirs
 
 
 @dataclass
 class _Entry:
     kind: str
     model_id: str
+    owner: str  # whose model the id names: a user's own (see ModelStore.owner_of), or "" for everyone's
     device: str
     dtype: object
     model: object  # the base txt2img pipeline, a ControlNetModel, or what a helper loader returns
@@ -94,6 +98,13 @@ class ModelCache:
         self._lock = threading.RLock()  # guards _entries; held while loading, never while a pipeline runs
         # where this thread's borrows load, when not the settings' device (the CPU while a job holds the GPU)
         self._device_now = contextvars.ContextVar(f"device_now_{id(self)}", default="")
+
+    def for_store(self, store: ModelStore) -> "ModelCache":
+        """This cache (one table, one lock, one budget) as one user uses it: names resolved through `store` (the
+        user's models first), a model of the user's own kept apart from an equal name of another's."""
+        view = copy.copy(self)
+        view.store, view.settings = store, store.settings
+        return view
 
     @contextmanager
     def on_device(self, device: str):
@@ -174,7 +185,9 @@ class ModelCache:
                 entry.last_used = time.monotonic()
 
     def _get(self, kind: str, model_id: str, device: str, dtype) -> _Entry:
-        key = (kind, model_id, device, str(dtype))
+        owner = self.store.owner_of(model_id, "controlnet" if kind == "controlnet" else "base") if kind in (
+            "base", "controlnet") else ""
+        key = (kind, owner, model_id, device, str(dtype))
         entry = self._entries.get(key)
         if entry is None:
             if kind == "base":
@@ -186,7 +199,7 @@ class ModelCache:
             else:
                 model = getattr(self.store, HELPER_LOADERS[kind])(model_id, device=device)
                 dtype = next((p.dtype for m in _modules(model) for p in m.parameters()), None)
-            entry = _Entry(kind, model_id, device, dtype, model, module_bytes(model))
+            entry = _Entry(kind, model_id, owner, device, dtype, model, module_bytes(model))
             self._entries[key] = entry
             self._evict_to_budget(keep=entry)
         entry.last_used = time.monotonic()
@@ -269,7 +282,8 @@ class ModelCache:
             self._drop(min(idle, key=lambda e: e.last_used))
 
     def _drop(self, entry: _Entry) -> None:
-        self._entries = {k: e for k, e in self._entries.items() if e is not entry}
+        for key in [k for k, e in self._entries.items() if e is entry]:  # in place: every user's view shares the table
+            del self._entries[key]
         if entry.kind == "controlnet":  # pipelines built around it go too
             for e in self._entries.values():
                 e.derived = {k: p for k, p in e.derived.items() if entry.model_id not in k[1]}
@@ -289,7 +303,8 @@ class ModelCache:
             entries = sorted(self._entries.values(), key=lambda e: -e.last_used)
             return [
                 CachedModel(e.kind, e.model_id, e.device, str(e.dtype).replace("torch.", ""), e.nbytes, e.borrowers > 0,
-                            e.last_used, [p.name for p in e.adapters], [f"{t}{'+controlnet' if c else ''}" for t, c in e.derived])
+                            e.last_used, [p.name for p in e.adapters],
+                            [f"{t}{'+controlnet' if c else ''}" for t, c in e.derived], e.owner, list(e.adapters))
                 for e in entries
             ]
 

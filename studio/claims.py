@@ -19,11 +19,11 @@ from pathlib import Path
 
 from studio import children, fileio
 
-QUEUE_DIR = "queue"  # under the workspace: the queue, the claims and their lock
+QUEUE_DIR = "queue"  # under the studio's workspace: the queue, the claims and their lock (one for all its users)
 
 
 def queue_dir(settings) -> Path:
-    return settings.workspace_dir / QUEUE_DIR
+    return settings.studio_workspace / QUEUE_DIR
 
 
 _local = threading.local()

@@ -101,7 +101,7 @@ def subject_files(studio, dataset: str, *, outputs: bool = False) -> SubjectFile
     from studio.train.jobs import list_runs
 
     settings = studio.settings
-    workspace, models = settings.workspace_dir, settings.models_dir
+    workspace, models = settings.workspace_dir, settings.own_models_dir  # (a user: models/users/<user>/ only)
     roots = [workspace, models]
     folder = dataset_folder(settings, dataset)
     name = folder.name
@@ -235,21 +235,23 @@ def delete_subject(studio, dataset: str, *, outputs: bool = False) -> SubjectFil
             for path in plan.loras:
                 studio.cache.unload_lora(held.model_id, path)
     resolved = [i.path.resolve() for i in plan.remove if not i.path.is_symlink()]
-    sources, hashes = _copied(studio.settings, plan)  # read before the files go
+    sources, hashes = copied(studio.settings, [i.path for i in plan.remove],
+                             [i.path for i in plan.remove if i.what == "dataset"])  # read before the files go
     for item in plan.remove:
-        _remove(item.path)
+        remove_item(item.path)
     studio.store.hashes.forget(resolved)  # entries name files by path; the names may be the subject's
     plan.copies = remove_copies(studio.settings, sources, hashes)
     return plan
 
 
-def _copied(settings, plan: SubjectFiles) -> tuple[list[Path], dict[int, set[str]]]:
-    """What the web may hold copies of: every file being removed (its served copies are found by its name), the
-    content of those a copy has the size of, and the uploads a dataset was prepared from (UPLOADS)."""
+def copied(settings, paths: list[Path], datasets: list[Path]) -> tuple[list[Path], dict[int, set[str]]]:
+    """What the web may hold copies of: every file of `paths` (files or folders, about to be removed: their served
+    copies are found by name), the content of those a copy has the size of, and the uploads `datasets` were prepared
+    from (UPLOADS)."""
     sizes = copy_sizes(settings)
     sources, hashes = [], {}
-    for item in plan.remove:
-        files = [item.path] if item.path.is_file() else list(_walk_files(item.path, ("",), hidden=True))
+    for item in paths:
+        files = [item] if item.is_file() else list(_walk_files(item, ("",), hidden=True))
         for path in files:
             if path.is_symlink():
                 continue
@@ -257,7 +259,8 @@ def _copied(settings, plan: SubjectFiles) -> tuple[list[Path], dict[int, set[str
             size = path.stat().st_size
             if size in sizes:
                 hashes.setdefault(size, set()).add(sha256_of(path))
-        for upload in (_read_json_list(item.path / UPLOADS) if item.what == "dataset" else []):
+    for dataset in datasets:
+        for upload in _read_json_list(dataset / UPLOADS):
             if isinstance(upload, dict) and isinstance(upload.get("size"), int) and upload.get("sha256"):
                 hashes.setdefault(upload["size"], set()).add(str(upload["sha256"]))
     return sources, hashes
@@ -271,7 +274,7 @@ def _read_json_list(path: Path) -> list:
     return found if isinstance(found, list) else []
 
 
-def _remove(path: Path) -> None:
+def remove_item(path: Path) -> None:
     """One file or link unlinked, or one folder renamed out of sight and then removed (links inside it are removed
     as links: shutil.rmtree never follows them)."""
     if path.is_symlink() or path.is_file():

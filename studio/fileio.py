@@ -73,8 +73,9 @@ def temp_dir(path: Path, kind: str = "tmp") -> Path:
 
 
 @contextmanager
-def atomic_path(path: Path):
-    """Yield a temporary path beside `path`; on success it replaces `path` in one rename, on error it is removed."""
+def atomic_path(path: Path, mode: int = 0o644):
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename (with permissions `mode`),
+    on error it is removed."""
     path = Path(path)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +84,7 @@ def atomic_path(path: Path):
     try:
         with writing(path):
             yield Path(tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); what the studio writes is the user's to share
+            os.chmod(tmp, mode)  # mkstemp makes files private (0600); what the studio writes is the user's to share
             os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -123,8 +124,8 @@ def write_bytes(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+def write_text(path: Path, text: str, mode: int = 0o644) -> None:
+    with atomic_path(path, mode) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 

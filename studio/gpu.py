@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from studio import children, claims, queue
-from studio.jobs import queue_rows
+from studio.jobs import queue_view
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 _held: dict[str, int] = {}  # device -> turns this process holds on it (a turn within a turn is the same turn)
@@ -58,8 +58,8 @@ def device_turn(studio, what: str, progress: ProgressFn = no_progress, should_st
         return
     # 1. Wait for the turn in the queue (nothing loads meanwhile), unless the CPU is asked for while a job holds it
     pid = os.getpid()
-    event = queue.Entry(f"event:{pid}:{next(_events)}", "event", what, [device], what, pid=pid,
-                        created=children.started_at(pid))
+    event = queue.Entry(f"event:{pid}:{next(_events)}", "event", what, [device], what, owner=studio.settings.user,
+                        pid=pid, created=children.started_at(pid))
     began, waited_for, busy = time.monotonic(), "", None
     try:
         while True:
@@ -81,7 +81,7 @@ def device_turn(studio, what: str, progress: ProgressFn = no_progress, should_st
         queue.leave(folder, event.id)
         beside = " (it runs on the CPU too: they share it)" if device == "cpu" else ""
         with studio.cache.on_device("cpu"):
-            yield Turn("cpu", f"on the CPU, since {busy.label()} holds {device}{beside}")
+            yield Turn("cpu", f"on the CPU, since {holder_label(studio, busy)} holds {device}{beside}")
         return
     # 2. Run, holding the claim
     with _held_lock:
@@ -99,10 +99,18 @@ def device_turn(studio, what: str, progress: ProgressFn = no_progress, should_st
 def waiting_text(studio, device: str) -> tuple[str, str]:
     """(what holds `device`, a line saying what the waiting event waits for and about how long)."""
     holder = claims.holder(claims.queue_dir(studio.settings), device)
-    label = holder.label() if holder else "the work before it"
-    running = next((r for r in queue_rows(studio) if r.position == 0 and device in r.devices), None)
+    label = holder_label(studio, holder) if holder else "the work before it"
+    running = next((r for r in queue_view(studio).rows if r.position == 0 and device in r.devices), None)
     when = f" ({running.line}; {running.when()})" if running and running.line else ""
     return label, f"waiting for {device}: {label} holds it{when}"
+
+
+def holder_label(studio, claim: claims.Claim) -> str:
+    """What holds a device, as this user may know it: their own job by name, another user's only as such."""
+    settings = studio.settings
+    if claim.is_job and queue.owner_of(claim.job) != settings.user and not settings.is_admin:
+        return f"another user's {claim.job.partition(':')[0]}"
+    return claim.label()
 
 
 class QueueWatcher:

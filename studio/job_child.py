@@ -29,8 +29,9 @@ class JobFailed(Exception):
 def settings_args(settings, device: str) -> list[str]:
     """The command-line options that give a child the studio's settings (read back by settings_from_arguments)."""
     args = ["--root", str(settings.root), "--models-dir", str(settings.models_dir),
-            "--workspace", str(settings.workspace_dir), "--device", device,
-            "--max-image-pixels", str(settings.max_image_pixels)]
+            "--workspace", str(settings.workspace_dir), "--studio-workspace", str(settings.studio_workspace),
+            "--device", device, "--max-image-pixels", str(settings.max_image_pixels)]
+    args += ["--user", settings.user] if settings.user else []
     return args + ["--offline"] * (not settings.allow_downloads) + ["--allow-pickle"] * settings.allow_pickle
 
 
@@ -40,6 +41,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--models-dir", type=Path, required=True)
     parser.add_argument("--workspace", type=Path, required=True)
+    parser.add_argument("--studio-workspace", type=Path, default=None)
+    parser.add_argument("--user", default="", help="whose job it is (their models: models/users/<user>/)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-image-pixels", type=int, default=None)
     parser.add_argument("--offline", action="store_true")
@@ -52,7 +55,8 @@ def settings_from_arguments(args):
     from studio.settings import Settings
 
     limit = {"max_image_pixels": args.max_image_pixels} if args.max_image_pixels else {}
-    return Settings(root=args.root, models_dir=args.models_dir, workspace_dir=args.workspace, device=args.device,
+    return Settings(root=args.root, models_dir=args.models_dir, workspace_dir=args.workspace,
+                    studio_workspace=args.studio_workspace, user=args.user, device=args.device,
                     allow_downloads=not args.offline, allow_pickle=args.allow_pickle, **limit)
 
 

@@ -53,10 +53,13 @@ def job_state(folder: Path) -> tuple[str, str]:
     state, message = status.get("state", "stopped"), status.get("message", "")
     if state == "queued":
         lineup = queue.lineup(Path(status["queue"])) if status.get("queue") else queue.Lineup([], [])
-        ahead = next((k for k, e in enumerate(lineup.waiting) if e.folder == str(folder)), None)
+        waiting = lineup.in_turn()
+        ahead = next((k for k, e in enumerate(waiting) if e.folder == str(folder)), None)
         if ahead is None:
             return "stopped", "it left the queue before it started"
-        running = " and ".join(f"{e.kind} {e.name!r}" for e in lineup.running)
+        owner = waiting[ahead].owner  # (another user's job is named only as such)
+        running = " and ".join(f"{e.kind} {e.name!r}" if e.owner == owner else f"another user's {e.kind}"
+                               for e in lineup.running)
         place = "next in the queue" if ahead == 0 else f"{ahead} before it in the queue"
         return state, place + (f", after {running}" if running else "")
     if state in ("starting", "running") and not children.alive(status.get("pid")):
@@ -108,10 +111,10 @@ def start(studio, kind: JobKind, name: str, prepare: Callable[[Path], None], *, 
     check()  # (first: a name taken is said as such, even while its job runs)
 
     processes = len(devices) if kind.multi_gpu else 1
-    entry = queue.Entry(f"{kind.key}:{name}", kind.key, name, devices, needs or kind.noun, str(folder),
-                        child_argv(kind, settings, folder, device, resume, processes),
+    entry = queue.Entry(queue.entry_id(kind.key, name, settings.user), kind.key, name, devices, needs or kind.noun,
+                        str(folder), child_argv(kind, settings, folder, device, resume, processes),
                         child_argv(kind, settings, folder, device, True, processes), str(settings.root),
-                        estimate_s=estimate_s)
+                        owner=settings.user, estimate_s=estimate_s)
     queue.submit(queue_folder, entry, prepared)
     return status(studio, kind, name)
 
@@ -143,7 +146,7 @@ def cancel(studio, kind: JobKind, name: str, *, wait_s: float = 0.0):
     current = status(studio, kind, name)
     if current.state == "queued":
         try:
-            queue.remove(claims.queue_dir(studio.settings), f"{kind.key}:{name}")
+            queue.remove(claims.queue_dir(studio.settings), queue.entry_id(kind.key, name, studio.settings.user))
         except ValueError:  # it started meanwhile: stopped as a running job is
             return cancel(studio, kind, name, wait_s=wait_s)
         folder = kind.where(studio.settings, name)
@@ -180,7 +183,7 @@ def wait(studio, kind: JobKind, name: str, *, poll_s: float = 0.5, timeout_s: fl
 class QueueRow:
     """One line of the queue: what runs and what waits, in order, and about when each starts and ends."""
 
-    entry: str  # the queue's id: run:<name>, sweep:<name>, mining:<name>, event:...
+    entry: str  # the queue's id: run:<name>, sweep:<user>/<name>, mining:<name>, event:...
     kind: str
     name: str
     position: int  # 0 running, 1 next to start, ...
@@ -206,8 +209,9 @@ class QueueRow:
 
 
 def queue_rows(studio) -> list[QueueRow]:
-    """The queue now: running entries first (with their progress), then the waiting ones in order, each with about
-    when it starts (when the devices it needs are free: the running jobs' time left, then the estimates before it)."""
+    """The queue now: running entries first (with their progress), then the waiting ones in the order they start
+    (owners taking turns), each with about when it starts (when the devices it needs are free: the running jobs' time
+    left, then the estimates before it). Everyone's: what a user may see of it is queue_view's."""
     lineup = queue.lineup(claims.queue_dir(studio.settings))
     now, free_at, rows = time.time(), {}, []
     for entry in lineup.running:
@@ -221,7 +225,7 @@ def queue_rows(studio) -> list[QueueRow]:
         free_at.update(dict.fromkeys(entry.devices, ends))
         rows.append(QueueRow(entry.id, entry.kind, entry.name, 0, entry.needs, entry.devices, entry.started, ends,
                              current.line() if current is not None else "", entry.owner))
-    for position, entry in enumerate(lineup.waiting, 1):
+    for position, entry in enumerate(lineup.in_turn(), 1):
         times = [free_at.get(d, now) for d in entry.devices]
         starts = None if None in times else max([now, *times])
         length = 0.0 if entry.event else entry.estimate_s  # the studio's own work takes moments
@@ -230,3 +234,44 @@ def queue_rows(studio) -> list[QueueRow]:
         rows.append(QueueRow(entry.id, entry.kind, entry.name, position, entry.needs, entry.devices, starts, ends,
                              owner=entry.owner))
     return rows
+
+
+@dataclass
+class QueueView:
+    """The queue as one user may see it: their own entries (every entry for an admin) and how many of others' there
+    are besides, never what they are."""
+
+    rows: list[QueueRow]
+    others: int = 0
+
+    def says(self) -> str:
+        """The line about the others' entries ("" when there are none)."""
+        if not self.others:
+            return ""
+        return f"and {self.others} entr{'y' if self.others == 1 else 'ies'} of other users (running or waiting)"
+
+
+def queue_view(studio) -> QueueView:
+    rows = queue_rows(studio)
+    settings = studio.settings
+    if settings.is_admin:
+        return QueueView(rows)
+    own = [r for r in rows if r.owner == settings.user]
+    return QueueView(own, len(rows) - len(own))
+
+
+def find_job(studio, given: str) -> tuple[JobKind, str, str]:
+    """(kind, name, owner) of the queue entry `given` names among those the user may see: its id (run:NAME,
+    run:USER/NAME), or a name only one of them has. An entry of another user is answered as one that is not there."""
+    rows = [r for r in queue_view(studio).rows if r.kind != "event"]
+    found = [r for r in rows if r.entry == given] or [r for r in rows if r.name == given]
+    if len(found) != 1 or found[0].kind not in KINDS:
+        listed = ", ".join(r.entry for r in rows) or "none"
+        what = "names several entries" if len(found) > 1 else "is not in the queue"
+        raise ValueError(f"`entry` {given!r} {what} (entries you may act on: {listed})")
+    return KINDS[found[0].kind], found[0].name, found[0].owner
+
+
+def owners_studio(studio, owner: str):
+    """The studio as the owner of a job sees it (an admin acting on another user's job), else `studio` itself."""
+    return studio if owner == studio.settings.user else studio.as_user(owner)

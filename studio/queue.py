@@ -8,7 +8,9 @@ waiting job whose devices are free and that no earlier entry waits for starts, i
 When no studio watches, a small runner (`python -m studio.queue QUEUE_DIR`) advances it until nothing waits.
 
 An entry carries everything its start needs (the child's command line, its folder), so the queue knows no kind of
-job, and an `owner` (who asked; "" for now) for a pick that alternates between users.
+job, and an `owner` (who asked: "" the studio's owner, else an account's name). Owners take turns: the next job
+to start is the one of the owner who waited longest since their last start, so one user's ten queued runs never keep
+another's first one waiting behind all of them (`in_turn`); within one owner's jobs, the order is theirs.
 """
 
 from __future__ import annotations
@@ -26,9 +28,21 @@ ON_RESTART = ("resume", "stop")
 FILE = "queue.json"
 
 
+def entry_id(kind: str, name: str, owner: str = "") -> str:
+    """The queue's id of a job: "run:<name>" (the studio's owner's), "run:<user>/<name>" (a user's: names are theirs,
+    so two users' runs may share one)."""
+    return f"{kind}:{owner}/{name}" if owner else f"{kind}:{name}"
+
+
+def owner_of(entry_id: str) -> str:
+    """Whose job a queue id (or a claim's job) names: the user before the "/", "" for the studio's owner."""
+    kind, _, rest = entry_id.partition(":")
+    return rest.partition("/")[0] if "/" in rest else ""
+
+
 @dataclass
 class Entry:
-    id: str  # "run:<name>", "sweep:<name>", "mining:<name>"; the studio's own work: "event:<pid>:<n>"
+    id: str  # entry_id(): "run:<name>", "sweep:<user>/<name>"...; the studio's own work: "event:<pid>:<n>"
     kind: str  # run | sweep | mining | event
     name: str
     devices: list[str]
@@ -56,14 +70,20 @@ class Entry:
 
 @dataclass
 class Lineup:
-    """What the queue holds now: the entries running, those waiting in order, and the restart option."""
+    """What the queue holds now: the entries running, those waiting in the order they were queued (and moved), the
+    restart option, and when each owner's last job started (their turn)."""
 
     running: list[Entry]
     waiting: list[Entry]
     on_restart: str = "resume"
+    turns: dict[str, float] = field(default_factory=dict)  # owner -> when their last job started
 
     def find(self, entry_id: str) -> Entry | None:
         return next((e for e in self.running + self.waiting if e.id == entry_id), None)
+
+    def in_turn(self) -> list[Entry]:
+        """The waiting entries in the order they start (see in_turn)."""
+        return in_turn(self.waiting, self.turns)
 
 
 def _read(folder: Path) -> Lineup:
@@ -72,12 +92,13 @@ def _read(folder: Path) -> Lineup:
     except FileNotFoundError:
         return Lineup([], [])
     return Lineup([Entry.from_json(e) for e in saved["running"]], [Entry.from_json(e) for e in saved["waiting"]],
-                  saved.get("on_restart", "resume"))
+                  saved.get("on_restart", "resume"), dict(saved.get("turns") or {}))
 
 
 def _write(folder: Path, lineup: Lineup) -> None:
     fileio.write_json(folder / FILE, {"running": [asdict(e) for e in lineup.running],
-                                      "waiting": [asdict(e) for e in lineup.waiting], "on_restart": lineup.on_restart})
+                                      "waiting": [asdict(e) for e in lineup.waiting], "on_restart": lineup.on_restart,
+                                      "turns": lineup.turns})
 
 
 def _pruned(lineup: Lineup) -> Lineup:
@@ -91,11 +112,28 @@ def lineup(folder: Path) -> Lineup:
         return _pruned(_read(folder))
 
 
-def startable(waiting: list[Entry], busy: set[str]) -> list[Entry]:
-    """The jobs to start now, in order: each device keeps its own order (an entry waits for every earlier entry that
-    needs one of its devices); the studio's events are started by their own process, never here."""
+def in_turn(waiting: list[Entry], turns: dict[str, float] | None = None) -> list[Entry]:
+    """`waiting` in the order the entries start: the jobs round by round, one of each owner's a round (each owner's
+    own in their order), the owners of a round in the order of their last start (`turns`; never started: first), so
+    users take turns however many jobs each queued. The studio's events keep their places (ahead of the jobs)."""
+    turns = turns or {}
+    jobs = [e for e in waiting if not e.event]
+    first_seen = {e.owner: k for k, e in reversed(list(enumerate(jobs)))}
+    owners = sorted(first_seen, key=lambda o: (turns.get(o, float("-inf")), first_seen[o]))
+    rounds: dict[str, int] = {}
+    ranked = []
+    for entry in jobs:
+        rounds[entry.owner] = rounds.get(entry.owner, -1) + 1
+        ranked.append(((rounds[entry.owner], owners.index(entry.owner)), entry))
+    fair = iter(entry for _, entry in sorted(ranked, key=lambda r: r[0]))
+    return [e if e.event else next(fair) for e in waiting]
+
+
+def startable(waiting: list[Entry], busy: set[str], turns: dict[str, float] | None = None) -> list[Entry]:
+    """The jobs to start now, in their turn (in_turn): each device keeps that order (an entry waits for every entry
+    before it that needs one of its devices); the studio's events are started by their own process, never here."""
     blocked, found = set(busy), []
-    for entry in waiting:
+    for entry in in_turn(waiting, turns):
         if blocked.isdisjoint(entry.devices) and not entry.event:
             found.append(entry)
         blocked |= set(entry.devices)
@@ -173,12 +211,12 @@ def advance(folder: Path, release=None) -> list[Entry]:
     with claims.locked(folder):
         current = _pruned(_read(folder))
         busy = {c.device for c in claims.holders(folder)}
-        for entry in startable(current.waiting, busy):
+        for entry in startable(current.waiting, busy, current.turns):
             if release is not None and not started:
                 release()
             current.waiting.remove(entry)
             (Path(entry.folder) / CANCEL_FILE).unlink(missing_ok=True)  # a cancel asked of an earlier start
-            entry.started = time.time()
+            entry.started = current.turns[entry.owner] = time.time()
             try:
                 child = children.start(entry.argv, Path(entry.cwd), Path(entry.folder) / LOG_FILE)
             except OSError as e:  # (a cwd gone, no python): the job fails, the queue goes on

@@ -9,8 +9,11 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from studio.names import check_name
+
 # Where a login comes from, for the errors that ask for one.
-LOGIN_HINT = "--auth-file FILE (first line user:password) or $STUDIO_AUTH, or --no-auth on a network you trust"
+LOGIN_HINT = ("--auth-file FILE (accounts added with `python -m studio users add NAME --auth-file FILE`, or one line "
+              "user:password) or $STUDIO_AUTH, or --no-auth on a network you trust")
 WHEN_BUSY = ("wait", "cpu")
 AUTH_ENV = "STUDIO_AUTH"  # user:password, for those who start the studio from a script or a container
 
@@ -20,7 +23,17 @@ class Settings:
     # Project root: models/ and workspace/ live below it unless set explicitly.
     root: Path = field(default_factory=lambda: Path(os.environ.get("STUDIO_ROOT", Path.cwd())))
     models_dir: Path | None = None  # default: <root>/models
-    workspace_dir: Path | None = None  # default: <root>/workspace
+    # This user's datasets, runs, outputs...: <root>/workspace for the studio's owner (user ""), else
+    # <studio_workspace>/users/<user> (see for_user)
+    workspace_dir: Path | None = None
+    # The studio's own workspace, one for all its users: the queue and device claims, and users/ (default: the
+    # owner's workspace_dir)
+    studio_workspace: Path | None = None
+    # Whose things this is: "" the studio's owner (a single-user studio, or the command line without --user: the
+    # workspace and models/ as they have always been), else an account's name (studio.accounts)
+    user: str = ""
+    # An account's admin role (the owner always has it): removes users, sees every job in the queue
+    admin: bool = False
     # "auto" picks cuda when torch sees a GPU, else cpu; decided when first asked, never at import.
     device: str = "auto"
     # "auto" means float16 on cuda and float32 on cpu (cpu kernels for half precision are slow or missing).
@@ -40,8 +53,11 @@ class Settings:
     # Paths on this machine may name models, datasets and folders (the command line). The web studio turns this off:
     # there, only names the studio lists (and uploads) are taken, so no one can probe or read the server's files.
     server_paths: bool = True
-    # Optional "user:password" for the web UI; required when `host` lets other machines in, unless `no_auth`.
+    # Optional "user:password" for the web UI, one login for the studio's owner (a single-user studio); or `auth_file`.
+    # One of them is required when `host` lets other machines in, unless `no_auth`.
     auth: str | None = None
+    # Accounts (studio.accounts: name:scrypt-hash[:admin] lines): several people, each with a workspace of their own
+    auth_file: Path | None = None
     # Serve beyond this machine with no login (asked for explicitly, for a trusted network): anyone who reaches the
     # port would otherwise use the GPU and see the workspace.
     no_auth: bool = False
@@ -68,7 +84,17 @@ class Settings:
         root = Path(self.root).resolve()
         object.__setattr__(self, "root", root)
         object.__setattr__(self, "models_dir", Path(self.models_dir or root / "models").resolve())
-        object.__setattr__(self, "workspace_dir", Path(self.workspace_dir or root / "workspace").resolve())
+        if self.user:
+            check_name(self.user, "user")
+            studio_workspace = Path(self.studio_workspace or root / "workspace").resolve()
+            workspace = Path(self.workspace_dir or studio_workspace / "users" / self.user).resolve()
+        else:
+            workspace = Path(self.workspace_dir or root / "workspace").resolve()
+            studio_workspace = Path(self.studio_workspace or workspace).resolve()
+        object.__setattr__(self, "workspace_dir", workspace)
+        object.__setattr__(self, "studio_workspace", studio_workspace)
+        if self.auth_file is not None:
+            object.__setattr__(self, "auth_file", Path(self.auth_file).resolve())
         tmp = Path(tempfile.gettempdir())
         object.__setattr__(self, "gradio_dir", Path(self.gradio_dir or os.environ.get("GRADIO_TEMP_DIR")
                                                     or tmp / "likeness-web").resolve())
@@ -85,9 +111,11 @@ class Settings:
             raise ValueError(f"`max_image_pixels` must be at least 1000000 but is {self.max_image_pixels}")
         if self.cache_budget_bytes < 0:
             raise ValueError(f"`cache_budget_bytes` must be positive (or 0 for automatic) but is {self.cache_budget_bytes}")
-        if self.no_auth and self.auth:
+        if self.auth and self.auth_file:
+            raise ValueError("one login (`auth`) and accounts (`auth_file`) were both given: choose one")
+        if self.no_auth and (self.auth or self.auth_file):
             raise ValueError("--no-auth and a login (--auth-file, $STUDIO_AUTH or --auth) were both given: choose one")
-        if not self.auth and not self.no_auth and not self.local_only:
+        if not self.auth and not self.auth_file and not self.no_auth and not self.local_only:
             raise ValueError(f"--host {self.host} lets other machines in, so the studio needs a login: {LOGIN_HINT}")
         if self.web_copies_mb < self.max_upload_mb:
             raise ValueError(f"`web_copies_mb` must be at least `max_upload_mb` ({self.max_upload_mb}) but is "
@@ -113,6 +141,33 @@ class Settings:
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
+
+    def for_user(self, user: str, *, admin: bool = False) -> "Settings":
+        """The same studio as `user` sees it: their workspace (workspace/users/<user>/; the owner's, "", is
+        workspace/ itself) and their models (own_models_dir); the queue, the shared models and every other setting
+        are the studio's."""
+        workspace = self.studio_workspace / "users" / user if user else self.studio_workspace
+        return replace(self, user=user, admin=admin or not user, workspace_dir=workspace)
+
+    @property
+    def several_users(self) -> bool:
+        """Whether people log in with accounts of their own (each sees only their own things)."""
+        return self.auth_file is not None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.admin or not self.user
+
+    @property
+    def users_dir(self) -> Path:
+        """workspace/users/: one folder per account (the owner's things are workspace/ itself)."""
+        return self.studio_workspace / "users"
+
+    @property
+    def own_models_dir(self) -> Path:
+        """Where what this user trains goes (LoRAs, embeddings, fine-tuned bases): models/ itself for the owner (so
+        shared with everyone), models/users/<user>/ for an account (theirs alone until they share it)."""
+        return self.models_dir / "users" / self.user if self.user else self.models_dir
 
     @property
     def outputs_dir(self) -> Path:

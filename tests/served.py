@@ -12,6 +12,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def private_models(folder: Path, shared: Path) -> Path:
+    """A models/ folder of the test's own (files added to it touch no other test), sharing the built builtins."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (shared / "builtin").mkdir(exist_ok=True)
+    (folder / "builtin").symlink_to(shared / "builtin")
+    return folder
+
+
 def studio_settings(root: Path, models_dir: Path, **changes):
     """Offline settings on `root` with builtin:tiny as the default base and the session's shared models."""
     from studio.settings import Settings

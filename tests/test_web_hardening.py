@@ -21,24 +21,16 @@ import pytest
 from PIL import Image
 
 from fixtures_faces import astronaut, astronaut_variants, hopper
-from served import serve_studio
+from served import private_models, serve_studio
 
 AUTH = ("alice", "s3cret-pass")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _private_models(folder: Path, shared: Path) -> Path:
-    """A models/ folder of the test's own (files added to it touch no other test), sharing the built builtins."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (shared / "builtin").mkdir(exist_ok=True)
-    (folder / "builtin").symlink_to(shared / "builtin")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, shared_models_dir):
     root = tmp_path_factory.mktemp("web_hardening")
-    models = _private_models(root / "models", shared_models_dir)
+    models = private_models(root / "models", shared_models_dir)
     studio, app, url = serve_studio(root, models, auth=":".join(AUTH))
     yield studio, app, url
     app.close()
@@ -325,7 +317,7 @@ def test_messages_and_config_name_the_studios_folders_never_server_paths(tmp_pat
     from safetensors.torch import save_file
     import torch
 
-    models = _private_models(tmp_path / "models", shared_models_dir)
+    models = private_models(tmp_path / "models", shared_models_dir)
     elsewhere = "/home/someone/models/sd15-private.safetensors"  # where a LoRA says its base was
     (models / "lora").mkdir()
     save_file({"x": torch.zeros(1)}, str(models / "lora" / "mine.safetensors"),

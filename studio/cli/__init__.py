@@ -14,7 +14,7 @@ from studio.settings import WHEN_BUSY
 # Verbs, each a module under studio/cli/ (a dash in the verb is an underscore in the module's name) that adds its
 # subparser and sets defaults(run=...).
 VERBS = ("serve", "generate", "upscale", "fix-faces", "models", "dataset", "delete-subject", "mine", "train", "sweep",
-         "queue", "animal", "evaluate", "pocket")
+         "queue", "animal", "evaluate", "pocket", "users", "share")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +38,9 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     parser.add_argument("--offline", action="store_true", default=d(False), help="never download from the hub")
     parser.add_argument("--max-image-mp", type=float, default=d(None),
                         help="largest picture decoded, in megapixels (default 40; bigger ones are refused)")
+    parser.add_argument("--user", default=d(""), metavar="NAME",
+                        help="act as this user of a studio of several people: their workspace (workspace/users/NAME/) "
+                             "and models (default: the studio's owner, an admin: workspace/ and models/ themselves)")
     parser.add_argument("--when-busy", choices=WHEN_BUSY, default=d("wait"),
                         help="while a job (run, sweep, mining) holds the GPU: wait for it in the queue (default), or "
                              "run on the CPU now (Generate, Evaluate, captions, upscaling...)")
@@ -75,7 +78,12 @@ def settings_from_args(args: argparse.Namespace):
         kwargs["root"] = args.root
     if args.max_image_mp is not None:
         kwargs["max_image_pixels"] = int(args.max_image_mp * 1_000_000)
-    return Settings(**kwargs)
+    settings = Settings(**kwargs)
+    if args.user:
+        from studio.users import check_user
+
+        settings = settings.for_user(check_user(settings, args.user))
+    return settings
 
 
 def open_image(path: Path, argument: str):

@@ -48,47 +48,37 @@ def run(args, studio) -> int:
     if action == "add":
         return _add(args, studio)
     if action == "options":
+        if not studio.settings.is_admin:
+            raise ValueError("the queue's options are the studio's, for everyone: only an admin may change them")
         queue.set_on_restart(folder, args.on_restart)
         print(f"on restart: {args.on_restart}")
         return 0
-    entry = find_entry(studio, args.entry)
+    _kinds()  # (each kind declares itself as its module is imported)
+    kind, name, owner = jobs.find_job(studio, args.entry)  # (among the entries this user may act on)
+    entry = queue.entry_id(kind.key, name, owner)
     if action == "move":
         queue.move(folder, entry, args.position)
         return _list(studio)
     if action == "remove" and any(e.id == entry for e in queue.lineup(folder).running):
         raise ValueError(f"`entry` {entry!r} is running: `queue cancel` stops it (remove takes out a waiting one)")
-    kind, _, name = entry.partition(":")
-    status = jobs.cancel(studio, _kinds()[kind], name)
+    status = jobs.cancel(jobs.owners_studio(studio, owner), kind, name)
     print(f"{entry}: asked to stop; it stops after its current step" if status.active else status.line())
     return 0
-
-
-def find_entry(studio, given: str) -> str:
-    """The queue id `given` names: an id (run:NAME) or a name only one job in the queue has."""
-    from studio import jobs
-
-    rows = [r for r in jobs.queue_rows(studio) if r.kind != "event"]
-    if any(r.entry == given for r in rows):
-        return given
-    named = [r.entry for r in rows if r.name == given]
-    if len(named) == 1:
-        return named[0]
-    listed = ", ".join(r.entry for r in rows) or "the queue is empty"
-    what = "names several entries" if named else "is not in the queue"
-    raise ValueError(f"`entry` {given!r} {what} ({listed})")
 
 
 def _list(studio) -> int:
     from studio import claims, jobs, queue
 
     _kinds()  # (each kind's progress line for its running jobs)
-    rows = jobs.queue_rows(studio)
-    if not rows:
-        print("nothing runs or waits")
-    for r in rows:
+    view = jobs.queue_view(studio)
+    if not view.rows:
+        print("nothing of yours runs or waits" if view.others else "nothing runs or waits")
+    for r in view.rows:
         place = "running" if r.position == 0 else f"{r.position}."
         what = r.line or r.needs
         print(f"{place:8} {r.entry:24} {', '.join(r.devices):8} {r.when()}; {what}")
+    if view.others:
+        print(view.says())
     on_restart = queue.lineup(claims.queue_dir(studio.settings)).on_restart
     print(f"on restart: {on_restart} (a job found dead after a restart "
           f"{'continues first' if on_restart == 'resume' else 'stays stopped'})")

@@ -13,7 +13,9 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--model", default="", help="base model to start with (default: best builtin)")
     p.add_argument("--auth-file", type=Path, default=None,
-                   help=f"a file whose first line is user:password, required to open the studio (or set ${AUTH_ENV})")
+                   help="the accounts (one `name:hash` a line, written by `python -m studio users add NAME`): each "
+                        f"person logs in to a workspace of their own; or one line user:password, the single-user "
+                        f"studio's login (or set ${AUTH_ENV})")
     p.add_argument("--auth", default=None, help="user:password on the command line (other users of this machine "
                                                 "can read it in `ps`: prefer --auth-file)")
     p.add_argument("--no-auth", action="store_true",
@@ -31,11 +33,14 @@ def adjust_settings(args, settings):
     from studio.settings import LOGIN_HINT
     from studio.ui.access import auth_from
 
-    changes = dict(host=args.host, port=args.port, auth=auth_from(args.auth, args.auth_file), no_auth=args.no_auth,
-                   default_model=args.model or settings.default_model)
+    if settings.user:
+        raise ValueError("`serve` serves the studio to all its users (each logs in to their own): leave out --user")
+    changes = dict(host=args.host, port=args.port, no_auth=args.no_auth,
+                   default_model=args.model or settings.default_model, **auth_from(args.auth, args.auth_file))
     if args.max_upload_mb is not None:
         changes["max_upload_mb"] = args.max_upload_mb
-    if args.share and not changes["auth"] and not args.no_auth:  # a public link lets anyone in, whatever --host is
+    login = changes.get("auth") or changes.get("auth_file")
+    if args.share and not login and not args.no_auth:  # a public link lets anyone in, whatever --host is
         raise ValueError(f"--share gives a public link, so the studio needs a login: {LOGIN_HINT}")
     if args.allow_origin:
         changes["allow_origins"] = tuple(args.allow_origin)

@@ -17,6 +17,7 @@ from studio.models.refs import ModelRef
 from studio.models.upscalers import UPSCALER_SUFFIXES
 from studio.settings import Settings
 
+SHARED = "shared"  # models/users/<user>/lora/shared/: the LoRAs a user shares with everyone (studio.models.sharing)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 WEIGHT_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
 
@@ -72,9 +73,9 @@ class ModelStore(ModelLoading):
                          f"(owner/name)")
 
     def _local_path(self, model_id: str, subfolder: str) -> Path | None:
-        """A file or folder by name in models/<subfolder>/, or (server paths allowed, or the default the studio was
-        started with) any path."""
-        candidates = [inside(self.settings.models_dir / subfolder, model_id)]
+        """A file or folder by name in models/<subfolder>/ (the user's own first), or (server paths allowed, or the
+        default the studio was started with) any path."""
+        candidates = [inside(folder, model_id) for folder in self.model_folders(subfolder)]
         if self.settings.server_paths or model_id == self.settings.default_model:
             candidates.insert(0, Path(model_id).expanduser())
         for candidate in candidates:
@@ -112,6 +113,25 @@ class ModelStore(ModelLoading):
 
     # ---- listing -------------------------------------------------------------------------------------------
 
+    def model_folders(self, sub: str) -> list[Path]:
+        """Where models of `sub` (base, controlnet, lora, embeddings) are found, in the order names are looked up:
+        what the user trained (models/users/<user>/<sub>/) first, then models/<sub>/ (everyone's), then for LoRAs
+        those other users share (models/users/<other>/lora/shared/). The studio's owner trains into models/ itself."""
+        settings = self.settings
+        folders = [settings.own_models_dir / sub] if settings.user and sub != "controlnet" else []
+        folders.append(settings.models_dir / sub)
+        if sub == "lora":
+            mine = settings.own_models_dir / sub / SHARED
+            folders += [p for p in sorted((settings.models_dir / "users").glob(f"*/lora/{SHARED}"))
+                        if p != mine and not p.is_symlink()]
+        return folders
+
+    def owner_of(self, model_id: str, sub: str = "base") -> str:
+        """Whose model `model_id` names: this user's when it is one of their own (a fine-tuned base of theirs), else ""
+        (everyone's). The model cache keeps the two apart, so one user's name never reaches another's weights."""
+        own = inside(self.settings.own_models_dir / sub, model_id) if self.settings.user and model_id else None
+        return self.settings.user if own is not None and own.exists() else ""
+
     def list_models(self) -> ModelListing:
         root = self.settings.models_dir
         not_bases = ("tiny-controlnet", "tiny-clip")
@@ -120,17 +140,17 @@ class ModelStore(ModelLoading):
             listing.base.remove("builtin:pocket")
         listing.controlnet = ["builtin:tiny-controlnet"]
         for sub, out in (("base", listing.base), ("controlnet", listing.controlnet)):
-            folder = root / sub
-            if folder.is_dir():
-                for p in sorted(folder.iterdir()):
+            for folder in self.model_folders(sub):
+                for p in sorted(folder.iterdir()) if folder.is_dir() else []:
                     if (p.is_dir() and ((p / "model_index.json").is_file() or (p / "config.json").is_file())) or (
                         p.is_file() and p.suffix in WEIGHT_SUFFIXES
                     ):
                         out.append(p.name)
+        listing.base = list(dict.fromkeys(listing.base))  # a name of the user's own hides an equal one of everyone's
         for sub, out in (("lora", listing.lora), ("embeddings", listing.embeddings)):
-            folder = root / sub
-            if folder.is_dir():
-                out.extend(sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES))
+            for folder in self.model_folders(sub):
+                if folder.is_dir():
+                    out.extend(sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES))
         folder = root / "upscale"
         if folder.is_dir():
             listing.upscale = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in UPSCALER_SUFFIXES)
@@ -170,19 +190,21 @@ class ModelStore(ModelLoading):
                          f"its file name without the suffix){path}; Lanczos needs no file")
 
     def _named_file(self, name_or_path: str, sub: str) -> Path:
-        """A LoRA/embedding by file name in models/<sub>/, by stem (A1111's `<lora:name:w>`), or (server paths
-        allowed) by path."""
-        folder = self.settings.models_dir / sub
-        candidates = [inside(folder, name_or_path)] + [inside(folder, f"{name_or_path}{s}") for s in WEIGHT_SUFFIXES]
+        """A LoRA/embedding by file name in models/<sub>/ (the user's own first, see model_folders), by stem
+        (A1111's `<lora:name:w>`), or (server paths allowed) by path."""
+        folders = self.model_folders(sub)
+        candidates = [c for folder in folders for c in
+                      [inside(folder, name_or_path), *(inside(folder, f"{name_or_path}{s}") for s in WEIGHT_SUFFIXES)]]
         if self.settings.server_paths:
             candidates.insert(0, Path(name_or_path).expanduser())
-        if folder.is_dir() and "/" not in name_or_path and ".." not in name_or_path:
-            candidates += sorted(folder.rglob(f"{name_or_path}.safetensors"))
+        if "/" not in name_or_path and ".." not in name_or_path:
+            candidates += [c for folder in folders if folder.is_dir()
+                           for c in sorted(folder.rglob(f"{name_or_path}.safetensors"))]
         for c in candidates:
             if c is not None and c.is_file():
                 self._check_weight_file(c)
                 return c.resolve()
-        raise ValueError(f"{sub} file {name_or_path!r} not found (looked in {folder}"
+        raise ValueError(f"{sub} file {name_or_path!r} not found (looked in {self.settings.models_dir / sub}"
                          f"{' and for a path' if self.settings.server_paths else ''})")
 
     # ---- hashing -------------------------------------------------------------------------------------------

@@ -349,7 +349,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         log.event("message", text="not exported (`export` is off: a sweep exports the cell chosen)")
     elif accelerator.is_main_process:
         with method.averaged():
-            files = export.export_final(method, parts, config, settings.models_dir, Path(run_dir),
+            files = export.export_final(method, parts, config, settings.own_models_dir, Path(run_dir),
                                         facts.header(step, epochs))
         if config.whole_model and len(files) == 1:
             log.event("message", text=f"{parts.family.label}: exported as a diffusers folder only (no single file)")

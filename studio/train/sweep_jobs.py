@@ -199,7 +199,7 @@ def export_cell(studio, name: str, cell: str = "") -> list[Path]:
     if entry["state"] != "done":
         raise ValueError(f"`cell` {cell} is {entry['state']}: only a done cell has weights to export")
     return export_step(studio.store, _run_folder(status.folder, entry["run"]), entry["step"],
-                       studio.settings.models_dir, out_name=f"{name}-{cell}")
+                       studio.settings.own_models_dir, out_name=f"{name}-{cell}")
 
 
 # ---- the driver (in its child process) -----------------------------------------------------------------------

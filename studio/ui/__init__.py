@@ -8,7 +8,7 @@ import gradio as gr
 
 from studio.context import Studio
 from studio.settings import Settings
-from studio.ui import queue_panel, start_here
+from studio.ui import account_panel, queue_panel, start_here
 from studio.ui.common import TabContext, TabRefresh, bind
 
 # (tab title, module under studio/ui/ with build(ctx)); a tab is listed only once it works. build() may return
@@ -27,14 +27,16 @@ TABS = (
 def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     if not isinstance(studio, Studio):
         studio = Studio.open(studio)
-    ctx = TabContext(studio.for_web())
+    # As built, the page names no one's things on a studio of several users (its lists come from each session's user
+    # when the page loads); a single-user studio's page is its owner's, as it always was.
+    ctx = TabContext(studio.for_web().page())
     # Uploads and gradio's copies of what it showed are cleaned by the studio itself (launch: studio.ui.gate), by age
     # and size, including what an earlier run of the server left.
     with gr.Blocks(title="Likeness Studio") as app:
         gr.Markdown("## Likeness Studio\nMake a personal image model: dataset, training, generation, evaluation.")
         welcome = start_here.build(ctx)
+        refreshes = [account_panel.build(ctx)]  # (on a studio of several users: who is logged in, sharing, users)
         queue_panel.build(ctx)  # above the tabs: reachable from every one
-        refreshes = []
         with gr.Tabs() as tabs:
             ctx.widgets["tabs"] = tabs
             for title, module in TABS:
@@ -67,6 +69,7 @@ def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = F
     from the same client (studio.ui.access, studio.ui.gate)."""
     import os
 
+    from studio.copies import clean_copies
     from studio.fileio import clean_stale_files
     from studio.gpu import QueueWatcher
     from studio.ui.access import PasswordCheck
@@ -74,13 +77,16 @@ def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = F
 
     s = studio.for_web().settings
     clean_stale_files(s.workspace_dir)
+    if s.several_users:  # whose each copy is lives in memory (studio.ui.serving): none from an earlier run is kept
+        clean_copies(s, room=s.web_copies_mb * 1024**2)
     os.environ["GRADIO_TEMP_DIR"] = str(s.gradio_dir)  # gradio's cache is the studio's own folder, which it cleans
     app = build_app(studio)
     # The queue, once a second while the app serves: restart recovery first, then starting what waits, reaping
     # children, giving back the cached weights a job needs. (A blocking launch returns only when the server ends.)
     served = {"returned": False}
     QueueWatcher(studio, keep_going=lambda: app.is_running or not served["returned"]).start()
-    app.launch(server_name=s.host, server_port=s.port, auth=PasswordCheck(s.auth).login if s.auth else None, share=share,
+    login = PasswordCheck(s.auth_file or s.auth).login if s.auth or s.auth_file else None
+    app.launch(server_name=s.host, server_port=s.port, auth=login, share=share,
                prevent_thread_lock=prevent_thread_lock, allowed_paths=[],
                blocked_paths=[str(s.models_dir), str(s.workspace_dir / ".cache")], max_file_size=f"{s.max_upload_mb}mb",
                css=CSS, app_kwargs={"lifespan": cleaning(s)}, _app=studio_app(s))

@@ -1,5 +1,6 @@
-"""Who may open the studio: the user:password check, with a growing delay after failed logins (so a password
-cannot be guessed at network speed), and where the password comes from without showing in `ps`."""
+"""Who may open the studio: the password check (the single-user studio's one user:password, or the accounts of
+studio.accounts), with a growing delay after failed logins (so a password cannot be guessed at network speed), where
+the login comes from without showing in `ps`, and whose studio a logged-in session is (`session_user`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.accounts import AuthFile, read_logins
 from studio.settings import AUTH_ENV
 
 MAX_DELAY_S = 30.0
@@ -25,27 +27,41 @@ def parse_auth(text: str, source: str) -> tuple[str, str]:
     return user.strip(), password
 
 
-def read_auth_file(path: Path) -> str:
-    """The first line of an --auth-file (user:password)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise ValueError(f"`--auth-file` {path} cannot be read: {e.strerror or e}") from e
-    return lines[0].strip() if lines else ""
-
-
-def auth_from(flag: str | None, auth_file: Path | None) -> str | None:
-    """The user:password to require: --auth-file, else $STUDIO_AUTH, else --auth (which `ps` shows), else none."""
+def auth_from(flag: str | None, auth_file: Path | None) -> dict:
+    """The login to require, as Settings fields: `auth_file` for a file of accounts, else `auth` (user:password) from
+    a file of that one line, $STUDIO_AUTH or --auth (which `ps` shows); {} for none."""
     if auth_file is not None:
-        text, source = read_auth_file(auth_file), f"the first line of {auth_file}"
+        logins = read_logins(auth_file)
+        if logins.one_login is None:
+            return {"auth_file": Path(auth_file)}
+        text, source = logins.one_login, f"the line of {auth_file}"
     elif os.environ.get(AUTH_ENV):
         text, source = os.environ[AUTH_ENV], f"${AUTH_ENV}"
     elif flag is not None:
         text, source = flag, "`--auth`"
     else:
-        return None
+        return {}
     parse_auth(text, source)
-    return text.strip()
+    return {"auth": text.strip()}
+
+
+def session_user(settings, request) -> tuple[str, bool]:
+    """(user, admin) of the session making `request`: with accounts, the logged-in account (a ValueError when it was
+    removed meanwhile); else the studio's owner ("", an admin), logged in or on localhost."""
+    if not settings.several_users:
+        return "", True
+    name = getattr(request, "username", None) if request is not None else None
+    account = _auth_files(settings.auth_file).current().account(name)
+    if account is None:
+        raise ValueError("this session's account is not on the studio's list any more: log in again")
+    return account.name, account.admin
+
+
+_FILES: dict = {}
+
+
+def _auth_files(path: Path) -> AuthFile:
+    return _FILES.setdefault(Path(path), AuthFile(path))
 
 
 class PasswordCheck:
@@ -57,10 +73,14 @@ class PasswordCheck:
     login from elsewhere, and the owner's success resets only the owner's count. `client()` is the address of the
     request being served (studio.ui.gate sets it)."""
 
-    def __init__(self, auth: str, sleep=asyncio.sleep, client=None):
+    def __init__(self, auth: str | Path, sleep=asyncio.sleep, client=None):
+        """`auth`: the one user:password, or the path of an auth file of accounts."""
         from studio.ui.gate import CLIENT
 
-        self.user, self.password = parse_auth(auth, "`auth`")
+        if isinstance(auth, Path):
+            self.accounts, self.user, self.password = _auth_files(auth), "", ""
+        else:
+            self.accounts, (self.user, self.password) = None, parse_auth(auth, "`auth`")
         self._sleep = sleep
         self._client = client or CLIENT.get
         self._tries: OrderedDict[tuple[str, str], _Tries] = OrderedDict()
@@ -77,14 +97,23 @@ class PasswordCheck:
     async def login(self, user: str, password: str) -> bool:
         tries = self._of((self._client(), user[:MAX_NAME]))
         async with tries.lock:
-            ok = hmac.compare_digest(user.encode(), self.user.encode()) & hmac.compare_digest(
-                password.encode(), self.password.encode())
-            if ok:
+            if ok := await self._matches(user, password):
                 tries.failures = 0
                 return True
             tries.failures += 1
             await self._sleep(self.delay(tries.failures))
             return False
+
+    async def _matches(self, user: str, password: str) -> bool:
+        if self.accounts is None:
+            return hmac.compare_digest(user.encode(), self.user.encode()) & hmac.compare_digest(
+                password.encode(), self.password.encode())
+        try:
+            logins = self.accounts.current()
+        except ValueError as e:  # the file was spoiled while serving: nobody gets in until it is right again
+            print(f"login refused: {e}", flush=True)
+            return False
+        return await asyncio.to_thread(logins.check, user, password) is not None  # (scrypt takes ~0.1 s)
 
     def _of(self, key: tuple[str, str]) -> "_Tries":
         """The tries of `key`, kept among the most recent MAX_TRACKED (one not being waited on goes first)."""

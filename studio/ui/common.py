@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Callable
 
@@ -26,6 +26,7 @@ import gradio as gr
 
 from studio.gpu import device_turn
 from studio.progress import Cancelled
+from studio.ui.access import session_user
 from studio.ui.names import check_listed, model_name, shown_text, shown_value
 
 # Every event that runs a model uses these, so GPU work from all tabs and users goes through one queue slot.
@@ -58,9 +59,10 @@ class SessionStops:
 
 @dataclass
 class TabContext:
-    """What a tab's build() and callbacks get: the studio and the app's stop flags."""
+    """What a tab's build() and callbacks get: the studio and the app's stop flags. A callback's studio is its
+    session's user's view (for_session): their datasets, runs, models and pictures, no one else's."""
 
-    studio: object  # studio.context.Studio
+    studio: object  # studio.context.Studio: as built, the page's (no one's things on a studio of several users)
     stops: SessionStops = field(default_factory=SessionStops)
     # Widgets a tab offers to the rest of the app by name ("tabs", "train.run"...), for events that cross tabs
     widgets: dict = field(default_factory=dict)
@@ -68,6 +70,15 @@ class TabContext:
     names: dict = field(default_factory=dict)
     # What a failed event leaves for its failure listener to show (a question to the user), by (session, job)
     questions: dict = field(default_factory=dict)
+
+
+    def for_session(self, request: gr.Request | None) -> "TabContext":
+        """This context as the session making `request` uses it: the studio as its logged-in user sees it (the same
+        stop flags, widgets and questions). A studio of one user is its own view."""
+        if not self.studio.settings.several_users:
+            return self
+        user, admin = session_user(self.studio.settings, request)
+        return replace(self, studio=self.studio.as_user(user, admin=admin))
 
 
 @dataclass
@@ -108,26 +119,28 @@ def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[s
         values, request, progress = args[:len(names)], *(list(args[len(names):]) + [None, gr.Progress()])[:2]
         extras = {k: x for k, x in (("request", request), ("progress", progress)) if k in wants}
         v = SimpleNamespace(**dict(zip(names, values)))
+        now = ctx  # the session's context once its user is known (every name below is looked up as theirs)
         try:
+            now = ctx.for_session(request)
             for name, (kind, also) in checks.items():
-                check_listed(ctx.studio, kind, getattr(v, name), name, also)
+                check_listed(now.studio, kind, getattr(v, name), name, also)
             if turn:
-                with device_turn(ctx.studio, turn, progress=progress_fn(progress)) as held:
-                    result = fn(ctx, v, **extras)
+                with device_turn(now.studio, turn, progress=progress_fn(progress)) as held:
+                    result = fn(now, v, **extras)
                 if held.note:
                     gr.Info(held.note)
             else:
-                result = fn(ctx, v, **extras)
+                result = fn(now, v, **extras)
         except ValueError as e:  # bad input: the user sees why; the server log needs no stack trace for it
-            raise gr.Error(shown_text(ctx.studio.settings, str(e)), print_exception=False) from e
+            raise gr.Error(shown_text(now.studio.settings, str(e)), print_exception=False) from e
         except Cancelled as e:  # the user pressed Stop: said as news, not as an error; the outputs stay as they were
-            gr.Info(shown_text(ctx.studio.settings, str(e)))
+            gr.Info(shown_text(now.studio.settings, str(e)))
             result = {}
         if not out_names:
             return None
         if not isinstance(result, dict) or set(result) - set(out_names):
             raise TypeError(f"{fn.__name__} must return a dict with keys among {out_names}, not {result!r:.200}")
-        values = [shown_value(ctx.studio.settings, result[name]) if name in texts and name in result
+        values = [shown_value(now.studio.settings, result[name]) if name in texts and name in result
                   else result.get(name, gr.skip()) for name in out_names]
         return values[0] if len(values) == 1 else values
 

@@ -73,8 +73,11 @@ def _disk_rows(studio) -> list[list[str]]:
 
 
 def _cache_rows(studio) -> list[list]:
+    """What the cache holds, as this user may know it: another user's own models and LoRAs are not named."""
+    user, mine = studio.settings.user, {p.resolve() for p in studio.store.list_models().lora}
     return [[h.kind, h.model_id, h.device, h.dtype, round(h.nbytes / _MB, 1), "yes" if h.in_use else "",
-             ", ".join(h.loras), ", ".join(h.pipelines)] for h in studio.cache.holdings()]
+             ", ".join(p.name for p in h.lora_files if p in mine), ", ".join(h.pipelines)]
+            for h in studio.cache.holdings() if h.owner in ("", user)]
 
 
 def _cache_summary(studio) -> str:

@@ -38,12 +38,20 @@ def _file_names(folder, files) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _named_files(studio, sub: str, files) -> list[str]:
+    """The names of a user's LoRAs or embeddings, each below the folder it was found in (their own, everyone's, or
+    one another user shares)."""
+    folders = studio.store.model_folders(sub)
+    return list(dict.fromkeys(n for p in files for n in _file_names(
+        next((f for f in folders if p.is_relative_to(f)), p.parent), [p])))
+
+
 def _lora_files(studio) -> list[str]:
-    return _file_names(studio.settings.models_dir / "lora", studio.store.list_models().lora)
+    return _named_files(studio, "lora", studio.store.list_models().lora)
 
 
 def _embedding_files(studio) -> list[str]:
-    return _file_names(studio.settings.models_dir / "embeddings", studio.store.list_models().embeddings)
+    return _named_files(studio, "embeddings", studio.store.list_models().embeddings)
 
 
 def _upscaler_names(studio) -> list[str]:
@@ -164,7 +172,9 @@ def shown_text(settings, text: str) -> str:
     for folder in copy_folders(settings):  # <folder>/<hash or key>/<name> -> <name>
         for form in sorted({str(folder), os.path.realpath(folder)}, key=len, reverse=True):
             text = re.sub(re.escape(form) + r"/(?:[0-9a-f]{12,}/)+", "", text)
-    named = {str(settings.workspace_dir): "workspace", str(settings.models_dir): "models"}
+    # (a user's own workspace is their "workspace"; the studio's, where the queue is, is named alike)
+    named = {str(settings.studio_workspace): "workspace", str(settings.workspace_dir): "workspace",
+             str(settings.models_dir): "models"}
     default = settings.default_model
     if default and not default.startswith("builtin:") and ("/" in default or "\\" in default) and os.path.isabs(
             os.path.expanduser(default)):

@@ -55,8 +55,11 @@ def _folder(ctx: TabContext):
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
 def rows(ctx: TabContext) -> list[list]:
-    return [["running" if r.position == 0 else r.position, r.entry, ", ".join(r.devices), r.when(), r.line or r.needs]
-            for r in jobs.queue_rows(ctx.studio)]
+    """The entries this user may see (an admin: all), and a last line counting the others' (never what they are)."""
+    view = jobs.queue_view(ctx.studio)
+    table = [["running" if r.position == 0 else r.position, r.entry, ", ".join(r.devices), r.when(), r.line or r.needs]
+             for r in view.rows]
+    return table + ([["", "", "", "", view.says()]] if view.others else [])
 
 
 def listing(ctx: TabContext, v):
@@ -64,7 +67,7 @@ def listing(ctx: TabContext, v):
     table = rows(ctx)
     if table == v.last:
         return {}
-    entries = [row[1] for row in table if not row[1].startswith("event:")]
+    entries = [row[1] for row in table if row[1] and not row[1].startswith("event:")]
     return {"table": table, "entry": gr.update(choices=entries), "seen": table}
 
 
@@ -74,33 +77,34 @@ def queue_list(ctx: TabContext, v):
 
 
 def _job(ctx: TabContext, entry: str | None):
-    kind, _, name = (entry or "").partition(":")
-    if kind not in jobs.KINDS or not name:
-        raise ValueError(f"`entry` must be run:NAME, sweep:NAME or mining:NAME but is {entry!r}")
-    return jobs.KINDS[kind], name
+    """(kind, name, the studio as the job's owner sees it, the queue's id) of an entry this user may act on."""
+    kind, name, owner = jobs.find_job(ctx.studio, (entry or "").strip())
+    return kind, name, jobs.owners_studio(ctx.studio, owner), queue.entry_id(kind.key, name, owner)
 
 
 def move(ctx: TabContext, v):
-    _job(ctx, v.entry)
-    queue.move(_folder(ctx), v.entry, int(v.position or 0))
-    return {**listing(ctx, _no_last()), "message": f"{v.entry} is now number {int(v.position)}"}
+    *_, entry = _job(ctx, v.entry)
+    queue.move(_folder(ctx), entry, int(v.position or 0))
+    return {**listing(ctx, _no_last()), "message": f"{entry} is now number {int(v.position)}"}
 
 
 def remove(ctx: TabContext, v):
-    kind, name = _job(ctx, v.entry)
-    if any(e.id == v.entry for e in queue.lineup(_folder(ctx)).running):
+    kind, name, owners, entry = _job(ctx, v.entry)
+    if any(e.id == entry for e in queue.lineup(_folder(ctx)).running):
         raise ValueError(f"`entry` {v.entry!r} is running: Cancel job stops it (Remove takes out a waiting one)")
-    return {**listing(ctx, _no_last()), "message": jobs.cancel(ctx.studio, kind, name).line()}
+    return {**listing(ctx, _no_last()), "message": jobs.cancel(owners, kind, name).line()}
 
 
 def cancel(ctx: TabContext, v):
-    kind, name = _job(ctx, v.entry)
-    status = jobs.cancel(ctx.studio, kind, name)
-    said = f"{v.entry}: asked to stop; it stops after its current step" if status.active else status.line()
+    kind, name, owners, entry = _job(ctx, v.entry)
+    status = jobs.cancel(owners, kind, name)
+    said = f"{entry}: asked to stop; it stops after its current step" if status.active else status.line()
     return {**listing(ctx, _no_last()), "message": said}
 
 
 def options(ctx: TabContext, v):
+    if not ctx.studio.settings.is_admin:
+        raise ValueError("the queue's options are the studio's, for everyone: only an admin may change them")
     queue.set_on_restart(_folder(ctx), v.on_restart)
     ctx.studio.set_when_busy("cpu" if v.cpu_when_busy else "wait")
     busy = "run on the CPU" if v.cpu_when_busy else "wait for it"

@@ -4,7 +4,12 @@ masks, encodings, caches, run state or models.
 
 gradio serves only what a callback returns (copied into its own cache) and its uploads; nothing of the workspace is
 reachable by URL otherwise (launch() allows no folder). Callbacks pass every workspace file they return through
-`served()`, which checks it against the rules below, so a slip cannot hand out a private file.
+`served()`, which checks it against the rules below, so a slip cannot hand out a private file. The rules are the
+session's user's: their workspace is the only one a callback's settings name.
+
+On a studio of several users a URL is theirs too: gradio names the folder of its copy by a hash of the content, so
+each copy handed out (and each upload, recorded by studio.ui.gate) is noted with its user (`hand_out`), and the gate
+answers another user's request for it as it answers a file that is not there.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from studio.copies import served_folder
@@ -61,7 +68,7 @@ def served(settings, path) -> str:
     if not servable(settings.workspace_dir, path):
         raise ValueError(f"{path.name} is not something the web studio hands out")
     if Path(os.path.abspath(path)).is_relative_to(Path.cwd()):
-        return str(path)
+        return hand_out(settings, str(path))
     stat = path.stat()
     copy = _copy_path(settings, path, f"{stat.st_size}|{stat.st_mtime_ns}", path.name)
     if not copy.is_file():
@@ -69,7 +76,7 @@ def served(settings, path) -> str:
         tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
         shutil.copyfile(path, tmp)
         os.replace(tmp, copy)
-    return str(copy)
+    return hand_out(settings, str(copy))
 
 
 def served_picture(settings, image, source, what: str) -> str:
@@ -89,9 +96,65 @@ def served_picture(settings, image, source, what: str) -> str:
         tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, copy)
-    return str(copy)
+    return hand_out(settings, str(copy))
 
 
 def _copy_path(settings, source: Path, version: str, name: str) -> Path:
     """<served copies of source>/<version key>/<name>: a changed file gets a new copy, never a stale one."""
     return served_folder(settings, source) / hashlib.sha256(version.encode()).hexdigest()[:24] / name
+
+
+# ---- whose copies: a studio of several users ---------------------------------------------------------------------
+
+_handed: dict[str, set[str]] = {}  # gradio's copy folder (a hash of the content) -> the users it was handed to
+_hashes: OrderedDict = OrderedDict()  # (path, size, mtime) -> gradio's hash of it: a file shown again is not re-read
+_handed_lock = threading.Lock()
+_KEEP_HASHES = 10_000
+
+
+def hand_out(settings, path: str) -> str:
+    """Note that `path` goes to the session's user (on a studio of several users), then return it."""
+    if settings.several_users:
+        from gradio.processing_utils import hash_file  # gradio's name for the folder of its copy
+
+        stat = os.stat(path)
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        with _handed_lock:
+            folder = _hashes.get(key)
+        if folder is None:
+            folder = hash_file(path)
+        with _handed_lock:
+            _hashes[key] = folder
+            _hashes.move_to_end(key)
+            while len(_hashes) > _KEEP_HASHES:
+                _hashes.popitem(last=False)
+            _handed.setdefault(folder, set()).add(settings.user)
+    return path
+
+
+def note_upload(folder: str, user: str) -> None:
+    """An upload (gradio's folder for it) belongs to the user who sent it."""
+    with _handed_lock:
+        _handed.setdefault(folder, set()).add(user)
+
+
+def handed_to(folder: str) -> set[str]:
+    """Whom gradio's copy folder `folder` was handed to (empty: nobody's in particular, such as the page's examples)."""
+    with _handed_lock:
+        return set(_handed.get(folder, ()))
+
+
+def remove_handed(settings, user: str) -> int:
+    """Remove gradio's copies handed to `user` alone (uploads never used among them): the web's part of removing a
+    user. Returns how many files went."""
+    with _handed_lock:
+        folders = [f for f, users in _handed.items() if users == {user}]
+        for f in folders:
+            del _handed[f]
+    removed = 0
+    for name in folders:
+        folder = Path(settings.gradio_dir) / name
+        if folder.is_dir() and not folder.is_symlink():
+            removed += sum(1 for p in folder.rglob("*") if p.is_file())
+            shutil.rmtree(folder)
+    return removed

@@ -147,7 +147,7 @@ def export(ctx: TabContext, v):
     if not str(v.epoch).strip().isdigit():
         raise ValueError(f"`epoch` must be the number of a saved epoch but is {v.epoch!r}")
     settings = ctx.studio.settings
-    files = train.export_epoch(train.jobs.run_dir(settings, v.run), int(v.epoch), settings.models_dir)
+    files = train.export_epoch(train.jobs.run_dir(settings, v.run), int(v.epoch), settings.own_models_dir)
     return {"message": "Exported: " + ", ".join(f"`{f}`" for f in files)}
 
 
