@@ -76,7 +76,7 @@ def load_parts(store, model_id: str, device: str, *, base_precision: str = "auto
     import torch
 
     ref = store.resolve(model_id)
-    skip = (ref.family.denoiser_name,) if staged and ref.kind != "file" else ()
+    skip = (ref.family.denoiser_name,) if staged else ()
     pipe = store.load_base(ref, dtype=torch.float32, device=device, without=skip)
     family = families.of(pipe)
     parts = Parts(model_id, family, pipe, denoiser_config=family.denoiser_config(store, ref) if skip else None)

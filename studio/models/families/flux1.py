@@ -2,8 +2,8 @@
 packed 2x2 into tokens, conditioned on T5-XXL's states and CLIP-L's pooled vector, guided (dev) by a distilled
 guidance value it takes as an input; schnell is distilled to a few steps and takes none.
 
-Its single files (BFL's layout, Forge's and ComfyUI's sets) are read in flux1_files.py, its kohya LoRA keys in
-flux1_lora.py."""
+Its single files (BFL's layout, Forge's and ComfyUI's sets) are read in flux1_files.py (BFL's key layout in
+flux1_layout.py), its kohya LoRA keys in flux1_lora.py, its tiny and real-width builds in flux1_builds.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from studio.models.families.base import Conditioning, ModelFamily, TrainingTarget
 from studio.models.families.flow import FlowObjective
+from studio.models.families.flux1_files import TRANSFORMER_PREFIX, refuse_scaled
 from studio.models.families.samplers import FLOW_SAMPLERS
 
 # Forge's and diffusers' default distilled guidance for FLUX.1-dev.
@@ -51,6 +52,28 @@ class Flux1(ModelFamily):
     def matches_keys(self, keys: set[str]) -> bool:
         return any(k.endswith(_KEYS) for k in keys)
 
+    def file_variant(self, checkpoint) -> str:
+        """dev (a guidance input) or schnell; the files diffusers cannot read, and FLUX.1's conditioned models, are
+        refused by name."""
+        from studio.models.files import has_guidance_keys
+
+        name, keys = checkpoint.path.name, checkpoint.shapes
+        if any("bitsandbytes__" in k or k.endswith(".quant_map") for k in keys):
+            raise ValueError(f"{name} is a bitsandbytes NF4/FP4 file (Forge's flux1-dev-bnb-nf4), whose packed weights "
+                             f"diffusers cannot read: use the bf16, fp8 or GGUF file of the same model (the studio "
+                             f"quantizes for training itself: base_precision)")
+        refuse_scaled(checkpoint)
+        if any(k.startswith(("distilled_guidance_layer.", TRANSFORMER_PREFIX + "distilled_guidance_layer."))
+               for k in keys):
+            raise ValueError(f"{name} is a Chroma model (FLUX.1's blocks with its own guidance layer), which the "
+                             f"studio does not load")
+        width = next((s[1] for k, s in keys.items() if k.endswith("img_in.weight") and len(s) == 2), 64)
+        if width != 64:
+            kind = {384: "Fill (inpainting)", 128: "Depth or Canny"}.get(width, f"{width}-channel")
+            raise ValueError(f"{name} is a FLUX.1 {kind} model (its input takes {width} channels, an image beside "
+                             f"the latents), which the studio does not load: use FLUX.1 dev or schnell")
+        return "flux1-dev" if has_guidance_keys(keys) else "flux1-schnell"
+
     def matches_index(self, index: dict, folder: Path | None) -> bool:
         return bool(re.fullmatch(r"Flux(?!2)\w*Pipeline", index.get("_class_name", "")))
 
@@ -64,10 +87,10 @@ class Flux1(ModelFamily):
         return any(_LORA.search(k) for k in shapes)
 
     # ---- load ---------------------------------------------------------------------------------------------
-    def load_single_file(self, store, ref, *, dtype):
+    def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.flux1_files import load_flux_file
 
-        return load_flux_file(store, ref, dtype=dtype)
+        return load_flux_file(store, ref, dtype=dtype, without=without)
 
     def staged_training(self, config) -> bool:
         """A LoRA with cacheable captions loads the text encoders first, encodes every caption and validation
@@ -77,7 +100,8 @@ class Flux1(ModelFamily):
                 and not config.text_encoder_lr)
 
     def load_denoiser(self, store, ref, *, device: str, base_precision: str):
-        """Only the transformer, for a LoRA to train on, stored as `base_precision` asks (see store.store_frozen)."""
+        """Only the transformer, for a LoRA to train on, stored as `base_precision` asks (see store.store_frozen);
+        from a folder, a hub id or a single file."""
         import torch
         from diffusers import FluxTransformer2DModel
 
@@ -85,13 +109,21 @@ class Flux1(ModelFamily):
         from studio.models.loaders import nf4_config
 
         hub.quiet_loaders()
-        source = str(ref.path) if ref.path is not None else ref.id
         dtype = torch.float32 if base_precision == "auto" else torch.bfloat16
         extra = {"quantization_config": nf4_config(device)} if base_precision == "nf4" else {}
         try:
-            model = FluxTransformer2DModel.from_pretrained(
-                source, subfolder="transformer", dtype=dtype, use_safetensors=store.use_safetensors(),
-                local_files_only=not store.settings.allow_downloads, **extra)
+            if ref.kind == "file":
+                from studio.models.families.flux1_files import load_transformer
+                from studio.models.files import read_checkpoint
+
+                model = load_transformer(read_checkpoint(ref.path), store.single_file_config(ref), dtype=dtype,
+                                         quantization=extra.get("quantization_config"))
+                store.require_weights(model, "its transformer", ref)
+            else:
+                source = str(ref.path) if ref.path is not None else ref.id
+                model = FluxTransformer2DModel.from_pretrained(
+                    source, subfolder="transformer", dtype=dtype, use_safetensors=store.use_safetensors(),
+                    local_files_only=not store.settings.allow_downloads, **extra)
         except (OSError, EnvironmentError) as e:
             raise store.load_error("transformer of", ref.id, e, local=ref.path is not None) from e
         if base_precision != "nf4":
@@ -102,6 +134,11 @@ class Flux1(ModelFamily):
     def denoiser_config(self, store, ref) -> dict:
         from diffusers import FluxTransformer2DModel
 
+        if ref.kind == "file":
+            from studio.models.families.flux1_files import transformer_config
+            from studio.models.files import checkpoint_keys
+
+            return transformer_config(store.single_file_config(ref), checkpoint_keys(ref.path))
         source = str(ref.path) if ref.path is not None else ref.id
         return dict(FluxTransformer2DModel.load_config(source, subfolder="transformer",
                                                        local_files_only=not store.settings.allow_downloads))
@@ -219,7 +256,7 @@ class Flux1(ModelFamily):
         return True  # FLUX's img2img makes 1024 px unless told the size
 
     def tiny_builtins(self) -> dict:
-        from studio.models.families.flux1_files import build_tiny
+        from studio.models.families.flux1_builds import build_tiny
 
         return {"tiny-flux": build_tiny, "tiny-flux-schnell": lambda out: build_tiny(out, guidance_embeds=False)}
 
