@@ -56,3 +56,31 @@ def write_flux_files(pipe, folder: Path, *, all_in_one: bool = False, transforme
                        ("t5xxl", "t5xxl_fp16.safetensors"), ("ae", "ae.safetensors")):
         save_file(states[part], str(folder / name))
     return folder / "flux1-dev.safetensors"
+
+
+def tiny_sdxl(out: Path):
+    """A tiny SDXL pipeline (saved in `out`, loaded back) whose text encoders differ in width, 32 and 48, as the real
+    ones do (768 and 1280): diffusers tells them apart in a single file by width."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from studio.models.tiny_parts import TINY_WORDS, clip_text_config, clip_tokenizer, sd_scheduler_config, tiny_vae
+    from studio.models.tokenizer import write_clip_tokenizer
+
+    vocab_size = write_clip_tokenizer(out / "tokenizer", TINY_WORDS)
+    write_clip_tokenizer(out / "tokenizer_2", TINY_WORDS)
+    wide = clip_text_config(vocab_size, projection_dim=48)
+    wide.hidden_size, wide.intermediate_size = 48, 53
+    torch.manual_seed(0)
+    pipe = StableDiffusionXLPipeline(
+        unet=UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4,
+                                  out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+                                  use_linear_projection=True, addition_embed_type="text_time",
+                                  addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+                                  projection_class_embeddings_input_dim=6 * 8 + 48, cross_attention_dim=32 + 48),
+        vae=tiny_vae(), text_encoder=CLIPTextModel(clip_text_config(vocab_size)),
+        text_encoder_2=CLIPTextModelWithProjection(wide), tokenizer=clip_tokenizer(out / "tokenizer"),
+        tokenizer_2=clip_tokenizer(out / "tokenizer_2"), scheduler=EulerDiscreteScheduler(**sd_scheduler_config()))
+    pipe.save_pretrained(out, safe_serialization=True)
+    return StableDiffusionXLPipeline.from_pretrained(str(out))
