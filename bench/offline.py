@@ -11,8 +11,9 @@ then runs one child process per phase, each with HF_HOME at an empty folder:
   generate  `python -m studio --offline generate --model <the file>` at --size px, --steps steps
   online    the same without --offline, the hub unreachable (HTTPS_PROXY at a closed local port), at 128 px, 1 step:
             a hub request would fail, so finishing says none was made
-  train     the training child (`python -m studio.train.child RUN --offline`) on a LoRA run of the file, one 512 px
-            (FLUX.1: --size) picture, --train-steps steps, bf16 autocast (SDXL and FLUX.1: the base stored in bf16)
+  train     the training child (`python -m studio.train.child RUN --offline`) on a LoRA run of the file, one --size
+            px picture, --train-steps steps in --precision (bfloat16: the base stored in bf16 under bf16 autocast),
+            the collapse guard off (its base-loss forward would double a one-step run)
   stock     stock diffusers on the diffusers-folder form: the run's kohya LoRA through load_lora_weights, the same
             seed with and without it (pixel differences printed)
   load-*    (flux) the whole file set through the store (bf16), and T5 alone as the studio reads it now and as it
@@ -71,7 +72,7 @@ def phase(name: str, root: Path, args) -> list[str]:
     """argv that runs one of this file's own phases in a child."""
     return [str(Path(__file__).resolve()), "--phase", name, "--root", str(root.parent), "--part", args.part,
             "--size", str(args.size), "--double", str(args.double), "--single", str(args.single),
-            "--t5-layers", str(args.t5_layers)]
+            "--t5-layers", str(args.t5_layers), "--precision", args.precision]
 
 
 # ---- building the model ----------------------------------------------------------------------------------------------
@@ -95,6 +96,8 @@ def build(root: Path, args) -> None:
         from studio.models.families.flux1_files import file_states
 
         states = file_states(pipe)
+        for part in ("clip_l", "t5xxl"):  # as Forge's guide has them: clip_l.safetensors, t5xxl_fp16.safetensors
+            states[part] = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in states[part].items()}
         save_file(states["transformer"], str(base / "flux1-dev-bench.safetensors"))
         for part, folder_name, file in (("clip_l", "text_encoder", "clip_l.safetensors"),
                                         ("t5xxl", "text_encoder", "t5xxl_fp16.safetensors"),
@@ -154,19 +157,25 @@ def stock(root: Path, args) -> None:
     from diffusers import DiffusionPipeline
 
     torch.set_num_threads(2)
-    dtype = torch.float32 if args.part == "sd15" else torch.bfloat16
-    pipe = DiffusionPipeline.from_pretrained(str(root / "folder"), dtype=dtype)
+    pipe = DiffusionPipeline.from_pretrained(str(root / "folder"), dtype=getattr(torch, args.precision))
     size = min(args.size, 256)
     kwargs = dict(num_inference_steps=1, height=size, width=size, output_type="np")
 
     def picture():
         return pipe(PROMPT, generator=torch.Generator().manual_seed(1), **kwargs).images[0].astype(np.float64) * 255
 
+    from safetensors import safe_open
+
     before = picture()
     lora = root / "models" / "lora" / "bench-lora.safetensors"
     pipe.load_lora_weights(str(lora))
     after = picture()
+    with safe_open(str(lora), "pt") as f:
+        in_file = sum(k.endswith(".lora_down.weight") for k in f.keys())
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer")
+    attached = sum(1 for name, _ in denoiser.named_modules() if name.endswith(".lora_A"))
     print(json.dumps({"stock_diffusers": type(pipe).__name__, "lora": lora.name, "size": size,
+                      "kohya_layers_in_file": in_file, "lora_layers_attached": attached,
                       "max_pixel_change": round(float(np.abs(after - before).max()), 2),
                       "mean_pixel_change": round(float(np.abs(after - before).mean()), 3)}), flush=True)
 
@@ -211,7 +220,7 @@ def run_config(root: Path, args) -> Path:
     from studio import fileio
     from studio.train.config import RunConfig
 
-    size = 512 if args.part != "flux" else args.size
+    size = args.size
     dataset = root / "workspace" / "datasets" / "bench-photos"
     dataset.mkdir(parents=True, exist_ok=True)
     Image.fromarray(skdata.astronaut()).resize((size, size)).save(dataset / "000.png")
@@ -220,8 +229,9 @@ def run_config(root: Path, args) -> Path:
                                             else f"{args.part}-bench.safetensors"))
     config = RunConfig(name="bench-lora", dataset="bench-photos", model=model, trigger="sks", resolution=size,
                        max_steps=args.train_steps, epochs=0, validation_every=0, rank=4, alpha=4.0, lr=1e-3,
-                       mixed_precision="bf16", base_precision="auto" if args.part == "sd15" else "bf16",
-                       buckets=False, guard_loss_steps=0).check()
+                       mixed_precision="no" if args.precision == "float32" else "bf16",
+                       base_precision="auto" if args.precision == "float32" else "bf16",
+                       buckets=False, guard_loss_factor=0.0).check()  # a step or two: no collapse to watch for
     folder = root / "workspace" / "runs" / "bench-lora"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -242,8 +252,14 @@ def main() -> int:
     parser.add_argument("--single", type=int, default=4, help="FLUX.1 single-stream blocks (the real one: 38)")
     parser.add_argument("--t5-layers", type=int, default=4, help="T5-XXL layers (the real one: 24)")
     parser.add_argument("--reuse", action="store_true", help="keep the model an earlier run of the part built")
+    parser.add_argument("--phases", default="load,generate,online,train,stock", help="which phases to run")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default=None,
+                        help="what generation, training and stock diffusers compute in (default: bfloat16 for SDXL, "
+                             "which float32 would not fit in 24 GB; float32 for the others: a CPU without bf16 "
+                             "instructions emulates bf16, ~10x slower)")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.precision = args.precision or ("bfloat16" if args.part == "sdxl" else "float32")
     root = args.root / args.part
     if args.phase == "build":
         build(root, args)
@@ -266,21 +282,27 @@ def main() -> int:
              for p in sorted((root / "models").rglob("*.safetensors"))}
     print(json.dumps({"files_mb": sizes}), flush=True)
     model = str(next((root / "models" / "base").glob("*.safetensors")))
-    dtype = ["--dtype", "bfloat16"] if args.part != "sd15" else []
+    dtype = ["--dtype", args.precision]
     common = ["-m", "studio", "--root", str(root), *dtype]
     generate = ["generate", "--model", model, "--prompt", PROMPT, "--seed", "1", "--out", str(root / "pictures")]
-    if args.part == "flux":
+    wanted = args.phases.split(",")
+    if args.part == "flux" and "load" in wanted:
         for how in ("set", "t5", "t5-before"):
             results.append(run_child(f"load-{how}", phase(f"load-{how}", root, args), root))
-    results.append(run_child("generate", [*common, "--offline", *generate, "--steps", str(args.steps),
-                                          "--width", str(args.size), "--height", str(args.size)], root))
-    results.append(run_child("online", [*common, *generate, "--steps", "1", "--width", "128", "--height", "128"],
-                             root, extra_env={"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}))
-    folder = run_config(root, args)
-    results.append(run_child("train", ["-m", "studio.train.child", str(folder), "--root", str(root), "--models-dir",
-                                       str(root / "models"), "--workspace", str(root / "workspace"), "--device", "cpu",
-                                       "--offline"], root))
-    results.append(run_child("stock", phase("stock", root, args), root))
+    if "generate" in wanted:
+        results.append(run_child("generate", [*common, "--offline", *generate, "--steps", str(args.steps),
+                                              "--width", str(args.size), "--height", str(args.size)], root))
+    if "online" in wanted:
+        results.append(run_child("online", [*common, *generate, "--steps", "1", "--width", "128", "--height", "128"],
+                                 root, extra_env={"HTTPS_PROXY": "http://127.0.0.1:9",
+                                                  "HTTP_PROXY": "http://127.0.0.1:9"}))
+    if "train" in wanted:
+        folder = run_config(root, args)
+        results.append(run_child("train", ["-m", "studio.train.child", str(folder), "--root", str(root),
+                                           "--models-dir", str(root / "models"), "--workspace",
+                                           str(root / "workspace"), "--device", "cpu", "--offline"], root))
+    if "stock" in wanted:
+        results.append(run_child("stock", phase("stock", root, args), root))
     print(json.dumps({"summary": {r["phase"]: r["peak_rss_mb"] for r in results}, "files_mb": sizes}), flush=True)
     return 0
 

@@ -91,18 +91,39 @@ def _gguf_reader(path: Path):
         raise ValueError(f"file {path} is not a valid GGUF file ({type(e).__name__}: {str(e)[:200]})") from e
 
 
+# safetensors' dtype names -> torch's
+_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn",
+           "F8_E5M2": "float8_e5m2", "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+           "BOOL": "bool"}
+
+
 def read_tensors(path: Path, prefix: str, dtype, *, skip: tuple[str, ...] = ()) -> dict:
     """The tensors of a safetensors file whose names start with `prefix` (removed), floating ones converted to
-    `dtype` one at a time as they are read, so the part is in memory once, in the dtype it will be used in (an fp8
-    or fp16 file never sits beside its converted copy). Names starting with one of `skip` are left out."""
-    from safetensors import safe_open
+    `dtype` one at a time as they are read, so the part is in memory once, in the dtype it will be used in. Each
+    tensor is read from the file into its own buffer (not through a memory map of the whole file, whose pages would
+    stay resident beside the converted copy). Names starting with one of `skip` are left out."""
+    import json
+    import struct
+
+    import torch
 
     state = {}
-    with safe_open(str(path), framework="pt") as f:
-        for name in f.keys():
-            if name.startswith(prefix) and not name.startswith(skip):
-                tensor = f.get_tensor(name)
-                state[name[len(prefix):]] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+        start = 8 + length
+        for name, info in header.items():
+            if name == "__metadata__" or not name.startswith(prefix) or name.startswith(skip):
+                continue
+            if info["dtype"] not in _DTYPES:
+                raise ValueError(f"file {path} holds tensor {name} in {info['dtype']}, a type the studio cannot read")
+            begin, end = info["data_offsets"]
+            raw = torch.empty(end - begin, dtype=torch.uint8)
+            f.seek(start + begin)
+            if f.readinto(raw.numpy()) != end - begin:
+                raise ValueError(f"file {path} is truncated: tensor {name} ends past the end of the file")
+            tensor = raw.view(getattr(torch, _DTYPES[info["dtype"]])).reshape(info["shape"])
+            state[name[len(prefix):]] = tensor.to(dtype) if tensor.is_floating_point() else tensor
     return state
 
 

@@ -75,7 +75,8 @@ def transformer_config(folder: Path, keys) -> dict:
 
 def load_transformer(checkpoint, folder: Path, *, dtype, quantization=None):
     """The transformer of a FLUX.1 file (BFL's or diffusers' names; a GGUF file stays quantized, computing in
-    `dtype`), read once; `quantization`: a diffusers quantization config (nf4 for training)."""
+    `dtype`, through diffusers' GGUF quantizer), read once; `quantization`: a diffusers quantization config (nf4 for
+    training)."""
     from diffusers import FluxTransformer2DModel
 
     from studio.models.families.flux1_layout import bfl_to_diffusers, is_bfl
@@ -95,9 +96,19 @@ def load_transformer(checkpoint, folder: Path, *, dtype, quantization=None):
         state = read_tensors(checkpoint.path, prefix, dtype, skip=others)
     if is_bfl(state):
         state = bfl_to_diffusers(state, config["num_attention_heads"] * config["attention_head_dim"])
+    if quantization is None:
+        # Built empty and given the tensors as read: diffusers' single-file loading would first cast them to the
+        # model's float32 and back, a second (and fourth) copy of the transformer.
+        from accelerate import init_empty_weights
+
+        with init_empty_weights():
+            model = FluxTransformer2DModel.from_config(config)
+        model.load_state_dict(state, strict=False, assign=True)
+        return model.eval()
     return FluxTransformer2DModel.from_single_file(
         state, config=str(folder), subfolder="transformer", local_files_only=True, dtype=dtype,
-        quantization_config=quantization, num_layers=config["num_layers"], num_single_layers=config["num_single_layers"])
+        quantization_config=quantization, num_layers=config["num_layers"],
+        num_single_layers=config["num_single_layers"])
 
 
 def load_text_encoder(cls, config_dir: Path, part: Part, *, dtype):
@@ -135,7 +146,7 @@ def load_flux_file(store, ref, *, dtype, without=()):
     from transformers import CLIPTextModel, T5EncoderModel
 
     from studio.models.configs import load_tokenizers
-    from studio.models.files import read_checkpoint
+    from studio.models.files import read_checkpoint, read_tensors
 
     folder = store.single_file_config(ref)
     checkpoint = read_checkpoint(ref.path)
@@ -145,9 +156,11 @@ def load_flux_file(store, ref, *, dtype, without=()):
         raise missing_parts_error(checkpoint, missing, store.settings.models_dir)
     pipe = dict(load_tokenizers(folder))
     pipe["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(str(folder), subfolder="scheduler")
+    vae = parts["vae"]
     loaders = {"transformer": lambda: load_transformer(checkpoint, folder, dtype=dtype),
                "vae": lambda: diffusers.AutoencoderKL.from_single_file(
-                   _read(parts["vae"], dtype), config=str(folder), subfolder="vae", local_files_only=True, dtype=dtype),
+                   read_tensors(vae.path, vae.prefix, dtype), config=str(folder), subfolder="vae",
+                   local_files_only=True, dtype=dtype),
                "text_encoder": lambda: load_text_encoder(CLIPTextModel, folder / "text_encoder", parts["clip"],
                                                          dtype=dtype),
                "text_encoder_2": lambda: load_text_encoder(T5EncoderModel, folder / "text_encoder_2", parts["t5"],
@@ -155,12 +168,6 @@ def load_flux_file(store, ref, *, dtype, without=()):
     for name, load in loaders.items():
         pipe[name] = None if name in without else load()
     return diffusers.FluxPipeline(**pipe)
-
-
-def _read(part: Part, dtype) -> dict:
-    from studio.models.files import read_tensors
-
-    return read_tensors(part.path, part.prefix, dtype)
 
 
 def file_states(pipe) -> dict[str, dict]:
