@@ -17,7 +17,7 @@ storage (the default): FLUX.1's frozen transformer stored as the LoRA presets st
 
 encoders: the training step's memory and time with cached vs live text encoders.
     [--t5-layers 2] [--steps 8] [--images 4] [--resolution 256] [--sequence 128] [--base-precision bf16] [--threads 1]
-    Builds FLUX.1 at its real widths once (studio.models.families.flux1_files.build_flux_at_real_widths: 1 + 1 transformer
+    Builds FLUX.1 at its real widths once (studio.models.families.flux1_builds.build_flux_at_real_widths: 1 + 1 transformer
     blocks, CLIP-L's 12 layers, `--t5-layers` of T5-XXL's, random weights, saved as a diffusers folder) and trains
     the studio's FLUX LoRA on it (studio.train.loop.train: rank 16 on every linear layer, bf16 autocast, the base
     stored as `--base-precision`) from the same images, captions and seed, twice: `cache` (the default: CLIP and
@@ -484,7 +484,7 @@ def main() -> None:
         print(json.dumps(one_variant(args.one, args.double, args.single, args.steps, args.device, args.resolution,
                                      args.checkpointing)))
     elif args.one == "build":
-        from studio.models.families.flux1_files import build_flux_at_real_widths
+        from studio.models.families.flux1_builds import build_flux_at_real_widths
 
         build_flux_at_real_widths(args.root / "flux-real-widths", t5_layers=args.t5_layers)
         print(json.dumps({"built": True}))

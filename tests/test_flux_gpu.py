@@ -1,5 +1,5 @@
 """FLUX.1's memory tiers on a CUDA GPU: LoRA training steps through the studio's own loop on FLUX.1 at its real
-widths (1 + 1 transformer blocks, studio.models.families.flux1_files.build_flux_at_real_widths) at 512 and 1024 px, the frozen
+widths (1 + 1 transformer blocks, studio.models.families.flux1_builds.build_flux_at_real_widths) at 512 and 1024 px, the frozen
 transformer stored as bf16, fp8 or int8 (torchao) or nf4 (bitsandbytes), as the flux-* presets train: bf16
 autocast, gradient checkpointing, cached latents and text embeddings (T5 unloaded before the transformer loads).
 
@@ -40,7 +40,7 @@ def measure(tmp_path_factory):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     from studio.context import Studio
-    from studio.models.families.flux1_files import build_flux_at_real_widths
+    from studio.models.families.flux1_builds import build_flux_at_real_widths
     from studio.settings import Settings
 
     root = tmp_path_factory.mktemp("flux-gpu")

@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.single_files import carry_tiny
 from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,8 +133,8 @@ def test_a_pickle_checkpoint_loads_when_opted_in(settings, tmp_path, monkeypatch
     ckpt = tmp_path / "tiny.ckpt"
     torch.save({"state_dict": families.get("sd1").single_file_state(source)}, ckpt)
     assert opted.store.resolve(str(ckpt)).family is families.get("sd1")  # keys read without a safetensors error
-    # Offline, diffusers takes a single file's configs from the hub cache; here they come from the builtin folder.
-    monkeypatch.setattr(type(opted.store), "single_file_config", lambda self, path: str(source.name_or_path))
+    # The carried SD 1.x configs describe the real widths; this tiny file loads with its builtin's in their place.
+    carry_tiny(monkeypatch, tmp_path, "sd15", source)
     pipe = opted.store.load_base(opted.store.resolve(str(ckpt)), dtype=torch.float32, device="cpu")
     torch.testing.assert_close(pipe.unet.conv_in.weight, source.unet.conv_in.weight)
 

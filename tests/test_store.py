@@ -82,7 +82,8 @@ def test_pickle_checkpoints_need_opt_in(settings, tmp_path):
     from studio.models import ModelStore
 
     ckpt = tmp_path / "model.ckpt"
-    torch.save({"state_dict": {"cond_stage_model.transformer.text_model.x": torch.zeros(1)}}, ckpt)
+    torch.save({"state_dict": {"cond_stage_model.transformer.text_model.x": torch.zeros(1),
+                               "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3)}}, ckpt)
     with pytest.raises(ValueError, match="is a pickle checkpoint.*--allow-pickle"):
         ModelStore(settings).resolve(str(ckpt))
     ref = ModelStore(settings.with_(allow_pickle=True)).resolve(str(ckpt))
@@ -117,7 +118,8 @@ def test_single_file_family_from_keys(settings, tmp_path, key, family):
     from studio.models import ModelStore
 
     path = tmp_path / "checkpoint.safetensors"
-    save_file({key: torch.zeros(1), "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1)}, str(path))
+    save_file({key: torch.zeros(1), "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3),
+               "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias": torch.zeros(8)}, str(path))
     assert ModelStore(settings).resolve(str(path)).family is families.get(family)
 
 

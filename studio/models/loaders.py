@@ -64,7 +64,7 @@ class ModelLoading:
         family = ref.family
         try:
             if ref.kind == "file":
-                pipe = family.load_single_file(self, ref, dtype=dtype)
+                pipe = family.load_single_file(self, ref, dtype=dtype, without=without)
             else:
                 source = str(ref.path) if ref.path is not None else ref.id
                 index = diffusers.DiffusionPipeline.load_config(source, local_files_only=not self.settings.allow_downloads)
@@ -75,14 +75,40 @@ class ModelLoading:
                     dtype=dtype, **extra, **{name: None for name in without},
                 )
         except (OSError, EnvironmentError) as e:
-            if ref.kind == "file" and not self.settings.allow_downloads:
-                raise ValueError(f"could not load model {ref.id!r} (a single-file checkpoint takes its {family.label} "
-                                 f"configs from the hub: run once without --offline so they are cached): {e}") from e
             raise self.load_error("model", ref.id, e, local=ref.path is not None) from e
+        if ref.kind == "file":
+            for name, module in pipe.components.items():
+                self.require_weights(module, f"its {name}", ref)
         pipe.set_progress_bar_config(disable=True)
         return families.mark(pipe.to(device), family)
 
-    def single_file_config(self, path: Path) -> str | None:
+    @staticmethod
+    def require_weights(module, what: str, ref: ModelRef) -> None:
+        """A single file whose tensors did not fill a module the configs built (diffusers' single-file loading leaves
+        such weights empty, to fail later in an unreadable way) is refused here, naming what is missing."""
+        import torch
+
+        if not isinstance(module, torch.nn.Module):
+            return
+        empty = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+        if empty:
+            raise ValueError(f"model file {ref.path.name} does not fit the {ref.variant or ref.family.label} configs: "
+                             f"{what} lacks {len(empty)} weights ({', '.join(empty[:3])}, ...)")
+
+    def single_file_config(self, ref: ModelRef) -> Path:
+        """The diffusers folder (without weights) a single file takes its configs and tokenizers from: the base a
+        studio export names in its header, else the configs the studio carries for the file's variant."""
+        from studio.models.configs import variant_folder
+
+        base = self._export_base(ref.path)
+        if base is not None:
+            return Path(base)
+        if not ref.variant:
+            raise ValueError(f"{ref.path.name} is a {ref.family.label} file whose size matches none the studio "
+                             f"carries configs for (see docs/models.md): load it from its diffusers folder")
+        return variant_folder(ref.variant)
+
+    def _export_base(self, path: Path) -> str | None:
         """A local diffusers folder to take configs from: the base a studio export names in its header, if any."""
         if path.suffix != ".safetensors":
             return None  # a pickle checkpoint the user opted into carries no readable header

@@ -14,6 +14,7 @@ class ModelRef:
     kind: str  # "builtin" | "hub" | "folder" | "file"
     path: Path | None  # local folder or file; None for a hub id not yet downloaded
     family: ModelFamily | None  # None for a hub id whose name does not tell, until it is downloaded
+    variant: str | None = None  # a single file's: the configs it loads with (studio/models/configs/<variant>/)
 
     @property
     def name(self) -> str:

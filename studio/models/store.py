@@ -10,7 +10,7 @@ from pathlib import Path
 from studio.fileio import inside
 from studio.models import builtin, families, hub
 from studio.models.families import ModelFamily
-from studio.models.files import checkpoint_keys, safetensors_keys
+from studio.models.files import read_checkpoint, safetensors_keys
 from studio.models.hashes import HashCache
 from studio.models.loaders import ModelLoading
 from studio.models.refs import ModelRef
@@ -20,6 +20,7 @@ from studio.settings import Settings
 SHARED = "shared"  # models/users/<user>/lora/shared/: the LoRAs a user shares with everyone (studio.models.sharing)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 WEIGHT_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
+BASE_SUFFIXES = WEIGHT_SUFFIXES + (".gguf",)  # a base model may also be a GGUF file (quantized, as ComfyUI's)
 
 
 @dataclass
@@ -61,8 +62,10 @@ class ModelStore(ModelLoading):
                 if not ((path / "model_index.json").is_file() or (path / "config.json").is_file()):
                     raise ValueError(f"model folder {path} has no model_index.json or config.json: not a diffusers model")
                 return ModelRef(model_id, "folder", path, self._folder_family(path))
-            self._check_weight_file(path)
-            return ModelRef(model_id, "file", path, families.from_keys(checkpoint_keys(path), path))
+            self._check_weight_file(path, BASE_SUFFIXES)
+            checkpoint = read_checkpoint(path)
+            family = families.from_keys(checkpoint.shapes, path)
+            return ModelRef(model_id, "file", path, family, family.file_variant(checkpoint))
         # A repo subfolder can hold one model component (a ControlNet), not a whole pipeline.
         if hub.is_hub_id(model_id) and (model_id.count("/") == 1 or subfolder == "controlnet"):
             return ModelRef(model_id, "hub", None, self._hub_family(model_id) if subfolder == "base" else None)
@@ -83,9 +86,9 @@ class ModelStore(ModelLoading):
                 return candidate.resolve()
         return None
 
-    def _check_weight_file(self, path: Path) -> None:
-        if path.suffix not in WEIGHT_SUFFIXES:
-            raise ValueError(f"model file {path} has suffix {path.suffix!r}; expected one of {', '.join(WEIGHT_SUFFIXES)}")
+    def _check_weight_file(self, path: Path, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES) -> None:
+        if path.suffix not in suffixes:
+            raise ValueError(f"model file {path} has suffix {path.suffix!r}; expected one of {', '.join(suffixes)}")
         if path.suffix in PICKLE_SUFFIXES and not self.settings.allow_pickle:
             raise ValueError(
                 f"model file {path} is a pickle checkpoint, which can run code when loaded; convert it to "
@@ -143,7 +146,7 @@ class ModelStore(ModelLoading):
             for folder in self.model_folders(sub):
                 for p in sorted(folder.iterdir()) if folder.is_dir() else []:
                     if (p.is_dir() and ((p / "model_index.json").is_file() or (p / "config.json").is_file())) or (
-                        p.is_file() and p.suffix in WEIGHT_SUFFIXES
+                        p.is_file() and p.suffix in (BASE_SUFFIXES if sub == "base" else WEIGHT_SUFFIXES)
                     ):
                         out.append(p.name)
         listing.base = list(dict.fromkeys(listing.base))  # a name of the user's own hides an equal one of everyone's

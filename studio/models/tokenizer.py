@@ -204,3 +204,19 @@ def write_qwen_tokenizer_from_ranks(ranks_file: Path, folder: Path) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(folder)
     return len(tokenizer)
+
+
+def clip_bpe_tokenizer(merges_gz: Path, **settings):
+    """CLIP's real tokenizer (49,408 tokens) built from the byte-pair merges OpenAI's CLIP and open_clip ship
+    (bpe_simple_vocab_16e6.txt.gz) as their tokenizers build it: the 256 bytes, the same with the end-of-word mark,
+    one token per merge of the first 48,894, and the two special tokens. `settings`: the tokenizer_config.json's
+    (pad token, length)."""
+    import gzip
+
+    from transformers import CLIPTokenizer
+
+    lines = gzip.open(merges_gz).read().decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]  # line 0 names the file's version
+    byte_chars = list(_bytes_to_unicode().values())
+    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges] + list(SPECIAL_TOKENS)
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, **settings)

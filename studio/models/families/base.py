@@ -89,6 +89,12 @@ class ModelFamily:
         """Whether a single-file checkpoint with these tensor names is of this family."""
         raise NotImplementedError
 
+    def file_variant(self, checkpoint) -> str:
+        """Which carried configs (studio/models/configs/<variant>/) a single file of this family loads with, told
+        from its tensors' names and shapes (files.Checkpoint) and the files beside it; a ValueError says in one line
+        why the studio cannot load it (what the file is, what to use instead)."""
+        raise ValueError(f"{checkpoint.path.name}: the studio carries no configs for {self.label} single files")
+
     def matches_index(self, index: dict, folder: Path | None) -> bool:
         """Whether a diffusers pipeline with this model_index.json (and its files in `folder`) is of this family."""
         raise NotImplementedError
@@ -106,9 +112,18 @@ class ModelFamily:
         raise NotImplementedError
 
     # ---- load ---------------------------------------------------------------------------------------------
-    def load_single_file(self, store, ref, *, dtype):
-        """The txt2img pipeline of a single-file checkpoint of this family."""
+    def load_single_file(self, store, ref, *, dtype, without: tuple[str, ...] = ()):
+        """The txt2img pipeline of a single-file checkpoint of this family, with the configs and tokenizers of its
+        variant (ref.variant) and nothing from a hub; the components named in `without` are left out (None)."""
         raise NotImplementedError
+
+    @staticmethod
+    def leave_out(pipe, without: tuple[str, ...]):
+        """`pipe` with the components named in `without` set to None (for a loader that reads a file's parts
+        together)."""
+        if without:
+            pipe.register_modules(**{name: None for name in without})
+        return pipe
 
     def staged_training(self, config) -> bool:
         """Whether training loads the text encoders first, encodes every prompt, lets them go and only then loads

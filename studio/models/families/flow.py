@@ -82,6 +82,8 @@ class FlowFamily(ModelFamily):
         source = str(ref.path) if ref.path is not None else ref.id
         dtype = torch.float32 if base_precision == "auto" else torch.bfloat16
         extra = {"quantization_config": nf4_config(device)} if base_precision == "nf4" else {}
+        if ref.kind == "file":
+            return self._file_denoiser(store, ref, dtype=dtype, device=device, base_precision=base_precision)
         try:
             model = getattr(diffusers, self.transformer_class).from_pretrained(
                 source, subfolder="transformer", dtype=dtype, use_safetensors=store.use_safetensors(),
@@ -93,9 +95,28 @@ class FlowFamily(ModelFamily):
         store.store_frozen(model, base_precision, device)
         return model
 
+    def _file_denoiser(self, store, ref, *, dtype, device: str, base_precision: str):
+        """The transformer of a single file, through the family's file loader (its text encoder and VAE are read
+        too, then let go: the peak holds them with the transformer once)."""
+        import gc
+
+        if base_precision == "nf4":
+            raise ValueError(f"`base_precision` nf4 needs {self.label}'s diffusers folder (or its hub id): from a "
+                             f"single file, train with bf16, fp8 or int8")
+        pipe = self.load_single_file(store, ref, dtype=dtype)
+        model = getattr(pipe, self.denoiser_name)
+        del pipe
+        gc.collect()
+        model = model.to(device)
+        store.store_frozen(model, base_precision, device)
+        return model
+
     def denoiser_config(self, store, ref) -> dict:
         import diffusers
 
+        if ref.kind == "file":
+            return dict(getattr(diffusers, self.transformer_class).load_config(
+                str(store.single_file_config(ref)), subfolder="transformer"))
         source = str(ref.path) if ref.path is not None else ref.id
         return dict(getattr(diffusers, self.transformer_class).load_config(
             source, subfolder="transformer", local_files_only=not store.settings.allow_downloads))

@@ -2,8 +2,8 @@
 packed 2x2 into tokens, conditioned on T5-XXL's states and CLIP-L's pooled vector, guided (dev) by a distilled
 guidance value it takes as an input; schnell is distilled to a few steps and takes none.
 
-Its single files (BFL's layout, Forge's and ComfyUI's sets) are read in flux1_files.py, its kohya LoRA keys in
-flux1_lora.py."""
+Its single files (BFL's layout, Forge's and ComfyUI's sets) are read in flux1_files.py (BFL's key layout in
+flux1_layout.py), its kohya LoRA keys in flux1_lora.py, its tiny and real-width builds in flux1_builds.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from studio.models.families.base import Conditioning, TrainingTarget
 from studio.models.families.flow import FlowFamily, FlowObjective
+from studio.models.families.flux1_files import TRANSFORMER_PREFIX, refuse_scaled
 
 # Forge's and diffusers' default distilled guidance for FLUX.1-dev.
 DISTILLED_CFG = 3.5
@@ -51,6 +52,28 @@ class Flux1(FlowFamily):
     priority = 40
 
     # ---- identify -----------------------------------------------------------------------------------------
+    def file_variant(self, checkpoint) -> str:
+        """dev (a guidance input) or schnell; the files diffusers cannot read, and FLUX.1's conditioned models, are
+        refused by name."""
+        from studio.models.files import has_guidance_keys
+
+        name, keys = checkpoint.path.name, checkpoint.shapes
+        if any("bitsandbytes__" in k or k.endswith(".quant_map") for k in keys):
+            raise ValueError(f"{name} is a bitsandbytes NF4/FP4 file (Forge's flux1-dev-bnb-nf4), whose packed weights "
+                             f"diffusers cannot read: use the bf16, fp8 or GGUF file of the same model (the studio "
+                             f"quantizes for training itself: base_precision)")
+        refuse_scaled(checkpoint)
+        if any(k.startswith(("distilled_guidance_layer.", TRANSFORMER_PREFIX + "distilled_guidance_layer."))
+               for k in keys):
+            raise ValueError(f"{name} is a Chroma model (FLUX.1's blocks with its own guidance layer), which the "
+                             f"studio does not load")
+        width = next((s[1] for k, s in keys.items() if k.endswith("img_in.weight") and len(s) == 2), 64)
+        if width != 64:
+            kind = {384: "Fill (inpainting)", 128: "Depth or Canny"}.get(width, f"{width}-channel")
+            raise ValueError(f"{name} is a FLUX.1 {kind} model (its input takes {width} channels, an image beside "
+                             f"the latents), which the studio does not load: use FLUX.1 dev or schnell")
+        return "flux1-dev" if has_guidance_keys(keys) else "flux1-schnell"
+
     def matches_lora(self, shapes: dict[str, list[int]]) -> bool:
         if not any(_LORA.search(k) for k in shapes) or any(_NEWER.search(k) for k in shapes):
             return False
@@ -60,10 +83,44 @@ class Flux1(FlowFamily):
                        shapes.items())
 
     # ---- load ---------------------------------------------------------------------------------------------
-    def load_single_file(self, store, ref, *, dtype):
+    def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.flux1_files import load_flux_file
 
-        return load_flux_file(store, ref, dtype=dtype)
+        return load_flux_file(store, ref, dtype=dtype, without=without)
+
+    def load_denoiser(self, store, ref, *, device: str, base_precision: str):
+        """Only the transformer, for a LoRA to train on, stored as `base_precision` asks (see store.store_frozen);
+        a single file's read part by part in the dtype it is stored in (flux1_files.load_transformer)."""
+        if ref.kind != "file":
+            return super().load_denoiser(store, ref, device=device, base_precision=base_precision)
+        import torch
+
+        from studio.models import hub
+        from studio.models.families.flux1_files import load_transformer
+        from studio.models.files import read_checkpoint
+        from studio.models.loaders import nf4_config
+
+        hub.quiet_loaders()
+        dtype = torch.float32 if base_precision == "auto" else torch.bfloat16
+        quantization = nf4_config(device) if base_precision == "nf4" else None
+        try:
+            model = load_transformer(read_checkpoint(ref.path), store.single_file_config(ref), dtype=dtype,
+                                     quantization=quantization)
+        except (OSError, EnvironmentError) as e:
+            raise store.load_error("transformer of", ref.id, e, local=True) from e
+        store.require_weights(model, "its transformer", ref)
+        if base_precision != "nf4":
+            model = model.to(device)
+        store.store_frozen(model, base_precision, device)
+        return model
+
+    def denoiser_config(self, store, ref) -> dict:
+        if ref.kind != "file":
+            return super().denoiser_config(store, ref)
+        from studio.models.families.flux1_files import transformer_config
+        from studio.models.files import checkpoint_keys
+
+        return transformer_config(store.single_file_config(ref), checkpoint_keys(ref.path))
 
     def takes_distilled_guidance(self, store, ref) -> bool:
         """dev-like (a distilled-guidance input), told without loading weights: from a single file's key names, a
@@ -161,7 +218,7 @@ class Flux1(FlowFamily):
         return True  # FLUX's img2img makes 1024 px unless told the size
 
     def tiny_builtins(self) -> dict:
-        from studio.models.families.flux1_files import build_tiny
+        from studio.models.families.flux1_builds import build_tiny
 
         return {"tiny-flux": build_tiny, "tiny-flux-schnell": lambda out: build_tiny(out, guidance_embeds=False)}
 

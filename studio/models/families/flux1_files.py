@@ -1,158 +1,195 @@
-"""FLUX.1's files: its single-file transformer as Forge and ComfyUI keep it (BFL's layout, with CLIP-L, T5-XXL and the
-VAE as files beside it), and the models the studio builds from configs (builtin:tiny-flux, and FLUX.1 at its real
-widths with fewer layers for the benchmarks)."""
+"""FLUX.1's single files as Forge and ComfyUI users have them: the transformer in BFL's layout (maybe under
+model.diffusion_model.; bf16, fp16, fp8 or GGUF), with CLIP-L, T5-XXL and the VAE inside it (the all-in-one files) or as
+files beside it or in models/text_encoder/ and models/vae/ (Forge's names). Each part is read once, one tensor at a
+time, in the dtype it is used in, and built with the configs and tokenizers the studio carries
+(studio/models/configs/flux1-dev|flux1-schnell/): no hub. The same parts written back in those layouts
+(`file_states`) make the tests' tiny files and the benchmarks' real-width ones."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-
-def load_flux_file(store, ref, *, dtype):
-    """A FLUX.1 transformer in one file (BFL's layout, maybe under model.diffusion_model.). The rest comes from
-    black-forest-labs' repo of its kind (dev or schnell, told by its keys): configs and tokenizers always; CLIP-L,
-    T5-XXL and the VAE from files beside it or in models/text_encoder/ and models/vae/ (Forge's names), else from
-    the repo. Offline, missing parts are named."""
-    import diffusers
-
-    from studio.models.files import checkpoint_keys, has_guidance_keys
-
-    keys = checkpoint_keys(ref.path)
-    dev = has_guidance_keys(keys)
-    repo = store.single_file_config(ref.path) or f"black-forest-labs/FLUX.1-{'dev' if dev else 'schnell'}"
-    local = Path(repo).is_dir() or not store.settings.allow_downloads
-    beside = parts_beside(store.settings.models_dir, ref.path)
-    try:
-        transformer = diffusers.FluxTransformer2DModel.from_single_file(
-            str(ref.path), config=repo, subfolder="transformer", dtype=dtype, local_files_only=local)
-        parts = {}
-        if "vae" in beside:
-            parts["vae"] = diffusers.AutoencoderKL.from_single_file(str(beside["vae"]), config=repo, subfolder="vae",
-                                                                   dtype=dtype, local_files_only=local)
-        for part, subfolder in (("clip", "text_encoder"), ("t5", "text_encoder_2")):
-            if part in beside:
-                parts[subfolder] = _text_encoder_file(beside[part], repo, subfolder, dtype=dtype, local=local)
-        return diffusers.FluxPipeline.from_pretrained(repo, transformer=transformer, dtype=dtype, local_files_only=local,
-                                                      use_safetensors=store.use_safetensors(), **parts)
-    except (OSError, EnvironmentError) as e:
-        missing = [what for part, what in (("clip", "CLIP-L (clip_l.safetensors)"),
-                                           ("t5", "T5-XXL (t5xxl_fp16.safetensors)"),
-                                           ("vae", "the VAE (ae.safetensors)")) if part not in beside]
-        where = store.settings.models_dir
-        raise ValueError(
-            f"could not load FLUX.1 file {ref.path.name}: a single file holds only the transformer, and the rest "
-            f"of the pipeline (configs, tokenizers{', ' + ', '.join(missing) if missing else ''}) comes from {repo}"
-            f"{', which is not in the hub cache and downloads are off' if local else ''}. Put "
-            f"clip_l.safetensors and t5xxl_fp16.safetensors in {where / 'text_encoder'} and ae.safetensors in "
-            f"{where / 'vae'} (as Forge keeps them) and run once with downloads on for the configs, or give the "
-            f"diffusers folder of FLUX.1 as the model ({' '.join(str(e).split())[:160]})") from e
+TRANSFORMER_PREFIX = "model.diffusion_model."
+# Where an all-in-one file keeps the other parts (ComfyUI's names; Forge reads the same).
+INSIDE = {"vae": ("vae.", "first_stage_model."), "clip": ("text_encoders.clip_l.transformer.",),
+          "t5": ("text_encoders.t5xxl.transformer.",)}
+# The parts as files of their own: (file pattern, what the user reads, the file Forge's guide names, models/ folder).
+FILES = {"clip": ("clip_l*.safetensors", "CLIP-L", "clip_l.safetensors", "text_encoder"),
+         "t5": ("t5xxl*.safetensors", "T5-XXL", "t5xxl_fp16.safetensors (or t5xxl_fp8_e4m3fn.safetensors)",
+                "text_encoder"),
+         "vae": ("ae*.safetensors", "the VAE", "ae.safetensors", "vae")}
 
 
-def _text_encoder_file(path: Path, repo: str, subfolder: str, *, dtype, local: bool):
-    """A text encoder kept as one safetensors file (Forge's clip_l / t5xxl; maybe under ComfyUI's
-    text_encoders.<name>.transformer. prefix), built from the repo's config."""
-    import transformers
-    from safetensors.torch import load_file
+@dataclass(frozen=True)
+class Part:
+    """Where one part's tensors are: a file, and the prefix its names have there."""
 
-    config = transformers.AutoConfig.from_pretrained(repo, subfolder=subfolder, local_files_only=local)
-    cls = transformers.CLIPTextModel if config.model_type == "clip_text_model" else transformers.T5EncoderModel
-    state = {k.split(".transformer.", 1)[-1] if k.startswith("text_encoders.") else k: v
-             for k, v in load_file(str(path)).items()}
-    return cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype).eval()
+    path: Path
+    prefix: str
 
 
-def parts_beside(models_dir: Path, path: Path) -> dict[str, Path]:
-    """FLUX.1's other parts as single files, beside the checkpoint or in models/text_encoder/ and models/vae/."""
-    folders = [path.parent, models_dir / "text_encoder", models_dir / "vae"]
-    found = {}
-    for part, pattern in (("clip", "clip_l*.safetensors"), ("t5", "t5xxl*.safetensors"), ("vae", "ae*.safetensors")):
+def find_parts(models_dir: Path, checkpoint) -> dict[str, Part]:
+    """CLIP-L, T5-XXL and the VAE of a FLUX.1 file: inside it (an all-in-one file), else files beside it or in
+    models/text_encoder/ and models/vae/. Parts not found are left out."""
+    from studio.models.files import read_checkpoint
+
+    found = {part: Part(checkpoint.path, prefix) for part, prefixes in INSIDE.items()
+             for prefix in prefixes if any(k.startswith(prefix) for k in checkpoint.shapes)}
+    folders = [checkpoint.path.parent, models_dir / "text_encoder", models_dir / "vae"]
+    for part, (pattern, *_) in FILES.items():
         hits = [p for folder in folders if folder.is_dir() for p in sorted(folder.glob(pattern))]
-        if hits:
-            found[part] = hits[0]
+        if part not in found and hits:
+            beside = read_checkpoint(hits[0])
+            refuse_scaled(beside)
+            prefix = next((p for p in INSIDE[part] if any(k.startswith(p) for k in beside.shapes)), "")
+            found[part] = Part(hits[0], prefix)
     return found
 
 
-def build_tiny(out: Path, guidance_embeds: bool = True) -> None:
-    """A FLUX.1-shaped pipeline at toy widths: CLIP + T5 text encoders with tokenizers the project writes, a
-    transformer of one double and one single block, a 16-channel VAE (factor 2, so 64 px -> 16 x 16 packed tokens),
-    and FLUX.1-dev's flow-matching scheduler. `guidance_embeds` False is schnell's shape (no guidance input)."""
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextModel, T5Config, T5EncoderModel
-
-    from studio.models.tiny_parts import TINY_WORDS, clip_text_config, clip_tokenizer, t5_tokenizer
-    from studio.models.tokenizer import write_clip_tokenizer, write_t5_tokenizer
-
-    vocab_size = write_clip_tokenizer(out / "tokenizer", TINY_WORDS)
-    t5_size = write_t5_tokenizer(out / "tokenizer_2", TINY_WORDS)
-    torch.manual_seed(0)
-    text_encoder = CLIPTextModel(clip_text_config(vocab_size))
-    torch.manual_seed(0)
-    text_encoder_2 = T5EncoderModel(T5Config(vocab_size=t5_size, d_model=32, d_kv=8, d_ff=37, num_layers=2,
-                                             num_heads=4, relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
-                                             is_encoder_decoder=False, use_cache=False, decoder_start_token_id=0,
-                                             pad_token_id=0, eos_token_id=1))
-    torch.manual_seed(0)
-    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
-                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
-                                         pooled_projection_dim=32, axes_dims_rope=(4, 6, 6),
-                                         guidance_embeds=guidance_embeds)
-    torch.manual_seed(0)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
-                        up_block_types=["UpDecoderBlock2D"] * 2, block_out_channels=(8, 16), layers_per_block=1,
-                        latent_channels=16, norm_num_groups=4, use_quant_conv=False, use_post_quant_conv=False,
-                        shift_factor=0.1159, scaling_factor=0.3611, sample_size=64)
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-                                                base_image_seq_len=256, max_image_seq_len=4096)
-    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(out / "tokenizer"),
-                        text_encoder_2=text_encoder_2, tokenizer_2=t5_tokenizer(out / "tokenizer_2"),
-                        transformer=transformer)
-    pipe.save_pretrained(out, safe_serialization=True)
+def refuse_scaled(checkpoint) -> None:
+    """ComfyUI's fp8_scaled files (fp8 weights with a scale per layer) read as plain fp8 would be wrong: refused."""
+    if any(k.endswith(("scaled_fp8", ".scale_weight")) for k in checkpoint.shapes):
+        raise ValueError(f"{checkpoint.path.name} is a ComfyUI fp8_scaled file (fp8 weights with per-layer scales, "
+                         f"which diffusers does not apply): use the plain fp8 (e4m3fn), fp16/bf16 or GGUF file")
 
 
+def missing_parts_error(checkpoint, missing: list[str], models_dir: Path) -> ValueError:
+    wanted = [f"{FILES[p][1]} ({FILES[p][2]} in {models_dir / FILES[p][3]})" for p in missing]
+    return ValueError(f"FLUX.1 file {checkpoint.path.name} holds only the transformer; put {', '.join(wanted)} there "
+                      f"or beside it, as Forge keeps them (an all-in-one file holds them all)")
 
-def build_flux_at_real_widths(out: Path, *, double: int = 1, single: int = 1, t5_layers: int = 2,
-                              clip_layers: int = 12, guidance_embeds: bool = True) -> Path:
-    """FLUX.1 at its real widths with fewer layers, for memory and speed measurements (bench/flux.py, the gpu tests),
-    not a builtin model: random weights from configs (no download), saved in bf16 as a diffusers folder `out`.
 
-    The transformer has FLUX.1's hidden 3072 (24 heads of 128), T5 4096 and CLIP 768 inputs and 64 packed latent
-    channels, with `double` + `single` blocks (the real one: 19 + 38); T5 is T5-XXL's layer (d_model 4096, 64 heads
-    of 64, gated-GELU d_ff 10240) `t5_layers` times (the real one: 24); CLIP is CLIP-L's (768, 12 heads, MLP 3072,
-    `clip_layers` of 12). The VAE is narrow but downsamples by 8 as FLUX.1's does, so a 512 px picture is 1024
-    packed tokens as on the real model."""
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+def transformer_config(folder: Path, keys) -> dict:
+    """The variant's transformer config with the depth the file holds (FLUX.1 has 19 + 38 blocks; distilled
+    models such as FLUX.1 Lite fewer)."""
+    from diffusers import FluxTransformer2DModel
 
-    from studio.models.tiny_parts import TINY_WORDS, clip_tokenizer, t5_tokenizer
-    from studio.models.tokenizer import write_clip_tokenizer, write_t5_tokenizer
+    from studio.models.families.flux1_layout import count_blocks
 
-    out = Path(out)
-    vocab_size = write_clip_tokenizer(out / "tokenizer", TINY_WORDS)
-    t5_size = write_t5_tokenizer(out / "tokenizer_2", TINY_WORDS)
-    torch.manual_seed(0)
-    torch.set_default_dtype(torch.bfloat16)  # built as a bf16 checkpoint is stored: no float32 copy on the way
-    try:
-        clip = CLIPTextModel(CLIPTextConfig(
-            vocab_size=vocab_size, hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-            num_hidden_layers=clip_layers, projection_dim=768, max_position_embeddings=77, hidden_act="quick_gelu",
-            bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1))
-        t5 = T5EncoderModel(T5Config(
-            vocab_size=t5_size, d_model=4096, d_kv=64, d_ff=10240, num_layers=t5_layers, num_heads=64,
-            relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
-            is_encoder_decoder=False, use_cache=False, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1))
-        transformer = FluxTransformer2DModel(num_layers=double, num_single_layers=single,
-                                             guidance_embeds=guidance_embeds)
-        vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
-                            up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=(8, 16, 16, 16),
-                            layers_per_block=1, latent_channels=16, norm_num_groups=4, use_quant_conv=False,
-                            use_post_quant_conv=False, mid_block_add_attention=False, shift_factor=0.1159,
-                            scaling_factor=0.3611)
-    finally:
-        torch.set_default_dtype(torch.float32)
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-                                                base_image_seq_len=256, max_image_seq_len=4096)
-    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tokenizer(out / "tokenizer"),
-                        text_encoder_2=t5, tokenizer_2=t5_tokenizer(out / "tokenizer_2"), transformer=transformer)
-    pipe.save_pretrained(out, safe_serialization=True)
-    return out
+    config = dict(FluxTransformer2DModel.load_config(str(folder), subfolder="transformer"))
+    double, single = count_blocks(k.removeprefix(TRANSFORMER_PREFIX) for k in keys)
+    config.update(num_layers=double, num_single_layers=single)
+    return config
+
+
+def load_transformer(checkpoint, folder: Path, *, dtype, quantization=None):
+    """The transformer of a FLUX.1 file (BFL's or diffusers' names; a GGUF file stays quantized, computing in
+    `dtype`, through diffusers' GGUF quantizer), read once; `quantization`: a diffusers quantization config (nf4 for
+    training)."""
+    from diffusers import FluxTransformer2DModel
+
+    from studio.models.families.flux1_layout import bfl_to_diffusers, is_bfl
+    from studio.models.files import read_tensors
+
+    config = transformer_config(folder, checkpoint.shapes)
+    prefix = TRANSFORMER_PREFIX if any(k.startswith(TRANSFORMER_PREFIX) for k in checkpoint.shapes) else ""
+    if checkpoint.path.suffix == ".gguf":
+        from diffusers import GGUFQuantizationConfig
+        from diffusers.models.model_loading_utils import load_gguf_checkpoint
+
+        state = {k[len(prefix):]: v for k, v in load_gguf_checkpoint(str(checkpoint.path)).items()
+                 if k.startswith(prefix)}
+        quantization = GGUFQuantizationConfig(compute_dtype=dtype)
+    else:
+        others = tuple(p for prefixes in INSIDE.values() for p in prefixes)
+        state = read_tensors(checkpoint.path, prefix, dtype, skip=others)
+    if is_bfl(state):
+        state = bfl_to_diffusers(state, config["num_attention_heads"] * config["attention_head_dim"])
+    if quantization is None:
+        # Built empty and given the tensors as read: diffusers' single-file loading would first cast them to the
+        # model's float32 and back, a second (and fourth) copy of the transformer.
+        from accelerate import init_empty_weights
+
+        with init_empty_weights():
+            model = FluxTransformer2DModel.from_config(config)
+        model.load_state_dict(state, strict=False, assign=True)
+        return model.eval()
+    return FluxTransformer2DModel.from_single_file(
+        state, config=str(folder), subfolder="transformer", local_files_only=True, dtype=dtype,
+        quantization_config=quantization, num_layers=config["num_layers"],
+        num_single_layers=config["num_single_layers"])
+
+
+def load_text_encoder(cls, config_dir: Path, part: Part, *, dtype):
+    """A transformers text encoder (CLIPTextModel, T5EncoderModel) from a part's tensors, built empty from its
+    config with the depth the file holds and given the tensors as they are read: one copy in memory (building it
+    with from_pretrained(state_dict=...) kept the file's tensors and the model's apart, two copies of T5-XXL)."""
+    import re
+
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig
+
+    from studio.models.files import read_tensors
+
+    state = read_tensors(part.path, part.prefix, dtype)
+    config = AutoConfig.from_pretrained(str(config_dir))
+    layers = {int(m.group(2)) for k in state if (m := re.search(r"(encoder\.layers|encoder\.block)\.(\d+)\.", k))}
+    if not layers:
+        raise ValueError(f"{part.path.name} holds no {cls.__name__} layers under {part.prefix or 'its top level'}")
+    setattr(config, "num_layers" if config.model_type == "t5" else "num_hidden_layers", len(layers))
+    with init_empty_weights(include_buffers=False):
+        model = cls(config)
+    names = set(model.state_dict())
+    if not any(n.startswith("text_model.") for n in names):  # transformers 5 dropped CLIP's text_model level
+        state = {k.removeprefix("text_model."): v for k, v in state.items()}
+    if "shared.weight" in state and "encoder.embed_tokens.weight" in names:  # T5's tied input embedding
+        state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])
+    model.load_state_dict({k: v for k, v in state.items() if k in names}, strict=False, assign=True)
+    return model.eval()
+
+
+def load_flux_file(store, ref, *, dtype, without=()):
+    """A FLUX.1 file's pipeline: its tokenizers (the T5 vocabulary named if it is not installed) before any weight
+    is read, then each part once."""
+    import diffusers
+    from transformers import CLIPTextModel, T5EncoderModel
+
+    from studio.models.configs import load_tokenizers
+    from studio.models.files import read_checkpoint, read_tensors
+
+    folder = store.single_file_config(ref)
+    checkpoint = read_checkpoint(ref.path)
+    parts = find_parts(store.settings.models_dir, checkpoint)
+    missing = [p for p in FILES if p not in parts]
+    if missing:
+        raise missing_parts_error(checkpoint, missing, store.settings.models_dir)
+    pipe = dict(load_tokenizers(folder))
+    pipe["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(str(folder), subfolder="scheduler")
+    vae = parts["vae"]
+    loaders = {"transformer": lambda: load_transformer(checkpoint, folder, dtype=dtype),
+               "vae": lambda: diffusers.AutoencoderKL.from_single_file(
+                   read_tensors(vae.path, vae.prefix, dtype), config=str(folder), subfolder="vae",
+                   local_files_only=True, dtype=dtype),
+               "text_encoder": lambda: load_text_encoder(CLIPTextModel, folder / "text_encoder", parts["clip"],
+                                                         dtype=dtype),
+               "text_encoder_2": lambda: load_text_encoder(T5EncoderModel, folder / "text_encoder_2", parts["t5"],
+                                                           dtype=dtype)}
+    for name, load in loaders.items():
+        pipe[name] = None if name in without else load()
+    return diffusers.FluxPipeline(**pipe)
+
+
+def file_states(pipe) -> dict[str, dict]:
+    """A FLUX.1 pipeline's parts as Forge's files hold them: `transformer` (BFL's layout, as flux1-dev.safetensors),
+    `clip_l` and `t5xxl` (transformers' names, CLIP's under text_model. as ComfyUI's clip_l.safetensors), `ae` (the
+    original VAE layout, as ae.safetensors). An all-in-one file is these under model.diffusion_model., text_encoders.
+    clip_l.transformer., text_encoders.t5xxl.transformer. and vae. (`all_in_one`)."""
+    from studio.models.families.flux1_layout import diffusers_to_bfl
+    from studio.models.families.sd_files import vae_to_original
+
+    def plain(module, prefix=""):
+        return {(k if k.startswith(prefix) else prefix + k): v.detach().contiguous()
+                for k, v in module.state_dict().items() if not k.endswith("position_ids")}
+
+    return {"transformer": {k: v.contiguous() for k, v in diffusers_to_bfl(pipe.transformer.state_dict()).items()},
+            "clip_l": plain(pipe.text_encoder, "text_model."),
+            "t5xxl": {k: v for k, v in plain(pipe.text_encoder_2).items() if k != "encoder.embed_tokens.weight"},
+            "ae": {k: v.contiguous() for k, v in vae_to_original(pipe.vae.state_dict(), pipe.vae.config).items()}}
+
+
+def all_in_one(states: dict[str, dict]) -> dict:
+    """file_states' parts in one file, under the prefixes ComfyUI's and Forge's all-in-one files use."""
+    prefixes = {"transformer": TRANSFORMER_PREFIX, "clip_l": INSIDE["clip"][0], "t5xxl": INSIDE["t5"][0],
+                "ae": INSIDE["vae"][0]}
+    return {prefixes[part] + k: v for part, state in states.items() for k, v in state.items()}

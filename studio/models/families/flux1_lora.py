@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import re
 
-# FLUX.1: diffusers' transformer modules -> kohya's (BFL) names, which Forge and ComfyUI load. A fused BFL layer
-# (double blocks' qkv, single blocks' linear1 = q|k|v|mlp) gathers several diffusers modules: (name, part, parts).
-_FLUX_DOUBLE = {"attn.to_q": ("img_attn_qkv", 0, 3), "attn.to_k": ("img_attn_qkv", 1, 3),
-                "attn.to_v": ("img_attn_qkv", 2, 3), "attn.add_q_proj": ("txt_attn_qkv", 0, 3),
-                "attn.add_k_proj": ("txt_attn_qkv", 1, 3), "attn.add_v_proj": ("txt_attn_qkv", 2, 3),
-                "attn.to_out.0": ("img_attn_proj", 0, 1), "attn.to_add_out": ("txt_attn_proj", 0, 1),
-                "ff.net.0.proj": ("img_mlp_0", 0, 1), "ff.net.2": ("img_mlp_2", 0, 1),
-                "ff_context.net.0.proj": ("txt_mlp_0", 0, 1), "ff_context.net.2": ("txt_mlp_2", 0, 1),
-                "norm1.linear": ("img_mod_lin", 0, 1), "norm1_context.linear": ("txt_mod_lin", 0, 1)}
-_FLUX_SINGLE = {"attn.to_q": ("linear1", 0, 4), "attn.to_k": ("linear1", 1, 4), "attn.to_v": ("linear1", 2, 4),
-                "proj_mlp": ("linear1", 3, 4), "proj_out": ("linear2", 0, 1), "norm.linear": ("modulation_lin", 0, 1)}
+from studio.models.families.flux1_layout import DOUBLE, SINGLE
+
+# FLUX.1: diffusers' transformer modules -> kohya's names (BFL's with `_` for `.`), which Forge and ComfyUI load. A
+# fused BFL layer (double blocks' qkv, single blocks' linear1 = q|k|v|mlp) gathers several diffusers modules:
+# (name, part, parts). The RMSNorms take no LoRA.
+_FLUX_DOUBLE, _FLUX_SINGLE = ({module: (bfl.replace(".", "_"), part, len(modules))
+                               for bfl, modules in table.items() if not bfl.endswith("_norm")
+                               for part, module in enumerate(modules)} for table in (DOUBLE, SINGLE))
 
 
 _BLOCKS = (("single_transformer_blocks.", _FLUX_SINGLE, "single_blocks"),

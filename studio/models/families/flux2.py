@@ -89,10 +89,15 @@ class Flux2(FlowFamily):
         return False
 
     # ---- load ---------------------------------------------------------------------------------------------
-    def load_single_file(self, store, ref, *, dtype):
+    def file_variant(self, checkpoint) -> str:
+        from studio.models.families.flux2_files import file_variant
+
+        return file_variant(checkpoint)
+
+    def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.flux2_files import load_flux2_file
 
-        return load_flux2_file(store, ref, dtype=dtype)
+        return self.leave_out(load_flux2_file(store, ref, dtype=dtype), without)
 
     def check_pipeline(self, pipe) -> None:
         """FLUX.2 dev is told apart (its Mistral text encoder and guidance input) and refused, saying why."""

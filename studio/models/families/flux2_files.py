@@ -14,31 +14,17 @@ _PREFIX = "model.diffusion_model."
 _WIDTHS = {3072: "flux2-klein-4b", 4096: "flux2-klein-9b", 6144: "flux2-dev"}
 
 
-def _shape(path: Path, suffix: str) -> list[int] | None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        key = next((k for k in f.keys() if k.endswith(suffix)), None)
-        return None if key is None else list(f.get_slice(key).get_shape())
-
-
-def config_folder(store, path: Path) -> Path:
-    """A single file's configs: the base a studio export names, else the carried folder of its size (klein 4B or
-    9B, told by the transformer's width); FLUX.2 dev is refused, saying why."""
-    from studio.models.configs import variant_folder
+def file_variant(checkpoint) -> str:
+    """klein 4B or 9B, told by the transformer's width (img_in's rows), else ""; FLUX.2 dev is refused, saying
+    why."""
     from studio.models.families.flux2 import refuse_dev
 
-    found = store.single_file_config(path)
-    if found:
-        return Path(found)
-    shape = _shape(path, "img_in.weight") or _shape(path, "x_embedder.weight")
+    shapes = checkpoint.shapes
+    shape = next((s for k, s in shapes.items() if k.endswith(("img_in.weight", "x_embedder.weight"))), None)
     variant = _WIDTHS.get(shape[0] if shape else 0)
-    if variant == "flux2-dev" or _shape(path, "guidance_in.in_layer.weight") is not None:
+    if variant == "flux2-dev" or any(k.endswith("guidance_in.in_layer.weight") for k in shapes):
         refuse_dev()
-    if variant is None:
-        raise ValueError(f"FLUX.2 file {path.name}: its transformer is {shape[0] if shape else '?'} wide, which is "
-                         f"neither klein 4B (3072) nor 9B (4096)")
-    return variant_folder(variant)
+    return variant or ""  # neither 4B nor 9B: only a studio export (which names its base) loads
 
 
 def load_flux2_file(store, ref, *, dtype):
@@ -51,7 +37,7 @@ def load_flux2_file(store, ref, *, dtype):
 
     from studio.models.families.flux2 import _distilled_name
 
-    folder = config_folder(store, ref.path)
+    folder = store.single_file_config(ref)  # klein 4B or 9B: file_variant
     encoder = "qwen_3_8b.safetensors" if "9b" in folder.name else "qwen_3_4b.safetensors"
     beside, tokenizer = single_file_parts(store, ref, folder, "FLUX.2 klein", {
         "vae": ("flux2*vae*.safetensors", "the VAE (flux2-vae.safetensors)"),

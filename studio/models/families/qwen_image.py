@@ -62,10 +62,13 @@ class QwenImage(FlowFamily):
                                                                             k)))
 
     # ---- load ---------------------------------------------------------------------------------------------
-    def load_single_file(self, store, ref, *, dtype):
+    def file_variant(self, checkpoint) -> str:
+        return "qwen-image"
+
+    def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.qwen_image_files import load_qwen_image_file
 
-        return load_qwen_image_file(store, ref, dtype=dtype)
+        return self.leave_out(load_qwen_image_file(store, ref, dtype=dtype), without)
 
     # ---- a loaded pipeline -------------------------------------------------------------------------------
     def native_size(self, pipe) -> int:

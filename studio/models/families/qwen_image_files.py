@@ -20,10 +20,7 @@ def load_qwen_image_file(store, ref, *, dtype):
     from safetensors.torch import load_file
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from studio.models.configs import variant_folder
-
-    found = store.single_file_config(ref.path)
-    folder = Path(found) if found else variant_folder("qwen-image")
+    folder = store.single_file_config(ref)
     beside, tokenizer = single_file_parts(store, ref, folder, "Qwen-Image", {
         "vae": ("qwen_image_vae*.safetensors", "the VAE (qwen_image_vae.safetensors)"),
         "text_encoder": ("qwen_2.5_vl_7b*.safetensors", "Qwen2.5-VL-7B (qwen_2.5_vl_7b.safetensors)")})

@@ -23,6 +23,9 @@ class SD1(UNetFamily):
         "canny": "lllyasviel/control_v11p_sd15_canny",
     }
 
+    file_variants = {"epsilon": "sd15", "v": "sd15-v", "inpainting": "sd15-inpainting"}
+    text_prefixes = ("cond_stage_model.transformer.",)
+
     def matches_keys(self, keys: set[str]) -> bool:
         return any(k.startswith("cond_stage_model.transformer.") for k in keys)
 

@@ -52,7 +52,7 @@ def unet_name_to_original(name: str, config) -> str:
     raise ValueError(f"UNet key {name!r} has no original-layout name (unknown block)")
 
 
-def _vae_to_original(state: dict, config) -> dict:
+def vae_to_original(state: dict, config) -> dict:
     n = len(config.block_out_channels)
     pairs = [("encoder.conv_norm_out.", "encoder.norm_out."), ("decoder.conv_norm_out.", "decoder.norm_out.")]
     for part in ("encoder", "decoder"):
@@ -123,7 +123,7 @@ def sd_single_file_state(unet, vae, text_encoders: list) -> dict:
     state = {}
     for name, tensor in unet.state_dict().items():
         state["model.diffusion_model." + unet_name_to_original(name, unet.config)] = tensor
-    for name, tensor in _vae_to_original(vae.state_dict(), vae.config).items():
+    for name, tensor in vae_to_original(vae.state_dict(), vae.config).items():
         state["first_stage_model." + name] = tensor
     first = {(k if k.startswith(("text_model.", "text_projection.")) else "text_model." + k): v  # transformers 5
              for k, v in text_encoders[0].state_dict().items() if not k.endswith("position_ids")}
@@ -133,3 +133,25 @@ def sd_single_file_state(unet, vae, text_encoders: list) -> dict:
     else:
         state.update({"cond_stage_model.transformer." + k: v for k, v in first.items()})
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def prediction_type(checkpoint) -> str | None:
+    """What an SD file says it predicts: "epsilon", "v" or "v-zsnr" (v with zero terminal SNR); None when nothing
+    says. First a yaml of the same name beside it (A1111's and Forge's convention: `parameterization: "v"`, or SGM's
+    VScaling denoiser), then ComfyUI's and Forge's marker tensors (`v_pred`, with `ztsnr`)."""
+    zsnr = "ztsnr" in checkpoint.shapes
+    yaml_path = checkpoint.path.with_suffix(".yaml")
+    if yaml_path.is_file():
+        import yaml
+
+        try:
+            params = ((yaml.safe_load(yaml_path.read_text()) or {}).get("model") or {}).get("params") or {}
+        except (yaml.YAMLError, AttributeError) as e:
+            raise ValueError(f"the config beside the checkpoint, {yaml_path}, is not an A1111 model yaml ({e})") from e
+        scaling = ((((params.get("denoiser_config") or {}).get("params") or {}).get("scaling_config") or {})
+                   .get("target", ""))
+        v = params.get("parameterization") == "v" or scaling.endswith("VScaling")
+        return ("v-zsnr" if zsnr else "v") if v else "epsilon"
+    if "v_pred" in checkpoint.shapes:
+        return "v-zsnr" if zsnr else "v"
+    return None

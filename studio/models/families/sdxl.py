@@ -27,8 +27,19 @@ class SDXL(UNetFamily):
         "canny": "diffusers/controlnet-canny-sdxl-1.0",
     }
 
+    file_variants = {"epsilon": "sdxl-base", "v": "sdxl-v", "v-zsnr": "sdxl-v-zsnr", "inpainting": "sdxl-inpainting"}
+    text_prefixes = ("conditioner.embedders.1.",)
+
     def matches_keys(self, keys: set[str]) -> bool:
-        return any(k.startswith("conditioner.embedders.1.") for k in keys)
+        """A base (two text encoders), or a refiner (OpenCLIP bigG alone, and the size conditioning), which
+        file_variant refuses by name."""
+        return any(k.startswith("conditioner.embedders.1.") for k in keys) or _is_refiner(keys)
+
+    def file_variant(self, checkpoint) -> str:
+        if _is_refiner(checkpoint.shapes):
+            raise ValueError(f"{checkpoint.path.name} is an SDXL refiner, which only finishes an SDXL base's "
+                             f"pictures (the studio does not run a refiner pass): use an SDXL base checkpoint")
+        return super().file_variant(checkpoint)
 
     def vae_in_half(self) -> bool:
         return False  # SDXL's VAE overflows in fp16
@@ -125,6 +136,12 @@ def build_tiny(out: Path) -> None:
         scheduler=EulerDiscreteScheduler(**sd_scheduler_config()),
     )
     pipe.save_pretrained(out, safe_serialization=True)
+
+
+def _is_refiner(keys) -> bool:
+    return (not any(k.startswith("conditioner.embedders.1.") for k in keys)
+            and "model.diffusion_model.label_emb.0.0.weight" in keys
+            and any(k.startswith("conditioner.embedders.0.model.") for k in keys))
 
 
 FAMILY = SDXL()

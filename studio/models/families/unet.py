@@ -67,20 +67,57 @@ class UNetFamily(ModelFamily):
         return width is None or width == self.cross_attention_dim or width not in _KNOWN_WIDTHS
 
     # ---- load ---------------------------------------------------------------------------------------------
-    def load_single_file(self, store, ref, *, dtype):
+    # The carried variants (studio/models/configs/) by what a file is: "epsilon" / "v" prediction (maybe with zero
+    # terminal SNR, "v-zsnr") on 4 input channels, or a 9-channel inpainting model.
+    file_variants: dict = {}
+    text_prefixes: tuple[str, ...] = ()  # where a full checkpoint keeps its text encoder(s)
+
+    def file_variant(self, checkpoint) -> str:
+        from studio.models.families.sd_files import prediction_type
+
+        name = checkpoint.path.name
+        conv_in = checkpoint.shapes.get("model.diffusion_model.input_blocks.0.0.weight")
+        if conv_in is None or len(conv_in) != 4:
+            raise ValueError(f"{name} has {self.label} text-encoder keys but no UNet (model.diffusion_model."
+                             f"input_blocks.0.0.weight): not a checkpoint the studio can load as a base")
+        channels = conv_in[1]
+        if channels == 9:
+            return self.file_variants["inpainting"]
+        if channels != 4:
+            raise ValueError(f"{name} is an {self.label} model with {channels} input channels (InstructPix2Pix, depth "
+                             f"or another conditioned model), which the studio does not load")
+        kind = prediction_type(checkpoint) or self.guess_prediction(checkpoint)
+        if kind not in self.file_variants:
+            raise ValueError(f"{name} is an {self.label} {kind} model, which the studio carries no configs for")
+        return self.file_variants[kind]
+
+    def guess_prediction(self, checkpoint) -> str:
+        """The prediction type of a file whose keys and yaml do not say (the family's usual one)."""
+        return "epsilon"
+
+    def load_single_file(self, store, ref, *, dtype, without=()):
         import diffusers
 
-        cls = getattr(diffusers, self.pipeline_class)
-        config = store.single_file_config(ref.path)
+        from studio.models.configs import load_tokenizers
+        from studio.models.files import checkpoint_keys
+
+        keys = checkpoint_keys(ref.path)
+        for what, prefixes in (("VAE", ("first_stage_model.",)), ("text encoder", self.text_prefixes)):
+            if not any(k.startswith(prefixes) for k in keys):
+                raise ValueError(f"{ref.path.name} holds no {what} ({prefixes[0]}...): the studio loads {self.label} "
+                                 f"checkpoints whole, as A1111 saves them (UNet, VAE and text encoders)")
+        folder = store.single_file_config(ref)
         extra = dict(safety_checker=None, requires_safety_checker=False) if self.pipeline_class == \
             "StableDiffusionPipeline" else {}
-        return cls.from_single_file(str(ref.path), config=config,
-                                    local_files_only=config is not None or not store.settings.allow_downloads,
-                                    dtype=dtype, **extra)
+        return getattr(diffusers, self.pipeline_class).from_single_file(
+            str(ref.path), config=str(folder), local_files_only=True, dtype=dtype, **extra,
+            **load_tokenizers(folder), **{name: None for name in without})
 
     def denoiser_config(self, store, ref) -> dict:
         from diffusers import UNet2DConditionModel
 
+        if ref.kind == "file":
+            return dict(UNet2DConditionModel.load_config(str(store.single_file_config(ref)), subfolder="unet"))
         source = str(ref.path) if ref.path is not None else ref.id
         return dict(UNet2DConditionModel.load_config(source, subfolder="unet",
                                                      local_files_only=not store.settings.allow_downloads))

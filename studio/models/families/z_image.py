@@ -64,10 +64,14 @@ class ZImage(FlowFamily):
         return any(_LORA.search(k.removeprefix("transformer.").removeprefix("diffusion_model.")) for k in shapes)
 
     # ---- load ---------------------------------------------------------------------------------------------
-    def load_single_file(self, store, ref, *, dtype):
+    def file_variant(self, checkpoint) -> str:
+        """Turbo or Base, by the file's name (their tensors are alike), as ComfyUI names them."""
+        return "zimage-turbo" if is_turbo(checkpoint.path.name) else "zimage-base"
+
+    def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.z_image_files import load_zimage_file
 
-        return load_zimage_file(store, ref, dtype=dtype)
+        return self.leave_out(load_zimage_file(store, ref, dtype=dtype), without)
 
     # ---- a loaded pipeline -------------------------------------------------------------------------------
     def native_size(self, pipe) -> int:

@@ -10,15 +10,6 @@ from pathlib import Path
 from studio.models.families.qwen_text import single_file_parts, text_encoder_file, tiny_qwen3, tiny_tokenizer
 from studio.models.families.z_image import is_turbo
 
-def config_folder(store, path: Path) -> Path:
-    """Where a single file's configs come from: the base a studio export names in its header, else the carried
-    folder of its variant (Turbo or Base, by its name)."""
-    from studio.models.configs import variant_folder
-
-    found = store.single_file_config(path)
-    return Path(found) if found else variant_folder("zimage-turbo" if is_turbo(path.name) else "zimage-base")
-
-
 def load_zimage_file(store, ref, *, dtype):
     """A Z-Image transformer in one file; the VAE and Qwen3 from files beside it or in models/vae/ and
     models/text_encoder/ (ComfyUI's names), else from the config folder when it holds weights (a studio export's
@@ -27,7 +18,7 @@ def load_zimage_file(store, ref, *, dtype):
     import diffusers
     from transformers import Qwen3Model
 
-    folder = config_folder(store, ref.path)
+    folder = store.single_file_config(ref)  # Turbo or Base: ZImage.file_variant
     beside, tokenizer = single_file_parts(store, ref, folder, "Z-Image", {
         "vae": ("ae*.safetensors", "the VAE (ae.safetensors, FLUX.1's)"),
         "text_encoder": ("qwen_3_4b*.safetensors", "Qwen3-4B (qwen_3_4b.safetensors)")})
