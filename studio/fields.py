@@ -44,6 +44,7 @@ class Setting:
     split: str = r"\n"  # a list written as one text: the pattern between its items
     span: tuple | None = None  # (minimum, maximum, step) of a slider
     lines: int = 1  # the height of a text box
+    shown_with: str = ""  # a form gives it with another field's widget (a painter's paint is the mask of its picture)
 
 
 def setting(default: Any = MISSING, *, default_factory: Any = MISSING, **declaration) -> Any:

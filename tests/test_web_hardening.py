@@ -105,14 +105,14 @@ def test_upscaler_inputs_take_only_listed_names_and_say_nothing_of_server_files(
     make_upscaler(described)
     answers = []
     for name in ("/etc/passwd", "/etc/nonexistent", str(described), "../../../etc/passwd"):
-        message = _error(lambda: client.predict(cleanup_image=None, upscaler_name=name, upscale_scale=2,
-                                                upscale_tile=0, api_name="/upscale"))
+        message = _error(lambda: client.predict(image=None, upscaler=name, scale=2,
+                                                tile=0, api_name="/upscale"))
         said = message.replace(repr(name), "NAME")
         assert "suffix" not in said and "tensors" not in said and "Compact" not in said  # never opened
         answers.append(said)
-        hires = _error(lambda: client.predict(prompt_text="a dog", model_id="builtin:tiny", steps_value=2,
+        hires = _error(lambda: client.predict(prompt="a dog", model="builtin:tiny", steps=2,
                                               hires_scale=2, hires_upscaler=name, api_name="/generate"))
-        answers.append(hires.replace(repr(name), "NAME").replace("`hires_upscaler`", "`upscaler_name`"))
+        answers.append(hires.replace(repr(name), "NAME").replace("`hires_upscaler`", "`upscaler`"))
     assert len(set(answers)) == 1 and "not found: it is not an upscaler the studio lists" in answers[0]
     # an upscaler put in models/upscale/ after start-up is taken by its name
     make_upscaler(studio.settings.models_dir / "upscale" / "2x-new.safetensors", scale=2)
@@ -121,7 +121,7 @@ def test_upscaler_inputs_take_only_listed_names_and_say_nothing_of_server_files(
     from gradio_client import handle_file
 
     picture = {"background": handle_file(str(source)), "layers": [], "composite": handle_file(str(source))}
-    _, _, status = client.predict(cleanup_image=picture, upscaler_name="2x-new", upscale_scale=2, upscale_tile=0,
+    _, _, status = client.predict(image=picture, upscaler="2x-new", scale=2, tile=0,
                                   api_name="/upscale")
     assert status.startswith("Upscaled to 64x64 with 2x-new")
 

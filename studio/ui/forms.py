@@ -1,11 +1,12 @@
 """A request's form, made from its declared settings (studio.fields): each widget with the setting's label, help,
 choices and default, named by its field, so the endpoint bound to the form takes the request's field names (the API by
 keyword: a parameter left out takes the value the widget starts with, the request's default); and the widgets'
-values back to the request, through the one conversion flags and API calls go through.
+values back to the request, through the one conversion flags and API calls go through (a tab's own widgets, such as
+a table of LoRAs or a painter, are turned into the field's value by its callback first).
 
     form = Form(ctx, GenerationRequest)
     prompt = form.widget("prompt", lines=3)          # placed where the tab's layout wants it
-    form.put("loras", table, read=rows_to_loras)     # a widget of the tab's own (a table), named by its field
+    form.put("loras", table)                         # a widget of the tab's own (a table), named by its field
     form.rest()                                      # every setting not placed yet, by group: a new one shows
     bind(ctx, button.click, run, form.inputs, ...)   # v.prompt, v.steps, ...; form.request(v) -> GenerationRequest
 """
@@ -18,7 +19,8 @@ from typing import Callable
 import gradio as gr
 
 from studio import fields
-from studio.ui.common import DEFAULT_MODEL, dataset_names, embedding_names, lora_names, model_choices, upscaler_choices
+from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, dataset_names, embedding_names, lora_names, model_choices,
+                              sampler_choices, upscaler_choices)
 from studio.ui.names import listed
 
 
@@ -29,6 +31,7 @@ class NameChoices:
 
     choices: Callable  # studio -> choices
     default_choice: str | None = None
+    listed: bool = True  # checked against the studio's lists for every event (studio.ui.names); samplers by name
 
 
 def _run_names(studio) -> list[str]:
@@ -44,6 +47,7 @@ NAME_CHOICES = {
     "embedding": NameChoices(embedding_names),
     "upscaler": NameChoices(upscaler_choices),
     "run": NameChoices(_run_names),
+    "sampler": NameChoices(lambda studio: sampler_choices(), FAMILY_SAMPLER, listed=False),
 }
 
 
@@ -56,7 +60,6 @@ class Form:
         self.kinds = fields.kinds(cls)
         self._start = start  # an instance whose values the widgets start with (default: the declared defaults)
         self.inputs: dict = {}
-        self._readers: dict[str, Callable] = {}
 
     # ---- making widgets -----------------------------------------------------------------------------------------
 
@@ -109,17 +112,16 @@ class Form:
             value = [x for x in value.splitlines() if x]
         options.setdefault("choices", named.choices(self.ctx.studio))
         made = gr.Dropdown(value=value, multiselect=many or None, **options)
-        also = () if named.default_choice is None else (named.default_choice,)
-        return self.put(name, listed(self.ctx, made, s.names, *also))
+        if named.listed:
+            also = () if named.default_choice is None else (named.default_choice,)
+            made = listed(self.ctx, made, s.names, *also)
+        return self.put(name, made)
 
-    def put(self, name: str, widget, read: Callable | None = None):
-        """Use `widget` (made by the tab) for field `name`; `read` turns its value into what the field takes (a
-        table's rows into LoRAs, a choice that stands for the default into None)."""
+    def put(self, name: str, widget):
+        """Use `widget` (made by the tab: a table, a painter, a widget another form has) for field `name`."""
         if name not in self.settings:
             raise KeyError(f"{self.cls.__name__} has no setting {name!r}")
         self.inputs[name] = widget
-        if read is not None:
-            self._readers[name] = read
         return widget
 
     def rows(self, names, **options) -> None:
@@ -135,8 +137,8 @@ class Form:
                     self.widget(name, **options)
 
     def missing(self, skip=()) -> list[str]:
-        """The settings with no widget yet (but `skip`)."""
-        return [n for n in self.settings if n not in self.inputs and n not in skip]
+        """The settings with no widget yet (but `skip`, and those given with another field's widget)."""
+        return [n for n, s in self.settings.items() if n not in self.inputs and n not in skip and not s.shown_with]
 
     def rest(self, skip=(), title: str = "More settings") -> None:
         """Every setting not placed yet (but `skip`), in rows by group, in an accordion when there are any: a setting
@@ -146,31 +148,23 @@ class Form:
             with gr.Accordion(title, open=False):
                 self.rows(names)
 
-    # ---- values back ----------------------------------------------------------------------------------------------
-
-    def given(self, v, names=None) -> dict:
-        """The widgets' values (a callback's `v`) by field name, as the field takes them; None keeps a default."""
-        return read_values(self.cls, {name: getattr(v, name, None) for name in names or self.inputs}, self._readers)
-
-    def request(self, v, names=None, **fixed):
-        """The request the widgets' values make (see studio.fields.build); `fixed`: fields no widget gives."""
-        return fields.build(self.cls, self.given(v, names), **fixed)
 
 
-
-def read_values(cls, values: dict, readers: dict | None = None) -> dict:
-    """Widget values by field name as the fields of `cls` take them: a choice that stands for a setting's default
-    ("(studio default)") is None, a value of a tab's own widget goes through its reader (`readers`, by name)."""
-    settings, readers = fields.declared(cls), readers or {}
+def read_values(cls, values: dict) -> dict:
+    """Widget values as the settings of `cls` take them: only its settings (an endpoint's other inputs are left
+    out), and a choice that stands for a setting's default ("(studio default)") as None."""
+    settings = fields.declared(cls)
     out = {}
     for name, raw in values.items():
-        named = NAME_CHOICES.get(settings[name].names) if name in settings else None
-        if named is not None and named.default_choice is not None and raw == named.default_choice:
-            raw = None
-        out[name] = readers[name](raw) if name in readers and raw is not None else raw
+        if name not in settings:
+            continue
+        named = NAME_CHOICES.get(settings[name].names)
+        stands_for_default = named is not None and named.default_choice is not None and raw == named.default_choice
+        out[name] = None if stands_for_default else raw
     return out
 
 
-def request_from_values(cls, values: dict, readers: dict | None = None, **fixed):
-    """The `cls` request that widget values by field name make (studio.fields.build)."""
-    return fields.build(cls, read_values(cls, values, readers), **fixed)
+def request_from_values(cls, values: dict, **fixed):
+    """The `cls` request that widget values by field name make (a callback's vars(v), once its own widgets' values
+    are the fields' values): the one conversion of studio.fields, which flags and API calls go through too."""
+    return fields.build(cls, read_values(cls, values), **fixed)
