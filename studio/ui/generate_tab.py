@@ -3,7 +3,6 @@ the Clean-up accordion (ui/cleanup.py) inpaints, upscales and fixes faces of a p
 
 from __future__ import annotations
 
-
 import gradio as gr
 
 from studio.fields import declared
