@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from studio.fields import declared, default, flag, kinds
+from studio.fields import declared, default, flag, kinds, value
 
 
 def add_flags(parser: argparse.ArgumentParser, cls, *, skip: tuple = (), required: tuple = ()) -> None:
@@ -21,6 +21,8 @@ def add_flags(parser: argparse.ArgumentParser, cls, *, skip: tuple = (), require
         options = dict(dest=name, default=None, help=_help(cls, name, s))
         if kind.base is bool and not kind.many:
             options["action"] = argparse.BooleanOptionalAction
+        elif kind.many and s.split != r"\n":  # written as one text ("1, 2 3"), split as a form's box is
+            options["type"] = _whole(cls, name)
         else:
             options["type"] = _converter(name, s, kind.base)
             if s.choices:
@@ -56,6 +58,18 @@ def _converter(name: str, s, base):
         parse.__name__ = name
         return parse
     return {int: int, float: float, Path: Path}.get(base, str)
+
+
+def _whole(cls, name: str):
+    """A type= that reads a whole list from one argument, as studio.fields.value reads a form's text."""
+    def parse(text: str):
+        try:
+            return value(cls, name, text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = name
+    return parse
 
 
 def given(args: argparse.Namespace, cls) -> dict:
