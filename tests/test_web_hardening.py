@@ -87,10 +87,8 @@ def _photos(folder: Path, n: int) -> list[Path]:
 def _prepare(client, files, name: str, **changes):
     from gradio_client import handle_file
 
-    values = dict(files_=[handle_file(str(p)) for p in files], name_=name, trigger_="ohwx", class_word_="person",
-                  size_=512, crop_="face", margin_=1.0, blur_=True, reference_=[], tolerance_=0.4,
-                  captioner_="template", template_="{trigger} {class_word}", subject_mask_="none",
-                  background_weight_=0.1)
+    values = dict(inputs=[handle_file(str(p)) for p in files], name=name, trigger="ohwx", size=512,
+                  blur_bystanders=True, template="{trigger} {class_word}")
     return client.predict(**{**values, **changes}, api_name="/dataset_prepare")
 
 
@@ -208,7 +206,7 @@ def test_delete_subject_removes_the_copies_the_web_holds(served, tmp_path):
     from gradio_client import handle_file
 
     earlier = set(_files(settings.root / "served"))  # the studio's own copies (tests/served.py puts them there)
-    _prepare(client, [*photos, party], "gone", reference_=[handle_file(str(reference))])
+    _prepare(client, [*photos, party], "gone", reference=[handle_file(str(reference))])
     zipped = client.predict("gone", True, api_name="/dataset_export")  # kohya layout: masks included
     gradio_dir = Path(os.environ["GRADIO_TEMP_DIR"])  # where this session's served studios keep gradio's copies
     uploads = [p for p in _files(gradio_dir) if _sha(p) in {_sha(f) for f in [*photos, party, reference]}]
@@ -271,7 +269,7 @@ def test_preparing_into_a_taken_name_needs_replace(served, tmp_path, capsys):
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing replaced, nothing written
     shas = [_sha(p) for p in photos]
     assert all(_face_cache(settings, sha) for sha in shas)
-    report = _prepare(client, photos[:1], "taken", replace_=True)[0]
+    report = _prepare(client, photos[:1], "taken", replace=True)[0]
     assert report.startswith("dataset taken: 1 kept")
     assert _face_cache(settings, shas[0])  # still the new dataset's
     assert not _face_cache(settings, shas[1]) and not _face_cache(settings, shas[2])  # the replaced ones' go
@@ -309,7 +307,7 @@ def test_several_faces_and_no_reference_ask_who_the_subject_is(served, tmp_path)
     assert "4 of 4 pictures show several faces and no reference photo says which is the subject" in message
     assert "'p0.png#1'" in message and "'p0.png#2'" in message and "nothing was written" in message
     assert not (studio.settings.datasets_dir / "who").exists()
-    report = _prepare(client, pictures, "who", subject_face_="p0.png#1")[0]  # the small face on the left
+    report = _prepare(client, pictures, "who", subject_face="p0.png#1")[0]  # the small face on the left
     assert report.startswith("dataset who: 4 kept")
     subject = detect_faces(astronaut())[0].encoding
     folder = studio.settings.datasets_dir / "who"
@@ -345,7 +343,7 @@ def test_messages_and_config_name_the_studios_folders_never_server_paths(tmp_pat
         client = _client(url)
         photo = tmp_path / "one.jpg"
         astronaut_variants(1)[0].save(photo)
-        report = _prepare(client, [photo], "named", crop_="center")[0]
+        report = _prepare(client, [photo], "named", crop="center")[0]
         assert "(workspace/datasets/named)" in report
         refused = _error(lambda: client.predict(run="ghost", epoch="3", api_name="/train_export_epoch"))
         assert "has no saved weights in workspace/runs/ghost" in refused
