@@ -109,7 +109,7 @@ def test_web_inputs_name_what_the_studio_lists_never_server_paths(served, tmp_pa
                        api_name="/evaluate")
     with pytest.raises(Exception, match="`dataset` '/etc' not found"):
         client.predict(name="webrun", dataset="/etc", model="builtin:tiny", method="lora", trigger="sks",
-                       prompts="", api_name="/train_start")
+                       validation_prompts="", api_name="/train_start")
 
 
 def test_uploads_are_capped(tmp_path_factory, shared_models_dir):

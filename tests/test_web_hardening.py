@@ -149,7 +149,7 @@ def test_a_clip_model_for_training_is_one_the_studio_lists(served, tmp_path):
     folder = tmp_path / "clip"  # the training child would load a CLIP from any folder of the server
     folder.mkdir()
     message = _error(lambda: _client(url).predict(name="clip-run", dataset="clip-ds", model="builtin:tiny", method="lora",
-                                                  trigger="sks", prompts="", clip_model=str(folder),
+                                                  trigger="sks", validation_prompts="", clip_model=str(folder),
                                                   api_name="/train_start"))
     assert "`clip_model`" in message and "not a CLIP model the studio lists" in message
     assert not (studio.settings.runs_dir / "clip-run").exists()
