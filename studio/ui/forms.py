@@ -54,8 +54,8 @@ NAME_CHOICES = {
 class Form:
     """The widgets of one request class's settings, by field name, in the order they were made."""
 
-    def __init__(self, ctx, cls, start=None):
-        self.ctx, self.cls = ctx, cls
+    def __init__(self, ctx, cls, start=None, prefix: str = ""):
+        self.ctx, self.cls, self.prefix = ctx, cls, prefix  # prefix: the endpoint names "<prefix><field>"
         self.settings = fields.declared(cls)
         self.kinds = fields.kinds(cls)
         self._start = start  # an instance whose values the widgets start with (default: the declared defaults)
@@ -121,7 +121,7 @@ class Form:
         """Use `widget` (made by the tab: a table, a painter, a widget another form has) for field `name`."""
         if name not in self.settings:
             raise KeyError(f"{self.cls.__name__} has no setting {name!r}")
-        self.inputs[name] = widget
+        self.inputs[self.prefix + name] = widget
         return widget
 
     def rows(self, names, **options) -> None:
@@ -129,7 +129,7 @@ class Form:
         fields."""
         groups: dict[str, list[str]] = {}
         for name in names:
-            if name not in self.inputs:
+            if self.prefix + name not in self.inputs:
                 groups.setdefault(self.settings[name].group, []).append(name)
         for group in groups.values():
             with gr.Row():
@@ -138,7 +138,12 @@ class Form:
 
     def missing(self, skip=()) -> list[str]:
         """The settings with no widget yet (but `skip`, and those given with another field's widget)."""
-        return [n for n, s in self.settings.items() if n not in self.inputs and n not in skip and not s.shown_with]
+        return [n for n, s in self.settings.items()
+                if self.prefix + n not in self.inputs and n not in skip and not s.shown_with]
+
+    def values(self, given: dict) -> dict:
+        """This form's settings by field name, out of an endpoint's values by parameter name."""
+        return {n: given[self.prefix + n] for n in self.settings if self.prefix + n in given}
 
     def rest(self, skip=(), title: str = "More settings") -> None:
         """Every setting not placed yet (but `skip`), in rows by group, in an accordion when there are any: a setting
