@@ -138,6 +138,13 @@ def _same(raw, unset) -> bool:
 
 
 def _one(name: str, s: Setting, base, raw) -> Any:
+    x = _typed(name, s, base, raw)
+    if s.choices and x not in s.choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(str, s.choices))} but is {raw!r}")
+    return x
+
+
+def _typed(name: str, s: Setting, base, raw) -> Any:
     if s.parse is not None and isinstance(raw, str):
         return s.parse(raw)
     if base is bool:

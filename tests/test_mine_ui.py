@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -13,14 +12,14 @@ from fixtures_faces import astronaut_variants, hopper
 from served import serve_studio
 
 
-def _widgets(**changes) -> SimpleNamespace:
+def _widgets(**changes) -> dict:
     """/mine_start's inputs as the page sends them (MiningRequest's field names; numbers may come as floats)."""
     values = dict(name="ui", prompt="a photo of a face", negative_prompt="", candidates=None,
                   model="(studio default)", loras=["mine:0.6"], embeddings=[], seed_face=None, sampler="Euler a",
                   steps=20.0, cfg=7.0, width=0, height=0, seed_start=5.0, batch_size=2.0, upscaler="(none)",
                   tolerance=0.4, near_miss=0.6, drop_tolerance=0.0, recheck=True, pin_seed=False, target=300.0,
                   max_candidates=0, max_minutes=1.5)
-    return SimpleNamespace(**{**values, **changes})
+    return {**values, **changes}
 
 
 def test_tab_is_listed_right_after_dataset():

@@ -45,6 +45,7 @@ def request_from_args(args, studio):
         print(f"defaults: {start.why}", file=sys.stderr)
     values.setdefault("prompts", start.prompts)
     values.setdefault("seeds", start.seeds)
+    values.setdefault("reference", start.reference)
     clip = args.clip_model.strip()
     values["clip_model"] = {"auto": default_clip(studio.settings), "none": ""}.get(clip.lower(), clip)
     return build(EvaluationRequest, values)

@@ -106,9 +106,7 @@ def config_from_args(args):
     from studio.train.config import RunConfig
 
     given = values(RunConfig, {**given_flags(args, RunConfig), **_subjects(args)})
-    if args.max_steps is not None:
-        given.setdefault("epochs", 0)
-    elif args.epochs is not None:
+    if args.epochs is not None and args.max_steps is None:
         given["max_steps"] = 0  # epochs asked for by name rule over a preset's or config's step count
     base = RunConfig.load(args.config) if args.config is not None else None
     if base is None:

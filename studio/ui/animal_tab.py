@@ -42,7 +42,7 @@ def _breed_choices(animal: str) -> list[str]:
     return ["", *preset.breeds] if preset else [""]
 
 
-def request_from_widgets(**v) -> AnimalRequest:
+def request_from_widgets(v: dict) -> AnimalRequest:
     """The /animal endpoint's inputs, by name (AnimalRequest's fields, ControlOptions' and, per module, a checkbox
     and <module>_<ControlChoice field>), as an AnimalRequest: the one conversion flags and API calls go through."""
     if v.get("image") is None:
@@ -141,7 +141,7 @@ def build(ctx: TabContext) -> TabRefresh:
 
 def preview(ctx: TabContext, v):
     try:
-        plan = plan_animal(ctx.studio, request_from_widgets(**vars(v)))
+        plan = plan_animal(ctx.studio, request_from_widgets(vars(v)))
     except NoFaceFound as e:
         # Say so, show the picture looked at, and offer the control that needs no face.
         message = f"**{e}**\n\nCanny is selected instead: press Transform to use it."
@@ -157,7 +157,7 @@ def preview(ctx: TabContext, v):
 def transform(ctx: TabContext, v, request: gr.Request, progress):
     should_stop = ctx.stops.begin(request, "animal")
     try:
-        result = face_to_animal(ctx.studio, request_from_widgets(**vars(v)), should_stop=should_stop,
+        result = face_to_animal(ctx.studio, request_from_widgets(vars(v)), should_stop=should_stop,
                                 progress=progress_fn(progress))
     except Cancelled:
         raise Cancelled("Transform stopped.") from None

@@ -7,8 +7,6 @@ Layout and wiring only: each callback turns widget values into a studio.generate
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import gradio as gr
 from PIL import Image, ImageChops
 
@@ -160,7 +158,7 @@ def inpaint(ctx: TabContext, v, request: gr.Request, progress):
     if mask is None:
         raise ValueError("`init_image` has no mask painted on it: paint (white) where the picture should change")
     chosen = {} if v.inpaint_model in (None, "", SAME_MODEL) else {"model": chosen_model(v.inpaint_model)}
-    values = SimpleNamespace(**{**vars(v), **chosen, "init_image": None})
+    values = {**vars(v), **chosen, "init_image": None}
     generation = request_from_widgets(values, ctx.studio, init_image=picture, mask_image=mask, width=None, height=None)
     try:
         result = generate(ctx.studio, generation, progress=progress_fn(progress),
@@ -174,10 +172,34 @@ def inpaint(ctx: TabContext, v, request: gr.Request, progress):
             "status": status}
 
 
+def upscale_request(values: dict) -> UpscaleRequest:
+    """/upscale's inputs (UpscaleRequest's fields, by name) as an UpscaleRequest: the painter's picture, its own
+    parameters carried over, then the one conversion flags and API calls go through."""
+    picture, _ = picture_and_mask(values.get("image"))
+    return request_from_values(UpscaleRequest, {**values, "image": None}, image=picture,
+                               parameters=_source_text(values, picture))
+
+
+def face_fix_request(values: dict, studio) -> FaceFixRequest:
+    """/fix_faces' inputs (FaceFixRequest's fields, by name, with `inpaint_model` and `reference`) as a
+    FaceFixRequest: the painter's picture, the LoRA table's rows, the reference's faces, then the one conversion."""
+    from studio.evaluate.scoring import load_reference
+    from studio.ui.generate_tab import loras_from_table
+
+    picture, _ = picture_and_mask(values.get("image"))
+    reference = None
+    if values.get("reference") not in (None, "", ITSELF):
+        reference = load_reference(studio.settings, values["reference"])
+    values = {**values, "image": None, "loras": loras_from_table(studio, values.get("loras"))}
+    if values.get("inpaint_model") not in (None, "", SAME_MODEL):
+        values["model"] = values["inpaint_model"]
+    return request_from_values(FaceFixRequest, values, image=picture, parameters=_source_text(values, picture),
+                               reference=None if reference is None else reference.encodings,
+                               reference_name="" if reference is None else reference.source)
+
+
 def run_upscale(ctx: TabContext, v, request: gr.Request, progress):
-    picture, _ = picture_and_mask(v.image)
-    up = request_from_values(UpscaleRequest, {**vars(v), "image": None}, image=picture,
-                             parameters=_source_text(v, picture))
+    up = upscale_request(vars(v))
     try:
         result = upscale(ctx.studio, up, progress=progress_fn(progress),
                          should_stop=ctx.stops.begin(request, "generate"))
@@ -191,19 +213,7 @@ def run_upscale(ctx: TabContext, v, request: gr.Request, progress):
 
 
 def run_fix_faces(ctx: TabContext, v, request: gr.Request, progress):
-    from studio.evaluate.scoring import load_reference
-    from studio.ui.generate_tab import loras_from_table
-
-    picture, _ = picture_and_mask(v.image)
-    reference = None
-    if v.reference not in (None, "", ITSELF):
-        reference = load_reference(ctx.studio.settings, v.reference)
-    values = {**vars(v), "image": None, "loras": loras_from_table(ctx.studio, v.loras)}
-    if v.inpaint_model not in (None, "", SAME_MODEL):
-        values["model"] = v.inpaint_model
-    fix = request_from_values(FaceFixRequest, values, image=picture, parameters=_source_text(v, picture),
-                              reference=None if reference is None else reference.encodings,
-                              reference_name="" if reference is None else reference.source)
+    fix = face_fix_request(vars(v), ctx.studio)
     try:
         result = fix_faces(ctx.studio, fix, progress=progress_fn(progress),
                            should_stop=ctx.stops.begin(request, "generate"))
@@ -250,10 +260,10 @@ def picture_and_mask(value) -> tuple[Image.Image, Image.Image | None]:
     return picture, mask
 
 
-def _source_text(v, picture: Image.Image) -> str:
+def _source_text(values: dict, picture: Image.Image) -> str:
     """The picture's own parameters: as the painter received them (a session's State), else from the picture's PNG
     text itself (an API caller's PNG keeps it)."""
-    return getattr(v, "source_parameters", "") or picture.info.get("parameters", "") or ""
+    return values.get("source_parameters") or picture.info.get("parameters", "") or ""
 
 
 def _as_image(item) -> Image.Image:

@@ -55,7 +55,7 @@ def layout(ctx: TabContext) -> dict:
     with gr.Row():
         prepare_btn = gr.Button("Prepare dataset", variant="primary")
         stop_btn = gr.Button("Stop")
-    form.put("replace", gr.Checkbox(False, visible=False))  # the API's replace: the page asks instead (below)
+    form.widget("replace", visible=False)  # the API's: the page asks instead (below)
     with gr.Group(visible=False) as replace_row:  # the name is taken: replace that dataset?
         replace_md = gr.Markdown()
         with gr.Row():
@@ -91,10 +91,11 @@ def wire(ctx: TabContext, w: dict, shown: dict) -> None:
 
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
-def request_from_widgets(v) -> PrepareRequest:
+def request_from_widgets(values: dict) -> PrepareRequest:
     """/dataset_prepare's inputs (PrepareRequest's fields, by name) as a PrepareRequest: the uploads as paths, then
     the one conversion flags and API calls go through."""
-    return request_from_values(PrepareRequest, {**vars(v), "inputs": paths(v.inputs), "reference": paths(v.reference)})
+    return request_from_values(PrepareRequest, {**values, "inputs": paths(values.get("inputs")),
+                                                "reference": paths(values.get("reference"))})
 
 
 def prepare(ctx: TabContext, v, request: gr.Request, progress):
@@ -102,7 +103,7 @@ def prepare(ctx: TabContext, v, request: gr.Request, progress):
 
     should_stop = ctx.stops.begin(request, "prepare")
     try:
-        result = data.prepare_dataset(ctx.studio, request_from_widgets(v), progress_fn(progress), should_stop)
+        result = data.prepare_dataset(ctx.studio, request_from_widgets(vars(v)), progress_fn(progress), should_stop)
     except Cancelled:
         return {"report": "Stopped: nothing was written.", "gallery": [], "captions": []}  # the picker stays
     except (NameTaken, SubjectUnclear) as e:  # a question: the failure listener (ask) puts it on the page

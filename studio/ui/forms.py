@@ -82,10 +82,12 @@ class Form:
             component = self._component(s, kind)
         if s.choices and "choices" not in options and component in (gr.Dropdown, gr.Radio):
             options["choices"] = list(s.choices)
+        if component is gr.Dropdown:  # any value reaches the conversion, whose error names the setting
+            options.setdefault("allow_custom_value", True)
         if component is gr.Slider and s.span:
             options.update(zip(("minimum", "maximum", "step"), s.span))
-        if component is gr.Number and "precision" not in options:
-            options["precision"] = 0 if kind.base is int else None
+        if component is gr.Number and kind.base is int:  # whole steps, but a fraction reaches the conversion, which
+            options.setdefault("step", 1)               # names it (gradio's precision=0 would round it silently)
         if component is gr.Textbox and "lines" not in options:
             options["lines"] = max(s.lines, 2 if kind.many else 1)
         made = component(value=value, **options)
@@ -111,6 +113,7 @@ class Form:
         if many and isinstance(value, str):
             value = [x for x in value.splitlines() if x]
         options.setdefault("choices", named.choices(self.ctx.studio))
+        options.setdefault("allow_custom_value", True)  # checked by the studio (listed), or by the request
         made = gr.Dropdown(value=value, multiselect=many or None, **options)
         if named.listed:
             also = () if named.default_choice is None else (named.default_choice,)

@@ -84,10 +84,10 @@ def build(ctx: TabContext) -> TabRefresh:
     return TabRefresh(refresh_lists, lists, inputs={"loras": loras})
 
 
-def request_from_widgets(v, studio, **fixed) -> GenerationRequest:
+def request_from_widgets(values: dict, studio, **fixed) -> GenerationRequest:
     """/generate's (or /inpaint's) inputs, by field name, as a GenerationRequest: the LoRA table's rows as LoRAs,
     then the one conversion flags and API calls go through."""
-    values = dict(vars(v))
+    values = dict(values)
     if "loras" in values:
         values["loras"] = loras_from_table(studio, values["loras"])
     return request_from_values(GenerationRequest, values, **fixed)
@@ -128,7 +128,7 @@ def _placeholder(studio, model) -> str:
 def run(ctx: TabContext, v, request: gr.Request, progress):
     should_stop = ctx.stops.begin(request, "generate")
     try:
-        result = generate(ctx.studio, request_from_widgets(v, ctx.studio), progress=progress_fn(progress),
+        result = generate(ctx.studio, request_from_widgets(vars(v), ctx.studio), progress=progress_fn(progress),
                           should_stop=should_stop)
     except Cancelled:
         raise Cancelled("Generation stopped.") from None

@@ -102,10 +102,12 @@ def job_names(studio) -> list[str]:
     return [j.name for j in mine.list_mining(studio)]
 
 
-def request_from_widgets(v) -> MiningRequest:
+def request_from_widgets(values: dict) -> MiningRequest:
     """/mine_start's inputs (MiningRequest's fields, by name) -> a checked MiningRequest: the seed face's upload as
     its path, "(none)" as no upscaler, then the one conversion flags and API calls go through."""
-    values = {**vars(v), "seed_face": _path(v.seed_face), "upscaler": "" if v.upscaler == NO_UPSCALER else v.upscaler}
+    upscaler = values.get("upscaler")
+    values = {**values, "seed_face": _path(values.get("seed_face")), "upscaler": "" if upscaler == NO_UPSCALER
+              else upscaler}
     return request_from_values(MiningRequest, values)
 
 
@@ -118,7 +120,7 @@ def _path(file) -> str:
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
 def start(ctx: TabContext, v):
-    request = request_from_widgets(v)
+    request = request_from_widgets(vars(v))
     for lora in request.loras:
         check_listed(ctx.studio, "LoRA", lora.name, "loras")
     status = mine.start_mining(ctx.studio, request)
