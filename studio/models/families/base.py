@@ -79,6 +79,9 @@ class ModelFamily:
     prompt_length_option: bool = False  # it reads long T5-style prompts whose token count the user may set
     # Hub ControlNets by control module (Face to animal), when the user names none; a module left out has none.
     default_controlnets: dict = {}
+    # The denoiser's lists of repeated blocks, in the order they run (block swapping keeps the last of them on the
+    # CPU, see blocks()); none: the family's denoiser is not swapped.
+    block_lists: tuple[str, ...] = ()
     priority: int = 0  # identification order: the more specific family is asked first (higher first)
 
     def __repr__(self) -> str:
@@ -238,6 +241,49 @@ class ModelFamily:
     def training_notes(self, parts, config) -> list[str]:
         """What the run log should tell the user about training this model (a distilled model's limits)."""
         return []
+
+    # ---- memory plan (studio/train/plan.py) ----------------------------------------------------------------
+    # The carried configs (studio/models/configs/<variant>/) a hub id not downloaded yet is planned with.
+    default_variant: str = ""
+    # The GPU-tier presets made for the family (studio/train/presets.py), smallest GPU first: what a run that does
+    # not fit is pointed to.
+    gpu_presets: tuple[str, ...] = ()
+    # The VAE's working set, in float32 elements per picture pixel per channel of its widest level (128 for SD's and
+    # FLUX.1's VAE), no gradients: measured on SD 1.5's VAE at 512 px (bench/realsize_calibrate.py sd15: encoding
+    # 0.63 GB, decoding 0.95 GB). Decoding keeps more: its widest level runs at full size with more layers.
+    vae_encode_elements: float = 5.0
+    vae_decode_elements: float = 7.6
+
+    def planned_variant(self, repo_id: str) -> str:
+        """Which carried configs a hub id not downloaded yet is planned with."""
+        return self.default_variant
+
+    def gpu_presets_for(self, denoiser_config: dict) -> tuple[str, ...]:
+        """The GPU-tier presets made for a model of this family with this denoiser (a family of several sizes
+        names each size's own)."""
+        return self.gpu_presets
+
+    def activation_elements(self, denoiser_config: dict, *, side: int, text_tokens: int,
+                            checkpointing: bool) -> float:
+        """Elements (float32 ones; the plan scales them for mixed precision) one picture of `side` px adds at the
+        peak of a training step: what the forward pass keeps for the backward pass, and the backward pass's own
+        working set. Measured at real sizes on the CPU (bench/realsize.py --calibrate)."""
+        raise NotImplementedError
+
+    def inference_elements(self, denoiser_config: dict, *, side: int, text_tokens: int) -> float:
+        """Elements one picture of `side` px holds while the denoiser runs without gradients (validation, class
+        images): its working set."""
+        raise NotImplementedError
+
+    def vae_elements(self, vae_config: dict, *, side: int, decode: bool) -> float:
+        """Elements the VAE holds encoding (or decoding) one picture of `side` px."""
+        widths = vae_config.get("block_out_channels") or [vae_config.get("base_dim", 128)]
+        per = self.vae_decode_elements if decode else self.vae_encode_elements
+        return per * widths[0] * side * side
+
+    def text_tokens(self, config) -> int:
+        """Text tokens per caption the denoiser attends to in a run of `config` (77 for CLIP's)."""
+        return 77
 
     # ---- exports ------------------------------------------------------------------------------------------
     def lora_to_kohya(self, state: dict, *, alpha: float, denoiser_config) -> dict:

@@ -136,6 +136,38 @@ class FlowFamily(ModelFamily):
     ti_reason = "its Qwen text encoder has no CLIP token table to extend"
     frozen_text = "its text encoder stays frozen"
 
+    # ---- memory plan ----------------------------------------------------------------------------------------
+    # Float32 elements per token per unit of width (the transformer's hidden size) that a block keeps for the
+    # backward pass: (double-stream, single-stream), and what each block keeps under gradient checkpointing (its
+    # input), and the inference working set per token per width. Measured on FLUX.1's blocks at their real width by
+    # bench/realsize.py --calibrate flux; the other flow families' blocks are of the same kind (attention, a 3-4x
+    # MLP, modulations) and are planned with FLUX.1's figures.
+    block_activations: tuple[float, float] = (0.0, 0.0)
+    checkpointed_block: float = 1.0
+    inference_activation: float = 0.0
+    caption_tokens = 128  # text tokens a caption is planned at where prompts keep their own lengths (Qwen text)
+
+    def block_layout(self, config: dict) -> tuple[int, int, int]:
+        """(width, double-stream blocks, single-stream blocks) of a transformer config."""
+        return (config["num_attention_heads"] * config["attention_head_dim"], config.get("num_layers", 0),
+                config.get("num_single_layers", 0))
+
+    def activation_elements(self, denoiser_config, *, side, text_tokens, checkpointing) -> float:
+        width, double, single = self.block_layout(denoiser_config)
+        per_token = width * ((side / 16) ** 2 + text_tokens)  # latents packed 2x2: (side / 16)^2 image tokens
+        k_double, k_single = self.block_activations
+        if checkpointing:  # each block's input, and one block recomputed at a time in the backward pass
+            return per_token * (self.checkpointed_block * (double + single) + max(k_double if double else 0,
+                                                                                   k_single if single else 0))
+        return per_token * (k_double * double + k_single * single)
+
+    def inference_elements(self, denoiser_config, *, side, text_tokens) -> float:
+        width, _, _ = self.block_layout(denoiser_config)
+        return self.inference_activation * width * ((side / 16) ** 2 + text_tokens)
+
+    def text_tokens(self, config) -> int:
+        return self.caption_tokens
+
     # ---- generation ---------------------------------------------------------------------------------------
     def schedule_type(self, sampler: str) -> str | None:
         return sampler.split(" ", 1)[1] if " " in sampler else "Simple"

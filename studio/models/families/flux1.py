@@ -44,12 +44,15 @@ class Flux1(FlowFamily):
     kohya_version = "flux1"
     prompt_length_option = True
     transformer_class = "FluxTransformer2DModel"
+    block_lists = ("transformer_blocks", "single_transformer_blocks")
     file_keys = _KEYS
     classes = r"Flux(?!2)\w*"
     hub_names = r"flux(?![.\-_ ]?2)"
     ti_reason = "its T5 encoder has no CLIP token table to extend"
     frozen_text = "CLIP-L and T5-XXL stay frozen"
     priority = 40
+    default_variant = "flux1-dev"
+    gpu_presets = ("flux-8gb", "flux-12gb", "flux-16gb", "flux-24gb")
 
     # ---- identify -----------------------------------------------------------------------------------------
     def file_variant(self, checkpoint) -> str:
@@ -140,6 +143,13 @@ class Flux1(FlowFamily):
 
     def has_distilled_guidance(self, pipe) -> bool:
         return bool(getattr(pipe.transformer.config, "guidance_embeds", False))
+
+    # ---- memory plan ----------------------------------------------------------------------------------------
+    def planned_variant(self, repo_id: str) -> str:
+        return "flux1-schnell" if "schnell" in repo_id.lower() else "flux1-dev"
+
+    def text_tokens(self, config) -> int:
+        return config.max_sequence_length or 512  # dev's (schnell reads 256: planned at dev's, a little above)
 
     # ---- training -----------------------------------------------------------------------------------------
     def sequence_length(self, distilled: bool, asked: int) -> int:

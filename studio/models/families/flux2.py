@@ -62,6 +62,7 @@ class Flux2(FlowFamily):
     default_steps = BASE["steps"]
     kohya_version = "flux_2_klein"  # musubi-tuner's architecture name (flux_2_klein_4b / _9b)
     transformer_class = "Flux2Transformer2DModel"
+    block_lists = ("transformer_blocks", "single_transformer_blocks")
     file_keys = _KEYS
     classes = r"Flux2\w*"
     hub_names = r"flux[.\-_ ]?2"
@@ -74,6 +75,16 @@ class Flux2(FlowFamily):
                         "flux2-klein-9b": {"transformer": 9_078_581_248, "text_encoder": 8_190_735_360,
                                            "vae": 84_046_115}}
     variants = ("flux2-klein-4b", "flux2-klein-9b")
+    default_variant = "flux2-klein-4b"
+    gpu_presets = ("flux2-klein-10gb", "flux2-klein-16gb")  # klein 4B's; 9B's below
+
+    def planned_variant(self, repo_id: str) -> str:
+        return "flux2-klein-9b" if "9b" in repo_id.lower() else "flux2-klein-4b"
+
+    def gpu_presets_for(self, denoiser_config: dict) -> tuple[str, ...]:
+        """klein 4B's presets (3072 wide) or 9B's (4096)."""
+        width = denoiser_config.get("num_attention_heads", 0) * denoiser_config.get("attention_head_dim", 0)
+        return ("flux2-klein9b-16gb", "flux2-klein9b-24gb") if width >= 4096 else self.gpu_presets
 
     # ---- identify -----------------------------------------------------------------------------------------
     def matches_lora(self, shapes: dict[str, list[int]]) -> bool:

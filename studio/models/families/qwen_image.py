@@ -40,6 +40,7 @@ class QwenImage(FlowFamily):
     default_steps = DEFAULTS["steps"]
     kohya_version = "qwen_image"  # musubi-tuner's architecture name
     transformer_class = "QwenImageTransformer2DModel"
+    block_lists = ("transformer_blocks",)
     file_keys = _KEYS
     classes = r"QwenImage(?!21)\w*"  # Qwen-Image 2.1 is another architecture
     hub_names = r"qwen[-_ ]?image"
@@ -49,6 +50,12 @@ class QwenImage(FlowFamily):
     parameter_counts = {"qwen-image": {"transformer": 20_430_401_088, "text_encoder": 8_292_166_656,
                                        "vae": 126_892_531}}
     variants = ("qwen-image",)
+    default_variant = "qwen-image"
+    gpu_presets = ("qwenimage-24gb", "qwenimage-48gb")
+
+    def block_layout(self, config: dict) -> tuple[int, int, int]:
+        """60 double-stream blocks (text and picture each with their own weights, attending together)."""
+        return config["num_attention_heads"] * config["attention_head_dim"], config["num_layers"], 0
 
     # ---- identify -----------------------------------------------------------------------------------------
     def matches_keys(self, keys: set[str]) -> bool:

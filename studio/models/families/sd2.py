@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from studio.models.families.sd1 import SD1
 from studio.models.families.unet import UNetFamily
 
 
@@ -16,6 +17,8 @@ class SD2(UNetFamily):
 
     # The 512 px base predicts noise, the 768 px models (2.0-v, 2.1) predict v; the inpainting model is 512, noise.
     file_variants = {"epsilon": "sd2-512", "v": "sd2-768-v", "inpainting": "sd2-inpainting"}
+    default_variant = "sd2-768-v"
+    activations, activation_fixed = SD1.activations, SD1.activation_fixed  # SD 1.x's levels and widths
     text_prefixes = ("cond_stage_model.model.",)
 
     def matches_keys(self, keys: set[str]) -> bool:

@@ -28,6 +28,9 @@ class SDXL(UNetFamily):
     }
 
     file_variants = {"epsilon": "sdxl-base", "v": "sdxl-v", "v-zsnr": "sdxl-v-zsnr", "inpainting": "sdxl-inpainting"}
+    default_variant = "sdxl-base"
+    gpu_presets = ("sdxl-12gb", "sdxl-16gb", "sdxl-24gb")
+    activations = (0.0, 0.0, 0.0)  # measured by bench/realsize.py --calibrate sdxl: see UNetFamily.activations
     text_prefixes = ("conditioner.embedders.1.",)
 
     def matches_keys(self, keys: set[str]) -> bool:

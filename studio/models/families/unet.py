@@ -167,6 +167,26 @@ class UNetFamily(ModelFamily):
     def sampling_kwargs(self, pipe, *, prompt, encoded, cfg, distilled, negative=None):
         return dict(prompt=prompt, guidance_scale=cfg or self.default_cfg)
 
+    # ---- memory plan ----------------------------------------------------------------------------------------
+    # A training step's activations at its peak and the inference working set, in float32 elements per latent pixel
+    # ((side / 8)^2) per channel of the UNet's first level (block_out_channels[0]): (without gradient checkpointing,
+    # with it, inference), and what a training step adds whatever the size (without, with checkpointing), in
+    # elements: the line through two sizes measured on the real UNet (bench/realsize_calibrate.py, docs/memory.md).
+    activations: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    activation_fixed: tuple[float, float] = (0.0, 0.0)
+
+    def activation_elements(self, denoiser_config, *, side, text_tokens, checkpointing) -> float:
+        full, checkpointed, _ = self.activations
+        return ((checkpointed if checkpointing else full) * self._pixel_channels(denoiser_config, side)
+                + self.activation_fixed[1 if checkpointing else 0])
+
+    def inference_elements(self, denoiser_config, *, side, text_tokens) -> float:
+        return self.activations[2] * self._pixel_channels(denoiser_config, side)
+
+    @staticmethod
+    def _pixel_channels(denoiser_config: dict, side: int) -> float:
+        return denoiser_config["block_out_channels"][0] * (side / 8) ** 2
+
     # ---- exports ------------------------------------------------------------------------------------------
     def lora_to_kohya(self, state: dict, *, alpha: float, denoiser_config) -> dict:
         """SD 1.x keys use the diffusers module names (kohya trains SD 1.x on a diffusers-style UNet); SDXL keys use

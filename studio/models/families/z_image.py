@@ -50,6 +50,7 @@ class ZImage(FlowFamily):
     default_steps = BASE["steps"]
     kohya_version = "z_image"  # musubi-tuner's architecture name
     transformer_class = "ZImageTransformer2DModel"
+    block_lists = ("layers",)  # the 30 main blocks (the refiners are small)
     file_keys = _KEYS
     classes = r"ZImage\w*"
     hub_names = r"z[-_ ]?image"
@@ -58,6 +59,8 @@ class ZImage(FlowFamily):
     variants = ("zimage-turbo", "zimage-base")  # studio/models/configs/<variant>/: the same files but the weights
     parameter_counts = {v: {"transformer": 6_154_908_736, "text_encoder": 4_022_468_096, "vae": 83_819_683}
                         for v in variants}
+    default_variant = "zimage-base"
+    gpu_presets = ("zimage-12gb", "zimage-16gb", "zimage-24gb")
 
     # ---- identify -----------------------------------------------------------------------------------------
     def matches_lora(self, shapes: dict[str, list[int]]) -> bool:
@@ -76,6 +79,12 @@ class ZImage(FlowFamily):
     # ---- a loaded pipeline -------------------------------------------------------------------------------
     def native_size(self, pipe) -> int:
         return int(pipe.vae.config.sample_size)  # FLUX.1's VAE says 1024; the tiny builtin's 64
+
+    # ---- memory plan ----------------------------------------------------------------------------------------
+    def block_layout(self, config: dict) -> tuple[int, int, int]:
+        """Single-stream blocks over text and picture tokens together; the refiners (image tokens alone, text
+        alone) planned as whole blocks."""
+        return config["dim"], 0, config["n_layers"] + 2 * config.get("n_refiner_layers", 0)
 
     # ---- training -----------------------------------------------------------------------------------------
     def training_notes(self, parts, config) -> list[str]:
