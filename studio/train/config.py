@@ -15,7 +15,10 @@ from studio.train.schedule import VALIDATION_BY
 METHODS = ("lora", "dreambooth", "textual-inversion", "finetune")
 WHOLE_MODEL = ("dreambooth", "finetune")  # methods that train the whole denoiser and export a base model
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
-PRECISIONS = ("no", "fp16", "bf16")
+# mixed precision; auto: decided at launch for the device (bf16 on a CUDA GPU, fp16 on one without bf16, none on a CPU)
+PRECISIONS = ("auto", "no", "fp16", "bf16")
+# gradient checkpointing; auto: decided at launch, on where the memory plan does not fit the GPU without it
+CHECKPOINTING = ("auto", "on", "off")
 # How the frozen base is stored while a LoRA trains on it: auto keeps it as mixed precision does (fp32, or the
 # autocast dtype); bf16; fp8 and int8 weight-only (torchao), nf4 (bitsandbytes, CUDA): FLUX.1 in 12-24 GB.
 BASE_PRECISIONS = ("auto", "bf16", "fp8", "int8", "nf4")
@@ -190,6 +193,10 @@ class RunConfig:
                                   advanced=True, choices=BASE_PRECISIONS,
                                   help="FLUX.1 LoRA: bf16 ~24 GB, fp8/int8 (torchao) ~16 GB, nf4 (CUDA) ~12 GB; the "
                                        "presets say it for Z-Image, FLUX.2 klein, Qwen-Image")
+    # FLUX-like transformers: this many of the transformer's blocks stay on the CPU and are moved in for each step
+    # (kohya's blocks_to_swap): slower, but a FLUX.1-dev LoRA fits 8 GB
+    blocks_to_swap: int = setting(0, label="Blocks kept on the CPU", group="flow models", advanced=True,
+                                  help="transformer blocks moved in for each step (kohya's blocks_to_swap); 0: none")
 
     # ---- DreamBooth ----
     prior_preservation: bool = setting(False, label="Prior preservation (DreamBooth)", group="DreamBooth and TI",
@@ -269,11 +276,16 @@ class RunConfig:
                                      help="0: off")
 
     # ---- hardware ----
-    # fp16 | bf16 autocast on a GPU (bf16 also works on a CPU); weights stay fp32
-    mixed_precision: str = setting("no", label="Mixed precision", group="data and hardware", advanced=True,
-                                   choices=PRECISIONS)
-    gradient_checkpointing: bool = setting(False, label="Gradient checkpointing", group="data and hardware",
-                                           advanced=True)
+    # fp16 | bf16 autocast on a GPU (bf16 also works on a CPU); trained weights stay fp32. auto: decided at launch
+    # for the device (studio/train/fit.py) and said in the run's log
+    mixed_precision: str = setting("auto", label="Mixed precision", group="data and hardware", advanced=True,
+                                   choices=PRECISIONS, help="auto: bf16 on a CUDA GPU (fp16 without bf16), none on "
+                                                            "the CPU")
+    # recompute each block's activations in the backward pass instead of keeping them: less memory, ~30% slower;
+    # auto: on where the memory plan does not fit the GPU without it (a bool in an older run.json: on / off)
+    gradient_checkpointing: str = setting("auto", label="Gradient checkpointing", group="data and hardware",
+                                          advanced=True, choices=CHECKPOINTING,
+                                          help="auto: on where the memory plan needs it")
     # adamw8bit: 8-bit AdamW when bitsandbytes and a CUDA GPU are present, else AdamW
     optimizer: str = setting("adamw", label="Optimizer", group="data and hardware", advanced=True, choices=OPTIMIZERS)
     # torch.compile the denoiser for the training steps (validation samples with the plain one). Off by default:
@@ -283,6 +295,8 @@ class RunConfig:
     device: str = ""  # "" means the studio's device (not a setting: the studio's --device says it)
 
     def __post_init__(self):
+        if isinstance(self.gradient_checkpointing, bool):  # a run.json or a script from before "auto"
+            self.gradient_checkpointing = "on" if self.gradient_checkpointing else "off"
         self.extra_subjects = [Subject(**s) if isinstance(s, dict) else s for s in self.extra_subjects or []]
 
     def check(self) -> "RunConfig":
@@ -306,7 +320,7 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1 but is {getattr(self, name)}")
         for name in ("epochs", "max_steps", "warmup_steps", "keep_tokens", "class_images", "validation_every",
-                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs"):
+                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs", "blocks_to_swap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:
@@ -323,6 +337,9 @@ class RunConfig:
             raise ValueError(f"`lr_scheduler` must be one of {', '.join(SCHEDULERS)} but is {self.lr_scheduler!r}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"`mixed_precision` must be one of {', '.join(PRECISIONS)} but is {self.mixed_precision!r}")
+        if self.gradient_checkpointing not in CHECKPOINTING:
+            raise ValueError(f"`gradient_checkpointing` must be one of {', '.join(CHECKPOINTING)} but is "
+                             f"{self.gradient_checkpointing!r}")
         if self.lora_layers not in LORA_LAYERS:
             raise ValueError(f"`lora_layers` must be one of {', '.join(LORA_LAYERS)} but is {self.lora_layers!r}")
         if self.timestep_sampling not in TIMESTEP_SAMPLING:

@@ -14,7 +14,7 @@ from pathlib import Path
 from studio import claims, fileio, jobs
 from studio.joblog import ACTIVE
 from studio.names import check_name
-from studio.train import checkpoints, data, sampling
+from studio.train import checkpoints, data, fit, sampling
 from studio.train.config import RunConfig
 from studio.train.runlog import EVENTS, RunLog, read_events, read_status
 
@@ -79,10 +79,10 @@ def run_dir(settings, name: str) -> Path:
 RESUME_CHANGES = ("epochs", "max_steps", "lr")
 
 
-def resume_run(studio, name: str, **changes) -> RunStatus:
+def resume_run(studio, name: str, *, force: bool = False, **changes) -> RunStatus:
     """Continue run `name` from its last complete checkpoint with the settings in its run.json. `changes` may give
     epochs, max_steps or lr (None keeps the saved value); each change is said in the run's log. This is the one
-    resume rule: the Train tab, the command line and the API all resume through it."""
+    resume rule: the Train tab, the command line and the API all resume through it. `force`: as start_run's."""
     unknown = sorted(set(changes) - set(RESUME_CHANGES))
     if unknown:
         raise ValueError(f"a resumed run keeps its settings; only {', '.join(RESUME_CHANGES)} can change, not "
@@ -94,19 +94,23 @@ def resume_run(studio, name: str, **changes) -> RunStatus:
     given = {k: v for k, v in changes.items() if v is not None and v != getattr(saved, k)}
     config = replace(saved, **given)
     said = [f"{k} {getattr(saved, k)!r} -> {v!r}" for k, v in given.items()]
-    return _start(studio, config, resume=True, note=f"resumed with {', '.join(said)}" if said else "")
+    return _start(studio, config, resume=True, force=force, note=f"resumed with {', '.join(said)}" if said else "")
 
 
-def start_run(studio, config: RunConfig, *, resume: bool = False) -> RunStatus:
-    """Check `config`, write run.json and queue the run (it starts at once when the device is free). With `resume`,
-    continue the run of the same name from its last complete checkpoint (see resume_run: its saved settings, with
-    this config's epochs and max_steps)."""
+def start_run(studio, config: RunConfig, *, resume: bool = False, force: bool = False,
+              vram_gb: float | None = None) -> RunStatus:
+    """Check `config`, decide its device-dependent defaults, check that its memory plan fits the device (a
+    ValueError naming the preset or settings that would, unless `force`), write run.json and queue the run (it
+    starts at once when the device is free). `vram_gb`: plan for a GPU of that many GB instead of the device's own.
+    With `resume`, continue the run of the same name from its last complete checkpoint (see resume_run: its saved
+    settings, with this config's epochs and max_steps)."""
     if resume:
-        return resume_run(studio, config.name, epochs=config.epochs, max_steps=config.max_steps)
-    return _start(studio, config, resume=False)
+        return resume_run(studio, config.name, force=force, epochs=config.epochs, max_steps=config.max_steps)
+    return _start(studio, config, resume=False, force=force, vram_gb=vram_gb)
 
 
-def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunStatus:
+def _start(studio, config: RunConfig, *, resume: bool, force: bool = False, vram_gb: float | None = None,
+           note: str = "") -> RunStatus:
     # 1. Check inputs before anything is queued
     config = replace(config, model=config.model or studio.store.default_model).check()
     ref = studio.store.resolve(config.model)  # an unknown model fails here, not in the child
@@ -120,22 +124,26 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
         raise ValueError(f"`device` is {device!r} but there is no CUDA GPU (the NVIDIA driver lists none)")
     if claims.device_key(device) == "cpu" and config.mixed_precision == "fp16":
         raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
+    # the defaults that depend on the device, and the memory plan against it: the one check before a run is queued
+    config, said = fit.fit_or_refuse(studio.store, config, fit.device_for(studio.settings, config, vram_gb),
+                                     force=force)
 
     # 2. Queue it: one job on a device at a time (a second would fight the first for memory and time)
     several = device in ("auto", "cuda") and claims.gpu_count() > 1  # one process per GPU, sharing the epoch
     native = ref.family.native_resolution if ref.family else 512
     steps = config.max_steps or config.epochs * data.config_steps_per_epoch(items, config, native)
-    return jobs.start(studio, RUNS, config.name, lambda folder: _record(config, folder, note), resume=resume,
+    return jobs.start(studio, RUNS, config.name, lambda folder: _record(config, folder, [note, *said]), resume=resume,
                       device=device, devices=claims.every_gpu() if several else None,
                       needs=f"training a {config.method} on {config.model} at {config.resolution or native} px",
                       estimate_s=estimate_seconds(studio, config, steps))
 
 
-def _record(config: RunConfig, folder: Path, note: str) -> None:
+def _record(config: RunConfig, folder: Path, notes: list[str]) -> None:
     fileio.write_json(folder / "run.json", config.to_json())
-    if note:
+    if any(notes):
         log = RunLog(folder)
-        log.event("message", text=note)
+        for note in filter(None, notes):
+            log.event("message", text=note)
         log.close()
 
 
@@ -155,7 +163,7 @@ def estimate_seconds(studio, config: RunConfig, steps: int) -> float | None:
 def launch_run(studio, config: RunConfig, folder: Path, *, resume: bool, note: str = "") -> None:
     """Record the run and start its child now, outside the queue: for a sweep's runs, started by the sweep's driver
     (which holds the device)."""
-    _record(config, folder, note)
+    _record(config, folder, [note])
     jobs.launch(studio.settings, RUNS, folder, config.device or studio.settings.device, resume=resume)
 
 

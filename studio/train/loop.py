@@ -18,6 +18,7 @@ from studio import fileio
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
+from studio.train.fit import decide_in_child
 from studio.train.latents import Latents, TextEmbeddings, owner
 from studio.train.methods import make_method
 from studio.train.objectives import make_objective, mask_weights, reduce
@@ -94,6 +95,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     # 1. Device, precision, data and the base's parts (a staged family's without its denoiser yet: see
     #    ModelFamily.staged_training)
     device = config.device or settings.resolve_device()
+    config, decided = decide_in_child(store, config, device)  # what a run started outside the queue left to "auto"
     accelerator = make_accelerator(config, device)
     device = str(accelerator.device)
     if device.startswith("cuda"):
@@ -110,7 +112,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     cache_dir = settings.workspace_dir / ".cache" / "train"
     log.event("message", text=f"{len(items)} images, {config.method} on {config.model} ({parts.family.label}), "
                               f"{config.resolution} px, device {device}")
-    for note in parts.family.training_notes(parts, config):
+    for note in decided + parts.family.training_notes(parts, config):
         log.event("message", text=note)
 
     # 2. DreamBooth's class images, made once by the untouched base
@@ -162,7 +164,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                        trains_denoiser=config.method != "textual-inversion")
     if parts.family.channels_last:
         parts.denoiser.to(memory_format=torch.channels_last)  # faster convolutions on CPUs (oneDNN) and GPUs alike
-    if config.gradient_checkpointing:
+    if config.gradient_checkpointing == "on":
         parts.denoiser.enable_gradient_checkpointing()
         for encoder in parts.text_encoders if method.trains_text else []:
             encoder.gradient_checkpointing_enable()
