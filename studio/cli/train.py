@@ -34,6 +34,12 @@ def register(sub) -> None:
     p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the run's memory plan, phase by phase, and exit: 0 when it fits the GPU, 2 when not "
+                        "(naming the preset or settings that would)")
+    p.add_argument("--vram-gb", type=float, default=None,
+                   help="plan for a CUDA GPU of this many GB instead of this machine's device")
+    p.add_argument("--force", action="store_true", help="start the run even when its memory plan does not fit")
     p.set_defaults(run=run)
 
 
@@ -56,7 +62,7 @@ def _resume(args, studio):
         raise ValueError(f"a resumed run keeps its settings: only --epochs, --steps and --lr can change, not "
                          f"{', '.join(others)}")
     max_steps = args.max_steps if args.max_steps is not None else (0 if args.epochs is not None else None)
-    return jobs.resume_run(studio, args.name, epochs=args.epochs, max_steps=max_steps, lr=args.lr)
+    return jobs.resume_run(studio, args.name, force=args.force, epochs=args.epochs, max_steps=max_steps, lr=args.lr)
 
 
 def _subjects(args) -> dict:
@@ -127,13 +133,33 @@ def submit(args, studio):
     from studio.train import jobs
 
     clean_stale_files(studio.settings.runs_dir)  # what a killed run left half-written
-    return _resume(args, studio) if args.resume else jobs.start_run(studio, config_from_args(args))
+    if args.resume:
+        return _resume(args, studio)
+    return jobs.start_run(studio, config_from_args(args), force=args.force, vram_gb=args.vram_gb)
+
+
+def dry_run(args, studio) -> int:
+    """`--dry-run`: the memory plan of the run the flags ask for, its verdict on the device (or --vram-gb) and what
+    would fit; nothing is queued. The dataset need not exist (nor be named)."""
+    from studio.train import fit
+
+    if args.resume:
+        raise ValueError("`--dry-run` plans a new run; a resumed run keeps the settings it was started with")
+    args.name = args.name or "dry-run"
+    args.dataset = args.dataset or ["dry-run"]
+    config = config_from_args(args).check()
+    _, verdict = fit.plan_for(studio, config, args.vram_gb)
+    for line in verdict.lines():
+        print(line, flush=True)
+    return 2 if verdict.fits is False else 0
 
 
 def run(args, studio) -> int:
     from studio.cli.follow import follow
     from studio.train import jobs, sampling
 
+    if args.dry_run:
+        return dry_run(args, studio)
     status = submit(args, studio)
     print(f"run {status.name}: {status.run_dir}", flush=True)
     seen, last_print = 0, 0.0

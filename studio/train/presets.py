@@ -15,8 +15,16 @@ def _tier(base_precision: str, rank: int, resolution: int = 1024) -> dict:
     cached (the text encoder unloaded before the first step), noise levels by `shift` (each family's own: a static
     shift for Z-Image, the picture size's for FLUX.2 and Qwen-Image, as at inference)."""
     return dict(method="lora", rank=rank, alpha=float(rank), lr=1e-4, batch_size=1, resolution=resolution,
-                base_precision=base_precision, mixed_precision="bf16", gradient_checkpointing=True,
+                base_precision=base_precision, mixed_precision="bf16", gradient_checkpointing="on",
                 optimizer="adamw8bit", cache=True, min_snr_gamma=0.0, text_encoder_lr=0.0, timestep_sampling="shift")
+
+
+def _unet_tier(*, rank: int, resolution: int, batch: int, checkpointing: str) -> dict:
+    """An SD 1.5 or SDXL LoRA on a GPU tier: rank `rank` (alpha = rank) on the transformer blocks' layers, lr 1e-4,
+    the frozen base in bf16 under bf16 autocast, 8-bit AdamW, latents and captions cached."""
+    return dict(method="lora", rank=rank, alpha=float(rank), lora_layers="transformer", lr=1e-4, batch_size=batch,
+                resolution=resolution, base_precision="bf16", mixed_precision="bf16",
+                gradient_checkpointing=checkpointing, optimizer="adamw8bit", cache=True, text_encoder_lr=0.0)
 
 
 # Seed 002's kohya settings (FLUX LoRA of a person, carried over to SD): rank 2, alpha 16, 30 repeats,
@@ -58,7 +66,7 @@ PRESETS: dict[str, dict] = {
     # ViT-B/16). The sweep's grid is lr {1e-5, 1e-3} x steps {400, 2000, 4000, 8000}: see SWEEP_PRESETS
     "seed-001 (full fine-tune, lr x steps sweep)": dict(
         method="finetune", lr=1e-5, max_steps=8000, epochs=0, batch_size=1, resolution=512, lr_scheduler="constant",
-        ema="on", gradient_checkpointing=True, optimizer="adamw8bit", mixed_precision="bf16",
+        ema="on", gradient_checkpointing="on", optimizer="adamw8bit", mixed_precision="bf16",
         clip_model="openai/clip-vit-base-patch16", validation_every=0, text_encoder_lr=0.0,
         save_every_epochs=4,  # a full checkpoint (UNet, EMA, optimizer) is ~9 GB at fp32: every 4 epochs, not each
     ),
@@ -68,25 +76,40 @@ PRESETS: dict[str, dict] = {
     "seed-002-flux (kohya person LoRA on FLUX.1-dev)": dict(
         method="lora", rank=2, alpha=16.0, repeats=30, epochs=13, lr=5e-4, lr_scheduler="cosine_with_restarts",
         lr_cycles=3, noise_offset=0.1, flip=True, buckets=True, batch_size=4, resolution=1024, keep_tokens=0,
-        optimizer="adamw8bit", base_precision="fp8", mixed_precision="bf16", gradient_checkpointing=True,
+        optimizer="adamw8bit", base_precision="fp8", mixed_precision="bf16", gradient_checkpointing="on",
         text_encoder_lr=0.0, min_snr_gamma=0.0,
     ),
-    # FLUX.1 by GPU memory (as fluxgym, ai-toolkit and SimpleTuner fit it): the frozen transformer stored small, the
-    # LoRA in float32, text embeddings and latents cached (T5 is unloaded before the first step), checkpointing on.
+    # SD 1.5 and SDXL by GPU memory: a LoRA of the transformer blocks' layers (kohya's default) with the frozen base
+    # in bf16, latents and captions cached, 8-bit AdamW; checkpointing and batch as the memory plan
+    # (studio/train/plan.py, docs/memory.md) leaves room for them on each card.
+    "sd15-8gb (SD 1.5 LoRA on an 8 GB GPU)": _unet_tier(rank=16, resolution=512, batch=1, checkpointing="on"),
+    "sd15-12gb (SD 1.5 LoRA on a 12 GB GPU)": _unet_tier(rank=32, resolution=512, batch=2, checkpointing="off"),
+    "sdxl-12gb (SDXL LoRA on a 12 GB GPU)": _unet_tier(rank=16, resolution=1024, batch=1, checkpointing="on"),
+    "sdxl-16gb (SDXL LoRA on a 16 GB GPU)": _unet_tier(rank=32, resolution=1024, batch=1, checkpointing="on"),
+    "sdxl-24gb (SDXL LoRA on a 24 GB GPU)": _unet_tier(rank=32, resolution=1024, batch=1, checkpointing="off"),
+    # FLUX.1 by GPU memory (as fluxgym, ai-toolkit, SimpleTuner and kohya fit it): the frozen transformer stored
+    # small, the LoRA in float32, text embeddings and latents cached (T5 is unloaded before the first step),
+    # checkpointing on; on 8 GB, blocks of the transformer wait on the CPU (kohya's blocks_to_swap) and T5 encodes on
+    # the CPU (it does not fit the card).
     "flux-24gb (FLUX.1 LoRA on a 24 GB GPU)": dict(
         method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="fp8",
-        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        mixed_precision="bf16", gradient_checkpointing="on", optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
         text_encoder_lr=0.0,
     ),
     "flux-16gb (FLUX.1 LoRA on a 16 GB GPU)": dict(
         method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=768, base_precision="int8",
-        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        mixed_precision="bf16", gradient_checkpointing="on", optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
         text_encoder_lr=0.0,
     ),
     "flux-12gb (FLUX.1 LoRA on a 12 GB GPU)": dict(
         method="lora", rank=8, alpha=8.0, lr=1e-4, batch_size=1, resolution=512, base_precision="nf4",
-        mixed_precision="bf16", gradient_checkpointing=True, optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
+        mixed_precision="bf16", gradient_checkpointing="on", optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
         text_encoder_lr=0.0,
+    ),
+    "flux-8gb (FLUX.1 LoRA on an 8 GB GPU, blocks swapped)": dict(
+        method="lora", rank=8, alpha=8.0, lr=1e-4, batch_size=1, resolution=512, base_precision="nf4",
+        blocks_to_swap=12, mixed_precision="bf16", gradient_checkpointing="on", optimizer="adamw8bit", cache=True,
+        min_snr_gamma=0.0, text_encoder_lr=0.0,
     ),
     # The 2026 bases by GPU memory, from their trainers' published figures (docs/new_families.md): the frozen
     # transformer stored small where it must be, the LoRA in float32, captions encoded and the Qwen text encoder

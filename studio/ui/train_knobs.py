@@ -4,6 +4,8 @@ accordion's)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from studio.fields import declared
 from studio.train.config import RunConfig
 from studio.ui.forms import Form, request_from_values
@@ -24,6 +26,12 @@ def checked_subjects(studio, config: RunConfig) -> RunConfig:
     for subject in config.extra_subjects:
         check_listed(studio, "dataset", subject.dataset, "extra_subjects")
     return config
+
+
+def planned_config(values: dict) -> RunConfig:
+    """The form's settings as the memory plan takes them: a run name and dataset not chosen yet stand in."""
+    config = request_from_values(RunConfig, values)
+    return replace(config, name=config.name or "plan", dataset=config.dataset or "plan").check()
 
 
 def config_from_widgets(values: dict) -> RunConfig:

@@ -4,6 +4,7 @@ of settings and scores each cell."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from studio.ui import job_watch, sweep_panel, train_knobs
 from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, model_choices, number
 from studio.ui.forms import Form
 from studio.ui.serving import served
-from studio.ui.train_knobs import DEFAULTS, KNOBS, checked_subjects, config_from_widgets
+from studio.ui.train_knobs import DEFAULTS, KNOBS, checked_subjects, config_from_widgets, planned_config
 
 NO_RUN = "(no run yet)"
+PLAN_FIRST = "Memory plan: shown when a model, method or setting is chosen"
 
 
 def build(ctx: TabContext) -> TabRefresh:
@@ -54,6 +56,7 @@ def build(ctx: TabContext) -> TabRefresh:
         # empty until the page loads: the load's refresh then picks the newest run, and that change shows it
         run_pick = gr.Dropdown(runs, value=None, label="Run", allow_custom_value=True)
     ctx.widgets["train.run"] = run_pick
+    plan_md = gr.Markdown(PLAN_FIRST, elem_id="train-plan")  # the memory plan of the settings, before Start
     status_md = gr.Markdown(NO_RUN)
     with gr.Row():
         loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
@@ -86,6 +89,9 @@ def build(ctx: TabContext) -> TabRefresh:
                                          "lr": knobs["lr"]},
          {"status": status_md}, api_name="train_resume").success(job_watch.timer_on, None, timer, api_name=False,
                                                                  queue=False)
+    planned = [form.inputs[k] for k in ("model", "method", *KNOBS)]
+    bind(ctx, functools.partial(gr.on, [w.change for w in planned]), show_plan, form.inputs, {"plan": plan_md},
+         api_name="train_plan", queue=False, checked=False)  # a name still being typed is planned as it is
     bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
     bind(ctx, export_btn.click, export, {"run": run_pick, "epoch": epoch_pick}, {"message": export_md},
          api_name="train_export_epoch")
@@ -110,6 +116,17 @@ def run_names(studio) -> list[str]:
 def start(ctx: TabContext, v):
     status = train.start_run(ctx.studio, checked_subjects(ctx.studio, config_from_widgets(vars(v))))
     return {"run": gr.update(choices=run_names(ctx.studio), value=status.name), "status": status.line()}
+
+
+def show_plan(ctx: TabContext, v):
+    """The memory plan of the form's settings on the studio's device: "about 10.8 of your 16 GB"."""
+    from studio.train.fit import plan_for
+
+    try:
+        config = planned_config(vars(v))
+        return {"plan": plan_for(ctx.studio, config)[1].short()}
+    except ValueError as e:  # settings not complete yet: said where the plan goes, not as an error
+        return {"plan": f"Memory plan: not yet ({e})"}
 
 
 def resume(ctx: TabContext, v):
