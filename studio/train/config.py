@@ -230,6 +230,10 @@ class RunConfig:
     validation_steps: int = setting(12, label="Validation sampling steps", group="validation", advanced=True)
     validation_cfg: float = setting(0.0, label="Validation CFG scale", group="validation", advanced=True,
                                     help="0: the family's (CFG 7 for SD; FLUX.1-dev's distilled guidance 3.5)")
+    # prompts drawn together in one call (their pictures decoded one at a time): together is faster, fewer hold less
+    # memory (three SDXL prompts at 1024 px with CFG: ~4.8 GB of activations, one: ~1.6 GB)
+    validation_batch: int = setting(0, label="Validation batch", group="validation", advanced=True,
+                                    help="prompts drawn together; 0: all of them")
     checkpoint_every_steps: int = setting(0, label="Checkpoint every N steps", group="validation", advanced=True,
                                           help="> 0: also a checkpoint every this many steps inside an epoch")
     # Epochs between checkpoints and saved epoch weights (the epochs one can export); 0: at each epoch validated (by
@@ -320,7 +324,8 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1 but is {getattr(self, name)}")
         for name in ("epochs", "max_steps", "warmup_steps", "keep_tokens", "class_images", "validation_every",
-                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs", "blocks_to_swap"):
+                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs", "blocks_to_swap",
+                     "validation_batch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:

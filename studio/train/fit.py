@@ -173,20 +173,9 @@ def check(store, config: RunConfig, device: DeviceFacts) -> tuple[RunConfig, Ver
 
 
 def what_fits(model: Model, config: RunConfig, device: DeviceFacts) -> list[str]:
-    """What would make `config` fit `device`: the family's largest GPU-tier preset that fits, and the fewest of the
-    settings that save memory (in the order they cost least) that make it fit, or for a whole model, a LoRA."""
-    found = []
-    preset = _fitting_preset(model, config, device)
-    if preset:
-        found.append(preset)
-    ladder = _ladder(model, config, device)
-    if ladder:
-        found.append(ladder)
-    elif config.method in ("dreambooth", "finetune") and not preset:
-        lora = _fitting_preset(model, replace(config, method="lora", ema="auto", prior_preservation=False), device)
-        if lora:
-            found.append(f"a {config.method} of this model does not fit {device.memory_gb:g} GB; a LoRA does: {lora}")
-    return found
+    """What would make `config` fit `device`: the family's largest GPU-tier preset that fits (a LoRA, for a whole
+    model too), and the fewest of the settings that save memory, cheapest first, that make it fit."""
+    return [found for found in (_fitting_preset(model, config, device), _ladder(model, config, device)) if found]
 
 
 def _tier(preset_key: str) -> float:
@@ -220,7 +209,8 @@ def _decided(model: Model, config: RunConfig, device: DeviceFacts) -> RunConfig 
 def _ladder(model: Model, config: RunConfig, device: DeviceFacts) -> str:
     """The settings that save memory, cheapest first, added one after another until the plan fits: "with
     gradient_checkpointing on, optimizer adamw8bit: about 11.2 GB"; "" when even all of them do not fit."""
-    steps = [("mixed_precision", "bf16" if device.bf16 else "fp16"), ("gradient_checkpointing", "on")]
+    steps = [("validation_batch", 1), ("mixed_precision", "bf16" if device.bf16 else "fp16"),
+             ("gradient_checkpointing", "on")]
     if device.kind == "cuda" and has_bitsandbytes():
         steps.append(("optimizer", "adamw8bit"))
     if config.method in ("dreambooth", "finetune"):

@@ -137,7 +137,8 @@ def plan_run(sizes, family, config: RunConfig, *, device_kind: str = "cuda", mod
     one_picture = guided * act_bytes * family.inference_elements(sizes.denoiser_config, side=side,
                                                                  text_tokens=text_tokens)
     prompts = len(c.prompts()) if c.validation_every else 0
-    sampling = ("sampling", int(prompts * one_picture))
+    together = min(prompts, c.validation_batch or prompts)
+    sampling = (f"sampling {together} prompt{'s' * (together != 1)}", int(together * one_picture))
     # validation decodes its pictures one at a time (parts.validation_pipeline)
     decode = ("VAE decoding", int(family.vae_elements(sizes.vae_config, side=side, decode=True) * vae_bytes))
 

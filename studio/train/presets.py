@@ -19,12 +19,14 @@ def _tier(base_precision: str, rank: int, resolution: int = 1024) -> dict:
                 optimizer="adamw8bit", cache=True, min_snr_gamma=0.0, text_encoder_lr=0.0, timestep_sampling="shift")
 
 
-def _unet_tier(*, rank: int, resolution: int, batch: int, checkpointing: str) -> dict:
+def _unet_tier(*, rank: int, resolution: int, batch: int, checkpointing: str, validation_batch: int = 0) -> dict:
     """An SD 1.5 or SDXL LoRA on a GPU tier: rank `rank` (alpha = rank) on the transformer blocks' layers, lr 1e-4,
-    the frozen base in bf16 under bf16 autocast, 8-bit AdamW, latents and captions cached."""
+    the frozen base in bf16 under bf16 autocast, 8-bit AdamW, latents and captions cached; `validation_batch`
+    prompts drawn together (0: all)."""
     return dict(method="lora", rank=rank, alpha=float(rank), lora_layers="transformer", lr=1e-4, batch_size=batch,
                 resolution=resolution, base_precision="bf16", mixed_precision="bf16",
-                gradient_checkpointing=checkpointing, optimizer="adamw8bit", cache=True, text_encoder_lr=0.0)
+                gradient_checkpointing=checkpointing, optimizer="adamw8bit", cache=True, text_encoder_lr=0.0,
+                validation_batch=validation_batch)
 
 
 # Seed 002's kohya settings (FLUX LoRA of a person, carried over to SD): rank 2, alpha 16, 30 repeats,
@@ -82,33 +84,35 @@ PRESETS: dict[str, dict] = {
     # SD 1.5 and SDXL by GPU memory: a LoRA of the transformer blocks' layers (kohya's default) with the frozen base
     # in bf16, latents and captions cached, 8-bit AdamW; checkpointing and batch as the memory plan
     # (studio/train/plan.py, docs/memory.md) leaves room for them on each card.
-    "sd15-8gb (SD 1.5 LoRA on an 8 GB GPU)": _unet_tier(rank=16, resolution=512, batch=1, checkpointing="on"),
+    "sd15-8gb (SD 1.5 LoRA on an 8 GB GPU)": _unet_tier(rank=16, resolution=512, batch=1, checkpointing="off"),
     "sd15-12gb (SD 1.5 LoRA on a 12 GB GPU)": _unet_tier(rank=32, resolution=512, batch=2, checkpointing="off"),
-    "sdxl-12gb (SDXL LoRA on a 12 GB GPU)": _unet_tier(rank=16, resolution=1024, batch=1, checkpointing="on"),
+    "sdxl-12gb (SDXL LoRA on a 12 GB GPU)": _unet_tier(rank=16, resolution=1024, batch=1, checkpointing="on",
+                                                       validation_batch=1),
     "sdxl-16gb (SDXL LoRA on a 16 GB GPU)": _unet_tier(rank=32, resolution=1024, batch=1, checkpointing="on"),
     "sdxl-24gb (SDXL LoRA on a 24 GB GPU)": _unet_tier(rank=32, resolution=1024, batch=1, checkpointing="off"),
     # FLUX.1 by GPU memory (as fluxgym, ai-toolkit, SimpleTuner and kohya fit it): the frozen transformer stored
     # small, the LoRA in float32, text embeddings and latents cached (T5 is unloaded before the first step),
-    # checkpointing on; on 8 GB, blocks of the transformer wait on the CPU (kohya's blocks_to_swap) and T5 encodes on
-    # the CPU (it does not fit the card).
+    # checkpointing on; on 8 GB, the last 42 of the transformer's 57 blocks wait on the CPU (kohya's blocks_to_swap:
+    # all 38 single-stream blocks and 4 double-stream ones, fp8, as bitsandbytes' nf4 cannot be swapped) and T5
+    # encodes on the CPU (it does not fit the card).
     "flux-24gb (FLUX.1 LoRA on a 24 GB GPU)": dict(
         method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="fp8",
         mixed_precision="bf16", gradient_checkpointing="on", optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
         text_encoder_lr=0.0,
     ),
     "flux-16gb (FLUX.1 LoRA on a 16 GB GPU)": dict(
-        method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=768, base_precision="int8",
+        method="lora", rank=16, alpha=16.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="int8",
         mixed_precision="bf16", gradient_checkpointing="on", optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
         text_encoder_lr=0.0,
     ),
     "flux-12gb (FLUX.1 LoRA on a 12 GB GPU)": dict(
-        method="lora", rank=8, alpha=8.0, lr=1e-4, batch_size=1, resolution=512, base_precision="nf4",
+        method="lora", rank=8, alpha=8.0, lr=1e-4, batch_size=1, resolution=1024, base_precision="nf4",
         mixed_precision="bf16", gradient_checkpointing="on", optimizer="adamw8bit", cache=True, min_snr_gamma=0.0,
         text_encoder_lr=0.0,
     ),
     "flux-8gb (FLUX.1 LoRA on an 8 GB GPU, blocks swapped)": dict(
-        method="lora", rank=8, alpha=8.0, lr=1e-4, batch_size=1, resolution=512, base_precision="nf4",
-        blocks_to_swap=12, mixed_precision="bf16", gradient_checkpointing="on", optimizer="adamw8bit", cache=True,
+        method="lora", rank=8, alpha=8.0, lr=1e-4, batch_size=1, resolution=512, base_precision="fp8",
+        blocks_to_swap=42, mixed_precision="bf16", gradient_checkpointing="on", optimizer="adamw8bit", cache=True,
         min_snr_gamma=0.0, text_encoder_lr=0.0,
     ),
     # The 2026 bases by GPU memory, from their trainers' published figures (docs/new_families.md): the frozen

@@ -180,8 +180,10 @@ def subject_references(store, config: RunConfig, items: list, log):
     return out
 
 
-def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, steps: int, cfg: float, caption_fn):
-    """Pictures of `prompts` (one each, prompt i from seed i) with the modules being trained, in one batch. `cfg` 0:
+def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, steps: int, cfg: float, caption_fn,
+              batch: int = 0):
+    """Pictures of `prompts` (one each, prompt i from seed i) with the modules being trained, in one batch (or in
+    batches of `batch` prompts: what fits the device). `cfg` 0:
     the family's guidance (CFG 7 for SD; FLUX.1-dev's distilled 3.5, schnell none). Prompts encoded before the text
     encoders went are passed encoded. Each picture starts from its own seed's noise, as when drawn alone."""
     import torch
@@ -193,9 +195,11 @@ def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, ste
     for m in modules:  # LoRA dropout is off while sampling
         m.eval()
     texts = [caption_fn(prompt) for prompt in prompts]
-    calls = _calls([parts.family.sampling_kwargs(pipe, prompt=text, encoded=parts.encoded.get(text), cfg=cfg,
-                                                 distilled=parts.distilled_guidance, negative=parts.encoded.get(""))
-                    for text in texts], generators)
+    each = [parts.family.sampling_kwargs(pipe, prompt=text, encoded=parts.encoded.get(text), cfg=cfg,
+                                         distilled=parts.distilled_guidance, negative=parts.encoded.get(""))
+            for text in texts]
+    group = batch or len(each)  # prompts drawn together (the memory plan counts as many)
+    calls = [call for k in range(0, len(each), group) for call in _calls(each[k:k + group], generators[k:k + group])]
     dtype = next(parts.denoiser.parameters()).dtype
     half = dtype if dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
@@ -280,7 +284,7 @@ def draw(parts: Parts, config: RunConfig, epoch: int, run_dir: Path, caption_fn,
     folder = Path(run_dir) / "samples" / label
     images = pictures if pictures is not None else _generate(
         parts, prompts, [config.validation_seed + i for i in range(len(prompts))], config.resolution,
-        config.validation_steps, config.validation_cfg, caption_fn)
+        config.validation_steps, config.validation_cfg, caption_fn, config.validation_batch)
     paths = []
     for i, image in enumerate(images):
         path = folder / f"{i:02d}.png"

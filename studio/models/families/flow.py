@@ -137,14 +137,17 @@ class FlowFamily(ModelFamily):
     frozen_text = "its text encoder stays frozen"
 
     # ---- memory plan ----------------------------------------------------------------------------------------
-    # Float32 elements per token per unit of width (the transformer's hidden size) that a block keeps for the
-    # backward pass: (double-stream, single-stream), and what each block keeps under gradient checkpointing (its
-    # input), and the inference working set per token per width. Measured on FLUX.1's blocks at their real width by
-    # bench/realsize.py --calibrate flux; the other flow families' blocks are of the same kind (attention, a 3-4x
-    # MLP, modulations) and are planned with FLUX.1's figures.
-    block_activations: tuple[float, float] = (0.0, 0.0)
-    checkpointed_block: float = 1.0
-    inference_activation: float = 0.0
+    # Float32 elements per token per unit of width (the transformer's hidden size) that a training step keeps:
+    # per block (double-stream, single-stream), per block under gradient checkpointing (its input), and what the
+    # layers around the blocks keep (without, with checkpointing; with it, one block is recomputed at a time in the
+    # backward pass on top); and the inference working set per picture. Measured on FLUX.1's blocks at their real
+    # width, 512 px and 512 text tokens, float32, LoRA on the attention (bench/realsize_calibrate.py flux: 1 + 1
+    # blocks 0.67 GB, 2 + 1 0.87, 1 + 2 0.85; checkpointed 1 + 1 0.45, 2 + 2 0.48; inference 0.27); the other flow
+    # families' blocks are of the same kind (attention, a 3-4x MLP, modulations) and are planned with these figures.
+    block_activations: tuple[float, float] = (11.4, 10.3)
+    checkpointed_block: float = 0.9
+    activation_io: tuple[float, float] = (16.4, 12.3)
+    inference_activation: float = 15.3
     caption_tokens = 128  # text tokens a caption is planned at where prompts keep their own lengths (Qwen text)
 
     def block_layout(self, config: dict) -> tuple[int, int, int]:
@@ -157,9 +160,9 @@ class FlowFamily(ModelFamily):
         per_token = width * ((side / 16) ** 2 + text_tokens)  # latents packed 2x2: (side / 16)^2 image tokens
         k_double, k_single = self.block_activations
         if checkpointing:  # each block's input, and one block recomputed at a time in the backward pass
-            return per_token * (self.checkpointed_block * (double + single) + max(k_double if double else 0,
-                                                                                   k_single if single else 0))
-        return per_token * (k_double * double + k_single * single)
+            recomputed = max(k_double if double else 0, k_single if single else 0)
+            return per_token * (self.checkpointed_block * (double + single) + recomputed + self.activation_io[1])
+        return per_token * (k_double * double + k_single * single + self.activation_io[0])
 
     def inference_elements(self, denoiser_config, *, side, text_tokens) -> float:
         width, _, _ = self.block_layout(denoiser_config)
