@@ -149,3 +149,16 @@ def test_device_defaults_are_decided_at_launch_and_an_older_run_json_reads_its_b
     assert (on_cpu.mixed_precision, on_cpu.gradient_checkpointing) == ("no", "off") and len(said) == 2
     old = RunConfig.from_json({**config.to_json(), "gradient_checkpointing": True, "mixed_precision": "no"})
     assert old.gradient_checkpointing == "on"
+
+
+def test_a_hub_id_whose_family_is_not_known_yet_starts_without_a_plan_and_says_so(studio):
+    from studio.devices import planned_gpu
+    from studio.train import fit
+    from studio.train.config import RunConfig
+
+    config = RunConfig(name="x", dataset="x", model="someone/some-sd-model")  # an SD repo's name tells no family
+    decided, said = fit.fit_or_refuse(studio.store, config, planned_gpu(12))
+    assert (decided.mixed_precision, decided.gradient_checkpointing) == ("bf16", "on")
+    assert said[-1].startswith("no memory plan: `model` 'someone/some-sd-model': its family is not known")
+    with pytest.raises(fit.NotPlanned):
+        fit.check(studio.store, config, planned_gpu(12))

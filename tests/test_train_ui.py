@@ -1,5 +1,5 @@
-"""The Train tab: listed after Dataset, widgets become a checked RunConfig, and /train_start, /train_status and
-/train_cancel work through gradio_client."""
+"""The Train tab: listed after Dataset, widgets become a checked RunConfig, and /train_plan, /train_start,
+/train_status and /train_cancel work through gradio_client."""
 
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ def test_start_status_cancel_through_the_api(studio):
     app.launch(prevent_thread_lock=True, server_port=_free_port(), show_error=True)
     try:
         client = Client(app.local_url, verbose=False)
+        # the memory plan of the settings before Start (no run name yet): on this CPU, the run as the CPU does it
+        plan = client.predict(**_widget_values(name=""), api_name="/train_plan")
+        assert plan.startswith("Memory plan: about ") and "this studio trains on the CPU" in plan, plan
         run, line = client.predict(**_widget_values(), api_name="/train_start")
         assert line.startswith("uirun: starting")
         deadline = time.monotonic() + 180

@@ -16,6 +16,11 @@ from studio.train.plan import GiB, MemoryPlan, has_bitsandbytes, plan_run
 from studio.train.presets import PRESET_KEYS, PRESETS
 
 
+class NotPlanned(ValueError):
+    """A model whose memory cannot be planned before it is downloaded (an SD hub id: its name does not tell its
+    family): a dry run says so, a run starts without a plan."""
+
+
 @dataclass
 class Model:
     """What the plan needs of a model id: its family and its parts' sizes (from the configs it would load with)."""
@@ -60,9 +65,12 @@ class Verdict:
     def short(self) -> str:
         """One line for the Train tab: "about 10.8 of your 16 GB"."""
         peak = self.plan.peak
+        if self.fits is None and self.device.kind == "cpu":
+            return (f"Memory plan: about {peak.gb:.1f} GB of the computer's memory at the peak ({peak.name}): this "
+                    f"studio trains on the CPU (`train --dry-run --vram-gb N` plans it for a GPU of N GB)")
         if self.fits is None:
-            return (f"Memory plan: about {peak.gb:.1f} GB at the peak ({peak.name}) on a GPU; this studio runs on "
-                    f"{self.device.name}, whose memory is not planned")
+            return (f"Memory plan: about {peak.gb:.1f} GB at the peak ({peak.name}); the memory of "
+                    f"{self.device.name} is not known")
         if self.fits:
             return f"Memory plan: about {peak.gb:.1f} of your {self.device.memory_gb:g} GB (peak in {peak.name})"
         return (f"Memory plan: about {peak.gb:.1f} GB (peak in {peak.name}), more than your "
@@ -86,8 +94,8 @@ def model_for(store, model_id: str) -> Model:
     model_id = model_id or store.default_model
     ref = store.resolve(model_id)
     if ref.family is None:
-        raise ValueError(f"`model` {model_id!r}: its family is not known until it is downloaded, so it cannot be "
-                         f"planned")
+        raise NotPlanned(f"`model` {model_id!r}: its family is not known until it is downloaded, so its memory "
+                         f"cannot be planned yet")
     planned_as = ""
     if ref.kind == "file":
         folder = store.single_file_config(ref)
@@ -111,14 +119,17 @@ def decide_in_child(store, config: RunConfig, device: str) -> tuple[RunConfig, l
     facts = device_facts(device)
     if facts.kind != "cuda":
         return decide_defaults(None, config, facts)
-    model = model_for(store, config.model)
+    try:
+        model = model_for(store, config.model)
+    except NotPlanned:
+        return decide_defaults(None, config, facts)
     return decide_defaults(model, family_defaults(replace(config, model=model.id), model.family), facts)
 
 
 def decide_defaults(model: Model | None, config: RunConfig, device: DeviceFacts) -> tuple[RunConfig, list[str]]:
     """`config` with its device-dependent defaults decided (mixed precision: bf16 on a CUDA GPU, fp16 on one
     without bf16, none elsewhere; gradient checkpointing: on where the plan does not fit the GPU without it), and
-    what was decided, in words for the run's log. `model` may be None off a CUDA GPU (nothing is planned there)."""
+    what was decided, in words for the run's log. `model` None: nothing to plan with (off a GPU, or not planned yet)."""
     said = []
     if config.mixed_precision == "auto":
         value = ("bf16" if device.bf16 else "fp16") if device.kind == "cuda" else "no"
@@ -133,15 +144,16 @@ def decide_defaults(model: Model | None, config: RunConfig, device: DeviceFacts)
         elif device.kind != "cuda":
             config = replace(config, gradient_checkpointing="off")
             said.append(f"gradient checkpointing off: the default on {device.name}")
-        elif device.memory_gb is None:
+        elif device.memory_gb is None or model is None:
             config = replace(config, gradient_checkpointing="on")
-            said.append(f"gradient checkpointing on: the memory of {device.name} is not known")
+            unknown = f"the memory of {device.name}" if device.memory_gb is None else "what the model needs"
+            said.append(f"gradient checkpointing on: {unknown} is not known")
         else:
             without = _plan(model, replace(config, gradient_checkpointing="off"), device)
             on = without.peak.gb > device.memory_gb
             config = replace(config, gradient_checkpointing="on" if on else "off")
             said.append(f"gradient checkpointing {'on' if on else 'off'}: without it the plan peaks at about "
-                        f"{without.peak.gb:.1f} GB ({device.name}: {device.memory_gb:g} GB)")
+                        f"{without.peak.gb:.1f} GB (the device has {device.memory_gb:g} GB)")
     return config, said
 
 
@@ -232,11 +244,29 @@ def _ladder(model: Model, config: RunConfig, device: DeviceFacts) -> str:
         if tried is None:
             continue
         changed = change
-        plan = _plan(model, tried, device)
-        if plan.peak.gb <= device.memory_gb:
+        if _fits(model, tried, device):
+            changed = _fewest(model, config, changed, device)
+            plan = _plan(model, _decided(model, replace(config, **changed), device), device)
             said = ", ".join(f"{k} {v}" for k, v in changed.items())
             return f"or with {said}: about {plan.peak.gb:.1f} GB"
     return ""
+
+
+def _fits(model: Model, config: RunConfig, device: DeviceFacts) -> bool:
+    return _plan(model, config, device).peak.gb <= device.memory_gb
+
+
+def _fewest(model: Model, config: RunConfig, changed: dict, device: DeviceFacts) -> dict:
+    """`changed` without the changes it fits without (the ladder adds them cheapest first, not all are needed)."""
+    for name in list(changed):
+        fewer = {k: v for k, v in changed.items() if k != name}
+        if fewer.get("blocks_to_swap", config.blocks_to_swap) and \
+                fewer.get("base_precision", config.base_precision) == "nf4":
+            continue  # bitsandbytes' nf4 weights cannot be swapped
+        tried = _decided(model, replace(config, **fewer), device)
+        if tried is not None and _fits(model, tried, device):
+            changed = fewer
+    return changed
 
 
 def device_for(settings, config: RunConfig, vram_gb: float | None = None) -> DeviceFacts:
@@ -261,7 +291,11 @@ def fit_or_refuse(store, config: RunConfig, device: DeviceFacts, *, force: bool 
     (nothing to plan against) only the defaults are decided, with no model built."""
     if device.memory_gb is None and device.kind != "cuda":
         return decide_defaults(None, config, device)
-    decided, verdict = check(store, config, device)
+    try:
+        decided, verdict = check(store, config, device)
+    except NotPlanned as e:  # the run loads it (downloads it) all the same
+        config, said = decide_defaults(None, config, device)
+        return config, [*said, f"no memory plan: {e}"]
     # only what was decided for the device goes into run.json (the rest the run fills in itself, as it always did)
     config = replace(config, mixed_precision=decided.mixed_precision,
                      gradient_checkpointing=decided.gradient_checkpointing)
@@ -277,5 +311,5 @@ def fit_or_refuse(store, config: RunConfig, device: DeviceFacts, *, force: bool 
     return config, said
 
 
-__all__ = ["GiB", "Model", "Verdict", "check", "decide_defaults", "decide_in_child", "device_for", "fit_or_refuse",
+__all__ = ["GiB", "Model", "NotPlanned", "Verdict", "check", "decide_defaults", "decide_in_child", "device_for", "fit_or_refuse",
            "model_for", "plan_for", "what_fits"]

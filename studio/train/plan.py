@@ -126,7 +126,7 @@ def plan_run(sizes, family, config: RunConfig, *, device_kind: str = "cuda", mod
     resident = [*denoiser, *(weights if whole else []), *([] if staged else texts), vae, overhead]
 
     # 2. What each phase adds: the VAE encoding the pictures (caching), the activations (steps), sampling and
-    #    decoding the validation prompts (all in one batch), a copy of the trained weights (checkpoints, export)
+    #    decoding the validation prompts (`validation_batch` together), a copy of the trained weights (export)
     text_tokens = family.text_tokens(c)
     encode = ("VAE encoding", int(family.vae_elements(sizes.vae_config, side=side, decode=False) * vae_bytes))
     activations = c.batch_size * family.activation_elements(sizes.denoiser_config, side=side, text_tokens=text_tokens,
