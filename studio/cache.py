@@ -15,6 +15,7 @@ from pathlib import Path
 from studio.models.adapters import check_lora_fits, embedding_token, lora_weights
 from studio.models import families
 from studio.models.refs import LoraChoice
+from studio.models.sizes import module_bytes, modules_of, tensor_bytes  # noqa: F401 (benchmarks take them from here)
 from studio.models.store import ModelStore
 from studio.settings import Settings
 
@@ -57,37 +58,6 @@ class _Entry:
     derived: dict = field(default_factory=dict)  # (task, controlnet ids) -> pipeline sharing the base's modules
     adapters: dict = field(default_factory=dict)  # LoRA file -> adapter name, loaded once per base
     embeddings: dict = field(default_factory=dict)  # embedding file -> tokens added to the tokenizer(s)
-
-
-def _modules(obj) -> list:
-    """The torch modules of a module, of a pipeline, or held as attributes by a loaded helper (CLIP, captioner...)."""
-    import torch
-
-    if isinstance(obj, torch.nn.Module):
-        return [obj]
-    parts = obj.components if hasattr(obj, "components") else vars(obj)
-    return [m for m in parts.values() if isinstance(m, torch.nn.Module)]
-
-
-def module_bytes(obj) -> int:
-    """Bytes of parameters and buffers in `obj`'s modules (see _modules), each tensor counted once; a quantized
-    weight (torchao's int8/fp8 tensors) counts what it holds: its integers and scales."""
-    seen, total = set(), 0
-    for m in _modules(obj):
-        for t in list(m.parameters()) + list(m.buffers()):
-            key = t.data_ptr() or id(t)  # a tensor subclass has no storage of its own: data_ptr() is 0
-            if key not in seen:
-                seen.add(key)
-                total += tensor_bytes(t)
-    return total
-
-
-def tensor_bytes(t) -> int:
-    """Bytes `t` holds; for a wrapper tensor subclass (torchao's), the sum of the tensors inside it."""
-    if hasattr(t, "__tensor_flatten__") and type(t).__name__ not in ("Tensor", "Parameter"):
-        names, _ = t.__tensor_flatten__()
-        return sum(tensor_bytes(getattr(t, n)) for n in names)
-    return t.numel() * t.element_size()
 
 
 class ModelCache:
@@ -198,7 +168,7 @@ class ModelCache:
                 model = self.store.load_controlnet(ref, dtype=dtype, device=device)
             else:
                 model = getattr(self.store, HELPER_LOADERS[kind])(model_id, device=device)
-                dtype = next((p.dtype for m in _modules(model) for p in m.parameters()), None)
+                dtype = next((p.dtype for m in modules_of(model) for p in m.parameters()), None)
             entry = _Entry(kind, model_id, owner, device, dtype, model, module_bytes(model))
             self._entries[key] = entry
             self._evict_to_budget(keep=entry)

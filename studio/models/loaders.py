@@ -30,6 +30,27 @@ def nf4_config(device: str):
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
 
 
+def place(module, device: str, *, stay: list = ()) -> None:
+    """Put `module` on `device`, but for the submodules in `stay` (blocks kept on the CPU for block swapping), moving
+    each tensor as `Module.to` does (quantized tensors too)."""
+    held = {id(m) for block in stay for m in block.modules()}
+    for m in module.modules():
+        if id(m) not in held:
+            m._apply(lambda t: t.to(device), recurse=False)
+
+
+def last_blocks(family, denoiser, count: int) -> list:
+    """The last `count` of the denoiser's blocks (the ones block swapping keeps on the CPU); a ValueError when the
+    family has fewer or none."""
+    if not count:
+        return []
+    blocks = family.blocks(denoiser)
+    if count > len(blocks):
+        have = f"only {len(blocks)} blocks" if blocks else "no blocks it can swap"
+        raise ValueError(f"`blocks_to_swap` is {count}, but the {family.label} denoiser has {have}")
+    return blocks[len(blocks) - count:]
+
+
 class ModelLoading:
     """Mixed into ModelStore: loaders for each kind of weight, keyed by the kinds the cache knows (KINDS)."""
 
@@ -144,7 +165,9 @@ class ModelLoading:
     @staticmethod
     def store_frozen(module, base_precision: str, device: str) -> None:
         """Store a frozen denoiser small for LoRA training: bf16, or fp8 / int8 weight-only (torchao; the LoRA
-        layers stay float32 beside them), nf4 being done at load time. Recorded on the module (studio_precision)."""
+        layers stay float32 beside them), nf4 being done at load time. Done where the module is: the training load
+        does it on the CPU, before the module is placed on the GPU (`place`), so the GPU never holds it in bf16.
+        Recorded on the module (studio_precision)."""
         import torch
 
         if base_precision in ("bf16", "fp8", "int8"):

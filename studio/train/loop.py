@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from studio import fileio
+from studio.models.loaders import last_blocks
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
@@ -25,6 +26,7 @@ from studio.train.parts import (encode_text, keep_frozen_in, load_denoiser, load
 from studio.train.runlog import RunLog
 from studio.train.setup import (MAX_GRAD_NORM, TrainingDiverged, diverged, make_accelerator, make_optimizer,
                                 take_new_learning_rates)
+from studio.train.swap import BlockSwap
 from studio.train.watch import RunWatch
 
 __all__ = ["RunResult", "TrainingDiverged", "train"]
@@ -101,8 +103,9 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     model_id = config.model or store.default_model
     family = store.resolve(model_id).family
     staged = family is not None and family.staged_training(config)
-    parts = load_parts(store, model_id, device, base_precision="auto" if staged else config.base_precision,
-                       staged=staged)
+    if family is not None:
+        family.check_training(replace(config, model=model_id))  # refused before anything loads
+    parts = load_parts(store, model_id, device, config, staged=staged)
     config = family_defaults(replace(config, model=model_id), parts.family)
     items = data.subject_items(settings, config)
     method = None if staged else make_method(parts, config)  # TI adds its tokens before captions are encoded
@@ -142,7 +145,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         remember_prompts(parts, [caption(p) for p in config.prompts()], config.max_sequence_length)
         parts.drop_text_encoders()
         log.event("message", text=f"text encoders unloaded; loading the transformer ({config.base_precision})")
-        load_denoiser(store, parts, device, config.base_precision)
+        load_denoiser(store, parts, device, config)
         method = make_method(parts, config)
 
     inherited = []  # "add a subject": the subjects of the run this one starts from
@@ -162,6 +165,11 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                        trains_denoiser=config.method != "textual-inversion")
     if parts.family.channels_last:
         parts.denoiser.to(memory_format=torch.channels_last)  # faster convolutions on CPUs (oneDNN) and GPUs alike
+    if config.blocks_to_swap:
+        swap = BlockSwap(last_blocks(parts.family, parts.denoiser, config.blocks_to_swap), device)
+        log.event("message", text=f"block swapping: the last {config.blocks_to_swap} of the transformer's "
+                                  f"{len(parts.family.blocks(parts.denoiser))} blocks stay on the CPU "
+                                  f"({swap.bytes_held / 2**30:.1f} GiB) and are brought in as each runs")
     if config.gradient_checkpointing:
         parts.denoiser.enable_gradient_checkpointing()
         for encoder in parts.text_encoders if method.trains_text else []:
@@ -181,7 +189,9 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     optimizer = make_optimizer(method.param_groups(), config, device, log)
     schedule = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps,
                              num_training_steps=total, num_cycles=config.lr_cycles)
-    trained = {name: accelerator.prepare(module) for name, module in method.modules().items()}
+    # a swapped denoiser is placed already (its swapped blocks must stay where they are)
+    trained = {name: accelerator.prepare(module, device_placement=[not config.blocks_to_swap])
+               for name, module in method.modules().items()}
     denoiser = trained.get(parts.family.denoiser_name, parts.denoiser)
     if config.compile:  # the training steps' forward only: validation samples with the plain module
         log.event("message", text="torch.compile: the denoiser is compiled at the first steps (they are slow)")
