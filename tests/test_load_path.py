@@ -159,3 +159,25 @@ def test_block_swapping_refuses_what_it_cannot_do(studio):
                              (dict(blocks_to_swap=1, gradient_checkpointing=True), "an SD 1.x UNet trains")):
         with pytest.raises(ValueError, match=message):
             train_in_process(studio, tiny_config(name="refused", **changes))
+
+
+@pytest.mark.parametrize("model", ["builtin:tiny", "builtin:tiny-xl"])
+def test_validation_decodes_outside_autocast_in_the_vaes_dtype(studio, monkeypatch, model):
+    """The steps and the denoiser's sampling run under bf16 autocast (frozen weights in half precision); the VAE's
+    decoder must not: SDXL's overflows in fp16, so it is kept in float32 and must run so."""
+    from diffusers.models.autoencoders import vae as vae_module
+
+    real = vae_module.Decoder.forward
+    seen = []
+
+    def watching(self, z, *args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), z.dtype, next(self.parameters()).dtype))
+        return real(self, z, *args, **kwargs)
+
+    monkeypatch.setattr(vae_module.Decoder, "forward", watching)
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    result = train_in_process(studio, tiny_config(model=model, mixed_precision="bf16", max_steps=1,
+                                                   validation_every=1))
+    assert result.validations and seen
+    vae = FP32 if model == "builtin:tiny-xl" else BF16
+    assert set(seen) == {(False, vae, vae)}
