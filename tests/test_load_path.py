@@ -181,3 +181,39 @@ def test_validation_decodes_outside_autocast_in_the_vaes_dtype(studio, monkeypat
     assert result.validations and seen
     vae = FP32 if model == "builtin:tiny-xl" else BF16
     assert set(seen) == {(False, vae, vae)}
+
+
+def test_whole_model_checkpoints_are_written_as_asked_and_kept_as_the_disk_allows(studio, monkeypatch):
+    """A finetune writes its checkpoint (weights, EMA average, optimizer state) at the end unless asked for more,
+    says how big each is and what the EMA on the CPU copies a step; a disk with room for two keeps only the latest."""
+    import shutil
+
+    from studio.train import checkpoints
+
+    make_dataset(studio.settings, "ds", [astronaut(), astronaut((64, 64)).rotate(90)], ["sks", "sks"])
+    common = dict(method="finetune", ema="cpu", epochs=3, max_steps=0, validation_every=1, validation_by="epochs")
+    written = []
+    real = checkpoints.save_checkpoint
+    monkeypatch.setattr(checkpoints, "save_checkpoint", lambda run_dir, step, *a, **k: written.append(
+        (run_dir.name, step, k["keep_validated"])) or real(run_dir, step, *a, **k))
+    train_in_process(studio, tiny_config(name="default", **common))
+    assert [(n, s) for n, s, _ in written] == [("default", 6)]  # 2 steps an epoch, 3 epochs: at the end only
+    messages = _messages(studio, "default")
+    unet = sum(p.numel() for p in studio.store.load_base(studio.store.resolve("builtin:tiny"), dtype=FP32,
+                                                         device="cpu").unet.parameters())
+    size = unet * (4 + 4 + 8)  # float32 weights, their EMA average, AdamW's two moments
+    assert any(m.startswith(f"whole-model checkpoints take {size / 1e9:.2f} GB each") for m in messages)
+    assert f"EMA on the CPU: each step copies the {unet * 4 / 1e9:.2f} GB of trained weights from cpu" in \
+        "\n".join(messages)
+    written.clear()
+    usage = shutil.disk_usage(studio.settings.runs_dir)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=2 * size + size // 2))
+    train_in_process(studio, tiny_config(name="asked", save_every_epochs=1, **common))
+    assert written == [("asked", 2, False), ("asked", 4, False), ("asked", 6, False)]  # room for two: latest only
+    assert any("the disk holds 2 checkpoints" in m for m in _messages(studio, "asked"))
+
+
+def _messages(studio, name: str) -> list[str]:
+    from studio.train.runlog import read_events
+
+    return [e["text"] for e in read_events(studio.settings.runs_dir / name) if e["type"] == "message"]

@@ -199,6 +199,12 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     encoders = [trained.get(prefix, e) for prefix, e in zip(parts.family.text_encoder_names, parts.text_encoders)]
     optimizer = accelerator.prepare(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    # how often checkpoints are written and how many are kept, by what was asked, their size and the disk
+    policy = checkpoints.checkpoint_policy(run_dir, config, checkpoints.checkpoint_bytes(
+        params, optimizer, averaged=method.ema.shadow if method.ema is not None else None))
+    for note in (policy.note(), method.ema.cost() if method.ema is not None else ""):
+        if note:
+            log.event("message", text=note)
 
     # 6. Resume from the last complete checkpoint
     step, history = 0, {"epoch_loss": {}, "validations": []}
@@ -233,7 +239,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         """A checkpoint, but only of finite weights: the one kept is always one a resume can go on from (and none
         while the collapse guard watches a high loss, unless the run ends or is cancelled now). Written beside the
         next steps, from a copy, where the copy fits in memory."""
-        if not watch.may_checkpoint(step, forced):
+        if not policy.at_all or not watch.may_checkpoint(step, forced):
             return
         weights = method.state()
         if not checkpoints.all_finite(weights):
@@ -245,7 +251,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         meta, at = {"total": total, "validated": watch.validated_at(step)}, step
         if accelerator.is_main_process:
             def write(w, t):
-                checkpoints.save_checkpoint(run_dir, at, epoch_done, w, {**t, "history": history_now}, meta)
+                checkpoints.save_checkpoint(run_dir, at, epoch_done, w, {**t, "history": history_now}, meta,
+                                            keep_validated=policy.keep_validated)
 
             watch.write(write, weights, training)
 
@@ -322,7 +329,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             watch.at_step(step, epoch + 1)  # validate_at_steps (the weights kept) and validation by steps
             if step >= total:
                 break
-            if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+            if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0 and policy.between:
                 save(epoch)
             if k + config.grad_accum < len(plan) and should_stop():  # at an epoch's end, the epoch is finished first
                 save(epoch, forced=True)
@@ -336,8 +343,10 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         stopping = step < total and should_stop()
         result = watch.epoch_end(epoch + 1, step)
         watch.epoch_done(epoch + 1, step, history["epoch_loss"][str(epoch + 1)], result)
-        if watch.saves(epoch + 1) or step >= total or stopping:
-            save(epoch + 1, forced=step >= total or stopping)
+        ending = step >= total or stopping
+        if watch.saves(epoch + 1) or ending:
+            if policy.between or ending:
+                save(epoch + 1, forced=ending)
             if accelerator.is_main_process and not config.whole_model:
                 header = facts.header(step, epoch + 1)
 
