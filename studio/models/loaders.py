@@ -15,15 +15,22 @@ from studio.models.files import safetensors_metadata
 from studio.models.refs import ModelRef
 
 
-def nf4_config(device: str):
-    """diffusers' 4-bit NormalFloat quantization (bitsandbytes): CUDA only; said so, with what to install."""
+def check_nf4(device: str) -> None:
+    """Refuse nf4 where it cannot run (no CUDA device, no bitsandbytes), saying what to do; told without torch, so
+    a run is refused before it is queued."""
     import importlib.util
 
     if not device.startswith("cuda"):
         raise ValueError(f"`base_precision` nf4 needs a CUDA GPU (bitsandbytes), but the device is {device!r}; use "
                          f"int8 or fp8 (torchao), which run on a CPU too")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError("`base_precision` nf4 needs bitsandbytes: pip install bitsandbytes")
+        raise ValueError("`base_precision` nf4 needs bitsandbytes, which is not installed here: pip install "
+                         "bitsandbytes (requirements.txt installs it on Linux x86-64), or use int8 or fp8")
+
+
+def nf4_config(device: str):
+    """diffusers' 4-bit NormalFloat quantization (bitsandbytes): CUDA only; said so, with what to install."""
+    check_nf4(device)
     import torch
     from diffusers import BitsAndBytesConfig
 
