@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families.qwen_text import single_file_parts, text_encoder_file, tiny_qwen3, tiny_tokenizer
+from studio.models.families.qwen_text import read_parts, single_file_parts, tiny_qwen3, tiny_tokenizer
 
 _PREFIX = "model.diffusion_model."
 # The transformer's width (img_in's rows) names its variant: klein 4B, klein 9B, dev.
@@ -35,7 +35,6 @@ def load_flux2_file(store, ref, *, dtype, without=()):
     import diffusers
     from transformers import Qwen3ForCausalLM
 
-    from studio.models.families.base import part_dtype
     from studio.models.families.flux2 import _distilled_name
 
     folder = store.single_file_config(ref)  # klein 4B or 9B: file_variant
@@ -43,20 +42,9 @@ def load_flux2_file(store, ref, *, dtype, without=()):
     beside, tokenizer = single_file_parts(store, ref, folder, "FLUX.2 klein", {
         "vae": ("flux2*vae*.safetensors", "the VAE (flux2-vae.safetensors)"),
         "text_encoder": (encoder.replace(".safetensors", "*.safetensors"), f"Qwen3 ({encoder})")})
-
-    def vae(dtype):
-        if "vae" in beside:
-            return vae_file(beside["vae"], folder, dtype=dtype)
-        return diffusers.AutoencoderKLFlux2.from_pretrained(str(folder), subfolder="vae", dtype=dtype)
-
-    def text_encoder(dtype):
-        if "text_encoder" in beside:
-            return text_encoder_file(beside["text_encoder"], folder, Qwen3ForCausalLM, dtype=dtype)
-        return Qwen3ForCausalLM.from_pretrained(str(folder), subfolder="text_encoder", dtype=dtype)
-
-    loaders = {"transformer": lambda d: flux2_transformer(store, ref, dtype=d), "vae": vae,
-               "text_encoder": text_encoder}
-    parts = {name: None if name in without else load(part_dtype(dtype, name)) for name, load in loaders.items()}
+    parts = read_parts(store, ref, folder, beside, transformer=flux2_transformer, vae_file=vae_file,
+                       vae_class=diffusers.AutoencoderKLFlux2, text_class=Qwen3ForCausalLM, dtype=dtype,
+                       without=without)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(str(folder), subfolder="scheduler")
     pipe = diffusers.Flux2KleinPipeline(scheduler=scheduler, tokenizer=tokenizer,
                                         is_distilled=_distilled_name(ref.path.name), **parts)

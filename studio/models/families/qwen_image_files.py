@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families.qwen_text import single_file_parts, text_encoder_file, tiny_tokenizer
+from studio.models.families.qwen_text import read_parts, single_file_parts, tiny_tokenizer
 
 _PREFIX = "model.diffusion_model."
 
@@ -20,27 +20,13 @@ def load_qwen_image_file(store, ref, *, dtype, without=()):
     import diffusers
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from studio.models.families.base import part_dtype
-
     folder = store.single_file_config(ref)
     beside, tokenizer = single_file_parts(store, ref, folder, "Qwen-Image", {
         "vae": ("qwen_image_vae*.safetensors", "the VAE (qwen_image_vae.safetensors)"),
         "text_encoder": ("qwen_2.5_vl_7b*.safetensors", "Qwen2.5-VL-7B (qwen_2.5_vl_7b.safetensors)")})
-
-    def vae(dtype):
-        if "vae" in beside:
-            return vae_file(beside["vae"], folder, dtype=dtype)
-        return diffusers.AutoencoderKLQwenImage.from_pretrained(str(folder), subfolder="vae", dtype=dtype)
-
-    def text_encoder(dtype):
-        cls = Qwen2_5_VLForConditionalGeneration
-        if "text_encoder" in beside:
-            return text_encoder_file(beside["text_encoder"], folder, cls, dtype=dtype)
-        return cls.from_pretrained(str(folder), subfolder="text_encoder", dtype=dtype)
-
-    loaders = {"transformer": lambda d: qwen_image_transformer(store, ref, dtype=d), "vae": vae,
-               "text_encoder": text_encoder}
-    parts = {name: None if name in without else load(part_dtype(dtype, name)) for name, load in loaders.items()}
+    parts = read_parts(store, ref, folder, beside, transformer=qwen_image_transformer, vae_file=vae_file,
+                       vae_class=diffusers.AutoencoderKLQwenImage, text_class=Qwen2_5_VLForConditionalGeneration,
+                       dtype=dtype, without=without)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(str(folder), subfolder="scheduler")
     pipe = diffusers.QwenImagePipeline(scheduler=scheduler, tokenizer=tokenizer, **parts)
     pipe.register_to_config(_name_or_path=str(ref.path))

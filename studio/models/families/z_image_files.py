@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families.qwen_text import single_file_parts, text_encoder_file, tiny_qwen3, tiny_tokenizer
+from studio.models.families.qwen_text import read_parts, single_file_parts, tiny_qwen3, tiny_tokenizer
 from studio.models.families.z_image import is_turbo
 
 def load_zimage_file(store, ref, *, dtype, without=()):
@@ -18,31 +18,24 @@ def load_zimage_file(store, ref, *, dtype, without=()):
     import diffusers
     from transformers import Qwen3Model
 
-    from studio.models.families.base import part_dtype
-
     folder = store.single_file_config(ref)  # Turbo or Base: ZImage.file_variant
     beside, tokenizer = single_file_parts(store, ref, folder, "Z-Image", {
         "vae": ("ae*.safetensors", "the VAE (ae.safetensors, FLUX.1's)"),
         "text_encoder": ("qwen_3_4b*.safetensors", "Qwen3-4B (qwen_3_4b.safetensors)")})
-
-    def vae(dtype):
-        if "vae" in beside:
-            return diffusers.AutoencoderKL.from_single_file(str(beside["vae"]), subfolder="vae", config=str(folder),
-                                                            dtype=dtype, local_files_only=True)
-        return diffusers.AutoencoderKL.from_pretrained(str(folder), subfolder="vae", dtype=dtype)
-
-    def text_encoder(dtype):
-        if "text_encoder" in beside:
-            return text_encoder_file(beside["text_encoder"], folder, Qwen3Model, dtype=dtype)
-        return Qwen3Model.from_pretrained(str(folder), subfolder="text_encoder", dtype=dtype)
-
-    loaders = {"transformer": lambda d: zimage_transformer(store, ref, dtype=d), "vae": vae,
-               "text_encoder": text_encoder}
-    parts = {name: None if name in without else load(part_dtype(dtype, name)) for name, load in loaders.items()}
+    parts = read_parts(store, ref, folder, beside, transformer=zimage_transformer, vae_file=_vae_file,
+                       vae_class=diffusers.AutoencoderKL, text_class=Qwen3Model, dtype=dtype, without=without)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(str(folder), subfolder="scheduler")
     pipe = diffusers.ZImagePipeline(scheduler=scheduler, tokenizer=tokenizer, **parts)
     pipe.register_to_config(_name_or_path=str(ref.path))  # the name tells Turbo from Base (z_image.is_turbo)
     return pipe
+
+
+def _vae_file(path: Path, folder: Path, *, dtype):
+    """Z-Image's VAE (FLUX.1's ae.safetensors) kept as one file."""
+    import diffusers
+
+    return diffusers.AutoencoderKL.from_single_file(str(path), subfolder="vae", config=str(folder), dtype=dtype,
+                                                    local_files_only=True)
 
 
 def zimage_transformer(store, ref, *, dtype):
