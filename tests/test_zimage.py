@@ -100,7 +100,7 @@ def test_the_memory_facts_are_the_real_configs_counted():
 
 
 def test_a_lora_trains_from_a_comfyui_file_as_from_its_folder(studio):
-    """The staged load reads the file's transformer after the captions are encoded (FlowFamily._file_denoiser): the
+    """The staged load reads the file's transformer alone after the captions are encoded (ZImage.file_transformer): the
     same weights as the folder's, so the same seed gives the same losses."""
     from studio.models.families.z_image_files import comfy_state
 

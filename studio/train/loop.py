@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from studio import fileio
+from studio.models.loaders import last_blocks
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
@@ -25,6 +26,7 @@ from studio.train.parts import (encode_text, keep_frozen_in, load_denoiser, load
 from studio.train.runlog import RunLog
 from studio.train.setup import (MAX_GRAD_NORM, TrainingDiverged, diverged, make_accelerator, make_optimizer,
                                 take_new_learning_rates)
+from studio.train.swap import BlockSwap
 from studio.train.watch import RunWatch
 
 __all__ = ["RunResult", "TrainingDiverged", "train"]
@@ -101,8 +103,9 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     model_id = config.model or store.default_model
     family = store.resolve(model_id).family
     staged = family is not None and family.staged_training(config)
-    parts = load_parts(store, model_id, device, base_precision="auto" if staged else config.base_precision,
-                       staged=staged)
+    if family is not None:
+        family.check_training(replace(config, model=model_id))  # refused before anything loads
+    parts = load_parts(store, model_id, device, config, staged=staged)
     config = family_defaults(replace(config, model=model_id), parts.family)
     items = data.subject_items(settings, config)
     method = None if staged else make_method(parts, config)  # TI adds its tokens before captions are encoded
@@ -142,7 +145,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         remember_prompts(parts, [caption(p) for p in config.prompts()], config.max_sequence_length)
         parts.drop_text_encoders()
         log.event("message", text=f"text encoders unloaded; loading the transformer ({config.base_precision})")
-        load_denoiser(store, parts, device, config.base_precision)
+        load_denoiser(store, parts, device, config)
         method = make_method(parts, config)
 
     inherited = []  # "add a subject": the subjects of the run this one starts from
@@ -162,6 +165,11 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                        trains_denoiser=config.method != "textual-inversion")
     if parts.family.channels_last:
         parts.denoiser.to(memory_format=torch.channels_last)  # faster convolutions on CPUs (oneDNN) and GPUs alike
+    if config.blocks_to_swap:
+        swap = BlockSwap(last_blocks(parts.family, parts.denoiser, config.blocks_to_swap), device)
+        log.event("message", text=f"block swapping: the last {config.blocks_to_swap} of the transformer's "
+                                  f"{len(parts.family.blocks(parts.denoiser))} blocks stay on the CPU "
+                                  f"({swap.bytes_held / 2**30:.1f} GiB) and are brought in as each runs")
     if config.gradient_checkpointing:
         parts.denoiser.enable_gradient_checkpointing()
         for encoder in parts.text_encoders if method.trains_text else []:
@@ -181,7 +189,9 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     optimizer = make_optimizer(method.param_groups(), config, device, log)
     schedule = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps,
                              num_training_steps=total, num_cycles=config.lr_cycles)
-    trained = {name: accelerator.prepare(module) for name, module in method.modules().items()}
+    # a swapped denoiser is placed already (its swapped blocks must stay where they are)
+    trained = {name: accelerator.prepare(module, device_placement=[not config.blocks_to_swap])
+               for name, module in method.modules().items()}
     denoiser = trained.get(parts.family.denoiser_name, parts.denoiser)
     if config.compile:  # the training steps' forward only: validation samples with the plain module
         log.event("message", text="torch.compile: the denoiser is compiled at the first steps (they are slow)")
@@ -189,6 +199,12 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     encoders = [trained.get(prefix, e) for prefix, e in zip(parts.family.text_encoder_names, parts.text_encoders)]
     optimizer = accelerator.prepare(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    # how often checkpoints are written and how many are kept, by what was asked, their size and the disk
+    policy = checkpoints.checkpoint_policy(run_dir, config, checkpoints.checkpoint_bytes(
+        params, optimizer, averaged=method.ema.shadow if method.ema is not None else None))
+    for note in (policy.note(), method.ema.cost() if method.ema is not None else ""):
+        if note:
+            log.event("message", text=note)
 
     # 6. Resume from the last complete checkpoint
     step, history = 0, {"epoch_loss": {}, "validations": []}
@@ -223,7 +239,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         """A checkpoint, but only of finite weights: the one kept is always one a resume can go on from (and none
         while the collapse guard watches a high loss, unless the run ends or is cancelled now). Written beside the
         next steps, from a copy, where the copy fits in memory."""
-        if not watch.may_checkpoint(step, forced):
+        if not policy.at_all or not watch.may_checkpoint(step, forced):
             return
         weights = method.state()
         if not checkpoints.all_finite(weights):
@@ -235,7 +251,8 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         meta, at = {"total": total, "validated": watch.validated_at(step)}, step
         if accelerator.is_main_process:
             def write(w, t):
-                checkpoints.save_checkpoint(run_dir, at, epoch_done, w, {**t, "history": history_now}, meta)
+                checkpoints.save_checkpoint(run_dir, at, epoch_done, w, {**t, "history": history_now}, meta,
+                                            keep_validated=policy.keep_validated)
 
             watch.write(write, weights, training)
 
@@ -312,7 +329,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
             watch.at_step(step, epoch + 1)  # validate_at_steps (the weights kept) and validation by steps
             if step >= total:
                 break
-            if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+            if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0 and policy.between:
                 save(epoch)
             if k + config.grad_accum < len(plan) and should_stop():  # at an epoch's end, the epoch is finished first
                 save(epoch, forced=True)
@@ -326,8 +343,10 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         stopping = step < total and should_stop()
         result = watch.epoch_end(epoch + 1, step)
         watch.epoch_done(epoch + 1, step, history["epoch_loss"][str(epoch + 1)], result)
-        if watch.saves(epoch + 1) or step >= total or stopping:
-            save(epoch + 1, forced=step >= total or stopping)
+        ending = step >= total or stopping
+        if watch.saves(epoch + 1) or ending:
+            if policy.between or ending:
+                save(epoch + 1, forced=ending)
             if accelerator.is_main_process and not config.whole_model:
                 header = facts.header(step, epoch + 1)
 

@@ -198,6 +198,7 @@ def status_views(ctx: TabContext, status) -> dict:
     import pandas as pd
 
     lines = [f"**{status.line()}**"]
+    lines += [f"**Note:** {w}" for w in status.warnings]  # what the run does otherwise than asked stays in sight
     chosen = next((m for m in reversed(status.messages) if m.startswith(PLAN_WORDS)), None)
     if chosen and chosen not in status.messages[-4:]:  # what the validation budget chose stays in sight
         lines.append(f"Validation: {chosen}")
