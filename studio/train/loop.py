@@ -4,17 +4,25 @@ validates and the collapse guard, in train/watch.py).
 
 Every random draw of a step comes from a generator seeded by (seed, micro-step) and every epoch's order from
 (seed, epoch), so a run resumed from a checkpoint ends with the same weights as one never interrupted.
+
+Several processes (one per GPU, or `processes` on the CPU) share each micro-batch: the epoch is planned in batches
+of batch_size x processes and each process takes its part (data.share), drawing its pictures' noise and timesteps
+as its rows of the whole batch's draws (BatchDraws), so N processes x batch b train as one process x batch N*b
+would. What stops a run (cancel, a NaN, the collapse guard) is decided once for all of them (setup.any_says,
+main_says; the losses are read as their mean over processes).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
 from studio import fileio
+from studio.models.families.base import BatchDraws
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
@@ -23,8 +31,8 @@ from studio.train.methods import make_method
 from studio.train.objectives import make_objective, mask_weights, reduce
 from studio.train.parts import (encode_text, keep_frozen_in, load_denoiser, load_parts, remember_prompts)
 from studio.train.runlog import RunLog
-from studio.train.setup import (MAX_GRAD_NORM, TrainingDiverged, diverged, make_accelerator, make_optimizer,
-                                take_new_learning_rates)
+from studio.train.setup import (MAX_GRAD_NORM, TrainingDiverged, any_says, debug_nan, diverged, main_says,
+                                make_accelerator, make_optimizer, process_seed, take_new_learning_rates)
 from studio.train.watch import RunWatch
 
 __all__ = ["RunResult", "TrainingDiverged", "train"]
@@ -114,12 +122,14 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         log.event("message", text=note)
 
     # 2. DreamBooth's class images, made once by the untouched base
-    #    (one set per class prompt: several subjects of one class share theirs)
+    #    (one set per class prompt: several subjects of one class share theirs; with several processes the main one
+    #    makes them and the others read them from the cache)
     class_items, class_of, class_ids = [], {}, []
     if config.method == "dreambooth" and config.prior_preservation:
         prompts = list(dict.fromkeys(s.class_prompt for s in config.subjects))
         for k, prompt in enumerate(prompts):
-            paths = sampling.class_images(parts, replace(config, class_prompt=prompt), cache_dir, progress)
+            with accelerator.main_process_first():
+                paths = sampling.class_images(parts, replace(config, class_prompt=prompt), cache_dir, progress)
             class_ids.append(list(range(len(class_items), len(class_items) + len(paths))))
             class_items += [data.TrainItem(p, prompt, config.resolution, config.resolution, subject=k) for p in paths]
         class_of = {i: prompts.index(s.class_prompt) for i, s in enumerate(config.subjects)}
@@ -131,13 +141,14 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     texts = None
     trains_text = method.trains_text if method is not None else False
     if config.cache:
-        found = latents.fill(cache_dir, config.flip, progress)
-        if class_items:
-            class_latents.fill(cache_dir, False, progress)
+        with accelerator.main_process_first():  # encoded once, by the main process; the others read its files
+            found = latents.fill(cache_dir, config.flip, progress)
+            if class_items:
+                class_latents.fill(cache_dir, False, progress)
+            if not trains_text and not config.shuffle_captions:
+                texts = TextEmbeddings(parts, config.max_sequence_length)
+                texts.fill(cache_dir, [caption(i.caption) for i in items + class_items], made_from=owner(items))
         log.event("message", text=f"latents {'read from cache' if found else 'cached'}")
-        if not trains_text and not config.shuffle_captions:
-            texts = TextEmbeddings(parts, config.max_sequence_length)
-            texts.fill(cache_dir, [caption(i.caption) for i in items + class_items], made_from=owner(items))
     if staged:
         remember_prompts(parts, [caption(p) for p in config.prompts()], config.max_sequence_length)
         parts.drop_text_encoders()
@@ -178,6 +189,18 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                                      processes=accelerator.num_processes, balance=config.balance)
     total = config.max_steps or per_epoch * config.epochs
     epochs = math.ceil(total / per_epoch)
+    processes, rank = accelerator.num_processes, accelerator.process_index
+
+    def plan_of(epoch: int) -> list[list[data.Sample]]:
+        """Epoch `epoch`'s micro-batches, each the whole batch of every process (batch_size x processes)."""
+        return data.epoch_plan(items, epoch=epoch, seed=config.seed, repeats=repeats,
+                               batch_size=config.batch_size * processes, resolution=config.resolution,
+                               buckets=config.buckets, flip=config.flip, shuffle_captions=config.shuffle_captions,
+                               keep_tokens=config.keep_tokens, balance=config.balance)
+
+    if processes > 1:
+        log.event("message", text=data.shares_note(plan_of(0)[:per_epoch * config.grad_accum], processes,
+                                                   config.batch_size))
     optimizer = make_optimizer(method.param_groups(), config, device, log)
     schedule = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps,
                              num_training_steps=total, num_cycles=config.lr_cycles)
@@ -226,7 +249,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         if not watch.may_checkpoint(step, forced):
             return
         weights = method.state()
-        if not checkpoints.all_finite(weights):
+        if not main_says(accelerator, checkpoints.all_finite(weights)):
             watch.settle()  # the checkpoints handed over are on disk: the message names the one kept
             raise TrainingDiverged(diverged(f"the weights became NaN or infinite at step {step}", run_dir, config))
         history_now = watch.history_now()
@@ -239,36 +262,50 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
 
             watch.write(write, weights, training)
 
-    def micro_loss(samples, sizes, target, loader, generator):
-        """One micro-batch's loss: latents sampled from their cached distribution, normalized as the VAE's family
-        wants them, the captions' conditioning, and the family's objective."""
+    def micro_loss(samples, sizes, target, loader, draws):
+        """One micro-batch's loss (this process's part of it): latents sampled from their cached distribution,
+        normalized as the VAE's family wants them, the captions' conditioning, and the family's objective; `draws`
+        (BatchDraws) gives this part's random draws."""
         mean, std = loader.batch([s.index for s in samples], [s.flip for s in samples])
         captions = [method.caption(s.caption) for s in samples]
         cond = texts.batch(captions) if texts is not None else encode_text(parts, captions, encoders,
                                                                         config.max_sequence_length)
-        eps = torch.randn(mean.shape, generator=generator)
+        eps = draws.randn(mean.shape)
         lat = parts.family.normalize_latents(parts.vae, mean + std * eps).to(device)
         if parts.family.channels_last:
             lat = lat.to(memory_format=torch.channels_last)
         error, weight = objective.loss_map(denoiser, lat, cond, [sizes[s.index] for s in samples], target,
-                                           generator, accelerator.autocast)
+                                           draws, accelerator.autocast)
         mask = loader.mask_batch([s.index for s in samples], [s.flip for s in samples], tuple(mean.shape[-2:]))
         return reduce(error, weight, mask_weights(mask, config.unmasked_weight))
 
     def base_loss() -> float:
         """The untouched model's mean loss over epoch 1's first micro-batches (about 16 images), with noise from a
         generator of its own: no step's draws change."""
-        plan = data.epoch_plan(items, epoch=0, seed=config.seed, repeats=repeats, batch_size=config.batch_size,
-                               resolution=config.resolution, buckets=config.buckets, flip=config.flip,
-                               shuffle_captions=config.shuffle_captions, keep_tokens=config.keep_tokens,
-                               balance=config.balance)
-        plan = plan[accelerator.process_index::accelerator.num_processes][:max(1, -(-16 // config.batch_size))]
+        plan = plan_of(0)[:max(1, -(-16 // (config.batch_size * processes)))]
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 - 1)
+        found = []
         with torch.no_grad():
-            found = [micro_loss(samples, latents.sizes, items[samples[0].index].bucket(config.resolution,
-                                                                                          config.buckets),
-                                latents, generator).item() for samples in plan]
+            for whole in plan:
+                part = data.share(whole, processes, rank, config.batch_size)
+                loss = micro_loss(part.samples, latents.sizes, items[whole[0].index].bucket(config.resolution,
+                                                                                           config.buckets),
+                                  latents, BatchDraws(generator, len(whole), part.rows))
+                found.append(part.weight * loss.item())  # (mean_over_processes then gives the batches' mean)
         return sum(found) / len(found)
+
+    def synced(last: bool) -> ExitStack:
+        """Gradient accumulation: the processes add up their gradients only at a step's last micro-batch (no_sync
+        before it), not at every one."""
+        stack = ExitStack()
+        if not last:
+            for module in trained.values():
+                stack.enter_context(accelerator.no_sync(module))
+        return stack
+
+    def stop_asked() -> bool:
+        """Whether to stop now, one verdict for every process: any of them asked (its cancel file, a SIGTERM)."""
+        return any_says(accelerator, should_stop())
 
     # 7. The loop: epochs of micro-batches, `grad_accum` of them per optimizer step
     watch.begin(step, base_loss)  # a fresh run: the base model's loss and pictures, the guard's references
@@ -276,30 +313,34 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
     for module in trained.values():
         module.train()
     for epoch in range(step // per_epoch, epochs):
-        plan = data.epoch_plan(items, epoch=epoch, seed=config.seed, repeats=repeats,
-                               batch_size=config.batch_size, resolution=config.resolution, buckets=config.buckets,
-                               flip=config.flip, shuffle_captions=config.shuffle_captions,
-                               keep_tokens=config.keep_tokens, balance=config.balance)
-        # each process of a multi-GPU run takes every num_processes-th micro-batch
-        plan = plan[accelerator.process_index::accelerator.num_processes][:per_epoch * config.grad_accum]
+        plan = plan_of(epoch)[:per_epoch * config.grad_accum]  # every process's whole micro-batches, the same plan
         for k in range((step - epoch * per_epoch) * config.grad_accum, len(plan), config.grad_accum):
             step_loss = 0.0
-            for j, samples in enumerate(plan[k:k + config.grad_accum]):
+            batches = plan[k:k + config.grad_accum]
+            for j, whole in enumerate(batches):
                 micro = step * config.grad_accum + j
-                torch.manual_seed(config.seed * 1_000_003 + micro)  # LoRA dropout draws from the global generator
+                # LoRA dropout draws from the global generator: a seed of each process's own
+                torch.manual_seed(process_seed(config.seed * 1_000_003 + micro, rank))
                 generator = torch.Generator().manual_seed(config.seed * 1_000_003 + micro)
-                target = items[samples[0].index].bucket(config.resolution, config.buckets)
-                loss = micro_loss(samples, latents.sizes, target, latents, generator)
-                if class_items:  # prior preservation: class images of each picture's class keep what the base knew
-                    prior = []
-                    for i, sample in enumerate(samples):
-                        ids = class_ids[class_of[items[sample.index].subject]]
-                        index = ids[(micro * len(samples) + i) % len(ids)]
-                        prior.append(data.Sample(index, False, class_items[index].caption))
-                    sizes = {s.index: class_latents.sizes.get(s.index, (config.resolution,) * 2 + (0, 0)) for s in prior}
-                    loss = loss + config.prior_loss_weight * micro_loss(prior, sizes, (config.resolution,) * 2,
-                                                                        class_latents, generator)
-                accelerator.backward(loss / config.grad_accum)
+                part = data.share(whole, processes, rank, config.batch_size)  # this process's pictures of it
+                draws = BatchDraws(generator, len(whole), part.rows)
+                target = items[whole[0].index].bucket(config.resolution, config.buckets)
+                with synced(j == len(batches) - 1):
+                    loss = micro_loss(part.samples, latents.sizes, target, latents, draws)
+                    if class_items:  # prior preservation: class images of each picture's class keep what the base knew
+                        prior = []
+                        for row, sample in zip(part.rows, part.samples):
+                            ids = class_ids[class_of[items[sample.index].subject]]
+                            index = ids[(micro * len(whole) + row) % len(ids)]
+                            prior.append(data.Sample(index, False, class_items[index].caption))
+                        sizes = {s.index: class_latents.sizes.get(s.index, (config.resolution,) * 2 + (0, 0))
+                                 for s in prior}
+                        loss = loss + config.prior_loss_weight * micro_loss(prior, sizes, (config.resolution,) * 2,
+                                                                            class_latents, draws)
+                    if part.weight != 1.0:  # its share of the whole batch (0: a copy, for a process left without)
+                        loss = loss * part.weight
+                    loss = debug_nan(loss, step + 1, rank)
+                    accelerator.backward(loss / config.grad_accum)
                 step_loss = step_loss + loss.detach() / config.grad_accum  # on the device: read every few steps
             accelerator.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
@@ -314,7 +355,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
                 break
             if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                 save(epoch)
-            if k + config.grad_accum < len(plan) and should_stop():  # at an epoch's end, the epoch is finished first
+            if k + config.grad_accum < len(plan) and stop_asked():  # at an epoch's end, the epoch is finished first
                 save(epoch, forced=True)
                 watch.settle()  # the checkpoint is on disk before the run says so
                 raise Cancelled(f"cancelled at step {step}; resume continues from there")
@@ -323,7 +364,7 @@ def train(store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, sho
         #    guard), then the checkpoint and epoch weights (at validated epochs, or as save_every_epochs says): a
         #    checkpoint after a validation holds pictures seen to be sound
         history["epoch_loss"][str(epoch + 1)] = watch.epoch_loss(epoch + 1)
-        stopping = step < total and should_stop()
+        stopping = step < total and stop_asked()
         result = watch.epoch_end(epoch + 1, step)
         watch.epoch_done(epoch + 1, step, history["epoch_loss"][str(epoch + 1)], result)
         if watch.saves(epoch + 1) or step >= total or stopping:
