@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from studio.joblog import CANCEL_FILE, LOG_FILE, JobLog
+
+LAUNCHER_PID = "STUDIO_LAUNCHER_PID"  # set by studio.ranks for each of a job's several processes
 from studio.progress import Cancelled, StopFn
 
 
@@ -75,29 +77,30 @@ Work = Callable[[argparse.Namespace, object, JobLog, StopFn], str]
 def child_main(prog: str, events: str, work: Work, starting: str, argv: list[str] | None = None) -> int:
     """Run `work` for the job folder on the command line and record how it ended; returns the exit code. `events`
     is the kind's events file, `starting` the status message while it starts. Of a multi-GPU run's processes only
-    the first (RANK 0) writes."""
+    the first (RANK 0) writes, and its last status waits until every process has ended (studio.ranks)."""
     args = _parser(prog).parse_args(argv)
-    log = JobLog(args.folder, events, enabled=int(os.environ.get("RANK", "0")) == 0)
+    launcher = os.environ.get(LAUNCHER_PID)  # one of several processes (studio.ranks): it says when all have ended
+    log = JobLog(args.folder, events, enabled=int(os.environ.get("RANK", "0")) == 0, defer_end=bool(launcher))
     should_stop = stop_requested(args.folder)
-    log.status("running", starting, pid=os.getpid(), started=time.time())
+    log.status("running", starting, pid=int(launcher or os.getpid()), started=time.time())
     try:
         ended = work(args, settings_from_arguments(args), log, should_stop)
-        log.status("done", ended, ended=time.time())
+        log.end("done", ended, ended=time.time())
         return 0
     except Cancelled as e:
         log.event("message", text=str(e))
-        log.status("cancelled", str(e), ended=time.time())
+        log.end("cancelled", str(e), ended=time.time())
         return 0
     except JobFailed as e:
         log.event("message", text=str(e))
-        log.status("failed", str(e), exit_code=e.code, ended=time.time(), **e.fields)
+        log.end("failed", str(e), exit_code=e.code, ended=time.time(), **e.fields)
         return e.code
     except ValueError as e:  # bad input found late, or a full/read-only disk (fileio.WriteError): said in one line
         log.event("message", text=str(e))
-        log.status("failed", str(e), exit_code=2, ended=time.time())
+        log.end("failed", str(e), exit_code=2, ended=time.time())
         return 2
     except Exception as e:  # recorded for the UI, then re-raised so the traceback lands in log.txt
-        log.status("failed", f"{type(e).__name__}: {e} (see {LOG_FILE})", exit_code=1, ended=time.time())
+        log.end("failed", f"{type(e).__name__}: {e} (see {LOG_FILE})", exit_code=1, ended=time.time())
         traceback.print_exc()
         raise
     finally:

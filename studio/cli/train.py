@@ -17,7 +17,7 @@ _FIELDS = {"method": "method", "model": "model", "out": "name", "steps": "max_st
            "validation_budget": "validation_budget", "lr_scheduler": "lr_scheduler", "init_word": "init_word",
            "class_prompt": "class_prompt", "mixed_precision": "mixed_precision", "lora_layers": "lora_layers",
            "ema": "ema", "clip_model": "clip_model", "unmasked_weight": "unmasked_weight",
-           "continue_from": "continue_from"}
+           "continue_from": "continue_from", "gpus": "gpus", "processes": "processes"}
 
 
 def register(sub) -> None:
@@ -75,6 +75,11 @@ def register(sub) -> None:
                    help="loss weight of the masks' black pixels (default 0: not learnt; OneTrainer uses 0.1)")
     p.add_argument("--continue-from", default=None, metavar="RUN",
                    help="add a subject: start this LoRA run from finished run RUN's LoRA (its subjects come along)")
+    p.add_argument("--gpus", default=None, metavar="0,1",
+                   help="the GPUs to train on, one process each sharing every batch (default: every GPU when --device "
+                        "is auto or cuda)")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="N training processes on the CPU (gloo): the several-GPU path without GPUs")
     p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")

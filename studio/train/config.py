@@ -193,6 +193,11 @@ class RunConfig:
     # on builtin:tiny on a CPU its compile time outweighs what it saves (docs/training.md, "Speed")
     compile: bool = False
     device: str = ""  # "" means the studio's device
+    # Several GPUs: the cards to train on ("0,1": one process each, sharing every micro-batch of batch_size x cards);
+    # "" takes every GPU when the device is auto or cuda, the one card it names otherwise
+    gpus: str = ""
+    # Several processes on the CPU (gloo): the multi-GPU path on a machine without GPUs (tests; 0 or 1: one)
+    processes: int = 0
 
     def __post_init__(self):
         self.extra_subjects = [Subject(**s) if isinstance(s, dict) else s for s in self.extra_subjects or []]
@@ -218,7 +223,7 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1 but is {getattr(self, name)}")
         for name in ("epochs", "max_steps", "warmup_steps", "keep_tokens", "class_images", "validation_every",
-                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs"):
+                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs", "processes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:

@@ -62,12 +62,12 @@ def run_repeats(config):
     return [s.repeats for s in config.subjects] if config.extra_subjects else config.repeats
 
 
-def config_steps_per_epoch(items: list, config, native: int) -> int:
-    """Optimizer steps in one epoch of `config` on its `items` (one process); `native` is the base's own size, for a
-    config that leaves the resolution to it."""
+def config_steps_per_epoch(items: list, config, native: int, processes: int = 1) -> int:
+    """Optimizer steps in one epoch of `config` on its `items` (on `processes` processes); `native` is the base's own
+    size, for a config that leaves the resolution to it."""
     return steps_per_epoch(items, repeats=run_repeats(config), batch_size=config.batch_size,
                            grad_accum=config.grad_accum, resolution=config.resolution or native,
-                           buckets=config.buckets, balance=config.balance)
+                           buckets=config.buckets, processes=processes, balance=config.balance)
 
 
 def appearances(items: list[TrainItem], repeats, balance: bool = False) -> list[int]:

@@ -118,16 +118,19 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
     device = config.device or studio.settings.device
     if device.startswith("cuda") and not claims.gpu_count():
         raise ValueError(f"`device` is {device!r} but there is no CUDA GPU (the NVIDIA driver lists none)")
-    if claims.device_key(device) == "cpu" and config.mixed_precision == "fp16":
+    placement = claims.place(device, config.gpus, config.processes)  # the cards asked for, or N CPU processes
+    if claims.device_key(placement.device) == "cpu" and config.mixed_precision == "fp16":
         raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
 
-    # 2. Queue it: one job on a device at a time (a second would fight the first for memory and time)
-    several = device in ("auto", "cuda") and claims.gpu_count() > 1  # one process per GPU, sharing the epoch
+    # 2. Queue it: one job on a device at a time (a second would fight the first for memory and time); several
+    #    processes (one per GPU) share each micro-batch
     native = ref.family.native_resolution if ref.family else 512
-    steps = config.max_steps or config.epochs * data.config_steps_per_epoch(items, config, native)
+    steps = config.max_steps or config.epochs * data.config_steps_per_epoch(items, config, native,
+                                                                             placement.processes)
+    on = f" on {placement.processes} processes" if placement.processes > 1 else ""
     return jobs.start(studio, RUNS, config.name, lambda folder: _record(config, folder, note), resume=resume,
-                      device=device, devices=claims.every_gpu() if several else None,
-                      needs=f"training a {config.method} on {config.model} at {config.resolution or native} px",
+                      placement=placement,
+                      needs=f"training a {config.method} on {config.model} at {config.resolution or native} px{on}",
                       estimate_s=estimate_seconds(studio, config, steps))
 
 

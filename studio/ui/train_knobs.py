@@ -87,6 +87,7 @@ KNOB_SPECS = (
                                              info="budget: a share of the run's time, start to end")),
     ("validation_budget", 4, "Validation budget (share of time)", dict(info="0.1: at most 10% of the run")),
     ("compile", 3, "torch.compile the denoiser", dict(info="slow first steps; off on CPUs")),
+    ("gpus", 3, "GPUs", dict(placeholder="e.g. 0,1", info="one process each, sharing every batch; empty: every GPU")),
 )
 KNOBS = tuple(name for name, _, _, _ in KNOB_SPECS)
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
