@@ -34,6 +34,7 @@ def settings_args(settings, device: str) -> list[str]:
             "--workspace", str(settings.workspace_dir), "--studio-workspace", str(settings.studio_workspace),
             "--device", device, "--max-image-pixels", str(settings.max_image_pixels)]
     args += ["--user", settings.user] if settings.user else []
+    args += ["--workers", settings.workers] + ["--insecure-workers"] * settings.insecure_workers if settings.workers else []
     return args + ["--offline"] * (not settings.allow_downloads) + ["--allow-pickle"] * settings.allow_pickle
 
 
@@ -49,6 +50,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--max-image-pixels", type=int, default=None)
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--allow-pickle", action="store_true")
+    parser.add_argument("--workers", default="", help="the Ray cluster a remote job's driver sends it to")
+    parser.add_argument("--insecure-workers", action="store_true")
     parser.add_argument("--resume", action="store_true", help="continue from where the job was")
     return parser
 
@@ -59,7 +62,8 @@ def settings_from_arguments(args):
     limit = {"max_image_pixels": args.max_image_pixels} if args.max_image_pixels else {}
     return Settings(root=args.root, models_dir=args.models_dir, workspace_dir=args.workspace,
                     studio_workspace=args.studio_workspace, user=args.user, device=args.device,
-                    allow_downloads=not args.offline, allow_pickle=args.allow_pickle, **limit)
+                    allow_downloads=not args.offline, allow_pickle=args.allow_pickle, workers=args.workers,
+                    insecure_workers=args.insecure_workers, **limit)
 
 
 def stop_requested(folder: Path) -> StopFn:

@@ -37,6 +37,13 @@ class JobLog:
             self._file = open(self._path, "a", encoding="utf-8", buffering=1)
         self._file.write(json.dumps({"type": kind, "time": round(time.time(), 3), **fields}, default=str) + "\n")
 
+    def relay(self, event: dict) -> None:
+        """Append an event as another process wrote it (a remote worker's, with its own time and type)."""
+        if self.enabled:
+            if self._file is None:
+                self._file = open(self._path, "a", encoding="utf-8", buffering=1)
+            self._file.write(json.dumps(event, default=str) + "\n")
+
     def status(self, state: str, message: str = "", **fields) -> None:
         if state not in STATES:
             raise ValueError(f"`state` must be one of {', '.join(STATES)} but is {state!r}")

@@ -37,6 +37,7 @@ class JobKind:
     # How long a job of this kind has left while it runs (its status -> seconds, or None when it cannot tell)
     remaining: Callable = lambda status: None
     multi_gpu: bool = False  # its child may run as several processes, one per GPU (studio.ranks)
+    remote: bool = False  # with the studio's --workers, its jobs go to them (studio.remote.child drives each)
 
 
 def declare(kind: JobKind) -> JobKind:
@@ -94,7 +95,10 @@ def start(studio, kind: JobKind, name: str, prepare: Callable[[Path], None], *, 
     says both, and for a kind that runs on several GPUs how many processes (studio.ranks starts them)."""
     settings = studio.settings
     folder = kind.where(settings, name)
-    if placement is None:
+    remote = bool(settings.workers) and kind.remote
+    if remote:  # on a worker's GPU: nothing of this machine is claimed, Ray queues it for a free one
+        placement = claims.Placement(device or settings.device, [])
+    elif placement is None:
         device = device or settings.device
         placement = claims.Placement(device, devices or [claims.device_key(device)])
     if placement.processes > 1 and not kind.multi_gpu:
@@ -116,17 +120,21 @@ def start(studio, kind: JobKind, name: str, prepare: Callable[[Path], None], *, 
     check()  # (first: a name taken is said as such, even while its job runs)
 
     entry = queue.Entry(queue.entry_id(kind.key, name, settings.user), kind.key, name, placement.devices,
-                        needs or kind.noun, str(folder), child_argv(kind, settings, folder, placement, resume),
-                        child_argv(kind, settings, folder, placement, True), str(settings.root),
+                        needs or kind.noun, str(folder), child_argv(kind, settings, folder, placement, resume, remote),
+                        child_argv(kind, settings, folder, placement, True, remote), str(settings.root),
                         owner=settings.user, estimate_s=estimate_s)
     queue.submit(queue_folder, entry, prepared)
     return status(studio, kind, name)
 
 
-def child_argv(kind: JobKind, settings, folder: Path, placement: claims.Placement, resume: bool) -> list[str]:
-    """The child's command line (after `python`): one process on the placement's device, or several through studio.ranks (one per card, or N on the CPU), never through `accelerate launch` and
-    the user's accelerate config."""
+def child_argv(kind: JobKind, settings, folder: Path, placement: claims.Placement, resume: bool,
+               remote: bool = False) -> list[str]:
+    """The child's command line (after `python`): one process on the placement's device, or several through
+    studio.ranks (one per card, or N on the CPU), never through `accelerate launch` and the user's accelerate
+    config; with `remote`, the driver of a job sent to the studio's workers."""
     args = [str(folder), *settings_args(settings, placement.device)] + ["--resume"] * resume
+    if remote:
+        return ["-m", "studio.remote.child", *args]
     if placement.processes == 1:
         return ["-m", kind.child, *args]
     cards = ["--cards", ",".join(placement.cards)] if placement.cards else []

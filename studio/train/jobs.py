@@ -116,11 +116,17 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
 
         start_weights(studio.settings.runs_dir, config.continue_from, config)
     device = config.device or studio.settings.device
-    if device.startswith("cuda") and not claims.gpu_count():
-        raise ValueError(f"`device` is {device!r} but there is no CUDA GPU (the NVIDIA driver lists none)")
-    placement = claims.place(device, config.gpus, config.processes)  # the cards asked for, or N CPU processes
-    if claims.device_key(placement.device) == "cpu" and config.mixed_precision == "fp16":
-        raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
+    if studio.settings.workers:  # sent to a worker: one GPU of its own (or its CPU, on a CPU cluster)
+        if config.gpus or config.processes > 1:
+            raise ValueError(f"`gpus` and `processes` choose this machine's cards and processes; a run sent to the "
+                             f"workers ({studio.settings.workers}) takes one worker's GPU: leave them empty")
+        placement = claims.Placement(device, [])
+    else:
+        if device.startswith("cuda") and not claims.gpu_count():
+            raise ValueError(f"`device` is {device!r} but there is no CUDA GPU (the NVIDIA driver lists none)")
+        placement = claims.place(device, config.gpus, config.processes)  # the cards asked for, or N CPU processes
+        if claims.device_key(placement.device) == "cpu" and config.mixed_precision == "fp16":
+            raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
 
     # 2. Queue it: one job on a device at a time (a second would fight the first for memory and time); several
     #    processes (one per GPU) share each micro-batch
@@ -128,6 +134,7 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
     steps = config.max_steps or config.epochs * data.config_steps_per_epoch(items, config, native,
                                                                              placement.processes)
     on = f" on {placement.processes} processes" if placement.processes > 1 else ""
+    on = f" on a remote worker ({studio.settings.workers})" if studio.settings.workers else on
     return jobs.start(studio, RUNS, config.name, lambda folder: _record(config, folder, note), resume=resume,
                       placement=placement,
                       needs=f"training a {config.method} on {config.model} at {config.resolution or native} px{on}",
@@ -235,4 +242,4 @@ def list_runs(studio) -> list[RunStatus]:
 RUNS = jobs.declare(jobs.JobKind(
     key="run", noun="run", request="run.json", events=EVENTS, child="studio.train.child",
     root=lambda settings: settings.runs_dir, where=run_dir, read=lambda folder, name: folder_status(folder, name),
-    remaining=lambda status: status.eta_s if status.state == "running" else None, multi_gpu=True))
+    remaining=lambda status: status.eta_s if status.state == "running" else None, multi_gpu=True, remote=True))
