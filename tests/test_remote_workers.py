@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.train_helpers import astronaut, make_dataset, tiny_config
+from tests.train_helpers import astronaut, make_dataset, tiny_config, wait_for_run
 
 
 def _free_port() -> int:
@@ -56,18 +56,6 @@ def _remote(studio, address):
     from studio.context import Studio
 
     return Studio.open(studio.settings.with_(workers=address))
-
-
-def _wait_for(studio, name, test, timeout=240):
-    from studio.train import jobs
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = jobs.run_status(studio, name)
-        if test(status) or not status.active:
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"run {name}: {jobs.run_status(studio, name).line()}")
 
 
 @pytest.mark.slow
@@ -113,10 +101,10 @@ def test_cancel_reaches_the_worker(studio, workers):
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
     remote = _remote(studio, workers)
     jobs.start_run(remote, tiny_config(name="far", max_steps=2000))
-    reached = _wait_for(remote, "far", lambda s: s.step >= 3)
+    reached = wait_for_run(remote, "far", lambda s: s.step >= 3, timeout=240)
     assert reached.state == "running", reached.message
     jobs.cancel_run(remote, "far")
-    status = _wait_for(remote, "far", lambda s: False, timeout=90)
+    status = wait_for_run(remote, "far", lambda s: False, timeout=90)
     assert status.state == "cancelled", (status.message, (status.run_dir / "log.txt").read_text()[-3000:])
     assert status.checkpoint_step is not None and status.checkpoint_step >= 3 and status.step < 2000
     checkpoints.load_checkpoint(checkpoints.latest_checkpoint(status.run_dir))
@@ -129,7 +117,7 @@ def test_a_killed_worker_is_said_and_the_run_goes_on_on_another(studio, workers)
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
     remote = _remote(studio, workers)
     jobs.start_run(remote, tiny_config(name="lost", max_steps=120, checkpoint_every_steps=5))
-    copied = _wait_for(remote, "lost", lambda s: (s.checkpoint_step or 0) >= 5)
+    copied = wait_for_run(remote, "lost", lambda s: (s.checkpoint_step or 0) >= 5, timeout=240)
     assert copied.state == "running", copied.message
     sent = [m for m in copied.messages if m.startswith("sent to worker")]
     os.kill(int(re.search(r"process (\d+)", sent[0]).group(1)), signal.SIGKILL)
@@ -160,7 +148,8 @@ def test_an_address_beyond_the_local_network_needs_tls_or_a_yes(monkeypatch):
 
 
 def test_what_travels_with_a_run(studio):
-    from studio.remote.bundle import file_hash, run_bundle
+    from studio.copies import sha256_of
+    from studio.remote.bundle import run_bundle
 
     make_dataset(studio.settings, "ds", [astronaut(), astronaut((64, 64)).rotate(90)], ["sks", "sks turned"])
     (studio.settings.datasets_dir / "ds" / ".originals").mkdir()
@@ -172,7 +161,7 @@ def test_what_travels_with_a_run(studio):
     assert not any(".originals" in d for d in dests)  # the uploads kept beside a dataset stay here
     assert "models/builtin/tiny/model_index.json" in dests  # a builtin base travels; the worker builds nothing
     picture = next(p for p in bundle.parts if p.dest.endswith("000.png"))
-    assert picture.sha256 == file_hash(studio.settings.datasets_dir / "ds" / "000.png")
+    assert picture.sha256 == sha256_of(studio.settings.datasets_dir / "ds" / "000.png")
     assert bundle.config.device == "" and bundle.config.model == "builtin:tiny"
 
 

@@ -10,7 +10,7 @@ import psutil
 import pytest
 import torch
 
-from tests.train_helpers import astronaut, chelsea, make_dataset, tiny_config
+from tests.train_helpers import astronaut, chelsea, make_dataset, tiny_config, wait_for_run
 
 
 def _four_pictures(settings):
@@ -34,18 +34,6 @@ def _ranks_of(status) -> list[psutil.Process]:
             return found
         time.sleep(0.2)
     raise AssertionError("the run's two processes did not start")
-
-
-def _wait_for_step(studio, name, step, timeout=120):
-    from studio.train import jobs
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = jobs.run_status(studio, name)
-        if status.step >= step or not status.active:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"run {name} did not reach step {step}")
 
 
 def test_two_processes_of_batch_1_train_as_one_of_batch_2(studio):
@@ -85,7 +73,7 @@ def test_cancel_stops_both_processes_on_a_dataset_smaller_than_the_processes(stu
     make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
     status = jobs.start_run(studio, tiny_config(name="job", max_steps=500, processes=2))
     ranks = _ranks_of(status)
-    reached = _wait_for_step(studio, "job", 3)
+    reached = wait_for_run(studio, "job", lambda status: status.step >= 3)
     assert reached.state == "running", reached.message
     assert any("hold too few pictures for all of them" in m for m in reached.messages)
     asked = time.monotonic()

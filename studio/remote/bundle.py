@@ -6,10 +6,10 @@ content (sha256), so a worker that kept one from an earlier job is not sent it a
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from studio.copies import sha256_of
 from studio.train import checkpoints
 
 CHUNK = 32 * 1024 * 1024  # bytes per message when a file is sent or fetched
@@ -36,14 +36,6 @@ class Bundle:
         return sum(p.size for p in self.parts)
 
 
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _files(folder: Path, dest: str, *, top_only: bool = False) -> list[Part]:
     """The regular files of `folder` (not hidden ones, nor links), as parts under `dest`."""
     found = sorted(folder.iterdir() if top_only else folder.rglob("*"))
@@ -52,7 +44,7 @@ def _files(folder: Path, dest: str, *, top_only: bool = False) -> list[Part]:
         rel = path.relative_to(folder)
         if path.is_symlink() or not path.is_file() or any(part.startswith(".") for part in rel.parts):
             continue
-        out.append(Part(f"{dest}/{rel.as_posix()}", path, path.stat().st_size, file_hash(path)))
+        out.append(Part(f"{dest}/{rel.as_posix()}", path, path.stat().st_size, sha256_of(path)))
     return out
 
 
@@ -82,7 +74,7 @@ def run_bundle(studio, config, run_dir: Path, *, resume: bool) -> Bundle:
     elif ref.kind in ("folder", "file"):
         where = f"models/base/{ref.path.name}"
         parts += _files(ref.path, where) if ref.path.is_dir() else [
-            Part(where, ref.path, ref.path.stat().st_size, file_hash(ref.path))]
+            Part(where, ref.path, ref.path.stat().st_size, sha256_of(ref.path))]
         if Path(config.model).expanduser().is_absolute():  # a path here: by its name in the worker's models/base/
             remote = replace(remote, model=ref.path.name)
             notes.append(f"base {config.model} travels as {ref.path.name} (the exported header names it so)")
@@ -93,7 +85,7 @@ def run_bundle(studio, config, run_dir: Path, *, resume: bool) -> Bundle:
         other = settings.runs_dir / config.continue_from
         last = checkpoints.epoch_file(other, checkpoints.saved_epochs(other)[-1])
         parts.append(Part(f"workspace/runs/{config.continue_from}/{last.relative_to(other).as_posix()}", last,
-                          last.stat().st_size, file_hash(last)))
+                          last.stat().st_size, sha256_of(last)))
     # 4. Resuming: its last checkpoint, what a resume reads (its run.json goes with the start: the config above)
     kept = checkpoints.latest_checkpoint(run_dir) if resume else None
     if kept is not None:

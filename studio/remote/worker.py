@@ -21,6 +21,7 @@ from pathlib import Path
 
 import ray
 
+from studio.copies import sha256_of
 from studio.joblog import CANCEL_FILE, LOG_FILE, read_status
 from studio.ranks import _die_with_parent
 from studio.remote.bundle import CHUNK
@@ -74,8 +75,6 @@ class JobWorker:
     def receive(self, sha: str, offset: int, data: bytes, last: bool, dests: list[str]) -> None:
         """A piece of the file whose content is `sha`; at the `last`, it is checked, kept in the cache and placed at
         every one of `dests`."""
-        import hashlib
-
         partial = self.root / ".incoming" / sha
         partial.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "r+b" if offset else "wb") as f:
@@ -83,12 +82,9 @@ class JobWorker:
             f.write(data)
         if not last:
             return
-        h = hashlib.sha256()
-        with open(partial, "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-        if h.hexdigest() != sha:
-            raise ValueError(f"a file sent to the worker arrived damaged (sha256 {h.hexdigest()}, not {sha})")
+        got = sha256_of(partial)
+        if got != sha:
+            raise ValueError(f"a file sent to the worker arrived damaged (sha256 {got}, not {sha})")
         blob = _cache() / sha
         os.replace(partial, blob)
         for dest in dests:
