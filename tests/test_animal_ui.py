@@ -97,7 +97,7 @@ def test_offline_demo_turns_the_cartoon_face_into_dogs(animal_app):
     values = {**_widget_defaults(app), **POCKET_DEMO, "image": Image.open(POCKET_DEMO["image"]).convert("RGB")}
     checker = PocketChecker(studio.store.load_checker(str(CHECKER_DIR)))
     assert checker.labels([values["image"].resize((64, 64))])[0][0] == "human"
-    result = face_to_animal(studio, request_from_widgets(**values))
+    result = face_to_animal(studio, request_from_widgets(values))
     labels = [label for label, _ in checker.labels([a.image.resize((64, 64), Image.LANCZOS) for a in result.images])]
     assert len(labels) == 4 and labels.count("dog") >= 3, labels
     assert "Model: pocket, Denoising strength: 0.75" in result.images[0].parameters

@@ -87,10 +87,10 @@ def test_fix_faces_prints_the_scores_and_says_when_there_is_no_face(settings, tm
 
 
 @pytest.mark.parametrize("args, message", [
-    (["generate", "--prompt", "x", "--mask", "m.png", "--out", "o"], "`--mask` m.png does not exist"),
+    (["generate", "--prompt", "x", "--mask", "m.png", "--out", "o"], "argument --mask: m.png does not exist"),
     (["generate", "--prompt", "x", "--hires-scale", "9", "--out", "o"], "`hires_scale` must be between 1"),
     (["generate", "--prompt", "x", "--inpaint-area", "all", "--out", "o"], "invalid choice: 'all'"),
-    (["upscale", "--image", "/no/such.png", "--out", "o"], "`--image` /no/such.png does not exist"),
+    (["upscale", "--image", "/no/such.png", "--out", "o"], "argument --image: /no/such.png does not exist"),
     (["upscale", "--image", "{png}", "--upscaler", "nowhere", "--out", "o"], "upscaler 'nowhere' not found"),
     (["fix-faces", "--image", "{png}", "--strength", "2", "--out", "o"], "`strength` must be in (0, 1]"),
     (["fix-faces", "--out", "o"], "required: --image"),

@@ -1,5 +1,5 @@
-"""The Generate tab's Clean-up accordion: /generate keeps its parameters in order, the clean-up endpoints exist, the
-callbacks turn the painter's value into requests, and a dropped PNG restores the clean-up settings."""
+"""The Generate tab's Clean-up accordion: the endpoints take their requests' field names, the callbacks turn the
+painter's value into requests, and a dropped PNG restores the clean-up settings."""
 
 from __future__ import annotations
 
@@ -12,10 +12,6 @@ from PIL.PngImagePlugin import PngInfo
 
 from served import studio_settings
 from studio.ui.common import TabContext
-
-# /generate's parameters before this accordion existed: scripts call it positionally, so these stay first, in order.
-GENERATE_PARAMETERS = ["prompt_text", "negative_prompt", "model_id", "seed_value", "sampler_name", "steps_value",
-                       "cfg_scale", "width_px", "height_px", "batch_size", "lora_weights", "embedding_names"]
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +47,23 @@ def painted(size=(96, 64), box=(20, 10, 50, 40)) -> dict:
     return {"background": picture, "layers": [layer], "composite": picture}
 
 
-def test_generate_keeps_its_parameters_and_the_new_endpoints_exist(generate_app):
+def test_the_endpoints_take_their_requests_field_names(generate_app):
     _, app = generate_app
     endpoints = app.get_api_info()["named_endpoints"]
-    names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
-    assert names[:len(GENERATE_PARAMETERS)] == GENERATE_PARAMETERS
-    assert names[len(GENERATE_PARAMETERS):] == ["hires_scale", "hires_steps", "hires_upscaler", "hires_strength",
-                                                "distilled_cfg_scale", "t5_tokens"]  # FLUX.1's, appended after
-    assert {"/inpaint", "/upscale", "/fix_faces"} <= set(endpoints)
-    assert "cleanup_image" in [p["parameter_name"] for p in endpoints["/fix_faces"]["parameters"]]
+
+    def names(endpoint):
+        return {p["parameter_name"] for p in endpoints[endpoint]["parameters"]}
+
+    txt2img = {"prompt", "negative_prompt", "model", "seed", "sampler", "steps", "cfg", "width", "height",
+               "batch_size", "loras", "embeddings", "distilled_cfg", "max_sequence_length"}
+    hires = {"hires_scale", "hires_steps", "hires_upscaler", "hires_strength"}
+    inpaint = {"init_image", "strength", "mask_blur", "inpaint_area", "inpaint_padding"}
+    assert names("/generate") == txt2img | hires
+    assert names("/inpaint") == txt2img | inpaint | {"inpaint_model"}  # a dedicated inpainting model beside `model`
+    assert names("/upscale") == {"image", "upscaler", "scale", "tile", "tile_overlap"}
+    assert names("/fix_faces") == {"image", "prompt", "negative_prompt", "model", "loras", "embeddings", "seed", "steps",
+                                   "cfg", "sampler", "strength", "confidence", "dilate", "mask_blur", "only_masked",
+                                   "padding", "size", "max_faces", "inpaint_model", "reference"}
 
 
 def test_inpaint_callback_repaints_the_stroke_only(generate_app):
@@ -67,9 +71,8 @@ def test_inpaint_callback_repaints_the_stroke_only(generate_app):
 
     studio, app = generate_app
     value = painted()
-    v = SimpleNamespace(**{**defaults(app, "/inpaint"), "prompt_text": "a dog", "model_id": "builtin:tiny",
-                           "steps_value": 4, "seed_value": 3, "mask_blur": 0, "lora_weights": [],
-                           "cleanup_image": value})
+    v = SimpleNamespace(**{**defaults(app, "/inpaint"), "prompt": "a dog", "model": "builtin:tiny",
+                           "steps": 4, "seed": 3, "mask_blur": 0, "loras": [], "init_image": value})
     out = inpaint(TabContext(studio), v, None, no_progress)
     result = np.asarray(Image.open(out["gallery"][0][0]).convert("RGB"), dtype=np.int16)
     original = np.asarray(value["background"].convert("RGB"), dtype=np.int16)
@@ -77,8 +80,8 @@ def test_inpaint_callback_repaints_the_stroke_only(generate_app):
     keep[10:40, 20:50] = False
     assert np.array_equal(result[keep], original[keep]) and not np.array_equal(result[~keep], original[~keep])
     assert out["seed"] == 3 and "Denoising strength: 0.75" in out["parameters"]
-    v.cleanup_image = {**value, "layers": []}
-    with pytest.raises(ValueError, match="`mask_image` is empty: paint"):
+    v.init_image = {**value, "layers": []}
+    with pytest.raises(ValueError, match="`init_image` has no mask painted on it"):
         inpaint(TabContext(studio), v, None, no_progress)
 
 
@@ -89,9 +92,8 @@ def test_face_fix_callback_says_when_there_is_no_face(generate_app):
 
     studio, app = generate_app
     coffee = Image.fromarray(data.coffee())
-    v = SimpleNamespace(**{**defaults(app, "/fix_faces"), "model_id": "builtin:tiny", "facefix_prompt": "a face",
-                           "lora_weights": [],
-                           "cleanup_image": {"background": coffee, "layers": [], "composite": coffee},
+    v = SimpleNamespace(**{**defaults(app, "/fix_faces"), "model": "builtin:tiny", "prompt": "a face", "loras": [],
+                           "image": {"background": coffee, "layers": [], "composite": coffee},
                            "source_parameters": ""})
     out = run_fix_faces(TabContext(studio), v, None, no_progress)
     assert out["faces"] == [] and out["status"].startswith("no face found") and "gallery" not in out
@@ -116,14 +118,14 @@ def test_a_dropped_png_restores_the_clean_up_settings(generate_app, tmp_path):
                 "ADetailer inpaint padding: 40")
     got = restore_cleanup(TabContext(studio), SimpleNamespace(path=hires))
     assert got["cleanup_image"] == hires and got["source_parameters"].startswith("a castle")
-    assert (got["hires_scale"], got["hires_steps"], got["hires_upscaler"], got["hires_strength"]) == (
+    assert (got["gen.hires_scale"], got["gen.hires_steps"], got["gen.hires_upscaler"], got["gen.hires_strength"]) == (
         2.0, 10, "4x-UltraSharp", 0.55)
-    assert (got["facefix_confidence"], got["facefix_dilate"], got["facefix_mask_blur"], got["facefix_strength"],
-            got["facefix_padding"]) == (0.5, 8, 6, 0.35, 40)
+    assert (got["face.confidence"], got["face.dilate"], got["face.mask_blur"], got["face.strength"],
+            got["face.padding"]) == (0.5, 8, 6, 0.35, 40)
     # A picture made without hires fix turns it off again; inpaint keys come back from an inpainted one.
     inpainted = png("a door\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, "
                     "Denoising strength: 0.6, Mask blur: 8, Inpaint area: Only masked, Masked area padding: 48")
     got = restore_cleanup(TabContext(studio), SimpleNamespace(path=inpainted))
-    assert got["hires_scale"] == 1.0 and got["hires_steps"] == 0
-    assert (got["inpaint_strength"], got["mask_blur"], got["inpaint_area"], got["inpaint_padding"]) == (
+    assert got["gen.hires_scale"] == 1.0 and got["gen.hires_steps"] == 0
+    assert (got["gen.strength"], got["gen.mask_blur"], got["gen.inpaint_area"], got["gen.inpaint_padding"]) == (
         0.6, 8, "only masked", 48)

@@ -35,8 +35,8 @@ def test_prepare_and_check_through_the_api(served):
     studio, url, photos = served
     client = Client(url, verbose=False)
     report, chosen, gallery, captions = client.predict(
-        [handle_file(str(p)) for p in photos], "api-set", "ohwx", "person", 512, "face", 1.0, True, [], 0.4,
-        "template", "{trigger} {class_word}, a photo", api_name="/dataset_prepare")
+        inputs=[handle_file(str(p)) for p in photos], name="api-set", trigger="ohwx", size=512,
+        blur_bystanders=True, template="{trigger} {class_word}, a photo", api_name="/dataset_prepare")
     assert report.startswith("dataset api-set: 4 kept, 0 refused") and len(gallery) == 4
     assert [row[1] for row in captions["data"]] == ["ohwx person, a photo"] * 4
     assert (studio.settings.datasets_dir / "api-set" / "metadata.csv").is_file()
@@ -54,8 +54,8 @@ def test_prepare_and_check_through_the_api(served):
     assert edited["data"][1] == ["0002.png", "ohwx person, a photo, studio light"]
     assert (studio.settings.datasets_dir / "api-set" / "0002.txt").read_text().strip().endswith("studio light")
     with pytest.raises(Exception, match="`trigger`"):
-        client.predict([handle_file(str(photos[0]))], "x", "two words", "person", 512, "face", 1.0, True, [], 0.4,
-                       "template", "", api_name="/dataset_prepare")
+        client.predict(inputs=[handle_file(str(photos[0]))], name="x", trigger="two words",
+                       api_name="/dataset_prepare")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

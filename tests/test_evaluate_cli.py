@@ -48,7 +48,7 @@ def test_evaluate_prints_a_line_per_image_and_the_table(settings, reference, cap
     (["--variant", "a=", "--variant", "b=", "--reference", "/no/such/folder"], "`reference` '/no/such/folder' not found"),
     (["--variant", "a=", "--variant", "b=", "--seeds", "1,1"], "distinct seeds"),
     (["--variant", "a=", "--variant", "b=", "--clip", "missing-clip"], "`clip_model` 'missing-clip' not found"),
-    (["--variant", "a=", "--variant", "b=", "--seeds", "x,y"], "`seeds` must be whole numbers"),
+    (["--variant", "a=", "--variant", "b=", "--seeds", "x,y"], "`seeds` must be a whole number but is 'x'"),
     (["--variant", "a=", "--variant", "b=", "--seeds", "1", "--n-seeds", "2"], "not allowed with argument"),
 ])
 def test_bad_arguments_exit_2_with_one_line(settings, reference, capsys, args, message):

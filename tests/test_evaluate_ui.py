@@ -29,14 +29,15 @@ def test_widgets_become_a_request():
     from studio.generate import LoraChoice
     from studio.ui.evaluate_tab import NO_CLIP, request_from_widgets
 
-    request = request_from_widgets(" run ", "a photo of amari\n\n a side profile image of amari \n", "1, 2\n3",
-                                   "control=\nmine@0.6=+lora:mine:0.6\n", "amari", NO_CLIP, "", "Euler a", 4, 7.5,
-                                   0, 64, 0.4)
+    values = dict(name=" run ", prompts="a photo of amari\n\n a side profile image of amari \n", seeds="1, 2\n3",
+                  variants="control=\nmine@0.6=+lora:mine:0.6\n", reference="amari", clip_model=NO_CLIP,
+                  negative_prompt="", sampler="Euler a", steps=4, cfg=7.5, width=0, height=64, tolerance=0.4)
+    request = request_from_widgets(values).check()
     assert request.name == "run" and request.prompts == ["a photo of amari", "a side profile image of amari"]
     assert request.seeds == [1, 2, 3] and request.clip_model == "" and (request.width, request.height) == (None, 64)
     assert request.variants == [Variant("control"), Variant("mine@0.6", "", [LoraChoice("mine", 0.6)])]
-    with pytest.raises(ValueError, match="`seeds` must be whole numbers"):
-        request_from_widgets("r", "p", "1, x", "a=\nb=", "amari", NO_CLIP, "", "Euler a", 4, 7.5, 0, 0, 0.4)
+    with pytest.raises(ValueError, match="`seeds` must be a whole number but is 'x'"):
+        request_from_widgets({**values, "seeds": "1, x"})
 
 
 def test_clip_note_warns_about_the_tiny_clip():

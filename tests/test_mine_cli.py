@@ -66,7 +66,7 @@ def test_ctrl_c_stops_the_child_and_exits_130(settings, photos, monkeypatch, cap
 
 @pytest.mark.parametrize("args, message", [
     (["--name", "x"], "give either `prompt`"),
-    (["--name", "x", "--prompt", "a", "--candidates", "d"], "not allowed with argument"),
+    (["--name", "x", "--prompt", "a", "--candidates", "d"], "or `candidates` (a folder of images), not both"),
     (["--name", "x", "--prompt", "a", "--near-miss", "0.3"], "`near_miss` must be at least the tolerance"),
     (["--name", "x", "--to-dataset", "d"], "`--trigger` is required with --to-dataset"),
     (["--name", "x", "--to-dataset", "d", "--trigger", "ohwx", "--prompt", "a"], "it takes no --prompt"),

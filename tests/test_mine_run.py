@@ -255,12 +255,12 @@ def test_the_generator_path_counts_faces_not_found_and_records_seeds(mining_stud
     (dict(prompt="a face", tolerance=0.7), "`near_miss` must be at least the tolerance (0.7)"),
     (dict(prompt="a face", target=0), "`target` must be between 1 and 100000"),
     (dict(prompt="a face", steps=0), "`steps` must be between 1 and 150"),
-    (dict(prompt="a face", max_seconds=-1), "`max_seconds` must be 0 (no limit) or more"),
+    (dict(prompt="a face", max_minutes=-1), "`max_minutes` must be 0 (no limit) or more"),
     (dict(name="../x", prompt="a face"), "`name` must be 1-64 letters"),
 ])
 def test_bad_requests_name_the_argument(knobs, message):
     with pytest.raises(ValueError) as raised:
         MiningRequest(**{"name": "job", **knobs})
     assert message in str(raised.value)
-    with pytest.raises(ValueError, match="only target, max_candidates, max_seconds can change, not prompt"):
+    with pytest.raises(ValueError, match="only target, max_candidates, max_minutes can change, not prompt"):
         MiningRequest("job", prompt="a face").continued(prompt="another")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -13,13 +12,14 @@ from fixtures_faces import astronaut_variants, hopper
 from served import serve_studio
 
 
-def _widgets(**changes) -> SimpleNamespace:
-    values = dict(name_="ui", source_="Generate", prompt_="a photo of a face", negative_="", folder_="",
-                  model_="(studio default)", loras_=["mine:0.6"], embeddings_=[], seed_face_=None, sampler_="Euler a",
-                  steps_=20.0, cfg_=7.0, width_=0, height_=0, seed_start_=5.0, batch_=2.0, upscaler_="",
-                  tolerance_=0.4, near_miss_=0.6, drop_tolerance_=0.0, recheck_=True, pin_seed_=False, target_=300.0,
-                  max_candidates_=0, max_minutes_=1.5)
-    return SimpleNamespace(**{**values, **changes})
+def _widgets(**changes) -> dict:
+    """/mine_start's inputs as the page sends them (MiningRequest's field names; numbers may come as floats)."""
+    values = dict(name="ui", prompt="a photo of a face", negative_prompt="", candidates=None,
+                  model="(studio default)", loras=["mine:0.6"], embeddings=[], seed_face=None, sampler="Euler a",
+                  steps=20.0, cfg=7.0, width=0, height=0, seed_start=5.0, batch_size=2.0, upscaler="(none)",
+                  tolerance=0.4, near_miss=0.6, drop_tolerance=0.0, recheck=True, pin_seed=False, target=300.0,
+                  max_candidates=0, max_minutes=1.5)
+    return {**values, **changes}
 
 
 def test_tab_is_listed_right_after_dataset():
@@ -36,11 +36,13 @@ def test_widgets_become_a_checked_request(tmp_path):
     assert (request.loras[0].name, request.loras[0].weight) == ("mine", 0.6)
     assert (request.seed_start, request.batch_size, request.max_seconds) == (5, 2, 90.0)
     assert request.drop_tolerance is None and request.rules.drop_limit == 0.4 and isinstance(request.steps, int)
-    folder = request_from_widgets(_widgets(source_="Folder", folder_=str(tmp_path)))
+    folder = request_from_widgets(_widgets(prompt="", candidates=str(tmp_path)))
     assert folder.candidates == tmp_path and folder.prompt == ""
-    assert request_from_widgets(_widgets(drop_tolerance_=0.45)).rules.drop_limit == 0.45
+    with pytest.raises(ValueError, match="give either `prompt`.* or `candidates`.*, not both"):
+        request_from_widgets(_widgets(candidates=str(tmp_path)))
+    assert request_from_widgets(_widgets(drop_tolerance=0.45)).rules.drop_limit == 0.45
     with pytest.raises(ValueError, match="`tolerance` must be between 0 and 2"):
-        request_from_widgets(_widgets(tolerance_=0.0))
+        request_from_widgets(_widgets(tolerance=0.0))
 
 
 def test_start_watch_stop_and_to_dataset_through_the_api(tmp_path, shared_models_dir):
@@ -54,10 +56,10 @@ def test_start_watch_stop_and_to_dataset_through_the_api(tmp_path, shared_models
     hopper().save(photos / "hopper.jpg", quality=90)
     try:
         client = Client(url, verbose=False)
-        with pytest.raises(Exception, match="`folder_` '/etc' not found: it is not a dataset the studio lists"):
-            client.predict(name_="web", source_="Folder", folder_="/etc", seed_face_=None, api_name="/mine_start")
-        job, line = client.predict(name_="api-job", source_="Folder", folder_="photos", seed_face_=None,
-                                   target_=50, max_minutes_=2, api_name="/mine_start")
+        with pytest.raises(Exception, match="`candidates` '/etc' not found: it is not a dataset the studio lists"):
+            client.predict(name="web", candidates="/etc", api_name="/mine_start")
+        job, line = client.predict(name="api-job", candidates="photos", target=50, max_minutes=2,
+                                   api_name="/mine_start")
         assert line.startswith("api-job: starting")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -78,8 +80,7 @@ def test_start_watch_stop_and_to_dataset_through_the_api(tmp_path, shared_models
         message = client.predict("api-job", "api-set", "ohwx", "person", api_name="/mine_to_dataset")
         assert message.startswith("Dataset **api-set** written (3 pictures")
         with pytest.raises(Exception, match="taken by an earlier mining job"):
-            client.predict(name_="api-job", source_="Folder", folder_="photos", seed_face_=None,
-                           api_name="/mine_start")
+            client.predict(name="api-job", candidates="photos", api_name="/mine_start")
     finally:
         app.close()
 

@@ -240,7 +240,7 @@ def test_a_train_command_beside_a_served_studio_makes_it_give_back_its_weights(t
     command = None
     try:
         client = Client(url, verbose=False)
-        client.predict(prompt_text="a dog", negative_prompt="", model_id="builtin:tiny", seed_value=1, steps_value=2,
+        client.predict(prompt="a dog", negative_prompt="", model="builtin:tiny", seed=1, steps=2,
                        api_name="/generate")
         assert [m.model_id for m in studio.cache.holdings()] == ["builtin:tiny"]
         # 1. A `train` command beside it: its child claims the device, and the studio gives back what it holds
@@ -255,8 +255,8 @@ def test_a_train_command_beside_a_served_studio_makes_it_give_back_its_weights(t
         assert claim.job == "run:cli" and claim.pid != os.getpid()
         _until(lambda: studio.cache.holdings() == [], 10, "the studio to give back its weights")
         # 2. Generate through the API meanwhile waits for the run, and loads nothing beside it
-        waiting = client.submit(prompt_text="a cat", negative_prompt="", model_id="builtin:tiny", seed_value=2,
-                                steps_value=2, api_name="/generate")
+        waiting = client.submit(prompt="a cat", negative_prompt="", model="builtin:tiny", seed=2,
+                                steps=2, api_name="/generate")
         time.sleep(3)
         assert not waiting.done() and studio.cache.holdings() == []
         assert [e.name for e in queue.lineup(folder).waiting] == ["generate"]

@@ -80,8 +80,8 @@ def test_generated_images_come_back_logged_in_only(served):
 
     studio, url, _, _ = served
     client = Client(url, auth=AUTH, verbose=False)
-    images, parameters, seed = client.predict(prompt_text="a photo of a dog", model_id="builtin:tiny", seed_value=3,
-                                              steps_value=2, api_name="/generate")
+    images, parameters, seed = client.predict(prompt="a photo of a dog", model="builtin:tiny", seed=3,
+                                              steps=2, api_name="/generate")
     assert seed == 3 and len(images) == 1
     with _client(url, login=False) as anonymous:
         assert anonymous.get(f"/gradio_api/file={images[0]['image']}").status_code == 401
@@ -99,7 +99,7 @@ def test_web_inputs_name_what_the_studio_lists_never_server_paths(served, tmp_pa
     messages = []
     for model_id in (str(secret), str(tmp_path / "absent.safetensors")):
         with pytest.raises(Exception) as info:
-            client.predict(prompt_text="a dog", model_id=model_id, steps_value=2, api_name="/generate")
+            client.predict(prompt="a dog", model=model_id, steps=2, api_name="/generate")
         messages.append(str(info.value).replace(model_id, "PATH"))
     assert messages[0] == messages[1] and "not found" in messages[0]  # no answer to "does this file exist?"
     with pytest.raises(Exception, match="`run` must be 1-64 letters"):
@@ -109,7 +109,7 @@ def test_web_inputs_name_what_the_studio_lists_never_server_paths(served, tmp_pa
                        api_name="/evaluate")
     with pytest.raises(Exception, match="`dataset` '/etc' not found"):
         client.predict(name="webrun", dataset="/etc", model="builtin:tiny", method="lora", trigger="sks",
-                       prompts="", api_name="/train_start")
+                       validation_prompts="", api_name="/train_start")
 
 
 def test_uploads_are_capped(tmp_path_factory, shared_models_dir):

@@ -43,7 +43,7 @@ def served(tmp_path_factory, shared_models_dir):
               width=64, height=64,
               api_name="/evaluate")
     pictures = _client(url, ALICE, download_files=False).predict(
-        prompt_text="sks person <lora:alice-run:1>", model_id="builtin:tiny", steps_value=1, width_px=64, height_px=64,
+        prompt="sks person <lora:alice-run:1>", model="builtin:tiny", steps=1, width=64, height=64,
         api_name="/generate")[0]
     photo = root / "alice-photo.png"
     astronaut((96, 96)).save(photo)
@@ -102,7 +102,7 @@ def test_each_user_lists_only_their_own_and_the_shared_models(served):
         assert name not in page
     # the shared base models work for both
     for client in (a, b):
-        assert client.predict(prompt_text="a dog", model_id="builtin:tiny", steps_value=1, width_px=64, height_px=64,
+        assert client.predict(prompt="a dog", model="builtin:tiny", steps=1, width=64, height=64,
                               api_name="/generate")[0]
 
 
@@ -114,12 +114,12 @@ def test_bob_cannot_pick_generate_export_evaluate_or_delete_alices_things(served
     _same_answer(lambda n: b.predict(n, False, api_name="/dataset_export"), "alice-ds", "nobodys-ds")
     _same_answer(lambda n: b.predict(n, "alice-ds", False, api_name="/dataset_delete"), "alice-ds", "nobodys-ds")
     _same_answer(lambda n: b.predict(name="b-run", dataset=n, model="builtin:tiny", method="lora", trigger="sks",
-                                     prompts="", api_name="/train_start"), "alice-ds", "nobodys-ds")
+                                     validation_prompts="", api_name="/train_start"), "alice-ds", "nobodys-ds")
     _same_answer(lambda n: b.predict(run=n, epoch="1", api_name="/train_export_epoch"), "alice-run", "nobodys-run")
-    _same_answer(lambda n: b.predict(prompt_text=f"x <lora:{n}:1>", model_id="builtin:tiny", steps_value=1,
-                                     width_px=64, height_px=64, api_name="/generate"), "alice-run", "nobodys-run")
-    _same_answer(lambda n: b.predict(prompt_text="x", model_id="builtin:tiny", steps_value=1, width_px=64, height_px=64,
-                                     lora_weights={"headers": ["LoRA", "weight"], "data": [[n, 1.0]]},
+    _same_answer(lambda n: b.predict(prompt=f"x <lora:{n}:1>", model="builtin:tiny", steps=1,
+                                     width=64, height=64, api_name="/generate"), "alice-run", "nobodys-run")
+    _same_answer(lambda n: b.predict(prompt="x", model="builtin:tiny", steps=1, width=64, height=64,
+                                     loras={"headers": ["LoRA", "weight"], "data": [[n, 1.0]]},
                                      api_name="/generate"), "alice-run", "nobodys-run")
     _same_answer(lambda n: b.predict(name="b-eval", prompts="a dog", seeds="1", variants=f"a=builtin:tiny+{n}",
                                      steps=1, width=64, height=64, api_name="/evaluate"), "alice-run", "nobodys-run")
@@ -161,8 +161,8 @@ def test_a_lora_alice_shares_works_for_bob_and_stays_hers(served):
     a.predict("alice-run", api_name="/lora_share")
     try:
         assert "alice-run" in b.predict(api_name="/loras")
-        assert b.predict(prompt_text="x <lora:alice-run:1>", model_id="builtin:tiny", steps_value=1, width_px=64,
-                         height_px=64, api_name="/generate")[0]
+        assert b.predict(prompt="x <lora:alice-run:1>", model="builtin:tiny", steps=1, width=64,
+                         height=64, api_name="/generate")[0]
         assert "not one of your LoRAs" in _refusal(lambda: b.predict("alice-run", api_name="/lora_unshare"))
         shared = studio.settings.models_dir / "users" / "alice" / "lora" / "shared" / "alice-run.safetensors"
         assert shared.is_file()

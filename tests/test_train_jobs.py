@@ -107,7 +107,7 @@ def test_cli_config_file_and_flags(tmp_path):
     args = build_parser().parse_args(["train", "--config", str(path), "--rank", "2", "--steps", "7",
                                       "--validation-prompt", "p1", "p2"])
     config = config_from_args(args)
-    assert (config.rank, config.max_steps, config.epochs, config.validation_prompts) == (2, 7, 0, ["p1", "p2"])
+    assert (config.rank, config.max_steps, config.epochs, config.validation_prompts) == (2, 7, 10, ["p1", "p2"])
     assert config.name == "a" and config.dataset == "d"
 
 

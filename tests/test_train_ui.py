@@ -18,14 +18,9 @@ def _free_port() -> int:
 
 
 def _widget_values(**changes) -> dict:
-    """/train_start's inputs by name: the first row, then every knob at RunConfig's default."""
-    from studio.train.config import RunConfig
-    from studio.ui.train_knobs import KNOBS
-
+    """/train_start's inputs by name (RunConfig's fields): the few this run sets; the others keep their defaults."""
     values = dict(name="uirun", dataset="ds", model="builtin:tiny", method="lora", trigger="sks",
-                  prompts="a photo of {trigger}")
-    values.update({k: getattr(RunConfig(name="x", dataset="x"), k) for k in KNOBS})
-    values.update(resolution=64, max_steps=3, epochs=0, validation_steps=2)
+                  validation_prompts="a photo of {trigger}", resolution=64, max_steps=3, epochs=0, validation_steps=2)
     return {**values, **changes}
 
 
@@ -40,12 +35,14 @@ def test_widgets_become_a_checked_config():
     from studio.ui.common import DEFAULT_MODEL
     from studio.ui.train_knobs import config_from_widgets
 
-    values = _widget_values(model=DEFAULT_MODEL, rank=8.0, prompts="one\n\n two ")
-    config = config_from_widgets(**values)
+    values = _widget_values(model=DEFAULT_MODEL, rank=8.0, validation_prompts="one\n\n two ")
+    config = config_from_widgets(values)
     assert config.model == "" and config.rank == 8 and isinstance(config.rank, int)
     assert config.validation_prompts == ["one", "two"]
     with pytest.raises(ValueError, match="`batch_size` must be at least 1"):
-        config_from_widgets(**_widget_values(batch_size=0))
+        config_from_widgets(_widget_values(batch_size=0))
+    with pytest.raises(ValueError, match="`rank` must be a whole number but is 2.5"):
+        config_from_widgets(_widget_values(rank=2.5))
 
 
 def test_start_status_cancel_through_the_api(studio):
@@ -92,7 +89,7 @@ def test_preset_fills_the_model_prompts_and_knobs(studio):
     assert "dataset" not in updates  # the user's dataset stays
     values = {k: updates[k]["value"] for k in KNOBS}
     assert (updates["method"]["value"], updates["model"]["value"]) == ("lora", "builtin:pocket")
-    assert updates["prompts"]["value"].splitlines()[0] == "a red {trigger} on a white background"
+    assert updates["validation_prompts"]["value"].splitlines()[0] == "a red {trigger} on a white background"
     assert (values["lora_layers"], values["max_steps"], values["validation_cfg"]) == ("all", 300, 4.0)
     assert "model" not in apply_preset(ctx, SimpleNamespace(choice="default", dataset_now="", name_now=""))
     # no dataset chosen yet: the pocket preset writes its star dataset and fills what Train needs

@@ -235,18 +235,20 @@ def replace_model(config, **changes):
 
 
 def test_the_train_tab_reads_extra_subjects_and_names_a_bad_line():
-    from studio.ui.train_knobs import KNOBS, config_from_widgets, subjects_text
+    from studio.fields import written
+    from studio.train.config import RunConfig
+    from studio.ui.train_knobs import config_from_widgets
 
-    tail = KNOBS[KNOBS.index("extra_subjects"):]
-    assert tail[:3] == ("extra_subjects", "balance", "continue_from")  # appended: /train_start is positional
     values = dict(name="pair", dataset="anna", model="builtin:tiny", method="lora", trigger="ohwx",
-                  prompts="a photo of {trigger}", extra_subjects="ben:sks:man\n\n cat : zq : cat : 3 ", balance=False)
-    config = config_from_widgets(**values)
+                  validation_prompts="a photo of {trigger}", extra_subjects="ben:sks:man\n\n cat : zq : cat : 3 ",
+                  balance=False)
+    config = config_from_widgets(values)
     assert config.extra_subjects == [Subject("ben", "sks", "man"), Subject("cat", "zq", "cat", 3)]
-    assert config.balance is False and subjects_text(config.extra_subjects) == "ben:sks:man\ncat:zq:cat:3"
-    assert config_from_widgets(**{**values, "extra_subjects": "[]"}).extra_subjects == []  # the API's empty list
-    with pytest.raises(ValueError, match="Extra subjects, line 2: .*'catzq' must read dataset:trigger"):
-        config_from_widgets(**{**values, "extra_subjects": "ben:sks\ncatzq"})
+    assert config.balance is False
+    assert written(RunConfig, "extra_subjects", config.extra_subjects) == "ben:sks:man\ncat:zq:cat:3"
+    assert config_from_widgets({**values, "extra_subjects": ""}).extra_subjects == []  # the box emptied
+    with pytest.raises(ValueError, match="`extra_subjects` line 'catzq' must read dataset:trigger"):
+        config_from_widgets({**values, "extra_subjects": "ben:sks\ncatzq"})
 
 
 def test_subject_lines_say_each_subjects_scores():

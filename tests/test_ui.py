@@ -41,22 +41,23 @@ def test_gradio_client_generate(served):
 
     studio, url = served
     client = Client(url, verbose=False)
-    images, parameters, seed = client.predict(prompt_text="a photo of a dog", negative_prompt="", model_id="builtin:tiny",
-                                              seed_value=42, steps_value=2, api_name="/generate")
+    images, parameters, seed = client.predict(prompt="a photo of a dog", negative_prompt="", model="builtin:tiny",
+                                              seed=42, steps=2, api_name="/generate")
     assert seed == 42 and "Seed: 42," in parameters and len(images) == 1
     saved = list(studio.settings.outputs_dir.rglob("*.png"))
     assert len(saved) == 1
     with pytest.raises(Exception, match="divisible by 8"):
-        client.predict(prompt_text="a dog", negative_prompt="", width_px=100, steps_value=2, api_name="/generate")
+        client.predict(prompt="a dog", negative_prompt="", width=100, steps=2, api_name="/generate")
 
-    # FLUX.1 by API: its sampler and guidance; the same FLUX widgets' values do not trouble an SD model
-    images, parameters, seed = client.predict(prompt_text="a dog", negative_prompt="", model_id="builtin:tiny-flux",
-                                              seed_value=3, steps_value=2, sampler_name="Euler", cfg_scale=1,
-                                              distilled_cfg_scale=2.5, api_name="/generate")
+    # FLUX.1 by API: its sampler and guidance; an SD model refuses FLUX.1's, naming the field
+    images, parameters, seed = client.predict(prompt="a dog", negative_prompt="", model="builtin:tiny-flux",
+                                              seed=3, steps=2, sampler="Euler", cfg=1,
+                                              distilled_cfg=2.5, api_name="/generate")
     assert "Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 2.5" in parameters
-    images, parameters, seed = client.predict(prompt_text="a dog", negative_prompt="", model_id="builtin:tiny",
-                                              seed_value=3, steps_value=2, distilled_cfg_scale=2.5, t5_tokens=128,
-                                              api_name="/generate")
+    with pytest.raises(Exception, match="`distilled_cfg` is FLUX.1-dev's guidance input"):
+        client.predict(prompt="a dog", model="builtin:tiny", seed=3, steps=2, distilled_cfg=2.5, api_name="/generate")
+    images, parameters, seed = client.predict(prompt="a dog", model="builtin:tiny", seed=3, steps=2, distilled_cfg=0,
+                                              max_sequence_length=0, api_name="/generate")  # 0: the default
     assert "Distilled" not in parameters and "Sampler: Euler a" in parameters
 
 
@@ -64,18 +65,21 @@ def test_picking_a_model_shows_its_familys_samplers_and_guidance(settings):
     from types import SimpleNamespace
 
     from studio.context import Studio
-    from studio.ui.common import TabContext
+    from studio.ui.common import FAMILY_SAMPLER, TabContext
     from studio.ui.generate_tab import model_picked
 
     ctx = TabContext(Studio.open(settings))
     flux = model_picked(ctx, SimpleNamespace(model="builtin:tiny-flux", sampler="DPM++ 2M Karras"))
-    assert flux["sampler"]["value"] == "Euler" and "Euler Beta" in flux["sampler"]["choices"]
+    assert flux["sampler"]["value"] == FAMILY_SAMPLER and "Euler Beta" in flux["sampler"]["choices"]
     assert flux["cfg"] == 1.0 and flux["flux_row"]["visible"] and flux["distilled"]["interactive"]
+    assert "value" not in flux["distilled"] and "sequence" not in flux  # FLUX.1-dev takes both: the user's stay
     schnell = model_picked(ctx, SimpleNamespace(model="builtin:tiny-flux-schnell", sampler="Euler Beta"))
     assert "value" not in schnell["sampler"] and schnell["cfg"] == 1.0  # same family: the user's sampler stays
     assert schnell["flux_row"]["visible"] and not schnell["distilled"]["interactive"]
+    assert schnell["distilled"]["value"] == 0  # schnell takes no distilled guidance: back to 0, "none given"
     sd = model_picked(ctx, SimpleNamespace(model="builtin:tiny", sampler="Euler Beta"))
-    assert sd["sampler"]["value"] == "Euler a" and sd["cfg"] == 7.0 and not sd["flux_row"]["visible"]
+    assert sd["sampler"]["value"] == FAMILY_SAMPLER and sd["cfg"] == 7.0 and not sd["flux_row"]["visible"]
+    assert sd["distilled"]["value"] == 0 and sd["sequence"] == 0  # an SD model takes neither
     pocket = model_picked(ctx, SimpleNamespace(model="builtin:pocket", sampler="Euler a"))
     assert pocket["cfg"] == 4.0 and pocket["prompt"]["placeholder"].startswith("a red circle on a white background")
     assert model_picked(ctx, SimpleNamespace(model="no/such-model-here", sampler="Euler a")) == {}  # told on Generate
@@ -97,16 +101,16 @@ def test_gradio_client_clean_up(served, tmp_path):
     client = Client(url, verbose=False)
     painter = {"background": handle_file(str(tmp_path / "picture.png")),
                "layers": [handle_file(str(tmp_path / "stroke.png"))], "composite": None}
-    gallery, parameters, seed, status = client.predict(prompt_text="a dog", model_id="builtin:tiny", steps_value=4,
-                                                       seed_value=3, mask_blur=0, cleanup_image=painter,
+    gallery, parameters, seed, status = client.predict(prompt="a dog", model="builtin:tiny", steps=4,
+                                                       seed=3, mask_blur=0, init_image=painter,
                                                        api_name="/inpaint")
     result = np.asarray(Image.open(gallery[0]["image"]).convert("RGB"))
     keep = np.ones((64, 96), dtype=bool)
     keep[10:40, 20:50] = False
     assert seed == 3 and status == "Inpainted 1 picture(s) at 96x64."
     assert np.array_equal(result[keep], np.asarray(picture)[keep])
-    gallery, parameters, status = client.predict(cleanup_image={**painter, "layers": []}, upscaler_name="Lanczos",
-                                                 upscale_scale=2, api_name="/upscale")
+    gallery, parameters, status = client.predict(image={**painter, "layers": []}, upscaler="Lanczos",
+                                                 scale=2, api_name="/upscale")
     assert Image.open(gallery[0]["image"]).size == (192, 128) and "Postprocess upscaler: Lanczos" in parameters
 
 
@@ -125,7 +129,7 @@ def test_generate_tab_in_a_real_browser(served, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.get_by_role("tab", name="Generate").click()
-        page.get_by_label("Prompt", exact=True).fill("a photo of a red dog")
+        page.get_by_label(re.compile(r"^\s*Prompt(\s|$)")).fill("a photo of a red dog")
         page.get_by_role("button", name="Generate", exact=True).click()
         expect(page.get_by_role("img", name=re.compile(r"^seed \d+$"))).to_be_visible(timeout=120_000)
         params = page.locator("#generate-parameters textarea")
@@ -212,7 +216,7 @@ def test_painting_a_mask_in_a_real_browser_inpaints_only_there(served, tmp_path)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         page.goto(url)
         page.get_by_role("tab", name="Generate").click()
-        page.get_by_label("Prompt", exact=True).fill("a photo of a woman")
+        page.get_by_label(re.compile(r"^\s*Prompt(\s|$)")).fill("a photo of a woman")
         page.get_by_text("Clean-up: inpaint, hires fix, upscale, face fix").click()
         with page.expect_file_chooser() as chooser:
             page.get_by_text("Upload an image").click()

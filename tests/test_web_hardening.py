@@ -79,10 +79,8 @@ def _photos(folder: Path, n: int) -> list[Path]:
 def _prepare(client, files, name: str, **changes):
     from gradio_client import handle_file
 
-    values = dict(files_=[handle_file(str(p)) for p in files], name_=name, trigger_="ohwx", class_word_="person",
-                  size_=512, crop_="face", margin_=1.0, blur_=True, reference_=[], tolerance_=0.4,
-                  captioner_="template", template_="{trigger} {class_word}", subject_mask_="none",
-                  background_weight_=0.1)
+    values = dict(inputs=[handle_file(str(p)) for p in files], name=name, trigger="ohwx", size=512,
+                  blur_bystanders=True, template="{trigger} {class_word}")
     return client.predict(**{**values, **changes}, api_name="/dataset_prepare")
 
 
@@ -97,14 +95,14 @@ def test_upscaler_inputs_take_only_listed_names_and_say_nothing_of_server_files(
     make_upscaler(described)
     answers = []
     for name in ("/etc/passwd", "/etc/nonexistent", str(described), "../../../etc/passwd"):
-        message = _error(lambda: client.predict(cleanup_image=None, upscaler_name=name, upscale_scale=2,
-                                                upscale_tile=0, api_name="/upscale"))
+        message = _error(lambda: client.predict(image=None, upscaler=name, scale=2,
+                                                tile=0, api_name="/upscale"))
         said = message.replace(repr(name), "NAME")
         assert "suffix" not in said and "tensors" not in said and "Compact" not in said  # never opened
         answers.append(said)
-        hires = _error(lambda: client.predict(prompt_text="a dog", model_id="builtin:tiny", steps_value=2,
+        hires = _error(lambda: client.predict(prompt="a dog", model="builtin:tiny", steps=2,
                                               hires_scale=2, hires_upscaler=name, api_name="/generate"))
-        answers.append(hires.replace(repr(name), "NAME").replace("`hires_upscaler`", "`upscaler_name`"))
+        answers.append(hires.replace(repr(name), "NAME").replace("`hires_upscaler`", "`upscaler`"))
     assert len(set(answers)) == 1 and "not found: it is not an upscaler the studio lists" in answers[0]
     # an upscaler put in models/upscale/ after start-up is taken by its name
     make_upscaler(studio.settings.models_dir / "upscale" / "2x-new.safetensors", scale=2)
@@ -113,7 +111,7 @@ def test_upscaler_inputs_take_only_listed_names_and_say_nothing_of_server_files(
     from gradio_client import handle_file
 
     picture = {"background": handle_file(str(source)), "layers": [], "composite": handle_file(str(source))}
-    _, _, status = client.predict(cleanup_image=picture, upscaler_name="2x-new", upscale_scale=2, upscale_tile=0,
+    _, _, status = client.predict(image=picture, upscaler="2x-new", scale=2, tile=0,
                                   api_name="/upscale")
     assert status.startswith("Upscaled to 64x64 with 2x-new")
 
@@ -143,7 +141,7 @@ def test_a_clip_model_for_training_is_one_the_studio_lists(served, tmp_path):
     folder = tmp_path / "clip"  # the training child would load a CLIP from any folder of the server
     folder.mkdir()
     message = _error(lambda: _client(url).predict(name="clip-run", dataset="clip-ds", model="builtin:tiny", method="lora",
-                                                  trigger="sks", prompts="", clip_model=str(folder),
+                                                  trigger="sks", validation_prompts="", clip_model=str(folder),
                                                   api_name="/train_start"))
     assert "`clip_model`" in message and "not a CLIP model the studio lists" in message
     assert not (studio.settings.runs_dir / "clip-run").exists()
@@ -200,7 +198,7 @@ def test_delete_subject_removes_the_copies_the_web_holds(served, tmp_path):
     from gradio_client import handle_file
 
     earlier = set(_files(settings.root / "served"))  # the studio's own copies (tests/served.py puts them there)
-    _prepare(client, [*photos, party], "gone", reference_=[handle_file(str(reference))])
+    _prepare(client, [*photos, party], "gone", reference=[handle_file(str(reference))])
     zipped = client.predict("gone", True, api_name="/dataset_export")  # kohya layout: masks included
     gradio_dir = Path(os.environ["GRADIO_TEMP_DIR"])  # where this session's served studios keep gradio's copies
     uploads = [p for p in _files(gradio_dir) if _sha(p) in {_sha(f) for f in [*photos, party, reference]}]
@@ -263,7 +261,7 @@ def test_preparing_into_a_taken_name_needs_replace(served, tmp_path, capsys):
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing replaced, nothing written
     shas = [_sha(p) for p in photos]
     assert all(_face_cache(settings, sha) for sha in shas)
-    report = _prepare(client, photos[:1], "taken", replace_=True)[0]
+    report = _prepare(client, photos[:1], "taken", replace=True)[0]
     assert report.startswith("dataset taken: 1 kept")
     assert _face_cache(settings, shas[0])  # still the new dataset's
     assert not _face_cache(settings, shas[1]) and not _face_cache(settings, shas[2])  # the replaced ones' go
@@ -301,7 +299,7 @@ def test_several_faces_and_no_reference_ask_who_the_subject_is(served, tmp_path)
     assert "4 of 4 pictures show several faces and no reference photo says which is the subject" in message
     assert "'p0.png#1'" in message and "'p0.png#2'" in message and "nothing was written" in message
     assert not (studio.settings.datasets_dir / "who").exists()
-    report = _prepare(client, pictures, "who", subject_face_="p0.png#1")[0]  # the small face on the left
+    report = _prepare(client, pictures, "who", subject_face="p0.png#1")[0]  # the small face on the left
     assert report.startswith("dataset who: 4 kept")
     subject = detect_faces(astronaut())[0].encoding
     folder = studio.settings.datasets_dir / "who"
@@ -337,7 +335,7 @@ def test_messages_and_config_name_the_studios_folders_never_server_paths(tmp_pat
         client = _client(url)
         photo = tmp_path / "one.jpg"
         astronaut_variants(1)[0].save(photo)
-        report = _prepare(client, [photo], "named", crop_="center")[0]
+        report = _prepare(client, [photo], "named", crop="center")[0]
         assert "(workspace/datasets/named)" in report
         refused = _error(lambda: client.predict(run="ghost", epoch="3", api_name="/train_export_epoch"))
         assert "has no saved weights in workspace/runs/ghost" in refused

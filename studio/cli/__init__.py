@@ -96,20 +96,6 @@ def settings_from_args(args: argparse.Namespace):
     return settings
 
 
-def open_image(path: Path, argument: str):
-    """The picture at `path`, read now; a ValueError naming `argument` when it is missing or not a picture."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise ValueError(f"`{argument}` {path} does not exist")
-    try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"`{argument}` {path} is not a picture: {e}") from e
-    return image
-
-
 def main(argv: list[str] | None = None) -> int:
     from studio.quiet import quiet_third_party
 

@@ -6,52 +6,33 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from studio.faces.control import CONTROL_MODULES
-    from studio.generate.animal import ANIMALS, AnimalRequest
-    from studio.generate.request import CONTROL_MODES
+    from studio.cli.flags import add_flags
+    from studio.faces.control import CONTROL_MODULES, ControlOptions
+    from studio.fields import declared, flag
+    from studio.generate.animal import AnimalRequest, ControlChoice
 
-    d = AnimalRequest(image=None)
     p = sub.add_parser("animal", help="turn a face photo into an animal with ControlNet img2img")
-    p.add_argument("--image", type=Path, required=True, help="the face photo")
-    p.add_argument("--animal", default=d.animal, help=f"one of: {', '.join(ANIMALS)}")
-    p.add_argument("--breed", default="", help="e.g. 'golden retriever' (any text; see the docs for each list)")
-    p.add_argument("--prompt", default="", help="replaces the animal's prompt template")
-    p.add_argument("--negative", default=None, help="replaces the animal's negative prompt")
+    add_flags(p, AnimalRequest, required=("image",))  # every setting, by its declared flag
+    add_flags(p, ControlOptions)
+    # The controls: one --control each, with their ControlNet and weight once for all or once each
+    control = declared(ControlChoice)
     p.add_argument("--control", action="append", choices=CONTROL_MODULES, default=None,
                    help="control image(s) to use, repeatable (default: mediapipe_face)")
-    p.add_argument("--controlnet", action="append", default=None, metavar="MODEL",
-                   help="ControlNet id for each --control (one for all, or one each; 'none' previews only; "
-                        "default: builtin:tiny-controlnet for builtin:tiny, else the module's SD 1.5 hub model)")
-    p.add_argument("--control-scale", action="append", type=float, default=None,
-                   help="ControlNet weight, one for all or one per --control (default: 1.0)")
-    p.add_argument("--guidance-start", type=float, default=0.0)
-    p.add_argument("--guidance-end", type=float, default=1.0)
-    p.add_argument("--control-mode", default=d.control_mode, choices=CONTROL_MODES)
-    p.add_argument("--txt2img", action="store_true", help="follow the control images only, not the photo's colours")
-    p.add_argument("--strength", type=float, default=d.strength, help="img2img denoising strength")
-    p.add_argument("--model", default="", help="base model id (default: the studio's default model)")
-    p.add_argument("--seed", type=int, default=-1, help="-1 for random (the seeds used are printed)")
-    p.add_argument("--n-seeds", type=int, default=1, help="results for seed, seed+1, ...")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--cfg", type=float, default=None, help="default: the family's (7; 1 for FLUX.1)")
-    p.add_argument("--sampler", default=None, help="default: DPM++ 2S a (seed 003's), Euler for FLUX.1")
-    p.add_argument("--size", type=int, default=None,
-                   help="longer side of the picture the model works on (default: the model's native size)")
-    p.add_argument("--crop-face", action="store_true", help="transform a square around the face only")
-    p.add_argument("--no-paste-back", action="store_true", help="with --crop-face: keep the crop, not the photo")
-    p.add_argument("--face-index", type=int, default=0, help="which face when there are several (0: largest)")
-    p.add_argument("--max-faces", type=int, default=1, help="faces drawn by the face controls")
-    p.add_argument("--min-confidence", type=float, default=0.5, help="mediapipe_face detection confidence")
-    p.add_argument("--canny-low", type=int, default=100)
-    p.add_argument("--canny-high", type=int, default=200)
+    p.add_argument(flag("model", control["model"]), dest="controlnet", action="append", default=None,
+                   metavar="MODEL", help=f"{control['model'].help}; one for all --control, or one each")
+    p.add_argument(flag("weight", control["weight"]), dest="control_scale", action="append", type=float,
+                   default=None, help=f"{control['weight'].help}; one for all --control, or one each (default 1.0)")
+    for name in ("guidance_start", "guidance_end"):
+        p.add_argument(flag(name, control[name]), dest=name, type=float, default=None,
+                       help=f"{control[name].label}, for every control")
     p.add_argument("--out", type=Path, required=True, help="folder to write the PNGs to")
     p.set_defaults(run=run, gpu_work=True)  # it loads models: it takes its turn on the device
 
 
-def _per_control(values: list | None, n: int, name: str, default) -> list:
-    """One value for every control: none given -> the default, one -> shared, n -> one each."""
+def _per_control(values: list | None, n: int, name: str) -> list:
+    """One value for every control: none given -> None (the default), one -> shared, n -> one each."""
     if not values:
-        return [default] * n
+        return [None] * n
     if len(values) == 1:
         return values * n
     if len(values) != n:
@@ -59,37 +40,27 @@ def _per_control(values: list | None, n: int, name: str, default) -> list:
     return values
 
 
-def run(args, studio) -> int:
-    from PIL import Image, UnidentifiedImageError
-
+def request_from_args(args):
+    """The AnimalRequest the flags ask for: the one conversion the Face to animal tab and /animal go through."""
+    from studio.cli.flags import given
     from studio.faces.control import ControlOptions
-    from studio.generate.animal import AnimalRequest, ControlChoice, face_to_animal
+    from studio.fields import build
+    from studio.generate.animal import AnimalRequest, ControlChoice
 
-    # 1. Read the photo and line up each control with its ControlNet and weight.
-    if not args.image.is_file():
-        raise ValueError(f"`--image` {args.image} does not exist")
-    try:
-        image = Image.open(args.image)
-        image.load()
-    except UnidentifiedImageError as e:
-        raise ValueError(f"`--image` {args.image} is not a picture: {e}") from e
     modules = args.control or ["mediapipe_face"]
-    models = _per_control(args.controlnet, len(modules), "--controlnet", "")
-    scales = _per_control(args.control_scale, len(modules), "--control-scale", 1.0)
-    controls = [ControlChoice(m, model, scale, args.guidance_start, args.guidance_end)
-                for m, model, scale in zip(modules, models, scales)]
+    models = _per_control(args.controlnet, len(modules), "--controlnet")
+    scales = _per_control(args.control_scale, len(modules), "--control-scale")
+    controls = [build(ControlChoice, {"model": model, "weight": scale, "guidance_start": args.guidance_start,
+                                      "guidance_end": args.guidance_end}, module=module)
+                for module, model, scale in zip(modules, models, scales)]
+    return build(AnimalRequest, given(args, AnimalRequest), controls=controls, out_dir=args.out,
+                 options=build(ControlOptions, given(args, ControlOptions)))
 
-    # 2. Transform and list what was written.
-    request = AnimalRequest(
-        image=image, animal=args.animal, breed=args.breed, prompt=args.prompt, negative_prompt=args.negative,
-        controls=controls, model=args.model, task="txt2img" if args.txt2img else "img2img", strength=args.strength,
-        control_mode=args.control_mode, seed=args.seed, n_seeds=args.n_seeds, steps=args.steps, cfg=args.cfg,
-        sampler=args.sampler, size=args.size, crop_to_face=args.crop_face, paste_back=not args.no_paste_back,
-        face_index=args.face_index, out_dir=args.out,
-        options=ControlOptions(max_faces=args.max_faces, min_confidence=args.min_confidence,
-                               canny_low=args.canny_low, canny_high=args.canny_high),
-    )
-    result = face_to_animal(studio, request)
+
+def run(args, studio) -> int:
+    from studio.generate.animal import face_to_animal
+
+    result = face_to_animal(studio, request_from_args(args))
     for item in result.images:
         print(f"{item.path}\tseed={item.seed}")
     print(f"{result.sheet_path}\tside by side")

@@ -14,45 +14,15 @@ def _unit_float(text: str) -> float:
 
 
 def register(sub) -> None:
-    from studio.data.captions import CAPTIONER_NAMES
-    from studio.data.crop import CROP_MODES, SIZES
-    from studio.data.masks import DEFAULT_BACKGROUND_WEIGHT, SUBJECT_MASKS
+    from studio.cli.flags import add_flags
+    from studio.data.prepare import PrepareRequest
     from studio.faces import DEFAULT_TOLERANCE
 
     p = sub.add_parser("dataset", help="prepare and inspect training datasets (workspace/datasets/)")
     verbs = p.add_subparsers(dest="dataset_verb", required=True, parser_class=type(p))
 
     prep = verbs.add_parser("prepare", help="ingest photos, crop around the face, caption, write the dataset")
-    prep.add_argument("--input", type=Path, action="append", required=True,
-                      help="a folder, a .zip or an image file (repeatable)")
-    prep.add_argument("--name", required=True, help="dataset name (folder under workspace/datasets/)")
-    prep.add_argument("--trigger", required=True, help="the rare word every caption starts with, e.g. ohwx")
-    prep.add_argument("--class-word", default="person", help="what the subject is (default: person)")
-    prep.add_argument("--size", type=int, choices=SIZES, default=None,
-                      help="training resolution (default: the default model's native one)")
-    prep.add_argument("--crop", choices=CROP_MODES, default="face",
-                      help="square around the face (default), centre square, or aspect-ratio bucket")
-    prep.add_argument("--margin", type=_unit_float, default=1.0, help="room around the face in face widths (default 1)")
-    prep.add_argument("--blur-bystanders", action="store_true",
-                      help="protect bystanders: blur faces that are not the subject, and write a mask per picture "
-                           "(<stem>.mask.png) that keeps them and the blur out of training")
-    prep.add_argument("--subject-mask", choices=SUBJECT_MASKS, default="none",
-                      help="also weigh everything but the subject's face or person down (default none)")
-    prep.add_argument("--background-weight", type=_unit_float, default=DEFAULT_BACKGROUND_WEIGHT,
-                      help=f"the loss weight a subject mask leaves the rest (default {DEFAULT_BACKGROUND_WEIGHT:g}, "
-                           f"OneTrainer's)")
-    prep.add_argument("--reference", type=Path, action="append", default=[],
-                      help="folder or picture of the subject, to tell them from others (repeatable)")
-    prep.add_argument("--subject-face", default="",
-                      help="instead of --reference: the subject's face in one picture, PICTURE#N (faces numbered from "
-                           "the left), asked for when most pictures show several faces")
-    prep.add_argument("--replace", action="store_true", help="replace the dataset of this name if there is one")
-    prep.add_argument("--tolerance", type=_unit_float, default=DEFAULT_TOLERANCE,
-                      help=f"face distance above which a picture is flagged (default {DEFAULT_TOLERANCE:g})")
-    prep.add_argument("--captioner", choices=CAPTIONER_NAMES, default="template")
-    prep.add_argument("--template", default=None, help="caption template with {trigger} and {class_word}")
-    prep.add_argument("--workers", type=int, default=-1,
-                      help="processes for face detection (default -1: one per core, up to 4, for 16+ photos)")
+    add_flags(prep, PrepareRequest, required=("inputs", "name", "trigger"))  # every setting, by its declared flag
     prep.set_defaults(run=run_prepare, gpu_work=True)  # captioners and face models: a turn on the device
 
     ls = verbs.add_parser("list", help="list datasets")
@@ -83,19 +53,20 @@ def register(sub) -> None:
     delete.set_defaults(run=run_delete)
 
 
-def run_prepare(args, studio) -> int:
-    from studio.data import PrepareRequest, prepare_dataset
-    from studio.data.captions import DEFAULT_TEMPLATE
-    from studio.data.prepare import default_size
+def request_from_args(args, studio):
+    """The PrepareRequest the flags ask for (the size, when not given, the default model's native one, as the
+    Dataset tab starts with it): the one conversion the tab and /dataset_prepare go through."""
+    from studio.cli.flags import given
+    from studio.data.prepare import PrepareRequest, default_size
+    from studio.fields import build
 
-    request = PrepareRequest(
-        inputs=tuple(args.input), name=args.name, trigger=args.trigger, class_word=args.class_word,
-        size=args.size or default_size(studio), crop=args.crop, margin=args.margin,
-        blur_bystanders=args.blur_bystanders, subject_mask=args.subject_mask,
-        background_weight=args.background_weight, reference=tuple(args.reference), tolerance=args.tolerance,
-        captioner=args.captioner, template=args.template or DEFAULT_TEMPLATE, workers=args.workers,
-        subject_face=args.subject_face, replace=args.replace)
-    result = prepare_dataset(studio, request)
+    return build(PrepareRequest, {"size": default_size(studio), **given(args, PrepareRequest)})
+
+
+def run_prepare(args, studio) -> int:
+    from studio.data import prepare_dataset
+
+    result = prepare_dataset(studio, request_from_args(args, studio))
     print(result.summary())
     return 0
 

@@ -4,53 +4,16 @@ continue it, or turn it into a dataset; one printed line per admission and drop.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-# command-line flag -> MiningRequest field, for flags that map one to one (None: not given, the request's default)
-_FIELDS = {"prompt": "prompt", "candidates": "candidates", "negative": "negative_prompt", "model": "model",
-           "steps": "steps", "cfg": "cfg", "sampler": "sampler", "width": "width", "height": "height",
-           "seed_start": "seed_start", "batch": "batch_size", "upscaler": "upscaler", "tolerance": "tolerance",
-           "near_miss": "near_miss", "drop_tolerance": "drop_tolerance", "seed_face": "seed_face",
-           "target": "target", "max_candidates": "max_candidates"}
 _RESUMABLE = ("target", "max_candidates", "max_minutes")
 
 
 def register(sub) -> None:
-    from studio.faces import DEFAULT_TOLERANCE
-    from studio.generate.request import parse_lora
-    from studio.mine.group import NEAR_MISS
+    from studio.cli.flags import add_flags
+    from studio.mine.request import MiningRequest
 
     p = sub.add_parser("mine", help="mine a synthetic identity: grow a group of one face, then make it a dataset")
-    p.add_argument("--name", required=True, help="the job's name (its folder under workspace/mining/)")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--prompt", default=None, help="candidates from the generator, seed --seed-start, +1, ...")
-    source.add_argument("--candidates", type=Path, default=None, help="candidates from a folder (or .zip) of images")
-    p.add_argument("--negative", default=None, help="negative prompt")
-    p.add_argument("--model", default=None, help="base model id (default: the studio's default model)")
-    p.add_argument("--lora", action="append", default=[], type=parse_lora, metavar="NAME:WEIGHT",
-                   help="a LoRA with an optional weight (repeatable)")
-    p.add_argument("--embedding", action="append", default=[], help="a textual-inversion file (repeatable)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--cfg", type=float, default=None)
-    p.add_argument("--sampler", default=None)
-    p.add_argument("--width", type=int, default=None, help="default: the model's native size")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--seed-start", type=int, default=None, help="candidate i is generated with this seed + i (0)")
-    p.add_argument("--batch", type=int, default=None, help="pictures per generator call (1)")
-    p.add_argument("--upscaler", default=None,
-                   help="upscale each candidate 4x before looking for its face: Lanczos or a model in models/upscale/")
-    p.add_argument("--tolerance", type=float, default=None,
-                   help=f"admit a face whose mean distance to the group is at most this ({DEFAULT_TOLERANCE:g})")
-    p.add_argument("--near-miss", type=float, default=None,
-                   help=f"up to this, a face is a near miss, kept apart ({NEAR_MISS:g})")
-    p.add_argument("--drop-tolerance", type=float, default=None,
-                   help="drop members whose mean distance to the rest exceeds this (default: the tolerance)")
-    p.add_argument("--no-recheck", action="store_true", help="never drop a member")
-    p.add_argument("--seed-face", type=Path, default=None, help="a picture of the face to start from")
-    p.add_argument("--pin-seed", action="store_true", help="never drop the seed face")
-    p.add_argument("--target", type=int, default=None, help="stop once the group has this many members (300)")
-    p.add_argument("--max-candidates", type=int, default=None, help="stop after this many candidates (0: no limit)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much mining time (0: no limit)")
+    add_flags(p, MiningRequest, required=("name",))  # every setting, by its declared flag
     p.add_argument("--resume", action="store_true", help="continue job --name after its last decided candidate")
     p.add_argument("--to-dataset", default=None, metavar="DATASET",
                    help="write the group as dataset DATASET (needs --trigger)")
@@ -60,22 +23,22 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _given(args, flags) -> list[str]:
-    """The flags among `flags` given on the command line."""
-    return [f"--{flag.replace('_', '-')}" for flag in flags if getattr(args, flag) not in (None, False, [])]
-
-
 def request_from_args(args):
+    """The MiningRequest the flags ask for: the one conversion the Mine tab and /mine_start go through."""
+    from studio.cli.flags import given
+    from studio.fields import build
     from studio.mine.request import MiningRequest
 
-    given = {field: getattr(args, flag) for flag, field in _FIELDS.items() if getattr(args, flag) is not None}
-    if args.max_minutes is not None:
-        given["max_seconds"] = args.max_minutes * 60
-    return MiningRequest(name=args.name, loras=tuple(args.lora), embeddings=tuple(args.embedding),
-                         recheck=not args.no_recheck, pin_seed=args.pin_seed, **given)
+    return build(MiningRequest, given(args, MiningRequest))
 
 
-_MINING_FLAGS = [*_FIELDS, "lora", "embedding", "no_recheck", "pin_seed", "max_minutes"]
+def _settings_given(args, but=()) -> list[str]:
+    """The MiningRequest flags given (but --name and those of `but`)."""
+    from studio.cli.flags import flags_given
+    from studio.fields import declared
+    from studio.mine.request import MiningRequest
+
+    return flags_given(args, MiningRequest, [n for n in declared(MiningRequest) if n not in ("name", *but)])
 
 
 def submit(args, studio):
@@ -89,13 +52,12 @@ def submit(args, studio):
     clean_stale_files(studio.settings.workspace_dir / "mining")  # what a killed job left half-written
     if not args.resume:
         return jobs.start_mining(studio, request_from_args(args))
-    others = _given(args, [f for f in _MINING_FLAGS if f not in _RESUMABLE])
+    others = _settings_given(args, but=_RESUMABLE)
     if others:
         raise ValueError(f"a continued mining job keeps its candidates and rules: only --target, --max-candidates "
                          f"and --max-minutes can change, not {', '.join(others)}")
-    minutes = args.max_minutes
     return jobs.resume_mining(studio, args.name, target=args.target, max_candidates=args.max_candidates,
-                              max_seconds=None if minutes is None else minutes * 60)
+                              max_minutes=args.max_minutes)
 
 
 def run(args, studio) -> int:
@@ -103,7 +65,7 @@ def run(args, studio) -> int:
     from studio.mine import jobs
 
     if args.to_dataset is not None:
-        others = _given(args, [*_MINING_FLAGS, "resume"])
+        others = _settings_given(args) + ["--resume"] * args.resume
         if others:
             raise ValueError(f"--to-dataset writes the group of job --name as it stands; it takes no "
                              f"{', '.join(others)}")

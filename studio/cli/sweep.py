@@ -7,24 +7,23 @@ from dataclasses import replace
 
 
 def register(sub) -> None:
-    from studio.train.config import METHODS
+    from studio.cli.flags import add_flags
+    from studio.fields import declared
+    from studio.train.config import RunConfig
     from studio.train.presets import PRESET_KEYS
+    from studio.train.sweep import SET_BY_SWEEP, SweepRequest
 
     p = sub.add_parser("sweep", help="train a grid of settings and score each cell (CLIP, likeness), guarded "
                                      "against collapse")
-    p.add_argument("--name", required=True, help="the sweep's name (its folder under workspace/sweeps/)")
-    p.add_argument("--dataset", default=None, help="dataset name under workspace/datasets/ or a folder")
-    p.add_argument("--method", choices=METHODS, default=None)
-    p.add_argument("--model", default=None, help="base model id (default: the studio's default model)")
-    p.add_argument("--trigger", default=None, help="the word that names the subject")
+    add_flags(p, SweepRequest, skip=("grid", "preset"), required=("name",))
     p.add_argument("--grid", action="append", default=[], metavar="KNOB=V1,V2",
-                   help="one swept knob and its values (repeatable): lr=1e-5,1e-3, steps=400,2000, rank=4,8 ...")
-    p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
-                   help="a setting every cell shares (repeatable): batch_size=4, ema=cpu ...")
-    p.add_argument("--validation-prompt", nargs="+", default=None, help="validation prompts ({trigger} is filled in)")
-    p.add_argument("--clip-model", default=None, help="CLIP for the cells' CLIP scores (e.g. openai/clip-vit-base-patch16)")
+                   help=f"{declared(SweepRequest)['grid'].help}; one knob a flag (repeatable): lr=1e-5,1e-3, "
+                        f"steps=400,2000, rank=4,8 ...")
     p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (seed-001 brings "
                                                   "its lr x steps grid)")
+    add_flags(p, RunConfig, skip=SET_BY_SWEEP)  # the run settings every cell shares, by their declared flags
+    p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
+                   help="a setting every cell shares, by its RunConfig name (repeatable): batch_size=4, ema=cpu ...")
     p.add_argument("--resume", action="store_true", help="continue sweep --name where it was")
     p.add_argument("--export", nargs="?", const="best", default=None, metavar="CELL",
                    help="export a cell of sweep --name to the model store (default: the best cell), then stop")
@@ -32,29 +31,30 @@ def register(sub) -> None:
 
 
 def request_from_args(args):
+    from studio.cli.flags import given
+    from studio.fields import build, values
     from studio.train.config import RunConfig
     from studio.train.presets import apply_preset
-    from studio.train.sweep import SweepRequest, knob_name, parse_grid, parse_value, preset_grid
+    from studio.train.sweep import SET_BY_SWEEP, SweepRequest, knob_name, parse_grid, parse_value, preset_grid
 
     if not args.dataset:
         raise ValueError("`--dataset` is required to start a sweep")
     base = RunConfig(name=args.name, dataset=args.dataset)
     if args.preset:
         base = apply_preset(base, args.preset)
-    given = {"method": args.method, "model": args.model, "trigger": args.trigger, "clip_model": args.clip_model,
-             "validation_prompts": args.validation_prompt}
+    shared = values(RunConfig, {k: x for k, x in given(args, RunConfig).items() if k not in SET_BY_SWEEP})
     for item in args.set:
         if "=" not in item:
             raise ValueError(f"`--set` {item!r} must read knob=value")
         key, value = item.split("=", 1)
         name = knob_name(key)
-        given[name] = parse_value(name, value)
-    base = replace(base, **{k: v for k, v in given.items() if v is not None})
+        shared[name] = parse_value(name, value)
+    base = replace(base, **shared)
     grid = parse_grid(args.grid) if args.grid else preset_grid(args.preset)
     if not grid:
         raise ValueError("`--grid` is required (e.g. --grid lr=1e-5,1e-3 --grid steps=400,2000), or a preset "
                          "that brings one (--preset seed-001)")
-    return SweepRequest(args.name, base, grid, args.preset or "")
+    return build(SweepRequest, {"name": args.name, "grid": grid, "preset": args.preset or ""}, base=base)
 
 
 def table(report: dict) -> str:

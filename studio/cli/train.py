@@ -8,78 +8,29 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-# command-line flag -> RunConfig field, for flags that map one to one
-_FIELDS = {"method": "method", "model": "model", "out": "name", "steps": "max_steps",
-           "epochs": "epochs", "lr": "lr", "text_encoder_lr": "text_encoder_lr", "rank": "rank", "alpha": "alpha",
-           "resolution": "resolution", "batch_size": "batch_size", "grad_accum": "grad_accum",
-           "seed": "seed", "validation_prompt": "validation_prompts",
-           "validation_every": "validation_every", "validation_by": "validation_by",
-           "validation_budget": "validation_budget", "lr_scheduler": "lr_scheduler", "init_word": "init_word",
-           "class_prompt": "class_prompt", "mixed_precision": "mixed_precision", "lora_layers": "lora_layers",
-           "ema": "ema", "clip_model": "clip_model", "unmasked_weight": "unmasked_weight",
-           "continue_from": "continue_from", "gpus": "gpus", "processes": "processes"}
+# RunConfig's settings that the train verb takes its own way: one --dataset, --trigger and --repeats per subject
+_SUBJECT_FLAGS = ("dataset", "trigger", "repeats")
 
 
 def register(sub) -> None:
-    from studio.train.config import EMA_MODES, LORA_LAYERS, METHODS, PRECISIONS, VALIDATION_BY
+    from studio.cli.flags import add_flags
+    from studio.fields import declared
+    from studio.train.config import RunConfig
     from studio.train.presets import PRESET_KEYS
 
+    settings = declared(RunConfig)
     p = sub.add_parser("train", help="train a LoRA, DreamBooth or fine-tuned model or a textual-inversion embedding")
-    p.add_argument("--method", choices=METHODS, default=None)
-    p.add_argument("--model", default=None, help="base model id (default: the studio's default model)")
+    add_flags(p, RunConfig, skip=_SUBJECT_FLAGS)  # every other setting, by its declared flag
     p.add_argument("--dataset", action="append", default=None,
-                   help="dataset name under workspace/datasets/ or a folder; again for a second subject (one --trigger "
-                        "each, in the same order)")
-    p.add_argument("--out", default=None, help="run name; also the name of the exported files")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="UNet (or embedding) learning rate")
-    p.add_argument("--text-encoder-lr", type=float, default=None, help="0 keeps the text encoder frozen")
-    p.add_argument("--rank", type=int, default=None)
-    p.add_argument("--alpha", type=float, default=None)
-    p.add_argument("--resolution", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--grad-accum", type=int, default=None)
-    p.add_argument("--repeats", type=int, action="append", default=None,
-                   help="times each picture is seen per epoch; with several datasets once for all or once each")
+                   help=f"{settings['dataset'].help}; again for a second subject (one --trigger each, in the same "
+                        f"order)")
     p.add_argument("--trigger", action="append", default=None,
-                   help="the word that names the subject (default: the run name); one per --dataset")
+                   help=f"{settings['trigger'].help}; one per --dataset")
+    p.add_argument("--repeats", type=int, action="append", default=None,
+                   help=f"{settings['repeats'].help}; with several datasets once for all or once each")
     p.add_argument("--class-word", action="append", default=None,
                    help="several datasets: each subject's class (person, dog...), once each; DreamBooth's prior "
                         "images are 'a photo of a <class word>', textual inversion starts each token from it")
-    p.add_argument("--no-balance", action="store_true",
-                   help="several datasets: each seen as its pictures x repeats say, not balanced to the largest")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--validation-prompt", nargs="+", default=None, help="validation prompts ({trigger} is filled in)")
-    p.add_argument("--validation-by", choices=VALIDATION_BY, default=None,
-                   help="budget (the default): validation takes at most --validation-budget of the run's time, spread "
-                        "from the first epoch to the last; epochs or steps: every --validation-every of them")
-    p.add_argument("--validation-budget", type=float, default=None,
-                   help="the share of the run's wall time validation may take (default 0.1)")
-    p.add_argument("--validation-every", type=int, default=None,
-                   help="epochs (or steps, with --validation-by steps) between validation grids; 0 never validates")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the denoiser (slow first steps; pays on long runs where the compiler helps)")
-    p.add_argument("--lr-scheduler", default=None)
-    p.add_argument("--init-word", default=None, help="textual inversion: the word the new token starts from")
-    p.add_argument("--class-prompt", default=None, help="DreamBooth: turns on prior preservation with this prompt")
-    p.add_argument("--mixed-precision", choices=PRECISIONS, default=None)
-    p.add_argument("--lora-layers", choices=LORA_LAYERS, default=None,
-                   help="attention (default), transformer (kohya's default), all (adds ResNet convs, as LoCon)")
-    p.add_argument("--ema", choices=EMA_MODES, default=None,
-                   help="finetune/DreamBooth: an EMA average of the weights (auto: on for finetune; cpu: kept in RAM)")
-    p.add_argument("--clip-model", default=None, help="score each validation image with its prompt by this CLIP")
-    p.add_argument("--no-masked-loss", action="store_true",
-                   help="train on every pixel, even where the dataset's masks (<stem>.mask.png) are black")
-    p.add_argument("--unmasked-weight", type=float, default=None,
-                   help="loss weight of the masks' black pixels (default 0: not learnt; OneTrainer uses 0.1)")
-    p.add_argument("--continue-from", default=None, metavar="RUN",
-                   help="add a subject: start this LoRA run from finished run RUN's LoRA (its subjects come along)")
-    p.add_argument("--gpus", default=None, metavar="0,1",
-                   help="the GPUs to train on, one process each sharing every batch (default: every GPU when --device "
-                        "is auto or cuda)")
-    p.add_argument("--processes", type=int, default=None, metavar="N",
-                   help="N training processes on the CPU (gloo): the several-GPU path without GPUs")
     p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
@@ -89,24 +40,23 @@ def register(sub) -> None:
 def _resume(args, studio):
     """`--resume --out NAME [--epochs N | --steps N] [--lr X]`: the run's own settings, trained longer or at
     another learning rate (studio.train.jobs.resume_run: the one resume rule)."""
+    from studio.cli.flags import flags_given
+    from studio.fields import declared
     from studio.train import jobs
+    from studio.train.config import RunConfig
 
-    if not args.out:
+    if not args.name:
         raise ValueError("`--out` is required with --resume: the name of the run to continue")
-    others = [f"--{flag.replace('_', '-')}" for flag in _FIELDS if flag not in ("out", "epochs", "steps", "lr")
-              and getattr(args, flag) is not None]
-    others += [f"--{flag.replace('_', '-')}" for flag in _SUBJECT_FLAGS if getattr(args, flag) is not None]
+    others = flags_given(args, RunConfig, [n for n in declared(RunConfig) if n not in ("name", "epochs", "max_steps",
+                                                                                       "lr", *_SUBJECT_FLAGS)])
+    others += [f"--{flag.replace('_', '-')}" for flag in (*_SUBJECT_FLAGS, "class_word")
+               if getattr(args, flag) is not None]
     others += ["--preset"] * bool(args.preset) + ["--config"] * (args.config is not None)
-    others += ["--no-masked-loss"] * args.no_masked_loss + ["--no-balance"] * args.no_balance
-    others += ["--compile"] * args.compile
     if others:
         raise ValueError(f"a resumed run keeps its settings: only --epochs, --steps and --lr can change, not "
                          f"{', '.join(others)}")
-    max_steps = args.steps if args.steps is not None else (0 if args.epochs is not None else None)
-    return jobs.resume_run(studio, args.out, epochs=args.epochs, max_steps=max_steps, lr=args.lr)
-
-
-_SUBJECT_FLAGS = ("dataset", "trigger", "class_word", "repeats")
+    max_steps = args.max_steps if args.max_steps is not None else (0 if args.epochs is not None else None)
+    return jobs.resume_run(studio, args.name, epochs=args.epochs, max_steps=max_steps, lr=args.lr)
 
 
 def _subjects(args) -> dict:
@@ -149,23 +99,15 @@ def _subjects(args) -> dict:
 
 
 def config_from_args(args):
-    """RunConfig from the flags given, over `--config run.json` and `--preset`."""
+    """RunConfig from the flags given (the one conversion of studio.fields, as the Train tab's and the API's), over
+    `--config run.json` and `--preset`."""
+    from studio.cli.flags import given as given_flags
+    from studio.fields import values
     from studio.train.config import RunConfig
 
-    given = {field: getattr(args, flag) for flag, field in _FIELDS.items() if getattr(args, flag) is not None}
-    given.update(_subjects(args))
-    if args.no_balance:
-        given["balance"] = False
-    if args.steps is not None:
-        given.setdefault("epochs", 0)
-    elif args.epochs is not None:
+    given = values(RunConfig, {**given_flags(args, RunConfig), **_subjects(args)})
+    if args.epochs is not None and args.max_steps is None:
         given["max_steps"] = 0  # epochs asked for by name rule over a preset's or config's step count
-    if args.class_prompt is not None:
-        given["prior_preservation"] = True
-    if args.no_masked_loss:
-        given["masked_loss"] = False
-    if args.compile:
-        given["compile"] = True
     base = RunConfig.load(args.config) if args.config is not None else None
     if base is None:
         for flag, field in (("out", "name"), ("dataset", "dataset")):

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.data.captions import DEFAULT_TEMPLATE, CaptionRequest, caption_images
-from studio.data.crop import CropSettings, blur_faces, frame, inside
+from studio.data.captions import CAPTIONER_NAMES, DEFAULT_TEMPLATE, CaptionRequest, caption_images
+from studio.data.crop import CROP_MODES, SIZES, CropSettings, blur_faces, frame, inside
 from studio.copies import sha256_of
 from studio.data.facecache import DetectSettings, cached_entries, dataset_hashes
-from studio.data.masks import (DEFAULT_BACKGROUND_WEIGHT, check_subject_mask, framed_mask, is_mask, mask_path,
+from studio.data.masks import (DEFAULT_BACKGROUND_WEIGHT, SUBJECT_MASKS, check_subject_mask, framed_mask, is_mask, mask_path,
                                mask_png, original_layers)
 from studio.data.ingest import Limits, LoadedImage, Refusal, collect, load_image, near_duplicates
 from studio.data.scan import Scanned, auto_workers, scan
 from studio.data.library import (IMAGE_SUFFIXES, ORIGINALS, UPLOADS, Dataset, DatasetImage, dataset_folder,
                                  save_dataset)
+from studio.fields import setting
 from studio.names import check_name
 from studio.faces.confirm import confirmed
 from studio.data.subject import ask_for_the_subject, find_bystanders, picked_face
@@ -29,32 +30,51 @@ from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progre
 
 @dataclass(frozen=True)
 class PrepareRequest:
-    inputs: tuple[Path, ...]  # files, folders and .zip files
-    name: str  # the dataset's folder name under workspace/datasets/
-    trigger: str  # the rare word every caption starts with
-    class_word: str = "person"
-    size: int = 512  # 512 (SD 1.x), 768 (SD 2.x) or 1024 (SDXL)
-    crop: str = "face"  # face | center | keep-aspect
-    margin: float = 1.0  # room around the face, in face widths
+    """A dataset to prepare, each setting declared once (studio.fields): the Dataset tab's form, `dataset prepare`
+    and /dataset_prepare are made from these declarations."""
+
+    inputs: tuple[Path, ...] = setting(label="Photos or a .zip", flag="--input",
+                                       help="files, folders and .zip files")
+    name: str = setting(label="Dataset name", help="its folder under workspace/datasets/")
+    trigger: str = setting(label="Trigger word", help="the rare word every caption starts with, e.g. ohwx")
+    class_word: str = setting("person", label="Class word", help="what the subject is: person, dog, ...")
+    size: int = setting(512, label="Resolution", choices=SIZES,
+                        help="the training side; default: the default model's native one (SDXL and FLUX.1 1024)")
+    crop: str = setting("face", label="Crop", choices=CROP_MODES,
+                        help="a square around the face, the centre square, or an aspect-ratio bucket")
+    margin: float = setting(1.0, label="Margin around the face (face widths)", span=(0.0, 4.0, 0.25))
     # Protect bystanders: blur other people's faces in the training pictures, and write a mask per picture
     # (<stem>.mask.png) that marks those faces black, so training learns neither them nor the blur.
-    blur_bystanders: bool = False
-    subject_mask: str = "none"  # none | face | person: also dim everything but the subject's face or person...
-    background_weight: float = DEFAULT_BACKGROUND_WEIGHT  # ...to this loss weight (OneTrainer's default 0.1)
-    reference: tuple[Path, ...] = ()  # pictures (or folders) of the subject, to tell them from bystanders
+    blur_bystanders: bool = setting(False, label="Protect bystanders",
+                                    help="blur other people's faces, and mask them (and the blur) out of training")
+    subject_mask: str = setting("none", label="Subject mask", choices=SUBJECT_MASKS,
+                                help="face / person: learn mostly the subject, the rest at the weight below")
+    background_weight: float = setting(DEFAULT_BACKGROUND_WEIGHT, label="Weight of the rest", span=(0.0, 1.0, 0.05),
+                                       help="the loss weight a subject mask leaves the rest; OneTrainer's default: "
+                                            "0.1")
+    reference: tuple[Path, ...] = setting((), label="Reference photos of the subject",
+                                          help="optional: they tell the subject from bystanders")
     # Or the subject's face picked in one picture, "<source>#<n>" (faces numbered from the left): what the studio
     # asks for when most pictures show several faces and no reference was given (SubjectUnclear)
-    subject_face: str = ""
-    replace: bool = False  # an existing dataset of this name is replaced (else refused: NameTaken)
-    tolerance: float = DEFAULT_TOLERANCE
-    captioner: str = "template"  # template | blip | florence2
-    template: str = DEFAULT_TEMPLATE
+    subject_face: str = setting("", label="Subject's face",
+                                help="<photo>#<n>, faces numbered from the left, instead of reference photos; "
+                                     "empty: none picked")
+    replace: bool = setting(False, label="Replace a dataset of this name",
+                            help="else a taken name is refused (the page asks)")
+    tolerance: float = setting(DEFAULT_TOLERANCE, label="Face distance tolerance", span=(0.2, 0.8, 0.01),
+                               help="above it a photo is flagged as maybe someone else (seed: 0.40)")
+    captioner: str = setting("template", label="Captions from", choices=CAPTIONER_NAMES,
+                             help="blip / florence2 need their weights in models/captioners/<name>/")
+    template: str = setting(DEFAULT_TEMPLATE, label="Caption template", unset="",
+                            help="with {trigger} and {class_word}; empty: the default")
     # Copy each upload, as uploaded, to .originals/ (with blur_bystanders: the upload with their faces blurred,
     # wherever it has bystanders, so no stored picture shows them)
-    keep_originals: bool = True
+    keep_originals: bool = setting(True, label="Keep the uploads", advanced=True,
+                                   help="a copy of each upload in .originals/ (bystanders blurred when protected)")
     limits: Limits | None = None  # None: Limits(max_pixels=the studio's Settings.max_image_pixels)
     detect: DetectSettings = DetectSettings()
-    workers: int = -1  # processes for the face work: -1 decides by batch size and cores, 0 this process only
+    workers: int = setting(-1, label="Face-detection processes", advanced=True,
+                           help="-1: one per core, up to 4, for 16+ photos; 0: this process only")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(Path(p) for p in self.inputs))

@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from studio.faces.identity import DEFAULT_TOLERANCE
+from studio.fields import setting
 from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice, parse_lora
 from studio.names import check_name
 
@@ -64,15 +65,6 @@ def parse_variant(text: str) -> Variant:
     return Variant(label, model, loras, embeddings)
 
 
-def parse_seeds(text: str) -> list[int]:
-    """Fixed seeds written as whole numbers separated by commas and/or spaces ("1, 2 3")."""
-    pieces = [p for p in re.split(r"[\s,]+", text or "") if p]
-    try:
-        return [int(p) for p in pieces]
-    except ValueError as e:
-        raise ValueError(f"`seeds` must be whole numbers separated by commas but are {text!r}") from e
-
-
 def study_seeds(n: int) -> list[int]:
     """`n` fixed seeds: seed 000's five first, then more from a seeded generator (the same list every time)."""
     if not 1 <= n <= 100:
@@ -88,22 +80,43 @@ def study_seeds(n: int) -> list[int]:
 
 @dataclass
 class EvaluationRequest:
-    name: str  # folder under workspace/evaluations/
-    prompts: list[str]
-    seeds: list[int]  # fixed seeds: every variant draws the same noise for a prompt and seed
-    variants: list[Variant]
-    reference: str = ""  # a dataset name (workspace/datasets/) or a folder of photos of the subject; "": no likeness
-    clip_model: str = ""  # "" means no CLIP score
-    negative_prompt: str = ""
-    steps: int = 20
-    cfg: float | None = None  # None: the family's default (7 for SD, 1 for FLUX)
-    width: int | None = None  # None: the model's native size
-    height: int | None = None
-    sampler: str | None = None  # None: the family's default (Euler a; Euler for FLUX)
-    tolerance: float = DEFAULT_TOLERANCE  # sim-score at or below which a face counts as the subject (seed 000: 0.40)
+    """A prompt x seed x variant grid, each setting declared once (studio.fields): the Evaluate tab, `evaluate` and
+    /evaluate are made from these declarations."""
+
+    name: str = setting(label="Evaluation name", help="saved as workspace/evaluations/NAME/")
+    prompts: list[str] = setting(label="Prompts (one per line)", lines=4, flag="--prompt",
+                                 help="seed 000's four for real models ('amari' is the subject's trigger word); "
+                                      "builtin:pocket's shape prompts for it")
+    # fixed seeds: every variant draws the same noise for a prompt and seed
+    seeds: list[int] = setting(label="Seeds", split=r"[\s,]+",
+                               help="fixed seeds, comma separated: every variant gets the same noise")
+    variants: list[Variant] = setting(
+        label="Variants to compare (2 or more)", lines=3, flag="--variant", parse=parse_variant, show=Variant.spec,
+        help="one per line: label=MODEL[+lora:NAME:WEIGHT][+embedding:NAME]; an empty MODEL is the studio's default "
+             "base, e.g. control= (the base alone), mine=+lora:mine:1, mine@0.6=+lora:mine:0.6")
+    # a dataset name (workspace/datasets/) or a folder of photos of the subject; "": no likeness
+    reference: str = setting("", label="Reference for likeness: a dataset of the subject's photos", names="dataset",
+                             help="none, or a set with no faces (shapes, a style): no likeness score")
+    clip_model: str = setting("", label="CLIP model", names="CLIP model", flag="--clip",
+                              help="CLIP scores of each picture with its prompt; a real CLIP on disk is picked by "
+                                   "default")
+    negative_prompt: str = setting("", label="Negative prompt", flag="--negative", group="generation", advanced=True)
+    steps: int = setting(20, label="Steps", span=(1, 150, 1), group="generation", advanced=True)
+    cfg: float | None = setting(None, label="CFG scale", unset=0, group="generation", advanced=True,
+                                help="0: the model's (builtin:pocket 4) or the family's (7; 1 for FLUX.1)")
+    width: int | None = setting(None, label="Width", unset=0, group="generation", advanced=True,
+                                help="0: the model's native size")
+    height: int | None = setting(None, label="Height", unset=0, group="generation", advanced=True)
+    sampler: str | None = setting(None, label="Sampler", names="sampler", group="generation", advanced=True,
+                                  help="default: the model's (Euler a, or Euler for FLUX.1)")
+    # sim-score at or below which a face counts as the subject (seed 000: 0.40)
+    tolerance: float = setting(DEFAULT_TOLERANCE, label="Same-person tolerance", span=(0.2, 0.8, 0.01),
+                               group="generation", advanced=True, help="seed 000: 0.40")
     # Other subjects' datasets (a LoRA of several subjects): each picture also sim-scored against each of them, so a
     # variant is scored against every subject's faces and one face bleeding into the other shows
-    also_against: list[str] = field(default_factory=list)
+    also_against: list[str] = setting(default_factory=list, label="Also score against (other subjects' datasets, "
+                                                                  "one a line)",
+                                      help="a LoRA of several subjects: each picture against every subject's faces")
 
     def check(self) -> "EvaluationRequest":
         """Raise ValueError naming the first bad argument and its value."""

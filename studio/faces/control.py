@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from studio.faces.detect import Face
+from studio.fields import setting
 
 CONTROL_MODULES = ("mediapipe_face", "openpose_face", "canny")
 FACE_MODULES = ("mediapipe_face", "openpose_face")  # these need a face in the picture; canny works on anything
@@ -23,11 +24,15 @@ _OPENPOSE_RADIUS = 3
 class ControlOptions:
     """How the preprocessors run; A1111 records the first three as Processor Res, Threshold A and Threshold B."""
 
-    processor_res: int = 512  # the picture's shorter side while a preprocessor looks at it
-    max_faces: int = 1  # mediapipe_face / openpose_face: how many faces are drawn
-    min_confidence: float = 0.5  # mediapipe_face: detection confidence below which a face is ignored
-    canny_low: int = 100  # canny: hysteresis thresholds on the gradient, 1..255
-    canny_high: int = 200
+    processor_res: int = setting(512, label="Preprocessor resolution", advanced=True,
+                                 help="the picture's shorter side while a preprocessor looks at it")
+    max_faces: int = setting(1, label="Max faces", span=(1, 10, 1),
+                             help="mediapipe_face / openpose_face: how many faces are drawn")
+    min_confidence: float = setting(0.5, label="Min confidence (mediapipe)", span=(0.05, 1, 0.05),
+                                    help="mediapipe_face: detection confidence below which a face is ignored")
+    canny_low: int = setting(100, label="Canny low", span=(1, 254, 1),
+                             help="canny: hysteresis thresholds on the gradient, 1..255")
+    canny_high: int = setting(200, label="Canny high", span=(2, 255, 1))
 
     def check(self) -> "ControlOptions":
         if not 64 <= self.processor_res <= 2048:

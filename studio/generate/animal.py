@@ -11,10 +11,11 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from studio import fileio
+from studio.fields import setting
 from studio.faces.control import FACE_MODULES, ControlOptions, check_module, control_image, is_blank
-from studio.generate.request import MAX_SEED, ControlUnit, GenerationRequest
+from studio.generate.request import CONTROL_MODES, MAX_SEED, ControlUnit, GenerationRequest
 from studio.generate.parameters import save_png
-from studio.generate.pictures import face_square, fit_size, paste_feathered, side_by_side
+from studio.generate.pictures import face_square, fit_size, open_picture, paste_feathered, side_by_side
 from studio.generate.run import generate
 from studio.generate.samplers import check_sampler
 from studio.models import families
@@ -64,40 +65,70 @@ def animal_prompt(animal: str, breed: str = "") -> tuple[str, str]:
 
 @dataclass
 class ControlChoice:
-    """One control: which preprocessor, which ControlNet gets its image, and how strongly."""
+    """One control: which preprocessor, which ControlNet gets its image, and how strongly (each setting declared
+    once: the Face to animal tab offers them per module, as <module>_<field>)."""
 
     module: str = "mediapipe_face"  # mediapipe_face | openpose_face | canny
-    model: str = ""  # ControlNet id; "" = the default for the base model, "none" = preview only
-    weight: float = 1.0  # conditioning scale
-    guidance_start: float = 0.0
-    guidance_end: float = 1.0
+    model: str = setting("", label="ControlNet", names="ControlNet", flag="--controlnet",
+                         help="default: the one that fits the base model; none: the control image is only previewed")
+    weight: float = setting(1.0, label="Weight", span=(0, 2, 0.05), flag="--control-scale",
+                            help="ControlNet weight (conditioning scale)")
+    guidance_start: float = setting(0.0, label="Guidance start", span=(0, 1, 0.05))
+    guidance_end: float = setting(1.0, label="Guidance end", span=(0, 1, 0.05))
+
+
+def _preset_texts() -> tuple[set, set]:
+    """Every preset's prompt (without a breed) and negative prompt."""
+    return {animal_prompt(name)[0] for name in ANIMALS}, {preset.negative_prompt for preset in ANIMALS.values()}
 
 
 @dataclass
 class AnimalRequest:
-    image: object  # PIL.Image: the face photo
-    animal: str = "dog"
-    breed: str = ""
-    prompt: str = ""  # "" = the animal's preset template with the breed
-    negative_prompt: str | None = None  # None = the preset's
-    controls: list[ControlChoice] = field(default_factory=lambda: [ControlChoice()])
-    options: ControlOptions = field(default_factory=ControlOptions)
-    model: str = ""  # base model; "" = the studio's default
-    task: str = "img2img"  # img2img starts from the photo; txt2img follows the control images only
-    strength: float = 0.75  # img2img denoising strength
-    control_mode: str = "ControlNet is more important"  # seed 003's choice
-    seed: int = -1
-    n_seeds: int = 1  # results for seed, seed+1, ...
-    steps: int = 20
-    sampler: str | None = None  # None: the family's animal_sampler (seed 003's DPM++ 2S a for SD), else its default
-    cfg: float | None = None  # None: the family's (7; 1 for FLUX.1)
-    size: int | None = None  # longer side of the picture the model works on; None = the model's native size
-    crop_to_face: bool = False  # transform a square around the face instead of the whole photo
-    paste_back: bool = True  # with crop_to_face: put the result back into the full photo
-    face_index: int = 0  # which face when there are several, largest first
-    max_input_side: int = 2048  # larger photos are scaled down to this before anything else
+    """A face photo as an animal, each setting declared once (studio.fields): the Face to animal tab, `animal` and
+    /animal are made from these declarations (and ControlOptions' and ControlChoice's)."""
+
+    image: object = setting(label="Face photo", parse=open_picture)
+    animal: str = setting("dog", label="Animal", choices=tuple(ANIMALS))
+    breed: str = setting("", label="Breed", help="e.g. 'golden retriever' (any text; each animal has a list)")
+    # "" = the animal's preset template with the breed; a preset's own text stands for it too (__post_init__)
+    prompt: str = setting("", label="Prompt", lines=2, help="filled from the animal and breed; edit freely")
+    negative_prompt: str | None = setting(None, label="Negative prompt", lines=2, flag="--negative",
+                                          help="default: the animal's")
+    controls: list[ControlChoice] = field(default_factory=lambda: [ControlChoice()])  # settings of their own
+    options: ControlOptions = field(default_factory=ControlOptions)  # settings of their own
+    model: str = setting("", label="Base model", names="base model", help="default: the studio's default model")
+    task: str = setting("img2img", label="Start from", choices=("img2img", "txt2img"),
+                        help="img2img keeps the photo's colours; txt2img follows the controls only")
+    strength: float = setting(0.75, label="Denoising strength", span=(0.05, 1, 0.05), help="img2img")
+    control_mode: str = setting("ControlNet is more important", label="Control mode", choices=CONTROL_MODES,
+                                help="seed 003's choice: ControlNet is more important")
+    seed: int = setting(-1, label="Seed", help="-1: random (the seeds used are said)")
+    n_seeds: int = setting(1, label="Seeds (seed, seed+1, ...)", span=(1, 8, 1), help="results for seed, seed+1, ...")
+    steps: int = setting(20, label="Steps", span=(1, 150, 1))
+    sampler: str | None = setting(None, label="Sampler", names="sampler",
+                                  help="default: the model's (seed 003's DPM++ 2S a for SD; Euler for FLUX.1)")
+    cfg: float | None = setting(None, label="CFG scale", unset=0, span=(0, 30, 0.5),
+                                help="0: the family's (7; 1 for FLUX.1)")
+    size: int | None = setting(None, label="Size (longer side)", unset=0,
+                               help="of the picture the model works on; 0: the model's native size")
+    crop_to_face: bool = setting(False, label="Crop to the face first", flag="--crop-face",
+                                 help="transform a square around the face instead of the whole photo")
+    paste_back: bool = setting(True, label="Paste back into the photo",
+                               help="with a face crop: the result goes back into the whole photo")
+    face_index: int = setting(0, label="Face", help="which face when there are several; 0: the largest")
+    max_input_side: int = setting(2048, label="Largest photo side", advanced=True,
+                                  help="larger photos are scaled down to this before anything else")
     save: bool = True
     out_dir: Path | None = None  # where PNGs go; None = workspace/outputs/<day>/
+
+    def __post_init__(self):
+        # A prompt or negative prompt left at an animal's preset text (a form an animal's choice filled, or an API
+        # call that set only the animal and breed) stands for the chosen animal's own.
+        prompts, negatives = _preset_texts()
+        if (self.prompt or "").strip() in prompts:
+            self.prompt = ""
+        if self.negative_prompt in negatives:
+            self.negative_prompt = None
 
     def check(self) -> "AnimalRequest":
         """Raise ValueError naming the first bad argument and its value."""

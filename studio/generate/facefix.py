@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from studio.fields import setting
 from studio.generate.parameters import add_fields, format_parameters, parse_parameters, save_png
-from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice
+from studio.generate.pictures import open_picture
+from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice, parse_lora
 from studio.generate.run import generate
 from studio.generate.samplers import check_sampler
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
@@ -31,26 +33,41 @@ _INPAINT_KEYS = ("Denoising strength", "Mask blur", "Inpaint area", "Masked area
 
 @dataclass
 class FaceFixRequest:
-    """ADetailer's settings (same names, same defaults) for the studio's face detector and inpainting."""
+    """ADetailer's settings (same names, same defaults) for the studio's face detector and inpainting; each setting
+    declared once (studio.fields): the Clean-up accordion's Face fix, `fix-faces` and /fix_faces are made from them."""
 
-    image: object  # PIL.Image
-    prompt: str = ""  # ADetailer prompt: "" = the picture's own prompt; "[PROMPT]" in it stands for that prompt
-    negative_prompt: str | None = None  # None = the picture's own negative prompt
-    model: str = ""  # "" = the studio's default base; a dedicated inpainting checkpoint works too
-    loras: list[LoraChoice] = field(default_factory=list)  # beside any `<lora:...>` tags of the prompt
-    embeddings: list[str] = field(default_factory=list)
-    seed: int = -1  # -1: the picture's own seed when its parameters hold one, else random
-    steps: int = 20
-    cfg: float = 7.0
-    sampler: str | None = None  # None: the family's default (Euler a for SD, Euler for FLUX.1)
-    strength: float = 0.4  # ADetailer denoising strength
-    confidence: float = 0.3  # the lowest detection score that counts as a face (a real face scores about 1)
-    dilate: int = 4  # ADetailer dilate erode: pixels the grown face box is widened by
-    mask_blur: int = 4  # soft edge of the paste-back, in pixels
-    only_masked: bool = True  # re-draw the face's box (plus padding) at the working size, not the whole picture
-    padding: int = 32  # ADetailer inpaint padding, around the face box
-    size: int | None = None  # only masked: the square working side; None: the model's native size (longer side)
-    max_faces: int = 0  # 0: every face found; N: the N largest (ADetailer's "mask only top k")
+    image: object = setting(label="Picture", parse=open_picture,
+                            help="the picture (its PNG parameters give prompt and seed)")
+    prompt: str = setting("", label="Face prompt", help="empty: the picture's own; [PROMPT] stands for it")
+    negative_prompt: str | None = setting(None, label="Face negative prompt", flag="--negative", unset="",
+                                          help="empty: the picture's own")
+    model: str = setting("", label="Base or inpainting model", names="base model",
+                         help="default: the studio's default model; a dedicated inpainting checkpoint works too")
+    # beside any `<lora:...>` tags of the prompt
+    loras: list[LoraChoice] = setting(default_factory=list, label="LoRAs", flag="--lora", names="LoRA",
+                                      parse=parse_lora, show=lambda lc: f"{lc.name}:{lc.weight:g}",
+                                      help="NAME:WEIGHT, a LoRA in models/lora/ (or a file) with its weight")
+    embeddings: list[str] = setting(default_factory=list, label="Embeddings", flag="--embedding", names="embedding")
+    seed: int = setting(-1, label="Seed", help="-1: the picture's own seed when its parameters hold one, else random")
+    steps: int = setting(20, label="Steps", span=(1, 150, 1))
+    cfg: float | None = setting(None, label="CFG scale", unset=0, span=(0, 30, 0.5),
+                                help="0: the family's (7 for SD, 1 for FLUX.1)")
+    sampler: str | None = setting(None, label="Sampler", names="sampler",
+                                  help="default: the family's (Euler a for SD, Euler for FLUX.1)")
+    strength: float = setting(0.4, label="Denoising strength", span=(0.05, 1, 0.05), help="ADetailer's 0.4")
+    confidence: float = setting(0.3, label="Detection confidence", span=(0, 2, 0.05),
+                                help="the lowest detection score that counts as a face (a real face scores about 1)")
+    dilate: int = setting(4, label="Mask dilate, pixels", span=(0, 64, 1),
+                          help="ADetailer's dilate erode: pixels the grown face box is widened by")
+    mask_blur: int = setting(4, label="Mask blur", span=(0, 64, 1), help="soft edge of the paste-back, in pixels")
+    only_masked: bool = setting(True, label="Only the face's box",
+                                help="re-draw the face's box (plus padding) at the working size, not the whole picture")
+    padding: int = setting(32, label="Inpaint padding, pixels", span=(0, 256, 4),
+                           help="ADetailer's inpaint padding, around the face box")
+    size: int | None = setting(None, label="Working size", unset=0,
+                               help="only the face's box: the square working side; 0: the model's native size")
+    max_faces: int = setting(0, label="Faces", help="0: every face found; N: the N largest (ADetailer's top k)")
+    # Not settings: what the picture and the reference the user names give
     reference: np.ndarray | None = None  # (K, 128) the subject's encodings; None: each face against itself before
     reference_name: str = ""  # how the report names the reference ("dataset me (12 faces)")
     parameters: str = ""  # the picture's own parameters text: its prompt, seed and settings carry over

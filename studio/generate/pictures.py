@@ -3,7 +3,23 @@ a feathered paste back into the photo, a row of pictures side by side."""
 
 from __future__ import annotations
 
-from PIL import Image, ImageFilter
+from pathlib import Path
+
+from PIL import Image, ImageFilter, UnidentifiedImageError
+
+
+def open_picture(path: str | Path) -> Image.Image:
+    """The picture at `path`, read now; a ValueError saying so when it is missing or not a picture (the caller names
+    the argument: argparse's "argument --image: ...")."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{path} is not a picture: {e}") from e
+    return image
 
 
 def face_square(box: tuple[int, int, int, int], size: tuple[int, int], scale: float = 2.2) -> tuple[int, int, int, int]:

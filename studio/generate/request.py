@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.fields import setting
 from studio.generate.hires import hires_schedule
 from studio.generate.inpaint import INPAINT_AREAS
+from studio.generate.pictures import open_picture
 from studio.generate.samplers import check_sampler
 from studio.models.refs import LoraChoice, parse_lora  # noqa: F401 (the generate package's own names for them)
 
@@ -30,40 +32,70 @@ class ControlUnit:
     threshold_b: float | None = None
 
 
+def _lora_text(lora: LoraChoice) -> str:
+    return f"{lora.name}:{lora.weight:g}"
+
+
 @dataclass
 class GenerationRequest:
-    prompt: str
-    model: str = ""  # "" means the studio's default base model
-    negative_prompt: str = ""
-    seed: int = -1  # -1: a random seed, reported in the result
-    steps: int = 20
-    cfg: float | None = None  # CFG scale; None: the family's default (7 for SD; 1 for FLUX, whose real CFG is off)
-    width: int | None = None  # None: the model's native size
-    height: int | None = None
-    batch_size: int = 1
-    sampler: str | None = None  # A1111/Forge name; None: the family's default (Euler a for SD, Euler for FLUX.1)
+    """One generation, as the Generate tab, `generate` and /generate take it: each setting declared once
+    (studio.fields), so the form, the flags and the API parameters are made from these declarations."""
+
+    prompt: str = setting(label="Prompt", lines=3, help="<lora:name:weight> tags apply LoRAs too")
+    model: str = setting("", label="Base model", names="base model",
+                         help="builtin, a model in models/base/, or a hub id (owner/name); default: the studio's")
+    negative_prompt: str = setting("", label="Negative prompt", lines=2, flag="--negative")
+    seed: int = setting(-1, label="Seed", help="-1: random (the seed used is said)")
+    steps: int = setting(20, label="Steps", span=(1, 150, 1))
+    cfg: float | None = setting(None, label="CFG scale", span=(0, 30, 0.5), unset=0,
+                                help="0: the family's (7 for SD, 1 for FLUX.1); FLUX.1 above 1: real CFG with the "
+                                     "negative prompt, at twice the time")
+    width: int | None = setting(None, label="Width", unset=0, help="0: the model's native size")
+    height: int | None = setting(None, label="Height", unset=0, help="multiples of 8; 0: the model's native size")
+    batch_size: int = setting(1, label="Batch size", span=(1, 8, 1), flag="--batch",
+                              help="pictures per prompt (seeds seed, seed+1, ...)")
+    sampler: str | None = setting(None, label="Sampler", names="sampler",
+                                  help="A1111/Forge name; default: the family's (Euler a; Euler for FLUX.1)")
     # FLUX.1-dev's distilled guidance (Forge's "Distilled CFG Scale"); None: 3.5. Schnell takes none.
-    distilled_cfg: float | None = None
-    max_sequence_length: int | None = None  # FLUX.1's T5 prompt tokens; None: 512 (dev) or 256 (schnell)
-    loras: list[LoraChoice] = field(default_factory=list)
-    embeddings: list[str] = field(default_factory=list)  # textual-inversion files; their names are prompt tokens
-    init_image: object | None = None  # PIL.Image: img2img when given
-    strength: float = 0.75  # img2img denoising strength
-    controls: list[ControlUnit] = field(default_factory=list)
-    control_mode: str = "Balanced"  # A1111: Balanced | My prompt is more important | ControlNet is more important
+    distilled_cfg: float | None = setting(None, label="Distilled CFG Scale", span=(0, 10, 0.1), unset=0,
+                                          group="FLUX.1", help="FLUX.1-dev's guidance input, as Forge's; 0: 3.5")
+    max_sequence_length: int | None = setting(None, label="T5 prompt tokens", unset=0, group="FLUX.1",
+                                              help="FLUX.1: 0 is 512 for dev, 256 for schnell")
+    loras: list[LoraChoice] = setting(default_factory=list, label="LoRAs", flag="--lora", names="LoRA",
+                                      parse=parse_lora, show=_lora_text,
+                                      help="NAME:WEIGHT, a LoRA in models/lora/ (or a file) with its weight")
+    # textual-inversion files; their names are prompt tokens
+    embeddings: list[str] = setting(default_factory=list, label="Embeddings", flag="--embedding", names="embedding",
+                                    help="textual inversions; use their names in the prompt")
+    init_image: object | None = setting(None, label="Picture", group="img2img", flag="--init-image",
+                                        parse=open_picture, help="img2img (or inpainting) from this picture")
+    strength: float = setting(0.75, label="Denoising strength", span=(0.05, 1, 0.05), group="img2img",
+                              help="img2img and inpainting")
+    controls: list[ControlUnit] = field(default_factory=list)  # made by Face to animal (not a setting)
+    # A1111: Balanced | My prompt is more important | ControlNet is more important (with `controls`)
+    control_mode: str = "Balanced"
     save: bool = True  # write PNGs to workspace/outputs/<day>/
     # Inpainting (with init_image): white in the mask is repainted, and every pixel outside the blurred mask keeps
     # the picture's bytes. The result has the picture's size; width/height are the working size (see plan_inpaint).
-    mask_image: object | None = None  # PIL.Image, the picture's size
-    mask_blur: int = 4  # A1111's "Mask blur": Gaussian radius of the paste-back's soft edge, in pixels
-    inpaint_area: str = "whole"  # "whole" picture, or "only masked": the mask's box plus padding at the model's size
-    inpaint_padding: int = 32  # A1111's "Only masked padding, pixels"
+    mask_image: object | None = setting(None, label="Mask", group="img2img", flag="--mask", parse=open_picture,
+                                        shown_with="init_image",
+                                        help="with a picture: inpaint where this mask is white (the picture's size)")
+    mask_blur: int = setting(4, label="Mask blur", span=(0, 64, 1), group="inpaint",
+                             help="soft edge of the inpainted region, pixels")
+    inpaint_area: str = setting("whole", label="Inpaint area", choices=INPAINT_AREAS, group="inpaint",
+                                help="the whole picture, or only the mask's box (plus padding) at the model's size")
+    inpaint_padding: int = setting(32, label="Only masked padding, pixels", span=(0, 256, 4), group="inpaint",
+                                   help="pixels around the mask's box")
     # Hires fix (txt2img), as A1111: a first pass at width x height, the picture upscaled by hires_scale, then an
     # img2img pass over it at hires_strength with the same seeds. 1 is off.
-    hires_scale: float = 1.0
-    hires_steps: int = 0  # denoising steps the second pass runs; 0: the same as `steps`
-    hires_upscaler: str = "Lanczos"  # Lanczos, or a model in models/upscale/
-    hires_strength: float = 0.7  # A1111's default "Denoising strength" for hires fix
+    hires_scale: float = setting(1.0, label="Upscale by (1: off)", span=(1, 4, 0.05), group="hires fix",
+                                 help="hires fix: upscale the first pass by this, then draw over it again")
+    hires_steps: int = setting(0, label="Hires steps (0: as Steps)", span=(0, 150, 1), group="hires fix",
+                               help="denoising steps of the second pass")
+    hires_upscaler: str = setting("Lanczos", label="Hires upscaler", names="upscaler", group="hires fix",
+                                  help="Lanczos, or a model in models/upscale/")
+    hires_strength: float = setting(0.7, label="Hires denoising strength", span=(0.05, 1, 0.05), group="hires fix",
+                                    help="A1111's default for the second pass")
 
     def check(self) -> "GenerationRequest":
         """Raise ValueError naming the first bad argument and its value."""

@@ -26,21 +26,6 @@ def effective_loras(request: GenerationRequest) -> tuple[str, list[LoraChoice]]:
     return prompt, list(request.loras) + [t for t in tagged if t.name not in chosen]
 
 
-def fit_to_model(studio, request: GenerationRequest) -> GenerationRequest:
-    """A form's distilled CFG and prompt length kept only where the model takes them: a form always has both
-    (shown only for the families that read them), and they are left out for other families and for a model of such
-    a family without a guidance input (schnell). A model that cannot be resolved yet is left to generate() to name."""
-    try:
-        ref = studio.store.resolve(request.model or studio.store.default_model)
-    except (ValueError, OSError):
-        return request
-    family = ref.family
-    takes_length = family is not None and family.prompt_length_option
-    takes_guidance = family is not None and studio.store.takes_distilled_guidance(ref)
-    return replace(request, distilled_cfg=request.distilled_cfg if takes_guidance else None,
-                   max_sequence_length=request.max_sequence_length if takes_length else None)
-
-
 def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_progress,
              should_stop: StopFn = never_stop) -> GenerationResult:
     import torch

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from studio.fields import setting
 from studio.generate.parameters import add_fields, save_png
+from studio.generate.pictures import open_picture
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 LANCZOS = "Lanczos"  # A1111's name for the plain resize; always available, needs no file
@@ -43,11 +45,16 @@ def check_upscaler_name(name: str, argument: str = "upscaler") -> str:
 
 @dataclass
 class UpscaleRequest:
-    image: object  # PIL.Image
-    upscaler: str = LANCZOS  # Lanczos, or a model in models/upscale/ (file stem or name) or a path
-    scale: float = 4.0  # output side / input side; a model past its own scale runs again, then Lanczos to size
-    tile: int = DEFAULT_TILE
-    tile_overlap: int = DEFAULT_OVERLAP
+    """One upscale, each setting declared once (studio.fields): Clean-up's Upscale, `upscale` and /upscale."""
+
+    image: object = setting(label="Picture", parse=open_picture, help="the picture (its PNG parameters are kept)")
+    upscaler: str = setting(LANCZOS, label="Upscaler", names="upscaler",
+                            help="Lanczos, or a model in models/upscale/ (its file stem) or a path")
+    # a model past its own scale runs again, then Lanczos to size
+    scale: float = setting(4.0, label="Scale", span=(1, 8, 0.5), help="output side / input side, 1 to 8")
+    tile: int = setting(DEFAULT_TILE, label="Tile size, pixels", help="model upscalers: tile side in input pixels "
+                                                                      "(0: the whole picture at once)")
+    tile_overlap: int = setting(DEFAULT_OVERLAP, label="Tile overlap, pixels", help="pixels two tiles share")
     parameters: str = ""  # the picture's own parameters text, carried into the upscaled PNG
     save: bool = True
     out_dir: Path | None = None  # None: workspace/outputs/<day>/

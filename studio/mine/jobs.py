@@ -113,7 +113,7 @@ def candidates_folder(settings, candidates: Path) -> Path:
 
 def resume_mining(studio, name: str, **changes) -> MiningStatus:
     """Go on with job `name` after its last decided candidate, with the request in its mine.json; `changes` may
-    raise the target or the budgets (target, max_candidates, max_seconds; None keeps a value)."""
+    raise the target or the budgets (target, max_candidates, max_minutes; None keeps a value)."""
     folder = mining_folder(studio.settings, name)
     if not (folder / REQUEST).is_file():
         raise ValueError(f"`name` {name!r} has no mining job to continue in {folder}")

@@ -8,46 +8,74 @@ from pathlib import Path
 
 from studio.faces.identity import DEFAULT_TOLERANCE
 from studio.generate.request import MAX_SEED, GenerationRequest, LoraChoice, parse_lora
+from studio.fields import setting
 from studio.mine.group import NEAR_MISS, Rules
 from studio.names import check_name
 
 # A mining job that continues may go on longer; everything else it asked for stays, so the group stays one group.
-RESUME_CHANGES = ("target", "max_candidates", "max_seconds")
+RESUME_CHANGES = ("target", "max_candidates", "max_minutes")
+
+
+def _lora_text(lora: LoraChoice) -> str:
+    return f"{lora.name}:{lora.weight:g}"
 
 
 @dataclass(frozen=True)
 class MiningRequest:
-    name: str  # the job's folder under workspace/mining/
+    """A mining job, each setting declared once (studio.fields): the Mine tab, `mine` and /mine_start are made from
+    these declarations."""
+
+    name: str = setting(label="Job name", help="the job's folder under workspace/mining/")
 
     # 1. Candidates: from the studio's generator (a prompt) or from a folder of images, never both.
-    prompt: str = ""  # candidate i is generated from this prompt with seed seed_start + i
-    candidates: Path | None = None  # a folder (or .zip) of images, taken in name order as the Dataset tab reads them
-    negative_prompt: str = ""
-    model: str = ""  # "" means the studio's default base model
-    loras: tuple[LoraChoice, ...] = ()
-    embeddings: tuple[str, ...] = ()
-    steps: int = 20
-    cfg: float | None = None  # None: the family's default (7 for SD, 1 for FLUX)
-    sampler: str | None = None  # None: the family's default (Euler a; Euler for FLUX)
-    width: int | None = None  # None: the model's native size
-    height: int | None = None
-    seed_start: int = 0
-    batch_size: int = 1  # images per generator call; batches start at multiples of it, so a resume redraws the same
-    # "" none; else Lanczos or a model in models/upscale/, 4x before the face is looked for (seed 000: Real-ESRGAN)
-    upscaler: str = ""
+    prompt: str = setting("", label="Prompt", lines=2,
+                          help="candidates from the generator: candidate i with seed seed_start + i")
+    # a folder (or .zip) of images, taken in name order as the Dataset tab reads them
+    candidates: Path | None = setting(None, label="Or pictures from a dataset", names="dataset",
+                                      help="candidates from a folder in workspace/datasets/ (the command line: any "
+                                           "folder or .zip) instead of a prompt")
+    negative_prompt: str = setting("", label="Negative prompt", flag="--negative")
+    model: str = setting("", label="Base model", names="base model", help="default: the studio's default model")
+    loras: tuple[LoraChoice, ...] = setting((), label="LoRAs (NAME or NAME:WEIGHT)", flag="--lora", parse=parse_lora,
+                                            show=_lora_text, help="a LoRA with an optional weight")
+    embeddings: tuple[str, ...] = setting((), label="Embeddings", flag="--embedding", names="embedding")
+    steps: int = setting(20, label="Steps", group="generation", advanced=True)
+    cfg: float | None = setting(None, label="CFG scale", unset=0, group="generation", advanced=True,
+                                help="0: the family's (7; 1 for FLUX.1)")
+    sampler: str | None = setting(None, label="Sampler", names="sampler", group="generation", advanced=True,
+                                  help="default: the model's (Euler a, or Euler for FLUX.1)")
+    width: int | None = setting(None, label="Width", unset=0, group="generation", advanced=True,
+                                help="0: the model's native size")
+    height: int | None = setting(None, label="Height", unset=0, group="generation", advanced=True)
+    seed_start: int = setting(0, label="First seed", group="generation", advanced=True, help="candidate i: this + i")
+    # batches start at multiples of it, so a resume redraws the same
+    batch_size: int = setting(1, label="Batch size", flag="--batch", group="generation", advanced=True,
+                              help="pictures per generator call")
+    # 4x before the face is looked for (seed 000: Real-ESRGAN)
+    upscaler: str = setting("", label="Upscaler", names="upscaler", group="generation", advanced=True,
+                            help="upscale each candidate 4x before its face is looked for: Lanczos or a model in "
+                                 "models/upscale/; empty: none")
 
     # 2. The sim-group's rules (studio.mine.group.Rules says exactly what each does)
-    tolerance: float = DEFAULT_TOLERANCE  # admit a face whose mean distance to the members is at most this
-    near_miss: float = NEAR_MISS  # above the tolerance and up to this: a near miss, kept apart
-    recheck: bool = True  # after each admission, drop members whose mean distance to the rest exceeds drop_tolerance
-    drop_tolerance: float | None = None  # None: the tolerance
-    seed_face: str = ""  # "" the first face found; else a picture of the face to start from
-    pin_seed: bool = False  # never drop the seed face
+    tolerance: float = setting(DEFAULT_TOLERANCE, label="Tolerance", span=(0.2, 0.8, 0.01), group="rules",
+                               help="admit a face whose mean distance to the group is at most this (seed 000: 0.40)")
+    near_miss: float = setting(NEAR_MISS, label="Near miss up to", span=(0.2, 1.0, 0.01), group="rules",
+                               help="above the tolerance and up to this: a near miss, kept apart, not thrown away")
+    recheck: bool = setting(True, label="Drop members that drift away", group="rules",
+                            help="after each admission, drop members whose mean distance to the rest exceeds the drop "
+                                 "tolerance")
+    drop_tolerance: float | None = setting(None, label="Drop above", span=(0.0, 0.8, 0.01), unset=0, group="rules",
+                                           help="a member's mean distance to the rest; 0: the tolerance")
+    seed_face: str = setting("", label="Seed face", help="a picture of the face to start from; empty: the first face "
+                                                         "found")
+    pin_seed: bool = setting(False, label="Never drop the seed face", group="rules")
 
     # 3. When to stop (whichever comes first; 0 means no limit)
-    target: int = 300  # members in the group
-    max_candidates: int = 0  # candidates looked at, over every run of the job
-    max_seconds: float = 0.0  # mining time, over every run of the job
+    target: int = setting(300, label="Target group size", group="budget", help="members in the group")
+    max_candidates: int = setting(0, label="Image budget", group="budget",
+                                  help="candidates looked at, over every run of the job; 0: no limit")
+    max_minutes: float = setting(0.0, label="Time budget (minutes)", group="budget",
+                                 help="mining time, over every run of the job; 0: no limit")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", check_name(self.name))
@@ -77,8 +105,12 @@ class MiningRequest:
             raise ValueError(f"`target` must be between 1 and 100000 members but is {self.target}")
         if self.max_candidates < 0:
             raise ValueError(f"`max_candidates` must be 0 (no limit) or more but is {self.max_candidates}")
-        if self.max_seconds < 0:
-            raise ValueError(f"`max_seconds` must be 0 (no limit) or more but is {self.max_seconds}")
+        if self.max_minutes < 0:
+            raise ValueError(f"`max_minutes` must be 0 (no limit) or more but is {self.max_minutes}")
+
+    @property
+    def max_seconds(self) -> float:
+        return self.max_minutes * 60
 
     @property
     def from_generator(self) -> bool:
@@ -116,6 +148,8 @@ class MiningRequest:
 
     @classmethod
     def from_json(cls, d: dict) -> "MiningRequest":
+        if "max_seconds" in d:  # mine.json written before the budget was said in minutes
+            d = {**d, "max_minutes": d["max_seconds"] / 60}
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         d["loras"] = tuple(parse_lora(text) for text in d.get("loras", ()))

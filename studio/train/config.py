@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from studio.fields import setting
 from studio.names import check_name
 from studio.train.schedule import VALIDATION_BY
 
@@ -64,140 +65,231 @@ class Subject:
             repeats = int(parts[3])
         return cls(parts[0], parts[1], parts[2] if len(parts) > 2 else "", repeats)
 
+    def line(self) -> str:
+        """The subject as parse() reads it back (its class prompt aside)."""
+        tail = [self.class_word, str(self.repeats) if self.repeats else ""]
+        while tail and not tail[-1]:
+            tail.pop()
+        return ":".join([self.dataset, self.trigger, *tail])
+
 
 @dataclass
 class RunConfig:
-    """Everything a training run needs; saved as run.json so a run can be resumed or repeated exactly."""
+    """Everything a training run needs; saved as run.json so a run can be resumed or repeated exactly. Each setting is
+    declared once (studio.fields): the Train tab's widgets, `train`'s flags and /train_start's parameters are made
+    from these declarations."""
 
-    name: str  # run folder under workspace/runs/ and the name of the exported files
-    dataset: str  # dataset name under workspace/datasets/, or a folder of images with .txt captions
-    method: str = "lora"  # lora | dreambooth | textual-inversion | finetune
-    model: str = ""  # base model id; "" means the studio's default model
+    name: str = setting(label="Run name", help="also the name of the exported files", flag="--out")
+    dataset: str = setting(label="Dataset", names="dataset",
+                           help="a dataset from the Dataset tab, or a folder of images with .txt captions in "
+                                "workspace/datasets/; again for a second subject (one --trigger each, in order)")
+    method: str = setting("lora", label="Method", choices=METHODS)
+    model: str = setting("", label="Base model", names="base model", help="\"\": the studio's default model")
     # The word that names the subject in captions and prompts. For textual inversion it is the new token.
     # "" means the run name (finetune: captions stay as the dataset has them; prompts' {trigger} is the run name).
-    trigger: str = ""
+    trigger: str = setting("", label="Trigger word", help="default: the dataset's trigger or the run name; textual "
+                                                          "inversion: the new token")
+    validation_prompts: list[str] = setting(
+        default_factory=lambda: list(DEFAULT_VALIDATION_PROMPTS), label="Validation prompts (one a line)", lines=3,
+        flag="--validation-prompt", help="{trigger} becomes the trigger word; prompt i always uses seed "
+                                         "validation_seed + i")
 
     # ---- data ----
-    resolution: int = 0  # training side in pixels; 0 means the family's native size (512 SD 1.x, 1024 SDXL)
-    buckets: bool = True  # aspect-ratio buckets (same area, sides in steps of 64) instead of square crops
-    repeats: int = 1  # each image is seen this many times per epoch (kohya's numRepeats)
-    flip: bool = False  # random left-right flips; seed 002 found they hurt lettering, so off by default
-    shuffle_captions: bool = False  # shuffle comma-separated caption tags each step...
-    keep_tokens: int = 1  # ...keeping this many leading tags in place (the trigger word stays first)
-    cache: bool = True  # cache VAE latents (and text embeddings when nothing trains the text) once per dataset
+    # training side in pixels; 0 means the family's native size (512 SD 1.x, 1024 SDXL)
+    resolution: int = setting(0, label="Resolution", group="length", advanced=True,
+                              help="0: the family's native size")
+    # aspect-ratio buckets (same area, sides in steps of 64) instead of square crops
+    buckets: bool = setting(True, label="Aspect-ratio buckets", group="length", advanced=True)
+    repeats: int = setting(1, label="Repeats", group="length", advanced=True,
+                           help="times each picture is seen per epoch (kohya's numRepeats)")
+    # random left-right flips; seed 002 found they hurt lettering, so off by default
+    flip: bool = setting(False, label="Flip augmentation", group="data and hardware", advanced=True)
+    shuffle_captions: bool = setting(False, label="Shuffle caption tags", group="data and hardware", advanced=True,
+                                     help="shuffle comma-separated caption tags each step")
+    keep_tokens: int = setting(1, label="Keep tokens", group="data and hardware", advanced=True,
+                               help="leading caption tags kept in place when shuffling (the trigger stays first)")
+    # cache VAE latents (and text embeddings when nothing trains the text) once per dataset
+    cache: bool = setting(True, label="Cache latents and text", group="data and hardware", advanced=True)
     # More subjects learnt in the same run (Subject: dataset, trigger, class word, repeats, class prompt); the first
     # is `dataset`/`trigger` above. With `balance`, every subject is seen as often per epoch as the one with the most
     # pictures x repeats (the smaller sets repeated), so a small set is not drowned; captions stay as they are.
-    extra_subjects: list[Subject] = field(default_factory=list)
-    balance: bool = True
+    extra_subjects: list[Subject] = setting(
+        default_factory=list, label="Extra subjects (one a line: dataset:trigger[:class word[:repeats]])",
+        group="subjects", advanced=True, lines=2, flag="--extra-subject", parse=Subject.parse,
+        show=Subject.line,
+        help="learnt in the same run as the dataset above; each scored on its own prompts and against the others' "
+             "datasets")
+    balance: bool = setting(True, label="Balance subjects", group="subjects", advanced=True,
+                            help="each subject seen as often per epoch (the smaller set repeated)")
     # "Add a subject": a finished LoRA run (by name) whose last saved weights this run starts from, so its subjects
     # come along (what they keep is measured, not assumed: see docs/training.md); "" starts from the base.
-    continue_from: str = ""
+    continue_from: str = setting("", label="Add a subject to run", group="subjects", advanced=True, names="run",
+                                 help="a finished LoRA run to start from; its subjects come along (their scores "
+                                      "before and after are yours to compare)")
 
     # ---- schedule ----
-    batch_size: int = 1
-    grad_accum: int = 1  # micro-batches per optimizer step
-    epochs: int = 10
-    max_steps: int = 0  # optimizer steps; > 0 overrides `epochs`
-    lr: float = 0.0  # UNet (or embedding) learning rate; 0 means DEFAULT_LR of the method
-    text_encoder_lr: float = 0.0  # 0 leaves the text encoder frozen (LoRA, DreamBooth)
-    lr_scheduler: str = "constant"
-    warmup_steps: int = 0
-    lr_cycles: int = 1  # restarts of cosine_with_restarts
-    seed: int = 0
+    batch_size: int = setting(1, label="Batch size", group="length", advanced=True)
+    grad_accum: int = setting(1, label="Gradient accumulation", group="length", advanced=True,
+                              help="micro-batches per optimizer step")
+    epochs: int = setting(10, label="Epochs", group="length", advanced=True)
+    max_steps: int = setting(0, label="Max steps", group="length", advanced=True, flag="--steps",
+                             help="optimizer steps; > 0 overrides epochs")
+    lr: float = setting(0.0, label="Learning rate", group="learning rate", advanced=True,
+                        help="UNet (or embedding) learning rate; 0: the method's default")
+    text_encoder_lr: float = setting(0.0, label="Text encoder lr", group="learning rate", advanced=True,
+                                     help="0: the text encoder stays frozen (LoRA, DreamBooth)")
+    lr_scheduler: str = setting("constant", label="LR scheduler", group="learning rate", advanced=True,
+                                choices=SCHEDULERS)
+    warmup_steps: int = setting(0, label="Warmup steps", group="learning rate", advanced=True)
+    lr_cycles: int = setting(1, label="Restarts (cycles)", group="learning rate", advanced=True,
+                             help="restarts of cosine_with_restarts")
+    seed: int = setting(0, label="Seed", group="data and hardware", advanced=True)
 
     # ---- LoRA ----
-    rank: int = 4
-    alpha: float = 4.0  # the update is scaled by alpha / rank; alpha == rank means no scaling
-    dropout: float = 0.0
+    rank: int = setting(4, label="LoRA rank", group="LoRA", advanced=True)
+    alpha: float = setting(4.0, label="LoRA alpha", group="LoRA", advanced=True,
+                           help="the update is scaled by alpha / rank; alpha == rank means no scaling")
+    dropout: float = setting(0.0, label="LoRA dropout", group="LoRA", advanced=True)
     # attention: attention projections only; transformer: all transformer-block layers (kohya's default);
     # all: also the ResNet convs (kohya's LoCon), for concepts the base model cannot draw yet
-    lora_layers: str = "attention"
+    lora_layers: str = setting("attention", label="LoRA layers", group="LoRA", advanced=True, choices=LORA_LAYERS,
+                               help="transformer: kohya's default; all adds the ResNet convs (LoCon): for shapes the "
+                                    "base cannot draw")
 
     # ---- loss ----
-    min_snr_gamma: float = 0.0  # 0 off; 5 as in seed 002 (Hang et al. 2023) weighs down easy, low-noise steps
-    noise_offset: float = 0.0  # 0.1 in seed 002: lets the model learn darker and brighter images
+    # 5 as in seed 002 (Hang et al. 2023) weighs down easy, low-noise steps
+    min_snr_gamma: float = setting(0.0, label="Min-SNR gamma", group="LoRA", advanced=True,
+                                   help="0 off, 5 in seed 002")
+    noise_offset: float = setting(0.0, label="Noise offset", group="LoRA", advanced=True,
+                                  help="0.1 in seed 002: lets the model learn darker and brighter images")
     # Weigh the loss by the dataset's masks (<stem>.mask.png: the Dataset tab's "Protect bystanders" and subject
     # masks, or painted by hand) when it has them; black pixels then weigh `unmasked_weight` (0: not learnt at all).
-    masked_loss: bool = True
-    unmasked_weight: float = 0.0
+    masked_loss: bool = setting(True, label="Masked training", group="EMA, CLIP and masks", advanced=True,
+                                help="the dataset's masks: bystanders and their blur are not learnt")
+    unmasked_weight: float = setting(0.0, label="Weight of masked pixels", group="EMA, CLIP and masks", advanced=True,
+                                     help="0: not learnt (OneTrainer: 0.1)")
 
     # ---- the flow-matching families (FLUX.1, Z-Image, FLUX.2, Qwen-Image) ----
     # How noise levels (sigmas) are drawn: sigmoid = sigmoid(N(0, 1)) as kohya's; logit-normal = sigmoid(N(logit_mean,
     # logit_std)) as diffusers'; uniform; shift = sigmoid draws pushed toward noise by `flow_shift`, 0 meaning the
     # family's own: the scheduler's static shift (FLUX.1 3, Z-Image), or (FLUX.2, Qwen-Image) the shift inference uses
     # at the picture's size.
-    timestep_sampling: str = "sigmoid"
-    logit_mean: float = 0.0
-    logit_std: float = 1.0
-    flow_shift: float = 0.0  # 0: the family's own shift (see above)
-    flux_guidance: float = 1.0  # the distilled guidance FLUX.1-dev trains at (kohya recommends 1; inference uses 3.5)
-    max_sequence_length: int = 0  # T5 tokens per caption; 0: 512 for dev, 256 for schnell
-    base_precision: str = "auto"  # see BASE_PRECISIONS
+    timestep_sampling: str = setting("sigmoid", label="Flow models: noise levels", group="flow models", advanced=True,
+                                     choices=TIMESTEP_SAMPLING)
+    logit_mean: float = setting(0.0, label="logit-normal mean", group="flow models", advanced=True)
+    logit_std: float = setting(1.0, label="logit-normal std", group="flow models", advanced=True)
+    flow_shift: float = setting(0.0, label="Shift", group="flow models", advanced=True,
+                                help="0: the family's (FLUX.1 3, Z-Image its scheduler's; FLUX.2 and Qwen-Image by "
+                                     "picture size)")
+    # the distilled guidance FLUX.1-dev trains at (kohya recommends 1; inference uses 3.5)
+    flux_guidance: float = setting(1.0, label="Distilled guidance while training", group="flow models", advanced=True,
+                                   help="FLUX.1-dev: 1 as kohya; generation uses 3.5")
+    max_sequence_length: int = setting(0, label="T5 tokens", group="flow models", advanced=True,
+                                       help="FLUX.1: 0 is 512 for dev, 256 for schnell")
+    base_precision: str = setting("auto", label="Transformers: frozen base stored as", group="flow models",
+                                  advanced=True, choices=BASE_PRECISIONS,
+                                  help="FLUX.1 LoRA: bf16 ~24 GB, fp8/int8 (torchao) ~16 GB, nf4 (CUDA) ~12 GB; the "
+                                       "presets say it for Z-Image, FLUX.2 klein, Qwen-Image")
 
     # ---- DreamBooth ----
-    prior_preservation: bool = False
-    class_prompt: str = "a photo of a person"  # what the class looks like without the subject
-    class_images: int = 50  # generated once by the base model and kept for later runs
-    prior_loss_weight: float = 1.0
+    prior_preservation: bool = setting(False, label="Prior preservation (DreamBooth)", group="DreamBooth and TI",
+                                       advanced=True)
+    # what the class looks like without the subject
+    class_prompt: str = setting("a photo of a person", label="Class prompt", group="DreamBooth and TI", advanced=True,
+                                help="DreamBooth: what the class looks like without the subject")
+    class_images: int = setting(50, label="Class images", group="DreamBooth and TI", advanced=True,
+                                help="generated once by the base model and kept for later runs")
+    prior_loss_weight: float = setting(1.0, label="Prior loss weight", group="DreamBooth and TI", advanced=True)
 
     # ---- textual inversion ----
-    init_word: str = "person"  # the new token starts as this word's embedding
-    vectors: int = 1  # vectors per token
+    init_word: str = setting("person", label="TI: init word", group="DreamBooth and TI", advanced=True,
+                             help="the new token starts as this word's embedding")
+    vectors: int = setting(1, label="TI: vectors per token", group="DreamBooth and TI", advanced=True)
 
     # ---- validation ----
-    validation_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_VALIDATION_PROMPTS))
     # When validation grids are made (train/schedule.py): by budget, at most `validation_budget` of the run's wall
     # time, spread over the run (the first epoch, the last, evenly between); or every `validation_every` epochs or
     # steps. `validation_every` 0 never validates, whatever `validation_by` says.
-    validation_by: str = "budget"  # budget | epochs | steps
-    validation_budget: float = 0.1
-    validation_every: int = 1
-    validation_seed: int = 1234  # prompt i uses seed validation_seed + i, the same every time
-    validation_steps: int = 12  # few: a validation shows progress, it is not a final render
-    validation_cfg: float = 0.0  # 0: the family's (CFG 7 for SD; FLUX.1-dev's distilled guidance 3.5)
-    checkpoint_every_steps: int = 0  # > 0: also a checkpoint every this many steps inside an epoch
+    validation_by: str = setting("budget", label="Validate by", group="validation", advanced=True,
+                                 choices=VALIDATION_BY, help="budget: a share of the run's time, start to end")
+    validation_budget: float = setting(0.1, label="Validation budget (share of time)", group="validation",
+                                       advanced=True, help="0.1: at most 10% of the run")
+    validation_every: int = setting(1, label="Validate every N", group="validation", advanced=True,
+                                    help="epochs or steps, by 'Validate by'; 0: never")
+    # prompt i uses seed validation_seed + i, the same every epoch
+    validation_seed: int = setting(1234, label="Validation seed", group="validation", advanced=True,
+                                   help="prompt i uses this seed + i, the same every epoch")
+    # few: a validation shows progress, it is not a final render
+    validation_steps: int = setting(12, label="Validation sampling steps", group="validation", advanced=True)
+    validation_cfg: float = setting(0.0, label="Validation CFG scale", group="validation", advanced=True,
+                                    help="0: the family's (CFG 7 for SD; FLUX.1-dev's distilled guidance 3.5)")
+    checkpoint_every_steps: int = setting(0, label="Checkpoint every N steps", group="validation", advanced=True,
+                                          help="> 0: also a checkpoint every this many steps inside an epoch")
     # Epochs between checkpoints and saved epoch weights (the epochs one can export); 0: at each epoch validated (by
     # budget or every N epochs), or every epoch when validation is off or by steps. Always after the last epoch and
     # when cancelled.
-    save_every_epochs: int = 0
-    keep_epochs: int = 0  # keep only the newest this many saved epoch weights; 0 keeps them all
-    export: bool = True  # write the final weights to models/ (a sweep's runs leave that to the cell one picks)
+    save_every_epochs: int = setting(0, label="Save every N epochs", group="validation", advanced=True,
+                                     help="0: at each validation")
+    keep_epochs: int = setting(0, label="Keep last N epochs", group="validation", advanced=True, help="0: all")
+    # write the final weights to models/ (a sweep's runs leave that to the cell one picks)
+    export: bool = setting(True, label="Export the final weights", group="validation", advanced=True,
+                           help="to models/ when the run ends")
 
     # ---- finetune and DreamBooth ----
-    ema: str = "auto"  # see EMA_MODES
-    ema_decay: float = 0.9999  # the average's decay, warmed up as diffusers' EMAModel: min(decay, (1 + n) / (10 + n))
+    ema: str = setting("auto", label="EMA of the weights", group="EMA, CLIP and masks", advanced=True, choices=EMA_MODES,
+                       help="finetune/DreamBooth; auto: on for finetune; cpu: kept in RAM")
+    # the average's decay, warmed up as diffusers' EMAModel: min(decay, (1 + n) / (10 + n))
+    ema_decay: float = setting(0.9999, label="EMA decay", group="EMA, CLIP and masks", advanced=True)
 
     # ---- validation scores and the collapse guard (every run; NaN is always caught) ----
-    clip_model: str = ""  # CLIP score of each validation image with its prompt by this CLIP; "" none
-    validate_at_steps: list[int] = field(default_factory=list)  # also validate, and keep the weights, at these steps
+    clip_model: str = setting("", label="CLIP for validation scores", group="EMA, CLIP and masks", advanced=True,
+                              names="CLIP model",
+                              help="CLIP score of each validation image with its prompt, e.g. "
+                                   "openai/clip-vit-base-patch16; empty: none")
+    validate_at_steps: list[int] = setting(default_factory=list, label="Also validate at steps", group="validation",
+                                           advanced=True, split=r"[\s,]+",
+                                           help="and keep the weights there (a sweep's cells)")
     # (a) stop when the loss, smoothed over this many steps, stays above guard_loss_factor x its running level for
     # as many steps (0 turns the loss signal off)
-    guard_loss_factor: float = 3.0
-    guard_loss_steps: int = 20
+    guard_loss_factor: float = setting(3.0, label="Guard: loss jump (x running level)", group="guard", advanced=True,
+                                       help="0: off")
+    guard_loss_steps: int = setting(20, label="Guard: loss steps", group="guard", advanced=True,
+                                    help="smoothed over, and stays up for, this many steps")
     # (b) stop when the validation images differ from one another less than guard_image_ratio x what the base
     # model's images for the same prompts and seeds do (near-identical pictures) AND every one of them is farther
     # than guard_image_left x the references' own distance from both its base picture and the dataset's pictures
     # (a collapse leaves both; a LoRA that learns its subject makes its pictures alike but nearer the dataset; 0:
     # sameness alone), or when their CLIP score falls more than guard_clip_drop (a fraction) below the base model's
     # for their prompts (0 turns the ratio or the drop off)
-    guard_image_ratio: float = 0.5
-    guard_image_left: float = 1.5
-    guard_clip_drop: float = 0.3
+    guard_image_ratio: float = setting(0.5, label="Guard: image sameness (x base)", group="guard", advanced=True,
+                                       help="0: off")
+    guard_image_left: float = setting(1.5, label="Guard: pictures left base and data (x)", group="guard",
+                                      advanced=True, help="and every picture this far from both; 0: sameness alone")
+    guard_clip_drop: float = setting(0.3, label="Guard: CLIP drop (fraction)", group="guard", advanced=True,
+                                     help="0: off")
 
     # ---- hardware ----
-    mixed_precision: str = "no"  # fp16 | bf16 autocast on a GPU (bf16 also works on a CPU); weights stay fp32
-    gradient_checkpointing: bool = False
-    optimizer: str = "adamw"  # adamw8bit: 8-bit AdamW when bitsandbytes and a CUDA GPU are present, else AdamW
+    # fp16 | bf16 autocast on a GPU (bf16 also works on a CPU); weights stay fp32
+    mixed_precision: str = setting("no", label="Mixed precision", group="data and hardware", advanced=True,
+                                   choices=PRECISIONS)
+    gradient_checkpointing: bool = setting(False, label="Gradient checkpointing", group="data and hardware",
+                                           advanced=True)
+    # adamw8bit: 8-bit AdamW when bitsandbytes and a CUDA GPU are present, else AdamW
+    optimizer: str = setting("adamw", label="Optimizer", group="data and hardware", advanced=True, choices=OPTIMIZERS)
     # torch.compile the denoiser for the training steps (validation samples with the plain one). Off by default:
     # on builtin:tiny on a CPU its compile time outweighs what it saves (docs/training.md, "Speed")
-    compile: bool = False
-    device: str = ""  # "" means the studio's device
-    # Several GPUs: the cards to train on ("0,1": one process each, sharing every micro-batch of batch_size x cards);
-    # "" takes every GPU when the device is auto or cuda, the one card it names otherwise
-    gpus: str = ""
-    # Several processes on the CPU (gloo): the multi-GPU path on a machine without GPUs (tests; 0 or 1: one)
-    processes: int = 0
+    compile: bool = setting(False, label="torch.compile the denoiser", group="data and hardware", advanced=True,
+                            help="slow first steps; pays on long runs where the compiler helps")
+    device: str = ""  # "" means the studio's device (not a setting: the studio's --device says it)
+    # Several GPUs: the cards to train on, one process each sharing every micro-batch of batch_size x cards; ""
+    # takes every GPU when the device is auto or cuda, the one card it names otherwise (studio.claims.place)
+    gpus: str = setting("", label="GPUs", group="data and hardware", advanced=True,
+                        help="e.g. 0,1: one process per card, each batch_size pictures of every batch; empty: every "
+                             "GPU (the card --device names, when it names one)")
+    # Several processes on the CPU (gloo): the several-GPU path on a machine without GPUs
+    processes: int = setting(0, label="CPU processes", group="data and hardware", advanced=True,
+                             help="N > 1: N training processes on the CPU sharing every batch, as N GPUs would (how "
+                                  "that path is tested without GPUs); 0: one")
 
     def __post_init__(self):
         self.extra_subjects = [Subject(**s) if isinstance(s, dict) else s for s in self.extra_subjects or []]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field, fields, replace
 
+from studio.fields import setting
 from studio.names import check_name
 from studio.train.config import RunConfig
 from studio.train.presets import preset_name
@@ -21,6 +22,8 @@ ALIASES = {"steps": "max_steps"}
 LENGTH_FREE = ("constant", "constant_with_warmup")  # schedules whose step n is the same in a longer run
 # What a sweep cannot vary: what names and places a run, and what the sweep itself sets
 NOT_SWEPT = ("name", "dataset", "validation_prompts", "validate_at_steps", "export", "device", "model", "method")
+# The run settings a sweep sets for each of its runs; the others are given once for every cell
+SET_BY_SWEEP = ("name", "validate_at_steps", "export")
 MAX_CELLS = 64
 # A preset's grid, for presets made for a sweep: seed 001's hand-run grid
 SWEEP_GRIDS = {"seed-001 (full fine-tune, lr x steps sweep)": {"lr": [1e-5, 1e-3],
@@ -112,12 +115,16 @@ class PlannedRun:
 
 @dataclass
 class SweepRequest:
-    """What a sweep was asked: the settings every cell shares (`base`; its name is the sweep's) and the grid."""
+    """What a sweep was asked: the settings every cell shares (`base`, a RunConfig whose settings the sweep's form,
+    flags and endpoint take beside these; its name is the sweep's) and the grid."""
 
-    name: str
-    base: RunConfig
-    grid: dict[str, list]
-    preset: str = ""
+    name: str = setting(label="Sweep name", help="every cell shares the run settings; the grid varies the knobs")
+    base: RunConfig  # not a setting of its own: RunConfig's settings are given beside the sweep's
+    grid: dict[str, list] = setting(
+        label="Grid (one knob a line)", lines=3, parse=lambda text: parse_grid(text.splitlines()), show=grid_text,
+        help="knob=value,value: lr, steps, rank, alpha, repeats, batch_size, ... Cells that differ only in steps share "
+             "one run (constant schedules)")
+    preset: str = setting("", label="Preset", help="the preset the settings started from (its grid, for seed-001)")
 
     def check(self) -> "SweepRequest":
         self.name = check_name(self.name, "sweep")

@@ -7,13 +7,12 @@ from pathlib import Path
 import gradio as gr
 
 from studio.faces.control import CONTROL_MODULES, ControlOptions
-from studio.generate.animal import (ANIMALS, NO_CONTROLNET, AnimalRequest,
-                                    ControlChoice, NoFaceFound, animal_prompt, face_to_animal, plan_animal)
-from studio.generate.request import CONTROL_MODES
+from studio.generate.animal import (ANIMALS, NO_CONTROLNET, AnimalRequest, ControlChoice, NoFaceFound, animal_prompt,
+                                    face_to_animal, plan_animal)
 from studio.models.families import all_families
 from studio.progress import Cancelled
-from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model, chosen_sampler,
-                              model_choices, progress_fn, sampler_choices)
+from studio.ui.common import TabContext, TabRefresh, bind, model_choices, progress_fn
+from studio.ui.forms import Form, request_from_values
 from studio.ui.names import listed
 from studio.ui.serving import served
 
@@ -43,111 +42,86 @@ def _breed_choices(animal: str) -> list[str]:
     return ["", *preset.breeds] if preset else [""]
 
 
-def request_from_widgets(**v) -> AnimalRequest:
-    """The /animal endpoint's inputs, by name, as an AnimalRequest."""
-    controls = [ControlChoice(module, "" if v[f"{module}_controlnet"] in (None, DEFAULT_CONTROLNET)
-                              else v[f"{module}_controlnet"], float(v[f"{module}_weight"]), float(v[f"{module}_start"]),
-                              float(v[f"{module}_end"]))
-                for module in CONTROL_MODULES if v[module]]
-    if v["image"] is None:
+def request_from_widgets(v: dict) -> AnimalRequest:
+    """The /animal endpoint's inputs, by name (AnimalRequest's fields, ControlOptions' and, per module, a checkbox
+    and <module>_<ControlChoice field>), as an AnimalRequest: the one conversion flags and API calls go through."""
+    if v.get("image") is None:
         raise ValueError("`image` is missing: upload a face photo first")
-    # A prompt left at some animal's preset text (an API caller who only set animal and breed) follows the preset.
-    untouched_prompts = {animal_prompt(name)[0] for name in ANIMALS}
-    untouched_negatives = {preset.negative_prompt for preset in ANIMALS.values()}
-    negative = v["negative_prompt"]
-    return AnimalRequest(
-        image=v["image"], animal=v["animal"], breed=v["breed"] or "",
-        prompt="" if (v["prompt"] or "").strip() in untouched_prompts else v["prompt"],
-        negative_prompt=None if negative is None or negative in untouched_negatives else negative,
-        controls=controls,
-        options=ControlOptions(max_faces=int(v["max_faces"]), min_confidence=float(v["min_confidence"]),
-                               canny_low=int(v["canny_low"]), canny_high=int(v["canny_high"])),
-        model=chosen_model(v["model"]), task=v["task"], strength=float(v["strength"]),
-        control_mode=v["control_mode"], seed=int(v["seed"] if v["seed"] is not None else -1),
-        n_seeds=int(v["n_seeds"]), steps=int(v["steps"]), cfg=float(v["cfg"] or 0) or None,
-        sampler=chosen_sampler(v["sampler"]),
-        size=int(v["size"] or 0) or None, crop_to_face=bool(v["crop_to_face"]), paste_back=bool(v["paste_back"]),
-        face_index=int(v["face_index"] or 0),
-    )
+    controls = []
+    for module in CONTROL_MODULES:
+        if v.get(module):
+            choice = {k[len(module) + 1:]: x for k, x in v.items() if k.startswith(f"{module}_")}
+            if choice.get("model") == DEFAULT_CONTROLNET:
+                choice["model"] = None
+            controls.append(request_from_values(ControlChoice, choice, module=module))
+    return request_from_values(AnimalRequest, {**v, "image": None}, image=v["image"], controls=controls,
+                               options=request_from_values(ControlOptions, v))
 
 
 def build(ctx: TabContext) -> TabRefresh:
     studio = ctx.studio
-    inputs = {}  # the /animal endpoint's inputs, by name, filled as the widgets are made
+    form, options = Form(ctx, AnimalRequest), Form(ctx, ControlOptions)  # /animal's parameters: their fields...
+    per_module = {m: Form(ctx, ControlChoice, prefix=f"{m}_") for m in CONTROL_MODULES}  # ...and <module>_<field>
+    use = {}  # a checkbox per module: use it
     with gr.Row():
         with gr.Column(scale=1):
-            inputs["image"] = photo = gr.Image(type="pil", label="Face photo", height=320)
+            photo = form.put("image", gr.Image(type="pil", label=form.settings["image"].label, height=320))
             with gr.Row():
-                inputs["animal"] = animal = gr.Dropdown(list(ANIMALS), value=_DEFAULTS.animal, label="Animal")
-                inputs["breed"] = breed = gr.Dropdown(_breed_choices(_DEFAULTS.animal), value="", label="Breed",
-                                                      allow_custom_value=True)
+                animal = form.widget("animal")
+                breed = form.widget("breed", choices=_breed_choices(_DEFAULTS.animal), allow_custom_value=True,
+                                    component=gr.Dropdown)
             default_prompt, default_negative = animal_prompt(_DEFAULTS.animal)
-            inputs["prompt"] = prompt = gr.Textbox(default_prompt, label="Prompt", lines=2,
-                                                   info="filled from the animal and breed; edit freely")
-            inputs["negative_prompt"] = negative = gr.Textbox(default_negative, label="Negative prompt", lines=2)
+            prompt = form.widget("prompt", value=default_prompt)
+            negative = form.widget("negative_prompt", value=default_negative)
             with gr.Row():
-                n_seeds = gr.Slider(1, 8, value=1, step=1, label="Seeds (seed, seed+1, ...)")
-                crop = gr.Checkbox(False, label="Crop to the face first")
-                paste = gr.Checkbox(True, label="Paste back into the photo", interactive=False,
-                                    info="with a face crop: the result goes back into the whole photo")
+                form.widget("n_seeds")
+                crop = form.widget("crop_to_face")
+                paste = form.widget("paste_back", interactive=False)
             demo_slot = gr.Column()  # the demo example goes here once every widget it fills exists
             with gr.Row():
                 preview_btn = gr.Button("Preview controls")
                 transform_btn = gr.Button("Transform", variant="primary")
                 stop_btn = gr.Button("Stop")
             with gr.Accordion("Controls (several at once, each with its ControlNet and weight)", open=True):
-                for module in CONTROL_MODULES:
+                for module, choice in per_module.items():
                     with gr.Group():
-                        inputs[module] = gr.Checkbox(module == "mediapipe_face", label=module, info=_HELP[module])
+                        use[module] = gr.Checkbox(module == "mediapipe_face", label=module, info=_HELP[module])
                         with gr.Row():
-                            inputs[f"{module}_controlnet"] = listed(ctx, gr.Dropdown(
-                                _controlnet_choices(studio), value=DEFAULT_CONTROLNET, label="ControlNet",
-                                min_width=160), "ControlNet", DEFAULT_CONTROLNET, NO_CONTROLNET)
-                            inputs[f"{module}_weight"] = gr.Slider(0, 2, value=1.0, step=0.05, label="Weight",
-                                                                   min_width=100)
-                            inputs[f"{module}_start"] = gr.Slider(0, 1, value=0.0, step=0.05, label="Guidance start",
-                                                                  min_width=100)
-                            inputs[f"{module}_end"] = gr.Slider(0, 1, value=1.0, step=0.05, label="Guidance end",
-                                                                min_width=100)
+                            listed(ctx, choice.put("model", gr.Dropdown(
+                                _controlnet_choices(studio), value=DEFAULT_CONTROLNET,
+                                label=choice.settings["model"].label, min_width=160)),
+                                   "ControlNet", DEFAULT_CONTROLNET, NO_CONTROLNET)
+                            for name in ("weight", "guidance_start", "guidance_end"):
+                                choice.widget(name, min_width=100, info=None)
                 with gr.Row():
-                    inputs["max_faces"] = gr.Slider(1, 10, value=1, step=1, label="Max faces", min_width=120)
-                    inputs["min_confidence"] = gr.Slider(0.05, 1, value=0.5, step=0.05,
-                                                         label="Min confidence (mediapipe)", min_width=120)
-                    inputs["canny_low"] = gr.Slider(1, 254, value=100, step=1, label="Canny low", min_width=120)
-                    inputs["canny_high"] = gr.Slider(2, 255, value=200, step=1, label="Canny high", min_width=120)
+                    for name in ("max_faces", "min_confidence", "canny_low", "canny_high"):
+                        options.widget(name, min_width=120, info=None)
+                options.rest(title="More control settings")
             with gr.Accordion("Generation", open=False):
-                inputs["model"] = base = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL,
-                                                                 label="Base model"), "base model", DEFAULT_MODEL)
+                base = form.widget("model")
                 with gr.Row():
-                    inputs["task"] = gr.Radio(["img2img", "txt2img"], value=_DEFAULTS.task, label="Start from",
-                                              info="img2img keeps the photo's colours; txt2img follows the controls only")
-                    inputs["strength"] = gr.Slider(0.05, 1, value=_DEFAULTS.strength, step=0.05,
-                                                   label="Denoising strength")
-                inputs["control_mode"] = gr.Radio(list(CONTROL_MODES), value=_DEFAULTS.control_mode,
-                                                  label="Control mode")
+                    form.widget("task", gr.Radio)
+                    form.widget("strength", info=None)
+                form.widget("control_mode", gr.Radio)
                 with gr.Row():
-                    inputs["seed"] = gr.Number(-1, label="Seed", precision=0, info="-1: random")
-                    inputs["n_seeds"] = n_seeds
-                    size = gr.Number(0, label="Size (longer side)", precision=0, info="0: the model's native size")
-                    face_index = gr.Number(0, label="Face", precision=0, info="0: the largest")
+                    for name in ("seed", "size", "face_index"):
+                        form.widget(name)
                 with gr.Row():
-                    inputs["sampler"] = gr.Dropdown(sampler_choices(), value=FAMILY_SAMPLER, label="Sampler",
-                                                    info="the model's: DPM++ 2S a (seed 003's); Euler for FLUX.1")
-                    inputs["steps"] = gr.Slider(1, 150, value=_DEFAULTS.steps, step=1, label="Steps")
-                    inputs["cfg"] = gr.Slider(0, 30, value=0, step=0.5, label="CFG scale",
-                                              info="0: the family's (7; 1 for FLUX.1)")
+                    for name in ("sampler", "steps", "cfg"):
+                        form.widget(name)
+                form.rest()
         with gr.Column(scale=1):
             status = gr.Markdown("Upload a face photo, then preview its control images or press Transform.")
             controls_view = gr.Gallery(label="Control images", columns=3, height=240, format="png")
             sheet = gr.Image(label="Original | control | results", type="pil", format="png")
             results = gr.Gallery(label="Results", columns=4, height="auto", format="png")
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"])
-    inputs.update(size=size, crop_to_face=crop, paste_back=paste, face_index=face_index)
+    inputs = {**form.inputs, **options.inputs, **use, **{k: w for f in per_module.values() for k, w in f.inputs.items()}}
     with demo_slot:
         gr.Examples([list(POCKET_DEMO.values())], [inputs[name] for name in POCKET_DEMO],
                     label="Offline demo: a cartoon face into a dog on builtin:pocket (pick it, then Transform)")
 
-    previewed = {"controls": controls_view, "status": status, **{f"use_{m}": inputs[m] for m in CONTROL_MODULES}}
+    previewed = {"controls": controls_view, "status": status, **{f"use_{m}": use[m] for m in CONTROL_MODULES}}
     bind(ctx, preview_btn.click, preview, inputs, previewed, api_name=False)
     bind(ctx, photo.upload, preview, inputs, previewed, api_name=False)
     bind(ctx, transform_btn.click, transform, inputs, {"controls": controls_view, "sheet": sheet, "results": results,
@@ -159,7 +133,7 @@ def build(ctx: TabContext) -> TabRefresh:
          {"breed": breed, "prompt": prompt, "negative": negative}, api_name=False, queue=False)
     bind(ctx, breed.change, breed_changed, {"animal": animal, "breed": breed},
          {"prompt": prompt, "negative": negative}, api_name=False, queue=False)
-    lists = {"model": base, **{m: inputs[f"{m}_controlnet"] for m in CONTROL_MODULES}}
+    lists = {"model": base, **{m: per_module[m].inputs[f"{m}_model"] for m in CONTROL_MODULES}}
     return TabRefresh(refresh_lists, lists)
 
 
@@ -167,7 +141,7 @@ def build(ctx: TabContext) -> TabRefresh:
 
 def preview(ctx: TabContext, v):
     try:
-        plan = plan_animal(ctx.studio, request_from_widgets(**vars(v)))
+        plan = plan_animal(ctx.studio, request_from_widgets(vars(v)))
     except NoFaceFound as e:
         # Say so, show the picture looked at, and offer the control that needs no face.
         message = f"**{e}**\n\nCanny is selected instead: press Transform to use it."
@@ -183,7 +157,7 @@ def preview(ctx: TabContext, v):
 def transform(ctx: TabContext, v, request: gr.Request, progress):
     should_stop = ctx.stops.begin(request, "animal")
     try:
-        result = face_to_animal(ctx.studio, request_from_widgets(**vars(v)), should_stop=should_stop,
+        result = face_to_animal(ctx.studio, request_from_widgets(vars(v)), should_stop=should_stop,
                                 progress=progress_fn(progress))
     except Cancelled:
         raise Cancelled("Transform stopped.") from None

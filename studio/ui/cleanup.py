@@ -7,30 +7,36 @@ Layout and wiring only: each callback turns widget values into a studio.generate
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import gradio as gr
 from PIL import Image, ImageChops
 
+from studio.fields import declared, default, written
 from studio.generate import GenerationRequest, generate
 from studio.generate.facefix import FaceFixRequest, face_fix_fields, fix_faces
 from studio.generate.inpaint import binary_mask
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
-from studio.generate.upscale import DEFAULT_TILE, UpscaleRequest, upscale
+from studio.generate.upscale import UpscaleRequest, upscale
 from studio.progress import Cancelled
-from studio.ui.common import TabContext, bind, chosen_model, dataset_names, fit_gallery, progress_fn, upscaler_choices
+from studio.ui.common import TabContext, bind, chosen_model, dataset_names, fit_gallery, progress_fn
+from studio.ui.forms import Form, request_from_values
 from studio.ui.names import listed
 from studio.ui.serving import served
 
 SAME_MODEL = "(as Generate)"  # the inpainting model choice that means Generate's base model
 ITSELF = "(each face before the fix)"  # the reference choice that compares each face with itself
-_GEN = GenerationRequest(prompt="")
-_FACE = FaceFixRequest(image=None)
+# GenerationRequest's settings only /inpaint takes (the painter is its init_image, and its paint the mask)
+INPAINT_ONLY = ("init_image", "strength", "mask_blur", "inpaint_area", "inpaint_padding")
+HIRES = ("hires_scale", "hires_steps", "hires_upscaler", "hires_strength")  # txt2img only: /generate's, not /inpaint's
+# What face fix takes from Generate's form: the model, the LoRAs, the seed and the sampling
+FROM_GENERATE = ("model", "loras", "embeddings", "seed", "steps", "cfg", "sampler")
 
 
-def layout(ctx: TabContext) -> dict:
-    """The accordion's widgets, by name (the names the callbacks and endpoints use)."""
+def layout(ctx: TabContext, gen: Form) -> dict:
+    """The accordion's widgets, by name; the inpainting and hires fix widgets go into Generate's form `gen` (its
+    settings), face fix's and upscale's into forms of their own ("face_form", "upscale_form")."""
     studio, w = ctx.studio, {}
+    face, up = Form(ctx, FaceFixRequest), Form(ctx, UpscaleRequest)
+    w.update(face_form=face, upscale_form=up)
     with gr.Accordion("Clean-up: inpaint, hires fix, upscale, face fix", open=False):
         with gr.Row():
             with gr.Column(scale=3):
@@ -39,44 +45,37 @@ def layout(ctx: TabContext) -> dict:
                     format="png", sources=("upload", "clipboard"), transforms=(), layers=False, height=520,
                     elem_id="cleanup-painter",
                     brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24))
+                gen.put("init_image", w["cleanup_image"])
+                face.put("image", w["cleanup_image"])
+                up.put("image", w["cleanup_image"])
                 w["use_selected"] = gr.Button("Use the selected picture", size="sm")
                 w["status"] = gr.Markdown(elem_id="cleanup-status")
             with gr.Column(scale=2):
                 gr.Markdown("**Inpaint** with the prompt, seed, sampler and LoRAs above")
-                w["inpaint_strength"] = gr.Slider(0.05, 1, value=_GEN.strength, step=0.05, label="Denoising strength")
-                w["mask_blur"] = gr.Slider(0, 64, value=_GEN.mask_blur, step=1, label="Mask blur")
-                w["inpaint_area"] = gr.Radio([("Whole picture", "whole"), ("Only masked", "only masked")],
-                                             value=_GEN.inpaint_area, label="Inpaint area")
-                w["inpaint_padding"] = gr.Slider(0, 256, value=_GEN.inpaint_padding, step=4,
-                                                 label="Only masked padding, pixels")
+                gen.widget("strength")
+                gen.widget("mask_blur")
+                gen.widget("inpaint_area", gr.Radio, choices=[("Whole picture", "whole"), ("Only masked", "only masked")])
+                gen.widget("inpaint_padding")
                 w["inpaint_model"] = listed(ctx, gr.Dropdown(
                     inpaint_model_choices(studio), value=SAME_MODEL, label="Inpainting model",
                     info="a dedicated inpainting checkpoint, or Generate's base"), "base model", SAME_MODEL)
                 w["inpaint_btn"] = gr.Button("Inpaint", variant="primary")
                 gr.Markdown("**Hires fix**: Generate draws at the size above, upscales, then draws again over it")
-                w["hires_scale"] = gr.Slider(1, 4, value=_GEN.hires_scale, step=0.05, label="Upscale by (1: off)")
-                w["hires_steps"] = gr.Slider(0, 150, value=_GEN.hires_steps, step=1, label="Hires steps (0: as Steps)")
-                w["hires_upscaler"] = listed(ctx, gr.Dropdown(upscaler_choices(studio), value=_GEN.hires_upscaler,
-                                                              label="Hires upscaler"), "upscaler")
-                w["hires_strength"] = gr.Slider(0.05, 1, value=_GEN.hires_strength, step=0.05,
-                                                label="Hires denoising strength")
+                for name in HIRES:
+                    gen.widget(name)
             with gr.Column(scale=2):
                 gr.Markdown("**Upscale** (models from models/upscale/)")
-                w["upscaler"] = listed(ctx, gr.Dropdown(upscaler_choices(studio), value=upscaler_choices(studio)[0],
-                                                        label="Upscaler"), "upscaler")
-                w["upscale_scale"] = gr.Slider(1, 8, value=4, step=0.5, label="Scale")
-                w["upscale_tile"] = gr.Number(DEFAULT_TILE, precision=0, label="Tile size, pixels (0: whole picture)")
+                w["upscaler"] = up.widget("upscaler")
+                up.widget("scale")
+                up.widget("tile")
+                up.rest(title="More upscale settings")
                 w["upscale_btn"] = gr.Button("Upscale")
                 gr.Markdown("**Face fix**: re-draw each face at the model's size with the LoRAs above")
-                w["facefix_prompt"] = gr.Textbox("", label="Face prompt",
-                                                 placeholder="empty: the picture's own; [PROMPT] stands for it")
-                w["facefix_strength"] = gr.Slider(0.05, 1, value=_FACE.strength, step=0.05, label="Denoising strength")
-                w["facefix_confidence"] = gr.Slider(0, 2, value=_FACE.confidence, step=0.05,
-                                                    label="Detection confidence")
-                w["facefix_dilate"] = gr.Slider(0, 64, value=_FACE.dilate, step=1, label="Mask dilate, pixels")
-                w["facefix_mask_blur"] = gr.Slider(0, 64, value=_FACE.mask_blur, step=1, label="Mask blur")
-                w["facefix_padding"] = gr.Slider(0, 256, value=_FACE.padding, step=4, label="Inpaint padding, pixels")
-                w["facefix_size"] = gr.Number(0, precision=0, label="Working size (0: the model's native size)")
+                for name in ("prompt", "strength", "confidence", "dilate", "mask_blur", "padding", "size"):
+                    face.widget(name)
+                for name in FROM_GENERATE:
+                    face.put(name, gen.inputs[name])
+                face.rest(title="More face fix settings")
                 w["facefix_reference"] = listed(ctx, gr.Dropdown(reference_choices(studio), value=ITSELF,
                                                                  label="Sim-score against"), "dataset", ITSELF)
                 w["facefix_btn"] = gr.Button("Face fix")
@@ -88,14 +87,11 @@ def layout(ctx: TabContext) -> dict:
     return w
 
 
-HIRES_INPUTS = ("hires_scale", "hires_steps", "hires_upscaler", "hires_strength")  # appended to /generate's inputs
-
-
-def wire(ctx: TabContext, w: dict, generate_inputs: dict, *, gallery, parameters, last_seed, png_drop,
-         restored) -> None:
-    """Bind the accordion's events. `generate_inputs` are /generate's widgets by name; `restored` is the event that
-    restores Generate's settings from `png_drop`: when it succeeds, the picture goes in the painter too and the
-    clean-up settings are restored."""
+def wire(ctx: TabContext, w: dict, gen: Form, *, gallery, parameters, last_seed, png_drop, restored) -> None:
+    """Bind the accordion's events. `gen` is Generate's form; `restored` is the event that restores Generate's
+    settings from `png_drop`: when it succeeds, the picture goes in the painter too and the clean-up settings are
+    restored. The endpoints take their request's field names (/inpaint: GenerationRequest's but the hires fix,
+    /upscale: UpscaleRequest's, /fix_faces: FaceFixRequest's), and `inpaint_model` and `reference` beside them."""
     gallery.select(_selected_index, None, w["selected"], api_name=False, queue=False)
     gallery.change(lambda: 0, None, w["selected"], api_name=False, queue=False)
     picked = {"cleanup_image": w["cleanup_image"], "source_parameters": w["source_parameters"], "status": w["status"]}
@@ -104,33 +100,21 @@ def wire(ctx: TabContext, w: dict, generate_inputs: dict, *, gallery, parameters
     bind(ctx, w["cleanup_image"].upload, painter_upload, {"cleanup_image": w["cleanup_image"]},
          {"source_parameters": w["source_parameters"], "status": w["status"]}, api_name=False)
 
-    inpaint_inputs = {**generate_inputs, **_named(w, "cleanup_image", "inpaint_model", "inpaint_strength", "mask_blur",
-                                                  "inpaint_area", "inpaint_padding")}
-    inpaint_inputs["inpaint_model_id"] = inpaint_inputs.pop("inpaint_model")
+    inpaint_inputs = {**{k: x for k, x in gen.inputs.items() if k not in HIRES}, "inpaint_model": w["inpaint_model"]}
     bind(ctx, w["inpaint_btn"].click, inpaint, inpaint_inputs,
          {"gallery": gallery, "parameters": parameters, "seed": last_seed, "status": w["status"]},
          api_name="inpaint", gpu=True).success(fit_gallery, gallery, gallery, api_name=False, queue=False)
-    upscale_inputs = _named(w, "cleanup_image", "upscaler", "upscale_scale", "upscale_tile", "source_parameters")
-    upscale_inputs["upscaler_name"] = upscale_inputs.pop("upscaler")
-    bind(ctx, w["upscale_btn"].click, run_upscale, upscale_inputs,
+    bind(ctx, w["upscale_btn"].click, run_upscale, {**w["upscale_form"].inputs,
+                                                     "source_parameters": w["source_parameters"]},
          {"gallery": gallery, "parameters": parameters, "status": w["status"]}, api_name="upscale", gpu=True)
-    face_inputs = {k: generate_inputs[k] for k in ("model_id", "seed_value", "sampler_name", "steps_value", "cfg_scale",
-                                                   "lora_weights", "embedding_names")}
-    face_inputs.update(_named(w, "cleanup_image", "inpaint_model", "facefix_prompt", "facefix_strength",
-                              "facefix_confidence", "facefix_dilate", "facefix_mask_blur", "facefix_padding",
-                              "facefix_size", "facefix_reference", "source_parameters"))
-    face_inputs["inpaint_model_id"] = face_inputs.pop("inpaint_model")
+    face_inputs = {**w["face_form"].inputs, "inpaint_model": w["inpaint_model"], "reference": w["facefix_reference"],
+                   "source_parameters": w["source_parameters"]}
     bind(ctx, w["facefix_btn"].click, run_fix_faces, face_inputs,
          {"gallery": gallery, "parameters": parameters, "faces": w["face_table"], "status": w["status"]},
          api_name="fix_faces", gpu=True)
-    settings = _named(w, "inpaint_strength", "mask_blur", "inpaint_area", "inpaint_padding", *HIRES_INPUTS,
-                      "facefix_prompt", "facefix_strength", "facefix_confidence", "facefix_dilate",
-                      "facefix_mask_blur", "facefix_padding", "facefix_size")
+    settings = {**{f"gen.{k}": gen.inputs[k] for k in (*INPAINT_ONLY[1:], *HIRES)},
+                **{f"face.{k}": x for k, x in w["face_form"].inputs.items() if k not in ("image", *FROM_GENERATE)}}
     bind(ctx, restored.success, restore_cleanup, {"path": png_drop}, {**picked, **settings}, api_name=False)
-
-
-def _named(w: dict, *names: str) -> dict:
-    return {n: w[n] for n in names}
 
 
 def inpaint_model_choices(studio) -> list[str]:
@@ -168,16 +152,14 @@ def painter_upload(ctx: TabContext, v):
 
 
 def inpaint(ctx: TabContext, v, request: gr.Request, progress):
-    from studio.ui.generate_tab import fit_to_model, request_from_widgets
+    from studio.ui.generate_tab import request_from_widgets
 
-    picture, mask = picture_and_mask(v.cleanup_image)
+    picture, mask = picture_and_mask(v.init_image)
     if mask is None:
-        raise ValueError("`mask_image` is empty: paint (white) where the picture should change")
-    generation = replace(request_from_widgets(v, ctx.studio), init_image=picture, mask_image=mask, width=None, height=None,
-                         strength=float(v.inpaint_strength), mask_blur=int(v.mask_blur), inpaint_area=v.inpaint_area,
-                         inpaint_padding=int(v.inpaint_padding), hires_scale=1.0)
-    if v.inpaint_model_id not in (None, "", SAME_MODEL):
-        generation = fit_to_model(ctx.studio, replace(generation, model=chosen_model(v.inpaint_model_id)))
+        raise ValueError("`init_image` has no mask painted on it: paint (white) where the picture should change")
+    chosen = {} if v.inpaint_model in (None, "", SAME_MODEL) else {"model": chosen_model(v.inpaint_model)}
+    values = {**vars(v), **chosen, "init_image": None}
+    generation = request_from_widgets(values, ctx.studio, init_image=picture, mask_image=mask, width=None, height=None)
     try:
         result = generate(ctx.studio, generation, progress=progress_fn(progress),
                           should_stop=ctx.stops.begin(request, "generate"))
@@ -190,10 +172,34 @@ def inpaint(ctx: TabContext, v, request: gr.Request, progress):
             "status": status}
 
 
+def upscale_request(values: dict) -> UpscaleRequest:
+    """/upscale's inputs (UpscaleRequest's fields, by name) as an UpscaleRequest: the painter's picture, its own
+    parameters carried over, then the one conversion flags and API calls go through."""
+    picture, _ = picture_and_mask(values.get("image"))
+    return request_from_values(UpscaleRequest, {**values, "image": None}, image=picture,
+                               parameters=_source_text(values, picture))
+
+
+def face_fix_request(values: dict, studio) -> FaceFixRequest:
+    """/fix_faces' inputs (FaceFixRequest's fields, by name, with `inpaint_model` and `reference`) as a
+    FaceFixRequest: the painter's picture, the LoRA table's rows, the reference's faces, then the one conversion."""
+    from studio.evaluate.scoring import load_reference
+    from studio.ui.generate_tab import loras_from_table
+
+    picture, _ = picture_and_mask(values.get("image"))
+    reference = None
+    if values.get("reference") not in (None, "", ITSELF):
+        reference = load_reference(studio.settings, values["reference"])
+    values = {**values, "image": None, "loras": loras_from_table(studio, values.get("loras"))}
+    if values.get("inpaint_model") not in (None, "", SAME_MODEL):
+        values["model"] = values["inpaint_model"]
+    return request_from_values(FaceFixRequest, values, image=picture, parameters=_source_text(values, picture),
+                               reference=None if reference is None else reference.encodings,
+                               reference_name="" if reference is None else reference.source)
+
+
 def run_upscale(ctx: TabContext, v, request: gr.Request, progress):
-    picture, _ = picture_and_mask(v.cleanup_image)
-    up = UpscaleRequest(image=picture, upscaler=v.upscaler_name or "", scale=float(v.upscale_scale),
-                        tile=int(v.upscale_tile or 0), parameters=_source_text(v, picture))
+    up = upscale_request(vars(v))
     try:
         result = upscale(ctx.studio, up, progress=progress_fn(progress),
                          should_stop=ctx.stops.begin(request, "generate"))
@@ -207,24 +213,7 @@ def run_upscale(ctx: TabContext, v, request: gr.Request, progress):
 
 
 def run_fix_faces(ctx: TabContext, v, request: gr.Request, progress):
-    from studio.evaluate.scoring import load_reference
-    from studio.ui.generate_tab import loras_from_table
-
-    picture, _ = picture_and_mask(v.cleanup_image)
-    reference = None
-    if v.facefix_reference not in (None, "", ITSELF):
-        reference = load_reference(ctx.studio.settings, v.facefix_reference)
-    model = v.model_id if v.inpaint_model_id in (None, "", SAME_MODEL) else v.inpaint_model_id
-    fix = FaceFixRequest(
-        image=picture, prompt=v.facefix_prompt or "", model=chosen_model(model),
-        loras=loras_from_table(ctx.studio, v.lora_weights),
-        embeddings=list(v.embedding_names or []), seed=int(v.seed_value if v.seed_value is not None else -1),
-        steps=int(v.steps_value), cfg=float(v.cfg_scale), sampler=v.sampler_name, strength=float(v.facefix_strength),
-        confidence=float(v.facefix_confidence), dilate=int(v.facefix_dilate), mask_blur=int(v.facefix_mask_blur),
-        padding=int(v.facefix_padding), size=int(v.facefix_size or 0) or None,
-        reference=None if reference is None else reference.encodings,
-        reference_name="" if reference is None else reference.source, parameters=_source_text(v, picture),
-    )
+    fix = face_fix_request(vars(v), ctx.studio)
     try:
         result = fix_faces(ctx.studio, fix, progress=progress_fn(progress),
                            should_stop=ctx.stops.begin(request, "generate"))
@@ -247,14 +236,10 @@ def restore_cleanup(ctx: TabContext, v):
     gen, face = request_fields(parsed), face_fix_fields(parsed)
     return {
         "cleanup_image": v.path, "source_parameters": text, "status": "The dropped picture is in the painter.",
-        "inpaint_strength": gen.get("strength", _GEN.strength), "mask_blur": gen.get("mask_blur", _GEN.mask_blur),
-        "inpaint_area": gen.get("inpaint_area", _GEN.inpaint_area),
-        "inpaint_padding": gen.get("inpaint_padding", _GEN.inpaint_padding),
-        **{name: gen.get(name, getattr(_GEN, name)) for name in HIRES_INPUTS},
-        "facefix_prompt": face.get("prompt", _FACE.prompt),
-        **{f"facefix_{name}": face.get(name, getattr(_FACE, name))
-           for name in ("strength", "confidence", "dilate", "mask_blur", "padding")},
-        "facefix_size": face.get("size") or 0,
+        **{f"gen.{name}": written(GenerationRequest, name, gen.get(name, default(GenerationRequest, name)))
+           for name in (*INPAINT_ONLY[1:], *HIRES)},
+        **{f"face.{name}": written(FaceFixRequest, name, face.get(name, default(FaceFixRequest, name)))
+           for name in declared(FaceFixRequest) if name not in ("image", *FROM_GENERATE)},
     }
 
 
@@ -275,10 +260,10 @@ def picture_and_mask(value) -> tuple[Image.Image, Image.Image | None]:
     return picture, mask
 
 
-def _source_text(v, picture: Image.Image) -> str:
+def _source_text(values: dict, picture: Image.Image) -> str:
     """The picture's own parameters: as the painter received them (a session's State), else from the picture's PNG
     text itself (an API caller's PNG keeps it)."""
-    return getattr(v, "source_parameters", "") or picture.info.get("parameters", "") or ""
+    return values.get("source_parameters") or picture.info.get("parameters", "") or ""
 
 
 def _as_image(item) -> Image.Image:

@@ -144,9 +144,12 @@ def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[s
                   else result.get(name, gr.skip()) for name in out_names]
         return values[0] if len(values) == 1 else values
 
-    # gradio reads parameter names (the API's) and the Request/Progress parameters from the signature.
-    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
-    params += [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request),
+    # gradio reads parameter names (the API's) and the Request/Progress parameters from the signature. Each defaults
+    # to None, so an API call may leave out any of them (gradio_client sends the widget's starting value; the
+    # callback takes None as the request's default).
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
+    params += [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                 annotation=gr.Request),
                inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress())]
     call.__signature__ = inspect.Signature(params)
     call.__annotations__ = {"request": gr.Request}
@@ -232,16 +235,16 @@ def picked_model(studio, value: str | None):
 
 
 def sampling_updates(studio, value: str | None, sampler: str | None) -> dict:
-    """The sampling widgets for the picked model: its family's samplers, keeping the chosen one where the family
-    has it, else its default sampler; its CFG scale (FLUX.1 1, SD 7, builtin:pocket 4) and steps (a step-distilled
-    model's: Z-Image Turbo 9, FLUX.2 klein 4);
+    """The sampling widgets for the picked model: its family's samplers (after FAMILY_SAMPLER), keeping the chosen
+    one where the family has it, else the family's default; its CFG scale (FLUX.1 1, SD 7, builtin:pocket 4) and
+    steps (a step-distilled model's: Z-Image Turbo 9, FLUX.2 klein 4);
     "guidance" is "dev" for a model with a distilled-guidance input (FLUX.1-dev), "schnell" for one of such a family
     without, else None."""
     ref = picked_model(studio, value)
     if ref is None or ref.family is None:
         return {}
     family = ref.family
-    names = list(family.samplers)
+    names = [FAMILY_SAMPLER, *family.samplers]
     guidance = None
     if family.guidance == "distilled":
         guidance = "dev" if studio.store.takes_distilled_guidance(ref) else "schnell"
@@ -249,7 +252,7 @@ def sampling_updates(studio, value: str | None, sampler: str | None) -> dict:
     updates = {"sampler": gr.update(choices=names), "guidance": guidance, "steps": defaults["steps"],
                "cfg": model_hints(studio, value).get("cfg", defaults["cfg"])}
     if sampler not in names:
-        updates.update(sampler=gr.update(choices=names, value=family.default_sampler))
+        updates.update(sampler=gr.update(choices=names, value=FAMILY_SAMPLER))
     return updates
 
 

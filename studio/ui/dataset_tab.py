@@ -88,9 +88,9 @@ def build(ctx: TabContext) -> TabRefresh:
                                               "replace_": replace}, pictures, api_name="dataset_edit_captions")
     bind(ctx, edited.success, captions_saved, {"name_": chosen, "table": captions}, None, api_name=False,
          queue=False)
-    bind(ctx, check_btn.click, check, {"name_": chosen, "tolerance_": w["tolerance"], "reference_": w["reference"]},
+    bind(ctx, check_btn.click, check, {"name_": chosen, "tolerance_": w["form"].inputs["tolerance"], "reference_": w["form"].inputs["reference"]},
          checked, api_name="dataset_check")
-    bind(ctx, drop_btn.click, drop, {"name_": chosen, "several_": several, "tolerance_": w["tolerance"]},
+    bind(ctx, drop_btn.click, drop, {"name_": chosen, "several_": several, "tolerance_": w["form"].inputs["tolerance"]},
          {**checked, **pictures}, api_name="dataset_drop_flagged")
     bind(ctx, export_btn.click, export, {"name_": chosen, "kohya_": kohya}, {"exported": exported},
          api_name="dataset_export")

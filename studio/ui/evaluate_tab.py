@@ -9,21 +9,18 @@ import gradio as gr
 import pandas as pd
 
 from studio.evaluate import (EvaluationCancelled, EvaluationReport, EvaluationRequest, evaluate, list_evaluations,
-                             load_evaluation, parse_seeds, parse_variant)
+                             load_evaluation, parse_variant)
 from studio.evaluate.charts import TITLES
 from studio.evaluate.defaults import defaults_for
 from studio.evaluate.scoring import against_lines, summary_table
 from studio.models.clip import HUB_CLIP, TINY_CLIP, default_clip, real_clip_models
-from studio.ui.common import (FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_sampler, dataset_names, number,
-                              progress_fn, sampler_choices)
+from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, number, progress_fn
+from studio.ui.forms import Form, request_from_values
 from studio.ui.names import check_listed, is_listed, listed
 from studio.ui.serving import served
 
 NO_CLIP = "(no CLIP score)"
 NO_REFERENCE = "(none: no likeness score)"
-_DEFAULTS = EvaluationRequest(name="", prompts=[], seeds=[], variants=[])
-_VARIANT_HELP = ("One per line: label=MODEL[+lora:NAME:WEIGHT][+embedding:NAME]. An empty MODEL is the studio's "
-                 "default base; e.g. control= (the base alone), mine=+lora:mine:1, mine@0.6=+lora:mine:0.6")
 _SCORES_HELP = ("What is scored follows the run: **likeness** (sim-score) when the reference has faces, **CLIP score** "
                 "when a CLIP model is chosen, and **what was drawn** (the pocket checker) when every variant is "
                 "builtin:pocket.")
@@ -50,19 +47,12 @@ def _clip_note(clip_model: str) -> str:
     return f"CLIP score (0-100, torchmetrics' definition) of each picture with its prompt, by {clip_model}."
 
 
-def request_from_widgets(name, prompts, seeds, variants, reference, clip_model, negative_prompt, sampler, steps, cfg,
-                         width, height, tolerance, also_against=None) -> EvaluationRequest:
-    """The tab's widget values, in the order of its inputs, as an EvaluationRequest."""
-    return EvaluationRequest(
-        name=(name or "").strip(), prompts=[p.strip() for p in (prompts or "").splitlines() if p.strip()],
-        seeds=parse_seeds(seeds), variants=_variants(variants),
-        reference="" if reference in (None, NO_REFERENCE) else reference.strip(),
-        clip_model="" if clip_model in (None, NO_CLIP) else clip_model,
-        negative_prompt=negative_prompt or "", sampler=chosen_sampler(sampler), steps=int(steps),
-        cfg=float(cfg or 0) or None,
-        width=int(width or 0) or None, height=int(height or 0) or None, tolerance=float(tolerance),
-        also_against=[line.strip() for line in (also_against or "").splitlines() if line.strip()],
-    )
+def request_from_widgets(values: dict) -> EvaluationRequest:
+    """/evaluate's inputs (EvaluationRequest's fields, by name) as an EvaluationRequest: the choices that mean none
+    as "", then the one conversion flags and API calls go through."""
+    none = {"reference": NO_REFERENCE, "clip_model": NO_CLIP}
+    values = {**values, **{k: "" for k, choice in none.items() if values.get(k) == choice}}
+    return request_from_values(EvaluationRequest, values)
 
 
 def checked_names(studio, request: EvaluationRequest) -> EvaluationRequest:
@@ -164,43 +154,25 @@ def build(ctx: TabContext) -> TabRefresh:
     studio = ctx.studio
     settings = studio.settings
     start = _start(studio)
+    form = Form(ctx, EvaluationRequest)  # every widget named by its field: /evaluate's parameters
     with gr.Row():
         with gr.Column(scale=2):
-            name = gr.Textbox("", label="Name", placeholder="my-lora-vs-base",
-                              info="saved as workspace/evaluations/NAME/", elem_id="evaluate-name")
-            variants = gr.Textbox(start["variants"], label="Variants to compare (2 or more)", lines=3,
-                                  info=_VARIANT_HELP)
-            prompts = gr.Textbox(start["prompts"], label="Prompts (one per line)", lines=4,
-                                 info="seed 000's four for real models ('amari' is the subject's trigger word); "
-                                      "builtin:pocket's shape prompts for it")
-            seeds = gr.Textbox(start["seeds"], label="Seeds",
-                               info="fixed seeds, comma separated: every variant gets the same noise")
+            form.widget("name", value="", placeholder="my-lora-vs-base", elem_id="evaluate-name")
+            variants = form.widget("variants", value=start["variants"])
+            prompts = form.widget("prompts", value=start["prompts"])
+            seeds = form.widget("seeds", value=start["seeds"])
             with gr.Row():
                 why = gr.Markdown(start["why"])
                 suggest_btn = gr.Button("Suggest", scale=0, min_width=100)
-            reference = listed(ctx, gr.Dropdown(_reference_choices(studio), value=start["reference"],
-                                                label="Reference for likeness: a dataset of the subject's photos",
-                                                info="none, or a set with no faces (shapes, a style): no likeness "
-                                                     "score"), "dataset", NO_REFERENCE)
-            also_against = gr.Textbox("", lines=1, label="Also score against (other subjects' datasets, one a line)",
-                                      info="a LoRA of several subjects: each picture against every subject's faces")
-            clip = listed(ctx, gr.Dropdown(clip_choices(settings), value=default_clip(settings) or NO_CLIP,
-                                           label="CLIP model", info="a real CLIP on disk is picked by default"),
-                          "CLIP model", NO_CLIP)
+            reference = form.widget("reference", choices=_reference_choices(studio), value=start["reference"])
+            listed(ctx, reference, "dataset", NO_REFERENCE)  # "(none...)" names no dataset
+            form.widget("also_against", lines=1)
+            clip = listed(ctx, form.put("clip_model", gr.Dropdown(
+                clip_choices(settings), value=default_clip(settings) or NO_CLIP,
+                label=form.settings["clip_model"].label, info=form.settings["clip_model"].help)), "CLIP model", NO_CLIP)
             clip_note = gr.Markdown(_clip_note(default_clip(settings)))
             with gr.Accordion("Generation (the same for every variant)", open=False):
-                negative = gr.Textbox("", label="Negative prompt")
-                with gr.Row():
-                    sampler = gr.Dropdown(sampler_choices(), value=FAMILY_SAMPLER, label="Sampler",
-                                          info="the model's default: Euler a, or Euler for FLUX.1")
-                    steps = gr.Slider(1, 150, value=_DEFAULTS.steps, step=1, label="Steps")
-                    cfg = gr.Number(0, label="CFG scale",
-                                    info="0: the model's (builtin:pocket 4) or the family's (7; 1 for FLUX.1)")
-                with gr.Row():
-                    width = gr.Number(0, label="Width", precision=0, info="0: the model's native size")
-                    height = gr.Number(0, label="Height", precision=0)
-                    tolerance = gr.Slider(0.2, 0.8, value=_DEFAULTS.tolerance, step=0.01, label="Same-person tolerance",
-                                          info="seed 000: 0.40")
+                form.rows(form.missing())
             with gr.Row():
                 run_btn = gr.Button("Evaluate", variant="primary")
                 stop_btn = gr.Button("Stop")
@@ -223,10 +195,8 @@ def build(ctx: TabContext) -> TabRefresh:
     # What the studio last filled in: on tab open, fields still holding it follow what is on disk now.
     suggested = gr.State({k: start[k] for k in ("variants", "prompts", "seeds", "reference")})
 
-    # The API endpoint /evaluate takes these names.
-    inputs = {"name": name, "prompts": prompts, "seeds": seeds, "variants": variants, "reference": reference,
-              "clip_model": clip, "negative_prompt": negative, "sampler": sampler, "steps": steps, "cfg": cfg,
-              "width": width, "height": height, "tolerance": tolerance, "also_against": also_against}
+    # The API endpoint /evaluate takes EvaluationRequest's field names
+    inputs = form.inputs
     outputs = {"status": status, "grid": grid, "charts": charts, "summary": summary, "images": images, "past": past,
                "files": files}
     shown = {f"chart{i}": view for i, view in enumerate(chart_views)}
@@ -235,11 +205,11 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
     opened = bind(ctx, past.input, show_past, {"chosen": past}, outputs, api_name="evaluation")
     bind(ctx, opened.success, show_charts, {"charts": charts}, shown, api_name=False, queue=False)
-    form = {"variants": variants, "prompts": prompts, "seeds": seeds, "reference": reference, "why": why,
-            "suggested": suggested}
-    bind(ctx, suggest_btn.click, suggest, {"variants": variants}, form, api_name=False, queue=False)
+    filled = {"variants": variants, "prompts": prompts, "seeds": seeds, "reference": reference, "why": why,
+              "suggested": suggested}
+    bind(ctx, suggest_btn.click, suggest, {"variants": variants}, filled, api_name=False, queue=False)
     clip.change(_clip_note, clip, clip_note, api_name=False, queue=False)
-    lists = {"past": past, "clip": clip, **form}
+    lists = {"past": past, "clip": clip, **filled}
     return TabRefresh(refresh_lists, lists, inputs={"variants": variants, "prompts": prompts, "seeds": seeds,
                                                     "reference": reference, "suggested": suggested})
 
@@ -248,7 +218,7 @@ def build(ctx: TabContext) -> TabRefresh:
 
 def run(ctx: TabContext, v, request: gr.Request, progress):
     settings = ctx.studio.settings
-    evaluation = checked_names(ctx.studio, request_from_widgets(**vars(v)))
+    evaluation = checked_names(ctx.studio, request_from_widgets(vars(v)))
     should_stop = ctx.stops.begin(request, "evaluate")
     try:
         report = evaluate(ctx.studio, evaluation, should_stop=should_stop, progress=progress_fn(progress))

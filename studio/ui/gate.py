@@ -180,7 +180,21 @@ def studio_app(settings):
         def build_middleware_stack(self):
             return Gate(super().build_middleware_stack(), settings, logins=self)
 
-    return StudioApp(default_response_class=ORJSONResponse)
+    app = StudioApp(default_response_class=ORJSONResponse)
+    app.add_exception_handler(TypeError, _unknown_parameter)
+    return app
+
+
+async def _unknown_parameter(request, exc: TypeError):
+    """A call by keyword (POST /gradio_api/call/v2/<endpoint>, as curl sends it) naming no parameter of the endpoint
+    is the caller's mistake: 400 with gradio_client's own sentence, which names it, not a bare 500."""
+    said = str(exc)
+    if "/call/v2/" in request.url.path and said.startswith(("Parameter `", "No value provided")):
+        return PlainTextResponse(said.split(" Please click")[0] + f" (the parameters: GET {_INFO})", 400)
+    raise exc
+
+
+_INFO = "/gradio_api/info"
 
 
 async def _read_body(receive):

@@ -3,136 +3,120 @@ the Clean-up accordion (ui/cleanup.py) inpaints, upscales and fixes faces of a p
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import gradio as gr
 
+from studio.fields import declared
 from studio.generate import GenerationRequest, LoraChoice, generate
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
-from studio.generate.run import fit_to_model
-from studio.models.families.flux1 import DISTILLED_CFG
 from studio.models.families.samplers import DDPM_SAMPLERS
 from studio.progress import Cancelled
 from studio.ui import cleanup
-from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, chosen_model, embedding_names, fit_gallery,
-                              lora_names, model_choices, model_hints, picked_model, progress_fn, sampling_updates,
-                              table_rows, upscaler_choices)
-from studio.ui.names import check_listed, listed
+from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, embedding_names,
+                              fit_gallery, lora_names, model_choices, model_hints, picked_model, progress_fn,
+                              sampling_updates, table_rows, upscaler_choices)
+from studio.ui.forms import Form, request_from_values
+from studio.ui.names import check_listed
 from studio.ui.serving import served
 
 
 def build(ctx: TabContext) -> TabRefresh:
     studio = ctx.studio
+    form = Form(ctx, GenerationRequest)  # every widget named by its field: /generate's parameters
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(label="Prompt", lines=3, placeholder=_placeholder(studio, DEFAULT_MODEL))
-            negative = gr.Textbox("", label="Negative prompt", lines=2)
+            prompt = form.widget("prompt", placeholder=_placeholder(studio, DEFAULT_MODEL))
+            negative = form.widget("negative_prompt")
         with gr.Column(scale=1):
-            model = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model",
-                                            info="builtin, a model in models/base/, or a hub id (owner/name)"),
-                           "base model", DEFAULT_MODEL)
+            model = form.widget("model")
             with gr.Row():
                 generate_btn = gr.Button("Generate", variant="primary")
                 stop_btn = gr.Button("Stop")
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Row():
-                seed = gr.Number(label="Seed", value=-1, precision=0, info="-1: random")
+                seed = form.widget("seed")
                 random_btn = gr.Button("Random", size="sm", min_width=80)
                 reuse_btn = gr.Button("Reuse last", size="sm", min_width=80)
-            names, first, first_cfg, guidance = _default_sampling(studio)
-            sampler = gr.Dropdown(names, value=first, label="Sampler")
-            steps = gr.Slider(1, 150, value=20, step=1, label="Steps")
-            cfg = gr.Slider(0, 30, value=first_cfg, step=0.5, label="CFG scale",
-                            info="FLUX.1: 1 is off; above 1, real CFG with the negative prompt at twice the time")
+            names, guidance = _default_sampling(studio)
+            sampler = form.widget("sampler", choices=[FAMILY_SAMPLER, *names])
+            steps = form.widget("steps")
+            cfg = form.widget("cfg")
             with gr.Row(visible=guidance is not None) as flux_row:
-                distilled = gr.Slider(0, 10, value=DISTILLED_CFG, step=0.1, label="Distilled CFG Scale",
-                                      **_distilled_look(guidance))
-                sequence = gr.Number(0, precision=0, label="T5 prompt tokens",
-                                     info="FLUX.1: 0 is 512 for dev, 256 for schnell")
+                distilled = form.widget("distilled_cfg", **_distilled_look(guidance))
+                sequence = form.widget("max_sequence_length")
             with gr.Row():
-                width = gr.Number(label="Width", value=0, precision=0, info="0: the model's native size")
-                height = gr.Number(label="Height", value=0, precision=0, info="multiples of 8")
-            batch = gr.Slider(1, 8, value=1, step=1, label="Batch size")
-            loras = gr.Dataframe(lora_rows(studio, None), headers=["LoRA", "weight"], datatype=["str", "number"],
-                                 label="LoRAs (a non-zero weight applies one)", interactive=True,
-                                 column_count=(2, "fixed"))
-            embeddings = listed(ctx, gr.Dropdown(embedding_names(studio), multiselect=True, label="Embeddings",
-                                                 info="textual inversions; use their names in the prompt"),
-                                "embedding")
+                width = form.widget("width")
+                height = form.widget("height")
+            form.widget("batch_size")
+            loras = form.put("loras", gr.Dataframe(
+                lora_rows(studio, None), headers=["LoRA", "weight"], datatype=["str", "number"],
+                label=f"{form.settings['loras'].label} (a non-zero weight applies one)", interactive=True,
+                column_count=(2, "fixed")))
+            embeddings = form.widget("embeddings")
             refresh_btn = gr.Button("Refresh model lists", size="sm")
             png_drop = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], type="filepath")
         with gr.Column(scale=2):
             gallery = gr.Gallery(label="Images", columns=1, height=460, format="png")
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"], elem_id="generate-parameters")
             last_seed = gr.Number(label="Seed used", value=-1, precision=0, interactive=False)
-    panel = cleanup.layout(ctx)
+    panel = cleanup.layout(ctx, form)  # its hires fix and inpainting settings are this form's too
+    form.rest(skip=cleanup.INPAINT_ONLY)  # a setting declared since, not yet placed: shown, and /generate takes it
 
-    # The API endpoint /generate takes these names, in this order (scripts call it positionally: new ones go last).
-    inputs = {"prompt_text": prompt, "negative_prompt": negative, "model_id": model, "seed_value": seed,
-              "sampler_name": sampler, "steps_value": steps, "cfg_scale": cfg, "width_px": width, "height_px": height,
-              "batch_size": batch, "lora_weights": loras, "embedding_names": embeddings,
-              **{name: panel[name] for name in cleanup.HIRES_INPUTS},
-              "distilled_cfg_scale": distilled, "t5_tokens": sequence}
+    # The API endpoint /generate takes GenerationRequest's field names (all but inpainting's: /inpaint's)
+    inputs = {name: w for name, w in form.inputs.items() if name not in cleanup.INPAINT_ONLY}
     bind(ctx, generate_btn.click, run, inputs, {"gallery": gallery, "parameters": parameters, "seed": last_seed},
          api_name="generate", gpu=True).success(fit_gallery, gallery, gallery, api_name=False, queue=False)
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
     bind(ctx, model.change, model_picked, {"model": model, "sampler": sampler},
          {"sampler": sampler, "cfg": cfg, "steps": steps, "flux_row": flux_row, "distilled": distilled,
-          "prompt": prompt},
-         api_name=False, queue=False, checked=False)  # a name still being typed
+          "sequence": sequence, "prompt": prompt}, api_name=False, queue=False, checked=False)  # a name still typed
     random_btn.click(lambda: -1, None, seed, api_name=False, queue=False)
     reuse_btn.click(lambda s: s, last_seed, seed, api_name=False, queue=False)
-    lists = {"model": model, "loras": loras, "embeddings": embeddings, "hires_upscaler": panel["hires_upscaler"],
+    lists = {"model": model, "loras": loras, "embeddings": embeddings, "hires_upscaler": form.inputs["hires_upscaler"],
              "upscaler": panel["upscaler"], "inpaint_model": panel["inpaint_model"],
              "facefix_reference": panel["facefix_reference"]}
     bind(ctx, refresh_btn.click, refresh_lists, {"loras": loras}, lists, api_name=False, queue=False, checked=False)
     restored = {"prompt": prompt, "negative_prompt": negative, "seed": seed, "sampler": sampler, "steps": steps,
                 "cfg": cfg, "width": width, "height": height, "parameters": parameters}
     restoring = bind(ctx, png_drop.upload, restore, {"path": png_drop}, restored, api_name="restore_parameters")
-    cleanup.wire(ctx, panel, inputs, gallery=gallery, parameters=parameters, last_seed=last_seed, png_drop=png_drop,
+    cleanup.wire(ctx, panel, form, gallery=gallery, parameters=parameters, last_seed=last_seed, png_drop=png_drop,
                  restored=restoring)
     return TabRefresh(refresh_lists, lists, inputs={"loras": loras})
 
 
-def request_from_widgets(v, studio) -> GenerationRequest:
-    """The /generate inputs (by name) as a GenerationRequest for the picked model (see fit_to_model)."""
-    return fit_to_model(studio, GenerationRequest(
-        prompt=v.prompt_text or "", negative_prompt=v.negative_prompt or "", model=chosen_model(v.model_id),
-        seed=int(v.seed_value if v.seed_value is not None else -1), steps=int(v.steps_value), cfg=float(v.cfg_scale),
-        width=int(v.width_px or 0) or None, height=int(v.height_px or 0) or None, batch_size=int(v.batch_size),
-        sampler=v.sampler_name, loras=loras_from_table(studio, v.lora_weights),
-        embeddings=list(v.embedding_names or []),
-        hires_scale=float(v.hires_scale or 1), hires_steps=int(v.hires_steps or 0), hires_upscaler=v.hires_upscaler,
-        hires_strength=float(v.hires_strength),
-        distilled_cfg=None if v.distilled_cfg_scale is None else float(v.distilled_cfg_scale),
-        max_sequence_length=int(v.t5_tokens or 0) or None,
-    ))
+def request_from_widgets(values: dict, studio, **fixed) -> GenerationRequest:
+    """/generate's (or /inpaint's) inputs, by field name, as a GenerationRequest: the LoRA table's rows as LoRAs,
+    then the one conversion flags and API calls go through."""
+    values = dict(values)
+    if "loras" in values:
+        values["loras"] = loras_from_table(studio, values["loras"])
+    return request_from_values(GenerationRequest, values, **fixed)
 
 
-def _default_sampling(studio) -> tuple[list[str], str, float, str | None]:
-    """The sampler names, sampler, CFG scale and FLUX.1 guidance kind the form starts with: the default model's."""
+def _default_sampling(studio) -> tuple[list[str], str | None]:
+    """The sampler names and FLUX.1 guidance kind the form starts with: the default model's."""
     updates = sampling_updates(studio, DEFAULT_MODEL, None)
-    names = updates.get("sampler", {}).get("choices", list(DDPM_SAMPLERS))
-    first = updates.get("sampler", {}).get("value", names[0])
-    return names, first, updates.get("cfg", 7.0), updates.get("guidance")
+    names = [n for n in updates.get("sampler", {}).get("choices", list(DDPM_SAMPLERS)) if n != FAMILY_SAMPLER]
+    return names, updates.get("guidance")
 
 
 def _distilled_look(guidance: str | None) -> dict:
     if guidance == "schnell":
         return dict(interactive=False, info="this FLUX.1 model is schnell-like: it has no guidance input")
-    return dict(interactive=True, info="FLUX.1-dev's guidance input, as Forge's (3.5 is its default)")
+    return dict(interactive=True, info=declared(GenerationRequest)["distilled_cfg"].help)
 
 
 def model_picked(ctx: TabContext, v):
     """A base model was picked: its samplers and CFG default, an example prompt it can draw, FLUX.1's widgets
-    shown where they apply."""
+    shown where they apply, and emptied (their 0: the default) where the model takes no such value."""
     updates = sampling_updates(ctx.studio, v.model, v.sampler)
     if not updates:
         return {}
     guidance = updates.pop("guidance")
-    return {**updates, "flux_row": gr.update(visible=guidance is not None),
-            "distilled": gr.update(**_distilled_look(guidance)),
+    distilled = gr.update(**_distilled_look(guidance), **({} if guidance == "dev" else {"value": 0}))
+    ref = picked_model(ctx.studio, v.model)
+    sequence = {} if ref.family.prompt_length_option else {"sequence": 0}
+    return {**updates, "flux_row": gr.update(visible=guidance is not None), "distilled": distilled, **sequence,
             "prompt": gr.update(placeholder=_placeholder(ctx.studio, v.model))}
 
 
@@ -144,7 +128,8 @@ def _placeholder(studio, model) -> str:
 def run(ctx: TabContext, v, request: gr.Request, progress):
     should_stop = ctx.stops.begin(request, "generate")
     try:
-        result = generate(ctx.studio, request_from_widgets(v, ctx.studio), progress=progress_fn(progress), should_stop=should_stop)
+        result = generate(ctx.studio, request_from_widgets(vars(v), ctx.studio), progress=progress_fn(progress),
+                          should_stop=should_stop)
     except Cancelled:
         raise Cancelled("Generation stopped.") from None
     settings = ctx.studio.settings
@@ -167,7 +152,7 @@ def loras_from_table(studio, table) -> list[LoraChoice]:
         except (TypeError, ValueError) as e:
             raise ValueError(f"LoRA weight for {row[0]!r} must be a number but is {row[1]!r}") from e
         if weight != 0:
-            check_listed(studio, "LoRA", str(row[0]).strip(), "lora_weights")
+            check_listed(studio, "LoRA", str(row[0]).strip(), "loras")
             chosen.append(LoraChoice(str(row[0]).strip(), weight))
     return chosen
 

@@ -8,76 +8,58 @@ from pathlib import Path
 import gradio as gr
 
 from studio import mine
-from studio.generate.request import parse_lora
-from studio.mine.request import MiningRequest
+from studio.mine.request import RESUME_CHANGES, MiningRequest
 from studio.ui import job_watch
-from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, chosen_model, chosen_sampler,
-                              dataset_names, embedding_names, lora_names, model_choices, progress_fn, sampler_choices,
-                              upscaler_choices)
+from studio.ui.common import (TabContext, TabRefresh, bind, dataset_names, embedding_names, lora_names, model_choices,
+                              progress_fn, upscaler_choices)
+from studio.ui.forms import Form, request_from_values
 from studio.ui.names import check_listed, listed
 from studio.ui.serving import served
 
 NO_JOB = "(no mining job yet)"
 NO_UPSCALER = "(none)"
-SOURCES = ("Generate", "Folder")
-_D = MiningRequest("x", prompt="x")
 
 
 def build(ctx: TabContext) -> TabRefresh:
     studio = ctx.studio
     jobs = job_names(studio)
+    form = Form(ctx, MiningRequest)  # every widget named by its field: /mine_start's parameters
     gr.Markdown("Mine Stable Diffusion for one consistent face that belongs to no one (seed 000's sim-group): each "
                 "candidate's face is compared with the group; a mean face distance up to the tolerance joins it, "
                 "near misses are kept apart, and members that drift away as the group grows are dropped.")
-    # 1. Where candidates come from
+    # 1. Where candidates come from: a prompt, or a folder
     with gr.Row():
         with gr.Column(scale=3):
-            source = gr.Radio(list(SOURCES), value="Generate", label="Candidates from")
-            prompt = gr.Textbox("a photo of a young woman, portrait, natural light", label="Prompt", lines=2)
-            negative = gr.Textbox("", label="Negative prompt")
-            folder = listed(ctx, gr.Dropdown(dataset_names(studio), value=None,
-                                             label="Or pictures from a dataset (a folder in workspace/datasets/)"),
-                            "dataset")
+            form.widget("prompt", placeholder="e.g. a photo of a young woman, portrait, natural light")
+            form.widget("negative_prompt")
+            folder = form.widget("candidates", value=None)
         with gr.Column(scale=2):
-            model = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model"),
-                           "base model", DEFAULT_MODEL)
-            loras = gr.Dropdown(lora_names(studio), multiselect=True, allow_custom_value=True,
-                                label="LoRAs (NAME or NAME:WEIGHT)")
-            embeddings = listed(ctx, gr.Dropdown(embedding_names(studio), multiselect=True, label="Embeddings"),
-                                "embedding")
-            seed_face = gr.File(file_types=["image"], type="filepath",
-                                label="Seed face (optional: else the first face found)")
+            model = form.widget("model")
+            loras = form.put("loras", gr.Dropdown(lora_names(studio), multiselect=True, allow_custom_value=True,
+                                                  label=form.settings["loras"].label))
+            embeddings = form.widget("embeddings")
+            form.put("seed_face", gr.File(file_types=["image"], type="filepath",
+                                          label=f"{form.settings['seed_face'].label} (optional: else the first face "
+                                                f"found)"))
     with gr.Accordion("Generation", open=False):
         with gr.Row():
-            sampler = gr.Dropdown(sampler_choices(), value=FAMILY_SAMPLER, label="Sampler",
-                                  info="the model's default: Euler a, or Euler for FLUX.1")
-            steps = gr.Number(_D.steps, precision=0, label="Steps")
-            cfg = gr.Number(0, label="CFG scale", info="0: the family's (7; 1 for FLUX.1)")
-            width = gr.Number(0, precision=0, label="Width", info="0: the model's native size")
-            height = gr.Number(0, precision=0, label="Height")
-            seed_start = gr.Number(_D.seed_start, precision=0, label="First seed", info="candidate i: this + i")
-            batch = gr.Number(_D.batch_size, precision=0, label="Batch size")
-            upscaler = listed(ctx, gr.Dropdown([NO_UPSCALER, *upscaler_choices(studio)], value=NO_UPSCALER,
-                                               label="Upscaler",
-                                               info="4x before the face is looked for (models in models/upscale/)"),
-                              "upscaler", NO_UPSCALER)
+            form.widget("sampler")
+            for name in ("steps", "cfg", "width", "height", "seed_start", "batch_size"):
+                form.widget(name)
+            upscaler = listed(ctx, form.put("upscaler", gr.Dropdown(
+                [NO_UPSCALER, *upscaler_choices(studio)], value=NO_UPSCALER, label=form.settings["upscaler"].label,
+                info="4x before the face is looked for (models in models/upscale/)")), "upscaler", NO_UPSCALER)
 
     # 2. The rules and the budget
     with gr.Row():
-        tolerance = gr.Slider(0.2, 0.8, value=_D.tolerance, step=0.01, label="Tolerance",
-                              info="admit a face whose mean distance to the group is at most this (seed 000: 0.40)")
-        near_miss = gr.Slider(0.2, 1.0, value=_D.near_miss, step=0.01, label="Near miss up to",
-                              info="kept apart, not thrown away")
-        drop_tolerance = gr.Slider(0.0, 0.8, value=0.0, step=0.01, label="Drop above",
-                                   info="a member's mean distance to the rest; 0: the tolerance")
+        for name in ("tolerance", "near_miss", "drop_tolerance"):
+            form.widget(name)
     with gr.Row():
-        recheck = gr.Checkbox(_D.recheck, label="Drop members that drift away")
-        pin_seed = gr.Checkbox(_D.pin_seed, label="Never drop the seed face")
-        target = gr.Number(_D.target, precision=0, label="Target group size")
-        max_candidates = gr.Number(0, precision=0, label="Image budget", info="candidates; 0: no limit")
-        max_minutes = gr.Number(0, label="Time budget (minutes)", info="0: no limit")
+        for name in ("recheck", "pin_seed", "target", "max_candidates", "max_minutes"):
+            form.widget(name)
+    form.rest()  # a setting declared since, not yet placed: shown, and /mine_start takes it
     with gr.Row():
-        name = gr.Textbox(label="Job name", placeholder="e.g. amari")
+        form.widget("name", placeholder="e.g. amari")
         start_btn = gr.Button("Start", variant="primary")
         resume_btn = gr.Button("Continue")
         cancel_btn = gr.Button("Stop")
@@ -97,26 +79,21 @@ def build(ctx: TabContext) -> TabRefresh:
         dataset_btn = gr.Button("Make a dataset of the group")
     dataset_md = gr.Markdown()
 
-    # 4. Wiring: the API endpoints take these names
-    inputs = {"name_": name, "source_": source, "prompt_": prompt, "negative_": negative, "folder_": folder,
-              "model_": model, "loras_": loras, "embeddings_": embeddings, "seed_face_": seed_face,
-              "sampler_": sampler, "steps_": steps, "cfg_": cfg, "width_": width, "height_": height,
-              "seed_start_": seed_start, "batch_": batch, "upscaler_": upscaler, "tolerance_": tolerance,
-              "near_miss_": near_miss, "drop_tolerance_": drop_tolerance, "recheck_": recheck, "pin_seed_": pin_seed,
-              "target_": target, "max_candidates_": max_candidates, "max_minutes_": max_minutes}
-    views = {"status": status_md, "faces": faces, "plot": size_plot, "job_target": target,
-             "job_max_candidates": max_candidates, "job_max_minutes": max_minutes}
+    # 4. Wiring: the API endpoints take these names (/mine_start: MiningRequest's fields)
+    budget = {k: form.inputs[k] for k in RESUME_CHANGES}
+    views = {"status": status_md, "faces": faces, "plot": size_plot, "job_target": budget["target"],
+             "job_max_candidates": budget["max_candidates"], "job_max_minutes": budget["max_minutes"]}
     timer = job_watch.follow(ctx, MINING_VIEW, job, "job", views, api_name="mine_status")
-    bind(ctx, start_btn.click, start, inputs, {"job": job, "status": status_md}, api_name="mine_start").success(
+    bind(ctx, start_btn.click, start, form.inputs, {"job": job, "status": status_md}, api_name="mine_start").success(
         job_watch.timer_on, None, timer, api_name=False, queue=False)
-    bind(ctx, resume_btn.click, resume, {"job": job, "target_": target, "max_candidates_": max_candidates,
-                                         "max_minutes_": max_minutes}, {"status": status_md},
+    bind(ctx, resume_btn.click, resume, {"job": job, **budget}, {"status": status_md},
          api_name="mine_resume").success(job_watch.timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, cancel_btn.click, cancel, {"job": job}, {"status": status_md}, api_name="mine_cancel")
-    bind(ctx, dataset_btn.click, to_dataset, {"job": job, "dataset_": dataset, "trigger_": trigger,
-                                              "class_word_": class_word}, {"message": dataset_md},
+    bind(ctx, dataset_btn.click, to_dataset, {"job": job, "dataset": dataset, "trigger": trigger,
+                                              "class_word": class_word}, {"message": dataset_md},
          api_name="mine_to_dataset", gpu=True)
-    lists = {"job": job, "model": model, "loras": loras, "embeddings": embeddings, "folder": folder}
+    lists = {"job": job, "model": model, "loras": loras, "embeddings": embeddings, "folder": folder,
+             "upscaler": upscaler}
     bind(ctx, refresh_btn.click, refresh_lists, None, lists, api_name=False, queue=False)
     return TabRefresh(refresh_lists, lists)
 
@@ -125,23 +102,13 @@ def job_names(studio) -> list[str]:
     return [j.name for j in mine.list_mining(studio)]
 
 
-def request_from_widgets(v) -> MiningRequest:
-    """/mine_start's inputs (by name) -> a checked MiningRequest (numbers from gradio may arrive as floats)."""
-    generated = v.source_ != "Folder"
-    return MiningRequest(
-        name=(v.name_ or "").strip(), prompt=(v.prompt_ or "") if generated else "",
-        candidates=None if generated else (v.folder_ or "").strip() or None, negative_prompt=v.negative_ or "",
-        model=chosen_model(v.model_), loras=tuple(parse_lora(x) for x in v.loras_ or []),
-        embeddings=tuple(v.embeddings_ or []), seed_face=_path(v.seed_face_), sampler=chosen_sampler(v.sampler_),
-        steps=int(v.steps_), cfg=float(v.cfg_ or 0) or None, width=int(v.width_ or 0) or None,
-        height=int(v.height_ or 0) or None,
-        seed_start=int(v.seed_start_ or 0), batch_size=int(v.batch_ or 1),
-        upscaler="" if v.upscaler_ in (None, "", NO_UPSCALER) else v.upscaler_,
-        tolerance=float(v.tolerance_), near_miss=float(v.near_miss_),
-        drop_tolerance=float(v.drop_tolerance_) if v.drop_tolerance_ else None, recheck=bool(v.recheck_),
-        pin_seed=bool(v.pin_seed_), target=int(v.target_), max_candidates=int(v.max_candidates_ or 0),
-        max_seconds=float(v.max_minutes_ or 0) * 60,
-    )
+def request_from_widgets(values: dict) -> MiningRequest:
+    """/mine_start's inputs (MiningRequest's fields, by name) -> a checked MiningRequest: the seed face's upload as
+    its path, "(none)" as no upscaler, then the one conversion flags and API calls go through."""
+    upscaler = values.get("upscaler")
+    values = {**values, "seed_face": _path(values.get("seed_face")), "upscaler": "" if upscaler == NO_UPSCALER
+              else upscaler}
+    return request_from_values(MiningRequest, values)
 
 
 def _path(file) -> str:
@@ -153,9 +120,9 @@ def _path(file) -> str:
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
 def start(ctx: TabContext, v):
-    request = request_from_widgets(v)
+    request = request_from_widgets(vars(v))
     for lora in request.loras:
-        check_listed(ctx.studio, "LoRA", lora.name, "loras_")
+        check_listed(ctx.studio, "LoRA", lora.name, "loras")
     status = mine.start_mining(ctx.studio, request)
     return {"job": gr.update(choices=job_names(ctx.studio), value=status.name), "status": status.line()}
 
@@ -163,10 +130,9 @@ def start(ctx: TabContext, v):
 def resume(ctx: TabContext, v):
     if not v.job:
         raise ValueError("`job` is empty: pick a mining job to continue")
-    minutes = None if v.max_minutes_ is None else float(v.max_minutes_)
-    status = mine.resume_mining(ctx.studio, v.job, target=None if v.target_ is None else int(v.target_),
-                                max_candidates=None if v.max_candidates_ is None else int(v.max_candidates_),
-                                max_seconds=None if minutes is None else minutes * 60)
+    status = mine.resume_mining(ctx.studio, v.job, target=None if v.target is None else int(v.target),
+                                max_candidates=None if v.max_candidates is None else int(v.max_candidates),
+                                max_minutes=None if v.max_minutes is None else float(v.max_minutes))
     return {"status": status.line()}
 
 
@@ -183,9 +149,9 @@ def status(ctx: TabContext, v):
 def to_dataset(ctx: TabContext, v, progress):
     if not v.job:
         raise ValueError("`job` is empty: pick the mining job whose group becomes a dataset")
-    result = mine.group_to_dataset(ctx.studio, mine.GroupDataset(v.job, (v.dataset_ or "").strip(),
-                                                                 (v.trigger_ or "").strip(),
-                                                                 (v.class_word_ or "person").strip()),
+    result = mine.group_to_dataset(ctx.studio, mine.GroupDataset(v.job, (v.dataset or "").strip(),
+                                                                 (v.trigger or "").strip(),
+                                                                 (v.class_word or "person").strip()),
                                    progress_fn(progress))
     return {"message": f"Dataset **{result.dataset.name}** written ({len(result.dataset.images)} pictures, "
                        f"{len(result.flagged)} flagged); it is in the Dataset and Train tabs' lists.\n\n```\n"
@@ -196,7 +162,8 @@ def refresh_lists(ctx: TabContext, v):
     studio = ctx.studio
     return {"job": gr.update(choices=job_names(studio)), "model": gr.update(choices=model_choices(studio)),
             "loras": gr.update(choices=lora_names(studio)), "embeddings": gr.update(choices=embedding_names(studio)),
-            "folder": gr.update(choices=dataset_names(studio))}
+            "folder": gr.update(choices=dataset_names(studio)),
+            "upscaler": gr.update(choices=[NO_UPSCALER, *upscaler_choices(studio)])}
 
 
 def status_views(ctx: TabContext, status) -> dict:
@@ -228,4 +195,4 @@ MINING_VIEW = job_watch.JobView(
     empty={"status": NO_JOB},
     # a job picked: Continue starts from its own target and budgets
     picked=lambda s: {"job_target": s.request.target, "job_max_candidates": s.request.max_candidates,
-                      "job_max_minutes": s.request.max_seconds / 60})
+                      "job_max_minutes": s.request.max_minutes})

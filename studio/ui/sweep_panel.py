@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import gradio as gr
 
+from studio.fields import declared
 from studio.train import sweep_jobs
-from studio.train.sweep import grid_text, parse_grid, preset_grid
+from studio.train.sweep import SET_BY_SWEEP, SweepRequest, grid_text, preset_grid
 from studio.ui import job_watch
 from studio.ui.common import TabContext, bind, number
+from studio.ui.forms import Form, request_from_values
 from studio.ui.serving import served
 
 NO_SWEEP = "(no sweep yet)"
@@ -17,17 +19,17 @@ TABLE_HEADERS = ["cell", "settings", "state", "mean CLIP", "CLIP per prompt", "l
                  "reason", ""]
 
 
-def build(ctx: TabContext, form: dict, preset) -> dict:
-    """The accordion under the Train tab's run controls; `form` is the tab's inputs by name (the settings every cell
-    shares), `preset` its preset dropdown (a sweep preset fills the grid)."""
+def build(ctx: TabContext, run_form: Form, preset) -> dict:
+    """The accordion under the Train tab's run controls; `run_form` is the tab's RunConfig form (the settings every
+    cell shares: /sweep_start takes them all but the run's name, beside the sweep's own), `preset` its preset dropdown
+    (a sweep preset fills the grid)."""
     names = sweep_names(ctx.studio)
+    form = Form(ctx, SweepRequest)
     with gr.Accordion("Sweep", open=False):
         with gr.Row():
-            sweep_name = gr.Textbox(label="Sweep name", placeholder="e.g. tim-lr-steps",
-                                    info="every cell shares the settings above; the grid varies the knobs below")
-            grid = gr.Textbox("lr=1e-5,1e-3\nsteps=400,2000", lines=3, label="Grid (one knob a line)",
-                              info="knob=value,value: lr, steps, rank, alpha, repeats, batch_size, ... Cells that "
-                                   "differ only in steps share one run (constant schedules)")
+            form.widget("name", placeholder="e.g. tim-lr-steps")
+            grid = form.widget("grid", value="lr=1e-5,1e-3\nsteps=400,2000")
+            form.put("preset", preset)
         with gr.Row():
             start_btn = gr.Button("Start sweep", variant="primary")
             resume_btn = gr.Button("Resume sweep")
@@ -48,7 +50,8 @@ def build(ctx: TabContext, form: dict, preset) -> dict:
 
     views = {"status": status_md, "table": table, "pictures": pictures, "loss": loss_plot, "cells": cell_pick}
     timer = job_watch.follow(ctx, SWEEP_VIEW, pick, "sweep", views, api_name="sweep_status", period_s=2.0)
-    bind(ctx, start_btn.click, start, {"sweep_name": sweep_name, "grid": grid, **form},
+    shared = {k: w for k, w in run_form.inputs.items() if k not in SET_BY_SWEEP}
+    bind(ctx, start_btn.click, start, {**form.inputs, **shared},
          {"sweep": pick, "status": status_md}, api_name="sweep_start").success(
         job_watch.timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, resume_btn.click, resume, {"sweep": pick}, {"status": status_md}, api_name="sweep_resume").success(
@@ -67,13 +70,15 @@ def sweep_names(studio) -> list[str]:
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
 def start(ctx: TabContext, v):
-    from studio.train.sweep import SweepRequest
+    """/sweep_start: the sweep's settings (name, grid, preset) and the run settings every cell shares, by name."""
     from studio.ui.train_knobs import checked_subjects, config_from_widgets
 
-    form = {k: x for k, x in vars(v).items() if k not in ("sweep_name", "grid")}
-    name = (v.sweep_name or "").strip()
-    base = checked_subjects(ctx.studio, config_from_widgets(**{**form, "name": name or "sweep"}))
-    status = sweep_jobs.start_sweep(ctx.studio, SweepRequest(name, base, parse_grid((v.grid or "").splitlines())))
+    values = vars(v)
+    own = {k: values[k] for k in declared(SweepRequest)}
+    name = (own["name"] or "").strip()
+    base = checked_subjects(ctx.studio, config_from_widgets({**{k: x for k, x in values.items() if k not in own},
+                                                             "name": name or "sweep"}))
+    status = sweep_jobs.start_sweep(ctx.studio, request_from_values(SweepRequest, own, base=base))
     return {"sweep": gr.update(choices=sweep_names(ctx.studio), value=status.name), "status": status.line()}
 
 

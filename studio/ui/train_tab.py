@@ -11,15 +11,15 @@ import gradio as gr
 
 from studio import train
 from studio.train import sampling
-from studio.train.config import METHODS
+from studio.fields import written
+from studio.train.config import RunConfig
 from studio.train.presets import PRESETS, preset_name
 from studio.train.schedule import PLAN_WORDS
-from studio.ui import job_watch, sweep_panel
-from studio.ui.common import DEFAULT_MODEL, TabContext, TabRefresh, bind, dataset_names, model_choices, number
-from studio.ui.names import listed
+from studio.ui import job_watch, sweep_panel, train_knobs
+from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, model_choices, number
+from studio.ui.forms import Form
 from studio.ui.serving import served
-from studio.ui.train_knobs import (DEFAULTS, KNOB_SPECS, KNOBS, checked_subjects, config_from_widgets, knob_widget,
-                                   subjects_text)
+from studio.ui.train_knobs import DEFAULTS, KNOBS, checked_subjects, config_from_widgets
 
 NO_RUN = "(no run yet)"
 
@@ -27,31 +27,24 @@ NO_RUN = "(no run yet)"
 def build(ctx: TabContext) -> TabRefresh:
     studio = ctx.studio
     runs = run_names(studio)
+    form = Form(ctx, RunConfig)  # every widget below named by its RunConfig field: /train_start's parameters
     # 1. What to train
     with gr.Row():
-        dataset = listed(ctx, gr.Dropdown(dataset_names(studio), label="Dataset",
-                                          info="a dataset from the Dataset tab, or a folder of images with .txt "
-                                               "captions in workspace/datasets/"), "dataset")
-        model = listed(ctx, gr.Dropdown(model_choices(studio), value=DEFAULT_MODEL, label="Base model"), "base model",
-                       DEFAULT_MODEL)
-        method = gr.Radio(list(METHODS), value="lora", label="Method")
+        dataset = form.widget("dataset", value=None)
+        model = form.widget("model")
+        method = form.widget("method", gr.Radio)
         preset = gr.Dropdown(list(PRESETS), value="default", label="Preset")
     with gr.Row():
-        name = gr.Textbox(label="Run name", placeholder="e.g. tim-lora-v1", info="also the name of the exported files")
-        trigger = gr.Textbox(label="Trigger word", placeholder="default: the dataset's trigger or the run name",
-                             info="textual inversion: the new token")
+        name = form.widget("name", placeholder="e.g. tim-lora-v1")
+        trigger = form.widget("trigger", placeholder="e.g. ohwx")
         refresh_btn = gr.Button("Refresh lists", size="sm")
-    prompts = gr.Textbox("\n".join(DEFAULTS.validation_prompts), lines=3, label="Validation prompts (one a line)",
-                         info="{trigger} becomes the trigger word; prompt i always uses seed 1234 + i")
+    form.widget("validation_prompts")
 
     # 2. Knobs, with the RunConfig defaults
-    knobs = {}
     with gr.Accordion("Settings", open=False):
-        for row in sorted({spec[1] for spec in KNOB_SPECS}):
-            with gr.Row():
-                for field_name, _, label, options in (spec for spec in KNOB_SPECS if spec[1] == row):
-                    knobs[field_name] = knob_widget(ctx, field_name, label, dict(options))
-    knobs = {name: knobs[name] for name in KNOBS}  # the API's order, whatever the rows
+        train_knobs.knobs(form)
+    form.rest()  # a setting declared since, not yet placed: shown (and taken by /train_start) all the same
+    knobs = {k: form.inputs[k] for k in KNOBS}
 
     # 3. Run controls and what a run shows
     with gr.Row():
@@ -80,28 +73,25 @@ def build(ctx: TabContext) -> TabRefresh:
             epoch_pick = gr.Dropdown([], label="Epoch to export", allow_custom_value=True)
             export_btn = gr.Button("Export epoch")
             export_md = gr.Markdown()
-    sweep = sweep_panel.build(ctx, {"name": name, "dataset": dataset, "model": model, "method": method,
-                                    "trigger": trigger, "prompts": prompts, **knobs}, preset)
+    sweep = sweep_panel.build(ctx, form, preset)
 
-    # 4. Wiring: the API endpoints take these names
-    first = {"name": name, "dataset": dataset, "model": model, "method": method, "trigger": trigger,
-             "prompts": prompts}
+    # 4. Wiring: the API endpoints take these names (/train_start: RunConfig's fields)
     views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
              "epochs": epoch_pick, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
              "run_lr": knobs["lr"], "subject_scores": subject_plot}
     timer = job_watch.follow(ctx, RUN_VIEW, run_pick, "run", views, api_name="train_status")
-    bind(ctx, start_btn.click, start, {**first, **knobs}, {"run": run_pick, "status": status_md},
+    bind(ctx, start_btn.click, start, form.inputs, {"run": run_pick, "status": status_md},
          api_name="train_start").success(job_watch.timer_on, None, timer, api_name=False, queue=False)
-    bind(ctx, resume_btn.click, resume, {"run": run_pick, "epochs_value": knobs["epochs"],
-                                         "max_steps_value": knobs["max_steps"], "lr_value": knobs["lr"]},
+    bind(ctx, resume_btn.click, resume, {"run": run_pick, "epochs": knobs["epochs"], "max_steps": knobs["max_steps"],
+                                         "lr": knobs["lr"]},
          {"status": status_md}, api_name="train_resume").success(job_watch.timer_on, None, timer, api_name=False,
                                                                  queue=False)
     bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
     bind(ctx, export_btn.click, export, {"run": run_pick, "epoch": epoch_pick}, {"message": export_md},
          api_name="train_export_epoch")
     bind(ctx, preset.change, apply_preset, {"choice": preset, "dataset_now": dataset, "name_now": name},
-         {"method": method, "model": model, "prompts": prompts, "dataset": dataset, "name": name, "trigger": trigger,
-          "status": status_md, **knobs}, api_name=False, queue=False, checked=False)
+         {"dataset": dataset, "name": name, "trigger": trigger, "status": status_md, **form.inputs},
+         api_name=False, queue=False, checked=False)
     bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger,
                                                                    "masked_loss": knobs["masked_loss"]},
          api_name=False, queue=False, checked=False)  # a name still being typed
@@ -118,16 +108,16 @@ def run_names(studio) -> list[str]:
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
 def start(ctx: TabContext, v):
-    status = train.start_run(ctx.studio, checked_subjects(ctx.studio, config_from_widgets(**vars(v))))
+    status = train.start_run(ctx.studio, checked_subjects(ctx.studio, config_from_widgets(vars(v))))
     return {"run": gr.update(choices=run_names(ctx.studio), value=status.name), "status": status.line()}
 
 
 def resume(ctx: TabContext, v):
     if not v.run:
         raise ValueError("`run` is empty: pick a run to resume")
-    epochs = None if v.epochs_value is None else int(v.epochs_value)
-    max_steps = None if v.max_steps_value is None else int(v.max_steps_value)
-    lr = None if v.lr_value is None else float(v.lr_value)
+    epochs = None if v.epochs is None else int(v.epochs)
+    max_steps = None if v.max_steps is None else int(v.max_steps)
+    lr = None if v.lr is None else float(v.lr)
     return {"status": train.resume_run(ctx.studio, v.run, epochs=epochs, max_steps=max_steps, lr=lr).line()}
 
 
@@ -153,9 +143,8 @@ def export(ctx: TabContext, v):
 
 def apply_preset(ctx: TabContext, v):
     chosen = replace(DEFAULTS, **PRESETS[preset_name(v.choice)])
-    updates = {"method": gr.update(value=chosen.method), "prompts": gr.update(value="\n".join(chosen.validation_prompts)),
-               **{k: gr.update(value=getattr(chosen, k)) for k in KNOBS},
-               "extra_subjects": gr.update(value=subjects_text(chosen.extra_subjects))}
+    updates = {k: gr.update(value=written(RunConfig, k, getattr(chosen, k)))
+               for k in ("method", "validation_prompts", *KNOBS)}
     if chosen.model:  # a preset made for one base; the others leave the chosen base alone
         updates["model"] = gr.update(value=chosen.model)
     if preset_name(v.choice) == preset_name("pocket") and not (v.dataset_now or "").strip():
