@@ -8,6 +8,7 @@ studio train --preset pocket` run three times, each timed as one command from st
 child), through `--workers` (the worker receives the base and the dataset), and through `--workers` again (the
 worker keeps both from the first time). Prints the wall times and their ratio to the local run, the bytes each
 remote run sent and copied back (status.json), and whether the LoRA each exported has the local one's tensors.
+Every process runs on one thread (OMP_NUM_THREADS=1 unless set).
 """
 
 from __future__ import annotations
@@ -31,12 +32,17 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+# Every process of the benchmark (the commands, their children, the Ray workers) on one thread each: on a small
+# shared machine two threads per process fight over the cores and the figures say more about that than the path.
+ENV = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+
+
 def _studio(root: Path, *args: str, workers: str = "") -> float:
     """Run `python -m studio ...` on `root` to its end; its wall seconds."""
     argv = [sys.executable, "-m", "studio", "--root", str(root), "--models-dir", str(root / "models"), "--offline"]
     argv += ["--workers", workers] if workers else []
     started = time.perf_counter()
-    done = subprocess.run(argv + list(args), cwd=HERE, capture_output=True, text=True)
+    done = subprocess.run(argv + list(args), cwd=HERE, capture_output=True, text=True, env=ENV)
     if done.returncode:
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return time.perf_counter() - started
@@ -59,7 +65,7 @@ def main() -> None:
         (root / "models" / "builtin" / "pocket").symlink_to(HERE / "models" / "builtin" / "pocket")
         _studio(root, "pocket", "concept", "zq")
         port, client = _port(), _port()
-        env = dict(os.environ, STUDIO_WORKER_CACHE=str(root / "worker-cache"))
+        env = dict(ENV, STUDIO_WORKER_CACHE=str(root / "worker-cache"))
         head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address",
                                  "127.0.0.1", "--port", str(port), "--ray-client-server-port", str(client),
                                  "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--temp-dir",
