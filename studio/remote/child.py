@@ -132,16 +132,28 @@ class Relay:
                     return offset
 
 
-def _connect(settings) -> int:
+CONNECT_TRIES = 3  # a Ray Client server may refuse a connection while it starts its side of it: tried again
+
+
+def _connect(settings, log) -> int:
     """Connect to the workers' cluster (the studio's code travels with the connection); the GPUs a job asks for."""
     import ray
 
     import studio
 
-    if not ray.is_initialized():
-        ray.init(address=settings.workers, namespace="likeness-studio", log_to_driver=False, logging_level="WARNING",
-                 runtime_env={"py_modules": [str(Path(studio.__file__).resolve().parent)],
-                              "excludes": ["__pycache__", "*.pyc"]})
+    for attempt in range(1, CONNECT_TRIES + 1):
+        try:
+            ray.init(address=settings.workers, namespace="likeness-studio", log_to_driver=False,
+                     logging_level="WARNING", runtime_env={"py_modules": [str(Path(studio.__file__).resolve().parent)],
+                                                           "excludes": ["__pycache__", "*.pyc"]})
+            break
+        except ConnectionError as e:
+            said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if attempt == CONNECT_TRIES:
+                raise ValueError(f"`workers` {settings.workers}: no connection after {attempt} tries ({said})") from e
+            log.event("message", text=f"connecting to the workers failed ({said}); trying again in 5 s")
+            ray.shutdown()
+            time.sleep(5)
     return 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
 
 
@@ -199,7 +211,7 @@ def drive(args, settings, log, should_stop) -> str:
     studio = Studio.open(settings)
     folder = Path(args.folder)
     config = RunConfig.load(folder / "run.json")
-    gpus = _connect(settings)
+    gpus = _connect(settings, log)
     resume, lost, sent, kept, fetched = args.resume, 0, 0, 0, 0
     try:
         while True:
@@ -221,8 +233,9 @@ def drive(args, settings, log, should_stop) -> str:
                                           f"sent, {had / 1e6:.1f} MB the worker kept from earlier jobs")
                 ray.get(actor.start.remote("studio.train.child", config.name, "run.json", EVENTS,
                                            bundle.config.to_json(), resume, not settings.allow_downloads))
-                relay = Relay(actor, log, folder, settings.own_models_dir, where["root"], config.name,
-                              {p.dest for p in bundle.parts})
+                # what was sent, and the worker's own run.json (its device, its names), are not copied back
+                kept_here = {p.dest for p in bundle.parts} | {f"workspace/runs/{config.name}/run.json"}
+                relay = Relay(actor, log, folder, settings.own_models_dir, where["root"], config.name, kept_here)
                 asked = False
                 while (update := relay.poll())["exit"] is None:
                     if not asked and should_stop():
