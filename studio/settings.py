@@ -87,6 +87,11 @@ class Settings:
     # of the studio's own: launch() points gradio at it) and the studio's served copies (default <tmp>/likeness-served)
     gradio_dir: Path | None = None
     served_dir: Path | None = None
+    # Remote workers: a Ray cluster's address (ray://HOST:PORT, or HOST:PORT of its head) that queued runs are sent
+    # to instead of a child process here (studio.remote); "" trains here. The datasets' photos cross the network:
+    # an address beyond the local network is refused without Ray's TLS unless `insecure_workers` says it is fine.
+    workers: str = ""
+    insecure_workers: bool = False
 
     def __post_init__(self) -> None:
         root = Path(self.root).resolve()
@@ -138,6 +143,10 @@ class Settings:
                 raise ValueError(f"an allowed origin must be scheme://host[:port] (e.g. https://tools.example.org) but "
                                  f"is {origin!r}")
         object.__setattr__(self, "allow_origins", origins)
+        if self.workers:
+            from studio.remote.address import check_workers
+
+            object.__setattr__(self, "workers", check_workers(self.workers, self.insecure_workers))
 
     @property
     def local_only(self) -> bool:

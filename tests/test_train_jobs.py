@@ -10,19 +10,11 @@ import time
 
 import pytest
 
-from tests.train_helpers import astronaut, chelsea, make_dataset, tiny_config
+from tests.train_helpers import astronaut, chelsea, make_dataset, tiny_config, wait_for_run
 
 
 def _wait_for_step(studio, name, step, timeout=120):
-    from studio.train import jobs
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = jobs.run_status(studio, name)
-        if status.step >= step or not status.active:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"run {name} did not reach step {step}")
+    return wait_for_run(studio, name, lambda status: status.step >= step, timeout)
 
 
 def test_child_run_cancel_resume_and_listing(studio):

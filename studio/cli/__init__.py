@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,13 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     parser.add_argument("--user", default=d(""), metavar="NAME",
                         help="act as this user of a studio of several people: their workspace (workspace/users/NAME/) "
                              "and models (default: the studio's owner, an admin: workspace/ and models/ themselves)")
+    if not (suppress and "--workers" in parser._option_string_actions):  # (`dataset prepare --workers N` is its own)
+        parser.add_argument("--workers", dest="workers_address", default=d(None), metavar="ray://HOST:PORT",
+                            help="send queued runs to this Ray cluster's GPU workers instead of training here "
+                                 "(default: $RAY_ADDRESS, else here); the datasets' photos travel to them")
+    parser.add_argument("--insecure-workers", action="store_true", default=d(False),
+                        help="allow --workers beyond the local network without Ray's TLS (the photos cross it "
+                             "unencrypted)")
     parser.add_argument("--when-busy", choices=WHEN_BUSY, default=d("wait"),
                         help="while a job (run, sweep, mining) holds the GPU: wait for it in the queue (default), or "
                              "run on the CPU now (Generate, Evaluate, captions, upscaling...)")
@@ -80,7 +88,9 @@ def settings_from_args(args: argparse.Namespace):
     kwargs = dict(device=args.device, dtype=args.dtype, cache_budget_bytes=int(args.cache_gb * 1024**3),
                   allow_pickle=args.allow_pickle, allow_downloads=not args.offline, when_busy=args.when_busy,
                   offload=args.offload,
-                  models_dir=args.models_dir, workspace_dir=args.workspace)
+                  models_dir=args.models_dir, workspace_dir=args.workspace,
+                  workers=os.environ.get("RAY_ADDRESS", "") if args.workers_address is None else args.workers_address,
+                  insecure_workers=args.insecure_workers)
     if args.root is not None:
         kwargs["root"] = args.root
     if args.max_image_mp is not None:

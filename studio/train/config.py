@@ -285,6 +285,15 @@ class RunConfig:
     compile: bool = setting(False, label="torch.compile the denoiser", group="data and hardware", advanced=True,
                             help="slow first steps; pays on long runs where the compiler helps")
     device: str = ""  # "" means the studio's device (not a setting: the studio's --device says it)
+    # Several GPUs: the cards to train on, one process each sharing every micro-batch of batch_size x cards; ""
+    # takes every GPU when the device is auto or cuda, the one card it names otherwise (studio.claims.place)
+    gpus: str = setting("", label="GPUs", group="data and hardware", advanced=True,
+                        help="e.g. 0,1: one process per card, each batch_size pictures of every batch; empty: every "
+                             "GPU (the card --device names, when it names one)")
+    # Several processes on the CPU (gloo): the several-GPU path on a machine without GPUs
+    processes: int = setting(0, label="CPU processes", group="data and hardware", advanced=True,
+                             help="N > 1: N training processes on the CPU sharing every batch, as N GPUs would (how "
+                                  "that path is tested without GPUs); 0: one")
 
     def __post_init__(self):
         self.extra_subjects = [Subject(**s) if isinstance(s, dict) else s for s in self.extra_subjects or []]
@@ -310,7 +319,7 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1 but is {getattr(self, name)}")
         for name in ("epochs", "max_steps", "warmup_steps", "keep_tokens", "class_images", "validation_every",
-                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs", "blocks_to_swap"):
+                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs", "blocks_to_swap", "processes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:

@@ -119,21 +119,32 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
 
         start_weights(studio.settings.runs_dir, config.continue_from, config)
     device = config.device or studio.settings.device
-    if device.startswith("cuda") and not claims.gpu_count():
-        raise ValueError(f"`device` is {device!r} but there is no CUDA GPU (the NVIDIA driver lists none)")
-    if claims.device_key(device) == "cpu" and config.mixed_precision == "fp16":
-        raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
+    if studio.settings.workers:  # sent to a worker: one GPU of its own (or its CPU, on a CPU cluster)
+        if config.gpus or config.processes > 1:
+            raise ValueError(f"`gpus` and `processes` choose this machine's cards and processes; a run sent to the "
+                             f"workers ({studio.settings.workers}) takes one worker's GPU: leave them empty")
+        placement = claims.Placement(device, [])
+    else:
+        if device.startswith("cuda") and not claims.gpu_count():
+            raise ValueError(f"`device` is {device!r} but there is no CUDA GPU (the NVIDIA driver lists none)")
+        placement = claims.place(device, config.gpus, config.processes)  # the cards asked for, or N CPU processes
+        if claims.device_key(placement.device) == "cpu" and config.mixed_precision == "fp16":
+            raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
     if config.base_precision == "nf4":
-        check_nf4(claims.device_key(device))  # no bitsandbytes, or no GPU: refused now, not after the load
-    warning = optimizer_fallback(config, claims.device_key(device))  # said from the start (and by the run again)
+        check_nf4(claims.device_key(placement.device))  # no bitsandbytes, or no GPU: refused now, not after the load
+    warning = optimizer_fallback(config, claims.device_key(placement.device))  # said from the start (and again)
 
-    # 2. Queue it: one job on a device at a time (a second would fight the first for memory and time)
-    several = device in ("auto", "cuda") and claims.gpu_count() > 1  # one process per GPU, sharing the epoch
+    # 2. Queue it: one job on a device at a time (a second would fight the first for memory and time); several
+    #    processes (one per GPU) share each micro-batch
     native = ref.family.native_resolution if ref.family else 512
-    steps = config.max_steps or config.epochs * data.config_steps_per_epoch(items, config, native)
+    steps = config.max_steps or config.epochs * data.config_steps_per_epoch(items, config, native,
+                                                                             placement.processes)
+    on = f" on {placement.processes} processes" if placement.processes > 1 else ""
+    on = f" on a remote worker ({studio.settings.workers})" if studio.settings.workers else on
     return jobs.start(studio, RUNS, config.name, lambda folder: _record(config, folder, note, warning),
-                      resume=resume, device=device, devices=claims.every_gpu() if several else None,
-                      needs=f"training a {config.method} on {config.model} at {config.resolution or native} px",
+                      resume=resume,
+                      placement=placement,
+                      needs=f"training a {config.method} on {config.model} at {config.resolution or native} px{on}",
                       estimate_s=estimate_seconds(studio, config, steps))
 
 
@@ -243,4 +254,4 @@ def list_runs(studio) -> list[RunStatus]:
 RUNS = jobs.declare(jobs.JobKind(
     key="run", noun="run", request="run.json", events=EVENTS, child="studio.train.child",
     root=lambda settings: settings.runs_dir, where=run_dir, read=lambda folder, name: folder_status(folder, name),
-    remaining=lambda status: status.eta_s if status.state == "running" else None, multi_gpu=True))
+    remaining=lambda status: status.eta_s if status.state == "running" else None, multi_gpu=True, remote=True))

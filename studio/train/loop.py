@@ -5,17 +5,25 @@ latents: studio/models/families/); what a run validates, scores and guards is tr
 
 Every random draw of a step comes from a generator seeded by (seed, micro-step) and every epoch's order from
 (seed, epoch), so a run resumed from a checkpoint ends with the same weights as one never interrupted.
+
+Several processes (one per GPU, or `processes` on the CPU) share each micro-batch: the epoch is planned in batches
+of batch_size x processes and each process takes its part (data.share), drawing its pictures' noise and timesteps
+as its rows of the whole batch's draws (BatchDraws), so N processes x batch b train as one process x batch N*b
+would. What stops a run (cancel, a NaN, the collapse guard) is decided once for all of them (setup.any_says,
+main_says; the losses are read as their mean over processes).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
 from studio import fileio
+from studio.models.families.base import BatchDraws
 from studio.models.loaders import last_blocks
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
@@ -26,8 +34,8 @@ from studio.train.methods import make_method
 from studio.train.objectives import make_objective, mask_weights, reduce
 from studio.train.parts import (encode_text, keep_frozen_in, load_denoiser, load_parts, remember_prompts)
 from studio.train.runlog import RunLog
-from studio.train.setup import (MAX_GRAD_NORM, TrainingDiverged, diverged, make_accelerator, make_optimizer,
-                                take_new_learning_rates)
+from studio.train.setup import (MAX_GRAD_NORM, TrainingDiverged, any_says, debug_nan, diverged, main_says,
+                                make_accelerator, make_optimizer, process_seed, take_new_learning_rates)
 from studio.train.swap import BlockSwap
 from studio.train.watch import RunWatch
 
@@ -54,8 +62,9 @@ class Trainer:
     in), `items`, `method` and `caption` (1); `class_items`, `class_of`, `class_ids` (2); `latents`,
     `class_latents`, `texts` (3); `inherited` ("add a subject": the subjects of the run this one starts from);
     `objective` (4); `repeats`, `per_epoch`, `total`, `epochs`, `optimizer`, `schedule`, `trained`, `denoiser`,
-    `encoders`, `params`, `policy` (how checkpoints are written and kept) (5); `step` and `history` (6, then the
-    loop); `facts` and `watch` (what a run validates, scores, guards and writes beside the steps)."""
+    `encoders`, `params`, `policy` (how checkpoints are written and kept), `processes`, `rank` (5); `step` and
+    `history` (6, then the loop); `facts` and `watch` (what a run validates, scores, guards and writes beside the
+    steps)."""
 
     def __init__(self, store, settings, config: RunConfig, run_dir: Path, *, log: RunLog, should_stop,
                  resume: bool = False, progress=lambda fraction, message: None):
@@ -114,7 +123,8 @@ class Trainer:
             self.log.event("message", text=note)
 
     # 2. DreamBooth's class images, made once by the untouched base
-    #    (one set per class prompt: several subjects of one class share theirs)
+    #    (one set per class prompt: several subjects of one class share theirs; with several processes the main one
+    #    makes them and the others read them from the cache)
     def make_class_images(self) -> None:
         config = self.config
         self.class_items, self.class_of, self.class_ids = [], {}, []
@@ -122,8 +132,9 @@ class Trainer:
             return
         prompts = list(dict.fromkeys(s.class_prompt for s in config.subjects))
         for k, prompt in enumerate(prompts):
-            paths = sampling.class_images(self.parts, replace(config, class_prompt=prompt), self.cache_dir,
-                                          self.progress)
+            with self.accelerator.main_process_first():
+                paths = sampling.class_images(self.parts, replace(config, class_prompt=prompt), self.cache_dir,
+                                              self.progress)
             self.class_ids.append(list(range(len(self.class_items), len(self.class_items) + len(paths))))
             self.class_items += [data.TrainItem(p, prompt, config.resolution, config.resolution, subject=k)
                                  for p in paths]
@@ -140,14 +151,15 @@ class Trainer:
         self.texts = None
         trains_text = self.method.trains_text if self.method is not None else False
         if config.cache:
-            found = self.latents.fill(self.cache_dir, config.flip, self.progress)
-            if self.class_items:
-                self.class_latents.fill(self.cache_dir, False, self.progress)
+            with self.accelerator.main_process_first():  # encoded once, by the main process; the others read it
+                found = self.latents.fill(self.cache_dir, config.flip, self.progress)
+                if self.class_items:
+                    self.class_latents.fill(self.cache_dir, False, self.progress)
+                if not trains_text and not config.shuffle_captions:
+                    self.texts = TextEmbeddings(parts, config.max_sequence_length)
+                    self.texts.fill(self.cache_dir, [self.caption(i.caption) for i in items + self.class_items],
+                                    made_from=owner(items))
             self.log.event("message", text=f"latents {'read from cache' if found else 'cached'}")
-            if not trains_text and not config.shuffle_captions:
-                self.texts = TextEmbeddings(parts, config.max_sequence_length)
-                self.texts.fill(self.cache_dir, [self.caption(i.caption) for i in items + self.class_items],
-                                made_from=owner(items))
         if self.staged:
             remember_prompts(parts, [self.caption(p) for p in config.prompts()], config.max_sequence_length)
             parts.drop_text_encoders()
@@ -207,6 +219,10 @@ class Trainer:
                                               balance=config.balance)
         self.total = config.max_steps or self.per_epoch * config.epochs
         self.epochs = math.ceil(self.total / self.per_epoch)
+        self.processes, self.rank = accelerator.num_processes, accelerator.process_index
+        if self.processes > 1:
+            self.log.event("message", text=data.shares_note(self.epoch_plan(0)[:self.per_epoch * config.grad_accum],
+                                                            self.processes, config.batch_size))
         optimizer = make_optimizer(self.method.param_groups(), config, self.device, self.log)
         self.schedule = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps,
                                       num_training_steps=self.total, num_cycles=config.lr_cycles)
@@ -275,7 +291,7 @@ class Trainer:
         if not self.policy.at_all or not watch.may_checkpoint(step, forced):
             return
         weights = self.method.state()
-        if not checkpoints.all_finite(weights):
+        if not main_says(self.accelerator, checkpoints.all_finite(weights)):
             watch.settle()  # the checkpoints handed over are on disk: the message names the one kept
             raise TrainingDiverged(diverged(f"the weights became NaN or infinite at step {step}", self.run_dir,
                                             self.config))
@@ -293,9 +309,10 @@ class Trainer:
 
             watch.write(write, weights, training)
 
-    def micro_loss(self, samples, sizes, target, loader, generator):
-        """One micro-batch's loss: latents sampled from their cached distribution, normalized as the VAE's family
-        wants them, the captions' conditioning, and the family's objective."""
+    def micro_loss(self, samples, sizes, target, loader, draws):
+        """One micro-batch's loss (this process's part of it): latents sampled from their cached distribution,
+        normalized as the VAE's family wants them, the captions' conditioning, and the family's objective; `draws`
+        (BatchDraws) gives this part's random draws."""
         import torch
 
         config, parts = self.config, self.parts
@@ -303,24 +320,22 @@ class Trainer:
         captions = [self.method.caption(s.caption) for s in samples]
         cond = self.texts.batch(captions) if self.texts is not None else encode_text(
             parts, captions, self.encoders, config.max_sequence_length)
-        eps = torch.randn(mean.shape, generator=generator)
+        eps = draws.randn(mean.shape)
         lat = parts.family.normalize_latents(parts.vae, mean + std * eps).to(self.device)
         if parts.family.channels_last:
             lat = lat.to(memory_format=torch.channels_last)
         error, weight = self.objective.loss_map(self.denoiser, lat, cond, [sizes[s.index] for s in samples], target,
-                                                generator, self.accelerator.autocast)
+                                                draws, self.accelerator.autocast)
         mask = loader.mask_batch([s.index for s in samples], [s.flip for s in samples], tuple(mean.shape[-2:]))
         return reduce(error, weight, mask_weights(mask, config.unmasked_weight))
 
-    def epoch_plan(self, epoch: int) -> list:
-        """Epoch `epoch`'s micro-batches for this process (each process of a multi-GPU run takes every
-        num_processes-th)."""
-        config, accelerator = self.config, self.accelerator
-        plan = data.epoch_plan(self.items, epoch=epoch, seed=config.seed, repeats=self.repeats,
-                               batch_size=config.batch_size, resolution=config.resolution, buckets=config.buckets,
-                               flip=config.flip, shuffle_captions=config.shuffle_captions,
+    def epoch_plan(self, epoch: int) -> list[list[data.Sample]]:
+        """Epoch `epoch`'s micro-batches, each the whole batch of every process (batch_size x processes)."""
+        config = self.config
+        return data.epoch_plan(self.items, epoch=epoch, seed=config.seed, repeats=self.repeats,
+                               batch_size=config.batch_size * self.processes, resolution=config.resolution,
+                               buckets=config.buckets, flip=config.flip, shuffle_captions=config.shuffle_captions,
                                keep_tokens=config.keep_tokens, balance=config.balance)
-        return plan[accelerator.process_index::accelerator.num_processes]
 
     def base_loss(self) -> float:
         """The untouched model's mean loss over epoch 1's first micro-batches (about 16 images), with noise from a
@@ -328,37 +343,62 @@ class Trainer:
         import torch
 
         config = self.config
-        plan = self.epoch_plan(0)[:max(1, -(-16 // config.batch_size))]
+        plan = self.epoch_plan(0)[:max(1, -(-16 // (config.batch_size * self.processes)))]
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 - 1)
+        found = []
         with torch.no_grad():
-            found = [self.micro_loss(samples, self.latents.sizes,
-                                     self.items[samples[0].index].bucket(config.resolution, config.buckets),
-                                     self.latents, generator).item() for samples in plan]
+            for whole in plan:
+                part = data.share(whole, self.processes, self.rank, config.batch_size)
+                loss = self.micro_loss(part.samples, self.latents.sizes,
+                                       self.items[whole[0].index].bucket(config.resolution, config.buckets),
+                                       self.latents, BatchDraws(generator, len(whole), part.rows))
+                found.append(part.weight * loss.item())  # (mean_over_processes then gives the batches' mean)
         return sum(found) / len(found)
 
+    def synced(self, last: bool) -> ExitStack:
+        """Gradient accumulation: the processes add up their gradients only at a step's last micro-batch (no_sync
+        before it), not at every one."""
+        stack = ExitStack()
+        if not last:
+            for module in self.trained.values():
+                stack.enter_context(self.accelerator.no_sync(module))
+        return stack
+
+    def stop_asked(self) -> bool:
+        """Whether to stop now, one verdict for every process: any of them asked (its cancel file, a SIGTERM)."""
+        return any_says(self.accelerator, self.should_stop())
+
     def step_loss(self, batches: list) -> object:
-        """One optimizer step's micro-batches, each one's loss back-propagated (with prior preservation, its class
-        images' too): their mean loss, on the device."""
+        """One optimizer step's micro-batches (each the whole batch of every process; this process computes its
+        part), each one's loss back-propagated (with prior preservation, its class images' too): their mean loss, on
+        the device."""
         import torch
 
-        config, step_loss = self.config, 0.0
-        for j, samples in enumerate(batches):
+        config, rank, step_loss = self.config, self.rank, 0.0
+        for j, whole in enumerate(batches):
             micro = self.step * config.grad_accum + j
-            torch.manual_seed(config.seed * 1_000_003 + micro)  # LoRA dropout draws from the global generator
+            # LoRA dropout draws from the global generator: a seed of each process's own
+            torch.manual_seed(process_seed(config.seed * 1_000_003 + micro, rank))
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + micro)
-            target = self.items[samples[0].index].bucket(config.resolution, config.buckets)
-            loss = self.micro_loss(samples, self.latents.sizes, target, self.latents, generator)
-            if self.class_items:  # prior preservation: class images of each picture's class keep what the base knew
-                prior = []
-                for i, sample in enumerate(samples):
-                    ids = self.class_ids[self.class_of[self.items[sample.index].subject]]
-                    index = ids[(micro * len(samples) + i) % len(ids)]
-                    prior.append(data.Sample(index, False, self.class_items[index].caption))
-                sizes = {s.index: self.class_latents.sizes.get(s.index, (config.resolution,) * 2 + (0, 0))
-                         for s in prior}
-                loss = loss + config.prior_loss_weight * self.micro_loss(prior, sizes, (config.resolution,) * 2,
-                                                                         self.class_latents, generator)
-            self.accelerator.backward(loss / config.grad_accum)
+            part = data.share(whole, self.processes, rank, config.batch_size)  # this process's pictures of it
+            draws = BatchDraws(generator, len(whole), part.rows)
+            target = self.items[whole[0].index].bucket(config.resolution, config.buckets)
+            with self.synced(j == len(batches) - 1):
+                loss = self.micro_loss(part.samples, self.latents.sizes, target, self.latents, draws)
+                if self.class_items:  # prior preservation: class images of each picture's class keep what the base knew
+                    prior = []
+                    for row, sample in zip(part.rows, part.samples):
+                        ids = self.class_ids[self.class_of[self.items[sample.index].subject]]
+                        index = ids[(micro * len(whole) + row) % len(ids)]
+                        prior.append(data.Sample(index, False, self.class_items[index].caption))
+                    sizes = {s.index: self.class_latents.sizes.get(s.index, (config.resolution,) * 2 + (0, 0))
+                             for s in prior}
+                    loss = loss + config.prior_loss_weight * self.micro_loss(
+                        prior, sizes, (config.resolution,) * 2, self.class_latents, draws)
+                if part.weight != 1.0:  # its share of the whole batch (0: a copy, for a process left without)
+                    loss = loss * part.weight
+                loss = debug_nan(loss, self.step + 1, rank)
+                self.accelerator.backward(loss / config.grad_accum)
             step_loss = step_loss + loss.detach() / config.grad_accum  # on the device: read every few steps
         return step_loss
 
@@ -381,7 +421,7 @@ class Trainer:
                 return
             if config.checkpoint_every_steps and self.step % config.checkpoint_every_steps == 0 and self.policy.between:
                 self.save(epoch)
-            if k + config.grad_accum < len(plan) and self.should_stop():  # at an epoch's end, it is finished first
+            if k + config.grad_accum < len(plan) and self.stop_asked():  # at an epoch's end, it is finished first
                 self.save(epoch, forced=True)
                 watch.settle()  # the checkpoint is on disk before the run says so
                 raise Cancelled(f"cancelled at step {self.step}; resume continues from there")
@@ -392,7 +432,7 @@ class Trainer:
     def end_epoch(self, epoch: int) -> bool:
         config, watch, history, done = self.config, self.watch, self.history, epoch + 1
         history["epoch_loss"][str(done)] = watch.epoch_loss(done)
-        stopping = self.step < self.total and self.should_stop()
+        stopping = self.step < self.total and self.stop_asked()
         result = watch.epoch_end(done, self.step)
         watch.epoch_done(done, self.step, history["epoch_loss"][str(done)], result)
         ending = self.step >= self.total or stopping

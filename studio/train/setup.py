@@ -46,6 +46,40 @@ def main_says(accelerator, flag: bool) -> bool:
     return bool(broadcast(torch.tensor([int(flag)], device=accelerator.device), from_process=0).item())
 
 
+def any_says(accelerator, flag: bool) -> bool:
+    """Whether any process's `flag` is set, on every process (a cancel file one of them saw first, a SIGTERM one of
+    them got), so all of them stop at the same step and none waits for the others in the next all-reduce."""
+    if accelerator.num_processes == 1:
+        return flag
+    import torch
+
+    return bool(accelerator.reduce(torch.tensor([int(flag)], device=accelerator.device), reduction="sum").item())
+
+
+def process_seed(seed: int, rank: int) -> int:
+    """The seed of process `rank` for draws each process makes on its own (LoRA dropout, from the global generator):
+    `seed` itself for the first, so one process draws as before; others apart by a large odd stride."""
+    return seed + rank * 7_919_000_003
+
+
+DEBUG_NAN = "STUDIO_DEBUG_NAN"  # "STEP" or "STEP:RANK": see debug_nan
+
+
+def debug_nan(loss, step: int, rank: int):
+    """`loss`, made NaN from optimizer step STEP on (on process RANK only, when given) when the environment variable
+    STUDIO_DEBUG_NAN says so: to see on a real run how a NaN stops it (docs/training.md, "Several GPUs"); without
+    the variable, `loss` itself."""
+    import os
+
+    asked = os.environ.get(DEBUG_NAN)
+    if not asked:
+        return loss
+    at, _, only = asked.partition(":")
+    if step >= int(at) and (not only or int(only) == rank):
+        return loss * float("nan")
+    return loss
+
+
 def take_new_learning_rates(optimizer, schedule, asked: list[dict]) -> list[str]:
     """After a resume restored the optimizer and schedule, use the learning rates the run asks for now (a resume
     may change lr): the schedule goes on from where it was, at the new base rate. Returns what changed, in words."""
@@ -112,4 +146,10 @@ def make_accelerator(config: RunConfig, device: str):
         # with another precision would be refused, so a single-process run starts from a clean state
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
+        # one process on a card named by number (cuda:1): accelerate would take the first card, so it is told
+        os.environ.pop("ACCELERATE_TORCH_DEVICE", None)
+        if device.startswith("cuda:"):
+            os.environ["ACCELERATE_TORCH_DEVICE"] = device
+    # (several processes: studio.ranks started each with its card as LOCAL_RANK and without the user's accelerate
+    # settings, so accelerate's own choices are the studio's)
     return Accelerator(mixed_precision=config.mixed_precision, cpu=device == "cpu")

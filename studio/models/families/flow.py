@@ -12,7 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from studio.models.families.base import Conditioning, ModelFamily, noise_like
+from studio.models.families.base import BatchDraws, Conditioning, ModelFamily, noise_like
 from studio.models.families.samplers import FLOW_SAMPLERS
 
 
@@ -179,10 +179,11 @@ class FlowObjective:
         import torch
 
         mode, config = self.config.timestep_sampling, self.config
+        draws = BatchDraws.of(generator, b)
         if mode == "uniform":
-            return torch.rand(b, generator=generator)
+            return draws.rand(b)
         mean, std = (config.logit_mean, config.logit_std) if mode == "logit-normal" else (0.0, 1.0)
-        sigma = torch.sigmoid(mean + std * torch.randn(b, generator=generator))
+        sigma = torch.sigmoid(mean + std * draws.randn((b,)))
         if mode == "shift":  # more steps near pure noise, where a subject's layout is decided
             shift = self.shift if shift is None else shift
             sigma = sigma * shift / (1 + (shift - 1) * sigma)

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from studio.models.families.base import Conditioning, ModelFamily, TrainingTarget, noise_like
+from studio.models.families.base import BatchDraws, Conditioning, ModelFamily, TrainingTarget, noise_like
 from studio.models.families.samplers import DDPM_SAMPLERS
 
 # LoRA targets by `lora_layers`, as (UNet modules, text encoder modules):
@@ -277,7 +277,7 @@ class NoiseObjective:
         scheduler, config = self.scheduler, self.config
         b = latents.shape[0]
         noise = noise_like(latents, generator, config.noise_offset)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(latents.device)
+        t = BatchDraws.of(generator, b).randint(scheduler.config.num_train_timesteps, b).to(latents.device)
         noisy = scheduler.add_noise(latents, noise, t)
         epsilon = scheduler.config.prediction_type == "epsilon"
         target = noise if epsilon else scheduler.get_velocity(latents, noise, t)
