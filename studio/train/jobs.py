@@ -43,6 +43,7 @@ class RunStatus:
     signal: str | None = None  # what stopped a run with code 3: nan, loss, images or clip (the collapse guard)
     base_validation: dict | None = None  # the base model's grid and scores, before the first step
     step_validations: list[dict] = field(default_factory=list)  # validation events at validate_at_steps
+    saved_epochs: list[int] = field(default_factory=list)  # the epochs whose weights are kept (export_epoch's)
 
     @property
     def active(self) -> bool:
@@ -195,6 +196,7 @@ def folder_status(folder: Path, name: str) -> RunStatus:
         result.best_epoch = sampling.run_best_epoch(result.validations)
     last = checkpoints.latest_checkpoint(folder)
     result.checkpoint_step = last.step if last else None
+    result.saved_epochs = checkpoints.saved_epochs(folder)
     return result
 
 

@@ -47,6 +47,7 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
                          checked=False)
                     refreshes.append(refresh)
         start_here.wire(ctx, welcome)
+        start_here.wire_visit(app, welcome)
         # A reload shows what is on disk now, not what was there when the server started: every tab's lists.
         for refresh in refreshes:
             bind(ctx, app.load, refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False, checked=False)

@@ -108,10 +108,7 @@ class Form:
         """A dropdown of what the studio lists (several at once for a list field), checked by `listed`."""
         named = NAME_CHOICES[s.names]
         many = self.kinds[name].many
-        if named.default_choice is not None and value in (None, "", fields.default(self.cls, name)):
-            value = named.default_choice
-        if many and isinstance(value, str):
-            value = [x for x in value.splitlines() if x]
+        value = _named_value(self.cls, name, value)
         options.setdefault("choices", named.choices(self.ctx.studio))
         options.setdefault("allow_custom_value", True)  # checked by the studio (listed), or by the request
         made = gr.Dropdown(value=value, multiselect=many or None, **options)
@@ -156,6 +153,29 @@ class Form:
             with gr.Accordion(title, open=False):
                 self.rows(names)
 
+
+
+def _named_value(cls, name: str, value):
+    """A written value of a setting that names what the studio lists, as its dropdown holds it: the choice that
+    stands for the default, and a list for a list field."""
+    named = NAME_CHOICES[fields.declared(cls)[name].names]
+    if named.default_choice is not None and value in (None, "", fields.default(cls, name)):
+        value = named.default_choice
+    if fields.kinds(cls)[name].many and isinstance(value, str):
+        value = [x for x in value.splitlines() if x]
+    return value
+
+
+def widget_values(cls, request, names) -> dict:
+    """The widget values that show `request` (a run picked, a configuration loaded) in a form of `cls`: by field
+    name, for `names` (settings given with another field's widget are left out)."""
+    settings, out = fields.declared(cls), {}
+    for name in names:
+        if settings[name].shown_with:
+            continue
+        written = fields.written(cls, name, getattr(request, name))
+        out[name] = _named_value(cls, name, written) if settings[name].names in NAME_CHOICES else written
+    return out
 
 
 def read_values(cls, values: dict) -> dict:

@@ -10,6 +10,7 @@ import gradio as gr
 from studio import mine
 from studio.mine.request import RESUME_CHANGES, MiningRequest
 from studio.ui import job_watch
+from studio.ui.charts import LineChart
 from studio.ui.common import (TabContext, TabRefresh, bind, dataset_names, embedding_names, lora_names, model_choices,
                               progress_fn, upscaler_choices)
 from studio.ui.forms import Form, request_from_values
@@ -17,6 +18,7 @@ from studio.ui.names import check_listed, listed
 from studio.ui.serving import served
 
 NO_JOB = "(no mining job yet)"
+GROUP_SIZE = LineChart("candidate", "group size", title="Group size over candidates")
 NO_UPSCALER = "(none)"
 
 
@@ -70,8 +72,7 @@ def build(ctx: TabContext) -> TabRefresh:
     status_md = gr.Markdown(NO_JOB)
     with gr.Row():
         faces = gr.Gallery(label="The group's faces (newest last)", columns=10, height=280, scale=3)
-        size_plot = gr.LinePlot(x="candidate", y="group size", title="Group size over candidates", height=280,
-                                scale=2)
+        size_plot = GROUP_SIZE.widget(height=280, scale=2)
     with gr.Row():
         dataset = gr.Textbox(label="Dataset name", placeholder="e.g. amari")
         trigger = gr.Textbox(label="Trigger word", placeholder="e.g. amari")
@@ -168,8 +169,6 @@ def refresh_lists(ctx: TabContext, v):
 
 def status_views(ctx: TabContext, status) -> dict:
     """MiningStatus -> the status text, the strip of the group's faces and the group-size chart."""
-    import pandas as pd
-
     c = status.counts
     rate = f" ({status.per_minute:.1f} per minute)" if status.per_minute else ""
     mean = f", mean distance {status.group_mean:.3f}" if status.group_mean is not None else ""
@@ -186,8 +185,7 @@ def status_views(ctx: TabContext, status) -> dict:
     if points and last > points[-1][0]:
         points.append((last, status.group_size))
     faces = [(served(ctx.studio.settings, path), caption) for path, caption in status.faces()]
-    return {"status": "\n\n".join(lines), "faces": faces,
-            "plot": pd.DataFrame(points, columns=["candidate", "group size"])}
+    return {"status": "\n\n".join(lines), "faces": faces, "plot": GROUP_SIZE.value(points)}
 
 
 MINING_VIEW = job_watch.JobView(

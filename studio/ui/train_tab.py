@@ -11,17 +11,25 @@ import gradio as gr
 
 from studio import train
 from studio.train import sampling
-from studio.fields import written
+from studio.fields import declared, written
 from studio.train.config import RunConfig
-from studio.train.presets import PRESETS, preset_name
+from studio.train.presets import PRESETS, preset_choices, preset_name
 from studio.train.schedule import PLAN_WORDS
-from studio.ui import job_watch, sweep_panel, train_knobs
-from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, model_choices, number
-from studio.ui.forms import Form
+from studio.ui import glossary, job_watch, sweep_panel, train_knobs
+from studio.ui.charts import LineChart
+from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, dataset_names, model_choices, number,
+                              picked_model)
+from studio.ui.forms import Form, widget_values
 from studio.ui.serving import served
-from studio.ui.train_knobs import DEFAULTS, KNOBS, checked_subjects, config_from_widgets
+from studio.ui.train_knobs import BASIC, DEFAULTS, KNOBS, checked_subjects, config_from_widgets
 
 NO_RUN = "(no run yet)"
+FORM_SETTINGS = tuple(declared(RunConfig))  # the form has a widget for each (form.rest() places those not laid out)
+LOSS = LineChart("step", "loss", title="Loss")
+LIKENESS = LineChart("epoch", "mean sim-score", title="Likeness (mean sim-score, lower is better)")
+PER_SUBJECT = LineChart("epoch", "sim-score", color="subject", title="Per subject (sim-score, lower is better)")
+SHAPES = LineChart("epoch", "drawn as its shape", color="subject",
+                   title="Drawn as its shape (share of pictures, by the base's checker; higher is better)")
 
 
 def build(ctx: TabContext) -> TabRefresh:
@@ -33,18 +41,21 @@ def build(ctx: TabContext) -> TabRefresh:
         dataset = form.widget("dataset", value=None)
         model = form.widget("model")
         method = form.widget("method", gr.Radio)
-        preset = gr.Dropdown(list(PRESETS), value="default", label="Preset")
+        preset = gr.Dropdown(preset_choices(), value="default", label="Preset",
+                             info="settings made for a purpose; they fill the form, which you can change after")
     with gr.Row():
         name = form.widget("name", placeholder="e.g. tim-lora-v1")
         trigger = form.widget("trigger", placeholder="e.g. ohwx")
         refresh_btn = gr.Button("Refresh lists", size="sm")
     form.widget("validation_prompts")
 
-    # 2. Knobs, with the RunConfig defaults
-    with gr.Accordion("Settings", open=False):
-        train_knobs.knobs(form)
+    # 2. The basic settings, then the advanced ones folded: only those that apply to the method and base picked
+    start_ref = picked_model(studio, DEFAULT_MODEL)
+    train_knobs.knobs(form, DEFAULTS.method, None if start_ref is None else start_ref.family)
     form.rest()  # a setting declared since, not yet placed: shown (and taken by /train_start) all the same
-    knobs = {k: form.inputs[k] for k in KNOBS}
+    knobs = form.inputs
+    glossary.words("sim-score", "checker", "epoch", "step", "validation", "trigger word", "LoRA", "DreamBooth",
+                   "textual inversion", "fine-tune", "collapse guard", "masked training", "EMA", "preset")
 
     # 3. Run controls and what a run shows
     with gr.Row():
@@ -56,29 +67,29 @@ def build(ctx: TabContext) -> TabRefresh:
     ctx.widgets["train.run"] = run_pick
     status_md = gr.Markdown(NO_RUN)
     with gr.Row():
-        loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
-        score_plot = gr.LinePlot(x="epoch", y="mean sim-score", title="Likeness (mean sim-score, lower is better)",
-                                 height=260)
-        subject_plot = gr.LinePlot(x="epoch", y="score", color="subject", height=260, visible=False,
-                                   title="Per subject (sim-score, or on pocket the share not drawn as its shape; "
-                                         "lower is better)")
+        loss_plot = LOSS.widget(height=260)
+        score_plot = LIKENESS.widget(height=260, visible=False)
+        subject_plot = PER_SUBJECT.widget(height=260, visible=False)
+        shape_plot = SHAPES.widget(height=260, visible=False)
     with gr.Row():
         grids = gr.Gallery(label="Validation grids, newest first (one column per prompt)", columns=1, height=460,
                            object_fit="contain", format="png", scale=3, elem_id="train-grids")
         with gr.Column(scale=2):
-            epoch_table = gr.Dataframe(headers=["epoch", "loss", "mean sim-score", "sim-score per prompt", "",
-                                                "per subject"],
-                                       label="Epochs", interactive=False)
-            # any value: the run's own list of saved epochs is checked when exporting (the choices follow the run)
-            epoch_pick = gr.Dropdown([], label="Epoch to export", allow_custom_value=True)
+            epoch_table = gr.Dataframe(headers=["epoch", "loss", "best"], label="Validated epochs", interactive=False,
+                                       wrap=True)
+            # the choices follow the run: its saved epochs (any value reaches export_epoch, which says what is saved)
+            epoch_pick = gr.Dropdown([], label="Epoch to export", allow_custom_value=True,
+                                     info="only epochs whose weights were saved")
             export_btn = gr.Button("Export epoch")
             export_md = gr.Markdown()
     sweep = sweep_panel.build(ctx, form, preset)
 
     # 4. Wiring: the API endpoints take these names (/train_start: RunConfig's fields)
+    # a run picked (by hand, by the demo, on a reload) shows its settings in the form: what it trained with, and what
+    # Resume starts from (its length and learning rate)
     views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
-             "epochs": epoch_pick, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
-             "run_lr": knobs["lr"], "subject_scores": subject_plot}
+             "epochs": epoch_pick, "subject_scores": subject_plot, "shapes": shape_plot,
+             **{f"form.{k}": w for k, w in form.inputs.items()}}
     timer = job_watch.follow(ctx, RUN_VIEW, run_pick, "run", views, api_name="train_status")
     bind(ctx, start_btn.click, start, form.inputs, {"run": run_pick, "status": status_md},
          api_name="train_start").success(job_watch.timer_on, None, timer, api_name=False, queue=False)
@@ -92,6 +103,10 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, preset.change, apply_preset, {"choice": preset, "dataset_now": dataset, "name_now": name},
          {"dataset": dataset, "name": name, "trigger": trigger, "status": status_md, **form.inputs},
          api_name=False, queue=False, checked=False)
+    conditional = {k: form.inputs[k] for k in train_knobs.CONDITIONAL}
+    for changed in (method.change, model.change):
+        bind(ctx, changed, settings_shown, {"method": method, "model": model}, conditional, api_name=False,
+             queue=False, checked=False)
     bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger,
                                                                    "masked_loss": knobs["masked_loss"]},
          api_name=False, queue=False, checked=False)  # a name still being typed
@@ -144,7 +159,7 @@ def export(ctx: TabContext, v):
 def apply_preset(ctx: TabContext, v):
     chosen = replace(DEFAULTS, **PRESETS[preset_name(v.choice)])
     updates = {k: gr.update(value=written(RunConfig, k, getattr(chosen, k)))
-               for k in ("method", "validation_prompts", *KNOBS)}
+               for k in ("method", "validation_prompts", *BASIC, *KNOBS)}
     if chosen.model:  # a preset made for one base; the others leave the chosen base alone
         updates["model"] = gr.update(value=chosen.model)
     if preset_name(v.choice) == preset_name("pocket") and not (v.dataset_now or "").strip():
@@ -165,6 +180,12 @@ def _pocket_demo_fields(ctx: TabContext, name_now: str | None) -> dict:
     return {"dataset": gr.update(choices=dataset_names(ctx.studio), value=dataset), "trigger": DEMO_TRIGGER,
             "name": name, "status": f"Preset pocket: {said}chose dataset `{dataset}` with trigger `{DEMO_TRIGGER}`. "
                                     f"Press Train."}
+
+
+def settings_shown(ctx: TabContext, v):
+    """The settings that apply to the method and base model picked shown, the others hidden."""
+    ref = picked_model(ctx.studio, v.model)
+    return {k: gr.update(visible=x) for k, x in train_knobs.shown(v.method, None if ref is None else ref.family).items()}
 
 
 def dataset_chosen(ctx: TabContext, v):
@@ -194,9 +215,8 @@ def refresh_lists(ctx: TabContext, v):
 
 
 def status_views(ctx: TabContext, status) -> dict:
-    """RunStatus -> the status text, loss and score plots, grids, epoch table and epoch choices."""
-    import pandas as pd
-
+    """RunStatus -> the status text, the charts (loss; likeness where the dataset has faces; per subject; what the
+    base's checker sees), grids, the table of validated epochs and the epochs one can export."""
     lines = [f"**{status.line()}**"]
     chosen = next((m for m in reversed(status.messages) if m.startswith(PLAN_WORDS)), None)
     if chosen and chosen not in status.messages[-4:]:  # what the validation budget chose stays in sight
@@ -205,21 +225,20 @@ def status_views(ctx: TabContext, status) -> dict:
         lines.append("\n".join(f"- {m}" for m in status.messages[-4:]))
     if status.checkpoint_step and status.state in ("cancelled", "stopped", "failed"):
         lines.append(f"Resume continues from the checkpoint at step {status.checkpoint_step}.")
+    validated = [v for v in status.validations if v.get("grid")]
+    faced = any(v.get("mean_score") is not None for v in validated)
     if status.best_epoch is not None:
         how = ("every subject kept: the lowest worst-subject score" if any(
-            v.get("worst_score") is not None for v in status.validations) else
+            v.get("worst_score") is not None for v in validated) and faced else
+            "the most pictures the base's checker sees drawn as the subject's shape" if not faced else
             "most faces found, then lowest mean sim-score")
-        lines.append(f"Best epoch by likeness ({how}): **{status.best_epoch}**")
+        lines.append(f"Best epoch ({how}): **{status.best_epoch}**")
     if status.files:
         lines.append("Files: " + ", ".join(f"`{f}`" for f in status.files))
     every = max(1, len(status.losses) // 2000)  # a long run's curve is thinned to what a plot can show
-    # numbers, typed: an empty or object column makes the plot's axis categorical (one tick per value)
-    loss = pd.DataFrame(status.losses[::every], columns=["step", "loss"]).astype({"step": int, "loss": float})
-    scored = [(v["epoch"], v["mean_score"]) for v in status.validations if v.get("mean_score") is not None]
-    scores = pd.DataFrame(scored, columns=["epoch", "mean sim-score"]).astype({"epoch": int, "mean sim-score": float})
     grids = []
-    for v in status.validations:
-        if v.get("grid") and Path(v["grid"]).is_file():  # (a grid removed by hand is left out, not an error)
+    for v in validated:
+        if Path(v["grid"]).is_file():  # (a grid removed by hand is left out, not an error)
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             star = " (best)" if v["epoch"] == status.best_epoch else ""
             grids.insert(0, (served(ctx.studio.settings, v["grid"]), f"epoch {v['epoch']}{score}{star}"))  # newest first
@@ -228,24 +247,56 @@ def status_views(ctx: TabContext, status) -> dict:
         before = (f"run {status.config.continue_from}'s LoRA, before training" if status.config.continue_from
                   else "base model, before training")
         grids.append((served(ctx.studio.settings, base["grid"]), before))
-    table = [[v["epoch"], number(v.get("loss"), 4), number(v.get("mean_score"), 4),
-              " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
-              "best" if v["epoch"] == status.best_epoch else "", "\n".join(sampling.subject_lines(v))]
-             for v in status.validations]
-    per_subject = [(v["epoch"], row["trigger"], row["score"]) for v in status.validations
-                   for row in v.get("subjects") or [] if row.get("score") is not None]
-    subject_scores = gr.update(visible=False)
-    if per_subject:
-        frame = pd.DataFrame(per_subject, columns=["epoch", "subject", "score"]).astype({"epoch": int, "score": float})
-        subject_scores = gr.update(value=frame, visible=True)
-    # the likeness chart only when there is likeness to show (a dataset without faces has none)
-    return {"status": "\n\n".join(lines), "loss": loss, "scores": gr.update(value=scores, visible=bool(scored)),
-            "grids": grids, "table": table, "epochs": gr.update(choices=[str(v["epoch"]) for v in status.validations]),
-            "subject_scores": subject_scores}
+    subjects = [(v["epoch"], row) for v in validated for row in v.get("subjects") or []]
+    per_subject = [(e, row["score"], row["trigger"]) for e, row in subjects
+                   if row.get("score") is not None and row.get("faces_found") is not None]
+    shapes = [(e, row["kept"] / row["pictures"], row["trigger"]) for e, row in subjects
+              if row.get("kept") is not None and row.get("pictures")]
+    scored = [(v["epoch"], v["mean_score"]) for v in validated if v.get("mean_score") is not None]
+    return {"status": "\n\n".join(lines), "loss": LOSS.value(status.losses[::every]),
+            "scores": LIKENESS.value(scored, visible=bool(scored)),  # only when there is likeness to show
+            "subject_scores": PER_SUBJECT.value(per_subject, visible=bool(per_subject)),
+            "shapes": SHAPES.value(shapes, visible=bool(shapes)), "grids": grids,
+            "table": epoch_table(status, validated), "epochs": epoch_choices(status)}
+
+
+def epoch_table(status, validated: list[dict]) -> dict:
+    """A row per validated epoch, with the columns of what scored it (sim-scores where the dataset has faces, the
+    base's checker's verdict, each subject's line with several)."""
+    faced = any(v.get("scores") for v in validated)
+    checked = any(row.get("kept") is not None for v in validated for row in v.get("subjects") or [])
+    several = bool(status.config.extra_subjects)
+    headers = ["epoch", "loss", *(["mean sim-score", "sim-score per prompt"] if faced else []),
+               *(["drawn as its shape"] if checked else []), *(["per subject"] if several else []), "best"]
+    rows = []
+    for v in validated:
+        row = [v["epoch"], number(v.get("loss"), 4)]
+        if faced:
+            row += [number(v.get("mean_score"), 4),
+                    " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or [])]
+        if checked:
+            row.append(", ".join(f"{r['kept']}/{r['pictures']}" for r in v.get("subjects") or []
+                                 if r.get("kept") is not None))
+        if several:
+            row.append("\n".join(sampling.subject_lines(v)))
+        rows.append(row + ["best" if v["epoch"] == status.best_epoch else ""])
+    return {"headers": headers, "data": rows}
+
+
+def epoch_choices(status):
+    """The epochs whose weights are kept (only those can be exported), or why there are none."""
+    from studio.train.export import saved_epochs_note
+
+    if status.saved_epochs:
+        return gr.update(choices=[str(e) for e in status.saved_epochs], info=f"{len(status.saved_epochs)} saved")
+    try:
+        why = saved_epochs_note(status.run_dir)
+    except (OSError, ValueError):  # a run folder half-written or removed meanwhile
+        why = "no epoch is saved"
+    return gr.update(choices=[], value=None, info=why)
 
 
 RUN_VIEW = job_watch.JobView(
     read=train.run_status, key=lambda s: [s.step, len(s.validations), len(s.messages), s.message],
     views=status_views, empty={"status": NO_RUN},
-    # a run picked: Resume starts from its own length and learning rate
-    picked=lambda s: {"run_epochs": s.config.epochs, "run_max_steps": s.config.max_steps, "run_lr": s.config.lr})
+    picked=lambda s: {f"form.{k}": x for k, x in widget_values(RunConfig, s.config, FORM_SETTINGS).items()})

@@ -77,6 +77,9 @@ class ModelFamily:
     textual_inversion: bool = False  # whether the studio's embeddings (CLIP token vectors) fit it
     channels_last: bool = False  # a convolutional denoiser: channels-last memory is faster for it
     prompt_length_option: bool = False  # it reads long T5-style prompts whose token count the user may set
+    # The training settings that apply to this family only (RunConfig's settings declared `family_option`): the
+    # Train tab shows them when a model of the family is picked
+    training_options: frozenset = frozenset()
     # Hub ControlNets by control module (Face to animal), when the user names none; a module left out has none.
     default_controlnets: dict = {}
     priority: int = 0  # identification order: the more specific family is asked first (higher first)

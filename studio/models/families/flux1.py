@@ -43,6 +43,7 @@ class Flux1(FlowFamily):
     default_cfg = 1.0  # real CFG off
     kohya_version = "flux1"
     prompt_length_option = True
+    training_options = FlowFamily.training_options | {"flux_guidance", "max_sequence_length"}
     transformer_class = "FluxTransformer2DModel"
     file_keys = _KEYS
     classes = r"Flux(?!2)\w*"

@@ -40,6 +40,7 @@ class UNetFamily(ModelFamily):
     controlnet = True
     textual_inversion = True
     channels_last = True
+    training_options = frozenset({"min_snr_gamma"})  # min-SNR weighs DDPM noise levels
     samplers = DDPM_SAMPLERS
     default_sampler = "Euler a"
     animal_sampler = "DPM++ 2S a"  # seed 003's
