@@ -12,7 +12,8 @@ from studio import fileio
 CANCEL_FILE = "cancel"
 LOG_FILE = "log.txt"
 STATES = ("queued", "starting", "running", "done", "failed", "cancelled")
-ACTIVE = ("queued", "starting", "running")  # not over yet: waiting in the queue, or its child runs
+# not over yet: waiting in the queue, or its child runs ("cancelling": asked to stop, it ends after its step)
+ACTIVE = ("queued", "starting", "running", "cancelling")
 
 
 class JobLog:

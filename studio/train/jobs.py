@@ -66,7 +66,7 @@ class RunStatus:
         if self.eta_s is not None and self.active:
             hours, rest = divmod(int(self.eta_s), 3600)
             parts.append(f"ETA {hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"ETA {rest // 60}:{rest % 60:02d}")
-        if self.message and (not self.active or self.state == "queued"):
+        if self.message and (not self.active or self.state in ("queued", "cancelling")):
             parts.append(self.message)
         return ", ".join(parts)
 

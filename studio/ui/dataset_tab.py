@@ -60,6 +60,8 @@ def build(ctx: TabContext) -> TabRefresh:
             with_outputs = gr.Checkbox(False, label="Also the pictures made with its models",
                                        info="kept and listed otherwise: they are your pictures")
             delete_btn = gr.Button("Delete subject", variant="stop")
+        removal = gr.Textbox(label="What Delete subject removes (or removed)", lines=8, max_lines=20,
+                             interactive=False, elem_id="dataset-delete-report")
 
     # 3. Identity check
     gr.Markdown("### Identity check (face distance to the rest of the set and to the reference; worst first)")
@@ -98,10 +100,12 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, picked.change, pick, {"name_": chosen, "file_name_": picked}, {"painter": painter}, api_name=False)
     bind(ctx, mask_btn.click, save_mask, {"name_": chosen, "file_name_": picked, "painted_": painter},
          {**pictures, "report": w["report"]}, api_name="dataset_mask")
-    bind(ctx, list_btn.click, delete_plan, {"name_": chosen, "outputs_": with_outputs}, {"report": w["report"]},
+    bind(ctx, list_btn.click, delete_plan, {"name_": chosen, "outputs_": with_outputs}, {"report": removal},
          api_name="dataset_delete_plan")
+    # a deleted subject leaves nothing on screen: its pictures, the painter's picture, the identity check's rows
     bind(ctx, delete_btn.click, delete, {"name_": chosen, "confirm_": confirm, "outputs_": with_outputs},
-         {"chosen": chosen, **pictures, "report": w["report"], "confirm": confirm}, api_name="dataset_delete")
+         {"chosen": chosen, **pictures, "report": removal, "confirm": confirm, "painter": painter, "picked": picked,
+          **checked}, api_name="dataset_delete")
     return TabRefresh(refresh_list, {"chosen": chosen})
 
 
@@ -221,7 +225,9 @@ def delete(ctx: TabContext, v):
     lines = done.lines(done=True) + [f"Deleted subject {done.dataset}: {len(done.remove)} removed, "
                                      f"{len(done.keep)} kept."]
     return {"chosen": gr.update(choices=dataset_names(ctx.studio), value=None), "gallery": [], "captions": [],
-            "report": "\n".join(lines), "confirm": ""}
+            "report": "\n".join(lines), "confirm": "", "painter": None, "picked": gr.update(choices=[], value=None),
+            "check_gallery": [], "check_table": {"headers": list(_CHECK_HEADERS), "data": []},
+            "check_status": f"Subject {done.dataset} deleted: nothing to check."}
 
 
 # ---- views -----------------------------------------------------------------------------------------------------

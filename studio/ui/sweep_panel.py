@@ -16,6 +16,7 @@ from studio.ui.forms import Form, request_from_values
 from studio.ui.serving import served
 
 NO_SWEEP = "(no sweep yet)"
+DEFAULT_GRID = "lr=1e-4,1e-3\nsteps=100,200"
 LOSS = LineChart("step", "loss", color="cell", title="Loss per cell")
 TABLE_HEADERS = ["cell", "settings", "state", "mean CLIP", "CLIP per prompt", "likeness", "no face", "drawn as its shape",
                  "loss", "time s", "reason", ""]
@@ -30,7 +31,8 @@ def build(ctx: TabContext, run_form: Form, preset) -> dict:
     with gr.Accordion("Sweep", open=False):
         with gr.Row():
             form.widget("name", placeholder="e.g. tim-lr-steps")
-            grid = form.widget("grid", value="lr=1e-5,1e-3\nsteps=400,2000")
+            # small, so a first sweep ends in minutes: two learning rates, scored at 100 and 200 steps of one run each
+            grid = form.widget("grid", value=DEFAULT_GRID)
             form.put("preset", preset)
         with gr.Row():
             start_btn = gr.Button("Start sweep", variant="primary")

@@ -19,6 +19,7 @@ from studio.ui import glossary, job_watch, sweep_panel, train_knobs
 from studio.ui.charts import LineChart
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, dataset_names, model_choices, number,
                               picked_model)
+from studio.ui.job_watch import shown_job
 from studio.ui.forms import Form, widget_values
 from studio.ui.serving import served
 from studio.ui.train_knobs import BASIC, DEFAULTS, KNOBS, checked_subjects, config_from_widgets
@@ -112,8 +113,9 @@ def build(ctx: TabContext) -> TabRefresh:
          api_name=False, queue=False, checked=False)  # a name still being typed
     lists = {"dataset": dataset, "model": model, "run": run_pick, "sweep": sweep["pick"],
              "continue_from": knobs["continue_from"]}
-    bind(ctx, refresh_btn.click, refresh_lists, {"run": run_pick}, lists, api_name=False, queue=False, checked=False)
-    return TabRefresh(refresh_lists, lists, inputs={"run": run_pick})
+    shown = {"run": run_pick, "sweep": sweep["pick"]}
+    bind(ctx, refresh_btn.click, refresh_lists, shown, lists, api_name=False, queue=False, checked=False)
+    return TabRefresh(refresh_lists, lists, inputs=shown)
 
 
 def run_names(studio) -> list[str]:
@@ -205,12 +207,11 @@ def dataset_chosen(ctx: TabContext, v):
 
 
 def refresh_lists(ctx: TabContext, v):
-    """What is on disk now; the run shown stays, or (none shown, or it is gone) the newest run is."""
+    """What is on disk now; the run and the sweep shown stay, or (none shown, or it is gone) the newest are."""
     studio = ctx.studio
-    runs = run_names(studio)
-    run = v.run if v.run in runs else (runs[0] if runs else None)
+    runs, sweeps = run_names(studio), sweep_panel.sweep_names(studio)
     return {"dataset": gr.update(choices=dataset_names(studio)), "model": gr.update(choices=model_choices(studio)),
-            "run": gr.update(choices=runs, value=run), "sweep": gr.update(choices=sweep_panel.sweep_names(studio)),
+            "run": shown_job(runs, v.run), "sweep": shown_job(sweeps, getattr(v, "sweep", None)),
             "continue_from": gr.update(choices=["", *runs])}  # "" (the first choice): a new LoRA
 
 
@@ -225,20 +226,19 @@ def status_views(ctx: TabContext, status) -> dict:
         lines.append("\n".join(f"- {m}" for m in status.messages[-4:]))
     if status.checkpoint_step and status.state in ("cancelled", "stopped", "failed"):
         lines.append(f"Resume continues from the checkpoint at step {status.checkpoint_step}.")
-    validated = [v for v in status.validations if v.get("grid")]
-    faced = any(v.get("mean_score") is not None for v in validated)
+    validated = [v for v in status.validations if v.get("grid") or v.get("scores") or v.get("subjects")]
     if status.best_epoch is not None:
-        how = ("every subject kept: the lowest worst-subject score" if any(
-            v.get("worst_score") is not None for v in validated) and faced else
-            "the most pictures the base's checker sees drawn as the subject's shape" if not faced else
-            "most faces found, then lowest mean sim-score")
+        judged = any(v.get("worst_score") is not None for v in validated)
+        how = ("every subject kept: the lowest worst-subject score" if judged and status.config.extra_subjects else
+               "the most pictures the base's checker sees drawn as the subject's shape" if judged else
+               "most faces found, then lowest mean sim-score")
         lines.append(f"Best epoch ({how}): **{status.best_epoch}**")
     if status.files:
         lines.append("Files: " + ", ".join(f"`{f}`" for f in status.files))
     every = max(1, len(status.losses) // 2000)  # a long run's curve is thinned to what a plot can show
     grids = []
     for v in validated:
-        if Path(v["grid"]).is_file():  # (a grid removed by hand is left out, not an error)
+        if v.get("grid") and Path(v["grid"]).is_file():  # (a grid removed by hand is left out, not an error)
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             star = " (best)" if v["epoch"] == status.best_epoch else ""
             grids.insert(0, (served(ctx.studio.settings, v["grid"]), f"epoch {v['epoch']}{score}{star}"))  # newest first
