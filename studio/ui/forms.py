@@ -32,6 +32,7 @@ class NameChoices:
     choices: Callable  # studio -> choices
     default_choice: str | None = None
     listed: bool = True  # checked against the studio's lists for every event (studio.ui.names); samplers by name
+    help: str = ""  # what the web form says of it in place of the setting's help (which may offer paths or hub ids)
 
 
 def _run_names(studio) -> list[str]:
@@ -41,7 +42,9 @@ def _run_names(studio) -> list[str]:
 
 
 NAME_CHOICES = {
-    "base model": NameChoices(model_choices, DEFAULT_MODEL),
+    "base model": NameChoices(model_choices, DEFAULT_MODEL,
+                              help="the builtin models and those in models/base/ (put a .safetensors file or a diffusers "
+                                   "folder there, then Refresh)"),
     "dataset": NameChoices(dataset_names),
     "LoRA": NameChoices(lora_names),
     "embedding": NameChoices(embedding_names),
@@ -73,7 +76,10 @@ class Form:
         picks, such as gr.Radio for choices; `options` override what the setting says)."""
         s, kind = self.settings[name], self.kinds[name]
         options.setdefault("label", s.label)
-        if s.help:
+        named = NAME_CHOICES.get(s.names)
+        if named is not None and named.help:
+            options.setdefault("info", named.help)
+        elif s.help:
             options.setdefault("info", s.help)
         value = options.pop("value", self.start(name))
         if s.names in NAME_CHOICES and component is None:

@@ -1,5 +1,5 @@
-"""Generate tab: prompt, seed, sampler, size, LoRAs with weights -> images with A1111 parameters; PNG drop restores;
-the Clean-up accordion (ui/cleanup.py) inpaints, upscales and fixes faces of a picture, and holds the hires fix."""
+"""Generate tab: prompt, seed, sampler, size, hires fix, LoRAs with weights -> images with A1111 parameters; PNG drop
+restores (and says what); the Clean-up accordion (ui/cleanup.py) inpaints, upscales and fixes faces of a picture."""
 
 from __future__ import annotations
 
@@ -48,6 +48,11 @@ def build(ctx: TabContext) -> TabRefresh:
                 width = form.widget("width")
                 height = form.widget("height")
             form.widget("batch_size")
+            with gr.Accordion("Hires fix: draw at the size above, upscale, then draw again over it", open=True):
+                for pair in (cleanup.HIRES[:2], cleanup.HIRES[2:]):  # two a row: the column is narrow
+                    with gr.Row():
+                        for name in pair:
+                            form.widget(name)
             loras = form.put("loras", gr.Dataframe(
                 lora_rows(studio, None), headers=["LoRA", "weight"], datatype=["str", "number"],
                 label=f"{form.settings['loras'].label} (a non-zero weight applies one)", interactive=True,
@@ -55,8 +60,11 @@ def build(ctx: TabContext) -> TabRefresh:
             embeddings = form.widget("embeddings")
             refresh_btn = gr.Button("Refresh model lists", size="sm")
             png_drop = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], type="filepath")
+            restored_md = gr.Markdown(elem_id="generate-restored")
         with gr.Column(scale=2):
-            gallery = gr.Gallery(label="Images", columns=1, height=460, format="png")
+            # a picture shown whole (not cropped to the gallery's cells), and no upload prompt on an output
+            gallery = gr.Gallery(label="Images", columns=1, height=460, format="png", object_fit="contain",
+                                 interactive=False)
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"], elem_id="generate-parameters")
             last_seed = gr.Number(label="Seed used", value=-1, precision=0, interactive=False)
     panel = cleanup.layout(ctx, form)  # its hires fix and inpainting settings are this form's too
@@ -77,7 +85,7 @@ def build(ctx: TabContext) -> TabRefresh:
              "facefix_reference": panel["facefix_reference"]}
     bind(ctx, refresh_btn.click, refresh_lists, {"loras": loras}, lists, api_name=False, queue=False, checked=False)
     restored = {"prompt": prompt, "negative_prompt": negative, "seed": seed, "sampler": sampler, "steps": steps,
-                "cfg": cfg, "width": width, "height": height, "parameters": parameters}
+                "cfg": cfg, "width": width, "height": height, "parameters": parameters, "said": restored_md}
     restoring = bind(ctx, png_drop.upload, restore, {"path": png_drop}, restored, api_name="restore_parameters")
     cleanup.wire(ctx, panel, form, gallery=gallery, parameters=parameters, last_seed=last_seed, png_drop=png_drop,
                  restored=restoring)
@@ -173,11 +181,25 @@ def refresh_lists(ctx: TabContext, v):
             "facefix_reference": gr.update(choices=cleanup.reference_choices(studio))}
 
 
+RESTORED = ("prompt", "negative_prompt", "seed", "sampler", "steps", "cfg", "width", "height")
+
+
 def restore(ctx: TabContext, v):
+    """A dropped PNG's settings in the form, and a line saying which were restored (or that it carries none)."""
     if not v.path:
         return {}
-    text = read_png_parameters(v.path)
+    text = read_png_parameters(v.path)  # (a picture without them is a ValueError: the page says so)
     fields = request_fields(parse_parameters(text))
+    found = [k for k in RESTORED if k in fields]
     return {**{k: fields[k] for k in ("sampler", "steps", "cfg", "width", "height") if k in fields},
             "prompt": fields.get("prompt", ""), "negative_prompt": fields.get("negative_prompt", ""),
-            "seed": fields.get("seed", -1), "parameters": text}
+            "seed": fields.get("seed", -1), "parameters": text, "said": restored_line(fields, found)}
+
+
+def restored_line(fields: dict, found: list[str]) -> str:
+    """What a restore set, in one line: the prompt's start and each setting with its value."""
+    shown = [f"{k.replace('_', ' ')} {fields[k]}" for k in found if k not in ("prompt", "negative_prompt")]
+    prompt = fields.get("prompt", "")
+    # the prompt as a code span: its <lora:...> tags shown as written, not read as HTML
+    start = f"prompt `{prompt[:60].replace('`', '')}{'...' if len(prompt) > 60 else ''}`" if prompt else "no prompt"
+    return f"Restored {start}, {', '.join(shown)}." if shown else f"Restored {start}."
