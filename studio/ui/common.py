@@ -70,6 +70,8 @@ class TabContext:
     names: dict = field(default_factory=dict)
     # What a failed event leaves for its failure listener to show (a question to the user), by (session, job)
     questions: dict = field(default_factory=dict)
+    # The live preview of a generation under way, by session: (a count of previews, the newest picture)
+    previews: dict = field(default_factory=dict)
 
 
     def for_session(self, request: gr.Request | None) -> "TabContext":

@@ -8,6 +8,7 @@ import gradio as gr
 from studio.fields import declared
 from studio.generate import GenerationRequest, LoraChoice, generate
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
+from studio.generate.preview import PREVIEW_EVERY
 from studio.models.families.samplers import DDPM_SAMPLERS
 from studio.progress import Cancelled
 from studio.ui import cleanup
@@ -62,6 +63,7 @@ def build(ctx: TabContext) -> TabRefresh:
             png_drop = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], type="filepath")
             restored_md = gr.Markdown(elem_id="generate-restored")
         with gr.Column(scale=2):
+            live = gr.Image(label=LIVE_LABEL, interactive=False, height=160, format="png", show_label=True, elem_id="generate-live")
             # a picture shown whole (not cropped to the gallery's cells), and no upload prompt on an output
             gallery = gr.Gallery(label="Images", columns=1, height=460, format="png", object_fit="contain",
                                  interactive=False)
@@ -72,8 +74,15 @@ def build(ctx: TabContext) -> TabRefresh:
 
     # The API endpoint /generate takes GenerationRequest's field names (all but inpainting's: /inpaint's)
     inputs = {name: w for name, w in form.inputs.items() if name not in cleanup.INPAINT_ONLY}
-    bind(ctx, generate_btn.click, run, inputs, {"gallery": gallery, "parameters": parameters, "seed": last_seed},
-         api_name="generate", gpu=True).success(fit_gallery, gallery, gallery, api_name=False, queue=False)
+    timer, shown = gr.Timer(0.5, active=False), gr.State(0)
+    generate_btn.click(lambda: gr.Timer(active=True), None, timer, api_name=False, queue=False)
+    generated = bind(ctx, generate_btn.click, run, inputs, {"gallery": gallery, "parameters": parameters,
+                                                             "seed": last_seed}, api_name="generate", gpu=True)
+    generated.success(fit_gallery, gallery, gallery, api_name=False, queue=False)
+    bind(ctx, generated.then, live_done, None, {"live": live, "timer": timer, "shown": shown}, api_name=False,
+         queue=False)
+    bind(ctx, timer.tick, live_tick, {"shown": shown}, {"live": live, "shown": shown}, api_name=False,
+         show_progress="hidden")
     bind(ctx, stop_btn.click, stop, None, None, api_name=False, queue=False)
     bind(ctx, model.change, model_picked, {"model": model, "sampler": sampler},
          {"sampler": sampler, "cfg": cfg, "steps": steps, "flux_row": flux_row, "distilled": distilled,
@@ -135,14 +144,48 @@ def _placeholder(studio, model) -> str:
 
 def run(ctx: TabContext, v, request: gr.Request, progress):
     should_stop = ctx.stops.begin(request, "generate")
+    key = _session(request)
+    ctx.previews[key] = (0, None)
     try:
         result = generate(ctx.studio, request_from_widgets(vars(v), ctx.studio), progress=progress_fn(progress),
-                          should_stop=should_stop)
+                          should_stop=should_stop, preview=lambda picture: _keep_preview(ctx, key, picture))
     except Cancelled:
         raise Cancelled("Generation stopped.") from None
     settings = ctx.studio.settings
     images = [(served(settings, item.path) if item.path else item.image, f"seed {item.seed}") for item in result.images]
     return {"gallery": images, "parameters": result.images[0].parameters, "seed": result.images[0].seed}
+
+
+LIVE_LABEL = f"Live preview (the latents' approximate colours, every {PREVIEW_EVERY} steps)"
+NO_PREVIEW = "none"  # a preview that cannot be made (the model's latents have other channels than its VAE)
+
+
+def _session(request: gr.Request | None) -> str:
+    return request.session_hash if request is not None and request.session_hash else ""
+
+
+def _keep_preview(ctx: TabContext, key: str, picture) -> None:
+    """The newest preview of this session's generation (the batch side by side), for the timer to show; a model
+    whose latents cannot be coloured says so in the preview's place."""
+    count, _ = ctx.previews.get(key, (0, None))
+    ctx.previews[key] = (count + 1, NO_PREVIEW if picture is None else picture)
+
+
+def live_tick(ctx: TabContext, v, request: gr.Request):
+    """While generating: the newest preview, when there is one not shown yet."""
+    count, picture = ctx.previews.get(_session(request), (0, None))
+    if count == (v.shown or 0) or picture is None:
+        return {}
+    if picture is NO_PREVIEW:
+        return {"live": gr.update(value=None, label="No live preview: this model's latents are not its VAE's"),
+                "shown": count}
+    return {"live": picture, "shown": count}
+
+
+def live_done(ctx: TabContext, v, request: gr.Request):
+    """The generation ended: the timer rests, and the preview goes (the pictures themselves are shown)."""
+    ctx.previews.pop(_session(request), None)
+    return {"live": gr.update(value=None, label=LIVE_LABEL), "timer": gr.Timer(active=False), "shown": 0}
 
 
 def stop(ctx: TabContext, v, request: gr.Request):
