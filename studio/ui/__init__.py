@@ -47,6 +47,8 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
                          checked=False)
                     refreshes.append(refresh)
         start_here.wire(ctx, welcome)
+        for wiring in ctx.later:
+            wiring()
         start_here.wire_visit(app, welcome)
         # A reload shows what is on disk now, not what was there when the server started: every tab's lists.
         for refresh in refreshes:

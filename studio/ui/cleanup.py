@@ -37,7 +37,7 @@ def layout(ctx: TabContext, gen: Form) -> dict:
     studio, w = ctx.studio, {}
     face, up = Form(ctx, FaceFixRequest), Form(ctx, UpscaleRequest)
     w.update(face_form=face, upscale_form=up)
-    with gr.Accordion("Clean-up: inpaint, upscale, face fix", open=False):
+    with gr.Accordion("Clean-up: inpaint, upscale, face fix", open=False) as w["panel"]:
         with gr.Row():
             with gr.Column(scale=3):
                 w["cleanup_image"] = gr.ImageEditor(

@@ -70,6 +70,8 @@ class TabContext:
     names: dict = field(default_factory=dict)
     # What a failed event leaves for its failure listener to show (a question to the user), by (session, job)
     questions: dict = field(default_factory=dict)
+    # Wiring that needs widgets of tabs built later (Generate's "Send to Face to animal"): run once every tab exists
+    later: list = field(default_factory=list)
     # The live preview of a generation under way, by session: (a count of previews, the newest picture)
     previews: dict = field(default_factory=dict)
 

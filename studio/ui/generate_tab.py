@@ -11,7 +11,7 @@ from studio.generate.parameters import parse_parameters, read_png_parameters, re
 from studio.generate.preview import PREVIEW_EVERY
 from studio.models.families.samplers import DDPM_SAMPLERS
 from studio.progress import Cancelled
-from studio.ui import cleanup
+from studio.ui import cleanup, send_to
 from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, embedding_names,
                               fit_gallery, lora_names, model_choices, model_hints, picked_model, progress_fn,
                               sampling_updates, table_rows, upscaler_choices)
@@ -62,6 +62,12 @@ def build(ctx: TabContext) -> TabRefresh:
             refresh_btn = gr.Button("Refresh model lists", size="sm")
             png_drop = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], type="filepath")
             restored_md = gr.Markdown(elem_id="generate-restored")
+            with gr.Accordion("Image to image: start from a picture", open=False) as img2img_panel:
+                img2img_image = gr.Image(type="pil", label="Image to start from (empty: from noise)", height=220,
+                                         sources=("upload", "clipboard"))
+                img2img_strength = gr.Slider(0.05, 1.0, value=0.75, step=0.05, label="Denoising strength",
+                                             info="how much of the picture is drawn again: 0.3 keeps most of it, "
+                                                  "1 little")
         with gr.Column(scale=2):
             live = gr.Image(label=LIVE_LABEL, interactive=False, height=160, format="png", show_label=True, elem_id="generate-live")
             # a picture shown whole (not cropped to the gallery's cells), and no upload prompt on an output
@@ -69,11 +75,14 @@ def build(ctx: TabContext) -> TabRefresh:
                                  interactive=False)
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"], elem_id="generate-parameters")
             last_seed = gr.Number(label="Seed used", value=-1, precision=0, interactive=False)
+            sending = send_to.layout()
     panel = cleanup.layout(ctx, form)  # its hires fix and inpainting settings are this form's too
     form.rest(skip=cleanup.INPAINT_ONLY)  # a setting declared since, not yet placed: shown, and /generate takes it
 
     # The API endpoint /generate takes GenerationRequest's field names (all but inpainting's: /inpaint's)
-    inputs = {name: w for name, w in form.inputs.items() if name not in cleanup.INPAINT_ONLY}
+    # (its image to start from and strength by the request's names: img2img's widgets, not the painter's)
+    inputs = {**{name: w for name, w in form.inputs.items() if name not in cleanup.INPAINT_ONLY},
+              "init_image": img2img_image, "strength": img2img_strength}
     timer, shown = gr.Timer(0.5, active=False), gr.State(0)
     generate_btn.click(lambda: gr.Timer(active=True), None, timer, api_name=False, queue=False)
     generated = bind(ctx, generate_btn.click, run, inputs, {"gallery": gallery, "parameters": parameters,
@@ -98,6 +107,8 @@ def build(ctx: TabContext) -> TabRefresh:
     restoring = bind(ctx, png_drop.upload, restore, {"path": png_drop}, restored, api_name="restore_parameters")
     cleanup.wire(ctx, panel, form, gallery=gallery, parameters=parameters, last_seed=last_seed, png_drop=png_drop,
                  restored=restoring)
+    send_to.wire(ctx, sending, gallery=gallery, selected=panel["selected"],
+                 img2img={"image": img2img_image, "panel": img2img_panel}, cleanup=panel)
     return TabRefresh(refresh_lists, lists, inputs={"loras": loras})
 
 
