@@ -156,3 +156,21 @@ def test_generate_starts_from_a_picture_and_send_to_puts_the_selected_one_where_
     assert send_to.to_animal(ctx, SimpleNamespace(gallery_items=picked.gallery_items, selected=None))["photo"] == paths[0]
     with pytest.raises(ValueError, match="no picture to send yet"):
         send_to.to_img2img(ctx, SimpleNamespace(gallery_items=[], selected=0))
+
+
+def test_the_outputs_browser_restores_a_past_picture_s_settings(generate_app):
+    from studio.ui import generate_tab
+
+    studio, app = generate_app
+    ctx = TabContext(studio)
+    values = {**defaults(app, "/generate"), "steps": 3, "width": 64, "height": 64, "loras": [], "init_image": None}
+    for prompt, seed in (("an old castle", 11), ("a new bridge", 12)):
+        generate_tab.run(ctx, SimpleNamespace(**{**values, "prompt": prompt, "seed": seed}), None, no_progress)
+    shown = generate_tab.show_past(ctx, SimpleNamespace())
+    assert [caption for _, caption in shown["past"]][:2] == [p.rsplit("/", 1)[-1] for p in shown["past_paths"][:2]]
+    # the second newest picked: its own prompt and seed come back, and the page says so
+    got = generate_tab.restore_past(ctx, SimpleNamespace(picked=1, paths=shown["past_paths"]))
+    assert (got["prompt"], got["seed"], got["steps"]) == ("an old castle", 11, 3)
+    assert got["said"].startswith("Restored prompt `an old castle`, seed 11")
+    with pytest.raises(ValueError, match="no past picture picked"):
+        generate_tab.restore_past(ctx, SimpleNamespace(picked=99, paths=shown["past_paths"]))

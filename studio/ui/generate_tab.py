@@ -3,6 +3,8 @@ restores (and says what); the Clean-up accordion (ui/cleanup.py) inpaints, upsca
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gradio as gr
 
 from studio.fields import declared
@@ -76,7 +78,16 @@ def build(ctx: TabContext) -> TabRefresh:
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"], elem_id="generate-parameters")
             last_seed = gr.Number(label="Seed used", value=-1, precision=0, interactive=False)
             sending = send_to.layout()
-    panel = cleanup.layout(ctx, form)  # its hires fix and inpainting settings are this form's too
+    with gr.Accordion("Past pictures: pick one to restore the settings it was made with", open=False):
+        # filled when the page loads (and after each picture made): the page as built names no file
+        past = gr.Gallery([], label="Made here, newest first", columns=8, height=300,
+                          object_fit="contain", interactive=False, format="png")
+        with gr.Row():
+            past_btn = gr.Button("Restore the selected picture's settings", size="sm")
+            past_md = gr.Markdown(elem_id="generate-past-restored")
+        # which picture was clicked, and the files the list shows (kept here: a click names only its place)
+        past_pick, past_paths = gr.State(None), gr.State([])
+    panel = cleanup.layout(ctx, form)  # its inpainting settings are this form's too
     form.rest(skip=cleanup.INPAINT_ONLY)  # a setting declared since, not yet placed: shown, and /generate takes it
 
     # The API endpoint /generate takes GenerationRequest's field names (all but inpainting's: /inpaint's)
@@ -88,6 +99,8 @@ def build(ctx: TabContext) -> TabRefresh:
     generated = bind(ctx, generate_btn.click, run, inputs, {"gallery": gallery, "parameters": parameters,
                                                              "seed": last_seed}, api_name="generate", gpu=True)
     generated.success(fit_gallery, gallery, gallery, api_name=False, queue=False)
+    bind(ctx, generated.success, show_past, None, {"past": past, "past_paths": past_paths}, api_name=False,
+         queue=False)
     bind(ctx, generated.then, live_done, None, {"live": live, "timer": timer, "shown": shown}, api_name=False,
          queue=False)
     bind(ctx, timer.tick, live_tick, {"shown": shown}, {"live": live, "shown": shown}, api_name=False,
@@ -100,11 +113,14 @@ def build(ctx: TabContext) -> TabRefresh:
     reuse_btn.click(lambda s: s, last_seed, seed, api_name=False, queue=False)
     lists = {"model": model, "loras": loras, "embeddings": embeddings, "hires_upscaler": form.inputs["hires_upscaler"],
              "upscaler": panel["upscaler"], "inpaint_model": panel["inpaint_model"],
-             "facefix_reference": panel["facefix_reference"]}
+             "facefix_reference": panel["facefix_reference"], "past": past, "past_paths": past_paths}
     bind(ctx, refresh_btn.click, refresh_lists, {"loras": loras}, lists, api_name=False, queue=False, checked=False)
     restored = {"prompt": prompt, "negative_prompt": negative, "seed": seed, "sampler": sampler, "steps": steps,
                 "cfg": cfg, "width": width, "height": height, "parameters": parameters, "said": restored_md}
     restoring = bind(ctx, png_drop.upload, restore, {"path": png_drop}, restored, api_name="restore_parameters")
+    past.select(_selected_index, None, past_pick, api_name=False, queue=False)
+    bind(ctx, past_btn.click, restore_past, {"picked": past_pick, "paths": past_paths},
+         {**restored, "said": past_md}, api_name=False)
     cleanup.wire(ctx, panel, form, gallery=gallery, parameters=parameters, last_seed=last_seed, png_drop=png_drop,
                  restored=restoring)
     send_to.wire(ctx, sending, gallery=gallery, selected=panel["selected"],
@@ -232,10 +248,34 @@ def refresh_lists(ctx: TabContext, v):
             "embeddings": gr.update(choices=embedding_names(studio)), "hires_upscaler": gr.update(choices=upscalers),
             "upscaler": gr.update(choices=upscalers),
             "inpaint_model": gr.update(choices=cleanup.inpaint_model_choices(studio)),
-            "facefix_reference": gr.update(choices=cleanup.reference_choices(studio))}
+            "facefix_reference": gr.update(choices=cleanup.reference_choices(studio)), **past_views(studio)}
 
 
 RESTORED = ("prompt", "negative_prompt", "seed", "sampler", "steps", "cfg", "width", "height")
+
+
+def past_views(studio) -> dict:
+    """The outputs browser: its pictures (served copies, captioned with their file names) and their files."""
+    from studio.generate.parameters import past_outputs
+
+    paths = past_outputs(studio.settings.outputs_dir)
+    return {"past": [(served(studio.settings, p), p.name) for p in paths], "past_paths": [str(p) for p in paths]}
+
+
+def show_past(ctx: TabContext, v):
+    return past_views(ctx.studio)
+
+
+def _selected_index(evt: gr.SelectData):
+    return evt.index
+
+
+def restore_past(ctx: TabContext, v):
+    """The settings of the past picture clicked, looked up among the files the list shows."""
+    paths = v.paths or []
+    if v.picked is None or not 0 <= int(v.picked) < len(paths):
+        raise ValueError("no past picture picked: click one in the list first")
+    return restore(ctx, SimpleNamespace(path=paths[int(v.picked)]))
 
 
 def restore(ctx: TabContext, v):
