@@ -54,11 +54,11 @@ def test_the_endpoints_take_their_requests_field_names(generate_app):
     def names(endpoint):
         return {p["parameter_name"] for p in endpoints[endpoint]["parameters"]}
 
-    txt2img = {"prompt", "negative_prompt", "model", "seed", "sampler", "steps", "cfg", "width", "height",
+    txt2img = {"prompt", "negative_prompt", "model", "seed", "sampler", "steps", "cfg", "width", "height", "styles",
                "batch_size", "loras", "embeddings", "distilled_cfg", "max_sequence_length"}
     hires = {"hires_scale", "hires_steps", "hires_upscaler", "hires_strength"}
     inpaint = {"init_image", "strength", "mask_blur", "inpaint_area", "inpaint_padding"}
-    assert names("/generate") == txt2img | hires | {"init_image", "strength"}  # img2img: Generate's own picture
+    assert names("/generate") == txt2img | hires | {"init_image", "strength"}  # img2img: its own picture
     assert names("/inpaint") == txt2img | inpaint | {"inpaint_model"}  # a dedicated inpainting model beside `model`
     assert names("/upscale") == {"image", "upscaler", "scale", "tile", "tile_overlap"}
     assert names("/fix_faces") == {"image", "prompt", "negative_prompt", "model", "loras", "embeddings", "seed", "steps",

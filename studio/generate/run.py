@@ -16,6 +16,7 @@ from studio.generate.parameters import format_control_unit, format_parameters, s
 from studio.generate.preview import PREVIEW_EVERY, Preview, preview_picture
 from studio.generate.request import GeneratedImage, GenerationRequest, GenerationResult, LoraChoice
 from studio.generate.samplers import check_sampler, make_scheduler
+from studio.generate.styles import apply_styles
 from studio.models import families
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
@@ -35,6 +36,9 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     started = time.perf_counter()
     # 1. Check inputs and resolve every name to a file before anything is loaded.
     request = replace(request, model=request.model or studio.store.default_model).check()
+    if request.styles:  # the saved styles' pieces, in order: the prompts as if typed with them
+        styled, negative = apply_styles(studio.settings, request.styles, request.prompt, request.negative_prompt)
+        request = replace(request, prompt=styled, negative_prompt=negative)
     prompt, loras = effective_loras(request)
     ref = studio.store.resolve(request.model)
     lora_files = [(lc, studio.store.lora_file(lc.name)) for lc in loras]

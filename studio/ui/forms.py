@@ -35,6 +35,12 @@ class NameChoices:
     help: str = ""  # what the web form says of it in place of the setting's help (which may offer paths or hub ids)
 
 
+def style_names(studio) -> list[str]:
+    from studio.generate.styles import list_styles
+
+    return [s.name for s in list_styles(studio.settings)]
+
+
 def _run_names(studio) -> list[str]:
     from studio.train import list_runs
 
@@ -51,6 +57,7 @@ NAME_CHOICES = {
     "upscaler": NameChoices(upscaler_choices),
     "run": NameChoices(_run_names),
     "sampler": NameChoices(lambda studio: sampler_choices(), FAMILY_SAMPLER, listed=False),
+    "style": NameChoices(style_names, listed=False),  # (generate says which name is no saved style)
 }
 
 

@@ -17,7 +17,7 @@ from studio.ui import cleanup, send_to
 from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, embedding_names,
                               fit_gallery, lora_names, model_choices, model_hints, picked_model, progress_fn,
                               sampling_updates, table_rows, upscaler_choices)
-from studio.ui.forms import Form, request_from_values
+from studio.ui.forms import Form, request_from_values, style_names
 from studio.ui.names import check_listed
 from studio.ui.serving import served
 
@@ -29,6 +29,15 @@ def build(ctx: TabContext) -> TabRefresh:
         with gr.Column(scale=3):
             prompt = form.widget("prompt", placeholder=_placeholder(studio, DEFAULT_MODEL))
             negative = form.widget("negative_prompt")
+            with gr.Row():
+                styles = form.widget("styles", scale=3)
+                with gr.Column(scale=2, min_width=200):
+                    style_name = gr.Textbox(label="Save both prompts as a style named", placeholder="e.g. film photo",
+                                            max_lines=1)
+                    with gr.Row():
+                        style_save = gr.Button("Save style", size="sm", min_width=80)
+                        style_delete = gr.Button("Delete style", size="sm", min_width=80)
+            style_md = gr.Markdown(elem_id="generate-style-said")
         with gr.Column(scale=1):
             model = form.widget("model")
             with gr.Row():
@@ -113,11 +122,15 @@ def build(ctx: TabContext) -> TabRefresh:
     reuse_btn.click(lambda s: s, last_seed, seed, api_name=False, queue=False)
     lists = {"model": model, "loras": loras, "embeddings": embeddings, "hires_upscaler": form.inputs["hires_upscaler"],
              "upscaler": panel["upscaler"], "inpaint_model": panel["inpaint_model"],
-             "facefix_reference": panel["facefix_reference"], "past": past, "past_paths": past_paths}
+             "facefix_reference": panel["facefix_reference"], "past": past, "past_paths": past_paths, "styles": styles}
     bind(ctx, refresh_btn.click, refresh_lists, {"loras": loras}, lists, api_name=False, queue=False, checked=False)
     restored = {"prompt": prompt, "negative_prompt": negative, "seed": seed, "sampler": sampler, "steps": steps,
                 "cfg": cfg, "width": width, "height": height, "parameters": parameters, "said": restored_md}
     restoring = bind(ctx, png_drop.upload, restore, {"path": png_drop}, restored, api_name="restore_parameters")
+    style_outputs = {"styles": styles, "said": style_md, "name": style_name}
+    bind(ctx, style_save.click, save_style, {"name": style_name, "prompt": prompt, "negative_prompt": negative},
+         style_outputs, api_name="style_save")
+    bind(ctx, style_delete.click, delete_style, {"name": style_name}, style_outputs, api_name="style_delete")
     past.select(_selected_index, None, past_pick, api_name=False, queue=False)
     bind(ctx, past_btn.click, restore_past, {"picked": past_pick, "paths": past_paths},
          {**restored, "said": past_md}, api_name=False)
@@ -248,7 +261,26 @@ def refresh_lists(ctx: TabContext, v):
             "embeddings": gr.update(choices=embedding_names(studio)), "hires_upscaler": gr.update(choices=upscalers),
             "upscaler": gr.update(choices=upscalers),
             "inpaint_model": gr.update(choices=cleanup.inpaint_model_choices(studio)),
-            "facefix_reference": gr.update(choices=cleanup.reference_choices(studio)), **past_views(studio)}
+            "facefix_reference": gr.update(choices=cleanup.reference_choices(studio)), **past_views(studio),
+            "styles": gr.update(choices=style_names(studio))}
+
+
+def save_style(ctx: TabContext, v):
+    """The prompt and negative prompt as they are now, kept as a style of this name (replacing one of that name)."""
+    from studio.generate.styles import Style, save_style as save
+
+    saved = save(ctx.studio.settings, Style((v.name or "").strip(), v.prompt or "", v.negative_prompt or ""))
+    name = (v.name or "").strip()
+    return {"styles": gr.update(choices=[s.name for s in saved]), "name": "",
+            "said": f"Saved style **{name}** ({len(saved)} styles in workspace/styles.csv); pick it in Styles to add "
+                    f"it to a prompt."}
+
+
+def delete_style(ctx: TabContext, v):
+    from studio.generate.styles import delete_style as delete
+
+    kept = delete(ctx.studio.settings, (v.name or "").strip())
+    return {"styles": gr.update(choices=[s.name for s in kept]), "said": f"Deleted style **{v.name.strip()}**."}
 
 
 RESTORED = ("prompt", "negative_prompt", "seed", "sampler", "steps", "cfg", "width", "height")
