@@ -197,3 +197,27 @@ def test_epochs_table_and_export_offer_what_the_run_has(studio):
     assert views["epochs"]["choices"] == [] and "keeps no weights per epoch" in views["epochs"]["info"]
     with pytest.raises(ValueError, match="`epoch` 7 of run pocketlike has no saved weights: the epochs saved are 1, 30"):
         train.export_epoch(studio.settings.runs_dir / "pocketlike", 7, studio.settings.models_dir)
+
+
+def test_a_training_configuration_is_saved_and_loaded_from_the_form(studio):
+    from types import SimpleNamespace
+
+    from studio.ui.common import TabContext
+    from studio.ui.train_tab import load_configuration, load_configuration_file, save_configuration
+
+    ctx = TabContext(studio)
+    values = _widget_values(name="", dataset="", rank=16, lr=3e-4, validation_prompts="a {trigger}\na red {trigger}")
+    out = save_configuration(ctx, SimpleNamespace(**values, config_name="my-lora"))
+    assert out["saved"]["value"] == "my-lora" and "my-lora" in out["saved"]["choices"]
+    saved = studio.settings.workspace_dir / "train_configs" / "my-lora.json"
+    assert saved.is_file()
+    back = load_configuration(ctx, SimpleNamespace(config_name="my-lora"))
+    assert (back["form.rank"], back["form.lr"], back["form.model"]) == (16, 3e-4, "builtin:tiny")
+    assert back["form.validation_prompts"] == "a {trigger}\na red {trigger}" and back["form.dataset"] == ""
+    assert back["said"].startswith("Loaded configuration **my-lora** into the form")
+    # a run.json from a run's folder loads the same way
+    assert load_configuration_file(ctx, SimpleNamespace(path=str(saved)))["form.rank"] == 16
+    with pytest.raises(ValueError, match="`config_name` 'nope' is no saved configuration \\(saved: my-lora\\)"):
+        load_configuration(ctx, SimpleNamespace(config_name="nope"))
+    with pytest.raises(ValueError, match="`config_name` must be 1-64 letters"):
+        save_configuration(ctx, SimpleNamespace(**values, config_name="../up"))

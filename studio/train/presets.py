@@ -1,12 +1,15 @@
 """Named presets: the settings of a study (seed 001, 002, 004, 000), a GPU memory tier (FLUX.1, Z-Image, FLUX.2
 klein, Qwen-Image) or the offline pocket demo, applied over a RunConfig. Each is named for what it is for ("Seed 002:
 FLUX likeness LoRA (FLUX.1-dev, 24 GB GPU)"); the command line also knows them by their short names ("seed-002-flux")
-and their old names."""
+and their old names. A user's own configurations are saved and loaded by name (workspace/train_configs/)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+from studio import fileio
+from studio.names import check_name
 from studio.train.config import RunConfig
 
 
@@ -158,3 +161,32 @@ def preset_choices() -> list[tuple[str, str]]:
 
 def apply_preset(config: RunConfig, preset: str) -> RunConfig:
     return replace(config, **PRESETS[preset_name(preset)])
+
+
+# ---- saved configurations: the user's own, in workspace/train_configs/<name>.json (a run.json's format) ----------
+
+def configs_dir(settings) -> Path:
+    return Path(settings.workspace_dir) / "train_configs"
+
+
+def saved_configs(settings) -> list[str]:
+    """The names of the saved training configurations, newest first."""
+    folder = configs_dir(settings)
+    files = sorted(folder.glob("*.json"), key=lambda p: -p.stat().st_mtime) if folder.is_dir() else []
+    return [p.stem for p in files]
+
+
+def save_config(settings, name: str, config: RunConfig) -> Path:
+    """Keep `config` as `name` (replacing a configuration of that name); a run started from it later is checked
+    then, so a configuration may leave the dataset or the run's name empty."""
+    path = configs_dir(settings) / f"{check_name(name, 'config_name')}.json"
+    fileio.write_json(path, config.to_json())
+    return path
+
+
+def load_config(settings, name: str) -> RunConfig:
+    """The saved configuration `name`; a name that is none is a ValueError naming it."""
+    if name not in saved_configs(settings):
+        raise ValueError(f"`config_name` {name!r} is no saved configuration (saved: "
+                         f"{', '.join(saved_configs(settings)) or 'none'})")
+    return RunConfig.load(configs_dir(settings) / f"{name}.json")

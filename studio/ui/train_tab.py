@@ -13,14 +13,14 @@ from studio import train
 from studio.train import sampling
 from studio.fields import declared, written
 from studio.train.config import RunConfig
-from studio.train.presets import PRESETS, preset_choices, preset_name
+from studio.train.presets import PRESETS, load_config, preset_choices, preset_name, save_config, saved_configs
 from studio.train.schedule import PLAN_WORDS
 from studio.ui import glossary, job_watch, sweep_panel, train_knobs
 from studio.ui.charts import LineChart
 from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, dataset_names, model_choices, number,
                               picked_model)
 from studio.ui.job_watch import shown_job
-from studio.ui.forms import Form, widget_values
+from studio.ui.forms import Form, request_from_values, widget_values
 from studio.ui.serving import served
 from studio.ui.train_knobs import BASIC, DEFAULTS, KNOBS, checked_subjects, config_from_widgets
 
@@ -55,6 +55,16 @@ def build(ctx: TabContext) -> TabRefresh:
     train_knobs.knobs(form, DEFAULTS.method, None if start_ref is None else start_ref.family)
     form.rest()  # a setting declared since, not yet placed: shown (and taken by /train_start) all the same
     knobs = form.inputs
+    with gr.Accordion("Save or load a training configuration", open=False):
+        with gr.Row():
+            config_name = gr.Textbox(label="Save these settings as", placeholder="e.g. my-sdxl-lora", max_lines=1)
+            save_cfg = gr.Button("Save", size="sm", min_width=80)
+            saved_pick = gr.Dropdown(saved_configs(studio.settings), value=None, label="Saved configurations",
+                                     allow_custom_value=True)
+            load_cfg = gr.Button("Load into the form", size="sm", min_width=80)
+            upload_cfg = gr.File(file_types=[".json"], type="filepath", height=90,
+                                 label="Or load a run.json (a run's folder holds one)")
+        config_md = gr.Markdown(elem_id="train-config-said")
     glossary.words("sim-score", "checker", "epoch", "step", "validation", "trigger word", "LoRA", "DreamBooth",
                    "textual inversion", "fine-tune", "collapse guard", "masked training", "EMA", "preset")
 
@@ -104,6 +114,11 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, preset.change, apply_preset, {"choice": preset, "dataset_now": dataset, "name_now": name},
          {"dataset": dataset, "name": name, "trigger": trigger, "status": status_md, **form.inputs},
          api_name=False, queue=False, checked=False)
+    filled = {**{f"form.{k}": w for k, w in form.inputs.items()}, "said": config_md}
+    bind(ctx, save_cfg.click, save_configuration, {**form.inputs, "config_name": config_name},
+         {"saved": saved_pick, "said": config_md}, api_name="train_config_save")
+    bind(ctx, load_cfg.click, load_configuration, {"config_name": saved_pick}, filled, api_name="train_config_load")
+    bind(ctx, upload_cfg.upload, load_configuration_file, {"path": upload_cfg}, filled, api_name=False)
     conditional = {k: form.inputs[k] for k in train_knobs.CONDITIONAL}
     for changed in (method.change, model.change):
         bind(ctx, changed, settings_shown, {"method": method, "model": model}, conditional, api_name=False,
@@ -182,6 +197,34 @@ def _pocket_demo_fields(ctx: TabContext, name_now: str | None) -> dict:
     return {"dataset": gr.update(choices=dataset_names(ctx.studio), value=dataset), "trigger": DEMO_TRIGGER,
             "name": name, "status": f"Preset pocket: {said}chose dataset `{dataset}` with trigger `{DEMO_TRIGGER}`. "
                                     f"Press Train."}
+
+
+def save_configuration(ctx: TabContext, v):
+    """The form's settings as they are, kept by name (unchecked: a configuration may leave the dataset empty)."""
+    values = {k: x for k, x in vars(v).items() if k != "config_name"}
+    config = request_from_values(RunConfig, {**values, "name": values.get("name") or ""})
+    path = save_config(ctx.studio.settings, (v.config_name or "").strip(), config)
+    return {"saved": gr.update(choices=saved_configs(ctx.studio.settings), value=path.stem),
+            "said": f"Saved configuration **{path.stem}** (workspace/train_configs/{path.name}); Load puts it back "
+                    f"in the form, `train --config` takes the file."}
+
+
+def load_configuration(ctx: TabContext, v):
+    if not v.config_name:
+        raise ValueError("`config_name` is empty: pick a saved configuration")
+    return _filled(load_config(ctx.studio.settings, v.config_name), f"configuration **{v.config_name}**")
+
+
+def load_configuration_file(ctx: TabContext, v):
+    if not v.path:
+        return {}
+    return _filled(RunConfig.load(Path(v.path)), f"**{Path(v.path).name}**")
+
+
+def _filled(config: RunConfig, what: str) -> dict:
+    """The form showing `config`, and a line saying where it came from."""
+    shown = {f"form.{k}": x for k, x in widget_values(RunConfig, config, FORM_SETTINGS).items()}
+    return {**shown, "said": f"Loaded {what} into the form: check the dataset and the run's name, then Train."}
 
 
 def settings_shown(ctx: TabContext, v):
