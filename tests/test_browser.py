@@ -60,6 +60,8 @@ def test_the_demo_is_one_click_from_the_first_screen_and_a_reload_still_shows_it
     page.get_by_role("button", name="Teach builtin:pocket a star (offline demo)").click()
     # 2. One click: the dataset is written, the run starts, the Train tab shows it
     expect(page.get_by_text(re.compile(r"Started: wrote dataset 'zq'"))).to_be_visible(timeout=30_000)
+    # the prompt to copy shows its LoRA tag as written (it was read as an HTML tag and vanished)
+    expect(page.locator("code", has_text="a red zq on a white background <lora:zq:1>")).to_be_visible()
     expect(page.get_by_role("tab", name="Train", selected=True)).to_be_visible()
     assert len(list((studio.settings.datasets_dir / "zq").glob("zq_*.png"))) == 8
     expect(page.get_by_text(re.compile(r"zq: running, step \d+/300"))).to_be_visible(timeout=120_000)
