@@ -156,7 +156,7 @@ def test_generate_shows_a_picture_whole_and_says_what_a_png_restored(page, studi
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Generate").click()
-    gallery = page.locator(".block", has=page.get_by_text("Images", exact=True)).first
+    gallery = page.locator("#generate-gallery")
     expect(gallery.get_by_text("Drop Media Here")).to_have_count(0)  # an output, not an upload
     page.get_by_label(re.compile(r"^\s*Prompt(\s|$)")).fill("a red circle on a white background")
     steps = page.locator("input[aria-label='number input for Steps']").first
@@ -165,7 +165,10 @@ def test_generate_shows_a_picture_whole_and_says_what_a_png_restored(page, studi
     page.get_by_role("button", name="Generate", exact=True).click()
     picture = page.get_by_role("img", name=re.compile(r"^seed \d+$")).first
     expect(picture).to_be_visible(timeout=120_000)
-    assert picture.evaluate("im => getComputedStyle(im).objectFit") == "contain"  # the whole picture, not a crop
+    # the whole picture: drawn inside the gallery (not a square as wide as the column, cut by the gallery's height)
+    assert picture.evaluate("im => getComputedStyle(im).objectFit") == "contain"
+    shown, frame = picture.bounding_box(), gallery.bounding_box()
+    assert shown["y"] + shown["height"] <= frame["y"] + frame["height"] + 1, (shown, frame)
     made = sorted(studio_url[0].settings.outputs_dir.glob("*/*.png"))[-1]
     drop = page.locator(".block", has=page.get_by_text("Drop a PNG to restore its settings")).locator(
         "input[type=file]").first

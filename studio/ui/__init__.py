@@ -57,11 +57,14 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     return app
 
 
-# Validation grids are wide strips (one picture per prompt): in their gallery each takes its own height, not a square
+# Validation grids are wide strips (one picture per prompt): in their gallery each takes its own height, not a square.
+# Generate's pictures: rows of a fixed height, each picture whole inside (object-fit: contain), not a square crop
 CSS = """
 #train-grids .grid-container { grid-template-rows: none; grid-auto-rows: auto; }
 #train-grids .thumbnail-item { aspect-ratio: auto; height: auto; }
 #train-grids .thumbnail-lg > img { height: auto; }
+#generate-gallery .grid-container { grid-template-rows: none; grid-auto-rows: 420px; }
+#generate-gallery .thumbnail-item { aspect-ratio: auto; height: 420px; }
 """
 
 

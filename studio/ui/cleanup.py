@@ -17,7 +17,7 @@ from studio.generate.inpaint import binary_mask
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
 from studio.generate.upscale import UpscaleRequest, upscale
 from studio.progress import Cancelled
-from studio.ui.common import TabContext, bind, chosen_model, dataset_names, fit_gallery, progress_fn
+from studio.ui.common import TabContext, bind, chosen_model, dataset_names, progress_fn
 from studio.ui.forms import Form, request_from_values
 from studio.ui.names import listed
 from studio.ui.serving import served
@@ -103,7 +103,7 @@ def wire(ctx: TabContext, w: dict, gen: Form, *, gallery, parameters, last_seed,
     inpaint_inputs = {**{k: x for k, x in gen.inputs.items() if k not in HIRES}, "inpaint_model": w["inpaint_model"]}
     bind(ctx, w["inpaint_btn"].click, inpaint, inpaint_inputs,
          {"gallery": gallery, "parameters": parameters, "seed": last_seed, "status": w["inpaint_status"]},
-         api_name="inpaint", gpu=True).success(fit_gallery, gallery, gallery, api_name=False, queue=False)
+         api_name="inpaint", gpu=True)
     bind(ctx, w["upscale_btn"].click, run_upscale, {**w["upscale_form"].inputs,
                                                      "source_parameters": w["source_parameters"]},
          {"gallery": gallery, "parameters": parameters, "status": w["upscale_status"]}, api_name="upscale", gpu=True)

@@ -175,16 +175,6 @@ def shows_errors(fn):
     return wrapper
 
 
-def fit_gallery(images) -> dict:
-    """The layout that shows every picture of a batch without scrolling: one column for one picture, two for more,
-    and the height of its rows (gradio's gallery has a fixed height and would cut the second row). A follow-up
-    event's output, so the API's own outputs stay plain pictures."""
-    count = len(images or [])
-    columns = 1 if count <= 1 else 2
-    rows = max(1, -(-count // columns))
-    return gr.update(columns=columns, height=min(1600, 60 + rows * 400))
-
-
 def progress_fn(progress) -> Callable[[float, str], None]:
     """The studio's progress(fraction, message) on a gradio Progress bar."""
     return lambda fraction, message: progress(fraction, desc=message)

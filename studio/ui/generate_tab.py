@@ -15,7 +15,7 @@ from studio.models.families.samplers import DDPM_SAMPLERS
 from studio.progress import Cancelled
 from studio.ui import cleanup, send_to
 from studio.ui.common import (DEFAULT_MODEL, FAMILY_SAMPLER, TabContext, TabRefresh, bind, embedding_names,
-                              fit_gallery, lora_names, model_choices, model_hints, picked_model, progress_fn,
+                              lora_names, model_choices, model_hints, picked_model, progress_fn,
                               sampling_updates, table_rows, upscaler_choices)
 from studio.ui.forms import Form, request_from_values, style_names
 from studio.ui.names import check_listed
@@ -82,14 +82,16 @@ def build(ctx: TabContext) -> TabRefresh:
         with gr.Column(scale=2):
             live = gr.Image(label=LIVE_LABEL, interactive=False, height=160, format="png", show_label=True, elem_id="generate-live")
             # a picture shown whole (not cropped to the gallery's cells), and no upload prompt on an output
-            gallery = gr.Gallery(label="Images", columns=1, height=460, format="png", object_fit="contain",
-                                 interactive=False)
+            # two columns for a batch (one for one picture), each picture in a row of its own height (CSS in
+            # studio/ui/__init__.py): a square cell as wide as the column would be cut by the gallery's height
+            gallery = gr.Gallery(label="Images", columns=2, height="auto", format="png", object_fit="contain",
+                                 interactive=False, elem_id="generate-gallery")
             parameters = gr.Textbox(label="Parameters", lines=4, buttons=["copy"], elem_id="generate-parameters")
             last_seed = gr.Number(label="Seed used", value=-1, precision=0, interactive=False)
             sending = send_to.layout()
     with gr.Accordion("Past pictures: pick one to restore the settings it was made with", open=False):
         # filled when the page loads (and after each picture made): the page as built names no file
-        past = gr.Gallery([], label="Made here, newest first", columns=8, height=300,
+        past = gr.Gallery([], label="Made here, newest first", columns=8, fit_columns=False, height=300,
                           object_fit="contain", interactive=False, format="png")
         with gr.Row():
             past_btn = gr.Button("Restore the selected picture's settings", size="sm")
@@ -107,7 +109,6 @@ def build(ctx: TabContext) -> TabRefresh:
     generate_btn.click(lambda: gr.Timer(active=True), None, timer, api_name=False, queue=False)
     generated = bind(ctx, generate_btn.click, run, inputs, {"gallery": gallery, "parameters": parameters,
                                                              "seed": last_seed}, api_name="generate", gpu=True)
-    generated.success(fit_gallery, gallery, gallery, api_name=False, queue=False)
     bind(ctx, generated.success, show_past, None, {"past": past, "past_paths": past_paths}, api_name=False,
          queue=False)
     bind(ctx, generated.then, live_done, None, {"live": live, "timer": timer, "shown": shown}, api_name=False,

@@ -22,21 +22,32 @@ KNOBS = tuple(name for name, s in SETTINGS.items() if s.advanced)
 CONDITIONAL = tuple(name for name, s in SETTINGS.items() if s.methods or s.family_option)
 
 
-def knobs(form: Form, method: str | None, family) -> None:
-    """The basic settings in one row, then the Advanced accordion: a row per group of the advanced settings; those
-    that do not apply to `method` on `family` hidden."""
+ROW = 5  # widgets a row at most: more squeeze their labels
+
+
+def rows() -> list[tuple[str, ...]]:
+    """The Advanced accordion's rows: each group's settings, ROW a row at most, in RunConfig's order."""
+    groups: dict[str, list[str]] = {}
+    for name in KNOBS:
+        groups.setdefault(SETTINGS[name].group, []).append(name)
+    return [tuple(names[i:i + ROW]) for names in groups.values() for i in range(0, len(names), ROW)]
+
+
+def knobs(form: Form, method: str | None, family) -> list:
+    """The basic settings in one row, then the Advanced accordion: rows of the advanced settings by group; those
+    that do not apply to `method` on `family` hidden (a row of none of them too). Returns the accordion's rows."""
     visible = shown(method, family)
     with gr.Row():
         for name in BASIC:
             form.widget(name, visible=visible.get(name, True))
-    groups: dict[str, list[str]] = {}
-    for name in KNOBS:
-        groups.setdefault(SETTINGS[name].group, []).append(name)
+    made = []
     with gr.Accordion("Advanced settings (only those that apply to the method and base model picked)", open=False):
-        for names in groups.values():
-            with gr.Row():
+        for names in rows():
+            with gr.Row(visible=any(visible.get(name, True) for name in names)) as row:
                 for name in names:
                     form.widget(name, visible=visible.get(name, True))
+            made.append(row)
+    return made
 
 
 def applies(name: str, method: str | None, family) -> bool:
@@ -51,6 +62,11 @@ def applies(name: str, method: str | None, family) -> bool:
 def shown(method: str | None, family) -> dict[str, bool]:
     """For each conditional setting: whether its widget shows for `method` on `family`."""
     return {name: applies(name, method, family) for name in CONDITIONAL}
+
+
+def rows_shown(method: str | None, family) -> list[bool]:
+    """For each of the Advanced accordion's rows: whether any of its settings shows."""
+    return [any(applies(name, method, family) for name in names) for names in rows()]
 
 
 def checked_subjects(studio, config: RunConfig) -> RunConfig:

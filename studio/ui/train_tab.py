@@ -52,17 +52,20 @@ def build(ctx: TabContext) -> TabRefresh:
 
     # 2. The basic settings, then the advanced ones folded: only those that apply to the method and base picked
     start_ref = picked_model(studio, DEFAULT_MODEL)
-    train_knobs.knobs(form, DEFAULTS.method, None if start_ref is None else start_ref.family)
+    knob_rows = train_knobs.knobs(form, DEFAULTS.method, None if start_ref is None else start_ref.family)
     form.rest()  # a setting declared since, not yet placed: shown (and taken by /train_start) all the same
     knobs = form.inputs
     with gr.Accordion("Save or load a training configuration", open=False):
         with gr.Row():
-            config_name = gr.Textbox(label="Save these settings as", placeholder="e.g. my-sdxl-lora", max_lines=1)
-            save_cfg = gr.Button("Save", size="sm", min_width=80)
-            saved_pick = gr.Dropdown(saved_configs(studio.settings), value=None, label="Saved configurations",
-                                     allow_custom_value=True)
-            load_cfg = gr.Button("Load into the form", size="sm", min_width=80)
-            upload_cfg = gr.File(file_types=[".json"], type="filepath", height=90,
+            with gr.Column():
+                config_name = gr.Textbox(label="Save these settings as", placeholder="e.g. my-sdxl-lora",
+                                         max_lines=1)
+                save_cfg = gr.Button("Save", size="sm")
+            with gr.Column():
+                saved_pick = gr.Dropdown(saved_configs(studio.settings), value=None, label="Saved configurations",
+                                         allow_custom_value=True)
+                load_cfg = gr.Button("Load into the form", size="sm")
+            upload_cfg = gr.File(file_types=[".json"], type="filepath", height=130,
                                  label="Or load a run.json (a run's folder holds one)")
         config_md = gr.Markdown(elem_id="train-config-said")
     glossary.words("sim-score", "checker", "epoch", "step", "validation", "trigger word", "LoRA", "DreamBooth",
@@ -119,7 +122,8 @@ def build(ctx: TabContext) -> TabRefresh:
          {"saved": saved_pick, "said": config_md}, api_name="train_config_save")
     bind(ctx, load_cfg.click, load_configuration, {"config_name": saved_pick}, filled, api_name="train_config_load")
     bind(ctx, upload_cfg.upload, load_configuration_file, {"path": upload_cfg}, filled, api_name=False)
-    conditional = {k: form.inputs[k] for k in train_knobs.CONDITIONAL}
+    conditional = {**{k: form.inputs[k] for k in train_knobs.CONDITIONAL},
+                   **{f"row{i}": row for i, row in enumerate(knob_rows)}}
     for changed in (method.change, model.change):
         bind(ctx, changed, settings_shown, {"method": method, "model": model}, conditional, api_name=False,
              queue=False, checked=False)
@@ -230,7 +234,9 @@ def _filled(config: RunConfig, what: str) -> dict:
 def settings_shown(ctx: TabContext, v):
     """The settings that apply to the method and base model picked shown, the others hidden."""
     ref = picked_model(ctx.studio, v.model)
-    return {k: gr.update(visible=x) for k, x in train_knobs.shown(v.method, None if ref is None else ref.family).items()}
+    family = None if ref is None else ref.family
+    return {**{k: gr.update(visible=x) for k, x in train_knobs.shown(v.method, family).items()},
+            **{f"row{i}": gr.update(visible=x) for i, x in enumerate(train_knobs.rows_shown(v.method, family))}}
 
 
 def dataset_chosen(ctx: TabContext, v):
