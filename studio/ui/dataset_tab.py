@@ -13,7 +13,7 @@ import gradio as gr
 from studio import data
 from studio.data.check import DROP_FLAGS
 from studio.data.masks import mask_path, overlay, read_mask
-from studio.ui import dataset_prepare
+from studio.ui import dataset_prepare, glossary
 from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, number, table_rows
 from studio.ui.dataset_prepare import paths
 from studio.ui.names import listed
@@ -75,6 +75,7 @@ def build(ctx: TabContext) -> TabRefresh:
     check_gallery = gr.Gallery(label="Sorted by face distance", columns=6, height=300)
     check_table = gr.Dataframe(headers=list(_CHECK_HEADERS), datatype=list(_CHECK_TYPES), interactive=False,
                                wrap=True)
+    glossary.words("sim-score", "tolerance", "weak face", "trigger word", "masked training")
 
     # 4. Wiring: the API endpoints take these names
     pictures = {"gallery": gallery, "captions": captions}

@@ -11,7 +11,7 @@ from studio import mine
 from studio.mine.request import RESUME_CHANGES, MiningRequest
 from studio.mine.uploads import keep_uploads
 from studio.names import check_name
-from studio.ui import job_watch
+from studio.ui import glossary, job_watch
 from studio.ui.charts import LineChart
 from studio.ui.dataset_prepare import paths
 from studio.ui.common import (TabContext, TabRefresh, bind, dataset_names, embedding_names, lora_names, model_choices,
@@ -38,7 +38,7 @@ def build(ctx: TabContext) -> TabRefresh:
             form.widget("prompt", placeholder="e.g. a photo of a young woman, portrait, natural light")
             form.widget("negative_prompt")
             folder = form.widget("candidates", value=None)
-            uploads = gr.File(file_count="multiple", file_types=["image", ".zip"], type="filepath", height=120,
+            uploads = gr.File(file_count="multiple", file_types=["image", ".zip"], type="filepath", height=170,
                               label="Or upload pictures (or a .zip) to mine from: kept as dataset <job name>-candidates")
         with gr.Column(scale=2):
             model = form.widget("model")
@@ -65,6 +65,7 @@ def build(ctx: TabContext) -> TabRefresh:
         for name in ("recheck", "pin_seed", "target", "max_candidates", "max_minutes"):
             form.widget(name)
     form.rest()  # a setting declared since, not yet placed: shown, and /mine_start takes it
+    glossary.words("sim-group", "sim-score", "tolerance", "near miss", "seed", "trigger word")
     with gr.Row():
         form.widget("name", placeholder="e.g. amari")
         start_btn = gr.Button("Start", variant="primary")
