@@ -153,7 +153,8 @@ def test_generate_starts_from_a_picture_and_send_to_puts_the_selected_one_where_
     painter = send_to.to_painter(ctx, picked, "upscale")
     assert painter["cleanup_image"] == paths[1] and painter["status"] == "Picture 2 is in the painter: press Upscale."
     assert painter["source_parameters"].startswith("a dog")  # the picture's own parameters come along
-    assert send_to.to_animal(ctx, SimpleNamespace(gallery_items=picked.gallery_items, selected=None))["photo"] == paths[0]
+    first = SimpleNamespace(gallery_items=picked.gallery_items, selected=None)  # none clicked: the first
+    assert send_to.to_animal(ctx, first)["photo"] == paths[0]
     with pytest.raises(ValueError, match="no picture to send yet"):
         send_to.to_img2img(ctx, SimpleNamespace(gallery_items=[], selected=0))
 

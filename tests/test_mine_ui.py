@@ -95,7 +95,8 @@ def test_start_watch_stop_and_to_dataset_through_the_api(tmp_path, shared_models
         with pytest.raises(Exception, match="leave the prompt and the dataset empty"):
             client.predict(name="up", prompt="a face", uploads=files, api_name="/mine_start")
         job, line = client.predict(name="up", uploads=files, target=50, max_minutes=2, api_name="/mine_start")
-        assert job["value"] == "up" and "3 uploaded pictures kept as dataset folder 'up-candidates'; refused 1: broken.jpg (not an image" in line
+        assert job["value"] == "up"
+        assert "3 uploaded pictures kept as dataset folder 'up-candidates'; refused 1: broken.jpg (not an image" in line
         kept = sorted(p.name for p in (studio.settings.datasets_dir / "up-candidates").iterdir())
         assert kept == ["00000-astro-0.jpg", "00001-astro-1.jpg", "00002-hopper.jpg"]
         while "up: done" not in (text := client.predict("up", api_name="/mine_status")[0]):

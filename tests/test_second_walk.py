@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 
 from fixtures_faces import astronaut_variants
+from browsing import MARKS, browser, page  # noqa: F401 (the fixtures)
 from served import serve_studio
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium (.ci/run installs it)")]
+pytestmark = MARKS
 
 
 def _finished_run(settings, name: str) -> None:
@@ -60,32 +58,6 @@ def studio_url(tmp_path_factory, shared_models_dir):
     assert isinstance(studio, Studio)
     yield studio, url
     app.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, studio_url, tmp_path):
-    """A page on the studio that fails the test on a JavaScript error or an error toast."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(studio_url[1])
-    yield page
-    toasts = page.locator(".toast-body.error").all_inner_texts()
-    page.screenshot(path=str(tmp_path / "last.png"), full_page=True)
-    page.close()
-    assert not errors, f"page errors: {errors}"
-    assert not toasts, f"error toasts: {toasts}"
 
 
 def _axes(page, title: str) -> list[str]:
@@ -173,5 +145,5 @@ def test_generate_shows_a_picture_whole_and_says_what_a_png_restored(page, studi
     drop = page.locator(".block", has=page.get_by_text("Drop a PNG to restore its settings")).locator(
         "input[type=file]").first
     drop.set_input_files(str(made))
-    expect(page.get_by_text(re.compile(r"^Restored prompt a red circle on a white background, seed \d+"))).to_be_visible(
-        timeout=30_000)
+    restored = re.compile(r"^Restored prompt a red circle on a white background, seed \d+")
+    expect(page.get_by_text(restored)).to_be_visible(timeout=30_000)

@@ -195,7 +195,8 @@ def test_epochs_table_and_export_offer_what_the_run_has(studio):
     _run_folder(studio.settings, "whole", "finetune", [], epochs[:1])
     views = status_views(TabContext(studio), train.run_status(studio, "whole"))
     assert views["epochs"]["choices"] == [] and "keeps no weights per epoch" in views["epochs"]["info"]
-    with pytest.raises(ValueError, match="`epoch` 7 of run pocketlike has no saved weights: the epochs saved are 1, 30"):
+    with pytest.raises(ValueError, match="`epoch` 7 of run pocketlike has no saved weights: the epochs saved are 1, "
+                                         "30"):
         train.export_epoch(studio.settings.runs_dir / "pocketlike", 7, studio.settings.models_dir)
 
 

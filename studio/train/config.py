@@ -171,7 +171,8 @@ class RunConfig:
     masked_loss: bool = setting(True, label="Masked training", group="EMA, CLIP and masks", advanced=True,
                                 help="the dataset's masks: bystanders and their blur are not learnt")
     unmasked_weight: float = setting(0.0, label="Weight of masked pixels", group="EMA, CLIP and masks", advanced=True,
-                                     help="0: masked pixels are not learnt; 0.1 (OneTrainer's default) learns them a little")
+                                     help="0: masked pixels are not learnt; 0.1 (OneTrainer's default) learns them a "
+                                     "little")
 
     # ---- the flow-matching families (FLUX.1, Z-Image, FLUX.2, Qwen-Image) ----
     # How noise levels (sigmas) are drawn: sigmoid = sigmoid(N(0, 1)) as kohya's; logit-normal = sigmoid(N(logit_mean,

@@ -49,8 +49,8 @@ def _run_names(studio) -> list[str]:
 
 NAME_CHOICES = {
     "base model": NameChoices(model_choices, DEFAULT_MODEL,
-                              help="the builtin models and those in models/base/ (put a .safetensors file or a diffusers "
-                                   "folder there, then Refresh)"),
+                              help="the builtin models and those in models/base/ (put a .safetensors file or a "
+                                   "diffusers folder there, then Refresh)"),
     "dataset": NameChoices(dataset_names),
     "LoRA": NameChoices(lora_names),
     "embedding": NameChoices(embedding_names),

@@ -80,7 +80,7 @@ def build(ctx: TabContext) -> TabRefresh:
                                              info="how much of the picture is drawn again: 0.3 keeps most of it, "
                                                   "1 little")
         with gr.Column(scale=2):
-            live = gr.Image(label=LIVE_LABEL, interactive=False, height=160, format="png", show_label=True, elem_id="generate-live")
+            live = gr.Image(label=LIVE_LABEL, interactive=False, height=160, format="png", elem_id="generate-live")
             # a picture shown whole (not cropped to the gallery's cells), and no upload prompt on an output
             # two columns for a batch (one for one picture), each picture in a row of its own height (CSS in
             # studio/ui/__init__.py): a square cell as wide as the column would be cut by the gallery's height

@@ -39,7 +39,8 @@ def build(ctx: TabContext) -> TabRefresh:
             form.widget("negative_prompt")
             folder = form.widget("candidates", value=None)
             uploads = gr.File(file_count="multiple", file_types=["image", ".zip"], type="filepath", height=170,
-                              label="Or upload pictures (or a .zip) to mine from: kept as dataset <job name>-candidates")
+                              label="Or upload pictures (or a .zip) to mine from: kept as dataset "
+                                    "<job name>-candidates")
         with gr.Column(scale=2):
             model = form.widget("model")
             loras = form.put("loras", gr.Dropdown(lora_names(studio), multiselect=True, allow_custom_value=True,

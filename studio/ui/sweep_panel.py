@@ -18,8 +18,8 @@ from studio.ui.serving import served
 NO_SWEEP = "(no sweep yet)"
 DEFAULT_GRID = "lr=1e-4,1e-3\nsteps=100,200"
 LOSS = LineChart("step", "loss", color="cell", title="Loss per cell")
-TABLE_HEADERS = ["cell", "settings", "state", "mean CLIP", "CLIP per prompt", "likeness", "no face", "drawn as its shape",
-                 "loss", "time s", "reason", ""]
+TABLE_HEADERS = ["cell", "settings", "state", "mean CLIP", "CLIP per prompt", "likeness", "no face",
+                 "drawn as its shape", "loss", "time s", "reason", ""]
 
 
 def build(ctx: TabContext, run_form: Form, preset) -> dict:
