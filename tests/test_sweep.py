@@ -85,9 +85,9 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
     assert views["pictures"][0][1] == "grid" and len(views["pictures"]) == 5  # the grid, CLIP's and shape's charts
     assert set(views["loss"]["value"]["cell"]) == set(views["loss"]["color_map"]) == {"c01", "c02", "c03", "c04"}
     with pytest.raises(ValueError, match="`grid` knob 'nope' cannot be swept"):
-        sweep_panel.start(TabContext(studio), SimpleNamespace(sweep_name="s2", grid="nope=1,2", name="", dataset="zq",
+        sweep_panel.start(TabContext(studio), SimpleNamespace(name="s2", grid="nope=1,2", preset="", dataset="zq",
                                                               model="builtin:pocket", method="finetune", trigger="zq",
-                                                              prompts="a {trigger}"))
+                                                              validation_prompts="a {trigger}"))
     # 7. `train` ends a run the guard stopped with exit code 3 and its one-line reason
     from studio import jobs as every_job
     from studio.train import jobs

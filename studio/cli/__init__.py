@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from studio.settings import WHEN_BUSY
+from studio.settings import OFFLOADS, WHEN_BUSY
 
 # Verbs, each a module under studio/cli/ (a dash in the verb is an underscore in the module's name) that adds its
 # subparser and sets defaults(run=...).
@@ -30,7 +30,13 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     parser.add_argument("--workspace", type=Path, default=d(None),
                         help="datasets, runs and outputs (default: ROOT/workspace)")
     parser.add_argument("--device", default=d("auto"), help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    parser.add_argument("--dtype", default=d("auto"), help="auto, float32, float16 or bfloat16 (default: fp16 on GPU)")
+    parser.add_argument("--dtype", default=d("auto"),
+                        help="auto, float32, float16 or bfloat16 (default: on a GPU each family's half precision: fp16 "
+                             "for SD, bf16 for FLUX and the other flow transformers where the GPU has it)")
+    parser.add_argument("--offload", choices=OFFLOADS, default=d("auto"),
+                        help="a base model that does not fit the GPU's free memory generates offloaded to the CPU "
+                             "(auto: decided by its size, and said; none; model: a model at a time; sequential: layer "
+                             "by layer, slowest)")
     parser.add_argument("--cache-gb", type=float, default=d(0.0),
                         help="weights the model cache may hold, in GiB (default: 3/4 of GPU memory, half the RAM on CPU)")
     parser.add_argument("--allow-pickle", action="store_true", default=d(False),
@@ -73,6 +79,7 @@ def settings_from_args(args: argparse.Namespace):
 
     kwargs = dict(device=args.device, dtype=args.dtype, cache_budget_bytes=int(args.cache_gb * 1024**3),
                   allow_pickle=args.allow_pickle, allow_downloads=not args.offline, when_busy=args.when_busy,
+                  offload=args.offload,
                   models_dir=args.models_dir, workspace_dir=args.workspace)
     if args.root is not None:
         kwargs["root"] = args.root

@@ -138,10 +138,14 @@ def run(args, studio) -> int:
     print(f"run {status.name}: {status.run_dir}", flush=True)
     seen, last_print = 0, 0.0
 
+    said = set()
+
     def show(current):
         nonlocal seen, last_print
         for text in current.messages[seen:]:
-            print(text, flush=True)
+            if text not in said:  # (a warning the studio gave when queuing the run, the run gives again)
+                print(text, flush=True)
+                said.add(text)
         seen = len(current.messages)
         if time.monotonic() - last_print > 1.0 and current.step:
             print(current.line(), flush=True)
@@ -149,6 +153,8 @@ def run(args, studio) -> int:
 
     status, _ = follow(studio, jobs.RUNS, status.name, show, cancelling="cancelling (a checkpoint is written first)...")
     print(status.line(), flush=True)
+    for warning in status.warnings:  # again at the end, where the eye lands
+        print(f"note: {warning}", file=sys.stderr, flush=True)
     if status.state == "failed" and status.failure_code == 3:  # the guard's one-line reason, where scripts look
         print(f"stopped ({status.signal}): {status.message}", file=sys.stderr, flush=True)
     for v in status.validations:

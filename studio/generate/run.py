@@ -18,6 +18,7 @@ from studio.generate.request import GeneratedImage, GenerationRequest, Generatio
 from studio.generate.samplers import check_sampler, make_scheduler
 from studio.generate.styles import apply_styles
 from studio.models import families
+from studio.models.placement import vae_tiling
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 
@@ -79,6 +80,8 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         guidance, notes, distilled = family.guidance_kwargs(
             pipe, cfg=request.cfg, negative_prompt=request.negative_prompt, distilled_cfg=request.distilled_cfg,
             max_sequence_length=request.max_sequence_length)
+        if pipe.studio_placement.note:  # the base did not fit the GPU (studio.models.placement)
+            notes.append(pipe.studio_placement.note)
         request = replace(request, distilled_cfg=distilled)
         final_size = hires_size(width, height, request.hires_scale) if hires else None
         if final_size and max(final_size) > 4096:
@@ -103,7 +106,7 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
             kwargs.update(_control_kwargs(request, task, width, height))
 
         # 5. Run with the request's sampler (the model's own scheduler is put back after).
-        images = _sample(pipe, request, seed, kwargs)
+        images = _sample(pipe, request, seed, kwargs, (width, height), notes)
 
     # 6. Hires fix: upscale, then a second pass over the big picture; an inpainted region goes back into the picture.
     if hires:
@@ -174,15 +177,23 @@ def _on_step(progress: ProgressFn, should_stop: StopFn, done: int, total: int, s
     return on_step
 
 
-def _sample(pipe, request: GenerationRequest, seed: int, kwargs: dict) -> list:
-    """Call `pipe` with the request's sampler, then put the model's own scheduler back for the next borrower."""
+def _sample(pipe, request: GenerationRequest, seed: int, kwargs: dict, size: tuple[int, int],
+            notes: list[str]) -> list:
+    """Call `pipe` with the request's sampler, its VAE in tiles for a picture of `size` above
+    placement.TILE_ABOVE_PIXELS (said in `notes`), then put the model's own scheduler back for the next borrower."""
     original_scheduler = pipe.scheduler
     pipe.scheduler = make_scheduler(request.sampler, families.of(pipe), original_scheduler.config, seed=seed)
+    tiled = vae_tiling(*size)
+    if tiled:
+        pipe.vae.enable_tiling()
+        notes.append(tiled)
     try:
         with _prompt_first(pipe, request):
             images = pipe(**kwargs).images
     finally:
         pipe.scheduler = original_scheduler
+        if tiled:
+            pipe.vae.disable_tiling()  # the cached pipeline draws small pictures whole again
     if getattr(pipe, "_interrupt", False):
         pipe._interrupt = False
         raise Cancelled("generation cancelled")
@@ -216,7 +227,7 @@ def _hires_pass(studio, request: GenerationRequest, prompt: str, loras: list[Lor
         **guidance,  # the first pass's guidance: CFG and negative prompt, or FLUX's distilled guidance
     )
     with studio.cache.pipeline(request.model, task="img2img", loras=loras, embeddings=embeddings) as pipe:
-        return _sample(pipe, request, request.seed, kwargs)
+        return _sample(pipe, request, request.seed, kwargs, size, notes)
 
 
 def _control_kwargs(request: GenerationRequest, task: str, width: int, height: int) -> dict:

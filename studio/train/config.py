@@ -197,6 +197,10 @@ class RunConfig:
                                   advanced=True, choices=BASE_PRECISIONS, family_option=True, methods=("lora",),
                                   help="FLUX.1 LoRA: bf16 ~24 GB, fp8/int8 (torchao) ~16 GB, nf4 (CUDA) ~12 GB; the "
                                        "presets say it for Z-Image, FLUX.2 klein, Qwen-Image")
+    # FLUX-like transformers: this many of the transformer's blocks stay on the CPU and are moved in for each step
+    # (kohya's blocks_to_swap): slower, but a FLUX.1-dev LoRA fits 8 GB
+    blocks_to_swap: int = setting(0, label="Blocks kept on the CPU", group="flow models", advanced=True,
+                                  help="transformer blocks moved in for each step (kohya's blocks_to_swap); 0: none")
 
     # ---- DreamBooth ----
     prior_preservation: bool = setting(False, label="Prior preservation (DreamBooth)", group="DreamBooth and TI",
@@ -321,7 +325,7 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1 but is {getattr(self, name)}")
         for name in ("epochs", "max_steps", "warmup_steps", "keep_tokens", "class_images", "validation_every",
-                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs"):
+                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs", "blocks_to_swap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:
@@ -349,6 +353,8 @@ class RunConfig:
         if self.logit_std <= 0 or self.flow_shift < 0 or self.flux_guidance < 0:
             raise ValueError(f"`logit_std` must be positive and `flow_shift`, `flux_guidance` not negative, but they "
                              f"are {self.logit_std}, {self.flow_shift} and {self.flux_guidance}")
+        if self.blocks_to_swap:
+            self._check_block_swap()
         if self.max_sequence_length and not 16 <= self.max_sequence_length <= 512:
             raise ValueError(f"`max_sequence_length` must be 0 (automatic) or between 16 and 512 but is "
                              f"{self.max_sequence_length}")
@@ -390,6 +396,22 @@ class RunConfig:
         if not 1 <= self.validation_steps <= 150:
             raise ValueError(f"`validation_steps` must be between 1 and 150 but is {self.validation_steps}")
         return self
+
+    def _check_block_swap(self) -> None:
+        """Block swapping keeps frozen weights on the CPU and brings them in as each block runs; what it cannot do is
+        refused, naming the setting."""
+        if self.method != "lora":
+            raise ValueError(f"`blocks_to_swap` keeps frozen blocks on the CPU for a LoRA; {self.method} trains the "
+                             f"whole transformer: set it to 0")
+        if not self.gradient_checkpointing:
+            raise ValueError("`blocks_to_swap` needs `gradient_checkpointing`: without it every block's weights stay "
+                             "on the GPU until the backward pass, and swapping saves nothing")
+        if self.base_precision == "nf4":
+            raise ValueError("`blocks_to_swap` with `base_precision` nf4: bitsandbytes puts the weights on the GPU as "
+                             "it quantizes them; use fp8 or int8 with block swapping")
+        if self.compile:
+            raise ValueError("`blocks_to_swap` moves weights between the CPU and the GPU inside the step, which "
+                             "torch.compile cannot follow: turn `compile` off")
 
     def _check_subjects(self) -> None:
         for i, s in enumerate(self.extra_subjects, start=2):

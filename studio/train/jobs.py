@@ -13,10 +13,12 @@ from pathlib import Path
 
 from studio import claims, fileio, jobs
 from studio.joblog import ACTIVE
+from studio.models.loaders import check_nf4
 from studio.names import check_name
 from studio.train import checkpoints, data, sampling
 from studio.train.config import RunConfig
 from studio.train.runlog import EVENTS, RunLog, read_events, read_status
+from studio.train.setup import optimizer_fallback
 
 
 @dataclass
@@ -38,6 +40,7 @@ class RunStatus:
     best_epoch: int | None = None
     files: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # messages saying the run does less than asked: kept in sight
     checkpoint_step: int | None = None  # the step a resume continues from
     failure_code: int = 1  # how a failed run ended: 2 bad input or a full disk, 3 stopped by a guard (NaN...), 1 else
     signal: str | None = None  # what stopped a run with code 3: nan, loss, images or clip (the collapse guard)
@@ -121,22 +124,28 @@ def _start(studio, config: RunConfig, *, resume: bool, note: str = "") -> RunSta
         raise ValueError(f"`device` is {device!r} but there is no CUDA GPU (the NVIDIA driver lists none)")
     if claims.device_key(device) == "cpu" and config.mixed_precision == "fp16":
         raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
+    if config.base_precision == "nf4":
+        check_nf4(claims.device_key(device))  # no bitsandbytes, or no GPU: refused now, not after the load
+    warning = optimizer_fallback(config, claims.device_key(device))  # said from the start (and by the run again)
 
     # 2. Queue it: one job on a device at a time (a second would fight the first for memory and time)
     several = device in ("auto", "cuda") and claims.gpu_count() > 1  # one process per GPU, sharing the epoch
     native = ref.family.native_resolution if ref.family else 512
     steps = config.max_steps or config.epochs * data.config_steps_per_epoch(items, config, native)
-    return jobs.start(studio, RUNS, config.name, lambda folder: _record(config, folder, note), resume=resume,
-                      device=device, devices=claims.every_gpu() if several else None,
+    return jobs.start(studio, RUNS, config.name, lambda folder: _record(config, folder, note, warning),
+                      resume=resume, device=device, devices=claims.every_gpu() if several else None,
                       needs=f"training a {config.method} on {config.model} at {config.resolution or native} px",
                       estimate_s=estimate_seconds(studio, config, steps))
 
 
-def _record(config: RunConfig, folder: Path, note: str) -> None:
+def _record(config: RunConfig, folder: Path, note: str, warning: str = "") -> None:
     fileio.write_json(folder / "run.json", config.to_json())
-    if note:
+    if note or warning:
         log = RunLog(folder)
-        log.event("message", text=note)
+        if note:
+            log.event("message", text=note)
+        if warning:
+            log.event("message", text=warning, warning=True)
         log.close()
 
 
@@ -188,6 +197,8 @@ def folder_status(folder: Path, name: str) -> RunStatus:
             result.validations = [v for v in result.validations if v["epoch"] != event["epoch"]] + [event]
         elif event["type"] == "message":
             result.messages.append(event["text"])
+            if event.get("warning") and event["text"] not in result.warnings:
+                result.warnings.append(event["text"])
         elif event["type"] == "validation" and event["stage"] == "base":
             result.base_validation = event
         elif event["type"] == "validation" and event["stage"] == "step":  # a resume makes a step's grid again

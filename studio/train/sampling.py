@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,7 +203,8 @@ def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, ste
     dtype = next(parts.denoiser.parameters()).dtype
     half = dtype if dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
-        with torch.no_grad(), torch.autocast(parts.denoiser.device.type, dtype=half, enabled=half is not None):
+        with torch.no_grad(), torch.autocast(parts.denoiser.device.type, dtype=half, enabled=half is not None), \
+                _decoded_outside_autocast(parts.vae):
             images = [image for kwargs, batch in calls
                       for image in pipe(num_inference_steps=steps, width=size, height=size, generator=batch,
                                         output_type="pil", **kwargs).images]
@@ -210,6 +212,25 @@ def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, ste
         for m, mode in zip(modules, was_training):
             m.train(mode)
     return images
+
+
+@contextmanager
+def _decoded_outside_autocast(vae):
+    """The VAE decodes in its own dtype with autocast off, whatever the denoiser ran in: under fp16 autocast SDXL's
+    VAE (kept in float32 for this) overflows and the grids come out black or NaN."""
+    import torch
+
+    decode = vae.decode
+
+    def plain(latents, *args, **kwargs):
+        with torch.autocast(latents.device.type, enabled=False):
+            return decode(latents.to(vae.dtype), *args, **kwargs)
+
+    vae.decode = plain
+    try:
+        yield
+    finally:
+        del vae.decode  # the class's own again
 
 
 def _calls(each: list[dict], generators: list) -> list[tuple[dict, list]]:

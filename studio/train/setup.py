@@ -59,19 +59,38 @@ def take_new_learning_rates(optimizer, schedule, asked: list[dict]) -> list[str]
     return said
 
 
-def make_optimizer(groups: list[dict], config: RunConfig, device: str, log: RunLog):
-    """AdamW (fused into one kernel per step on CUDA: the same update, fewer launches); 8-bit AdamW (bitsandbytes)
-    when asked for and both bitsandbytes and a CUDA GPU are present."""
+def optimizer_fallback(config: RunConfig, device: str) -> str:
+    """Why 8-bit AdamW, when asked for, cannot be had on `device` ("" when it can): the run's warning. Told without
+    torch, so the studio says it when the run is queued as well as the run when it starts."""
     import importlib.util
 
+    if config.optimizer != "adamw8bit":
+        return ""
+    missing = []
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes, which is not installed here (pip install bitsandbytes; requirements.txt "
+                       "installs it on Linux x86-64)")
+    if not device.startswith("cuda"):
+        missing.append(f"a CUDA GPU (the device is {device})")
+    if not missing:
+        return ""
+    return (f"8-bit AdamW needs {' and '.join(missing)}: this run uses AdamW, whose state takes 4x the memory "
+            f"(8 bytes per trained weight instead of 2)")
+
+
+def make_optimizer(groups: list[dict], config: RunConfig, device: str, log: RunLog):
+    """AdamW (fused into one kernel per step on CUDA: the same update, fewer launches); 8-bit AdamW (bitsandbytes)
+    when asked for and both bitsandbytes and a CUDA GPU are present, else AdamW, saying so as a warning (the Train
+    tab keeps it in sight, the command line says it again at the end)."""
     import torch
 
     if config.optimizer == "adamw8bit":
-        if device.startswith("cuda") and importlib.util.find_spec("bitsandbytes") is not None:
+        fallback = optimizer_fallback(config, device)
+        if not fallback:
             import bitsandbytes as bnb
 
             return bnb.optim.AdamW8bit(groups, weight_decay=1e-2)
-        log.event("message", text="8-bit AdamW needs bitsandbytes and a CUDA GPU; using AdamW")
+        log.event("message", text=fallback, warning=True)
     fused = device.startswith("cuda") and all(p.is_cuda and p.is_floating_point() for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, weight_decay=1e-2, fused=fused or None)
 

@@ -192,6 +192,8 @@ def run(ctx: TabContext, v, request: gr.Request, progress):
                           should_stop=should_stop, preview=lambda picture: _keep_preview(ctx, key, picture))
     except Cancelled:
         raise Cancelled("Generation stopped.") from None
+    for note in result.notes:  # what the studio did otherwise than asked (a base offloaded to the CPU, tiles...)
+        gr.Info(note[0].upper() + note[1:] + ".")
     settings = ctx.studio.settings
     images = [(served(settings, item.path) if item.path else item.image, f"seed {item.seed}") for item in result.images]
     return {"gallery": images, "parameters": result.images[0].parameters, "seed": result.images[0].seed}

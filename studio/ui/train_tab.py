@@ -268,6 +268,7 @@ def status_views(ctx: TabContext, status) -> dict:
     """RunStatus -> the status text, the charts (loss; likeness where the dataset has faces; per subject; what the
     base's checker sees), grids, the table of validated epochs and the epochs one can export."""
     lines = [f"**{status.line()}**"]
+    lines += [f"**Note:** {w}" for w in status.warnings]  # what the run does otherwise than asked stays in sight
     chosen = next((m for m in reversed(status.messages) if m.startswith(PLAN_WORDS)), None)
     if chosen and chosen not in status.messages[-4:]:  # what the validation budget chose stays in sight
         lines.append(f"Validation: {chosen}")

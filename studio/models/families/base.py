@@ -87,6 +87,13 @@ class ModelFamily:
     training_options: frozenset = frozenset()
     # Hub ControlNets by control module (Face to animal), when the user names none; a module left out has none.
     default_controlnets: dict = {}
+    # The half precision it generates in on a GPU (studio.placement.generation_dtype): "fp16" (the SD UNets were
+    # trained and released so) or "bf16" (the flow transformers: fp16 overflows in them), which falls back to fp16 on
+    # a GPU without bf16.
+    generation_dtype: str = "fp16"
+    # The denoiser's lists of repeated blocks, in the order they run (block swapping keeps the last of them on the
+    # CPU, see blocks()); none: the family's denoiser is not swapped.
+    block_lists: tuple[str, ...] = ()
     priority: int = 0  # identification order: the more specific family is asked first (higher first)
 
     def __repr__(self) -> str:
@@ -122,29 +129,30 @@ class ModelFamily:
     # ---- load ---------------------------------------------------------------------------------------------
     def load_single_file(self, store, ref, *, dtype, without: tuple[str, ...] = ()):
         """The txt2img pipeline of a single-file checkpoint of this family, with the configs and tokenizers of its
-        variant (ref.variant) and nothing from a hub; the components named in `without` are left out (None)."""
+        variant (ref.variant) and nothing from a hub; the components named in `without` are left out (None), never
+        read. `dtype`: one for all parts, or a dict of them (base.part_dtype)."""
         raise NotImplementedError
-
-    @staticmethod
-    def leave_out(pipe, without: tuple[str, ...]):
-        """`pipe` with the components named in `without` set to None (for a loader that reads a file's parts
-        together)."""
-        if without:
-            pipe.register_modules(**{name: None for name in without})
-        return pipe
 
     def staged_training(self, config) -> bool:
         """Whether training loads the text encoders first, encodes every prompt, lets them go and only then loads
         the denoiser (so a large text encoder and the denoiser never share the device)."""
         return False
 
-    def load_denoiser(self, store, ref, *, device: str, base_precision: str):
-        """The denoiser alone (for a staged training load), stored as `base_precision` asks."""
+    def load_denoiser(self, store, ref, *, device: str, base_precision: str, dtype=None):
+        """The denoiser alone (for a staged training load), read in `dtype` (None: the family's choice for
+        `base_precision`) and stored as `base_precision` asks, on the CPU (quantized
+        there, so it reaches the GPU small: ModelStore.load_denoiser places it); nf4 only is put on `device` as
+        bitsandbytes quantizes it while loading."""
         raise ValueError(f"{self.label} loads its denoiser with the rest of the pipeline")
 
     def denoiser_config(self, store, ref) -> dict:
         """The denoiser's config without its weights."""
         raise NotImplementedError
+
+    def blocks(self, denoiser) -> list:
+        """The denoiser's repeated blocks in the order they run (`block_lists`), which block swapping may keep on
+        the CPU; [] where the family has none to swap."""
+        return [block for name in self.block_lists for block in getattr(denoiser, name)]
 
     def takes_distilled_guidance(self, store, ref) -> bool:
         """Whether this model takes a distilled guidance value as an input (told without loading weights)."""
@@ -322,6 +330,14 @@ class ModelFamily:
     def tiny_builtins(self) -> dict:
         """builtin name -> builder(out: Path) of this family's tiny random-weight models (offline tests)."""
         return {}
+
+
+def part_dtype(dtype, part: str):
+    """The dtype pipeline part `part` loads in: `dtype` itself, or its entry in a dict of them (part -> dtype,
+    "default" for the parts not named), as diffusers' from_pretrained takes them."""
+    if isinstance(dtype, dict):
+        return dtype.get(part, dtype.get("default"))
+    return dtype
 
 
 def noise_like(latents, generator, offset: float):

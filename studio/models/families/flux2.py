@@ -62,6 +62,7 @@ class Flux2(FlowFamily):
     default_steps = BASE["steps"]
     kohya_version = "flux_2_klein"  # musubi-tuner's architecture name (flux_2_klein_4b / _9b)
     transformer_class = "Flux2Transformer2DModel"
+    block_lists = ("transformer_blocks", "single_transformer_blocks")
     file_keys = _KEYS
     classes = r"Flux2\w*"
     hub_names = r"flux[.\-_ ]?2"
@@ -97,7 +98,12 @@ class Flux2(FlowFamily):
     def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.flux2_files import load_flux2_file
 
-        return self.leave_out(load_flux2_file(store, ref, dtype=dtype), without)
+        return load_flux2_file(store, ref, dtype=dtype, without=without)
+
+    def file_transformer(self, store, ref, *, dtype):
+        from studio.models.families.flux2_files import flux2_transformer
+
+        return flux2_transformer(store, ref, dtype=dtype)
 
     def check_pipeline(self, pipe) -> None:
         """FLUX.2 dev is told apart (its Mistral text encoder and guidance input) and refused, saying why."""

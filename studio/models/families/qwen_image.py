@@ -40,6 +40,7 @@ class QwenImage(FlowFamily):
     default_steps = DEFAULTS["steps"]
     kohya_version = "qwen_image"  # musubi-tuner's architecture name
     transformer_class = "QwenImageTransformer2DModel"
+    block_lists = ("transformer_blocks",)
     file_keys = _KEYS
     classes = r"QwenImage(?!21)\w*"  # Qwen-Image 2.1 is another architecture
     hub_names = r"qwen[-_ ]?image"
@@ -68,7 +69,12 @@ class QwenImage(FlowFamily):
     def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.qwen_image_files import load_qwen_image_file
 
-        return self.leave_out(load_qwen_image_file(store, ref, dtype=dtype), without)
+        return load_qwen_image_file(store, ref, dtype=dtype, without=without)
+
+    def file_transformer(self, store, ref, *, dtype):
+        from studio.models.families.qwen_image_files import qwen_image_transformer
+
+        return qwen_image_transformer(store, ref, dtype=dtype)
 
     # ---- a loaded pipeline -------------------------------------------------------------------------------
     def native_size(self, pipe) -> int:

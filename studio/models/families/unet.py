@@ -103,10 +103,14 @@ class UNetFamily(ModelFamily):
         return "epsilon"
 
     def load_single_file(self, store, ref, *, dtype, without=()):
+        """An A1111 checkpoint read once, in the UNet's dtype and the text encoders' (the higher of the two: those
+        of the other are converted on the CPU before anything reaches a GPU); a VAE wanted in another dtype (SDXL's
+        float32 beside a half-precision UNet) is read alone, from its own tensors, in that dtype."""
         import diffusers
 
         from studio.models.configs import load_tokenizers
-        from studio.models.files import checkpoint_keys
+        from studio.models.families.base import part_dtype
+        from studio.models.files import checkpoint_keys, read_tensors
 
         keys = checkpoint_keys(ref.path)
         for what, prefixes in (("VAE", ("first_stage_model.",)), ("text encoder", self.text_prefixes)):
@@ -116,9 +120,22 @@ class UNetFamily(ModelFamily):
         folder = store.single_file_config(ref)
         extra = dict(safety_checker=None, requires_safety_checker=False) if self.pipeline_class == \
             "StableDiffusionPipeline" else {}
-        return getattr(diffusers, self.pipeline_class).from_single_file(
-            str(ref.path), config=str(folder), local_files_only=True, dtype=dtype, **extra,
-            **load_tokenizers(folder), **{name: None for name in without})
+        wanted = {name: part_dtype(dtype, name) for name in (self.denoiser_name, *self.text_encoder_names, "vae")}
+        read_in = max([wanted[n] for n in wanted if n != "vae" and n not in without] or [wanted["vae"]],
+                      key=lambda d: d.itemsize)
+        parts = {name: None for name in without}
+        if "vae" not in without and wanted["vae"] != read_in and ref.path.suffix == ".safetensors":
+            parts["vae"] = diffusers.AutoencoderKL.from_single_file(
+                read_tensors(ref.path, "first_stage_model.", wanted["vae"]), config=str(folder), subfolder="vae",
+                local_files_only=True, dtype=wanted["vae"])
+        pipe = getattr(diffusers, self.pipeline_class).from_single_file(
+            str(ref.path), config=str(folder), local_files_only=True, dtype=read_in, **extra,
+            **load_tokenizers(folder), **parts)
+        for name, want in wanted.items():
+            module = getattr(pipe, name, None)
+            if module is not None and module.dtype != want:
+                module.to(want)  # on the CPU, as read
+        return pipe
 
     def denoiser_config(self, store, ref) -> dict:
         from diffusers import UNet2DConditionModel
@@ -149,6 +166,9 @@ class UNetFamily(ModelFamily):
         if config.base_precision in ("fp8", "int8", "nf4"):
             raise ValueError(f"`base_precision` {config.base_precision!r} is for FLUX.1's transformer and the other "
                              f"large transformer families; an {self.label} base trains in auto or bf16")
+        if config.blocks_to_swap:
+            raise ValueError(f"`blocks_to_swap` moves a flow transformer's blocks (FLUX.1, Z-Image, FLUX.2, "
+                             f"Qwen-Image) in and out; an {self.label} UNet trains on the GPU whole: set it to 0")
 
     def encode_prompts(self, pipe, captions, *, encoders=None, max_sequence_length=0, distilled=False):
         """CLIP's last hidden states at 77 tokens (B, 77, D); SDXL overrides for its two encoders."""

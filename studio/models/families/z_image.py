@@ -50,6 +50,7 @@ class ZImage(FlowFamily):
     default_steps = BASE["steps"]
     kohya_version = "z_image"  # musubi-tuner's architecture name
     transformer_class = "ZImageTransformer2DModel"
+    block_lists = ("layers",)  # the 30 main blocks (the refiners are small)
     file_keys = _KEYS
     classes = r"ZImage\w*"
     hub_names = r"z[-_ ]?image"
@@ -71,7 +72,12 @@ class ZImage(FlowFamily):
     def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.z_image_files import load_zimage_file
 
-        return self.leave_out(load_zimage_file(store, ref, dtype=dtype), without)
+        return load_zimage_file(store, ref, dtype=dtype, without=without)
+
+    def file_transformer(self, store, ref, *, dtype):
+        from studio.models.families.z_image_files import zimage_transformer
+
+        return zimage_transformer(store, ref, dtype=dtype)
 
     # ---- a loaded pipeline -------------------------------------------------------------------------------
     def native_size(self, pipe) -> int:
