@@ -394,7 +394,7 @@ def test_the_train_tab_shows_each_subjects_score_per_epoch(studio):
     status = SimpleNamespace(line=lambda: "pair: done", messages=[], checkpoint_step=None, state="done", best_epoch=2,
                              files=[], losses=[(1, 0.2)], validations=validations, base_validation=None,
                              config=tiny_config(extra_subjects=[Subject("tsb", "vlx")]), saved_epochs=[1, 2],
-                             run_dir=studio.settings.runs_dir / "pair")
+                             run_dir=studio.settings.runs_dir / "pair", warnings=[])
     views = status_views(TabContext(studio), status)
     frame = views["shapes"]["value"]  # pocket's checker: the share of each subject's pictures drawn as its shape
     assert views["shapes"]["visible"] is True and views["subject_scores"]["visible"] is False  # no faces
