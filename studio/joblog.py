@@ -13,7 +13,8 @@ CANCEL_FILE = "cancel"
 LOG_FILE = "log.txt"
 ENDING_FILE = "ending.json"  # how the first of several processes ended: the status once all have (studio.ranks)
 STATES = ("queued", "starting", "running", "done", "failed", "cancelled")
-ACTIVE = ("queued", "starting", "running")  # not over yet: waiting in the queue, or its child runs
+# not over yet: waiting in the queue, or its child runs ("cancelling": asked to stop, it ends after its step)
+ACTIVE = ("queued", "starting", "running", "cancelling")
 
 
 class JobLog:

@@ -65,6 +65,8 @@ def job_state(folder: Path) -> tuple[str, str]:
         return state, place + (f", after {running}" if running else "")
     if state in ("starting", "running") and not children.alive(status.get("pid")):
         return "stopped", f"the job's process ended without a word (see {LOG_FILE})"
+    if state in ("starting", "running") and (Path(folder) / CANCEL_FILE).is_file():  # said at once, not at its end
+        return "cancelling", "asked to stop: it ends after its current step, keeping a checkpoint to resume from"
     return state, message
 
 

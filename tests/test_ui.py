@@ -150,10 +150,13 @@ def test_dropping_an_a1111_png_restores_its_settings(served, tmp_path):
     Image.new("RGB", (8, 8)).save(png, pnginfo=info)
     _, url = served
     restored = Client(url, verbose=False).predict(handle_file(str(png)), api_name="/restore_parameters")
-    prompt, negative, seed, sampler, steps, cfg, width, height, text = restored
+    prompt, negative, seed, sampler, steps, cfg, width, height, text, said = restored
     assert (prompt, negative, seed, sampler, steps, cfg, width, height) == (
         "a castle, <lora:old:0.5>", "fog", 1234, "DPM++ 2M Karras", 31, 6.5, 640, 448)
     assert text.startswith("a castle")
+    # the page says what it restored, where the PNG was dropped
+    assert said == ('Restored prompt `a castle, <lora:old:0.5>`, seed 1234, sampler DPM++ 2M Karras, steps 31, '
+                    'cfg 6.5, width 640, height 448.')
 
 
 def test_opening_generate_lists_new_loras_and_keeps_chosen_weights(settings):

@@ -16,7 +16,7 @@ def register(sub) -> None:
     from studio.cli.flags import add_flags
     from studio.fields import declared
     from studio.train.config import RunConfig
-    from studio.train.presets import PRESET_KEYS
+    from studio.train.presets import PRESETS
 
     settings = declared(RunConfig)
     p = sub.add_parser("train", help="train a LoRA, DreamBooth or fine-tuned model or a textual-inversion embedding")
@@ -31,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--class-word", action="append", default=None,
                    help="several datasets: each subject's class (person, dog...), once each; DreamBooth's prior "
                         "images are 'a photo of a <class word>', textual inversion starts each token from it")
-    p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (flags override it)")
+    p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESETS)} (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
     p.set_defaults(run=run)

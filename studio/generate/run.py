@@ -13,8 +13,10 @@ from studio import __version__
 from studio.generate.hires import hires_fields, hires_schedule, hires_size
 from studio.generate.inpaint import paste_back, plan_inpaint
 from studio.generate.parameters import format_control_unit, format_parameters, save_png, split_lora_tags
+from studio.generate.preview import PREVIEW_EVERY, Preview, preview_picture
 from studio.generate.request import GeneratedImage, GenerationRequest, GenerationResult, LoraChoice
 from studio.generate.samplers import check_sampler, make_scheduler
+from studio.generate.styles import apply_styles
 from studio.models import families
 from studio.models.placement import vae_tiling
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
@@ -28,12 +30,16 @@ def effective_loras(request: GenerationRequest) -> tuple[str, list[LoraChoice]]:
 
 
 def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_progress,
-             should_stop: StopFn = never_stop) -> GenerationResult:
+             should_stop: StopFn = never_stop, preview: Preview | None = None) -> GenerationResult:
+    """Run `request`; `preview` (when given) receives the batch's approximate picture every few steps."""
     import torch
 
     started = time.perf_counter()
     # 1. Check inputs and resolve every name to a file before anything is loaded.
     request = replace(request, model=request.model or studio.store.default_model).check()
+    if request.styles:  # the saved styles' pieces, in order: the prompts as if typed with them
+        styled, negative = apply_styles(studio.settings, request.styles, request.prompt, request.negative_prompt)
+        request = replace(request, prompt=styled, negative_prompt=negative)
     prompt, loras = effective_loras(request)
     ref = studio.store.resolve(request.model)
     lora_files = [(lc, studio.store.lora_file(lc.name)) for lc in loras]
@@ -87,7 +93,8 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         # 4. Arguments for this task; noise comes from CPU generators so a seed gives the same image on any device.
         kwargs = dict(prompt=prompt, num_inference_steps=request.steps, num_images_per_prompt=request.batch_size,
                       generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                      callback_on_step_end=_on_step(progress, should_stop, 0, total), **guidance)
+                      callback_on_step_end=_on_step(progress, should_stop, 0, total,
+                                                    _shown(preview, family, (width, height))), **guidance)
         if task == "img2img":
             kwargs.update(family.img2img_kwargs(request.init_image.convert("RGB").resize((width, height)),
                                                 request.strength, (width, height)))
@@ -104,7 +111,8 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     # 6. Hires fix: upscale, then a second pass over the big picture; an inpainted region goes back into the picture.
     if hires:
         images = _hires_pass(studio, request, prompt, pipe_loras, embedding_files, seeds, images, final_size,
-                             guidance, notes, _on_step(progress, should_stop, first, total), should_stop, family)
+                             guidance, notes, _on_step(progress, should_stop, first, total,
+                                                       _shown(preview, family, final_size)), should_stop, family)
     if plan is not None:
         images = [paste_back(plan, image) for image in images]
 
@@ -147,11 +155,21 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     return GenerationResult(images=results, request=request, seconds=time.perf_counter() - started, notes=notes)
 
 
-def _on_step(progress: ProgressFn, should_stop: StopFn, done: int, total: int):
-    """The pipeline's step callback: progress over every pass (`done` steps ran before this one), and the stop flag."""
+def _shown(preview: Preview | None, family, size):
+    """What a step callback does with the working latents: the preview of a `size` picture, to `preview`."""
+    if preview is None:
+        return None
+    return lambda pipe, latents: preview(preview_picture(family, pipe, latents, size))
+
+
+def _on_step(progress: ProgressFn, should_stop: StopFn, done: int, total: int, show=None):
+    """The pipeline's step callback: progress over every pass (`done` steps ran before this one), the stop flag, and
+    every PREVIEW_EVERY steps `show(pipe, latents)` (the live preview)."""
 
     def on_step(p, step, timestep, kwargs):
         progress((done + step + 1) / total, f"step {done + step + 1}/{total}")
+        if show is not None and (done + step + 1) % PREVIEW_EVERY == 0 and "latents" in kwargs:
+            show(p, kwargs["latents"])
         if should_stop():
             p._interrupt = True
         return kwargs

@@ -3,6 +3,8 @@ config its validation sees (the earlier subjects validated too)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from studio.train import data
 from studio.train.config import RunConfig
 

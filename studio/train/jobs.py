@@ -46,6 +46,7 @@ class RunStatus:
     signal: str | None = None  # what stopped a run with code 3: nan, loss, images or clip (the collapse guard)
     base_validation: dict | None = None  # the base model's grid and scores, before the first step
     step_validations: list[dict] = field(default_factory=list)  # validation events at validate_at_steps
+    saved_epochs: list[int] = field(default_factory=list)  # the epochs whose weights are kept (export_epoch's)
 
     @property
     def active(self) -> bool:
@@ -68,7 +69,7 @@ class RunStatus:
         if self.eta_s is not None and self.active:
             hours, rest = divmod(int(self.eta_s), 3600)
             parts.append(f"ETA {hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"ETA {rest // 60}:{rest % 60:02d}")
-        if self.message and (not self.active or self.state == "queued"):
+        if self.message and (not self.active or self.state in ("queued", "cancelling")):
             parts.append(self.message)
         return ", ".join(parts)
 
@@ -217,6 +218,7 @@ def folder_status(folder: Path, name: str) -> RunStatus:
         result.best_epoch = sampling.run_best_epoch(result.validations)
     last = checkpoints.latest_checkpoint(folder)
     result.checkpoint_step = last.step if last else None
+    result.saved_epochs = checkpoints.saved_epochs(folder)
     return result
 
 

@@ -146,13 +146,9 @@ def subject_lines(validation: dict) -> list[str]:
 
 
 def subject_references(store, config: RunConfig, items: list, log):
-    """What validation images are scored against: the dataset's face encodings (one subject; None without a face),
-    or SubjectReferences for several subjects."""
-    if not config.extra_subjects:
-        found = reference_encodings([i.path for i in items])
-        if found is None:
-            log.event("message", text="no face in the dataset: validation grids get no sim-scores")
-        return found
+    """What validation images are scored against: the dataset's face encodings (one subject with faces), or
+    SubjectReferences: for several subjects, and for one without a face on a base that ships a checker
+    (builtin:pocket: the share of pictures not drawn as the dataset's shape). None: nothing to score by."""
     from collections import Counter
 
     from PIL import Image
@@ -160,6 +156,13 @@ def subject_references(store, config: RunConfig, items: list, log):
     from studio.evaluate.checking import TAUGHT_SHARE
     from studio.scorers import find_checker
 
+    if not config.extra_subjects:
+        found = reference_encodings([i.path for i in items])
+        if found is not None:
+            return found
+        if find_checker(store.resolve(config.model)) is None:
+            log.event("message", text="no face in the dataset: validation grids get no sim-scores")
+            return None
     found = find_checker(store.resolve(config.model))
     checker = found.load(store) if found is not None else None
     refs = []
@@ -324,9 +327,10 @@ def score(result: EpochValidation, images: list, reference, config: RunConfig) -
     if isinstance(reference, SubjectReferences):
         result.scores, result.subjects, result.worst_score = reference.judge(
             images, [owner for _, owner in config.subject_prompts()])
+        if not any(r.faces is not None for r in reference.subjects):  # judged by the checker alone: no face looked for
+            result.scores = []
         found = [s for s in result.scores if s is not None]
-        result.mean_score = sum(found) / len(found) if found and any(r.faces is not None for r in reference.subjects) \
-            else None
+        result.mean_score = sum(found) / len(found) if found else None
     elif reference is not None:
         from studio.faces import sim_scores
 

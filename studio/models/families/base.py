@@ -77,6 +77,14 @@ class ModelFamily:
     textual_inversion: bool = False  # whether the studio's embeddings (CLIP token vectors) fit it
     channels_last: bool = False  # a convolutional denoiser: channels-last memory is faster for it
     prompt_length_option: bool = False  # it reads long T5-style prompts whose token count the user may set
+    # The live preview's approximate colours of the family's own VAE's latents, as the denoiser sees them:
+    # RGB in [-1, 1] = latent channels @ factors (one (R, G, B) row per channel) + bias. Empty: fitted from the
+    # model's own VAE when first needed (studio.generate.preview), as for a VAE that is not the family's (builtins).
+    latent_rgb_factors: tuple = ()
+    latent_rgb_bias: tuple = (0.0, 0.0, 0.0)
+    # The training settings that apply to this family only (RunConfig's settings declared `family_option`): the
+    # Train tab shows them when a model of the family is picked
+    training_options: frozenset = frozenset()
     # Hub ControlNets by control module (Face to animal), when the user names none; a module left out has none.
     default_controlnets: dict = {}
     # The half precision it generates in on a GPU (studio.placement.generation_dtype): "fp16" (the SD UNets were
@@ -191,6 +199,19 @@ class ModelFamily:
         VAE says by how much) and scaled."""
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return (latents - shift) * vae.config.scaling_factor
+
+    def latent_rgb(self, pipe) -> tuple[tuple, tuple] | None:
+        """(factors, bias) of the declared colours when `pipe`'s VAE is the family's own (its channels, its full
+        width), else None: another VAE's colours are fitted."""
+        vae = pipe.vae.config
+        if not self.latent_rgb_factors or vae.latent_channels != len(self.latent_rgb_factors):
+            return None
+        return (self.latent_rgb_factors, self.latent_rgb_bias) if max(vae.block_out_channels) >= 512 else None
+
+    def preview_latents(self, pipe, latents, size: tuple[int, int]):
+        """A pipeline's working latents while it samples a picture of `size` (width, height), as (B, C, h, w) in its
+        VAE's channels, for the live preview."""
+        return self.pipeline_latents(pipe, latents)
 
     def pipeline_latents(self, pipe, latents):
         """A pipeline's working latents (what its scheduler steps) as the training objective sees them,

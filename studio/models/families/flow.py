@@ -22,6 +22,8 @@ class FlowFamily(ModelFamily):
     native_resolution = 1024
     size_multiple = 16  # the VAE's 8, times 2 for the 2x2 packing
     denoiser_name = "transformer"
+    # how noise levels are drawn, and the large transformer's frozen base stored small
+    training_options = frozenset({"timestep_sampling", "logit_mean", "logit_std", "flow_shift", "base_precision"})
     generation_dtype = "bf16"
     samplers = FLOW_SAMPLERS
     default_sampler = "Euler"

@@ -43,6 +43,7 @@ class Flux1(FlowFamily):
     default_cfg = 1.0  # real CFG off
     kohya_version = "flux1"
     prompt_length_option = True
+    training_options = FlowFamily.training_options | {"flux_guidance", "max_sequence_length"}
     transformer_class = "FluxTransformer2DModel"
     block_lists = ("transformer_blocks", "single_transformer_blocks")
     file_keys = _KEYS
@@ -52,7 +53,12 @@ class Flux1(FlowFamily):
     frozen_text = "CLIP-L and T5-XXL stay frozen"
     priority = 40
 
+    def preview_latents(self, pipe, latents, size):
+        """The pipeline's packed tokens (B, N, 64) of a `size` picture, unpacked (B, 16, h, w)."""
+        return type(pipe)._unpack_latents(latents, size[1], size[0], pipe.vae_scale_factor)
+
     # ---- identify -----------------------------------------------------------------------------------------
+
     def file_variant(self, checkpoint) -> str:
         """dev (a guidance input) or schnell; the files diffusers cannot read, and FLUX.1's conditioned models, are
         refused by name."""

@@ -33,6 +33,12 @@ _UNET_LORA = re.compile(r"(lora_unet_(down|up|mid|input|output|middle)_|unet\.|(
 _TEXT_PREFIX = {"text_encoder": "lora_te", "text_encoder_2": "lora_te2"}
 
 
+# The SD VAE's latents' approximate colours, one (R, G, B) row per channel (SD 1.x and 2.x share the VAE; the
+# factors A1111's and ComfyUI's cheap previews use)
+SD_VAE_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721),
+              (-0.2120, -0.2616, -0.7177))
+
+
 class UNetFamily(ModelFamily):
     denoiser_name = "unet"
     guidance = "cfg"
@@ -40,6 +46,7 @@ class UNetFamily(ModelFamily):
     controlnet = True
     textual_inversion = True
     channels_last = True
+    training_options = frozenset({"min_snr_gamma"})  # min-SNR weighs DDPM noise levels
     samplers = DDPM_SAMPLERS
     default_sampler = "Euler a"
     animal_sampler = "DPM++ 2S a"  # seed 003's
