@@ -1,5 +1,5 @@
 """Generate's live preview: every few steps, the latents' approximate colours (the family's declared map for its own
-VAE, else one fitted from the model's VAE), the batch side by side, packed latents (FLUX.1) unpacked."""
+VAE, else one fitted from the model's VAE), the batch side by side, packed latents (FLUX.1, FLUX.2, Qwen-Image) unpacked at any size."""
 
 from __future__ import annotations
 
@@ -52,7 +52,10 @@ def test_generate_sends_a_preview_every_few_steps(session_studio):
     from studio.generate import GenerationRequest, generate
     from studio.generate.preview import PREVIEW_EVERY
 
-    for model, size in (("builtin:tiny", (64, 64)), ("builtin:tiny-flux", (64, 96))):  # FLUX.1's packed tokens
+    # a picture of each family, not square: the packed tokens of FLUX.1, FLUX.2 and Qwen-Image unpacked by its size
+    for model, size in (("builtin:tiny", (64, 64)), ("builtin:tiny-xl", (64, 96)), ("builtin:tiny-flux", (64, 96)),
+                        ("builtin:tiny-flux2", (64, 96)), ("builtin:tiny-qwenimage", (64, 96)),
+                        ("builtin:tiny-zimage", (64, 96))):
         seen = []
         generate(session_studio, GenerationRequest(prompt="a red circle", model=model, steps=4, seed=1, save=False,
                                                    batch_size=2, width=size[0], height=size[1]), preview=seen.append)

@@ -220,7 +220,7 @@ def test_painting_a_mask_in_a_real_browser_inpaints_only_there(served, tmp_path)
         page.goto(url)
         page.get_by_role("tab", name="Generate").click()
         page.get_by_label(re.compile(r"^\s*Prompt(\s|$)")).fill("a photo of a woman")
-        page.get_by_text("Clean-up: inpaint, hires fix, upscale, face fix").click()
+        page.get_by_text("Clean-up: inpaint, upscale, face fix").click()
         with page.expect_file_chooser() as chooser:
             page.get_by_text("Upload an image").click()
         chooser.value.set_files(str(tmp_path / "astronaut.png"))
@@ -234,7 +234,7 @@ def test_painting_a_mask_in_a_real_browser_inpaints_only_there(served, tmp_path)
         page.mouse.up()
         page.get_by_role("radio", name="Only masked").check()
         page.get_by_role("button", name="Inpaint", exact=True).click()
-        expect(page.locator("#cleanup-status")).to_contain_text("Inpainted 1 picture", timeout=120_000)
+        expect(page.locator("#inpaint-status")).to_contain_text("Inpainted 1 picture", timeout=120_000)  # by its button
         browser.close()
     (made,) = set(studio.settings.outputs_dir.rglob("*.png")) - before
     result, original = np.asarray(Image.open(made).convert("RGB")), np.asarray(astronaut())

@@ -154,6 +154,14 @@ class Flux2(FlowFamily):
     def objective(self, parts, config):
         return Flux2Objective(self, parts, config)
 
+    def preview_latents(self, pipe, latents, size):
+        """The pipeline's packed tokens (B, N, 128) of a `size` picture, unpacked and unpatched (B, 32, h, w)."""
+        from diffusers import Flux2KleinPipeline as P
+
+        rows, columns = size[1] // (2 * pipe.vae_scale_factor), size[0] // (2 * pipe.vae_scale_factor)  # tokens
+        ids = P._prepare_latent_ids(latents.new_zeros(latents.shape[0], 1, rows, columns))
+        return P._unpatchify_latents(P._unpack_latents_with_ids(latents, ids, rows, columns))
+
     def pipeline_latents(self, pipe, latents):
         """The pipeline's packed tokens (B, N, 128) of a square picture, unpacked and unpatched (B, 32, h, w)."""
         from diffusers import Flux2KleinPipeline as P

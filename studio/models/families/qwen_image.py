@@ -112,6 +112,11 @@ class QwenImage(FlowFamily):
     def objective(self, parts, config):
         return QwenImageObjective(self, parts, config)
 
+    def preview_latents(self, pipe, latents, size):
+        """The pipeline's packed tokens (B, N, 64) of a `size` picture, unpacked (B, 16, h, w)."""
+        factor = 2 * pipe.vae_scale_factor  # pixels per token side
+        return _unpack(latents, 2 * (size[1] // factor), 2 * (size[0] // factor))
+
     def pipeline_latents(self, pipe, latents):
         """The pipeline's packed tokens (B, N, 64) of a square picture, unpacked (B, 16, h, w)."""
         side = int(round(latents.shape[1] ** 0.5))
