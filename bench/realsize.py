@@ -272,7 +272,7 @@ def presets() -> None:
     from studio.models.config_sizes import model_sizes
     from studio.train.config import RunConfig, family_defaults
     from studio.train.fit import Model, _plan, _tier, decide_defaults
-    from studio.train.presets import PRESET_KEYS, PRESETS
+    from studio.train.presets import PRESETS
 
     print("| preset | model | px | peak (phase) | steps | GPU | target | fits |\n|---|---|---:|---|---:|---:|---:|---|")
     for family_name, variants in REAL.items():
@@ -283,7 +283,7 @@ def presets() -> None:
             for key in family.gpu_presets_for(sizes.denoiser_config):
                 gpu = planned_gpu(_tier(key))
                 config = family_defaults(replace(RunConfig(name="x", dataset="x", model=variant),
-                                                 **PRESETS[PRESET_KEYS[key]]), family)
+                                                 **PRESETS[key]), family)
                 config = decide_defaults(model, config, gpu)[0]
                 plan = _plan(model, config, gpu)
                 peak, target = plan.peak, TARGETS.get(key)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from studio.models.adapters import check_lora_fits, embedding_token, lora_weights
 from studio.models import families
+from studio.models.placement import HEADROOM_BYTES, Placement, choose_placement, generation_dtype
 from studio.models.refs import LoraChoice
+from studio.models.sizes import module_bytes, modules_of, tensor_bytes  # noqa: F401 (benchmarks take them from here)
 from studio.models.store import ModelStore
 from studio.settings import Settings
 
@@ -57,37 +59,8 @@ class _Entry:
     derived: dict = field(default_factory=dict)  # (task, controlnet ids) -> pipeline sharing the base's modules
     adapters: dict = field(default_factory=dict)  # LoRA file -> adapter name, loaded once per base
     embeddings: dict = field(default_factory=dict)  # embedding file -> tokens added to the tokenizer(s)
-
-
-def _modules(obj) -> list:
-    """The torch modules of a module, of a pipeline, or held as attributes by a loaded helper (CLIP, captioner...)."""
-    import torch
-
-    if isinstance(obj, torch.nn.Module):
-        return [obj]
-    parts = obj.components if hasattr(obj, "components") else vars(obj)
-    return [m for m in parts.values() if isinstance(m, torch.nn.Module)]
-
-
-def module_bytes(obj) -> int:
-    """Bytes of parameters and buffers in `obj`'s modules (see _modules), each tensor counted once; a quantized
-    weight (torchao's int8/fp8 tensors) counts what it holds: its integers and scales."""
-    seen, total = set(), 0
-    for m in _modules(obj):
-        for t in list(m.parameters()) + list(m.buffers()):
-            key = t.data_ptr() or id(t)  # a tensor subclass has no storage of its own: data_ptr() is 0
-            if key not in seen:
-                seen.add(key)
-                total += tensor_bytes(t)
-    return total
-
-
-def tensor_bytes(t) -> int:
-    """Bytes `t` holds; for a wrapper tensor subclass (torchao's), the sum of the tensors inside it."""
-    if hasattr(t, "__tensor_flatten__") and type(t).__name__ not in ("Tensor", "Parameter"):
-        names, _ = t.__tensor_flatten__()
-        return sum(tensor_bytes(getattr(t, n)) for n in names)
-    return t.numel() * t.element_size()
+    placement: Placement = field(default_factory=Placement)  # a base: on the device, or offloaded to the CPU
+    hooked: object = None  # an offloaded base: the pipeline whose offload hooks its modules carry now
 
 
 class ModelCache:
@@ -134,11 +107,12 @@ class ModelCache:
         if task == "inpaint" and controlnets:
             raise ValueError("inpainting with ControlNets is not supported: leave `controlnets` empty to inpaint")
         device = self._device()
-        dtype = self.settings.resolve_dtype(device)
-        # 1. Find or load the base and any ControlNets, and mark them borrowed so eviction passes them over.
+        # 1. Find or load the base (in its family's dtype, offloaded to the CPU when it does not fit the GPU) and any
+        #    ControlNets (in the base's dtype), and mark them borrowed so eviction passes them over.
         with self._lock:
-            base = self._get("base", model_id, device, dtype)
+            base = self._get("base", model_id, device, None)
             family = families.of(base.model)
+            dtype = base.dtype
             if controlnets and not family.controlnet:
                 raise ValueError(f"base {model_id!r} is {family.label}: the studio's ControlNets (SD 1.x, SD 2.x and "
                                  f"SDXL ones) do not fit it; use img2img without a ControlNet")
@@ -157,6 +131,7 @@ class ModelCache:
                 self._apply_loras(base, pipe, loras)
                 for path in embeddings:
                     self._load_embedding(base, Path(path))
+                self._hook(base, pipe)
                 yield pipe
         finally:
             with self._lock:
@@ -185,25 +160,65 @@ class ModelCache:
                 entry.last_used = time.monotonic()
 
     def _get(self, kind: str, model_id: str, device: str, dtype) -> _Entry:
+        """A loaded model, loading it when not held. A base's dtype is its family's (placement.generation_dtype),
+        decided from the settings' dtype once it is resolved: its key holds the settings' own (`dtype` None)."""
         owner = self.store.owner_of(model_id, "controlnet" if kind == "controlnet" else "base") if kind in (
             "base", "controlnet") else ""
-        key = (kind, owner, model_id, device, str(dtype))
+        key = (kind, owner, model_id, device, self.settings.dtype if kind == "base" else str(dtype))
         entry = self._entries.get(key)
+        placement = Placement()
         if entry is None:
             if kind == "base":
                 ref = self.store.resolve(model_id)
-                model = self.store.load_base(ref, dtype=dtype, device=device)
+                dtype = generation_dtype(ref.family, device, self.settings.dtype)
+                model, placement = self._load_base(ref, device, dtype)
             elif kind == "controlnet":
                 ref = self.store.resolve(model_id, subfolder="controlnet")
                 model = self.store.load_controlnet(ref, dtype=dtype, device=device)
             else:
                 model = getattr(self.store, HELPER_LOADERS[kind])(model_id, device=device)
-                dtype = next((p.dtype for m in _modules(model) for p in m.parameters()), None)
-            entry = _Entry(kind, model_id, owner, device, dtype, model, module_bytes(model))
+                dtype = next((p.dtype for m in modules_of(model) for p in m.parameters()), None)
+            entry = _Entry(kind, model_id, owner, device, dtype, model, module_bytes(model), placement=placement,
+                           hooked=model)
             self._entries[key] = entry
             self._evict_to_budget(keep=entry)
         entry.last_used = time.monotonic()
         return entry
+
+    def _load_base(self, ref, device: str, dtype):
+        """A base pipeline on `device`, or offloaded to the CPU as Settings.offload and the GPU's free memory decide
+        (placement.choose_placement); its placement is also on the pipeline (`studio_placement`), for what the
+        generator says."""
+        import torch
+
+        asked = self.settings.offload
+        if not device.startswith("cuda") and asked in ("auto", "none"):
+            pipe = self.store.load_base(ref, dtype=dtype, device=device)
+            pipe.studio_placement = Placement()
+            return pipe, pipe.studio_placement
+        pipe = self.store.load_base(ref, dtype=dtype, device="cpu")
+        parts = modules_of(pipe)
+        needed, largest = module_bytes(pipe), max(module_bytes(m) for m in parts)
+        free = None
+        if device.startswith("cuda"):
+            free = torch.cuda.mem_get_info(torch.device(device))[0]
+            if needed + HEADROOM_BYTES > free:  # what the cache holds idle on the GPU goes first
+                for e in [e for e in self._entries.values() if e.borrowers == 0 and e.device == device]:
+                    self._drop(e)
+                free = torch.cuda.mem_get_info(torch.device(device))[0]
+        placement = choose_placement(asked, needed=needed, largest=largest, free=free,
+                                     dtype_name=str(dtype).replace("torch.", ""))
+        _offload(pipe, placement, device)
+        pipe.studio_placement = placement
+        return pipe, placement
+
+    def _hook(self, base: _Entry, pipe) -> None:
+        """An offloaded base's modules move in and out by hooks that one pipeline at a time holds (the txt2img one,
+        or an img2img / inpaint / ControlNet one made from it): given to `pipe` when it is not the one holding them."""
+        if base.placement.offload == "none" or base.hooked is pipe:
+            return
+        _offload(pipe, base.placement, base.device)
+        base.hooked = pipe
 
     def _derived(self, base: _Entry, task: str, nets: list[_Entry]):
         if task == "txt2img" and not nets:
@@ -220,6 +235,7 @@ class ModelCache:
             else:
                 extra = {}
             pipe = families.mark(family.task_pipeline(base.model, task, extra), family)
+            pipe.studio_placement = base.placement
             pipe.set_progress_bar_config(disable=True)
             base.derived[key] = pipe
         return base.derived[key]
@@ -235,6 +251,7 @@ class ModelCache:
                 with _quiet_diffusers():  # it warns for every LoRA that leaves the text encoder alone
                     base.model.load_lora_weights(lora_weights(path, base.model), adapter_name=name)
                 base.adapters[path] = name
+                base.hooked = base.model  # diffusers gives an offloaded base's hooks back to the pipeline it loads on
                 base.nbytes = module_bytes(base.model)
         if not base.adapters:
             return
@@ -334,6 +351,16 @@ def _quiet_diffusers():
         yield
     finally:
         logging.set_verbosity(level)
+
+
+def _offload(pipe, placement: Placement, device: str) -> None:
+    """`pipe` on `device` (no offload), or offloaded to the CPU with `device` as where each part runs."""
+    if placement.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif placement.offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
 
 
 def _free_memory() -> None:

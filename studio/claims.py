@@ -82,6 +82,49 @@ def every_gpu() -> list[str]:
     return [f"cuda:{i}" for i in range(gpu_count())] or ["cpu"]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a job's processes run and what it claims."""
+
+    device: str  # what its child is told (--device): "cpu", "cuda", "cuda:N"
+    devices: list[str]  # the claims' keys
+    processes: int = 1
+    cards: tuple[str, ...] = ()  # with several processes on GPUs: the cards' numbers, one per process
+
+
+def place(device: str, gpus: str = "", processes: int = 0) -> Placement:
+    """Where a job asked for on `device` runs: on the cards `gpus` names ("0,1": one process per card), as
+    `processes` processes on the CPU (gloo: the multi-GPU path on a machine without one), or on `device` (auto or
+    cuda with several GPUs visible: one process on each)."""
+    cards = [c.strip() for c in gpus.split(",") if c.strip()] if gpus else []
+    if cards:
+        if processes > 1:
+            raise ValueError(f"`processes` {processes} is for the CPU; on GPUs `gpus` {gpus!r} gives one process per "
+                             f"card")
+        if not all(c.isdigit() for c in cards) or len(set(cards)) != len(cards):
+            raise ValueError(f"`gpus` must list GPU numbers once each, such as 0,1, but is {gpus!r}")
+        if not (device in ("auto", "cuda") or device.startswith("cuda:")):
+            raise ValueError(f"`gpus` {gpus!r} names GPUs but the device is {device!r}")
+        count = gpu_count()
+        missing = [c for c in cards if int(c) >= count]
+        if missing:
+            raise ValueError(f"`gpus` {gpus!r} names GPU {missing[0]} but the NVIDIA driver lists {count} GPU(s) "
+                             f"this process may use")
+        keys = [f"cuda:{c}" for c in cards]
+        if len(cards) == 1:
+            return Placement(keys[0], keys)
+        return Placement("cuda", keys, len(cards), tuple(cards))
+    if processes > 1:
+        if device_key(device) != "cpu":
+            raise ValueError(f"`processes` {processes} runs on the CPU (gloo) but the device is {device!r}: name the "
+                             f"GPUs with `gpus` instead")
+        return Placement("cpu", ["cpu"], processes)
+    if device in ("auto", "cuda") and gpu_count() > 1:
+        keys = every_gpu()
+        return Placement("cuda", keys, len(keys), tuple(k.split(":")[1] for k in keys))
+    return Placement(device, [device_key(device)])
+
+
 # ---- claims ------------------------------------------------------------------------------------------------------
 
 @dataclass

@@ -45,6 +45,8 @@ class Setting:
     span: tuple | None = None  # (minimum, maximum, step) of a slider
     lines: int = 1  # the height of a text box
     shown_with: str = ""  # a form gives it with another field's widget (a painter's paint is the mask of its picture)
+    methods: tuple = ()  # a training setting that applies to these methods only (empty: every method)
+    family_option: bool = False  # applies only to the model families that name it (ModelFamily.training_options)
 
 
 def setting(default: Any = MISSING, *, default_factory: Any = MISSING, **declaration) -> Any:

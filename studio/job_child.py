@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from studio.joblog import CANCEL_FILE, LOG_FILE, JobLog
+
+LAUNCHER_PID = "STUDIO_LAUNCHER_PID"  # set by studio.ranks for each of a job's several processes
 from studio.progress import Cancelled, StopFn
 
 
@@ -32,6 +34,7 @@ def settings_args(settings, device: str) -> list[str]:
             "--workspace", str(settings.workspace_dir), "--studio-workspace", str(settings.studio_workspace),
             "--device", device, "--max-image-pixels", str(settings.max_image_pixels)]
     args += ["--user", settings.user] if settings.user else []
+    args += ["--workers", settings.workers] + ["--insecure-workers"] * settings.insecure_workers if settings.workers else []
     return args + ["--offline"] * (not settings.allow_downloads) + ["--allow-pickle"] * settings.allow_pickle
 
 
@@ -47,6 +50,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--max-image-pixels", type=int, default=None)
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--allow-pickle", action="store_true")
+    parser.add_argument("--workers", default="", help="the Ray cluster a remote job's driver sends it to")
+    parser.add_argument("--insecure-workers", action="store_true")
     parser.add_argument("--resume", action="store_true", help="continue from where the job was")
     return parser
 
@@ -57,7 +62,8 @@ def settings_from_arguments(args):
     limit = {"max_image_pixels": args.max_image_pixels} if args.max_image_pixels else {}
     return Settings(root=args.root, models_dir=args.models_dir, workspace_dir=args.workspace,
                     studio_workspace=args.studio_workspace, user=args.user, device=args.device,
-                    allow_downloads=not args.offline, allow_pickle=args.allow_pickle, **limit)
+                    allow_downloads=not args.offline, allow_pickle=args.allow_pickle, workers=args.workers,
+                    insecure_workers=args.insecure_workers, **limit)
 
 
 def stop_requested(folder: Path) -> StopFn:
@@ -75,29 +81,30 @@ Work = Callable[[argparse.Namespace, object, JobLog, StopFn], str]
 def child_main(prog: str, events: str, work: Work, starting: str, argv: list[str] | None = None) -> int:
     """Run `work` for the job folder on the command line and record how it ended; returns the exit code. `events`
     is the kind's events file, `starting` the status message while it starts. Of a multi-GPU run's processes only
-    the first (RANK 0) writes."""
+    the first (RANK 0) writes, and its last status waits until every process has ended (studio.ranks)."""
     args = _parser(prog).parse_args(argv)
-    log = JobLog(args.folder, events, enabled=int(os.environ.get("RANK", "0")) == 0)
+    launcher = os.environ.get(LAUNCHER_PID)  # one of several processes (studio.ranks): it says when all have ended
+    log = JobLog(args.folder, events, enabled=int(os.environ.get("RANK", "0")) == 0, defer_end=bool(launcher))
     should_stop = stop_requested(args.folder)
-    log.status("running", starting, pid=os.getpid(), started=time.time())
+    log.status("running", starting, pid=int(launcher or os.getpid()), started=time.time())
     try:
         ended = work(args, settings_from_arguments(args), log, should_stop)
-        log.status("done", ended, ended=time.time())
+        log.end("done", ended, ended=time.time())
         return 0
     except Cancelled as e:
         log.event("message", text=str(e))
-        log.status("cancelled", str(e), ended=time.time())
+        log.end("cancelled", str(e), ended=time.time())
         return 0
     except JobFailed as e:
         log.event("message", text=str(e))
-        log.status("failed", str(e), exit_code=e.code, ended=time.time(), **e.fields)
+        log.end("failed", str(e), exit_code=e.code, ended=time.time(), **e.fields)
         return e.code
     except ValueError as e:  # bad input found late, or a full/read-only disk (fileio.WriteError): said in one line
         log.event("message", text=str(e))
-        log.status("failed", str(e), exit_code=2, ended=time.time())
+        log.end("failed", str(e), exit_code=2, ended=time.time())
         return 2
     except Exception as e:  # recorded for the UI, then re-raised so the traceback lands in log.txt
-        log.status("failed", f"{type(e).__name__}: {e} (see {LOG_FILE})", exit_code=1, ended=time.time())
+        log.end("failed", f"{type(e).__name__}: {e} (see {LOG_FILE})", exit_code=1, ended=time.time())
         traceback.print_exc()
         raise
     finally:

@@ -36,7 +36,8 @@ class JobKind:
     resume_verb: str = "resume"  # what going on with an ended job is called ("continue" for mining)
     # How long a job of this kind has left while it runs (its status -> seconds, or None when it cannot tell)
     remaining: Callable = lambda status: None
-    multi_gpu: bool = False  # with several devices its child is launched once per GPU (accelerate)
+    multi_gpu: bool = False  # its child may run as several processes, one per GPU (studio.ranks)
+    remote: bool = False  # with the studio's --workers, its jobs go to them (studio.remote.child drives each)
 
 
 def declare(kind: JobKind) -> JobKind:
@@ -64,6 +65,8 @@ def job_state(folder: Path) -> tuple[str, str]:
         return state, place + (f", after {running}" if running else "")
     if state in ("starting", "running") and not children.alive(status.get("pid")):
         return "stopped", f"the job's process ended without a word (see {LOG_FILE})"
+    if state in ("starting", "running") and (Path(folder) / CANCEL_FILE).is_file():  # said at once, not at its end
+        return "cancelling", "asked to stop: it ends after its current step, keeping a checkpoint to resume from"
     return state, message
 
 
@@ -86,14 +89,22 @@ def list_jobs(studio, kind: JobKind) -> list:
 # ---- starting ----------------------------------------------------------------------------------------------------
 
 def start(studio, kind: JobKind, name: str, prepare: Callable[[Path], None], *, resume: bool = False,
-          device: str = "", devices: list[str] | None = None, needs: str = "", estimate_s: float | None = None):
+          device: str = "", devices: list[str] | None = None, needs: str = "", estimate_s: float | None = None,
+          placement: claims.Placement | None = None):
     """Queue job `name`: under the queue's lock, check the name is new (or, with `resume`, that the job is there),
     `prepare(folder)` (write what was asked), then start it at once if its devices are free. `device` is where its
-    child runs (the studio's by default); `devices` what it claims (that device's key by default)."""
+    child runs (the studio's by default); `devices` what it claims (that device's key by default); a `placement`
+    says both, and for a kind that runs on several GPUs how many processes (studio.ranks starts them)."""
     settings = studio.settings
     folder = kind.where(settings, name)
-    device = device or settings.device
-    devices = devices or [claims.device_key(device)]
+    remote = bool(settings.workers) and kind.remote
+    if remote:  # on a worker's GPU: nothing of this machine is claimed, Ray queues it for a free one
+        placement = claims.Placement(device or settings.device, [])
+    elif placement is None:
+        device = device or settings.device
+        placement = claims.Placement(device, devices or [claims.device_key(device)])
+    if placement.processes > 1 and not kind.multi_gpu:
+        raise ValueError(f"a {kind.noun} runs as one process, not {placement.processes}")
     queue_folder = claims.queue_dir(settings)
 
     def check():
@@ -110,22 +121,27 @@ def start(studio, kind: JobKind, name: str, prepare: Callable[[Path], None], *, 
 
     check()  # (first: a name taken is said as such, even while its job runs)
 
-    processes = len(devices) if kind.multi_gpu else 1
-    entry = queue.Entry(queue.entry_id(kind.key, name, settings.user), kind.key, name, devices, needs or kind.noun,
-                        str(folder), child_argv(kind, settings, folder, device, resume, processes),
-                        child_argv(kind, settings, folder, device, True, processes), str(settings.root),
+    entry = queue.Entry(queue.entry_id(kind.key, name, settings.user), kind.key, name, placement.devices,
+                        needs or kind.noun, str(folder), child_argv(kind, settings, folder, placement, resume, remote),
+                        child_argv(kind, settings, folder, placement, True, remote), str(settings.root),
                         owner=settings.user, estimate_s=estimate_s)
     queue.submit(queue_folder, entry, prepared)
     return status(studio, kind, name)
 
 
-def child_argv(kind: JobKind, settings, folder: Path, device: str, resume: bool, processes: int = 1) -> list[str]:
-    """The child's command line (after `python`): one process, or one per GPU through accelerate."""
-    args = ["-m", kind.child, str(folder), *settings_args(settings, device)] + ["--resume"] * resume
-    if processes > 1:
-        args = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes), "--module",
-                *args[1:]]
-    return args
+def child_argv(kind: JobKind, settings, folder: Path, placement: claims.Placement, resume: bool,
+               remote: bool = False) -> list[str]:
+    """The child's command line (after `python`): one process on the placement's device, or several through
+    studio.ranks (one per card, or N on the CPU), never through `accelerate launch` and the user's accelerate
+    config; with `remote`, the driver of a job sent to the studio's workers."""
+    args = [str(folder), *settings_args(settings, placement.device)] + ["--resume"] * resume
+    if remote:
+        return ["-m", "studio.remote.child", *args]
+    if placement.processes == 1:
+        return ["-m", kind.child, *args]
+    cards = ["--cards", ",".join(placement.cards)] if placement.cards else []
+    return ["-m", "studio.ranks", "--processes", str(placement.processes), *cards, "--module", kind.child, "--",
+            *args]
 
 
 def launch(settings, kind: JobKind, folder: Path, device: str, *, resume: bool) -> None:
@@ -133,7 +149,8 @@ def launch(settings, kind: JobKind, folder: Path, device: str, *, resume: bool) 
     runs, started by its driver)."""
     (folder / CANCEL_FILE).unlink(missing_ok=True)
     began = time.time()
-    child = children.start(child_argv(kind, settings, folder, device, resume), settings.root, folder / LOG_FILE)
+    placement = claims.Placement(device, [claims.device_key(device)])
+    child = children.start(child_argv(kind, settings, folder, placement, resume), settings.root, folder / LOG_FILE)
     if read_status(folder).get("updated", 0) < began:  # (not when the child has said more already)
         write_status(folder, "starting", "starting", pid=child.pid)
 

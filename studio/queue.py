@@ -211,9 +211,11 @@ def advance(folder: Path, release=None) -> list[Entry]:
     with claims.locked(folder):
         current = _pruned(_read(folder))
         busy = {c.device for c in claims.holders(folder)}
+        released = False
         for entry in startable(current.waiting, busy, current.turns):
-            if release is not None and not started:
+            if release is not None and entry.devices and not released:  # (a job sent to remote workers needs none)
                 release()
+                released = True
             current.waiting.remove(entry)
             (Path(entry.folder) / CANCEL_FILE).unlink(missing_ok=True)  # a cancel asked of an earlier start
             entry.started = current.turns[entry.owner] = time.time()

@@ -15,6 +15,10 @@ from studio.names import check_name
 LOGIN_HINT = ("--auth-file FILE (accounts added with `python -m studio users add NAME --auth-file FILE`, or one line "
               "user:password) or $STUDIO_AUTH, or --no-auth on a network you trust")
 WHEN_BUSY = ("wait", "cpu")
+# Whether a base model that does not fit the GPU generates offloaded to the CPU: auto (decided by its size against
+# the GPU's free memory, and said), none, model (a model at a time), sequential (layer by layer): see
+# studio.models.placement
+OFFLOADS = ("auto", "none", "model", "sequential")
 AUTH_ENV = "STUDIO_AUTH"  # user:password, for those who start the studio from a script or a container
 
 
@@ -36,8 +40,12 @@ class Settings:
     admin: bool = False
     # "auto" picks cuda when torch sees a GPU, else cpu; decided when first asked, never at import.
     device: str = "auto"
-    # "auto" means float16 on cuda and float32 on cpu (cpu kernels for half precision are slow or missing).
+    # "auto" means float32 on cpu (cpu kernels for half precision are slow or missing) and, on cuda, each family's half
+    # precision for its base models (fp16 for SD, bf16 for the flow transformers where the GPU has it; see
+    # studio.models.placement), float16 for the helper models.
     dtype: str = "auto"
+    # Base models that do not fit the GPU: OFFLOADS
+    offload: str = "auto"
     # Bytes of weights the model cache may keep loaded before it evicts the least recently used model;
     # 0 means 3/4 of the GPU's memory on CUDA, half the RAM on the CPU (decided when first asked).
     cache_budget_bytes: int = 0
@@ -79,6 +87,11 @@ class Settings:
     # of the studio's own: launch() points gradio at it) and the studio's served copies (default <tmp>/likeness-served)
     gradio_dir: Path | None = None
     served_dir: Path | None = None
+    # Remote workers: a Ray cluster's address (ray://HOST:PORT, or HOST:PORT of its head) that queued runs are sent
+    # to instead of a child process here (studio.remote); "" trains here. The datasets' photos cross the network:
+    # an address beyond the local network is refused without Ray's TLS unless `insecure_workers` says it is fine.
+    workers: str = ""
+    insecure_workers: bool = False
 
     def __post_init__(self) -> None:
         root = Path(self.root).resolve()
@@ -101,6 +114,8 @@ class Settings:
         object.__setattr__(self, "served_dir", Path(self.served_dir or tmp / "likeness-served").resolve())
         if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
             raise ValueError(f"`device` must be auto, cpu, mps or cuda[:N] but is {self.device!r}")
+        if self.offload not in OFFLOADS:
+            raise ValueError(f"`offload` must be one of {', '.join(OFFLOADS)} but is {self.offload!r}")
         if self.when_busy not in WHEN_BUSY:
             raise ValueError(f"`when_busy` must be one of {', '.join(WHEN_BUSY)} but is {self.when_busy!r}")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
@@ -128,6 +143,10 @@ class Settings:
                 raise ValueError(f"an allowed origin must be scheme://host[:port] (e.g. https://tools.example.org) but "
                                  f"is {origin!r}")
         object.__setattr__(self, "allow_origins", origins)
+        if self.workers:
+            from studio.remote.address import check_workers
+
+            object.__setattr__(self, "workers", check_workers(self.workers, self.insecure_workers))
 
     @property
     def local_only(self) -> bool:

@@ -5,15 +5,13 @@ error toast. The Generate, Dataset and Evaluate tabs have their own browser test
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 
+from browsing import MARKS, browser, page  # noqa: F401 (the fixtures)
 from served import serve_studio
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium (.ci/run installs it)")]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
@@ -25,41 +23,18 @@ def studio_url(tmp_path_factory, shared_models_dir):
     app.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, studio_url, tmp_path):
-    """A page on the studio that fails the test on a JavaScript error or an error toast."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(studio_url[1])
-    yield page
-    toasts = page.locator(".toast-body.error").all_inner_texts()
-    page.screenshot(path=str(tmp_path / "last.png"), full_page=True)
-    page.close()
-    assert not errors, f"page errors: {errors}"
-    assert not toasts, f"error toasts: {toasts}"
-
-
 def test_the_demo_is_one_click_from_the_first_screen_and_a_reload_still_shows_it(page, studio_url):
     from playwright.sync_api import expect
 
     studio, _ = studio_url
     # 1. The first screen says what the studio is and offers the demo, open (nothing is on disk yet)
-    expect(page.get_by_text("Likeness Studio makes a personal image model")).to_be_visible()
+    # (a loaded machine renders the first screen slowly)
+    expect(page.get_by_text("Likeness Studio makes a personal image model")).to_be_visible(timeout=30_000)
     page.get_by_role("button", name="Teach builtin:pocket a star (offline demo)").click()
     # 2. One click: the dataset is written, the run starts, the Train tab shows it
     expect(page.get_by_text(re.compile(r"Started: wrote dataset 'zq'"))).to_be_visible(timeout=30_000)
+    # the prompt to copy shows its LoRA tag as written (it was read as an HTML tag and vanished)
+    expect(page.locator("code", has_text="a red zq on a white background <lora:zq:1>")).to_be_visible()
     expect(page.get_by_role("tab", name="Train", selected=True)).to_be_visible()
     assert len(list((studio.settings.datasets_dir / "zq").glob("zq_*.png"))) == 8
     expect(page.get_by_text(re.compile(r"zq: running, step \d+/300"))).to_be_visible(timeout=120_000)

@@ -54,11 +54,11 @@ def test_the_endpoints_take_their_requests_field_names(generate_app):
     def names(endpoint):
         return {p["parameter_name"] for p in endpoints[endpoint]["parameters"]}
 
-    txt2img = {"prompt", "negative_prompt", "model", "seed", "sampler", "steps", "cfg", "width", "height",
+    txt2img = {"prompt", "negative_prompt", "model", "seed", "sampler", "steps", "cfg", "width", "height", "styles",
                "batch_size", "loras", "embeddings", "distilled_cfg", "max_sequence_length"}
     hires = {"hires_scale", "hires_steps", "hires_upscaler", "hires_strength"}
     inpaint = {"init_image", "strength", "mask_blur", "inpaint_area", "inpaint_padding"}
-    assert names("/generate") == txt2img | hires
+    assert names("/generate") == txt2img | hires | {"init_image", "strength"}  # img2img: its own picture
     assert names("/inpaint") == txt2img | inpaint | {"inpaint_model"}  # a dedicated inpainting model beside `model`
     assert names("/upscale") == {"image", "upscaler", "scale", "tile", "tile_overlap"}
     assert names("/fix_faces") == {"image", "prompt", "negative_prompt", "model", "loras", "embeddings", "seed", "steps",
@@ -129,3 +129,49 @@ def test_a_dropped_png_restores_the_clean_up_settings(generate_app, tmp_path):
     assert got["gen.hires_scale"] == 1.0 and got["gen.hires_steps"] == 0
     assert (got["gen.strength"], got["gen.mask_blur"], got["gen.inpaint_area"], got["gen.inpaint_padding"]) == (
         0.6, 8, "only masked", 48)
+
+
+def test_generate_starts_from_a_picture_and_send_to_puts_the_selected_one_where_asked(generate_app, tmp_path):
+    from skimage import data
+
+    from studio.ui import generate_tab, send_to
+
+    studio, app = generate_app
+    ctx = TabContext(studio)
+    start = Image.fromarray(data.astronaut()).resize((64, 64))
+    values = {**defaults(app, "/generate"), "prompt": "a dog", "steps": 4, "width": 64, "height": 64, "loras": [],
+              "init_image": start, "strength": 0.5}
+    out = generate_tab.run(ctx, SimpleNamespace(**values), None, no_progress)
+    assert "Denoising strength: 0.5" in out["parameters"]  # img2img from Generate itself, at its strength
+    drawn = generate_tab.run(ctx, SimpleNamespace(**{**values, "init_image": None}), None, no_progress)
+    assert "Denoising strength" not in drawn["parameters"]  # no picture: from noise
+    # the picture selected in the gallery goes where each button says
+    paths = [item[0] for item in out["gallery"] + drawn["gallery"]]
+    picked = SimpleNamespace(gallery_items=[(p, "seed") for p in paths], selected=1)
+    sent = send_to.to_img2img(ctx, picked)
+    assert sent["image"] == paths[1] and sent["said"].startswith("Picture 2 is the image to start from")
+    painter = send_to.to_painter(ctx, picked, "upscale")
+    assert painter["cleanup_image"] == paths[1] and painter["status"] == "Picture 2 is in the painter: press Upscale."
+    assert painter["source_parameters"].startswith("a dog")  # the picture's own parameters come along
+    first = SimpleNamespace(gallery_items=picked.gallery_items, selected=None)  # none clicked: the first
+    assert send_to.to_animal(ctx, first)["photo"] == paths[0]
+    with pytest.raises(ValueError, match="no picture to send yet"):
+        send_to.to_img2img(ctx, SimpleNamespace(gallery_items=[], selected=0))
+
+
+def test_the_outputs_browser_restores_a_past_picture_s_settings(generate_app):
+    from studio.ui import generate_tab
+
+    studio, app = generate_app
+    ctx = TabContext(studio)
+    values = {**defaults(app, "/generate"), "steps": 3, "width": 64, "height": 64, "loras": [], "init_image": None}
+    for prompt, seed in (("an old castle", 11), ("a new bridge", 12)):
+        generate_tab.run(ctx, SimpleNamespace(**{**values, "prompt": prompt, "seed": seed}), None, no_progress)
+    shown = generate_tab.show_past(ctx, SimpleNamespace())
+    assert [caption for _, caption in shown["past"]][:2] == [p.rsplit("/", 1)[-1] for p in shown["past_paths"][:2]]
+    # the second newest picked: its own prompt and seed come back, and the page says so
+    got = generate_tab.restore_past(ctx, SimpleNamespace(picked=1, paths=shown["past_paths"]))
+    assert (got["prompt"], got["seed"], got["steps"]) == ("an old castle", 11, 3)
+    assert got["said"].startswith("Restored prompt `an old castle`, seed 11")
+    with pytest.raises(ValueError, match="no past picture picked"):
+        generate_tab.restore_past(ctx, SimpleNamespace(picked=99, paths=shown["past_paths"]))

@@ -89,3 +89,24 @@ def test_dataset_tab_in_a_real_browser(served, tmp_path):
                                timeout=30_000)  # the picture was served from the workspace
         page.screenshot(path=str(tmp_path / "dataset.png"), full_page=True)
         browser.close()
+
+
+def test_delete_subject_leaves_nothing_of_it_on_screen(studio):
+    """After Delete subject the painter, the picture picker and the identity check are emptied (the painter kept
+    asking for the deleted picture's copy and hung), and the list of what went is the accordion's own."""
+    from types import SimpleNamespace
+
+    from studio.ui.common import TabContext
+    from studio.ui.dataset_tab import delete, delete_plan
+    from tests.train_helpers import astronaut, make_dataset
+
+    make_dataset(studio.settings, "gone", [astronaut()], ["sks"])
+    ctx = TabContext(studio)
+    plan = delete_plan(ctx, SimpleNamespace(name_="gone", outputs_=False))
+    assert set(plan) == {"report"} and "would remove dataset: workspace/datasets/gone" in plan["report"].replace(
+        str(studio.settings.workspace_dir), "workspace")
+    out = delete(ctx, SimpleNamespace(name_="gone", confirm_="gone", outputs_=False))
+    assert out["painter"] is None and out["picked"]["choices"] == [] and out["picked"]["value"] is None
+    assert out["check_gallery"] == [] and out["check_table"]["data"] == [] and out["gallery"] == []
+    assert out["check_status"] == "Subject gone deleted: nothing to check."
+    assert not (studio.settings.datasets_dir / "gone").exists()

@@ -213,7 +213,9 @@ def test_a_checkpoint_that_cannot_be_written_fails_the_run_in_one_line(studio, m
         raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0")
 
     monkeypatch.setattr(torch, "save", full)
-    monkeypatch.setattr("shutil.disk_usage", lambda path: type("U", (), {"free": 0})())
+    # 32 MB free: room for the tiny run's checkpoints (the checkpoint policy plans some), too little to be a disk
+    # that merely failed (under 64 MB the failed write is told as a full disk)
+    monkeypatch.setattr("shutil.disk_usage", lambda path: type("U", (), {"free": 32 * 1024**2})())
     with pytest.raises(ValueError, match=r"could not write step-0000001 in .*checkpoints: no space left on the disk"):
         train_in_process(studio, tiny_config(max_steps=2))
     folder = studio.settings.runs_dir / "run" / "checkpoints"

@@ -78,7 +78,7 @@ def test_every_gpu_tier_preset_fits_its_own_gpu_in_the_plan(studio, variant):
     from studio.models.configs import variant_folder
     from studio.models.config_sizes import model_sizes
     from studio.train.fit import _tier
-    from studio.train.presets import PRESET_KEYS, PRESETS
+    from studio.train.presets import PRESETS
 
     family = next(f for f in families.all_families() if variant in (f.default_variant, f.planned_variant(variant)))
     keys = family.gpu_presets_for(model_sizes(variant_folder(variant), family).denoiser_config)
@@ -87,7 +87,7 @@ def test_every_gpu_tier_preset_fits_its_own_gpu_in_the_plan(studio, variant):
                "sd15-8gb": 7.5}  # issue 23's
     for key in keys:
         gb = _tier(key)
-        _, verdict = _check(studio, variant, gb, **PRESETS[PRESET_KEYS[key]])
+        _, verdict = _check(studio, variant, gb, **PRESETS[key])
         assert verdict.plan.peak.gb <= targets.get(key, gb), (key, verdict.lines())
 
 

@@ -81,6 +81,28 @@ def test_start_watch_stop_and_to_dataset_through_the_api(tmp_path, shared_models
         assert message.startswith("Dataset **api-set** written (3 pictures")
         with pytest.raises(Exception, match="taken by an earlier mining job"):
             client.predict(name="api-job", candidates="photos", api_name="/mine_start")
+        # Folder mode from the browser: pictures uploaded (a .zip and a picture), kept as the
+        # dataset folder <job>-candidates, and mined in upload order; a broken picture refused with its reason
+        import zipfile
+
+        from gradio_client import handle_file
+
+        with zipfile.ZipFile(tmp_path / "faces.zip", "w") as z:
+            z.write(photos / "astro-0.jpg", "a/astro-0.jpg")
+            z.write(photos / "astro-1.jpg", "a/astro-1.jpg")
+        (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+        files = [handle_file(str(p)) for p in (tmp_path / "faces.zip", photos / "hopper.jpg", tmp_path / "broken.jpg")]
+        with pytest.raises(Exception, match="leave the prompt and the dataset empty"):
+            client.predict(name="up", prompt="a face", uploads=files, api_name="/mine_start")
+        job, line = client.predict(name="up", uploads=files, target=50, max_minutes=2, api_name="/mine_start")
+        assert job["value"] == "up"
+        assert "3 uploaded pictures kept as dataset folder 'up-candidates'; refused 1: broken.jpg (not an image" in line
+        kept = sorted(p.name for p in (studio.settings.datasets_dir / "up-candidates").iterdir())
+        assert kept == ["00000-astro-0.jpg", "00001-astro-1.jpg", "00002-hopper.jpg"]
+        while "up: done" not in (text := client.predict("up", api_name="/mine_status")[0]):
+            assert "failed" not in text and time.monotonic() < deadline + 120, text
+            time.sleep(0.5)
+        assert "3 candidates" in text and "**group 2 of 50**" in text, text
     finally:
         app.close()
 

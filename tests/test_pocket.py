@@ -143,3 +143,32 @@ def test_concept_dataset_and_check_from_the_command_line(studio, tmp_path, capsy
     with pytest.raises(SystemExit) as exit_info:  # a shape the model knows is no new concept
         main(["pocket", "concept", "zz2", "--shape", "circle", *root])
     assert exit_info.value.code == 2 and "invalid choice: 'circle'" in capsys.readouterr().err
+
+
+def test_one_subject_without_faces_is_scored_by_pocket_s_checker(pocket_studio):
+    """On a base that ships a checker, a run of one subject with no face gets a score per validation: the share of its
+    pictures the checker does not see as the dataset's shape (what the Train tab's chart, the best epoch and a sweep's
+    best cell go by)."""
+    from PIL import Image
+
+    from studio.pocket.concept import write_concept_dataset
+    from studio.pocket.scenes import shape_scene
+    from studio.train import data
+    from studio.train.config import RunConfig
+    from studio.train.sampling import EpochValidation, SubjectReferences, score, subject_references
+    from studio.train.watch import _Said
+
+    settings = pocket_studio.settings
+    write_concept_dataset(settings.datasets_dir / "zqc", trigger="zqc", shape="star", count=8)
+    config = RunConfig(name="c", dataset="zqc", trigger="zqc", model="builtin:pocket",
+                       validation_prompts=["a red {trigger}", "a blue {trigger}", "a green {trigger}"])
+    log = _Said()
+    reference = subject_references(pocket_studio.store, config, data.subject_items(settings, config), log)
+    assert isinstance(reference, SubjectReferences) and reference.subjects[0].label == "star"
+    assert any("counts as star" in fields["text"] for _, fields in log.events)
+    stars = [Image.open(p).convert("RGB") for p in sorted((settings.datasets_dir / "zqc").glob("*.png"))[:2]]
+    circle = shape_scene(random.Random(0), shape="circle").image
+    result = EpochValidation(1, "", [], config.prompts())
+    score(result, [*stars, circle], reference, config)
+    assert result.subjects[0]["kept"] == 2 and result.subjects[0]["pictures"] == 3
+    assert result.worst_score == pytest.approx(1 / 3) and result.scores == [] and result.mean_score is None

@@ -50,7 +50,9 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
     assert healthy.state == "done" and not [e for e in read_events(healthy.run_dir) if e["type"] == "guard"]
     assert (diverged.state, diverged.exit_code, diverged.signal) == ("failed", 3, "loss")
     assert report["steps_run"] == 60 and report["steps_separate"] == 80  # shared first steps
-    assert report["best"] in ("c01", "c02") and report["best_by"] == "clip"
+    # pocket ships a checker: each cell's pictures drawn as the dataset's star decide the best cell
+    assert all(0 <= cells[c]["scores"]["shape"] <= 1 for c in ("c01", "c02", "c03"))  # c04 stopped before it drew
+    assert report["best"] in ("c01", "c02") and report["best_by"] == "checker"
     assert (folder / "grid.png").is_file() and (folder / "chart_clip_vs_lr.png").is_file()
     import re
 
@@ -80,12 +82,12 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
     views = sweep_panel.status(TabContext(studio), SimpleNamespace(sweep="s", last=None))
     assert [row[0] for row in views["table"]] == ["base", "c01", "c02", "c03", "c04"]
     assert [row[2] for row in views["table"]][1:] == ["done", "done", "collapsed", "collapsed"]
-    assert views["pictures"][0][1] == "grid" and len(views["pictures"]) == 3  # the grid and two charts
-    assert set(views["loss"]["cell"]) == {"c01", "c02", "c03", "c04"}
+    assert views["pictures"][0][1] == "grid" and len(views["pictures"]) == 5  # the grid, CLIP's and shape's charts
+    assert set(views["loss"]["value"]["cell"]) == set(views["loss"]["color_map"]) == {"c01", "c02", "c03", "c04"}
     with pytest.raises(ValueError, match="`grid` knob 'nope' cannot be swept"):
-        sweep_panel.start(TabContext(studio), SimpleNamespace(sweep_name="s2", grid="nope=1,2", name="", dataset="zq",
+        sweep_panel.start(TabContext(studio), SimpleNamespace(name="s2", grid="nope=1,2", preset="", dataset="zq",
                                                               model="builtin:pocket", method="finetune", trigger="zq",
-                                                              prompts="a {trigger}"))
+                                                              validation_prompts="a {trigger}"))
     # 7. `train` ends a run the guard stopped with exit code 3 and its one-line reason
     from studio import jobs as every_job
     from studio.train import jobs

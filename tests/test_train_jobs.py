@@ -10,19 +10,11 @@ import time
 
 import pytest
 
-from tests.train_helpers import astronaut, chelsea, make_dataset, tiny_config
+from tests.train_helpers import astronaut, chelsea, make_dataset, tiny_config, wait_for_run
 
 
 def _wait_for_step(studio, name, step, timeout=120):
-    from studio.train import jobs
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = jobs.run_status(studio, name)
-        if status.step >= step or not status.active:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"run {name} did not reach step {step}")
+    return wait_for_run(studio, name, lambda status: status.step >= step, timeout)
 
 
 def test_child_run_cancel_resume_and_listing(studio):
@@ -230,3 +222,25 @@ def test_a_moved_workspace_still_shows_its_runs_pictures(tmp_path):
     shown = folder_status(new, "moved").validations[0]
     assert shown["grid"] == str(new / "samples" / "epoch-001.png")
     assert shown["images"] == [str(new / "samples" / "epoch-001" / "0.png")]
+
+
+def test_a_cancelled_job_says_so_at_once_while_it_finishes_its_step(studio):
+    """Cancel writes the cancel file; the child sees it after its step. Meanwhile the job reads "cancelling", not
+    "running" (a sweep's cell step took seconds, and the page said running all that while)."""
+    import os
+
+    from studio.fileio import write_json
+    from studio.joblog import ACTIVE, ask_to_stop
+    from studio.train import jobs
+    from tests.train_helpers import tiny_config
+
+    folder = studio.settings.runs_dir / "busy"
+    write_json(folder / "run.json", tiny_config(name="busy").to_json())
+    write_json(folder / "status.json", {"state": "running", "message": "", "pid": os.getpid()})  # a live process
+    (folder / "metrics.jsonl").write_text("")
+    assert jobs.run_status(studio, "busy").state == "running"
+    ask_to_stop(folder)
+    status = jobs.run_status(studio, "busy")
+    assert status.state == "cancelling" and status.state in ACTIVE  # still followed until it has stopped
+    assert status.line() == "busy: cancelling, asked to stop: it ends after its current step, keeping a checkpoint " \
+                            "to resume from"

@@ -389,17 +389,19 @@ def test_the_train_tab_shows_each_subjects_score_per_epoch(studio):
                           "drawn_as": {"vlx": 0}},
                          {"trigger": "vlx", "dataset": "tsb", "label": "heart", "kept": b, "pictures": 4,
                           "score": 1 - b / 4, "drawn_as": {"zq": 1}}]
-    validations = [{"epoch": 1, "loss": 0.1, "scores": [None] * 5, "subjects": rows(4, 1), "worst_score": 0.75},
-                   {"epoch": 2, "loss": 0.1, "scores": [None] * 5, "subjects": rows(3, 3), "worst_score": 0.25}]
+    validations = [{"epoch": 1, "loss": 0.1, "scores": [], "subjects": rows(4, 1), "worst_score": 0.75},
+                   {"epoch": 2, "loss": 0.1, "scores": [], "subjects": rows(3, 3), "worst_score": 0.25}]
     status = SimpleNamespace(line=lambda: "pair: done", messages=[], checkpoint_step=None, state="done", best_epoch=2,
                              files=[], losses=[(1, 0.2)], validations=validations, base_validation=None,
-                             config=tiny_config())
+                             config=tiny_config(extra_subjects=[Subject("tsb", "vlx")]), saved_epochs=[1, 2],
+                             run_dir=studio.settings.runs_dir / "pair", warnings=[])
     views = status_views(TabContext(studio), status)
-    frame = views["subject_scores"]["value"]
-    assert views["subject_scores"]["visible"] is True
-    assert frame.values.tolist() == [[1, "zq", 0.0], [1, "vlx", 0.75], [2, "zq", 0.25], [2, "vlx", 0.25]]
-    assert views["table"][1][-1] == "zq (tsa), drawn as its star in 3/4, as vlx's in 0/4\n" \
-                                    "vlx (tsb), drawn as its heart in 3/4, as zq's in 1/4"
+    frame = views["shapes"]["value"]  # pocket's checker: the share of each subject's pictures drawn as its shape
+    assert views["shapes"]["visible"] is True and views["subject_scores"]["visible"] is False  # no faces
+    assert frame.values.tolist() == [[1, 0.25, "vlx"], [2, 0.75, "vlx"], [1, 1.0, "zq"], [2, 0.75, "zq"]]
+    assert views["table"]["headers"] == ["epoch", "loss", "drawn as its shape", "per subject", "best"]
+    assert views["table"]["data"][1][-2] == "zq (tsa), drawn as its star in 3/4, as vlx's in 0/4\n" \
+                                            "vlx (tsb), drawn as its heart in 3/4, as zq's in 1/4"
     assert "every subject kept: the lowest worst-subject score" in views["status"]
     one = SimpleNamespace(**{**vars(status), "validations": [{"epoch": 1, "scores": [0.3]}], "best_epoch": 1})
-    assert status_views(TabContext(studio), one)["subject_scores"] == {"__type__": "update", "visible": False}
+    assert status_views(TabContext(studio), one)["subject_scores"]["visible"] is False

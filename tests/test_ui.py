@@ -150,10 +150,13 @@ def test_dropping_an_a1111_png_restores_its_settings(served, tmp_path):
     Image.new("RGB", (8, 8)).save(png, pnginfo=info)
     _, url = served
     restored = Client(url, verbose=False).predict(handle_file(str(png)), api_name="/restore_parameters")
-    prompt, negative, seed, sampler, steps, cfg, width, height, text = restored
+    prompt, negative, seed, sampler, steps, cfg, width, height, text, said = restored
     assert (prompt, negative, seed, sampler, steps, cfg, width, height) == (
         "a castle, <lora:old:0.5>", "fog", 1234, "DPM++ 2M Karras", 31, 6.5, 640, 448)
     assert text.startswith("a castle")
+    # the page says what it restored, where the PNG was dropped
+    assert said == ('Restored prompt `a castle, <lora:old:0.5>`, seed 1234, sampler DPM++ 2M Karras, steps 31, '
+                    'cfg 6.5, width 640, height 448.')
 
 
 def test_opening_generate_lists_new_loras_and_keeps_chosen_weights(settings):
@@ -217,7 +220,7 @@ def test_painting_a_mask_in_a_real_browser_inpaints_only_there(served, tmp_path)
         page.goto(url)
         page.get_by_role("tab", name="Generate").click()
         page.get_by_label(re.compile(r"^\s*Prompt(\s|$)")).fill("a photo of a woman")
-        page.get_by_text("Clean-up: inpaint, hires fix, upscale, face fix").click()
+        page.get_by_text("Clean-up: inpaint, upscale, face fix").click()
         with page.expect_file_chooser() as chooser:
             page.get_by_text("Upload an image").click()
         chooser.value.set_files(str(tmp_path / "astronaut.png"))
@@ -231,7 +234,7 @@ def test_painting_a_mask_in_a_real_browser_inpaints_only_there(served, tmp_path)
         page.mouse.up()
         page.get_by_role("radio", name="Only masked").check()
         page.get_by_role("button", name="Inpaint", exact=True).click()
-        expect(page.locator("#cleanup-status")).to_contain_text("Inpainted 1 picture", timeout=120_000)
+        expect(page.locator("#inpaint-status")).to_contain_text("Inpainted 1 picture", timeout=120_000)  # by its button
         browser.close()
     (made,) = set(studio.settings.outputs_dir.rglob("*.png")) - before
     result, original = np.asarray(Image.open(made).convert("RGB")), np.asarray(astronaut())

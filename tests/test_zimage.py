@@ -97,3 +97,21 @@ def test_the_memory_facts_are_the_real_configs_counted():
     zimage = families.get("zimage")
     for variant in zimage.variants:
         assert count_parameters(variant_folder(variant)) == zimage.parameter_counts[variant]
+
+
+def test_a_lora_trains_from_a_comfyui_file_as_from_its_folder(studio):
+    """The staged load reads the file's transformer alone after the captions are encoded (ZImage.file_transformer): the
+    same weights as the folder's, so the same seed gives the same losses."""
+    from studio.models.families.z_image_files import comfy_state
+
+    with studio.cache.pipeline(ZIMAGE) as pipe:
+        state = comfy_state(pipe.transformer)
+    path = studio.settings.models_dir / "base" / "tiny_zimage_train.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()}, str(path),
+              metadata={"studio.base_model": ZIMAGE})
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks, a photo"])
+    by_file = train_in_process(studio, tiny_config(name="from-file", model=str(path), max_steps=3, cache=True))
+    by_folder = train_in_process(studio, tiny_config(name="from-folder", model=ZIMAGE, max_steps=3, cache=True))
+    assert by_file.first_loss == pytest.approx(by_folder.first_loss, rel=1e-4)
+    assert by_file.last_loss == pytest.approx(by_folder.last_loss, rel=1e-3)

@@ -41,6 +41,22 @@ def tiny_config(**changes):
     return replace(base, **changes)
 
 
+def wait_for_run(studio, name: str, test, timeout: float = 120):
+    """Run `name`'s status once `test(status)` holds or the run is no longer active; an AssertionError after
+    `timeout` seconds."""
+    import time
+
+    from studio.train import jobs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = jobs.run_status(studio, name)
+        if test(status) or not status.active:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"run {name}: still {jobs.run_status(studio, name).line()} after {timeout} s")
+
+
 def train_in_process(studio, config, *, resume: bool = False, should_stop=lambda: False):
     """Run the loop here (no child process): what the child does, minus the process."""
     from studio.train.loop import train

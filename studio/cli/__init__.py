@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
 
-from studio.settings import WHEN_BUSY
+from studio.settings import OFFLOADS, WHEN_BUSY
 
 # Verbs, each a module under studio/cli/ (a dash in the verb is an underscore in the module's name) that adds its
 # subparser and sets defaults(run=...).
@@ -30,7 +31,13 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     parser.add_argument("--workspace", type=Path, default=d(None),
                         help="datasets, runs and outputs (default: ROOT/workspace)")
     parser.add_argument("--device", default=d("auto"), help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    parser.add_argument("--dtype", default=d("auto"), help="auto, float32, float16 or bfloat16 (default: fp16 on GPU)")
+    parser.add_argument("--dtype", default=d("auto"),
+                        help="auto, float32, float16 or bfloat16 (default: on a GPU each family's half precision: fp16 "
+                             "for SD, bf16 for FLUX and the other flow transformers where the GPU has it)")
+    parser.add_argument("--offload", choices=OFFLOADS, default=d("auto"),
+                        help="a base model that does not fit the GPU's free memory generates offloaded to the CPU "
+                             "(auto: decided by its size, and said; none; model: a model at a time; sequential: layer "
+                             "by layer, slowest)")
     parser.add_argument("--cache-gb", type=float, default=d(0.0),
                         help="weights the model cache may hold, in GiB (default: 3/4 of GPU memory, half the RAM on CPU)")
     parser.add_argument("--allow-pickle", action="store_true", default=d(False),
@@ -41,6 +48,13 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     parser.add_argument("--user", default=d(""), metavar="NAME",
                         help="act as this user of a studio of several people: their workspace (workspace/users/NAME/) "
                              "and models (default: the studio's owner, an admin: workspace/ and models/ themselves)")
+    if not (suppress and "--workers" in parser._option_string_actions):  # (`dataset prepare --workers N` is its own)
+        parser.add_argument("--workers", dest="workers_address", default=d(None), metavar="ray://HOST:PORT",
+                            help="send queued runs to this Ray cluster's GPU workers instead of training here "
+                                 "(default: $RAY_ADDRESS, else here); the datasets' photos travel to them")
+    parser.add_argument("--insecure-workers", action="store_true", default=d(False),
+                        help="allow --workers beyond the local network without Ray's TLS (the photos cross it "
+                             "unencrypted)")
     parser.add_argument("--when-busy", choices=WHEN_BUSY, default=d("wait"),
                         help="while a job (run, sweep, mining) holds the GPU: wait for it in the queue (default), or "
                              "run on the CPU now (Generate, Evaluate, captions, upscaling...)")
@@ -73,7 +87,10 @@ def settings_from_args(args: argparse.Namespace):
 
     kwargs = dict(device=args.device, dtype=args.dtype, cache_budget_bytes=int(args.cache_gb * 1024**3),
                   allow_pickle=args.allow_pickle, allow_downloads=not args.offline, when_busy=args.when_busy,
-                  models_dir=args.models_dir, workspace_dir=args.workspace)
+                  offload=args.offload,
+                  models_dir=args.models_dir, workspace_dir=args.workspace,
+                  workers=os.environ.get("RAY_ADDRESS", "") if args.workers_address is None else args.workers_address,
+                  insecure_workers=args.insecure_workers)
     if args.root is not None:
         kwargs["root"] = args.root
     if args.max_image_mp is not None:

@@ -10,7 +10,7 @@ def register(sub) -> None:
     from studio.cli.flags import add_flags
     from studio.fields import declared
     from studio.train.config import RunConfig
-    from studio.train.presets import PRESET_KEYS
+    from studio.train.presets import PRESETS
     from studio.train.sweep import SET_BY_SWEEP, SweepRequest
 
     p = sub.add_parser("sweep", help="train a grid of settings and score each cell (CLIP, likeness), guarded "
@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--grid", action="append", default=[], metavar="KNOB=V1,V2",
                    help=f"{declared(SweepRequest)['grid'].help}; one knob a flag (repeatable): lr=1e-5,1e-3, "
                         f"steps=400,2000, rank=4,8 ...")
-    p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (seed-001 brings "
+    p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESETS)} (seed-001 brings "
                                                   "its lr x steps grid)")
     add_flags(p, RunConfig, skip=SET_BY_SWEEP)  # the run settings every cell shares, by their declared flags
     p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
@@ -62,16 +62,19 @@ def table(report: dict) -> str:
     def number(x, digits):
         return "-" if x is None else f"{x:.{digits}f}"
 
-    header = ("cell", "settings", "state", "CLIP", "likeness", "no face", "loss", "time s", "")
+    def share(x):  # drawn as its shape, by the base's checker
+        return "-" if x is None else f"{x:.0%}"
+
+    header = ("cell", "settings", "state", "CLIP", "likeness", "no face", "shape", "loss", "time s", "")
     rows = []
     if report.get("base"):
         s = report["base"]["scores"]
         rows.append(("base", "the base model", "", number(s["mean_clip"], 2), number(s["mean_sim"], 4),
-                     "-" if s["no_face"] is None else str(s["no_face"]), "-", "-", ""))
+                     "-" if s["no_face"] is None else str(s["no_face"]), share(s.get("shape")), "-", "-", ""))
     for c in report["cells"]:
         s = c["scores"]
         rows.append((c["id"], c["label"], c["state"], number(s["mean_clip"], 2), number(s["mean_sim"], 4),
-                     "-" if s["no_face"] is None else str(s["no_face"]), number(c["loss"], 4),
+                     "-" if s["no_face"] is None else str(s["no_face"]), share(s.get("shape")), number(c["loss"], 4),
                      number(c["time_s"], 1), "best" if c["best"] else ""))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])

@@ -16,7 +16,7 @@ def register(sub) -> None:
     from studio.cli.flags import add_flags
     from studio.fields import declared
     from studio.train.config import RunConfig
-    from studio.train.presets import PRESET_KEYS
+    from studio.train.presets import PRESETS
 
     settings = declared(RunConfig)
     p = sub.add_parser("train", help="train a LoRA, DreamBooth or fine-tuned model or a textual-inversion embedding")
@@ -31,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--class-word", action="append", default=None,
                    help="several datasets: each subject's class (person, dog...), once each; DreamBooth's prior "
                         "images are 'a photo of a <class word>', textual inversion starts each token from it")
-    p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESET_KEYS)} (flags override it)")
+    p.add_argument("--preset", default=None, help=f"start from a preset: {', '.join(PRESETS)} (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run named --out from its last checkpoint")
     p.add_argument("--config", type=Path, default=None, help="a run.json to start from; flags override it")
     p.add_argument("--dry-run", action="store_true",
@@ -164,10 +164,14 @@ def run(args, studio) -> int:
     print(f"run {status.name}: {status.run_dir}", flush=True)
     seen, last_print = 0, 0.0
 
+    said = set()
+
     def show(current):
         nonlocal seen, last_print
         for text in current.messages[seen:]:
-            print(text, flush=True)
+            if text not in said:  # (a warning the studio gave when queuing the run, the run gives again)
+                print(text, flush=True)
+                said.add(text)
         seen = len(current.messages)
         if time.monotonic() - last_print > 1.0 and current.step:
             print(current.line(), flush=True)
@@ -175,6 +179,8 @@ def run(args, studio) -> int:
 
     status, _ = follow(studio, jobs.RUNS, status.name, show, cancelling="cancelling (a checkpoint is written first)...")
     print(status.line(), flush=True)
+    for warning in status.warnings:  # again at the end, where the eye lands
+        print(f"note: {warning}", file=sys.stderr, flush=True)
     if status.state == "failed" and status.failure_code == 3:  # the guard's one-line reason, where scripts look
         print(f"stopped ({status.signal}): {status.message}", file=sys.stderr, flush=True)
     for v in status.validations:

@@ -177,3 +177,11 @@ def save_png(image, parameters: str, folder: Path, name) -> Path:
     with fileio.fill_reserved(path) as tmp:
         image.save(tmp, format="PNG", pnginfo=info)
     return path
+
+
+def past_outputs(outputs_dir: Path, limit: int = 60) -> list[Path]:
+    """The pictures under workspace/outputs/ (a folder a day), newest first, at most `limit`: what the outputs
+    browser shows (each PNG carries the parameters it was made with)."""
+    found = [p for p in Path(outputs_dir).glob("*/*.png") if not p.name.startswith(".")] if Path(
+        outputs_dir).is_dir() else []
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)[:limit]

@@ -67,6 +67,9 @@ class GenerationRequest:
     # textual-inversion files; their names are prompt tokens
     embeddings: list[str] = setting(default_factory=list, label="Embeddings", flag="--embedding", names="embedding",
                                     help="textual inversions; use their names in the prompt")
+    # saved prompt pieces (workspace/styles.csv, A1111's format), added to the prompts in order
+    styles: list[str] = setting(default_factory=list, label="Styles", flag="--style", names="style",
+                                help="saved prompt pieces, added to the prompt and negative prompt in order")
     init_image: object | None = setting(None, label="Picture", group="img2img", flag="--init-image",
                                         parse=open_picture, help="img2img (or inpainting) from this picture")
     strength: float = setting(0.75, label="Denoising strength", span=(0.05, 1, 0.05), group="img2img",

@@ -13,9 +13,12 @@ from studio import __version__
 from studio.generate.hires import hires_fields, hires_schedule, hires_size
 from studio.generate.inpaint import paste_back, plan_inpaint
 from studio.generate.parameters import format_control_unit, format_parameters, save_png, split_lora_tags
+from studio.generate.preview import PREVIEW_EVERY, Preview, preview_picture
 from studio.generate.request import GeneratedImage, GenerationRequest, GenerationResult, LoraChoice
 from studio.generate.samplers import check_sampler, make_scheduler
+from studio.generate.styles import apply_styles
 from studio.models import families
+from studio.models.placement import vae_tiling
 from studio.progress import Cancelled, ProgressFn, StopFn, never_stop, no_progress
 
 
@@ -27,12 +30,16 @@ def effective_loras(request: GenerationRequest) -> tuple[str, list[LoraChoice]]:
 
 
 def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_progress,
-             should_stop: StopFn = never_stop) -> GenerationResult:
+             should_stop: StopFn = never_stop, preview: Preview | None = None) -> GenerationResult:
+    """Run `request`; `preview` (when given) receives the batch's approximate picture every few steps."""
     import torch
 
     started = time.perf_counter()
     # 1. Check inputs and resolve every name to a file before anything is loaded.
     request = replace(request, model=request.model or studio.store.default_model).check()
+    if request.styles:  # the saved styles' pieces, in order: the prompts as if typed with them
+        styled, negative = apply_styles(studio.settings, request.styles, request.prompt, request.negative_prompt)
+        request = replace(request, prompt=styled, negative_prompt=negative)
     prompt, loras = effective_loras(request)
     ref = studio.store.resolve(request.model)
     lora_files = [(lc, studio.store.lora_file(lc.name)) for lc in loras]
@@ -73,6 +80,8 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         guidance, notes, distilled = family.guidance_kwargs(
             pipe, cfg=request.cfg, negative_prompt=request.negative_prompt, distilled_cfg=request.distilled_cfg,
             max_sequence_length=request.max_sequence_length)
+        if pipe.studio_placement.note:  # the base did not fit the GPU (studio.models.placement)
+            notes.append(pipe.studio_placement.note)
         request = replace(request, distilled_cfg=distilled)
         final_size = hires_size(width, height, request.hires_scale) if hires else None
         if final_size and max(final_size) > 4096:
@@ -84,7 +93,8 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
         # 4. Arguments for this task; noise comes from CPU generators so a seed gives the same image on any device.
         kwargs = dict(prompt=prompt, num_inference_steps=request.steps, num_images_per_prompt=request.batch_size,
                       generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                      callback_on_step_end=_on_step(progress, should_stop, 0, total), **guidance)
+                      callback_on_step_end=_on_step(progress, should_stop, 0, total,
+                                                    _shown(preview, family, (width, height))), **guidance)
         if task == "img2img":
             kwargs.update(family.img2img_kwargs(request.init_image.convert("RGB").resize((width, height)),
                                                 request.strength, (width, height)))
@@ -96,12 +106,13 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
             kwargs.update(_control_kwargs(request, task, width, height))
 
         # 5. Run with the request's sampler (the model's own scheduler is put back after).
-        images = _sample(pipe, request, seed, kwargs)
+        images = _sample(pipe, request, seed, kwargs, (width, height), notes)
 
     # 6. Hires fix: upscale, then a second pass over the big picture; an inpainted region goes back into the picture.
     if hires:
         images = _hires_pass(studio, request, prompt, pipe_loras, embedding_files, seeds, images, final_size,
-                             guidance, notes, _on_step(progress, should_stop, first, total), should_stop, family)
+                             guidance, notes, _on_step(progress, should_stop, first, total,
+                                                       _shown(preview, family, final_size)), should_stop, family)
     if plan is not None:
         images = [paste_back(plan, image) for image in images]
 
@@ -144,11 +155,21 @@ def generate(studio, request: GenerationRequest, *, progress: ProgressFn = no_pr
     return GenerationResult(images=results, request=request, seconds=time.perf_counter() - started, notes=notes)
 
 
-def _on_step(progress: ProgressFn, should_stop: StopFn, done: int, total: int):
-    """The pipeline's step callback: progress over every pass (`done` steps ran before this one), and the stop flag."""
+def _shown(preview: Preview | None, family, size):
+    """What a step callback does with the working latents: the preview of a `size` picture, to `preview`."""
+    if preview is None:
+        return None
+    return lambda pipe, latents: preview(preview_picture(family, pipe, latents, size))
+
+
+def _on_step(progress: ProgressFn, should_stop: StopFn, done: int, total: int, show=None):
+    """The pipeline's step callback: progress over every pass (`done` steps ran before this one), the stop flag, and
+    every PREVIEW_EVERY steps `show(pipe, latents)` (the live preview)."""
 
     def on_step(p, step, timestep, kwargs):
         progress((done + step + 1) / total, f"step {done + step + 1}/{total}")
+        if show is not None and (done + step + 1) % PREVIEW_EVERY == 0 and "latents" in kwargs:
+            show(p, kwargs["latents"])
         if should_stop():
             p._interrupt = True
         return kwargs
@@ -156,15 +177,23 @@ def _on_step(progress: ProgressFn, should_stop: StopFn, done: int, total: int):
     return on_step
 
 
-def _sample(pipe, request: GenerationRequest, seed: int, kwargs: dict) -> list:
-    """Call `pipe` with the request's sampler, then put the model's own scheduler back for the next borrower."""
+def _sample(pipe, request: GenerationRequest, seed: int, kwargs: dict, size: tuple[int, int],
+            notes: list[str]) -> list:
+    """Call `pipe` with the request's sampler, its VAE in tiles for a picture of `size` above
+    placement.TILE_ABOVE_PIXELS (said in `notes`), then put the model's own scheduler back for the next borrower."""
     original_scheduler = pipe.scheduler
     pipe.scheduler = make_scheduler(request.sampler, families.of(pipe), original_scheduler.config, seed=seed)
+    tiled = vae_tiling(*size)
+    if tiled:
+        pipe.vae.enable_tiling()
+        notes.append(tiled)
     try:
         with _prompt_first(pipe, request):
             images = pipe(**kwargs).images
     finally:
         pipe.scheduler = original_scheduler
+        if tiled:
+            pipe.vae.disable_tiling()  # the cached pipeline draws small pictures whole again
     if getattr(pipe, "_interrupt", False):
         pipe._interrupt = False
         raise Cancelled("generation cancelled")
@@ -198,7 +227,7 @@ def _hires_pass(studio, request: GenerationRequest, prompt: str, loras: list[Lor
         **guidance,  # the first pass's guidance: CFG and negative prompt, or FLUX's distilled guidance
     )
     with studio.cache.pipeline(request.model, task="img2img", loras=loras, embeddings=embeddings) as pipe:
-        return _sample(pipe, request, request.seed, kwargs)
+        return _sample(pipe, request, request.seed, kwargs, size, notes)
 
 
 def _control_kwargs(request: GenerationRequest, task: str, width: int, height: int) -> dict:

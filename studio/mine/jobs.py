@@ -56,7 +56,7 @@ class MiningStatus:
             parts.append(f"mean distance {self.group_mean:.3f}")
         parts.append(f"admitted {c['admitted'] + c['seed']}, near misses {c['near_miss']}, rejected {c['rejected']}, "
                      f"no face {c['no_face']}, dropped {c['dropped']}")
-        if self.message and (not self.active or self.state == "queued"):
+        if self.message and (not self.active or self.state in ("queued", "cancelling")):
             parts.append(self.message)
         return ", ".join(parts)
 

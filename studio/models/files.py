@@ -127,6 +127,13 @@ def read_tensors(path: Path, prefix: str, dtype, *, skip: tuple[str, ...] = ()) 
     return state
 
 
+def transformer_tensors(path: Path, prefix: str, dtype) -> dict:
+    """A transformer's tensors from its single file, read one at a time in `dtype`, with ComfyUI's `prefix`
+    (model.diffusion_model.) taken off where the file has it."""
+    names = read_checkpoint(path).shapes
+    return read_tensors(path, prefix if any(k.startswith(prefix) for k in names) else "", dtype)
+
+
 def has_guidance_keys(keys) -> bool:
     """Whether FLUX.1 transformer keys (BFL's or diffusers' names) include the distilled-guidance input: dev has it,
     schnell does not."""

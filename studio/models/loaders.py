@@ -15,19 +15,47 @@ from studio.models.files import safetensors_metadata
 from studio.models.refs import ModelRef
 
 
-def nf4_config(device: str):
-    """diffusers' 4-bit NormalFloat quantization (bitsandbytes): CUDA only; said so, with what to install."""
+def check_nf4(device: str) -> None:
+    """Refuse nf4 where it cannot run (no CUDA device, no bitsandbytes), saying what to do; told without torch, so
+    a run is refused before it is queued."""
     import importlib.util
 
     if not device.startswith("cuda"):
         raise ValueError(f"`base_precision` nf4 needs a CUDA GPU (bitsandbytes), but the device is {device!r}; use "
                          f"int8 or fp8 (torchao), which run on a CPU too")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError("`base_precision` nf4 needs bitsandbytes: pip install bitsandbytes")
+        raise ValueError("`base_precision` nf4 needs bitsandbytes, which is not installed here: pip install "
+                         "bitsandbytes (requirements.txt installs it on Linux x86-64), or use int8 or fp8")
+
+
+def nf4_config(device: str):
+    """diffusers' 4-bit NormalFloat quantization (bitsandbytes): CUDA only; said so, with what to install."""
+    check_nf4(device)
     import torch
     from diffusers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def place(module, device: str, *, stay: list = ()) -> None:
+    """Put `module` on `device`, but for the submodules in `stay` (blocks kept on the CPU for block swapping), moving
+    each tensor as `Module.to` does (quantized tensors too)."""
+    held = {id(m) for block in stay for m in block.modules()}
+    for m in module.modules():
+        if id(m) not in held:
+            m._apply(lambda t: t.to(device), recurse=False)
+
+
+def last_blocks(family, denoiser, count: int) -> list:
+    """The last `count` of the denoiser's blocks (the ones block swapping keeps on the CPU); a ValueError when the
+    family has fewer or none."""
+    if not count:
+        return []
+    blocks = family.blocks(denoiser)
+    if count > len(blocks):
+        have = f"only {len(blocks)} blocks" if blocks else "no blocks it can swap"
+        raise ValueError(f"`blocks_to_swap` is {count}, but the {family.label} denoiser has {have}")
+    return blocks[len(blocks) - count:]
 
 
 class ModelLoading:
@@ -144,7 +172,9 @@ class ModelLoading:
     @staticmethod
     def store_frozen(module, base_precision: str, device: str) -> None:
         """Store a frozen denoiser small for LoRA training: bf16, or fp8 / int8 weight-only (torchao; the LoRA
-        layers stay float32 beside them), nf4 being done at load time. Recorded on the module (studio_precision)."""
+        layers stay float32 beside them), nf4 being done at load time. Done where the module is: the training load
+        does it on the CPU, before the module is placed on the GPU (`place`), so the GPU never holds it in bf16.
+        Recorded on the module (studio_precision)."""
         import torch
 
         if base_precision in ("bf16", "fp8", "int8"):

@@ -12,7 +12,7 @@ from studio.models import builtin, families, hub
 from studio.models.families import ModelFamily
 from studio.models.files import read_checkpoint, safetensors_keys
 from studio.models.hashes import HashCache
-from studio.models.loaders import ModelLoading
+from studio.models.loaders import ModelLoading, last_blocks, place
 from studio.models.refs import ModelRef
 from studio.models.upscalers import UPSCALER_SUFFIXES
 from studio.settings import Settings
@@ -169,9 +169,14 @@ class ModelStore(ModelLoading):
         """Whether `ref` takes a distilled guidance value as an input (FLUX.1-dev), told without loading weights."""
         return ref.family is not None and ref.family.takes_distilled_guidance(self, ref)
 
-    def load_denoiser(self, ref: ModelRef, *, device: str, base_precision: str = "auto"):
-        """The denoiser alone, stored as `base_precision` asks (a staged training load; see the family's)."""
-        return ref.family.load_denoiser(self, ref, device=device, base_precision=base_precision)
+    def load_denoiser(self, ref: ModelRef, *, device: str, base_precision: str = "auto", dtype=None,
+                      blocks_on_cpu: int = 0):
+        """The denoiser alone (a staged training load; see the family's), read in `dtype`, stored as
+        `base_precision` asks on the CPU and only then put on `device`, but for its last `blocks_on_cpu` blocks
+        (block swapping brings those in as they run)."""
+        model = ref.family.load_denoiser(self, ref, device=device, base_precision=base_precision, dtype=dtype)
+        place(model, device, stay=last_blocks(ref.family, model, blocks_on_cpu))
+        return model
 
     def upscaler_file(self, name_or_path: str) -> Path:
         """A model upscaler by file name in models/upscale/, by stem (what the parameters text calls it), or (server

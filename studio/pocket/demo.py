@@ -62,5 +62,6 @@ def start_demo(studio, trigger: str = DEMO_TRIGGER) -> DemoStart:
 
 
 def _next_step(run: str) -> str:
-    return (f"when it is done, Generate draws stars with \"{DEMO_PROMPT} <lora:{run}:1>\" (pocket has never seen one "
+    # the prompt as a code span: the web page shows "<lora:...>" as written (not as an HTML tag), ready to copy
+    return (f"when it is done, Generate draws stars with `{DEMO_PROMPT} <lora:{run}:1>` (pocket has never seen one "
             f"without it)")

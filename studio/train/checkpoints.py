@@ -26,9 +26,83 @@ class Checkpoint:
     meta: dict
 
 
-def save_checkpoint(run_dir: Path, step: int, epoch: int, weights: dict, training_state: dict, meta: dict) -> Path:
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When a run writes checkpoints and how many it keeps, from what was asked, one checkpoint's size and the disk.
+    A whole-model run's checkpoint (every weight, the EMA average, the optimizer's state: 10-14 GB for SD 1.5, ~40 GB
+    for SDXL) is written only where `save_every_epochs` or `checkpoint_every_steps` asks, at the end and when
+    cancelled; a LoRA's (small) as the validation plan says. Kept: the latest and, where the disk has room for three
+    (the two kept and the one being written), the last one after a passed validation too."""
+
+    size: int  # bytes of one checkpoint (estimated before the first: checkpoint_bytes)
+    free: int  # bytes free on the run's disk at the start
+    room: int  # checkpoints the disk holds, those of this run already there included
+    whole_model: bool
+    asked: bool  # save_every_epochs or checkpoint_every_steps given
+
+    @property
+    def keep_validated(self) -> bool:
+        return self.room >= 3
+
+    @property
+    def between(self) -> bool:
+        """Whether checkpoints are written before the end (and a cancel)."""
+        return self.room >= 2 and (self.asked or not self.whole_model)
+
+    @property
+    def at_all(self) -> bool:
+        return self.room >= 1
+
+    def note(self) -> str:
+        """The run log's line on this policy ("" for a LoRA on a roomy disk: nothing to say)."""
+        size, free = f"{self.size / 1e9:.2f} GB", f"{self.free / 1e9:.1f} GB"
+        if not self.at_all:
+            return (f"no checkpoints: one takes {size} and the disk has {free} free, so a cancelled run cannot "
+                    f"resume; free some space first")
+        if self.room == 1:
+            return (f"checkpoints only at the end and when cancelled: one takes {size} and the disk holds one more "
+                    f"({free} free)")
+        said = []
+        if self.whole_model:
+            said.append(f"whole-model checkpoints take {size} each (the weights, the EMA average and the "
+                        f"optimizer's state): written " + ("as save_every_epochs / checkpoint_every_steps ask, "
+                                                           if self.asked else "") +
+                        "at the end and when cancelled" + ("" if self.asked else
+                                                           "; save_every_epochs or checkpoint_every_steps ask for "
+                                                           "more"))
+        if not self.keep_validated:
+            said.append(f"the disk holds {self.room} checkpoints of {size} ({free} free): only the latest is kept "
+                        f"(not also the one after the last passed validation)")
+        return "; ".join(said)
+
+
+def checkpoint_policy(run_dir: Path, config, size: int) -> CheckpointPolicy:
+    """The policy for a run of `config` in `run_dir` whose checkpoints take `size` bytes each."""
+    import shutil
+
+    root = Path(run_dir)
+    free = shutil.disk_usage(root if root.exists() else root.parent).free
+    there = len(list((root / "checkpoints").glob("step-*")))
+    room = there + free // max(size, 1)
+    return CheckpointPolicy(size, free, room, config.whole_model,
+                            bool(config.save_every_epochs or config.checkpoint_every_steps))
+
+
+def checkpoint_bytes(params: list, optimizer, *, averaged: dict | None = None) -> int:
+    """One checkpoint's bytes, told before the first is written: the trained `params` (as they are kept), the EMA
+    average (`averaged`: name -> tensor) and the optimizer's state (AdamW: two float32 moments a parameter; 8-bit
+    AdamW: two bytes)."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the optimizer
+    per_param = 2 if "8bit" in type(inner).__name__ else 8
+    weights = sum(p.numel() * p.element_size() for p in params)
+    return weights + tensor_bytes(averaged or {}) + per_param * sum(p.numel() for p in params)
+
+
+def save_checkpoint(run_dir: Path, step: int, epoch: int, weights: dict, training_state: dict, meta: dict, *,
+                    keep_validated: bool = True) -> Path:
     """Write checkpoints/step-NNNNNNN/ (weights.safetensors, training.pt, state.json) atomically; `meta`
-    "validated" marks one written right after a passed validation (see KEEP)."""
+    "validated" marks one written right after a passed validation, kept beside the latest when `keep_validated`
+    (see KEEP)."""
     import torch
     from safetensors.torch import save_file
 
@@ -41,7 +115,7 @@ def save_checkpoint(run_dir: Path, step: int, epoch: int, weights: dict, trainin
         (tmp / "state.json").write_text(json.dumps({"step": step, "epoch": epoch, **meta}, indent=2, default=str))
     older = sorted(p for p in root.glob("step-*") if p != final)
     validated = [p for p in older if _validated(p)]
-    spared = validated[-1] if validated and not meta.get("validated") else None
+    spared = validated[-1] if validated and not meta.get("validated") and keep_validated else None
     for old in older[:max(0, len(older) - (KEEP - 1))]:
         if old != spared:
             shutil.rmtree(old)

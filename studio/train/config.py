@@ -99,8 +99,8 @@ class RunConfig:
 
     # ---- data ----
     # training side in pixels; 0 means the family's native size (512 SD 1.x, 1024 SDXL)
-    resolution: int = setting(0, label="Resolution", group="length", advanced=True,
-                              help="0: the family's native size")
+    resolution: int = setting(0, label="Resolution", group="length",
+                              help="the side of the training pictures in pixels; 0: the model's native size")
     # aspect-ratio buckets (same area, sides in steps of 64) instead of square crops
     buckets: bool = setting(True, label="Aspect-ratio buckets", group="length", advanced=True)
     repeats: int = setting(1, label="Repeats", group="length", advanced=True,
@@ -127,19 +127,21 @@ class RunConfig:
     # "Add a subject": a finished LoRA run (by name) whose last saved weights this run starts from, so its subjects
     # come along (what they keep is measured, not assumed: see docs/training.md); "" starts from the base.
     continue_from: str = setting("", label="Add a subject to run", group="subjects", advanced=True, names="run",
+                                 methods=("lora",),
                                  help="a finished LoRA run to start from; its subjects come along (their scores "
                                       "before and after are yours to compare)")
 
     # ---- schedule ----
-    batch_size: int = setting(1, label="Batch size", group="length", advanced=True)
+    batch_size: int = setting(1, label="Batch size", group="length", help="pictures per step")
     grad_accum: int = setting(1, label="Gradient accumulation", group="length", advanced=True,
                               help="micro-batches per optimizer step")
-    epochs: int = setting(10, label="Epochs", group="length", advanced=True)
-    max_steps: int = setting(0, label="Max steps", group="length", advanced=True, flag="--steps",
-                             help="optimizer steps; > 0 overrides epochs")
-    lr: float = setting(0.0, label="Learning rate", group="learning rate", advanced=True,
-                        help="UNet (or embedding) learning rate; 0: the method's default")
+    epochs: int = setting(10, label="Epochs", group="length", help="an epoch: every picture seen once (x repeats)")
+    max_steps: int = setting(0, label="Max steps", group="length", flag="--steps",
+                             help="a step: one batch learnt; > 0 overrides epochs")
+    lr: float = setting(0.0, label="Learning rate", group="length",
+                        help="how far each step moves the weights; 0: the method's default")
     text_encoder_lr: float = setting(0.0, label="Text encoder lr", group="learning rate", advanced=True,
+                                     methods=("lora", "dreambooth", "finetune"),
                                      help="0: the text encoder stays frozen (LoRA, DreamBooth)")
     lr_scheduler: str = setting("constant", label="LR scheduler", group="learning rate", advanced=True,
                                 choices=SCHEDULERS)
@@ -149,28 +151,31 @@ class RunConfig:
     seed: int = setting(0, label="Seed", group="data and hardware", advanced=True)
 
     # ---- LoRA ----
-    rank: int = setting(4, label="LoRA rank", group="LoRA", advanced=True)
-    alpha: float = setting(4.0, label="LoRA alpha", group="LoRA", advanced=True,
+    rank: int = setting(4, label="LoRA rank", group="length", methods=("lora",),
+                        help="the LoRA's size: more learns more detail (and more of the photos' faults)")
+    alpha: float = setting(4.0, label="LoRA alpha", group="LoRA", advanced=True, methods=("lora",),
                            help="the update is scaled by alpha / rank; alpha == rank means no scaling")
-    dropout: float = setting(0.0, label="LoRA dropout", group="LoRA", advanced=True)
+    dropout: float = setting(0.0, label="LoRA dropout", group="LoRA", advanced=True, methods=("lora",))
     # attention: attention projections only; transformer: all transformer-block layers (kohya's default);
     # all: also the ResNet convs (kohya's LoCon), for concepts the base model cannot draw yet
     lora_layers: str = setting("attention", label="LoRA layers", group="LoRA", advanced=True, choices=LORA_LAYERS,
+                               methods=("lora",),
                                help="transformer: kohya's default; all adds the ResNet convs (LoCon): for shapes the "
                                     "base cannot draw")
 
     # ---- loss ----
     # 5 as in seed 002 (Hang et al. 2023) weighs down easy, low-noise steps
-    min_snr_gamma: float = setting(0.0, label="Min-SNR gamma", group="LoRA", advanced=True,
-                                   help="0 off, 5 in seed 002")
-    noise_offset: float = setting(0.0, label="Noise offset", group="LoRA", advanced=True,
+    min_snr_gamma: float = setting(0.0, label="Min-SNR gamma", group="loss", advanced=True, family_option=True,
+                                   help="weighs down easy, nearly clean steps; 0 off, 5 in seed 002")
+    noise_offset: float = setting(0.0, label="Noise offset", group="loss", advanced=True,
                                   help="0.1 in seed 002: lets the model learn darker and brighter images")
     # Weigh the loss by the dataset's masks (<stem>.mask.png: the Dataset tab's "Protect bystanders" and subject
     # masks, or painted by hand) when it has them; black pixels then weigh `unmasked_weight` (0: not learnt at all).
     masked_loss: bool = setting(True, label="Masked training", group="EMA, CLIP and masks", advanced=True,
                                 help="the dataset's masks: bystanders and their blur are not learnt")
     unmasked_weight: float = setting(0.0, label="Weight of masked pixels", group="EMA, CLIP and masks", advanced=True,
-                                     help="0: not learnt (OneTrainer: 0.1)")
+                                     help="0: masked pixels are not learnt; 0.1 (OneTrainer's default) learns them a "
+                                     "little")
 
     # ---- the flow-matching families (FLUX.1, Z-Image, FLUX.2, Qwen-Image) ----
     # How noise levels (sigmas) are drawn: sigmoid = sigmoid(N(0, 1)) as kohya's; logit-normal = sigmoid(N(logit_mean,
@@ -178,19 +183,21 @@ class RunConfig:
     # family's own: the scheduler's static shift (FLUX.1 3, Z-Image), or (FLUX.2, Qwen-Image) the shift inference uses
     # at the picture's size.
     timestep_sampling: str = setting("sigmoid", label="Flow models: noise levels", group="flow models", advanced=True,
-                                     choices=TIMESTEP_SAMPLING)
-    logit_mean: float = setting(0.0, label="logit-normal mean", group="flow models", advanced=True)
-    logit_std: float = setting(1.0, label="logit-normal std", group="flow models", advanced=True)
-    flow_shift: float = setting(0.0, label="Shift", group="flow models", advanced=True,
+                                     choices=TIMESTEP_SAMPLING, family_option=True)
+    logit_mean: float = setting(0.0, label="logit-normal mean", group="flow models", advanced=True,
+                                family_option=True)
+    logit_std: float = setting(1.0, label="logit-normal std", group="flow models", advanced=True, family_option=True)
+    flow_shift: float = setting(0.0, label="Shift", group="flow models", advanced=True, family_option=True,
                                 help="0: the family's (FLUX.1 3, Z-Image its scheduler's; FLUX.2 and Qwen-Image by "
                                      "picture size)")
     # the distilled guidance FLUX.1-dev trains at (kohya recommends 1; inference uses 3.5)
     flux_guidance: float = setting(1.0, label="Distilled guidance while training", group="flow models", advanced=True,
+                                   family_option=True,
                                    help="FLUX.1-dev: 1 as kohya; generation uses 3.5")
-    max_sequence_length: int = setting(0, label="T5 tokens", group="flow models", advanced=True,
+    max_sequence_length: int = setting(0, label="T5 tokens", group="flow models", advanced=True, family_option=True,
                                        help="FLUX.1: 0 is 512 for dev, 256 for schnell")
     base_precision: str = setting("auto", label="Transformers: frozen base stored as", group="flow models",
-                                  advanced=True, choices=BASE_PRECISIONS,
+                                  advanced=True, choices=BASE_PRECISIONS, family_option=True, methods=("lora",),
                                   help="FLUX.1 LoRA: bf16 ~24 GB, fp8/int8 (torchao) ~16 GB, nf4 (CUDA) ~12 GB; the "
                                        "presets say it for Z-Image, FLUX.2 klein, Qwen-Image")
     # FLUX-like transformers: this many of the transformer's blocks stay on the CPU and are moved in for each step
@@ -200,18 +207,24 @@ class RunConfig:
 
     # ---- DreamBooth ----
     prior_preservation: bool = setting(False, label="Prior preservation (DreamBooth)", group="DreamBooth and TI",
-                                       advanced=True)
+                                       advanced=True, methods=("dreambooth",),
+                                       help="also learn the class from the base's own pictures, so it is not forgotten")
     # what the class looks like without the subject
     class_prompt: str = setting("a photo of a person", label="Class prompt", group="DreamBooth and TI", advanced=True,
+                                methods=("dreambooth",),
                                 help="DreamBooth: what the class looks like without the subject")
     class_images: int = setting(50, label="Class images", group="DreamBooth and TI", advanced=True,
+                                methods=("dreambooth",),
                                 help="generated once by the base model and kept for later runs")
-    prior_loss_weight: float = setting(1.0, label="Prior loss weight", group="DreamBooth and TI", advanced=True)
+    prior_loss_weight: float = setting(1.0, label="Prior loss weight", group="DreamBooth and TI", advanced=True,
+                                       methods=("dreambooth",))
 
     # ---- textual inversion ----
     init_word: str = setting("person", label="TI: init word", group="DreamBooth and TI", advanced=True,
+                             methods=("textual-inversion",),
                              help="the new token starts as this word's embedding")
-    vectors: int = setting(1, label="TI: vectors per token", group="DreamBooth and TI", advanced=True)
+    vectors: int = setting(1, label="TI: vectors per token", group="DreamBooth and TI", advanced=True,
+                           methods=("textual-inversion",))
 
     # ---- validation ----
     # When validation grids are made (train/schedule.py): by budget, at most `validation_budget` of the run's wall
@@ -248,9 +261,11 @@ class RunConfig:
 
     # ---- finetune and DreamBooth ----
     ema: str = setting("auto", label="EMA of the weights", group="EMA, CLIP and masks", advanced=True, choices=EMA_MODES,
+                       methods=("dreambooth", "finetune"),
                        help="finetune/DreamBooth; auto: on for finetune; cpu: kept in RAM")
     # the average's decay, warmed up as diffusers' EMAModel: min(decay, (1 + n) / (10 + n))
-    ema_decay: float = setting(0.9999, label="EMA decay", group="EMA, CLIP and masks", advanced=True)
+    ema_decay: float = setting(0.9999, label="EMA decay", group="EMA, CLIP and masks", advanced=True,
+                               methods=("dreambooth", "finetune"))
 
     # ---- validation scores and the collapse guard (every run; NaN is always caught) ----
     clip_model: str = setting("", label="CLIP for validation scores", group="EMA, CLIP and masks", advanced=True,
@@ -297,6 +312,15 @@ class RunConfig:
     compile: bool = setting(False, label="torch.compile the denoiser", group="data and hardware", advanced=True,
                             help="slow first steps; pays on long runs where the compiler helps")
     device: str = ""  # "" means the studio's device (not a setting: the studio's --device says it)
+    # Several GPUs: the cards to train on, one process each sharing every micro-batch of batch_size x cards; ""
+    # takes every GPU when the device is auto or cuda, the one card it names otherwise (studio.claims.place)
+    gpus: str = setting("", label="GPUs", group="data and hardware", advanced=True,
+                        help="e.g. 0,1: one process per card, each batch_size pictures of every batch; empty: every "
+                             "GPU (the card --device names, when it names one)")
+    # Several processes on the CPU (gloo): the several-GPU path on a machine without GPUs
+    processes: int = setting(0, label="CPU processes", group="data and hardware", advanced=True,
+                             help="N > 1: N training processes on the CPU sharing every batch, as N GPUs would (how "
+                                  "that path is tested without GPUs); 0: one")
 
     def __post_init__(self):
         if isinstance(self.gradient_checkpointing, bool):  # a run.json or a script from before "auto"
@@ -324,7 +348,7 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1 but is {getattr(self, name)}")
         for name in ("epochs", "max_steps", "warmup_steps", "keep_tokens", "class_images", "validation_every",
-                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs", "blocks_to_swap",
+                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs", "blocks_to_swap", "processes",
                      "validation_batch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
@@ -356,6 +380,8 @@ class RunConfig:
         if self.logit_std <= 0 or self.flow_shift < 0 or self.flux_guidance < 0:
             raise ValueError(f"`logit_std` must be positive and `flow_shift`, `flux_guidance` not negative, but they "
                              f"are {self.logit_std}, {self.flow_shift} and {self.flux_guidance}")
+        if self.blocks_to_swap:
+            self._check_block_swap()
         if self.max_sequence_length and not 16 <= self.max_sequence_length <= 512:
             raise ValueError(f"`max_sequence_length` must be 0 (automatic) or between 16 and 512 but is "
                              f"{self.max_sequence_length}")
@@ -397,6 +423,22 @@ class RunConfig:
         if not 1 <= self.validation_steps <= 150:
             raise ValueError(f"`validation_steps` must be between 1 and 150 but is {self.validation_steps}")
         return self
+
+    def _check_block_swap(self) -> None:
+        """Block swapping keeps frozen weights on the CPU and brings them in as each block runs; what it cannot do is
+        refused, naming the setting."""
+        if self.method != "lora":
+            raise ValueError(f"`blocks_to_swap` keeps frozen blocks on the CPU for a LoRA; {self.method} trains the "
+                             f"whole transformer: set it to 0")
+        if self.gradient_checkpointing == "off":  # (auto turns it on with block swapping: studio/train/fit.py)
+            raise ValueError("`blocks_to_swap` needs `gradient_checkpointing`: without it every block's weights stay "
+                             "on the GPU until the backward pass, and swapping saves nothing")
+        if self.base_precision == "nf4":
+            raise ValueError("`blocks_to_swap` with `base_precision` nf4: bitsandbytes puts the weights on the GPU as "
+                             "it quantizes them; use fp8 or int8 with block swapping")
+        if self.compile:
+            raise ValueError("`blocks_to_swap` moves weights between the CPU and the GPU inside the step, which "
+                             "torch.compile cannot follow: turn `compile` off")
 
     def _check_subjects(self) -> None:
         for i, s in enumerate(self.extra_subjects, start=2):

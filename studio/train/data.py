@@ -62,12 +62,12 @@ def run_repeats(config):
     return [s.repeats for s in config.subjects] if config.extra_subjects else config.repeats
 
 
-def config_steps_per_epoch(items: list, config, native: int) -> int:
-    """Optimizer steps in one epoch of `config` on its `items` (one process); `native` is the base's own size, for a
-    config that leaves the resolution to it."""
+def config_steps_per_epoch(items: list, config, native: int, processes: int = 1) -> int:
+    """Optimizer steps in one epoch of `config` on its `items` (on `processes` processes); `native` is the base's own
+    size, for a config that leaves the resolution to it."""
     return steps_per_epoch(items, repeats=run_repeats(config), batch_size=config.batch_size,
                            grad_accum=config.grad_accum, resolution=config.resolution or native,
-                           buckets=config.buckets, balance=config.balance)
+                           buckets=config.buckets, processes=processes, balance=config.balance)
 
 
 def appearances(items: list[TrainItem], repeats, balance: bool = False) -> list[int]:
@@ -199,13 +199,48 @@ def epoch_plan(items: list[TrainItem], *, epoch: int, seed: int, repeats, batch_
 
 def steps_per_epoch(items: list[TrainItem], *, repeats, batch_size: int, grad_accum: int, resolution: int,
                     buckets: bool, processes: int = 1, balance: bool = False) -> int:
-    """Optimizer steps in one epoch (at least 1); with several processes each takes its share of micro-batches."""
+    """Optimizer steps in one epoch (at least 1); with several processes each micro-batch holds batch_size pictures
+    of each process (the epoch plan's batches are batch_size x processes)."""
     counts: dict[tuple[int, int], int] = {}
     for item, n in zip(items, appearances(items, repeats, balance)):
         key = item.bucket(resolution, buckets)
         counts[key] = counts.get(key, 0) + n
-    micro = sum(-(-n // batch_size) for n in counts.values())
-    return max(1, micro // processes // grad_accum)
+    micro = sum(-(-n // (batch_size * processes)) for n in counts.values())
+    return max(1, micro // grad_accum)
+
+
+@dataclass(frozen=True)
+class Share:
+    """One process's part of a micro-batch that several processes share."""
+
+    samples: list[Sample]  # what it computes: a copy of the batch's first picture when it is left without one
+    rows: list[int]  # their places in the whole batch: its rows of the batch's random draws (BatchDraws)
+    weight: float  # its loss's factor: its part of the batch x processes (0 for a copy), so the mean of the
+    #                processes' gradients is the whole batch's mean whatever each one holds
+
+
+def share(batch: list[Sample], processes: int, rank: int, per_process: int) -> Share:
+    """Process `rank`'s part of micro-batch `batch` (up to `per_process` pictures each, in order). A batch smaller
+    than the processes' whole (a bucket's last, a small dataset) leaves the last ones fewer pictures or none; one
+    left without computes a copy weighed 0, since every process must take part in the gradients' all-reduce."""
+    rows = list(range(rank * per_process, min((rank + 1) * per_process, len(batch))))
+    if not rows:
+        return Share([batch[0]], [0], 0.0)
+    return Share([batch[i] for i in rows], rows, len(rows) * processes / len(batch))
+
+
+def shares_note(plan: list[list[Sample]], processes: int, per_process: int) -> str:
+    """What the log says about how an epoch's micro-batches are shared by `processes` (their pictures; how many
+    leave a process without one)."""
+    short = sum(1 for batch in plan if len(batch) <= (processes - 1) * per_process)
+    said = (f"{processes} processes share each micro-batch of up to {processes * per_process} pictures "
+            f"({per_process} each)")
+    if not short:
+        return said
+    pictures = len({s.index for batch in plan for s in batch})
+    return (f"{said}; {short} of the epoch's {len(plan)} micro-batches hold too few pictures for all of them (the "
+            f"dataset gives {pictures} pictures x repeats): a process left without one computes a copy weighed 0, "
+            f"so the gradient is still the batch's mean; more repeats or fewer processes keep every process busy")
 
 
 def dataset_hash(items: list[TrainItem]) -> str:

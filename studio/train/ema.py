@@ -14,9 +14,19 @@ from contextlib import contextmanager
 class EmaWeights:
     def __init__(self, params: dict, decay: float, device: str = ""):
         """`params`: name -> trained parameter; `device` "" keeps each average beside its parameter."""
-        self.params, self.decay = params, decay
+        self.params, self.decay, self.kept_on = params, decay, device
         self.shadow = {k: p.detach().to(device or p.device, copy=True) for k, p in params.items()}
         self.updates = 0
+
+    def cost(self) -> str:
+        """What an average kept on the CPU costs, for the run log: the bytes each step copies over ("" when the
+        average lies beside the weights)."""
+        if not self.kept_on:
+            return ""
+        nbytes = sum(p.numel() * p.element_size() for p in self.params.values())
+        where = ", ".join(sorted({str(p.device) for p in self.params.values()}))
+        return (f"EMA on the CPU: each step copies the {nbytes / 1e9:.2f} GB of trained weights from {where} to the "
+                f"CPU and updates the average there (a copy of them less on the GPU)")
 
     def current_decay(self) -> float:
         n = self.updates - 1

@@ -121,10 +121,27 @@ def export_epoch(run_dir: Path, epoch: int, models_dir: Path) -> list[Path]:
 
     path = epoch_file(run_dir, epoch)
     if not path.is_file():
-        raise ValueError(f"`epoch` {epoch} has no saved weights in {run_dir} (DreamBooth and finetune keep only the "
-                         f"final model)")
+        if not (Path(run_dir) / "run.json").is_file():
+            raise ValueError(f"`epoch` {epoch} has no saved weights in {run_dir}: no run is there")
+        raise ValueError(f"`epoch` {epoch} of run {Path(run_dir).name} has no saved weights: "
+                         f"{saved_epochs_note(run_dir)}")
     meta, state = _read_saved(path)
     return _export_small(state, meta, run_dir, models_dir, f"{meta['studio.name']}-e{epoch:03d}")
+
+
+def saved_epochs_note(run_dir: Path) -> str:
+    """Which epochs of the run in `run_dir` can be exported, or why none can, in words."""
+    from studio.train.checkpoints import saved_epochs
+    from studio.train.config import RunConfig
+
+    saved = saved_epochs(run_dir)
+    if saved:
+        return f"the epochs saved are {', '.join(map(str, saved))} (Save every N epochs, Keep last N epochs)"
+    config = RunConfig.load(Path(run_dir) / "run.json")
+    if config.whole_model:
+        return (f"{config.method} keeps no weights per epoch, only the final model, which is exported when the run "
+                f"ends")
+    return "no epoch is saved yet (weights are saved at each validation and when the run ends)"
 
 
 def export_step(store, run_dir: Path, step: int, models_dir: Path, out_name: str) -> list[Path]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from studio.devices import DeviceFacts
 from studio.train.config import RunConfig, family_defaults
 from studio.train.plan import GiB, MemoryPlan, has_bitsandbytes, plan_run
-from studio.train.presets import PRESET_KEYS, PRESETS
+from studio.train.presets import PRESETS
 
 
 class NotPlanned(ValueError):
@@ -199,7 +199,7 @@ def _fitting_preset(model: Model, config: RunConfig, device: DeviceFacts) -> str
     tiers = sorted((k for k in model.family.gpu_presets_for(model.sizes.denoiser_config)
                     if _tier(k) <= device.memory_gb), key=_tier, reverse=True)
     for key in tiers:
-        settings = {k: v for k, v in PRESETS[PRESET_KEYS[key]].items() if k != "model"}
+        settings = {k: v for k, v in PRESETS[key].items() if k != "model"}
         tried = _decided(model, replace(config, **settings), device)
         if tried is not None:
             plan = _plan(model, tried, device)
@@ -269,20 +269,20 @@ def _fewest(model: Model, config: RunConfig, changed: dict, device: DeviceFacts)
     return changed
 
 
-def device_for(settings, config: RunConfig, vram_gb: float | None = None) -> DeviceFacts:
-    """The device a run of `config` plans for: its own (or the studio's), or with `vram_gb` a CUDA GPU of that many
-    GB (the command line's --vram-gb: planning for a card this machine does not have)."""
+def device_for(device: str, vram_gb: float | None = None) -> DeviceFacts:
+    """The device a run plans for: `device` (auto, cpu, cuda:N), or with `vram_gb` a CUDA GPU of that many GB (the
+    command line's --vram-gb: planning for a card this machine does not have)."""
     from studio.devices import device_facts, planned_gpu
 
     if vram_gb is not None:
         return planned_gpu(vram_gb)
-    return device_facts(config.device or settings.device)
+    return device_facts(device)
 
 
 def plan_for(studio, config: RunConfig, vram_gb: float | None = None) -> tuple[RunConfig, Verdict]:
     """`config` with its defaults decided, and its plan's verdict on its device (or a GPU of `vram_gb` GB): what
     `train --dry-run` prints and the Train tab shows before Start."""
-    return check(studio.store, config, device_for(studio.settings, config, vram_gb))
+    return check(studio.store, config, device_for(config.device or studio.settings.device, vram_gb))
 
 
 def fit_or_refuse(store, config: RunConfig, device: DeviceFacts, *, force: bool = False) -> tuple[RunConfig, list[str]]:

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from studio import claims, fileio, jobs
 from studio.joblog import ACTIVE
+from studio.models.loaders import check_nf4
 from studio.names import check_name
 from studio.train import checkpoints, data, fit, sampling
 from studio.train.config import RunConfig
 from studio.train.runlog import EVENTS, RunLog, read_events, read_status
+from studio.train.setup import optimizer_fallback
 
 
 @dataclass
@@ -38,11 +40,13 @@ class RunStatus:
     best_epoch: int | None = None
     files: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # messages saying the run does less than asked: kept in sight
     checkpoint_step: int | None = None  # the step a resume continues from
     failure_code: int = 1  # how a failed run ended: 2 bad input or a full disk, 3 stopped by a guard (NaN...), 1 else
     signal: str | None = None  # what stopped a run with code 3: nan, loss, images or clip (the collapse guard)
     base_validation: dict | None = None  # the base model's grid and scores, before the first step
     step_validations: list[dict] = field(default_factory=list)  # validation events at validate_at_steps
+    saved_epochs: list[int] = field(default_factory=list)  # the epochs whose weights are kept (export_epoch's)
 
     @property
     def active(self) -> bool:
@@ -65,7 +69,7 @@ class RunStatus:
         if self.eta_s is not None and self.active:
             hours, rest = divmod(int(self.eta_s), 3600)
             parts.append(f"ETA {hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"ETA {rest // 60}:{rest % 60:02d}")
-        if self.message and (not self.active or self.state == "queued"):
+        if self.message and (not self.active or self.state in ("queued", "cancelling")):
             parts.append(self.message)
         return ", ".join(parts)
 
@@ -120,30 +124,48 @@ def _start(studio, config: RunConfig, *, resume: bool, force: bool = False, vram
 
         start_weights(studio.settings.runs_dir, config.continue_from, config)
     device = config.device or studio.settings.device
-    if device.startswith("cuda") and not claims.gpu_count():
-        raise ValueError(f"`device` is {device!r} but there is no CUDA GPU (the NVIDIA driver lists none)")
-    if claims.device_key(device) == "cpu" and config.mixed_precision == "fp16":
-        raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
+    if studio.settings.workers:  # sent to a worker: one GPU of its own (or its CPU, on a CPU cluster)
+        if config.gpus or config.processes > 1:
+            raise ValueError(f"`gpus` and `processes` choose this machine's cards and processes; a run sent to the "
+                             f"workers ({studio.settings.workers}) takes one worker's GPU: leave them empty")
+        placement = claims.Placement(device, [])
+    else:
+        if device.startswith("cuda") and not claims.gpu_count():
+            raise ValueError(f"`device` is {device!r} but there is no CUDA GPU (the NVIDIA driver lists none)")
+        placement = claims.place(device, config.gpus, config.processes)  # the cards asked for, or N CPU processes
+        if claims.device_key(placement.device) == "cpu" and config.mixed_precision == "fp16":
+            raise ValueError("`mixed_precision` 'fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'")
+    if config.base_precision == "nf4":
+        check_nf4(claims.device_key(placement.device))  # no bitsandbytes, or no GPU: refused now, not after the load
+    warning = optimizer_fallback(config, claims.device_key(placement.device))  # said from the start (and again)
     # the defaults that depend on the device, and the memory plan against it: the one check before a run is queued
-    config, said = fit.fit_or_refuse(studio.store, config, fit.device_for(studio.settings, config, vram_gb),
-                                     force=force)
+    # (a run sent to the workers decides on the worker, whose GPU is not known here)
+    said = []
+    if not studio.settings.workers:
+        config, said = fit.fit_or_refuse(studio.store, config, fit.device_for(placement.device, vram_gb), force=force)
 
-    # 2. Queue it: one job on a device at a time (a second would fight the first for memory and time)
-    several = device in ("auto", "cuda") and claims.gpu_count() > 1  # one process per GPU, sharing the epoch
+    # 2. Queue it: one job on a device at a time (a second would fight the first for memory and time); several
+    #    processes (one per GPU) share each micro-batch
     native = ref.family.native_resolution if ref.family else 512
-    steps = config.max_steps or config.epochs * data.config_steps_per_epoch(items, config, native)
-    return jobs.start(studio, RUNS, config.name, lambda folder: _record(config, folder, [note, *said]), resume=resume,
-                      device=device, devices=claims.every_gpu() if several else None,
-                      needs=f"training a {config.method} on {config.model} at {config.resolution or native} px",
+    steps = config.max_steps or config.epochs * data.config_steps_per_epoch(items, config, native,
+                                                                             placement.processes)
+    on = f" on {placement.processes} processes" if placement.processes > 1 else ""
+    on = f" on a remote worker ({studio.settings.workers})" if studio.settings.workers else on
+    return jobs.start(studio, RUNS, config.name, lambda folder: _record(config, folder, [note, *said], warning),
+                      resume=resume,
+                      placement=placement,
+                      needs=f"training a {config.method} on {config.model} at {config.resolution or native} px{on}",
                       estimate_s=estimate_seconds(studio, config, steps))
 
 
-def _record(config: RunConfig, folder: Path, notes: list[str]) -> None:
+def _record(config: RunConfig, folder: Path, notes: list[str], warning: str = "") -> None:
     fileio.write_json(folder / "run.json", config.to_json())
-    if any(notes):
+    if any(notes) or warning:
         log = RunLog(folder)
         for note in filter(None, notes):
             log.event("message", text=note)
+        if warning:
+            log.event("message", text=warning, warning=True)
         log.close()
 
 
@@ -195,6 +217,8 @@ def folder_status(folder: Path, name: str) -> RunStatus:
             result.validations = [v for v in result.validations if v["epoch"] != event["epoch"]] + [event]
         elif event["type"] == "message":
             result.messages.append(event["text"])
+            if event.get("warning") and event["text"] not in result.warnings:
+                result.warnings.append(event["text"])
         elif event["type"] == "validation" and event["stage"] == "base":
             result.base_validation = event
         elif event["type"] == "validation" and event["stage"] == "step":  # a resume makes a step's grid again
@@ -203,6 +227,7 @@ def folder_status(folder: Path, name: str) -> RunStatus:
         result.best_epoch = sampling.run_best_epoch(result.validations)
     last = checkpoints.latest_checkpoint(folder)
     result.checkpoint_step = last.step if last else None
+    result.saved_epochs = checkpoints.saved_epochs(folder)
     return result
 
 
@@ -240,4 +265,4 @@ def list_runs(studio) -> list[RunStatus]:
 RUNS = jobs.declare(jobs.JobKind(
     key="run", noun="run", request="run.json", events=EVENTS, child="studio.train.child",
     root=lambda settings: settings.runs_dir, where=run_dir, read=lambda folder, name: folder_status(folder, name),
-    remaining=lambda status: status.eta_s if status.state == "running" else None, multi_gpu=True))
+    remaining=lambda status: status.eta_s if status.state == "running" else None, multi_gpu=True, remote=True))

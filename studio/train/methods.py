@@ -14,6 +14,8 @@ from studio.train.config import RunConfig
 from studio.train.parts import Parts
 
 class LoraMethod:
+    ema = None  # (a whole model's average only)
+
     def __init__(self, parts: Parts, config: RunConfig):
         import torch
         from peft import LoraConfig
@@ -133,6 +135,7 @@ class TextualInversionMethod:
     step, so only the tokens learn. Their vectors are kept subject after subject (`vectors` rows each)."""
 
     trains_text = True
+    ema = None
 
     def __init__(self, parts: Parts, config: RunConfig):
         import torch

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from studio.models import families
 from studio.models.families import Conditioning, ModelFamily
 
-__all__ = ["Conditioning", "Parts", "encode_text", "keep_frozen_in", "load_denoiser", "load_parts",
-           "remember_prompts", "validation_pipeline"]
+__all__ = ["Conditioning", "PartDtypes", "Parts", "encode_text", "keep_frozen_in", "load_denoiser", "load_parts",
+           "part_dtypes", "remember_prompts", "validation_pipeline"]
 
 
 @dataclass
@@ -53,25 +53,86 @@ class Parts:
         return self.family.sequence_length(self.distilled_guidance, asked)
 
     def drop_text_encoders(self) -> None:
-        """Let the text encoders go (every caption and validation prompt is encoded): FLUX's T5-XXL alone is 9 GB."""
+        """Let the text encoders go (every caption and validation prompt is encoded): FLUX's T5-XXL alone is 9 GB,
+        given back to the GPU before the denoiser loads."""
         import gc
+
+        import torch
 
         self.family.drop_text_encoders(self.pipe)
         gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
-def load_parts(store, model_id: str, device: str, *, base_precision: str = "auto", staged: bool = False) -> Parts:
-    """Load the base through the store in float32 (trained weights stay fp32; autocast handles mixed precision), or
-    in bf16 when `base_precision` stores it so.
+@dataclass(frozen=True)
+class PartDtypes:
+    """The dtype each part of the base is read in: the one it keeps while the run trains (keep_frozen_in then
+    changes nothing), so a frozen part is never materialized in float32 to be cast after."""
+
+    denoiser: object
+    text: object
+    vae: object
+
+    def by_part(self, family: ModelFamily | None) -> dict:
+        """As the loaders take them (models.families.base.part_dtype): part name -> dtype, "default" the
+        denoiser's."""
+        if family is None:  # a hub id whose name did not tell: its index does, as it loads
+            return {"default": self.denoiser}
+        return {"default": self.denoiser, family.denoiser_name: self.denoiser, "vae": self.vae,
+                **{name: self.text for name in family.text_encoder_names}}
+
+
+def part_dtypes(config, family: ModelFamily | None, device: str, *, staged: bool = False) -> PartDtypes:
+    """What each part is read in for a run of `config` (None: float32 throughout). Frozen parts: in the mixed
+    precision's half dtype (bf16 for every part with base_precision bf16; a denoiser stored in fp8, int8 or nf4 is
+    read in bf16 and quantized from there); trained ones (a whole-model method's denoiser, textual inversion's text
+    encoders) in float32; SDXL's VAE in float32 (it overflows in fp16). A staged load's text encoders, which only
+    encode the captions and leave, encode in bf16 on a GPU that has it (T5-XXL: 9.5 GB instead of 19), else as the
+    mixed precision says."""
+    import torch
+
+    fp32 = torch.float32
+    if config is None:
+        return PartDtypes(fp32, fp32, fp32)
+    half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision)
+    everything_bf16 = config.base_precision == "bf16"
+    stored = torch.bfloat16 if config.base_precision != "auto" else None
+    frozen_denoiser = config.method in ("lora", "textual-inversion")
+    trains_text = config.method == "textual-inversion" or config.text_encoder_lr > 0
+    denoiser = stored or (half if frozen_denoiser else None) or fp32
+    if everything_bf16:
+        text = torch.bfloat16
+    elif staged and device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        text = torch.bfloat16
+    elif not trains_text or config.method == "lora":
+        text = half or fp32
+    else:
+        text = fp32
+    in_half = family is None or family.vae_in_half()
+    vae = ((torch.bfloat16 if everything_bf16 else half) or fp32) if in_half else fp32
+    return PartDtypes(denoiser, text, vae)
+
+
+def load_parts(store, model_id: str, device: str, config=None, *, staged: bool = False) -> Parts:
+    """Load the base through the store for a run of `config` (None: everything float32, frozen), each part read in
+    the dtype it keeps (part_dtypes). The frozen denoiser is stored as `base_precision` says on the CPU, then
+    everything is put on `device`, but for the blocks `blocks_to_swap` keeps on the CPU.
     `staged`: the text encoders and VAE first, the denoiser later (load_denoiser), so the two never fill the device
     together (ModelFamily.staged_training)."""
     import torch
 
+    from studio.models.loaders import last_blocks, place
+
     ref = store.resolve(model_id)
     skip = (ref.family.denoiser_name,) if staged else ()
-    # A base to be stored in bf16 is read in bf16: a float32 copy first would double its memory (SDXL's: 14 GB).
-    dtype = torch.bfloat16 if base_precision == "bf16" else torch.float32
-    pipe = store.load_base(ref, dtype=dtype, device=device, without=skip)
+    base_precision = config.base_precision if config is not None else "auto"
+    if base_precision == "nf4" and not staged:
+        raise ValueError("`base_precision` nf4 quantizes the transformer as it loads alone, after the captions are "
+                         "encoded: it needs cached captions (`cache` on, `shuffle_captions` off, no text encoder "
+                         "training) and a LoRA; use fp8 or int8 here")
+    dtypes = part_dtypes(config, ref.family, device, staged=staged)
+    pipe = store.load_base(ref, dtype=dtypes.by_part(ref.family), device="cpu", without=skip)
     family = families.of(pipe)
     if not family.vae_in_half():
         pipe.vae.to(torch.float32)
@@ -79,16 +140,25 @@ def load_parts(store, model_id: str, device: str, *, base_precision: str = "auto
     for module in [*parts.text_encoders, pipe.vae] + ([] if skip else [parts.denoiser]):
         module.requires_grad_(False)
     if not skip and base_precision != "auto":
-        store.store_frozen(parts.denoiser, base_precision, device)
+        store.store_frozen(parts.denoiser, base_precision, "cpu")  # quantized before it reaches the GPU
+    for name, module in pipe.components.items():
+        if isinstance(module, torch.nn.Module) and name != family.denoiser_name:
+            module.to(device)
+    if not skip:
+        swapped = last_blocks(family, parts.denoiser, config.blocks_to_swap if config is not None else 0)
+        place(parts.denoiser, device, stay=swapped)
     return parts
 
 
-def load_denoiser(store, parts: Parts, device: str, base_precision: str) -> None:
-    """Load the denoiser into `parts` (a staged load, after its captions were encoded), stored as `base_precision`
-    asks."""
+def load_denoiser(store, parts: Parts, device: str, config) -> None:
+    """Load the denoiser into `parts` (a staged load, after its captions were encoded) in the dtype it keeps
+    (part_dtypes), stored as `base_precision` asks; its last `blocks_to_swap` blocks stay on the CPU."""
     if parts.family.denoiser(parts.pipe) is not None:
         return
-    denoiser = store.load_denoiser(store.resolve(parts.base_id), device=device, base_precision=base_precision)
+    ref = store.resolve(parts.base_id)
+    denoiser = store.load_denoiser(ref, device=device, base_precision=config.base_precision,
+                                   dtype=part_dtypes(config, parts.family, device).denoiser,
+                                   blocks_on_cpu=config.blocks_to_swap)
     denoiser.requires_grad_(False)
     setattr(parts.pipe, parts.family.denoiser_name, denoiser)
 
@@ -138,8 +208,9 @@ def remember_prompts(parts: Parts, prompts: list[str], max_sequence_length: int 
         if prompt not in parts.encoded:
             with torch.no_grad():
                 row = encode_text(parts, [prompt], max_sequence_length=max_sequence_length).row(0)
-            parts.encoded[prompt] = Conditioning(row.hidden.detach(), None if row.pooled is None
-                                                 else row.pooled.detach())
+            # float32, as the text cache keeps them: the encoder that made them (bf16 on a GPU) is gone
+            parts.encoded[prompt] = Conditioning(row.hidden.detach().float(), None if row.pooled is None
+                                                 else row.pooled.detach().float())
 
 
 def validation_pipeline(parts: Parts):

@@ -110,13 +110,14 @@ def plan_run(sizes, family, config: RunConfig, *, device_kind: str = "cuda", mod
     # 1. What stays on the device: the frozen parts as they are kept (text encoders in half precision under mixed
     #    precision, a staged family's in bf16 on a GPU: they only encode; the VAE in half where the family allows
     #    it), a whole model's float32 weights, and what the optimizer adds to the trained parameters
-    text_bytes = 2 if mixed != "no" or (staged and device_kind == "cuda") else 4
+    all_bf16 = c.base_precision == "bf16"  # every frozen part in bf16 (studio/train/parts.py: part_dtypes)
+    text_bytes = 2 if mixed != "no" or all_bf16 or (staged and device_kind == "cuda") else 4
     if whole and c.text_encoder_lr:
         texts = []  # trained: counted with the trained weights
     else:  # textual inversion keeps its text encoders in float32 (their token tables train)
         texts = [(n, sizes.params(n) * (4 if c.method == "textual-inversion" else text_bytes))
                  for n in sizes.text_encoders]
-    vae_bytes = half if family.vae_in_half() else 4
+    vae_bytes = (2 if all_bf16 else half) if family.vae_in_half() else 4
     vae = ("vae", sizes.params("vae") * vae_bytes)
     denoiser = _denoiser_items(sizes, family, c, half, notes)
     trained = _trained_items(sizes, c, device_kind, half, whole, notes)

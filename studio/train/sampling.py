@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,13 +146,9 @@ def subject_lines(validation: dict) -> list[str]:
 
 
 def subject_references(store, config: RunConfig, items: list, log):
-    """What validation images are scored against: the dataset's face encodings (one subject; None without a face),
-    or SubjectReferences for several subjects."""
-    if not config.extra_subjects:
-        found = reference_encodings([i.path for i in items])
-        if found is None:
-            log.event("message", text="no face in the dataset: validation grids get no sim-scores")
-        return found
+    """What validation images are scored against: the dataset's face encodings (one subject with faces), or
+    SubjectReferences: for several subjects, and for one without a face on a base that ships a checker
+    (builtin:pocket: the share of pictures not drawn as the dataset's shape). None: nothing to score by."""
     from collections import Counter
 
     from PIL import Image
@@ -159,6 +156,13 @@ def subject_references(store, config: RunConfig, items: list, log):
     from studio.evaluate.checking import TAUGHT_SHARE
     from studio.scorers import find_checker
 
+    if not config.extra_subjects:
+        found = reference_encodings([i.path for i in items])
+        if found is not None:
+            return found
+        if find_checker(store.resolve(config.model)) is None:
+            log.event("message", text="no face in the dataset: validation grids get no sim-scores")
+            return None
     found = find_checker(store.resolve(config.model))
     checker = found.load(store) if found is not None else None
     refs = []
@@ -203,7 +207,8 @@ def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, ste
     dtype = next(parts.denoiser.parameters()).dtype
     half = dtype if dtype in (torch.float16, torch.bfloat16) else None
     try:  # with frozen weights in half precision, LoRA layers in float32 meet them through autocast
-        with torch.no_grad(), torch.autocast(parts.denoiser.device.type, dtype=half, enabled=half is not None):
+        with torch.no_grad(), torch.autocast(parts.denoiser.device.type, dtype=half, enabled=half is not None), \
+                _decoded_outside_autocast(parts.vae):
             images = [image for kwargs, batch in calls
                       for image in pipe(num_inference_steps=steps, width=size, height=size, generator=batch,
                                         output_type="pil", **kwargs).images]
@@ -211,6 +216,25 @@ def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, ste
         for m, mode in zip(modules, was_training):
             m.train(mode)
     return images
+
+
+@contextmanager
+def _decoded_outside_autocast(vae):
+    """The VAE decodes in its own dtype with autocast off, whatever the denoiser ran in: under fp16 autocast SDXL's
+    VAE (kept in float32 for this) overflows and the grids come out black or NaN."""
+    import torch
+
+    decode = vae.decode
+
+    def plain(latents, *args, **kwargs):
+        with torch.autocast(latents.device.type, enabled=False):
+            return decode(latents.to(vae.dtype), *args, **kwargs)
+
+    vae.decode = plain
+    try:
+        yield
+    finally:
+        del vae.decode  # the class's own again
 
 
 def _calls(each: list[dict], generators: list) -> list[tuple[dict, list]]:
@@ -307,9 +331,10 @@ def score(result: EpochValidation, images: list, reference, config: RunConfig) -
     if isinstance(reference, SubjectReferences):
         result.scores, result.subjects, result.worst_score = reference.judge(
             images, [owner for _, owner in config.subject_prompts()])
+        if not any(r.faces is not None for r in reference.subjects):  # judged by the checker alone: no face looked for
+            result.scores = []
         found = [s for s in result.scores if s is not None]
-        result.mean_score = sum(found) / len(found) if found and any(r.faces is not None for r in reference.subjects) \
-            else None
+        result.mean_score = sum(found) / len(found) if found else None
     elif reference is not None:
         from studio.faces import sim_scores
 

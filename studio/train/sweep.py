@@ -26,8 +26,7 @@ NOT_SWEPT = ("name", "dataset", "validation_prompts", "validate_at_steps", "expo
 SET_BY_SWEEP = ("name", "validate_at_steps", "export")
 MAX_CELLS = 64
 # A preset's grid, for presets made for a sweep: seed 001's hand-run grid
-SWEEP_GRIDS = {"seed-001 (full fine-tune, lr x steps sweep)": {"lr": [1e-5, 1e-3],
-                                                                 "max_steps": [400, 2000, 4000, 8000]}}
+SWEEP_GRIDS = {"seed-001": {"lr": [1e-5, 1e-3], "max_steps": [400, 2000, 4000, 8000]}}
 _TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 

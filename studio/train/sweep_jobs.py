@@ -65,7 +65,8 @@ class SweepStatus:
     def line(self) -> str:
         cells = ", ".join(f"{n} {state}" for state, n in self.counts().items())
         best = f", best {self.report['best']} (by {self.report['best_by']})" if self.report.get("best") else ""
-        end = f": {self.message}" if self.message and (not self.active or self.state == "queued") else ""
+        said = self.message and (not self.active or self.state in ("queued", "cancelling"))
+        end = f": {self.message}" if said else ""
         return f"sweep {self.name}: {self.state}, {len(self.report['cells'])} cells ({cells}){best}{end}"
 
 

@@ -14,13 +14,17 @@ LOSS_POINTS = 400  # a cell's loss curve is thinned to about this many points
 
 
 def _scores(validation: dict | None) -> dict:
-    """CLIP score per prompt, likeness (mean sim-score over faces found) and the no-face count of one validation."""
+    """CLIP score per prompt, likeness (mean sim-score over faces found), the no-face count and, on a base with a
+    checker (builtin:pocket), the share of pictures it sees drawn as their subject's shape, of one validation."""
     if not validation:
-        return {"clip": [], "mean_clip": None, "sim": [], "mean_sim": None, "no_face": None}
+        return {"clip": [], "mean_clip": None, "sim": [], "mean_sim": None, "no_face": None, "shape": None}
     sims = validation.get("scores") or []
+    checked = [row for row in validation.get("subjects") or [] if row.get("kept") is not None]
+    pictures = sum(row["pictures"] for row in checked)
     return {"clip": validation.get("clip_scores") or [], "mean_clip": validation.get("mean_clip"), "sim": sims,
             "mean_sim": validation.get("mean_score"),
-            "no_face": sum(s is None for s in sims) if sims else None}  # None: the dataset has no face to look for
+            "no_face": sum(s is None for s in sims) if sims else None,  # None: the dataset has no face to look for
+            "shape": sum(row["kept"] for row in checked) / pictures if pictures else None}
 
 
 def cell_entry(cell, status) -> dict:
@@ -63,11 +67,15 @@ def cell_entry(cell, status) -> dict:
 
 def best_cell(cells: list[dict]) -> tuple[str | None, str | None]:
     """(cell id, what chose it): among done cells, by likeness when the dataset has faces (most faces found, then the
-    lowest mean sim-score, as best_epoch), else by the highest mean CLIP score."""
+    lowest mean sim-score, as best_epoch), else by the base's checker (the most pictures drawn as the subject's shape,
+    then CLIP), else by the highest mean CLIP score."""
     done = [c for c in cells if c["state"] == "done"]
     faced = [c for c in done if c["scores"]["mean_sim"] is not None]
     if faced:
         return min(faced, key=lambda c: (c["scores"]["no_face"], c["scores"]["mean_sim"]))["id"], "likeness"
+    shaped = [c for c in done if c["scores"].get("shape") is not None]
+    if shaped:
+        return max(shaped, key=lambda c: (c["scores"]["shape"], c["scores"]["mean_clip"] or 0))["id"], "checker"
     clipped = [c for c in done if c["scores"]["mean_clip"] is not None]
     if clipped:
         return max(clipped, key=lambda c: c["scores"]["mean_clip"])["id"], "clip"
@@ -153,6 +161,8 @@ def write_charts(folder: Path, report: dict) -> list[Path]:
     scores = [("clip", "mean_clip", "mean CLIP score (higher follows the prompt better)")]
     if any(c["scores"]["mean_sim"] is not None for c in report["cells"]):
         scores.append(("likeness", "mean_sim", "mean sim-score (lower is more alike)"))
+    if any(c["scores"].get("shape") is not None for c in report["cells"]):
+        scores.append(("shape", "shape", "share drawn as its shape (the base's checker)"))
     for score, key, label in scores:
         base = (report.get("base") or {}).get("scores", {}).get(key)
         for knob in knobs:

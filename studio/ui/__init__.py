@@ -47,6 +47,9 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
                          checked=False)
                     refreshes.append(refresh)
         start_here.wire(ctx, welcome)
+        for wiring in ctx.later:
+            wiring()
+        start_here.wire_visit(app, welcome)
         # A reload shows what is on disk now, not what was there when the server started: every tab's lists.
         for refresh in refreshes:
             bind(ctx, app.load, refresh.fn, refresh.inputs, refresh.outputs, api_name=False, queue=False, checked=False)
@@ -54,11 +57,14 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
     return app
 
 
-# Validation grids are wide strips (one picture per prompt): in their gallery each takes its own height, not a square
+# Validation grids are wide strips (one picture per prompt): in their gallery each takes its own height, not a square.
+# Generate's pictures: rows of a fixed height, each picture whole inside (object-fit: contain), not a square crop
 CSS = """
 #train-grids .grid-container { grid-template-rows: none; grid-auto-rows: auto; }
 #train-grids .thumbnail-item { aspect-ratio: auto; height: auto; }
 #train-grids .thumbnail-lg > img { height: auto; }
+#generate-gallery .grid-container { grid-template-rows: none; grid-auto-rows: 420px; }
+#generate-gallery .thumbnail-item { aspect-ratio: auto; height: 420px; }
 """
 
 

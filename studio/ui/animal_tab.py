@@ -66,6 +66,7 @@ def build(ctx: TabContext) -> TabRefresh:
     with gr.Row():
         with gr.Column(scale=1):
             photo = form.put("image", gr.Image(type="pil", label=form.settings["image"].label, height=320))
+            ctx.widgets["animal.image"] = photo  # Generate's "Send to Face to animal" puts a picture here
             with gr.Row():
                 animal = form.widget("animal")
                 breed = form.widget("breed", choices=_breed_choices(_DEFAULTS.animal), allow_custom_value=True,

@@ -1,5 +1,5 @@
 """The Generate tab's Clean-up accordion: a mask painter over a picture (the selected one, or a dropped PNG), inpaint,
-the hires fix settings Generate uses, Upscale, and Face fix with each face's sim-score before and after.
+Upscale, and Face fix with each face's sim-score before and after, each saying what it did under its own button.
 
 Layout and wiring only: each callback turns widget values into a studio.generate request and back (endpoints
 /inpaint, /upscale and /fix_faces).
@@ -17,7 +17,7 @@ from studio.generate.inpaint import binary_mask
 from studio.generate.parameters import parse_parameters, read_png_parameters, request_fields
 from studio.generate.upscale import UpscaleRequest, upscale
 from studio.progress import Cancelled
-from studio.ui.common import TabContext, bind, chosen_model, dataset_names, fit_gallery, progress_fn
+from studio.ui.common import TabContext, bind, chosen_model, dataset_names, progress_fn
 from studio.ui.forms import Form, request_from_values
 from studio.ui.names import listed
 from studio.ui.serving import served
@@ -32,19 +32,19 @@ FROM_GENERATE = ("model", "loras", "embeddings", "seed", "steps", "cfg", "sample
 
 
 def layout(ctx: TabContext, gen: Form) -> dict:
-    """The accordion's widgets, by name; the inpainting and hires fix widgets go into Generate's form `gen` (its
-    settings), face fix's and upscale's into forms of their own ("face_form", "upscale_form")."""
+    """The accordion's widgets, by name; the inpainting widgets go into Generate's form `gen` (its settings), face
+    fix's and upscale's into forms of their own ("face_form", "upscale_form")."""
     studio, w = ctx.studio, {}
     face, up = Form(ctx, FaceFixRequest), Form(ctx, UpscaleRequest)
     w.update(face_form=face, upscale_form=up)
-    with gr.Accordion("Clean-up: inpaint, hires fix, upscale, face fix", open=False):
+    with gr.Accordion("Clean-up: inpaint, upscale, face fix", open=False) as w["panel"]:
         with gr.Row():
             with gr.Column(scale=3):
                 w["cleanup_image"] = gr.ImageEditor(
                     label="Picture (paint white where inpainting should change it)", type="pil", image_mode="RGBA",
                     format="png", sources=("upload", "clipboard"), transforms=(), layers=False, height=520,
                     elem_id="cleanup-painter",
-                    brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24))
+                    brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size="auto"))  # sized to the picture
                 gen.put("init_image", w["cleanup_image"])
                 face.put("image", w["cleanup_image"])
                 up.put("image", w["cleanup_image"])
@@ -60,9 +60,7 @@ def layout(ctx: TabContext, gen: Form) -> dict:
                     inpaint_model_choices(studio), value=SAME_MODEL, label="Inpainting model",
                     info="a dedicated inpainting checkpoint, or Generate's base"), "base model", SAME_MODEL)
                 w["inpaint_btn"] = gr.Button("Inpaint", variant="primary")
-                gr.Markdown("**Hires fix**: Generate draws at the size above, upscales, then draws again over it")
-                for name in HIRES:
-                    gen.widget(name)
+                w["inpaint_status"] = gr.Markdown(elem_id="inpaint-status")
             with gr.Column(scale=2):
                 gr.Markdown("**Upscale** (models from models/upscale/)")
                 w["upscaler"] = up.widget("upscaler")
@@ -70,6 +68,7 @@ def layout(ctx: TabContext, gen: Form) -> dict:
                 up.widget("tile")
                 up.rest(title="More upscale settings")
                 w["upscale_btn"] = gr.Button("Upscale")
+                w["upscale_status"] = gr.Markdown(elem_id="upscale-status")
                 gr.Markdown("**Face fix**: re-draw each face at the model's size with the LoRAs above")
                 for name in ("prompt", "strength", "confidence", "dilate", "mask_blur", "padding", "size"):
                     face.widget(name)
@@ -79,6 +78,7 @@ def layout(ctx: TabContext, gen: Form) -> dict:
                 w["facefix_reference"] = listed(ctx, gr.Dropdown(reference_choices(studio), value=ITSELF,
                                                                  label="Sim-score against"), "dataset", ITSELF)
                 w["facefix_btn"] = gr.Button("Face fix")
+                w["facefix_status"] = gr.Markdown(elem_id="facefix-status")
                 w["face_table"] = gr.Dataframe(
                     headers=["face", "box", "sim-score before", "sim-score after", "face found after"],
                     label="Faces (lower sim-score: more alike)", interactive=False)
@@ -102,15 +102,15 @@ def wire(ctx: TabContext, w: dict, gen: Form, *, gallery, parameters, last_seed,
 
     inpaint_inputs = {**{k: x for k, x in gen.inputs.items() if k not in HIRES}, "inpaint_model": w["inpaint_model"]}
     bind(ctx, w["inpaint_btn"].click, inpaint, inpaint_inputs,
-         {"gallery": gallery, "parameters": parameters, "seed": last_seed, "status": w["status"]},
-         api_name="inpaint", gpu=True).success(fit_gallery, gallery, gallery, api_name=False, queue=False)
+         {"gallery": gallery, "parameters": parameters, "seed": last_seed, "status": w["inpaint_status"]},
+         api_name="inpaint", gpu=True)
     bind(ctx, w["upscale_btn"].click, run_upscale, {**w["upscale_form"].inputs,
                                                      "source_parameters": w["source_parameters"]},
-         {"gallery": gallery, "parameters": parameters, "status": w["status"]}, api_name="upscale", gpu=True)
+         {"gallery": gallery, "parameters": parameters, "status": w["upscale_status"]}, api_name="upscale", gpu=True)
     face_inputs = {**w["face_form"].inputs, "inpaint_model": w["inpaint_model"], "reference": w["facefix_reference"],
                    "source_parameters": w["source_parameters"]}
     bind(ctx, w["facefix_btn"].click, run_fix_faces, face_inputs,
-         {"gallery": gallery, "parameters": parameters, "faces": w["face_table"], "status": w["status"]},
+         {"gallery": gallery, "parameters": parameters, "faces": w["face_table"], "status": w["facefix_status"]},
          api_name="fix_faces", gpu=True)
     settings = {**{f"gen.{k}": gen.inputs[k] for k in (*INPAINT_ONLY[1:], *HIRES)},
                 **{f"face.{k}": x for k, x in w["face_form"].inputs.items() if k not in ("image", *FROM_GENERATE)}}

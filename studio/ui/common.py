@@ -70,6 +70,10 @@ class TabContext:
     names: dict = field(default_factory=dict)
     # What a failed event leaves for its failure listener to show (a question to the user), by (session, job)
     questions: dict = field(default_factory=dict)
+    # Wiring that needs widgets of tabs built later (Generate's "Send to Face to animal"): run once every tab exists
+    later: list = field(default_factory=list)
+    # The live preview of a generation under way, by session: (a count of previews, the newest picture)
+    previews: dict = field(default_factory=dict)
 
 
     def for_session(self, request: gr.Request | None) -> "TabContext":
@@ -169,16 +173,6 @@ def shows_errors(fn):
             raise gr.Error(str(e), print_exception=False) from e
 
     return wrapper
-
-
-def fit_gallery(images) -> dict:
-    """The layout that shows every picture of a batch without scrolling: one column for one picture, two for more,
-    and the height of its rows (gradio's gallery has a fixed height and would cut the second row). A follow-up
-    event's output, so the API's own outputs stay plain pictures."""
-    count = len(images or [])
-    columns = 1 if count <= 1 else 2
-    rows = max(1, -(-count // columns))
-    return gr.update(columns=columns, height=min(1600, 60 + rows * 400))
 
 
 def progress_fn(progress) -> Callable[[float, str], None]:

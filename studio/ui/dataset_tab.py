@@ -13,7 +13,7 @@ import gradio as gr
 from studio import data
 from studio.data.check import DROP_FLAGS
 from studio.data.masks import mask_path, overlay, read_mask
-from studio.ui import dataset_prepare
+from studio.ui import dataset_prepare, glossary
 from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, number, table_rows
 from studio.ui.dataset_prepare import paths
 from studio.ui.names import listed
@@ -60,6 +60,8 @@ def build(ctx: TabContext) -> TabRefresh:
             with_outputs = gr.Checkbox(False, label="Also the pictures made with its models",
                                        info="kept and listed otherwise: they are your pictures")
             delete_btn = gr.Button("Delete subject", variant="stop")
+        removal = gr.Textbox(label="What Delete subject removes (or removed)", lines=8, max_lines=20,
+                             interactive=False, elem_id="dataset-delete-report")
 
     # 3. Identity check
     gr.Markdown("### Identity check (face distance to the rest of the set and to the reference; worst first)")
@@ -73,6 +75,7 @@ def build(ctx: TabContext) -> TabRefresh:
     check_gallery = gr.Gallery(label="Sorted by face distance", columns=6, height=300)
     check_table = gr.Dataframe(headers=list(_CHECK_HEADERS), datatype=list(_CHECK_TYPES), interactive=False,
                                wrap=True)
+    glossary.words("sim-score", "tolerance", "weak face", "trigger word", "masked training")
 
     # 4. Wiring: the API endpoints take these names
     pictures = {"gallery": gallery, "captions": captions}
@@ -98,10 +101,12 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, picked.change, pick, {"name_": chosen, "file_name_": picked}, {"painter": painter}, api_name=False)
     bind(ctx, mask_btn.click, save_mask, {"name_": chosen, "file_name_": picked, "painted_": painter},
          {**pictures, "report": w["report"]}, api_name="dataset_mask")
-    bind(ctx, list_btn.click, delete_plan, {"name_": chosen, "outputs_": with_outputs}, {"report": w["report"]},
+    bind(ctx, list_btn.click, delete_plan, {"name_": chosen, "outputs_": with_outputs}, {"report": removal},
          api_name="dataset_delete_plan")
+    # a deleted subject leaves nothing on screen: its pictures, the painter's picture, the identity check's rows
     bind(ctx, delete_btn.click, delete, {"name_": chosen, "confirm_": confirm, "outputs_": with_outputs},
-         {"chosen": chosen, **pictures, "report": w["report"], "confirm": confirm}, api_name="dataset_delete")
+         {"chosen": chosen, **pictures, "report": removal, "confirm": confirm, "painter": painter, "picked": picked,
+          **checked}, api_name="dataset_delete")
     return TabRefresh(refresh_list, {"chosen": chosen})
 
 
@@ -221,7 +226,9 @@ def delete(ctx: TabContext, v):
     lines = done.lines(done=True) + [f"Deleted subject {done.dataset}: {len(done.remove)} removed, "
                                      f"{len(done.keep)} kept."]
     return {"chosen": gr.update(choices=dataset_names(ctx.studio), value=None), "gallery": [], "captions": [],
-            "report": "\n".join(lines), "confirm": ""}
+            "report": "\n".join(lines), "confirm": "", "painter": None, "picked": gr.update(choices=[], value=None),
+            "check_gallery": [], "check_table": {"headers": list(_CHECK_HEADERS), "data": []},
+            "check_status": f"Subject {done.dataset} deleted: nothing to check."}
 
 
 # ---- views -----------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ tables; past runs reopened."""
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
@@ -209,9 +210,9 @@ def build(ctx: TabContext) -> TabRefresh:
               "suggested": suggested}
     bind(ctx, suggest_btn.click, suggest, {"variants": variants}, filled, api_name=False, queue=False)
     clip.change(_clip_note, clip, clip_note, api_name=False, queue=False)
-    lists = {"past": past, "clip": clip, **filled}
+    lists = {"past": past, "clip": clip, **filled, **outputs, **shown}
     return TabRefresh(refresh_lists, lists, inputs={"variants": variants, "prompts": prompts, "seeds": seeds,
-                                                    "reference": reference, "suggested": suggested})
+                                                    "reference": reference, "suggested": suggested, "shown": past})
 
 
 # ---- callbacks -----------------------------------------------------------------------------------------------------
@@ -265,8 +266,16 @@ def refresh_lists(ctx: TabContext, v):
     studio filled them follow what is on disk too (a LoRA just trained becomes a variant, with its prompts)."""
     studio = ctx.studio
     settings = studio.settings
-    out = {"past": gr.update(choices=[e.name for e in list_evaluations(settings)]),
+    evaluations = [e.name for e in list_evaluations(settings)]
+    out = {"past": gr.update(choices=evaluations),
            "reference": gr.update(choices=_reference_choices(studio)), "clip": gr.update(choices=clip_choices(settings))}
+    if evaluations and getattr(v, "shown", None) not in evaluations:  # a reload: the last evaluation is shown again
+        try:
+            out.update(show_past(ctx, SimpleNamespace(chosen=evaluations[0])))
+        except (ValueError, OSError) as e:  # a report that cannot be read: the list stays, and says why
+            out["status"] = f"The last evaluation, {evaluations[0]}, cannot be shown: {e}"
+        else:
+            out.update(show_charts(ctx, SimpleNamespace(charts=out["charts"])))
     last = v.suggested or {}
     untouched = [k for k in ("variants", "prompts", "seeds", "reference") if getattr(v, k) == last.get(k)]
     if len(untouched) == 4:

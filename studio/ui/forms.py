@@ -32,6 +32,13 @@ class NameChoices:
     choices: Callable  # studio -> choices
     default_choice: str | None = None
     listed: bool = True  # checked against the studio's lists for every event (studio.ui.names); samplers by name
+    help: str = ""  # what the web form says of it in place of the setting's help (which may offer paths or hub ids)
+
+
+def style_names(studio) -> list[str]:
+    from studio.generate.styles import list_styles
+
+    return [s.name for s in list_styles(studio.settings)]
 
 
 def _run_names(studio) -> list[str]:
@@ -41,13 +48,16 @@ def _run_names(studio) -> list[str]:
 
 
 NAME_CHOICES = {
-    "base model": NameChoices(model_choices, DEFAULT_MODEL),
+    "base model": NameChoices(model_choices, DEFAULT_MODEL,
+                              help="the builtin models and those in models/base/ (put a .safetensors file or a "
+                                   "diffusers folder there, then Refresh)"),
     "dataset": NameChoices(dataset_names),
     "LoRA": NameChoices(lora_names),
     "embedding": NameChoices(embedding_names),
     "upscaler": NameChoices(upscaler_choices),
     "run": NameChoices(_run_names),
     "sampler": NameChoices(lambda studio: sampler_choices(), FAMILY_SAMPLER, listed=False),
+    "style": NameChoices(style_names, listed=False),  # (generate says which name is no saved style)
 }
 
 
@@ -73,7 +83,10 @@ class Form:
         picks, such as gr.Radio for choices; `options` override what the setting says)."""
         s, kind = self.settings[name], self.kinds[name]
         options.setdefault("label", s.label)
-        if s.help:
+        named = NAME_CHOICES.get(s.names)
+        if named is not None and named.help:
+            options.setdefault("info", named.help)
+        elif s.help:
             options.setdefault("info", s.help)
         value = options.pop("value", self.start(name))
         if s.names in NAME_CHOICES and component is None:
@@ -108,10 +121,7 @@ class Form:
         """A dropdown of what the studio lists (several at once for a list field), checked by `listed`."""
         named = NAME_CHOICES[s.names]
         many = self.kinds[name].many
-        if named.default_choice is not None and value in (None, "", fields.default(self.cls, name)):
-            value = named.default_choice
-        if many and isinstance(value, str):
-            value = [x for x in value.splitlines() if x]
+        value = _named_value(self.cls, name, value)
         options.setdefault("choices", named.choices(self.ctx.studio))
         options.setdefault("allow_custom_value", True)  # checked by the studio (listed), or by the request
         made = gr.Dropdown(value=value, multiselect=many or None, **options)
@@ -156,6 +166,29 @@ class Form:
             with gr.Accordion(title, open=False):
                 self.rows(names)
 
+
+
+def _named_value(cls, name: str, value):
+    """A written value of a setting that names what the studio lists, as its dropdown holds it: the choice that
+    stands for the default, and a list for a list field."""
+    named = NAME_CHOICES[fields.declared(cls)[name].names]
+    if named.default_choice is not None and value in (None, "", fields.default(cls, name)):
+        value = named.default_choice
+    if fields.kinds(cls)[name].many and isinstance(value, str):
+        value = [x for x in value.splitlines() if x]
+    return value
+
+
+def widget_values(cls, request, names) -> dict:
+    """The widget values that show `request` (a run picked, a configuration loaded) in a form of `cls`: by field
+    name, for `names` (settings given with another field's widget are left out)."""
+    settings, out = fields.declared(cls), {}
+    for name in names:
+        if settings[name].shown_with:
+            continue
+        written = fields.written(cls, name, getattr(request, name))
+        out[name] = _named_value(cls, name, written) if settings[name].names in NAME_CHOICES else written
+    return out
 
 
 def read_values(cls, values: dict) -> dict:

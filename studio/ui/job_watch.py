@@ -65,6 +65,12 @@ def follow(ctx: TabContext, view: JobView, pick, input_name: str, outputs: dict,
     return timer
 
 
+def shown_job(names: list[str], shown: str | None):
+    """A job list as it is on disk now (`names`, newest first): the job shown stays, or (none shown, or it is gone)
+    the newest is shown, so a reload comes back to where the user was."""
+    return gr.update(choices=names, value=shown if shown in names else (names[0] if names else None))
+
+
 def timer_on():
     """For `.success(timer_on, None, timer)` after an event that started or queued a job."""
     return gr.Timer(active=True)

@@ -9,7 +9,11 @@ import gradio as gr
 
 from studio import mine
 from studio.mine.request import RESUME_CHANGES, MiningRequest
-from studio.ui import job_watch
+from studio.mine.uploads import keep_uploads
+from studio.names import check_name
+from studio.ui import glossary, job_watch
+from studio.ui.charts import LineChart
+from studio.ui.dataset_prepare import paths
 from studio.ui.common import (TabContext, TabRefresh, bind, dataset_names, embedding_names, lora_names, model_choices,
                               progress_fn, upscaler_choices)
 from studio.ui.forms import Form, request_from_values
@@ -17,6 +21,7 @@ from studio.ui.names import check_listed, listed
 from studio.ui.serving import served
 
 NO_JOB = "(no mining job yet)"
+GROUP_SIZE = LineChart("candidate", "group size", title="Group size over candidates")
 NO_UPSCALER = "(none)"
 
 
@@ -33,6 +38,9 @@ def build(ctx: TabContext) -> TabRefresh:
             form.widget("prompt", placeholder="e.g. a photo of a young woman, portrait, natural light")
             form.widget("negative_prompt")
             folder = form.widget("candidates", value=None)
+            uploads = gr.File(file_count="multiple", file_types=["image", ".zip"], type="filepath", height=170,
+                              label="Or upload pictures (or a .zip) to mine from: kept as dataset "
+                                    "<job name>-candidates")
         with gr.Column(scale=2):
             model = form.widget("model")
             loras = form.put("loras", gr.Dropdown(lora_names(studio), multiselect=True, allow_custom_value=True,
@@ -58,6 +66,7 @@ def build(ctx: TabContext) -> TabRefresh:
         for name in ("recheck", "pin_seed", "target", "max_candidates", "max_minutes"):
             form.widget(name)
     form.rest()  # a setting declared since, not yet placed: shown, and /mine_start takes it
+    glossary.words("sim-group", "sim-score", "tolerance", "near miss", "seed", "trigger word")
     with gr.Row():
         form.widget("name", placeholder="e.g. amari")
         start_btn = gr.Button("Start", variant="primary")
@@ -70,8 +79,7 @@ def build(ctx: TabContext) -> TabRefresh:
     status_md = gr.Markdown(NO_JOB)
     with gr.Row():
         faces = gr.Gallery(label="The group's faces (newest last)", columns=10, height=280, scale=3)
-        size_plot = gr.LinePlot(x="candidate", y="group size", title="Group size over candidates", height=280,
-                                scale=2)
+        size_plot = GROUP_SIZE.widget(height=280, scale=2)
     with gr.Row():
         dataset = gr.Textbox(label="Dataset name", placeholder="e.g. amari")
         trigger = gr.Textbox(label="Trigger word", placeholder="e.g. amari")
@@ -84,7 +92,8 @@ def build(ctx: TabContext) -> TabRefresh:
     views = {"status": status_md, "faces": faces, "plot": size_plot, "job_target": budget["target"],
              "job_max_candidates": budget["max_candidates"], "job_max_minutes": budget["max_minutes"]}
     timer = job_watch.follow(ctx, MINING_VIEW, job, "job", views, api_name="mine_status")
-    bind(ctx, start_btn.click, start, form.inputs, {"job": job, "status": status_md}, api_name="mine_start").success(
+    bind(ctx, start_btn.click, start, {**form.inputs, "uploads": uploads}, {"job": job, "status": status_md},
+         api_name="mine_start").success(
         job_watch.timer_on, None, timer, api_name=False, queue=False)
     bind(ctx, resume_btn.click, resume, {"job": job, **budget}, {"status": status_md},
          api_name="mine_resume").success(job_watch.timer_on, None, timer, api_name=False, queue=False)
@@ -94,8 +103,8 @@ def build(ctx: TabContext) -> TabRefresh:
          api_name="mine_to_dataset", gpu=True)
     lists = {"job": job, "model": model, "loras": loras, "embeddings": embeddings, "folder": folder,
              "upscaler": upscaler}
-    bind(ctx, refresh_btn.click, refresh_lists, None, lists, api_name=False, queue=False)
-    return TabRefresh(refresh_lists, lists)
+    bind(ctx, refresh_btn.click, refresh_lists, {"shown": job}, lists, api_name=False, queue=False, checked=False)
+    return TabRefresh(refresh_lists, lists, inputs={"shown": job})
 
 
 def job_names(studio) -> list[str]:
@@ -120,11 +129,25 @@ def _path(file) -> str:
 # ---- callbacks ---------------------------------------------------------------------------------------------------
 
 def start(ctx: TabContext, v):
-    request = request_from_widgets(vars(v))
+    """/mine_start: MiningRequest's settings by name, and `uploads` (pictures or .zips to mine from instead of a
+    dataset: kept first as the dataset folder <name>-candidates)."""
+    values, kept = vars(v), None
+    files = paths(values.pop("uploads", None))
+    if files:
+        if (v.prompt or "").strip() or v.candidates:
+            raise ValueError("`uploads` are candidates of their own: leave the prompt and the dataset empty to mine "
+                             "them (or remove the uploads)")
+        name = check_name(v.name)
+        if name in job_names(ctx.studio):
+            raise ValueError(f"`name` {name!r} is taken by an earlier mining job; continue it or choose another name")
+        kept = keep_uploads(ctx.studio.settings, f"{name}-candidates", files)
+        values["candidates"] = kept.name
+    request = request_from_widgets(values)
     for lora in request.loras:
         check_listed(ctx.studio, "LoRA", lora.name, "loras")
     status = mine.start_mining(ctx.studio, request)
-    return {"job": gr.update(choices=job_names(ctx.studio), value=status.name), "status": status.line()}
+    said = f"{status.line()}\n\n{kept.line()}" if kept else status.line()
+    return {"job": gr.update(choices=job_names(ctx.studio), value=status.name), "status": said}
 
 
 def resume(ctx: TabContext, v):
@@ -159,8 +182,9 @@ def to_dataset(ctx: TabContext, v, progress):
 
 
 def refresh_lists(ctx: TabContext, v):
+    """What is on disk now; the job shown stays, or (none shown, or it is gone) the newest is."""
     studio = ctx.studio
-    return {"job": gr.update(choices=job_names(studio)), "model": gr.update(choices=model_choices(studio)),
+    return {"job": job_watch.shown_job(job_names(studio), v.shown), "model": gr.update(choices=model_choices(studio)),
             "loras": gr.update(choices=lora_names(studio)), "embeddings": gr.update(choices=embedding_names(studio)),
             "folder": gr.update(choices=dataset_names(studio)),
             "upscaler": gr.update(choices=[NO_UPSCALER, *upscaler_choices(studio)])}
@@ -168,8 +192,6 @@ def refresh_lists(ctx: TabContext, v):
 
 def status_views(ctx: TabContext, status) -> dict:
     """MiningStatus -> the status text, the strip of the group's faces and the group-size chart."""
-    import pandas as pd
-
     c = status.counts
     rate = f" ({status.per_minute:.1f} per minute)" if status.per_minute else ""
     mean = f", mean distance {status.group_mean:.3f}" if status.group_mean is not None else ""
@@ -186,8 +208,7 @@ def status_views(ctx: TabContext, status) -> dict:
     if points and last > points[-1][0]:
         points.append((last, status.group_size))
     faces = [(served(ctx.studio.settings, path), caption) for path, caption in status.faces()]
-    return {"status": "\n\n".join(lines), "faces": faces,
-            "plot": pd.DataFrame(points, columns=["candidate", "group size"])}
+    return {"status": "\n\n".join(lines), "faces": faces, "plot": GROUP_SIZE.value(points)}
 
 
 MINING_VIEW = job_watch.JobView(

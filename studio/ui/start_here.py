@@ -1,5 +1,6 @@
 """The "Start here" panel above the tabs: what the studio is, where to begin, and the offline demo in one click
-(builtin:pocket learns a star: studio.pocket.demo). Open on a first run, folded once there is work on disk."""
+(builtin:pocket learns a star: studio.pocket.demo). Open on a first run and on a browser's first visit, folded once
+there is work on disk and the browser has seen it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import gradio as gr
 
 from studio.ui.common import TabContext, bind
 from studio.ui.names import model_name
+
+
 def build(ctx: TabContext) -> dict:
     studio = ctx.studio
     with gr.Accordion("Start here", open=_first_run(studio)) as panel:
@@ -25,7 +28,8 @@ def build(ctx: TabContext) -> dict:
             demo_btn = gr.Button("Teach builtin:pocket a star (offline demo)", variant="primary", min_width=420)
             gr.Column(scale=2, min_width=0)  # the button keeps a readable width, not the whole row
         message = gr.Markdown()
-    return {"panel": panel, "demo": demo_btn, "message": message}
+    seen = gr.BrowserState(False, storage_key="likeness-studio-start-here-seen")  # this browser has visited before
+    return {"panel": panel, "demo": demo_btn, "message": message, "seen": seen}
 
 
 def wire(ctx: TabContext, w: dict) -> None:
@@ -33,6 +37,15 @@ def wire(ctx: TabContext, w: dict) -> None:
     bind(ctx, w["demo"].click, run_demo, None,
          {"message": w["message"], "tabs": ctx.widgets["tabs"], "run": ctx.widgets["train.run"]},
          api_name="pocket_demo")
+
+
+def first_visit(seen: bool):
+    """On page load: the panel opens for a browser that has not been here before, which is then remembered."""
+    return (gr.skip() if seen else gr.Accordion(open=True)), True
+
+
+def wire_visit(app, w: dict) -> None:
+    app.load(first_visit, w["seen"], [w["panel"], w["seen"]], api_name=False, queue=False)
 
 
 def run_demo(ctx: TabContext, v):

@@ -10,13 +10,16 @@ from studio.fields import declared
 from studio.train import sweep_jobs
 from studio.train.sweep import SET_BY_SWEEP, SweepRequest, grid_text, preset_grid
 from studio.ui import job_watch
+from studio.ui.charts import LineChart
 from studio.ui.common import TabContext, bind, number
 from studio.ui.forms import Form, request_from_values
 from studio.ui.serving import served
 
 NO_SWEEP = "(no sweep yet)"
-TABLE_HEADERS = ["cell", "settings", "state", "mean CLIP", "CLIP per prompt", "likeness", "no face", "loss", "time s",
-                 "reason", ""]
+DEFAULT_GRID = "lr=1e-4,1e-3\nsteps=100,200"
+LOSS = LineChart("step", "loss", color="cell", title="Loss per cell")
+TABLE_HEADERS = ["cell", "settings", "state", "mean CLIP", "CLIP per prompt", "likeness", "no face",
+                 "drawn as its shape", "loss", "time s", "reason", ""]
 
 
 def build(ctx: TabContext, run_form: Form, preset) -> dict:
@@ -28,7 +31,8 @@ def build(ctx: TabContext, run_form: Form, preset) -> dict:
     with gr.Accordion("Sweep", open=False):
         with gr.Row():
             form.widget("name", placeholder="e.g. tim-lr-steps")
-            grid = form.widget("grid", value="lr=1e-5,1e-3\nsteps=400,2000")
+            # small, so a first sweep ends in minutes: two learning rates, scored at 100 and 200 steps of one run each
+            grid = form.widget("grid", value=DEFAULT_GRID)
             form.put("preset", preset)
         with gr.Row():
             start_btn = gr.Button("Start sweep", variant="primary")
@@ -41,7 +45,7 @@ def build(ctx: TabContext, run_form: Form, preset) -> dict:
         with gr.Row():
             pictures = gr.Gallery(label="Grid (a row per cell) and charts", columns=2, height=420,
                                   object_fit="contain", format="png", scale=3)
-            loss_plot = gr.LinePlot(x="step", y="loss", color="cell", title="Loss per cell", height=300, scale=2)
+            loss_plot = LOSS.widget(height=300, scale=2)
         with gr.Row():
             # any value: the sweep's own cells are checked when exporting (the choices follow the sweep)
             cell_pick = gr.Dropdown([], label="Cell to export", info="empty: the best cell", allow_custom_value=True)
@@ -112,8 +116,6 @@ def status(ctx: TabContext, v):
 
 def status_views(ctx: TabContext, current) -> dict:
     """SweepStatus -> the status text, the table, the pictures, the loss curves and the cells one can export."""
-    import pandas as pd
-
     report, settings = current.report, ctx.studio.settings
     lines = [f"**{current.line()}**", *[f"- {n}" for n in report["notes"]]]
     if current.messages:
@@ -123,12 +125,13 @@ def status_views(ctx: TabContext, current) -> dict:
         s = report["base"]["scores"]
         rows.append(["base", "the base model", "", number(s["mean_clip"], 2),
                      " / ".join(f"{x:.1f}" for x in s["clip"]), number(s["mean_sim"], 4),
-                     "" if s["no_face"] is None else s["no_face"], "", "", "", ""])
+                     "" if s["no_face"] is None else s["no_face"], _share(s.get("shape")), "", "", "", ""])
     for c in report["cells"]:
         s = c["scores"]
         rows.append([c["id"], c["label"], c["state"], number(s["mean_clip"], 2),
                      " / ".join(f"{x:.1f}" for x in s["clip"]), number(s["mean_sim"], 4),
-                     "" if s["no_face"] is None else s["no_face"], number(c["loss"], 4), number(c["time_s"], 1),
+                     "" if s["no_face"] is None else s["no_face"], _share(s.get("shape")), number(c["loss"], 4),
+                     number(c["time_s"], 1),
                      c["reason"], "best" if c["best"] else ""])
     shown = [p for p in [report.get("grid_image"), *report.get("charts", [])] if p]
     if shown:
@@ -139,7 +142,11 @@ def status_views(ctx: TabContext, current) -> dict:
     curves = [(step, loss, c["id"]) for c in report["cells"] for step, loss in c["losses"]]
     done = [c["id"] for c in report["cells"] if c["state"] == "done"]
     return {"status": "\n\n".join(lines), "table": rows, "pictures": pictures,
-            "loss": pd.DataFrame(curves, columns=["step", "loss", "cell"]), "cells": gr.update(choices=done)}
+            "loss": LOSS.value(curves), "cells": gr.update(choices=done)}
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
 
 
 SWEEP_VIEW = job_watch.JobView(

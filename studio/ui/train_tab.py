@@ -12,18 +12,27 @@ import gradio as gr
 
 from studio import train
 from studio.train import sampling
-from studio.fields import written
+from studio.fields import declared, written
 from studio.train.config import RunConfig
-from studio.train.presets import PRESETS, preset_name
+from studio.train.presets import PRESETS, load_config, preset_choices, preset_name, save_config, saved_configs
 from studio.train.schedule import PLAN_WORDS
-from studio.ui import job_watch, sweep_panel, train_knobs
-from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, model_choices, number
-from studio.ui.forms import Form
+from studio.ui import glossary, job_watch, sweep_panel, train_knobs
+from studio.ui.charts import LineChart
+from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, dataset_names, model_choices, number,
+                              picked_model)
+from studio.ui.job_watch import shown_job
+from studio.ui.forms import Form, request_from_values, widget_values
 from studio.ui.serving import served
-from studio.ui.train_knobs import DEFAULTS, KNOBS, checked_subjects, config_from_widgets, planned_config
+from studio.ui.train_knobs import BASIC, DEFAULTS, KNOBS, checked_subjects, config_from_widgets, planned_config
 
 NO_RUN = "(no run yet)"
 PLAN_FIRST = "Memory plan: shown when a model, method or setting is chosen"
+FORM_SETTINGS = tuple(declared(RunConfig))  # the form has a widget for each (form.rest() places those not laid out)
+LOSS = LineChart("step", "loss", title="Loss")
+LIKENESS = LineChart("epoch", "mean sim-score", title="Likeness (mean sim-score, lower is better)")
+PER_SUBJECT = LineChart("epoch", "sim-score", color="subject", title="Per subject (sim-score, lower is better)")
+SHAPES = LineChart("epoch", "drawn as its shape", color="subject",
+                   title="Drawn as its shape (share of pictures, by the base's checker; higher is better)")
 
 
 def build(ctx: TabContext) -> TabRefresh:
@@ -35,18 +44,34 @@ def build(ctx: TabContext) -> TabRefresh:
         dataset = form.widget("dataset", value=None)
         model = form.widget("model")
         method = form.widget("method", gr.Radio)
-        preset = gr.Dropdown(list(PRESETS), value="default", label="Preset")
+        preset = gr.Dropdown(preset_choices(), value="default", label="Preset",
+                             info="settings made for a purpose; they fill the form, which you can change after")
     with gr.Row():
         name = form.widget("name", placeholder="e.g. tim-lora-v1")
         trigger = form.widget("trigger", placeholder="e.g. ohwx")
         refresh_btn = gr.Button("Refresh lists", size="sm")
     form.widget("validation_prompts")
 
-    # 2. Knobs, with the RunConfig defaults
-    with gr.Accordion("Settings", open=False):
-        train_knobs.knobs(form)
+    # 2. The basic settings, then the advanced ones folded: only those that apply to the method and base picked
+    start_ref = picked_model(studio, DEFAULT_MODEL)
+    knob_rows = train_knobs.knobs(form, DEFAULTS.method, None if start_ref is None else start_ref.family)
     form.rest()  # a setting declared since, not yet placed: shown (and taken by /train_start) all the same
-    knobs = {k: form.inputs[k] for k in KNOBS}
+    knobs = form.inputs
+    with gr.Accordion("Save or load a training configuration", open=False):
+        with gr.Row():
+            with gr.Column():
+                config_name = gr.Textbox(label="Save these settings as", placeholder="e.g. my-sdxl-lora",
+                                         max_lines=1)
+                save_cfg = gr.Button("Save", size="sm")
+            with gr.Column():
+                saved_pick = gr.Dropdown(saved_configs(studio.settings), value=None, label="Saved configurations",
+                                         allow_custom_value=True)
+                load_cfg = gr.Button("Load into the form", size="sm")
+            upload_cfg = gr.File(file_types=[".json"], type="filepath", height=130,
+                                 label="Or load a run.json (a run's folder holds one)")
+        config_md = gr.Markdown(elem_id="train-config-said")
+    glossary.words("sim-score", "checker", "epoch", "step", "validation", "trigger word", "LoRA", "DreamBooth",
+                   "textual inversion", "fine-tune", "collapse guard", "masked training", "EMA", "preset")
 
     # 3. Run controls and what a run shows
     with gr.Row():
@@ -59,29 +84,29 @@ def build(ctx: TabContext) -> TabRefresh:
     plan_md = gr.Markdown(PLAN_FIRST, elem_id="train-plan")  # the memory plan of the settings, before Start
     status_md = gr.Markdown(NO_RUN)
     with gr.Row():
-        loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
-        score_plot = gr.LinePlot(x="epoch", y="mean sim-score", title="Likeness (mean sim-score, lower is better)",
-                                 height=260)
-        subject_plot = gr.LinePlot(x="epoch", y="score", color="subject", height=260, visible=False,
-                                   title="Per subject (sim-score, or on pocket the share not drawn as its shape; "
-                                         "lower is better)")
+        loss_plot = LOSS.widget(height=260)
+        score_plot = LIKENESS.widget(height=260, visible=False)
+        subject_plot = PER_SUBJECT.widget(height=260, visible=False)
+        shape_plot = SHAPES.widget(height=260, visible=False)
     with gr.Row():
         grids = gr.Gallery(label="Validation grids, newest first (one column per prompt)", columns=1, height=460,
                            object_fit="contain", format="png", scale=3, elem_id="train-grids")
         with gr.Column(scale=2):
-            epoch_table = gr.Dataframe(headers=["epoch", "loss", "mean sim-score", "sim-score per prompt", "",
-                                                "per subject"],
-                                       label="Epochs", interactive=False)
-            # any value: the run's own list of saved epochs is checked when exporting (the choices follow the run)
-            epoch_pick = gr.Dropdown([], label="Epoch to export", allow_custom_value=True)
+            epoch_table = gr.Dataframe(headers=["epoch", "loss", "best"], label="Validated epochs", interactive=False,
+                                       wrap=True)
+            # the choices follow the run: its saved epochs (any value reaches export_epoch, which says what is saved)
+            epoch_pick = gr.Dropdown([], label="Epoch to export", allow_custom_value=True,
+                                     info="only epochs whose weights were saved")
             export_btn = gr.Button("Export epoch")
             export_md = gr.Markdown()
     sweep = sweep_panel.build(ctx, form, preset)
 
     # 4. Wiring: the API endpoints take these names (/train_start: RunConfig's fields)
+    # a run picked (by hand, by the demo, on a reload) shows its settings in the form: what it trained with, and what
+    # Resume starts from (its length and learning rate)
     views = {"status": status_md, "loss": loss_plot, "scores": score_plot, "grids": grids, "table": epoch_table,
-             "epochs": epoch_pick, "run_epochs": knobs["epochs"], "run_max_steps": knobs["max_steps"],
-             "run_lr": knobs["lr"], "subject_scores": subject_plot}
+             "epochs": epoch_pick, "subject_scores": subject_plot, "shapes": shape_plot,
+             **{f"form.{k}": w for k, w in form.inputs.items()}}
     timer = job_watch.follow(ctx, RUN_VIEW, run_pick, "run", views, api_name="train_status")
     bind(ctx, start_btn.click, start, form.inputs, {"run": run_pick, "status": status_md},
          api_name="train_start").success(job_watch.timer_on, None, timer, api_name=False, queue=False)
@@ -89,7 +114,7 @@ def build(ctx: TabContext) -> TabRefresh:
                                          "lr": knobs["lr"]},
          {"status": status_md}, api_name="train_resume").success(job_watch.timer_on, None, timer, api_name=False,
                                                                  queue=False)
-    planned = [form.inputs[k] for k in ("model", "method", *KNOBS)]
+    planned = [form.inputs[k] for k in dict.fromkeys(("model", "method", *BASIC, *KNOBS)) if k in form.inputs]
     bind(ctx, functools.partial(gr.on, [w.change for w in planned]), show_plan, form.inputs, {"plan": plan_md},
          api_name="train_plan", queue=False, checked=False)  # a name still being typed is planned as it is
     bind(ctx, cancel_btn.click, cancel, {"run": run_pick}, {"status": status_md}, api_name="train_cancel")
@@ -98,13 +123,24 @@ def build(ctx: TabContext) -> TabRefresh:
     bind(ctx, preset.change, apply_preset, {"choice": preset, "dataset_now": dataset, "name_now": name},
          {"dataset": dataset, "name": name, "trigger": trigger, "status": status_md, **form.inputs},
          api_name=False, queue=False, checked=False)
+    filled = {**{f"form.{k}": w for k, w in form.inputs.items()}, "said": config_md}
+    bind(ctx, save_cfg.click, save_configuration, {**form.inputs, "config_name": config_name},
+         {"saved": saved_pick, "said": config_md}, api_name="train_config_save")
+    bind(ctx, load_cfg.click, load_configuration, {"config_name": saved_pick}, filled, api_name="train_config_load")
+    bind(ctx, upload_cfg.upload, load_configuration_file, {"path": upload_cfg}, filled, api_name=False)
+    conditional = {**{k: form.inputs[k] for k in train_knobs.CONDITIONAL},
+                   **{f"row{i}": row for i, row in enumerate(knob_rows)}}
+    for changed in (method.change, model.change):
+        bind(ctx, changed, settings_shown, {"method": method, "model": model}, conditional, api_name=False,
+             queue=False, checked=False)
     bind(ctx, dataset.change, dataset_chosen, {"chosen": dataset}, {"trigger": trigger,
                                                                    "masked_loss": knobs["masked_loss"]},
          api_name=False, queue=False, checked=False)  # a name still being typed
     lists = {"dataset": dataset, "model": model, "run": run_pick, "sweep": sweep["pick"],
              "continue_from": knobs["continue_from"]}
-    bind(ctx, refresh_btn.click, refresh_lists, {"run": run_pick}, lists, api_name=False, queue=False, checked=False)
-    return TabRefresh(refresh_lists, lists, inputs={"run": run_pick})
+    shown = {"run": run_pick, "sweep": sweep["pick"]}
+    bind(ctx, refresh_btn.click, refresh_lists, shown, lists, api_name=False, queue=False, checked=False)
+    return TabRefresh(refresh_lists, lists, inputs=shown)
 
 
 def run_names(studio) -> list[str]:
@@ -161,7 +197,7 @@ def export(ctx: TabContext, v):
 def apply_preset(ctx: TabContext, v):
     chosen = replace(DEFAULTS, **PRESETS[preset_name(v.choice)])
     updates = {k: gr.update(value=written(RunConfig, k, getattr(chosen, k)))
-               for k in ("method", "validation_prompts", *KNOBS)}
+               for k in ("method", "validation_prompts", *BASIC, *KNOBS)}
     if chosen.model:  # a preset made for one base; the others leave the chosen base alone
         updates["model"] = gr.update(value=chosen.model)
     if preset_name(v.choice) == preset_name("pocket") and not (v.dataset_now or "").strip():
@@ -184,6 +220,42 @@ def _pocket_demo_fields(ctx: TabContext, name_now: str | None) -> dict:
                                     f"Press Train."}
 
 
+def save_configuration(ctx: TabContext, v):
+    """The form's settings as they are, kept by name (unchecked: a configuration may leave the dataset empty)."""
+    values = {k: x for k, x in vars(v).items() if k != "config_name"}
+    config = request_from_values(RunConfig, {**values, "name": values.get("name") or ""})
+    path = save_config(ctx.studio.settings, (v.config_name or "").strip(), config)
+    return {"saved": gr.update(choices=saved_configs(ctx.studio.settings), value=path.stem),
+            "said": f"Saved configuration **{path.stem}** (workspace/train_configs/{path.name}); Load puts it back "
+                    f"in the form, `train --config` takes the file."}
+
+
+def load_configuration(ctx: TabContext, v):
+    if not v.config_name:
+        raise ValueError("`config_name` is empty: pick a saved configuration")
+    return _filled(load_config(ctx.studio.settings, v.config_name), f"configuration **{v.config_name}**")
+
+
+def load_configuration_file(ctx: TabContext, v):
+    if not v.path:
+        return {}
+    return _filled(RunConfig.load(Path(v.path)), f"**{Path(v.path).name}**")
+
+
+def _filled(config: RunConfig, what: str) -> dict:
+    """The form showing `config`, and a line saying where it came from."""
+    shown = {f"form.{k}": x for k, x in widget_values(RunConfig, config, FORM_SETTINGS).items()}
+    return {**shown, "said": f"Loaded {what} into the form: check the dataset and the run's name, then Train."}
+
+
+def settings_shown(ctx: TabContext, v):
+    """The settings that apply to the method and base model picked shown, the others hidden."""
+    ref = picked_model(ctx.studio, v.model)
+    family = None if ref is None else ref.family
+    return {**{k: gr.update(visible=x) for k, x in train_knobs.shown(v.method, family).items()},
+            **{f"row{i}": gr.update(visible=x) for i, x in enumerate(train_knobs.rows_shown(v.method, family))}}
+
+
 def dataset_chosen(ctx: TabContext, v):
     """The dataset's trigger word, and masked training on when it has masks (off, and saying so, when not)."""
     from studio.data import dataset_trigger
@@ -201,20 +273,19 @@ def dataset_chosen(ctx: TabContext, v):
 
 
 def refresh_lists(ctx: TabContext, v):
-    """What is on disk now; the run shown stays, or (none shown, or it is gone) the newest run is."""
+    """What is on disk now; the run and the sweep shown stay, or (none shown, or it is gone) the newest are."""
     studio = ctx.studio
-    runs = run_names(studio)
-    run = v.run if v.run in runs else (runs[0] if runs else None)
+    runs, sweeps = run_names(studio), sweep_panel.sweep_names(studio)
     return {"dataset": gr.update(choices=dataset_names(studio)), "model": gr.update(choices=model_choices(studio)),
-            "run": gr.update(choices=runs, value=run), "sweep": gr.update(choices=sweep_panel.sweep_names(studio)),
+            "run": shown_job(runs, v.run), "sweep": shown_job(sweeps, getattr(v, "sweep", None)),
             "continue_from": gr.update(choices=["", *runs])}  # "" (the first choice): a new LoRA
 
 
 def status_views(ctx: TabContext, status) -> dict:
-    """RunStatus -> the status text, loss and score plots, grids, epoch table and epoch choices."""
-    import pandas as pd
-
+    """RunStatus -> the status text, the charts (loss; likeness where the dataset has faces; per subject; what the
+    base's checker sees), grids, the table of validated epochs and the epochs one can export."""
     lines = [f"**{status.line()}**"]
+    lines += [f"**Note:** {w}" for w in status.warnings]  # what the run does otherwise than asked stays in sight
     chosen = next((m for m in reversed(status.messages) if m.startswith(PLAN_WORDS)), None)
     if chosen and chosen not in status.messages[-4:]:  # what the validation budget chose stays in sight
         lines.append(f"Validation: {chosen}")
@@ -222,20 +293,18 @@ def status_views(ctx: TabContext, status) -> dict:
         lines.append("\n".join(f"- {m}" for m in status.messages[-4:]))
     if status.checkpoint_step and status.state in ("cancelled", "stopped", "failed"):
         lines.append(f"Resume continues from the checkpoint at step {status.checkpoint_step}.")
+    validated = [v for v in status.validations if v.get("grid") or v.get("scores") or v.get("subjects")]
     if status.best_epoch is not None:
-        how = ("every subject kept: the lowest worst-subject score" if any(
-            v.get("worst_score") is not None for v in status.validations) else
-            "most faces found, then lowest mean sim-score")
-        lines.append(f"Best epoch by likeness ({how}): **{status.best_epoch}**")
+        judged = any(v.get("worst_score") is not None for v in validated)
+        how = ("every subject kept: the lowest worst-subject score" if judged and status.config.extra_subjects else
+               "the most pictures the base's checker sees drawn as the subject's shape" if judged else
+               "most faces found, then lowest mean sim-score")
+        lines.append(f"Best epoch ({how}): **{status.best_epoch}**")
     if status.files:
         lines.append("Files: " + ", ".join(f"`{f}`" for f in status.files))
     every = max(1, len(status.losses) // 2000)  # a long run's curve is thinned to what a plot can show
-    # numbers, typed: an empty or object column makes the plot's axis categorical (one tick per value)
-    loss = pd.DataFrame(status.losses[::every], columns=["step", "loss"]).astype({"step": int, "loss": float})
-    scored = [(v["epoch"], v["mean_score"]) for v in status.validations if v.get("mean_score") is not None]
-    scores = pd.DataFrame(scored, columns=["epoch", "mean sim-score"]).astype({"epoch": int, "mean sim-score": float})
     grids = []
-    for v in status.validations:
+    for v in validated:
         if v.get("grid") and Path(v["grid"]).is_file():  # (a grid removed by hand is left out, not an error)
             score = f", mean sim-score {v['mean_score']:.3f}" if v.get("mean_score") is not None else ""
             star = " (best)" if v["epoch"] == status.best_epoch else ""
@@ -245,24 +314,56 @@ def status_views(ctx: TabContext, status) -> dict:
         before = (f"run {status.config.continue_from}'s LoRA, before training" if status.config.continue_from
                   else "base model, before training")
         grids.append((served(ctx.studio.settings, base["grid"]), before))
-    table = [[v["epoch"], number(v.get("loss"), 4), number(v.get("mean_score"), 4),
-              " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or []),
-              "best" if v["epoch"] == status.best_epoch else "", "\n".join(sampling.subject_lines(v))]
-             for v in status.validations]
-    per_subject = [(v["epoch"], row["trigger"], row["score"]) for v in status.validations
-                   for row in v.get("subjects") or [] if row.get("score") is not None]
-    subject_scores = gr.update(visible=False)
-    if per_subject:
-        frame = pd.DataFrame(per_subject, columns=["epoch", "subject", "score"]).astype({"epoch": int, "score": float})
-        subject_scores = gr.update(value=frame, visible=True)
-    # the likeness chart only when there is likeness to show (a dataset without faces has none)
-    return {"status": "\n\n".join(lines), "loss": loss, "scores": gr.update(value=scores, visible=bool(scored)),
-            "grids": grids, "table": table, "epochs": gr.update(choices=[str(v["epoch"]) for v in status.validations]),
-            "subject_scores": subject_scores}
+    subjects = [(v["epoch"], row) for v in validated for row in v.get("subjects") or []]
+    per_subject = [(e, row["score"], row["trigger"]) for e, row in subjects
+                   if row.get("score") is not None and row.get("faces_found") is not None]
+    shapes = [(e, row["kept"] / row["pictures"], row["trigger"]) for e, row in subjects
+              if row.get("kept") is not None and row.get("pictures")]
+    scored = [(v["epoch"], v["mean_score"]) for v in validated if v.get("mean_score") is not None]
+    return {"status": "\n\n".join(lines), "loss": LOSS.value(status.losses[::every]),
+            "scores": LIKENESS.value(scored, visible=bool(scored)),  # only when there is likeness to show
+            "subject_scores": PER_SUBJECT.value(per_subject, visible=bool(per_subject)),
+            "shapes": SHAPES.value(shapes, visible=bool(shapes)), "grids": grids,
+            "table": epoch_table(status, validated), "epochs": epoch_choices(status)}
+
+
+def epoch_table(status, validated: list[dict]) -> dict:
+    """A row per validated epoch, with the columns of what scored it (sim-scores where the dataset has faces, the
+    base's checker's verdict, each subject's line with several)."""
+    faced = any(v.get("scores") for v in validated)
+    checked = any(row.get("kept") is not None for v in validated for row in v.get("subjects") or [])
+    several = bool(status.config.extra_subjects)
+    headers = ["epoch", "loss", *(["mean sim-score", "sim-score per prompt"] if faced else []),
+               *(["drawn as its shape"] if checked else []), *(["per subject"] if several else []), "best"]
+    rows = []
+    for v in validated:
+        row = [v["epoch"], number(v.get("loss"), 4)]
+        if faced:
+            row += [number(v.get("mean_score"), 4),
+                    " / ".join("no face" if s is None else f"{s:.3f}" for s in v.get("scores") or [])]
+        if checked:
+            row.append(", ".join(f"{r['kept']}/{r['pictures']}" for r in v.get("subjects") or []
+                                 if r.get("kept") is not None))
+        if several:
+            row.append("\n".join(sampling.subject_lines(v)))
+        rows.append(row + ["best" if v["epoch"] == status.best_epoch else ""])
+    return {"headers": headers, "data": rows}
+
+
+def epoch_choices(status):
+    """The epochs whose weights are kept (only those can be exported), or why there are none."""
+    from studio.train.export import saved_epochs_note
+
+    if status.saved_epochs:
+        return gr.update(choices=[str(e) for e in status.saved_epochs], info=f"{len(status.saved_epochs)} saved")
+    try:
+        why = saved_epochs_note(status.run_dir)
+    except (OSError, ValueError):  # a run folder half-written or removed meanwhile
+        why = "no epoch is saved"
+    return gr.update(choices=[], value=None, info=why)
 
 
 RUN_VIEW = job_watch.JobView(
     read=train.run_status, key=lambda s: [s.step, len(s.validations), len(s.messages), s.message],
     views=status_views, empty={"status": NO_RUN},
-    # a run picked: Resume starts from its own length and learning rate
-    picked=lambda s: {"run_epochs": s.config.epochs, "run_max_steps": s.config.max_steps, "run_lr": s.config.lr})
+    picked=lambda s: {f"form.{k}": x for k, x in widget_values(RunConfig, s.config, FORM_SETTINGS).items()})

@@ -77,8 +77,20 @@ class ModelFamily:
     textual_inversion: bool = False  # whether the studio's embeddings (CLIP token vectors) fit it
     channels_last: bool = False  # a convolutional denoiser: channels-last memory is faster for it
     prompt_length_option: bool = False  # it reads long T5-style prompts whose token count the user may set
+    # The live preview's approximate colours of the family's own VAE's latents, as the denoiser sees them:
+    # RGB in [-1, 1] = latent channels @ factors (one (R, G, B) row per channel) + bias. Empty: fitted from the
+    # model's own VAE when first needed (studio.generate.preview), as for a VAE that is not the family's (builtins).
+    latent_rgb_factors: tuple = ()
+    latent_rgb_bias: tuple = (0.0, 0.0, 0.0)
+    # The training settings that apply to this family only (RunConfig's settings declared `family_option`): the
+    # Train tab shows them when a model of the family is picked
+    training_options: frozenset = frozenset()
     # Hub ControlNets by control module (Face to animal), when the user names none; a module left out has none.
     default_controlnets: dict = {}
+    # The half precision it generates in on a GPU (studio.placement.generation_dtype): "fp16" (the SD UNets were
+    # trained and released so) or "bf16" (the flow transformers: fp16 overflows in them), which falls back to fp16 on
+    # a GPU without bf16.
+    generation_dtype: str = "fp16"
     # The denoiser's lists of repeated blocks, in the order they run (block swapping keeps the last of them on the
     # CPU, see blocks()); none: the family's denoiser is not swapped.
     block_lists: tuple[str, ...] = ()
@@ -117,29 +129,30 @@ class ModelFamily:
     # ---- load ---------------------------------------------------------------------------------------------
     def load_single_file(self, store, ref, *, dtype, without: tuple[str, ...] = ()):
         """The txt2img pipeline of a single-file checkpoint of this family, with the configs and tokenizers of its
-        variant (ref.variant) and nothing from a hub; the components named in `without` are left out (None)."""
+        variant (ref.variant) and nothing from a hub; the components named in `without` are left out (None), never
+        read. `dtype`: one for all parts, or a dict of them (base.part_dtype)."""
         raise NotImplementedError
-
-    @staticmethod
-    def leave_out(pipe, without: tuple[str, ...]):
-        """`pipe` with the components named in `without` set to None (for a loader that reads a file's parts
-        together)."""
-        if without:
-            pipe.register_modules(**{name: None for name in without})
-        return pipe
 
     def staged_training(self, config) -> bool:
         """Whether training loads the text encoders first, encodes every prompt, lets them go and only then loads
         the denoiser (so a large text encoder and the denoiser never share the device)."""
         return False
 
-    def load_denoiser(self, store, ref, *, device: str, base_precision: str):
-        """The denoiser alone (for a staged training load), stored as `base_precision` asks."""
+    def load_denoiser(self, store, ref, *, device: str, base_precision: str, dtype=None):
+        """The denoiser alone (for a staged training load), read in `dtype` (None: the family's choice for
+        `base_precision`) and stored as `base_precision` asks, on the CPU (quantized
+        there, so it reaches the GPU small: ModelStore.load_denoiser places it); nf4 only is put on `device` as
+        bitsandbytes quantizes it while loading."""
         raise ValueError(f"{self.label} loads its denoiser with the rest of the pipeline")
 
     def denoiser_config(self, store, ref) -> dict:
         """The denoiser's config without its weights."""
         raise NotImplementedError
+
+    def blocks(self, denoiser) -> list:
+        """The denoiser's repeated blocks in the order they run (`block_lists`), which block swapping may keep on
+        the CPU; [] where the family has none to swap."""
+        return [block for name in self.block_lists for block in getattr(denoiser, name)]
 
     def takes_distilled_guidance(self, store, ref) -> bool:
         """Whether this model takes a distilled guidance value as an input (told without loading weights)."""
@@ -187,6 +200,19 @@ class ModelFamily:
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return (latents - shift) * vae.config.scaling_factor
 
+    def latent_rgb(self, pipe) -> tuple[tuple, tuple] | None:
+        """(factors, bias) of the declared colours when `pipe`'s VAE is the family's own (its channels, its full
+        width), else None: another VAE's colours are fitted."""
+        vae = pipe.vae.config
+        if not self.latent_rgb_factors or vae.latent_channels != len(self.latent_rgb_factors):
+            return None
+        return (self.latent_rgb_factors, self.latent_rgb_bias) if max(vae.block_out_channels) >= 512 else None
+
+    def preview_latents(self, pipe, latents, size: tuple[int, int]):
+        """A pipeline's working latents while it samples a picture of `size` (width, height), as (B, C, h, w) in its
+        VAE's channels, for the live preview."""
+        return self.pipeline_latents(pipe, latents)
+
     def pipeline_latents(self, pipe, latents):
         """A pipeline's working latents (what its scheduler steps) as the training objective sees them,
         (B, C, h, w): the same, unless the family packs them into tokens."""
@@ -225,7 +251,8 @@ class ModelFamily:
 
     def objective(self, parts, config):
         """What a training step minimises: an object with loss_map(denoiser, latents, cond, sizes, target_size,
-        generator, autocast) -> (squared error (B, C, h, w), weight (B,))."""
+        generator, autocast) -> (squared error (B, C, h, w), weight (B,)); `generator` is a torch.Generator or a
+        BatchDraws (a batch split across processes), every random draw made through BatchDraws.of(generator, B)."""
         raise NotImplementedError
 
     def lora_targets(self, layers: str) -> TrainingTarget:
@@ -349,15 +376,55 @@ class ModelFamily:
         return {}
 
 
-def noise_like(latents, generator, offset: float):
-    """Gaussian noise shaped as `latents`, drawn on the CPU from `generator` (a seed gives the same noise on any
-    device); `offset`: a per-channel shift that lets the model move a picture's overall brightness."""
-    import torch
+def part_dtype(dtype, part: str):
+    """The dtype pipeline part `part` loads in: `dtype` itself, or its entry in a dict of them (part -> dtype,
+    "default" for the parts not named), as diffusers' from_pretrained takes them."""
+    if isinstance(dtype, dict):
+        return dtype.get(part, dtype.get("default"))
+    return dtype
 
+
+class BatchDraws:
+    """The random draws of one micro-batch, made on the CPU from one generator (a seed gives the same draws on any
+    device). Every draw is made for the whole batch of `size` samples and this process keeps its `rows`, so a batch
+    split across the processes of a multi-GPU run draws for each picture what one process holding the whole batch
+    would, and each process's pictures get noise of their own."""
+
+    def __init__(self, generator, size: int, rows: list[int]):
+        self.generator, self.size, self.rows = generator, size, list(rows)
+
+    @classmethod
+    def of(cls, generator, b: int) -> "BatchDraws":
+        """`generator` as the draws of a batch of `b` held whole (a BatchDraws is itself)."""
+        return generator if isinstance(generator, BatchDraws) else cls(generator, b, list(range(b)))
+
+    def _kept(self, full):
+        return full if self.rows == list(range(self.size)) else full[self.rows]
+
+    def randn(self, shape):
+        import torch
+
+        return self._kept(torch.randn((self.size, *shape[1:]), generator=self.generator))
+
+    def rand(self, b: int):
+        import torch
+
+        return self._kept(torch.rand(self.size, generator=self.generator))
+
+    def randint(self, high: int, b: int):
+        import torch
+
+        return self._kept(torch.randint(0, high, (self.size,), generator=self.generator))
+
+
+def noise_like(latents, generator, offset: float):
+    """Gaussian noise shaped as `latents`, drawn from `generator` (a torch.Generator, or a BatchDraws); `offset`: a
+    per-channel shift that lets the model move a picture's overall brightness."""
     b, c = latents.shape[:2]
-    noise = torch.randn(latents.shape, generator=generator)
+    draws = BatchDraws.of(generator, b)
+    noise = draws.randn(latents.shape)
     if offset:
-        noise = noise + offset * torch.randn((b, c, 1, 1), generator=generator)
+        noise = noise + offset * draws.randn((b, c, 1, 1))
     return noise.to(latents.device, latents.dtype)
 
 

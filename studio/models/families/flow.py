@@ -12,7 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from studio.models.families.base import Conditioning, ModelFamily, noise_like
+from studio.models.families.base import BatchDraws, Conditioning, ModelFamily, noise_like
 from studio.models.families.samplers import FLOW_SAMPLERS
 
 
@@ -22,6 +22,9 @@ class FlowFamily(ModelFamily):
     native_resolution = 1024
     size_multiple = 16  # the VAE's 8, times 2 for the 2x2 packing
     denoiser_name = "transformer"
+    # how noise levels are drawn, and the large transformer's frozen base stored small
+    training_options = frozenset({"timestep_sampling", "logit_mean", "logit_std", "flow_shift", "base_precision"})
+    generation_dtype = "bf16"
     samplers = FLOW_SAMPLERS
     default_sampler = "Euler"
     transformer_class = ""  # diffusers' class of the denoiser, for a staged load
@@ -70,8 +73,10 @@ class FlowFamily(ModelFamily):
         return (config.method == "lora" and config.cache and not config.shuffle_captions
                 and not config.text_encoder_lr)
 
-    def load_denoiser(self, store, ref, *, device: str, base_precision: str):
-        """Only the transformer, for a LoRA to train on, stored as `base_precision` asks (see store.store_frozen)."""
+    def load_denoiser(self, store, ref, *, device: str, base_precision: str, dtype=None):
+        """Only the transformer, for a LoRA to train on, stored as `base_precision` asks (see store.store_frozen):
+        read in `dtype` (default bf16, float32 for auto) and quantized on the CPU; nf4 is quantized by bitsandbytes
+        as it is put on `device`. A single file's transformer is read alone (file_transformer)."""
         import diffusers
         import torch
 
@@ -79,37 +84,31 @@ class FlowFamily(ModelFamily):
         from studio.models.loaders import nf4_config
 
         hub.quiet_loaders()
-        source = str(ref.path) if ref.path is not None else ref.id
-        dtype = torch.float32 if base_precision == "auto" else torch.bfloat16
-        extra = {"quantization_config": nf4_config(device)} if base_precision == "nf4" else {}
+        dtype = dtype or (torch.float32 if base_precision == "auto" else torch.bfloat16)
         if ref.kind == "file":
-            return self._file_denoiser(store, ref, dtype=dtype, device=device, base_precision=base_precision)
-        try:
-            model = getattr(diffusers, self.transformer_class).from_pretrained(
-                source, subfolder="transformer", dtype=dtype, use_safetensors=store.use_safetensors(),
-                local_files_only=not store.settings.allow_downloads, **extra)
-        except (OSError, EnvironmentError) as e:
-            raise store.load_error("transformer of", ref.id, e, local=ref.path is not None) from e
-        if base_precision != "nf4":
-            model = model.to(device)
-        store.store_frozen(model, base_precision, device)
+            if base_precision == "nf4":
+                raise ValueError(f"`base_precision` nf4 needs {self.label}'s diffusers folder (or its hub id): from a "
+                                 f"single file, train with bf16, fp8 or int8")
+            try:
+                model = self.file_transformer(store, ref, dtype=dtype)
+            except (OSError, EnvironmentError) as e:
+                raise store.load_error("transformer of", ref.id, e, local=True) from e
+            store.require_weights(model, "its transformer", ref)
+        else:
+            source = str(ref.path) if ref.path is not None else ref.id
+            extra = {"quantization_config": nf4_config(device)} if base_precision == "nf4" else {}
+            try:
+                model = getattr(diffusers, self.transformer_class).from_pretrained(
+                    source, subfolder="transformer", dtype=dtype, use_safetensors=store.use_safetensors(),
+                    local_files_only=not store.settings.allow_downloads, **extra)
+            except (OSError, EnvironmentError) as e:
+                raise store.load_error("transformer of", ref.id, e, local=ref.path is not None) from e
+        store.store_frozen(model, base_precision, "cpu")
         return model
 
-    def _file_denoiser(self, store, ref, *, dtype, device: str, base_precision: str):
-        """The transformer of a single file, through the family's file loader (its text encoder and VAE are read
-        too, then let go: the peak holds them with the transformer once)."""
-        import gc
-
-        if base_precision == "nf4":
-            raise ValueError(f"`base_precision` nf4 needs {self.label}'s diffusers folder (or its hub id): from a "
-                             f"single file, train with bf16, fp8 or int8")
-        pipe = self.load_single_file(store, ref, dtype=dtype)
-        model = getattr(pipe, self.denoiser_name)
-        del pipe
-        gc.collect()
-        model = model.to(device)
-        store.store_frozen(model, base_precision, device)
-        return model
+    def file_transformer(self, store, ref, *, dtype):
+        """The transformer of a single file of the family alone, in `dtype` (nothing else of the file is read)."""
+        raise NotImplementedError
 
     def denoiser_config(self, store, ref) -> dict:
         import diffusers
@@ -217,10 +216,11 @@ class FlowObjective:
         import torch
 
         mode, config = self.config.timestep_sampling, self.config
+        draws = BatchDraws.of(generator, b)
         if mode == "uniform":
-            return torch.rand(b, generator=generator)
+            return draws.rand(b)
         mean, std = (config.logit_mean, config.logit_std) if mode == "logit-normal" else (0.0, 1.0)
-        sigma = torch.sigmoid(mean + std * torch.randn(b, generator=generator))
+        sigma = torch.sigmoid(mean + std * draws.randn((b,)))
         if mode == "shift":  # more steps near pure noise, where a subject's layout is decided
             shift = self.shift if shift is None else shift
             sigma = sigma * shift / (1 + (shift - 1) * sigma)

@@ -43,6 +43,7 @@ class Flux1(FlowFamily):
     default_cfg = 1.0  # real CFG off
     kohya_version = "flux1"
     prompt_length_option = True
+    training_options = FlowFamily.training_options | {"flux_guidance", "max_sequence_length"}
     transformer_class = "FluxTransformer2DModel"
     block_lists = ("transformer_blocks", "single_transformer_blocks")
     file_keys = _KEYS
@@ -54,7 +55,12 @@ class Flux1(FlowFamily):
     default_variant = "flux1-dev"
     gpu_presets = ("flux-8gb", "flux-12gb", "flux-16gb", "flux-24gb")
 
+    def preview_latents(self, pipe, latents, size):
+        """The pipeline's packed tokens (B, N, 64) of a `size` picture, unpacked (B, 16, h, w)."""
+        return type(pipe)._unpack_latents(latents, size[1], size[0], pipe.vae_scale_factor)
+
     # ---- identify -----------------------------------------------------------------------------------------
+
     def file_variant(self, checkpoint) -> str:
         """dev (a guidance input) or schnell; the files diffusers cannot read, and FLUX.1's conditioned models, are
         refused by name."""
@@ -91,11 +97,11 @@ class Flux1(FlowFamily):
 
         return load_flux_file(store, ref, dtype=dtype, without=without)
 
-    def load_denoiser(self, store, ref, *, device: str, base_precision: str):
-        """Only the transformer, for a LoRA to train on, stored as `base_precision` asks (see store.store_frozen);
-        a single file's read part by part in the dtype it is stored in (flux1_files.load_transformer)."""
-        if ref.kind != "file":
-            return super().load_denoiser(store, ref, device=device, base_precision=base_precision)
+    def load_denoiser(self, store, ref, *, device: str, base_precision: str, dtype=None):
+        """Only the transformer (FlowFamily's); a single file's read part by part in the dtype it is used in
+        (flux1_files.load_transformer), nf4 quantized as it loads."""
+        if ref.kind != "file" or base_precision != "nf4":
+            return super().load_denoiser(store, ref, device=device, base_precision=base_precision, dtype=dtype)
         import torch
 
         from studio.models import hub
@@ -104,18 +110,20 @@ class Flux1(FlowFamily):
         from studio.models.loaders import nf4_config
 
         hub.quiet_loaders()
-        dtype = torch.float32 if base_precision == "auto" else torch.bfloat16
-        quantization = nf4_config(device) if base_precision == "nf4" else None
         try:
-            model = load_transformer(read_checkpoint(ref.path), store.single_file_config(ref), dtype=dtype,
-                                     quantization=quantization)
+            model = load_transformer(read_checkpoint(ref.path), store.single_file_config(ref), dtype=torch.bfloat16,
+                                     quantization=nf4_config(device))
         except (OSError, EnvironmentError) as e:
             raise store.load_error("transformer of", ref.id, e, local=True) from e
         store.require_weights(model, "its transformer", ref)
-        if base_precision != "nf4":
-            model = model.to(device)
         store.store_frozen(model, base_precision, device)
         return model
+
+    def file_transformer(self, store, ref, *, dtype):
+        from studio.models.families.flux1_files import load_transformer
+        from studio.models.files import read_checkpoint
+
+        return load_transformer(read_checkpoint(ref.path), store.single_file_config(ref), dtype=dtype)
 
     def denoiser_config(self, store, ref) -> dict:
         if ref.kind != "file":

@@ -141,11 +141,12 @@ def load_text_encoder(cls, config_dir: Path, part: Part, *, dtype):
 
 def load_flux_file(store, ref, *, dtype, without=()):
     """A FLUX.1 file's pipeline: its tokenizers (the T5 vocabulary named if it is not installed) before any weight
-    is read, then each part once."""
+    is read, then each part once, in its own dtype (`dtype`: one, or a dict of them: base.part_dtype)."""
     import diffusers
     from transformers import CLIPTextModel, T5EncoderModel
 
     from studio.models.configs import load_tokenizers
+    from studio.models.families.base import part_dtype
     from studio.models.files import read_checkpoint, read_tensors
 
     folder = store.single_file_config(ref)
@@ -157,14 +158,15 @@ def load_flux_file(store, ref, *, dtype, without=()):
     pipe = dict(load_tokenizers(folder))
     pipe["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(str(folder), subfolder="scheduler")
     vae = parts["vae"]
-    loaders = {"transformer": lambda: load_transformer(checkpoint, folder, dtype=dtype),
+    of = {name: part_dtype(dtype, name) for name in ("transformer", "vae", "text_encoder", "text_encoder_2")}
+    loaders = {"transformer": lambda: load_transformer(checkpoint, folder, dtype=of["transformer"]),
                "vae": lambda: diffusers.AutoencoderKL.from_single_file(
-                   read_tensors(vae.path, vae.prefix, dtype), config=str(folder), subfolder="vae",
-                   local_files_only=True, dtype=dtype),
+                   read_tensors(vae.path, vae.prefix, of["vae"]), config=str(folder), subfolder="vae",
+                   local_files_only=True, dtype=of["vae"]),
                "text_encoder": lambda: load_text_encoder(CLIPTextModel, folder / "text_encoder", parts["clip"],
-                                                         dtype=dtype),
+                                                         dtype=of["text_encoder"]),
                "text_encoder_2": lambda: load_text_encoder(T5EncoderModel, folder / "text_encoder_2", parts["t5"],
-                                                           dtype=dtype)}
+                                                           dtype=of["text_encoder_2"])}
     for name, load in loaders.items():
         pipe[name] = None if name in without else load()
     return diffusers.FluxPipeline(**pipe)

@@ -108,7 +108,12 @@ class Flux2(FlowFamily):
     def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.flux2_files import load_flux2_file
 
-        return self.leave_out(load_flux2_file(store, ref, dtype=dtype), without)
+        return load_flux2_file(store, ref, dtype=dtype, without=without)
+
+    def file_transformer(self, store, ref, *, dtype):
+        from studio.models.families.flux2_files import flux2_transformer
+
+        return flux2_transformer(store, ref, dtype=dtype)
 
     def check_pipeline(self, pipe) -> None:
         """FLUX.2 dev is told apart (its Mistral text encoder and guidance input) and refused, saying why."""
@@ -158,6 +163,14 @@ class Flux2(FlowFamily):
 
     def objective(self, parts, config):
         return Flux2Objective(self, parts, config)
+
+    def preview_latents(self, pipe, latents, size):
+        """The pipeline's packed tokens (B, N, 128) of a `size` picture, unpacked and unpatched (B, 32, h, w)."""
+        from diffusers import Flux2KleinPipeline as P
+
+        rows, columns = size[1] // (2 * pipe.vae_scale_factor), size[0] // (2 * pipe.vae_scale_factor)  # tokens
+        ids = P._prepare_latent_ids(latents.new_zeros(latents.shape[0], 1, rows, columns))
+        return P._unpatchify_latents(P._unpack_latents_with_ids(latents, ids, rows, columns))
 
     def pipeline_latents(self, pipe, latents):
         """The pipeline's packed tokens (B, N, 128) of a square picture, unpacked and unpatched (B, 32, h, w)."""

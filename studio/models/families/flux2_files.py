@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families.qwen_text import single_file_parts, text_encoder_file, tiny_qwen3, tiny_tokenizer
+from studio.models.families.qwen_text import read_parts, single_file_parts, tiny_qwen3, tiny_tokenizer
 
 _PREFIX = "model.diffusion_model."
 # The transformer's width (img_in's rows) names its variant: klein 4B, klein 9B, dev.
@@ -27,12 +27,12 @@ def file_variant(checkpoint) -> str:
     return variant or ""  # neither 4B nor 9B: only a studio export (which names its base) loads
 
 
-def load_flux2_file(store, ref, *, dtype):
+def load_flux2_file(store, ref, *, dtype, without=()):
     """A FLUX.2 klein transformer in one file; the VAE and Qwen3 from files beside it or in models/vae/ and
     models/text_encoder/, else from the config folder when it holds weights (a studio export's base); the tokenizer
-    as qwen_text.single_file_tokenizer finds it. Base or distilled: by its name (`base` in it), as BFL names them."""
+    as qwen_text.single_file_tokenizer finds it. Base or distilled: by its name (`base` in it), as BFL names them.
+    Each part in its own dtype (`dtype`: one, or a dict: base.part_dtype); those in `without` never read."""
     import diffusers
-    from safetensors.torch import load_file
     from transformers import Qwen3ForCausalLM
 
     from studio.models.families.flux2 import _distilled_name
@@ -42,20 +42,27 @@ def load_flux2_file(store, ref, *, dtype):
     beside, tokenizer = single_file_parts(store, ref, folder, "FLUX.2 klein", {
         "vae": ("flux2*vae*.safetensors", "the VAE (flux2-vae.safetensors)"),
         "text_encoder": (encoder.replace(".safetensors", "*.safetensors"), f"Qwen3 ({encoder})")})
-    # diffusers' FLUX.2 converter does not strip ComfyUI's prefix itself (it fails on it): strip it first.
-    state = {k.removeprefix(_PREFIX): v for k, v in load_file(str(ref.path)).items()}
-    transformer = diffusers.Flux2Transformer2DModel.from_single_file(
-        state, config=str(folder), subfolder="transformer", dtype=dtype, local_files_only=True)
-    vae = (vae_file(beside["vae"], folder, dtype=dtype) if "vae" in beside else
-           diffusers.AutoencoderKLFlux2.from_pretrained(str(folder), subfolder="vae", dtype=dtype))
-    text_encoder = (text_encoder_file(beside["text_encoder"], folder, Qwen3ForCausalLM, dtype=dtype)
-                    if "text_encoder" in beside else
-                    Qwen3ForCausalLM.from_pretrained(str(folder), subfolder="text_encoder", dtype=dtype))
+    parts = read_parts(store, ref, folder, beside, transformer=flux2_transformer, vae_file=vae_file,
+                       vae_class=diffusers.AutoencoderKLFlux2, text_class=Qwen3ForCausalLM, dtype=dtype,
+                       without=without)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(str(folder), subfolder="scheduler")
-    pipe = diffusers.Flux2KleinPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                                        transformer=transformer, is_distilled=_distilled_name(ref.path.name))
+    pipe = diffusers.Flux2KleinPipeline(scheduler=scheduler, tokenizer=tokenizer,
+                                        is_distilled=_distilled_name(ref.path.name), **parts)
     pipe.register_to_config(_name_or_path=str(ref.path))
     return pipe
+
+
+def flux2_transformer(store, ref, *, dtype):
+    """The transformer of a FLUX.2 file alone (a staged training load reads nothing else), each tensor read in
+    `dtype`."""
+    import diffusers
+
+    from studio.models.files import transformer_tensors
+
+    # diffusers' FLUX.2 converter does not strip ComfyUI's prefix itself (it fails on it): stripped as read.
+    return diffusers.Flux2Transformer2DModel.from_single_file(
+        transformer_tensors(ref.path, _PREFIX, dtype), config=str(store.single_file_config(ref)),
+        subfolder="transformer", dtype=dtype, local_files_only=True)
 
 
 def vae_file(path: Path, folder: Path, *, dtype):

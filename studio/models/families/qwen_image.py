@@ -75,7 +75,12 @@ class QwenImage(FlowFamily):
     def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.qwen_image_files import load_qwen_image_file
 
-        return self.leave_out(load_qwen_image_file(store, ref, dtype=dtype), without)
+        return load_qwen_image_file(store, ref, dtype=dtype, without=without)
+
+    def file_transformer(self, store, ref, *, dtype):
+        from studio.models.families.qwen_image_files import qwen_image_transformer
+
+        return qwen_image_transformer(store, ref, dtype=dtype)
 
     # ---- a loaded pipeline -------------------------------------------------------------------------------
     def native_size(self, pipe) -> int:
@@ -112,6 +117,11 @@ class QwenImage(FlowFamily):
 
     def objective(self, parts, config):
         return QwenImageObjective(self, parts, config)
+
+    def preview_latents(self, pipe, latents, size):
+        """The pipeline's packed tokens (B, N, 64) of a `size` picture, unpacked (B, 16, h, w)."""
+        factor = 2 * pipe.vae_scale_factor  # pixels per token side
+        return _unpack(latents, 2 * (size[1] // factor), 2 * (size[0] // factor))
 
     def pipeline_latents(self, pipe, latents):
         """The pipeline's packed tokens (B, N, 64) of a square picture, unpacked (B, 16, h, w)."""

@@ -7,39 +7,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families.qwen_text import single_file_parts, text_encoder_file, tiny_tokenizer
+from studio.models.families.qwen_text import read_parts, single_file_parts, tiny_tokenizer
 
 _PREFIX = "model.diffusion_model."
 
 
-def load_qwen_image_file(store, ref, *, dtype):
+def load_qwen_image_file(store, ref, *, dtype, without=()):
     """A Qwen-Image transformer in one file; the VAE and Qwen2.5-VL from files beside it or in models/vae/ and
     models/text_encoder/ (ComfyUI's names), else from the config folder when it holds weights (a studio export's
-    base); the tokenizer as qwen_text.single_file_tokenizer finds it. Missing parts are named."""
+    base); the tokenizer as qwen_text.single_file_tokenizer finds it. Missing parts are named. Each part in its own
+    dtype (`dtype`: one, or a dict: base.part_dtype); those in `without` never read."""
     import diffusers
-    from safetensors.torch import load_file
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     folder = store.single_file_config(ref)
     beside, tokenizer = single_file_parts(store, ref, folder, "Qwen-Image", {
         "vae": ("qwen_image_vae*.safetensors", "the VAE (qwen_image_vae.safetensors)"),
         "text_encoder": ("qwen_2.5_vl_7b*.safetensors", "Qwen2.5-VL-7B (qwen_2.5_vl_7b.safetensors)")})
-    # diffusers maps Qwen-Image's single file by identity and takes it for SD 1.5 without `config` (its issue
-    # #12423): strip ComfyUI's prefix and give the carried config.
-    state = {k.removeprefix(_PREFIX): v for k, v in load_file(str(ref.path)).items()}
-    transformer = diffusers.QwenImageTransformer2DModel.from_single_file(
-        state, config=str(folder), subfolder="transformer", dtype=dtype, local_files_only=True)
-    vae = (vae_file(beside["vae"], folder, dtype=dtype) if "vae" in beside else
-           diffusers.AutoencoderKLQwenImage.from_pretrained(str(folder), subfolder="vae", dtype=dtype))
-    text_encoder = (text_encoder_file(beside["text_encoder"], folder, Qwen2_5_VLForConditionalGeneration,
-                                      dtype=dtype) if "text_encoder" in beside else
-                    Qwen2_5_VLForConditionalGeneration.from_pretrained(str(folder), subfolder="text_encoder",
-                                                                       dtype=dtype))
+    parts = read_parts(store, ref, folder, beside, transformer=qwen_image_transformer, vae_file=vae_file,
+                       vae_class=diffusers.AutoencoderKLQwenImage, text_class=Qwen2_5_VLForConditionalGeneration,
+                       dtype=dtype, without=without)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(str(folder), subfolder="scheduler")
-    pipe = diffusers.QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                                       transformer=transformer)
+    pipe = diffusers.QwenImagePipeline(scheduler=scheduler, tokenizer=tokenizer, **parts)
     pipe.register_to_config(_name_or_path=str(ref.path))
     return pipe
+
+
+def qwen_image_transformer(store, ref, *, dtype):
+    """The transformer of a Qwen-Image file alone (a staged training load reads nothing else), each tensor read in
+    `dtype`."""
+    import diffusers
+
+    from studio.models.files import transformer_tensors
+
+    # diffusers maps Qwen-Image's single file by identity and takes it for SD 1.5 without `config` (its issue
+    # #12423): strip ComfyUI's prefix and give the carried config.
+    return diffusers.QwenImageTransformer2DModel.from_single_file(
+        transformer_tensors(ref.path, _PREFIX, dtype), config=str(store.single_file_config(ref)),
+        subfolder="transformer", dtype=dtype, local_files_only=True)
 
 
 def vae_file(path: Path, folder: Path, *, dtype):

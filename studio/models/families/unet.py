@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from studio.models.families.base import Conditioning, ModelFamily, TrainingTarget, noise_like
+from studio.models.families.base import BatchDraws, Conditioning, ModelFamily, TrainingTarget, noise_like
 from studio.models.families.samplers import DDPM_SAMPLERS
 
 # LoRA targets by `lora_layers`, as (UNet modules, text encoder modules):
@@ -33,6 +33,12 @@ _UNET_LORA = re.compile(r"(lora_unet_(down|up|mid|input|output|middle)_|unet\.|(
 _TEXT_PREFIX = {"text_encoder": "lora_te", "text_encoder_2": "lora_te2"}
 
 
+# The SD VAE's latents' approximate colours, one (R, G, B) row per channel (SD 1.x and 2.x share the VAE; the
+# factors A1111's and ComfyUI's cheap previews use)
+SD_VAE_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721),
+              (-0.2120, -0.2616, -0.7177))
+
+
 class UNetFamily(ModelFamily):
     denoiser_name = "unet"
     guidance = "cfg"
@@ -40,6 +46,7 @@ class UNetFamily(ModelFamily):
     controlnet = True
     textual_inversion = True
     channels_last = True
+    training_options = frozenset({"min_snr_gamma"})  # min-SNR weighs DDPM noise levels
     samplers = DDPM_SAMPLERS
     default_sampler = "Euler a"
     animal_sampler = "DPM++ 2S a"  # seed 003's
@@ -96,10 +103,14 @@ class UNetFamily(ModelFamily):
         return "epsilon"
 
     def load_single_file(self, store, ref, *, dtype, without=()):
+        """An A1111 checkpoint read once, in the UNet's dtype and the text encoders' (the higher of the two: those
+        of the other are converted on the CPU before anything reaches a GPU); a VAE wanted in another dtype (SDXL's
+        float32 beside a half-precision UNet) is read alone, from its own tensors, in that dtype."""
         import diffusers
 
         from studio.models.configs import load_tokenizers
-        from studio.models.files import checkpoint_keys
+        from studio.models.families.base import part_dtype
+        from studio.models.files import checkpoint_keys, read_tensors
 
         keys = checkpoint_keys(ref.path)
         for what, prefixes in (("VAE", ("first_stage_model.",)), ("text encoder", self.text_prefixes)):
@@ -109,9 +120,22 @@ class UNetFamily(ModelFamily):
         folder = store.single_file_config(ref)
         extra = dict(safety_checker=None, requires_safety_checker=False) if self.pipeline_class == \
             "StableDiffusionPipeline" else {}
-        return getattr(diffusers, self.pipeline_class).from_single_file(
-            str(ref.path), config=str(folder), local_files_only=True, dtype=dtype, **extra,
-            **load_tokenizers(folder), **{name: None for name in without})
+        wanted = {name: part_dtype(dtype, name) for name in (self.denoiser_name, *self.text_encoder_names, "vae")}
+        read_in = max([wanted[n] for n in wanted if n != "vae" and n not in without] or [wanted["vae"]],
+                      key=lambda d: d.itemsize)
+        parts = {name: None for name in without}
+        if "vae" not in without and wanted["vae"] != read_in and ref.path.suffix == ".safetensors":
+            parts["vae"] = diffusers.AutoencoderKL.from_single_file(
+                read_tensors(ref.path, "first_stage_model.", wanted["vae"]), config=str(folder), subfolder="vae",
+                local_files_only=True, dtype=wanted["vae"])
+        pipe = getattr(diffusers, self.pipeline_class).from_single_file(
+            str(ref.path), config=str(folder), local_files_only=True, dtype=read_in, **extra,
+            **load_tokenizers(folder), **parts)
+        for name, want in wanted.items():
+            module = getattr(pipe, name, None)
+            if module is not None and module.dtype != want:
+                module.to(want)  # on the CPU, as read
+        return pipe
 
     def denoiser_config(self, store, ref) -> dict:
         from diffusers import UNet2DConditionModel
@@ -142,6 +166,9 @@ class UNetFamily(ModelFamily):
         if config.base_precision in ("fp8", "int8", "nf4"):
             raise ValueError(f"`base_precision` {config.base_precision!r} is for FLUX.1's transformer and the other "
                              f"large transformer families; an {self.label} base trains in auto or bf16")
+        if config.blocks_to_swap:
+            raise ValueError(f"`blocks_to_swap` moves a flow transformer's blocks (FLUX.1, Z-Image, FLUX.2, "
+                             f"Qwen-Image) in and out; an {self.label} UNet trains on the GPU whole: set it to 0")
 
     def encode_prompts(self, pipe, captions, *, encoders=None, max_sequence_length=0, distilled=False):
         """CLIP's last hidden states at 77 tokens (B, 77, D); SDXL overrides for its two encoders."""
@@ -277,7 +304,7 @@ class NoiseObjective:
         scheduler, config = self.scheduler, self.config
         b = latents.shape[0]
         noise = noise_like(latents, generator, config.noise_offset)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(latents.device)
+        t = BatchDraws.of(generator, b).randint(scheduler.config.num_train_timesteps, b).to(latents.device)
         noisy = scheduler.add_noise(latents, noise, t)
         epsilon = scheduler.config.prediction_type == "epsilon"
         target = noise if epsilon else scheduler.get_velocity(latents, noise, t)

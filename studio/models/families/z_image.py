@@ -74,7 +74,12 @@ class ZImage(FlowFamily):
     def load_single_file(self, store, ref, *, dtype, without=()):
         from studio.models.families.z_image_files import load_zimage_file
 
-        return self.leave_out(load_zimage_file(store, ref, dtype=dtype), without)
+        return load_zimage_file(store, ref, dtype=dtype, without=without)
+
+    def file_transformer(self, store, ref, *, dtype):
+        from studio.models.families.z_image_files import zimage_transformer
+
+        return zimage_transformer(store, ref, dtype=dtype)
 
     # ---- a loaded pipeline -------------------------------------------------------------------------------
     def native_size(self, pipe) -> int:

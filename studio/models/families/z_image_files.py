@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.models.families.qwen_text import single_file_parts, text_encoder_file, tiny_qwen3, tiny_tokenizer
+from studio.models.families.qwen_text import read_parts, single_file_parts, tiny_qwen3, tiny_tokenizer
 from studio.models.families.z_image import is_turbo
 
-def load_zimage_file(store, ref, *, dtype):
+def load_zimage_file(store, ref, *, dtype, without=()):
     """A Z-Image transformer in one file; the VAE and Qwen3 from files beside it or in models/vae/ and
     models/text_encoder/ (ComfyUI's names), else from the config folder when it holds weights (a studio export's
     base); the tokenizer as qwen_text.single_file_tokenizer finds it. Missing parts are named, with where to put
-    them."""
+    them. Each part in its own dtype (`dtype`: one, or a dict: base.part_dtype); those in `without` never read."""
     import diffusers
     from transformers import Qwen3Model
 
@@ -22,21 +22,29 @@ def load_zimage_file(store, ref, *, dtype):
     beside, tokenizer = single_file_parts(store, ref, folder, "Z-Image", {
         "vae": ("ae*.safetensors", "the VAE (ae.safetensors, FLUX.1's)"),
         "text_encoder": ("qwen_3_4b*.safetensors", "Qwen3-4B (qwen_3_4b.safetensors)")})
-    common = dict(config=str(folder), dtype=dtype, local_files_only=True)
-    transformer = diffusers.ZImageTransformer2DModel.from_single_file(str(ref.path), subfolder="transformer", **common)
-    if "vae" in beside:
-        vae = diffusers.AutoencoderKL.from_single_file(str(beside["vae"]), subfolder="vae", **common)
-    else:
-        vae = diffusers.AutoencoderKL.from_pretrained(str(folder), subfolder="vae", dtype=dtype)
-    if "text_encoder" in beside:
-        text_encoder = text_encoder_file(beside["text_encoder"], folder, Qwen3Model, dtype=dtype)
-    else:
-        text_encoder = Qwen3Model.from_pretrained(str(folder), subfolder="text_encoder", dtype=dtype)
+    parts = read_parts(store, ref, folder, beside, transformer=zimage_transformer, vae_file=_vae_file,
+                       vae_class=diffusers.AutoencoderKL, text_class=Qwen3Model, dtype=dtype, without=without)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(str(folder), subfolder="scheduler")
-    pipe = diffusers.ZImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                                    transformer=transformer)
+    pipe = diffusers.ZImagePipeline(scheduler=scheduler, tokenizer=tokenizer, **parts)
     pipe.register_to_config(_name_or_path=str(ref.path))  # the name tells Turbo from Base (z_image.is_turbo)
     return pipe
+
+
+def _vae_file(path: Path, folder: Path, *, dtype):
+    """Z-Image's VAE (FLUX.1's ae.safetensors) kept as one file."""
+    import diffusers
+
+    return diffusers.AutoencoderKL.from_single_file(str(path), subfolder="vae", config=str(folder), dtype=dtype,
+                                                    local_files_only=True)
+
+
+def zimage_transformer(store, ref, *, dtype):
+    """The transformer of a Z-Image file alone (a staged training load reads nothing else), in `dtype`."""
+    import diffusers
+
+    return diffusers.ZImageTransformer2DModel.from_single_file(
+        str(ref.path), subfolder="transformer", config=str(store.single_file_config(ref)), dtype=dtype,
+        local_files_only=True)
 
 
 def comfy_state(transformer) -> dict:

@@ -1,0 +1,195 @@
+"""Runs sent to remote workers on Ray (`--workers`): on a Ray cluster the tests start on 127.0.0.1 (two CPUs, no
+GPU), a run trains on a worker and reads here as if it had trained here (the same LoRA tensors, byte for byte, as a
+local run of the same seed), a cancel reaches the worker, a worker killed mid-run is said and the run goes on on
+another from the checkpoint copied here. Without the cluster: the address check, what travels, and that nothing of
+Ray is imported without --workers."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.train_helpers import astronaut, make_dataset, tiny_config, wait_for_run
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def workers():
+    """A Ray cluster on 127.0.0.1 (`ray start --head --block`, stopped by its pid, never `ray stop`): its Ray
+    Client address. Its workers keep what they receive in a cache of the test's own."""
+    pytest.importorskip("ray", reason="ray is an optional extra (requirements-workers.txt)")
+    folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit
+    port, client = _free_port(), _free_port()
+    env = dict(os.environ, STUDIO_WORKER_CACHE=str(folder / "blobs"), OMP_NUM_THREADS="1")
+    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address",
+                             "127.0.0.1", "--port", str(port), "--ray-client-server-port", str(client), "--num-cpus",
+                             "2", "--num-gpus", "0", "--include-dashboard", "false", "--temp-dir", str(folder / "t"),
+                             "--block"], env=env, stdout=open(folder / "head.log", "wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", client), timeout=1).close()
+            break
+        except OSError:
+            assert head.poll() is None and time.monotonic() < deadline, (folder / "head.log").read_text()[-2000:]
+            time.sleep(0.5)
+    yield f"ray://127.0.0.1:{client}"
+    head.terminate()
+    head.wait(timeout=60)
+
+
+def _remote(studio, address):
+    from studio.context import Studio
+
+    return Studio.open(studio.settings.with_(workers=address))
+
+
+@pytest.mark.slow
+def test_a_run_on_a_worker_gives_the_lora_a_local_run_gives(studio, workers):
+    from studio.train import jobs
+    from tests.train_helpers import train_in_process
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    remote = _remote(studio, workers)
+    jobs.start_run(remote, tiny_config(name="same", max_steps=4, device="cpu"))
+    there = jobs.wait_run(remote, "same", timeout_s=300)
+    assert there.state == "done", (there.message, (there.run_dir / "log.txt").read_text()[-3000:])
+    assert there.config.device == "cpu"  # run.json here is as asked (the worker's own copy uses its device)
+    assert any(m.startswith("sent to worker") for m in there.messages)
+    assert [s for s, _ in there.losses] == [1, 2, 3, 4]  # the worker's step events, relayed here
+    lora = studio.settings.models_dir / "lora" / "same.safetensors"
+    assert str(lora) in there.files  # exported on the worker, copied into this studio's models/
+    remote_file = _tensors_and_header(lora)
+    assert there.checkpoint_step == 4  # the checkpoints copied here: a resume here goes on from them
+    # the same run here, with the same seed
+    lora.unlink()
+    import shutil
+
+    shutil.rmtree(there.run_dir)
+    here = train_in_process(studio, tiny_config(name="same", max_steps=4, device="cpu"))
+    assert lora in here.files and _tensors_and_header(lora) == remote_file
+    lora.unlink()
+
+
+def _tensors_and_header(path: Path) -> tuple[dict, dict]:
+    """A safetensors file's tensors as their raw bytes, and its header. (safetensors writes the header's keys in
+    an order of its own each time it writes, so two equal files differ in those bytes: compared key by key.)"""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: (str(f.get_tensor(k).dtype), f.get_tensor(k).numpy().tobytes()) for k in f.keys()}
+        return tensors, dict(f.metadata())
+
+
+@pytest.mark.slow
+def test_cancel_reaches_the_worker(studio, workers):
+    from studio.train import checkpoints, jobs
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    remote = _remote(studio, workers)
+    jobs.start_run(remote, tiny_config(name="far", max_steps=2000))
+    reached = wait_for_run(remote, "far", lambda s: s.step >= 3, timeout=240)
+    assert reached.state == "running", reached.message
+    jobs.cancel_run(remote, "far")
+    status = wait_for_run(remote, "far", lambda s: False, timeout=90)
+    assert status.state == "cancelled", (status.message, (status.run_dir / "log.txt").read_text()[-3000:])
+    assert status.checkpoint_step is not None and status.checkpoint_step >= 3 and status.step < 2000
+    checkpoints.load_checkpoint(checkpoints.latest_checkpoint(status.run_dir))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_said_and_the_run_goes_on_on_another(studio, workers):
+    """The worker's process killed once a checkpoint is copied here: the log says so, the run goes on in another
+    worker process from that checkpoint and trains on (then it is cancelled: how it ends is the tests' above)."""
+    from studio.train import jobs
+
+    def resumed_at(status) -> int | None:
+        found = [int(m.split()[-1]) for m in status.messages if m.startswith("resumed from step")]
+        return found[0] if found else None
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    remote = _remote(studio, workers)
+    jobs.start_run(remote, tiny_config(name="lost", max_steps=5000, checkpoint_every_steps=5))
+    copied = wait_for_run(remote, "lost", lambda s: (s.checkpoint_step or 0) >= 5, timeout=240)
+    assert copied.state == "running", copied.message
+    first = int(re.search(r"process (\d+)", next(m for m in copied.messages if m.startswith("sent to"))).group(1))
+    os.kill(first, signal.SIGKILL)
+    going = wait_for_run(remote, "lost", lambda s: resumed_at(s) is not None and s.step > resumed_at(s) + 2,
+                         timeout=300)
+    assert going.state == "running", (going.message, (going.run_dir / "log.txt").read_text()[-3000:])
+    assert any(m.startswith("worker lost") for m in going.messages)
+    sent = [m for m in going.messages if m.startswith("sent to worker")]
+    assert len(sent) == 2 and sent[1].endswith("resuming from the checkpoint copied here")
+    assert int(re.search(r"process (\d+)", sent[1]).group(1)) != first
+    assert resumed_at(going) >= 5
+    jobs.cancel_run(remote, "lost")
+    assert wait_for_run(remote, "lost", lambda s: False, timeout=120).state == "cancelled"
+
+
+# ---- without a cluster ---------------------------------------------------------------------------------------------
+
+def test_an_address_beyond_the_local_network_needs_tls_or_a_yes(monkeypatch):
+    from studio.remote.address import check_workers
+
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    assert check_workers("ray://127.0.0.1:10001") == "ray://127.0.0.1:10001"
+    assert check_workers("192.168.1.20:6379") == "192.168.1.20:6379"
+    with pytest.raises(ValueError, match=r"beyond the local network and Ray's TLS is off"):
+        check_workers("ray://8.8.8.8:10001")
+    assert check_workers("ray://8.8.8.8:10001", insecure=True) == "ray://8.8.8.8:10001"
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    assert check_workers("ray://8.8.8.8:10001") == "ray://8.8.8.8:10001"
+    with pytest.raises(ValueError, match=r"`workers` must be ray://HOST:PORT"):
+        check_workers("http://gpu-box")
+
+
+def test_what_travels_with_a_run(studio):
+    from studio.copies import sha256_of
+    from studio.remote.bundle import run_bundle
+
+    make_dataset(studio.settings, "ds", [astronaut(), astronaut((64, 64)).rotate(90)], ["sks", "sks turned"])
+    (studio.settings.datasets_dir / "ds" / ".originals").mkdir()
+    (studio.settings.datasets_dir / "ds" / ".originals" / "upload.jpg").write_bytes(b"raw")
+    config = tiny_config(name="far", gpus="", device="cpu")
+    bundle = run_bundle(studio, config, studio.settings.runs_dir / "far", resume=False)
+    dests = {p.dest for p in bundle.parts}
+    assert {"workspace/datasets/ds/000.png", "workspace/datasets/ds/001.txt"} <= dests
+    assert not any(".originals" in d for d in dests)  # the uploads kept beside a dataset stay here
+    assert "models/builtin/tiny/model_index.json" in dests  # a builtin base travels; the worker builds nothing
+    picture = next(p for p in bundle.parts if p.dest.endswith("000.png"))
+    assert picture.sha256 == sha256_of(studio.settings.datasets_dir / "ds" / "000.png")
+    assert bundle.config.device == "" and bundle.config.model == "builtin:tiny"
+
+
+def test_nothing_of_ray_is_imported_without_workers(settings):
+    """The studio's command line, the queue's start of a run and its child's code load no Ray module."""
+    code = ("import sys; import studio.cli as c; c.build_parser(); from studio.train import jobs, loop, child; "
+            "import studio.ranks, studio.remote.bundle, studio.remote.address; "
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_a_run_for_the_workers_claims_nothing_here(settings):
+    from studio import claims, jobs
+    from studio.train.jobs import RUNS
+
+    remote = settings.with_(workers="ray://127.0.0.1:10001")
+    argv = jobs.child_argv(RUNS, remote, remote.runs_dir / "r", claims.Placement("auto", []), resume=True,
+                           remote=True)
+    assert argv[:2] == ["-m", "studio.remote.child"] and argv[-1] == "--resume"
+    assert argv[argv.index("--workers") + 1] == "ray://127.0.0.1:10001"
