@@ -93,7 +93,7 @@ def test_pocket_sweep_scores_every_cell_and_stops_the_collapsing_one(studio, cap
     from studio.train import jobs
 
     capsys.readouterr()
-    monkeypatch.setattr(jobs, "start_run", lambda studio, config: diverged)
+    monkeypatch.setattr(jobs, "start_run", lambda studio, config, **flags: diverged)
     monkeypatch.setattr(every_job, "status", lambda studio, kind, name: diverged)  # the follow loop's reads
     monkeypatch.setattr(every_job, "wait", lambda studio, kind, name: diverged)
     assert main([*root, "train", "--dataset", "zq", "--out", "x"]) == 3
