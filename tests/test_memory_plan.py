@@ -162,3 +162,17 @@ def test_a_hub_id_whose_family_is_not_known_yet_starts_without_a_plan_and_says_s
     assert said[-1].startswith("no memory plan: `model` 'someone/some-sd-model': its family is not known")
     with pytest.raises(fit.NotPlanned):
         fit.check(studio.store, config, planned_gpu(12))
+
+
+def test_t5_encodes_on_the_cpu_where_the_plan_says_it_does_not_fit_the_gpu(studio, monkeypatch):
+    from studio import devices
+    from studio.models.configs import variant_folder
+    from studio.train import fit
+    from studio.train.config import RunConfig
+    from studio.train.presets import PRESETS
+
+    config = RunConfig(name="x", dataset="x", model=str(variant_folder("flux1-dev")), **PRESETS["flux-8gb"])
+    for gb, on_cpu in ((8, True), (12, False)):  # T5-XXL in bf16 is 8.9 GB
+        # what nvidia-smi would say of a card of `gb` GB (no GPU here)
+        monkeypatch.setattr(devices, "device_facts", lambda device, gb=gb: devices.planned_gpu(gb))
+        assert fit.text_on_cpu(studio.store, config, "cuda:0") is on_cpu

@@ -126,6 +126,22 @@ def decide_in_child(store, config: RunConfig, device: str) -> tuple[RunConfig, l
     return decide_defaults(model, family_defaults(replace(config, model=model.id), model.family), facts)
 
 
+def text_on_cpu(store, config: RunConfig, device: str) -> bool:
+    """Whether a staged run's text encoders encode its captions on the CPU: on a GPU where the plan's caching phase
+    does not fit with them on it (T5-XXL's 8.9 GB on an 8 GB card). `config`: its defaults decided."""
+    from studio.devices import device_facts
+
+    facts = device_facts(device)
+    if facts.kind != "cuda" or facts.memory_gb is None:
+        return False
+    try:
+        model = model_for(store, config.model)
+    except NotPlanned:
+        return False
+    config = family_defaults(replace(config, model=model.id), model.family)
+    return model.family.staged_training(config) and _plan(model, config, facts).text_on_cpu
+
+
 def decide_defaults(model: Model | None, config: RunConfig, device: DeviceFacts) -> tuple[RunConfig, list[str]]:
     """`config` with its device-dependent defaults decided (mixed precision: bf16 on a CUDA GPU, fp16 on one
     without bf16, none elsewhere; gradient checkpointing: on where the plan does not fit the GPU without it), and
@@ -312,4 +328,4 @@ def fit_or_refuse(store, config: RunConfig, device: DeviceFacts, *, force: bool 
 
 
 __all__ = ["GiB", "Model", "NotPlanned", "Verdict", "check", "decide_defaults", "decide_in_child", "device_for", "fit_or_refuse",
-           "model_for", "plan_for", "what_fits"]
+           "model_for", "plan_for", "text_on_cpu", "what_fits"]

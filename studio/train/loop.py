@@ -28,7 +28,7 @@ from studio.models.loaders import last_blocks
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
 from studio.train.config import RunConfig, family_defaults
-from studio.train.fit import decide_in_child
+from studio.train.fit import decide_in_child, text_on_cpu
 from studio.train.earlier import subject_facts, watched_config
 from studio.train.latents import Latents, TextEmbeddings, owner
 from studio.train.methods import make_method
@@ -115,7 +115,11 @@ class Trainer:
         self.staged = family is not None and family.staged_training(config)
         if family is not None:
             family.check_training(replace(config, model=model_id))  # refused before anything loads
-        self.parts = load_parts(store, model_id, self.device, config, staged=self.staged)
+        on_cpu = self.staged and text_on_cpu(store, replace(config, model=model_id), self.device)
+        if on_cpu:
+            decided.append("the text encoders encode the captions on the CPU: the memory plan says they do not fit "
+                           "the GPU beside the VAE (slower, once per dataset: the embeddings are cached)")
+        self.parts = load_parts(store, model_id, self.device, config, staged=self.staged, text_on_cpu=on_cpu)
         self.config = config = family_defaults(replace(config, model=model_id), self.parts.family)
         self.items = data.subject_items(self.settings, config)
         # TI adds its tokens before captions are encoded; a staged run makes its method once the denoiser is there

@@ -114,12 +114,14 @@ def part_dtypes(config, family: ModelFamily | None, device: str, *, staged: bool
     return PartDtypes(denoiser, text, vae)
 
 
-def load_parts(store, model_id: str, device: str, config=None, *, staged: bool = False) -> Parts:
+def load_parts(store, model_id: str, device: str, config=None, *, staged: bool = False,
+               text_on_cpu: bool = False) -> Parts:
     """Load the base through the store for a run of `config` (None: everything float32, frozen), each part read in
     the dtype it keeps (part_dtypes). The frozen denoiser is stored as `base_precision` says on the CPU, then
     everything is put on `device`, but for the blocks `blocks_to_swap` keeps on the CPU.
     `staged`: the text encoders and VAE first, the denoiser later (load_denoiser), so the two never fill the device
-    together (ModelFamily.staged_training)."""
+    together (ModelFamily.staged_training); `text_on_cpu`: the text encoders stay on the CPU and encode there (the
+    memory plan's word where they do not fit the GPU: studio.train.fit.text_on_cpu)."""
     import torch
 
     from studio.models.loaders import last_blocks, place
@@ -141,8 +143,9 @@ def load_parts(store, model_id: str, device: str, config=None, *, staged: bool =
         module.requires_grad_(False)
     if not skip and base_precision != "auto":
         store.store_frozen(parts.denoiser, base_precision, "cpu")  # quantized before it reaches the GPU
+    kept = set(family.text_encoder_names) if text_on_cpu else set()
     for name, module in pipe.components.items():
-        if isinstance(module, torch.nn.Module) and name != family.denoiser_name:
+        if isinstance(module, torch.nn.Module) and name != family.denoiser_name and name not in kept:
             module.to(device)
     if not skip:
         swapped = last_blocks(family, parts.denoiser, config.blocks_to_swap if config is not None else 0)

@@ -202,6 +202,9 @@ def _generate(parts: Parts, prompts: list[str], seeds: list[int], size: int, ste
     each = [parts.family.sampling_kwargs(pipe, prompt=text, encoded=parts.encoded.get(text), cfg=cfg,
                                          distilled=parts.distilled_guidance, negative=parts.encoded.get(""))
             for text in texts]
+    # prompts encoded on the CPU (text encoders the GPU could not hold: fit.text_on_cpu) go where the VAE is
+    each = [{k: v.to(parts.vae.device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+            for kwargs in each]
     group = batch or len(each)  # prompts drawn together (the memory plan counts as many)
     calls = [call for k in range(0, len(each), group) for call in _calls(each[k:k + group], generators[k:k + group])]
     dtype = next(parts.denoiser.parameters()).dtype
