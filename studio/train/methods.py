@@ -22,6 +22,7 @@ class LoraMethod:
 
         self.parts, self.config = parts, config
         self.trains_text = config.text_encoder_lr > 0
+        self._tensors = None  # (state()'s parameters, found once)
         targets = parts.family.lora_targets(config.lora_layers)
         if self.trains_text and targets.text is None:
             raise ValueError(f"`text_encoder_lr` must be 0 for {parts.family.label}: its text encoders take no LoRA")
@@ -46,10 +47,27 @@ class LoraMethod:
 
     def state(self) -> dict:
         """diffusers' LoRA layout: `unet.<module>.lora_A.weight`, `text_encoder.<module>.lora_B.weight`, ..."""
+        return {key: tensor.detach().clone().contiguous() for key, tensor in self._state_tensors().items()}
+
+    def _state_tensors(self) -> dict:
+        """The tensors state() copies, by key. peft's get_peft_model_state_dict walks the whole model's state_dict
+        on every call (a checkpoint and an epoch's weights each ask: 6 s of a 70 s tiny run); the keys and the
+        parameters they name do not change during a run, so they are found once, each value peft returns matched
+        to the parameter whose storage it is. A value that is no parameter (a layout peft builds) keeps the walk."""
         from peft.utils import get_peft_model_state_dict
 
-        return {f"{prefix}.{k}": v.detach().clone().contiguous()
-                for prefix, module in self.modules().items() for k, v in get_peft_model_state_dict(module).items()}
+        if self._tensors is not None:
+            return self._tensors
+        found, all_parameters = {}, True
+        for prefix, module in self.modules().items():
+            params = {p.data_ptr(): p for p in module.parameters()}
+            for k, v in get_peft_model_state_dict(module).items():
+                p = params.get(v.data_ptr())
+                all_parameters &= p is not None and p.shape == v.shape
+                found[f"{prefix}.{k}"] = v if p is None else p
+        if all_parameters:
+            self._tensors = found
+        return found
 
     def load_state(self, state: dict) -> None:
         from peft.utils import set_peft_model_state_dict
