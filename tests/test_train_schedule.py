@@ -57,7 +57,11 @@ def test_every_n_epochs_or_steps_and_the_epochs_that_keep_their_weights():
     assert [budget.saves(e, v) for e, v in ((1, True), (2, False), (3, True))] == [True, False, True]
     assert [by_epochs.saves(e, False) for e in (2, 3)] == [False, True]
     assert ValidationPlan("budget", 1, 0.1, 12, 4, save_every_epochs=2).saves(2, False) is True
-    assert never.saves(1, False) is True  # no validation: every epoch, as before
+    assert never.saves(1, False) is True  # no validation, 3 epochs: every epoch
+    # no validation over 50 epochs of 4 steps: ten saves, every 5th epoch (the end and a cancel save as well)
+    fifty = ValidationPlan("budget", 0, 0.1, total=200, per_epoch=4)
+    assert [e for e in range(1, 51) if fifty.saves(e, False)] == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
+    assert [e for e in range(1, 8) if ValidationPlan("steps", 5, 0.1, 26, 4).saves(e, False)] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_validation_settings_are_checked_and_old_run_files_keep_their_epochs():

@@ -250,10 +250,10 @@ class RunConfig:
     checkpoint_every_steps: int = setting(0, label="Checkpoint every N steps", group="validation", advanced=True,
                                           help="> 0: also a checkpoint every this many steps inside an epoch")
     # Epochs between checkpoints and saved epoch weights (the epochs one can export); 0: at each epoch validated (by
-    # budget or every N epochs), or every epoch when validation is off or by steps. Always after the last epoch and
-    # when cancelled.
+    # budget or every N epochs), or ten times over the run when validation is off or by steps (schedule.py). Always
+    # after the last epoch and when cancelled.
     save_every_epochs: int = setting(0, label="Save every N epochs", group="validation", advanced=True,
-                                     help="0: at each validation")
+                                     help="0: at each validation (ten times over the run without one)")
     keep_epochs: int = setting(0, label="Keep last N epochs", group="validation", advanced=True, help="0: all")
     # write the final weights to models/ (a sweep's runs leave that to the cell one picks)
     export: bool = setting(True, label="Export the final weights", group="validation", advanced=True,
