@@ -27,7 +27,8 @@ from studio.models.families.base import BatchDraws
 from studio.models.loaders import last_blocks
 from studio.progress import Cancelled
 from studio.train import checkpoints, data, export, sampling
-from studio.train.config import RunConfig, family_defaults
+from studio.train.config import RunConfig
+from studio.train.config_checks import family_defaults
 from studio.train.fit import decide_in_child, text_on_cpu
 from studio.train.earlier import subject_facts, watched_config
 from studio.train.latents import Latents, TextEmbeddings, owner
