@@ -114,7 +114,7 @@ def test_every_layer_of_the_kohya_export_loads_in_stock_diffusers(studio):
 
 def test_the_memory_facts_are_the_real_configs_counted():
     from studio.models.configs import variant_folder
-    from studio.models.families.base import count_parameters
+    from studio.models.families.memory_facts import count_parameters
 
     flux2 = families.get("flux2")
     for variant in flux2.variants:

@@ -60,7 +60,7 @@ def test_every_layer_of_the_kohya_export_loads_in_stock_diffusers(studio):
 
 def test_the_memory_facts_are_the_real_configs_counted():
     from studio.models.configs import variant_folder
-    from studio.models.families.base import count_parameters
+    from studio.models.families.memory_facts import count_parameters
 
     qwen = families.get("qwenimage")
     assert count_parameters(variant_folder("qwen-image")) == qwen.parameter_counts["qwen-image"]

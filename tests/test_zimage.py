@@ -92,7 +92,7 @@ def test_turbo_is_named_as_distilled_where_the_user_trains_it(studio):
 
 def test_the_memory_facts_are_the_real_configs_counted():
     from studio.models.configs import variant_folder
-    from studio.models.families.base import count_parameters
+    from studio.models.families.memory_facts import count_parameters
 
     zimage = families.get("zimage")
     for variant in zimage.variants:

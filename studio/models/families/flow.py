@@ -12,7 +12,8 @@ import math
 import re
 from pathlib import Path
 
-from studio.models.families.base import BatchDraws, Conditioning, ModelFamily, noise_like
+from studio.models.families.base import Conditioning, ModelFamily
+from studio.models.families.draws import BatchDraws, noise_like
 from studio.models.families.samplers import FLOW_SAMPLERS
 
 
