@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from studio.generate import GenerationRequest, generate
 from studio.models import families
-from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
+from tests.train_helpers import astronaut, check_parameter_counts, make_dataset, tiny_config, train_in_process
 
 ZIMAGE = "builtin:tiny-zimage"
 
@@ -91,12 +91,7 @@ def test_turbo_is_named_as_distilled_where_the_user_trains_it(studio):
 
 
 def test_the_memory_facts_are_the_real_configs_counted():
-    from studio.models.configs import variant_folder
-    from studio.models.families.memory_facts import count_parameters
-
-    zimage = families.get("zimage")
-    for variant in zimage.variants:
-        assert count_parameters(variant_folder(variant)) == zimage.parameter_counts[variant]
+    check_parameter_counts("zimage")
 
 
 def test_a_lora_trains_from_a_comfyui_file_as_from_its_folder(studio):
