@@ -30,8 +30,7 @@ def check_config(config: RunConfig) -> RunConfig:
                              f"{config.method} does not train one")
         if config.continue_from == config.name:
             raise ValueError(f"`continue_from` {config.continue_from!r} is this run: resume it instead")
-    if config.method not in METHODS:
-        raise ValueError(f"`method` must be one of {', '.join(METHODS)} but is {config.method!r}")
+    _one_of(config, "method", METHODS)
     if config.resolution and (config.resolution % 64 or not 64 <= config.resolution <= 4096):
         raise ValueError(f"`resolution` has to be divisible by 64 and between 64 and 4096 but is {config.resolution}")
     for name in ("repeats", "batch_size", "grad_accum", "rank", "vectors", "lr_cycles", "guard_loss_steps"):
@@ -52,21 +51,12 @@ def check_config(config: RunConfig) -> RunConfig:
         raise ValueError(f"`unmasked_weight` must be between 0 and 1 but is {config.unmasked_weight}")
     if not 0 <= config.dropout < 1:
         raise ValueError(f"`dropout` must be in [0, 1) but is {config.dropout}")
-    if config.lr_scheduler not in SCHEDULERS:
-        raise ValueError(f"`lr_scheduler` must be one of {', '.join(SCHEDULERS)} but is {config.lr_scheduler!r}")
-    if config.mixed_precision not in PRECISIONS:
-        raise ValueError(f"`mixed_precision` must be one of {', '.join(PRECISIONS)} but is {config.mixed_precision!r}")
-    if config.gradient_checkpointing not in CHECKPOINTING:
-        raise ValueError(f"`gradient_checkpointing` must be one of {', '.join(CHECKPOINTING)} but is "
-                         f"{config.gradient_checkpointing!r}")
-    if config.lora_layers not in LORA_LAYERS:
-        raise ValueError(f"`lora_layers` must be one of {', '.join(LORA_LAYERS)} but is {config.lora_layers!r}")
-    if config.timestep_sampling not in TIMESTEP_SAMPLING:
-        raise ValueError(f"`timestep_sampling` must be one of {', '.join(TIMESTEP_SAMPLING)} but is "
-                         f"{config.timestep_sampling!r}")
-    if config.base_precision not in BASE_PRECISIONS:
-        raise ValueError(f"`base_precision` must be one of {', '.join(BASE_PRECISIONS)} but is "
-                         f"{config.base_precision!r}")
+    _one_of(config, "lr_scheduler", SCHEDULERS)
+    _one_of(config, "mixed_precision", PRECISIONS)
+    _one_of(config, "gradient_checkpointing", CHECKPOINTING)
+    _one_of(config, "lora_layers", LORA_LAYERS)
+    _one_of(config, "timestep_sampling", TIMESTEP_SAMPLING)
+    _one_of(config, "base_precision", BASE_PRECISIONS)
     if config.logit_std <= 0 or config.flow_shift < 0 or config.flux_guidance < 0:
         raise ValueError(f"`logit_std` must be positive and `flow_shift`, `flux_guidance` not negative, but they "
                          f"are {config.logit_std}, {config.flow_shift} and {config.flux_guidance}")
@@ -75,8 +65,7 @@ def check_config(config: RunConfig) -> RunConfig:
     if config.max_sequence_length and not 16 <= config.max_sequence_length <= 512:
         raise ValueError(f"`max_sequence_length` must be 0 (automatic) or between 16 and 512 but is "
                          f"{config.max_sequence_length}")
-    if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"`optimizer` must be one of {', '.join(OPTIMIZERS)} but is {config.optimizer!r}")
+    _one_of(config, "optimizer", OPTIMIZERS)
     if config.method == "textual-inversion" and not re.match(r"^[\w-]+$", config.token):
         raise ValueError(f"`trigger` must be one word for textual inversion but is {config.token!r}")
     if config.method == "textual-inversion" and not config.init_word.strip():
@@ -86,8 +75,7 @@ def check_config(config: RunConfig) -> RunConfig:
     if config.method == "finetune" and config.prior_preservation:
         raise ValueError("`prior_preservation` is DreamBooth's (an instance and a class prompt); finetune trains "
                          "on the dataset's own captions: use method dreambooth, or turn it off")
-    if config.ema not in EMA_MODES:
-        raise ValueError(f"`ema` must be one of {', '.join(EMA_MODES)} but is {config.ema!r}")
+    _one_of(config, "ema", EMA_MODES)
     if config.ema in ("on", "cpu") and config.method not in WHOLE_MODEL:
         raise ValueError(f"`ema` {config.ema!r} averages a whole model's weights: it is for "
                          f"{' and '.join(WHOLE_MODEL)}, not {config.method}")
@@ -105,14 +93,18 @@ def check_config(config: RunConfig) -> RunConfig:
         raise ValueError(f"`validate_at_steps` must hold steps of at least 1 but holds {bad[0]!r}")
     if not 0 <= config.validation_cfg <= 30:
         raise ValueError(f"`validation_cfg` must be between 0 and 30 but is {config.validation_cfg}")
-    if config.validation_by not in VALIDATION_BY:
-        raise ValueError(f"`validation_by` must be one of {', '.join(VALIDATION_BY)} but is {config.validation_by!r}")
+    _one_of(config, "validation_by", VALIDATION_BY)
     if not 0 < config.validation_budget <= 0.5:
         raise ValueError(f"`validation_budget` must be above 0 and at most 0.5 (a share of the run's time) but is "
                          f"{config.validation_budget}")
     if not 1 <= config.validation_steps <= 150:
         raise ValueError(f"`validation_steps` must be between 1 and 150 but is {config.validation_steps}")
     return config
+
+
+def _one_of(config: RunConfig, name: str, choices: tuple[str, ...]) -> None:
+    if getattr(config, name) not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(choices)} but is {getattr(config, name)!r}")
 
 
 def _check_block_swap(config: RunConfig) -> None:
