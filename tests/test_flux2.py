@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from studio.generate import GenerationRequest, generate
 from studio.models import families
+from tests.single_files import check_comfy_file_draws_as_base
 from tests.train_helpers import (astronaut, check_every_layer_exports, check_parameter_counts, make_dataset,
                                  tiny_config, train_in_process)
 
@@ -90,14 +90,7 @@ def test_a_bfl_file_and_its_vae_file_load_offline_and_draw_what_the_folder_draws
     loaded = vae_file(vae_path, studio.store.resolve(KLEIN).path, dtype=torch.float32)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in vae.state_dict().items())
 
-    path = studio.settings.models_dir / "base" / "tiny_klein_bfl.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()}, str(path),
-              metadata={"studio.base_model": KLEIN})
-    request = dict(prompt="a photo of a dog", steps=2, seed=5, save=False)
-    by_file, by_folder = (generate(studio, GenerationRequest(model=m, **request)) for m in (str(path), KLEIN))
-    np.testing.assert_allclose(np.asarray(by_file.images[0].image, dtype=float),  # float rounding: 2 levels
-                               np.asarray(by_folder.images[0].image, dtype=float), atol=2)
+    check_comfy_file_draws_as_base(studio, state, KLEIN, "tiny_klein_bfl.safetensors", atol=2)  # float rounding
 
 
 def test_every_layer_of_the_kohya_export_loads_in_stock_diffusers(studio):

@@ -5,12 +5,11 @@ test_transformer_families.py.)"""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from studio.generate import GenerationRequest, generate
 from studio.models import families
+from tests.single_files import check_comfy_file_draws_as_base
 from tests.train_helpers import check_every_layer_exports, check_parameter_counts
 
 QWEN = "builtin:tiny-qwenimage"
@@ -36,14 +35,7 @@ def test_qwen_image_is_told_from_folders_files_hub_ids_and_loras(session_studio,
 def test_a_comfyui_file_loads_offline_and_draws_what_its_folder_draws(studio):
     with studio.cache.pipeline(QWEN) as pipe:
         state = pipe.transformer.state_dict()
-    path = studio.settings.models_dir / "base" / "tiny_qwen_image_comfy.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()}, str(path),
-              metadata={"studio.base_model": QWEN})
-    request = dict(prompt="a photo of a dog", steps=2, seed=5, save=False)
-    by_file, by_folder = (generate(studio, GenerationRequest(model=m, **request)) for m in (str(path), QWEN))
-    np.testing.assert_allclose(np.asarray(by_file.images[0].image, dtype=float),
-                               np.asarray(by_folder.images[0].image, dtype=float), atol=1)
+    check_comfy_file_draws_as_base(studio, state, QWEN, "tiny_qwen_image_comfy.safetensors", atol=1)
 
 
 def test_every_layer_of_the_kohya_export_loads_in_stock_diffusers(studio):
