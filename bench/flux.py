@@ -53,16 +53,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.memory import held, peak, reset_peak  # noqa: E402
 from bench.photos import astronaut_crops  # noqa: E402
+from bench.rounds import STEP_LOG, alternate, child, lora_modules, rates, run_script  # noqa: E402
+
+_child = partial(child, __file__)  # this benchmark as a child (each variant in a fresh process)
+
 VARIANTS = ("bf16", "int8", "fp8", "nf4")
 ENCODER_WARMUP = 2  # steps left out of s/step in the encoders part (allocations, first-touch of weights)
 SCRIPT_WARMUP = 5  # steps left out of steps/s in the diffusers part
@@ -73,49 +77,6 @@ ATTENTION_MODULES = ("attn.to_q,attn.to_k,attn.to_v,attn.to_out.0,attn.add_q_pro
 SCRIPT_PROMPT = "sks, a photo"
 DATASET = "flux-bench-photos"  # under the run's own workspace (a bare name, so not a folder of the checkout)
 RESOLUTIONS = {"storage": 512, "encoders": 256, "diffusers": 64}  # each part's default side in pixels
-
-
-# ---- memory, on either device ---------------------------------------------------------------------------------
-
-def _reset_peak(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM (peak RSS) starts again from the current RSS
-
-
-def _peak(device: str) -> int:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated()
-    return _status_bytes("VmHWM:")
-
-
-def _held(device: str) -> int:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.memory_allocated()
-    return _status_bytes("VmRSS:")
-
-
-def _status_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _child(args: list[str], env: dict | None = None) -> dict:
-    """Run this script as a child with `args`; its last stdout line is its JSON result. A failure says why."""
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise RuntimeError(last[:300])
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ---- part 1: the frozen transformer's storage -----------------------------------------------------------------
@@ -150,8 +111,8 @@ def one_variant(precision: str, double: int, single: int, steps: int, device: st
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    stored = _held(device) if device.startswith("cuda") else module_bytes(model)
-    _reset_peak(device)  # the peak from here on: what training holds, not the build before storing
+    stored = held(device) if device.startswith("cuda") else module_bytes(model)
+    reset_peak(device)  # the peak from here on: what training holds, not the build before storing
     model.add_adapter(LoraConfig(r=16, lora_alpha=16, init_lora_weights="gaussian",
                                  target_modules=families.get("flux").lora_targets("transformer").denoiser))
     if checkpointing:
@@ -178,7 +139,7 @@ def one_variant(precision: str, double: int, single: int, steps: int, device: st
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
-    return {"precision": precision, "stored_bytes": stored, "peak_bytes": _peak(device),
+    return {"precision": precision, "stored_bytes": stored, "peak_bytes": peak(device),
             "params": sum(p.numel() for p in model.parameters() if not p.requires_grad),
             "lora_params": sum(p.numel() for p in trained), "loss": float(loss), "tokens": tokens,
             # the first step warms up (allocations, kernel choice): the others are what a run sees
@@ -226,9 +187,9 @@ def _run_log(run_dir: Path, device: str):
         def status(self, state, message="", **fields):
             super().status(state, message, **fields)
             if state == "running":
-                self.total, self.before, self.at_start = fields["total_steps"], _peak(device), _held(device)
+                self.total, self.before, self.at_start = fields["total_steps"], peak(device), held(device)
                 self.times, self.cpu = [], []
-                _reset_peak(device)
+                reset_peak(device)
 
         def event(self, kind, **fields):
             super().event(kind, **fields)
@@ -236,7 +197,7 @@ def _run_log(run_dir: Path, device: str):
                 self.times.append(time.perf_counter())
                 self.cpu.append(time.process_time())  # all of this process's threads
                 if fields["step"] == self.total:
-                    self.during = _peak(device)
+                    self.during = peak(device)
 
     return MeasuringLog(run_dir)
 
@@ -330,8 +291,6 @@ def encoders(args) -> None:
 def studio_tiny_run(root: Path, steps: int, images: int, resolution: int, rank: int, batch: int,
                     model_id: str = "builtin:tiny-flux", max_sequence_length: int = 512) -> dict:
     """The studio's LoRA run on a tiny builtin (bench/new_families.py's other families too), from its own step log."""
-    from safetensors import safe_open
-
     from studio.context import Studio
     from studio.train.config import RunConfig
     from studio.train.loop import train
@@ -355,45 +314,21 @@ def studio_tiny_run(root: Path, steps: int, images: int, resolution: int, rank: 
         log.close()
     steps_at = [(e["step"], e["time"]) for e in read_events(run_dir) if e["type"] == "step"]
     peft_file = next(f for f in result.files if f.name == "pytorch_lora_weights.safetensors")
-    with safe_open(str(peft_file), "pt") as f:
-        modules = sorted({k.split(".lora_")[0].removeprefix("transformer.") for k in f.keys()})
-    return {"model": str(model), "steps_at": steps_at, "lora_modules": modules}
+    return {"model": str(model), "steps_at": steps_at, "lora_modules": lora_modules(peft_file)}
 
 
 def script_run(script: Path, model: Path, images: Path, out: Path, steps: int, resolution: int, rank: int,
                batch: int, threads: int) -> dict:
     """Run diffusers' script as its README says (plus offline, CPU, float32) and read its step log."""
-    from safetensors import safe_open
-
     cmd = [sys.executable, str(script), "--pretrained_model_name_or_path", str(model), "--instance_data_dir",
            str(images), "--instance_prompt", SCRIPT_PROMPT, "--output_dir", str(out), "--resolution", str(resolution),
            "--train_batch_size", str(batch), "--max_train_steps", str(steps), "--rank", str(rank), "--lora_alpha",
            str(rank), "--learning_rate", "1e-4", "--lr_scheduler", "constant", "--lr_warmup_steps", "0",
            "--max_sequence_length", "512", "--lora_layers", ATTENTION_MODULES, "--mixed_precision", "no",
            "--cache_latents", "--seed", "0", "--report_to", "all", "--checkpointing_steps", str(steps + 1)]
-    # One progress line per step with its elapsed seconds: tqdm reads its defaults from TQDM_* variables.
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", TQDM_MININTERVAL="0",
-               TQDM_BAR_FORMAT="{desc}|{n}|{elapsed_s:.4f}\n", CUDA_VISIBLE_DEVICES="")
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-3:]
-        raise RuntimeError(f"{script.name} exited {done.returncode}: " + " | ".join(tail)[:600])
-    steps_at = {}
-    for line in re.split(r"[\r\n]+", done.stderr + done.stdout):
-        found = re.fullmatch(r"Steps\|(\d+)\|([\d.]+)", line.strip())
-        if found and int(found[1]) > 0:
-            steps_at.setdefault(int(found[1]), float(found[2]))  # first print of a step: right after its update
-    with safe_open(str(out / "pytorch_lora_weights.safetensors"), "pt") as f:
-        modules = sorted({k.split(".lora_")[0].removeprefix("transformer.") for k in f.keys()})
-    return {"steps_at": sorted(steps_at.items()), "lora_modules": modules}
-
-
-def _rates(steps_at: list) -> tuple[float, float]:
-    """Steps per second after warm-up step SCRIPT_WARMUP: over the whole stretch, and from its median step (which a
-    burst of load on a shared machine moves less)."""
-    kept = [t for n, t in steps_at if n >= SCRIPT_WARMUP]
-    gaps = sorted(b - a for a, b in zip(kept, kept[1:]))
-    return (len(kept) - 1) / (kept[-1] - kept[0]), 1 / gaps[len(gaps) // 2]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="", **STEP_LOG)
+    return {"steps_at": run_script(cmd, env).steps_at,
+            "lora_modules": lora_modules(out / "pytorch_lora_weights.safetensors")}
 
 
 def versus_diffusers(args) -> None:
@@ -408,7 +343,6 @@ def versus_diffusers(args) -> None:
     resolution, threads = args.resolution, args.threads
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1")
     load = os.getloadavg()[0]
-    rounds = []
     with tempfile.TemporaryDirectory(prefix="bench-flux-diffusers-") as tmp:
         root = Path(tmp)
         astronaut_crops(root / "instance", args.images, resolution, None)  # the script takes every file as an image
@@ -418,18 +352,11 @@ def versus_diffusers(args) -> None:
                            "--resolution", str(resolution), "--rank", str(args.rank), "--batch", str(args.batch)],
                           env)
 
-        def theirs(model):
-            return script_run(script.resolve(), model, root / "instance", root / "script-out", steps, resolution,
-                              args.rank, args.batch, threads)
+        def theirs(studio):
+            return script_run(script.resolve(), Path(studio["model"]), root / "instance", root / "script-out", steps,
+                              resolution, args.rank, args.batch, threads)
 
-        for n in range(args.rounds):  # alternating which goes first, so a change in the machine's load hits both
-            if n % 2 == 0:
-                studio = ours()
-                diffusers = theirs(Path(studio["model"]))
-            else:
-                diffusers = theirs(Path(rounds[0][0]["model"]))
-                studio = ours()
-            rounds.append((studio, diffusers))
+        rounds = alternate(args.rounds, ours, theirs)
     studio, diffusers = rounds[0]
     layers = f"{len(studio['lora_modules'])} LoRA layers in both"
     if studio["lora_modules"] != diffusers["lora_modules"]:
@@ -443,7 +370,8 @@ def versus_diffusers(args) -> None:
           f"{'studio':>7} {'script':>7} {'ratio':>6}")
     ratios = []
     for n, (studio, diffusers) in enumerate(rounds, 1):
-        (mean, median), (their_mean, their_median) = _rates(studio["steps_at"]), _rates(diffusers["steps_at"])
+        (mean, median), (their_mean, their_median) = (rates(studio["steps_at"], SCRIPT_WARMUP),
+                                                      rates(diffusers["steps_at"], SCRIPT_WARMUP))
         ratios.append((mean / their_mean, median / their_median))
         print(f"{n:<6} {mean:15.2f} {their_mean:15.2f} {ratios[-1][0]:6.2f}   {'':<16}{median:7.2f} "
               f"{their_median:7.2f} {ratios[-1][1]:6.2f}")

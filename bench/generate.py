@@ -48,8 +48,8 @@ def main() -> None:
 
     from studio.cache import module_bytes
     from studio.context import Studio
+    from studio.generate import GenerationRequest, LoraChoice, generate
     from studio.models import families
-from studio.generate import GenerationRequest, LoraChoice, generate
     from studio.settings import Settings
     from tests.weights_files import make_lora
 

@@ -109,7 +109,8 @@ def measure(name: str, row: Row, device: str, steps: int) -> None:
 
     from studio.models import families
     from studio.models.configs import variant_folder
-    from studio.train.config import RunConfig, family_defaults
+    from studio.train.config import RunConfig
+    from studio.train.config_checks import family_defaults
     from studio.train.parts import part_dtypes
     from studio.train import presets as table
 

@@ -33,16 +33,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import flux as flux_bench  # noqa: E402  (bench/flux.py: memory readings, photos, the script's step log)
+import flux as flux_bench  # noqa: E402  (bench/flux.py: the studio's tiny run, the script's prompt and warm-up)
+from bench.memory import peak, reset_peak  # noqa: E402
+from bench.photos import astronaut_crops  # noqa: E402
+from bench.rounds import STEP_LOG, alternate, child, lora_modules, rates, run_script  # noqa: E402
+
+_child = partial(child, __file__)  # this benchmark as a child (each variant in a fresh process)
 
 FAMILIES = ("zimage", "flux2", "qwenimage")
 VARIANT = {"zimage": "zimage-turbo", "flux2": "flux2-klein-4b", "qwenimage": "qwen-image"}
@@ -107,7 +112,7 @@ def one_real(family: str, blocks: int, steps: int, resolution: int, precision: s
     cond = Conditioning(torch.randn(1, text, width, generator=g).to(torch.bfloat16 if half else torch.float32))
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=1e-4)
-    flux_bench._reset_peak("cpu")
+    reset_peak("cpu")
     seconds = []
     for _ in range(steps):
         started = time.perf_counter()
@@ -118,7 +123,7 @@ def one_real(family: str, blocks: int, steps: int, resolution: int, precision: s
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         seconds.append(time.perf_counter() - started)
-    return {"family": family, "stored_bytes": stored, "peak_bytes": flux_bench._peak("cpu"),
+    return {"family": family, "stored_bytes": stored, "peak_bytes": peak("cpu"),
             "params": sum(p.numel() for p in model.parameters() if not p.requires_grad),
             "lora_params": sum(p.numel() for p in trained), "loss": float(loss),
             "real_transformer": fam.parameter_counts[VARIANT[family]]["transformer"],
@@ -147,41 +152,18 @@ def real(args) -> None:
 
 # ---- part 2: studio vs diffusers' scripts -------------------------------------------------------------------------
 
-def _child(args: list[str], env: dict | None = None) -> dict:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise RuntimeError(last[:300])
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def script_run(family: str, script: Path, model: Path, images: Path, out: Path, steps: int, resolution: int,
                rank: int, threads: int) -> dict:
     """diffusers' script as its README runs it (plus offline, CPU, float32), read from its step log."""
-    import re
-
-    from safetensors import safe_open
-
     cmd = [sys.executable, str(script), "--pretrained_model_name_or_path", str(model), "--instance_data_dir",
            str(images), "--instance_prompt", flux_bench.SCRIPT_PROMPT, "--output_dir", str(out), "--resolution",
            str(resolution), "--train_batch_size", "1", "--max_train_steps", str(steps), "--rank", str(rank),
            "--lora_alpha", str(rank), "--learning_rate", "1e-4", "--lr_scheduler", "constant", "--lr_warmup_steps",
            "0", "--mixed_precision", "no", "--cache_latents", "--seed", "0", "--report_to", "tensorboard",
            "--checkpointing_steps", str(steps + 1), *SCRIPT_ARGS.get(family, [])]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", TQDM_MININTERVAL="0",
-               TQDM_BAR_FORMAT="{desc}|{n}|{elapsed_s:.4f}\n", CUDA_VISIBLE_DEVICES="")
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-3:]
-        raise RuntimeError(f"{script.name} exited {done.returncode}: " + " | ".join(tail)[:600])
-    steps_at = {}
-    for line in re.split(r"[\r\n]+", done.stderr + done.stdout):
-        found = re.fullmatch(r"Steps\|(\d+)\|([\d.]+)", line.strip())
-        if found and int(found[1]) > 0:
-            steps_at.setdefault(int(found[1]), float(found[2]))
-    with safe_open(str(out / "pytorch_lora_weights.safetensors"), "pt") as f:
-        modules = sorted({k.split(".lora_")[0].removeprefix("transformer.") for k in f.keys()})
-    return {"steps_at": sorted(steps_at.items()), "lora_modules": modules}
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="", **STEP_LOG)
+    return {"steps_at": run_script(cmd, env).steps_at,
+            "lora_modules": lora_modules(out / "pytorch_lora_weights.safetensors")}
 
 
 def versus_diffusers(args) -> None:
@@ -193,28 +175,20 @@ def versus_diffusers(args) -> None:
     for family in args.family:
         script = args.scripts / SCRIPT[family]
         load = os.getloadavg()[0]
-        rounds = []
         with tempfile.TemporaryDirectory(prefix=f"bench-{family}-diffusers-") as tmp:
             root = Path(tmp)
-            flux_bench._photos(root / "instance", args.images, args.resolution, None)
+            astronaut_crops(root / "instance", args.images, args.resolution, None)
 
             def ours():
                 return _child(["--one", f"studio-{family}", "--root", tmp, "--steps", str(steps), "--images",
                                str(args.images), "--resolution", str(args.resolution), "--rank", str(args.rank)],
                               env)
 
-            def theirs(model):
-                return script_run(family, script.resolve(), model, root / "instance", root / "script-out", steps,
-                                  args.resolution, args.rank, args.threads)
+            def theirs(studio):
+                return script_run(family, script.resolve(), Path(studio["model"]), root / "instance",
+                                  root / "script-out", steps, args.resolution, args.rank, args.threads)
 
-            for n in range(args.rounds):
-                if n % 2 == 0:
-                    studio = ours()
-                    diffusers = theirs(Path(studio["model"]))
-                else:
-                    diffusers = theirs(Path(rounds[0][0]["model"]))
-                    studio = ours()
-                rounds.append((studio, diffusers))
+            rounds = alternate(args.rounds, ours, theirs)
         studio, diffusers = rounds[0]
         layers = f"{len(studio['lora_modules'])} LoRA layers in both"
         if studio["lora_modules"] != diffusers["lora_modules"]:
@@ -225,8 +199,8 @@ def versus_diffusers(args) -> None:
               f"{os.getloadavg()[0]:.1f}")
         ratios = []
         for n, (studio, diffusers) in enumerate(rounds, 1):
-            (mean, median), (their_mean, their_median) = (flux_bench._rates(studio["steps_at"]),
-                                                          flux_bench._rates(diffusers["steps_at"]))
+            (mean, median), (their_mean, their_median) = (rates(studio["steps_at"], flux_bench.SCRIPT_WARMUP),
+                                                          rates(diffusers["steps_at"], flux_bench.SCRIPT_WARMUP))
             ratios.append((mean / their_mean, median / their_median))
             print(f"  round {n}: studio {mean:.2f} steps/s, {script.name} {their_mean:.2f}, ratio "
                   f"{ratios[-1][0]:.2f} (by median step {median:.2f} / {their_median:.2f} = {ratios[-1][1]:.2f})")

@@ -222,7 +222,7 @@ def run_config(root: Path, model: Path, args):
 def part(args) -> None:
     from studio.models import families
     from studio.models.config_sizes import model_sizes
-    from studio.train.config import family_defaults
+    from studio.train.config_checks import family_defaults
     from studio.train.plan import PHASES, plan_run
 
     root = args.root / args.part
@@ -270,7 +270,8 @@ def presets() -> None:
     from studio.models import families
     from studio.models.configs import variant_folder
     from studio.models.config_sizes import model_sizes
-    from studio.train.config import RunConfig, family_defaults
+    from studio.train.config import RunConfig
+    from studio.train.config_checks import family_defaults
     from studio.train.fit import Model, _plan, _tier, decide_defaults
     from studio.train.presets import PRESETS
 

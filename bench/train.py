@@ -43,15 +43,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.photos import astronaut_crops  # noqa: E402
+from bench.rounds import STEP_LOG, alternate, child, run_script  # noqa: E402
+
+_child = partial(child, __file__)  # this benchmark as a child (each variant in a fresh process)
+
 WARMUP = 5
 DATASET = "bench"  # the astronaut crops, under each root's workspace
 SCRIPT_PROMPT = "sks, a photo"
@@ -93,15 +97,6 @@ def _step_times(run_dir: Path) -> list[float]:
     from studio.train.runlog import read_events
 
     return [e["time"] for e in read_events(run_dir) if e["type"] == "step"]
-
-
-def _child(args: list[str], env: dict) -> dict:
-    """Run this script as a child with `args`; its last stdout line is its JSON result. A failure says why."""
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise RuntimeError(last[:300])
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _env(threads: int) -> dict:
@@ -313,19 +308,8 @@ def script_command(script: Path, model: Path, images: Path, out: Path, steps: in
            "--train_batch_size", "1", "--max_train_steps", str(steps), "--rank", "4", "--learning_rate", "1e-4",
            "--lr_scheduler", "constant", "--lr_warmup_steps", "0", "--mixed_precision", "no", "--seed", "0",
            "--checkpointing_steps", str(steps + 1)]
-    env = dict(_env(threads), TQDM_MININTERVAL="0", TQDM_BAR_FORMAT="{desc}|{n}|{elapsed_s:.4f}\n")
-    started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-3:]
-        raise RuntimeError(f"{script.name} exited {done.returncode}: " + " | ".join(tail)[:600])
-    at = {}
-    for line in re.split(r"[\r\n]+", done.stderr + done.stdout):
-        found = re.fullmatch(r"Steps\|(\d+)\|([\d.]+)", line.strip())
-        if found and int(found[1]) > 0:
-            at.setdefault(int(found[1]), float(found[2]))  # a step's first print: right after its update
-    return {"wall_s": wall, "steps_per_s": _rate([t for _, t in sorted(at.items())])}
+    done = run_script(cmd, dict(_env(threads), **STEP_LOG))
+    return {"wall_s": done.wall_s, "steps_per_s": _rate([t for _, t in done.steps_at])}
 
 
 def versus_diffusers(args) -> None:
@@ -335,23 +319,17 @@ def versus_diffusers(args) -> None:
                          f"examples/dreambooth/train_dreambooth_lora.py (not shipped with the project; see --help)"
                          f"{'' if script is None else f': {script} is not a file'}")
     load = os.getloadavg()[0]
-    rounds = []
     with tempfile.TemporaryDirectory(prefix="bench-train-diffusers-") as tmp:
         root = Path(tmp)
         astronaut_crops(root / "workspace" / "datasets" / DATASET, args.images, args.resolution,
                 [SCRIPT_PROMPT] * args.images)
         astronaut_crops(root / "instance", args.images, args.resolution, None)  # the script: every file an image
         model = Path(_child(["--one", "model", "--root", tmp], _env(args.threads))["path"])
-        for n in range(args.rounds):  # alternating which goes first, so a change in the machine's load hits both
-            pair = []
-            for who in (("studio", "script") if n % 2 == 0 else ("script", "studio")):
-                if who == "studio":
-                    pair.append(("studio", studio_command(root, args.steps, args.images, args.resolution,
-                                                          args.threads)))
-                else:
-                    pair.append(("script", script_command(script.resolve(), model, root / "instance", root / "out",
-                                                          args.steps, args.resolution, args.threads)))
-            rounds.append(dict(pair))
+        pairs = alternate(args.rounds,
+                          lambda: studio_command(root, args.steps, args.images, args.resolution, args.threads),
+                          lambda _: script_command(script.resolve(), model, root / "instance", root / "out",
+                                                   args.steps, args.resolution, args.threads))
+        rounds = [{"studio": studio, "script": theirs} for studio, theirs in pairs]
     print(f"LoRA on builtin:tiny, {args.resolution} px, batch 1, rank 4, {args.steps} steps, {args.images} images, "
           f"validation off, float32 on the CPU, {args.threads} thread(s), load average {load:.1f} -> "
           f"{os.getloadavg()[0]:.1f}; each a whole command from a fresh process")

@@ -84,3 +84,21 @@ def tiny_sdxl(out: Path):
         tokenizer_2=clip_tokenizer(out / "tokenizer_2"), scheduler=EulerDiscreteScheduler(**sd_scheduler_config()))
     pipe.save_pretrained(out, safe_serialization=True)
     return StableDiffusionXLPipeline.from_pretrained(str(out))
+
+
+def check_comfy_file_draws_as_base(studio, state: dict, base: str, name: str, *, atol: float) -> None:
+    """`state` (a transformer's tensors) written as ComfyUI keeps a checkpoint (under model.diffusion_model.) into
+    models/base/`name`, its header naming `base` as a studio export's does (the base's folder gives the configs and
+    the other parts): the file draws what `base` draws, within `atol` levels."""
+    import numpy as np
+
+    from studio.generate import GenerationRequest, generate
+
+    path = studio.settings.models_dir / "base" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()}, str(path),
+              metadata={"studio.base_model": base})
+    request = dict(prompt="a photo of a dog", steps=2, seed=5, save=False)
+    by_file, by_folder = (generate(studio, GenerationRequest(model=m, **request)) for m in (str(path), base))
+    np.testing.assert_allclose(np.asarray(by_file.images[0].image, dtype=float),
+                               np.asarray(by_folder.images[0].image, dtype=float), atol=atol)

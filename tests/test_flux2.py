@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from studio.generate import GenerationRequest, generate
 from studio.models import families
-from tests.train_helpers import astronaut, make_dataset, stock_pictures, tiny_config, train_in_process
+from tests.single_files import check_comfy_file_draws_as_base
+from tests.train_helpers import (astronaut, check_every_layer_exports, check_parameter_counts, make_dataset,
+                                 tiny_config, train_in_process)
 
 KLEIN = "builtin:tiny-flux2"
 
@@ -89,33 +90,14 @@ def test_a_bfl_file_and_its_vae_file_load_offline_and_draw_what_the_folder_draws
     loaded = vae_file(vae_path, studio.store.resolve(KLEIN).path, dtype=torch.float32)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in vae.state_dict().items())
 
-    path = studio.settings.models_dir / "base" / "tiny_klein_bfl.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()}, str(path),
-              metadata={"studio.base_model": KLEIN})
-    request = dict(prompt="a photo of a dog", steps=2, seed=5, save=False)
-    by_file, by_folder = (generate(studio, GenerationRequest(model=m, **request)) for m in (str(path), KLEIN))
-    np.testing.assert_allclose(np.asarray(by_file.images[0].image, dtype=float),  # float rounding: 2 levels
-                               np.asarray(by_folder.images[0].image, dtype=float), atol=2)
+    check_comfy_file_draws_as_base(studio, state, KLEIN, "tiny_klein_bfl.safetensors", atol=2)  # float rounding
 
 
 def test_every_layer_of_the_kohya_export_loads_in_stock_diffusers(studio):
-    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
-    result = train_in_process(studio, tiny_config(name="all", model=KLEIN, max_steps=3, lr=3e-2,
-                                                  lora_layers="all"))
-    kohya = load_file(str(result.files[0]))
-    for layer in ("double_blocks_0_img_attn_qkv", "double_blocks_0_txt_attn_qkv", "double_blocks_0_txt_mlp_0",
-                  "single_blocks_1_linear1", "single_blocks_1_linear2"):
-        assert f"lora_unet_{layer}.lora_down.weight" in kohya, layer
-    plain, by_kohya, by_peft = stock_pictures(studio.store.resolve(KLEIN).path, [None, *result.files])
-    assert np.abs(by_peft - plain).max() > 1 / 255
-    np.testing.assert_allclose(by_kohya, by_peft, atol=1.5 / 255)
+    check_every_layer_exports(studio, KLEIN, [f"lora_unet_{layer}" for layer in (
+        "double_blocks_0_img_attn_qkv", "double_blocks_0_txt_attn_qkv", "double_blocks_0_txt_mlp_0",
+        "single_blocks_1_linear1", "single_blocks_1_linear2")])
 
 
 def test_the_memory_facts_are_the_real_configs_counted():
-    from studio.models.configs import variant_folder
-    from studio.models.families.base import count_parameters
-
-    flux2 = families.get("flux2")
-    for variant in flux2.variants:
-        assert count_parameters(variant_folder(variant)) == flux2.parameter_counts[variant]
+    check_parameter_counts("flux2")

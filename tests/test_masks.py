@@ -208,7 +208,8 @@ def test_masked_loss_in_the_sdxl_and_transformer_objectives(studio, model):
 
     import torch
 
-    from studio.train.config import RunConfig, family_defaults
+    from studio.train.config import RunConfig
+    from studio.train.config_checks import family_defaults
     from studio.train.data import load_items
     from studio.train.latents import Latents
     from studio.train.objectives import make_objective, reduce

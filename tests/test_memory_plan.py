@@ -5,7 +5,6 @@ and the refusal before a run is queued (and --force)."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import pytest
 

@@ -5,13 +5,12 @@ test_transformer_families.py.)"""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from studio.generate import GenerationRequest, generate
 from studio.models import families
-from tests.train_helpers import astronaut, make_dataset, stock_pictures, tiny_config, train_in_process
+from tests.single_files import check_comfy_file_draws_as_base
+from tests.train_helpers import check_every_layer_exports, check_parameter_counts
 
 QWEN = "builtin:tiny-qwenimage"
 
@@ -36,31 +35,14 @@ def test_qwen_image_is_told_from_folders_files_hub_ids_and_loras(session_studio,
 def test_a_comfyui_file_loads_offline_and_draws_what_its_folder_draws(studio):
     with studio.cache.pipeline(QWEN) as pipe:
         state = pipe.transformer.state_dict()
-    path = studio.settings.models_dir / "base" / "tiny_qwen_image_comfy.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()}, str(path),
-              metadata={"studio.base_model": QWEN})
-    request = dict(prompt="a photo of a dog", steps=2, seed=5, save=False)
-    by_file, by_folder = (generate(studio, GenerationRequest(model=m, **request)) for m in (str(path), QWEN))
-    np.testing.assert_allclose(np.asarray(by_file.images[0].image, dtype=float),
-                               np.asarray(by_folder.images[0].image, dtype=float), atol=1)
+    check_comfy_file_draws_as_base(studio, state, QWEN, "tiny_qwen_image_comfy.safetensors", atol=1)
 
 
 def test_every_layer_of_the_kohya_export_loads_in_stock_diffusers(studio):
-    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
-    result = train_in_process(studio, tiny_config(name="all", model=QWEN, max_steps=3, lr=3e-2, lora_layers="all"))
-    kohya = load_file(str(result.files[0]))
-    for layer in ("attn_to_q", "attn_add_k_proj", "attn_to_add_out", "img_mlp_net_0_proj", "txt_mlp_net_2",
-                  "img_mod_1", "txt_mod_1"):
-        assert f"lora_unet_transformer_blocks_1_{layer}.lora_down.weight" in kohya, layer
-    plain, by_kohya, by_peft = stock_pictures(studio.store.resolve(QWEN).path, [None, *result.files])
-    assert np.abs(by_peft - plain).max() > 1 / 255
-    np.testing.assert_allclose(by_kohya, by_peft, atol=1.5 / 255)
+    check_every_layer_exports(studio, QWEN, [f"lora_unet_transformer_blocks_1_{layer}" for layer in (
+        "attn_to_q", "attn_add_k_proj", "attn_to_add_out", "img_mlp_net_0_proj", "txt_mlp_net_2", "img_mod_1",
+        "txt_mod_1")])
 
 
 def test_the_memory_facts_are_the_real_configs_counted():
-    from studio.models.configs import variant_folder
-    from studio.models.families.base import count_parameters
-
-    qwen = families.get("qwenimage")
-    assert count_parameters(variant_folder("qwen-image")) == qwen.parameter_counts["qwen-image"]
+    check_parameter_counts("qwenimage")

@@ -124,7 +124,7 @@ def test_a_micro_batch_is_shared_in_order_and_weighed_to_its_mean():
 
 
 def test_a_process_draws_its_rows_of_the_whole_batch():
-    from studio.models.families.base import BatchDraws
+    from studio.models.families.draws import BatchDraws
 
     whole = torch.randn((3, 4, 8, 8), generator=torch.Generator().manual_seed(7))
     mine = BatchDraws(torch.Generator().manual_seed(7), 3, [2]).randn((1, 4, 8, 8))

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from studio.generate import GenerationRequest, generate
 from studio.models import families
-from tests.train_helpers import astronaut, make_dataset, tiny_config, train_in_process
+from tests.single_files import check_comfy_file_draws_as_base
+from tests.train_helpers import astronaut, check_parameter_counts, make_dataset, tiny_config, train_in_process
 
 ZIMAGE = "builtin:tiny-zimage"
 
@@ -48,16 +47,8 @@ def test_a_comfyui_file_loads_offline_and_draws_what_its_folder_draws(studio, tm
     with studio.cache.pipeline(ZIMAGE) as pipe:
         state = comfy_state(pipe.transformer)
     assert "layers.0.attention.qkv.weight" in state and "x_embedder.weight" in state
-    path = studio.settings.models_dir / "base" / "tiny_zimage_comfy.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
     # A studio export names its base, whose folder gives the configs and the other parts (here: the tiny one's).
-    save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()}, str(path),
-              metadata={"studio.base_model": ZIMAGE})
-    request = dict(prompt="a photo of a dog", steps=2, seed=5, save=False)
-    by_file = generate(studio, GenerationRequest(model=str(path), **request))
-    by_folder = generate(studio, GenerationRequest(model=ZIMAGE, **request))
-    np.testing.assert_allclose(np.asarray(by_file.images[0].image, dtype=float),
-                               np.asarray(by_folder.images[0].image, dtype=float), atol=1)
+    check_comfy_file_draws_as_base(studio, state, ZIMAGE, "tiny_zimage_comfy.safetensors", atol=1)
 
 
 def test_a_bare_file_names_what_it_lacks_and_where_it_goes(studio, tmp_path, monkeypatch):
@@ -91,12 +82,7 @@ def test_turbo_is_named_as_distilled_where_the_user_trains_it(studio):
 
 
 def test_the_memory_facts_are_the_real_configs_counted():
-    from studio.models.configs import variant_folder
-    from studio.models.families.base import count_parameters
-
-    zimage = families.get("zimage")
-    for variant in zimage.variants:
-        assert count_parameters(variant_folder(variant)) == zimage.parameter_counts[variant]
+    check_parameter_counts("zimage")
 
 
 def test_a_lora_trains_from_a_comfyui_file_as_from_its_folder(studio):

@@ -90,3 +90,30 @@ def stock_pictures(folder: Path, loras: list, *, steps: int = 2) -> list:
         if lora is not None:
             pipe.delete_adapters("x")
     return pictures
+
+
+def check_every_layer_exports(studio, model: str, kohya_layers: list[str]) -> None:
+    """A LoRA on every layer of `model` (3 steps): its kohya export names each of `kohya_layers` (lora_unet_...) and
+    draws in stock diffusers what the peft file draws, which is not the plain model's picture."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+    result = train_in_process(studio, tiny_config(name="all", model=model, max_steps=3, lr=3e-2, lora_layers="all"))
+    kohya = load_file(str(result.files[0]))
+    for layer in kohya_layers:
+        assert f"{layer}.lora_down.weight" in kohya, layer
+    plain, by_kohya, by_peft = stock_pictures(studio.store.resolve(model).path, [None, *result.files])
+    assert np.abs(by_peft - plain).max() > 1 / 255
+    np.testing.assert_allclose(by_kohya, by_peft, atol=1.5 / 255)
+
+
+def check_parameter_counts(family_name: str) -> None:
+    """A family's declared parameter counts are its carried configs' (each variant's) counted on the meta device."""
+    from studio.models import families
+    from studio.models.configs import variant_folder
+    from studio.models.families.memory_facts import count_parameters
+
+    family = families.get(family_name)
+    for variant in family.variants:
+        assert count_parameters(variant_folder(variant)) == family.parameter_counts[variant]

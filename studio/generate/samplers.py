@@ -15,16 +15,6 @@ def all_samplers() -> dict[str, tuple[str, dict]]:
     return known
 
 
-def samplers_help() -> str:
-    """Every family's sampler names, families with the same table together, for a command line's help."""
-    from studio.models import families
-
-    tables: dict[tuple, list[str]] = {}
-    for family in reversed(families.all_families()):
-        tables.setdefault(tuple(family.samplers), []).append(family.label)
-    return "; ".join(f"{', '.join(labels)}: {', '.join(names)}" for names, labels in tables.items())
-
-
 def check_sampler(name: str, family=None) -> str:
     """`name` if it is a sampler of `family` (of any family when `family` is None)."""
     known = all_samplers() if family is None else family.samplers

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+COMFY_PREFIX = "model.diffusion_model."  # what ComfyUI puts before a transformer's names in its single files
+
 
 def safetensors_keys(path: Path) -> list[str]:
     from safetensors import safe_open
@@ -125,6 +127,14 @@ def read_tensors(path: Path, prefix: str, dtype, *, skip: tuple[str, ...] = ()) 
             tensor = raw.view(getattr(torch, _DTYPES[info["dtype"]])).reshape(info["shape"])
             state[name[len(prefix):]] = tensor.to(dtype) if tensor.is_floating_point() else tensor
     return state
+
+
+def comfy_transformer(cls, store, ref, *, dtype):
+    """A transformer (diffusers' `cls`) from a single file alone, its tensors read one at a time in `dtype` with
+    ComfyUI's prefix (COMFY_PREFIX) taken off where the file has it, and built with the carried config."""
+    return cls.from_single_file(transformer_tensors(ref.path, COMFY_PREFIX, dtype),
+                                config=str(store.single_file_config(ref)), subfolder="transformer", dtype=dtype,
+                                local_files_only=True)
 
 
 def transformer_tensors(path: Path, prefix: str, dtype) -> dict:

@@ -40,6 +40,23 @@ def t5_tokenizer(folder: Path):
     return T5Tokenizer.from_pretrained(str(folder))
 
 
+def tiny_unet(**family):
+    """The tiny UNet families' denoiser: two levels (32, 64 channels), two layers each, 32 latent pixels;
+    `family`: what the family adds (its cross-attention width, SDXL's added conditioning)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **family,
+    )
+
+
 def tiny_vae():
     from diffusers import AutoencoderKL
 

@@ -1,45 +1,19 @@
-"""The run config: one typed dataclass for every method and its defaults per method and family (named presets:
-studio/train/presets.py)."""
+"""The run config: one typed dataclass for every method, each setting declared once (its choices and the method's
+defaults: studio/train/choices.py; its checks and the family's defaults: studio/train/config_checks.py; named
+presets: studio/train/presets.py)."""
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from studio.fields import setting
-from studio.names import check_name
+from studio.train.choices import (BASE_PRECISIONS, CHECKPOINTING, DEFAULT_LR, DEFAULT_VALIDATION_PROMPTS, EMA_MODES,
+                                  LORA_LAYERS, METHODS, OPTIMIZERS, PRECISIONS, SCHEDULERS, TIMESTEP_SAMPLING,
+                                  WHOLE_MODEL)
+from studio.train.config_checks import check_config
 from studio.train.schedule import VALIDATION_BY
-
-METHODS = ("lora", "dreambooth", "textual-inversion", "finetune")
-WHOLE_MODEL = ("dreambooth", "finetune")  # methods that train the whole denoiser and export a base model
-SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
-# mixed precision; auto: decided at launch for the device (bf16 on a CUDA GPU, fp16 on one without bf16, none on a CPU)
-PRECISIONS = ("auto", "no", "fp16", "bf16")
-# gradient checkpointing; auto: decided at launch, on where the memory plan does not fit the GPU without it
-CHECKPOINTING = ("auto", "on", "off")
-# How the frozen base is stored while a LoRA trains on it: auto keeps it as mixed precision does (fp32, or the
-# autocast dtype); bf16; fp8 and int8 weight-only (torchao), nf4 (bitsandbytes, CUDA): FLUX.1 in 12-24 GB.
-BASE_PRECISIONS = ("auto", "bf16", "fp8", "int8", "nf4")
-TIMESTEP_SAMPLING = ("sigmoid", "logit-normal", "uniform", "shift")  # the flow-matching families' noise levels
-OPTIMIZERS = ("adamw", "adamw8bit")
-# EMA of the trained weights (validation and export use the average): auto is on for finetune, off otherwise; cpu
-# keeps the average in RAM (the GPU holds one copy of the model less; each step copies the weights over)
-EMA_MODES = ("auto", "on", "cpu", "off")
-LORA_LAYERS = ("attention", "transformer", "all")  # which layers a LoRA adapts: see train/methods.py
-
-# Learning rates that work out of the box: LoRA as kohya's default, DreamBooth as seed 004 (5e-6, 400 steps),
-# textual inversion as diffusers' example (5e-4 on batch 1 with scale_lr off is slow; 5e-3 learns in a few hundred steps),
-# full fine-tune as seed 001's run that worked (1e-5; its 1e-3 collapsed).
-DEFAULT_LR = {"lora": 1e-4, "dreambooth": 5e-6, "textual-inversion": 5e-3, "finetune": 1e-5}
-
-# Seed 002's validation prompts, shortened; `{trigger}` becomes the run's trigger word.
-DEFAULT_VALIDATION_PROMPTS = (
-    "a photo of {trigger} sitting in an office chair, working on a laptop",
-    "a photo of {trigger} in a dark suit at a formal gala evening",
-    "a photo of {trigger} presenting on a large screen in a conference room",
-)
 
 
 @dataclass
@@ -328,140 +302,8 @@ class RunConfig:
         self.extra_subjects = [Subject(**s) if isinstance(s, dict) else s for s in self.extra_subjects or []]
 
     def check(self) -> "RunConfig":
-        """Raise ValueError naming the first bad argument and its value."""
-        self.name = check_name(self.name)
-        if not (self.dataset or "").strip():
-            raise ValueError("`dataset` is empty")
-        self._check_subjects()
-        if self.continue_from:
-            check_name(self.continue_from, "continue_from")
-            if self.method != "lora":
-                raise ValueError(f"`continue_from` {self.continue_from!r} starts from a run's LoRA; method "
-                                 f"{self.method} does not train one")
-            if self.continue_from == self.name:
-                raise ValueError(f"`continue_from` {self.continue_from!r} is this run: resume it instead")
-        if self.method not in METHODS:
-            raise ValueError(f"`method` must be one of {', '.join(METHODS)} but is {self.method!r}")
-        if self.resolution and (self.resolution % 64 or not 64 <= self.resolution <= 4096):
-            raise ValueError(f"`resolution` has to be divisible by 64 and between 64 and 4096 but is {self.resolution}")
-        for name in ("repeats", "batch_size", "grad_accum", "rank", "vectors", "lr_cycles", "guard_loss_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be at least 1 but is {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "warmup_steps", "keep_tokens", "class_images", "validation_every",
-                     "checkpoint_every_steps", "save_every_epochs", "keep_epochs", "blocks_to_swap", "processes",
-                     "validation_batch"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
-        if self.epochs == 0 and self.max_steps == 0:
-            raise ValueError("`epochs` and `max_steps` are both 0: give one of them")
-        for name in ("lr", "text_encoder_lr", "alpha", "min_snr_gamma", "noise_offset", "prior_loss_weight",
-                     "guard_loss_factor"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must not be negative but is {getattr(self, name)}")
-        if not 0 <= self.unmasked_weight <= 1:
-            raise ValueError(f"`unmasked_weight` must be between 0 and 1 but is {self.unmasked_weight}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"`dropout` must be in [0, 1) but is {self.dropout}")
-        if self.lr_scheduler not in SCHEDULERS:
-            raise ValueError(f"`lr_scheduler` must be one of {', '.join(SCHEDULERS)} but is {self.lr_scheduler!r}")
-        if self.mixed_precision not in PRECISIONS:
-            raise ValueError(f"`mixed_precision` must be one of {', '.join(PRECISIONS)} but is {self.mixed_precision!r}")
-        if self.gradient_checkpointing not in CHECKPOINTING:
-            raise ValueError(f"`gradient_checkpointing` must be one of {', '.join(CHECKPOINTING)} but is "
-                             f"{self.gradient_checkpointing!r}")
-        if self.lora_layers not in LORA_LAYERS:
-            raise ValueError(f"`lora_layers` must be one of {', '.join(LORA_LAYERS)} but is {self.lora_layers!r}")
-        if self.timestep_sampling not in TIMESTEP_SAMPLING:
-            raise ValueError(f"`timestep_sampling` must be one of {', '.join(TIMESTEP_SAMPLING)} but is "
-                             f"{self.timestep_sampling!r}")
-        if self.base_precision not in BASE_PRECISIONS:
-            raise ValueError(f"`base_precision` must be one of {', '.join(BASE_PRECISIONS)} but is "
-                             f"{self.base_precision!r}")
-        if self.logit_std <= 0 or self.flow_shift < 0 or self.flux_guidance < 0:
-            raise ValueError(f"`logit_std` must be positive and `flow_shift`, `flux_guidance` not negative, but they "
-                             f"are {self.logit_std}, {self.flow_shift} and {self.flux_guidance}")
-        if self.blocks_to_swap:
-            self._check_block_swap()
-        if self.max_sequence_length and not 16 <= self.max_sequence_length <= 512:
-            raise ValueError(f"`max_sequence_length` must be 0 (automatic) or between 16 and 512 but is "
-                             f"{self.max_sequence_length}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"`optimizer` must be one of {', '.join(OPTIMIZERS)} but is {self.optimizer!r}")
-        if self.method == "textual-inversion" and not re.match(r"^[\w-]+$", self.token):
-            raise ValueError(f"`trigger` must be one word for textual inversion but is {self.token!r}")
-        if self.method == "textual-inversion" and not self.init_word.strip():
-            raise ValueError("`init_word` is empty")
-        if self.method == "dreambooth" and self.prior_preservation and not self.class_prompt.strip():
-            raise ValueError("`class_prompt` is empty but `prior_preservation` is on")
-        if self.method == "finetune" and self.prior_preservation:
-            raise ValueError("`prior_preservation` is DreamBooth's (an instance and a class prompt); finetune trains "
-                             "on the dataset's own captions: use method dreambooth, or turn it off")
-        if self.ema not in EMA_MODES:
-            raise ValueError(f"`ema` must be one of {', '.join(EMA_MODES)} but is {self.ema!r}")
-        if self.ema in ("on", "cpu") and self.method not in WHOLE_MODEL:
-            raise ValueError(f"`ema` {self.ema!r} averages a whole model's weights: it is for "
-                             f"{' and '.join(WHOLE_MODEL)}, not {self.method}")
-        if not 0 < self.ema_decay < 1:
-            raise ValueError(f"`ema_decay` must be between 0 and 1 but is {self.ema_decay}")
-        if not 0 <= self.guard_image_ratio < 1 or not 0 <= self.guard_clip_drop < 1:
-            raise ValueError(f"`guard_image_ratio` and `guard_clip_drop` must be in [0, 1) but are "
-                             f"{self.guard_image_ratio} and {self.guard_clip_drop}")
-        if self.guard_image_left < 0:
-            raise ValueError(f"`guard_image_left` must not be negative but is {self.guard_image_left}")
-        if self.guard_loss_factor and self.guard_loss_factor <= 1:
-            raise ValueError(f"`guard_loss_factor` must be above 1 (or 0: off) but is {self.guard_loss_factor}")
-        bad = [s for s in self.validate_at_steps if not isinstance(s, int) or s < 1]
-        if bad:
-            raise ValueError(f"`validate_at_steps` must hold steps of at least 1 but holds {bad[0]!r}")
-        if not 0 <= self.validation_cfg <= 30:
-            raise ValueError(f"`validation_cfg` must be between 0 and 30 but is {self.validation_cfg}")
-        if self.validation_by not in VALIDATION_BY:
-            raise ValueError(f"`validation_by` must be one of {', '.join(VALIDATION_BY)} but is {self.validation_by!r}")
-        if not 0 < self.validation_budget <= 0.5:
-            raise ValueError(f"`validation_budget` must be above 0 and at most 0.5 (a share of the run's time) but is "
-                             f"{self.validation_budget}")
-        if not 1 <= self.validation_steps <= 150:
-            raise ValueError(f"`validation_steps` must be between 1 and 150 but is {self.validation_steps}")
-        return self
-
-    def _check_block_swap(self) -> None:
-        """Block swapping keeps frozen weights on the CPU and brings them in as each block runs; what it cannot do is
-        refused, naming the setting."""
-        if self.method != "lora":
-            raise ValueError(f"`blocks_to_swap` keeps frozen blocks on the CPU for a LoRA; {self.method} trains the "
-                             f"whole transformer: set it to 0")
-        if self.gradient_checkpointing == "off":  # (auto turns it on with block swapping: studio/train/fit.py)
-            raise ValueError("`blocks_to_swap` needs `gradient_checkpointing`: without it every block's weights stay "
-                             "on the GPU until the backward pass, and swapping saves nothing")
-        if self.base_precision == "nf4":
-            raise ValueError("`blocks_to_swap` with `base_precision` nf4: bitsandbytes puts the weights on the GPU as "
-                             "it quantizes them; use fp8 or int8 with block swapping")
-        if self.compile:
-            raise ValueError("`blocks_to_swap` moves weights between the CPU and the GPU inside the step, which "
-                             "torch.compile cannot follow: turn `compile` off")
-
-    def _check_subjects(self) -> None:
-        for i, s in enumerate(self.extra_subjects, start=2):
-            if not isinstance(s, Subject):
-                raise ValueError(f"`extra_subjects` must hold subjects (dataset, trigger, ...) but holds {s!r}")
-            if not s.dataset.strip():
-                raise ValueError(f"`extra_subjects`: subject {i} has no dataset")
-            if not s.trigger.strip():
-                raise ValueError(f"`extra_subjects`: subject {i} ({s.dataset!r}) has no trigger word: each subject "
-                                 f"needs its own")
-            if s.repeats < 0:
-                raise ValueError(f"`extra_subjects`: subject {i} ({s.dataset!r}) has repeats {s.repeats}; 0 means "
-                                 f"the run's")
-        if self.extra_subjects and self.method == "finetune":
-            raise ValueError("`extra_subjects` name subjects by trigger words; finetune trains on the dataset's own "
-                             "captions: use lora, dreambooth or textual-inversion for several subjects")
-        tokens = [s.trigger.strip().lower() for s in self.subjects]
-        twice = sorted({t for t in tokens if tokens.count(t) > 1})
-        if twice:
-            raise ValueError(f"`trigger` {twice[0]!r} names two subjects: give each subject its own trigger word")
-        for s in self.subjects:
-            if self.method == "textual-inversion" and not re.match(r"^[\w-]+$", s.trigger.strip()):
-                raise ValueError(f"`trigger` must be one word for textual inversion but is {s.trigger.strip()!r}")
+        """Raise ValueError naming the first bad argument and its value (studio/train/config_checks.py)."""
+        return check_config(self)
 
     # ---- derived values ----
 
@@ -541,12 +383,3 @@ class RunConfig:
             return cls.from_json(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"cannot read run config {path}: {e}") from e
-
-
-def family_defaults(config: RunConfig, family) -> RunConfig:
-    """Fill what depends on the base family (resolution: its native size, 512 SD 1.x ... 1024 SDXL and FLUX.1) and
-    refuse what the family cannot train, naming the setting (ModelFamily.check_training)."""
-    if not config.resolution:
-        config = replace(config, resolution=family.native_resolution)
-    family.check_training(config)
-    return config

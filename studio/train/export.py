@@ -151,7 +151,7 @@ def export_step(store, run_dir: Path, step: int, models_dir: Path, out_name: str
     import torch
 
     from studio.train.checkpoints import step_file
-    from studio.train.config import WHOLE_MODEL
+    from studio.train.choices import WHOLE_MODEL
 
     path = step_file(run_dir, step)
     if not path.is_file():

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 from studio.devices import DeviceFacts
-from studio.train.config import RunConfig, family_defaults
+from studio.train.config import RunConfig
+from studio.train.config_checks import family_defaults
 from studio.train.plan import GiB, MemoryPlan, has_bitsandbytes, plan_run
 from studio.train.presets import PRESETS
 

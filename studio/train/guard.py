@@ -102,16 +102,12 @@ def look(image) -> Look:
 
 
 def look_distance(a: Look, b: Look) -> float:
+    """How different two pictures (their looks) are, in [0, 1]: half the total-variation distance of their colour
+    histograms (64 bins), half the mean absolute difference of their 4x4 thumbnails. A collapse to one picture, or to
+    one texture of the same colours, scores near 0 for every pair; different subjects or backgrounds score high."""
     import numpy as np
 
     return 0.25 * float(np.abs(a.histogram - b.histogram).sum()) + 0.5 * float(np.abs(a.thumb - b.thumb).mean())
-
-
-def image_distance(a, b) -> float:
-    """How different two pictures are, in [0, 1]: half the total-variation distance of their colour histograms
-    (64 bins), half the mean absolute difference of their 4x4 thumbnails. A collapse to one picture, or to one
-    texture of the same colours, scores near 0 for every pair; different subjects or backgrounds score high."""
-    return look_distance(look(a), look(b))
 
 
 def spread(images) -> float | None:

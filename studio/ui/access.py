@@ -97,7 +97,7 @@ class PasswordCheck:
     async def login(self, user: str, password: str) -> bool:
         tries = self._of((self._client(), user[:MAX_NAME]))
         async with tries.lock:
-            if ok := await self._matches(user, password):
+            if await self._matches(user, password):
                 tries.failures = 0
                 return True
             tries.failures += 1

@@ -15,7 +15,6 @@ and the API endpoint's parameters are the input names, so scripts can pass them 
 
 from __future__ import annotations
 
-import functools
 import inspect
 import threading
 from dataclasses import dataclass, field, replace
@@ -162,19 +161,6 @@ def _callback(ctx: TabContext, fn: Callable, names: list[str], out_names: list[s
     return call
 
 
-def shows_errors(fn):
-    """For a plain gradio callback: show a ValueError (bad input, with the argument and value) as gr.Error."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as e:
-            raise gr.Error(str(e), print_exception=False) from e
-
-    return wrapper
-
-
 def progress_fn(progress) -> Callable[[float, str], None]:
     """The studio's progress(fraction, message) on a gradio Progress bar."""
     return lambda fraction, message: progress(fraction, desc=message)
@@ -213,10 +199,6 @@ def sampler_choices() -> list[str]:
     from studio.generate.samplers import all_samplers
 
     return [FAMILY_SAMPLER, *all_samplers()]
-
-
-def chosen_sampler(value: str | None) -> str | None:
-    return None if value in (None, "", FAMILY_SAMPLER) else value
 
 
 def picked_model(studio, value: str | None):

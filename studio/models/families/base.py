@@ -4,13 +4,16 @@ evaluator and the UI ask, so none of them needs to know which family a model is.
 A family is one instance of a ModelFamily subclass, registered in studio/models/families/__init__.py. Its class
 attributes are the facts (sizes, guidance, encoders, what fits it); its methods do what differs (identify a file,
 load one, encode prompts for training, the training objective, LoRA targets and key layouts, sampling arguments).
-Methods that need torch or diffusers import them when called, so asking a family a fact costs nothing.
+Methods that need torch or diffusers import them when called, so asking a family a fact costs nothing. What a family
+tells the memory plan is memory_facts.py's (mixed in); a training step's random draws are draws.py's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from studio.models.families.memory_facts import MemoryFacts
 
 
 @dataclass
@@ -55,8 +58,9 @@ class TrainingTarget:
     text: object = None
 
 
-class ModelFamily:
-    """One model family. Subclasses set the facts below and implement the methods that raise NotImplementedError."""
+class ModelFamily(MemoryFacts):
+    """One model family. Subclasses set the facts below and implement the methods that raise NotImplementedError
+    (the memory plan's: memory_facts.MemoryFacts)."""
 
     # ---- facts --------------------------------------------------------------------------------------------
     name: str = ""  # the id written in run.json, exports' headers and the cache: "sd1", "sdxl", "flux"
@@ -69,9 +73,6 @@ class ModelFamily:
     guidance: str = "cfg"  # "cfg": classifier-free guidance; "distilled": a guidance value the model takes as input
     default_cfg: float = 7.0  # the CFG scale Generate starts with
     default_steps: int = 20
-    # What a memory plan needs, measured on the meta device from the carried configs of each variant's real repo
-    # (studio/models/configs/<variant>/): variant -> component -> parameter count.
-    parameter_counts: dict = {}
     kohya_version: str = ""  # kohya's `ss_base_model_version` in LoRA headers
     controlnet: bool = False  # whether the studio's ControlNets (diffusers' SD ControlNets) fit it
     textual_inversion: bool = False  # whether the studio's embeddings (CLIP token vectors) fit it
@@ -269,49 +270,6 @@ class ModelFamily:
         """What the run log should tell the user about training this model (a distilled model's limits)."""
         return []
 
-    # ---- memory plan (studio/train/plan.py) ----------------------------------------------------------------
-    # The carried configs (studio/models/configs/<variant>/) a hub id not downloaded yet is planned with.
-    default_variant: str = ""
-    # The GPU-tier presets made for the family (studio/train/presets.py), smallest GPU first: what a run that does
-    # not fit is pointed to.
-    gpu_presets: tuple[str, ...] = ()
-    # The VAE's working set, in float32 elements per picture pixel per channel of its widest level (128 for SD's and
-    # FLUX.1's VAE), no gradients: measured on SD 1.5's VAE at 512 px (bench/realsize_calibrate.py sd15: encoding
-    # 0.63 GB, decoding 0.95 GB). Decoding keeps more: its widest level runs at full size with more layers.
-    vae_encode_elements: float = 5.0
-    vae_decode_elements: float = 7.6
-
-    def planned_variant(self, repo_id: str) -> str:
-        """Which carried configs a hub id not downloaded yet is planned with."""
-        return self.default_variant
-
-    def gpu_presets_for(self, denoiser_config: dict) -> tuple[str, ...]:
-        """The GPU-tier presets made for a model of this family with this denoiser (a family of several sizes
-        names each size's own)."""
-        return self.gpu_presets
-
-    def activation_elements(self, denoiser_config: dict, *, side: int, text_tokens: int,
-                            checkpointing: bool) -> float:
-        """Elements (float32 ones; the plan scales them for mixed precision) one picture of `side` px adds at the
-        peak of a training step: what the forward pass keeps for the backward pass, and the backward pass's own
-        working set. Measured at real sizes on the CPU (bench/realsize.py --calibrate)."""
-        raise NotImplementedError
-
-    def inference_elements(self, denoiser_config: dict, *, side: int, text_tokens: int) -> float:
-        """Elements one picture of `side` px holds while the denoiser runs without gradients (validation, class
-        images): its working set."""
-        raise NotImplementedError
-
-    def vae_elements(self, vae_config: dict, *, side: int, decode: bool) -> float:
-        """Elements the VAE holds encoding (or decoding) one picture of `side` px."""
-        widths = vae_config.get("block_out_channels") or [vae_config.get("base_dim", 128)]
-        per = self.vae_decode_elements if decode else self.vae_encode_elements
-        return per * widths[0] * side * side
-
-    def text_tokens(self, config) -> int:
-        """Text tokens per caption the denoiser attends to in a run of `config` (77 for CLIP's)."""
-        return 77
-
     # ---- exports ------------------------------------------------------------------------------------------
     def lora_to_kohya(self, state: dict, *, alpha: float, denoiser_config) -> dict:
         """A diffusers/peft LoRA state (`<part>.<module>.lora_A.weight`) in kohya's layout (A1111, Forge, ComfyUI)."""
@@ -382,76 +340,3 @@ def part_dtype(dtype, part: str):
     if isinstance(dtype, dict):
         return dtype.get(part, dtype.get("default"))
     return dtype
-
-
-class BatchDraws:
-    """The random draws of one micro-batch, made on the CPU from one generator (a seed gives the same draws on any
-    device). Every draw is made for the whole batch of `size` samples and this process keeps its `rows`, so a batch
-    split across the processes of a multi-GPU run draws for each picture what one process holding the whole batch
-    would, and each process's pictures get noise of their own."""
-
-    def __init__(self, generator, size: int, rows: list[int]):
-        self.generator, self.size, self.rows = generator, size, list(rows)
-
-    @classmethod
-    def of(cls, generator, b: int) -> "BatchDraws":
-        """`generator` as the draws of a batch of `b` held whole (a BatchDraws is itself)."""
-        return generator if isinstance(generator, BatchDraws) else cls(generator, b, list(range(b)))
-
-    def _kept(self, full):
-        return full if self.rows == list(range(self.size)) else full[self.rows]
-
-    def randn(self, shape):
-        import torch
-
-        return self._kept(torch.randn((self.size, *shape[1:]), generator=self.generator))
-
-    def rand(self, b: int):
-        import torch
-
-        return self._kept(torch.rand(self.size, generator=self.generator))
-
-    def randint(self, high: int, b: int):
-        import torch
-
-        return self._kept(torch.randint(0, high, (self.size,), generator=self.generator))
-
-
-def noise_like(latents, generator, offset: float):
-    """Gaussian noise shaped as `latents`, drawn from `generator` (a torch.Generator, or a BatchDraws); `offset`: a
-    per-channel shift that lets the model move a picture's overall brightness."""
-    b, c = latents.shape[:2]
-    draws = BatchDraws.of(generator, b)
-    noise = draws.randn(latents.shape)
-    if offset:
-        noise = noise + offset * draws.randn((b, c, 1, 1))
-    return noise.to(latents.device, latents.dtype)
-
-
-def count_parameters(folder: Path) -> dict[str, int]:
-    """Parameter counts of a diffusers pipeline folder's weighted components, built from their configs on the meta
-    device (no memory, no weights): component -> count. Checks ModelFamily.parameter_counts against the carried
-    configs of each family's real repos."""
-    import json
-
-    import diffusers
-    import torch
-    import transformers
-
-    index = json.loads((Path(folder) / "model_index.json").read_text())
-    counts = {}
-    for component, spec in index.items():
-        if not isinstance(spec, list) or spec[0] not in ("diffusers", "transformers"):
-            continue
-        library, class_name = spec
-        cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
-        if not issubclass(cls, torch.nn.Module):
-            continue  # a scheduler or tokenizer: no weights
-        with torch.device("meta"):
-            if library == "diffusers":
-                model = cls.from_config(cls.load_config(str(folder), subfolder=component))
-            else:
-                config = transformers.AutoConfig.from_pretrained(str(folder), subfolder=component)
-                model = cls._from_config(config)
-        counts[component] = sum(p.numel() for p in model.parameters())
-    return counts

@@ -12,7 +12,8 @@ import math
 import re
 from pathlib import Path
 
-from studio.models.families.base import BatchDraws, Conditioning, ModelFamily, noise_like
+from studio.models.families.base import Conditioning, ModelFamily
+from studio.models.families.draws import BatchDraws, noise_like
 from studio.models.families.samplers import FLOW_SAMPLERS
 
 
@@ -36,6 +37,9 @@ class FlowFamily(ModelFamily):
     hub_names = ""
     # A LoRA's tensor whose input width is the transformer's (a regex), checked against transformer_width().
     lora_width_key = ""
+    # What a LoRA's header says beside ModelFamily.kohya_header's keys (kohya's / musubi-tuner's network module and
+    # architecture), so A1111, Forge and ComfyUI take it for the family's.
+    kohya_keys: dict = {}
 
     # ---- identify -----------------------------------------------------------------------------------------
     def matches_keys(self, keys: set[str]) -> bool:
@@ -49,6 +53,10 @@ class FlowFamily(ModelFamily):
 
     def matches_hub_id(self, repo_id: str) -> bool:
         return bool(re.search(self.hub_names, repo_id, re.IGNORECASE))
+
+    # ---- exports ------------------------------------------------------------------------------------------
+    def kohya_header(self, *, rank, alpha, lora_layers) -> dict[str, str]:
+        return {**super().kohya_header(rank=rank, alpha=alpha, lora_layers=lora_layers), **self.kohya_keys}
 
     # ---- LoRAs on a loaded pipeline ---------------------------------------------------------------------
     def transformer_width(self, pipe) -> int:

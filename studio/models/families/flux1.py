@@ -42,6 +42,8 @@ class Flux1(FlowFamily):
     guidance = "distilled"
     default_cfg = 1.0  # real CFG off
     kohya_version = "flux1"
+    kohya_keys = {"ss_network_module": "networks.lora_flux", "modelspec.architecture": "flux-1-dev/lora",
+                  "ss_model_type": "flux"}
     prompt_length_option = True
     training_options = FlowFamily.training_options | {"flux_guidance", "max_sequence_length"}
     transformer_class = "FluxTransformer2DModel"
@@ -193,11 +195,6 @@ class Flux1(FlowFamily):
         from studio.models.families.flux1_lora import flux_peft_to_kohya
 
         return flux_peft_to_kohya(state, alpha=alpha, transformer_config=denoiser_config)
-
-    def kohya_header(self, *, rank, alpha, lora_layers) -> dict[str, str]:
-        return {**super().kohya_header(rank=rank, alpha=alpha, lora_layers=lora_layers),
-                "ss_network_module": "networks.lora_flux", "modelspec.architecture": "flux-1-dev/lora",
-                "ss_model_type": "flux"}
 
     # ---- LoRAs on a loaded pipeline ---------------------------------------------------------------------
     def lora_weights(self, path: Path, pipe):

@@ -61,6 +61,8 @@ class Flux2(FlowFamily):
     default_cfg = BASE["cfg"]
     default_steps = BASE["steps"]
     kohya_version = "flux_2_klein"  # musubi-tuner's architecture name (flux_2_klein_4b / _9b)
+    kohya_keys = {"ss_network_module": "networks.lora_flux_2", "ss_architecture": "flux_2_klein",
+                  "modelspec.architecture": "flux-2-klein/lora"}
     transformer_class = "Flux2Transformer2DModel"
     block_lists = ("transformer_blocks", "single_transformer_blocks")
     file_keys = _KEYS
@@ -199,11 +201,6 @@ class Flux2(FlowFamily):
         from studio.models.families.flux2_lora import flux2_peft_to_kohya
 
         return flux2_peft_to_kohya(state, alpha=alpha, transformer_config=denoiser_config)
-
-    def kohya_header(self, *, rank, alpha, lora_layers) -> dict[str, str]:
-        return {**super().kohya_header(rank=rank, alpha=alpha, lora_layers=lora_layers),
-                "ss_network_module": "networks.lora_flux_2", "ss_architecture": "flux_2_klein",
-                "modelspec.architecture": "flux-2-klein/lora"}
 
     # ---- generation ---------------------------------------------------------------------------------------
     def generation_defaults(self, store, ref) -> dict:

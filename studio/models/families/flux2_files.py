@@ -9,7 +9,6 @@ from pathlib import Path
 
 from studio.models.families.qwen_text import read_parts, single_file_parts, tiny_qwen3, tiny_tokenizer
 
-_PREFIX = "model.diffusion_model."
 # The transformer's width (img_in's rows) names its variant: klein 4B, klein 9B, dev.
 _WIDTHS = {3072: "flux2-klein-4b", 4096: "flux2-klein-9b", 6144: "flux2-dev"}
 
@@ -57,12 +56,10 @@ def flux2_transformer(store, ref, *, dtype):
     `dtype`."""
     import diffusers
 
-    from studio.models.files import transformer_tensors
+    from studio.models.files import comfy_transformer
 
     # diffusers' FLUX.2 converter does not strip ComfyUI's prefix itself (it fails on it): stripped as read.
-    return diffusers.Flux2Transformer2DModel.from_single_file(
-        transformer_tensors(ref.path, _PREFIX, dtype), config=str(store.single_file_config(ref)),
-        subfolder="transformer", dtype=dtype, local_files_only=True)
+    return comfy_transformer(diffusers.Flux2Transformer2DModel, store, ref, dtype=dtype)
 
 
 def vae_file(path: Path, folder: Path, *, dtype):

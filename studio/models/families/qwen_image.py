@@ -39,6 +39,8 @@ class QwenImage(FlowFamily):
     default_cfg = DEFAULTS["cfg"]
     default_steps = DEFAULTS["steps"]
     kohya_version = "qwen_image"  # musubi-tuner's architecture name
+    kohya_keys = {"ss_network_module": "networks.lora_qwen_image", "ss_architecture": "qwen_image",
+                  "modelspec.architecture": "qwen-image/lora"}
     transformer_class = "QwenImageTransformer2DModel"
     block_lists = ("transformer_blocks",)
     file_keys = _KEYS
@@ -146,11 +148,6 @@ class QwenImage(FlowFamily):
         from studio.models.families.kohya_lora import peft_to_kohya, underscored
 
         return peft_to_kohya(state, alpha=alpha, kohya_name=underscored, widths=lambda name: [], family=self.label)
-
-    def kohya_header(self, *, rank, alpha, lora_layers) -> dict[str, str]:
-        return {**super().kohya_header(rank=rank, alpha=alpha, lora_layers=lora_layers),
-                "ss_network_module": "networks.lora_qwen_image", "ss_architecture": "qwen_image",
-                "modelspec.architecture": "qwen-image/lora"}
 
     # ---- generation ---------------------------------------------------------------------------------------
     def guidance_kwargs(self, pipe, *, cfg, negative_prompt, distilled_cfg, max_sequence_length):

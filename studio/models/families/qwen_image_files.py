@@ -9,8 +9,6 @@ from pathlib import Path
 
 from studio.models.families.qwen_text import read_parts, single_file_parts, tiny_tokenizer
 
-_PREFIX = "model.diffusion_model."
-
 
 def load_qwen_image_file(store, ref, *, dtype, without=()):
     """A Qwen-Image transformer in one file; the VAE and Qwen2.5-VL from files beside it or in models/vae/ and
@@ -38,13 +36,11 @@ def qwen_image_transformer(store, ref, *, dtype):
     `dtype`."""
     import diffusers
 
-    from studio.models.files import transformer_tensors
+    from studio.models.files import comfy_transformer
 
     # diffusers maps Qwen-Image's single file by identity and takes it for SD 1.5 without `config` (its issue
     # #12423): strip ComfyUI's prefix and give the carried config.
-    return diffusers.QwenImageTransformer2DModel.from_single_file(
-        transformer_tensors(ref.path, _PREFIX, dtype), config=str(store.single_file_config(ref)),
-        subfolder="transformer", dtype=dtype, local_files_only=True)
+    return comfy_transformer(diffusers.QwenImageTransformer2DModel, store, ref, dtype=dtype)
 
 
 def vae_file(path: Path, folder: Path, *, dtype):

@@ -48,24 +48,16 @@ class SD1(UNetFamily):
 def build_tiny(out: Path) -> None:
     """builtin:tiny: an SD 1.x pipeline at toy widths (UNet 32/64, CLIP 32 wide, a 2-level VAE)."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
     from transformers import CLIPTextModel
 
-    from studio.models.tiny_parts import TINY_WORDS, clip_text_config, clip_tokenizer, sd_scheduler_config, tiny_vae
+    from studio.models.tiny_parts import (TINY_WORDS, clip_text_config, clip_tokenizer, sd_scheduler_config, tiny_unet,
+                                          tiny_vae)
     from studio.models.tokenizer import write_clip_tokenizer
 
     vocab_size = write_clip_tokenizer(out / "tokenizer", TINY_WORDS)
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-    )
+    unet = tiny_unet(cross_attention_dim=32)
     torch.manual_seed(0)
     vae = tiny_vae()
     torch.manual_seed(0)

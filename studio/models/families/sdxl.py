@@ -105,23 +105,17 @@ class SDXL(UNetFamily):
 def build_tiny(out: Path) -> None:
     """builtin:tiny-xl: an SDXL pipeline at toy widths (two 32-wide CLIPs, size conditioning)."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    from studio.models.tiny_parts import TINY_WORDS, clip_text_config, clip_tokenizer, sd_scheduler_config, tiny_vae
+    from studio.models.tiny_parts import (TINY_WORDS, clip_text_config, clip_tokenizer, sd_scheduler_config, tiny_unet,
+                                          tiny_vae)
     from studio.models.tokenizer import write_clip_tokenizer
 
     vocab_size = write_clip_tokenizer(out / "tokenizer", TINY_WORDS)
     write_clip_tokenizer(out / "tokenizer_2", TINY_WORDS)
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = tiny_unet(
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",

@@ -11,7 +11,8 @@ import json
 import re
 from pathlib import Path
 
-from studio.models.families.base import BatchDraws, Conditioning, ModelFamily, TrainingTarget, noise_like
+from studio.models.families.base import Conditioning, ModelFamily, TrainingTarget
+from studio.models.families.draws import BatchDraws, noise_like
 from studio.models.families.samplers import DDPM_SAMPLERS
 
 # LoRA targets by `lora_layers`, as (UNet modules, text encoder modules):

@@ -49,6 +49,8 @@ class ZImage(FlowFamily):
     default_cfg = BASE["cfg"]
     default_steps = BASE["steps"]
     kohya_version = "z_image"  # musubi-tuner's architecture name
+    kohya_keys = {"ss_network_module": "networks.lora_zimage", "ss_architecture": "z_image",
+                  "modelspec.architecture": "z-image/lora"}
     transformer_class = "ZImageTransformer2DModel"
     block_lists = ("layers",)  # the 30 main blocks (the refiners are small)
     file_keys = _KEYS
@@ -132,11 +134,6 @@ class ZImage(FlowFamily):
         from studio.models.families.z_image_lora import zimage_peft_to_kohya
 
         return zimage_peft_to_kohya(state, alpha=alpha, transformer_config=denoiser_config)
-
-    def kohya_header(self, *, rank, alpha, lora_layers) -> dict[str, str]:
-        return {**super().kohya_header(rank=rank, alpha=alpha, lora_layers=lora_layers),
-                "ss_network_module": "networks.lora_zimage", "ss_architecture": "z_image",
-                "modelspec.architecture": "z-image/lora"}
 
     # ---- LoRAs on a loaded pipeline ---------------------------------------------------------------------
     def transformer_width(self, pipe) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.models.families.qwen_text import read_parts, single_file_parts, tiny_qwen3, tiny_tokenizer
-from studio.models.families.z_image import is_turbo
+
 
 def load_zimage_file(store, ref, *, dtype, without=()):
     """A Z-Image transformer in one file; the VAE and Qwen3 from files beside it or in models/vae/ and
