@@ -82,6 +82,9 @@ def child_main(prog: str, events: str, work: Work, starting: str, argv: list[str
     """Run `work` for the job folder on the command line and record how it ended; returns the exit code. `events`
     is the kind's events file, `starting` the status message while it starts. Of a multi-GPU run's processes only
     the first (RANK 0) writes, and its last status waits until every process has ended (studio.ranks)."""
+    from studio.quiet import quiet_third_party
+
+    quiet_third_party()  # the job's log.txt holds what the job said and its errors, not the libraries' import notes
     args = _parser(prog).parse_args(argv)
     launcher = os.environ.get(LAUNCHER_PID)  # one of several processes (studio.ranks): it says when all have ended
     log = JobLog(args.folder, events, enabled=int(os.environ.get("RANK", "0")) == 0, defer_end=bool(launcher))
