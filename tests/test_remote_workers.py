@@ -164,15 +164,19 @@ def test_what_travels_with_a_run(studio):
     make_dataset(studio.settings, "ds", [astronaut(), astronaut((64, 64)).rotate(90)], ["sks", "sks turned"])
     (studio.settings.datasets_dir / "ds" / ".originals").mkdir()
     (studio.settings.datasets_dir / "ds" / ".originals" / "upload.jpg").write_bytes(b"raw")
+    from studio import fileio
+
     config = tiny_config(name="far", gpus="", device="cpu")
-    bundle = run_bundle(studio, config, studio.settings.runs_dir / "far", resume=False)
+    fileio.write_json(studio.settings.runs_dir / "far" / "run.json", config.to_json())
+    bundle = run_bundle(studio, studio.settings.runs_dir / "far", resume=False)
     dests = {p.dest for p in bundle.parts}
     assert {"workspace/datasets/ds/000.png", "workspace/datasets/ds/001.txt"} <= dests
     assert not any(".originals" in d for d in dests)  # the uploads kept beside a dataset stay here
     assert "models/builtin/tiny/model_index.json" in dests  # a builtin base travels; the worker builds nothing
     picture = next(p for p in bundle.parts if p.dest.endswith("000.png"))
     assert picture.sha256 == sha256_of(studio.settings.datasets_dir / "ds" / "000.png")
-    assert bundle.config.device == "" and bundle.config.model == "builtin:tiny"
+    there = bundle.content("/worker/job")
+    assert there["device"] == "" and there["model"] == "builtin:tiny" and bundle.folder == "workspace/runs/far"
 
 
 def test_nothing_of_ray_is_imported_without_workers(settings):
