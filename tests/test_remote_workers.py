@@ -140,6 +140,96 @@ def test_a_killed_worker_is_said_and_the_run_goes_on_on_another(studio, workers)
     assert wait_for_run(remote, "lost", lambda s: False, timeout=120).state == "cancelled"
 
 
+@pytest.mark.slow
+def test_a_sweep_on_the_workers_scores_as_one_here(studio, workers):
+    """A 2-cell sweep (lr x 1, 3 steps, validated and CLIP-scored at its step): through the workers each cell is a
+    remote run of its own, two at once on the two-CPU cluster; its kept weights (tensors and header) and every
+    score and loss of the report are those of the same sweep here."""
+    import shutil
+
+    from studio.train import sweep_jobs
+    from studio.train.jobs import folder_status
+    from studio.train.sweep import SweepRequest
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+
+    def sweep(on):
+        base = tiny_config(name="s", max_steps=3, clip_model="builtin:tiny-clip")
+        sweep_jobs.start_sweep(on, SweepRequest(name="s", base=base, grid={"lr": [1e-4, 1e-3]}))
+        ended = sweep_jobs.wait_sweep(on, "s", timeout_s=400)
+        assert ended.state == "done", (ended.message, (ended.folder / "log.txt").read_text()[-3000:])
+        runs = ended.folder / "runs"
+        weights = {r: _tensors_and_header(runs / r / "steps" / "step-0000003.safetensors") for r in ("r01", "r02")}
+        scored = [(c["id"], c["state"], c["step"], c["loss"], c["scores"]) for c in ended.report["cells"]]
+        sent = [m for r in ("r01", "r02") for m in folder_status(runs / r, r).messages if m.startswith("sent to")]
+        return ended, weights, (scored, ended.report["base"]["scores"]), sent
+
+    there, weights, scores, sent = sweep(_remote(studio, workers))
+    assert any(m.endswith("on the remote workers (%s), 2 at once" % workers) for m in there.messages), there.messages
+    assert len(sent) == 2  # each cell's run went to a worker of its own
+    assert [s for s in scores[0]] and all(cell[1] == "done" and cell[4]["clip"] for cell in scores[0])
+    shutil.rmtree(there.folder)
+    here, local_weights, local_scores, local_sent = sweep(studio)
+    assert not local_sent and weights == local_weights and scores == local_scores
+
+
+def _photos(folder: Path) -> Path:
+    from fixtures_faces import astronaut_variants, hopper_variants
+
+    folder.mkdir()
+    for i, im in enumerate(astronaut_variants(3) + hopper_variants(2)):
+        im.save(folder / f"{i:02d}.jpg", quality=90)
+    return folder
+
+
+def _decided(folder: Path) -> dict:
+    """What a mining job decided, without its timings: the report, each candidate's event, the encodings, and the
+    bytes of every picture and face crop it kept."""
+    from studio.mine.disk import read_lines, read_report
+
+    report = {k: v for k, v in read_report(folder).items()
+              if k not in ("elapsed_s", "candidates_per_minute", "seconds_per_stage")}
+    events = [{k: v for k, v in e.items() if k not in ("time", "seconds")} for e in read_lines(folder / "events.jsonl")
+              if e["type"] in ("candidate", "drop")]
+    encodings = [{k: v for k, v in e.items() if k != "time"} for e in read_lines(folder / "encodings.jsonl")]
+    pictures = {p.relative_to(folder).as_posix(): p.read_bytes() for sub in ("images", "faces")
+                for p in sorted((folder / sub).iterdir())}
+    return {"report": report, "events": events, "encodings": encodings, "pictures": pictures}
+
+
+@pytest.mark.slow
+def test_a_mining_job_on_a_worker_decides_as_one_here(studio, workers, tmp_path):
+    """Five photos (three of the astronaut, two of Grace Hopper) mined on a worker, stopped by its budget after two
+    and continued there (where it stood travels: its state, encodings and events): the same decisions, distances,
+    report and pictures as one uninterrupted job here."""
+    import shutil
+
+    from studio.mine import MiningRequest, resume_mining, start_mining, wait_mining
+    from studio.mine.disk import read_lines
+
+    photos = _photos(tmp_path / "photos")
+    remote = _remote(studio, workers)
+    start_mining(remote, MiningRequest("m", candidates=photos, max_candidates=2))
+    first = wait_mining(remote, "m", timeout_s=300)
+    assert first.state == "done" and first.counts["candidates"] == 2, (first.message,
+                                                                      (first.folder / "log.txt").read_text()[-3000:])
+    resume_mining(remote, "m", max_candidates=0)
+    there = wait_mining(remote, "m", timeout_s=300)
+    assert there.state == "done" and there.message == "every picture in the folder was looked at", there.message
+    said = [e["text"] for e in read_lines(there.folder / "events.jsonl") if e["type"] == "message"]
+    assert sum(m.startswith("sent to worker") for m in said) == 2
+    assert [e["source"] for e in read_lines(there.folder / "events.jsonl") if e["type"] == "candidate"] == [
+        f"{i:02d}.jpg" for i in range(5)]  # each once: what travelled back was not relayed again
+    decided = _decided(there.folder)
+    assert there.group_size == 3 and there.counts["rejected"] == 2
+    assert decided["report"]["request"]["candidates"] == str(photos)  # the report names the pictures here
+    shutil.rmtree(there.folder)
+    start_mining(studio, MiningRequest("m", candidates=photos))
+    here = wait_mining(studio, "m", timeout_s=300)
+    assert here.state == "done", here.message
+    assert _decided(here.folder) == decided
+
+
 # ---- without a cluster ---------------------------------------------------------------------------------------------
 
 def test_an_address_beyond_the_local_network_needs_tls_or_a_yes(monkeypatch):

@@ -14,6 +14,7 @@ No Ray here."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -33,6 +34,14 @@ class Part:
     size: int
     sha256: str
     link: bool = True
+    data: bytes | None = None  # the file as it was when the job was bundled (one the job's log still writes to)
+
+    def read(self, offset: int, size: int) -> bytes:
+        if self.data is not None:
+            return self.data[offset:offset + size]
+        with open(self.source, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
 
 
 @dataclass
@@ -188,10 +197,12 @@ def mining_bundle(studio, job_dir: Path, *, resume: bool) -> Bundle:
     saved, events_at = disk.read_state_json(job_dir), 0
     if saved is not None:
         disk.trim_logs(job_dir, saved["step"])
-        for name in (disk.STATE, disk.ENCODINGS, disk.EVENTS):
+        for name in (disk.STATE, disk.ENCODINGS, disk.EVENTS):  # as they are now (the driver's log goes on here)
             if (job_dir / name).is_file():
-                parts.append(_part(job_dir / name, f"{folder}/{name}", link=False))
-        events_at = (job_dir / disk.EVENTS).stat().st_size if (job_dir / disk.EVENTS).is_file() else 0
+                data = (job_dir / name).read_bytes()
+                parts.append(Part(f"{folder}/{name}", job_dir / name, len(data), hashlib.sha256(data).hexdigest(),
+                                  False, data))
+                events_at = len(data) if name == disk.EVENTS else events_at
 
     def content(root: str) -> dict:  # (the pictures it mines, where they are on the worker)
         return (request if candidates is None else replace(request, candidates=Path(root) / candidates)).to_json()

@@ -182,15 +182,14 @@ def _send(actor, bundle: Bundle, log) -> tuple[int, int]:
             by_sha.setdefault(part.sha256, []).append(part)
     for sha, parts in by_sha.items():
         dests = [(p.dest, p.link) for p in parts]
-        with open(parts[0].source, "rb") as f:
-            offset = 0
-            while True:
-                data = f.read(CHUNK)
-                last = len(data) < CHUNK
-                ray.get(actor.receive.remote(sha, offset, data, last, dests))
-                offset += len(data)
-                if last:
-                    break
+        offset = 0
+        while True:
+            data = parts[0].read(offset, CHUNK)
+            last = len(data) < CHUNK
+            ray.get(actor.receive.remote(sha, offset, data, last, dests))
+            offset += len(data)
+            if last:
+                break
         sent += parts[0].size
     kept = bundle.size - sum(p.size for ps in by_sha.values() for p in ps)
     return sent, kept
