@@ -269,6 +269,65 @@ def test_what_travels_with_a_run(studio):
     assert there["device"] == "" and there["model"] == "builtin:tiny" and bundle.folder == "workspace/runs/far"
 
 
+def test_what_travels_with_a_mining_job(studio, tmp_path):
+    """A job over a folder, going on after two decided candidates: its seed face and state as copies the job may
+    change (its logs first trimmed to the last decided candidate, and sent as they were then), every file of the
+    folder (a hidden one too: the job reads it), the folder named by its place on the worker. A generating job: its
+    base and LoRA, by the names the worker finds them by."""
+    import json
+
+    from safetensors.torch import save_file
+    import torch
+
+    from studio import fileio
+    from studio.generate.request import parse_lora
+    from studio.mine import MiningRequest
+    from studio.remote.bundle import mining_bundle, sent_kind
+
+    photos = tmp_path / "photos"
+    (photos / ".kept").mkdir(parents=True)
+    for rel in ("00.jpg", "01.jpg", ".kept/02.jpg"):
+        (photos / rel).write_bytes(rel.encode())
+    folder = studio.settings.workspace_dir / "mining" / "m"
+    fileio.write_json(folder / "mine.json", MiningRequest("m", candidates=photos,
+                                                          seed_face="seed-face-upload.png").to_json())
+    (folder / "seed-face-upload.png").write_bytes(b"face")
+    fileio.write_json(folder / "state.json", {"step": 2, "next": 1})
+    (folder / "events.jsonl").write_text("".join(json.dumps({"type": "candidate", "step": s}) + "\n"
+                                                 for s in (0, 1, 2)))  # step 2: in flight when it stopped
+    assert sent_kind(folder).child == "studio.mine.child"
+    bundle = mining_bundle(studio, folder, resume=True)
+    parts = {p.dest: p for p in bundle.parts}
+    assert set(parts) == {"workspace/mining/m/seed-face-upload.png", "workspace/mining/m/state.json",
+                          "workspace/mining/m/events.jsonl", "inputs/photos/00.jpg", "inputs/photos/01.jpg",
+                          "inputs/photos/.kept/02.jpg"}
+    own = [d for d, p in parts.items() if not p.link]
+    assert sorted(own) == ["workspace/mining/m/events.jsonl", "workspace/mining/m/seed-face-upload.png",
+                           "workspace/mining/m/state.json"]
+    kept = (folder / "events.jsonl").read_bytes()
+    assert [json.loads(line)["step"] for line in kept.splitlines()] == [0, 1]  # the undecided candidate's line went
+    assert parts["workspace/mining/m/events.jsonl"].data == kept and bundle.events_at == len(kept)
+    (folder / "events.jsonl").write_text("the driver's log goes on\n", encoding="utf-8")
+    assert parts["workspace/mining/m/events.jsonl"].read(0, 1 << 20) == kept  # sent as bundled
+    assert bundle.content("/w/job")["candidates"] == "/w/job/inputs/photos"
+    assert bundle.renamed == {"inputs/photos": str(photos)} and bundle.folder == "workspace/mining/m"
+
+    lora = studio.settings.models_dir / "lora" / "travels.safetensors"
+    lora.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"x": torch.zeros(1)}, str(lora))
+    try:
+        other = studio.settings.workspace_dir / "mining" / "g"
+        fileio.write_json(other / "mine.json", MiningRequest("g", prompt="a face", model="builtin:tiny",
+                                                             loras=(parse_lora("travels:0.5"),)).to_json())
+        bundle = mining_bundle(studio, other, resume=False)
+    finally:
+        lora.unlink()
+    dests = {p.dest for p in bundle.parts}
+    assert {"models/lora/travels.safetensors", "models/builtin/tiny/model_index.json"} <= dests
+    there = bundle.content("/w/job")
+    assert there["loras"] == ["travels:0.5"] and there["model"] == "builtin:tiny" and there["candidates"] is None
+
+
 def test_nothing_of_ray_is_imported_without_workers(settings):
     """The studio's command line, the queue's start of a run and its child's code load no Ray module."""
     code = ("import sys; import studio.cli as c; c.build_parser(); from studio.train import jobs, loop, child; "

@@ -96,7 +96,8 @@ class Relay:
     def copy(self, files: dict) -> None:
         """Copy the worker's new or changed results here (a checkpoint's state.json last: what marks it whole);
         remove here what the worker removed (pruned checkpoints and epochs)."""
-        wanted = [rel for rel, stamp in files.items() if self.here(rel) is not None and self.seen.get(rel) != tuple(stamp)]
+        wanted = [rel for rel, stamp in files.items()
+                  if self.here(rel) is not None and self.seen.get(rel) != tuple(stamp)]
         pruned = set()  # folders a file of which went while it was being copied (a checkpoint the run pruned)
         for rel in sorted(wanted, key=lambda r: (Path(r).name == "state.json", r)):
             if str(Path(rel).parent) in pruned:

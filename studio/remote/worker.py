@@ -1,11 +1,13 @@
 """The worker's side of a remote job: a Ray actor (one per job, holding the GPU it asked for) that receives the
 job's files into a folder of its own, runs the job's child there exactly as the studio would run it locally
-(`python -m studio.train.child FOLDER ...` for a run, `studio.mine.child` for a mining job), and answers the driver's polls with what the child wrote since (events,
-log lines, its status, the files of its folder), the files' bytes when asked, and a stop (the child's cancel file).
+(`python -m studio.train.child FOLDER ...` for a run, `studio.mine.child` for a mining job), and answers the
+driver's polls with what the child wrote since (events, log lines, its status, the files it made or changed), the
+files' bytes when asked, and a stop (the child's cancel file).
 
 Files it received are kept by content in a cache of the worker box ($STUDIO_WORKER_CACHE, default
-~/.cache/likeness-studio/blobs), so a base or a dataset sent once is not sent again; the job's folder goes when the
-job ends. The child dies with the actor (PR_SET_PDEATHSIG): a lost worker leaves no training behind.
+~/.cache/likeness-studio/blobs), so a base or a dataset sent once is not sent again (an input is placed as a link to
+that cache, a job's own file as a copy it may change); the job's folder goes when the job ends. The child dies with
+the actor (PR_SET_PDEATHSIG): a lost worker leaves no work behind.
 """
 
 from __future__ import annotations
