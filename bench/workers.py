@@ -2,16 +2,18 @@
 run, a sweep and a mining job, and what crosses the network for each.
 
     .venv/bin/python bench/workers.py [--jobs run,sweep,mining] [--steps 300] [--sweep-steps 30] [--photos 12]
+                                      [--worker-cpus 2]
 
-In one command, on a Ray cluster it starts on 127.0.0.1 (two CPUs, no GPU: `ray start --head --block`, stopped by
-its pid) and a workspace of its own, each job is one `python -m studio ...` command timed from start to exit, here
+In one command, on a Ray cluster it starts on 127.0.0.1 (--worker-cpus CPUs, no GPU: `ray start --head --block`,
+stopped by its pid) and a workspace of its own, each job is one `python -m studio ...` command timed from start to exit, here
 (the local child) and through `--workers`:
 - run: the same `train --preset pocket` run of --steps steps on the pocket concept demo's dataset (docs/pocket.md)
   three times: here, through the workers (the worker receives the base and the dataset), and through them again
   (the worker keeps both from the first time);
 - sweep: `sweep --preset pocket --grid lr=2e-4,4e-4` of --sweep-steps steps a cell, on the same dataset: here its
-  two runs go one after the other on the CPU, through the workers each is a remote run of its own, two at once (the
-  worker cache is warm from the runs);
+  two runs go one after the other on the CPU, through the workers each is a remote run of its own, as many at once
+  as the cluster has CPUs (--worker-cpus 1: one after the other, as here; the worker cache is warm when the runs
+  were timed before);
 - mining: `mine` over --photos real photos (crops of skimage's astronaut and matplotlib's Grace Hopper, 512 px).
 Prints the wall times and their ratio to here, the bytes each sent and copied back (status.json; a sweep's summed
 over its runs), and whether the result is the same: the LoRA's tensors, the sweep's kept weights and scores, the
@@ -95,6 +97,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="the run's steps")
     parser.add_argument("--sweep-steps", type=int, default=30, help="each sweep cell's steps")
     parser.add_argument("--photos", type=int, default=12, help="the pictures the mining job looks at")
+    parser.add_argument("--worker-cpus", type=int, default=2, help="the Ray cluster's CPUs: jobs it runs at once")
     args = parser.parse_args()
     kinds = [k.strip() for k in args.jobs.split(",") if k.strip()]
     with tempfile.TemporaryDirectory(prefix="bench-workers-", dir="/tmp") as tmp:
@@ -107,7 +110,7 @@ def main() -> None:
         env = dict(ENV, STUDIO_WORKER_CACHE=str(root / "worker-cache"))
         head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address",
                                  "127.0.0.1", "--port", str(port), "--ray-client-server-port", str(client),
-                                 "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--temp-dir",
+                                 "--num-cpus", str(args.worker_cpus), "--num-gpus", "0", "--include-dashboard", "false", "--temp-dir",
                                  str(root / "ray"), "--block"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         lines = []
@@ -158,7 +161,7 @@ def main() -> None:
         finally:
             head.terminate()
             head.wait(timeout=60)
-        print(f"one command each, {os.cpu_count()} CPUs:")
+        print(f"one command each, {os.cpu_count()} CPUs, a Ray cluster of {args.worker_cpus} CPU workers:")
         print("\n".join(lines))
 
 

@@ -328,6 +328,20 @@ def test_what_travels_with_a_mining_job(studio, tmp_path):
     assert there["loras"] == ["travels:0.5"] and there["model"] == "builtin:tiny" and there["candidates"] is None
 
 
+def test_the_train_and_mine_tabs_say_where_jobs_run(settings):
+    from studio.ui import build_app
+
+    def said(on) -> dict:
+        app = build_app(on)
+        return {c.elem_id: c.value for c in app.blocks.values() if c.elem_id in ("train-where", "mine-where")}
+
+    there = said(settings.with_(workers="ray://127.0.0.1:10001"))
+    assert set(there) == {"train-where", "mine-where"} and all(
+        v.startswith("Jobs run on the Ray workers at ray://127.0.0.1:10001") and "photos cross the network" in v
+        for v in there.values())
+    assert set(said(settings).values()) == {f"Jobs run on this machine (device {settings.device})."}
+
+
 def test_nothing_of_ray_is_imported_without_workers(settings):
     """The studio's command line, the queue's start of a run and its child's code load no Ray module."""
     code = ("import sys; import studio.cli as c; c.build_parser(); from studio.train import jobs, loop, child; "
