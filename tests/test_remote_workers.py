@@ -329,23 +329,23 @@ def test_what_travels_with_a_mining_job(studio, tmp_path):
 
 
 def test_the_train_and_mine_tabs_say_where_jobs_run(settings):
+    from studio.remote.address import where_jobs_run
     from studio.ui import build_app
 
-    def said(on) -> dict:
-        app = build_app(on)
-        return {c.elem_id: c.value for c in app.blocks.values() if c.elem_id in ("train-where", "mine-where")}
-
-    there = said(settings.with_(workers="ray://127.0.0.1:10001"))
+    app = build_app(settings.with_(workers="ray://127.0.0.1:10001"))
+    there = {c.elem_id: c.value for c in app.blocks.values() if c.elem_id in ("train-where", "mine-where")}
     assert set(there) == {"train-where", "mine-where"} and all(
         v.startswith("Jobs run on the Ray workers at ray://127.0.0.1:10001") and "photos cross the network" in v
         for v in there.values())
-    assert set(said(settings).values()) == {f"Jobs run on this machine (device {settings.device})."}
+    assert where_jobs_run(settings) == f"Jobs run on this machine (device {settings.device})."
 
 
 def test_nothing_of_ray_is_imported_without_workers(settings):
-    """The studio's command line, the queue's start of a run and its child's code load no Ray module."""
+    """The studio's command line, the queue's start of a run, a sweep and a mining job and their children's code
+    load no Ray module."""
     code = ("import sys; import studio.cli as c; c.build_parser(); from studio.train import jobs, loop, child; "
-            "import studio.ranks, studio.remote.bundle, studio.remote.address; "
+            "import studio.ranks, studio.remote.bundle, studio.remote.address, studio.train.sweep_jobs, "
+            "studio.train.sweep_child, studio.mine.jobs, studio.mine.child, studio.cli.follow; "
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]

@@ -145,7 +145,7 @@ def run_bundle(studio, run_dir: Path, *, resume: bool) -> Bundle:
     folder = f"workspace/runs/{config.name}"
     kept = checkpoints.latest_checkpoint(run_dir) if resume else None
     if kept is not None:
-        parts += _files(kept.folder, f"{folder}/checkpoints/{kept.folder.name}")
+        parts += _files(kept.folder, f"{folder}/checkpoints/{kept.folder.name}", link=False)  # (the run's own)
     return Bundle(parts, folder, lambda root: remote.to_json(), notes)
 
 
