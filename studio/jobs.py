@@ -146,11 +146,12 @@ def child_argv(kind: JobKind, settings, folder: Path, placement: claims.Placemen
 
 def launch(settings, kind: JobKind, folder: Path, device: str, *, resume: bool) -> None:
     """Start a job's child now, outside the queue: for a job started by another that holds the device (a sweep's
-    runs, started by its driver)."""
+    runs, started by its driver), or with the studio's --workers sends it to them."""
     (folder / CANCEL_FILE).unlink(missing_ok=True)
     began = time.time()
     placement = claims.Placement(device, [claims.device_key(device)])
-    child = children.start(child_argv(kind, settings, folder, placement, resume), settings.root, folder / LOG_FILE)
+    argv = child_argv(kind, settings, folder, placement, resume, remote=bool(settings.workers) and kind.remote)
+    child = children.start(argv, settings.root, folder / LOG_FILE)
     if read_status(folder).get("updated", 0) < began:  # (not when the child has said more already)
         write_status(folder, "starting", "starting", pid=child.pid)
 

@@ -140,6 +140,96 @@ def test_a_killed_worker_is_said_and_the_run_goes_on_on_another(studio, workers)
     assert wait_for_run(remote, "lost", lambda s: False, timeout=120).state == "cancelled"
 
 
+@pytest.mark.slow
+def test_a_sweep_on_the_workers_scores_as_one_here(studio, workers):
+    """A 2-cell sweep (lr x 1, 3 steps, validated and CLIP-scored at its step): through the workers each cell is a
+    remote run of its own, two at once on the two-CPU cluster; its kept weights (tensors and header) and every
+    score and loss of the report are those of the same sweep here."""
+    import shutil
+
+    from studio.train import sweep_jobs
+    from studio.train.jobs import folder_status
+    from studio.train.sweep import SweepRequest
+
+    make_dataset(studio.settings, "ds", [astronaut()], ["sks"])
+
+    def sweep(on):
+        base = tiny_config(name="s", max_steps=3, clip_model="builtin:tiny-clip")
+        sweep_jobs.start_sweep(on, SweepRequest(name="s", base=base, grid={"lr": [1e-4, 1e-3]}))
+        ended = sweep_jobs.wait_sweep(on, "s", timeout_s=400)
+        assert ended.state == "done", (ended.message, (ended.folder / "log.txt").read_text()[-3000:])
+        runs = ended.folder / "runs"
+        weights = {r: _tensors_and_header(runs / r / "steps" / "step-0000003.safetensors") for r in ("r01", "r02")}
+        scored = [(c["id"], c["state"], c["step"], c["loss"], c["scores"]) for c in ended.report["cells"]]
+        sent = [m for r in ("r01", "r02") for m in folder_status(runs / r, r).messages if m.startswith("sent to")]
+        return ended, weights, (scored, ended.report["base"]["scores"]), sent
+
+    there, weights, scores, sent = sweep(_remote(studio, workers))
+    assert any(m.endswith("on the remote workers (%s), 2 at once" % workers) for m in there.messages), there.messages
+    assert len(sent) == 2  # each cell's run went to a worker of its own
+    assert [s for s in scores[0]] and all(cell[1] == "done" and cell[4]["clip"] for cell in scores[0])
+    shutil.rmtree(there.folder)
+    here, local_weights, local_scores, local_sent = sweep(studio)
+    assert not local_sent and weights == local_weights and scores == local_scores
+
+
+def _photos(folder: Path) -> Path:
+    from fixtures_faces import astronaut_variants, hopper_variants
+
+    folder.mkdir()
+    for i, im in enumerate(astronaut_variants(3) + hopper_variants(2)):
+        im.save(folder / f"{i:02d}.jpg", quality=90)
+    return folder
+
+
+def _decided(folder: Path) -> dict:
+    """What a mining job decided, without its timings: the report, each candidate's event, the encodings, and the
+    bytes of every picture and face crop it kept."""
+    from studio.mine.disk import read_lines, read_report
+
+    report = {k: v for k, v in read_report(folder).items()
+              if k not in ("elapsed_s", "candidates_per_minute", "seconds_per_stage")}
+    events = [{k: v for k, v in e.items() if k not in ("time", "seconds")} for e in read_lines(folder / "events.jsonl")
+              if e["type"] in ("candidate", "drop")]
+    encodings = [{k: v for k, v in e.items() if k != "time"} for e in read_lines(folder / "encodings.jsonl")]
+    pictures = {p.relative_to(folder).as_posix(): p.read_bytes() for sub in ("images", "faces")
+                for p in sorted((folder / sub).iterdir())}
+    return {"report": report, "events": events, "encodings": encodings, "pictures": pictures}
+
+
+@pytest.mark.slow
+def test_a_mining_job_on_a_worker_decides_as_one_here(studio, workers, tmp_path):
+    """Five photos (three of the astronaut, two of Grace Hopper) mined on a worker, stopped by its budget after two
+    and continued there (where it stood travels: its state, encodings and events): the same decisions, distances,
+    report and pictures as one uninterrupted job here."""
+    import shutil
+
+    from studio.mine import MiningRequest, resume_mining, start_mining, wait_mining
+    from studio.mine.disk import read_lines
+
+    photos = _photos(tmp_path / "photos")
+    remote = _remote(studio, workers)
+    start_mining(remote, MiningRequest("m", candidates=photos, max_candidates=2))
+    first = wait_mining(remote, "m", timeout_s=300)
+    assert first.state == "done" and first.counts["candidates"] == 2, (first.message,
+                                                                      (first.folder / "log.txt").read_text()[-3000:])
+    resume_mining(remote, "m", max_candidates=0)
+    there = wait_mining(remote, "m", timeout_s=300)
+    assert there.state == "done" and there.message == "every picture in the folder was looked at", there.message
+    said = [e["text"] for e in read_lines(there.folder / "events.jsonl") if e["type"] == "message"]
+    assert sum(m.startswith("sent to worker") for m in said) == 2
+    assert [e["source"] for e in read_lines(there.folder / "events.jsonl") if e["type"] == "candidate"] == [
+        f"{i:02d}.jpg" for i in range(5)]  # each once: what travelled back was not relayed again
+    decided = _decided(there.folder)
+    assert there.group_size == 3 and there.counts["rejected"] == 2
+    assert decided["report"]["request"]["candidates"] == str(photos)  # the report names the pictures here
+    shutil.rmtree(there.folder)
+    start_mining(studio, MiningRequest("m", candidates=photos))
+    here = wait_mining(studio, "m", timeout_s=300)
+    assert here.state == "done", here.message
+    assert _decided(here.folder) == decided
+
+
 # ---- without a cluster ---------------------------------------------------------------------------------------------
 
 def test_an_address_beyond_the_local_network_needs_tls_or_a_yes(monkeypatch):
@@ -164,21 +254,98 @@ def test_what_travels_with_a_run(studio):
     make_dataset(studio.settings, "ds", [astronaut(), astronaut((64, 64)).rotate(90)], ["sks", "sks turned"])
     (studio.settings.datasets_dir / "ds" / ".originals").mkdir()
     (studio.settings.datasets_dir / "ds" / ".originals" / "upload.jpg").write_bytes(b"raw")
+    from studio import fileio
+
     config = tiny_config(name="far", gpus="", device="cpu")
-    bundle = run_bundle(studio, config, studio.settings.runs_dir / "far", resume=False)
+    fileio.write_json(studio.settings.runs_dir / "far" / "run.json", config.to_json())
+    bundle = run_bundle(studio, studio.settings.runs_dir / "far", resume=False)
     dests = {p.dest for p in bundle.parts}
     assert {"workspace/datasets/ds/000.png", "workspace/datasets/ds/001.txt"} <= dests
     assert not any(".originals" in d for d in dests)  # the uploads kept beside a dataset stay here
     assert "models/builtin/tiny/model_index.json" in dests  # a builtin base travels; the worker builds nothing
     picture = next(p for p in bundle.parts if p.dest.endswith("000.png"))
     assert picture.sha256 == sha256_of(studio.settings.datasets_dir / "ds" / "000.png")
-    assert bundle.config.device == "" and bundle.config.model == "builtin:tiny"
+    there = bundle.content("/worker/job")
+    assert there["device"] == "" and there["model"] == "builtin:tiny" and bundle.folder == "workspace/runs/far"
+
+
+def test_what_travels_with_a_mining_job(studio, tmp_path):
+    """A job over a folder, going on after two decided candidates: its seed face and state as copies the job may
+    change (its logs first trimmed to the last decided candidate, and sent as they were then), every file of the
+    folder (a hidden one too: the job reads it), the folder named by its place on the worker. A generating job: its
+    base and LoRA, by the names the worker finds them by."""
+    import json
+
+    from safetensors.torch import save_file
+    import torch
+
+    from studio import fileio
+    from studio.generate.request import parse_lora
+    from studio.mine import MiningRequest
+    from studio.remote.bundle import mining_bundle, sent_kind
+
+    photos = tmp_path / "photos"
+    (photos / ".kept").mkdir(parents=True)
+    for rel in ("00.jpg", "01.jpg", ".kept/02.jpg"):
+        (photos / rel).write_bytes(rel.encode())
+    folder = studio.settings.workspace_dir / "mining" / "m"
+    fileio.write_json(folder / "mine.json", MiningRequest("m", candidates=photos,
+                                                          seed_face="seed-face-upload.png").to_json())
+    (folder / "seed-face-upload.png").write_bytes(b"face")
+    fileio.write_json(folder / "state.json", {"step": 2, "next": 1})
+    (folder / "events.jsonl").write_text("".join(json.dumps({"type": "candidate", "step": s}) + "\n"
+                                                 for s in (0, 1, 2)))  # step 2: in flight when it stopped
+    assert sent_kind(folder).child == "studio.mine.child"
+    bundle = mining_bundle(studio, folder, resume=True)
+    parts = {p.dest: p for p in bundle.parts}
+    assert set(parts) == {"workspace/mining/m/seed-face-upload.png", "workspace/mining/m/state.json",
+                          "workspace/mining/m/events.jsonl", "inputs/photos/00.jpg", "inputs/photos/01.jpg",
+                          "inputs/photos/.kept/02.jpg"}
+    own = [d for d, p in parts.items() if not p.link]
+    assert sorted(own) == ["workspace/mining/m/events.jsonl", "workspace/mining/m/seed-face-upload.png",
+                           "workspace/mining/m/state.json"]
+    kept = (folder / "events.jsonl").read_bytes()
+    assert [json.loads(line)["step"] for line in kept.splitlines()] == [0, 1]  # the undecided candidate's line went
+    assert parts["workspace/mining/m/events.jsonl"].data == kept and bundle.events_at == len(kept)
+    (folder / "events.jsonl").write_text("the driver's log goes on\n", encoding="utf-8")
+    assert parts["workspace/mining/m/events.jsonl"].read(0, 1 << 20) == kept  # sent as bundled
+    assert bundle.content("/w/job")["candidates"] == "/w/job/inputs/photos"
+    assert bundle.renamed == {"inputs/photos": str(photos)} and bundle.folder == "workspace/mining/m"
+
+    lora = studio.settings.models_dir / "lora" / "travels.safetensors"
+    lora.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"x": torch.zeros(1)}, str(lora))
+    try:
+        other = studio.settings.workspace_dir / "mining" / "g"
+        fileio.write_json(other / "mine.json", MiningRequest("g", prompt="a face", model="builtin:tiny",
+                                                             loras=(parse_lora("travels:0.5"),)).to_json())
+        bundle = mining_bundle(studio, other, resume=False)
+    finally:
+        lora.unlink()
+    dests = {p.dest for p in bundle.parts}
+    assert {"models/lora/travels.safetensors", "models/builtin/tiny/model_index.json"} <= dests
+    there = bundle.content("/w/job")
+    assert there["loras"] == ["travels:0.5"] and there["model"] == "builtin:tiny" and there["candidates"] is None
+
+
+def test_the_train_and_mine_tabs_say_where_jobs_run(settings):
+    from studio.remote.address import where_jobs_run
+    from studio.ui import build_app
+
+    app = build_app(settings.with_(workers="ray://127.0.0.1:10001"))
+    there = {c.elem_id: c.value for c in app.blocks.values() if c.elem_id in ("train-where", "mine-where")}
+    assert set(there) == {"train-where", "mine-where"} and all(
+        v.startswith("Jobs run on the Ray workers at ray://127.0.0.1:10001") and "photos cross the network" in v
+        for v in there.values())
+    assert where_jobs_run(settings) == f"Jobs run on this machine (device {settings.device})."
 
 
 def test_nothing_of_ray_is_imported_without_workers(settings):
-    """The studio's command line, the queue's start of a run and its child's code load no Ray module."""
+    """The studio's command line, the queue's start of a run, a sweep and a mining job and their children's code
+    load no Ray module."""
     code = ("import sys; import studio.cli as c; c.build_parser(); from studio.train import jobs, loop, child; "
-            "import studio.ranks, studio.remote.bundle, studio.remote.address; "
+            "import studio.ranks, studio.remote.bundle, studio.remote.address, studio.train.sweep_jobs, "
+            "studio.train.sweep_child, studio.mine.jobs, studio.mine.child, studio.cli.follow; "
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]

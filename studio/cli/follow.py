@@ -21,6 +21,10 @@ def follow(studio, kind: jobs.JobKind, name: str, show: Callable, *, cancelling:
     Returns (its final status, whether the user interrupted it)."""
     previous = signal.signal(signal.SIGTERM, _as_interrupt)
     said = ""
+    if studio.settings.workers:
+        from studio.remote.address import where_jobs_run
+
+        print(f"{kind.noun} {name}: {where_jobs_run(studio.settings)}", flush=True)
     try:
         while True:
             current = jobs.status(studio, kind, name)

@@ -95,12 +95,13 @@ def start_mining(studio, request: MiningRequest) -> MiningStatus:
             kept = replace(request, seed_face=_keep_seed_face(settings, folder, Path(request.seed_face)))
         fileio.write_json(folder / REQUEST, kept.to_json())
 
-    return jobs.start(studio, MINING, request.name, prepare, needs=_needs(request, model),
+    return jobs.start(studio, MINING, request.name, prepare, needs=_needs(settings, request, model),
                       estimate_s=request.max_seconds or None)
 
 
-def _needs(request: MiningRequest, model: str) -> str:
-    return f"mining with {model}" if request.from_generator else f"mining the pictures of {request.candidates.name}"
+def _needs(settings, request: MiningRequest, model: str) -> str:
+    needs = f"mining with {model}" if request.from_generator else f"mining the pictures of {request.candidates.name}"
+    return needs + (f" on a remote worker ({settings.workers})" if settings.workers else "")
 
 
 def candidates_folder(settings, candidates: Path) -> Path:
@@ -118,9 +119,9 @@ def resume_mining(studio, name: str, **changes) -> MiningStatus:
     if not (folder / REQUEST).is_file():
         raise ValueError(f"`name` {name!r} has no mining job to continue in {folder}")
     request = read_request(folder).continued(**changes)
+    needs = _needs(studio.settings, request, request.model or studio.store.default_model)
     return jobs.start(studio, MINING, name, lambda folder: fileio.write_json(folder / REQUEST, request.to_json()),
-                      resume=True, needs=_needs(request, request.model or studio.store.default_model),
-                      estimate_s=request.max_seconds or None)
+                      resume=True, needs=needs, estimate_s=request.max_seconds or None)
 
 
 def _keep_seed_face(settings, folder: Path, path: Path) -> str:
@@ -182,4 +183,4 @@ def _remaining(status: MiningStatus) -> float | None:
 MINING = jobs.declare(jobs.JobKind(
     key="mining", noun="mining job", request=REQUEST, events=disk.EVENTS, child="studio.mine.child",
     root=lambda settings: settings.workspace_dir / "mining", where=mining_folder, read=folder_mining_status,
-    resume_verb="continue", remaining=_remaining))
+    resume_verb="continue", remaining=_remaining, remote=True))

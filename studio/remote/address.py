@@ -48,3 +48,11 @@ def check_workers(address: str, insecure: bool = False) -> str:
                          f"photos of every dataset trained there would cross it unencrypted. Turn on Ray's TLS on both "
                          f"ends (README, \"Remote workers\"), or pass --insecure-workers if that is fine")
     return address
+
+
+def where_jobs_run(settings) -> str:
+    """Where the queue's runs, sweeps and mining jobs run, in one line for the Train and Mine tabs and the commands."""
+    if settings.workers:
+        return (f"Jobs run on the Ray workers at {settings.workers} (runs, each run of a sweep, mining jobs; the "
+                f"datasets' photos cross the network to them), not on this machine.")
+    return f"Jobs run on this machine (device {settings.device})."

@@ -1,5 +1,6 @@
 """Sweeps as long jobs (studio.jobs): a driver in a child process starts the sweep's runs one after another, one per
-GPU where several are present (each a run of studio.train.jobs, launched by the driver, which holds the devices);
+GPU where several are present (each a run of studio.train.jobs, launched by the driver, which holds the devices),
+or with the studio's --workers each run sent to the workers as a remote run (the driver claims nothing here);
 start, watch, cancel and continue are the one kind's calls; and a cell's weights are exported from here.
 
 workspace/sweeps/<name>/ holds sweep.json (the request and its plan), status.json, events.jsonl, log.txt, runs/<rNN>/
@@ -128,10 +129,11 @@ def start_sweep(studio, request: SweepRequest, *, resume: bool = False) -> Sweep
         fileio.write_json(folder / REQUEST, saved)
         refresh_report(folder, "queued")
 
-    # 2. Queue the driver: it holds every device its runs take
+    # 2. Queue the driver: it holds every device its runs take (none here when they go to the workers)
     steps = sum(r.config.max_steps for r in runs)
-    return jobs.start(studio, SWEEPS, request.name, prepare, devices=_slots(settings),
-                      needs=f"a sweep of {len(runs)} runs on {base.model}",
+    remote = f" on the remote workers ({settings.workers})" if settings.workers else ""
+    return jobs.start(studio, SWEEPS, request.name, prepare, placement=_placement(settings),
+                      needs=f"a sweep of {len(runs)} runs on {base.model}{remote}",
                       estimate_s=estimate_seconds(studio, base, steps))
 
 
@@ -143,7 +145,7 @@ def resume_sweep(studio, name: str) -> SweepStatus:
         log.event("message", text="continued")
         log.close()
 
-    return jobs.start(studio, SWEEPS, name, prepare, resume=True, devices=_slots(studio.settings),
+    return jobs.start(studio, SWEEPS, name, prepare, resume=True, placement=_placement(studio.settings),
                       needs=f"the sweep {name!r}")
 
 
@@ -211,15 +213,32 @@ def _slots(settings) -> list[str]:
     return claims.every_gpu() if settings.device in ("auto", "cuda") else [claims.device_key(settings.device)]
 
 
+def _placement(settings) -> claims.Placement:
+    """What the sweep's driver claims here: every device its runs take, or, with --workers, none: its runs go to
+    the workers, each a remote run of its own (studio.remote), so each is cancelled, and goes on on another worker
+    when its worker is lost, as a single run does."""
+    return claims.Placement(settings.device, [] if settings.workers else _slots(settings))
+
+
+def _worker_slots(settings, log: JobLog) -> list[str]:
+    """With --workers, as many runs at once as the workers' cluster runs jobs (its GPUs; on a CPU cluster its
+    CPUs), asked when the sweep starts: more would only wait there, each holding a connection."""
+    from studio.remote.child import worker_slots
+
+    return [f"worker {k}" for k in range(1, worker_slots(settings, log) + 1)]
+
+
 def drive(studio, folder: Path, log: JobLog, should_stop, poll_s: float = 0.5) -> str:
     """Run the sweep's runs, as many at once as there are slots, until all ended; a run that ends early never
     stops the others. Raises Cancelled (after stopping its runs) when `should_stop()` turns true."""
     request, runs, cells, _ = _read(folder)
-    slots = _slots(studio.settings)
+    workers = studio.settings.workers
+    slots = _worker_slots(studio.settings, log) if workers else _slots(studio.settings)
     todo = [r for r in runs if _state(folder, r) not in ("done", "failed")]
     running: dict[str, PlannedRun] = {}  # slot -> run
+    where = f"on the remote workers ({workers}), {len(slots)} at once" if workers else f"on {', '.join(slots)}"
     log.event("message", text=f"{len(runs)} runs for {len(cells)} cells; {len(runs) - len(todo)} already ended; "
-                              f"on {', '.join(slots)}")
+                              f"{where}")
     while todo or running:
         if should_stop():
             for slot, run in running.items():
@@ -236,7 +255,7 @@ def drive(studio, folder: Path, log: JobLog, should_stop, poll_s: float = 0.5) -
             if state in ACTIVE:  # the run a killed driver left training goes on: watch it
                 log.event("message", text=f"{run.id} still training from before; watching it")
             else:
-                config = replace(run.config, device=slot)
+                config = run.config if workers else replace(run.config, device=slot)
                 resume = (run_folder / "run.json").is_file()
                 launch_run(studio, config, run_folder, resume=resume,
                            note=f"sweep {request.name}: cells {', '.join(run.cells)}")

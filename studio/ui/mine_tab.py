@@ -11,6 +11,7 @@ from studio import mine
 from studio.mine.request import RESUME_CHANGES, MiningRequest
 from studio.mine.uploads import keep_uploads
 from studio.names import check_name
+from studio.remote.address import where_jobs_run
 from studio.ui import glossary, job_watch
 from studio.ui.charts import LineChart
 from studio.ui.dataset_prepare import paths
@@ -76,6 +77,7 @@ def build(ctx: TabContext) -> TabRefresh:
         refresh_btn = gr.Button("Refresh lists", size="sm")
 
     # 3. What a job shows
+    gr.Markdown(where_jobs_run(studio.settings), elem_id="mine-where")
     status_md = gr.Markdown(NO_JOB)
     with gr.Row():
         faces = gr.Gallery(label="The group's faces (newest last)", columns=10, height=280, scale=3)

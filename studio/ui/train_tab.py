@@ -22,6 +22,7 @@ from studio.ui.common import (DEFAULT_MODEL, TabContext, TabRefresh, bind, datas
                               picked_model)
 from studio.ui.job_watch import shown_job
 from studio.ui.forms import Form, request_from_values, widget_values
+from studio.remote.address import where_jobs_run
 from studio.ui.serving import served
 from studio.ui.train_knobs import BASIC, DEFAULTS, KNOBS, checked_subjects, config_from_widgets, planned_config
 
@@ -81,6 +82,7 @@ def build(ctx: TabContext) -> TabRefresh:
         # empty until the page loads: the load's refresh then picks the newest run, and that change shows it
         run_pick = gr.Dropdown(runs, value=None, label="Run", allow_custom_value=True)
     ctx.widgets["train.run"] = run_pick
+    gr.Markdown(where_jobs_run(studio.settings), elem_id="train-where")
     plan_md = gr.Markdown(PLAN_FIRST, elem_id="train-plan")  # the memory plan of the settings, before Start
     status_md = gr.Markdown(NO_RUN)
     with gr.Row():
