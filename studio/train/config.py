@@ -98,7 +98,7 @@ class RunConfig:
                                          "validation_seed + i")
 
     # ---- data ----
-    # training side in pixels; 0 means the family's native size (512 SD 1.x, 1024 SDXL)
+    # training side in pixels; 0: the family's native size (512 SD 1.x, 1024 SDXL), or a smaller model's own (64 px)
     resolution: int = setting(0, label="Resolution", group="length",
                               help="the side of the training pictures in pixels; 0: the model's native size")
     # aspect-ratio buckets (same area, sides in steps of 64) instead of square crops
@@ -543,10 +543,11 @@ class RunConfig:
             raise ValueError(f"cannot read run config {path}: {e}") from e
 
 
-def family_defaults(config: RunConfig, family) -> RunConfig:
-    """Fill what depends on the base family (resolution: its native size, 512 SD 1.x ... 1024 SDXL and FLUX.1) and
-    refuse what the family cannot train, naming the setting (ModelFamily.check_training)."""
+def family_defaults(config: RunConfig, family, native: int = 0) -> RunConfig:
+    """Fill what depends on the base family (resolution: its training side, 512 SD 1.x ... 1024 SDXL and FLUX.1, or
+    `native`, the loaded model's own size, where smaller: 64 for the builtins) and refuse what the family cannot
+    train, naming the setting (ModelFamily.check_training)."""
     if not config.resolution:
-        config = replace(config, resolution=family.native_resolution)
+        config = replace(config, resolution=min(native or family.native_resolution, family.native_resolution))
     family.check_training(config)
     return config
