@@ -51,8 +51,10 @@ def test_the_demo_is_one_click_from_the_first_screen_and_a_reload_still_shows_it
 def test_face_to_animal_runs_its_offline_example_and_says_what_it_did(page):
     from playwright.sync_api import expect
 
+    from studio.ui.animal_tab import DEMO_LABEL
+
     page.get_by_role("tab", name="Face to animal").click()
-    page.locator("[data-testid='dataset-cell-0-0']").first.click()  # the example row: photo, prompt, pocket...
+    page.get_by_text(DEMO_LABEL, exact=True).click()  # the example: photo, prompt, pocket...
     page.locator("button.label-wrap", has_text="Generation").first.click()
     for label, value in (("Steps", "4"), ("Seeds (seed, seed+1, ...)", "2")):
         box = page.locator(f"input[aria-label='number input for {label}']").last

@@ -67,23 +67,38 @@ def test_dataset_tab_in_a_real_browser(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     _, url, photos = served
+    more = []  # four more photos of the astronaut: eight fill more than one row of the identity check's gallery
+    for i, im in enumerate(astronaut_variants(7)[3:], start=3):
+        more.append(tmp_path / f"astro_{i}.jpg")
+        im.save(more[-1], quality=90)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
         page.goto(url)
         page.get_by_role("tab", name="Dataset").click()
-        page.locator("input[type=file]").first.set_input_files([str(p) for p in photos])
+        page.locator("input[type=file]").first.set_input_files([str(p) for p in sorted([*photos, *more])])
         page.get_by_label("Dataset name").fill("browser-set")
         page.get_by_label("Trigger word").fill("ohwx")
         page.get_by_role("button", name="Prepare dataset").click()
         report = page.get_by_label("Report")
-        expect(report).to_have_value(__import__("re").compile(r"^dataset browser-set: 4 kept"), timeout=120_000)
+        expect(report).to_have_value(__import__("re").compile(r"^dataset browser-set: 8 kept"), timeout=180_000)
         page.get_by_role("button", name="Check identity").click()
-        expect(page.locator("#dataset-check-status")).to_contain_text("1 of 4 photos flagged: 0004.png",
+        expect(page.locator("#dataset-check-status")).to_contain_text("1 of 8 photos flagged: 0008.png",
                                                                        timeout=60_000)
-        expect(report).to_have_value(__import__("re").compile(r"^dataset browser-set: 4 kept"))  # still there
-        thumb = page.locator("img[alt='0004.png']").first  # the outlier's thumbnail, first in the table
+        expect(report).to_have_value(__import__("re").compile(r"^dataset browser-set: 8 kept"))  # still there
+        # the sorted gallery: every row whole and alike (a fixed height cut the second row), captions read whole
+        gallery = page.locator("#dataset-check-gallery")
+        expect(gallery.locator(".thumbnail-item")).to_have_count(8)
+        frame = gallery.locator(".grid-wrap").bounding_box()
+        boxes = [item.bounding_box() for item in gallery.locator(".thumbnail-item").all()]
+        assert len({round(b["y"]) for b in boxes}) == 2 and len({round(b["height"]) for b in boxes}) == 1, boxes
+        assert all(b["y"] + b["height"] <= frame["y"] + frame["height"] + 1 for b in boxes), (boxes, frame)
+        captions = gallery.locator(".caption-label")
+        assert captions.first.inner_text().endswith(" 0008.png far from set")  # the check's verdict, not the crop's
+        cut = captions.evaluate_all("all => all.filter(c => c.scrollWidth > c.clientWidth).map(c => c.innerText)")
+        assert cut == [], cut
+        thumb = page.locator("img[alt='0008.png']").first  # the outlier's thumbnail, first in the table
         thumb.scroll_into_view_if_needed(timeout=30_000)
         page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=thumb.element_handle(),
                                timeout=30_000)  # the picture was served from the workspace

@@ -214,6 +214,11 @@ def test_pocket_evaluation_in_a_real_browser(pocket_served, tmp_path):
         page.screenshot(path=str(tmp_path / "evaluate.png"), full_page=True)
         for chart in charts.all():  # one per row, at the column's width: big enough to read
             assert chart.bounding_box()["width"] >= 600
+        # the grid (a tall strip: 2 columns, 6 rows) at its own size or larger, not shrunk to a fixed height
+        grid = page.locator("#evaluate-grid img")
+        expect(grid).to_be_visible()
+        scale = grid.evaluate("im => im.getBoundingClientRect().width / im.naturalWidth")
+        assert scale >= 0.99, scale
         toasts = page.locator(".toast-body.error").all_inner_texts()
         browser.close()
     assert not errors and not toasts, (errors, toasts)

@@ -124,6 +124,24 @@ def test_studio_lora_teaches_a_new_shape_by_trigger_word(studio):
     assert after.colors["red"] >= 7  # the colour word still works on the new shape
 
 
+
+def test_resolution_0_trains_pocket_at_its_own_size(studio):
+    """Resolution 0 is the model's native size: 64 px for pocket, not its family's 512 (a Train tab sweep of the
+    defaults spent minutes validating a 64 px model at 512 px)."""
+    import json
+
+    from studio.pocket.concept import write_concept_dataset
+    from studio.train.config import RunConfig
+    from tests.train_helpers import train_in_process
+
+    write_concept_dataset(studio.settings.datasets_dir / "zq", trigger="zq", shape="star", count=2)
+    config = RunConfig(name="native", dataset="zq", trigger="zq", model="builtin:pocket", resolution=0, max_steps=1,
+                       validation_every=0, export=False)
+    train_in_process(studio, config)
+    said = [json.loads(line).get("text", "") for line in
+            (studio.settings.runs_dir / "native" / "metrics.jsonl").read_text().splitlines()]
+    assert "2 images, lora on builtin:pocket (SD 1.x), 64 px, device cpu" in said, said[:3]
+
 def test_concept_dataset_and_check_from_the_command_line(studio, tmp_path, capsys):
     from studio.cli import main
 

@@ -147,3 +147,29 @@ def test_generate_shows_a_picture_whole_and_says_what_a_png_restored(page, studi
     drop.set_input_files(str(made))
     restored = re.compile(r"^Restored prompt a red circle on a white background, seed \d+")
     expect(page.get_by_text(restored)).to_be_visible(timeout=30_000)
+
+
+def test_a_sweep_on_disk_comes_back_after_a_reload(page, studio_url):
+    """A sweep finished while the page was open (from the command line, say) shows in the Sweep accordion after a
+    reload: its name, its line and its loss chart, not "(no sweep yet)"."""
+    from playwright.sync_api import expect
+
+    from studio.pocket.concept import write_concept_dataset
+    from studio.train import sweep_jobs
+    from studio.train.config import RunConfig
+    from studio.train.presets import apply_preset
+    from studio.train.sweep import SweepRequest
+
+    studio = studio_url[0]
+    page.get_by_role("tab", name="Train").click()
+    write_concept_dataset(studio.settings.datasets_dir / "zq", trigger="zq", shape="star", count=8)
+    base = apply_preset(RunConfig(name="lr-sweep", dataset="zq", trigger="zq"), "pocket")
+    sweep_jobs.start_sweep(studio, SweepRequest("lr-sweep", base, {"lr": [2e-3], "max_steps": [2]}))
+    assert sweep_jobs.wait_sweep(studio, "lr-sweep", timeout_s=300).state == "done"
+    page.reload()
+    page.get_by_role("tab", name="Train").click()
+    page.locator("button.label-wrap", has_text="Sweep").first.click()
+    expect(page.get_by_text(re.compile(r"^sweep lr-sweep: done, 1 cells \(1 done\)"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("(no sweep yet)")).to_be_hidden()
+    axes = _axes(page, "Loss per cell")  # the cell's two losses, drawn on numeric axes
+    assert len(axes) == 2 and all("linear scale" in a for a in axes), axes

@@ -72,7 +72,7 @@ class RunConfig:
                                          "validation_seed + i")
 
     # ---- data ----
-    # training side in pixels; 0 means the family's native size (512 SD 1.x, 1024 SDXL)
+    # training side in pixels; 0: the family's native size (512 SD 1.x, 1024 SDXL), or a smaller model's own (64 px)
     resolution: int = setting(0, label="Resolution", group="length",
                               help="the side of the training pictures in pixels; 0: the model's native size")
     # aspect-ratio buckets (same area, sides in steps of 64) instead of square crops

@@ -150,10 +150,11 @@ def _check_subjects(config: RunConfig) -> None:
             raise ValueError(f"`trigger` must be one word for textual inversion but is {s.trigger.strip()!r}")
 
 
-def family_defaults(config: RunConfig, family) -> RunConfig:
-    """Fill what depends on the base family (resolution: its native size, 512 SD 1.x ... 1024 SDXL and FLUX.1) and
-    refuse what the family cannot train, naming the setting (ModelFamily.check_training)."""
+def family_defaults(config: RunConfig, family, native: int = 0) -> RunConfig:
+    """Fill what depends on the base family (resolution: its training side, 512 SD 1.x ... 1024 SDXL and FLUX.1, or
+    `native`, the loaded model's own size, where smaller: 64 for the builtins) and refuse what the family cannot
+    train, naming the setting (ModelFamily.check_training)."""
     if not config.resolution:
-        config = replace(config, resolution=family.native_resolution)
+        config = replace(config, resolution=min(native or family.native_resolution, family.native_resolution))
     family.check_training(config)
     return config

@@ -52,7 +52,9 @@ class RunStart:
             decided.append("the text encoders encode the captions on the CPU: the memory plan says they do not fit "
                            "the GPU beside the VAE (slower, once per dataset: the embeddings are cached)")
         self.parts = load_parts(store, model_id, self.device, config, staged=self.staged, text_on_cpu=on_cpu)
-        self.config = config = family_defaults(replace(config, model=model_id), self.parts.family)
+        # resolution 0 on a model smaller than its family's (builtin:pocket: 64 px, SD 1.x 512) is its own size
+        self.config = config = family_defaults(replace(config, model=model_id), self.parts.family,
+                                               self.parts.family.native_size(self.parts.pipe))
         self.items = data.subject_items(self.settings, config)
         # TI adds its tokens before captions are encoded; a staged run makes its method once the denoiser is there
         self.method = None if self.staged else make_method(self.parts, config)

@@ -58,13 +58,17 @@ def build_app(studio: Studio | Settings | None = None) -> gr.Blocks:
 
 
 # Validation grids are wide strips (one picture per prompt): in their gallery each takes its own height, not a square.
-# Generate's pictures: rows of a fixed height, each picture whole inside (object-fit: contain), not a square crop
+# Generate's pictures: rows of a fixed height, each picture whole inside (object-fit: contain), not a square crop.
+# The identity check's gallery: as tall as its rows (up to most of the screen), captions wrapped, not cut.
+# Evaluate's grid at its own size, narrowed to the column only (a fixed height made a tall grid's labels unreadable).
 CSS = """
 #train-grids .grid-container { grid-template-rows: none; grid-auto-rows: auto; }
 #train-grids .thumbnail-item { aspect-ratio: auto; height: auto; }
 #train-grids .thumbnail-lg > img { height: auto; }
 #generate-gallery .grid-container { grid-template-rows: none; grid-auto-rows: 420px; }
 #generate-gallery .thumbnail-item { aspect-ratio: auto; height: 420px; }
+#dataset-check-gallery .grid-wrap { min-height: 0; max-height: 80vh; }
+#dataset-check-gallery .caption-label { white-space: normal; }
 """
 
 

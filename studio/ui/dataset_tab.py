@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio import data
-from studio.data.check import DROP_FLAGS
+from studio.data.check import DROP_FLAGS, IDENTITY_FLAGS
 from studio.data.masks import mask_path, overlay, read_mask
 from studio.ui import dataset_prepare, glossary
 from studio.ui.common import TabContext, TabRefresh, bind, dataset_names, number, table_rows
@@ -72,7 +72,10 @@ def build(ctx: TabContext) -> TabRefresh:
     check_status = gr.Markdown("Check identity compares every photo's face with the rest of the set (and with the "
                                "reference photos, when given) and flags the ones that may show someone else.",
                                elem_id="dataset-check-status")
-    check_gallery = gr.Gallery(label="Sorted by face distance", columns=6, height=300)
+    # every row whole (a fixed height cut the second row); captions say the check's verdicts only (the table below
+    # says the rest: small crops, duplicates), short enough to read
+    check_gallery = gr.Gallery(label="Sorted by face distance", columns=6, height="auto", object_fit="cover",
+                               elem_id="dataset-check-gallery")
     check_table = gr.Dataframe(headers=list(_CHECK_HEADERS), datatype=list(_CHECK_TYPES), interactive=False,
                                wrap=True)
     glossary.words("sim-score", "tolerance", "weak face", "trigger word", "masked training")
@@ -297,8 +300,9 @@ _CHECK_TYPES = ("html", "str", "str", "number", "number", "str", "str")
 def _check_views(ctx: TabContext, result) -> dict:
     """The sorted gallery and the table (without the reference's column when there is no reference)."""
     settings = ctx.studio.settings
-    gallery = [(served(settings, r.path), f"{'no face' if r.score is None else f'{r.score:.3f}'} {r.file_name} "
-                + "; ".join(r.flags)) for r in result.rows]
+    gallery = [(served(settings, r.path), " ".join([f"{'no face' if r.score is None else f'{r.score:.3f}'}",
+                                                     r.file_name, *[f for f in r.flags if f in IDENTITY_FLAGS]]))
+               for r in result.rows]
     rows = [[_thumbnail(r.path), r.file_name, r.source, number(r.to_set), number(r.to_reference), r.faces_text,
              "; ".join(r.flags)] for r in result.rows]
     headers = list(_CHECK_HEADERS)

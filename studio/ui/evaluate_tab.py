@@ -189,8 +189,9 @@ def build(ctx: TabContext) -> TabRefresh:
             with gr.Column(elem_id="evaluate-charts"):
                 chart_views = [gr.Image(type="filepath", format="png", interactive=False, visible=False,
                                         show_label=False) for _ in range(len(TITLES))]  # each chart has its title
+            # at its own size, as wide as the column allows: a fixed height shrank a tall grid's labels unreadable
             grid = gr.Image(label="Grid: rows prompt x seed, columns variants", type="filepath", format="png",
-                            height=640)
+                            elem_id="evaluate-grid")
             images = gr.Dataframe(label="Per image", interactive=False, wrap=True, max_height=320)
             files = gr.File(label="report.csv and report.json", file_count="multiple", interactive=False)
     # What the studio last filled in: on tab open, fields still holding it follow what is on disk now.
