@@ -139,14 +139,14 @@ def unet_alone(root: Path, steps: int, resolution: int) -> dict:
     studio = _studio(root)
     parts = load_parts(studio.store, "builtin:tiny", "cpu")
     method = LoraMethod(parts, RunConfig(name="x", dataset="x"))
-    parts.unet.to(memory_format=torch.channels_last)
+    parts.denoiser.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(method.param_groups(), weight_decay=1e-2)
     side = resolution // parts.vae_factor
     latents = torch.randn(1, 4, side, side).to(memory_format=torch.channels_last)
-    hidden = torch.randn(1, 77, parts.unet.config.cross_attention_dim)
+    hidden = torch.randn(1, 77, parts.denoiser.config.cross_attention_dim)
     times = []
     for step in range(steps):
-        pred = parts.unet(latents, torch.tensor([step * 7 % 1000]), hidden).sample
+        pred = parts.denoiser(latents, torch.tensor([step * 7 % 1000]), hidden).sample
         torch.nn.functional.mse_loss(pred, latents).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
