@@ -16,9 +16,10 @@ def pytest_configure(config):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     # The served studio cleans its gradio cache by age and size: this session's own, never another run's on the machine
-    if "GRADIO_TEMP_DIR" not in os.environ:
+    # (and each pytest-xdist worker its own: a worker inherits the controller's, which the flag says is no user's)
+    if "GRADIO_TEMP_DIR" not in os.environ or os.environ.get(_OWN_FLAG) == os.environ["GRADIO_TEMP_DIR"]:
         _OWN_GRADIO_DIR.append(tempfile.mkdtemp(prefix="pytest-gradio-"))
-        os.environ["GRADIO_TEMP_DIR"] = _OWN_GRADIO_DIR[0]
+        os.environ["GRADIO_TEMP_DIR"] = os.environ[_OWN_FLAG] = _OWN_GRADIO_DIR[0]
 
 
 def pytest_unconfigure(config):
@@ -27,6 +28,17 @@ def pytest_unconfigure(config):
 
 
 _OWN_GRADIO_DIR: list[str] = []
+_OWN_FLAG = "STUDIO_TESTS_OWN_GRADIO_DIR"
+
+
+def pytest_collection_modifyitems(config, items):
+    # Under pytest-xdist (./test.sh: a test file to each of two workers, in collection order) the files holding slow or
+    # browser tests go first, so the two workers start on the long files and end on short ones; within a file the
+    # order stays as written (its module fixtures are set up once). One process keeps the collection order.
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    heavy = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("browser")}
+    items.sort(key=lambda item: item.path not in heavy)
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,8 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "./test.sh" in readme and "./start.sh" in readme
     assert "exec ./test.sh" in (ROOT / ".ci/run").read_text()
+    # test.sh runs pytest on workers (-n): the plugin that reads the flag is among the test tools it installs
+    assert " -n 2 " in (ROOT / "test.sh").read_text() and "pytest-xdist" in (ROOT / "requirements-dev.txt").read_text()
 
 
 def test_requirements_keep_the_pins_that_matter():

@@ -36,6 +36,7 @@ def _ranks_of(status) -> list[psutil.Process]:
     raise AssertionError("the run's two processes did not start")
 
 
+@pytest.mark.slow
 def test_two_processes_of_batch_1_train_as_one_of_batch_2(studio):
     """The same run, 4 steps at lr 1e-4: 2 CPU processes x batch 1 (through studio.ranks, gloo) against 1 process x
     batch 2. Tolerance 1 % of lr x steps (4e-6): the two differ only in float summation order (one forward of two
