@@ -134,19 +134,19 @@ def child(run_dir: Path, root: Path) -> None:
     import torch
 
     from studio.settings import Settings
-    from studio.train import export, latents, loop, sampling, watch
+    from studio.train import export, latents, loop, sampling, start, watch
     from studio.train.config import RunConfig
     from studio.train.runlog import RunLog
 
     torch.set_num_threads(2)
     meter = PhaseMeter()
-    meter.wrap(loop, "load_parts", "load", after="caching",
+    meter.wrap(start, "load_parts", "load", after="caching",
                then=lambda parts, *_: owned(*[m for m in parts.pipe.components.values()
                                               if isinstance(m, torch.nn.Module)]))
-    meter.wrap(loop, "load_denoiser", "load", after="steps", then=lambda _, store, parts, *rest: owned(parts.denoiser))
+    meter.wrap(start, "load_denoiser", "load", after="steps", then=lambda _, store, parts, *rest: owned(parts.denoiser))
     meter.wrap(latents.Latents, "fill", "caching")
     meter.wrap(latents.TextEmbeddings, "fill", "caching")
-    meter.wrap(loop, "remember_prompts", "caching")
+    meter.wrap(start, "remember_prompts", "caching")
     meter.wrap(sampling, "_generate", "validation")
     meter.wrap(export, "export_final", "export")
     meter.wrap(watch.RunWatch, "begin", "steps", after="steps")  # the base's loss: the first forward passes
