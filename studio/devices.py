@@ -4,6 +4,7 @@ memory to plan against; `planned_gpu` stands for a GPU of a given size (the comm
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -46,9 +47,11 @@ def device_facts(device: str) -> DeviceFacts:
     return DeviceFacts(key, mib / 1024, capability >= 8.0, name)
 
 
+@functools.lru_cache(maxsize=None)
 def _nvidia_smi(gpu: str) -> tuple[str, float, float] | None:
     """(name, memory in MiB, compute capability) of GPU `gpu` (an index or a UUID), or None when nvidia-smi is not
-    there or does not answer."""
+    there or does not answer. Asked once per process: a card's name and memory do not change, and the Train tab
+    plans again at every change of a setting."""
     tool = shutil.which("nvidia-smi")
     if tool is None:
         return None
@@ -57,8 +60,8 @@ def _nvidia_smi(gpu: str) -> tuple[str, float, float] | None:
                                "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    fields = [f.strip() for f in done.stdout.strip().splitlines()[0].split(",")] if done.returncode == 0 and \
-        done.stdout.strip() else []
+    answered = done.returncode == 0 and done.stdout.strip()
+    fields = [f.strip() for f in done.stdout.strip().splitlines()[0].split(",")] if answered else []
     try:
         return fields[0], float(fields[1]), float(fields[2])
     except (IndexError, ValueError):

@@ -31,6 +31,7 @@ _OWN_GRADIO_DIR: list[str] = []
 _OWN_FLAG = "STUDIO_TESTS_OWN_GRADIO_DIR"
 
 
+@pytest.hookimpl(trylast=True)  # after -m has deselected: a file's deselected slow tests do not make it heavy
 def pytest_collection_modifyitems(config, items):
     # Under pytest-xdist (./test.sh: a test file to each of two workers, in collection order) the files holding slow or
     # browser tests go first, so the two workers start on the long files and end on short ones; within a file the

@@ -33,7 +33,8 @@ def test_an_sdxl_lora_with_the_12gb_preset_plans_under_12_gb_and_counts_the_real
     load = dict(verdict.plan.phase("load").items)
     assert load["unet (bf16)"] == 2_567_463_684 * 2
     assert load["text_encoder_2"] == 694_659_840 * 2  # OpenCLIP bigG, frozen in bf16
-    assert verdict.lines()[-1] == f"peak {verdict.plan.peak.gb:.1f} GB in {verdict.plan.peak.name}"
+    # the last line, as docs/memory.md shows it: SDXL's VAE decoding at 1024 px makes validation the peak
+    assert re.fullmatch(r"peak 1[01]\.\d GB in validation", verdict.lines()[-1]), verdict.lines()[-1]
 
 
 def test_the_same_lora_in_float32_without_checkpointing_does_not_fit_12_gb_and_says_what_would(studio):

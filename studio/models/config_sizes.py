@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-LORA_LAYER_CHOICES = ("attention", "transformer", "all")
+LORA_LAYER_CHOICES = ("attention", "transformer", "all")  # RunConfig.lora_layers (studio.train.choices)
 
 
 @dataclass(frozen=True)

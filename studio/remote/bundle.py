@@ -162,7 +162,8 @@ def run_kept(run_dir: Path) -> str:
 def mining_bundle(studio, job_dir: Path, *, resume: bool) -> Bundle:
     """What the mining job in `job_dir` needs on a worker, and the mine.json the worker runs. A job that decided
     candidates already takes where it stands, its logs first trimmed to its last decided candidate (as the job's own
-    continue does), so the worker goes on exactly where it was."""
+    continue does), so the worker goes on exactly where it was. `resume` (the kinds' one signature) decides nothing
+    here: a new job has no state on disk, and a job sent again after a lost worker must take its state either way."""
     from studio.mine import disk
     from studio.mine.jobs import read_request
 

@@ -1,5 +1,7 @@
 """The choices a run's settings take and the defaults that depend on its method (RunConfig: studio/train/config.py)."""
 
+from studio.models.config_sizes import LORA_LAYER_CHOICES  # (the memory plan counts a LoRA of each)
+
 METHODS = ("lora", "dreambooth", "textual-inversion", "finetune")
 WHOLE_MODEL = ("dreambooth", "finetune")  # methods that train the whole denoiser and export a base model
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
@@ -15,7 +17,7 @@ OPTIMIZERS = ("adamw", "adamw8bit")
 # EMA of the trained weights (validation and export use the average): auto is on for finetune, off otherwise; cpu
 # keeps the average in RAM (the GPU holds one copy of the model less; each step copies the weights over)
 EMA_MODES = ("auto", "on", "cpu", "off")
-LORA_LAYERS = ("attention", "transformer", "all")  # which layers a LoRA adapts: see train/methods.py
+LORA_LAYERS = LORA_LAYER_CHOICES  # which layers a LoRA adapts: see train/methods.py
 
 # Learning rates that work out of the box: LoRA as kohya's default, DreamBooth as seed 004 (5e-6, 400 steps),
 # textual inversion as diffusers' example (5e-4 on batch 1 with scale_lr off is slow; 5e-3 learns in a few hundred steps),

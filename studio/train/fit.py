@@ -306,7 +306,7 @@ def fit_or_refuse(store, config: RunConfig, device: DeviceFacts, *, force: bool 
     """The check before a run is queued: `config` with its device defaults decided and what was decided (for the
     run's log); a ValueError naming what would fit when it does not fit the device, unless `force`. Off a GPU
     (nothing to plan against) only the defaults are decided, with no model built."""
-    if device.memory_gb is None and device.kind != "cuda":
+    if device.kind != "cuda":
         return decide_defaults(None, config, device)
     try:
         decided, verdict = check(store, config, device)
@@ -328,5 +328,5 @@ def fit_or_refuse(store, config: RunConfig, device: DeviceFacts, *, force: bool 
     return config, said
 
 
-__all__ = ["GiB", "Model", "NotPlanned", "Verdict", "check", "decide_defaults", "decide_in_child", "device_for", "fit_or_refuse",
+__all__ = ["Model", "NotPlanned", "Verdict", "check", "decide_defaults", "decide_in_child", "device_for", "fit_or_refuse",
            "model_for", "plan_for", "text_on_cpu", "what_fits"]

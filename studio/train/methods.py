@@ -72,6 +72,7 @@ class LoraMethod:
     def load_state(self, state: dict) -> None:
         from peft.utils import set_peft_model_state_dict
 
+        self._tensors = None  # (found again: a load may put new parameters in place of the ones found)
         for prefix, module in self.modules().items():
             part = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
             set_peft_model_state_dict(module, part)

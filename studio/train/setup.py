@@ -113,11 +113,9 @@ def optimizer_fallback(config: RunConfig, device: str) -> str:
 
 
 def make_optimizer(groups: list[dict], config: RunConfig, device: str, log: RunLog):
-    """AdamW (fused into one kernel per step on CUDA: the same update, fewer launches; elsewhere over all tensors at
-    once, torch's foreach path: bit for bit the per-tensor loop's update in half its time, which a LoRA's hundred
-    small tensors spend in Python, for a LoRA or an embedding); 8-bit AdamW (bitsandbytes)
-    when asked for and both bitsandbytes and a CUDA GPU are present, else AdamW, saying so as a warning (the Train
-    tab keeps it in sight, the command line says it again at the end)."""
+    """AdamW (fused on CUDA, see below); 8-bit AdamW (bitsandbytes) when asked for and both bitsandbytes and a CUDA
+    GPU are present, else AdamW, saying so as a warning (the Train tab keeps it in sight, the command line says it
+    again at the end)."""
     import torch
 
     if config.optimizer == "adamw8bit":
@@ -128,9 +126,11 @@ def make_optimizer(groups: list[dict], config: RunConfig, device: str, log: RunL
             return bnb.optim.AdamW8bit(groups, weight_decay=1e-2)
         log.event("message", text=fallback, warning=True)
     fused = device.startswith("cuda") and all(p.is_cuda and p.is_floating_point() for g in groups for p in g["params"])
-    if fused:
+    if fused:  # one kernel per step: the same update, fewer launches
         return torch.optim.AdamW(groups, weight_decay=1e-2, fused=True)
-    # (not for a whole model: foreach holds temporaries of every tensor at once, a second copy of the weights)
+    # Elsewhere a LoRA's or an embedding's tensors are updated all at once (torch's foreach path): bit for bit the
+    # per-tensor loop's update, in half the time a LoRA's hundred small tensors spend in Python. Not for a whole
+    # model: foreach holds temporaries of every tensor at once, a second copy of its weights.
     return torch.optim.AdamW(groups, weight_decay=1e-2, foreach=not config.whole_model)
 
 

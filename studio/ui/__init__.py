@@ -96,33 +96,12 @@ def launch(studio: Studio, *, share: bool = False, prevent_thread_lock: bool = F
     served = {"returned": False}
     QueueWatcher(studio, keep_going=lambda: app.is_running or not served["returned"]).start()
     login = PasswordCheck(s.auth_file or s.auth).login if s.auth or s.auth_file else None
-    # gradio's own check that the server answers gives up after one 3 s request and then says localhost is not
-    # accessible: a studio started on a CPU busy training failed so. The studio waits for it itself, patiently.
-    app.launch(server_name=s.host, server_port=s.port, auth=login, share=share, prevent_thread_lock=True,
-               allowed_paths=[], blocked_paths=[str(s.models_dir), str(s.workspace_dir / ".cache")],
-               max_file_size=f"{s.max_upload_mb}mb", css=CSS, app_kwargs={"lifespan": cleaning(s)},
-               _app=studio_app(s), _frontend=False)
-    wait_until_answering(app.local_url)
-    if not prevent_thread_lock:
-        app.block_thread()
+    # `_frontend=False` skips gradio's second look at the local URL, one 3 s HEAD request, which said "localhost is
+    # not accessible" on a CPU busy training: launch() has already waited, without a limit, for the server's answer
+    # to its startup-events request, so the server is up when it returns.
+    app.launch(server_name=s.host, server_port=s.port, auth=login, share=share,
+               prevent_thread_lock=prevent_thread_lock, allowed_paths=[],
+               blocked_paths=[str(s.models_dir), str(s.workspace_dir / ".cache")], max_file_size=f"{s.max_upload_mb}mb",
+               css=CSS, app_kwargs={"lifespan": cleaning(s)}, _app=studio_app(s), _frontend=False)
     served["returned"] = True
     return app
-
-
-def wait_until_answering(url: str, patience_s: float = 60.0) -> None:
-    """Return once the server at `url` answers an HTTP request (any status: a login page's 401 or a redirect
-    counts); raise RuntimeError naming the URL when it has not within `patience_s`."""
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + patience_s
-    while True:
-        try:
-            httpx.head(url, timeout=5)
-            return
-        except httpx.HTTPError as e:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the studio's server did not answer on {url} within {patience_s:g} s: "
-                                   f"{type(e).__name__}") from e
-            time.sleep(0.25)
